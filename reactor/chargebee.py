@@ -1,0 +1,220 @@
+"""A small Chargebee API v2 client: retrieve and list invoices, write one off, retrieve an event.
+
+Callers branch on the exception class, never on message text:
+
+    ChargebeeError
+    ├── RetryableError        429, 5xx, timeouts, connection errors: try again later
+    │   └── RateLimitedError  429 (api_request_limit_exceeded, lock_timeout, ...)
+    ├── InvalidStateError     invalid_state_for_request (400 or 409): already settled elsewhere
+    ├── AuthError             401/403: wrong key or site; retrying will not help
+    ├── NotFoundError         404
+    └── RequestError          any other 4xx: our request is wrong
+
+Chargebee's own SDK is not used: its 429 handling retries without limit and ignores Retry-After
+(see shared notes), and we need the raw response headers (idempotency replay) anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+SKIP_WEBHOOKS_HEADER = {"chargebee-event-webhook": "all-disabled"}
+IDEMPOTENCY_HEADER = "chargebee-idempotency-key"
+REPLAYED_HEADER = "chargebee-idempotency-replayed"
+MAX_COMMENT = 300
+
+
+class ChargebeeError(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        api_error_code: str | None = None,
+        error_type: str | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.api_error_code = api_error_code
+        self.error_type = error_type
+        self.param = param
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.status is not None:
+            parts.append(f"(HTTP {self.status}")
+            parts[-1] += f", {self.api_error_code})" if self.api_error_code else ")"
+        return " ".join(parts)
+
+
+class RetryableError(ChargebeeError):
+    pass
+
+
+class RateLimitedError(RetryableError):
+    pass
+
+
+class InvalidStateError(ChargebeeError):
+    pass
+
+
+class AuthError(ChargebeeError):
+    pass
+
+
+class NotFoundError(ChargebeeError):
+    pass
+
+
+class RequestError(ChargebeeError):
+    pass
+
+
+@dataclass(frozen=True)
+class WriteOffResult:
+    invoice: dict[str, Any]
+    credit_note: dict[str, Any] | None
+    replayed: bool
+    status: int
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        from datetime import datetime, timezone
+
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, min(seconds, 24 * 3600.0))
+
+
+def error_from_response(response: requests.Response) -> ChargebeeError:
+    """Map an error response to the exception class callers branch on."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    code = body.get("api_error_code") or body.get("error_code")
+    code = code if isinstance(code, str) else None
+    message = body.get("message") if isinstance(body.get("message"), str) else None
+    message = message or f"Chargebee answered HTTP {status}"
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "api_error_code": code,
+        "error_type": body.get("type") if isinstance(body.get("type"), str) else None,
+        "param": body.get("param") if isinstance(body.get("param"), str) else None,
+        "retry_after": parse_retry_after(response.headers.get("Retry-After")),
+    }
+    if code == "invalid_state_for_request":
+        return InvalidStateError(message, **kwargs)
+    if status == 429:
+        return RateLimitedError(message, **kwargs)
+    if status >= 500:
+        return RetryableError(message, **kwargs)
+    if status in (401, 403):
+        return AuthError(message, **kwargs)
+    if status == 404:
+        return NotFoundError(message, **kwargs)
+    return RequestError(message, **kwargs)
+
+
+class ChargebeeClient:
+    """One per process; a pooled `requests.Session` underneath. No automatic retries here: the job
+    layer retries with backoff so that a retry is visible, counted and rate limited."""
+
+    def __init__(self, api_base: str, api_key: str, timeout: float = 20.0, session: requests.Session | None = None):
+        self.api_base = api_base.rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.auth = (api_key, "")
+        self.session.headers["User-Agent"] = "chargebee-reactor"
+        self.session.headers["Accept"] = "application/json"
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = f"{self.api_base}{path}"
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.Timeout as exc:
+            raise RetryableError(f"Chargebee did not answer {method} {path} within {self.timeout}s") from exc
+        except requests.ConnectionError as exc:
+            raise RetryableError(f"cannot reach Chargebee at {self.api_base}: {exc.__class__.__name__}") from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response
+
+    @staticmethod
+    def _json(response: requests.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise RetryableError(f"Chargebee answered HTTP {response.status_code} with a non-JSON body") from exc
+        if not isinstance(body, dict):
+            raise RetryableError("Chargebee answered with an unexpected JSON shape")
+        return body
+
+    def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
+        body = self._json(self._request("GET", f"/invoices/{_quote(invoice_id)}"))
+        invoice = body.get("invoice")
+        if not isinstance(invoice, dict):
+            raise RetryableError("Chargebee's invoice response has no 'invoice' object")
+        return invoice
+
+    def list_invoices(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+        body = self._json(self._request("GET", "/invoices", params=params))
+        items = [entry["invoice"] for entry in body.get("list", []) if isinstance(entry.get("invoice"), dict)]
+        next_offset = body.get("next_offset")
+        return items, next_offset if isinstance(next_offset, str) and next_offset else None
+
+    def retrieve_event(self, event_id: str) -> dict[str, Any]:
+        body = self._json(self._request("GET", f"/events/{_quote(event_id)}"))
+        event = body.get("event")
+        if not isinstance(event, dict):
+            raise RetryableError("Chargebee's event response has no 'event' object")
+        return event
+
+    def write_off(self, invoice_id: str, comment: str | None, idempotency_key: str) -> WriteOffResult:
+        """POST write_off without follow-up webhooks, idempotent under `idempotency_key`."""
+        headers = {**SKIP_WEBHOOKS_HEADER, IDEMPOTENCY_HEADER: idempotency_key}
+        data = {"comment": comment[:MAX_COMMENT]} if comment else {}
+        response = self._request("POST", f"/invoices/{_quote(invoice_id)}/write_off", data=data, headers=headers)
+        body = self._json(response)
+        invoice = body.get("invoice")
+        if not isinstance(invoice, dict):
+            raise RetryableError("Chargebee's write_off response has no 'invoice' object")
+        credit_note = body.get("credit_note") if isinstance(body.get("credit_note"), dict) else None
+        replayed = response.headers.get(REPLAYED_HEADER, "").strip().lower() == "true"
+        return WriteOffResult(invoice, credit_note, replayed, response.status_code)
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")

@@ -1,0 +1,25 @@
+"""gunicorn settings for the web process (`gunicorn -c python:reactor.gunicorn_conf ...`).
+
+Binds $PORT, sizes workers from $WEB_CONCURRENCY, and gives prometheus-client a per-deploy
+directory so that /metrics adds up the samples of every gunicorn worker."""
+
+import os
+import tempfile
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+worker_class = "gthread"
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+accesslog = "-" if os.environ.get("REACTOR_ACCESS_LOG") else None
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="reactor-metrics-")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

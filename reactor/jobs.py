@@ -1,0 +1,308 @@
+"""RQ job functions and what they need: evaluate a stored event, and write the invoice off.
+
+Every step can run again without harm, because a job runs at least once (retries, a replay from
+the dead letters, a worker killed mid-call). What makes a second run harmless:
+
+1. a per-invoice lock around fetch → decide → write_off, so two jobs never race on one invoice;
+2. a `written_off` mark per invoice, set when Chargebee confirms; a later job sees it and stops;
+3. the invoice is fetched fresh and decided again: a paid invoice no longer matches;
+4. a stable `chargebee-idempotency-key` per (site, invoice, rule), so a repeated call within
+   Chargebee's window is answered as a replay;
+5. `invalid_state_for_request` from Chargebee means settled elsewhere, which is not a failure.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+from rq import Queue, Retry, get_current_job
+from rq.job import Job
+
+from .audit import AuditLog, AuditRecord
+from .chargebee import ChargebeeClient, ChargebeeError, InvalidStateError, RetryableError
+from .config import Settings
+from .events import EventStore, Keys
+from .rules import Decision, RuleSet, decide
+from .rules.live import LiveRules
+
+log = logging.getLogger(__name__)
+
+WRITTEN_OFF_TTL = 400 * 24 * 3600  # longer than any retry, replay or sweep horizon
+
+# Only moves forward: the stored resource_version of an invoice is replaced by a newer one.
+# Returns 1 when the incoming version is not older than the stored one (act on it), 0 when stale.
+_ADVANCE_VERSION = """
+local stored = redis.call('GET', KEYS[1])
+if stored and tonumber(stored) > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+@dataclass
+class Context:
+    """What a job needs, built once per worker process and passed in (tests build their own)."""
+
+    settings: Settings
+    redis: redis.Redis
+    queue: Queue
+    events: EventStore
+    audit: AuditLog
+    chargebee: ChargebeeClient
+    rules: LiveRules
+    keys: Keys = field(default_factory=Keys)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+
+
+def retry_policy(settings: Settings) -> Retry:
+    intervals = list(settings.retry_intervals)
+    return Retry(max=len(intervals), interval=intervals)
+
+
+def build_context(settings: Settings, connection: redis.Redis) -> Context:
+    keys = Keys(settings.key_prefix)
+    queue = Queue(settings.queue_name, connection=connection)
+    if not settings.api_base:
+        raise ChargebeeError("no Chargebee API configured: set CHARGEBEE_SITE or CHARGEBEE_API_BASE")
+    return Context(
+        settings=settings,
+        redis=connection,
+        queue=queue,
+        events=EventStore(
+            connection,
+            queue,
+            keys,
+            dedupe_ttl=settings.dedupe_ttl,
+            event_ttl=settings.event_ttl,
+            retry=retry_policy(settings),
+            job_timeout=settings.job_timeout,
+        ),
+        audit=AuditLog(connection, keys.audit()),
+        chargebee=ChargebeeClient(settings.api_base, settings.chargebee_api_key, timeout=settings.http_timeout),
+        rules=LiveRules(settings.rules_path),
+        keys=keys,
+    )
+
+
+_context: Context | None = None
+
+
+def install(context: Context) -> None:
+    """Make `context` the one job functions use in this process (and in forked work horses)."""
+    global _context
+    _context = context
+
+
+def current_context() -> Context:
+    global _context
+    if _context is None:  # a plain `rq worker` started without `reactor worker`
+        from .config import load_settings
+
+        settings = load_settings()
+        if not settings.redis_url:
+            raise RuntimeError("REDIS_URL must be set for a worker started outside `reactor worker`")
+        _context = build_context(settings, redis.Redis.from_url(settings.redis_url))
+    return _context
+
+
+# ---------------------------------------------------------------------------------------------
+# RQ entry points: thin, so that tests can call the run_* functions with their own Context.
+
+
+def evaluate(event_id: str) -> dict[str, Any]:
+    """RQ job: decide on a stored event and act on the decision."""
+    return run_evaluation(current_context(), event_id, get_current_job())
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def idempotency_key(site: str, invoice_id: str, rule: str | None) -> str:
+    """Stable per (site, invoice, rule), at most 100 characters as Chargebee requires."""
+    digest = hashlib.sha256(f"{site}\x00{invoice_id}\x00{rule or ''}".encode()).hexdigest()
+    return f"reactor-wo-{digest[:48]}"
+
+
+def _record(
+    ctx: Context,
+    job: Job | None,
+    event: dict[str, Any] | None,
+    decision: Decision | None,
+    outcome: str,
+    *,
+    invoice_id: str | None = None,
+    reason: str | None = None,
+    detail: str | None = None,
+    amount_due: int | None = None,
+    event_id: str | None = None,
+) -> AuditRecord:
+    invoice = ((event or {}).get("content") or {}).get("invoice") or {}
+    record = AuditRecord(
+        event_id=event_id or (event or {}).get("id"),
+        event_type=(event or {}).get("event_type"),
+        invoice_id=invoice_id or (decision.invoice_id if decision else None) or invoice.get("id"),
+        outcome=outcome,
+        action=decision.action if decision else None,
+        rule=decision.rule if decision else None,
+        amount_due=amount_due if amount_due is not None else (decision.amount_due if decision else None),
+        currency=(decision.currency if decision else None) or invoice.get("currency_code"),
+        mode=("dry_run" if decision.dry_run else "live") if decision else None,
+        rules_version=decision.rules_version if decision else None,
+        reason=reason or (decision.reason if decision else None),
+        job_id=job.id if job else None,
+        detail=detail,
+    )
+    ctx.audit.append(record)
+    log.info(
+        "decision %s: %s",
+        outcome,
+        record.reason or "",
+        extra={"event_id": record.event_id, "invoice_id": record.invoice_id, "rule": record.rule},
+    )
+    return record
+
+
+def _is_stale(ctx: Context, invoice: dict[str, Any]) -> bool:
+    version = invoice.get("resource_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        return False
+    key = f"{ctx.keys.prefix}:resource_version:{invoice['id']}"
+    return ctx.redis.eval(_ADVANCE_VERSION, 1, key, version, ctx.settings.event_ttl) == 0
+
+
+def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[str, Any]:
+    event = ctx.events.load(event_id)
+    if event is None:
+        _record(
+            ctx,
+            job,
+            None,
+            None,
+            "event_missing",
+            event_id=event_id,
+            reason="the stored event is gone (older than REACTOR_EVENT_TTL?)",
+        )
+        return {"outcome": "event_missing"}
+    invoice = (event.get("content") or {}).get("invoice") or {}
+    ruleset = ctx.rules.current()
+    now = ctx.clock()
+    if _is_stale(ctx, invoice):
+        _record(ctx, job, event, None, "stale", reason="an event with a newer resource_version was already seen")
+        return {"outcome": "stale"}
+    decision = decide(ruleset, event, now)
+    if decision.action != "write_off":
+        outcome = "no_match" if decision.action == "none" else "skipped"
+        _record(ctx, job, event, decision, outcome)
+        return {"outcome": outcome, "rule": decision.rule}
+    if decision.dry_run:
+        _record(ctx, job, event, decision, "dry_run")
+        return {"outcome": "dry_run", "rule": decision.rule}
+    return write_off_invoice(ctx, job, event, ruleset, now)
+
+
+def write_off_invoice(
+    ctx: Context, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime
+) -> dict[str, Any]:
+    """Fetch fresh, decide again, and write off under the invoice lock. Raises to retry."""
+    invoice_id = event["content"]["invoice"]["id"]
+    lock = ctx.redis.lock(
+        ctx.keys.lock(invoice_id), timeout=ctx.settings.lock_ttl, blocking_timeout=ctx.settings.http_timeout
+    )
+    if not lock.acquire():
+        raise RetryableError(f"invoice {invoice_id} is locked by another job")
+    try:
+        done = ctx.redis.get(ctx.keys.done(invoice_id))
+        if done is not None:
+            _record(ctx, job, event, None, "already_written_off", invoice_id=invoice_id, detail=done.decode())
+            return {"outcome": "already_written_off"}
+        try:
+            fresh_invoice = ctx.chargebee.retrieve_invoice(invoice_id)
+            fresh_event = copy.deepcopy(event)
+            fresh_event["content"]["invoice"] = fresh_invoice
+            decision = decide(ruleset, fresh_event, now)
+            if decision.action != "write_off" or decision.dry_run:
+                _record(ctx, job, fresh_event, decision, "changed", reason=f"fresh invoice: {decision.reason}")
+                return {"outcome": "changed", "rule": decision.rule}
+            if any(p.get("txn_status") == "in_progress" for p in fresh_invoice.get("linked_payments") or []):
+                _record(
+                    ctx,
+                    job,
+                    fresh_event,
+                    decision,
+                    "payment_in_progress",
+                    reason="a payment on this invoice is in progress; Chargebee refuses write-offs then",
+                )
+                return {"outcome": "payment_in_progress"}
+            key = idempotency_key(ctx.settings.chargebee_site or ctx.settings.api_base or "", invoice_id, decision.rule)
+            result = ctx.chargebee.write_off(invoice_id, decision.comment, key)
+        except InvalidStateError as exc:
+            _record(ctx, job, event, None, "settled_elsewhere", invoice_id=invoice_id, reason=str(exc))
+            return {"outcome": "settled_elsewhere"}
+        except RetryableError as exc:
+            _stretch_retry(job, exc.retry_after)
+            _record(
+                ctx,
+                job,
+                event,
+                None,
+                "retrying" if _will_retry(job) else "failed",
+                invoice_id=invoice_id,
+                reason=str(exc),
+            )
+            raise
+        except ChargebeeError as exc:
+            if job is not None:
+                job.retries_left = 0  # retrying a refused request cannot help: straight to the dead letters
+            _record(ctx, job, event, None, "failed", invoice_id=invoice_id, reason=str(exc))
+            raise
+        credit_note = (result.credit_note or {}).get("id")
+        mark = json.dumps(
+            {
+                "at": now.isoformat(),
+                "rule": decision.rule,
+                "credit_note": credit_note,
+                "event_id": event.get("id"),
+                "replayed": result.replayed,
+            }
+        )
+        ctx.redis.set(ctx.keys.done(invoice_id), mark, ex=WRITTEN_OFF_TTL)
+        amount = result.invoice.get("write_off_amount") or decision.amount_due
+        _record(
+            ctx,
+            job,
+            fresh_event,
+            decision,
+            "written_off",
+            amount_due=amount,
+            detail=f"credit_note={credit_note} replayed={str(result.replayed).lower()}",
+        )
+        return {"outcome": "written_off", "rule": decision.rule, "credit_note": credit_note}
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            log.warning("lock on invoice %s expired before release", invoice_id)
+
+
+def _will_retry(job: Job | None) -> bool:
+    return bool(job and job.retries_left and job.retries_left > 0)
+
+
+def _stretch_retry(job: Job | None, retry_after: float | None) -> None:
+    """Make RQ's next retry wait at least Retry-After: RQ reads the interval from this job object
+    when it schedules the retry, in the same process, right after the job raises."""
+    if job is None or retry_after is None or not job.retries_left or not job.retry_intervals:
+        return
+    intervals = list(job.retry_intervals)
+    index = min(max(len(intervals) - job.retries_left, 0), len(intervals) - 1)
+    intervals[index] = max(intervals[index], math.ceil(retry_after))
+    job.retry_intervals = intervals

@@ -1,0 +1,328 @@
+"""`when:` conditions: validated from YAML nodes and compiled into predicate closures.
+
+Each condition becomes a Condition whose `test(ctx)` is a closure built once at load time, with
+the field path pre-split, the regex compiled and money thresholds pre-scaled to minor units, so
+deciding an event is only dict lookups and comparisons. The tree keeps positions and the values
+as written so `explain` can show ops every comparison.
+
+Run-time safety: a missing field, a value of the wrong type or any surprise inside a comparison
+makes that condition false. It never raises: a rule that cannot be evaluated must not match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from . import operators as ops
+from .fields import CONTENT_ROOTS, MISSING, Context, FieldRef, did_you_mean, parse_field
+from .yamlnodes import Problems, describe, mapping_items, position
+
+COMBINATORS = ("all", "any", "not")
+MAX_DEPTH = 32
+MAX_CONDITIONS = 5000
+
+Test = Callable[[Context], bool]
+
+
+@dataclass(frozen=True, eq=False)
+class Condition:
+    """A node of a compiled `when`: a combinator ("all", "any", "not") or a "field" comparison."""
+
+    kind: str
+    test: Test
+    line: int
+    col: int
+    children: tuple[Condition, ...] = ()
+    field: FieldRef | None = None
+    operator: str | None = None
+    expected: Any = None  # the operand as written (str, number, list, MoneyThreshold ...)
+    expected_text: str = ""
+    read: Callable[[Context], Any] | None = None
+    days_points: tuple[Any, ...] = ()  # numbers a days_overdue comparison turns on (for timing)
+
+    def top_level_tests(self) -> tuple[Test, ...]:
+        """Tests that must all hold: the children of an `all`, else this node's own test."""
+        if self.kind == "all":
+            return tuple(child.test for child in self.children)
+        return (self.test,)
+
+    def leaves(self) -> list[Condition]:
+        """Every field comparison under this node, in file order."""
+        if self.kind == "field":
+            return [self]
+        return [leaf for child in self.children for leaf in child.leaves()]
+
+
+def all_of(tests: list[Test]) -> Test:
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        first, second = tests
+        return lambda ctx: first(ctx) and second(ctx)
+    frozen = tuple(tests)
+
+    def test(ctx: Context) -> bool:
+        for one in frozen:  # noqa: SIM110 - a plain loop beats all(<genexpr>) on the hot path
+            if not one(ctx):
+                return False
+        return True
+
+    return test
+
+
+def any_of(tests: list[Test]) -> Test:
+    frozen = tuple(tests)
+
+    def test(ctx: Context) -> bool:
+        for one in frozen:  # noqa: SIM110 - a plain loop beats any(<genexpr>) on the hot path
+            if one(ctx):
+                return True
+        return False
+
+    return test
+
+
+def _negate(inner: Test) -> Test:
+    return lambda ctx: not inner(ctx)
+
+
+class ConditionCompiler:
+    """Turns the node under `when:` into a Condition, reporting every problem it finds."""
+
+    def __init__(self, problems: Problems) -> None:
+        self.problems = problems
+        self.count = 0
+
+    def compile(self, node: Node, depth: int = 0) -> Condition | None:
+        self.count += 1
+        if self.count == MAX_CONDITIONS + 1:
+            self.problems.add(node, f"the rule file has more than {MAX_CONDITIONS} conditions")
+        if depth > MAX_DEPTH or self.count > MAX_CONDITIONS:
+            if depth == MAX_DEPTH + 1:
+                self.problems.add(node, f"conditions are nested more than {MAX_DEPTH} levels deep")
+            return None
+        if isinstance(node, SequenceNode):
+            return self._list(node, depth)
+        if isinstance(node, MappingNode):
+            return self._mapping(node, depth)
+        self.problems.add(node, f"a condition must be a mapping such as `invoice.status: paid`, not {describe(node)}")
+        return None
+
+    def _list(self, node: SequenceNode, depth: int, what: str = "a list of conditions") -> Condition | None:
+        if not node.value:
+            self.problems.add(node, f"{what} is empty; give at least one condition")
+            return None
+        children = []
+        for item in node.value:
+            if not isinstance(item, MappingNode):
+                self.problems.add(
+                    item,
+                    f"each item of a condition list must be a mapping such as `invoice.status: paid`, "
+                    f"not {describe(item)}",
+                )
+                continue
+            children.append(self._mapping(item, depth + 1))
+        return self._group("all", node, children)
+
+    def _group(self, kind: str, node: Node, children: list[Condition | None]) -> Condition | None:
+        if any(child is None for child in children) or not children:
+            return None
+        kids: list[Condition] = children  # type: ignore[assignment]
+        if kind == "all" and len(kids) == 1:
+            return kids[0]
+        test = all_of([c.test for c in kids]) if kind == "all" else any_of([c.test for c in kids])
+        return Condition(kind, test, *position(node), children=tuple(kids))
+
+    def _mapping(self, node: MappingNode, depth: int) -> Condition | None:
+        items = mapping_items(node, self.problems)
+        if not node.value:
+            self.problems.add(node, "an empty mapping is not a condition")
+            return None
+        combinators = [(k, kn, v) for k, kn, v in items if k in COMBINATORS]
+        if combinators:
+            if len(node.value) > 1:
+                key = combinators[0][0]
+                self.problems.add(
+                    combinators[0][1],
+                    f"'{key}' must be the only key of its mapping; put the other conditions inside it",
+                )
+                return None
+            return self._combinator(*combinators[0], depth)
+        children = [self._field(key, key_node, value, depth) for key, key_node, value in items]
+        if len(items) < len(node.value):
+            return None
+        return self._group("all", node, children)
+
+    def _combinator(self, key: str, key_node: Node, value: Node, depth: int) -> Condition | None:
+        if key == "not":
+            if isinstance(value, ScalarNode):
+                self.problems.add(value, f"'not' needs a condition to negate, not {describe(value)}")
+                return None
+            inner = self.compile(value, depth + 1)
+            if inner is None:
+                return None
+            return Condition("not", _negate(inner.test), *position(key_node), children=(inner,))
+        if not isinstance(value, SequenceNode):
+            self.problems.add(value, f"'{key}' needs a list of conditions, not {describe(value)}")
+            return None
+        if not value.value:
+            self.problems.add(value, f"'{key}' has an empty list; give at least one condition")
+            return None
+        children = []
+        for item in value.value:
+            children.append(self.compile(item, depth + 1))
+        result = self._group(key, key_node, children)
+        if result is not None and result.kind != key:  # a one-item `all` collapses; keep the node
+            result = Condition(key, result.test, *position(key_node), children=(result,))
+        return result
+
+    def _field(self, key: str, key_node: Node, value: Node, depth: int) -> Condition | None:
+        if key in ops.OPERATORS:
+            self.problems.add(
+                key_node,
+                f"'{key}' is an operator; put it under a field, e.g. `invoice.amount_due: {{{key}: 5}}`",
+            )
+            return None
+        field = parse_field(key)
+        if isinstance(field, str):
+            self.problems.add(key_node, field)
+            return None
+        if isinstance(value, SequenceNode):
+            self.problems.add(
+                value,
+                f"a list is not a value for '{key}'; use `{{in: [...]}}` to accept any of several values",
+            )
+            return None
+        if isinstance(value, ScalarNode):
+            return self._leaf(field, "eq", value, value)
+        pairs = mapping_items(value, self.problems)  # type: ignore[arg-type]
+        if not value.value:
+            self.problems.add(value, f"no operator given for '{key}'; write e.g. `{key}: {{eq: ...}}`")
+            return None
+        leaves = []
+        for op, op_node, operand in pairs:
+            if op not in ops.OPERATORS:
+                hint = " (all, any and not go around fields, not under them)" if op in COMBINATORS else ""
+                self.problems.add(
+                    op_node,
+                    f"unknown operator '{op}' for '{key}'{hint}; operators are {', '.join(ops.OPERATORS)}"
+                    f"{did_you_mean(op, ops.OPERATORS)}",
+                )
+                leaves.append(None)
+                continue
+            leaves.append(self._leaf(field, op, operand, op_node))
+        if len(pairs) < len(value.value):
+            return None
+        return self._group("all", value, leaves)
+
+    def _leaf(self, field: FieldRef, op: str, operand: Node, at: Node) -> Condition | None:
+        try:
+            compiled = ops.compile_operator(field, op, operand)
+        except ops.OperandError as exc:
+            self.problems.add(exc.node or operand, str(exc))
+            return None
+        read = field.getter()
+        test = _leaf_test(field, read, compiled)
+        return Condition(
+            "field",
+            test,
+            *position(at),
+            field=field,
+            operator=op,
+            expected=compiled.expected,
+            expected_text=compiled.text,
+            read=read,
+            days_points=compiled.days_points,
+        )
+
+
+def _leaf_test(field: FieldRef, read: Callable[[Context], Any], compiled: ops.Compiled) -> Test:
+    check = compiled.check
+    if compiled.exists is not None:
+        want = compiled.exists
+        return lambda ctx: (read(ctx) is not MISSING) is want
+    if field.is_money:
+        currency_of = field.currency
+
+        def money_test(ctx: Context) -> bool:
+            value = read(ctx)
+            if value.__class__ is not int:
+                return False
+            currency = currency_of(ctx)
+            if currency is None:
+                return False
+            try:
+                return bool(check(value, currency))
+            except Exception:
+                return False
+
+        return money_test
+    if field.root in CONTENT_ROOTS and len(field.rest) == 1:
+        if compiled.text_test is not None:
+            return _text_field_test(field.root, field.rest[0], read, *compiled.text_test)
+        return _resource_field_test(field.root, field.rest[0], read, check)
+
+    def test(ctx: Context) -> bool:
+        value = read(ctx)
+        if value is MISSING:
+            return False
+        try:
+            return bool(check(value))
+        except Exception:
+            return False
+
+    return test
+
+
+def _resource_field_test(root: str, key: str, read: Callable[[Context], Any], check: Callable[[Any], bool]) -> Test:
+    """`invoice.status`-style leaves with the read inlined: the hot path of most rule files."""
+
+    def test(ctx: Context) -> bool:
+        resource = ctx.content.get(root)
+        if resource.__class__ is dict:
+            value = resource.get(key)
+            if value is None:
+                return False
+        else:
+            value = read(ctx)
+            if value is MISSING:
+                return False
+        try:
+            return check(value)
+        except Exception:
+            return False
+
+    return test
+
+
+def _text_field_test(root: str, key: str, read: Callable[[Context], Any], op: str, operand: Any) -> Test:
+    """Fully inlined text comparisons (eq, in, starts_with): one call per condition.
+
+    Nothing here can raise: a missing value is None or MISSING, neither of which is a str.
+    """
+    if op == "eq":
+
+        def test(ctx: Context) -> bool:
+            resource = ctx.content.get(root)
+            value = resource.get(key) if resource.__class__ is dict else read(ctx)
+            return value.__class__ is str and value == operand
+
+    elif op == "in":
+
+        def test(ctx: Context) -> bool:
+            resource = ctx.content.get(root)
+            value = resource.get(key) if resource.__class__ is dict else read(ctx)
+            return value.__class__ is str and value in operand
+
+    else:
+
+        def test(ctx: Context) -> bool:
+            resource = ctx.content.get(root)
+            value = resource.get(key) if resource.__class__ is dict else read(ctx)
+            return value.__class__ is str and value.startswith(operand)
+
+    return test

@@ -1,0 +1,86 @@
+"""The rules in force for a running process: the last good version of a rules file.
+
+`current()` costs one `stat()` when nothing changed, so callers ask for it on every job and every
+readiness probe. An edit that does not load is refused: the last good rules stay in force, and
+the problems are kept for /readyz and the logs. A process that never had good rules fails loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import RulesError, RuleSet, load_rules
+
+log = logging.getLogger(__name__)
+
+
+class LiveRules:
+    def __init__(self, path: str | os.PathLike, loader: Callable[[Path], RuleSet] = load_rules):
+        self.path = Path(path)
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._rules: RuleSet | None = None
+        self.error: RulesError | None = None
+        self.loaded_at: datetime | None = None
+        self.refused_reloads = 0
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def current(self) -> RuleSet:
+        """The rules in force; reloads when the file changed. Raises RulesError only if none ever loaded."""
+        stamp = self._file_stamp()
+        if stamp == self._stamp and self._rules is not None:
+            return self._rules
+        with self._lock:
+            if stamp != self._stamp or self._rules is None:
+                self._reload(stamp)
+            if self._rules is None:
+                assert self.error is not None
+                raise self.error
+            return self._rules
+
+    def _reload(self, stamp: tuple[int, int, int] | None) -> None:
+        self._stamp = stamp
+        try:
+            rules = self._loader(self.path)
+        except RulesError as exc:
+            self.error = exc
+            if self._rules is not None:
+                self.refused_reloads += 1
+                log.error(
+                    "rules edit refused, keeping version %s: %s",
+                    self._rules.version,
+                    "; ".join(str(p) for p in exc.problems),
+                    extra={"rules_version": self._rules.version},
+                )
+            return
+        previous = self._rules.version if self._rules else None
+        self._rules, self.error = rules, None
+        self.loaded_at = datetime.now(timezone.utc)
+        if previous and previous != rules.version:
+            log.info("rules reloaded: version %s replaces %s", rules.version, previous)
+
+    def status(self) -> dict[str, object]:
+        """For /readyz: the version in force and any refused edit."""
+        try:
+            rules = self.current()
+        except RulesError:
+            rules = None
+        return {
+            "path": str(self.path),
+            "version": rules.version if rules else None,
+            "mode": rules.mode if rules else None,
+            "rules": len(rules.rules) if rules else 0,
+            "errors": [str(p) for p in self.error.problems] if self.error else [],
+        }

@@ -1,0 +1,295 @@
+"""Load rules.yaml: validate the whole file, report every problem at file:line:col, compile.
+
+Ops edit this file by hand and a mistake can move money, so the loader is strict and talkative:
+a file with any problem is refused whole, and every problem is reported at once with its
+position and one plain sentence (with a did-you-mean for typos), so one round of fixes is enough.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .comments import template_problems
+from .conditions import ConditionCompiler
+from .event_types import KNOWN_EVENT_TYPES
+from .fields import did_you_mean
+from .model import Limits, Rule, RuleProblem, RulesError, RuleSet
+from .money import MoneyThreshold
+from .operators import OperandError, _decimal
+from .yamlnodes import (
+    Problems,
+    ScalarValueError,
+    check_duplicate_keys,
+    check_tabs,
+    compose,
+    describe,
+    mapping_items,
+    position,
+    scalar_value,
+)
+
+TOP_KEYS = ("version", "mode", "limits", "rules")
+RULE_KEYS = ("name", "description", "on", "when", "action", "comment")
+LIMIT_KEYS = ("max_write_off",)
+MODES = ("live", "dry_run")
+ACTIONS = ("write_off", "skip")
+SUPPORTED_VERSION = 1
+DEFAULT_MODE = "dry_run"
+"""A file without `mode:` only records decisions: acting on money must be asked for explicitly."""
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def load_rules(path: str | os.PathLike[str]) -> RuleSet:
+    """Read and compile a rule file; RulesError (at 1:1) also when it cannot be read."""
+    filename = os.fspath(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise RulesError([RuleProblem(filename, 1, 1, f"cannot read the rule file: {reason}")]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line, col = before.count(b"\n") + 1, exc.start - (before.rfind(b"\n") + 1) + 1
+        raise RulesError([RuleProblem(filename, line, col, "the file is not valid UTF-8 text")]) from exc
+    return _parse(text, filename, data)
+
+
+def parse_rules(text: str, filename: str = "rules.yaml") -> RuleSet:
+    """Compile rule-file text; `filename` only labels the problems."""
+    if isinstance(text, bytes):
+        return _parse(text.decode("utf-8", "replace"), filename, text)
+    return _parse(text, filename, text.encode("utf-8", "surrogatepass"))
+
+
+def _parse(text: str, filename: str, data: bytes) -> RuleSet:
+    problems = Problems(filename)
+    tab_lines = check_tabs(text, problems)
+    root = compose(text, problems, tab_lines)
+    if root is None:
+        if not problems:
+            problems.add(None, "the file is empty; it needs at least `version: 1` and `rules:`")
+        problems.raise_if_any()
+    assert root is not None
+    check_duplicate_keys(root, problems)
+    if not isinstance(root, MappingNode):
+        problems.add(root, f"the file must be a mapping with version, mode, limits and rules, not {describe(root)}")
+        problems.raise_if_any()
+    ruleset = _ruleset(root, problems, filename, hashlib.sha256(data).hexdigest()[:12])  # type: ignore[arg-type]
+    problems.raise_if_any()
+    assert ruleset is not None
+    return ruleset
+
+
+def _entries(
+    node: MappingNode, problems: Problems, allowed: tuple[str, ...], where: str
+) -> dict[str, tuple[Node, Node]]:
+    """Known keys of a mapping (first occurrence wins); unknown keys are reported."""
+    entries: dict[str, tuple[Node, Node]] = {}
+    for key, key_node, value in mapping_items(node, problems):
+        if key not in allowed:
+            problems.add(
+                key_node,
+                f"unknown key '{key}' in {where}; allowed keys are {', '.join(allowed)}{did_you_mean(key, allowed)}",
+            )
+        else:
+            entries.setdefault(key, (key_node, value))
+    return entries
+
+
+def _ruleset(root: MappingNode, problems: Problems, filename: str, version: str) -> RuleSet | None:
+    top = _entries(root, problems, TOP_KEYS, "the top level")
+    if "version" not in top:
+        problems.add(root, f"missing `version`; add `version: {SUPPORTED_VERSION}` at the top of the file")
+    else:
+        node = top["version"][1]
+        if _plain(node) != SUPPORTED_VERSION or isinstance(_plain(node), bool):
+            shown = node.value if isinstance(node, ScalarNode) else describe(node)
+            problems.add(node, f"unsupported version {shown}; this reactor understands `version: 1`")
+    mode = DEFAULT_MODE
+    if "mode" in top:
+        node = top["mode"][1]
+        value = _plain(node)
+        if value in MODES:
+            mode = value
+        else:
+            hint = did_you_mean(value, MODES) if isinstance(value, str) else ""
+            shown = f"'{value}'" if isinstance(value, str) else describe(node)
+            problems.add(node, f"mode must be live or dry_run, not {shown}{hint}")
+    limits = _limits(top["limits"][1], problems) if "limits" in top else Limits()
+    rules: list[Rule] = []
+    if "rules" not in top:
+        problems.add(root, "missing `rules`; add `rules:` with a list of rules (it may be empty: `rules: []`)")
+    elif not isinstance(top["rules"][1], SequenceNode):
+        node = top["rules"][1]
+        if not (isinstance(node, ScalarNode) and _plain(node) is None):
+            problems.add(node, f"`rules` must be a list of rules, each starting with `- name:`, not {describe(node)}")
+    else:
+        compiler, first_seen = ConditionCompiler(problems), {}
+        for index, item in enumerate(top["rules"][1].value, start=1):
+            rule = _rule(item, index, problems, compiler, first_seen)
+            if rule is not None:
+                rules.append(rule)
+    if problems:
+        return None
+    return RuleSet(version=version, mode=mode, rules=tuple(rules), limits=limits, filename=filename)
+
+
+def _plain(node: Node) -> object:
+    """A scalar's value, or the node itself when it is not a usable scalar."""
+    if not isinstance(node, ScalarNode):
+        return node
+    try:
+        return scalar_value(node)
+    except ScalarValueError:
+        return node
+
+
+def _limits(node: Node, problems: Problems) -> Limits:
+    if not isinstance(node, MappingNode):
+        problems.add(node, f"`limits` must be a mapping such as `max_write_off: {{USD: 500}}`, not {describe(node)}")
+        return Limits()
+    entries = _entries(node, problems, LIMIT_KEYS, "limits")
+    if "max_write_off" not in entries:
+        return Limits()
+    value = entries["max_write_off"][1]
+    try:
+        if isinstance(value, MappingNode):
+            if not value.value:
+                raise OperandError("limits.max_write_off has an empty currency map; give e.g. {USD: 500}", value)
+            amounts = {}
+            for cur_node, amount_node in value.value:
+                code = cur_node.value if isinstance(cur_node, ScalarNode) else ""
+                if not re.fullmatch(r"[A-Z]{3}", code):
+                    problems.add(
+                        cur_node,
+                        f"currency codes are three capital letters such as USD, not {describe(cur_node)}",
+                    )
+                    continue
+                amounts[code] = _positive(amount_node)
+            return Limits(MoneyThreshold(per_currency=amounts))
+        return Limits(MoneyThreshold(any_currency=_positive(value)))
+    except OperandError as exc:
+        problems.add(exc.node or value, str(exc))
+    return Limits()
+
+
+def _positive(node: Node) -> object:
+    amount = _decimal(node, "limits.max_write_off")
+    if amount <= 0:
+        raise OperandError(f"limits.max_write_off must be a positive amount, not {amount}", node)
+    return amount
+
+
+def _rule(
+    node: Node, index: int, problems: Problems, compiler: ConditionCompiler, first_seen: dict[str, int]
+) -> Rule | None:
+    if not isinstance(node, MappingNode):
+        problems.add(node, f"rule #{index} must be a mapping starting with `- name:`, not {describe(node)}")
+        return None
+    before = len(problems.items)
+    entries = _entries(node, problems, RULE_KEYS, f"rule #{index}")
+    name = _rule_name(node, entries, index, problems, first_seen)
+    label = f"rule '{name}'" if name else f"rule #{index}"
+    on = _on(entries["on"][1], problems) if "on" in entries else None
+    action = _action(node, entries, label, problems)
+    condition = None
+    if "when" not in entries:
+        problems.add(node, f"{label} has no `when`; give the conditions under which it applies")
+    else:
+        condition = compiler.compile(entries["when"][1])
+    comment = _comment(entries, action, label, problems)
+    description = None
+    if "description" in entries:
+        description = _plain(entries["description"][1])
+        if not isinstance(description, str):
+            problems.add(entries["description"][1], f"the description of {label} must be text")
+    if len(problems.items) > before or condition is None or name is None or action is None:
+        return None
+    line, col = position(node)
+    return Rule(name, action, condition, on, comment, description, line, col)  # type: ignore[arg-type]
+
+
+def _rule_name(
+    node: MappingNode,
+    entries: dict[str, tuple[Node, Node]],
+    index: int,
+    problems: Problems,
+    first_seen: dict[str, int],
+) -> str | None:
+    if "name" not in entries:
+        problems.add(node, f"rule #{index} has no `name`; every rule needs a unique name")
+        return None
+    name_node = entries["name"][1]
+    name = _plain(name_node)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        problems.add(
+            name_node,
+            f"the name of rule #{index} must be 1 to 64 letters, digits, '-', '_' or '.', "
+            f"starting with a letter or digit, not {describe(name_node)}",
+        )
+        return None
+    if name in first_seen:
+        problems.add(
+            name_node,
+            f"duplicate rule name '{name}' (first used at line {first_seen[name]}); names must be unique "
+            "because decisions and idempotency keys refer to them",
+        )
+    else:
+        first_seen[name] = position(name_node)[0]
+    return name
+
+
+def _on(node: Node, problems: Problems) -> frozenset[str] | None:
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    if not items:
+        problems.add(node, "`on` is an empty list; remove it to match every event type, or name some")
+        return None
+    types = []
+    for item in items:
+        value = _plain(item)
+        if not isinstance(value, str):
+            problems.add(item, f"`on` takes event type names such as payment_failed, not {describe(item)}")
+        elif value not in KNOWN_EVENT_TYPES:
+            problems.add(
+                item,
+                f"unknown event type '{value}' in `on`{did_you_mean(value, KNOWN_EVENT_TYPES)}",
+            )
+        else:
+            types.append(value)
+    return frozenset(types)
+
+
+def _action(node: MappingNode, entries: dict[str, tuple[Node, Node]], label: str, problems: Problems) -> str | None:
+    if "action" not in entries:
+        problems.add(node, f"{label} has no `action`; use write_off or skip")
+        return None
+    action_node = entries["action"][1]
+    value = _plain(action_node)
+    if value in ACTIONS:
+        return value  # type: ignore[return-value]
+    hint = did_you_mean(value, ACTIONS) if isinstance(value, str) else ""
+    shown = f"'{value}'" if isinstance(value, str) else describe(action_node)
+    problems.add(action_node, f"unknown action {shown} in {label}; use write_off or skip{hint}")
+    return None
+
+
+def _comment(entries: dict[str, tuple[Node, Node]], action: str | None, label: str, problems: Problems) -> str | None:
+    if "comment" not in entries:
+        return None
+    node = entries["comment"][1]
+    value = _plain(node)
+    if not isinstance(value, str):
+        problems.add(node, f"the comment of {label} must be text, not {describe(node)}")
+        return None
+    if action == "skip":
+        problems.add(node, f"{label} skips, and only write_off rules use a comment; use `description` for notes")
+    for sentence in template_problems(value):
+        problems.add(node, sentence)
+    return value

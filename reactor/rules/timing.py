@@ -1,0 +1,54 @@
+"""When could a rule match later? For rules that wait on `days_overdue` (e.g. 30 days overdue).
+
+The reactor schedules a re-check for the first moment a time-based rule can hold instead of
+polling. Only `days_overdue` changes with time, and a condition on it can only change truth at
+the numbers it mentions, so it is enough to try the day counts at those boundaries (each one,
+plus the next whole day) in ascending order; every other condition is taken as it is now.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from .fields import DAYS_OVERDUE, MISSING, Context, check_now
+from .model import Rule, RuleSet
+
+_DAY = 86400
+
+
+def earliest_match(rule: Rule, event: Mapping[str, Any], now: datetime) -> datetime | None:
+    """The first moment `rule` can match if only time passes; `now` if it matches already.
+
+    None when waiting cannot help: the `on:` filter rejects the event, the rule has no
+    days_overdue condition, the invoice has no due date, or another condition fails.
+    The caller must decide again at that moment on a fresh invoice (it may have been paid).
+    """
+    check_now(now)
+    ctx = Context(event, now)
+    if not rule.applies_to(ctx.event_type):
+        return None
+    if rule.condition.test(ctx):
+        return now
+    current = ctx.days_overdue()
+    if current is MISSING:
+        return None
+    points: set[int] = set()
+    for leaf in rule.condition.leaves():
+        if leaf.field is not None and leaf.field.root == DAYS_OVERDUE:
+            for value in leaf.days_points:
+                low, high = math.floor(value), math.ceil(value)
+                points.update((low, low + 1, high, high + 1))
+    due = ctx.invoice["due_date"]
+    for days in sorted(p for p in points if p > current):
+        if rule.condition.test(Context(event, now, days_overdue=days)):
+            return datetime.fromtimestamp(due + days * _DAY, tz=timezone.utc)
+    return None
+
+
+def earliest_recheck(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> datetime | None:
+    """The soonest future moment any rule of `ruleset` could start to match, or None."""
+    moments = [m for rule in ruleset.rules if (m := earliest_match(rule, event, now)) is not None and m > now]
+    return min(moments, default=None)

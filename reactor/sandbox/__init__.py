@@ -1,0 +1,25 @@
+"""A local Chargebee stand-in for tests and the demo.
+
+It implements the slice of Chargebee API v2 the reactor uses (retrieve/list invoices, write_off,
+events) with Chargebee's documented behaviour — Basic auth, error bodies, idempotency replay, 409
+invalid_state_for_request, 429 + Retry-After, follow-up webhooks that can be skipped — so tests run
+against the same failure modes as production. See /work/shared/chargebee-api.md for the source.
+"""
+
+from .app import create_sandbox_app
+from .demo import demo_payment_failed_event, seed_demo
+from .errors import ApiError
+from .server import SandboxServer, main, serve
+from .state import DEMO_API_KEY, SandboxState
+
+__all__ = [
+    "DEMO_API_KEY",
+    "ApiError",
+    "SandboxServer",
+    "SandboxState",
+    "create_sandbox_app",
+    "demo_payment_failed_event",
+    "main",
+    "seed_demo",
+    "serve",
+]

@@ -1,0 +1,3 @@
+from reactor.sandbox.server import main
+
+main()

@@ -1,0 +1,298 @@
+"""The sandbox as a Flask app: Chargebee's /api/v2 surface plus a /_sandbox control API for tests.
+
+Every /api/v2 request passes the same gate Chargebee's edge would apply — Basic auth, the rate limit,
+then any injected fault — and is logged with its final status, so tests can assert on what the
+reactor actually sent (the Authorization header is redacted in the log).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .errors import ApiError, wrong_value
+from .listing import decode_offset, encode_offset, parse_limit, parse_list_value
+from .state import SKIPPED, SandboxState
+
+API_PREFIX = "/api/v2"
+_FAULT_KIND_BY_ENDPOINT = {
+    "api.write_off": "write_off",
+    "api.retrieve_invoice": "retrieve",
+    "api.list_invoices": "list",
+    "api.retrieve_event": "events",
+    "api.list_events": "events",
+}
+
+api = Blueprint("api", __name__, url_prefix=API_PREFIX)
+control = Blueprint("control", __name__, url_prefix="/_sandbox")
+
+
+def create_sandbox_app(state: SandboxState | None = None) -> Flask:
+    """Build the app around `state` (a fresh one if None) so each test can own its own site."""
+    app = Flask("reactor.sandbox")
+    app.extensions["sandbox_state"] = state if state is not None else SandboxState()
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.before_request(_gate)
+    app.after_request(_log_call)
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.register_blueprint(api)
+    app.register_blueprint(control)
+    return app
+
+
+def _state() -> SandboxState:
+    return current_app.extensions["sandbox_state"]
+
+
+# -- gate, logging, errors -----------------------------------------------------------------------------
+
+
+def _gate() -> None:
+    """Auth, rate limit and faults for /api/v2, in that order; latency sleeps outside any lock."""
+    if not request.path.startswith(API_PREFIX + "/") and request.path != API_PREFIX:
+        return
+    state = _state()
+    auth = request.authorization
+    if auth is None or auth.type != "basic" or auth.username != state.api_key:
+        raise ApiError(401, "Sorry, authentication failed. Invalid api key", "api_authentication_failed")
+    retry_after = state.admit()
+    if retry_after is not None:
+        raise ApiError(
+            429,
+            "Sorry, access has been blocked temporarily due to request count exceeding acceptable limits.",
+            "api_request_limit_exceeded",
+            retry_after=retry_after,
+        )
+    key = request.headers.get("chargebee-idempotency-key")
+    if key is not None and len(key) > 100:
+        raise ApiError(400, "chargebee-idempotency-key cannot be more than 100 characters.", "invalid_request")
+    fault = state.take_fault(_FAULT_KIND_BY_ENDPOINT.get(request.endpoint or "", "other"))
+    if fault is None:
+        return
+    if fault["latency_ms"]:
+        time.sleep(fault["latency_ms"] / 1000)
+    if fault["status"]:
+        g.faulted = True
+        raise ApiError(
+            fault["status"],
+            f"Sandbox fault: injected HTTP {fault['status']}.",
+            fault["api_error_code"],
+            retry_after=fault["retry_after"],
+        )
+
+
+def _log_call(response: Response) -> Response:
+    if request.path.startswith(API_PREFIX):
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if "authorization" in headers:
+            headers["authorization"] = "<redacted>"
+        _state().record_call(
+            {
+                "at": time.time(),
+                "method": request.method,
+                "path": request.path,
+                "headers": headers,
+                "form": request.form.to_dict(),
+                "query": request.args.to_dict(),
+                "status": response.status_code,
+                "replayed": bool(g.get("replayed", False)),
+                "faulted": bool(g.get("faulted", False)),
+            }
+        )
+    return response
+
+
+def _api_error(err: ApiError) -> tuple[Response, int, dict[str, str]]:
+    return jsonify(err.body()), err.status, err.headers()
+
+
+def _http_error(err: HTTPException) -> tuple[Response, int, dict[str, str]]:
+    """Routing errors in Chargebee's JSON shape: never an HTML page, not even for unknown paths."""
+    status = err.code or 500
+    code = {404: "resource_not_found", 405: "http_method_not_supported"}.get(status, "invalid_request")
+    message = f"Sorry, {request.method} {request.path} is not a known resource." if status == 404 else str(err)
+    return _api_error(ApiError(status, message, code))
+
+
+def _unexpected_error(err: Exception) -> tuple[Response, int, dict[str, str]]:
+    current_app.logger.exception("sandbox bug", exc_info=err)
+    return _api_error(ApiError(500, f"Sandbox internal error: {type(err).__name__}: {err}", "internal_error"))
+
+
+# -- Chargebee API -------------------------------------------------------------------------------------
+
+
+@api.get("/invoices/<invoice_id>")
+def retrieve_invoice(invoice_id: str) -> Response:
+    return jsonify({"invoice": _state().get_invoice(invoice_id)})
+
+
+@api.get("/invoices")
+def list_invoices() -> Response:
+    page, next_offset = _state().list_invoices(request.args.to_dict())
+    body: dict[str, Any] = {"list": [{"invoice": inv} for inv in page]}
+    if next_offset:
+        body["next_offset"] = next_offset
+    return jsonify(body)
+
+
+@api.post("/invoices/<invoice_id>/write_off")
+def write_off(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
+    """Write off with Chargebee's idempotency: lookup, apply and store happen under one lock.
+
+    Completed outcomes (2xx and 4xx) are stored and replayed; 429/5xx are not, because they mean the
+    request was not processed and the client is expected to retry with the same key.
+    """
+    state = _state()
+    key = request.headers.get("chargebee-idempotency-key")
+    webhooks = SKIPPED not in (
+        request.headers.get("chargebee-event-webhook"),
+        request.headers.get("chargebee-event-actions"),
+    )
+    fingerprint = json.dumps([request.method, request.path, sorted(request.form.items(multi=True))])
+    events: list[dict[str, Any]] = []
+    with state.lock:
+        stored = state.replay(key, fingerprint) if key else None
+        if stored is not None:
+            g.replayed = True
+            return jsonify(stored["body"]), stored["status"], {"chargebee-idempotency-replayed": "true"}
+        try:
+            invoice, credit_note, events = state.write_off(invoice_id, request.form.get("comment"), webhooks=webhooks)
+            status, body = 200, {"invoice": invoice, "credit_note": credit_note}
+        except ApiError as err:
+            if not key or err.status == 429 or err.status >= 500:
+                raise
+            status, body = err.status, err.body()
+        if key:
+            state.remember(key, fingerprint, status, body)
+    state.deliver_async(events)
+    headers = {"chargebee-idempotency-replayed": "false"} if key else {}
+    return jsonify(body), status, headers
+
+
+@api.get("/events/<event_id>")
+def retrieve_event(event_id: str) -> Response:
+    return jsonify({"event": _state().get_event(event_id)})
+
+
+@api.get("/events")
+def list_events() -> Response:
+    """Events oldest first, filtered by event_type[is|in]; offset = opaque position."""
+    events = _state().events()
+    if "event_type[is]" in request.args:
+        events = [e for e in events if e["event_type"] == request.args["event_type[is]"]]
+    if "event_type[in]" in request.args:
+        wanted = parse_list_value("event_type[in]", request.args["event_type[in]"])
+        events = [e for e in events if e["event_type"] in wanted]
+    limit = parse_limit(request.args)
+    start = 0
+    if "offset" in request.args:
+        start = decode_offset(request.args["offset"])[0]
+        if not isinstance(start, int):
+            raise wrong_value("offset", "Invalid offset.")
+    page = events[start : start + limit]
+    body: dict[str, Any] = {"list": [{"event": e} for e in page]}
+    if start + limit < len(events):
+        body["next_offset"] = encode_offset([start + limit])
+    return jsonify(body)
+
+
+# -- control API (no auth) -------------------------------------------------------------------------------
+
+
+def _json_body() -> Any:
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "Expected a JSON body.", "invalid_request")
+    return body
+
+
+def _control_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Turn a bad control request (ValueError/TypeError from the state) into a 400, not a 500."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ApiError(400, str(exc), "invalid_request") from None
+
+
+@control.post("/reset")
+def reset() -> Response:
+    body = request.get_json(silent=True) or {}
+    _state().reset(keep_webhook_target=bool(body.get("keep_webhook_target")))
+    return jsonify({"ok": True})
+
+
+@control.post("/invoices")
+def add_invoices() -> tuple[Response, int]:
+    body = _json_body()
+    if isinstance(body, list):
+        return jsonify({"invoices": _control_call(_state().add_invoices, body)}), 201
+    return jsonify({"invoice": _control_call(_state().add_invoice, **body)}), 201
+
+
+@control.get("/invoices")
+def all_invoices() -> Response:
+    return jsonify({"invoices": _state().invoices()})
+
+
+@control.patch("/invoices/<invoice_id>")
+def update_invoice(invoice_id: str) -> Response:
+    return jsonify({"invoice": _control_call(_state().update_invoice, invoice_id, **_json_body())})
+
+
+@control.get("/calls")
+def calls() -> Response:
+    return jsonify({"calls": _state().calls(request.args.get("path_contains"), request.args.get("method"))})
+
+
+@control.post("/faults")
+def add_fault() -> tuple[Response, int]:
+    return jsonify({"fault": _control_call(_state().add_fault, **_json_body())}), 201
+
+
+@control.get("/faults")
+def faults() -> Response:
+    return jsonify({"faults": _state().faults()})
+
+
+@control.delete("/faults")
+def clear_faults() -> Response:
+    _state().clear_faults()
+    return jsonify({"ok": True})
+
+
+@control.post("/webhook")
+def set_webhook() -> Response:
+    body = _json_body()
+    _control_call(_state().set_webhook_target, body.get("url"), body.get("user", ""), body.get("password", ""))
+    return jsonify({"webhook": _state().webhook_target()})
+
+
+@control.get("/deliveries")
+def deliveries() -> Response:
+    return jsonify({"deliveries": _state().deliveries()})
+
+
+@control.get("/events")
+def events() -> Response:
+    return jsonify({"events": _state().events(request.args.get("event_type"))})
+
+
+@control.post("/settings")
+def settings() -> Response:
+    """Switch Chargebee behaviours the doc leaves open (409 vs 400) or that are off by default."""
+    body = _json_body()
+    state = _state()
+    if "invalid_state_status" in body:
+        if body["invalid_state_status"] not in (400, 409):
+            raise ApiError(400, "invalid_state_status must be 400 or 409.", "invalid_request")
+        state.invalid_state_status = body["invalid_state_status"]
+    if "calls_per_minute" in body:
+        state.calls_per_minute = body["calls_per_minute"]
+    return jsonify({"invalid_state_status": state.invalid_state_status, "calls_per_minute": state.calls_per_minute})

@@ -1,0 +1,346 @@
+"""The sandbox's in-memory Chargebee site: invoices, events, calls, faults and idempotency records.
+
+One re-entrant lock (a Condition, so tests can wait for deliveries) guards everything; the HTTP layer
+holds it across "look up idempotency key -> write off -> store response" so two concurrent requests
+with the same key can never apply a write-off twice. Nothing slow (latency faults, webhook POSTs)
+ever runs while the lock is held.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import requests
+
+from . import invoices as inv_logic
+from .errors import ApiError, not_found
+from .listing import select_invoices
+
+DEMO_API_KEY = "test_sandbox_reactor_demo_key"
+IDEMPOTENCY_WINDOW_S = 30 * 60
+FAULT_KINDS = ("write_off", "retrieve", "list", "events", "any")
+SKIPPED = "all-disabled"
+
+
+class SandboxState:
+    """Thread-safe store behind the sandbox app; also the Python control API used by tests."""
+
+    def __init__(
+        self,
+        api_key: str = DEMO_API_KEY,
+        site: str = "sandbox",
+        *,
+        invalid_state_status: int = 409,
+        calls_per_minute: int | None = None,
+        idempotency_window_s: float = IDEMPOTENCY_WINDOW_S,
+    ) -> None:
+        self.api_key = api_key
+        self.site = site
+        self._defaults = {"invalid_state_status": invalid_state_status, "calls_per_minute": calls_per_minute}
+        self.idempotency_window_s = idempotency_window_s
+        self.lock = threading.Condition(threading.RLock())
+        self._ids = itertools.count(1)
+        self._last_version = 0
+        self._webhook: dict[str, str] | None = None
+        self.reset()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def reset(self, *, keep_webhook_target: bool = False) -> None:
+        """Start from a clean slate: data, faults, idempotency records, and the constructor's settings.
+
+        The webhook target is dropped too unless kept, so a test never posts follow-ups to a receiver
+        left over from the previous test.
+        """
+        with self.lock:
+            self.invalid_state_status: int = self._defaults["invalid_state_status"]
+            self.calls_per_minute: int | None = self._defaults["calls_per_minute"]
+            if not keep_webhook_target:
+                self._webhook = None
+            self._invoices: dict[str, tuple[int, dict[str, Any]]] = {}
+            self._calls: list[dict[str, Any]] = []
+            self._faults: list[dict[str, Any]] = []
+            self._events: dict[str, dict[str, Any]] = {}
+            self._deliveries: list[dict[str, Any]] = []
+            self._idempotency: dict[str, dict[str, Any]] = {}
+            self._recent: deque[float] = deque()
+            # Deliveries still in flight from before a reset must not leak into the next test.
+            self._generation = getattr(self, "_generation", 0) + 1
+            self.lock.notify_all()
+
+    def next_version(self) -> int:
+        """A millisecond timestamp strictly greater than any handed out before (resource_version)."""
+        with self.lock:
+            self._last_version = max(int(time.time() * 1000), self._last_version + 1)
+            return self._last_version
+
+    # -- invoices --------------------------------------------------------------------------------
+
+    def add_invoice(self, **fields: Any) -> dict[str, Any]:
+        """Store an invoice, filling realistic defaults; raises ValueError on a duplicate id."""
+        with self.lock:
+            seq = next(self._ids)
+            invoice = inv_logic.build_invoice(
+                fields, seq=seq, resource_version=self.next_version(), now=int(time.time())
+            )
+            if invoice["id"] in self._invoices:
+                raise ValueError(f"invoice {invoice['id']!r} already exists")
+            self._invoices[invoice["id"]] = (seq, invoice)
+            return copy.deepcopy(invoice)
+
+    def add_invoices(self, invoices: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self.add_invoice(**fields) for fields in invoices]
+
+    def update_invoice(self, invoice_id: str, **fields: Any) -> dict[str, Any]:
+        """Change an invoice behind the reactor's back (e.g. paid meanwhile); bumps resource_version."""
+        with self.lock:
+            invoice = self._invoice(invoice_id)
+            inv_logic.apply_update(invoice, fields, resource_version=self.next_version(), now=int(time.time()))
+            return copy.deepcopy(invoice)
+
+    def get_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """The invoice as the API would return it; raises ApiError 404 when unknown."""
+        with self.lock:
+            return copy.deepcopy(self._invoice(invoice_id))
+
+    def invoices(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [copy.deepcopy(inv) for _, inv in self._invoices.values()]
+
+    def list_invoices(self, params: dict[str, str]) -> tuple[list[dict[str, Any]], str | None]:
+        with self.lock:
+            page, next_offset = select_invoices(self._invoices.values(), params)
+            return copy.deepcopy(page), next_offset
+
+    def _invoice(self, invoice_id: str) -> dict[str, Any]:
+        try:
+            return self._invoices[invoice_id][1]
+        except KeyError:
+            raise not_found("invoice", invoice_id) from None
+
+    # -- write-off ---------------------------------------------------------------------------------
+
+    def write_off(
+        self, invoice_id: str, comment: str | None = None, *, webhooks: bool = True
+    ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+        """Apply a write-off and record its events; returns (invoice, credit_note, events to post).
+
+        Raises ApiError (404, 400 for a long comment, invalid_state_for_request) without changing
+        anything. Posting the returned events is the caller's job, outside the lock.
+        """
+        if comment is not None and len(comment) > 300:
+            raise ApiError(400, "comment : cannot be more than 300 characters.", param="comment")
+        with self.lock:
+            invoice = self._invoice(invoice_id)
+            inv_logic.check_writable_off(invoice, self.invalid_state_status)
+            credit_note = inv_logic.write_off(
+                invoice, cn_id=f"CN-{next(self._ids):05d}", resource_version=self.next_version()
+            )
+            events = [
+                self._record_event("invoice_updated", {"invoice": copy.deepcopy(invoice)}, webhooks),
+                self._record_event("credit_note_created", {"credit_note": credit_note}, webhooks),
+            ]
+            to_post = [copy.deepcopy(e) for e in events if e["webhook_status"] == "scheduled"]
+            return copy.deepcopy(invoice), copy.deepcopy(credit_note), to_post
+
+    # -- events and follow-up webhooks ---------------------------------------------------------------
+
+    def _record_event(self, event_type: str, content: dict[str, Any], webhooks: bool) -> dict[str, Any]:
+        if not webhooks:
+            status = "skipped"
+        elif self._webhook is None:
+            status = "not_configured"
+        else:
+            status = "scheduled"
+        event = {
+            "id": f"ev_sb_{secrets.token_hex(8)}",
+            "occurred_at": int(time.time()),
+            "source": "api",
+            "user": "sandbox api key",
+            "object": "event",
+            "api_version": "v2",
+            "event_type": event_type,
+            "webhook_status": status,
+            "content": content,
+        }
+        self._events[event["id"]] = event
+        return event
+
+    def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                copy.deepcopy(e) for e in self._events.values() if event_type is None or e["event_type"] == event_type
+            ]
+
+    def get_event(self, event_id: str) -> dict[str, Any]:
+        with self.lock:
+            try:
+                return copy.deepcopy(self._events[event_id])
+            except KeyError:
+                raise not_found("event", event_id) from None
+
+    def set_webhook_target(self, url: str | None, user: str = "", password: str = "") -> None:
+        """Where follow-up events go (normally the reactor's own webhook URL); None turns it off."""
+        with self.lock:
+            self._webhook = None if url is None else {"url": url, "user": user, "password": password}
+
+    def webhook_target(self) -> dict[str, str] | None:
+        with self.lock:
+            return dict(self._webhook) if self._webhook else None
+
+    def deliver_async(self, events: list[dict[str, Any]]) -> threading.Thread | None:
+        """POST events to the webhook target in a background thread, sequentially, like Chargebee."""
+        target = self.webhook_target()
+        if not events or target is None:
+            return None
+        with self.lock:
+            generation = self._generation
+        thread = threading.Thread(target=self._deliver, args=(events, target, generation), daemon=True)
+        thread.start()
+        return thread
+
+    def _deliver(self, events: list[dict[str, Any]], target: dict[str, str], generation: int) -> None:
+        auth = (target["user"], target["password"]) if target["user"] or target["password"] else None
+        for event in events:
+            record: dict[str, Any] = {"event_id": event["id"], "event_type": event["event_type"]}
+            record.update(url=target["url"], status_code=None, error=None, at=time.time())
+            try:
+                resp = requests.post(target["url"], json=event, auth=auth, timeout=20)
+                record["status_code"] = resp.status_code
+                ok = 200 <= resp.status_code < 300
+            except requests.RequestException as exc:
+                record["error"] = f"{type(exc).__name__}: {exc}"
+                ok = False
+            with self.lock:
+                if generation != self._generation:
+                    return
+                self._deliveries.append(record)
+                # No retry schedule in the sandbox: a failed delivery is final, hence "failed".
+                if event["id"] in self._events:
+                    self._events[event["id"]]["webhook_status"] = "succeeded" if ok else "failed"
+                self.lock.notify_all()
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(self._deliveries)
+
+    def wait_for_deliveries(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Block until at least `count` deliveries are recorded (or timeout); returns them all."""
+        with self.lock:
+            self.lock.wait_for(lambda: len(self._deliveries) >= count, timeout=timeout)
+            return copy.deepcopy(self._deliveries)
+
+    # -- idempotency -------------------------------------------------------------------------------
+
+    def replay(self, key: str, fingerprint: str) -> dict[str, Any] | None:
+        """The stored response for `key`, or None; 422 when the key was used for another request.
+
+        Call with `lock` held and keep it until `remember`, so check-and-apply is atomic.
+        """
+        with self.lock:
+            stored = self._idempotency.get(key)
+            if stored is None or time.time() - stored["at"] > self.idempotency_window_s:
+                return None
+            if stored["fingerprint"] != fingerprint:
+                raise ApiError(
+                    422,
+                    "The idempotency key was already used for a different request.",
+                    "unable_to_process_request",
+                )
+            return copy.deepcopy(stored)
+
+    def remember(self, key: str, fingerprint: str, status: int, body: dict[str, Any]) -> None:
+        with self.lock:
+            self._idempotency[key] = {
+                "fingerprint": fingerprint,
+                "status": status,
+                "body": copy.deepcopy(body),
+                "at": time.time(),
+            }
+
+    # -- rate limit, faults, call log ----------------------------------------------------------------
+
+    def admit(self) -> int | None:
+        """Count one API request; return Retry-After seconds if it exceeds calls_per_minute."""
+        with self.lock:
+            if not self.calls_per_minute:
+                return None
+            now = time.time()
+            while self._recent and now - self._recent[0] >= 60:
+                self._recent.popleft()
+            if len(self._recent) >= self.calls_per_minute:
+                return max(1, int(self._recent[0] + 60 - now + 0.999))
+            self._recent.append(now)
+            return None
+
+    def add_fault(
+        self,
+        match: str = "any",
+        status: int | None = None,
+        *,
+        retry_after: int | None = None,
+        latency_ms: int = 0,
+        times: int | None = None,
+        api_error_code: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue a failure (or delay) for matching API requests; `times=None` means forever."""
+        if match not in FAULT_KINDS:
+            raise ValueError(f"match must be one of {FAULT_KINDS}")
+        if status is None and not latency_ms:
+            raise ValueError("a fault needs a status, a latency_ms, or both")
+        fault = {
+            "match": match,
+            "status": status,
+            "retry_after": retry_after,
+            "latency_ms": latency_ms,
+            "times": times,
+            "api_error_code": api_error_code,
+        }
+        with self.lock:
+            self._faults.append(fault)
+            return dict(fault)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self._faults.clear()
+
+    def faults(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(f) for f in self._faults]
+
+    def take_fault(self, kind: str) -> dict[str, Any] | None:
+        """Consume the first fault matching this request kind, decrementing its `times`."""
+        with self.lock:
+            for fault in self._faults:
+                if fault["match"] in (kind, "any"):
+                    if fault["times"] is not None:
+                        fault["times"] -= 1
+                        if fault["times"] <= 0:
+                            self._faults.remove(fault)
+                    return dict(fault)
+            return None
+
+    def record_call(self, call: dict[str, Any]) -> None:
+        with self.lock:
+            self._calls.append(call)
+
+    def calls(self, path_contains: str | None = None, method: str | None = None) -> list[dict[str, Any]]:
+        """Every /api/v2 request received, oldest first, optionally filtered."""
+        with self.lock:
+            return [
+                copy.deepcopy(c)
+                for c in self._calls
+                if (path_contains is None or path_contains in c["path"])
+                and (method is None or c["method"] == method.upper())
+            ]
+
+    def write_off_calls(self) -> list[dict[str, Any]]:
+        """All POSTs to .../write_off, whatever their outcome (faulted, replayed, refused)."""
+        return [c for c in self.calls(method="POST") if c["path"].endswith("/write_off")]

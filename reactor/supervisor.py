@@ -1,0 +1,153 @@
+"""`reactor run` and `reactor web`: start the processes and the local stand-ins they need.
+
+`reactor run` is the one-command local setup: an embedded redis-server (AOF on, data in ./var/)
+when REDIS_URL is unset, the Chargebee sandbox when no site is configured, then the web process
+(gunicorn) and a worker with its scheduler. It stops everything when one part stops or on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+import redis
+
+from .config import ConfigError, Settings, require_webhook_credentials
+from .redis_server import EmbeddedRedis, free_port
+
+DEV_WEBHOOK_USER = "reactor"
+DEV_WEBHOOK_PASSWORD = "sandbox-only-password"
+
+
+def serve_web(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Exec gunicorn with our config, as the Procfile does."""
+    try:
+        require_webhook_credentials(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    os.environ["PORT"] = str(port)
+    os.environ["HOST"] = host
+    os.environ.setdefault("WEB_CONCURRENCY", str(workers))
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:reactor.gunicorn_conf",
+        "reactor.web:create_app()",
+    ]
+    os.execv(sys.executable, args)
+
+
+def _start_embedded_redis(settings: Settings, stack: ExitStack) -> str:
+    marker = settings.var_dir / "redis.url"
+    if marker.exists():
+        url = marker.read_text().strip()
+        try:
+            if redis.Redis.from_url(url, socket_connect_timeout=0.5).ping():
+                raise click.ClickException(
+                    f"an embedded Redis is already running for {settings.var_dir}/ at {url}: "
+                    "another `reactor run` in this directory? Stop it first."
+                )
+        except redis.RedisError:
+            pass  # stale marker from a run that was killed
+    server = EmbeddedRedis(settings.var_dir / "redis", port=free_port()).start()
+    stack.callback(server.stop)
+    marker.write_text(server.url + "\n")
+    stack.callback(lambda: marker.unlink(missing_ok=True))
+    click.echo(f"Redis:     embedded redis-server at {server.url} (AOF on, data in {settings.var_dir}/redis/)")
+    return server.url
+
+
+def _start_sandbox(port: int, webhook_url: str, user: str, password: str, stack: ExitStack) -> tuple[str, str]:
+    from .sandbox import DEMO_API_KEY, SandboxServer, SandboxState, seed_demo
+
+    state = SandboxState(api_key=DEMO_API_KEY)
+    invoices = seed_demo(state)
+    try:
+        server = SandboxServer(state=state, port=port).start()
+    except OSError:
+        server = SandboxServer(state=state, port=0).start()
+    stack.callback(server.stop)
+    # Where Chargebee would send follow-up webhooks: to us. With the skip header none are sent.
+    state.set_webhook_target(webhook_url, user, password)
+    click.echo(f"Chargebee: local sandbox at {server.api_base} (no CHARGEBEE_SITE set), {len(invoices)} demo invoices")
+    return server.api_base, DEMO_API_KEY
+
+
+def run_all(settings: Settings, host: str, port: int | None, sandbox_port: int) -> int:
+    port = port or settings.port
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    with ExitStack() as stack:
+        redis_url = settings.redis_url or _start_embedded_redis(settings, stack)
+        env["REDIS_URL"] = redis_url
+        user, password = settings.webhook_user, settings.webhook_password
+        if settings.webhook_auth == "basic" and not (user and password):
+            if not settings.sandbox_mode:
+                raise click.ClickException(
+                    "set REACTOR_WEBHOOK_USER and REACTOR_WEBHOOK_PASSWORD (the credentials on your Chargebee webhook)"
+                )
+            user, password = DEV_WEBHOOK_USER, DEV_WEBHOOK_PASSWORD
+            env["REACTOR_WEBHOOK_USER"], env["REACTOR_WEBHOOK_PASSWORD"] = user, password
+        webhook_url = f"http://127.0.0.1:{port}/webhooks/chargebee"
+        if settings.sandbox_mode:
+            api_base, api_key = _start_sandbox(sandbox_port, webhook_url, user, password, stack)
+            env["CHARGEBEE_API_BASE"], env["CHARGEBEE_API_KEY"] = api_base, api_key
+        else:
+            click.echo(f"Chargebee: {settings.api_base}")
+        env["PORT"], env["HOST"] = str(port), host
+        env.setdefault("WEB_CONCURRENCY", "2")
+        env.setdefault("REACTOR_LOG_FORMAT", "text")
+        python = sys.executable
+        processes = {
+            "web": subprocess.Popen(
+                [python, "-m", "gunicorn", "-c", "python:reactor.gunicorn_conf", "reactor.web:create_app()"],
+                env=env,
+            ),
+            "worker": subprocess.Popen([python, "-m", "reactor", "worker"], env=env),
+        }
+        stack.callback(_stop_all, processes)
+        click.echo(f"Rules:     {Path(settings.rules_path).resolve()}")
+        click.echo(f"Webhook:   POST {webhook_url}  (Basic auth user {user!r})")
+        click.echo("Ready. Ctrl-C stops everything.")
+        return _supervise(processes)
+
+
+def _supervise(processes: dict[str, subprocess.Popen[bytes]]) -> int:
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stopping:
+        for name, proc in processes.items():
+            code = proc.poll()
+            if code is not None:
+                click.echo(f"{name} exited with status {code}; stopping the rest", err=True)
+                return code or 1
+        time.sleep(0.3)
+    click.echo("stopping ...")
+    return 0
+
+
+def _stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in processes.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 25
+    for proc in processes.values():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,192 @@
+"""The web process: Chargebee's webhook endpoint, health and readiness, metrics.
+
+The webhook answers in milliseconds: authenticate, validate, then one Redis transaction that
+marks the event seen, stores it and enqueues its evaluation. Everything slow happens in workers.
+Redis unreachable answers 503, so Chargebee keeps the event and retries it later.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import time
+from typing import Any
+
+import redis
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
+from rq import Queue
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from . import metrics
+from .config import Settings, require_webhook_credentials
+from .events import EnvelopeError, EventStore, Keys, parse_event
+from .jobs import retry_policy
+from .rules import RulesError
+from .rules.live import LiveRules
+
+log = logging.getLogger(__name__)
+
+webhooks = Blueprint("webhooks", __name__)
+health = Blueprint("health", __name__)
+
+EVALUATE = "reactor.jobs.evaluate"
+REALM = 'Basic realm="chargebee-reactor", charset="UTF-8"'
+
+
+def _error(status: int, error: str, message: str, **headers: str) -> Response:
+    response = jsonify({"error": error, "message": message})
+    response.status_code = status
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    return response
+
+
+def _authorized(settings: Settings) -> bool:
+    """Basic auth, both parts compared in constant time over bytes (no early exit on the user)."""
+    if settings.webhook_auth == "none":
+        return True
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return False
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except ValueError:
+        return False
+    user, sep, password = decoded.partition(b":")
+    user_ok = hmac.compare_digest(user, settings.webhook_user.encode())
+    password_ok = hmac.compare_digest(password, settings.webhook_password.encode())
+    return bool(sep) and user_ok and password_ok
+
+
+@webhooks.post("/webhooks/chargebee")
+def receive() -> Response:
+    started = time.perf_counter()
+    settings: Settings = current_app.config["REACTOR_SETTINGS"]
+    store: EventStore = current_app.extensions["reactor.events"]
+    if not _authorized(settings):
+        metrics.EVENTS.labels("unknown", "unauthorized").inc()
+        return _error(401, "unauthorized", "missing or wrong Basic-auth credentials", WWW_Authenticate=REALM)
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
+        metrics.EVENTS.labels("unknown", "too_large").inc()
+        return _error(413, "too_large", f"body of {length} bytes exceeds the limit of {settings.max_body_bytes}")
+    # A chunked body has no Content-Length: the stream is cut one byte past the limit, so a body
+    # that reaches that byte was longer than allowed.
+    body = request.get_data(cache=False)
+    if len(body) > settings.max_body_bytes:
+        metrics.EVENTS.labels("unknown", "too_large").inc()
+        return _error(413, "too_large", f"body exceeds the limit of {settings.max_body_bytes} bytes")
+    try:
+        event = parse_event(body)
+    except EnvelopeError as exc:
+        metrics.EVENTS.labels("unknown", "rejected").inc()
+        log.warning("webhook rejected: %s", exc)
+        return _error(400, "bad_event", str(exc))
+    try:
+        accepted = store.accept(event, EVALUATE)
+    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
+        metrics.EVENTS.labels(event.event_type, "unavailable").inc()
+        log.error("redis unavailable, answering 503: %s", exc, extra={"event_id": event.id})
+        return _error(503, "unavailable", "storage is unavailable; retry later", Retry_After="120")
+    metrics.EVENTS.labels(event.event_type, accepted.outcome).inc()
+    metrics.WEBHOOK_LATENCY.observe(time.perf_counter() - started)
+    log.info(
+        "event %s %s",
+        event.event_type,
+        accepted.outcome,
+        extra={"event_id": event.id, "invoice_id": event.invoice_id},
+    )
+    return jsonify({"status": accepted.outcome, "event_id": event.id})
+
+
+@health.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@health.get("/readyz")
+def readyz() -> Response:
+    """Ready when Redis answers and rules are loaded; a refused rules edit is reported, not fatal."""
+    connection: redis.Redis = current_app.extensions["reactor.redis"]
+    live: LiveRules = current_app.extensions["reactor.rules"]
+    checks: dict[str, Any] = {}
+    ready = True
+    try:
+        connection.ping()
+        checks["redis"] = "ok"
+    except redis.RedisError as exc:
+        checks["redis"] = f"unavailable: {exc.__class__.__name__}"
+        ready = False
+    rules_status = live.status()
+    checks["rules"] = rules_status
+    if rules_status["version"] is None:
+        ready = False
+    response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks})
+    response.status_code = 200 if ready else 503
+    return response
+
+
+@health.get("/metrics")
+def metrics_endpoint() -> Response:
+    return Response(metrics.render(), mimetype=CONTENT_TYPE_LATEST)
+
+
+def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
+    """Build the web app. `connection` defaults to REDIS_URL with short timeouts, so that a dead
+    Redis turns into a quick 503 rather than a hung request."""
+    if settings is None:
+        from .config import load_settings
+
+        settings = load_settings()
+    require_webhook_credentials(settings)
+    if connection is None:
+        if not settings.redis_url:
+            raise RuntimeError("REDIS_URL is not set (`reactor run` starts an embedded Redis for you)")
+        connection = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=settings.redis_socket_timeout,
+            socket_timeout=settings.redis_socket_timeout,
+            health_check_interval=30,
+        )
+    app = Flask("reactor")
+    app.config["REACTOR_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    keys = Keys(settings.key_prefix)
+    queue = Queue(settings.queue_name, connection=connection)
+    app.extensions["reactor.redis"] = connection
+    app.extensions["reactor.events"] = EventStore(
+        connection,
+        queue,
+        keys,
+        dedupe_ttl=settings.dedupe_ttl,
+        event_ttl=settings.event_ttl,
+        retry=retry_policy(settings),
+        job_timeout=settings.job_timeout,
+    )
+    live = LiveRules(settings.rules_path)
+    try:
+        live.current()
+    except RulesError as exc:
+        log.error("rules not loaded: %s", exc)
+    app.extensions["reactor.rules"] = live
+    app.register_blueprint(webhooks)
+    app.register_blueprint(health)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge) -> Response:
+        metrics.EVENTS.labels("unknown", "too_large").inc()
+        return _error(413, "too_large", f"body exceeds the limit of {settings.max_body_bytes} bytes")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return _error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return _error(500, "internal_error", "unexpected error; the event was not accepted, retry later")
+
+    return app

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run the reactor: web + worker + scheduler. With nothing configured it starts an embedded
+# redis-server (data in ./var/) and the local Chargebee sandbox with demo invoices.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+exec .venv/bin/reactor run "$@"

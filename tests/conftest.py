@@ -1,0 +1,212 @@
+"""Fixtures that start real parts: a redis-server of our own on a free port, the Chargebee sandbox
+over real HTTP, the web app under a real WSGI server, and RQ workers as separate processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis
+from werkzeug.serving import make_server
+
+from reactor.config import Settings
+from reactor.redis_server import EmbeddedRedis
+from reactor.sandbox import DEMO_API_KEY, SandboxServer
+from reactor.web import create_app
+
+REPO = Path(__file__).resolve().parent.parent
+
+WEBHOOK_USER = "chargebee"
+WEBHOOK_PASSWORD = "s3cret-webhook-password"
+
+RULES = """\
+version: 1
+mode: {mode}
+limits:
+  max_write_off: {{USD: 500, EUR: 450, JPY: 60000}}
+rules:
+  - name: protect-enterprise
+    when:
+      - invoice.customer_id: {{starts_with: "ent_"}}
+    action: skip
+  - name: dunning-exhausted-small-balance
+    on: [payment_failed, invoice_updated]
+    when:
+      - invoice.dunning_status: exhausted
+      - invoice.status: {{in: [not_paid, payment_due]}}
+      - invoice.amount_due: {{lte: {{USD: 25, EUR: 20, JPY: 3000}}}}
+    action: write_off
+    comment: "Auto write-off ({{rule}}): dunning exhausted, {{amount_due}} {{currency}} due"
+"""
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = "") -> object:
+    """Poll until predicate() is truthy; fail the test with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_conn(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    connection = redis_server.client()
+    connection.flushall()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    with SandboxServer() as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxServer]:
+    sandbox_server.state.reset()
+    yield sandbox_server
+    sandbox_server.state.reset()
+
+
+@pytest.fixture
+def rules_file(tmp_path: Path) -> Callable[..., Path]:
+    """Write a rules file; default: the standard test rules in live mode."""
+
+    def write(text: str | None = None, mode: str = "live") -> Path:
+        path = tmp_path / "rules.yaml"
+        path.write_text(text if text is not None else RULES.format(mode=mode))
+        return path
+
+    write()
+    return write
+
+
+@pytest.fixture
+def settings(redis_server: EmbeddedRedis, sandbox: SandboxServer, tmp_path: Path, rules_file) -> Settings:
+    return Settings(
+        redis_url=redis_server.url,
+        chargebee_api_key=DEMO_API_KEY,
+        chargebee_api_base=sandbox.api_base,
+        webhook_user=WEBHOOK_USER,
+        webhook_password=WEBHOOK_PASSWORD,
+        rules_path=tmp_path / "rules.yaml",
+        var_dir=tmp_path / "var",
+        retry_intervals=(1, 1),
+        http_timeout=5.0,
+    )
+
+
+class WebServer:
+    def __init__(self, settings: Settings, connection: redis.Redis | None = None):
+        self.app = create_app(settings, connection)
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.webhook_url = f"{self.url}/webhooks/chargebee"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def web(settings: Settings) -> Iterator[WebServer]:
+    server = WebServer(settings)
+    yield server
+    server.stop()
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REACTOR_", "CHARGEBEE_", "REDIS_"))}
+    env.update(
+        REDIS_URL=settings.redis_url or "",
+        CHARGEBEE_API_BASE=settings.chargebee_api_base or "",
+        CHARGEBEE_API_KEY=settings.chargebee_api_key,
+        REACTOR_RULES=str(settings.rules_path),
+        REACTOR_RETRY_INTERVALS=",".join(str(i) for i in settings.retry_intervals),
+        REACTOR_HTTP_TIMEOUT=str(settings.http_timeout),
+        REACTOR_VAR_DIR=str(settings.var_dir),
+        REACTOR_LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class WorkerProcess:
+    """`reactor worker` as a real process, its output in a log file for failure messages."""
+
+    def __init__(self, settings: Settings, log_path: Path, name: str):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reactor", "worker", "--name", name],
+            env=worker_env(settings),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill the worker and its work horse (the whole process group), as a crash would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+
+    def start(worker_settings: Settings | None = None) -> WorkerProcess:
+        n = len(workers) + 1
+        worker = WorkerProcess(
+            worker_settings or settings, tmp_path / f"worker-{n}.log", f"test-worker-{n}-{os.getpid()}"
+        )
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def short_settings(settings: Settings) -> Callable[..., Settings]:
+    def make(**changes: object) -> Settings:
+        return replace(settings, **changes)  # type: ignore[arg-type]
+
+    return make

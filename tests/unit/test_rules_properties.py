@@ -1,0 +1,168 @@
+"""Properties: whatever ops type, parse_rules answers with a RuleSet or a RulesError, never a crash;
+and whatever Chargebee sends, decide answers with a Decision."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reactor.rules import Decision, RulesError, RuleSet, decide, parse_rules
+
+from .test_rules_support import NOW, one_rule
+
+WORDS = st.sampled_from(
+    [
+        "version",
+        "mode",
+        "limits",
+        "rules",
+        "name",
+        "when",
+        "action",
+        "on",
+        "comment",
+        "max_write_off",
+        "all",
+        "any",
+        "not",
+        "eq",
+        "ne",
+        "in",
+        "not_in",
+        "lt",
+        "lte",
+        "gt",
+        "gte",
+        "between",
+        "starts_with",
+        "matches",
+        "exists",
+        "invoice.status",
+        "invoice.amount_due",
+        "days_overdue",
+        "customer.cf_segment",
+        "event.event_type",
+        "write_off",
+        "skip",
+        "live",
+        "dry_run",
+        "USD",
+        "JPY",
+        "payment_failed",
+        "{rule}",
+        "{bad",
+        "([",
+        "1",
+        "",
+    ]
+)
+SCALARS = st.one_of(
+    WORDS,
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=8),
+)
+TREES = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(WORDS, children, max_size=4)),
+    max_leaves=30,
+)
+
+
+def parses_or_refuses(text: str) -> None:
+    try:
+        result = parse_rules(text)
+    except RulesError as exc:
+        assert exc.problems and all(p.line >= 1 and p.col >= 1 and p.message for p in exc.problems)
+    else:
+        assert isinstance(result, RuleSet)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=300))
+def test_arbitrary_text_parses_or_is_refused(text: str) -> None:
+    parses_or_refuses(text)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(TREES)
+def test_arbitrary_yaml_structures_parse_or_are_refused(tree: object) -> None:
+    parses_or_refuses(yaml.safe_dump(tree))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(TREES, max_size=4))
+def test_arbitrary_rule_bodies_parse_or_are_refused(rule_bodies: list[object]) -> None:
+    named = [{"name": f"r{i}", **body} if isinstance(body, dict) else body for i, body in enumerate(rule_bodies)]
+    parses_or_refuses(yaml.safe_dump({"version": 1, "mode": "live", "rules": named}))
+
+
+JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=20,
+)
+RULESET_WITH_ON = parse_rules(
+    "version: 1\nrules:\n  - name: r\n    on: [payment_failed]\n    when: {invoice.status: x}\n    action: skip\n"
+)
+RULESET = one_rule(
+    "any: [{invoice.amount_due: {lte: {USD: 25}}}, {days_overdue: {between: [1, 9]}}, "
+    "{invoice.status: {in: [not_paid]}}, {invoice.customer_id: {matches: 'x'}}, {subscription.mrr: {gt: 1}}]",
+    action="write_off",
+)
+
+
+INVOICE_KEYS = st.sampled_from(
+    ["id", "amount_due", "currency_code", "due_date", "status", "customer_id", "linked_payments"]
+)
+INVOICES = st.one_of(JSON, st.dictionaries(INVOICE_KEYS, JSON))
+CONTENTS = st.one_of(JSON, st.fixed_dictionaries({"invoice": INVOICES, "subscription": JSON}))
+EVENTS = st.fixed_dictionaries({"event_type": st.one_of(st.text(max_size=4), JSON), "content": CONTENTS})
+
+
+@settings(max_examples=300)
+@given(EVENTS)
+def test_decide_answers_any_event_with_a_json_safe_decision(ev: dict) -> None:
+    for ruleset in (RULESET, RULESET_WITH_ON):
+        decision = decide(ruleset, ev, NOW)
+        assert isinstance(decision, Decision) and decision.action in {"write_off", "skip", "none"}
+        json.dumps(decision.as_dict())
+
+
+NASTY = [
+    "[" * 3000,
+    "a: " + "{b: " * 3000,
+    "- &a [*a]\n",
+    "version: 1\nrules: &r [*r]\n",
+    "version: !!python/object/apply:os.system ['true']\nrules: []\n",
+    "version: 1\nrules: []\n---\nversion: 1\n",
+    "\x00\x01",
+    "version: 1\nrules: []\n<<: {mode: live}\n",
+    "? [complex, key]\n: value\n",
+    "version: 1\nrules:\n  - name: r\n    when: {invoice.amount_due: {lte: .nan}}\n    action: skip\n",
+    "version: 1\nrules:\n  - name: r\n    when: {invoice.amount_due: {lte: !!binary aGVsbG8=}}\n    action: skip\n",
+    "version: 1\nrules:\n  - name: r\n    when: {invoice.status: !custom x}\n    action: skip\n",
+    "\ufeffversion: 1\nrules: []\n",
+    "version: 1\r\nrules: []\r\n",
+]
+
+
+def test_hostile_inputs_are_refused_or_parsed_never_crash() -> None:
+    for text in NASTY:
+        parses_or_refuses(text)
+
+
+def test_python_tags_are_never_executed() -> None:
+    try:
+        parse_rules("version: !!python/object/apply:os.system ['exit 3']\nrules: []\n")
+    except RulesError as exc:
+        assert exc.problems[0].line == 1
+    else:
+        raise AssertionError("a python tag was accepted as a version")

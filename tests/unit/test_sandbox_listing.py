@@ -1,0 +1,158 @@
+"""`GET /api/v2/invoices` pages and filters like Chargebee's list API (doc §7)."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from reactor.sandbox import DEMO_API_KEY, SandboxServer
+
+AUTH = (DEMO_API_KEY, "")
+
+
+@pytest.fixture(scope="module")
+def server():
+    with SandboxServer() as sb:
+        yield sb
+
+
+@pytest.fixture
+def sb(server: SandboxServer) -> SandboxServer:
+    server.state.reset()
+    return server
+
+
+def list_invoices(sb: SandboxServer, **params: str | int) -> requests.Response:
+    return requests.get(f"{sb.api_base}/invoices", params=params, auth=AUTH)
+
+
+def ids(resp: requests.Response) -> list[str]:
+    assert resp.status_code == 200, resp.text
+    return [row["invoice"]["id"] for row in resp.json()["list"]]
+
+
+def all_pages(sb: SandboxServer, **params: str | int) -> list[list[str]]:
+    pages, offset = [], None
+    while True:
+        resp = list_invoices(sb, **params, **({"offset": offset} if offset else {}))
+        pages.append(ids(resp))
+        offset = resp.json().get("next_offset")
+        if offset is None:
+            return pages
+
+
+@pytest.fixture
+def mixed(sb):
+    sb.state.add_invoices(
+        [
+            {
+                "id": "a",
+                "status": "payment_due",
+                "dunning_status": "in_progress",
+                "amount_due": 100,
+                "date": 1000,
+            },
+            {
+                "id": "b",
+                "status": "not_paid",
+                "dunning_status": "exhausted",
+                "amount_due": 5000,
+                "date": 3000,
+            },
+            {"id": "c", "status": "paid", "date": 2000, "customer_id": "cus_c"},
+            {"id": "d", "status": "not_paid", "dunning_status": "exhausted", "amount_due": 900, "date": 4000},
+            {"id": "e", "status": "posted", "amount_due": 10, "date": 500},
+        ]
+    )
+    return sb
+
+
+def test_250_invoices_in_pages_of_100_have_no_gaps_or_duplicates(sb):
+    sb.state.add_invoices([{"id": f"inv_{n:03d}"} for n in range(250)])
+    pages = all_pages(sb, limit=100)
+    assert [len(p) for p in pages] == [100, 100, 50]
+    assert [i for p in pages for i in p] == [f"inv_{n:03d}" for n in range(250)]
+
+
+def test_default_limit_is_10_and_last_page_has_no_next_offset(sb):
+    sb.state.add_invoices([{} for _ in range(10)])
+    resp = list_invoices(sb)
+    assert len(ids(resp)) == 10 and "next_offset" not in resp.json()
+
+
+def test_invoices_changing_between_pages_do_not_shift_the_next_page(sb):
+    sb.state.add_invoices([{"id": f"inv_{n}", "status": "not_paid"} for n in range(6)])
+    first = list_invoices(sb, limit=3, **{"status[is]": "not_paid"})
+    sb.state.write_off("inv_0")  # leaves the filtered set mid-sweep
+    second = list_invoices(sb, limit=3, offset=first.json()["next_offset"], **{"status[is]": "not_paid"})
+    assert ids(first) == ["inv_0", "inv_1", "inv_2"] and ids(second) == ["inv_3", "inv_4", "inv_5"]
+
+
+@pytest.mark.parametrize("limit", [0, 101, "ten"])
+def test_limit_out_of_range_is_param_wrong_value(sb, limit):
+    resp = list_invoices(sb, limit=limit)
+    assert resp.status_code == 400
+    assert (resp.json()["api_error_code"], resp.json()["param"]) == ("param_wrong_value", "limit")
+
+
+@pytest.mark.parametrize("offset", ["garbage!!", "bm90IGpzb24", "WyJ4Il0"])
+def test_bad_offset_is_400(sb, offset):
+    sb.state.add_invoice()
+    resp = list_invoices(sb, offset=offset)
+    assert resp.status_code == 400 and resp.json()["param"] == "offset"
+
+
+@pytest.mark.parametrize(
+    "value", ['["payment_due","not_paid"]', "['payment_due', 'not_paid']"], ids=["json", "python-repr"]
+)
+def test_status_in_accepts_json_and_python_repr_arrays(mixed, value):
+    assert ids(list_invoices(mixed, **{"status[in]": value})) == ["a", "b", "d"]
+
+
+def test_status_not_in_and_is(mixed):
+    assert ids(list_invoices(mixed, **{"status[not_in]": '["paid","posted"]'})) == ["a", "b", "d"]
+    assert ids(list_invoices(mixed, **{"status[is]": "posted"})) == ["e"]
+
+
+def test_dunning_status_filters(mixed):
+    assert ids(list_invoices(mixed, **{"dunning_status[is]": "exhausted"})) == ["b", "d"]
+    assert ids(list_invoices(mixed, **{"dunning_status[in]": '["in_progress"]'})) == ["a"]
+    assert ids(list_invoices(mixed, **{"dunning_status[is_present]": "false"})) == ["c", "e"]
+
+
+def test_amount_date_and_customer_filters(mixed):
+    assert ids(list_invoices(mixed, **{"amount_due[gt]": 100})) == ["b", "d"]
+    assert ids(list_invoices(mixed, **{"amount_due[lte]": 100, "status[is_not]": "paid"})) == ["a", "e"]
+    assert ids(list_invoices(mixed, **{"date[before]": 2000})) == ["a", "e"]
+    assert ids(list_invoices(mixed, **{"date[after]": 2000})) == ["b", "d"]
+    assert ids(list_invoices(mixed, **{"customer_id[is]": "cus_c"})) == ["c"]
+
+
+def test_sort_by_date_both_directions_with_paging(mixed):
+    assert ids(list_invoices(mixed, **{"sort_by[asc]": "date"})) == ["e", "a", "c", "b", "d"]
+    assert all_pages(mixed, limit=2, **{"sort_by[desc]": "date"}) == [["d", "b"], ["c", "a"], ["e"]]
+
+
+def test_updated_at_filter(mixed):
+    mixed.state.update_invoice("c", updated_at=9_999_999_999)
+    assert ids(list_invoices(mixed, **{"updated_at[after]": 9_999_999_998})) == ["c"]
+
+
+@pytest.mark.parametrize(
+    "param",
+    [
+        {"due_date[before]": "1"},
+        {"status[is]": "unpaid"},
+        {"sort_by[asc]": "due_date"},
+        {"status[in]": "paid"},
+    ],
+)
+def test_unsupported_filters_and_values_are_rejected(mixed, param):
+    resp = list_invoices(mixed, **param)
+    assert resp.status_code == 400 and resp.json()["api_error_code"] == "param_wrong_value"
+
+
+def test_deleted_invoices_are_hidden_unless_asked_for(mixed):
+    mixed.state.update_invoice("a", deleted=True)
+    assert "a" not in ids(list_invoices(mixed))
+    assert "a" in ids(list_invoices(mixed, include_deleted="true"))
