@@ -82,6 +82,10 @@ def _start_sandbox(port: int, webhook_url: str, user: str, password: str, stack:
 
 
 def run_all(settings: Settings, host: str, port: int | None, sandbox_port: int) -> int:
+    from .logs import setup_logging
+
+    if not os.environ.get("REACTOR_LOG_FORMAT"):
+        setup_logging(json_lines=False)  # one person at a terminal, several processes: plain lines
     port = port or settings.port
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

@@ -24,8 +24,12 @@ fi
 
 stamp=.venv/.reactor-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "installing chargebee-reactor and its dependencies into .venv" >&2
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+  echo "installing chargebee-reactor and its dependencies into .venv (log: .venv/install.log)" >&2
+  if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip &&
+         .venv/bin/python -m pip install --disable-pip-version-check -e ".[test]"; } >.venv/install.log 2>&1; then
+    tail -n 30 .venv/install.log >&2
+    echo "install failed; full log in .venv/install.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi

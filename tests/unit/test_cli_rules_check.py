@@ -1,0 +1,52 @@
+"""`reactor rules check`: exit 0 with a summary, or exit 1 with file:line:col for every problem."""
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from reactor.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_rules_pass_the_check():
+    result = CliRunner().invoke(main, ["rules", "check", str(REPO / "rules.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "OK, version" in result.output and "dunning-exhausted-small-balance" in result.output
+
+
+def test_every_problem_is_reported_with_its_position_and_the_file_is_refused(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "version: 1\n"
+        "mode: live\n"
+        "rules:\n"
+        "  - name: a\n"
+        "    when:\n"
+        "      - invoice.amount_due: {lte_: 5}\n"
+        "    action: write_of\n"
+        "  - name: a\n"
+        "    when: [{invoice.status: paid}]\n"
+        "    action: skip\n"
+    )
+    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith(str(path))]
+    assert any(f"{path}:6:" in line and "lte_" in line for line in lines), result.output
+    assert any(f"{path}:7:" in line and "write_of" in line for line in lines), result.output
+    assert any(f"{path}:8:" in line and "duplicate" in line.lower() for line in lines), result.output
+    assert "3 problems; rules refused" in result.output
+
+
+def test_a_yaml_syntax_error_names_line_and_column(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\nrules:\n  - name: [unclosed\n")
+    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:4:1" in result.output or f"{path}:3:" in result.output, result.output
+
+
+def test_a_missing_file_is_reported_not_a_traceback(tmp_path):
+    result = CliRunner().invoke(main, ["rules", "check", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 1
+    assert "nope.yaml:1:1" in result.output and "Traceback" not in result.output
