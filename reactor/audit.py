@@ -9,12 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import redis
+
+from .rules.money import to_major
 
 FIELDS = (
     "at",
@@ -44,9 +46,12 @@ OUTCOMES = {
     "payment_in_progress": "a payment is in progress on the invoice; nothing written off",
     "event_missing": "the stored event had expired or was never stored",
     "stale": "an older event than one already processed for this invoice",
+    "rejected": "REACTOR_VERIFY_EVENTS: Chargebee does not know this event id (forged); nothing acted on",
     "retrying": "a retryable Chargebee error; the job will run again",
     "failed": "Chargebee refused the request; the job is in the dead letters",
     "decided": "the rules chose write_off on the event; the fresh invoice is checked next",
+    "replayed": "an operator ran the event again (dlq replay or events replay)",
+    "purged": "an operator deleted a dead letter (dlq purge)",
 }
 
 
@@ -86,14 +91,52 @@ class AuditRecord:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def moment(self) -> datetime | None:
+        """`at` as a datetime (None when a record carries something unreadable)."""
+        try:
+            value = datetime.fromisoformat((self.at or "").replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+    def amount_text(self) -> str:
+        """The amount as people read it, `12.50 USD`; Chargebee's minor units stay in the exports."""
+        if self.amount_due is None:
+            return ""
+        if not self.currency:
+            return str(self.amount_due)
+        return f"{to_major(self.amount_due, self.currency)} {self.currency}"
+
+
+def _stream_id(moment: datetime, exclusive: bool = False) -> str:
+    """A stream id bound for a moment: stream ids start with the milliseconds since the epoch."""
+    bound = f"{int(moment.timestamp() * 1000)}"
+    return f"({bound}-0" if exclusive else bound
+
 
 class AuditLog:
-    def __init__(self, connection: redis.Redis, key: str = "reactor:audit", maxlen: int = 1_000_000):
+    """The stream, with an optional source of the current rules version: a record written without
+    one (a failure, a lock, an operator's replay) is stamped with the rules that were in force."""
+
+    def __init__(
+        self,
+        connection: redis.Redis,
+        key: str = "reactor:audit",
+        maxlen: int = 1_000_000,
+        rules_version: Callable[[], str | None] | None = None,
+    ):
         self.redis = connection
         self.key = key
         self.maxlen = maxlen
+        self.rules_version = rules_version
 
     def append(self, record: AuditRecord) -> str:
+        if record.rules_version is None and self.rules_version is not None:
+            try:
+                record.rules_version = self.rules_version()
+            except Exception:  # a broken rules file must not stop the record being written
+                record.rules_version = None
         entry_id = self.redis.xadd(self.key, record.to_fields(), maxlen=self.maxlen, approximate=True)
         record.id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
         return record.id
@@ -105,26 +148,43 @@ class AuditLog:
         event_id: str | None = None,
         limit: int | None = None,
         batch: int = 1000,
+        *,
+        until: datetime | None = None,
+        outcomes: Collection[str] | None = None,
+        job_id: str | None = None,
+        newest_first: bool = False,
     ) -> Iterator[AuditRecord]:
-        """Records in time order, filtered; reads the stream in batches so memory stays flat."""
-        start = f"{int(since.timestamp() * 1000)}-0" if since else "-"
+        """Records in time order (or newest first), filtered; reads the stream in batches so
+        memory stays flat. `since`/`until` become stream-id bounds, so a window costs only its size."""
+        low = _stream_id(since) if since else "-"
+        high = _stream_id(until) if until else "+"
+        wanted = set(outcomes) if outcomes else None
         yielded = 0
         while True:
-            entries = self.redis.xrange(self.key, min=start, max="+", count=batch)
+            if newest_first:
+                entries = self.redis.xrevrange(self.key, max=high, min=low, count=batch)
+            else:
+                entries = self.redis.xrange(self.key, min=low, max=high, count=batch)
             if not entries:
                 return
             for raw_id, raw_fields in entries:
-                entry_id = raw_id.decode()
                 fields = {k.decode(): v.decode() for k, v in raw_fields.items()}
                 if invoice_id and fields.get("invoice_id") != invoice_id:
                     continue
                 if event_id and fields.get("event_id") != event_id:
                     continue
-                yield AuditRecord.from_fields(entry_id, fields)
+                if job_id and fields.get("job_id") != job_id:
+                    continue
+                if wanted is not None and fields.get("outcome") not in wanted:
+                    continue
+                yield AuditRecord.from_fields(raw_id.decode(), fields)
                 yielded += 1
                 if limit is not None and yielded >= limit:
                     return
-            start = "(" + entries[-1][0].decode()
+            if newest_first:
+                high = "(" + entries[-1][0].decode()
+            else:
+                low = "(" + entries[-1][0].decode()
 
     def for_event(self, event_id: str) -> list[AuditRecord]:
         return list(self.query(event_id=event_id))
@@ -133,15 +193,28 @@ class AuditLog:
         return int(self.redis.xlen(self.key))
 
 
-def export(records: Iterable[AuditRecord], fmt: str) -> str:
-    """Render records as csv or jsonl (tables are drawn by the CLI)."""
+def export_lines(records: Iterable[AuditRecord], fmt: str) -> Iterator[str]:
+    """Render records as csv or jsonl, a line at a time, so an export of a million records streams.
+
+    Amounts stay in Chargebee's minor units (`amount_due`, with `currency`), as in the API."""
     if fmt == "jsonl":
-        return "".join(json.dumps(r.as_dict(), sort_keys=True) + "\n" for r in records)
+        for record in records:
+            yield json.dumps(record.as_dict(), sort_keys=True) + "\n"
+        return
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=("id", *FIELDS), extrasaction="ignore")
         writer.writeheader()
         for record in records:
             writer.writerow({k: "" if v is None else v for k, v in record.as_dict().items()})
-        return out.getvalue()
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+        yield out.getvalue()
+        return
     raise ValueError(f"unknown format {fmt!r}: use table, csv or jsonl")
+
+
+def export(records: Iterable[AuditRecord], fmt: str) -> str:
+    """Render records as csv or jsonl (tables are drawn by the CLI)."""
+    return "".join(export_lines(records, fmt))

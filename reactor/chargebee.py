@@ -20,10 +20,13 @@ import json
 import math
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
+
+if TYPE_CHECKING:
+    from .ratelimit import ChargebeeRateLimit
 
 SKIP_WEBHOOKS_HEADER = {"chargebee-event-webhook": "all-disabled"}
 IDEMPOTENCY_HEADER = "chargebee-idempotency-key"
@@ -145,11 +148,22 @@ def error_from_response(response: requests.Response) -> ChargebeeError:
 
 class ChargebeeClient:
     """One per process; a pooled `requests.Session` underneath. No automatic retries here: the job
-    layer retries with backoff so that a retry is visible, counted and rate limited."""
+    layer retries with backoff so that a retry is visible, counted and rate limited.
 
-    def __init__(self, api_base: str, api_key: str, timeout: float = 20.0, session: requests.Session | None = None):
+    With a `rate_limit`, every request first takes a slot of the budget all workers share (raising
+    `ratelimit.Throttled` when none frees up in time), and a 429 pauses every worker."""
+
+    def __init__(
+        self,
+        api_base: str,
+        api_key: str,
+        timeout: float = 20.0,
+        session: requests.Session | None = None,
+        rate_limit: ChargebeeRateLimit | None = None,
+    ):
         self.api_base = api_base.rstrip("/")
         self.timeout = timeout
+        self.rate_limit = rate_limit
         self.session = session or requests.Session()
         self.session.auth = (api_key, "")
         self.session.headers["User-Agent"] = "chargebee-reactor"
@@ -160,6 +174,8 @@ class ChargebeeClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = f"{self.api_base}{path}"
+        if self.rate_limit is not None:
+            self.rate_limit.acquire()
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.Timeout as exc:
@@ -167,7 +183,10 @@ class ChargebeeClient:
         except requests.ConnectionError as exc:
             raise RetryableError(f"cannot reach Chargebee at {self.api_base}: {exc.__class__.__name__}") from exc
         if response.status_code >= 400:
-            raise error_from_response(response)
+            error = error_from_response(response)
+            if isinstance(error, RateLimitedError) and self.rate_limit is not None:
+                self.rate_limit.pause(error.retry_after)
+            raise error
         return response
 
     @staticmethod

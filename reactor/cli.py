@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import redis
 from rich.console import Console
-from rich.table import Table
 
+from .cli_rules import register as register_rules_commands
 from .config import ConfigError, Settings, load_settings
 
 console = Console()
@@ -86,12 +86,16 @@ def web(host: str, port: int | None, workers: int) -> None:
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 def worker(burst: bool, name: str | None) -> None:
     """An RQ worker for the reactor's jobs, with RQ's scheduler."""
+    from .metrics import RulesReloadReporter
     from .rules import RulesError
+    from .rules.live import LiveRules
     from .worker import run_worker
 
     settings = _settings()
+    connection = connect(settings)
+    LiveRules.default_reporter = RulesReloadReporter(connection, settings.key_prefix)  # refused edits → /metrics
     try:
-        run_worker(settings, connect(settings), burst=burst, name=name)
+        run_worker(settings, connection, burst=burst, name=name)
     except RulesError as exc:
         raise click.ClickException(f"rules file refused:\n{exc}") from None
 
@@ -128,38 +132,16 @@ def rules_check(path: Path | None) -> None:
     try:
         ruleset = load_rules(path)
     except RulesError as exc:
-        for problem in exc.problems:
-            err_console.print(str(problem), highlight=False, markup=False)
+        for problem in exc.problems:  # plain lines, never wrapped: editors and grep read file:line:col
+            click.echo(str(problem), err=True)
         count = len(exc.problems)
-        err_console.print(f"{path}: {count} problem{'s' if count != 1 else ''}; rules refused", style="red")
+        click.echo(f"{path}: {count} problem{'s' if count != 1 else ''}; rules refused", err=True)
         sys.exit(1)
     names = ", ".join(rule.name for rule in ruleset.rules)
-    console.print(
-        f"{path}: OK, version {ruleset.version}, mode {ruleset.mode}, {len(ruleset.rules)} rules ({names})",
-        highlight=False,
-        markup=False,
-    )
+    click.echo(f"{path}: OK, version {ruleset.version}, mode {ruleset.mode}, {len(ruleset.rules)} rules ({names})")
 
 
-@rules.command("explain")
-@click.option("--event", "event_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--at", "at", default=None, help="Evaluate at this ISO time instead of now.")
-@click.option("--rules", "rules_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def rules_explain(event_file: Path | None, at: str | None, rules_path: Path | None) -> None:
-    """Show, rule by rule and condition by condition, how an event would be decided."""
-    import json
-
-    from .rules import RulesError, explain, format_explanation, load_rules
-
-    if event_file is None:
-        raise click.UsageError("give --event FILE.json")
-    try:
-        ruleset = load_rules(rules_path or _settings().rules_path)
-    except RulesError as exc:
-        raise click.ClickException(str(exc)) from None
-    event = json.loads(event_file.read_text())
-    now = _parse_time(at) if at else datetime.now(timezone.utc)
-    console.print(format_explanation(explain(ruleset, event, now)))
+register_rules_commands(rules)  # explain, test: reactor/cli_rules.py
 
 
 def _parse_time(value: str) -> datetime:
@@ -173,31 +155,6 @@ def _parse_time(value: str) -> datetime:
 # -- audit and dead letters ----------------------------------------------------------------------
 
 
-@main.command()
-@click.option("--since", default=None, help="ISO time or a duration like 2h, 3d.")
-@click.option("--invoice", default=None, help="Only this invoice id.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
-@click.option("--limit", type=int, default=None)
-def audit(since: str | None, invoice: str | None, fmt: str, limit: int | None) -> None:
-    """Every decision: event, invoice, rule, action, outcome, amount, rules version."""
-    from .audit import AuditLog, export
-    from .events import Keys
-
-    settings = _settings()
-    log = AuditLog(connect(settings), Keys(settings.key_prefix).audit())
-    records = log.query(since=parse_since(since) if since else None, invoice_id=invoice, limit=limit)
-    if fmt != "table":
-        click.echo(export(records, fmt), nl=False)
-        return
-    table = Table("at", "event", "invoice", "rule", "action", "outcome", "amount", "mode", "rules", "reason")
-    for r in records:
-        amount = f"{r.amount_due} {r.currency or ''}" if r.amount_due is not None else ""
-        table.add_row(
-            r.at, r.event_id, r.invoice_id, r.rule, r.action, r.outcome, amount, r.mode, r.rules_version, r.reason
-        )
-    console.print(table)
-
-
 def parse_since(value: str) -> datetime:
     """`2h`, `30m`, `3d`, `45s` back from now, or an ISO time."""
     from datetime import timedelta
@@ -208,42 +165,6 @@ def parse_since(value: str) -> datetime:
     return _parse_time(value)
 
 
-@main.group()
-def dlq() -> None:
-    """Dead letters: jobs that failed after their last retry."""
-
-
-@dlq.command("list")
-def dlq_list() -> None:
-    """Failed jobs: job, event, invoice, last error, attempts, failed at."""
-    from .deadletters import DeadLetters
-
-    settings = _settings()
-    letters = DeadLetters(connect(settings), settings)
-    table = Table("job", "event", "invoice", "last error", "attempts", "failed at")
-    for letter in letters.list():
-        table.add_row(
-            letter.job_id, letter.event_id, letter.invoice_id, letter.last_error, str(letter.attempts), letter.failed_at
-        )
-    console.print(table)
-
-
-@dlq.command("replay")
-@click.argument("job_ids", nargs=-1)
-@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
-def dlq_replay(job_ids: tuple[str, ...], replay_all: bool) -> None:
-    """Run dead letters again against the current rules and the fresh invoice."""
-    from .deadletters import DeadLetters
-
-    if not job_ids and not replay_all:
-        raise click.UsageError("name job ids or use --all")
-    settings = _settings()
-    letters = DeadLetters(connect(settings), settings)
-    ids = [letter.job_id for letter in letters.list()] if replay_all else list(job_ids)
-    for job_id in ids:
-        try:
-            letters.replay(job_id)
-            console.print(f"requeued {job_id}", highlight=False)
-        except KeyError as exc:
-            err_console.print(f"{job_id}: {exc.args[0]}", highlight=False)
-            sys.exit(1)
+# `reactor audit`, `reactor dlq ...` and `reactor events replay` live in cli_ops; importing it
+# registers them on `main`.
+from . import cli_ops  # noqa: E402, F401

@@ -3,11 +3,16 @@
 A job lands here after its last retry (or at once for a request Chargebee refuses outright).
 Replaying one runs the same evaluation again: current rules, a fresh invoice, the same
 idempotency key and per-invoice safeguards, so a replay cannot write an invoice off twice.
+`replay_event` does the same for any stored event, dead or not, under a new job id.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import redis
 from rq import Queue
@@ -17,7 +22,63 @@ from rq.registry import FailedJobRegistry
 
 from .audit import AuditLog, AuditRecord
 from .config import Settings
-from .events import Keys
+from .events import EventStore, Keys
+
+_SECRET_KEY = re.compile(
+    r"password|passwd|secret|token|api_?key|authori[sz]ation|cvv|masked_number|^iin$|^last4$|"
+    r"reference_id|ref_tx_id|id_at_gateway|gateway_account_id|fingerprint|vault",
+    re.IGNORECASE,
+)
+REDACTED = "[redacted]"
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*)(:|$)")
+FAILURE_OUTCOMES = ("retrying", "failed")
+
+
+def redact(value: Any) -> Any:
+    """A copy of an event with payment-method and credential fields masked, so it can be pasted
+    into a ticket. Invoice, customer and amounts stay: they are what on-call needs to see."""
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if _SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def _last_line(text: str) -> str:
+    """The exception line of a traceback, without the module path (`ServerError: ...`)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return _EXCEPTION_LINE.sub(r"\1\2", lines[-1].strip())
+
+
+def _status(job: Job) -> str:
+    status = job.get_status(refresh=False)
+    return getattr(status, "value", None) or str(status or "")
+
+
+def _parse_moment(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class DeadLetterError(Exception):
+    """An operator's request that cannot be done; the message says why and what to do instead."""
+
+
+class NotADeadLetter(DeadLetterError):
+    """The id names no job in the dead letters (unknown, purged, or replayed already)."""
+
+
+class EventExpired(DeadLetterError):
+    """The stored event is gone (older than REACTOR_EVENT_TTL): there is nothing to re-decide."""
 
 
 @dataclass(frozen=True)
@@ -28,77 +89,260 @@ class DeadLetter:
     invoice_id: str | None
     last_error: str
     attempts: int
-    failed_at: str
+    failed_at: datetime | None
     traceback: str
+    status: str = "failed"
+    replays: int = 0
+    description: str = ""
+
+    @property
+    def failed_at_text(self) -> str:
+        return self.failed_at.isoformat(timespec="seconds") if self.failed_at else ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "invoice_id": self.invoice_id,
+            "last_error": self.last_error,
+            "attempts": self.attempts,
+            "failed_at": self.failed_at.isoformat() if self.failed_at else None,
+            "replays": self.replays,
+            "status": self.status,
+        }
 
 
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
+def select(letters: list[DeadLetter], event_type: str | None = None, since: datetime | None = None) -> list[DeadLetter]:
+    """The letters of one event type and/or that failed since a moment, order kept."""
+    return [
+        letter
+        for letter in letters
+        if (not event_type or letter.event_type == event_type)
+        and (since is None or (letter.failed_at is not None and letter.failed_at >= since))
+    ]
 
 
 class DeadLetters:
-    def __init__(self, connection: redis.Redis, settings: Settings):
+    """List, show, replay and purge failed jobs; every replay and purge goes to the audit trail."""
+
+    def __init__(
+        self,
+        connection: redis.Redis,
+        settings: Settings,
+        rules_version: Callable[[], str | None] | None = None,
+        actor: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ):
         self.redis = connection
         self.settings = settings
+        self.keys = Keys(settings.key_prefix)
         self.queue = Queue(settings.queue_name, connection=connection)
         self.registry = FailedJobRegistry(queue=self.queue)
-        self.audit = AuditLog(connection, Keys(settings.key_prefix).audit())
+        self.audit = AuditLog(connection, self.keys.audit(), rules_version=rules_version)
+        self.events = EventStore(connection, self.queue, self.keys, event_ttl=settings.event_ttl)
+        self.actor = actor
+        self.clock = clock
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _failed_at(self, job: Job) -> datetime | None:
+        if job.ended_at:
+            return job.ended_at
+        score = self.redis.zscore(self.registry.key, job.id)  # expiry = failure time + failure_ttl
+        if score is None or score == float("inf"):
+            return None
+        return datetime.fromtimestamp(score - (job.failure_ttl or 365 * 24 * 3600), timezone.utc)
+
+    def _failures(self, job: Job) -> list[AuditRecord]:
+        """The audit's retrying/failed records of this job's latest run (since its last replay)."""
+        meta = job.meta or {}
+        start = _parse_moment(meta.get("replayed_at")) or job.created_at
+        end = job.ended_at + timedelta(seconds=5) if job.ended_at else None
+        return list(
+            self.audit.query(since=start - timedelta(seconds=1), until=end, job_id=job.id, outcomes=FAILURE_OUTCOMES)
+        )
 
     def _describe(self, job: Job) -> DeadLetter:
         result = job.latest_result()
         traceback = (result.exc_string if result else None) or ""
         meta = job.meta or {}
-        attempts = 1 + len(self.settings.retry_intervals) - (job.retries_left or 0)
+        failures = self._failures(job)
+        # One audit record per run that reached Chargebee: exact also when a refused request stopped
+        # the retries early (RQ's counter is zeroed then). RQ's counter for failures of other kinds.
+        attempts = len(failures) if failures else 1 + len(job.retry_intervals or ()) - (job.retries_left or 0)
+        last_error = _last_line(traceback) or (failures[-1].reason if failures else "") or "(no traceback recorded)"
+        event_id = meta.get("event_id")
+        if event_id is None and job.func_name and job.func_name.endswith(".evaluate") and job.args:
+            event_id = str(job.args[0])
         return DeadLetter(
             job_id=job.id,
-            event_id=meta.get("event_id"),
+            event_id=event_id,
             event_type=meta.get("event_type"),
             invoice_id=meta.get("invoice_id"),
-            last_error=_last_line(traceback),
+            last_error=last_error,
             attempts=max(attempts, 1),
-            failed_at=job.ended_at.isoformat(timespec="seconds") if job.ended_at else "",
+            failed_at=self._failed_at(job),
             traceback=traceback,
+            status=_status(job),
+            replays=int(meta.get("replays") or 0),
+            description=job.description or "",
         )
 
-    def list(self) -> list[DeadLetter]:
-        letters = []
-        for job_id in self.registry.get_job_ids():
-            try:
-                job = Job.fetch(job_id, connection=self.redis)
-            except NoSuchJobError:
-                continue
-            letters.append(self._describe(job))
-        return letters
+    def _dead_job_ids(self) -> list[str]:
+        return self.registry.get_job_ids()
+
+    def is_dead(self, job_id: str) -> bool:
+        return self.redis.zscore(self.registry.key, job_id) is not None
+
+    def list(self, event_type: str | None = None, since: datetime | None = None) -> list[DeadLetter]:
+        """Newest failure first."""
+        ids = self._dead_job_ids()
+        letters = [self._describe(job) for job in Job.fetch_many(ids, connection=self.redis) if job is not None]
+        oldest = datetime.min.replace(tzinfo=timezone.utc)
+        letters.sort(key=lambda letter: letter.failed_at or oldest, reverse=True)
+        return select(letters, event_type, since)
 
     def get(self, job_id: str) -> DeadLetter:
+        """Any job by id (dead or not; `status` tells)."""
         try:
             return self._describe(Job.fetch(job_id, connection=self.redis))
         except NoSuchJobError:
-            raise KeyError(f"no such job {job_id!r}") from None
+            raise NotADeadLetter(f"no job {job_id!r} (purged, expired, or mistyped?)") from None
 
-    def replay(self, job_id: str) -> Job:
-        """Requeue with a full set of retries; recorded in the audit trail."""
+    def find(self, job_or_event_id: str) -> list[DeadLetter]:
+        """A job id, or an event id: every dead letter of that event, else its evaluation job."""
         try:
-            job = Job.fetch(job_id, connection=self.redis)
+            return [self._describe(Job.fetch(job_or_event_id, connection=self.redis))]
         except NoSuchJobError:
-            raise KeyError(f"no such job {job_id!r}") from None
-        if job.retry_intervals is not None:
-            job.retries_left = len(job.retry_intervals)
-            job.save()
+            pass
+        letters = [letter for letter in self.list() if letter.event_id == job_or_event_id]
+        if letters:
+            return letters
+        from .events import evaluation_job_id
+
         try:
-            self.registry.requeue(job)
-        except InvalidJobOperation:
-            raise KeyError(f"job {job_id!r} is not in the dead letters") from None
-        meta = job.meta or {}
+            return [self._describe(Job.fetch(evaluation_job_id(job_or_event_id), connection=self.redis))]
+        except NoSuchJobError:
+            return []
+
+    def stored_event(self, event_id: str | None) -> dict[str, Any] | None:
+        return self.events.load(event_id) if event_id else None
+
+    def trail(self, letter: DeadLetter, event: dict[str, Any] | None = None) -> list[AuditRecord]:
+        """Every audit record of the letter's event (or of its job, when it has no event id).
+        Read from the event's own time on, when known, rather than from the start of the stream."""
+        if letter.event_id is None:
+            return list(self.audit.query(job_id=letter.job_id))
+        occurred = (event or {}).get("occurred_at")
+        since = None
+        if isinstance(occurred, int) and not isinstance(occurred, bool):
+            since = datetime.fromtimestamp(occurred, timezone.utc) - timedelta(hours=1)
+        records = list(self.audit.query(since=since, event_id=letter.event_id))
+        if not records and since is not None:  # an event stamped in the future by a skewed clock
+            records = self.audit.for_event(letter.event_id)
+        return records
+
+    # -- acting --------------------------------------------------------------------------------
+
+    def _record(self, outcome: str, meta: dict[str, Any], job_id: str, reason: str) -> None:
         self.audit.append(
             AuditRecord(
                 event_id=meta.get("event_id"),
                 invoice_id=meta.get("invoice_id"),
                 event_type=meta.get("event_type"),
-                outcome="replayed",
+                outcome=outcome,
                 job_id=job_id,
-                reason="dead letter requeued by an operator",
+                reason=reason,
+                detail=f"by {self.actor}" if self.actor else None,
             )
         )
+
+    def replay(self, job_id: str) -> Job:
+        """Requeue with a full set of retries: the job re-decides on current rules and a fresh
+        invoice. Refuses when the stored event is gone, since the job could only record that."""
+        try:
+            job = Job.fetch(job_id, connection=self.redis)
+        except NoSuchJobError:
+            raise NotADeadLetter(
+                f"{job_id}: no such job (purged, expired, or mistyped? see `reactor dlq list`)"
+            ) from None
+        if not self.is_dead(job.id):
+            raise NotADeadLetter(
+                f"{job_id}: not in the dead letters (status {_status(job)}); "
+                "to run its event again use `reactor events replay EVENT_ID`"
+            )
+        meta = dict(job.meta or {})
+        event_id = meta.get("event_id")
+        if event_id and not self.redis.exists(self.keys.event(event_id)):
+            raise EventExpired(
+                f"{job_id}: the stored event {event_id} has expired (events are kept "
+                f"{self.settings.event_ttl // 86400} days); nothing to re-decide. Check invoice "
+                f"{meta.get('invoice_id') or '?'} in Chargebee by hand, then `reactor dlq purge`."
+            )
+        if job.retry_intervals:
+            job.retries_left = len(job.retry_intervals)
+        job.meta["replays"] = int(meta.get("replays") or 0) + 1
+        job.meta["replayed_at"] = self.clock().isoformat()
+        try:
+            self.registry.requeue(job)  # saves the job (retries, meta) only if it was still dead
+        except InvalidJobOperation:
+            raise NotADeadLetter(f"{job_id}: left the dead letters meanwhile (replayed by someone else?)") from None
+        self._record("replayed", meta, job.id, "dead letter requeued by an operator")
         return job
+
+    def replay_event(self, event_id: str) -> Job:
+        """Evaluate a stored event again under a new job id, whatever happened to it before.
+        Safe on a processed event: the written-off mark and the fresh invoice stop a second write-off."""
+        from .jobs import evaluate, retry_policy
+
+        event = self.events.load(event_id)
+        if event is None:
+            raise EventExpired(
+                f"no stored event {event_id!r}: never received, or older than "
+                f"{self.settings.event_ttl // 86400} days (REACTOR_EVENT_TTL)"
+            )
+        invoice_id = ((event.get("content") or {}).get("invoice") or {}).get("id")
+        now = self.clock()
+        meta = {
+            "event_id": event_id,
+            "event_type": event.get("event_type"),
+            "invoice_id": invoice_id,
+            "replay_of": event_id,
+            "replayed_at": now.isoformat(),
+        }
+        job = self.queue.enqueue(
+            evaluate,
+            event_id,
+            job_id=f"replay-{event_id}-{now:%Y%m%dT%H%M%S%f}",
+            retry=retry_policy(self.settings),
+            job_timeout=self.settings.job_timeout,
+            failure_ttl=self.settings.event_ttl,
+            description=f"replay of evaluate {event.get('event_type')} {event_id} (invoice {invoice_id})",
+            meta=meta,
+        )
+        self._record("replayed", meta, job.id, "stored event run again by an operator")
+        return job
+
+    def purge(self, older_than: timedelta, dry_run: bool = False, label: str | None = None) -> list[DeadLetter]:
+        """Delete dead letters that failed before now - older_than: the job, its results and its
+        registry entry. Registry entries whose job is already gone are dropped as well."""
+        cutoff = self.clock() - older_than
+        purged = []
+        for job_id in self._dead_job_ids():
+            try:
+                job = Job.fetch(job_id, connection=self.redis)
+            except NoSuchJobError:
+                if not dry_run:
+                    self.registry.remove(job_id)
+                continue
+            letter = self._describe(job)
+            if letter.failed_at is not None and letter.failed_at >= cutoff:
+                continue
+            purged.append(letter)
+            if dry_run:
+                continue
+            self.registry.remove(job, delete_job=True)
+            reason = f"dead letter older than {label or older_than} deleted by an operator"
+            self._record("purged", job.meta or {}, job_id, reason)
+        return purged

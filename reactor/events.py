@@ -8,6 +8,7 @@ of it does, so a Redis failure mid-way answers 503 and Chargebee's retry starts 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 import redis
 from rq import Queue, Retry
 
+JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_-]+")  # what RQ accepts in a job id
 MAX_EVENT_ID_LENGTH = 40  # Chargebee's Event.id is at most 40 characters
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 
@@ -57,6 +59,16 @@ def parse_event(body: bytes) -> Event:
     except json.JSONDecodeError as exc:
         raise EnvelopeError(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
+        raise EnvelopeError("body is nested too deeply") from None
+    except ValueError as exc:  # an integer longer than Python's int_max_str_digits (4300)
+        raise EnvelopeError(f"body is not usable JSON: {str(exc)[:80]}") from None
+    try:
+        # A \ud800-style escape decodes to a lone surrogate, which no UTF-8 consumer downstream (Redis
+        # keys, job descriptions, the audit stream, Chargebee's API) can encode.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise EnvelopeError("body has an unpaired UTF-16 surrogate escape (e.g. \\ud800): not valid Unicode") from None
+    except (RecursionError, ValueError):
         raise EnvelopeError("body is nested too deeply") from None
     if not isinstance(data, dict):
         raise EnvelopeError(f"expected a JSON object (a Chargebee event), got {type(data).__name__}")
@@ -117,7 +129,33 @@ class Accepted:
 
 
 def evaluation_job_id(event_id: str) -> str:
-    return f"evaluate-{event_id}"
+    """`evaluate-<event id>`. RQ takes only letters, digits, `_` and `-` in a job id; Chargebee's event
+    ids fit, but the envelope accepts any printable id, so another id gets a digest: still one job per id."""
+    if JOB_ID_SAFE.fullmatch(event_id):
+        return f"evaluate-{event_id}"
+    return f"evaluate-x{hashlib.sha256(event_id.encode()).hexdigest()[:40]}"
+
+
+# KEYS[1] the seen-mark, KEYS[2] the counters hash; ARGV[1] the dedupe TTL, then commands as
+# (argument count, arguments...). A command that fails un-marks the event before the error is
+# raised, so that Chargebee's retry of it is taken instead of answered as a duplicate.
+_ACCEPT = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('HINCRBY', KEYS[2], 'duplicate', 1)
+  return 0
+end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local ok = redis.pcall(unpack(ARGV, i + 1, i + n))
+  if type(ok) == 'table' and ok.err then
+    redis.call('DEL', KEYS[1])
+    return redis.error_reply(ok.err)
+  end
+  i = i + n + 1
+end
+return 1
+"""
 
 
 class EventStore:
@@ -140,49 +178,51 @@ class EventStore:
         self.event_ttl = event_ttl
         self.retry = retry
         self.job_timeout = job_timeout
+        self._accept_script = connection.register_script(_ACCEPT)
 
     def accept(self, event: Event, evaluate: Callable[..., Any] | str) -> Accepted:
         """Store and enqueue an event once per id; redis errors propagate (the caller answers 503).
 
-        WATCH on the seen-key turns concurrent deliveries of one id into one winner: the others'
-        EXEC fails and they answer as duplicates. Events that carry no invoice are counted only.
+        One Lua script, one round trip: mark the id seen (SET NX), and only if that wins, store the
+        event and run the commands RQ would send to enqueue its evaluation. A script runs alone in
+        Redis, so of concurrent deliveries of one id exactly one is queued. Events that carry no
+        invoice are counted only.
         """
         if event.invoice_id is None:
             self.redis.hincrby(self.keys.counter(), f"ignored:{event.event_type}", 1)
             return Accepted("ignored")
-        seen_key = self.keys.seen(event.id)
         job_id = evaluation_job_id(event.id)
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(seen_key)
-                if pipe.exists(seen_key):
-                    pipe.unwatch()
-                    self.redis.hincrby(self.keys.counter(), "duplicate", 1)
-                    return Accepted("duplicate", job_id)
-                pipe.multi()
-                pipe.set(seen_key, "1", ex=self.dedupe_ttl)
-                pipe.set(self.keys.event(event.id), event.raw, ex=self.event_ttl)
-                pipe.hincrby(self.keys.counter(), f"queued:{event.event_type}", 1)
-                self.queue.enqueue(
-                    evaluate,
-                    event.id,
-                    job_id=job_id,
-                    retry=self.retry,
-                    job_timeout=self.job_timeout,
-                    failure_ttl=self.event_ttl,
-                    description=f"evaluate {event.event_type} {event.id} (invoice {event.invoice_id})",
-                    meta={
-                        "event_id": event.id,
-                        "event_type": event.event_type,
-                        "invoice_id": event.invoice_id,
-                    },
-                    pipeline=pipe,
-                )
-                pipe.execute()
-            except redis.WatchError:
-                self.redis.hincrby(self.keys.counter(), "duplicate", 1)
-                return Accepted("duplicate", job_id)
-        return Accepted("queued", job_id)
+        commands: list[Any] = [
+            ("SET", self.keys.event(event.id), event.raw, "EX", self.event_ttl),
+            ("HINCRBY", self.keys.counter(), f"queued:{event.event_type}", 1),
+            *self._enqueue_commands(event, evaluate, job_id),
+        ]
+        keys = [self.keys.seen(event.id), self.keys.counter()]
+        argv: list[Any] = [self.dedupe_ttl]
+        for command in commands:
+            argv.append(len(command))
+            argv.extend(command)
+        won = self._accept_script(keys=keys, args=argv)
+        return Accepted("queued" if won else "duplicate", job_id)
+
+    def _enqueue_commands(self, event: Event, evaluate: Callable[..., Any] | str, job_id: str) -> list[tuple]:
+        """The writes RQ makes to enqueue a job, captured from a pipeline that is never executed, so
+        the job is exactly what `Queue.enqueue` builds (RQ does no reads when given a pipeline)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            self.queue.enqueue(
+                evaluate,
+                event.id,
+                job_id=job_id,
+                retry=self.retry,
+                job_timeout=self.job_timeout,
+                failure_ttl=self.event_ttl,
+                description=f"evaluate {event.event_type} {event.id} (invoice {event.invoice_id})",
+                meta={"event_id": event.id, "event_type": event.event_type, "invoice_id": event.invoice_id},
+                pipeline=pipe,
+            )
+            commands = [args for args, _options in pipe.command_stack if args[0] not in ("MULTI", "EXEC")]
+            pipe.reset()
+        return commands
 
     def load(self, event_id: str) -> dict[str, Any] | None:
         raw = self.redis.get(self.keys.event(event_id))

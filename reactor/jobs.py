@@ -3,12 +3,19 @@
 Every step can run again without harm, because a job runs at least once (retries, a replay from
 the dead letters, a worker killed mid-call). What makes a second run harmless:
 
-1. a per-invoice lock around fetch → decide → write_off, so two jobs never race on one invoice;
-2. a `written_off` mark per invoice, set when Chargebee confirms; a later job sees it and stops;
-3. the invoice is fetched fresh and decided again: a paid invoice no longer matches;
-4. a stable `chargebee-idempotency-key` per (site, invoice, rule), so a repeated call within
+1. a per-invoice lock around fetch → decide → write_off, renewed before each Chargebee call, so two
+   jobs never call Chargebee for one invoice at once; a dead holder's lock expires by itself;
+2. a `written_off` mark per invoice, set in one transaction with its audit record when Chargebee
+   confirms; a later job sees it and stops, and the record cannot be written twice;
+3. an attempt mark written before the POST: a run after a lost answer (worker killed, timeout)
+   that finds the invoice written off records that write-off instead of deciding anew;
+4. the invoice is fetched fresh and decided again: a paid invoice no longer matches;
+5. a stable `chargebee-idempotency-key` per (site, invoice, rule), so a repeated call within
    Chargebee's window is answered as a replay;
-5. `invalid_state_for_request` from Chargebee means settled elsewhere, which is not a failure.
+6. `invalid_state_for_request` from Chargebee means settled elsewhere, which is not a failure;
+7. an event older (by `resource_version`) than one already seen for its invoice is not acted on.
+
+docs/guarantees.md says what each of these guarantees, and which test proves it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import redis
+from redis.lock import Lock
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
@@ -31,12 +39,14 @@ from .audit import AuditLog, AuditRecord
 from .chargebee import ChargebeeClient, ChargebeeError, InvalidStateError, RetryableError
 from .config import Settings
 from .events import EventStore, Keys
+from .ratelimit import ChargebeeRateLimit, Throttled
 from .rules import Decision, RuleSet, decide
 from .rules.live import LiveRules
 
 log = logging.getLogger(__name__)
 
 WRITTEN_OFF_TTL = 400 * 24 * 3600  # longer than any retry, replay or sweep horizon
+ATTEMPT_TTL = 30 * 24 * 3600  # as long as a stored event: a replay from the dead letters still finds it
 
 # Only moves forward: the stored resource_version of an invoice is replaced by a newer one.
 # Returns 1 when the incoming version is not older than the stored one (act on it), 0 when stale.
@@ -87,9 +97,26 @@ def build_context(settings: Settings, connection: redis.Redis) -> Context:
             job_timeout=settings.job_timeout,
         ),
         audit=AuditLog(connection, keys.audit()),
-        chargebee=ChargebeeClient(settings.api_base, settings.chargebee_api_key, timeout=settings.http_timeout),
+        chargebee=ChargebeeClient(
+            settings.api_base,
+            settings.chargebee_api_key,
+            timeout=settings.http_timeout,
+            rate_limit=build_rate_limit(settings, connection),
+        ),
         rules=LiveRules(settings.rules_path),
         keys=keys,
+    )
+
+
+def build_rate_limit(settings: Settings, connection: redis.Redis) -> ChargebeeRateLimit:
+    """The call budget shared by every process using this Redis for this Chargebee site."""
+    return ChargebeeRateLimit(
+        connection,
+        settings.chargebee_rate_limit,
+        settings.rate_limit_window,
+        max_wait=settings.rate_limit_max_wait,
+        scope=settings.chargebee_site or settings.api_base or "chargebee",
+        key_prefix=settings.key_prefix,
     )
 
 
@@ -132,7 +159,7 @@ def idempotency_key(site: str, invoice_id: str, rule: str | None) -> str:
     return f"reactor-wo-{digest[:48]}"
 
 
-def _record(
+def _make_record(
     ctx: Context,
     job: Job | None,
     event: dict[str, Any] | None,
@@ -146,7 +173,7 @@ def _record(
     event_id: str | None = None,
 ) -> AuditRecord:
     invoice = ((event or {}).get("content") or {}).get("invoice") or {}
-    record = AuditRecord(
+    return AuditRecord(
         event_id=event_id or (event or {}).get("id"),
         event_type=(event or {}).get("event_type"),
         invoice_id=invoice_id or (decision.invoice_id if decision else None) or invoice.get("id"),
@@ -161,13 +188,28 @@ def _record(
         job_id=job.id if job else None,
         detail=detail,
     )
-    ctx.audit.append(record)
+
+
+def _log_record(record: AuditRecord) -> None:
     log.info(
         "decision %s: %s",
-        outcome,
+        record.outcome,
         record.reason or "",
         extra={"event_id": record.event_id, "invoice_id": record.invoice_id, "rule": record.rule},
     )
+
+
+def _record(
+    ctx: Context,
+    job: Job | None,
+    event: dict[str, Any] | None,
+    decision: Decision | None,
+    outcome: str,
+    **fields: Any,
+) -> AuditRecord:
+    record = _make_record(ctx, job, event, decision, outcome, **fields)
+    ctx.audit.append(record)
+    _log_record(record)
     return record
 
 
@@ -192,6 +234,12 @@ def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[
             reason="the stored event is gone (older than REACTOR_EVENT_TTL?)",
         )
         return {"outcome": "event_missing"}
+    if ctx.settings.verify_events:  # act only on Chargebee's own copy (reactor/verify.py)
+        from .verify import verified_event
+
+        event = verified_event(ctx, job, event)
+        if event is None:
+            return {"outcome": "rejected"}
     invoice = (event.get("content") or {}).get("invoice") or {}
     ruleset = ctx.rules.current()
     now = ctx.clock()
@@ -214,22 +262,23 @@ def write_off_invoice(
 ) -> dict[str, Any]:
     """Fetch fresh, decide again, and write off under the invoice lock. Raises to retry."""
     invoice_id = event["content"]["invoice"]["id"]
-    lock = ctx.redis.lock(
-        ctx.keys.lock(invoice_id), timeout=ctx.settings.lock_ttl, blocking_timeout=ctx.settings.http_timeout
-    )
-    if not lock.acquire():
-        raise RetryableError(f"invoice {invoice_id} is locked by another job")
+    lock = _acquire_invoice_lock(ctx, invoice_id)
     try:
         done = ctx.redis.get(ctx.keys.done(invoice_id))
         if done is not None:
             _record(ctx, job, event, None, "already_written_off", invoice_id=invoice_id, detail=done.decode())
             return {"outcome": "already_written_off"}
+        attempt = _load_attempt(ctx, invoice_id)
         try:
+            _renew(lock, ctx, invoice_id)
             fresh_invoice = ctx.chargebee.retrieve_invoice(invoice_id)
             fresh_event = copy.deepcopy(event)
             fresh_event["content"]["invoice"] = fresh_invoice
+            if attempt is not None and (fresh_invoice.get("write_off_amount") or 0) > 0:
+                return _confirm_interrupted(ctx, job, fresh_event, attempt, now)
             decision = decide(ruleset, fresh_event, now)
             if decision.action != "write_off" or decision.dry_run:
+                ctx.redis.delete(_attempt_key(ctx, invoice_id))
                 _record(ctx, job, fresh_event, decision, "changed", reason=f"fresh invoice: {decision.reason}")
                 return {"outcome": "changed", "rule": decision.rule}
             if any(p.get("txn_status") == "in_progress" for p in fresh_invoice.get("linked_payments") or []):
@@ -243,10 +292,20 @@ def write_off_invoice(
                 )
                 return {"outcome": "payment_in_progress"}
             key = idempotency_key(ctx.settings.chargebee_site or ctx.settings.api_base or "", invoice_id, decision.rule)
-            result = ctx.chargebee.write_off(invoice_id, decision.comment, key)
+            comment = decision.comment
+            if attempt is not None and attempt.get("key") == key:
+                comment = attempt.get("comment")  # the same parameters, or Chargebee refuses the key (422)
+            _renew(lock, ctx, invoice_id)
+            _save_attempt(ctx, invoice_id, key, decision.rule, comment, event, job, now)
+            result = ctx.chargebee.write_off(invoice_id, comment, key)
         except InvalidStateError as exc:
+            ctx.redis.delete(_attempt_key(ctx, invoice_id))
             _record(ctx, job, event, None, "settled_elsewhere", invoice_id=invoice_id, reason=str(exc))
             return {"outcome": "settled_elsewhere"}
+        except Throttled as exc:
+            _defer(job, exc.retry_after)
+            log.info("invoice %s: %s; deferred", invoice_id, exc, extra={"invoice_id": invoice_id})
+            raise
         except RetryableError as exc:
             _stretch_retry(job, exc.retry_after)
             _record(
@@ -265,18 +324,15 @@ def write_off_invoice(
             _record(ctx, job, event, None, "failed", invoice_id=invoice_id, reason=str(exc))
             raise
         credit_note = (result.credit_note or {}).get("id")
-        mark = json.dumps(
-            {
-                "at": now.isoformat(),
-                "rule": decision.rule,
-                "credit_note": credit_note,
-                "event_id": event.get("id"),
-                "replayed": result.replayed,
-            }
-        )
-        ctx.redis.set(ctx.keys.done(invoice_id), mark, ex=WRITTEN_OFF_TTL)
+        mark = {
+            "at": now.isoformat(),
+            "rule": decision.rule,
+            "credit_note": credit_note,
+            "event_id": event.get("id"),
+            "replayed": result.replayed,
+        }
         amount = result.invoice.get("write_off_amount") or decision.amount_due
-        _record(
+        record = _make_record(
             ctx,
             job,
             fresh_event,
@@ -285,12 +341,120 @@ def write_off_invoice(
             amount_due=amount,
             detail=f"credit_note={credit_note} replayed={str(result.replayed).lower()}",
         )
+        _commit_written_off(ctx, invoice_id, mark, record)
         return {"outcome": "written_off", "rule": decision.rule, "credit_note": credit_note}
     finally:
         try:
             lock.release()
         except redis.exceptions.LockError:
             log.warning("lock on invoice %s expired before release", invoice_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# The invoice lock, the attempt mark and the commit: what makes a killed job's retry safe.
+
+
+def _acquire_invoice_lock(ctx: Context, invoice_id: str) -> Lock:
+    """Wait for the invoice's lock as long as its TTL: a holder either releases it or, if it died,
+    the lock expires within that time; so a wait this long fails only when a third job won the race."""
+    ttl = ctx.settings.invoice_lock_ttl
+    lock = ctx.redis.lock(ctx.keys.lock(invoice_id), timeout=ttl, blocking_timeout=ttl + 1)
+    if not lock.acquire():
+        raise RetryableError(f"invoice {invoice_id} is locked by another job")
+    return lock
+
+
+def _renew(lock: Lock, ctx: Context, invoice_id: str) -> None:
+    """Reset the lock's TTL before each Chargebee call, failing if it was lost: a job that overran
+    its lock must not call Chargebee while another job holds the invoice."""
+    try:
+        lock.extend(ctx.settings.invoice_lock_ttl, replace_ttl=True)
+    except redis.exceptions.LockError:
+        raise RetryableError(f"lost the lock on invoice {invoice_id}; another job may hold it now") from None
+
+
+def _attempt_key(ctx: Context, invoice_id: str) -> str:
+    return f"{ctx.keys.prefix}:write_off_attempt:{invoice_id}"
+
+
+def _save_attempt(
+    ctx: Context,
+    invoice_id: str,
+    key: str,
+    rule: str | None,
+    comment: str | None,
+    event: dict[str, Any],
+    job: Job | None,
+    now: datetime,
+) -> None:
+    """Written before the POST: if the answer never arrives (worker killed, timeout), the next run
+    knows a write_off of ours may have gone through, and with which key and comment."""
+    attempt = {
+        "at": now.isoformat(),
+        "key": key,
+        "rule": rule,
+        "comment": comment,
+        "event_id": event.get("id"),
+        "job_id": job.id if job else None,
+    }
+    ctx.redis.set(_attempt_key(ctx, invoice_id), json.dumps(attempt), ex=ATTEMPT_TTL)
+
+
+def _load_attempt(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
+    raw = ctx.redis.get(_attempt_key(ctx, invoice_id))
+    if raw is None:
+        return None
+    try:
+        attempt = json.loads(raw)
+    except ValueError:
+        return None
+    return attempt if isinstance(attempt, dict) else None
+
+
+def _confirm_interrupted(
+    ctx: Context, job: Job | None, fresh_event: dict[str, Any], attempt: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """An earlier run sent write_off and never heard back; the invoice shows a write-off, so the call
+    went through. Record it now, once, instead of calling Chargebee again."""
+    invoice = fresh_event["content"]["invoice"]
+    invoice_id = invoice["id"]
+    mark = {"at": now.isoformat(), "rule": attempt.get("rule"), "event_id": attempt.get("event_id"), "recovered": True}
+    record = _make_record(
+        ctx,
+        job,
+        fresh_event,
+        None,
+        "written_off",
+        invoice_id=invoice_id,
+        amount_due=invoice.get("write_off_amount"),
+        event_id=attempt.get("event_id"),
+        reason=f"write_off sent at {attempt.get('at')} by a run that did not see the answer; the invoice shows it",
+        detail=f"recovered=true write_off_amount={invoice.get('write_off_amount')}",
+    )
+    record.rule = attempt.get("rule")
+    record.action = "write_off"
+    _commit_written_off(ctx, invoice_id, mark, record)
+    return {"outcome": "written_off", "rule": attempt.get("rule"), "recovered": True}
+
+
+def _commit_written_off(ctx: Context, invoice_id: str, mark: dict[str, Any], record: AuditRecord) -> None:
+    """The `written_off` mark and its audit record in one transaction: a crash between the two would
+    otherwise leave a mark without a record, or let a retry record the write-off a second time."""
+    with ctx.redis.pipeline(transaction=True) as pipe:
+        pipe.set(ctx.keys.done(invoice_id), json.dumps(mark), ex=WRITTEN_OFF_TTL)
+        pipe.delete(_attempt_key(ctx, invoice_id))
+        pipe.xadd(ctx.audit.key, record.to_fields(), maxlen=ctx.audit.maxlen, approximate=True)
+        results = pipe.execute()
+    entry_id = results[-1]
+    record.id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    _log_record(record)
+
+
+def _defer(job: Job | None, retry_after: float | None) -> None:
+    """Waiting for a rate-limit slot is not a failed attempt: give the retry back, then wait."""
+    if job is not None and job.retries_left is not None:
+        job.retries_left += 1
+    _stretch_retry(job, retry_after)
 
 
 def _will_retry(job: Job | None) -> bool:

@@ -1,11 +1,29 @@
-"""The RQ worker that runs our jobs, with RQ's scheduler (retries, re-checks) in the same process."""
+"""The RQ worker that runs our jobs, with RQ's scheduler (retries, re-checks) in the same process.
+
+A worker killed mid-job (SIGKILL, OOM, a lost machine) leaves its job in RQ's StartedJobRegistry.
+RQ's own maintenance (`StartedJobRegistry.cleanup`, run by any live worker) retries such a job once
+its execution has had no heartbeat for its TTL. With RQ's defaults that is 90 s of silence plus up
+to 10 minutes until the next maintenance, and an idle worker blocks on the queue for 405 s between
+maintenance runs. Here all three are settings, so that recovery happens within
+
+    REACTOR_ABANDONED_AFTER + REACTOR_MAINTENANCE_INTERVAL (+ the invoice lock, see jobs.py)
+
+for a forking worker (a simple worker cannot send heartbeats during a job: add the job timeout),
+
+and the retry of an abandoned job is enqueued at once rather than scheduled: the worker that died
+may have been the one running the scheduler, whose lock RQ keeps for another minute.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
+from typing import Any
 
 import redis
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
 from . import jobs
@@ -16,8 +34,22 @@ log = logging.getLogger(__name__)
 
 
 class ReactorWorker(Worker):
-    """Refreshes the rules in the parent before each fork, so every work horse inherits the
-    current rules instead of reparsing the file itself after an edit."""
+    """RQ's forking worker with bounded recovery of abandoned jobs, refreshing the rules in the
+    parent before each fork so every work horse inherits the current rules."""
+
+    def __init__(self, *args: Any, abandoned_after: int = 60, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.abandoned_after = abandoned_after
+        self.push_exc_handler(retry_abandoned_at_once)
+
+    signalled_to_stop = False
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """Remember that a person or the process manager asked us to stop (SIGTERM/SIGINT): RQ raises
+        StopRequested when idle and leaves its own flag unset, so run_worker could not tell this
+        from a stop caused by a Redis outage."""
+        self.signalled_to_stop = True
+        super().request_stop(signum, frame)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
@@ -26,10 +58,90 @@ class ReactorWorker(Worker):
             log.error("no valid rules; jobs will fail until rules.yaml is fixed: %s", exc)
         super().execute_job(job, queue)
 
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """A running job's execution expires this long after the worker's last heartbeat; then
+        maintenance treats the job as abandoned. RQ's fixed 60 s of grace becomes a setting."""
+        return self.abandoned_after
+
+    @property
+    def dequeue_timeout(self) -> int:
+        """Wake up from an empty queue in time for the next maintenance run."""
+        return max(1, min(super().dequeue_timeout, self.maintenance_interval))
+
+
+def retry_abandoned_at_once(job: Job, exc_type: type, exc_value: BaseException, tb: Any) -> bool:
+    """Exception handler: RQ calls it from StartedJobRegistry.cleanup right before it retries an
+    abandoned job. Making this retry's interval 0 enqueues the job instead of scheduling it; the
+    retry still counts against the job's retries, as RQ intends."""
+    if exc_type is AbandonedJobError and job.retries_left and job.retry_intervals:
+        intervals = list(job.retry_intervals)
+        index = max(len(intervals) - job.retries_left, 0)
+        intervals[index] = 0
+        job.retry_intervals = intervals
+        log.warning("job %s was abandoned by a dead worker; retrying it now", job.id, extra={"job_id": job.id})
+    return True
+
+
+class ReactorSimpleWorker(ReactorWorker):
+    """Runs each job in the worker process itself, like RQ's SimpleWorker: no fork per job (see
+    REACTOR_WORKER_CLASS in docs/benchmarks.md). Job timeouts still apply (RQ's SIGALRM death
+    penalty works in the main thread); what is lost is isolation: a job that leaks memory or crashes
+    the interpreter takes the worker with it (its job is then retried as abandoned)."""
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            jobs.current_context().rules.current()
+        except RulesError as exc:
+            log.error("no valid rules; jobs will fail until rules.yaml is fixed: %s", exc)
+        SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """Nothing sends heartbeats while a job runs in this process, so its execution must outlive
+        the job's timeout, or another worker's maintenance would retry a job that is still running.
+        A killed simple worker's job is therefore recovered after job timeout + abandoned_after."""
+        return max(int(job.timeout or 0), 0) + self.abandoned_after
+
+
+WORKER_CLASSES: dict[str, type[ReactorWorker]] = {"fork": ReactorWorker, "simple": ReactorSimpleWorker}
+
 
 def run_worker(settings: Settings, connection: redis.Redis, burst: bool = False, name: str | None = None) -> bool:
+    """Run the worker until it is told to stop. RQ's worker gives up when Redis goes away at the
+    wrong moment (between jobs, or while recording a result); this loop waits for Redis to come back
+    and starts a fresh worker, so a Redis restart does not need a person to restart the workers.
+    A job cut off by the outage is recovered like any abandoned job."""
     context = jobs.build_context(settings, connection)
     context.rules.current()  # refuse to start on a broken rules file: say so now, not per job
     jobs.install(context)
-    worker = ReactorWorker([context.queue], connection=connection, name=name)
-    return worker.work(with_scheduler=True, burst=burst)
+    worked = False
+    for generation in itertools.count():
+        worker = WORKER_CLASSES[settings.worker_class](
+            [context.queue],
+            connection=connection,
+            name=f"{name}-{generation}" if name and generation else name,
+            abandoned_after=settings.abandoned_after,
+            job_monitoring_interval=settings.heartbeat_interval,
+            maintenance_interval=settings.maintenance_interval,
+        )
+        try:
+            worked = worker.work(with_scheduler=True, burst=burst) or worked
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.error("worker stopped: Redis unreachable (%s)", exc)
+        if burst or worker.signalled_to_stop:
+            return worked
+        wait_for_redis(connection, first_pause=min(2**generation, 30))
+        log.warning("restarting the worker after it stopped on a Redis error")
+    return worked
+
+
+def wait_for_redis(connection: redis.Redis, first_pause: float = 1.0, longest_pause: float = 30.0) -> None:
+    """Block until Redis answers a PING, backing off between tries."""
+    pause = first_pause
+    while True:
+        time.sleep(pause)
+        try:
+            if connection.ping():
+                return
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+        pause = min(pause * 2, longest_pause)

@@ -149,7 +149,15 @@ def worker_env(settings: Settings) -> dict[str, str]:
         REACTOR_VAR_DIR=str(settings.var_dir),
         REACTOR_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
+        REACTOR_JOB_TIMEOUT=str(settings.job_timeout),
+        REACTOR_LOCK_TTL=str(settings.lock_ttl),
+        REACTOR_CHARGEBEE_RATE_LIMIT=str(settings.chargebee_rate_limit),
+        REACTOR_RATE_LIMIT_WINDOW=str(settings.rate_limit_window),
+        REACTOR_RATE_LIMIT_MAX_WAIT=str(settings.rate_limit_max_wait),
+        REACTOR_ABANDONED_AFTER=str(settings.abandoned_after),
+        REACTOR_MAINTENANCE_INTERVAL=str(settings.maintenance_interval),
     )
+    env["REACTOR_WORKER_CLASS"] = settings.worker_class
     return env
 
 

@@ -72,6 +72,7 @@ def _gate() -> None:
     key = request.headers.get("chargebee-idempotency-key")
     if key is not None and len(key) > 100:
         raise ApiError(400, "chargebee-idempotency-key cannot be more than 100 characters.", "invalid_request")
+    state.pass_hold(_FAULT_KIND_BY_ENDPOINT.get(request.endpoint or "", "other"))
     fault = state.take_fault(_FAULT_KIND_BY_ENDPOINT.get(request.endpoint or "", "other"))
     if fault is None:
         return
@@ -277,6 +278,14 @@ def set_webhook() -> Response:
 @control.get("/deliveries")
 def deliveries() -> Response:
     return jsonify({"deliveries": _state().deliveries()})
+
+
+@control.post("/events")
+def record_event() -> tuple[Response, int]:
+    body = _json_body()
+    if not isinstance(body, dict):
+        raise ApiError(400, "Expected an object with event_type and content.", "invalid_request")
+    return jsonify({"event": _control_call(_state().record_event, body.get("event_type"), body.get("content"))}), 201
 
 
 @control.get("/events")

@@ -73,6 +73,12 @@ class SandboxState:
             self._recent: deque[float] = deque()
             # Deliveries still in flight from before a reset must not leak into the next test.
             self._generation = getattr(self, "_generation", 0) + 1
+            # Requests held by a previous test go on; new ones are not held.
+            if getattr(self, "_release", None) is not None:
+                self._release.set()
+            self._hold_match: str | None = None
+            self._held = 0
+            self._release = threading.Event()
             self.lock.notify_all()
 
     def next_version(self) -> int:
@@ -172,6 +178,14 @@ class SandboxState:
         }
         self._events[event["id"]] = event
         return event
+
+    def record_event(self, event_type: str, content: dict[str, Any]) -> dict[str, Any]:
+        """Record an event as if it had happened on the site (not posted anywhere): something genuine
+        for a test to deliver, altered or not, to a reactor that verifies events."""
+        if not isinstance(event_type, str) or not event_type or not isinstance(content, dict):
+            raise ValueError("an event needs an event_type string and a content object")
+        with self.lock:
+            return copy.deepcopy(self._record_event(event_type, copy.deepcopy(content), webhooks=False))
 
     def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -326,6 +340,40 @@ class SandboxState:
                             self._faults.remove(fault)
                     return dict(fault)
             return None
+
+    # -- holding requests in flight (crash tests) ------------------------------------------------
+
+    def hold(self, match: str = "write_off") -> None:
+        """Hold matching API requests at the gate until `release_held()`: a call stays in flight for
+        as long as a test needs (to kill its caller, say), then completes as Chargebee would."""
+        if match not in FAULT_KINDS:
+            raise ValueError(f"match must be one of {FAULT_KINDS}")
+        with self.lock:
+            self._hold_match = match
+            self._held = 0
+            self._release = threading.Event()
+
+    def wait_held(self, count: int = 1, timeout: float = 10.0) -> int:
+        """Block until `count` requests are being held (or timeout); returns how many are."""
+        with self.lock:
+            self.lock.wait_for(lambda: self._held >= count, timeout=timeout)
+            return self._held
+
+    def release_held(self) -> None:
+        """Let held requests go on, and stop holding new ones."""
+        with self.lock:
+            self._hold_match = None
+            self._release.set()
+
+    def pass_hold(self, kind: str, limit: float = 300.0) -> None:
+        """Called by the gate for every API request: waits, outside the lock, while it is held."""
+        with self.lock:
+            if self._hold_match is None or self._hold_match not in (kind, "any"):
+                return
+            self._held += 1
+            release = self._release
+            self.lock.notify_all()
+        release.wait(limit)
 
     def record_call(self, call: dict[str, Any]) -> None:
         with self.lock:

@@ -1,0 +1,375 @@
+"""The on-call commands: `reactor audit`, `reactor dlq list|show|replay|purge`, `reactor events replay`.
+
+Registered on the `main` group of `cli.py`. Written for someone woken at 3 a.m.: every refusal
+says why and what to do instead, bulk changes are confirmed, and nothing crashes on a job or an
+event that has expired in the meantime.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import socket
+import sys
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .audit import OUTCOMES, AuditLog, AuditRecord, export_lines
+from .cli import _settings, connect, main, parse_since
+from .config import Settings
+from .deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
+from .events import Keys
+
+DEFAULT_TABLE_LIMIT = 200
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _console(stderr: bool = False) -> Console:
+    """Rich on a terminal; on a pipe or file, wide enough that ids are never cut or folded."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 240, highlight=False)
+
+
+def _say(message: str) -> None:
+    click.echo(message)
+
+
+def _warn(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def parse_duration(value: str) -> timedelta:
+    """`45s`, `30m`, `2h`, `3d`, `1w`."""
+    number, unit = value[:-1], value[-1:].lower()
+    if unit not in _UNITS or not number.isdigit():
+        raise click.BadParameter(f"{value!r} is not a duration like 30m, 2h, 30d")
+    return timedelta(seconds=int(number) * _UNITS[unit])
+
+
+def _since(value: str | None) -> datetime | None:
+    return parse_since(value) if value else None
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _rules_version(settings: Settings) -> Callable[[], str | None]:
+    """The version (hash) of the rules file in force, read once per command."""
+
+    @functools.cache
+    def version() -> str | None:
+        from .rules import load_rules
+
+        return load_rules(settings.rules_path).version
+
+    return version
+
+
+def _dead_letters() -> DeadLetters:
+    settings = _settings()
+    return DeadLetters(connect(settings), settings, rules_version=_rules_version(settings), actor=_actor())
+
+
+def _short_time(value: datetime | str | None) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else value.isoformat(timespec="seconds")
+    return text.replace("T", " ").replace("+00:00", "Z")
+
+
+def _can_confirm() -> bool:
+    return sys.stdin.isatty()
+
+
+def _confirm_or_refuse(question: str, yes: bool, flag_hint: str) -> None:
+    """Ask on a terminal; without one (cron, CI, a pipe) refuse unless --yes was given."""
+    if yes:
+        return
+    if not _can_confirm():
+        _warn(f"refusing: {question} needs a confirmation and there is no terminal; {flag_hint}")
+        sys.exit(1)
+    click.confirm(question, abort=True)
+
+
+# -- audit ---------------------------------------------------------------------------------------
+
+
+def _outcome_list(values: tuple[str, ...]) -> list[str] | None:
+    outcomes = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    unknown = [o for o in outcomes if o not in OUTCOMES]
+    if unknown:
+        _warn(f"note: unknown outcome {', '.join(unknown)}; known: {', '.join(OUTCOMES)}")
+    return outcomes or None
+
+
+def _audit_table(records: Iterable[AuditRecord]) -> Table:
+    table = Table("at (UTC)", "event", "invoice", "rule", "action", "outcome", "amount", "mode", "rules", "reason")
+    for r in records:
+        table.add_row(
+            _short_time(r.at),
+            r.event_id,
+            r.invoice_id,
+            r.rule,
+            r.action,
+            r.outcome,
+            r.amount_text(),
+            r.mode,
+            r.rules_version,
+            r.reason,
+        )
+    return table
+
+
+@main.command()
+@click.option("--since", default=None, help="ISO time or a duration back from now: 30m, 2h, 3d.")
+@click.option("--invoice", default=None, help="Only this invoice id.")
+@click.option("--event", "event_id", default=None, help="Only this event id.")
+@click.option("--outcome", "outcomes", multiple=True, help="Only these outcomes (repeat, or comma-separated).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help=f"The latest N (table default {DEFAULT_TABLE_LIMIT})."
+)
+def audit(
+    since: str | None, invoice: str | None, event_id: str | None, outcomes: tuple[str, ...], fmt: str, limit: int | None
+) -> None:
+    """Every decision: event, invoice, rule, outcome, amount, the rules version it was made under.
+
+    The table shows amounts in major units (12.50 USD); csv and jsonl keep Chargebee's minor units
+    (amount_due 1250 with currency USD) and stream every matching record unless --limit is given."""
+    settings = _settings()
+    log = AuditLog(connect(settings), Keys(settings.key_prefix).audit())
+    filters = {"since": _since(since), "invoice_id": invoice, "event_id": event_id, "outcomes": _outcome_list(outcomes)}
+    if fmt != "table":
+        exported = log.query(**filters) if limit is None else _latest(log, filters, limit)
+        for chunk in export_lines(exported, fmt):
+            click.echo(chunk, nl=False)
+        return
+    wanted = limit or DEFAULT_TABLE_LIMIT
+    records = _latest(log, filters, wanted + 1)
+    more = len(records) > wanted
+    records = records[-wanted:]
+    if not records:
+        _say("no audit records match")
+        return
+    _console().print(_audit_table(records))
+    note = "; older ones exist: use --since or --limit" if more else ""
+    _say(f"{_plural(len(records), 'record')}, oldest first{note}")
+
+
+def _latest(log: AuditLog, filters: dict, count: int) -> list[AuditRecord]:
+    """The latest `count` matching records, oldest first."""
+    return list(reversed(list(log.query(**filters, limit=count, newest_first=True))))
+
+
+# -- dead letters --------------------------------------------------------------------------------
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: jobs that failed after their last retry. Replays re-decide on current rules."""
+
+
+def _letters_table(letters: Iterable[DeadLetter]) -> Table:
+    table = Table("job", "event", "type", "invoice", "last error", "attempts", "failed at (UTC)")
+    for letter in letters:
+        table.add_row(
+            letter.job_id,
+            letter.event_id,
+            letter.event_type,
+            letter.invoice_id,
+            letter.last_error,
+            str(letter.attempts) + (f" (+{letter.replays} replay)" if letter.replays else ""),
+            _short_time(letter.failed_at),
+        )
+    return table
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+@dlq.command("list")
+@click.option("--event-type", default=None, help="Only dead letters of this event type, e.g. payment_failed.")
+@click.option("--since", default=None, help="Only those that failed since: ISO time or 30m, 2h, 3d.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def dlq_list(event_type: str | None, since: str | None, fmt: str) -> None:
+    """Failed jobs, newest first: job, event, invoice, last error, attempts, failed at."""
+    letters = _dead_letters()
+    everything = letters.list()
+    shown = select(everything, event_type, _since(since))
+    if fmt == "json":
+        click.echo(json.dumps([letter.as_dict() for letter in shown], indent=2))
+        return
+    if not everything:
+        _say("no dead letters: nothing has failed (or everything was replayed or purged)")
+        return
+    if not shown:
+        _say(f"no dead letters match ({_plural(len(everything), 'dead letter')} in all)")
+        return
+    _console().print(_letters_table(shown))
+    total = f" of {len(everything)}" if len(shown) != len(everything) else ""
+    _say(f"{len(shown)}{total} dead letter{'s' if len(everything) != 1 else ''}; `reactor dlq show JOB` for details")
+
+
+@dlq.command("show")
+@click.argument("job_or_event_id")
+def dlq_show(job_or_event_id: str) -> None:
+    """One dead letter (by job id or event id): the stored event, the decision trail, the traceback."""
+    letters = _dead_letters()
+    found = letters.find(job_or_event_id)
+    if not found:
+        _warn(f"{job_or_event_id}: no job and no dead letter for an event of that id (see `reactor dlq list`)")
+        sys.exit(1)
+    for letter in found:
+        _show_one(letters, letter)
+
+
+def _show_one(letters: DeadLetters, letter: DeadLetter) -> None:
+    dead = letters.is_dead(letter.job_id)
+    _say(f"job:        {letter.job_id}" + ("" if dead else f"  (not a dead letter: status {letter.status})"))
+    _say(f"event:      {letter.event_id or '-'}  {letter.event_type or ''}")
+    _say(f"invoice:    {letter.invoice_id or '-'}")
+    _say(f"attempts:   {letter.attempts}" + (f" (replayed {letter.replays}x)" if letter.replays else ""))
+    _say(f"failed at:  {_short_time(letter.failed_at) or '-'}")
+    _say(f"last error: {letter.last_error}")
+    event = letters.stored_event(letter.event_id)
+    _say("\n-- stored event (payment details redacted) --")
+    if event is None:
+        _say(
+            f"(gone: the stored event has expired after {letters.settings.event_ttl // 86400} days, "
+            "or was never stored; a replay cannot re-decide it)"
+        )
+    else:
+        _say(json.dumps(redact(event), indent=2, sort_keys=True))
+    _say("\n-- decision trail --")
+    trail = letters.trail(letter, event)
+    if trail:
+        _console().print(_audit_table(trail))
+    else:
+        _say("(no audit records for this event)")
+    _say("\n-- traceback --")
+    _say(letter.traceback.rstrip() or "(none recorded)")
+    _say("")
+
+
+def _select(
+    letters: DeadLetters, job_ids: tuple[str, ...], everything: bool, event_type: str | None, since: str | None
+) -> tuple[list[str], bool]:
+    """The job ids to act on, and whether they were chosen in bulk (which asks for a confirmation)."""
+    if job_ids and (everything or event_type or since):
+        raise click.UsageError("name job ids, or select with --all/--event-type/--since, not both")
+    if not job_ids and not (everything or event_type or since):
+        raise click.UsageError("name job ids, or select with --all (optionally with --event-type/--since)")
+    if job_ids:
+        return list(job_ids), False
+    return [letter.job_id for letter in letters.list(event_type=event_type, since=_since(since))], True
+
+
+@dlq.command("replay")
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Every dead letter (narrow with --event-type/--since).")
+@click.option("--event-type", default=None, help="Only dead letters of this event type.")
+@click.option("--since", default=None, help="Only those that failed since: ISO time or 30m, 2h, 3d.")
+@click.option("--dry-run", is_flag=True, help="List what would be replayed; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation of a bulk replay.")
+def dlq_replay(
+    job_ids: tuple[str, ...], replay_all: bool, event_type: str | None, since: str | None, dry_run: bool, yes: bool
+) -> None:
+    """Run dead letters again: current rules, the invoice fetched fresh, the same safeguards.
+
+    A replay cannot write an invoice off twice: the written-off mark, the fresh invoice and the
+    idempotency key all stop a second write-off. Exit 1 if any id could not be replayed."""
+    letters = _dead_letters()
+    targets, bulk = _select(letters, job_ids, replay_all, event_type, since)
+    if not targets:
+        _say("no dead letters to replay")
+        return
+    if dry_run:
+        chosen = []
+        for job_id in targets:
+            if letters.is_dead(job_id):
+                chosen.append(letters.get(job_id))
+            else:
+                _warn(f"would refuse {job_id}: not in the dead letters")
+        _console().print(_letters_table(chosen))
+        _say(f"dry run: {_plural(len(targets), 'dead letter')} would be replayed; nothing requeued")
+        return
+    if bulk:
+        _confirm_or_refuse(f"Replay {_plural(len(targets), 'dead letter')}?", yes, "add --yes")
+    refused = 0
+    for job_id in targets:
+        try:
+            job = letters.replay(job_id)
+        except DeadLetterError as exc:
+            refused += 1
+            _warn(f"not replayed: {exc}")
+            continue
+        meta = job.meta or {}
+        _say(f"requeued {job.id} (event {meta.get('event_id') or '-'}, invoice {meta.get('invoice_id') or '-'})")
+    _say(
+        f"{_plural(len(targets) - refused, 'dead letter')} requeued"
+        + (f", {refused} refused" if refused else "")
+        + "; follow with `reactor audit --since 10m`"
+    )
+    if refused:
+        sys.exit(1)
+
+
+@dlq.command("purge")
+@click.option("--older-than", "older_than", required=True, help="Age of the failure, e.g. 30d, 12h.")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def dlq_purge(older_than: str, dry_run: bool, yes: bool) -> None:
+    """Delete dead letters that failed longer ago than --older-than (the job and its registry entry)."""
+    age = parse_duration(older_than)
+    letters = _dead_letters()
+    candidates = letters.purge(age, dry_run=True)
+    if not candidates:
+        _say(f"no dead letters older than {older_than}")
+        return
+    _console().print(_letters_table(candidates))
+    if dry_run:
+        _say(f"dry run: {_plural(len(candidates), 'dead letter')} would be deleted")
+        return
+    _confirm_or_refuse(f"Delete {_plural(len(candidates), 'dead letter')} for good?", yes, "add --yes")
+    purged = letters.purge(age, label=older_than)
+    _say(f"purged {_plural(len(purged), 'dead letter')} (recorded in the audit trail)")
+
+
+# -- events --------------------------------------------------------------------------------------
+
+
+@main.group()
+def events() -> None:
+    """Stored events (kept REACTOR_EVENT_TTL, 30 days by default)."""
+
+
+@events.command("replay")
+@click.argument("event_ids", nargs=-1, required=True)
+def events_replay(event_ids: tuple[str, ...]) -> None:
+    """Evaluate stored events again, dead or not, under new job ids (replay-EVENT-TIME).
+
+    Safe on an event already acted on: an invoice we wrote off, or one since paid, is recorded
+    as such and not written off again. Exit 1 if any event is unknown or expired."""
+    letters = _dead_letters()
+    missing = 0
+    for event_id in event_ids:
+        try:
+            job = letters.replay_event(event_id)
+        except DeadLetterError as exc:
+            missing += 1
+            _warn(f"not replayed: {exc}")
+            continue
+        _say(f"queued {job.id} (invoice {(job.meta or {}).get('invoice_id') or '-'})")
+    if missing:
+        sys.exit(1)

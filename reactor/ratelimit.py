@@ -1,0 +1,124 @@
+"""One budget of Chargebee calls for every worker on every machine, kept in Redis.
+
+Chargebee limits API calls per site and per minute (150 on test sites; 150, 1000 or 3500 on live
+plans depending on the plan) and answers 429 once the limit is passed. A limit per process would
+let N workers make N times the budget, so the count lives in the Redis all workers share:
+
+- a strict moving window (the `limits` package's `MovingWindowRateLimiter` on `RedisStorage`):
+  never more than `calls` requests in any `window` seconds, counted by every process together;
+- a shared pause: a 429 from Chargebee stops every worker until its Retry-After has passed (60 s
+  when Chargebee sends none), because Chargebee's own window may count calls we did not make
+  (another integration on the same site, the console).
+
+A caller that finds no free slot waits, but never longer than `max_wait`: then `Throttled` is
+raised and the job is deferred (see jobs.py), which is not a failure and uses up no retry.
+Slots are stamped with each machine's clock, so the machines should keep time (NTP).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+import redis
+from limits import RateLimitItemPerSecond
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from .chargebee import RateLimitedError
+
+DEFAULT_PAUSE = 60.0
+"""Seconds every worker waits after a 429 that carries no Retry-After: Chargebee's limit resets
+"in approximately a minute"."""
+
+# Sets the pause only when it ends later than the one already set, so a short Retry-After cannot
+# cut a longer pause short. The pause is a key's TTL: Redis's clock, not the workers', decides.
+_EXTEND_PAUSE = """
+local current = redis.call('PTTL', KEYS[1])
+if current < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+class Throttled(RateLimitedError):
+    """No call slot became free within the allowed wait; nothing was sent. Try again later."""
+
+
+class ChargebeeRateLimit:
+    """The shared call budget of one Chargebee site. Call `acquire()` before every request and
+    `pause(seconds)` after a 429."""
+
+    def __init__(
+        self,
+        connection: redis.Redis,
+        calls: int,
+        window: int = 60,
+        *,
+        max_wait: float = 10.0,
+        scope: str = "chargebee",
+        key_prefix: str = "reactor",
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if calls < 1 or window < 1:
+            raise ValueError("a rate limit needs at least one call per window of at least one second")
+        self.calls = calls
+        self.window = window
+        self.max_wait = max_wait
+        self.scope = scope
+        self.item = RateLimitItemPerSecond(calls, window)
+        storage = RedisStorage("redis://", connection_pool=connection.connection_pool, key_prefix=f"{key_prefix}:rl")
+        self.limiter = MovingWindowRateLimiter(storage)
+        self.redis = connection
+        self.pause_key = f"{key_prefix}:rl:paused:{scope}"
+        self._extend_pause = connection.register_script(_EXTEND_PAUSE)
+        self._sleep = sleep
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"ChargebeeRateLimit({self.calls} calls per {self.window}s, scope={self.scope!r})"
+
+    def acquire(self) -> None:
+        """Take one call slot, waiting for it (and for a pause to end) up to `max_wait` seconds.
+
+        Raises Throttled, carrying the expected wait as `retry_after`, when the wait would be
+        longer: the caller gives its worker back instead of holding it idle.
+        """
+        deadline = self._clock() + self.max_wait
+        while True:
+            wait = self.paused_for()
+            if wait <= 0:
+                if self.limiter.hit(self.item, self.scope):
+                    return
+                reset, _remaining = self.limiter.get_window_stats(self.item, self.scope)
+                wait = max(reset - time.time(), 0.01)
+            left = deadline - self._clock()
+            if wait > left:
+                raise Throttled(
+                    f"no Chargebee call slot free within {self.max_wait:g}s "
+                    f"(limit {self.calls} per {self.window}s, shared by all workers)",
+                    status=None,
+                    retry_after=wait,
+                )
+            # A little jitter, so that workers woken by the same freed slot do not all race for it.
+            self._sleep(wait + random.uniform(0, min(0.05, max(left - wait, 0))))
+
+    def paused_for(self) -> float:
+        """Seconds left of a pause set after a 429 (0 when there is none)."""
+        remaining = self.redis.pttl(self.pause_key)
+        return remaining / 1000 if remaining and remaining > 0 else 0.0
+
+    def pause(self, seconds: float | None) -> None:
+        """Stop every worker's calls for `seconds` (Chargebee's Retry-After; DEFAULT_PAUSE if None)."""
+        seconds = DEFAULT_PAUSE if seconds is None else seconds
+        milliseconds = max(1, int(seconds * 1000))
+        self._extend_pause(keys=[self.pause_key], args=[milliseconds, "429"])
+
+    def reset(self) -> None:
+        """Forget the counted calls and any pause (tests, and ops after changing the limit)."""
+        self.limiter.clear(self.item, self.scope)
+        self.redis.delete(self.pause_key)

@@ -1,0 +1,85 @@
+"""Driving the `reactor` command the way on-call does, and dead letters made on purpose."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import redis
+from click.testing import CliRunner, Result
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+from rq.results import Result as JobResult
+
+from reactor.cli import main
+from reactor.config import Settings
+from reactor.events import Keys, evaluation_job_id
+
+TRACEBACK = """Traceback (most recent call last):
+  File "reactor/jobs.py", line 250, in write_off_invoice
+reactor.chargebee.ServerError: Chargebee answered 500 (internal_error) on POST /invoices/inv_x/write_off
+"""
+
+
+def cli_env(settings: Settings) -> dict[str, str | None]:
+    """The settings as the environment the command reads; unrelated REACTOR_* variables unset."""
+    env: dict[str, str | None] = {
+        k: None for k in os.environ if k.startswith(("REACTOR_", "CHARGEBEE_", "REDIS_", "COLUMNS"))
+    }
+    env.update(
+        REDIS_URL=settings.redis_url,
+        CHARGEBEE_API_BASE=settings.chargebee_api_base,
+        CHARGEBEE_API_KEY=settings.chargebee_api_key,
+        REACTOR_RULES=str(settings.rules_path),
+        REACTOR_RETRY_INTERVALS=",".join(str(i) for i in settings.retry_intervals),
+        REACTOR_VAR_DIR=str(settings.var_dir),
+        REACTOR_LOG_FORMAT="json",
+    )
+    return env
+
+
+def reactor(settings: Settings, *args: str, input: str | None = None) -> Result:
+    """Run `reactor ARGS...` in-process; stdin is not a terminal, as under cron or in a pipe."""
+    return CliRunner().invoke(main, list(args), env=cli_env(settings), input=input, catch_exceptions=False)
+
+
+def store_event(connection: redis.Redis, event: dict[str, Any]) -> None:
+    connection.set(Keys().event(event["id"]), json.dumps(event), ex=30 * 24 * 3600)
+
+
+def make_dead_letter(
+    connection: redis.Redis,
+    settings: Settings,
+    event: dict[str, Any],
+    *,
+    failed_ago: timedelta = timedelta(minutes=5),
+    store: bool = True,
+) -> Job:
+    """A job in RQ's FailedJobRegistry as a worker leaves it after the last retry, without the
+    minutes of retries: for the paths that refuse or select, where how it failed does not matter."""
+    if store:
+        store_event(connection, event)
+    invoice_id = event["content"]["invoice"]["id"]
+    queue = Queue(settings.queue_name, connection=connection)
+    job = Job.create(
+        "reactor.jobs.evaluate",
+        args=(event["id"],),
+        id=evaluation_job_id(event["id"]),
+        connection=connection,
+        origin=queue.name,
+        failure_ttl=settings.event_ttl,
+        meta={"event_id": event["id"], "event_type": event["event_type"], "invoice_id": invoice_id},
+    )
+    job.retries_left = 0
+    job.retry_intervals = list(settings.retry_intervals)
+    failed_at = datetime.now(timezone.utc) - failed_ago
+    job.started_at = failed_at
+    job.ended_at = failed_at
+    job.set_status(JobStatus.FAILED, pipeline=None)
+    job.save()
+    FailedJobRegistry(queue=queue).add(job, ttl=settings.event_ttl)
+    JobResult.create_failure(job, settings.event_ttl, exc_string=TRACEBACK)
+    return job

@@ -1,0 +1,158 @@
+"""A worker killed with SIGKILL in the middle of a write_off: the job is recovered by another worker
+within a bounded time, and the invoice is written off, and recorded, exactly once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from rq.job import Job, JobStatus
+
+from reactor.audit import AuditLog
+from reactor.events import evaluation_job_id
+from tests.conftest import WebServer, wait_for
+from tests.integration.helpers import exhausted_invoice, make_event, post_event
+
+pytestmark = pytest.mark.integration
+
+# Short enough for a test, in the relations production uses: invoice lock TTL = ceil(3 + 1) + 5 = 9 s,
+# a job is abandoned after 3 s without a heartbeat, and workers look for abandoned jobs every second.
+CRASH = {
+    "http_timeout": 3.0,
+    "rate_limit_max_wait": 1.0,
+    "abandoned_after": 3,
+    "maintenance_interval": 1,
+    "job_timeout": 20,
+}
+LOCK_TTL = 9
+MARGIN = 10
+# How soon a killed worker's job runs again: a forking worker's horse sends heartbeats, so its job is
+# abandoned 3 s after the kill; a simple worker sends none while a job runs, so its job's execution
+# lasts the job timeout + 3 s. Either way the write waits for the dead holder's lock.
+RECOVERY_BOUND = {
+    "fork": max(LOCK_TTL, CRASH["abandoned_after"]) + CRASH["maintenance_interval"] + MARGIN,
+    "simple": CRASH["job_timeout"] + CRASH["abandoned_after"] + CRASH["maintenance_interval"] + MARGIN,
+}
+
+
+@pytest.fixture(params=["fork", "simple"])
+def crash(request, short_settings):
+    """Settings for workers that die, and a web process enqueueing with the same job timeout."""
+    crash_settings = short_settings(**CRASH, worker_class=request.param)
+    server = WebServer(crash_settings)
+    yield crash_settings, server, RECOVERY_BOUND[request.param]
+    server.stop()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`. RQ's work horse calls setpgrp(), so killing the worker's process
+    group would leave the horse running: a crash of the machine or container takes both."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_dash_nine(worker) -> None:
+    """SIGKILL the worker, its scheduler and its work horse at once."""
+    for pid in [worker.proc.pid, *descendants(worker.proc.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    worker.proc.wait(10)
+
+
+def outcomes(redis_conn, invoice_id: str) -> list[str]:
+    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
+
+
+def kill_worker_holding_its_write_off(sandbox, web, start_worker, crash_settings, invoice) -> str:
+    sandbox.state.hold("write_off")
+    event = make_event(invoice)
+    assert post_event(web.webhook_url, event).status_code == 200
+    doomed = start_worker(crash_settings)
+    assert sandbox.state.wait_held(1, timeout=30) == 1, doomed.output()
+    kill_dash_nine(doomed)
+    return event["id"]
+
+
+def test_worker_killed_while_chargebee_completes_its_write_off_is_recovered_without_a_second_call(
+    sandbox, redis_conn, start_worker, crash
+):
+    crash_settings, web, bound = crash
+    invoice = exhausted_invoice(sandbox)
+    event_id = kill_worker_holding_its_write_off(sandbox, web, start_worker, crash_settings, invoice)
+    killed_at = time.monotonic()
+    sandbox.state.release_held()  # Chargebee finishes the call; nobody is listening any more
+    wait_for(lambda: sandbox.state.get_invoice(invoice["id"])["status"] == "paid", what="the held write_off")
+
+    start_worker(crash_settings)
+    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=bound + 15, what="recovery")
+    recovered_in = time.monotonic() - killed_at
+    time.sleep(1.0)  # anything doubled would show by now
+
+    calls = sandbox.state.write_off_calls()
+    assert [c["status"] for c in calls] == [200]
+    assert sandbox.state.get_invoice(invoice["id"])["write_off_amount"] == 1250
+    records = [r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "written_off"]
+    assert len(records) == 1
+    assert (records[0].rule, records[0].event_id) == ("dunning-exhausted-small-balance", event_id)
+    assert "recovered=true" in (records[0].detail or "")
+    job = Job.fetch(evaluation_job_id(event_id), connection=redis_conn)
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, what="the recovered job to finish")
+    assert recovered_in < bound, f"recovery took {recovered_in:.1f}s"
+
+
+def test_worker_killed_before_chargebee_applied_its_write_off_sends_it_again_with_the_same_key(
+    sandbox, redis_conn, start_worker, crash
+):
+    crash_settings, web, bound = crash
+    invoice = exhausted_invoice(sandbox)
+    kill_worker_holding_its_write_off(sandbox, web, start_worker, crash_settings, invoice)
+    # The held request fails at Chargebee (nobody hears the 503): nothing was written off.
+    sandbox.state.add_fault(match="write_off", status=503, times=1)
+    sandbox.state.release_held()
+    wait_for(lambda: len(sandbox.state.write_off_calls()) == 1, what="the held call to end")
+    assert sandbox.state.get_invoice(invoice["id"])["status"] == "not_paid"
+
+    start_worker(crash_settings)
+    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=bound + 15, what="recovery")
+    time.sleep(1.0)
+
+    calls = sandbox.state.write_off_calls()
+    assert [c["status"] for c in calls] == [503, 200]
+    assert calls[0]["headers"]["chargebee-idempotency-key"] == calls[1]["headers"]["chargebee-idempotency-key"]
+    assert calls[0]["form"] == calls[1]["form"]
+    assert sandbox.state.get_invoice(invoice["id"])["write_off_amount"] == 1250
+    assert outcomes(redis_conn, invoice["id"]).count("written_off") == 1
+
+
+def test_a_second_job_for_a_locked_invoice_waits_for_the_dead_holders_lock_then_sees_it_written_off(
+    sandbox, web, redis_conn, start_worker, short_settings
+):
+    """Another event for the same invoice arrives while the killed worker's lock is still alive."""
+    crash_settings = short_settings(**CRASH, worker_class="fork")
+    bound = RECOVERY_BOUND["fork"]
+    invoice = exhausted_invoice(sandbox)
+    kill_worker_holding_its_write_off(sandbox, web, start_worker, crash_settings, invoice)
+    sandbox.state.release_held()
+    wait_for(lambda: sandbox.state.get_invoice(invoice["id"])["status"] == "paid", what="the held write_off")
+    assert redis_conn.exists(f"reactor:lock:invoice:{invoice['id']}"), "the dead worker's lock should still be held"
+    assert post_event(web.webhook_url, make_event(invoice, event_type="invoice_updated")).status_code == 200
+
+    start_worker(crash_settings)
+    wait_for(lambda: len(outcomes(redis_conn, invoice["id"])) >= 2, timeout=bound + 15, what="both jobs")
+    time.sleep(1.0)
+    assert len(sandbox.state.write_off_calls()) == 1
+    assert outcomes(redis_conn, invoice["id"]).count("written_off") == 1
+    assert sorted(outcomes(redis_conn, invoice["id"])) == ["already_written_off", "written_off"]

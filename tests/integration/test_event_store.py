@@ -1,0 +1,62 @@
+"""EventStore.accept against a real Redis: one winner per event id, and nothing half-accepted."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import redis
+from rq import Queue
+
+from reactor.events import EventStore, parse_event
+
+pytestmark = pytest.mark.integration
+
+
+def event(event_id: str = "ev_store_1"):
+    body = {"id": event_id, "event_type": "payment_failed", "content": {"invoice": {"id": "inv_store_1"}}}
+    return parse_event(json.dumps(body).encode())
+
+
+def test_the_queued_job_is_the_one_rq_would_enqueue(redis_conn):
+    queue = Queue("reactor", connection=redis_conn)
+    assert EventStore(redis_conn, queue).accept(event(), "reactor.jobs.evaluate").outcome == "queued"
+    job = queue.fetch_job("evaluate-ev_store_1")
+    assert (job.func_name, job.args, job.get_status()) == ("reactor.jobs.evaluate", ("ev_store_1",), "queued")
+    assert job.meta == {"event_id": "ev_store_1", "event_type": "payment_failed", "invoice_id": "inv_store_1"}
+    assert queue.job_ids == ["evaluate-ev_store_1"]
+
+
+def test_of_twenty_concurrent_deliveries_exactly_one_is_queued(redis_server, redis_conn):
+    outcomes: list[str] = []
+    barrier = threading.Barrier(20)
+
+    def deliver() -> None:
+        connection = redis_server.client()
+        store = EventStore(connection, Queue("reactor", connection=connection))
+        barrier.wait()
+        outcomes.append(store.accept(event(), "reactor.jobs.evaluate").outcome)
+
+    threads = [threading.Thread(target=deliver) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(outcomes) == ["duplicate"] * 19 + ["queued"]
+    assert Queue("reactor", connection=redis_conn).count == 1
+    assert redis_conn.hget("reactor:counters:events", "duplicate") == b"19"
+
+
+def test_a_failure_inside_the_accept_script_leaves_the_event_unmarked_so_a_retry_is_taken(redis_conn):
+    queue = Queue("reactor", connection=redis_conn)
+    store = EventStore(redis_conn, queue)
+    redis_conn.set("reactor:counters:events", "not a hash")  # makes the script's HINCRBY fail
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        store.accept(event(), "reactor.jobs.evaluate")
+    assert not redis_conn.exists("reactor:seen:ev_store_1")
+    assert queue.count == 0
+
+    redis_conn.delete("reactor:counters:events")
+    assert store.accept(event(), "reactor.jobs.evaluate").outcome == "queued"
+    assert queue.count == 1

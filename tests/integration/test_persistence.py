@@ -1,0 +1,103 @@
+"""Redis with AOF: a restart (clean or a crash) loses no queued job and no stored event, and an
+outage while events arrive loses nothing that was acknowledged."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+from rq import Queue, Worker
+
+from reactor.audit import AuditLog
+from reactor.events import EventStore, Keys
+from reactor.redis_server import EmbeddedRedis
+from tests.conftest import WebServer, wait_for
+from tests.integration.helpers import exhausted_invoice, make_event, post_event
+
+pytestmark = pytest.mark.integration
+
+
+def written_off_invoices(connection) -> set[str]:
+    return {r.invoice_id for r in AuditLog(connection).query() if r.outcome == "written_off"}
+
+
+def accept_events(sandbox, server: WebServer, count: int) -> list[dict]:
+    events = [make_event(exhausted_invoice(sandbox)) for _ in range(count)]
+    for event in events:
+        response = post_event(server.webhook_url, event)
+        assert response.status_code == 200 and response.json()["status"] == "queued"
+    return events
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"], ids=["sigterm", "sigkill"])
+def test_queued_jobs_and_stored_events_survive_a_redis_restart(sandbox, settings, tmp_path, start_worker, how):
+    with EmbeddedRedis(tmp_path / "redis-restarts") as own_redis:
+        own_settings = replace(settings, redis_url=own_redis.url)
+        server = WebServer(own_settings)
+        try:
+            events = accept_events(sandbox, server, 20)
+            getattr(own_redis, how)()  # right after the last 200: no time for an fsync to help
+            own_redis.start()
+            connection = own_redis.client()
+            assert Queue(settings.queue_name, connection=connection).count == 20
+            store = EventStore(connection, Queue(settings.queue_name, connection=connection), Keys())
+            assert all(store.load(e["id"]) == e for e in events)
+
+            start_worker(own_settings)
+            wanted = {e["content"]["invoice"]["id"] for e in events}
+            wait_for(lambda: written_off_invoices(connection) == wanted, timeout=60, what="20 write-offs")
+        finally:
+            server.stop()
+
+
+def test_redis_stopped_while_events_arrive_gives_503_or_2xx_and_every_2xx_event_is_processed(
+    sandbox, settings, tmp_path, start_worker
+):
+    with EmbeddedRedis(tmp_path / "redis-outage") as own_redis:
+        # A job cut off mid-way by the outage is recovered as an abandoned one: make that quick
+        # (for a simple worker that takes the job timeout too, see docs/guarantees.md).
+        own_settings = replace(
+            settings,
+            redis_url=own_redis.url,
+            abandoned_after=3,
+            maintenance_interval=1,
+            job_timeout=20,
+            http_timeout=3.0,
+            rate_limit_max_wait=1.0,
+        )
+        server = WebServer(own_settings)
+        start_worker(own_settings)
+        wait_for(lambda: Worker.all(connection=own_redis.client()), what="the worker to start")
+        answers: list[tuple[dict, int]] = []
+
+        def chargebee() -> None:
+            for _ in range(60):
+                event = make_event(exhausted_invoice(sandbox))
+                answers.append((event, post_event(server.webhook_url, event).status_code))
+                time.sleep(0.05)
+
+        try:
+            sender = threading.Thread(target=chargebee)
+            sender.start()
+            wait_for(lambda: len(answers) >= 15, what="deliveries before the outage")
+            own_redis.stop()
+            time.sleep(1.5)
+            own_redis.start()
+            sender.join(60)
+
+            statuses = [status for _, status in answers]
+            assert set(statuses) <= {200, 503}
+            assert 503 in statuses, "the outage should have refused some deliveries"
+            acknowledged = {event["content"]["invoice"]["id"] for event, status in answers if status == 200}
+            connection = own_redis.client()
+            wait_for(
+                lambda: acknowledged <= written_off_invoices(connection),
+                timeout=90,
+                what="every acknowledged event processed",
+            )
+            refused = {event["content"]["invoice"]["id"] for event, status in answers if status == 503}
+            assert not refused & written_off_invoices(connection), "a refused event cannot have been queued"
+        finally:
+            server.stop()

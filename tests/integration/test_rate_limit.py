@@ -1,0 +1,65 @@
+"""One Chargebee rate limit for all workers: real worker processes against the sandbox's call log."""
+
+from __future__ import annotations
+
+import pytest
+
+from reactor.audit import AuditLog
+from tests.conftest import wait_for
+from tests.integration.helpers import exhausted_invoice, make_event, post_event
+
+pytestmark = pytest.mark.integration
+
+
+def most_calls_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, moment in enumerate(times):
+        while moment - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def written_off(redis_conn) -> int:
+    return sum(1 for r in AuditLog(redis_conn).query() if r.outcome == "written_off")
+
+
+def test_three_workers_never_exceed_the_shared_limit_in_any_window(
+    sandbox, web, redis_conn, start_worker, short_settings
+):
+    """60 calls per window (60/min, the window scaled down to 3 s): 200 invoices make 400 calls."""
+    limited = short_settings(chargebee_rate_limit=60, rate_limit_window=3, rate_limit_max_wait=5.0)
+    invoices = [exhausted_invoice(sandbox) for _ in range(200)]
+    for invoice in invoices:
+        assert post_event(web.webhook_url, make_event(invoice)).status_code == 200
+    for _ in range(3):
+        start_worker(limited)
+    wait_for(lambda: written_off(redis_conn) == 200, timeout=180, interval=0.5, what="200 write-offs")
+
+    times = [c["at"] for c in sandbox.state.calls()]
+    assert len(times) == 400
+    assert all(c["status"] == 200 for c in sandbox.state.calls()), "no 429s expected under our own limit"
+    # The sandbox stamps a call when it answers, a few ms after the worker took its slot; a 0.3 s
+    # margin absorbs that jitter, while three per-worker budgets would show up as ~180 per window.
+    assert most_calls_in_any_window(times, 3.0 - 0.3) <= 60
+    assert max(times) - min(times) >= (400 / 60 - 1) * 3.0 - 0.5, "the calls went faster than the limit allows"
+
+
+def test_a_429_from_chargebee_pauses_every_worker_for_its_retry_after(
+    sandbox, web, redis_conn, start_worker, short_settings
+):
+    invoices = [exhausted_invoice(sandbox) for _ in range(10)]
+    sandbox.state.add_fault(match="retrieve", status=429, retry_after=3, times=1)
+    for invoice in invoices:
+        assert post_event(web.webhook_url, make_event(invoice)).status_code == 200
+    for _ in range(2):
+        start_worker(short_settings(rate_limit_max_wait=5.0))
+    wait_for(lambda: written_off(redis_conn) == 10, timeout=60, interval=0.2, what="10 write-offs")
+
+    calls = sandbox.state.calls()
+    limited_at = next(c["at"] for c in calls if c["status"] == 429)
+    during_pause = [c for c in calls if limited_at < c["at"] < limited_at + 3.0 - 0.3]
+    # At most the other worker's request already on the wire when the 429 came back.
+    assert len(during_pause) <= 1, [(round(c["at"] - limited_at, 2), c["path"]) for c in during_pause]
+    assert len([c for c in calls if c["at"] > limited_at]) >= 19
