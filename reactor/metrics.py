@@ -1,12 +1,41 @@
-"""Prometheus metrics. Under gunicorn, set PROMETHEUS_MULTIPROC_DIR (the Procfile does) so that every
-worker process writes its samples there and /metrics adds them up."""
+"""Prometheus metrics, from two sources.
+
+1. Web-process metrics (webhook deliveries, webhook latency) are prometheus-client objects. Under
+   gunicorn, PROMETHEUS_MULTIPROC_DIR (set by reactor.gunicorn_conf) makes every gunicorn worker
+   write its samples there, and /metrics adds them up.
+2. Facts that happen elsewhere (decisions, write-offs and job latency in RQ workers, which may run
+   on other hosts and serve no HTTP; queue depth, dead letters, held write-offs, rules reloads) are
+   read from Redis at scrape time by `RedisCollector`. Decisions and write-offs are folded from the
+   audit stream into counters (`AuditTally`): every record, whoever wrote it and in whatever
+   transaction, is counted exactly once, and nothing on the job path has to remember to count.
+   Any web process can answer, and a restarted process loses nothing.
+
+Every metric and log field is listed in docs/metrics.md.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
+import socket
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
+import redis
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from .rules.money import to_major
+
+if TYPE_CHECKING:
+    from .rules.live import LiveRules
+
+log = logging.getLogger(__name__)
 
 EVENTS = Counter(
     "reactor_events_received_total",
@@ -19,10 +48,259 @@ WEBHOOK_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
+JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+"""Seconds from a job's start to its decision; the last bucket is the default job timeout and more."""
 
-def render() -> bytes:
+NOT_A_JOB_END = frozenset({"decided", "replayed", "purged"})
+"""Audit outcomes that do not end a job attempt, so they are not timed."""
+
+
+def stats_key(audit_key: str) -> str:
+    """Hash of counters next to the audit stream: `decision|rule|action|outcome`, `written_off|USD` ..."""
+    return f"{audit_key}:stats"
+
+
+def daily_key(audit_key: str) -> str:
+    """Hash `YYYY-MM-DD|CUR` → minor units written off that day (UTC), for the dashboard chart."""
+    return f"{audit_key}:daily"
+
+
+class AuditTally:
+    """Counters folded from the audit stream, for /metrics and the dashboard chart.
+
+    A cursor (`{audit}:stats:cursor`, the last stream id counted) moves forward under a short Redis
+    lock, so concurrent scrapes never count a record twice; each scrape folds what was appended
+    since the last one, at most `max_records`. Job latency is the time from the RQ job's (latest)
+    start to the record that ended it, while RQ still keeps the job (its result TTL)."""
+
+    def __init__(self, connection: redis.Redis, audit_key: str, batch: int = 2000, max_records: int = 50_000):
+        self.redis = connection
+        self.audit_key = audit_key
+        self.batch = batch
+        self.max_records = max_records
+
+    def fold(self) -> int:
+        """Count new records; returns how many. Another process folding already: count nothing now."""
+        lock = self.redis.lock(f"{self.audit_key}:stats:lock", timeout=30, blocking_timeout=2)
+        if not lock.acquire():
+            return 0
+        try:
+            done = 0
+            while done < self.max_records:
+                cursor = (self.redis.get(f"{self.audit_key}:stats:cursor") or b"0-0").decode()
+                entries = self.redis.xrange(self.audit_key, min=f"({cursor}", max="+", count=self.batch)
+                if not entries:
+                    break
+                self._count(entries)
+                done += len(entries)
+            return done
+        finally:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                log.warning("audit tally: the lock expired while folding")
+
+    def _count(self, entries: list[Any]) -> None:
+        records = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        started = self._job_starts(records)
+        stats = stats_key(self.audit_key)
+        pipe = self.redis.pipeline(transaction=True)
+        for record in records:
+            outcome = record.get("outcome") or "unknown"
+            pipe.hincrby(stats, f"decision|{record.get('rule', '')}|{record.get('action', '')}|{outcome}", 1)
+            amount, currency = record.get("amount_due", ""), record.get("currency", "")
+            if outcome == "written_off" and currency and amount.lstrip("-").isdigit():
+                pipe.hincrby(stats, f"written_off|{currency}", 1)
+                pipe.hincrby(stats, f"written_off_minor|{currency}", int(amount))
+                pipe.hincrby(daily_key(self.audit_key), f"{record.get('at', '')[:10]}|{currency}", int(amount))
+            seconds = _seconds_between(started.get(record.get("job_id", "")), record.get("at"))
+            if outcome not in NOT_A_JOB_END and seconds is not None:
+                pipe.hincrby(stats, f"job_seconds_bucket|{next((b for b in JOB_BUCKETS if seconds <= b), '+Inf')}", 1)
+                pipe.hincrbyfloat(stats, "job_seconds_sum", seconds)
+                pipe.hincrby(stats, "job_seconds_count", 1)
+        pipe.set(f"{self.audit_key}:stats:cursor", entries[-1][0])
+        pipe.execute()
+
+    def _job_starts(self, records: list[dict[str, str]]) -> dict[str, str]:
+        job_ids = sorted({r["job_id"] for r in records if r.get("job_id")})
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(f"rq:job:{job_id}", "started_at")
+        return {job_id: value.decode() for job_id, value in zip(job_ids, pipe.execute(), strict=True) if value}
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    """Seconds from an RQ timestamp to an audit `at`; None when unknown or negative (a later retry)."""
+    if not start or not end:
+        return None
+    try:
+        begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        finish = datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    begin = begin if begin.tzinfo else begin.replace(tzinfo=timezone.utc)
+    finish = finish if finish.tzinfo else finish.replace(tzinfo=timezone.utc)
+    seconds = (finish - begin).total_seconds()
+    return seconds if seconds >= 0 else None
+
+
+class RulesReloadReporter:
+    """Records rules reloads in Redis, once per distinct file content however many processes see it.
+
+    Every web and worker process watches its own copy of rules.yaml; with N processes an edit is
+    seen N times. Counting in Redis under a `SET NX` per (outcome, content digest) makes
+    `reactor_rules_reloads_total` count edits, not processes, across hosts. The last refused edit is
+    kept (`{prefix}:rules:last_refused`) for the dashboard."""
+
+    def __init__(self, connection: redis.Redis, prefix: str = "reactor"):
+        self.redis = connection
+        self.prefix = prefix
+
+    def __call__(self, outcome: str, digest: str, path: str, errors: list[str]) -> None:
+        try:
+            if self.redis.set(f"{self.prefix}:rules:reload:{outcome}:{digest}", "1", nx=True, ex=30 * 86400):
+                self.redis.hincrby(f"{self.prefix}:rules:reloads", outcome, 1)
+            if outcome == "refused":
+                self.redis.hset(
+                    f"{self.prefix}:rules:last_refused",
+                    mapping={
+                        "digest": digest,
+                        "path": path,
+                        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "process": f"{socket.gethostname()}:{os.getpid()}",
+                        "errors": json.dumps(errors),
+                    },
+                )
+        except redis.RedisError as exc:
+            log.warning("could not record the rules reload in Redis: %s", exc)
+
+    def last_refused(self) -> dict[str, Any] | None:
+        raw = self.redis.hgetall(f"{self.prefix}:rules:last_refused")
+        if not raw:
+            return None
+        data: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+        data["errors"] = json.loads(data.get("errors") or "[]")
+        return data
+
+
+def content_digest(data: bytes) -> str:
+    """The same 12 hex digits as RuleSet.version, so a refused edit and an accepted one compare."""
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+class RedisCollector(Collector):
+    """Reads the cross-process facts from Redis at scrape time (a handful of commands)."""
+
+    def __init__(self, connection: redis.Redis, settings: Any, live: LiveRules | None = None):
+        self.redis = connection
+        self.settings = settings
+        self.live = live
+
+    def collect(self) -> Iterator[Any]:
+        up = GaugeMetricFamily("reactor_redis_up", "1 when /metrics could read Redis")
+        try:
+            self.redis.ping()  # one quick failure instead of one per family when Redis is away
+            families = list(self._from_redis())
+        except redis.RedisError as exc:
+            log.warning("metrics: Redis unavailable: %s", exc)
+            families = []
+            up.add_metric([], 0)
+        else:
+            up.add_metric([], 1)
+        yield up
+        yield from families
+        yield from self._rules()
+
+    def _from_redis(self) -> Iterator[Any]:
+        from rq import Queue
+
+        from .events import Keys
+        from .held import count_held
+
+        prefix = self.settings.key_prefix
+        audit_key = Keys(prefix).audit()
+        AuditTally(self.redis, audit_key).fold()
+        stats = {k.decode(): v.decode() for k, v in self.redis.hgetall(stats_key(audit_key)).items()}
+        reloads = {k.decode(): int(v) for k, v in self.redis.hgetall(f"{prefix}:rules:reloads").items()}
+        queue = Queue(self.settings.queue_name, connection=self.redis)
+
+        decisions = CounterMetricFamily(
+            "reactor_decisions", "Audit records by rule, action and outcome", labels=["rule", "action", "outcome"]
+        )
+        count = CounterMetricFamily("reactor_write_offs", "Invoices written off, by currency", labels=["currency"])
+        amount = CounterMetricFamily(
+            "reactor_write_off_amount", "Amount written off in major units, by currency", labels=["currency"]
+        )
+        buckets: dict[str, int] = {}
+        for field, value in stats.items():
+            kind, _, rest = field.partition("|")
+            if kind == "decision":
+                rule, action, outcome = [*rest.split("|"), "", ""][:3]
+                decisions.add_metric([rule, action, outcome], int(value))
+            elif kind == "written_off":
+                count.add_metric([rest], int(value))
+            elif kind == "written_off_minor":
+                amount.add_metric([rest], float(to_major(int(value), rest)))
+            elif kind == "job_seconds_bucket":
+                buckets[rest] = int(value)
+        yield from (decisions, count, amount)
+
+        cumulative, running = [], 0
+        for bound in (*JOB_BUCKETS, "+Inf"):
+            running += buckets.get(str(bound), 0)
+            cumulative.append((str(bound) if bound == "+Inf" else repr(float(bound)), running))
+        latency = HistogramMetricFamily("reactor_job_seconds", "Seconds from a job's start to its recorded decision")
+        latency.add_metric([], cumulative, sum_value=float(stats.get("job_seconds_sum", 0)))
+        yield latency
+
+        depth = GaugeMetricFamily("reactor_queue_jobs", "RQ jobs by state", labels=["state"])
+        depth.add_metric(["queued"], queue.count)
+        depth.add_metric(["started"], queue.started_job_registry.count)
+        depth.add_metric(["scheduled"], queue.scheduled_job_registry.count)
+        depth.add_metric(["deferred"], queue.deferred_job_registry.count)
+        yield depth
+        dead = GaugeMetricFamily("reactor_dead_letters", "Jobs in RQ's FailedJobRegistry (reactor dlq list)")
+        dead.add_metric([], queue.failed_job_registry.count)
+        yield dead
+
+        held_count = GaugeMetricFamily("reactor_held_write_offs", "Write-offs held for approval (reactor:held)")
+        held_count.add_metric([], count_held(self.redis, prefix))
+        yield held_count
+
+        reload_counter = CounterMetricFamily(
+            "reactor_rules_reloads", "Distinct rules.yaml edits seen by any process", labels=["outcome"]
+        )
+        for outcome in ("accepted", "refused"):
+            reload_counter.add_metric([outcome], reloads.get(outcome, 0))
+        yield reload_counter
+
+    def _rules(self) -> Iterator[Any]:
+        if self.live is None:
+            return
+        status = self.live.status()
+        info = GaugeMetricFamily(
+            "reactor_rules_info", "The rules in force in this web process (value 1)", labels=["version", "mode"]
+        )
+        if status["version"]:
+            info.add_metric([str(status["version"]), str(status["mode"])], 1)
+        yield info
+        refused = GaugeMetricFamily(
+            "reactor_rules_refused", "1 while the rules file on disk is refused and older rules stay in force"
+        )
+        refused.add_metric([], 1 if status["errors"] else 0)
+        yield refused
+
+
+def render(collector: Collector | None = None) -> bytes:
+    """The /metrics body: this host's prometheus-client samples, then the Redis-backed families."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(DEFAULT_REGISTRY)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(DEFAULT_REGISTRY)
+    if collector is not None:
+        extra = CollectorRegistry(auto_describe=False)
+        extra.register(collector)
+        body += generate_latest(extra)
+    return body

@@ -7,4 +7,15 @@ scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/reactor rules check rules.yaml
+.venv/bin/reactor rules test rules.cases.yaml
+# The dashboard's browser test drives Debian's chromium through playwright (never `playwright install`).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: installing Debian's chromium for the browser test (apt-get install chromium)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+            || echo "test.sh: could not install chromium; the browser test will be skipped"
+    else
+        echo "test.sh: no chromium (and not root with apt-get); the browser test will be skipped"
+    fi
+fi
 exec .venv/bin/python -m pytest "$@"

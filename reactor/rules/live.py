@@ -3,10 +3,15 @@
 `current()` costs one `stat()` when nothing changed, so callers ask for it on every job and every
 readiness probe. An edit that does not load is refused: the last good rules stay in force, and
 the problems are kept for /readyz and the logs. A process that never had good rules fails loudly.
+
+A `reporter` (see reactor.metrics.RulesReloadReporter) hears of every reload, accepted or refused,
+with the content digest; it is how refused edits are counted across processes and hosts. Processes
+that build their LiveRules deep inside (the worker) set `LiveRules.default_reporter` once at start.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -18,17 +23,30 @@ from . import RulesError, RuleSet, load_rules
 
 log = logging.getLogger(__name__)
 
+Reporter = Callable[[str, str, str, list[str]], None]
+"""reporter(outcome "accepted" | "refused", content digest, path, error lines)"""
+
 
 class LiveRules:
-    def __init__(self, path: str | os.PathLike, loader: Callable[[Path], RuleSet] = load_rules):
+    default_reporter: Reporter | None = None
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        loader: Callable[[Path], RuleSet] = load_rules,
+        reporter: Reporter | None = None,
+    ):
         self.path = Path(path)
         self._loader = loader
+        self._reporter = reporter
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._rules: RuleSet | None = None
         self.error: RulesError | None = None
         self.loaded_at: datetime | None = None
         self.refused_reloads = 0
+        self.refused_at: datetime | None = None
+        self.refused_digest: str | None = None
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -50,26 +68,53 @@ class LiveRules:
                 raise self.error
             return self._rules
 
+    def _digest(self) -> str:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()[:12]
+        except OSError:
+            return "unreadable"
+
     def _reload(self, stamp: tuple[int, int, int] | None) -> None:
         self._stamp = stamp
         try:
             rules = self._loader(self.path)
         except RulesError as exc:
             self.error = exc
+            self.refused_at = datetime.now(timezone.utc)
+            self.refused_digest = self._digest()
+            errors = [str(p) for p in exc.problems]
             if self._rules is not None:
                 self.refused_reloads += 1
                 log.error(
                     "rules edit refused, keeping version %s: %s",
                     self._rules.version,
-                    "; ".join(str(p) for p in exc.problems),
+                    "; ".join(errors),
                     extra={"rules_version": self._rules.version},
                 )
+            else:
+                log.error("rules file refused, no rules in force: %s", "; ".join(errors))
+            self._report("refused", self.refused_digest, errors)
             return
         previous = self._rules.version if self._rules else None
         self._rules, self.error = rules, None
         self.loaded_at = datetime.now(timezone.utc)
         if previous and previous != rules.version:
-            log.info("rules reloaded: version %s replaces %s", rules.version, previous)
+            log.info(
+                "rules reloaded: version %s replaces %s",
+                rules.version,
+                previous,
+                extra={"rules_version": rules.version},
+            )
+            self._report("accepted", rules.version, [])
+
+    def _report(self, outcome: str, digest: str, errors: list[str]) -> None:
+        reporter = self._reporter or LiveRules.default_reporter
+        if reporter is None:
+            return
+        try:
+            reporter(outcome, digest, str(self.path), errors)
+        except Exception:  # reporting must never cost the rules in force
+            log.exception("rules reload reporter failed")
 
     def status(self) -> dict[str, object]:
         """For /readyz: the version in force and any refused edit."""
@@ -82,5 +127,9 @@ class LiveRules:
             "version": rules.version if rules else None,
             "mode": rules.mode if rules else None,
             "rules": len(rules.rules) if rules else 0,
+            "loaded_at": self.loaded_at.isoformat(timespec="seconds") if self.loaded_at else None,
             "errors": [str(p) for p in self.error.problems] if self.error else [],
+            "refused_version": self.refused_digest if self.error else None,
+            "refused_at": self.refused_at.isoformat(timespec="seconds") if self.error and self.refused_at else None,
+            "refused_reloads": self.refused_reloads,
         }

@@ -1,0 +1,317 @@
+"""The on-call dashboard at /admin: recent decisions, dead letters (with replay), held write-offs,
+the rules in force, and write-offs per day per currency. Server-rendered, no JavaScript, no CDN.
+
+Off (404) unless REACTOR_ADMIN_USER and REACTOR_ADMIN_PASSWORD are set; these are not the webhook
+credentials. A login form starts a signed session cookie (HttpOnly, SameSite=Lax, 12 hours). The
+signing key is REACTOR_SECRET_KEY, or else a random key created once and kept in Redis
+(`{prefix}:admin:secret_key`), so every gunicorn worker and a restarted web accept the same
+sessions. Every POST carries a per-session CSRF token. Failed logins are limited per client address
+with the `limits` package. Everything shown is escaped by Jinja's autoescaping: event content
+comes from outside.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import logging
+import secrets
+from datetime import date, datetime, timedelta, timezone
+from functools import wraps
+from typing import Any
+
+import redis
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from limits import parse
+from limits.storage import RedisStorage
+from limits.strategies import FixedWindowRateLimiter
+from werkzeug.exceptions import HTTPException
+
+from .audit import OUTCOMES, AuditLog
+from .config import Settings
+from .events import Keys
+from .held import list_held
+from .metrics import AuditTally, RulesReloadReporter, daily_key
+from .rules import RulesError
+from .rules.money import to_major
+
+log = logging.getLogger(__name__)
+
+admin = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+
+LOGIN_LIMIT = parse("10 per 15 minutes")
+CHART_DAYS = 30
+DECISION_LIMITS = (25, 50, 100, 500)
+
+
+def init_admin(app: Flask, settings: Settings, connection: redis.Redis) -> None:
+    """Register the dashboard when admin credentials are configured; otherwise /admin stays a 404."""
+    if not (settings.admin_user and settings.admin_password):
+        return
+    app.secret_key = settings.secret_key or _shared_secret(connection, settings.key_prefix)
+    app.config.update(
+        SESSION_COOKIE_NAME="reactor_admin",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+    )
+    storage = RedisStorage(
+        "redis://", connection_pool=connection.connection_pool, key_prefix=f"{settings.key_prefix}:admin"
+    )
+    app.extensions["reactor.admin.limiter"] = FixedWindowRateLimiter(storage)
+    app.register_blueprint(admin)
+
+
+def _shared_secret(connection: redis.Redis, prefix: str) -> str:
+    """One random signing key for every web process, created by whichever starts first."""
+    key = f"{prefix}:admin:secret_key"
+    try:
+        connection.set(key, secrets.token_hex(32), nx=True)
+        value = connection.get(key)
+        if value:
+            return value.decode()
+    except redis.RedisError as exc:
+        log.warning("admin: Redis unavailable (%s); sessions are signed with a per-process key", exc)
+    return secrets.token_hex(32)
+
+
+def _settings() -> Settings:
+    return current_app.config["REACTOR_SETTINGS"]
+
+
+def _redis() -> redis.Redis:
+    return current_app.extensions["reactor.redis"]
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def _check_csrf() -> None:
+    sent = request.form.get("csrf", "")
+    expected = session.get("csrf", "")
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        abort(400, description="missing or stale form token; reload the page and try again")
+
+
+@admin.app_context_processor
+def _template_helpers() -> dict[str, Any]:
+    return {"csrf_token": csrf_token}
+
+
+def login_required(view: Any) -> Any:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if session.get("admin") != _settings().admin_user:
+            return redirect(url_for("admin.login", next=request.full_path if request.query_string else request.path))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+@admin.after_request
+def _no_cache(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+@admin.errorhandler(HTTPException)
+def _error_page(exc: HTTPException) -> Any:
+    code = exc.code or 500
+    return render_template("admin/error.html", code=code, name=exc.name, description=exc.description), code
+
+
+@admin.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    error = None
+    if request.method == "POST":
+        _check_csrf()
+        limiter: FixedWindowRateLimiter = current_app.extensions["reactor.admin.limiter"]
+        client = request.remote_addr or "unknown"
+        if not limiter.test(LOGIN_LIMIT, "login", client):
+            abort(429, description="too many failed logins from this address; wait 15 minutes")
+        settings = _settings()
+        user_ok = hmac.compare_digest(request.form.get("user", "").encode(), settings.admin_user.encode())
+        password_ok = hmac.compare_digest(request.form.get("password", "").encode(), settings.admin_password.encode())
+        if user_ok and password_ok:
+            session.clear()
+            session.permanent = True
+            session["admin"] = settings.admin_user
+            log.info("admin login from %s", client)
+            return redirect(_safe_next(request.args.get("next")))
+        limiter.hit(LOGIN_LIMIT, "login", client)
+        log.warning("admin login failed from %s", client)
+        error = "Wrong user name or password."
+    return render_template("admin/login.html", error=error), 401 if error else 200
+
+
+def _safe_next(target: str | None) -> str:
+    """Only paths under /admin: a login link must not send anyone elsewhere."""
+    if target and target.startswith("/admin") and not target.startswith("//"):
+        return target
+    return url_for("admin.dashboard")
+
+
+@admin.post("/logout")
+def logout() -> Any:
+    _check_csrf()
+    session.clear()
+    return redirect(url_for("admin.login"))
+
+
+@admin.get("/")
+@login_required
+def dashboard() -> Any:
+    settings, connection = _settings(), _redis()
+    filters = {name: (request.args.get(name) or "").strip() for name in ("invoice", "event", "rule", "outcome")}
+    try:
+        limit = int(request.args.get("limit", DECISION_LIMITS[0]))
+    except ValueError:
+        limit = DECISION_LIMITS[0]
+    limit = limit if limit in DECISION_LIMITS else DECISION_LIMITS[0]
+    return render_template(
+        "admin/dashboard.html",
+        user=session.get("admin"),
+        filters=filters,
+        limit=limit,
+        limits=DECISION_LIMITS,
+        outcomes=sorted(OUTCOMES),
+        decisions=_decisions(connection, settings, filters, limit),
+        dead_letters=_dead_letters(connection, settings),
+        held=list_held(connection, settings.key_prefix),
+        rules=_rules_view(connection, settings),
+        chart=write_off_chart(connection, settings, datetime.now(timezone.utc).date()),
+    )
+
+
+def _decisions(connection: redis.Redis, settings: Settings, filters: dict[str, str], limit: int) -> list[Any]:
+    """Newest first. Invoice, event and outcome filter in AuditLog.query; the rule filter here."""
+    audit = AuditLog(connection, Keys(settings.key_prefix).audit())
+    records = audit.query(
+        invoice_id=filters["invoice"] or None,
+        event_id=filters["event"] or None,
+        outcomes=[filters["outcome"]] if filters["outcome"] else None,
+        newest_first=True,
+    )
+    if filters["rule"]:
+        records = (r for r in records if r.rule == filters["rule"])
+    return list(itertools.islice(records, limit))
+
+
+def _dead_letters(connection: redis.Redis, settings: Settings) -> list[Any]:
+    from .deadletters import DeadLetters
+
+    return DeadLetters(connection, settings).list()
+
+
+@admin.post("/dead-letters/<path:job_id>/replay")
+@login_required
+def replay(job_id: str) -> Any:
+    _check_csrf()
+    from .deadletters import DeadLetterError, DeadLetters
+
+    live = current_app.extensions["reactor.rules"]
+    letters = DeadLetters(
+        _redis(), _settings(), rules_version=lambda: live.current().version, actor=f"admin:{session.get('admin')}"
+    )
+    try:
+        letters.replay(job_id)
+    except (DeadLetterError, KeyError) as exc:
+        flash(str(exc.args[0] if exc.args else exc), "error")
+    else:
+        log.info("dead letter %s replayed from the dashboard", job_id, extra={"job_id": job_id})
+        flash(f"Requeued {job_id}: it runs again on the current rules and a fresh invoice.", "ok")
+    return redirect(url_for("admin.dashboard") + "#dead-letters")
+
+
+def _rules_view(connection: redis.Redis, settings: Settings) -> dict[str, Any]:
+    live = current_app.extensions["reactor.rules"]
+    status = live.status()
+    try:
+        ruleset = live.current()
+    except RulesError:
+        ruleset = None
+    try:
+        last_refused = RulesReloadReporter(connection, settings.key_prefix).last_refused()
+    except redis.RedisError:
+        last_refused = None
+    return {"status": status, "rules": ruleset.rules if ruleset else (), "last_refused": last_refused}
+
+
+# -- the chart -----------------------------------------------------------------------------------
+
+PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2")
+
+
+def write_off_chart(connection: redis.Redis, settings: Settings, today: date, days: int = CHART_DAYS) -> dict[str, Any]:
+    """Bars of the amount written off per UTC day, one small chart per currency (each its own scale:
+    yen and dollars do not share an axis). Plain numbers for an inline SVG template."""
+    first = today - timedelta(days=days - 1)
+    audit_key = Keys(settings.key_prefix).audit()
+    AuditTally(connection, audit_key).fold()
+    raw = connection.hgetall(daily_key(audit_key))
+    per_currency: dict[str, dict[date, int]] = {}
+    for field, value in raw.items():
+        day_text, _, currency = field.decode().partition("|")
+        try:
+            day = date.fromisoformat(day_text)
+        except ValueError:
+            continue
+        if first <= day <= today and currency:
+            per_currency.setdefault(currency, {})[day] = int(value)
+    width, height, gap = 600, 120, 2
+    bar_width = width / days - gap
+    charts = []
+    for index, currency in enumerate(sorted(per_currency)):
+        amounts = per_currency[currency]
+        peak = max(to_major(v, currency) for v in amounts.values()) or 1
+        bars = []
+        for offset in range(days):
+            day = first + timedelta(days=offset)
+            if day not in amounts:
+                continue
+            major = to_major(amounts[day], currency)
+            bar_height = max(1.0, float(major / peak) * height)
+            bars.append(
+                {
+                    "x": round(offset * (bar_width + gap), 1),
+                    "y": round(height - bar_height, 1),
+                    "width": round(bar_width, 1),
+                    "height": round(bar_height, 1),
+                    "label": f"{day.isoformat()}: {major} {currency}",
+                }
+            )
+        charts.append(
+            {
+                "currency": currency,
+                "color": PALETTE[index % len(PALETTE)],
+                "bars": bars,
+                "peak": f"{peak} {currency}",
+                "total": f"{to_major(sum(amounts.values()), currency)} {currency}",
+            }
+        )
+    return {
+        "first": first.isoformat(),
+        "last": today.isoformat(),
+        "days": days,
+        "width": width,
+        "height": height,
+        "charts": charts,
+    }

@@ -1,0 +1,200 @@
+"""`reactor rules explain` and `reactor rules test`: what ops run before and after editing rules.yaml.
+
+explain shows, for one event or one invoice fetched from Chargebee, every rule in order with every
+condition's expected and actual value, pass or fail, and the rule that decided. test runs the
+cases written next to rules.yaml (see reactor.rules.cases) and exits 1 when one fails, so CI
+refuses a rules edit that changes a decision nobody meant to change.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .config import ConfigError, Settings, load_settings
+
+
+def _console(stderr: bool = False) -> Console:
+    """Wide enough that a table is not squeezed when the output is a pipe or a CI log."""
+    return Console(stderr=stderr, width=shutil.get_terminal_size((160, 24)).columns, highlight=False)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def parse_time(value: str) -> datetime:
+    """An ISO time; without a zone it is UTC."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO time: {value!r}", param_hint="--at") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _load_ruleset(path: Path) -> Any:
+    from .rules import RulesError, load_rules
+
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise click.ClickException(f"{path}: refused; fix it first (`reactor rules check`)") from None
+
+
+def _invoice_event(invoice_id: str, event_type: str, settings: Settings) -> dict[str, Any]:
+    from .chargebee import ChargebeeClient, ChargebeeError
+
+    if not settings.api_base:
+        raise click.ClickException(
+            "no Chargebee configured: set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) and the API key"
+        )
+    client = ChargebeeClient(settings.api_base, settings.chargebee_api_key, timeout=settings.http_timeout)
+    try:
+        invoice = client.retrieve_invoice(invoice_id)
+    except ChargebeeError as exc:
+        raise click.ClickException(f"cannot fetch invoice {invoice_id}: {exc}") from None
+    return {
+        "id": f"explain-{invoice_id}",
+        "event_type": event_type,
+        "api_version": "v2",
+        "source": "reactor_explain",
+        "content": {"invoice": invoice},
+    }
+
+
+@click.command("explain")
+@click.option(
+    "--event",
+    "event_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A Chargebee event as JSON.",
+)
+@click.option("--invoice-id", default=None, help="Fetch this invoice from Chargebee and explain it as an event.")
+@click.option(
+    "--event-type",
+    default="invoice_updated",
+    show_default=True,
+    help="With --invoice-id: the event type to pretend (rules with `on:` look at it).",
+)
+@click.option("--at", "at", default=None, help="Decide at this ISO time instead of now (days_overdue depends on it).")
+@click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Default: $REACTOR_RULES or ./rules.yaml.",
+)
+def explain_command(
+    event_file: Path | None, invoice_id: str | None, event_type: str, at: str | None, rules_path: Path | None
+) -> None:
+    """Show, rule by rule and condition by condition, how an event or invoice would be decided."""
+    from .rules import explain, format_explanation
+
+    if (event_file is None) == (invoice_id is None):
+        raise click.UsageError("give exactly one of --event FILE.json or --invoice-id ID")
+    now = parse_time(at) if at else datetime.now(timezone.utc)
+    settings = _settings()
+    ruleset = _load_ruleset(rules_path or settings.rules_path)
+    console = _console()
+    if event_file is not None:
+        try:
+            event = json.loads(event_file.read_text())
+        except ValueError as exc:
+            raise click.ClickException(f"{event_file} is not valid JSON: {exc}") from None
+        if not isinstance(event, dict):
+            raise click.ClickException(f"{event_file} must hold one JSON object, a Chargebee event")
+    else:
+        assert invoice_id is not None
+        event = _invoice_event(invoice_id, event_type, settings)
+        console.print(
+            f"invoice {invoice_id} fetched from {settings.api_base}, explained as a {event_type} event; "
+            "only the invoice was fetched, so customer.* and subscription.* fields read as missing",
+            style="dim",
+            markup=False,
+        )
+    console.print(f"rules: {ruleset.filename}", style="dim", markup=False)
+    console.print(format_explanation(explain(ruleset, event, now)))
+
+
+@click.command("test")
+@click.argument("cases_path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Default: the cases file's `rules:`, else $REACTOR_RULES or ./rules.yaml.",
+)
+@click.option("--explain-failures", is_flag=True, help="Print the full explanation of every failing case.")
+def test_command(cases_path: Path | None, rules_path: Path | None, explain_failures: bool) -> None:
+    """Run the rule test cases (default: rules.cases.yaml next to the rules); exit 1 on a failure."""
+    from .rules import explain, format_explanation
+    from .rules.cases import CasesError, default_cases_path, load_cases, run_cases
+
+    settings = _settings()
+    if cases_path is None:
+        cases_path = default_cases_path(rules_path or settings.rules_path)
+        if not cases_path.exists():
+            raise click.ClickException(f"no cases file at {cases_path}; name one: `reactor rules test CASES.yaml`")
+    try:
+        declared = load_cases(cases_path).rules_path  # where the cases say their rules are
+    except CasesError as exc:
+        _refuse_cases(exc)
+    ruleset = _load_ruleset(rules_path or declared or settings.rules_path)
+    try:
+        cases = load_cases(cases_path, ruleset).cases
+    except CasesError as exc:
+        _refuse_cases(exc)
+    results = run_cases(ruleset, cases, datetime.now(timezone.utc))
+    console = _console()
+    table = Table(title=f"{cases_path} against {ruleset.filename} (version {ruleset.version})", title_justify="left")
+    for column in ("result", "case", "line", "expected", "got", "why"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        d = result.decision
+        table.add_row(
+            Text("PASS", style="green") if result.passed else Text("FAIL", style="bold red"),
+            result.case.name,
+            str(result.case.line),
+            f"{result.case.expect_rule or '(no rule)'} → {result.case.expect_action}",
+            Text(f"{d.rule or '(no rule)'} → {d.action}", style="" if result.passed else "red"),
+            d.reason,
+        )
+    console.print(table)
+    failed = [r for r in results if not r.passed]
+    if explain_failures:
+        for result in failed:
+            console.print(Text(f"\n{result.case.name} (line {result.case.line})", style="bold"))
+            console.print(format_explanation(explain(ruleset, result.case.event, result.at)))
+    summary = f"{len(results)} cases, {len(results) - len(failed)} passed, {len(failed)} failed"
+    console.print(summary, style="bold red" if failed else "bold green", markup=False)
+    if failed:
+        if not explain_failures:
+            console.print("rerun with --explain-failures to see every condition of the failing cases", style="dim")
+        sys.exit(1)
+
+
+def _refuse_cases(exc: Exception) -> NoReturn:
+    for problem in getattr(exc, "problems", []):
+        click.echo(str(problem), err=True)
+    raise click.ClickException("the cases file is refused")
+
+
+def register(group: click.Group) -> None:
+    """Add `explain` and `test` to the `reactor rules` group."""
+    group.add_command(explain_command)
+    group.add_command(test_command)

@@ -1,0 +1,183 @@
+"""The /admin dashboard over real HTTP: login, decisions, dead letters and replay, held write-offs,
+rules, chart; escaping and CSRF. The same pages in a real browser: test_admin_browser.py."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+import requests
+from rq.registry import FailedJobRegistry
+
+from reactor.audit import AuditLog, AuditRecord
+from reactor.held import HeldWriteOff, hold
+from tests.conftest import WebServer
+from tests.integration.helpers import make_event
+from tests.integration.ops_helpers import make_dead_letter
+
+pytestmark = pytest.mark.integration
+
+ADMIN_USER = "oncall"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def admin_web(settings, redis_conn) -> Iterator[WebServer]:
+    server = WebServer(replace(settings, admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD))
+    yield server
+    server.stop()
+
+
+def token(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def log_in(server: WebServer, password: str = ADMIN_PASSWORD) -> tuple[requests.Session, requests.Response]:
+    browser = requests.Session()
+    form = browser.get(f"{server.url}/admin/login", timeout=5)
+    response = browser.post(
+        f"{server.url}/admin/login",
+        data={"user": ADMIN_USER, "password": password, "csrf": token(form.text)},
+        timeout=5,
+    )
+    return browser, response
+
+
+def written_off(invoice_id: str = "inv_a1", **fields: object) -> AuditRecord:
+    values: dict = dict(
+        event_id="ev_a1",
+        event_type="payment_failed",
+        invoice_id=invoice_id,
+        outcome="written_off",
+        action="write_off",
+        rule="dunning-exhausted-small-balance",
+        amount_due=1250,
+        currency="USD",
+        mode="live",
+        rules_version="abc123def456",
+        reason="rule dunning-exhausted-small-balance matched",
+    )
+    values.update(fields)
+    return AuditRecord(**values)
+
+
+def test_the_dashboard_does_not_exist_without_admin_credentials(web):
+    assert requests.get(f"{web.url}/admin/", timeout=5).status_code == 404
+    assert requests.get(f"{web.url}/admin/login", timeout=5).status_code == 404
+
+
+def test_the_dashboard_sends_a_visitor_without_a_session_to_the_login_form(admin_web):
+    response = requests.get(f"{admin_web.url}/admin/", timeout=5, allow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/admin/login")
+
+
+def test_a_wrong_password_is_refused_and_the_dashboard_stays_closed(admin_web):
+    browser, response = log_in(admin_web, password="guess")
+    assert response.status_code == 401
+    assert "Wrong user name or password" in response.text
+    assert browser.get(f"{admin_web.url}/admin/", timeout=5, allow_redirects=False).status_code == 302
+
+
+def test_repeated_failed_logins_from_one_address_are_stopped(admin_web):
+    statuses = [log_in(admin_web, password=f"guess-{n}")[1].status_code for n in range(11)]
+    assert statuses[:10] == [401] * 10
+    assert statuses[10] == 429
+
+
+def test_a_logged_in_operator_sees_a_recent_decision(admin_web, redis_conn):
+    AuditLog(redis_conn).append(written_off())
+    _, response = log_in(admin_web)
+    assert response.status_code == 200
+    row = re.search(r'<tr class="decision">(.*?)</tr>', response.text, re.S).group(1)
+    assert "inv_a1" in row and "dunning-exhausted-small-balance" in row
+    assert "12.50 USD" in row and "abc123def456" in row
+
+
+def test_decisions_can_be_filtered_by_invoice_and_outcome(admin_web, redis_conn):
+    audit = AuditLog(redis_conn)
+    audit.append(written_off("inv_keep"))
+    audit.append(written_off("inv_other"))
+    audit.append(written_off("inv_keep", outcome="no_match", action="none", rule=None, amount_due=None))
+    browser, _ = log_in(admin_web)
+    page = browser.get(f"{admin_web.url}/admin/", params={"invoice": "inv_keep", "outcome": "written_off"}, timeout=5)
+    rows = re.findall(r'<tr class="decision">(.*?)</tr>', page.text, re.S)
+    assert len(rows) == 1
+    assert "inv_keep" in rows[0] and "written_off" in rows[0]
+    assert "inv_other" not in page.text
+
+
+def test_event_content_is_escaped_on_the_page(admin_web, redis_conn):
+    AuditLog(redis_conn).append(written_off("inv_<script>alert(1)</script>", reason='"><img src=x onerror=alert(2)>'))
+    _, response = log_in(admin_web)
+    assert "<script>alert(1)" not in response.text
+    assert "inv_&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+    assert "<img src=x" not in response.text
+
+
+def test_the_replay_button_requeues_a_dead_letter(admin_web, redis_conn, settings):
+    event = make_event({"id": "inv_dead_1", "status": "not_paid", "amount_due": 500, "currency_code": "USD"})
+    job = make_dead_letter(redis_conn, settings, event)
+    registry = FailedJobRegistry(settings.queue_name, connection=redis_conn)
+    browser, page = log_in(admin_web)
+    assert f'data-job-id="{job.id}"' in page.text
+
+    response = browser.post(
+        f"{admin_web.url}/admin/dead-letters/{job.id}/replay", data={"csrf": token(page.text)}, timeout=5
+    )
+
+    assert response.status_code == 200
+    assert f"Requeued {job.id}" in response.text
+    assert job.id not in registry.get_job_ids()
+    trail = AuditLog(redis_conn).query(invoice_id="inv_dead_1")
+    assert [(r.outcome, r.job_id) for r in trail] == [("replayed", job.id)]
+
+
+def test_a_replay_without_the_form_token_is_refused(admin_web, redis_conn, settings):
+    event = make_event({"id": "inv_dead_2", "status": "not_paid", "amount_due": 500, "currency_code": "USD"})
+    job = make_dead_letter(redis_conn, settings, event)
+    browser, _ = log_in(admin_web)
+
+    response = browser.post(f"{admin_web.url}/admin/dead-letters/{job.id}/replay", data={}, timeout=5)
+
+    assert response.status_code == 400
+    assert job.id in FailedJobRegistry(settings.queue_name, connection=redis_conn).get_job_ids()
+
+
+def test_held_write_offs_are_listed_and_an_empty_list_says_so(admin_web, redis_conn):
+    browser, page = log_in(admin_web)
+    assert "No write-offs are held." in page.text
+    hold(redis_conn, HeldWriteOff("inv_held_1", rule="big", amount_due=30000, currency="EUR", reason="budget spent"))
+    page = browser.get(f"{admin_web.url}/admin/", timeout=5)
+    assert "Held write-offs (1)" in page.text
+    assert "inv_held_1" in page.text and "300.00 EUR" in page.text and "budget spent" in page.text
+
+
+def test_the_rules_in_force_and_a_refused_edit_are_shown(admin_web, rules_file):
+    browser, page = log_in(admin_web)
+    version = re.search(r'id="rules-version">([0-9a-f]{12})<', page.text).group(1)
+    assert "protect-enterprise" in page.text
+    rules_file("version: 1\nmode: live\nrules:\n  - name: broken\n    action: write_of\n    when: []\n")
+
+    page = browser.get(f"{admin_web.url}/admin/", timeout=5)
+
+    assert re.search(r'id="rules-version">([0-9a-f]{12})<', page.text).group(1) == version
+    refused = re.search(r'<div class="errors" id="refused-edit">(.*?)</div>', page.text, re.S).group(1)
+    assert re.search(r"rules\.yaml:5:13: unknown action", refused)
+
+
+def test_the_chart_has_one_bar_per_day_with_write_offs_per_currency(admin_web, redis_conn):
+    audit = AuditLog(redis_conn)
+    audit.append(written_off("inv_c1"))
+    audit.append(written_off("inv_c2", amount_due=250))
+    audit.append(written_off("inv_c3", amount_due=2000, currency="JPY"))
+    _, page = log_in(admin_web)
+    svgs = dict(re.findall(r'<svg[^>]*data-currency="([A-Z]{3})">(.*?)</svg>', page.text, re.S))
+    assert set(svgs) == {"JPY", "USD"}
+    assert len(re.findall(r'<rect class="bar"', svgs["USD"])) == 1
+    assert re.search(r"<title>\d{4}-\d\d-\d\d: 15\.00 USD</title>", svgs["USD"])
+    assert "2000 JPY" in svgs["JPY"]

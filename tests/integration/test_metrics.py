@@ -1,0 +1,108 @@
+"""/metrics as Prometheus scrapes it: web counters plus the facts workers leave in Redis (decisions,
+write-offs, job latency), RQ's queue and dead letters, held write-offs; and the JSON log lines."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import redis
+import requests
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from rq import Queue
+
+from reactor.held import HeldWriteOff, hold
+from reactor.redis_server import free_port
+from tests.conftest import WebServer, wait_for
+from tests.integration.helpers import exhausted_invoice, make_event, post_event
+from tests.integration.ops_helpers import make_dead_letter
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(web) -> str:
+    response = requests.get(f"{web.url}/metrics", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return response.text
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample, labels in any order; None when absent."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)", line)
+        if not match:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+        if found == labels:
+            return float(match.group(2))
+    return None
+
+
+def test_a_write_off_by_a_worker_shows_up_in_the_web_metrics(sandbox, web, redis_conn, start_worker):
+    queued_before = sample(scrape(web), "reactor_events_received_total", event_type="payment_failed", outcome="queued")
+    invoice = exhausted_invoice(sandbox)
+    post_event(web.webhook_url, make_event(invoice))
+    start_worker()
+
+    def counted() -> str | None:
+        text = scrape(web)
+        return text if sample(text, "reactor_write_offs_total", currency="USD") else None
+
+    text = wait_for(counted, timeout=30, what="the write-off counted")
+
+    queued = sample(text, "reactor_events_received_total", event_type="payment_failed", outcome="queued")
+    assert queued == (queued_before or 0) + 1  # a per-process counter: other tests in this process count too
+    assert (
+        sample(
+            text,
+            "reactor_decisions_total",
+            rule="dunning-exhausted-small-balance",
+            action="write_off",
+            outcome="written_off",
+        )
+        == 1
+    )
+    assert sample(text, "reactor_write_offs_total", currency="USD") == 1
+    assert sample(text, "reactor_write_off_amount_total", currency="USD") == 12.5
+    assert sample(text, "reactor_job_seconds_count") == 1
+    assert sample(text, "reactor_job_seconds_bucket", le="+Inf") == 1
+    assert sample(text, "reactor_redis_up") == 1
+
+
+def test_queue_depth_dead_letters_and_held_write_offs_are_gauges(web, redis_conn, settings):
+    Queue(settings.queue_name, connection=redis_conn).enqueue("reactor.jobs.evaluate", "ev_waiting")
+    make_dead_letter(redis_conn, settings, make_event({"id": "inv_m1", "amount_due": 100, "currency_code": "USD"}))
+    hold(redis_conn, HeldWriteOff("inv_m2", amount_due=70000, currency="USD"))
+
+    text = scrape(web)
+
+    assert sample(text, "reactor_queue_jobs", state="queued") == 1
+    assert sample(text, "reactor_dead_letters") == 1
+    assert sample(text, "reactor_held_write_offs") == 1
+
+
+def test_metrics_answer_without_redis_and_say_so(settings):
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    server = WebServer(settings, dead)
+    try:
+        text = scrape(server)
+    finally:
+        server.stop()
+    assert sample(text, "reactor_redis_up") == 0
+    assert sample(text, "reactor_rules_refused") == 0
+
+
+def test_worker_log_lines_about_a_job_carry_its_event_and_invoice(sandbox, web, redis_conn, start_worker):
+    invoice = exhausted_invoice(sandbox)
+    event = make_event(invoice)
+    post_event(web.webhook_url, event)
+    worker = start_worker()
+    wait_for(lambda: sample(scrape(web), "reactor_write_offs_total", currency="USD"), timeout=30, what="write-off")
+
+    lines = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
+    about_job = [line for line in lines if line.get("job_id") == f"evaluate-{event['id']}"]
+    assert any(line["logger"] == "reactor.jobs" and "written_off" in line["msg"] for line in about_job)
+    assert all(line["event_id"] == event["id"] and line["invoice_id"] == invoice["id"] for line in about_job)

@@ -1,0 +1,62 @@
+"""LiveRules tells its reporter about every reload, with the content hash and file:line:col errors;
+that is what /metrics counts once per edit across processes (see test_hot_reload.py for the real thing)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from reactor.rules.live import LiveRules
+
+GOOD = "version: 1\nmode: live\nrules:\n  - name: a\n    when: [{invoice.status: paid}]\n    action: skip\n"
+OTHER = GOOD.replace("name: a", "name: b")
+BROKEN = GOOD.replace("action: skip", "action: skipp")
+
+
+def edit(path: Path, text: str) -> None:
+    path.write_text(text)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a new stamp even on coarse clocks
+
+
+def test_a_refused_edit_is_reported_with_its_hash_and_errors_and_the_old_rules_stay(tmp_path: Path) -> None:
+    path, calls = tmp_path / "rules.yaml", []
+    edit(path, GOOD)
+    live = LiveRules(path, reporter=lambda *args: calls.append(args))
+    version = live.current().version
+    edit(path, BROKEN)
+
+    assert live.current().version == version
+    ((outcome, digest, reported_path, errors),) = calls
+    assert outcome == "refused" and reported_path == str(path)
+    assert digest == hashlib.sha256(BROKEN.encode()).hexdigest()[:12]
+    assert errors[0].startswith(f"{path}:6:13: unknown action 'skipp'")
+    assert live.status()["refused_version"] == digest and live.refused_reloads == 1
+
+
+def test_an_accepted_edit_is_reported_with_the_new_version_and_an_unchanged_file_not_at_all(tmp_path: Path) -> None:
+    path, calls = tmp_path / "rules.yaml", []
+    edit(path, GOOD)
+    live = LiveRules(path, reporter=lambda *args: calls.append(args))
+    live.current()
+    live.current()
+    assert calls == []  # the first load is not a reload
+    edit(path, OTHER)
+
+    new = live.current()
+
+    assert [(c[0], c[1], c[3]) for c in calls] == [("accepted", new.version, [])]
+
+
+def test_a_failing_reporter_does_not_cost_the_rules_in_force(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    edit(path, GOOD)
+
+    def broken_reporter(*args: object) -> None:
+        raise RuntimeError("redis is down")
+
+    live = LiveRules(path, reporter=broken_reporter)
+    live.current()
+    edit(path, OTHER)
+    assert live.current().rules[0].name == "b"
