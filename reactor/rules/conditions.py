@@ -18,7 +18,8 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import operators as ops
-from .fields import CONTENT_ROOTS, MISSING, Context, FieldRef, did_you_mean, parse_field
+from .fields import CONTENT_ROOTS, DAYS_OVERDUE, MISSING, Context, FieldRef, did_you_mean, parse_field
+from .money import ZERO_DECIMAL_CURRENCIES, MoneyThreshold
 from .yamlnodes import Problems, describe, mapping_items, position
 
 COMBINATORS = ("all", "any", "not")
@@ -246,25 +247,17 @@ def _leaf_test(field: FieldRef, read: Callable[[Context], Any], compiled: ops.Co
         want = compiled.exists
         return lambda ctx: (read(ctx) is not MISSING) is want
     if field.is_money:
-        currency_of = field.currency
-
-        def money_test(ctx: Context) -> bool:
-            value = read(ctx)
-            if value.__class__ is not int:
-                return False
-            currency = currency_of(ctx)
-            if currency is None:
-                return False
-            try:
-                return bool(check(value, currency))
-            except Exception:
-                return False
-
-        return money_test
+        if compiled.money_test is not None and len(field.rest) == 1:
+            return _money_field_test(field, read, check, *compiled.money_test)
+        return _money_test(field, read, check)
+    if field.root == DAYS_OVERDUE and compiled.ordering is not None:
+        return _days_test(*compiled.ordering)
     if field.root in CONTENT_ROOTS and len(field.rest) == 1:
         if compiled.text_test is not None:
             return _text_field_test(field.root, field.rest[0], read, *compiled.text_test)
         return _resource_field_test(field.root, field.rest[0], read, check)
+    if compiled.text_test is not None:
+        return _text_test(read, *compiled.text_test)
 
     def test(ctx: Context) -> bool:
         value = read(ctx)
@@ -276,6 +269,83 @@ def _leaf_test(field: FieldRef, read: Callable[[Context], Any], compiled: ops.Co
             return False
 
     return test
+
+
+def _money_test(field: FieldRef, read: Callable[[Context], Any], check: Callable[..., bool]) -> Test:
+    currency_of = field.currency
+
+    def money_test(ctx: Context) -> bool:
+        value = read(ctx)
+        if value.__class__ is not int:
+            return False
+        currency = currency_of(ctx)
+        if currency is None:
+            return False
+        try:
+            return bool(check(value, currency))
+        except Exception:
+            return False
+
+    return money_test
+
+
+def _money_field_test(
+    field: FieldRef,
+    read: Callable[[Context], Any],
+    check: Callable[..., bool],
+    compare: Callable[[Any, Any], bool],
+    threshold: MoneyThreshold,
+) -> Test:
+    """`invoice.amount_due: {lte: {USD: 25}}` with the read, the currency and the bound inlined.
+
+    The bound per currency (in minor units) is one dict lookup; a currency that the threshold has
+    no value for finds None and the condition is false, as in `MoneyThreshold.minor_for`.
+    """
+    root, key, currency_of = field.root, field.rest[0], field.currency
+    if threshold.any_currency is None:
+        bounds = {cur: threshold.minor_for(cur) for cur in threshold.per_currency}
+        default = None
+    else:
+        bounds = {cur: threshold.minor_for(cur) for cur in ZERO_DECIMAL_CURRENCIES}
+        default = threshold.minor_for("USD")
+    get = bounds.get
+    slow = _money_test(field, read, check)
+
+    def test(ctx: Context) -> bool:
+        resource = ctx.content.get(root)
+        if resource.__class__ is not dict:
+            return slow(ctx)
+        value = resource.get(key)
+        if value.__class__ is not int:
+            return False
+        currency = resource.get("currency_code")
+        if currency.__class__ is not str:
+            currency = currency_of(ctx)
+            if currency is None:
+                return False
+        bound = get(currency, default)
+        return bound is not None and compare(value, bound)
+
+    return test
+
+
+def _days_test(compare: Callable[[Any, Any], bool], bound: Any) -> Test:
+    """`days_overdue: {gte: 90}`: the day count is an int computed once per event, or MISSING."""
+
+    def test(ctx: Context) -> bool:
+        days = ctx.days_overdue()
+        return days is not MISSING and compare(days, bound)
+
+    return test
+
+
+def _text_test(read: Callable[[Context], Any], op: str, operand: Any) -> Test:
+    """Text comparisons on deeper paths (`invoice.billing_address.country: {in: [...]}`)."""
+    if op == "eq":
+        return lambda ctx: (value := read(ctx)).__class__ is str and value == operand
+    if op == "in":
+        return lambda ctx: (value := read(ctx)).__class__ is str and value in operand
+    return lambda ctx: (value := read(ctx)).__class__ is str and value.startswith(operand)
 
 
 def _resource_field_test(root: str, key: str, read: Callable[[Context], Any], check: Callable[[Any], bool]) -> Test:

@@ -55,6 +55,8 @@ class Compiled:
     days_points: tuple[Any, ...] = ()
     exists: bool | None = None
     text_test: tuple[str, Any] | None = None  # ("eq" | "in" | "starts_with", operand) on text
+    ordering: tuple[Callable[[Any, Any], bool], Any] | None = None  # (operator.le, 90) on a number
+    money_test: tuple[Callable[[Any, Any], bool], MoneyThreshold] | None = None  # (operator.le, threshold)
 
 
 def compile_operator(field: FieldRef, op: str, node: Node) -> Compiled:
@@ -81,7 +83,13 @@ def compile_operator(field: FieldRef, op: str, node: Node) -> Compiled:
     if op in _ORDERING:
         bound = _number(_no_currency_map(field, op, node), f"'{op}'")
         compare = _ORDERING[op]
-        return Compiled(lambda v: v.__class__ in _NUMBERS and compare(v, bound), bound, text, _points(field, [bound]))
+        return Compiled(
+            lambda v: v.__class__ in _NUMBERS and compare(v, bound),
+            bound,
+            text,
+            _points(field, [bound]),
+            ordering=(compare, bound),
+        )
     low, high = _range(_no_currency_map(field, op, node))
     return Compiled(
         lambda v: v.__class__ in _NUMBERS and low <= v <= high, [low, high], text, _points(field, [low, high])
@@ -127,7 +135,7 @@ def _money_operator(field: FieldRef, op: str, node: Node, text: str) -> Compiled
         bound = threshold.minor_for(currency)
         return bound is not None and compare(value, bound)
 
-    return Compiled(check, threshold, text)
+    return Compiled(check, threshold, text, money_test=(compare, threshold))
 
 
 def _between_minor(value: int, currency: str, low: MoneyThreshold, high: MoneyThreshold) -> bool:

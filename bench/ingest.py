@@ -1,0 +1,197 @@
+"""Ingest benchmark: the webhook endpoint under gunicorn against a bare Flask endpoint, in one run.
+
+    .venv/bin/python bench/ingest.py [--seconds 10] [--connections 16] [--rate 1000]
+
+Starts a real redis-server (AOF on, as `reactor run` does), the reactor's web app and
+bench/bare_app.py under gunicorn with the same settings (reactor.gunicorn_conf: WEB_CONCURRENCY
+workers x WEB_THREADS threads), then on loopback:
+
+1. throughput: wrk (apt-get install wrk) for --seconds against each, realistic 2.5 kB events with
+   unique ids and Basic auth (bench/ingest.lua); target: reactor >= 60% of the bare requests/s;
+2. latency at a fixed rate: --rate requests/s for --seconds (bench/loadgen.py, latency from the
+   intended send time); target: p99 <= 15 ms;
+3. every answer must be 200, and every event answered "queued" must be in the RQ queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from loadgen import run as fixed_rate  # noqa: E402
+from workload import event_body, make_events  # noqa: E402
+
+from reactor.redis_server import EmbeddedRedis, free_port  # noqa: E402
+
+USER, PASSWORD = "bench", "bench-secret"
+AUTH = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+RATIO_TARGET, P99_TARGET_MS = 0.60, 15.0
+
+
+def gunicorn(app: str, port: int, env: dict[str, str], log: Path, extra: list[str] = ()) -> subprocess.Popen[bytes]:
+    bin_dir = Path(sys.executable).parent
+    cmd = [str(bin_dir / "gunicorn"), "-c", "python:reactor.gunicorn_conf", *extra, app]
+    proc_env = {**env, "PORT": str(port), "HOST": "127.0.0.1"}
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, env=proc_env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_ready(port: int, body: bytes, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            r = requests.post(
+                f"http://127.0.0.1:{port}/webhooks/chargebee",
+                data=body,
+                headers={"Authorization": f"Basic {AUTH}", "Content-Type": "application/json"},
+                timeout=2,
+            )
+            if r.status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} did not come up")
+
+
+def wrk(port: int, seconds: int, connections: int, template: Path, prefix: str) -> dict[str, Any]:
+    env = {**os.environ, "BENCH_EVENT_FILE": str(template), "BENCH_BASIC_AUTH": AUTH, "BENCH_ID_PREFIX": prefix}
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / "ingest.lua")]
+    out = subprocess.run([*cmd, f"http://127.0.0.1:{port}/"], env=env, capture_output=True, text=True, check=True)
+    match = re.search(r"^BENCH (\{.*\})$", out.stdout, re.M)
+    if not match:
+        raise RuntimeError(f"wrk gave no summary:\n{out.stdout}\n{out.stderr}")
+    data = json.loads(match.group(1))
+    data["rps"] = data["requests"] / data["seconds"]
+    data["errors"] = sum(data[k] for k in ("non_200", "connect_errors", "read_errors", "write_errors", "timeouts"))
+    return data
+
+
+def queued_jobs(conn: redis.Redis) -> int:
+    return conn.llen("rq:queue:reactor")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=1000)
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+
+    work = Path(tempfile.mkdtemp(prefix="reactor-bench-ingest-"))
+    event = make_events(1)[0]
+    template = work / "event.json"
+    template.write_bytes(event_body({**event, "id": "__ID__"}))
+    ready_body = event_body({**event, "id": "ev_ready"})
+    server = EmbeddedRedis(work / "redis").start()
+    conn = server.client()
+    env = {
+        **os.environ,
+        "REDIS_URL": server.url,
+        "REACTOR_WEBHOOK_USER": USER,
+        "REACTOR_WEBHOOK_PASSWORD": PASSWORD,
+        "REACTOR_RULES": str(ROOT / "rules.yaml"),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    reactor_port, bare_port = free_port(), free_port()
+    procs = [
+        gunicorn("reactor.web:create_app()", reactor_port, env, work / "reactor-web.log"),
+        gunicorn("bare_app:app", bare_port, env, work / "bare-web.log", ["--pythonpath", str(HERE)]),
+    ]
+    try:
+        wait_ready(reactor_port, ready_body)
+        wait_ready(bare_port, ready_body)
+        conn.flushall()
+
+        bare = wrk(bare_port, args.seconds, args.connections, template, "ev_bare")
+        ours = wrk(reactor_port, args.seconds, args.connections, template, "ev_wrk")
+        in_queue = queued_jobs(conn)
+        # wrk stops counting at its deadline: answers still in flight were enqueued but not counted.
+        wrk_lost = not (ours["queued"] <= in_queue <= ours["queued"] + args.connections)
+
+        conn.flushall()
+        count = int(args.rate * args.seconds)
+        bodies = [event_body({**event, "id": f"ev_rate_{i}"}) for i in range(count)]
+        headers = {"Authorization": f"Basic {AUTH}"}
+        fixed = asyncio.run(
+            fixed_rate("127.0.0.1", reactor_port, "/webhooks/chargebee", args.rate, count,
+                       lambda i: (f"ev_rate_{i}", bodies[i]), headers)
+        )  # fmt: skip
+        job_ids = {j.decode() for j in conn.lrange("rq:queue:reactor", 0, -1)}
+        missing = [i for i in fixed.queued_ids if f"evaluate-{i}" not in job_ids]
+        fixed_errors = fixed.errors + sum(n for status, n in fixed.statuses.items() if status != 200)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        server.stop()
+
+    ratio = ours["rps"] / bare["rps"]
+    p99 = fixed.percentile(99)
+    workers, threads = os.environ.get("WEB_CONCURRENCY", "2"), os.environ.get("WEB_THREADS", "4")
+    load = os.getloadavg()
+    print(
+        f"ingest benchmark: gunicorn gthread {workers} workers x {threads} threads, loopback, "
+        f"wrk -t2 -c{args.connections}"
+    )
+    print(
+        f"{os.cpu_count()} cpus, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+        f"event body {len(ready_body)} bytes"
+    )
+    print()
+    print(f"{'run':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
+    print(f"{'bare Flask, wrk ' + str(args.seconds) + ' s':<44} {bare['rps']:>9,.0f} {bare['p50_ms']:>8.2f} "
+          f"{bare['p99_ms']:>8.2f} {bare['max_ms']:>8.1f} {bare['errors']:>7}")  # fmt: skip
+    print(f"{'reactor webhook, wrk ' + str(args.seconds) + ' s':<44} {ours['rps']:>9,.0f} {ours['p50_ms']:>8.2f} "
+          f"{ours['p99_ms']:>8.2f} {ours['max_ms']:>8.1f} {ours['errors']:>7}")  # fmt: skip
+    label = f"reactor webhook, fixed {args.rate:,.0f}/s x {args.seconds} s"
+    print(f"{label:<44} {len(fixed.latencies_ms) / fixed.seconds:>9,.0f} {fixed.percentile(50):>8.2f} "
+          f"{p99:>8.2f} {max(fixed.latencies_ms, default=0):>8.1f} {fixed_errors:>7}")  # fmt: skip
+    print()
+    checks = [
+        (f"reactor req/s >= {RATIO_TARGET:.0%} of bare", f"{ratio:.0%}", ratio >= RATIO_TARGET),
+        (f"p99 at {args.rate:,.0f} req/s <= {P99_TARGET_MS:g} ms", f"{p99:.2f} ms", p99 <= P99_TARGET_MS),
+        ("zero errors (non-200, socket errors)", f"{ours['errors'] + fixed_errors}",
+         ours["errors"] + fixed_errors == 0),
+        ("every 'queued' answer is in the RQ queue (wrk)", f"{ours['queued']} answered, {in_queue} in queue",
+         not wrk_lost),
+        ("every 'queued' answer is in the RQ queue (fixed rate, by id)",
+         f"{len(fixed.queued_ids)} answered, {len(missing)} missing", not missing and len(fixed.queued_ids) == count),
+    ]  # fmt: skip
+    for name, value, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {name:<58} {value}")
+    passed = all(ok for _, _, ok in checks)
+    print(f"RESULT: {'PASS' if passed else 'FAIL'}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
