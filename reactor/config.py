@@ -6,6 +6,7 @@ builds the settings it wants and passes them in.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ class ConfigError(ValueError):
 class Settings:
     redis_url: str | None = None
     chargebee_site: str | None = None
-    chargebee_api_key: str = ""
+    chargebee_api_key: str = field(default="", repr=False)
     chargebee_api_base: str | None = None
     webhook_auth: str = "basic"  # "basic" | "none"
     webhook_user: str = ""
@@ -40,8 +41,33 @@ class Settings:
     http_timeout: float = 20.0
     retry_intervals: tuple[int, ...] = DEFAULT_RETRY_INTERVALS
     job_timeout: int = 120
-    lock_ttl: int = 150
+    lock_ttl: int = 0  # 0: derived, see invoice_lock_ttl
     redis_socket_timeout: float = 2.0
+    admin_user: str = ""  # the /admin dashboard is off (404) until both are set
+    admin_password: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)  # signs dashboard sessions; unset: one kept in Redis
+    chargebee_rate_limit: int = 150  # calls per window, shared by every worker (test sites: 150/min)
+    rate_limit_window: int = 60  # seconds; Chargebee counts per minute, tests shorten it
+    rate_limit_max_wait: float = 10.0  # longest a call waits for a slot before its job is deferred
+    abandoned_after: int = 60  # seconds without a worker heartbeat before a started job is retried
+    maintenance_interval: int = 30  # how often workers look for abandoned jobs
+    worker_class: str = "fork"  # "fork": a work horse per job (isolation); "simple": jobs run in the worker process
+    verify_events: bool = False  # re-fetch every event from Chargebee and act only on its copy
+    webhook_allow: tuple[str, ...] = ()  # CIDRs the webhook accepts; empty: any address (docs/security.md)
+    trusted_proxies: int = 0  # proxies in front of the web whose X-Forwarded-For entries are believed
+    auth_failure_limit: str = "20/minute"  # failed webhook logins per client address before 429
+
+    @property
+    def invoice_lock_ttl(self) -> int:
+        """How long a per-invoice lock outlives its last renewal. The holder renews it before each
+        Chargebee call, so it must cover one call: a wait for a rate-limit slot plus the HTTP timeout,
+        plus a margin. A holder that dies (SIGKILL) blocks its invoice for at most this long."""
+        return self.lock_ttl or math.ceil(self.http_timeout + self.rate_limit_max_wait) + 5
+
+    @property
+    def heartbeat_interval(self) -> int:
+        """How often a busy worker tells Redis it is alive; a third of the abandonment delay."""
+        return max(1, self.abandoned_after // 3)
 
     @property
     def sandbox_mode(self) -> bool:
@@ -99,6 +125,50 @@ def _intervals(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     return values
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated CIDRs (a bare address is a /32 or /128), validated now, not on the first request."""
+    import ipaddress
+
+    networks = []
+    for part in filter(None, (p.strip() for p in env.get(name, "").split(","))):
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: {part!r} is not an IP network such as 203.0.113.0/24") from None
+    return tuple(networks)
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    from limits import parse
+
+    raw = env.get(name, "").strip() or default
+    try:
+        parse(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate such as 20/minute, got {raw!r}") from None
+    return raw
+
+
+WORKER_CLASSES = ("fork", "simple")
+
+
+def _worker_class(env: Mapping[str, str]) -> str:
+    """REACTOR_WORKER_CLASS: how RQ runs a job (docs/benchmarks.md has the figures behind the default)."""
+    value = env.get("REACTOR_WORKER_CLASS", "").strip().lower() or Settings.worker_class
+    if value not in WORKER_CLASSES:
+        raise ConfigError(f"REACTOR_WORKER_CLASS must be 'fork' or 'simple', got {value!r}")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
     """Build and validate settings. `.env` in the working directory fills unset variables."""
     if env is None:
@@ -124,7 +194,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
     if site and ("." in site or "/" in site):
         raise ConfigError(f"CHARGEBEE_SITE is the site name only (e.g. 'acme-test'), got {site!r}")
 
-    return Settings(
+    settings = Settings(
         redis_url=env.get("REDIS_URL", "").strip() or None,
         chargebee_site=site,
         chargebee_api_key=api_key,
@@ -142,7 +212,41 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         http_timeout=_float(env, "REACTOR_HTTP_TIMEOUT", 20.0),
         retry_intervals=_intervals(env, "REACTOR_RETRY_INTERVALS"),
         job_timeout=_int(env, "REACTOR_JOB_TIMEOUT", 120, minimum=5),
+        admin_user=env.get("REACTOR_ADMIN_USER", "").strip(),
+        admin_password=env.get("REACTOR_ADMIN_PASSWORD", ""),
+        secret_key=env.get("REACTOR_SECRET_KEY", ""),
+        lock_ttl=_int(env, "REACTOR_LOCK_TTL", 0, minimum=0),
+        chargebee_rate_limit=_int(env, "REACTOR_CHARGEBEE_RATE_LIMIT", 150, minimum=1),
+        rate_limit_window=_int(env, "REACTOR_RATE_LIMIT_WINDOW", 60, minimum=1),
+        rate_limit_max_wait=_float(env, "REACTOR_RATE_LIMIT_MAX_WAIT", 10.0),
+        abandoned_after=_int(env, "REACTOR_ABANDONED_AFTER", 60, minimum=3),
+        maintenance_interval=_int(env, "REACTOR_MAINTENANCE_INTERVAL", 30, minimum=1),
+        worker_class=_worker_class(env),
+        verify_events=_flag(env, "REACTOR_VERIFY_EVENTS"),
+        webhook_allow=_networks(env, "REACTOR_WEBHOOK_ALLOW"),
+        trusted_proxies=_int(env, "REACTOR_TRUSTED_PROXIES", 0, minimum=0),
+        auth_failure_limit=_rate(env, "REACTOR_AUTH_FAILURE_LIMIT", "20/minute"),
     )
+    check_timeouts(settings)
+    return settings
+
+
+def check_timeouts(settings: Settings) -> None:
+    """Refuse timeouts that contradict each other: a job must be able to wait out a dead holder's
+    invoice lock and then make its two Chargebee calls (each after a rate-limit wait) before RQ kills
+    it, and the lock must outlast one call, or two jobs could call Chargebee for one invoice at once."""
+    call = settings.http_timeout + settings.rate_limit_max_wait
+    if settings.invoice_lock_ttl <= call:
+        raise ConfigError(
+            f"REACTOR_LOCK_TTL ({settings.invoice_lock_ttl}s) must exceed REACTOR_HTTP_TIMEOUT + "
+            f"REACTOR_RATE_LIMIT_MAX_WAIT ({call:g}s): the lock must outlive one Chargebee call"
+        )
+    needed = settings.invoice_lock_ttl + 2 * call
+    if settings.job_timeout < needed:
+        raise ConfigError(
+            f"REACTOR_JOB_TIMEOUT ({settings.job_timeout}s) must be at least the invoice lock TTL plus two "
+            f"Chargebee calls with their rate-limit waits ({needed:g}s)"
+        )
 
 
 def require_webhook_credentials(settings: Settings) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -25,6 +27,7 @@ from .events import EnvelopeError, EventStore, Keys, parse_event
 from .jobs import retry_policy
 from .rules import RulesError
 from .rules.live import LiveRules
+from .security import WebhookGuard, trust_proxies
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,14 @@ def receive() -> Response:
     started = time.perf_counter()
     settings: Settings = current_app.config["REACTOR_SETTINGS"]
     store: EventStore = current_app.extensions["reactor.events"]
+    guard: WebhookGuard = current_app.extensions["reactor.security"]
+    refusal = guard.screen(request.remote_addr)
+    if refusal is not None:
+        metrics.EVENTS.labels("unknown", refusal.error).inc()
+        extra = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
+        return _error(refusal.status, refusal.error, refusal.message, **extra)
     if not _authorized(settings):
+        guard.failed(request.remote_addr)
         metrics.EVENTS.labels("unknown", "unauthorized").inc()
         return _error(401, "unauthorized", "missing or wrong Basic-auth credentials", WWW_Authenticate=REALM)
     length = request.content_length
@@ -129,9 +139,17 @@ def readyz() -> Response:
     return response
 
 
+@health.get("/openapi.yaml")
+def openapi() -> Response:
+    """This API's own description (OpenAPI 3.0), as shipped in the package."""
+    from importlib.resources import files
+
+    return Response(files("reactor").joinpath("openapi.yaml").read_bytes(), mimetype="application/yaml")
+
+
 @health.get("/metrics")
 def metrics_endpoint() -> Response:
-    return Response(metrics.render(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(metrics.render(current_app.extensions["reactor.metrics"]), mimetype=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
@@ -150,6 +168,9 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
             socket_connect_timeout=settings.redis_socket_timeout,
             socket_timeout=settings.redis_socket_timeout,
             health_check_interval=30,
+            # One immediate retry reconnects a pooled connection that a Redis restart closed; more
+            # (redis-py's default backs off three times) would hold Chargebee's request for seconds.
+            retry=Retry(NoBackoff(), 1),
         )
     app = Flask("reactor")
     app.config["REACTOR_SETTINGS"] = settings
@@ -166,7 +187,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
         retry=retry_policy(settings),
         job_timeout=settings.job_timeout,
     )
-    live = LiveRules(settings.rules_path)
+    live = LiveRules(settings.rules_path, reporter=metrics.RulesReloadReporter(connection, settings.key_prefix))
     try:
         live.current()
     except RulesError as exc:
@@ -174,6 +195,14 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.extensions["reactor.rules"] = live
     app.register_blueprint(webhooks)
     app.register_blueprint(health)
+    app.extensions["reactor.security"] = WebhookGuard(
+        connection, settings.webhook_allow, settings.auth_failure_limit, settings.key_prefix
+    )
+    trust_proxies(app, settings.trusted_proxies)
+    app.extensions["reactor.metrics"] = metrics.RedisCollector(connection, settings, live)
+    from .admin import init_admin
+
+    init_admin(app, settings, connection)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:

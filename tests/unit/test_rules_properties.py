@@ -4,6 +4,7 @@ and whatever Chargebee sends, decide answers with a Decision."""
 from __future__ import annotations
 
 import json
+import time
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -154,9 +155,27 @@ NASTY = [
 ]
 
 
-def test_hostile_inputs_are_refused_or_parsed_never_crash() -> None:
+def _alias_bomb(depth: int, width: int, node: str) -> str:
+    """A billion-laughs file: each rule's condition is `width` aliases of the previous one."""
+    rules = [f"  - name: r0\n    when: &a0 {node}\n    action: skip"]
+    for i in range(1, depth):
+        rules.append(
+            f"  - name: r{i}\n    when: &a{i} {{all: [{', '.join([f'*a{i - 1}'] * width)}]}}\n    action: skip"
+        )
+    return "version: 1\nrules:\n" + "\n".join(rules) + "\n"
+
+
+NASTY += [
+    _alias_bomb(12, 3, "{invoice.status: x}"),
+    _alias_bomb(9, 9, "{invoice.status: {in: [a, b, c, d, e, f, g, h, i]}}"),
+]
+
+
+def test_hostile_inputs_are_refused_or_parsed_never_crash_nor_hang() -> None:
     for text in NASTY:
+        started = time.monotonic()
         parses_or_refuses(text)
+        assert time.monotonic() - started < 2.0, f"took too long on {text[:40]!r}"
 
 
 def test_python_tags_are_never_executed() -> None:
