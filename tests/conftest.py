@@ -158,7 +158,24 @@ def worker_env(settings: Settings) -> dict[str, str]:
         REACTOR_MAINTENANCE_INTERVAL=str(settings.maintenance_interval),
     )
     env["REACTOR_WORKER_CLASS"] = settings.worker_class
+    env["REACTOR_VERIFY_EVENTS"] = "1" if settings.verify_events else "0"
     return env
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`. RQ's work horse calls setpgrp(), so killing the worker's process
+    group would leave the horse running, whereas a crash of the machine or container takes both."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 class WorkerProcess:
@@ -180,9 +197,10 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Kill the worker and its work horse (the whole process group), as a crash would."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
+        """Kill the worker, its scheduler and its work horse at once, as a crash would."""
+        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
         self.proc.wait(10)
 
     def stop(self) -> None:

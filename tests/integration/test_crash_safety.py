@@ -3,11 +3,7 @@ within a bounded time, and the invoice is written off, and recorded, exactly onc
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
-from pathlib import Path
 
 import pytest
 from rq.job import Job, JobStatus
@@ -48,30 +44,6 @@ def crash(request, short_settings):
     server.stop()
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`. RQ's work horse calls setpgrp(), so killing the worker's process
-    group would leave the horse running: a crash of the machine or container takes both."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def kill_dash_nine(worker) -> None:
-    """SIGKILL the worker, its scheduler and its work horse at once."""
-    for pid in [worker.proc.pid, *descendants(worker.proc.pid)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    worker.proc.wait(10)
-
-
 def outcomes(redis_conn, invoice_id: str) -> list[str]:
     return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
 
@@ -82,7 +54,7 @@ def kill_worker_holding_its_write_off(sandbox, web, start_worker, crash_settings
     assert post_event(web.webhook_url, event).status_code == 200
     doomed = start_worker(crash_settings)
     assert sandbox.state.wait_held(1, timeout=30) == 1, doomed.output()
-    kill_dash_nine(doomed)
+    doomed.kill()  # SIGKILL the worker, its scheduler and its work horse at once
     return event["id"]
 
 

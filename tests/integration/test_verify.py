@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import replace
 
 import pytest
 import requests
 from rq import Queue
 from rq.registry import FailedJobRegistry
 
-import tests.conftest as fixtures
 from reactor.audit import AuditLog, AuditRecord
 from tests.conftest import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
@@ -21,10 +21,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def verifying(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Workers started by `start_worker` in this test run with REACTOR_VERIFY_EVENTS=1."""
-    plain = fixtures.worker_env
-    monkeypatch.setattr(fixtures, "worker_env", lambda settings: {**plain(settings), "REACTOR_VERIFY_EVENTS": "1"})
+def verifying(settings, start_worker):
+    """Start workers with REACTOR_VERIFY_EVENTS=1."""
+    return lambda: start_worker(replace(settings, verify_events=True))
 
 
 def records(redis_conn, invoice_id: str) -> list[AuditRecord]:
@@ -48,13 +47,11 @@ def genuine_event(sandbox, invoice: dict, event_type: str = "payment_failed") ->
     return response.json()["event"]
 
 
-def test_a_forged_event_is_recorded_rejected_and_never_acted_on(
-    verifying, sandbox, web, redis_conn, settings, start_worker
-) -> None:
+def test_a_forged_event_is_recorded_rejected_and_never_acted_on(verifying, sandbox, web, redis_conn, settings) -> None:
     invoice = exhausted_invoice(sandbox)  # a real invoice the forged event would have written off
     forged = make_event(invoice, event_id="ev_forged_1")
     assert post_event(web.webhook_url, forged).json()["status"] == "queued"
-    start_worker()
+    verifying()
 
     record = final_record(redis_conn, invoice["id"], {"rejected", "written_off", "failed"})
     assert record.outcome == "rejected" and record.event_id == "ev_forged_1"
@@ -78,14 +75,14 @@ def test_without_verification_the_same_forgery_would_be_written_off(sandbox, web
 
 
 def test_a_genuine_event_posted_with_an_altered_amount_is_decided_on_chargebees_copy(
-    verifying, sandbox, web, redis_conn, start_worker
+    verifying, sandbox, web, redis_conn
 ) -> None:
     invoice = exhausted_invoice(sandbox)  # 12.50 USD due: the rule writes it off
     genuine = genuine_event(sandbox, invoice)
     altered = copy.deepcopy(genuine)
     altered["content"]["invoice"]["amount_due"] = 99_999_00  # posted: over every threshold, so left alone
     post_event(web.webhook_url, altered)
-    worker = start_worker()
+    worker = verifying()
 
     record = final_record(redis_conn, invoice["id"], {"written_off", "no_match", "skipped", "failed"})
     assert record.outcome == "written_off" and record.event_id == genuine["id"]
@@ -95,26 +92,24 @@ def test_a_genuine_event_posted_with_an_altered_amount_is_decided_on_chargebees_
 
 
 def test_a_genuine_event_posted_as_another_event_type_is_decided_on_chargebees_type(
-    verifying, sandbox, web, redis_conn, start_worker
+    verifying, sandbox, web, redis_conn
 ) -> None:
     invoice = exhausted_invoice(sandbox)
     genuine = genuine_event(sandbox, invoice, event_type="invoice_generated")  # no rule acts on this type
     post_event(web.webhook_url, {**genuine, "event_type": "payment_failed"})
-    start_worker()
+    verifying()
 
     record = final_record(redis_conn, invoice["id"], {"written_off", "no_match", "skipped", "failed"})
     assert (record.outcome, record.event_type) == ("no_match", "invoice_generated")
     assert sandbox.state.write_off_calls() == []
 
 
-def test_a_chargebee_error_while_verifying_is_retried_not_rejected(
-    verifying, sandbox, web, redis_conn, start_worker
-) -> None:
+def test_a_chargebee_error_while_verifying_is_retried_not_rejected(verifying, sandbox, web, redis_conn) -> None:
     invoice = exhausted_invoice(sandbox)
     genuine = genuine_event(sandbox, invoice)
     sandbox.state.add_fault("events", 503, times=1)
     post_event(web.webhook_url, genuine)
-    start_worker()
+    verifying()
 
     assert final_record(redis_conn, invoice["id"], {"written_off", "rejected", "failed"}).outcome == "written_off"
     assert [r.outcome for r in records(redis_conn, invoice["id"])][:1] == ["retrying"]
