@@ -18,6 +18,8 @@ from typing import Any
 import redis
 from rq import Queue, Retry
 
+from .config import Settings
+
 JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_-]+")  # what RQ accepts in a job id
 MAX_EVENT_ID_LENGTH = 40  # Chargebee's Event.id is at most 40 characters
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
@@ -158,6 +160,12 @@ return 1
 """
 
 
+def retry_policy(settings: Settings) -> Retry:
+    """RQ's Retry for evaluation jobs: one attempt more than there are intervals."""
+    intervals = list(settings.retry_intervals)
+    return Retry(max=len(intervals), interval=intervals)
+
+
 class EventStore:
     """Stored events and the dedupe marks, in Redis."""
 
@@ -179,6 +187,19 @@ class EventStore:
         self.retry = retry
         self.job_timeout = job_timeout
         self._accept_script = connection.register_script(_ACCEPT)
+
+    @classmethod
+    def from_settings(cls, connection: redis.Redis, queue: Queue, settings: Settings) -> EventStore:
+        """The store as the web and the workers use it: TTLs, retries and job timeout from settings."""
+        return cls(
+            connection,
+            queue,
+            Keys(settings.key_prefix),
+            dedupe_ttl=settings.dedupe_ttl,
+            event_ttl=settings.event_ttl,
+            retry=retry_policy(settings),
+            job_timeout=settings.job_timeout,
+        )
 
     def accept(self, event: Event, evaluate: Callable[..., Any] | str) -> Accepted:
         """Store and enqueue an event once per id; redis errors propagate (the caller answers 503).

@@ -23,8 +23,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import metrics
 from .config import Settings, require_webhook_credentials
-from .events import EnvelopeError, EventStore, Keys, parse_event
-from .jobs import retry_policy
+from .events import EnvelopeError, EventStore, parse_event
 from .rules import RulesError
 from .rules.live import LiveRules
 from .security import WebhookGuard, trust_proxies
@@ -134,6 +133,11 @@ def readyz() -> Response:
     checks["rules"] = rules_status
     if rules_status["version"] is None:
         ready = False
+    if checks["redis"] == "ok":  # held write-offs need a person, but the reactor is still ready
+        from .held import list_held
+
+        held_items = list_held(connection, current_app.config["REACTOR_SETTINGS"].key_prefix)
+        checks["held"] = {"count": len(held_items), "reasons": sorted({h.reason or "" for h in held_items})[:5]}
     response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks})
     response.status_code = 200 if ready else 503
     return response
@@ -175,18 +179,9 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app = Flask("reactor")
     app.config["REACTOR_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    keys = Keys(settings.key_prefix)
     queue = Queue(settings.queue_name, connection=connection)
     app.extensions["reactor.redis"] = connection
-    app.extensions["reactor.events"] = EventStore(
-        connection,
-        queue,
-        keys,
-        dedupe_ttl=settings.dedupe_ttl,
-        event_ttl=settings.event_ttl,
-        retry=retry_policy(settings),
-        job_timeout=settings.job_timeout,
-    )
+    app.extensions["reactor.events"] = EventStore.from_settings(connection, queue, settings)
     live = LiveRules(settings.rules_path, reporter=metrics.RulesReloadReporter(connection, settings.key_prefix))
     try:
         live.current()

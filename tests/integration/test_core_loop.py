@@ -162,7 +162,9 @@ def test_server_errors_forever_leave_the_job_in_the_failed_registry(sandbox, web
     assert registry.get_job_ids() == [f"evaluate-{event['id']}"]
     assert len(sandbox.state.write_off_calls()) == 1 + len(settings.retry_intervals)
     assert sandbox.state.get_invoice(invoice["id"])["status"] == "not_paid"
-    assert audit_outcomes(redis_conn, invoice["id"])[-1] == "failed"
+    records = list(AuditLog(redis_conn).query(invoice_id=invoice["id"]))
+    assert [r.outcome for r in records][-1] == "failed"
+    assert all(r.rules_version for r in records), "every record names the rules it was made under"
 
 
 def test_invalid_state_from_chargebee_is_recorded_as_settled_not_failed(
