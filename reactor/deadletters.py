@@ -294,7 +294,8 @@ class DeadLetters:
     def replay_event(self, event_id: str) -> Job:
         """Evaluate a stored event again under a new job id, whatever happened to it before.
         Safe on a processed event: the written-off mark and the fresh invoice stop a second write-off."""
-        from .jobs import evaluate, retry_policy
+        from .events import retry_policy
+        from .jobs import evaluate
 
         event = self.events.load(event_id)
         if event is None:
