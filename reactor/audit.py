@@ -52,6 +52,10 @@ OUTCOMES = {
     "decided": "the rules chose write_off on the event; the fresh invoice is checked next",
     "replayed": "an operator ran the event again (dlq replay or events replay)",
     "purged": "an operator deleted a dead letter (dlq purge)",
+    "recheck_scheduled": "a time-based rule can match later; a re-check is scheduled for that moment",
+    "recheck_cancelled": "the invoice was settled (paid, voided, written off); its pending re-check is dropped",
+    "held": "a write-off would pass a budget (limits.max_per_day / max_count_per_hour); held for a person",
+    "released": "an operator released a held write-off (reactor held release); it is decided again",
 }
 
 

@@ -165,6 +165,6 @@ def parse_since(value: str) -> datetime:
     return _parse_time(value)
 
 
-# `reactor audit`, `reactor dlq ...` and `reactor events replay` live in cli_ops; importing it
-# registers them on `main`.
-from . import cli_ops  # noqa: E402, F401
+# `reactor audit`, `reactor dlq ...` and `reactor events replay` live in cli_ops, `reactor held ...`
+# in cli_sweep; importing them registers them on `main`.
+from . import cli_ops, cli_sweep  # noqa: E402, F401

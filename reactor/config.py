@@ -52,6 +52,8 @@ class Settings:
     abandoned_after: int = 60  # seconds without a worker heartbeat before a started job is retried
     maintenance_interval: int = 30  # how often workers look for abandoned jobs
     worker_class: str = "fork"  # "fork": a work horse per job (isolation); "simple": jobs run in the worker process
+    sweep_cron: str = "0 */6 * * *"  # when `reactor cron` runs the sweep; "" = never
+    sweep_interval: int = 0  # seconds between sweeps instead of sweep_cron (0 = use sweep_cron)
     verify_events: bool = False  # re-fetch every event from Chargebee and act only on its copy
     webhook_allow: tuple[str, ...] = ()  # CIDRs the webhook accepts; empty: any address (docs/security.md)
     trusted_proxies: int = 0  # proxies in front of the web whose X-Forwarded-For entries are believed
@@ -123,6 +125,19 @@ def _intervals(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     if not values or any(v < 0 for v in values):
         raise ConfigError(f"{name} must list one or more non-negative seconds, got {raw!r}")
     return values
+
+
+def _cron(env: Mapping[str, str], name: str, default: str) -> str:
+    """A five-field cron expression (UTC), or empty to disable."""
+    if name not in env:
+        return default
+    value = " ".join(env[name].split())
+    if value:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ConfigError(f"{name} must be a cron expression such as '0 */6 * * *' (or empty), got {value!r}")
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -223,6 +238,8 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         maintenance_interval=_int(env, "REACTOR_MAINTENANCE_INTERVAL", 30, minimum=1),
         worker_class=_worker_class(env),
         verify_events=_flag(env, "REACTOR_VERIFY_EVENTS"),
+        sweep_cron=_cron(env, "REACTOR_SWEEP_CRON", Settings.sweep_cron),
+        sweep_interval=_int(env, "REACTOR_SWEEP_INTERVAL", 0, minimum=0),
         webhook_allow=_networks(env, "REACTOR_WEBHOOK_ALLOW"),
         trusted_proxies=_int(env, "REACTOR_TRUSTED_PROXIES", 0, minimum=0),
         auth_failure_limit=_rate(env, "REACTOR_AUTH_FAILURE_LIMIT", "20/minute"),

@@ -1,8 +1,16 @@
 """Write-offs held back for a person: the place a spending guard (such as a daily budget) parks a
 write-off it will not carry out on its own, and where the dashboard and /metrics look for them.
 
-Nothing in the reactor holds write-offs yet; this module fixes the contract so that the producer
-and the readers agree.
+The producer is the budget check below: `limits.max_per_day` (major units per currency per UTC
+day) and `limits.max_count_per_hour` (write-offs per UTC clock hour) from rules.yaml. Right before
+write_off the job reserves the amount and one count in Redis counters (one Lua script, so two
+workers cannot both take the last of a budget); a reservation that would pass a limit is refused
+and the write-off is held here instead: not lost, not failed, and not retried by itself.
+A call that fails in a way that proves nothing was written off gives its reservation back; a call
+whose outcome is unknown (timeout, 5xx) keeps it, so the budget may count a write-off twice but
+never not at all. `reactor held release` hands a held write-off back to a worker, which fetches
+the invoice fresh and decides again (the rules still apply) but does not check the budget that held
+it (the amount is still counted).
 
 Redis key `{prefix}:held` (`reactor:held` by default): a hash.
   field  the invoice id (one entry per invoice: holding it again replaces the entry)
@@ -10,20 +18,35 @@ Redis key `{prefix}:held` (`reactor:held` by default): a hash.
          {"invoice_id": "inv_1", "event_id": "ev_1", "rule": "dunning-exhausted-small-balance",
           "amount_due": 1250,            # minor units, as Chargebee sends them
           "currency": "USD", "held_at": "2026-01-15T10:00:00+00:00",   # ISO 8601, UTC
-          "reason": "daily budget for USD spent"}
+          "reason": "daily budget for USD spent",
+          "event": {...}}                # the event (with the fresh invoice) to decide on again
 Readers tolerate missing fields and skip values that are not JSON objects. Releasing or dropping a
-held write-off is `HDEL reactor:held <invoice id>` (done by the feature that holds them).
+held write-off is `HDEL reactor:held <invoice id>` (`release` below does it with the re-enqueue).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from .rules.money import to_major
+from .rules.model import Limits
+from .rules.money import minor_factor, to_major
+
+if TYPE_CHECKING:
+    from rq import Queue
+    from rq.job import Job
+
+    from .jobs import Context
+    from .rules import Decision
+
+log = logging.getLogger(__name__)
 
 
 def held_key(prefix: str = "reactor") -> str:
@@ -39,6 +62,7 @@ class HeldWriteOff:
     currency: str | None = None
     held_at: str | None = None
     reason: str | None = None
+    event: dict[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def amount_text(self) -> str:
         """`12.50 USD` as people read it."""
@@ -92,3 +116,167 @@ def hold(connection: redis.Redis, item: HeldWriteOff, prefix: str = "reactor") -
     data = asdict(item)
     data["held_at"] = data["held_at"] or datetime.now(timezone.utc).isoformat(timespec="seconds")
     connection.hset(held_key(prefix), item.invoice_id, json.dumps(data))
+
+
+def held_event(connection: redis.Redis, invoice_id: str, prefix: str = "reactor") -> dict[str, Any] | None:
+    """The event stored with a held write-off (what a release decides on), or None."""
+    raw = connection.hget(held_key(prefix), invoice_id)
+    try:
+        data = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    event = data.get("event") if isinstance(data, dict) else None
+    return event if isinstance(event, dict) else None
+
+
+# -- budgets -------------------------------------------------------------------------------------
+
+# KEYS[1] the day's hash (currency → minor units), KEYS[2] the hour's count.
+# ARGV: currency, amount (minor), day cap (minor, -1 none), hour cap (-1 none), enforce (1/0).
+# Returns 0 when reserved, 1 when the day's amount would pass its cap, 2 when the hour's count would.
+_RESERVE = """
+local spent = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local count = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[5] == '1' then
+  local cap, hourly = tonumber(ARGV[3]), tonumber(ARGV[4])
+  if cap >= 0 and spent + tonumber(ARGV[2]) > cap then return 1 end
+  if hourly >= 0 and count + 1 > hourly then return 2 end
+end
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], 172800)
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], 7200)
+return 0
+"""
+
+
+@dataclass
+class Reservation:
+    """Budget taken for one write-off; `give_back` when the write-off certainly did not happen."""
+
+    connection: redis.Redis
+    day_key: str
+    hour_key: str
+    currency: str
+    amount: int
+
+    def give_back(self) -> None:
+        with self.connection.pipeline(transaction=True) as pipe:
+            pipe.hincrby(self.day_key, self.currency, -self.amount)
+            pipe.decr(self.hour_key)
+            pipe.execute()
+
+
+class _NoReservation(Reservation):
+    """No budget limits in the rules: nothing counted, nothing to give back."""
+
+    def give_back(self) -> None:
+        pass
+
+
+def budget_keys(prefix: str, now: datetime) -> tuple[str, str]:
+    """The counters of the UTC day and UTC clock hour that contain `now`."""
+    utc = now.astimezone(timezone.utc)
+    return f"{prefix}:budget:day:{utc:%Y-%m-%d}", f"{prefix}:budget:hour:{utc:%Y-%m-%dT%H}"
+
+
+def reserve(
+    connection: redis.Redis,
+    limits: Limits,
+    currency: str,
+    amount: int,
+    now: datetime,
+    *,
+    prefix: str = "reactor",
+    enforce: bool = True,
+) -> Reservation | str:
+    """Take `amount` (minor units) of today's budget for `currency` and one of this hour's count.
+
+    Returns the Reservation, or the reason the write-off must be held. A currency that
+    `max_per_day` does not list has no budget, so its write-offs are held (as `max_write_off`
+    blocks currencies it does not list). With no budget limits nothing is counted."""
+    day_limit, hour_limit = limits.max_per_day, limits.max_count_per_hour
+    if day_limit is None and hour_limit is None:
+        return _NoReservation(connection, "", "", currency, 0)
+    day_cap = -1
+    if day_limit is not None:
+        major = day_limit.major_for(currency)
+        day_cap = int(major * minor_factor(currency)) if major is not None else 0
+    day_key, hour_key = budget_keys(prefix, now)
+    args = [currency, amount, day_cap, hour_limit if hour_limit is not None else -1, "1" if enforce else "0"]
+    verdict = connection.eval(_RESERVE, 2, day_key, hour_key, *args)
+    if verdict == 1:
+        if day_limit is not None and day_limit.major_for(currency) is None:
+            return f"limits.max_per_day has no budget for {currency}"
+        cap = day_limit.describe(currency) if day_limit is not None else ""
+        return f"limits.max_per_day for {currency} ({cap}) would be passed today"
+    if verdict == 2:
+        return f"limits.max_count_per_hour ({hour_limit}) reached this hour"
+    return Reservation(connection, day_key, hour_key, currency, amount)
+
+
+def spent_today(connection: redis.Redis, now: datetime, prefix: str = "reactor") -> dict[str, int]:
+    """Minor units reserved per currency in the UTC day of `now`."""
+    day_key, _ = budget_keys(prefix, now)
+    return {k.decode(): int(v) for k, v in connection.hgetall(day_key).items()}
+
+
+def hold_write_off(
+    ctx: Context, job: Job | None, event: dict[str, Any], decision: Decision, reason: str, now: datetime
+) -> dict[str, Any]:
+    """Park a write-off a budget refused: in `reactor:held`, in the audit and in the log."""
+    from .jobs import _record
+
+    item = HeldWriteOff(
+        invoice_id=decision.invoice_id or event["content"]["invoice"]["id"],
+        event_id=event.get("id"),
+        rule=decision.rule,
+        amount_due=decision.amount_due,
+        currency=decision.currency,
+        held_at=now.isoformat(timespec="seconds"),
+        reason=reason,
+        event=event,
+    )
+    hold(ctx.redis, item, ctx.keys.prefix)
+    log.warning(
+        "write-off of invoice %s held: %s (reactor held list / release)",
+        item.invoice_id,
+        reason,
+        extra={"invoice_id": item.invoice_id, "rule": decision.rule},
+    )
+    _record(ctx, job, event, decision, "held", reason=reason)
+    return {"outcome": "held", "rule": decision.rule, "reason": reason}
+
+
+# -- release -------------------------------------------------------------------------------------
+
+
+def release(
+    connection: redis.Redis, queue: Queue, invoice_ids: Iterable[str], actor: str, *, prefix: str = "reactor"
+) -> list[str]:
+    """Hand held write-offs back to a worker (job `reactor.jobs.release_held`), each removal and its
+    enqueue in one transaction. Returns the invoice ids released; unknown ids are skipped."""
+    released = []
+    for invoice_id in invoice_ids:
+        event = held_event(connection, invoice_id, prefix)
+        if event is None:
+            continue
+        with connection.pipeline(transaction=True) as pipe:
+            pipe.multi()  # RQ puts a caller's pipeline in MULTI itself, refusing one with commands queued
+            queue.enqueue("reactor.jobs.release_held", event, actor, pipeline=pipe, description=f"release {invoice_id}")
+            pipe.hdel(held_key(prefix), invoice_id)
+            pipe.execute()
+        released.append(invoice_id)
+    return released
+
+
+def run_release(ctx: Context, event: dict[str, Any], actor: str, job: Job | None = None) -> dict[str, Any]:
+    """Decide again on a released write-off and act, without the budget check that held it."""
+    from . import rechecks
+    from .jobs import write_off_invoice
+
+    now = ctx.clock()
+    log.info("released by %s: deciding again on invoice %s", actor, event["content"]["invoice"].get("id"))
+    result = write_off_invoice(ctx, job, event, ctx.rules.current(), now, check_budget=False)
+    rechecks.after_write_off(ctx, job, event, result.get("outcome"))
+    return result

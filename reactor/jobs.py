@@ -35,6 +35,7 @@ from redis.lock import Lock
 from rq import Queue, get_current_job
 from rq.job import Job
 
+from . import held, rechecks
 from .audit import AuditLog, AuditRecord
 from .chargebee import ChargebeeClient, ChargebeeError, InvalidStateError, RetryableError
 from .config import Settings
@@ -139,6 +140,18 @@ def evaluate(event_id: str) -> dict[str, Any]:
     return run_evaluation(current_context(), event_id, get_current_job())
 
 
+def release_held(event: dict[str, Any], actor: str) -> dict[str, Any]:
+    """RQ job: a person released a held write-off (reactor/held.py); decide again, skip the budget."""
+    return held.run_release(current_context(), event, actor, get_current_job())
+
+
+def recheck(invoice_id: str) -> dict[str, Any]:
+    """RQ job, scheduled: decide again when a time-based rule can first match (reactor/rechecks.py)."""
+    from .rechecks import run_recheck
+
+    return run_recheck(current_context(), invoice_id, get_current_job())
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -239,17 +252,23 @@ def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[
     if decision.action != "write_off":
         outcome = "no_match" if decision.action == "none" else "skipped"
         _record(ctx, job, event, decision, outcome)
+        rechecks.after_decision(ctx, job, event, ruleset, now)  # time-based rules: re-check later, or cancel
         return {"outcome": outcome, "rule": decision.rule}
     if decision.dry_run:
         _record(ctx, job, event, decision, "dry_run")
         return {"outcome": "dry_run", "rule": decision.rule}
-    return write_off_invoice(ctx, job, event, ruleset, now)
+    result = write_off_invoice(ctx, job, event, ruleset, now)
+    rechecks.after_write_off(ctx, job, event, result.get("outcome"))
+    return result
 
 
 def write_off_invoice(
-    ctx: Context, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime
+    ctx: Context, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime, *, check_budget: bool = True
 ) -> dict[str, Any]:
-    """Fetch fresh, decide again, and write off under the invoice lock. Raises to retry."""
+    """Fetch fresh, decide again, and write off under the invoice lock. Raises to retry.
+
+    Right before the call the write-off takes its share of the budgets (reactor/held.py); one that
+    would pass a budget is held instead. `check_budget=False` (a person released it) still counts it."""
     invoice_id = event["content"]["invoice"]["id"]
     lock = _acquire_invoice_lock(ctx, invoice_id)
     try:
@@ -284,9 +303,25 @@ def write_off_invoice(
             comment = decision.comment
             if attempt is not None and attempt.get("key") == key:
                 comment = attempt.get("comment")  # the same parameters, or Chargebee refuses the key (422)
+            reservation = held.reserve(
+                ctx.redis,
+                ruleset.limits,
+                decision.currency or "",
+                decision.amount_due or 0,
+                now,
+                prefix=ctx.keys.prefix,
+                enforce=check_budget,
+            )
+            if isinstance(reservation, str):
+                return held.hold_write_off(ctx, job, fresh_event, decision, reservation, now)
             _renew(lock, ctx, invoice_id)
             _save_attempt(ctx, invoice_id, key, decision.rule, comment, event, job, now)
-            result = ctx.chargebee.write_off(invoice_id, comment, key)
+            try:
+                result = ctx.chargebee.write_off(invoice_id, comment, key)
+            except ChargebeeError as exc:
+                if (exc.status is not None and exc.status < 500) or isinstance(exc, Throttled):
+                    reservation.give_back()  # refused, so certainly not written off; a timeout or 5xx may have been
+                raise
         except InvalidStateError as exc:
             ctx.redis.delete(_attempt_key(ctx, invoice_id))
             _record(ctx, job, event, None, "settled_elsewhere", invoice_id=invoice_id, reason=str(exc))

@@ -116,6 +116,7 @@ def run_all(settings: Settings, host: str, port: int | None, sandbox_port: int) 
                 env=env,
             ),
             "worker": subprocess.Popen([python, "-m", "reactor", "worker"], env=env),
+            "cron": subprocess.Popen([python, "-m", "reactor", "cron"], env=env),
         }
         stack.callback(_stop_all, processes)
         click.echo(f"Rules:     {Path(settings.rules_path).resolve()}")

@@ -109,5 +109,11 @@ KNOWN_EVENT_TYPES: frozenset[str] = frozenset(
         "promotional_credits_deducted",
         "authorization_succeeded",
         "authorization_voided",
+        # the reactor's own: an invoice found by `reactor sweep` (no webhook); see SWEEP_EVENT_TYPE
+        "sweep",
     }
 )
+
+SWEEP_EVENT_TYPE = "sweep"
+"""The event type of the envelope `reactor sweep` builds for each invoice it lists. A rule with an
+`on:` filter acts on swept invoices only if it lists `sweep`; a rule without `on:` acts on them too."""

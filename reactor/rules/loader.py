@@ -35,7 +35,7 @@ from .yamlnodes import (
 
 TOP_KEYS = ("version", "mode", "limits", "rules")
 RULE_KEYS = ("name", "description", "on", "when", "action", "comment")
-LIMIT_KEYS = ("max_write_off",)
+LIMIT_KEYS = ("max_write_off", "max_per_day", "max_count_per_hour")
 MODES = ("live", "dry_run")
 ACTIONS = ("write_off", "skip")
 SUPPORTED_VERSION = 1
@@ -156,13 +156,21 @@ def _limits(node: Node, problems: Problems) -> Limits:
         problems.add(node, f"`limits` must be a mapping such as `max_write_off: {{USD: 500}}`, not {describe(node)}")
         return Limits()
     entries = _entries(node, problems, LIMIT_KEYS, "limits")
-    if "max_write_off" not in entries:
-        return Limits()
-    value = entries["max_write_off"][1]
+    money = {
+        name: _money_limit(entries[name][1], name, problems)
+        for name in ("max_write_off", "max_per_day")
+        if name in entries
+    }
+    count = _count_limit(entries["max_count_per_hour"][1], problems) if "max_count_per_hour" in entries else None
+    return Limits(money.get("max_write_off"), money.get("max_per_day"), count)
+
+
+def _money_limit(value: Node, name: str, problems: Problems) -> MoneyThreshold | None:
+    """`name: 500` (any currency) or `name: {USD: 500, EUR: 450}`, in major units."""
     try:
         if isinstance(value, MappingNode):
             if not value.value:
-                raise OperandError("limits.max_write_off has an empty currency map; give e.g. {USD: 500}", value)
+                raise OperandError(f"limits.{name} has an empty currency map; give e.g. {{USD: 500}}", value)
             amounts = {}
             for cur_node, amount_node in value.value:
                 code = cur_node.value if isinstance(cur_node, ScalarNode) else ""
@@ -172,18 +180,28 @@ def _limits(node: Node, problems: Problems) -> Limits:
                         f"currency codes are three capital letters such as USD, not {describe(cur_node)}",
                     )
                     continue
-                amounts[code] = _positive(amount_node)
-            return Limits(MoneyThreshold(per_currency=amounts))
-        return Limits(MoneyThreshold(any_currency=_positive(value)))
+                amounts[code] = _positive(amount_node, name)
+            return MoneyThreshold(per_currency=amounts)
+        return MoneyThreshold(any_currency=_positive(value, name))
     except OperandError as exc:
         problems.add(exc.node or value, str(exc))
-    return Limits()
+    return None
 
 
-def _positive(node: Node) -> object:
-    amount = _decimal(node, "limits.max_write_off")
+def _count_limit(node: Node, problems: Problems) -> int | None:
+    value = _plain(node)
+    if type(value) is not int or value < 1:
+        problems.add(
+            node, f"limits.max_count_per_hour must be a whole number of write-offs (1 or more), not {describe(node)}"
+        )
+        return None
+    return value
+
+
+def _positive(node: Node, name: str = "max_write_off") -> object:
+    amount = _decimal(node, f"limits.{name}")
     if amount <= 0:
-        raise OperandError(f"limits.max_write_off must be a positive amount, not {amount}", node)
+        raise OperandError(f"limits.{name} must be a positive amount, not {amount}", node)
     return amount
 
 

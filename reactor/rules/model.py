@@ -43,9 +43,15 @@ class RulesError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Guardrails no rule can pass. `max_write_off` is per invoice, in major units."""
+    """Guardrails no rule can pass. `max_write_off` is per invoice, in major units.
+
+    `max_per_day` (major units per currency per UTC day) and `max_count_per_hour` (write-offs per
+    UTC clock hour) are budgets: they need counters in Redis, so the job layer checks them right
+    before calling write_off (reactor/held.py) and holds what would pass them."""
 
     max_write_off: MoneyThreshold | None = None
+    max_per_day: MoneyThreshold | None = None
+    max_count_per_hour: int | None = None
 
 
 @dataclass(frozen=True, eq=False)

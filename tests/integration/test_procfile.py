@@ -24,9 +24,9 @@ def procfile() -> dict[str, str]:
     return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
-def test_procfile_declares_web_and_worker():
+def test_procfile_declares_web_worker_and_cron():
     processes = procfile()
-    assert set(processes) == {"web", "worker"}
+    assert set(processes) == {"web", "worker", "cron"}
     assert processes["web"].startswith("gunicorn ")
 
 
@@ -50,8 +50,8 @@ def test_the_procfile_processes_write_an_invoice_off(settings, sandbox, redis_co
 
         def ready() -> bool:
             try:
-                return requests.get(f"{url}/readyz", timeout=1).status_code == 200
-            except requests.ConnectionError:
+                return requests.get(f"{url}/readyz", timeout=3).status_code == 200
+            except requests.RequestException:  # not listening yet, or still importing the app
                 return False
 
         wait_for(ready, timeout=20, what="gunicorn to answer /readyz")

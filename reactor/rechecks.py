@@ -1,0 +1,239 @@
+"""Re-checks: decide again on an invoice at the moment a time-based rule can first match.
+
+"Write off when 90 days overdue" cannot wait for a webhook: Chargebee sends none on day 90, and
+`updated_at` does not move when `dunning_status` changes. So when an event's invoice fails the
+rules only because of time, the reactor schedules one re-evaluation (RQ's `enqueue_at`, run by the
+worker's scheduler) for the first moment a write_off rule can decide (`rules.timing`).
+
+- One pending re-check per invoice: the job id is derived from the invoice id, and a later event
+  that also has a moment replaces the earlier schedule (and the stored event it decides with).
+- The pending re-check is a Redis record `{prefix}:recheck:<invoice>` with the event to decide on
+  and the moment; the RQ job carries only the invoice id. Deleting the record is what cancels;
+  the scheduled job is removed too, so nothing is left to run.
+- A paid, voided or written-off invoice cancels it: on any event for the invoice, after our own
+  write-off, and in the re-check itself (it fetches the invoice fresh before deciding).
+- The re-check decides on the fresh invoice with the stored event's other content (its type, its
+  customer...), then acts through the same write-off path as `evaluate` (lock, marks, idempotency
+  key, budget).
+Scheduling and cancelling are recorded in the audit (`recheck_scheduled`, `recheck_cancelled`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from .rules import Decision, RuleSet, decide, earliest_recheck
+
+if TYPE_CHECKING:
+    from .jobs import Context
+
+log = logging.getLogger(__name__)
+
+SETTLED_STATUSES = frozenset({"paid", "voided"})
+MAX_STEPS = 32
+"""How many later moments `next_write_off_moment` tries: each is a day-count boundary of a rule."""
+
+# Deletes the pending record only if it is still the one this run started from (KEYS[1], ARGV[1]
+# the token): a newer event may have replaced it meanwhile, and that schedule must stand.
+_DELETE_IF_TOKEN = """
+local raw = redis.call('GET', KEYS[1])
+if raw and cjson.decode(raw)['token'] == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+return 0
+"""
+
+
+def recheck_job_id(invoice_id: str, moment: datetime) -> str:
+    """Deterministic per (invoice, moment) and safe for RQ's job id rules, like
+    `events.evaluation_job_id`. The moment is part of it because a re-check that runs may schedule
+    the next one: reusing its own id would let RQ's bookkeeping of the finishing job (status,
+    result TTL on the job hash) overwrite the new schedule."""
+    digest = hashlib.sha256(invoice_id.encode()).hexdigest()[:40]
+    return f"recheck-x{digest}-{int(moment.timestamp())}"
+
+
+def is_settled(invoice: dict[str, Any]) -> bool:
+    """Paid, voided, deleted or written off: no rule can ever act on it again."""
+    return (
+        invoice.get("status") in SETTLED_STATUSES
+        or bool(invoice.get("deleted"))
+        or (isinstance(invoice.get("write_off_amount"), int) and invoice["write_off_amount"] > 0)
+    )
+
+
+def next_write_off_moment(ruleset: RuleSet, event: dict[str, Any], now: datetime) -> datetime | None:
+    """The first moment after `now` at which the rules would decide write_off on this event if only
+    time passed, or None. Pure. A moment where a rule could start to match but an earlier rule
+    (a skip) or a guardrail would decide otherwise is passed over, so no re-check is wasted on it."""
+    moment = now
+    for _ in range(MAX_STEPS):
+        candidate = earliest_recheck(ruleset, event, moment)
+        if candidate is None or candidate <= moment:
+            return None
+        if decide(ruleset, event, candidate).action == "write_off":
+            return candidate
+        moment = candidate
+    return None
+
+
+def _pending_key(ctx: Context, invoice_id: str) -> str:
+    return f"{ctx.keys.prefix}:recheck:{invoice_id}"
+
+
+def load_pending(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
+    raw = ctx.redis.get(_pending_key(ctx, invoice_id))
+    try:
+        pending = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return pending if isinstance(pending, dict) and isinstance(pending.get("event"), dict) else None
+
+
+def schedule(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime) -> datetime | None:
+    """Schedule (or move) the invoice's one re-check to the first moment a write_off can be decided;
+    None, and nothing changed, when waiting cannot help."""
+    from .events import retry_policy
+    from .jobs import _record
+
+    invoice_id = ((event.get("content") or {}).get("invoice") or {}).get("id")
+    if not isinstance(invoice_id, str) or not invoice_id:
+        return None
+    moment = next_write_off_moment(ruleset, event, now)
+    if moment is None:
+        return None
+    job_id = recheck_job_id(invoice_id, moment)
+    if job is not None and job.id == job_id:  # started early (clock skew) and found the same moment
+        job_id = f"{job_id}-again"
+    previous = load_pending(ctx, invoice_id)
+    pending = {
+        "at": moment.isoformat(),
+        "event": event,
+        "job_id": job_id,
+        "token": uuid.uuid4().hex,
+        "scheduled_at": now.isoformat(),
+    }
+    ttl = int((moment - now).total_seconds()) + ctx.settings.event_ttl
+    with ctx.redis.pipeline(transaction=True) as pipe:
+        pipe.set(_pending_key(ctx, invoice_id), json.dumps(pending), ex=ttl)
+        ctx.queue.enqueue_at(
+            moment,
+            "reactor.jobs.recheck",
+            invoice_id,
+            job_id=job_id,
+            retry=retry_policy(ctx.settings),
+            job_timeout=ctx.settings.job_timeout,
+            result_ttl=24 * 3600,
+            failure_ttl=ctx.settings.event_ttl,
+            description=f"re-check invoice {invoice_id}",
+            pipeline=pipe,
+        )
+        pipe.execute()
+    if previous is not None and previous.get("job_id") != job_id:
+        _drop_job(ctx, job, previous.get("job_id"))
+    future: Decision = decide(ruleset, event, moment)
+    _record(
+        ctx,
+        job,
+        event,
+        future,
+        "recheck_scheduled",
+        reason=f"rule {future.rule} can decide write_off at {moment.isoformat()}; re-checking then",
+        detail=f"at={moment.isoformat()}",
+    )
+    return moment
+
+
+def cancel(ctx: Context, job: Job | None, event: dict[str, Any] | None, invoice_id: str, reason: str) -> bool:
+    """Drop the invoice's pending re-check, if any, and remove its scheduled job. True if one was dropped."""
+    from .jobs import _record
+
+    pending = load_pending(ctx, invoice_id)
+    if not ctx.redis.delete(_pending_key(ctx, invoice_id)):
+        return False
+    _drop_job(ctx, job, (pending or {}).get("job_id"))
+    _record(ctx, job, event, None, "recheck_cancelled", invoice_id=invoice_id, reason=reason)
+    return True
+
+
+def _drop_job(ctx: Context, job: Job | None, job_id: object) -> None:
+    """Remove a scheduled (or queued, not yet started) re-check job; a running one, or the caller
+    itself, is left to RQ: it finds its pending record gone or replaced and does nothing."""
+    if not isinstance(job_id, str) or (job is not None and job.id == job_id):
+        return
+    try:
+        scheduled = Job.fetch(job_id, connection=ctx.redis)
+    except NoSuchJobError:
+        return
+    if scheduled.get_status(refresh=False) in (JobStatus.SCHEDULED, JobStatus.QUEUED):
+        scheduled.delete()
+
+
+def after_decision(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime) -> None:
+    """After an event was decided without a write-off: a settled invoice cancels its re-check, an
+    open one that time can still bring under a rule gets (or moves) its re-check."""
+    invoice = (event.get("content") or {}).get("invoice") or {}
+    invoice_id = invoice.get("id")
+    if not isinstance(invoice_id, str) or not invoice_id:
+        return
+    if is_settled(invoice):
+        cancel(ctx, job, event, invoice_id, f"the invoice is {invoice.get('status')} ({event.get('event_type')})")
+        return
+    schedule(ctx, job, event, ruleset, now)
+
+
+def after_write_off(ctx: Context, job: Job | None, event: dict[str, Any], outcome: str | None) -> None:
+    """A write-off that happened (ours or Chargebee's) ends the invoice's pending re-check."""
+    if outcome in ("written_off", "already_written_off", "settled_elsewhere"):
+        invoice_id = event["content"]["invoice"]["id"]
+        cancel(ctx, job, event, invoice_id, f"the invoice was settled ({outcome})")
+
+
+def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[str, Any]:
+    """The re-check job: fetch the invoice fresh, decide with the stored event's other content, act."""
+    from .jobs import _defer, _record, write_off_invoice
+    from .ratelimit import Throttled
+
+    pending = load_pending(ctx, invoice_id)
+    if pending is None:
+        log.info("re-check of invoice %s: nothing pending (cancelled)", invoice_id, extra={"invoice_id": invoice_id})
+        return {"outcome": "recheck_gone"}
+    now = ctx.clock()
+    if job is not None and pending.get("job_id") != job.id:
+        return {"outcome": "superseded", "at": pending["at"]}  # a newer event moved it
+    event = pending["event"]
+    try:
+        fresh_invoice = ctx.chargebee.retrieve_invoice(invoice_id)
+    except Throttled as exc:
+        _defer(job, exc.retry_after)
+        raise
+    fresh_event = copy.deepcopy(event)
+    fresh_event.setdefault("content", {})["invoice"] = fresh_invoice
+    if is_settled(fresh_invoice):
+        cancel(ctx, job, fresh_event, invoice_id, f"the fresh invoice is {fresh_invoice.get('status')}")
+        return {"outcome": "recheck_cancelled"}
+    ruleset = ctx.rules.current()
+    decision = decide(ruleset, fresh_event, now)
+    if decision.action != "write_off" or decision.dry_run:
+        _forget(ctx, invoice_id, pending)
+        outcome = (
+            "dry_run" if decision.action == "write_off" else "no_match" if decision.action == "none" else "skipped"
+        )
+        _record(ctx, job, fresh_event, decision, outcome, reason=f"re-check: {decision.reason}")
+        if outcome != "dry_run":
+            schedule(ctx, job, fresh_event, ruleset, now)
+        return {"outcome": outcome, "rule": decision.rule}
+    result = write_off_invoice(ctx, job, fresh_event, ruleset, now)  # raises to retry: the record stays
+    _forget(ctx, invoice_id, pending)
+    return result
+
+
+def _forget(ctx: Context, invoice_id: str, pending: dict[str, Any]) -> None:
+    ctx.redis.eval(_DELETE_IF_TOKEN, 1, _pending_key(ctx, invoice_id), str(pending.get("token")))

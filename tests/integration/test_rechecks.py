@@ -1,0 +1,110 @@
+"""Time-based rules: a re-check scheduled for the moment a rule can first match, run by a real
+worker's scheduler. Real time throughout: the invoice's due date is chosen so that `days_overdue`
+reaches 30 a few seconds after the event."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from rq.registry import ScheduledJobRegistry
+
+from reactor.audit import AuditLog
+from tests.conftest import wait_for
+from tests.integration.helpers import make_event, post_event
+
+pytestmark = pytest.mark.integration
+
+DAY = 86400
+LEAD = 4  # seconds until the invoice is 30 days overdue
+
+OVERDUE_RULES = """\
+version: 1
+mode: live
+limits:
+  max_write_off: {USD: 500}
+rules:
+  - name: thirty-days-overdue
+    when:
+      - days_overdue: {gte: 30}
+      - invoice.status: {in: [not_paid, payment_due]}
+    action: write_off
+"""
+
+
+def outcomes(redis_conn, invoice_id: str) -> list[str]:
+    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
+
+
+def nearly_overdue_invoice(sandbox) -> dict:
+    """Due 30 days ago minus LEAD seconds: days_overdue is 29 now and 30 in LEAD seconds."""
+    due = int(time.time()) - 30 * DAY + LEAD
+    return sandbox.state.add_invoice(
+        status="payment_due", currency_code="USD", total=1250, amount_due=1250, date=due, due_date=due
+    )
+
+
+def test_a_rule_on_30_days_overdue_writes_off_once_at_the_scheduled_moment_and_not_before(
+    sandbox, web, redis_conn, start_worker, rules_file
+):
+    rules_file(OVERDUE_RULES)
+    invoice = nearly_overdue_invoice(sandbox)
+    moment = invoice["due_date"] + 30 * DAY
+    assert post_event(web.webhook_url, make_event(invoice, event_type="invoice_generated")).status_code == 200
+    start_worker()
+
+    wait_for(lambda: "recheck_scheduled" in outcomes(redis_conn, invoice["id"]), what="recheck_scheduled")
+    assert outcomes(redis_conn, invoice["id"])[:2] == ["no_match", "recheck_scheduled"]
+    assert sandbox.state.write_off_calls() == []
+    assert time.time() < moment, "the test set-up was too slow to observe the time before the moment"
+
+    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=30, what="written_off")
+    calls = sandbox.state.write_off_calls()
+    assert len(calls) == 1
+    assert calls[0]["at"] >= moment, "written off before the invoice was 30 days overdue"
+    time.sleep(1.5)  # nothing else scheduled for it: no second call, no second record
+    assert len(sandbox.state.write_off_calls()) == 1
+    assert outcomes(redis_conn, invoice["id"]).count("written_off") == 1
+    record = next(r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "written_off")
+    assert record.rule == "thirty-days-overdue"
+
+
+def test_a_payment_before_the_moment_cancels_the_recheck(sandbox, web, redis_conn, start_worker, rules_file, settings):
+    rules_file(OVERDUE_RULES)
+    invoice = nearly_overdue_invoice(sandbox)
+    moment = invoice["due_date"] + 30 * DAY
+    assert post_event(web.webhook_url, make_event(invoice, event_type="invoice_generated")).status_code == 200
+    start_worker()
+    wait_for(lambda: "recheck_scheduled" in outcomes(redis_conn, invoice["id"]), what="recheck_scheduled")
+    assert ScheduledJobRegistry(settings.queue_name, connection=redis_conn).count == 1
+
+    paid = sandbox.state.update_invoice(invoice["id"], status="paid", amount_due=0, amount_paid=1250)
+    assert post_event(web.webhook_url, make_event(paid, event_type="payment_succeeded")).status_code == 200
+    wait_for(lambda: "recheck_cancelled" in outcomes(redis_conn, invoice["id"]), what="recheck_cancelled")
+    assert time.time() < moment, "the payment arrived after the moment; the test proves nothing"
+    assert ScheduledJobRegistry(settings.queue_name, connection=redis_conn).count == 0
+
+    time.sleep(max(0.0, moment - time.time()) + 2.5)  # past the moment, with the scheduler's 1 s tick
+    assert sandbox.state.write_off_calls() == []
+    assert sandbox.state.calls(path_contains=f"/invoices/{invoice['id']}", method="GET") == []
+    assert outcomes(redis_conn, invoice["id"])[-1] == "recheck_cancelled"
+
+
+def test_a_newer_event_replaces_the_pending_recheck(sandbox, web, redis_conn, start_worker, rules_file, settings):
+    rules_file(OVERDUE_RULES)
+    invoice = nearly_overdue_invoice(sandbox)
+    start_worker()
+    for event_type in ("invoice_generated", "invoice_updated"):
+        assert post_event(web.webhook_url, make_event(invoice, event_type=event_type)).status_code == 200
+        wait_for(
+            lambda et=event_type: any(
+                r.outcome == "recheck_scheduled" and r.event_type == et
+                for r in AuditLog(redis_conn).query(invoice_id=invoice["id"])
+            ),
+            what=f"recheck for {event_type}",
+        )
+    assert ScheduledJobRegistry(settings.queue_name, connection=redis_conn).count == 1
+    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=30, what="written_off")
+    record = next(r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "written_off")
+    assert record.event_type == "invoice_updated"
+    assert len(sandbox.state.write_off_calls()) == 1

@@ -1,0 +1,138 @@
+"""`reactor sweep` over 1,050 sandbox invoices (11 pages): a real subprocess, SIGKILLed after page 4
+and restarted, and a real worker writing off what it queued."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from reactor.audit import AuditLog
+from reactor.sweep import checkpoint_key
+from tests.conftest import REPO, wait_for, worker_env
+
+pytestmark = pytest.mark.integration
+
+SWEEP_RULES = """\
+version: 1
+mode: live
+limits:
+  max_write_off: {USD: 500}
+rules:
+  - name: exhausted-small
+    on: [payment_failed, sweep]
+    when:
+      - invoice.dunning_status: exhausted
+      - invoice.amount_due: {lte: {USD: 25}}
+    action: write_off
+  - name: webhook-only
+    on: [payment_failed]
+    when:
+      - invoice.dunning_status: in_progress
+    action: write_off
+"""
+
+
+def add_invoices(sandbox) -> set[str]:
+    """1,050 unpaid invoices; every third is exhausted and small (matches), the others do not match
+    on a sweep (in progress: only a webhook rule would take them)."""
+    specs = [
+        {
+            "status": "not_paid" if i % 2 else "payment_due",
+            "dunning_status": "exhausted" if i % 3 == 0 else "in_progress",
+            "currency_code": "USD",
+            "total": 1250,
+            "amount_due": 1250,
+        }
+        for i in range(1050)
+    ]
+    added = sandbox.state.add_invoices(specs)
+    return {inv["id"] for inv, spec in zip(added, specs, strict=True) if spec["dunning_status"] == "exhausted"}
+
+
+def list_offsets(sandbox) -> list[str | None]:
+    return [
+        c.get("query", {}).get("offset")
+        for c in sandbox.state.calls(path_contains="/invoices", method="GET")
+        if c["path"].rstrip("/").endswith("/invoices")
+    ]
+
+
+def run_sweep(settings, *args: str, wait: bool = True) -> tuple[subprocess.Popen, Path]:
+    """`reactor sweep` as a process, its output in a file: a pipe nobody reads would block it."""
+    log_path = settings.var_dir.parent / f"sweep-{os.urandom(4).hex()}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reactor", "sweep", *args],
+            env=worker_env(settings),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    if wait:
+        proc.wait(120)
+    return proc, log_path
+
+
+def checkpoint(redis_conn, settings) -> dict:
+    raw = redis_conn.get(checkpoint_key(settings.key_prefix))
+    return json.loads(raw) if raw else {}
+
+
+def test_a_sweep_killed_after_page_4_resumes_without_repeating_pages_and_writes_off_each_match_once(
+    sandbox, redis_conn, start_worker, rules_file, settings
+):
+    rules_file(SWEEP_RULES)
+    fast = replace(settings, chargebee_rate_limit=100000)
+    matching = add_invoices(sandbox)
+    slow = replace(settings, chargebee_rate_limit=2, rate_limit_window=1)  # ~0.5 s a page: a window to kill it in
+
+    first, _ = run_sweep(slow, wait=False)
+    wait_for(lambda: checkpoint(redis_conn, settings).get("pages", 0) >= 4, timeout=60, what="page 4 done")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(10)
+    done_before_kill = checkpoint(redis_conn, settings)
+    assert 4 <= done_before_kill["pages"] < 11
+    offsets_before = list_offsets(sandbox)
+
+    second, log_path = run_sweep(fast)
+    assert second.returncode == 0, log_path.read_text()
+    offsets_after = list_offsets(sandbox)[len(offsets_before) :]
+    assert offsets_after[0] == done_before_kill["next_offset"], "the restart did not resume at the checkpoint"
+    assert set(offsets_after).isdisjoint(offsets_before[: done_before_kill["pages"]]), (
+        "a finished page was listed again"
+    )
+    assert len(offsets_after) == 11 - done_before_kill["pages"]
+    assert checkpoint(redis_conn, settings)["finished"] is True
+
+    start_worker(fast)
+    written = lambda: {r.invoice_id for r in AuditLog(redis_conn).query(outcomes=["written_off"])}  # noqa: E731
+    wait_for(lambda: written() == matching, timeout=180, interval=0.5, what="every matching invoice written off")
+    calls = sandbox.state.write_off_calls()
+    assert len(calls) == len(matching) == 350
+    assert len({c["path"] for c in calls}) == 350, "an invoice was written off twice"
+
+
+def test_a_dry_run_report_lists_what_would_be_written_off_by_rule_with_totals(
+    sandbox, redis_conn, rules_file, settings, tmp_path
+):
+    rules_file(SWEEP_RULES)
+    matching = add_invoices(sandbox)
+    report = tmp_path / "report.csv"
+    proc, log_path = run_sweep(replace(settings, chargebee_rate_limit=100000), "--dry-run", "--report", str(report))
+    assert proc.returncode == 0, log_path.read_text()
+    rows = list(csv.reader(report.open()))
+    invoices = [r for r in rows[1:] if r and r[0] != "total"]
+    assert {r[0] for r in invoices} == matching
+    assert {r[2] for r in invoices} == {"exhausted-small"}
+    assert ["total", "exhausted-small", "350", "4375.00", "USD"] in rows
+    assert sandbox.state.write_off_calls() == []
+    assert list(AuditLog(redis_conn).query()) == []
