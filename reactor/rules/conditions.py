@@ -3,7 +3,9 @@
 Each condition becomes a Condition whose `test(ctx)` is a closure built once at load time, with
 the field path pre-split, the regex compiled and money thresholds pre-scaled to minor units, so
 deciding an event is only dict lookups and comparisons. The tree keeps positions and the values
-as written so `explain` can show ops every comparison.
+as written so `explain` can show ops every comparison. The hottest leaf closures also carry a
+`test.inline` tag (kind, field, operand) from which plan.py writes the same comparison out as an
+expression in its compiled matchers (`inline_expression`); the closure here stays the reference.
 
 Run-time safety: a missing field, a value of the wrong type or any surprise inside a comparison
 makes that condition false. It never raises: a rule that cannot be evaluated must not match.
@@ -228,6 +230,8 @@ class ConditionCompiler:
             return None
         read = field.getter()
         test = _leaf_test(field, read, compiled)
+        if op == "eq" and compiled.expected.__class__ is bool and field.root in CONTENT_ROOTS and len(field.rest) == 1:
+            test.inline = ("is", field.root, field.rest[0], compiled.expected)  # type: ignore[attr-defined]
         return Condition(
             "field",
             test,
@@ -245,7 +249,10 @@ def _leaf_test(field: FieldRef, read: Callable[[Context], Any], compiled: ops.Co
     check = compiled.check
     if compiled.exists is not None:
         want = compiled.exists
-        return lambda ctx: (read(ctx) is not MISSING) is want
+        exists = lambda ctx: (read(ctx) is not MISSING) is want  # noqa: E731
+        if field.root in CONTENT_ROOTS and len(field.rest) == 1:
+            exists.inline = ("exists", field.root, field.rest[0], want)  # type: ignore[attr-defined]
+        return exists
     if field.is_money:
         if compiled.money_test is not None and len(field.rest) == 1:
             return _money_field_test(field, read, check, *compiled.money_test)
@@ -257,7 +264,10 @@ def _leaf_test(field: FieldRef, read: Callable[[Context], Any], compiled: ops.Co
             return _text_field_test(field.root, field.rest[0], read, *compiled.text_test)
         return _resource_field_test(field.root, field.rest[0], read, check)
     if compiled.text_test is not None:
-        return _text_test(read, *compiled.text_test)
+        text_test = _text_test(read, *compiled.text_test)
+        if field.root in CONTENT_ROOTS and len(field.rest) == 2 and not field.rest[0].isdigit():
+            text_test.inline = ("nested_text", field.root, field.rest, *compiled.text_test)  # type: ignore[attr-defined]
+        return text_test
 
     def test(ctx: Context) -> bool:
         value = read(ctx)
@@ -326,6 +336,7 @@ def _money_field_test(
         bound = get(currency, default)
         return bound is not None and compare(value, bound)
 
+    test.inline = ("money", root, key, compare, bounds, default)  # type: ignore[attr-defined]
     return test
 
 
@@ -336,6 +347,7 @@ def _days_test(compare: Callable[[Any, Any], bool], bound: Any) -> Test:
         days = ctx.days_overdue()
         return days is not MISSING and compare(days, bound)
 
+    test.inline = ("days", compare, bound)  # type: ignore[attr-defined]
     return test
 
 
@@ -395,4 +407,5 @@ def _text_field_test(root: str, key: str, read: Callable[[Context], Any], op: st
             value = resource.get(key) if resource.__class__ is dict else read(ctx)
             return value.__class__ is str and value.startswith(operand)
 
+    test.inline = ("text", root, key, op, operand)  # type: ignore[attr-defined]
     return test

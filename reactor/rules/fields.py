@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from .money import MONEY_FIELDS
@@ -112,6 +112,8 @@ class Context:
 
 def check_now(now: datetime) -> None:
     """`now` must be an aware datetime: day counts in naive local time drift with the host's TZ."""
+    if now.__class__ is datetime and now.tzinfo is timezone.utc:  # the usual case, checked once per decision
+        return
     if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime (UTC)")
 
