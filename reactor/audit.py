@@ -106,11 +106,16 @@ class AuditRecord:
 
     def amount_text(self) -> str:
         """The amount as people read it, `12.50 USD`; Chargebee's minor units stay in the exports."""
-        if self.amount_due is None:
-            return ""
-        if not self.currency:
-            return str(self.amount_due)
-        return f"{to_major(self.amount_due, self.currency)} {self.currency}"
+        return amount_text(self.amount_due, self.currency)
+
+
+def amount_text(amount_due: int | None, currency: str | None) -> str:
+    """Minor units as people read them: `12.50 USD` (JPY and other zero-decimal currencies as they are)."""
+    if amount_due is None:
+        return ""
+    if not currency:
+        return str(amount_due)
+    return f"{to_major(amount_due, currency)} {currency}"
 
 
 def _stream_id(moment: datetime, exclusive: bool = False) -> str:

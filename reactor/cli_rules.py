@@ -20,19 +20,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .config import ConfigError, Settings, load_settings
+from . import cli  # _settings; cli imports this module first, so attributes are read at call time
+from .config import Settings
 
 
 def _console(stderr: bool = False) -> Console:
     """Wide enough that a table is not squeezed when the output is a pipe or a CI log."""
     return Console(stderr=stderr, width=shutil.get_terminal_size((160, 24)).columns, highlight=False)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def parse_time(value: str) -> datetime:
@@ -107,7 +101,7 @@ def explain_command(
     if (event_file is None) == (invoice_id is None):
         raise click.UsageError("give exactly one of --event FILE.json or --invoice-id ID")
     now = parse_time(at) if at else datetime.now(timezone.utc)
-    settings = _settings()
+    settings = cli._settings()
     ruleset = _load_ruleset(rules_path or settings.rules_path)
     console = _console()
     if event_file is not None:
@@ -145,7 +139,7 @@ def test_command(cases_path: Path | None, rules_path: Path | None, explain_failu
     from .rules import explain, format_explanation
     from .rules.cases import CasesError, default_cases_path, load_cases, run_cases
 
-    settings = _settings()
+    settings = cli._settings()
     if cases_path is None:
         cases_path = default_cases_path(rules_path or settings.rules_path)
         if not cases_path.exists():

@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from .audit import amount_text
 from .rules.model import Limits
-from .rules.money import minor_factor, to_major
+from .rules.money import minor_factor
 
 if TYPE_CHECKING:
     from rq import Queue
@@ -66,11 +67,7 @@ class HeldWriteOff:
 
     def amount_text(self) -> str:
         """`12.50 USD` as people read it."""
-        if self.amount_due is None:
-            return ""
-        if not self.currency:
-            return str(self.amount_due)
-        return f"{to_major(self.amount_due, self.currency)} {self.currency}"
+        return amount_text(self.amount_due, self.currency)
 
 
 def _parse(invoice_id: str, raw: bytes) -> HeldWriteOff | None:
