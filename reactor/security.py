@@ -13,6 +13,13 @@ The checks here run before those credentials are looked at, in this order:
    (the `limits` package, moving window) so every web process shares it; when Redis is unreachable
    the limit is skipped (fail open) and the credentials are still checked.
 
+   Redis is asked only on a failed login. A process remembers the addresses it found over the limit
+   until their window frees a slot, and refuses them from memory, so a good delivery costs no Redis
+   round trip for the limiter. The price: a process that has not itself seen a failed login from an
+   address since it crossed the limit in another process lets that address's next good login
+   through; its next failed login there is refused and remembered. Under a guessing flood every
+   process sees failures within moments, so at most a few guesses pass the limit.
+
 The client address is the TCP peer, or with `REACTOR_TRUSTED_PROXIES=n` the address the n-th proxy
 from us saw (werkzeug's ProxyFix reading X-Forwarded-For from the right): the entries a client can
 write itself are never believed.
@@ -103,6 +110,7 @@ class WebhookGuard:
             wrap_exceptions=True,
         )
         self.limiter = MovingWindowRateLimiter(storage)
+        self._blocked: dict[str, float] = {}  # bucket -> unix time its window frees a slot
 
     @staticmethod
     def bucket(remote_addr: str | None) -> str:
@@ -111,30 +119,49 @@ class WebhookGuard:
         return str(address) if address is not None else UNPARSEABLE
 
     def screen(self, remote_addr: str | None) -> Refusal | None:
-        """Allow-list, then the flood limit; None lets the request on to the credentials check."""
+        """Allow-list, then the addresses this process knows are over the limit; no Redis here.
+        None lets the request on to the credentials check."""
         if not is_allowed(parse_address(remote_addr), self.networks):
             return Refusal(403, "forbidden", "this address may not deliver webhooks here")
         bucket = self.bucket(remote_addr)
-        try:
-            if self.limiter.test(self.limit, "auth-failures", bucket):
-                return None
-            reset_at = self.limiter.get_window_stats(self.limit, "auth-failures", bucket).reset_time
-        except (StorageError, redis.RedisError) as exc:
-            log.warning("webhook: failed-auth limiter unavailable (%s); not limiting", exc.__class__.__name__)
+        until = self._blocked.get(bucket)
+        if until is None:
             return None
-        retry_after = max(1, math.ceil(reset_at - time.time()))
+        if until <= time.time():
+            self._blocked.pop(bucket, None)
+            return None
+        return self._too_many(until)
+
+    def failed(self, remote_addr: str | None) -> Refusal | None:
+        """A failed login: refused with 429 if the address was already over the limit (in Redis,
+        shared by every process), else counted; crossing the limit is remembered and logged once."""
+        bucket = self.bucket(remote_addr)
+        try:
+            if not self.limiter.test(self.limit, "auth-failures", bucket):
+                return self._too_many(self._remember(bucket))
+            self.limiter.hit(self.limit, "auth-failures", bucket)
+            over = not self.limiter.test(self.limit, "auth-failures", bucket)
+            if over:
+                self._remember(bucket)
+        except (StorageError, redis.RedisError) as exc:
+            log.warning("webhook: failed-auth limiter unavailable (%s); not counting", exc.__class__.__name__)
+            return None
+        if over:
+            log.warning("webhook: %s failed Basic auth over %s; answering 429 until it slows down", bucket, self.limit)
+        return None
+
+    def _remember(self, bucket: str) -> float:
+        """Note until when `bucket` is over the limit: when its moving window frees a slot."""
+        until = self.limiter.get_window_stats(self.limit, "auth-failures", bucket).reset_time
+        if len(self._blocked) > 10_000:  # a flood from many addresses must not grow this without bound
+            now = time.time()
+            self._blocked = {b: t for b, t in self._blocked.items() if t > now}
+        self._blocked[bucket] = until
+        return until
+
+    @staticmethod
+    def _too_many(until: float) -> Refusal:
+        retry_after = max(1, math.ceil(until - time.time()))
         return Refusal(
             429, "too_many_failures", "too many failed logins from this address; retry later", retry_after=retry_after
         )
-
-    def failed(self, remote_addr: str | None) -> None:
-        """Count a failed login against the address; says once in the log when it crosses the limit."""
-        bucket = self.bucket(remote_addr)
-        try:
-            self.limiter.hit(self.limit, "auth-failures", bucket)
-            over = not self.limiter.test(self.limit, "auth-failures", bucket)
-        except (StorageError, redis.RedisError) as exc:
-            log.warning("webhook: failed-auth limiter unavailable (%s); not counting", exc.__class__.__name__)
-            return
-        if over:
-            log.warning("webhook: %s failed Basic auth over %s; answering 429 until it slows down", bucket, self.limit)

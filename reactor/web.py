@@ -75,7 +75,10 @@ def receive() -> Response:
         extra = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
         return _error(refusal.status, refusal.error, refusal.message, **extra)
     if not _authorized(settings):
-        guard.failed(request.remote_addr)
+        refusal = guard.failed(request.remote_addr)
+        if refusal is not None:
+            metrics.EVENTS.labels("unknown", refusal.error).inc()
+            return _error(refusal.status, refusal.error, refusal.message, Retry_After=str(refusal.retry_after))
         metrics.EVENTS.labels("unknown", "unauthorized").inc()
         return _error(401, "unauthorized", "missing or wrong Basic-auth credentials", WWW_Authenticate=REALM)
     length = request.content_length
