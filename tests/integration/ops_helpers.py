@@ -14,6 +14,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result as JobResult
 
+from reactor.audit import AuditRecord
 from reactor.cli import main
 from reactor.config import Settings
 from reactor.events import Keys, evaluation_job_id
@@ -83,3 +84,21 @@ def make_dead_letter(
     FailedJobRegistry(queue=queue).add(job, ttl=settings.event_ttl)
     JobResult.create_failure(job, settings.event_ttl, exc_string=TRACEBACK)
     return job
+
+
+def written_off(invoice_id: str, event_id: str, amount: int = 1250, currency: str = "USD") -> AuditRecord:
+    """An audit record of a live write-off by the shipped dunning rule, as a worker writes it."""
+    return AuditRecord(
+        event_id=event_id,
+        invoice_id=invoice_id,
+        event_type="payment_failed",
+        outcome="written_off",
+        action="write_off",
+        rule="dunning-exhausted-small-balance",
+        amount_due=amount,
+        currency=currency,
+        mode="live",
+        rules_version="3f9c0a1b2c4d",
+        reason="rule dunning-exhausted-small-balance matched",
+        job_id=f"evaluate-{event_id}",
+    )

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from rq.registry import FailedJobRegistry
 
-from reactor.audit import AuditLog, AuditRecord
+from reactor.audit import AuditLog
 from tests.conftest import REPO, WebServer
 from tests.integration.helpers import make_event
-from tests.integration.ops_helpers import make_dead_letter
+from tests.integration.ops_helpers import make_dead_letter, written_off
 
 pytestmark = pytest.mark.integration
 
@@ -58,21 +58,7 @@ def page() -> Iterator[object]:
 def test_on_call_logs_in_sees_a_decision_and_the_chart_and_replays_a_dead_letter(admin_web, page, redis_conn, settings):
     audit = AuditLog(redis_conn)
     for n, (amount, currency) in enumerate([(1250, "USD"), (480, "USD"), (1800, "EUR")]):
-        audit.append(
-            AuditRecord(
-                event_id=f"ev_browser_{n}",
-                event_type="payment_failed",
-                invoice_id=f"inv_browser_{n}",
-                outcome="written_off",
-                action="write_off",
-                rule="dunning-exhausted-small-balance",
-                amount_due=amount,
-                currency=currency,
-                mode="live",
-                rules_version="5f150c05ff5f",
-                reason="rule dunning-exhausted-small-balance matched",
-            )
-        )
+        audit.append(written_off(f"inv_browser_{n}", f"ev_browser_{n}", amount, currency))
     event = make_event({"id": "inv_browser_dead", "status": "not_paid", "amount_due": 900, "currency_code": "USD"})
     job = make_dead_letter(redis_conn, settings, event)
 

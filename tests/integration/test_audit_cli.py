@@ -10,26 +10,9 @@ import time
 import pytest
 
 from reactor.audit import AuditLog, AuditRecord
-from tests.integration.ops_helpers import reactor
+from tests.integration.ops_helpers import reactor, written_off
 
 pytestmark = pytest.mark.integration
-
-
-def written_off(invoice_id: str, event_id: str, amount: int = 1250, currency: str = "USD") -> AuditRecord:
-    return AuditRecord(
-        event_id=event_id,
-        invoice_id=invoice_id,
-        event_type="payment_failed",
-        outcome="written_off",
-        action="write_off",
-        rule="dunning-exhausted-small-balance",
-        amount_due=amount,
-        currency=currency,
-        mode="live",
-        rules_version="3f9c0a1b2c4d",
-        reason="rule dunning-exhausted-small-balance matched",
-        job_id=f"evaluate-{event_id}",
-    )
 
 
 def append_at(redis_conn, record: AuditRecord, hours_ago: float) -> None:
