@@ -140,12 +140,17 @@ class AuditLog:
         self.maxlen = maxlen
         self.rules_version = rules_version
 
-    def append(self, record: AuditRecord) -> str:
+    def stamp(self, record: AuditRecord) -> AuditRecord:
+        """Name the rules in force on a record written without a decision."""
         if record.rules_version is None and self.rules_version is not None:
             try:
                 record.rules_version = self.rules_version()
             except Exception:  # a broken rules file must not stop the record being written
                 record.rules_version = None
+        return record
+
+    def append(self, record: AuditRecord) -> str:
+        self.stamp(record)
         entry_id = self.redis.xadd(self.key, record.to_fields(), maxlen=self.maxlen, approximate=True)
         record.id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
         return record.id

@@ -467,7 +467,7 @@ def _commit_written_off(ctx: Context, invoice_id: str, mark: dict[str, Any], rec
     with ctx.redis.pipeline(transaction=True) as pipe:
         pipe.set(ctx.keys.done(invoice_id), json.dumps(mark), ex=WRITTEN_OFF_TTL)
         pipe.delete(_attempt_key(ctx, invoice_id))
-        pipe.xadd(ctx.audit.key, record.to_fields(), maxlen=ctx.audit.maxlen, approximate=True)
+        pipe.xadd(ctx.audit.key, ctx.audit.stamp(record).to_fields(), maxlen=ctx.audit.maxlen, approximate=True)
         results = pipe.execute()
     entry_id = results[-1]
     record.id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

@@ -80,6 +80,7 @@ def test_worker_killed_while_chargebee_completes_its_write_off_is_recovered_with
     assert len(records) == 1
     assert (records[0].rule, records[0].event_id) == ("dunning-exhausted-small-balance", event_id)
     assert "recovered=true" in (records[0].detail or "")
+    assert records[0].rules_version, "a recovered write-off still names the rules in force"
     job = Job.fetch(evaluation_job_id(event_id), connection=redis_conn)
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, what="the recovered job to finish")
     assert recovered_in < bound, f"recovery took {recovered_in:.1f}s"
