@@ -1,10 +1,15 @@
 """gunicorn settings for the web process (`gunicorn -c python:reactor.gunicorn_conf ...`).
 
-Binds $PORT, sizes workers from $WEB_CONCURRENCY, and gives prometheus-client a per-deploy
-directory so that /metrics adds up the samples of every gunicorn worker."""
+Binds $PORT, sizes workers from $WEB_CONCURRENCY, sets up the reactor's logging (JSON lines, as
+`reactor worker` writes them; workers inherit it from the master), and gives prometheus-client a
+per-deploy directory so that /metrics adds up the samples of every gunicorn worker."""
 
 import os
 import tempfile
+
+from reactor.logs import setup_logging
+
+setup_logging()
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -64,6 +65,12 @@ def test_the_procfile_processes_write_an_invoice_off(settings, sandbox, redis_co
             what="the write-off",
         )
         assert len(sandbox.state.write_off_calls()) == 1
+        # Both processes log JSON lines that name the event and the invoice (docs/metrics.md).
+        web_lines = [json.loads(line) for line in (tmp_path / "web.log").read_text().splitlines() if line[:1] == "{"]
+        receipt = [line for line in web_lines if line.get("event_id") == response.json()["event_id"]]
+        assert receipt and receipt[0]["logger"] == "reactor.web" and receipt[0]["invoice_id"] == invoice["id"]
+        worker_lines = (tmp_path / "worker.log").read_text().splitlines()
+        assert any('"decision written_off' in line and invoice["id"] in line for line in worker_lines)
         metrics = requests.get(f"{url}/metrics", timeout=5).text
         assert 'reactor_events_received_total{event_type="payment_failed",outcome="queued"} 1.0' in metrics
     finally:
