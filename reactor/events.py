@@ -19,10 +19,12 @@ import redis
 from rq import Queue, Retry
 
 from .config import Settings
+from .enqueue import EvaluationJobs, JobSpec
 
 JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_-]+")  # what RQ accepts in a job id
 MAX_EVENT_ID_LENGTH = 40  # Chargebee's Event.id is at most 40 characters
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")  # \ud800 to \udfff, as JSON writes them
 
 
 class EnvelopeError(ValueError):
@@ -64,14 +66,17 @@ def parse_event(body: bytes) -> Event:
         raise EnvelopeError("body is nested too deeply") from None
     except ValueError as exc:  # an integer longer than Python's int_max_str_digits (4300)
         raise EnvelopeError(f"body is not usable JSON: {str(exc)[:80]}") from None
-    try:
-        # A \ud800-style escape decodes to a lone surrogate, which no UTF-8 consumer downstream (Redis
-        # keys, job descriptions, the audit stream, Chargebee's API) can encode.
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise EnvelopeError("body has an unpaired UTF-16 surrogate escape (e.g. \\ud800): not valid Unicode") from None
-    except (RecursionError, ValueError):
-        raise EnvelopeError("body is nested too deeply") from None
+    # A \ud800-style escape decodes to a lone surrogate, which no UTF-8 consumer downstream (Redis
+    # keys, job descriptions, the audit stream, Chargebee's API) can encode. The strict UTF-8 decode
+    # above already refused surrogates sent as bytes, so only a body with such an escape is walked.
+    if _SURROGATE_ESCAPE.search(body):
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            message = "body has an unpaired UTF-16 surrogate escape (e.g. \\ud800): not valid Unicode"
+            raise EnvelopeError(message) from None
+        except (RecursionError, ValueError):
+            raise EnvelopeError("body is nested too deeply") from None
     if not isinstance(data, dict):
         raise EnvelopeError(f"expected a JSON object (a Chargebee event), got {type(data).__name__}")
 
@@ -186,6 +191,7 @@ class EventStore:
         self.event_ttl = event_ttl
         self.retry = retry
         self.job_timeout = job_timeout
+        self.jobs = EvaluationJobs(queue, retry=retry, job_timeout=job_timeout, failure_ttl=event_ttl)
         self._accept_script = connection.register_script(_ACCEPT)
 
     @classmethod
@@ -216,7 +222,7 @@ class EventStore:
         commands: list[Any] = [
             ("SET", self.keys.event(event.id), event.raw, "EX", self.event_ttl),
             ("HINCRBY", self.keys.counter(), f"queued:{event.event_type}", 1),
-            *self._enqueue_commands(event, evaluate, job_id),
+            *self.jobs.commands(evaluate, JobSpec(event.id, event.event_type, event.invoice_id, job_id)),
         ]
         keys = [self.keys.seen(event.id), self.keys.counter()]
         argv: list[Any] = [self.dedupe_ttl]
@@ -225,25 +231,6 @@ class EventStore:
             argv.extend(command)
         won = self._accept_script(keys=keys, args=argv)
         return Accepted("queued" if won else "duplicate", job_id)
-
-    def _enqueue_commands(self, event: Event, evaluate: Callable[..., Any] | str, job_id: str) -> list[tuple]:
-        """The writes RQ makes to enqueue a job, captured from a pipeline that is never executed, so
-        the job is exactly what `Queue.enqueue` builds (RQ does no reads when given a pipeline)."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            self.queue.enqueue(
-                evaluate,
-                event.id,
-                job_id=job_id,
-                retry=self.retry,
-                job_timeout=self.job_timeout,
-                failure_ttl=self.event_ttl,
-                description=f"evaluate {event.event_type} {event.id} (invoice {event.invoice_id})",
-                meta={"event_id": event.id, "event_type": event.event_type, "invoice_id": event.invoice_id},
-                pipeline=pipe,
-            )
-            commands = [args for args, _options in pipe.command_stack if args[0] not in ("MULTI", "EXEC")]
-            pipe.reset()
-        return commands
 
     def load(self, event_id: str) -> dict[str, Any] | None:
         raw = self.redis.get(self.keys.event(event_id))
