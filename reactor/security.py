@@ -121,9 +121,12 @@ class WebhookGuard:
     def screen(self, remote_addr: str | None) -> Refusal | None:
         """Allow-list, then the addresses this process knows are over the limit; no Redis here.
         None lets the request on to the credentials check."""
-        if not is_allowed(parse_address(remote_addr), self.networks):
+        address = parse_address(remote_addr) if self.networks or self._blocked else None
+        if not is_allowed(address, self.networks):
             return Refusal(403, "forbidden", "this address may not deliver webhooks here")
-        bucket = self.bucket(remote_addr)
+        if not self._blocked:  # the usual case, and then no address needs parsing
+            return None
+        bucket = str(address) if address is not None else UNPARSEABLE
         until = self._blocked.get(bucket)
         if until is None:
             return None
