@@ -18,6 +18,13 @@ worker_class = "gthread"
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
+# Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads new connections over
+# the workers. On one shared socket, whichever worker wakes first may take every connection of a
+# burst (keep-alive clients such as a load balancer then stay on it) and the other workers idle:
+# measured in docs/benchmarks.md, it halved throughput in some runs. WEB_REUSE_PORT=0 turns it
+# off. With it on, a second server started by the same user on the same port shares the traffic
+# instead of failing to bind; `reactor run` checks that the port is free first.
+reuse_port = os.environ.get("WEB_REUSE_PORT", "1") != "0"
 accesslog = "-" if os.environ.get("REACTOR_ACCESS_LOG") else None
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,12 +26,25 @@ DEV_WEBHOOK_USER = "reactor"
 DEV_WEBHOOK_PASSWORD = "sandbox-only-password"
 
 
+def require_free_port(host: str, port: int) -> None:
+    """Refuse a port something already listens on. gunicorn's workers bind with SO_REUSEPORT
+    (reactor.gunicorn_conf), which would otherwise share the port with that listener silently."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed port in TIME_WAIT is free
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            message = f"cannot listen on {host}:{port}: {exc.strerror} (another reactor running?)"
+            raise click.ClickException(message) from None
+
+
 def serve_web(settings: Settings, host: str, port: int, workers: int) -> None:
     """Exec gunicorn with our config, as the Procfile does."""
     try:
         require_webhook_credentials(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    require_free_port(host, port)
     os.environ["PORT"] = str(port)
     os.environ["HOST"] = host
     os.environ.setdefault("WEB_CONCURRENCY", str(workers))
@@ -87,6 +101,7 @@ def run_all(settings: Settings, host: str, port: int | None, sandbox_port: int) 
     if not os.environ.get("REACTOR_LOG_FORMAT"):
         setup_logging(json_lines=False)  # one person at a terminal, several processes: plain lines
     port = port or settings.port
+    require_free_port(host, port)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     with ExitStack() as stack:

@@ -1,0 +1,92 @@
+"""The README's Quick start, as a user runs it: `reactor run` with nothing configured starts an
+embedded Redis, the sandbox, gunicorn, a worker and the scheduler; the README's curl gets an
+invoice written off once; a second `reactor run` on the same port is refused; Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from reactor.redis_server import free_port
+from reactor.sandbox import DEMO_API_KEY
+from reactor.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
+from tests.conftest import REPO, descendants, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def reactor_run(tmp_path: Path, port: int, sandbox_port: int, name: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REACTOR_", "CHARGEBEE_", "REDIS_", "WEB_"))}
+    env.update(
+        REACTOR_RULES=str(REPO / "rules.yaml"), REACTOR_VAR_DIR=str(tmp_path / f"var-{name}"), PYTHONUNBUFFERED="1"
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = (tmp_path / f"{name}.log").open("wb")
+    command = [sys.executable, "-m", "reactor", "run", "--port", str(port), "--sandbox-port", str(sandbox_port)]
+    return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_reactor_run_writes_the_readme_invoice_off_once_and_stops_on_ctrl_c(tmp_path: Path):
+    port, sandbox_port = free_port(), free_port()
+    proc = reactor_run(tmp_path, port, sandbox_port, "run")
+    output = tmp_path / "run.log"
+    try:
+        wait_for(lambda: "Ready." in output.read_text(), timeout=60, what="`reactor run` to say Ready")
+        wait_for(lambda: listening(port), timeout=30, what="gunicorn to listen")
+        body = (REPO / "examples" / "payment_failed_exhausted.json").read_bytes()
+        url = f"http://127.0.0.1:{port}/webhooks/chargebee"
+        headers = {"Content-Type": "application/json"}
+        auth = (DEV_WEBHOOK_USER, DEV_WEBHOOK_PASSWORD)
+        first = requests.post(url, data=body, headers=headers, auth=auth, timeout=10)
+        assert first.status_code == 200
+        assert (
+            first.text.strip() == '{"event_id":"ev_demo_payment_failed_1001","status":"queued"}'
+        )  # as the README shows
+
+        invoice_url = f"http://127.0.0.1:{sandbox_port}/api/v2/invoices/inv_demo_1001"
+
+        def invoice() -> dict:
+            return requests.get(invoice_url, auth=(DEMO_API_KEY, ""), timeout=5).json()["invoice"]
+
+        wait_for(lambda: invoice()["status"] == "paid", timeout=30, what="the demo invoice to be written off")
+        again = requests.post(url, data=body, headers=headers, auth=auth, timeout=10)
+        assert again.json()["status"] == "duplicate"
+
+        second = reactor_run(tmp_path, port, free_port(), "second")  # its own var/: only the port is shared
+        assert second.wait(60) != 0
+        assert f"cannot listen on 127.0.0.1:{port}" in (tmp_path / "second.log").read_text()
+
+        children = descendants(proc.pid)
+        assert len(children) >= 4  # redis-server, gunicorn (+ its workers), worker, cron
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        time.sleep(0.5)
+        assert not listening(port) and not listening(sandbox_port)
+        alive = [pid for pid in children if os.path.exists(f"/proc/{pid}") and "zombie" not in _state(pid)]
+        assert alive == [], f"left running after Ctrl-C: {alive}"
+    finally:
+        if proc.poll() is None:
+            for pid in descendants(proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            proc.kill()
+            proc.wait()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].split("\n", 1)[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
