@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from dataclasses import replace
@@ -47,6 +48,29 @@ def test_missing_or_wrong_credentials_get_401_with_a_challenge(web, redis_conn, 
     assert response.headers["WWW-Authenticate"].startswith("Basic realm=")
     assert response.json()["error"] == "unauthorized"
     assert queued(redis_conn, settings) == 0
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["Basic {}", "basic {}", "BASIC {}", "Basic  {}", "Basic {} "],
+    ids=["canonical", "lower-case-scheme", "upper-case-scheme", "two-spaces", "trailing-space"],
+)
+def test_every_spelling_of_the_right_credentials_is_taken(web, redis_conn, settings, template):
+    """The exact header is compared whole first; other spellings RFC 7617 allows take the long path."""
+    token = base64.b64encode(f"{WEBHOOK_USER}:{WEBHOOK_PASSWORD}".encode()).decode()
+    headers = {"Authorization": template.format(token)}
+    response = requests.post(web.webhook_url, json=make_event(INVOICE), headers=headers, timeout=5)
+    assert response.status_code == 200 and response.json()["status"] == "queued"
+
+
+def test_a_header_that_is_not_ascii_gets_401_not_500(web):
+    response = requests.post(
+        web.webhook_url,
+        data=json.dumps(make_event(INVOICE)),
+        headers={"Authorization": "Basic \xe9t\xe9".encode("latin-1")},  # latin-1 bytes, as HTTP allows
+        timeout=5,
+    )
+    assert response.status_code == 401
 
 
 def test_a_non_basic_authorization_scheme_gets_401(web):
