@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--connections 16] [--rate 1000]
 
-Starts a real redis-server (AOF on, as `reactor run` does), the reactor's web app and
-bench/bare_app.py under gunicorn with the same settings (reactor.gunicorn_conf: WEB_CONCURRENCY
-workers x WEB_THREADS threads), then on loopback:
+Starts a real redis-server (AOF on, as `reactor run` does), the reactor's web app and the two
+baselines of bench/bare_app.py under gunicorn with the same settings (reactor.gunicorn_conf:
+WEB_CONCURRENCY workers x WEB_THREADS threads), then on loopback:
 
 1. throughput: wrk (apt-get install wrk) for --seconds against each, realistic 2.5 kB events with
-   unique ids and Basic auth (bench/ingest.lua); target: reactor >= 60% of the bare requests/s;
+   unique ids and Basic auth (bench/ingest.lua); target: reactor >= 60% of the bare requests/s.
+   The second baseline (bare + one Redis SET of the body) shows the most that any design which
+   stores the event in Redis before answering can reach on this machine. The CPU each run cost
+   the gunicorn workers and redis-server, per request, is read from /proc;
 2. latency at a fixed rate: --rate requests/s for --seconds (bench/loadgen.py, latency from the
    intended send time); target: p99 <= 15 ms;
 3. every answer must be 200, and every event answered "queued" must be in the RQ queue.
@@ -87,6 +90,39 @@ def wrk(port: int, seconds: int, connections: int, template: Path, prefix: str) 
     return data
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far, from /proc (Linux)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def measured_wrk(
+    port: int, master: subprocess.Popen[bytes], redis_pid: int, args: argparse.Namespace, template: Path, prefix: str
+) -> dict[str, Any]:
+    """wrk against one server, with the CPU its gunicorn workers and redis-server spent per request."""
+    workers = children(master.pid)
+    web_before, redis_before = cpu_seconds(workers), cpu_seconds([redis_pid])
+    data = wrk(port, args.seconds, args.connections, template, prefix)
+    data["web_us"] = (cpu_seconds(workers) - web_before) / data["requests"] * 1e6
+    data["redis_us"] = (cpu_seconds([redis_pid]) - redis_before) / data["requests"] * 1e6
+    data["load"] = os.getloadavg()[0]
+    return data  # fmt: skip
+
+
 def queued_jobs(conn: redis.Redis) -> int:
     return conn.llen("rq:queue:reactor")
 
@@ -116,18 +152,23 @@ def main(argv: list[str] | None = None) -> int:
         "REACTOR_RULES": str(ROOT / "rules.yaml"),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    reactor_port, bare_port = free_port(), free_port()
+    reactor_port, bare_port, stored_port = free_port(), free_port(), free_port()
+    bench_path = ["--pythonpath", str(HERE)]
     procs = [
         gunicorn("reactor.web:create_app()", reactor_port, env, work / "reactor-web.log"),
-        gunicorn("bare_app:app", bare_port, env, work / "bare-web.log", ["--pythonpath", str(HERE)]),
+        gunicorn("bare_app:app", bare_port, env, work / "bare-web.log", bench_path),
+        gunicorn("bare_app:stored_app", stored_port, env, work / "stored-web.log", bench_path),
     ]
     try:
-        wait_ready(reactor_port, ready_body)
-        wait_ready(bare_port, ready_body)
+        for port in (reactor_port, bare_port, stored_port):
+            wait_ready(port, ready_body)
         conn.flushall()
+        redis_pid = server.process.pid if server.process else 0
 
-        bare = wrk(bare_port, args.seconds, args.connections, template, "ev_bare")
-        ours = wrk(reactor_port, args.seconds, args.connections, template, "ev_wrk")
+        bare = measured_wrk(bare_port, procs[1], redis_pid, args, template, "ev_bare")
+        stored = measured_wrk(stored_port, procs[2], redis_pid, args, template, "ev_stored")
+        conn.flushall()
+        ours = measured_wrk(reactor_port, procs[0], redis_pid, args, template, "ev_wrk")
         in_queue = queued_jobs(conn)
         # wrk stops counting at its deadline: answers still in flight were enqueued but not counted.
         wrk_lost = not (ours["queued"] <= in_queue <= ours["queued"] + args.connections)
@@ -156,24 +197,23 @@ def main(argv: list[str] | None = None) -> int:
     ratio = ours["rps"] / bare["rps"]
     p99 = fixed.percentile(99)
     workers, threads = os.environ.get("WEB_CONCURRENCY", "2"), os.environ.get("WEB_THREADS", "4")
-    load = os.getloadavg()
     print(
         f"ingest benchmark: gunicorn gthread {workers} workers x {threads} threads, loopback, "
-        f"wrk -t2 -c{args.connections}"
-    )
-    print(
-        f"{os.cpu_count()} cpus, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-        f"event body {len(ready_body)} bytes"
+        f"wrk -t2 -c{args.connections}; {os.cpu_count()} cpus; event body {len(ready_body)} bytes"
     )
     print()
-    print(f"{'run':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
-    print(f"{'bare Flask, wrk ' + str(args.seconds) + ' s':<44} {bare['rps']:>9,.0f} {bare['p50_ms']:>8.2f} "
-          f"{bare['p99_ms']:>8.2f} {bare['max_ms']:>8.1f} {bare['errors']:>7}")  # fmt: skip
-    print(f"{'reactor webhook, wrk ' + str(args.seconds) + ' s':<44} {ours['rps']:>9,.0f} {ours['p50_ms']:>8.2f} "
-          f"{ours['p99_ms']:>8.2f} {ours['max_ms']:>8.1f} {ours['errors']:>7}")  # fmt: skip
+    print(f"{'run':<40} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} "
+          f"{'web us/req':>10} {'redis us/req':>12} {'load':>5}")  # fmt: skip
+    for label, run in (("bare Flask", bare), ("bare Flask + one Redis SET", stored), ("reactor webhook", ours)):
+        print(f"{label + ', wrk ' + str(args.seconds) + ' s':<40} {run['rps']:>7,.0f} {run['p50_ms']:>7.2f} "
+              f"{run['p99_ms']:>7.2f} {run['max_ms']:>7.1f} {run['errors']:>6} {run['web_us']:>10,.0f} "
+              f"{run['redis_us']:>12,.0f} {run['load']:>5.2f}")  # fmt: skip
     label = f"reactor webhook, fixed {args.rate:,.0f}/s x {args.seconds} s"
-    print(f"{label:<44} {len(fixed.latencies_ms) / fixed.seconds:>9,.0f} {fixed.percentile(50):>8.2f} "
-          f"{p99:>8.2f} {max(fixed.latencies_ms, default=0):>8.1f} {fixed_errors:>7}")  # fmt: skip
+    print(f"{label:<40} {len(fixed.latencies_ms) / fixed.seconds:>7,.0f} {fixed.percentile(50):>7.2f} "
+          f"{p99:>7.2f} {max(fixed.latencies_ms, default=0):>7.1f} {fixed_errors:>6}")  # fmt: skip
+    print()
+    print(f"bare Flask + one Redis SET reaches {stored['rps'] / bare['rps']:.0%} of bare Flask; "
+          f"the reactor reaches {ours['rps'] / stored['rps']:.0%} of that")  # fmt: skip
     print()
     checks = [
         (f"reactor req/s >= {RATIO_TARGET:.0%} of bare", f"{ratio:.0%}", ratio >= RATIO_TARGET),
