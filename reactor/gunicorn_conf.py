@@ -23,7 +23,9 @@ keepalive = 5
 # burst (keep-alive clients such as a load balancer then stay on it) and the other workers idle:
 # measured in docs/benchmarks.md, it halved throughput in some runs. WEB_REUSE_PORT=0 turns it
 # off. With it on, a second server started by the same user on the same port shares the traffic
-# instead of failing to bind; `reactor run` checks that the port is free first.
+# instead of failing to bind (`reactor run` checks that the port is free first), and connections
+# still queued on a worker that restarts are reset rather than taken by another worker (Chargebee
+# redelivers them).
 reuse_port = os.environ.get("WEB_REUSE_PORT", "1") != "0"
 accesslog = "-" if os.environ.get("REACTOR_ACCESS_LOG") else None
 
