@@ -88,7 +88,9 @@ class EmbeddedRedis:
             "--logfile",
             str(self.data_dir / "redis.log"),
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # A session of its own: Ctrl-C in a terminal signals the whole foreground group, and Redis
+        # must outlive the processes that still use it; its owner stops it last (stop()).
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + timeout
         probe = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
         try:

@@ -125,14 +125,14 @@ def run_all(settings: Settings, host: str, port: int | None, sandbox_port: int) 
         env.setdefault("WEB_CONCURRENCY", "2")
         env.setdefault("REACTOR_LOG_FORMAT", "text")
         python = sys.executable
-        processes = {
-            "web": subprocess.Popen(
-                [python, "-m", "gunicorn", "-c", "python:reactor.gunicorn_conf", "reactor.web:create_app()"],
-                env=env,
-            ),
-            "worker": subprocess.Popen([python, "-m", "reactor", "worker"], env=env),
-            "cron": subprocess.Popen([python, "-m", "reactor", "cron"], env=env),
+        # Each in a session of its own, so that Ctrl-C reaches only this process, which then stops
+        # them once each (a second signal makes an RQ worker kill its running job) and Redis last.
+        commands = {
+            "web": [python, "-m", "gunicorn", "-c", "python:reactor.gunicorn_conf", "reactor.web:create_app()"],
+            "worker": [python, "-m", "reactor", "worker"],
+            "cron": [python, "-m", "reactor", "cron"],
         }
+        processes = {name: subprocess.Popen(cmd, env=env, start_new_session=True) for name, cmd in commands.items()}
         stack.callback(_stop_all, processes)
         click.echo(f"Rules:     {Path(settings.rules_path).resolve()}")
         click.echo(f"Webhook:   POST {webhook_url}  (Basic auth user {user!r})")
