@@ -37,3 +37,8 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def when_ready(server):
+    if reuse_port:  # the master holds no socket then, and gunicorn's own line shows an empty address
+        server.log.info("Listening at: http://%s (a SO_REUSEPORT socket in each worker)", bind)
