@@ -120,7 +120,7 @@ def measured_wrk(
     data["web_us"] = (cpu_seconds(workers) - web_before) / data["requests"] * 1e6
     data["redis_us"] = (cpu_seconds([redis_pid]) - redis_before) / data["requests"] * 1e6
     data["load"] = os.getloadavg()[0]
-    return data  # fmt: skip
+    return data
 
 
 def queued_jobs(conn: redis.Redis) -> int:

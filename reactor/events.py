@@ -185,12 +185,9 @@ class EventStore:
         job_timeout: int = 120,
     ):
         self.redis = connection
-        self.queue = queue
         self.keys = keys or Keys()
         self.dedupe_ttl = dedupe_ttl
         self.event_ttl = event_ttl
-        self.retry = retry
-        self.job_timeout = job_timeout
         self.jobs = EvaluationJobs(queue, retry=retry, job_timeout=job_timeout, failure_ttl=event_ttl)
         self._accept_script = connection.register_script(_ACCEPT)
 

@@ -81,6 +81,10 @@ def is_allowed(address: IPAddress | None, networks: tuple[IPNetwork, ...]) -> bo
     return any(address.version == net.version and address in net for net in networks)
 
 
+def _bucket_of(address: IPAddress | None) -> str:
+    return str(address) if address is not None else UNPARSEABLE
+
+
 @dataclass(frozen=True)
 class Refusal:
     """Why the webhook turns a request away before looking at its credentials."""
@@ -115,8 +119,7 @@ class WebhookGuard:
     @staticmethod
     def bucket(remote_addr: str | None) -> str:
         """The limiter's key for an address: its canonical text, or one shared bucket for garbage."""
-        address = parse_address(remote_addr)
-        return str(address) if address is not None else UNPARSEABLE
+        return _bucket_of(parse_address(remote_addr))
 
     def screen(self, remote_addr: str | None) -> Refusal | None:
         """Allow-list, then the addresses this process knows are over the limit; no Redis here.
@@ -126,7 +129,7 @@ class WebhookGuard:
             return Refusal(403, "forbidden", "this address may not deliver webhooks here")
         if not self._blocked:  # the usual case, and then no address needs parsing
             return None
-        bucket = str(address) if address is not None else UNPARSEABLE
+        bucket = _bucket_of(address)
         until = self._blocked.get(bucket)
         if until is None:
             return None

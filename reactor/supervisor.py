@@ -24,6 +24,8 @@ from .redis_server import EmbeddedRedis, free_port
 
 DEV_WEBHOOK_USER = "reactor"
 DEV_WEBHOOK_PASSWORD = "sandbox-only-password"
+# The Procfile's web process, after the Python interpreter.
+WEB_COMMAND = ("-m", "gunicorn", "-c", "python:reactor.gunicorn_conf", "reactor.web:create_app()")
 
 
 def require_free_port(host: str, port: int) -> None:
@@ -48,15 +50,7 @@ def serve_web(settings: Settings, host: str, port: int, workers: int) -> None:
     os.environ["PORT"] = str(port)
     os.environ["HOST"] = host
     os.environ.setdefault("WEB_CONCURRENCY", str(workers))
-    args = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        "python:reactor.gunicorn_conf",
-        "reactor.web:create_app()",
-    ]
-    os.execv(sys.executable, args)
+    os.execv(sys.executable, [sys.executable, *WEB_COMMAND])
 
 
 def _start_embedded_redis(settings: Settings, stack: ExitStack) -> str:
@@ -128,7 +122,7 @@ def run_all(settings: Settings, host: str, port: int | None, sandbox_port: int) 
         # Each in a session of its own, so that Ctrl-C reaches only this process, which then stops
         # them once each (a second signal makes an RQ worker kill its running job) and Redis last.
         commands = {
-            "web": [python, "-m", "gunicorn", "-c", "python:reactor.gunicorn_conf", "reactor.web:create_app()"],
+            "web": [python, *WEB_COMMAND],
             "worker": [python, "-m", "reactor", "worker"],
             "cron": [python, "-m", "reactor", "cron"],
         }
