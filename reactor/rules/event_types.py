@@ -1,92 +1,133 @@
-"""Chargebee event types a rule may name in `on:`.
+"""Chargebee event types a rule may name in `on:`, and which of them can bring an invoice.
 
-Generous on purpose: every event whose content can carry an invoice, or a resource a rule might
-reasonably look at next to one (subscription, customer, transaction, credit note, card). Anything
-else in `on:` is almost certainly a typo, and a typo there would silently disable a rule, so the
-loader refuses it with a did-you-mean.
+A typo in `on:` would silently disable a rule, so the loader refuses any name not listed here with
+a did-you-mean. A write_off rule can only act on an event whose `content` carries an invoice, so
+the loader also refuses a write_off rule whose `on:` names events that never carry one.
+
+Both lists are generated, not hand-written; regenerate them when Chargebee adds events:
+
+- CHARGEBEE_EVENT_TYPES: every value of the `EventType` enum in the official Python SDK,
+  chargebee-python 3.20.0 (`chargebee/models/enums.py`, 217 values), in the SDK's order.
+  Refresh: `pip download --no-deps chargebee==X.Y.Z`, unpack the wheel and print
+  `[e.value for e in chargebee.models.enums.EventType]`.
+- INVOICE_EVENT_TYPES: the events whose content schema has an `invoice` key, from the per-event
+  content types of the official Node SDK, chargebee-node 3.33.0
+  (`types/resources/WebhookEvent.d.ts`, `<Name>Content` types), which is generated from
+  Chargebee's OpenAPI spec (github.com/chargebee/openapi). Refresh: `npm pack chargebee`, and list the event types whose
+  `<Name>Content` type has an `invoice:` member. Spot-checked against chargebee-go's
+  `webhook/content.go` (subscription_cancelled, refund_initiated, tax_withheld_deleted,
+  subscription_resumed: invoice; customer_deleted, authorization_succeeded: none): they agree.
+
+Where a schema and real payloads disagree, the schema wins, so a rule is never refused for an
+event that can carry an invoice: see INVOICE_SOMETIMES for the notes `reactor rules check` shows.
 """
 
 from __future__ import annotations
 
-KNOWN_EVENT_TYPES: frozenset[str] = frozenset(
+SWEEP_EVENT_TYPE = "sweep"
+"""The event type of the envelope `reactor sweep` builds for each invoice it lists (no webhook). A
+rule with an `on:` filter acts on swept invoices only if it lists `sweep`; a rule without `on:`
+acts on them too. It always carries an invoice."""
+
+CHARGEBEE_EVENT_TYPES: frozenset[str] = frozenset(
     {
-        # invoices
+        "coupon_created",
+        "coupon_updated",
+        "coupon_deleted",
+        "coupon_set_created",
+        "coupon_set_updated",
+        "coupon_set_deleted",
+        "coupon_codes_added",
+        "coupon_codes_deleted",
+        "coupon_codes_updated",
+        "customer_created",
+        "customer_changed",
+        "customer_deleted",
+        "customer_moved_out",
+        "customer_moved_in",
+        "promotional_credits_added",
+        "promotional_credits_deducted",
+        "subscription_created",
+        "subscription_created_with_backdating",
+        "subscription_started",
+        "subscription_trial_end_reminder",
+        "subscription_activated",
+        "subscription_activated_with_backdating",
+        "subscription_changed",
+        "subscription_trial_extended",
+        "mrr_updated",
+        "subscription_changed_with_backdating",
+        "subscription_cancellation_scheduled",
+        "subscription_cancellation_reminder",
+        "subscription_cancelled",
+        "subscription_canceled_with_backdating",
+        "subscription_reactivated",
+        "subscription_reactivated_with_backdating",
+        "subscription_renewed",
+        "subscription_items_renewed",
+        "subscription_scheduled_cancellation_removed",
+        "subscription_changes_scheduled",
+        "subscription_scheduled_changes_removed",
+        "subscription_shipping_address_updated",
+        "subscription_deleted",
+        "subscription_paused",
+        "subscription_pause_scheduled",
+        "subscription_scheduled_pause_removed",
+        "subscription_resumed",
+        "subscription_resumption_scheduled",
+        "subscription_scheduled_resumption_removed",
+        "subscription_advance_invoice_schedule_added",
+        "subscription_advance_invoice_schedule_updated",
+        "subscription_advance_invoice_schedule_removed",
+        "pending_invoice_created",
+        "pending_invoice_updated",
         "invoice_generated",
         "invoice_generated_with_backdating",
         "invoice_updated",
         "invoice_deleted",
-        "pending_invoice_created",
-        "pending_invoice_updated",
-        "invoice_installments_created",
-        "invoice_installment_updated",
-        # payments and dunning
-        "payment_failed",
-        "payment_succeeded",
-        "payment_initiated",
-        "payment_refunded",
-        "refund_initiated",
-        "payment_due_reminder",
-        "dunning_updated",
-        "payment_schedules_created",
-        "payment_schedules_updated",
-        "payment_schedule_scheme_created",
-        "payment_intent_created",
-        "payment_intent_updated",
-        # transactions
-        "transaction_created",
-        "transaction_updated",
-        "transaction_deleted",
-        # credit notes
         "credit_note_created",
         "credit_note_created_with_backdating",
         "credit_note_updated",
         "credit_note_deleted",
-        # subscriptions
-        "subscription_created",
-        "subscription_created_with_backdating",
-        "subscription_started",
-        "subscription_activated",
-        "subscription_activated_with_backdating",
-        "subscription_changed",
-        "subscription_changed_with_backdating",
-        "subscription_cancelled",
-        "subscription_cancellation_scheduled",
-        "subscription_scheduled_cancellation_removed",
-        "subscription_cancellation_reminder",
-        "subscription_reactivated",
-        "subscription_reactivated_with_backdating",
-        "subscription_renewed",
+        "payment_schedules_created",
+        "payment_schedules_updated",
+        "payment_schedule_scheme_created",
+        "payment_schedule_scheme_deleted",
         "subscription_renewal_reminder",
-        "subscription_paused",
-        "subscription_pause_scheduled",
-        "subscription_resumed",
-        "subscription_resumption_scheduled",
-        "subscription_deleted",
-        "subscription_trial_end_reminder",
-        "subscription_trial_extended",
-        "subscription_changes_scheduled",
-        "subscription_scheduled_changes_removed",
-        "subscription_shipping_address_updated",
-        "subscription_advance_invoice_schedule_added",
-        "subscription_advance_invoice_schedule_updated",
-        "subscription_advance_invoice_schedule_removed",
-        # customers and cards (content also carries the customer's invoice on some events)
-        "customer_created",
-        "customer_changed",
-        "customer_deleted",
-        "customer_moved_in",
-        "customer_moved_out",
+        "add_usages_reminder",
+        "payment_due_reminder",
+        "transaction_created",
+        "transaction_updated",
+        "transaction_deleted",
+        "payment_succeeded",
+        "payment_failed",
+        "dunning_updated",
+        "payment_refunded",
+        "payment_initiated",
+        "refund_initiated",
+        "authorization_succeeded",
+        "authorization_voided",
         "card_added",
         "card_updated",
-        "card_expired",
         "card_expiry_reminder",
+        "card_expired",
         "card_deleted",
         "payment_source_added",
         "payment_source_updated",
         "payment_source_deleted",
-        "payment_source_expired",
         "payment_source_expiring",
-        # orders, quotes and unbilled charges
+        "payment_source_expired",
+        "payment_source_locally_deleted",
+        "virtual_bank_account_added",
+        "virtual_bank_account_updated",
+        "virtual_bank_account_deleted",
+        "token_created",
+        "token_consumed",
+        "token_expired",
+        "unbilled_charges_created",
+        "unbilled_charges_voided",
+        "unbilled_charges_deleted",
+        "unbilled_charges_invoiced",
         "order_created",
         "order_updated",
         "order_cancelled",
@@ -95,25 +136,182 @@ KNOWN_EVENT_TYPES: frozenset[str] = frozenset(
         "order_ready_to_process",
         "order_ready_to_ship",
         "order_deleted",
+        "order_resent",
         "quote_created",
         "quote_updated",
         "quote_deleted",
-        "unbilled_charges_created",
-        "unbilled_charges_deleted",
-        "unbilled_charges_voided",
-        "unbilled_charges_invoiced",
-        # offline payment and write-off adjacent
-        "virtual_bank_account_added",
-        "virtual_bank_account_updated",
-        "promotional_credits_added",
-        "promotional_credits_deducted",
-        "authorization_succeeded",
-        "authorization_voided",
-        # the reactor's own: an invoice found by `reactor sweep` (no webhook); see SWEEP_EVENT_TYPE
-        "sweep",
+        "tax_withheld_recorded",
+        "tax_withheld_deleted",
+        "tax_withheld_refunded",
+        "gift_scheduled",
+        "gift_unclaimed",
+        "gift_claimed",
+        "gift_expired",
+        "gift_cancelled",
+        "gift_updated",
+        "hierarchy_created",
+        "hierarchy_deleted",
+        "payment_intent_created",
+        "payment_intent_updated",
+        "contract_term_created",
+        "contract_term_renewed",
+        "contract_term_terminated",
+        "contract_term_completed",
+        "contract_term_cancelled",
+        "item_family_created",
+        "item_family_updated",
+        "item_family_deleted",
+        "item_created",
+        "item_updated",
+        "item_deleted",
+        "item_price_created",
+        "item_price_updated",
+        "item_price_deleted",
+        "attached_item_created",
+        "attached_item_updated",
+        "attached_item_deleted",
+        "differential_price_created",
+        "differential_price_updated",
+        "differential_price_deleted",
+        "feature_created",
+        "feature_updated",
+        "feature_deleted",
+        "feature_activated",
+        "feature_reactivated",
+        "feature_archived",
+        "item_entitlements_updated",
+        "entitlement_overrides_updated",
+        "entitlement_overrides_removed",
+        "item_entitlements_removed",
+        "entitlement_overrides_auto_removed",
+        "subscription_entitlements_created",
+        "subscription_entitlements_updated",
+        "business_entity_created",
+        "business_entity_updated",
+        "business_entity_deleted",
+        "customer_business_entity_changed",
+        "subscription_business_entity_changed",
+        "purchase_created",
+        "voucher_created",
+        "voucher_expired",
+        "voucher_create_failed",
+        "item_price_entitlements_updated",
+        "item_price_entitlements_removed",
+        "subscription_ramp_created",
+        "subscription_ramp_deleted",
+        "subscription_ramp_applied",
+        "subscription_ramp_drafted",
+        "subscription_ramp_updated",
+        "price_variant_created",
+        "price_variant_updated",
+        "price_variant_deleted",
+        "customer_entitlements_updated",
+        "subscription_moved_in",
+        "subscription_moved_out",
+        "subscription_movement_failed",
+        "omnichannel_subscription_created",
+        "omnichannel_subscription_item_renewed",
+        "omnichannel_subscription_item_downgraded",
+        "omnichannel_subscription_item_expired",
+        "omnichannel_subscription_item_cancellation_scheduled",
+        "omnichannel_subscription_item_scheduled_cancellation_removed",
+        "omnichannel_subscription_item_resubscribed",
+        "omnichannel_subscription_item_upgraded",
+        "omnichannel_subscription_item_cancelled",
+        "omnichannel_subscription_imported",
+        "omnichannel_subscription_item_grace_period_started",
+        "omnichannel_subscription_item_grace_period_expired",
+        "omnichannel_subscription_item_dunning_started",
+        "omnichannel_subscription_item_dunning_expired",
+        "rule_created",
+        "rule_updated",
+        "rule_deleted",
+        "record_purchase_failed",
+        "omnichannel_subscription_item_change_scheduled",
+        "omnichannel_subscription_item_scheduled_change_removed",
+        "omnichannel_subscription_item_reactivated",
+        "sales_order_created",
+        "sales_order_updated",
+        "omnichannel_subscription_item_changed",
+        "omnichannel_subscription_item_paused",
+        "omnichannel_subscription_item_resumed",
+        "omnichannel_one_time_order_created",
+        "omnichannel_one_time_order_item_cancelled",
+        "usage_file_ingested",
+        "omnichannel_subscription_item_pause_scheduled",
+        "omnichannel_subscription_moved_in",
+        "omnichannel_transaction_created",
+        "alert_status_changed",
+        "plan_created",
+        "plan_updated",
+        "plan_deleted",
+        "addon_created",
+        "addon_updated",
+        "addon_deleted",
     }
 )
+"""Every Chargebee API v2 event type (chargebee-python 3.20.0 `EventType`)."""
 
-SWEEP_EVENT_TYPE = "sweep"
-"""The event type of the envelope `reactor sweep` builds for each invoice it lists. A rule with an
-`on:` filter acts on swept invoices only if it lists `sweep`; a rule without `on:` acts on them too."""
+KNOWN_EVENT_TYPES: frozenset[str] = CHARGEBEE_EVENT_TYPES | {SWEEP_EVENT_TYPE}
+"""What `on:` accepts: Chargebee's event types and the reactor's own `sweep`."""
+
+INVOICE_EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        "dunning_updated",
+        "invoice_deleted",
+        "invoice_generated",
+        "invoice_generated_with_backdating",
+        "invoice_updated",
+        "payment_due_reminder",
+        "payment_failed",
+        "payment_initiated",
+        "payment_refunded",
+        "payment_succeeded",
+        "pending_invoice_created",
+        "pending_invoice_updated",
+        "refund_initiated",
+        "subscription_activated",
+        "subscription_activated_with_backdating",
+        "subscription_canceled_with_backdating",
+        "subscription_cancelled",
+        "subscription_changed",
+        "subscription_changed_with_backdating",
+        "subscription_created",
+        "subscription_created_with_backdating",
+        "subscription_items_renewed",
+        "subscription_paused",
+        "subscription_reactivated",
+        "subscription_reactivated_with_backdating",
+        "subscription_renewed",
+        "subscription_resumed",
+        "subscription_started",
+        "tax_withheld_deleted",
+        "tax_withheld_recorded",
+        "tax_withheld_refunded",
+        "unbilled_charges_invoiced",
+        SWEEP_EVENT_TYPE,
+    }
+)
+"""Event types whose `content` may carry an `invoice` (chargebee-node 3.33.0 content types)."""
+
+INVOICELESS_EVENT_TYPES: frozenset[str] = KNOWN_EVENT_TYPES - INVOICE_EVENT_TYPES
+"""Event types whose content never carries an invoice: a write_off rule can never act on them."""
+
+INVOICE_SOMETIMES: dict[str, str] = {
+    "subscription_cancelled": (
+        "subscription_cancelled carries an invoice only when the cancellation itself bills something "
+        "(Chargebee's event schema), and captured payloads carry only subscription and customer; "
+        "to write off the unpaid invoice behind a cancellation, use payment_failed or invoice_updated"
+    ),
+}
+"""Events that carry an invoice only in some cases where real payloads usually have none; a write_off
+rule naming one gets a warning with this note, not a refusal."""
+
+INVOICE_EXAMPLES: tuple[str, ...] = (
+    "invoice_updated",
+    "payment_failed",
+    "payment_succeeded",
+    "dunning_updated",
+    "sweep",
+)
+"""Event types named in messages as ones that do carry an invoice."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from .catalogue import CUSTOM_FIELD_PREFIX, EVENT_ATTRIBUTES, RESOURCE_ATTRIBUTES, RESOURCE_PLURALS
 from .money import MONEY_FIELDS
 
 
@@ -104,7 +105,10 @@ class Context:
         if self._days is None:
             due = self.invoice.get("due_date")
             if due.__class__ is int or (due.__class__ is float and due.is_integer()):
-                self._days = max(0, int((self.now_ts - due) // _DAY))
+                try:
+                    self._days = max(0, int((self.now_ts - due) // _DAY))
+                except OverflowError:  # a due date no calendar holds: no day count
+                    self._days = MISSING
             else:
                 self._days = MISSING
         return self._days
@@ -201,8 +205,22 @@ def parse_field(path: str) -> FieldRef | str:
     if root in CONTENT_ROOTS or root == EVENT_ROOT:
         if not rest:
             return f"'{root}' is a whole resource; name one of its fields, e.g. {root}.{_example(root)}"
-        return FieldRef(path, root, rest)
+        unknown = _unknown_attribute(path, root, rest[0])
+        return unknown or FieldRef(path, root, rest)
     return f"unknown field '{path}': '{root}' is not {_roots_sentence()}{did_you_mean(root, ALL_ROOTS)}"
+
+
+def _unknown_attribute(path: str, root: str, key: str) -> str | None:
+    """The sentence for an attribute the resource does not have; None when it has it or is unchecked.
+
+    Only the first key after the root is checked: deeper keys (billing_address.country,
+    line_items.0.entity_id) depend on the site and the list, and the table holds no sub-fields.
+    Custom fields (cf_*) are the site's own, so a misspelt one cannot be caught here."""
+    attributes = EVENT_ATTRIBUTES if root == EVENT_ROOT else RESOURCE_ATTRIBUTES.get(root)
+    if attributes is None or key in attributes or key.startswith(CUSTOM_FIELD_PREFIX):
+        return None
+    kind = RESOURCE_PLURALS[root]
+    return f"unknown field '{path}': {kind} have no attribute '{key}'{did_you_mean(key, attributes)}"
 
 
 def _example(root: str) -> str:
