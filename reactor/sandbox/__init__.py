@@ -1,9 +1,12 @@
 """A local Chargebee stand-in for tests and the demo.
 
 It implements the slice of Chargebee API v2 the reactor uses (retrieve/list invoices, write_off,
-events) with Chargebee's documented behaviour — Basic auth, error bodies, idempotency replay, 409
-invalid_state_for_request, 429 + Retry-After, follow-up webhooks that can be skipped — so tests run
-against the same failure modes as production. See /work/shared/chargebee-api.md for the source.
+events, retrieve customer and subscription) with Chargebee's documented behaviour — Basic auth,
+error bodies with their legacy fields, idempotency replay, 409 invalid_state_for_request, 429 +
+Retry-After, only the documented list filters, opaque JSON-array offsets, deleted invoices, follow-up
+webhooks that can be skipped — so tests run against the same failure modes as production. Where
+Chargebee's behaviour is UNCONFIRMED (400 vs 409, what a deleted invoice answers), a setting picks
+among the plausible answers. See /work/shared/chargebee-api.md for the source.
 """
 
 from .app import create_sandbox_app

@@ -1,5 +1,12 @@
 """The sandbox as a Flask app: Chargebee's /api/v2 surface plus a /_sandbox control API for tests.
 
+Chargebee API: GET /invoices, GET /invoices/{id}, POST /invoices/{id}/write_off, GET /events,
+GET /events/{id}, GET /customers/{id}, GET /subscriptions/{id}.
+
+Control API (no auth): /reset; /invoices (POST one or a list, GET, PATCH /invoices/{id},
+POST /invoices/{id}/delete); /customers and /subscriptions (POST one or a list, GET, PATCH /{id});
+/settings (GET, POST); /faults; /calls; /webhook; /deliveries; /events.
+
 Every /api/v2 request passes the same gate Chargebee's edge would apply — Basic auth, the rate limit,
 then any injected fault — and is logged with its final status, so tests can assert on what the
 reactor actually sent (the Authorization header is redacted in the log).
@@ -25,6 +32,8 @@ _FAULT_KIND_BY_ENDPOINT = {
     "api.list_invoices": "list",
     "api.retrieve_event": "events",
     "api.list_events": "events",
+    "api.retrieve_customer": "customer",
+    "api.retrieve_subscription": "subscription",
 }
 
 api = Blueprint("api", __name__, url_prefix=API_PREFIX)
@@ -131,7 +140,7 @@ def _unexpected_error(err: Exception) -> tuple[Response, int, dict[str, str]]:
 
 @api.get("/invoices/<invoice_id>")
 def retrieve_invoice(invoice_id: str) -> Response:
-    return jsonify({"invoice": _state().get_invoice(invoice_id)})
+    return jsonify({"invoice": _state().retrieve_invoice(invoice_id)})
 
 
 @api.get("/invoices")
@@ -177,6 +186,16 @@ def write_off(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
     return jsonify(body), status, headers
 
 
+@api.get("/customers/<customer_id>")
+def retrieve_customer(customer_id: str) -> Response:
+    return jsonify({"customer": _state().get_customer(customer_id)})
+
+
+@api.get("/subscriptions/<subscription_id>")
+def retrieve_subscription(subscription_id: str) -> Response:
+    return jsonify({"subscription": _state().get_subscription(subscription_id)})
+
+
 @api.get("/events/<event_id>")
 def retrieve_event(event_id: str) -> Response:
     return jsonify({"event": _state().get_event(event_id)})
@@ -194,9 +213,10 @@ def list_events() -> Response:
     limit = parse_limit(request.args)
     start = 0
     if "offset" in request.args:
-        start = decode_offset(request.args["offset"])[0]
-        if not isinstance(start, int):
-            raise wrong_value("offset", "Invalid offset.")
+        key = decode_offset(request.args["offset"])
+        if len(key) != 1:
+            raise wrong_value("offset", "offset does not belong to this list.")
+        start = key[0]
     page = events[start : start + limit]
     body: dict[str, Any] = {"list": [{"event": e} for e in page]}
     if start + limit < len(events):
@@ -247,6 +267,63 @@ def update_invoice(invoice_id: str) -> Response:
     return jsonify({"invoice": _control_call(_state().update_invoice, invoice_id, **_json_body())})
 
 
+@control.post("/invoices/<invoice_id>/delete")
+def delete_invoice(invoice_id: str) -> Response:
+    """Delete an invoice as Chargebee would (kept with deleted: true, an invoice_deleted event);
+    body `{"webhook": false}` records the event as skipped instead of posting it."""
+    body = request.get_json(silent=True) or {}
+    state = _state()
+    invoice, events = _control_call(state.delete_invoice, invoice_id, webhooks=body.get("webhook", True) is not False)
+    state.deliver_async(events)
+    return jsonify({"invoice": invoice})
+
+
+def _add_many_or_one(resource: str, add_one: Any, add_many: Any) -> tuple[Response, int]:
+    body = _json_body()
+    if isinstance(body, list):
+        return jsonify({f"{resource}s": _control_call(add_many, body)}), 201
+    if not isinstance(body, dict):
+        raise ApiError(400, f"Expected a {resource} object or a list of them.", "invalid_request")
+    return jsonify({resource: _control_call(add_one, **body)}), 201
+
+
+def _fields() -> dict[str, Any]:
+    body = _json_body()
+    if not isinstance(body, dict):
+        raise ApiError(400, "Expected an object of fields.", "invalid_request")
+    return body
+
+
+@control.post("/customers")
+def add_customers() -> tuple[Response, int]:
+    return _add_many_or_one("customer", _state().add_customer, _state().add_customers)
+
+
+@control.get("/customers")
+def all_customers() -> Response:
+    return jsonify({"customers": _state().customers()})
+
+
+@control.patch("/customers/<customer_id>")
+def update_customer(customer_id: str) -> Response:
+    return jsonify({"customer": _control_call(_state().update_customer, customer_id, **_fields())})
+
+
+@control.post("/subscriptions")
+def add_subscriptions() -> tuple[Response, int]:
+    return _add_many_or_one("subscription", _state().add_subscription, _state().add_subscriptions)
+
+
+@control.get("/subscriptions")
+def all_subscriptions() -> Response:
+    return jsonify({"subscriptions": _state().subscriptions()})
+
+
+@control.patch("/subscriptions/<subscription_id>")
+def update_subscription(subscription_id: str) -> Response:
+    return jsonify({"subscription": _control_call(_state().update_subscription, subscription_id, **_fields())})
+
+
 @control.get("/calls")
 def calls() -> Response:
     return jsonify({"calls": _state().calls(request.args.get("path_contains"), request.args.get("method"))})
@@ -293,15 +370,23 @@ def events() -> Response:
     return jsonify({"events": _state().events(request.args.get("event_type"))})
 
 
+@control.get("/settings")
+def get_settings() -> Response:
+    return jsonify(_state().settings())
+
+
 @control.post("/settings")
 def settings() -> Response:
-    """Switch Chargebee behaviours the doc leaves open (409 vs 400) or that are off by default."""
+    """Switch Chargebee behaviours the docs leave open or that are off by default (until reset):
+
+    - `invalid_state_status`: 409 (default) or 400, the status of invalid_state_for_request;
+    - `deleted_invoice_retrieve_status`: 404 (default, resource_not_found) or 200 (the invoice with
+      `deleted: true`), what GET /invoices/{id} answers for a deleted invoice (UNCONFIRMED);
+    - `deleted_invoice_write_off_status`: 404 (default, resource_not_found), 400 or 409
+      (invalid_state_for_request), what write_off answers for a deleted invoice (UNCONFIRMED);
+    - `calls_per_minute`: an integer, or null for no limit.
+    """
     body = _json_body()
-    state = _state()
-    if "invalid_state_status" in body:
-        if body["invalid_state_status"] not in (400, 409):
-            raise ApiError(400, "invalid_state_status must be 400 or 409.", "invalid_request")
-        state.invalid_state_status = body["invalid_state_status"]
-    if "calls_per_minute" in body:
-        state.calls_per_minute = body["calls_per_minute"]
-    return jsonify({"invalid_state_status": state.invalid_state_status, "calls_per_minute": state.calls_per_minute})
+    if not isinstance(body, dict):
+        raise ApiError(400, "Expected an object of settings.", "invalid_request")
+    return jsonify(_control_call(_state().configure, **body))

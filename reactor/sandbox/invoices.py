@@ -26,6 +26,11 @@ def build_invoice(fields: dict[str, Any], *, seq: int, resource_version: int, no
 
     Amounts stay consistent (amount_due = total - amount_paid for unpaid invoices) so code under test
     that cross-checks them sees the same arithmetic as in production.
+
+    Ids are not invented beyond what Chargebee requires: `customer_id` is required on a real invoice,
+    so a placeholder `cus_sb_NNNNN` is filled in when the caller gives none; `subscription_id` is only
+    there when the caller gives it (absent on a non-recurring invoice, null on a consolidated one, as
+    in chargebee-api.md §3). `recurring` defaults to whether a subscription_id was given.
     """
     f = copy.deepcopy(fields)
     status = f.get("status", "payment_due")
@@ -40,8 +45,7 @@ def build_invoice(fields: dict[str, Any], *, seq: int, resource_version: int, no
     invoice: dict[str, Any] = {
         "id": f"inv_sb_{seq:05d}",
         "customer_id": f"cus_sb_{seq:05d}",
-        "subscription_id": f"sub_sb_{seq:05d}",
-        "recurring": True,
+        "recurring": f.get("subscription_id") is not None,
         "status": status,
         "price_type": "tax_exclusive",
         "date": date,
@@ -102,7 +106,7 @@ def _amounts(status: str, total: int | None, paid: int | None, due: int | None) 
 
 
 def _line_item(invoice: dict[str, Any]) -> dict[str, Any]:
-    return {
+    item = {
         "id": f"li_{invoice['id']}",
         "date_from": invoice["date"] - 30 * DAY,
         "date_to": invoice["date"],
@@ -113,14 +117,16 @@ def _line_item(invoice: dict[str, Any]) -> dict[str, Any]:
         "is_taxed": False,
         "tax_amount": 0,
         "object": "line_item",
-        "subscription_id": invoice.get("subscription_id"),
         "customer_id": invoice["customer_id"],
-        "description": "Sandbox plan",
-        "entity_type": "plan_item_price",
-        "entity_id": "sandbox-plan-USD-monthly",
+        "description": "Sandbox plan" if invoice.get("recurring") else "Sandbox one-off charge",
+        "entity_type": "plan_item_price" if invoice.get("recurring") else "charge_item_price",
+        "entity_id": "sandbox-plan-USD-monthly" if invoice.get("recurring") else "sandbox-charge-USD",
         "discount_amount": 0,
         "item_level_discount_amount": 0,
     }
+    if invoice.get("subscription_id") is not None:
+        item["subscription_id"] = invoice["subscription_id"]
+    return item
 
 
 def apply_update(invoice: dict[str, Any], fields: dict[str, Any], *, resource_version: int, now: int) -> None:
@@ -143,10 +149,10 @@ def apply_update(invoice: dict[str, Any], fields: dict[str, Any], *, resource_ve
 
 
 def check_writable_off(invoice: dict[str, Any], invalid_state_status: int) -> None:
-    """Raise `invalid_state_for_request` when Chargebee would refuse the write-off (doc §4)."""
-    if invoice.get("deleted"):
-        reason = "the invoice is deleted"
-    elif invoice["status"] not in WRITABLE_OFF_STATUSES:
+    """Raise `invalid_state_for_request` when Chargebee would refuse the write-off (doc §4).
+
+    A deleted invoice is the caller's business (`SandboxState` answers as its settings say)."""
+    if invoice["status"] not in WRITABLE_OFF_STATUSES:
         reason = f"the invoice is in {invoice['status']} state"
     elif any(p.get("txn_status") == "in_progress" for p in invoice.get("linked_payments", [])):
         reason = "there are in-progress payments for the invoice"
@@ -160,13 +166,17 @@ def check_writable_off(invoice: dict[str, Any], invalid_state_status: int) -> No
 
 
 def write_off(invoice: dict[str, Any], *, cn_id: str, resource_version: int, now: int | None = None) -> dict[str, Any]:
-    """Write the invoice off in place and return the adjustment credit note Chargebee creates."""
+    """Write the invoice off in place and return the adjustment credit note Chargebee creates.
+
+    Effects (chargebee-api.md §4, §12): status `paid`; `write_off_amount` and `amount_adjusted` raised
+    by the amount due; amount_due 0; an `adjustment` credit note with create_reason_code "Write Off",
+    listed in the invoice's `adjustment_credit_notes[]`."""
     now = int(time.time()) if now is None else now
     amount = invoice["amount_due"]
-    credit_note = {
+    credit_note: dict[str, Any] = {
         "id": cn_id,
         "customer_id": invoice["customer_id"],
-        "subscription_id": invoice.get("subscription_id"),
+        **({"subscription_id": invoice["subscription_id"]} if "subscription_id" in invoice else {}),
         "reference_invoice_id": invoice["id"],
         "type": "adjustment",
         "reason_code": "write_off",
@@ -214,6 +224,7 @@ def write_off(invoice: dict[str, Any], *, cn_id: str, resource_version: int, now
     invoice.update(
         status="paid",
         write_off_amount=invoice.get("write_off_amount", 0) + amount,
+        amount_adjusted=invoice.get("amount_adjusted", 0) + amount,
         amount_due=0,
         amount_to_collect=0,
         paid_at=now,

@@ -1,15 +1,19 @@
 """`GET /invoices` semantics: Chargebee's bracketed filters, sort_by and opaque offset pagination.
 
-Unknown `field[operator]` filters are answered with 400 param_wrong_value rather than ignored: a sweep
-that filters on something Chargebee does not support (e.g. `due_date`, doc §7) should fail loudly in
-tests instead of silently receiving every invoice. Plain unknown parameters are ignored.
+Only the parameters Chargebee documents for list invoices are accepted (chargebee-api.md §7): a filter
+Chargebee lacks (e.g. `due_date[before]`), an operator a field does not support, or any other unknown
+parameter is answered with 400 `param_wrong_value` naming the parameter, instead of being ignored. A
+sweep that filters on something Chargebee does not support then fails loudly in tests rather than
+silently receiving every invoice. (Whether Chargebee itself refuses an unknown *bare* parameter or
+ignores it is UNCONFIRMED; the sandbox refuses it, the stricter of the two.)
+
+`next_offset` has the shape of a real one: a JSON array of digit strings, e.g. `["1630848839000","7"]`
+(§12). Clients must treat it as opaque and send it back verbatim.
 """
 
 from __future__ import annotations
 
 import ast
-import base64
-import binascii
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -19,17 +23,28 @@ from .errors import wrong_value
 from .invoices import DUNNING_STATUSES, INVOICE_STATUSES
 
 _FILTER = re.compile(r"^([a-z_]+)\[([a-z_]+)\]$")
-_STRING_OPS = ("is", "is_not", "starts_with", "in", "not_in", "is_present")
+_ID_OPS = ("is", "is_not", "starts_with", "in", "not_in")
+_ENUM_OPS = ("is", "is_not", "in", "not_in")
 _NUMBER_OPS = ("is", "is_not", "lt", "lte", "gt", "gte", "between")
 _TIME_OPS = ("after", "before", "on", "between")
+_NUMBER_FIELDS = ("total", "amount_due", "amount_paid", "amount_adjusted", "credits_applied")  # in cents
+_TIME_FIELDS = ("date", "updated_at", "paid_at", "voided_at")  # unix seconds
+# Field -> supported operators, as documented for list invoices (chargebee-api.md §7).
 FIELDS: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(("id", "customer_id", "subscription_id", "currency_code", "channel"), _STRING_OPS),
-    **dict.fromkeys(("status", "dunning_status", "price_type"), _STRING_OPS),
-    **dict.fromkeys(("total", "amount_due", "amount_paid", "amount_adjusted", "credits_applied"), _NUMBER_OPS),
-    **dict.fromkeys(("date", "updated_at", "paid_at", "voided_at"), _TIME_OPS),
+    **dict.fromkeys(("id", "customer_id", "payment_owner", "void_reason_code"), _ID_OPS),
+    "subscription_id": (*_ID_OPS, "is_present"),
+    **dict.fromkeys(("status", "price_type", "channel"), _ENUM_OPS),
+    "dunning_status": (*_ENUM_OPS, "is_present"),
+    **dict.fromkeys(_NUMBER_FIELDS, _NUMBER_OPS),
+    **dict.fromkeys(_TIME_FIELDS, _TIME_OPS),
     "recurring": ("is",),
 }
-_ENUMS = {"status": INVOICE_STATUSES, "dunning_status": DUNNING_STATUSES}
+_ENUMS = {
+    "status": INVOICE_STATUSES,
+    "dunning_status": DUNNING_STATUSES,
+    "price_type": ("tax_exclusive", "tax_inclusive"),
+}
+PLAIN_PARAMS = frozenset({"limit", "offset", "include_deleted"})
 SORTABLE = ("date", "updated_at")
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -54,13 +69,21 @@ def _number(param: str, raw: Any) -> int:
         raise wrong_value(param, f"{param} must be an integer, got {raw!r}.") from None
 
 
+def _boolean(param: str, raw: str) -> bool:
+    if raw.lower() not in ("true", "false"):
+        raise wrong_value(param, f"{param} must be true or false, got {raw!r}.")
+    return raw.lower() == "true"
+
+
 def _predicate(name: str, op: str, raw: str) -> Callable[[dict[str, Any]], bool]:
     """Compile one `name[op]=raw` filter into a predicate over invoices."""
     param = f"{name}[{op}]"
-    if op not in FIELDS.get(name, ()):
-        raise wrong_value(param, f"Unsupported filter {param}.")
+    if name not in FIELDS:
+        raise wrong_value(param, f"{param}: {name} is not a supported filter for list invoices.")
+    if op not in FIELDS[name]:
+        raise wrong_value(param, f"{param}: operator {op} is not supported for {name}.")
     if op == "is_present":
-        want = raw.lower() == "true"
+        want = _boolean(param, raw)
         return lambda inv: (inv.get(name) is not None) == want
     values: list[Any] = parse_list_value(param, raw) if op in ("in", "not_in", "between") else [raw]
     if name in _ENUMS:
@@ -68,9 +91,9 @@ def _predicate(name: str, op: str, raw: str) -> Callable[[dict[str, Any]], bool]
         if bad:
             raise wrong_value(param, f"{param}: invalid value {bad[0]!r}.")
     if name == "recurring":
-        want_bool = raw.lower() == "true"
+        want_bool = _boolean(param, raw)
         return lambda inv: bool(inv.get(name)) == want_bool
-    if FIELDS[name] is not _STRING_OPS:
+    if name in _NUMBER_FIELDS or name in _TIME_FIELDS:
         values = [_number(param, v) for v in values]
     return _compare(name, op, values, param)
 
@@ -108,18 +131,23 @@ def _sort(params: Mapping[str, str]) -> tuple[str | None, bool]:
     return field, bool(desc)
 
 
-def encode_offset(key: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+def encode_offset(key: list[int]) -> str:
+    """An opaque offset in the shape of Chargebee's: a JSON array of digit strings."""
+    return json.dumps([str(part) for part in key], separators=(",", ":"))
 
 
-def decode_offset(raw: str) -> list[Any]:
+def decode_offset(raw: str) -> list[int]:
     try:
-        key = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        key = json.loads(raw)
+    except ValueError:
         key = None
-    if not isinstance(key, list) or not key:
+    if (
+        not isinstance(key, list)
+        or not key
+        or not all(isinstance(part, str) and part.isascii() and part.isdigit() for part in key)
+    ):
         raise wrong_value("offset", f"Invalid offset {raw!r}.")
-    return key
+    return [int(part) for part in key]
 
 
 def parse_limit(params: Mapping[str, str]) -> int:
@@ -129,14 +157,26 @@ def parse_limit(params: Mapping[str, str]) -> int:
     return limit
 
 
+def _check_params(params: Mapping[str, str]) -> None:
+    for key in params:
+        if key in PLAIN_PARAMS or key in ("sort_by[asc]", "sort_by[desc]"):
+            continue
+        if _FILTER.match(key) and not key.startswith("sort_by["):
+            continue
+        raise wrong_value(key, f"{key} is not a supported parameter for list invoices.")
+
+
 def select_invoices(
     invoices: Iterable[tuple[int, dict[str, Any]]], params: Mapping[str, str]
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Return one page of (insertion-seq, invoice) pairs filtered and sorted as Chargebee would.
+    """Return one page of invoices filtered and sorted as Chargebee would, and the next offset.
 
-    The offset encodes the last item's sort key rather than a position, so invoices written off or
-    changed between pages do not shift the next page (no duplicates, no gaps among unchanged items).
+    `invoices` pairs each invoice with its creation position (a strictly increasing millisecond
+    timestamp: Chargebee's default order is creation, ascending). The offset encodes the last item's
+    sort key rather than a position, so invoices written off or changed between pages do not shift
+    the next page (no duplicates, no gaps among unchanged items).
     """
+    _check_params(params)
     limit = parse_limit(params)
     sort_field, descending = _sort(params)
     predicates = []
@@ -144,25 +184,23 @@ def select_invoices(
         match = _FILTER.match(key)
         if match and match.group(1) != "sort_by":
             predicates.append(_predicate(match.group(1), match.group(2), raw))
-    include_deleted = params.get("include_deleted", "false").lower() == "true"
+    include_deleted = _boolean("include_deleted", params.get("include_deleted", "false"))
 
-    def sort_key(seq: int, inv: dict[str, Any]) -> list[Any]:
-        return [inv.get(sort_field) or 0, seq] if sort_field else [seq]
+    def sort_key(created: int, inv: dict[str, Any]) -> list[int]:
+        value = inv.get(sort_field) if sort_field else created
+        return [value if isinstance(value, int) else 0, created]
 
     rows = [
-        (sort_key(seq, inv), inv)
-        for seq, inv in invoices
+        (sort_key(created, inv), inv)
+        for created, inv in invoices
         if (include_deleted or not inv.get("deleted")) and all(p(inv) for p in predicates)
     ]
     rows.sort(key=lambda row: row[0], reverse=descending)
     if "offset" in params:
         after = decode_offset(params["offset"])
-        if len(after) != (2 if sort_field else 1):
-            raise wrong_value("offset", "offset does not belong to this sort order.")
-        try:
-            rows = [r for r in rows if (r[0] < after if descending else r[0] > after)]
-        except TypeError:
-            raise wrong_value("offset", "offset does not belong to this sort order.") from None
+        if len(after) != 2:
+            raise wrong_value("offset", "offset does not belong to this list.")
+        rows = [r for r in rows if (r[0] < after if descending else r[0] > after)]
     page = rows[:limit]
     next_offset = encode_offset(page[-1][0]) if len(rows) > limit else None
     return [inv for _, inv in page], next_offset

@@ -72,7 +72,7 @@ def serve(host: str = "127.0.0.1", port: int = 8001, state: SandboxState | None 
     server = make_server(host, port, create_sandbox_app(state), threaded=True)
     print(f"Chargebee sandbox at http://{host}:{server.server_port}{API_PREFIX}")
     print(f"API key: {state.api_key}   (HTTP Basic, empty password)")
-    print(f"Control API: http://{host}:{server.server_port}/_sandbox/  (calls, faults, webhook, deliveries)")
+    print(f"Control API: http://{host}:{server.server_port}/_sandbox/  (calls, faults, settings, webhook, ...)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -93,11 +93,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--webhook-password", default="")
     parser.add_argument("--invalid-state-status", type=int, choices=(400, 409), default=409)
     parser.add_argument("--calls-per-minute", type=int, default=None)
+    parser.add_argument(
+        "--deleted-invoice-retrieve-status",
+        type=int,
+        choices=(404, 200),
+        default=404,
+        help="GET of a deleted invoice: 404, or 200 with deleted: true (Chargebee's answer is unconfirmed)",
+    )
+    parser.add_argument(
+        "--deleted-invoice-write-off-status",
+        type=int,
+        choices=(404, 400, 409),
+        default=404,
+        help="write_off of a deleted invoice: 404, or 400/409 invalid_state_for_request (unconfirmed)",
+    )
     args = parser.parse_args(argv)
     state = SandboxState(
         args.api_key,
         invalid_state_status=args.invalid_state_status,
         calls_per_minute=args.calls_per_minute,
+        deleted_invoice_retrieve_status=args.deleted_invoice_retrieve_status,
+        deleted_invoice_write_off_status=args.deleted_invoice_write_off_status,
     )
     if not args.no_seed:
         seed_demo(state)

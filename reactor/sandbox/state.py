@@ -1,4 +1,5 @@
-"""The sandbox's in-memory Chargebee site: invoices, events, calls, faults and idempotency records.
+"""The sandbox's in-memory Chargebee site: invoices, customers, subscriptions, events, calls, faults
+and idempotency records.
 
 One re-entrant lock (a Condition, so tests can wait for deliveries) guards everything; the HTTP layer
 holds it across "look up idempotency key -> write off -> store response" so two concurrent requests
@@ -19,14 +20,26 @@ from typing import Any
 
 import requests
 
+from . import customers as cus_logic
 from . import invoices as inv_logic
 from .errors import ApiError, not_found
 from .listing import select_invoices
 
 DEMO_API_KEY = "test_sandbox_reactor_demo_key"
 IDEMPOTENCY_WINDOW_S = 30 * 60
-FAULT_KINDS = ("write_off", "retrieve", "list", "events", "any")
+FAULT_KINDS = ("write_off", "retrieve", "list", "events", "customer", "subscription", "any")
 SKIPPED = "all-disabled"
+# What Chargebee answers for a deleted invoice is UNCONFIRMED (chargebee-api.md §12); these are the
+# plausible shapes, switchable per test. Defaults: 404 for both, because Chargebee's "Delete an
+# invoice" doc says a deleted invoice "can only be retrieved using the List invoices API by using
+# the parameter include_deleted=true", i.e. looking it up by id finds nothing.
+DELETED_RETRIEVE_STATUSES = (404, 200)  # 200: the invoice with deleted: true
+DELETED_WRITE_OFF_STATUSES = (404, 400, 409)  # 400/409: invalid_state_for_request
+_SETTING_CHOICES: dict[str, tuple[int, ...]] = {
+    "invalid_state_status": (400, 409),
+    "deleted_invoice_retrieve_status": DELETED_RETRIEVE_STATUSES,
+    "deleted_invoice_write_off_status": DELETED_WRITE_OFF_STATUSES,
+}
 
 
 class SandboxState:
@@ -40,10 +53,18 @@ class SandboxState:
         invalid_state_status: int = 409,
         calls_per_minute: int | None = None,
         idempotency_window_s: float = IDEMPOTENCY_WINDOW_S,
+        deleted_invoice_retrieve_status: int = 404,
+        deleted_invoice_write_off_status: int = 404,
     ) -> None:
         self.api_key = api_key
         self.site = site
-        self._defaults = {"invalid_state_status": invalid_state_status, "calls_per_minute": calls_per_minute}
+        self._defaults = {
+            "invalid_state_status": invalid_state_status,
+            "calls_per_minute": calls_per_minute,
+            "deleted_invoice_retrieve_status": deleted_invoice_retrieve_status,
+            "deleted_invoice_write_off_status": deleted_invoice_write_off_status,
+        }
+        self._check_settings(self._defaults)
         self.idempotency_window_s = idempotency_window_s
         self.lock = threading.Condition(threading.RLock())
         self._ids = itertools.count(1)
@@ -62,9 +83,14 @@ class SandboxState:
         with self.lock:
             self.invalid_state_status: int = self._defaults["invalid_state_status"]
             self.calls_per_minute: int | None = self._defaults["calls_per_minute"]
+            self.deleted_invoice_retrieve_status: int = self._defaults["deleted_invoice_retrieve_status"]
+            self.deleted_invoice_write_off_status: int = self._defaults["deleted_invoice_write_off_status"]
             if not keep_webhook_target:
                 self._webhook = None
+            # invoice id -> (creation position: a strictly increasing ms timestamp, invoice)
             self._invoices: dict[str, tuple[int, dict[str, Any]]] = {}
+            self._customers: dict[str, dict[str, Any]] = {}
+            self._subscriptions: dict[str, dict[str, Any]] = {}
             self._calls: list[dict[str, Any]] = []
             self._faults: list[dict[str, Any]] = []
             self._events: dict[str, dict[str, Any]] = {}
@@ -81,6 +107,37 @@ class SandboxState:
             self._release = threading.Event()
             self.lock.notify_all()
 
+    # -- settings --------------------------------------------------------------------------------
+
+    @classmethod
+    def _check_settings(cls, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            if name in _SETTING_CHOICES:
+                if value not in _SETTING_CHOICES[name] or isinstance(value, bool):
+                    raise ValueError(f"{name} must be one of {_SETTING_CHOICES[name]}, got {value!r}")
+            elif name == "calls_per_minute":
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                    raise ValueError(f"calls_per_minute must be a non-negative integer or null, got {value!r}")
+            else:
+                raise ValueError(f"unknown setting {name!r}")
+
+    def settings(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "invalid_state_status": self.invalid_state_status,
+                "calls_per_minute": self.calls_per_minute,
+                "deleted_invoice_retrieve_status": self.deleted_invoice_retrieve_status,
+                "deleted_invoice_write_off_status": self.deleted_invoice_write_off_status,
+            }
+
+    def configure(self, **values: Any) -> dict[str, Any]:
+        """Change settings (until the next reset); raises ValueError on an unknown name or value."""
+        self._check_settings(values)
+        with self.lock:
+            for name, value in values.items():
+                setattr(self, name, value)
+            return self.settings()
+
     def next_version(self) -> int:
         """A millisecond timestamp strictly greater than any handed out before (resource_version)."""
         with self.lock:
@@ -93,12 +150,11 @@ class SandboxState:
         """Store an invoice, filling realistic defaults; raises ValueError on a duplicate id."""
         with self.lock:
             seq = next(self._ids)
-            invoice = inv_logic.build_invoice(
-                fields, seq=seq, resource_version=self.next_version(), now=int(time.time())
-            )
+            version = self.next_version()
+            invoice = inv_logic.build_invoice(fields, seq=seq, resource_version=version, now=int(time.time()))
             if invoice["id"] in self._invoices:
                 raise ValueError(f"invoice {invoice['id']!r} already exists")
-            self._invoices[invoice["id"]] = (seq, invoice)
+            self._invoices[invoice["id"]] = (version, invoice)
             return copy.deepcopy(invoice)
 
     def add_invoices(self, invoices: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -112,9 +168,33 @@ class SandboxState:
             return copy.deepcopy(invoice)
 
     def get_invoice(self, invoice_id: str) -> dict[str, Any]:
-        """The invoice as the API would return it; raises ApiError 404 when unknown."""
+        """The stored invoice, deleted or not (the control view); raises ApiError 404 when unknown."""
         with self.lock:
             return copy.deepcopy(self._invoice(invoice_id))
+
+    def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """What `GET /invoices/{id}` answers: 404 when unknown, and for a deleted invoice whatever
+        `deleted_invoice_retrieve_status` says (404, or 200 with `deleted: true`)."""
+        with self.lock:
+            invoice = self._invoice(invoice_id)
+            if invoice.get("deleted") and self.deleted_invoice_retrieve_status == 404:
+                raise not_found("invoice", invoice_id)
+            return copy.deepcopy(invoice)
+
+    def delete_invoice(self, invoice_id: str, *, webhooks: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Delete an invoice as Chargebee does (an admin, or the end-of-dunning settings): it stays
+        stored with `deleted: true`, is hidden from list invoices unless include_deleted=true, and an
+        `invoice_deleted` event is recorded. Returns (invoice, events to post); raises ValueError if
+        it is already deleted."""
+        with self.lock:
+            invoice = self._invoice(invoice_id)
+            if invoice.get("deleted"):
+                raise ValueError(f"invoice {invoice_id!r} is already deleted")
+            now = int(time.time())
+            inv_logic.apply_update(invoice, {"deleted": True}, resource_version=self.next_version(), now=now)
+            event = self._record_event("invoice_deleted", {"invoice": copy.deepcopy(invoice)}, webhooks)
+            to_post = [copy.deepcopy(event)] if event["webhook_status"] == "scheduled" else []
+            return copy.deepcopy(invoice), to_post
 
     def invoices(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -131,6 +211,73 @@ class SandboxState:
         except KeyError:
             raise not_found("invoice", invoice_id) from None
 
+    # -- customers and subscriptions -----------------------------------------------------------------
+
+    def add_customer(self, **fields: Any) -> dict[str, Any]:
+        """Store a customer (custom fields such as cf_segment as given); ValueError on a duplicate id."""
+        with self.lock:
+            customer = cus_logic.build_customer(
+                fields, seq=next(self._ids), resource_version=self.next_version(), now=int(time.time())
+            )
+            if customer["id"] in self._customers:
+                raise ValueError(f"customer {customer['id']!r} already exists")
+            self._customers[customer["id"]] = customer
+            return copy.deepcopy(customer)
+
+    def add_customers(self, customers: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self.add_customer(**fields) for fields in customers]
+
+    def update_customer(self, customer_id: str, **fields: Any) -> dict[str, Any]:
+        with self.lock:
+            customer = self._get(self._customers, "customer", customer_id)
+            cus_logic.apply_update(customer, fields, resource_version=self.next_version(), now=int(time.time()))
+            return copy.deepcopy(customer)
+
+    def get_customer(self, customer_id: str) -> dict[str, Any]:
+        """The customer as `GET /customers/{id}` returns it; ApiError 404 when unknown."""
+        with self.lock:
+            return copy.deepcopy(self._get(self._customers, "customer", customer_id))
+
+    def customers(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(list(self._customers.values()))
+
+    def add_subscription(self, **fields: Any) -> dict[str, Any]:
+        """Store a subscription (customer_id required); ValueError on a duplicate id."""
+        with self.lock:
+            subscription = cus_logic.build_subscription(
+                fields, seq=next(self._ids), resource_version=self.next_version(), now=int(time.time())
+            )
+            if subscription["id"] in self._subscriptions:
+                raise ValueError(f"subscription {subscription['id']!r} already exists")
+            self._subscriptions[subscription["id"]] = subscription
+            return copy.deepcopy(subscription)
+
+    def add_subscriptions(self, subscriptions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self.add_subscription(**fields) for fields in subscriptions]
+
+    def update_subscription(self, subscription_id: str, **fields: Any) -> dict[str, Any]:
+        with self.lock:
+            subscription = self._get(self._subscriptions, "subscription", subscription_id)
+            cus_logic.apply_update(subscription, fields, resource_version=self.next_version(), now=int(time.time()))
+            return copy.deepcopy(subscription)
+
+    def get_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """The subscription as `GET /subscriptions/{id}` returns it; ApiError 404 when unknown."""
+        with self.lock:
+            return copy.deepcopy(self._get(self._subscriptions, "subscription", subscription_id))
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(list(self._subscriptions.values()))
+
+    @staticmethod
+    def _get(store: dict[str, dict[str, Any]], resource: str, resource_id: str) -> dict[str, Any]:
+        try:
+            return store[resource_id]
+        except KeyError:
+            raise not_found(resource, resource_id) from None
+
     # -- write-off ---------------------------------------------------------------------------------
 
     def write_off(
@@ -138,13 +285,22 @@ class SandboxState:
     ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
         """Apply a write-off and record its events; returns (invoice, credit_note, events to post).
 
-        Raises ApiError (404, 400 for a long comment, invalid_state_for_request) without changing
-        anything. Posting the returned events is the caller's job, outside the lock.
+        Raises ApiError (404, 400 for a long comment, invalid_state_for_request; for a deleted invoice
+        whatever `deleted_invoice_write_off_status` says) without changing anything. Posting the
+        returned events is the caller's job, outside the lock.
         """
         if comment is not None and len(comment) > 300:
             raise ApiError(400, "comment : cannot be more than 300 characters.", param="comment")
         with self.lock:
             invoice = self._invoice(invoice_id)
+            if invoice.get("deleted"):
+                if self.deleted_invoice_write_off_status == 404:
+                    raise not_found("invoice", invoice_id)
+                raise ApiError(
+                    self.deleted_invoice_write_off_status,
+                    f"Invoice {invoice_id} cannot be written off as the invoice is deleted.",
+                    "invalid_state_for_request",
+                )
             inv_logic.check_writable_off(invoice, self.invalid_state_status)
             credit_note = inv_logic.write_off(
                 invoice, cn_id=f"CN-{next(self._ids):05d}", resource_version=self.next_version()
