@@ -137,8 +137,18 @@ def rules_check(path: Path | None) -> None:
         count = len(exc.problems)
         click.echo(f"{path}: {count} problem{'s' if count != 1 else ''}; rules refused", err=True)
         sys.exit(1)
+    for warning in ruleset.warnings:  # the file is in force; these only point at likely mistakes
+        click.echo(f"{warning.file}:{warning.line}:{warning.col}: warning: {warning.message}", err=True)
     names = ", ".join(rule.name for rule in ruleset.rules)
     click.echo(f"{path}: OK, version {ruleset.version}, mode {ruleset.mode}, {len(ruleset.rules)} rules ({names})")
+    for rule in ruleset.rules:
+        if rule.while_collecting == "write_off":
+            click.echo(
+                f"rule {rule.name} writes off even while Chargebee is still collecting (while_collecting: write_off)"
+            )
+    if ruleset.warnings:
+        count = len(ruleset.warnings)
+        click.echo(f"{path}: {count} warning{'s' if count != 1 else ''}; the rules load, but check them")
 
 
 register_rules_commands(rules)  # explain, test: reactor/cli_rules.py

@@ -18,6 +18,7 @@ from .comments import template_problems
 from .conditions import ConditionCompiler
 from .event_types import KNOWN_EVENT_TYPES
 from .fields import did_you_mean
+from .lint import check_on, condition_warnings
 from .model import Limits, Rule, RuleProblem, RulesError, RuleSet
 from .money import MoneyThreshold
 from .operators import OperandError, _decimal
@@ -34,10 +35,13 @@ from .yamlnodes import (
 )
 
 TOP_KEYS = ("version", "mode", "limits", "rules")
-RULE_KEYS = ("name", "description", "on", "when", "action", "comment")
+RULE_KEYS = ("name", "description", "on", "when", "action", "comment", "while_collecting")
 LIMIT_KEYS = ("max_write_off", "max_per_day", "max_count_per_hour")
 MODES = ("live", "dry_run")
 ACTIONS = ("write_off", "skip")
+WHILE_COLLECTING = ("wait", "write_off")
+"""`while_collecting:` values. `wait` (the default): the engine leaves an invoice alone while
+Chargebee is still collecting it (reactor/rules/safety.py); `write_off`: the rule means it anyway."""
 SUPPORTED_VERSION = 1
 DEFAULT_MODE = "dry_run"
 """A file without `mode:` only records decisions: acting on money must be asked for explicitly."""
@@ -69,7 +73,7 @@ def parse_rules(text: str, filename: str = "rules.yaml") -> RuleSet:
 
 
 def _parse(text: str, filename: str, data: bytes) -> RuleSet:
-    problems = Problems(filename)
+    problems, warnings = Problems(filename), Problems(filename)
     tab_lines = check_tabs(text, problems)
     root = compose(text, problems, tab_lines)
     if root is None:
@@ -81,7 +85,8 @@ def _parse(text: str, filename: str, data: bytes) -> RuleSet:
     if not isinstance(root, MappingNode):
         problems.add(root, f"the file must be a mapping with version, mode, limits and rules, not {describe(root)}")
         problems.raise_if_any()
-    ruleset = _ruleset(root, problems, filename, hashlib.sha256(data).hexdigest()[:12])  # type: ignore[arg-type]
+    version = hashlib.sha256(data).hexdigest()[:12]
+    ruleset = _ruleset(root, problems, warnings, filename, version)  # type: ignore[arg-type]
     problems.raise_if_any()
     assert ruleset is not None
     return ruleset
@@ -103,7 +108,7 @@ def _entries(
     return entries
 
 
-def _ruleset(root: MappingNode, problems: Problems, filename: str, version: str) -> RuleSet | None:
+def _ruleset(root: MappingNode, problems: Problems, warnings: Problems, filename: str, version: str) -> RuleSet | None:
     top = _entries(root, problems, TOP_KEYS, "the top level")
     if "version" not in top:
         problems.add(root, f"missing `version`; add `version: {SUPPORTED_VERSION}` at the top of the file")
@@ -133,12 +138,13 @@ def _ruleset(root: MappingNode, problems: Problems, filename: str, version: str)
     else:
         compiler, first_seen = ConditionCompiler(problems), {}
         for index, item in enumerate(top["rules"][1].value, start=1):
-            rule = _rule(item, index, problems, compiler, first_seen)
+            rule = _rule(item, index, problems, warnings, compiler, first_seen)
             if rule is not None:
                 rules.append(rule)
     if problems:
         return None
-    return RuleSet(version=version, mode=mode, rules=tuple(rules), limits=limits, filename=filename)
+    found = tuple(dict.fromkeys(sorted(warnings.items, key=lambda p: (p.line, p.col))))
+    return RuleSet(version=version, mode=mode, rules=tuple(rules), limits=limits, filename=filename, warnings=found)
 
 
 def _plain(node: Node) -> object:
@@ -206,7 +212,12 @@ def _positive(node: Node, name: str = "max_write_off") -> object:
 
 
 def _rule(
-    node: Node, index: int, problems: Problems, compiler: ConditionCompiler, first_seen: dict[str, int]
+    node: Node,
+    index: int,
+    problems: Problems,
+    warnings: Problems,
+    compiler: ConditionCompiler,
+    first_seen: dict[str, int],
 ) -> Rule | None:
     if not isinstance(node, MappingNode):
         problems.add(node, f"rule #{index} must be a mapping starting with `- name:`, not {describe(node)}")
@@ -222,7 +233,10 @@ def _rule(
         problems.add(node, f"{label} has no `when`; give the conditions under which it applies")
     else:
         condition = compiler.compile(entries["when"][1])
+    if on is not None and action is not None:
+        check_on(entries["on"][1], action, label, problems, warnings)
     comment = _comment(entries, action, label, problems)
+    while_collecting = _while_collecting(entries, action, label, problems)
     description = None
     if "description" in entries:
         description = _plain(entries["description"][1])
@@ -230,8 +244,20 @@ def _rule(
             problems.add(entries["description"][1], f"the description of {label} must be text")
     if len(problems.items) > before or condition is None or name is None or action is None:
         return None
+    for line, col, sentence in condition_warnings(condition):
+        warnings.add((line, col), f"in {label}, {sentence}")
     line, col = position(node)
-    return Rule(name, action, condition, on, comment, description, line, col)  # type: ignore[arg-type]
+    return Rule(
+        name,
+        action,
+        condition,
+        on,
+        comment,
+        description,
+        line,
+        col,
+        while_collecting=while_collecting,
+    )
 
 
 def _rule_name(
@@ -311,3 +337,19 @@ def _comment(entries: dict[str, tuple[Node, Node]], action: str | None, label: s
     for sentence in template_problems(value):
         problems.add(node, sentence)
     return value
+
+
+def _while_collecting(entries: dict[str, tuple[Node, Node]], action: str | None, label: str, problems: Problems) -> str:
+    """`while_collecting: write_off` lets a write_off rule act while Chargebee still collects."""
+    if "while_collecting" not in entries:
+        return "wait"
+    node = entries["while_collecting"][1]
+    value = _plain(node)
+    if value not in WHILE_COLLECTING:
+        hint = did_you_mean(value, WHILE_COLLECTING) if isinstance(value, str) else ""
+        shown = f"'{value}'" if isinstance(value, str) else describe(node)
+        problems.add(node, f"while_collecting of {label} must be wait or write_off, not {shown}{hint}")
+        return "wait"
+    if action == "skip":
+        problems.add(node, f"{label} skips, and only write_off rules use while_collecting; remove it")
+    return value  # type: ignore[return-value]

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RuleProblem:
-    """One thing wrong with a rule file, at a 1-based line and column."""
+    """One thing wrong with a rule file, at a 1-based line and column.
+
+    The same record serves for warnings (RuleSet.warnings): a file with only warnings loads."""
 
     file: str
     line: int
@@ -66,6 +68,7 @@ class Rule:
     description: str | None = None
     line: int = 0
     col: int = 0
+    while_collecting: str = "wait"  # "wait" | "write_off": may it write off while Chargebee still collects?
 
     def applies_to(self, event_type: object) -> bool:
         """Whether the `on:` filter lets this event type through."""
@@ -81,6 +84,7 @@ class RuleSet:
     rules: tuple[Rule, ...]
     limits: Limits = field(default_factory=Limits)
     filename: str = "rules.yaml"
+    warnings: tuple[RuleProblem, ...] = ()  # not errors: the file is in force; `rules check` shows them
 
     def __post_init__(self) -> None:
         # (on, tests that must all hold, rule): a top-level `all` is unrolled into the loop of
