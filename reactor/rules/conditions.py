@@ -7,8 +7,10 @@ as written so `explain` can show ops every comparison. The hottest leaf closures
 `test.inline` tag (kind, field, operand) from which plan.py writes the same comparison out as an
 expression in its compiled matchers (`inline_expression`); the closure here stays the reference.
 
-Run-time safety: a missing field, a value of the wrong type or any surprise inside a comparison
-makes that condition false. It never raises: a rule that cannot be evaluated must not match.
+Run-time safety: a missing field or a value of the wrong type makes that condition false, and
+so do the errors a comparison can legitimately meet on odd data (EXPECTED_ERRORS). Anything else
+(RQ's job timeout, a bug, running out of recursion) propagates and stops the decision: turning it
+into "false" would let a protective skip rule be passed over and a later write_off rule match.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ MAX_DEPTH = 32
 MAX_CONDITIONS = 5000
 
 Test = Callable[[Context], bool]
+
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (TypeError, ValueError, ArithmeticError)
+"""What a comparison may raise on data of an unexpected shape (text against a number, a Decimal
+that is not finite, an int too large for a float); each makes the condition false."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -275,7 +281,7 @@ def _leaf_test(field: FieldRef, read: Callable[[Context], Any], compiled: ops.Co
             return False
         try:
             return bool(check(value))
-        except Exception:
+        except EXPECTED_ERRORS:
             return False
 
     return test
@@ -293,7 +299,7 @@ def _money_test(field: FieldRef, read: Callable[[Context], Any], check: Callable
             return False
         try:
             return bool(check(value, currency))
-        except Exception:
+        except EXPECTED_ERRORS:
             return False
 
     return money_test
@@ -375,7 +381,7 @@ def _resource_field_test(root: str, key: str, read: Callable[[Context], Any], ch
                 return False
         try:
             return check(value)
-        except Exception:
+        except EXPECTED_ERRORS:
             return False
 
     return test

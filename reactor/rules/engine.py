@@ -19,6 +19,7 @@ from .fields import MISSING, Context, check_now
 from .model import Decision, Rule, RuleSet
 from .money import to_major
 from .plan import rule_plan
+from .safety import collecting_reason
 
 WRITABLE_STATUSES = frozenset({"payment_due", "posted", "not_paid"})
 """Chargebee refuses write_off on any other invoice status (chargebee-api.md §4)."""
@@ -103,7 +104,7 @@ def conclude(ruleset: RuleSet, rule: Rule | None, ctx: Context) -> Decision:
     if rule.action == "skip":
         record["action"] = "skip"
         return _decision(record)
-    blocked = _guardrail(ruleset, record, invoice)
+    blocked = _guardrail(ruleset, record, invoice) or _safety(rule, invoice, ctx.now_ts)
     if blocked is not None:
         record["action"] = "skip"
         record["blocked_by"], why = blocked
@@ -119,6 +120,8 @@ def _guardrail(ruleset: RuleSet, record: dict[str, Any], invoice: Mapping[str, A
     amount, currency, major = record["amount_due"], record["currency"], record["amount_due_major"]
     if record["invoice_id"] is None:
         return "invoice", "the event carries no invoice id, so there is nothing to write off"
+    if invoice.get("deleted") is True:
+        return "invoice.deleted", "the invoice is deleted in Chargebee"
     if amount is None:
         return "amount_due", "invoice.amount_due is missing, so there is nothing to write off"
     if amount <= 0:
@@ -144,6 +147,20 @@ def _guardrail(ruleset: RuleSet, record: dict[str, Any], invoice: Mapping[str, A
     if major > cap:
         return "limits.max_write_off", f"{major} {currency} is over limits.max_write_off ({cap} {currency})"
     return None
+
+
+def _safety(rule: Rule, invoice: Mapping[str, Any], now_ts: float) -> tuple[str, str] | None:
+    """Chargebee still collecting (reactor/rules/safety.py): blocks unless the rule opted in."""
+    if rule.while_collecting == "write_off":
+        return None
+    why = collecting_reason(invoice, now_ts)
+    if why is None:
+        return None
+    return COLLECTING_BLOCK, f"{why}; add `while_collecting: write_off` to the rule to write off anyway"
+
+
+COLLECTING_BLOCK = "collecting"
+"""`Decision.blocked_by` when Chargebee is still collecting the invoice."""
 
 
 def _comment_values(rule: Rule, ctx: Context, record: dict[str, Any]) -> dict[str, str]:

@@ -1,0 +1,67 @@
+"""Built-in safety: invoices no rule may write off, whatever rules.yaml says.
+
+Pure functions of an invoice and a moment. `decide` applies them after a write_off rule matched
+(so `rules explain`, `rules test`, the sweep and the worker all see the same answer), and the
+worker applies them again to the invoice it fetched fresh from Chargebee right before the call.
+
+- gone: Chargebee deleted or voided the invoice (its own end-of-dunning settings can do either);
+- still collecting: dunning is in progress (a retry is scheduled, or due), or dunning is paused
+  until a promised payment date (`expected_payment_date`). Chargebee may still be paid, so a
+  write-off now would forgive money that was about to come in. A rule that really means to write
+  off while Chargebee collects says so with `while_collecting: write_off` in rules.yaml.
+
+A payment in flight (`linked_payments[].txn_status: in_progress`) is checked by the engine's
+guardrail and is never overridable: Chargebee refuses a write-off then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+GONE = "gone"
+COLLECTING = "collecting"
+
+DUNNING_DONE = frozenset({"exhausted", "stopped", "success"})
+"""Dunning statuses under which Chargebee makes no further attempt (chargebee-api.md §3). Any
+other value that is present, `in_progress` or one this code does not know, counts as collecting."""
+
+
+def gone_reason(invoice: Mapping[str, Any]) -> str | None:
+    """Why the invoice is not there to write off (deleted or voided), or None."""
+    if invoice.get("deleted") is True:
+        return "the invoice is deleted in Chargebee"
+    if invoice.get("status") == "voided":
+        return "the invoice is voided in Chargebee"
+    return None
+
+
+def collecting_reason(invoice: Mapping[str, Any], now_ts: float) -> str | None:
+    """Why Chargebee is still collecting this invoice, or None when it has stopped trying."""
+    retry = _timestamp(invoice.get("next_retry_at"))
+    dunning = invoice.get("dunning_status")
+    if dunning is not None and dunning not in DUNNING_DONE:
+        when = f", next retry {_iso(retry)}" if retry is not None and retry > now_ts else ""
+        return f"Chargebee is still collecting: dunning_status is {dunning!r}{when}"
+    if retry is not None and retry > now_ts:
+        return f"Chargebee is still collecting: a payment retry is scheduled for {_iso(retry)}"
+    promised = _timestamp(invoice.get("expected_payment_date"))
+    if promised is not None and promised > now_ts:
+        return f"dunning is paused until {_iso(promised)} (expected_payment_date: a promise to pay)"
+    return None
+
+
+def _timestamp(value: Any) -> float | None:
+    """A unix time as sent (int, or a float that is not NaN); None for anything else. Kept as is:
+    Python compares a huge int with a float exactly, where float(value) would overflow."""
+    if value.__class__ is int or (value.__class__ is float and value == value):
+        return value
+    return None
+
+
+def _iso(ts: float) -> str:
+    try:
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"{ts:.0f} (not a real time)"

@@ -1,0 +1,80 @@
+"""Built-in safety (reactor/rules/safety.py): what decide() never writes off, whatever the rules say."""
+
+from __future__ import annotations
+
+import pytest
+
+from reactor.rules import decide
+from reactor.rules.safety import collecting_reason, gone_reason
+
+from .test_rules_support import DAY, NOW, event, invoice, rules
+
+NOW_TS = int(NOW.timestamp())
+WRITE_OFF_ANY = "- name: crumbs\n  when:\n    - invoice.amount_due: {lte: 25}\n  action: write_off\n"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"dunning_status": "in_progress", "next_retry_at": NOW_TS + DAY}, "dunning_status is 'in_progress'"),
+        ({"dunning_status": "in_progress", "next_retry_at": NOW_TS - DAY}, "dunning_status is 'in_progress'"),
+        ({"dunning_status": "in_progress"}, "dunning_status is 'in_progress'"),
+        ({"dunning_status": "paused_by_a_feature_we_do_not_know"}, "still collecting"),
+        ({"dunning_status": None, "next_retry_at": NOW_TS + 60}, "a payment retry is scheduled"),
+        ({"dunning_status": "stopped", "expected_payment_date": NOW_TS + DAY}, "promise to pay"),
+    ],
+)
+def test_chargebee_still_collecting_is_recognised(fields: dict, expected: str) -> None:
+    assert expected in (collecting_reason(invoice(**fields), NOW_TS) or "")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"dunning_status": "exhausted"},
+        {"dunning_status": "exhausted", "next_retry_at": NOW_TS - DAY},
+        {"dunning_status": "stopped"},
+        {"dunning_status": ...},  # offline collection: never in dunning
+        {"dunning_status": ..., "expected_payment_date": NOW_TS - DAY},  # the promised day has passed
+        {"dunning_status": "exhausted", "next_retry_at": "tomorrow"},  # not a time: not a retry either
+    ],
+)
+def test_chargebee_done_collecting_is_not_blocked(fields: dict) -> None:
+    assert collecting_reason(invoice(**fields), NOW_TS) is None
+
+
+def test_a_timestamp_no_calendar_holds_does_not_crash_the_check() -> None:
+    reason = collecting_reason(invoice(dunning_status="in_progress", next_retry_at=10**30), NOW_TS)
+    assert reason is not None and "not a real time" in reason
+
+
+def test_deleted_and_voided_invoices_are_gone() -> None:
+    assert gone_reason(invoice(deleted=True)) == "the invoice is deleted in Chargebee"
+    assert gone_reason(invoice(status="voided")) == "the invoice is voided in Chargebee"
+    assert gone_reason(invoice(deleted=False)) is None
+
+
+def test_a_write_off_rule_does_not_write_off_while_dunning_is_in_progress() -> None:
+    decision = decide(
+        rules(WRITE_OFF_ANY), event(invoice(dunning_status="in_progress", next_retry_at=NOW_TS + DAY)), NOW
+    )
+    assert (decision.action, decision.rule, decision.blocked_by) == ("skip", "crumbs", "collecting")
+    assert "still collecting" in decision.reason and "while_collecting: write_off" in decision.reason
+
+
+def test_a_rule_that_opts_in_writes_off_while_chargebee_collects() -> None:
+    ruleset = rules(WRITE_OFF_ANY + "  while_collecting: write_off\n")
+    decision = decide(ruleset, event(invoice(dunning_status="in_progress", next_retry_at=NOW_TS + DAY)), NOW)
+    assert (decision.action, decision.rule) == ("write_off", "crumbs")
+
+
+def test_opting_in_never_overrides_a_payment_in_flight_or_a_deleted_invoice() -> None:
+    ruleset = rules(WRITE_OFF_ANY + "  while_collecting: write_off\n")
+    paying = invoice(linked_payments=[{"txn_id": "txn_1", "txn_status": "in_progress"}])
+    assert decide(ruleset, event(paying), NOW).blocked_by == "invoice.linked_payments"
+    assert decide(ruleset, event(invoice(deleted=True)), NOW).blocked_by == "invoice.deleted"
+
+
+def test_a_deleted_invoice_is_never_written_off() -> None:
+    decision = decide(rules(WRITE_OFF_ANY), event(invoice(deleted=True)), NOW)
+    assert (decision.action, decision.blocked_by) == ("skip", "invoice.deleted")
