@@ -5,7 +5,13 @@ them reported, each at file:line:col); `decide` is a fast pure function of (rule
 """
 
 from .engine import decide
-from .event_types import KNOWN_EVENT_TYPES
+from .event_types import (
+    CHARGEBEE_EVENT_TYPES,
+    INVOICE_EVENT_TYPES,
+    INVOICELESS_EVENT_TYPES,
+    KNOWN_EVENT_TYPES,
+    SWEEP_EVENT_TYPE,
+)
 from .explain import ConditionTrace, Explanation, RuleTrace, explain, format_explanation
 from .loader import load_rules, parse_rules
 from .model import Decision, Limits, Rule, RuleProblem, RulesError, RuleSet
@@ -13,7 +19,11 @@ from .money import to_major
 from .timing import earliest_match, earliest_recheck
 
 __all__ = [
+    "CHARGEBEE_EVENT_TYPES",
+    "INVOICELESS_EVENT_TYPES",
+    "INVOICE_EVENT_TYPES",
     "KNOWN_EVENT_TYPES",
+    "SWEEP_EVENT_TYPE",
     "ConditionTrace",
     "Decision",
     "Explanation",
