@@ -1,14 +1,24 @@
-"""A small Chargebee API v2 client: retrieve and list invoices, write one off, retrieve an event.
+"""A small Chargebee API v2 client: retrieve and list invoices, write one off, retrieve an event,
+a customer or a subscription.
 
 Callers branch on the exception class, never on message text:
 
     ChargebeeError
-    ├── RetryableError        429, 5xx, timeouts, connection errors: try again later
+    ├── RetryableError        429, 5xx, timeouts, connection errors, a 409 that is not
+    │   │                     invalid_state_for_request: try again later
     │   └── RateLimitedError  429 (api_request_limit_exceeded, lock_timeout, ...)
     ├── InvalidStateError     invalid_state_for_request (400 or 409): already settled elsewhere
     ├── AuthError             401/403: wrong key or site; retrying will not help
-    ├── NotFoundError         404
+    ├── NotFoundError         404 (a deleted invoice may answer this: see `is_deleted`)
     └── RequestError          any other 4xx: our request is wrong
+
+Error bodies are read defensively (chargebee-api.md §4, §12): `api_error_code` is the code; the
+legacy `error_code` is another vocabulary (duplicate_entry comes with param_not_unique) and is read
+only when `api_error_code` is absent; 401 and 429 bodies have no `type`; a proxy may answer with
+HTML. The HTTP status alone decides when the body says nothing usable.
+
+A deleted invoice is either a 404 or a 200 with `deleted: true` (which one is UNCONFIRMED): a caller
+treats both as "gone", the second one with `is_deleted(invoice)`.
 
 Chargebee's own SDK is not used: its 429 handling retries without limit and ignores Retry-After
 (see shared notes), and we need the raw response headers (idempotency replay) anyway.
@@ -113,6 +123,25 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, min(seconds, 24 * 3600.0))
 
 
+def _text(body: dict[str, Any], *names: str) -> str | None:
+    """The first of `names` present in `body` as a non-empty string (None when absent or another type)."""
+    for name in names:
+        value = body.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def error_code_of(body: dict[str, Any]) -> str | None:
+    """`api_error_code`, or the legacy `error_code` only when `api_error_code` is absent altogether.
+
+    The two differ in real bodies (`duplicate_entry` vs `param_not_unique`), so a present
+    `api_error_code` always wins, even one of an unexpected type (then: no code)."""
+    if "api_error_code" in body:
+        return _text(body, "api_error_code")
+    return _text(body, "error_code")
+
+
 def error_from_response(response: requests.Response) -> ChargebeeError:
     """Map an error response to the exception class callers branch on."""
     status = response.status_code
@@ -122,28 +151,37 @@ def error_from_response(response: requests.Response) -> ChargebeeError:
         body = None
     if not isinstance(body, dict):
         body = {}
-    code = body.get("api_error_code") or body.get("error_code")
-    code = code if isinstance(code, str) else None
-    message = body.get("message") if isinstance(body.get("message"), str) else None
-    message = message or f"Chargebee answered HTTP {status}"
+    code = error_code_of(body)
+    message = _text(body, "message", "error_msg") or f"Chargebee answered HTTP {status}"
     kwargs: dict[str, Any] = {
         "status": status,
         "api_error_code": code,
-        "error_type": body.get("type") if isinstance(body.get("type"), str) else None,
-        "param": body.get("param") if isinstance(body.get("param"), str) else None,
+        "error_type": _text(body, "type"),
+        "param": _text(body, "param", "error_param"),
         "retry_after": parse_retry_after(response.headers.get("Retry-After")),
     }
-    if code == "invalid_state_for_request":
-        return InvalidStateError(message, **kwargs)
     if status == 429:
         return RateLimitedError(message, **kwargs)
     if status >= 500:
         return RetryableError(message, **kwargs)
+    if code == "invalid_state_for_request":
+        return InvalidStateError(message, **kwargs)
     if status in (401, 403):
         return AuthError(message, **kwargs)
     if status == 404:
         return NotFoundError(message, **kwargs)
+    if status == 409:
+        # Chargebee documents only invalid_state_for_request for 409. Another 409 has been reported
+        # for an idempotent request still in flight (UNCONFIRMED): a later retry with the same key
+        # gets the stored answer, so retrying is right and concluding "settled" would not be.
+        return RetryableError(message, **kwargs)
     return RequestError(message, **kwargs)
+
+
+def is_deleted(resource: dict[str, Any] | None) -> bool:
+    """Whether a retrieved resource is a deleted one (`deleted: true`): Chargebee may answer a
+    retrieve of a deleted invoice with it (UNCONFIRMED; or with 404). Treat it as gone."""
+    return isinstance(resource, dict) and resource.get("deleted") is True
 
 
 class ChargebeeClient:
@@ -184,7 +222,13 @@ class ChargebeeClient:
             raise RetryableError(f"cannot reach Chargebee at {self.api_base}: {exc.__class__.__name__}") from exc
         if response.status_code >= 400:
             error = error_from_response(response)
-            if isinstance(error, RateLimitedError) and self.rate_limit is not None:
+            # lock_timeout is about one resource (concurrent requests on it), not the site budget:
+            # retry that call, do not pause every worker (chargebee-api.md §12).
+            if (
+                isinstance(error, RateLimitedError)
+                and error.api_error_code != "lock_timeout"
+                and self.rate_limit is not None
+            ):
                 self.rate_limit.pause(error.retry_after)
             raise error
         return response
@@ -199,25 +243,45 @@ class ChargebeeClient:
             raise RetryableError("Chargebee answered with an unexpected JSON shape")
         return body
 
+    def _retrieve(self, collection: str, resource: str, resource_id: str) -> dict[str, Any]:
+        body = self._json(self._request("GET", f"/{collection}/{_quote(resource_id)}"))
+        found = body.get(resource)
+        if not isinstance(found, dict):
+            raise RetryableError(f"Chargebee's {resource} response has no {resource!r} object")
+        return found
+
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
-        body = self._json(self._request("GET", f"/invoices/{_quote(invoice_id)}"))
-        invoice = body.get("invoice")
-        if not isinstance(invoice, dict):
-            raise RetryableError("Chargebee's invoice response has no 'invoice' object")
-        return invoice
+        """The invoice as Chargebee has it now. A deleted one is either NotFoundError or returned
+        with `deleted: true` (check `is_deleted`); which one Chargebee does is UNCONFIRMED."""
+        return self._retrieve("invoices", "invoice", invoice_id)
+
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        """`GET /customers/{id}`: the customer, custom fields (`cf_*`) at the top level."""
+        return self._retrieve("customers", "customer", customer_id)
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """`GET /subscriptions/{id}`: the subscription, custom fields (`cf_*`) at the top level."""
+        return self._retrieve("subscriptions", "subscription", subscription_id)
 
     def list_invoices(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+        """One page and the `next_offset` to send back verbatim (opaque; None on the last page).
+
+        An answer whose shape would make a sweep stop early or skip silently (no `list` array, a
+        `next_offset` that is not a string) raises RetryableError instead."""
         body = self._json(self._request("GET", "/invoices", params=params))
-        items = [entry["invoice"] for entry in body.get("list", []) if isinstance(entry.get("invoice"), dict)]
+        entries = body.get("list", [])
+        if not isinstance(entries, list):
+            raise RetryableError("Chargebee's list response has no 'list' array")
+        items = [
+            entry["invoice"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("invoice"), dict)
+        ]
         next_offset = body.get("next_offset")
-        return items, next_offset if isinstance(next_offset, str) and next_offset else None
+        if next_offset is not None and not isinstance(next_offset, str):
+            raise RetryableError("Chargebee's list response has a next_offset that is not a string")
+        return items, next_offset or None
 
     def retrieve_event(self, event_id: str) -> dict[str, Any]:
-        body = self._json(self._request("GET", f"/events/{_quote(event_id)}"))
-        event = body.get("event")
-        if not isinstance(event, dict):
-            raise RetryableError("Chargebee's event response has no 'event' object")
-        return event
+        return self._retrieve("events", "event", event_id)
 
     def write_off(self, invoice_id: str, comment: str | None, idempotency_key: str) -> WriteOffResult:
         """POST write_off without follow-up webhooks, idempotent under `idempotency_key`."""

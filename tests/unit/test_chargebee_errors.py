@@ -92,3 +92,36 @@ def test_retry_after_parsing(value, seconds):
 
 def test_retry_after_as_an_http_date_in_the_past_is_zero():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_api_error_code_wins_over_a_differing_legacy_error_code():
+    err = error_from_response(
+        response(400, {"api_error_code": "duplicate_entry", "error_code": "param_not_unique", "message": "m"})
+    )
+    assert type(err) is RequestError and err.api_error_code == "duplicate_entry"
+
+
+def test_a_present_but_unusable_api_error_code_does_not_fall_back_to_the_legacy_one():
+    err = error_from_response(response(400, {"api_error_code": None, "error_code": "invalid_state_for_request"}))
+    assert type(err) is RequestError and err.api_error_code is None
+
+
+def test_legacy_message_and_param_fields_are_used_when_the_current_ones_are_missing():
+    err = error_from_response(response(400, {"error_msg": "comment : too long", "error_param": "comment"}))
+    assert (err.message, err.param) == ("comment : too long", "comment")
+
+
+@pytest.mark.parametrize("status", [401, 429])
+def test_bodies_without_type_have_no_error_type(status):
+    err = error_from_response(response(status, {"api_error_code": "x", "message": "m"}))
+    assert err.error_type is None and err.api_error_code == "x"
+
+
+def test_invalid_state_code_on_a_5xx_is_still_retryable():
+    err = error_from_response(response(503, {"api_error_code": "invalid_state_for_request"}))
+    assert type(err) is RetryableError
+
+
+def test_409_without_invalid_state_code_is_retryable_not_settled():
+    err = error_from_response(response(409))
+    assert type(err) is RetryableError

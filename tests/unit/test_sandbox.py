@@ -400,3 +400,151 @@ def test_dunning_only_changes_leave_updated_at_alone_like_chargebee():
     after = state.update_invoice("inv_1", dunning_status="exhausted", next_retry_at=None)
     assert after["updated_at"] == before["updated_at"] == 1000
     assert state.update_invoice("inv_1", status="not_paid")["updated_at"] > 1000
+
+
+def test_invoices_get_no_invented_subscription_id():
+    """Real invoices always have customer_id; subscription_id is absent on non-recurring invoices."""
+    state = SandboxState()
+    one_off = state.add_invoice(id="inv_1")
+    assert one_off["customer_id"] and "subscription_id" not in one_off and one_off["recurring"] is False
+    assert all("subscription_id" not in item for item in one_off["line_items"])
+    recurring = state.add_invoice(id="inv_2", subscription_id="sub_9", customer_id="cus_9")
+    assert (recurring["subscription_id"], recurring["recurring"]) == ("sub_9", True)
+    assert recurring["line_items"][0]["subscription_id"] == "sub_9"
+    consolidated = state.add_invoice(id="inv_3", subscription_id=None, recurring=True)
+    assert consolidated["subscription_id"] is None and consolidated["recurring"] is True
+    _, credit_note, _ = state.write_off("inv_1")
+    assert "subscription_id" not in credit_note
+
+
+def test_error_bodies_carry_legacy_fields_that_differ_from_api_error_code(sb):
+    resp = requests.get(f"{sb.api_base}/invoices/inv_missing", auth=AUTH)
+    body = resp.json()
+    assert body["api_error_code"] == "resource_not_found" and body["type"] == "invalid_request"
+    assert body["error_code"] == "referenced_resource_not_found"
+    assert (body["error_msg"], body["http_status_code"]) == (body["message"], 404)
+    sb.state.add_invoice(id="inv_1")
+    long = write_off(sb, "inv_1", comment="x" * 301).json()
+    assert (long["param"], long["error_param"], long["error_code"]) == ("comment", "comment", "param_invalid_value")
+
+
+def test_deleting_an_invoice_keeps_it_with_deleted_true_and_records_invoice_deleted(sb, receiver):
+    url, received = receiver
+    sb.state.set_webhook_target(url)
+    before = sb.state.add_invoice(id="inv_1")
+    resp = requests.post(f"{sb.url}/_sandbox/invoices/inv_1/delete")
+    assert resp.status_code == 200 and resp.json()["invoice"]["deleted"] is True
+    assert resp.json()["invoice"]["resource_version"] > before["resource_version"]
+    deliveries = sb.state.wait_for_deliveries(1)
+    assert [d["event_type"] for d in deliveries] == ["invoice_deleted"]
+    assert received[0]["json"]["content"]["invoice"]["deleted"] is True
+    again = requests.post(f"{sb.url}/_sandbox/invoices/inv_1/delete")
+    assert again.status_code == 400
+    sb.state.add_invoice(id="inv_2")
+    requests.post(f"{sb.url}/_sandbox/invoices/inv_2/delete", json={"webhook": False}).raise_for_status()
+    assert sb.state.events("invoice_deleted")[-1]["webhook_status"] == "skipped"
+    assert requests.post(f"{sb.url}/_sandbox/invoices/nope/delete").status_code == 404
+
+
+def test_deleted_invoice_defaults_retrieve_and_write_off_404(sb):
+    """Chargebee's answers are UNCONFIRMED; the default is 404 for both (the delete doc says a deleted
+    invoice can only be retrieved through list invoices with include_deleted=true)."""
+    sb.state.add_invoice(id="inv_1")
+    sb.state.delete_invoice("inv_1")
+    got = requests.get(f"{sb.api_base}/invoices/inv_1", auth=AUTH)
+    assert got.status_code == 404 and got.json()["api_error_code"] == "resource_not_found"
+    refused = write_off(sb, "inv_1", {"chargebee-idempotency-key": "k"})
+    assert refused.status_code == 404 and refused.json()["api_error_code"] == "resource_not_found"
+    assert sb.state.get_invoice("inv_1")["deleted"] is True  # the control view still has it
+
+
+@pytest.mark.parametrize(
+    ("retrieve", "write", "write_code"),
+    [
+        (200, 400, "invalid_state_for_request"),
+        (200, 409, "invalid_state_for_request"),
+        (404, 409, "invalid_state_for_request"),
+        (200, 404, "resource_not_found"),
+    ],
+)
+def test_deleted_invoice_answers_are_settings(sb, retrieve, write, write_code):
+    settings = {"deleted_invoice_retrieve_status": retrieve, "deleted_invoice_write_off_status": write}
+    answer = requests.post(f"{sb.url}/_sandbox/settings", json=settings)
+    assert answer.status_code == 200 and answer.json()["deleted_invoice_write_off_status"] == write
+    sb.state.add_invoice(id="inv_1")
+    sb.state.delete_invoice("inv_1")
+    got = requests.get(f"{sb.api_base}/invoices/inv_1", auth=AUTH)
+    assert got.status_code == retrieve
+    if retrieve == 200:
+        assert got.json()["invoice"]["deleted"] is True
+    refused = write_off(sb, "inv_1")
+    assert (refused.status_code, refused.json()["api_error_code"]) == (write, write_code)
+    assert sb.state.get_invoice("inv_1")["status"] == "payment_due"
+    sb.state.reset()
+    assert sb.state.settings()["deleted_invoice_retrieve_status"] == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"deleted_invoice_retrieve_status": 410},
+        {"deleted_invoice_write_off_status": 200},
+        {"invalid_state_status": 422},
+        {"calls_per_minute": "many"},
+        {"no_such_setting": 1},
+        [],
+    ],
+)
+def test_bad_settings_are_400_and_change_nothing(sb, body):
+    before = requests.get(f"{sb.url}/_sandbox/settings").json()
+    assert requests.post(f"{sb.url}/_sandbox/settings", json=body).status_code == 400
+    assert requests.get(f"{sb.url}/_sandbox/settings").json() == before
+
+
+def test_customers_and_subscriptions_via_control_api_and_chargebee_api(sb):
+    added = requests.post(f"{sb.url}/_sandbox/customers", json={"id": "cus_1", "cf_segment": "smb"})
+    assert added.status_code == 201 and added.json()["customer"]["object"] == "customer"
+    many = requests.post(f"{sb.url}/_sandbox/customers", json=[{"id": "cus_2"}, {}]).json()["customers"]
+    assert many[0]["id"] == "cus_2" and many[1]["id"] != "cus_2"
+    assert requests.post(f"{sb.url}/_sandbox/customers", json={"id": "cus_1"}).status_code == 400
+    sub = requests.post(f"{sb.url}/_sandbox/subscriptions", json={"id": "sub_1", "customer_id": "cus_1"})
+    assert sub.status_code == 201 and sub.json()["subscription"]["status"] == "active"
+    assert requests.post(f"{sb.url}/_sandbox/subscriptions", json={"id": "sub_2"}).status_code == 400
+    assert (
+        requests.post(f"{sb.url}/_sandbox/subscriptions", json={"customer_id": "c", "status": "x"}).status_code == 400
+    )
+
+    patched = requests.patch(f"{sb.url}/_sandbox/customers/cus_1", json={"cf_segment": "enterprise"}).json()
+    assert patched["customer"]["resource_version"] > added.json()["customer"]["resource_version"]
+    requests.patch(f"{sb.url}/_sandbox/subscriptions/sub_1", json={"status": "cancelled"}).raise_for_status()
+    assert requests.patch(f"{sb.url}/_sandbox/customers/nope", json={}).status_code == 404
+
+    customer = requests.get(f"{sb.api_base}/customers/cus_1", auth=AUTH)
+    assert customer.status_code == 200 and customer.json() == {"customer": patched["customer"]}
+    subscription = requests.get(f"{sb.api_base}/subscriptions/sub_1", auth=AUTH).json()["subscription"]
+    assert (subscription["customer_id"], subscription["status"]) == ("cus_1", "cancelled")
+    for path in ("customers/nope", "subscriptions/nope"):
+        missing = requests.get(f"{sb.api_base}/{path}", auth=AUTH)
+        assert missing.status_code == 404 and missing.json()["api_error_code"] == "resource_not_found"
+    assert len(requests.get(f"{sb.url}/_sandbox/customers").json()["customers"]) == 3
+    assert len(requests.get(f"{sb.url}/_sandbox/subscriptions").json()["subscriptions"]) == 1
+    sb.state.reset()
+    assert sb.state.customers() == [] and sb.state.subscriptions() == []
+
+
+def test_customer_and_subscription_endpoints_pass_the_same_gate(sb):
+    sb.state.add_customer(id="cus_1")
+    sb.state.add_subscription(id="sub_1", customer_id="cus_1")
+    assert requests.get(f"{sb.api_base}/customers/cus_1").status_code == 401
+    assert "type" not in requests.get(f"{sb.api_base}/subscriptions/sub_1").json()
+    sb.state.add_fault("customer", 500, times=1)
+    sb.state.add_fault("subscription", 503, times=1, retry_after=2)
+    assert requests.get(f"{sb.api_base}/subscriptions/sub_1", auth=AUTH).headers["Retry-After"] == "2"
+    assert requests.get(f"{sb.api_base}/customers/cus_1", auth=AUTH).status_code == 500
+    assert requests.get(f"{sb.api_base}/invoices/x", auth=AUTH).json()["api_error_code"] == "resource_not_found"
+    assert requests.get(f"{sb.api_base}/customers/cus_1", auth=AUTH).status_code == 200
+    sb.state.calls_per_minute = 1
+    assert requests.get(f"{sb.api_base}/customers/cus_1", auth=AUTH).status_code == 200
+    limited = requests.get(f"{sb.api_base}/subscriptions/sub_1", auth=AUTH)
+    assert limited.status_code == 429 and "type" not in limited.json()
+    assert [c["path"] for c in sb.state.calls(path_contains="/customers/")][-1] == "/api/v2/customers/cus_1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 
@@ -156,3 +158,74 @@ def test_deleted_invoices_are_hidden_unless_asked_for(mixed):
     mixed.state.update_invoice("a", deleted=True)
     assert "a" not in ids(list_invoices(mixed))
     assert "a" in ids(list_invoices(mixed, include_deleted="true"))
+
+
+def test_next_offset_is_a_json_array_of_digit_strings_like_chargebees(sb):
+    sb.state.add_invoices([{} for _ in range(3)])
+    offset = list_invoices(sb, limit=2).json()["next_offset"]
+    decoded = json.loads(offset)
+    assert isinstance(decoded, list) and len(decoded) == 2 and all(isinstance(p, str) and p.isdigit() for p in decoded)
+    dated = list_invoices(sb, limit=2, **{"sort_by[desc]": "date"}).json()["next_offset"]
+    assert len(json.loads(dated)) == 2
+
+
+@pytest.mark.parametrize("offset", ['["x","1"]', '["1"]', "[]", "[1,2]", '{"a":1}'])
+def test_offsets_not_of_that_shape_are_400(sb, offset):
+    sb.state.add_invoice()
+    resp = list_invoices(sb, offset=offset)
+    assert resp.status_code == 400 and resp.json()["param"] == "offset"
+
+
+@pytest.mark.parametrize(
+    "param",
+    [
+        "due_date[before]",
+        "due_date[after]",
+        "currency_code[is]",
+        "status[starts_with]",
+        "status[is_present]",
+        "amount_due[after]",
+        "date[gt]",
+        "recurring[is_not]",
+        "sort_by[foo]",
+        "due_date",
+        "customer",
+        "status",
+    ],
+)
+def test_every_parameter_chargebee_lacks_is_refused_naming_it(mixed, param):
+    resp = list_invoices(mixed, **{param: "1"})
+    assert resp.status_code == 400, resp.text
+    body = resp.json()
+    assert (body["api_error_code"], body["param"], body["http_status_code"]) == ("param_wrong_value", param, 400)
+    assert body["type"] == "invalid_request" and body["error_code"] != body["api_error_code"]
+
+
+@pytest.mark.parametrize("param", ["include_deleted", "recurring[is]", "dunning_status[is_present]"])
+def test_boolean_parameters_take_only_true_or_false(mixed, param):
+    resp = list_invoices(mixed, **{param: "yes"})
+    assert resp.status_code == 400 and resp.json()["param"] == param
+
+
+def test_documented_filters_not_used_by_the_reactor_work_too(sb):
+    sb.state.add_invoices(
+        [
+            {"id": "r", "subscription_id": "sub_1", "amount_adjusted": 5, "channel": "app_store"},
+            {"id": "o", "price_type": "tax_inclusive"},
+        ]
+    )
+    assert ids(list_invoices(sb, **{"recurring[is]": "true"})) == ["r"]
+    assert ids(list_invoices(sb, **{"subscription_id[is_present]": "false"})) == ["o"]
+    assert ids(list_invoices(sb, **{"subscription_id[in]": '["sub_1"]'})) == ["r"]
+    assert ids(list_invoices(sb, **{"amount_adjusted[gt]": 0})) == ["r"]
+    assert ids(list_invoices(sb, **{"channel[is]": "app_store"})) == ["r"]
+    assert ids(list_invoices(sb, **{"price_type[is]": "tax_inclusive"})) == ["o"]
+    assert ids(list_invoices(sb, **{"id[starts_with]": "o"})) == ["o"]
+
+
+def test_deleted_invoices_listed_with_include_deleted_carry_deleted_true(sb):
+    sb.state.add_invoices([{"id": "a"}, {"id": "b"}])
+    requests.post(f"{sb.url}/_sandbox/invoices/a/delete").raise_for_status()
+    assert ids(list_invoices(sb)) == ["b"]
+    rows = list_invoices(sb, include_deleted="true").json()["list"]
+    assert [(r["invoice"]["id"], r["invoice"]["deleted"]) for r in rows] == [("a", True), ("b", False)]
