@@ -50,3 +50,66 @@ def test_a_missing_file_is_reported_not_a_traceback(tmp_path):
     result = CliRunner().invoke(main, ["rules", "check", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 1
     assert "nope.yaml:1:1" in result.output and "Traceback" not in result.output
+
+
+def test_warnings_are_printed_with_their_position_and_the_check_passes(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "version: 1\n"
+        "rules:\n"
+        "  - name: a\n"
+        "    on: [payment_failed]\n"
+        "    when:\n"
+        "      - days_overdue: {gte: 0}\n"
+        "    action: write_off\n"
+    )
+    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"{path}:6:24: warning: in rule 'a', `days_overdue: {{gte: 0}}` is always true for every invoice with a "
+        "due date: days_overdue is never negative (it is 0 until the due date); the condition does nothing"
+    ) in result.output.splitlines()
+    assert f"{path}: 1 warning; the rules load, but check them" in result.output
+    assert "OK, version" in result.output
+
+
+def test_rules_that_write_off_while_chargebee_collects_are_named(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "version: 1\n"
+        "rules:\n"
+        "  - name: eager\n"
+        "    when: {invoice.amount_due: {lte: 1}}\n"
+        "    action: write_off\n"
+        "    while_collecting: write_off\n"
+        "  - name: patient\n"
+        "    when: {invoice.amount_due: {lte: 2}}\n"
+        "    action: write_off\n"
+    )
+    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "rule eager writes off even while Chargebee is still collecting (while_collecting: write_off)" in lines
+    assert not any("patient writes off" in line for line in lines)
+    assert "warning" not in result.output
+
+
+def test_a_write_off_rule_on_an_invoiceless_event_fails_the_check(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "version: 1\n"
+        "rules:\n"
+        "  - name: a\n"
+        "    on: [credit_note_created]\n"
+        "    when: {invoice.amount_dew: {lte: 1}}\n"
+        "    action: write_off\n"
+    )
+    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert any(line.startswith(f"{path}:4:9: rule 'a' writes off on credit_note_created only") for line in lines)
+    assert (
+        f"{path}:5:12: unknown field 'invoice.amount_dew': invoices have no attribute 'amount_dew'; "
+        "did you mean 'amount_due'?"
+    ) in lines
+    assert "2 problems; rules refused" in result.output

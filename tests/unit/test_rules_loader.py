@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.rules import KNOWN_EVENT_TYPES, RuleProblem, RulesError, load_rules, parse_rules
+from reactor.rules import KNOWN_EVENT_TYPES, Rule, RuleProblem, RulesError, RuleSet, load_rules, parse_rules
 
 from .test_rules_support import problem_at, problems
 
@@ -399,3 +399,164 @@ def test_deeply_nested_conditions_are_refused() -> None:
 def test_recursive_yaml_alias_is_refused_not_looped_forever() -> None:
     text = HEAD + "  - name: r\n    when: &loop {not: *loop}\n    action: skip\n"
     assert problems(text)
+
+
+# --- events that carry no invoice ----------------------------------------------------------------
+
+INVOICE_EVENTS = "invoice_updated, payment_failed, payment_succeeded, dunning_updated or sweep"
+
+
+def rule_on(on: str, action: str = "write_off", extra: str = "") -> str:
+    """One rule `r` (line 4) with `on:` on line 5."""
+    return HEAD + f"  - name: r\n    on: {on}\n    when: {{invoice.status: x}}\n    action: {action}\n{extra}"
+
+
+def test_write_off_on_events_without_an_invoice_is_refused_at_on() -> None:
+    assert problem_at(rule_on("[credit_note_created, customer_changed]"), 5, 9) == (
+        "rule 'r' writes off on credit_note_created and customer_changed only, which carry no invoice, "
+        f"so the rule can never act; name events that carry one, such as {INVOICE_EVENTS}"
+    )
+
+
+def test_write_off_on_a_single_invoiceless_event_is_refused() -> None:
+    assert problem_at(rule_on("credit_note_created"), 5, 9) == (
+        "rule 'r' writes off on credit_note_created only, which carries no invoice, "
+        f"so the rule can never act; name events that carry one, such as {INVOICE_EVENTS}"
+    )
+
+
+def test_each_invoiceless_event_in_a_mixed_write_off_on_is_refused() -> None:
+    found = problems(rule_on("[payment_failed, transaction_updated, invoice_updated, card_expired]"))
+    assert found == [
+        (
+            5,
+            26,
+            "rule 'r' writes off, but transaction_updated carries no invoice, so the rule can never act on it; "
+            f"remove it from `on` (events that carry one: {INVOICE_EVENTS})",
+        ),
+        (
+            5,
+            64,
+            "rule 'r' writes off, but card_expired carries no invoice, so the rule can never act on it; "
+            f"remove it from `on` (events that carry one: {INVOICE_EVENTS})",
+        ),
+    ]
+
+
+def test_write_off_on_subscription_cancelled_loads_with_a_warning() -> None:
+    # Chargebee's event schema (chargebee-go, chargebee-node) gives subscription_cancelled an
+    # optional invoice, so the rule is not refused; captured payloads have none, hence the warning.
+    ruleset = parse_rules(rule_on("[subscription_cancelled]"))
+    ((warning),) = ruleset.warnings
+    assert (warning.line, warning.col) == (5, 10)
+    assert warning.message.startswith(
+        "rule 'r' writes off on subscription_cancelled: subscription_cancelled carries an invoice only when "
+        "the cancellation itself bills something"
+    )
+
+
+def test_sweep_and_invoice_events_are_fine_for_write_off() -> None:
+    ruleset = parse_rules(rule_on("[payment_failed, invoice_updated, sweep]"))
+    assert ruleset.warnings == () and ruleset.rules[0].on == {"payment_failed", "invoice_updated", "sweep"}
+
+
+# --- attribute names -----------------------------------------------------------------------------
+
+
+def test_a_misspelt_invoice_attribute_is_refused_with_a_did_you_mean() -> None:
+    assert problem_at(rule_file("invoice.amount_dew: {lte: 5}"), 6, 9) == (
+        "unknown field 'invoice.amount_dew': invoices have no attribute 'amount_dew'; did you mean 'amount_due'?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (
+            "customer.emial",
+            "unknown field 'customer.emial': customers have no attribute 'emial'; did you mean 'email'?",
+        ),
+        (
+            "subscription.cancel_reasn",
+            "unknown field 'subscription.cancel_reasn': subscriptions have no attribute 'cancel_reasn'; "
+            "did you mean 'cancel_reason'?",
+        ),
+        (
+            "transaction.stauts",
+            "unknown field 'transaction.stauts': transactions have no attribute 'stauts'; did you mean 'status'?",
+        ),
+        (
+            "credit_note.totl",
+            "unknown field 'credit_note.totl': credit notes have no attribute 'totl'; did you mean 'total'?",
+        ),
+        (
+            "event.event_typ",
+            "unknown field 'event.event_typ': events have no attribute 'event_typ'; did you mean 'event_type'?",
+        ),
+        ("invoice.zzz", "unknown field 'invoice.zzz': invoices have no attribute 'zzz'"),
+    ],
+)
+def test_unknown_attributes_of_each_checked_resource_are_refused(path: str, message: str) -> None:
+    assert problem_at(rule_file(f"{path}: x"), 6, 9) == message
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "customer.cf_segmnet",  # a custom field: any cf_ name is accepted (a typo cannot be caught)
+        "invoice.cf_region",
+        "subscription.plan_id",  # Product Catalog 1.0
+        "subscription.addons.0.id",
+        "invoice.billing_address.country",  # deeper keys: only billing_address is checked
+        "invoice.line_items.0.entity_id",
+        "invoice.linked_payments.0.txn_status",
+        "invoice.expected_payment_date",
+        "invoice.deleted",
+        "event.source",
+        "event.content.invoice.id",
+        "card.whatever_the_gateway_sends",  # resources without a table are not checked
+    ],
+)
+def test_real_attributes_custom_fields_and_unchecked_resources_are_accepted(path: str) -> None:
+    assert parse_rules(rule_file(f"{path}: x")).rules[0].condition.field.path == path
+
+
+# --- while_collecting ----------------------------------------------------------------------------
+
+
+def test_while_collecting_defaults_to_wait() -> None:
+    assert parse_rules(rule_on("payment_failed")).rules[0].while_collecting == "wait"
+
+
+@pytest.mark.parametrize("value", ["wait", "write_off"])
+def test_while_collecting_is_read_on_write_off_rules(value: str) -> None:
+    text = rule_on("payment_failed", extra=f"    while_collecting: {value}\n")
+    assert parse_rules(text).rules[0].while_collecting == value
+
+
+def test_a_bad_while_collecting_value_suggests_the_right_one() -> None:
+    text = rule_on("payment_failed", extra="    while_collecting: writeoff\n")
+    assert problem_at(text, 8, 23) == (
+        "while_collecting of rule 'r' must be wait or write_off, not 'writeoff'; did you mean 'write_off'?"
+    )
+
+
+def test_while_collecting_must_be_text() -> None:
+    text = rule_on("payment_failed", extra="    while_collecting: [write_off]\n")
+    assert problem_at(text, 8, 23) == "while_collecting of rule 'r' must be wait or write_off, not a list"
+
+
+def test_while_collecting_on_a_skip_rule_is_refused() -> None:
+    text = rule_on("payment_failed", action="skip", extra="    while_collecting: write_off\n")
+    assert problem_at(text, 8, 23) == "rule 'r' skips, and only write_off rules use while_collecting; remove it"
+
+
+def test_a_rule_built_positionally_still_waits() -> None:
+    rule = parse_rules(rule_on("payment_failed")).rules[0]
+    built = Rule(rule.name, rule.action, rule.condition, rule.on, None, None, 4, 5)
+    assert built.while_collecting == "wait"
+
+
+def test_a_ruleset_built_without_warnings_has_none() -> None:
+    ruleset = parse_rules(rule_on("payment_failed"))
+    assert RuleSet(version="v", mode="live", rules=ruleset.rules).warnings == ()
