@@ -3,6 +3,8 @@
 Ops edit this file by hand and a mistake can move money, so the loader is strict and talkative:
 a file with any problem is refused whole, and every problem is reported at once with its
 position and one plain sentence (with a did-you-mean for typos), so one round of fixes is enough.
+Warnings (a condition that is always or never true, a skip rule on events without an invoice:
+lint.py) do not refuse the file; they ride along on RuleSet.warnings for `reactor rules check`.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def test_the_shipped_rules_file_loads() -> None:
     ruleset = load_rules(Path(__file__).resolve().parents[2] / "rules.yaml")
     names = [rule.name for rule in ruleset.rules]
     assert names == ["protect-enterprise", "dunning-exhausted-small-balance", "long-overdue-tiny"]
-    assert ruleset.mode == "live"
+    assert ruleset.mode == "live" and ruleset.warnings == ()
 
 
 # --- how problems are reported -------------------------------------------------------------------
