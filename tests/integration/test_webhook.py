@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import requests
@@ -120,6 +122,88 @@ def test_malformed_bodies_get_400_naming_the_problem(web, redis_conn, settings, 
     assert response.json()["error"] == "bad_event"
     assert message in response.json()["message"]
     assert queued(redis_conn, settings) == 0
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "chargebee"
+
+
+def real(name: str) -> bytes:
+    """A real Chargebee webhook body, byte for byte (tests/fixtures/chargebee/)."""
+    return (FIXTURES / f"{name}.json").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "jobs"),
+    [("payment_failed", "queued", 1), ("invoice_updated", "queued", 1), ("subscription_cancelled", "ignored", 0)],
+)
+def test_the_real_chargebee_payloads_are_taken(web, redis_conn, settings, name, status, jobs):
+    body = real(name)
+    response = post_event(web.webhook_url, body)
+    assert response.status_code == 200 and response.json()["status"] == status
+    assert queued(redis_conn, settings) == jobs
+    if jobs:
+        assert redis_conn.get(f"reactor:event:{json.loads(body)['id']}") == body
+
+
+def forged(path: str, value) -> bytes:
+    """The real payment_failed event with one field set to `value` (path: dotted, [i] for lists)."""
+    event = json.loads(real("payment_failed"))
+    *parents, name = path.replace("[", ".[").split(".")
+    node = event
+    for part in parents:
+        node = node[int(part[1:-1])] if part.startswith("[") else node[part]
+    node[name] = value
+    return json.dumps(event).encode()
+
+
+def far_ahead_ms() -> int:
+    return int(time.time() * 1000) + 2 * 24 * 3600 * 1000  # two days ahead of receipt
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("id", "ev_1*", "'id'"),
+        ("id", "ev:1", "'id'"),
+        ("content.invoice.id", "..", "'content.invoice.id'"),
+        ("content.invoice.id", "6/../../customers", "'content.invoice.id'"),
+        ("content.invoice.id", "6?x=1", "'content.invoice.id'"),
+        ("content.invoice.id", "6 ", "'content.invoice.id'"),
+        ("content.invoice.customer_id", "cus\n1", "'content.invoice.customer_id'"),
+        ("content.invoice.subscription_id", "x" * 51, "'content.invoice.subscription_id'"),
+        ("content.customer.id", "\u202ecus", "'content.customer.id'"),
+        ("content.subscription.id", "..", "'content.subscription.id'"),
+        ("content.transaction.linked_invoices[0].invoice_id", "../6", "linked_invoices[0].invoice_id"),
+        ("occurred_at", -1, "'occurred_at'"),
+        ("content.invoice.due_date", 10**20, "'content.invoice.due_date'"),
+        ("content.invoice.due_date", True, "'content.invoice.due_date' is true"),
+        ("content.invoice.next_retry_at", 2**32, "'content.invoice.next_retry_at'"),
+        ("content.invoice.amount_due", 2**63, "'content.invoice.amount_due'"),
+        ("content.invoice.total", -(2**63) - 1, "'content.invoice.total'"),
+        ("content.invoice.resource_version", 0, "'content.invoice.resource_version'"),
+        ("content.invoice.resource_version", None, None),  # set below: two days ahead of receipt
+        ("content.customer.resource_version", 2**63 - 1, "'content.customer.resource_version'"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
+)
+def test_impossible_ids_and_numbers_get_400_naming_the_field_and_nothing_is_kept(
+    web, redis_conn, settings, path, value, field
+):
+    if value is None:
+        value, field = far_ahead_ms(), "ahead of the time of receipt"
+    keys_before = set(redis_conn.keys("*"))
+    response = post_event(web.webhook_url, forged(path, value))
+    assert response.status_code == 400
+    answer = response.json()
+    assert answer["error"] == "bad_event" and field in answer["message"] and "\n" not in answer["message"]
+    assert set(redis_conn.keys("*")) == keys_before, "nothing stored, marked seen, counted or enqueued"
+    assert queued(redis_conn, settings) == 0
+
+
+def test_a_resource_version_an_hour_ahead_is_taken(web, redis_conn, settings):
+    """Clocks differ a little: a version slightly ahead of ours is Chargebee's, not a forgery."""
+    body = forged("content.invoice.resource_version", int(time.time() * 1000) + 3_600_000)
+    assert post_event(web.webhook_url, body).json()["status"] == "queued"
 
 
 def test_a_two_mebibyte_body_gets_413(web, redis_conn, settings):

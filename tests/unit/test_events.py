@@ -32,6 +32,13 @@ def test_an_event_without_an_invoice_has_no_invoice_id():
     assert parse_event(body(content={"customer": {"id": "c"}})).invoice_id is None
 
 
+def test_the_time_of_receipt_can_be_given():
+    version = {"invoice": {"id": "i1", "resource_version": 1_000_000_000_000 + 86_400_000}}
+    assert parse_event(body(content=version), now=1_000_000_000).invoice_id == "i1"
+    with pytest.raises(EnvelopeError, match="ahead of the time of receipt"):
+        parse_event(body(content=version), now=1_000_000_000 - 1)
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
@@ -42,6 +49,11 @@ def test_an_event_without_an_invoice_has_no_invoice_id():
         (body(id=7), "missing field 'id'"),
         (body(id="x" * 41), "at most 40"),
         (body(id=" ev_1"), "not a Chargebee event id"),
+        (body(id="ev_1*"), "not a Chargebee event id"),
+        (body(content={"invoice": {"id": ".."}}), "'content.invoice.id' is not a Chargebee invoice id"),
+        (body(content={"invoice": {"id": "i1", "due_date": 10**20}}), "'content.invoice.due_date' is 1000"),
+        (body(content={"invoice": {"id": "i1", "amount_due": 2**63}}), "'content.invoice.amount_due'"),
+        (body(occurred_at=True), "'occurred_at' is true"),
         (body(event_type="Payment Failed"), "event_type"),
         (body(content=[]), "missing field 'content'"),
         (body(api_version="v1"), "API version v2"),

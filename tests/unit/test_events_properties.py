@@ -1,17 +1,33 @@
 """Properties of the envelope parser, which reads bytes from anyone on the internet: whatever the body,
 parse_event answers with an Event that is safe to store and act on, or an EnvelopeError that says
-why; nothing else escapes, and no body takes long."""
+why; nothing else escapes, and no body takes long. Whatever is accepted is safe where the reactor puts
+it: the event id in Redis keys and RQ job ids, the invoice id in Redis keys and Chargebee API paths,
+the times in the worker's date arithmetic."""
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from rq.job import JOB_ID_PATTERN, validate_job_id
 
-from reactor.events import MAX_EVENT_ID_LENGTH, EnvelopeError, Event, parse_event
+from reactor.events import (
+    EVENT_ID,
+    INVOICE_ID,
+    MAX_EVENT_ID_LENGTH,
+    MAX_UNIX_TIME,
+    RESOURCE_VERSION_MAX_AHEAD_MS,
+    EnvelopeError,
+    Event,
+    Keys,
+    evaluation_job_id,
+    parse_event,
+)
 
 BOUNDED = settings(max_examples=400, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
 
@@ -65,8 +81,25 @@ def answers_cleanly(body: bytes) -> Event | None:
         event.event_type.encode()
         (event.invoice_id or "").encode()
         json.dumps(event.content, ensure_ascii=False).encode()
+        assert_safe_to_act_on(event)
     assert time.monotonic() - started < 1.0
     return event
+
+
+def assert_safe_to_act_on(event: Event) -> None:
+    """Where the ids of an accepted event go next, they fit without escaping or hashing."""
+    job_id = evaluation_job_id(event.id)
+    assert job_id == f"evaluate-{event.id}", "an accepted event id needs no digest to be a job id"
+    validate_job_id(job_id)  # RQ's own check: raises on anything but letters, digits, '_' and '-'
+    assert JOB_ID_PATTERN.fullmatch(event.id)
+    for key in (Keys().seen(event.id), Keys().event(event.id), Keys("p").seen(event.id)):
+        # ASCII, one more segment after the prefix, and nothing a SCAN/KEYS pattern would read as a glob
+        assert key.isascii() and key.count(":") == 2 and not set(key) & set(" *?[]\\")
+    if event.invoice_id is not None:
+        segment = quote(event.invoice_id, safe="")
+        assert segment == event.invoice_id, "an accepted invoice id goes into a path unchanged by quoting"
+        assert segment.strip("."), "and is never a '.' or '..' segment"
+        assert Keys().lock(event.invoice_id).isascii() and not set(event.invoice_id) & set(" *?[]\\/")
 
 
 @BOUNDED
@@ -138,3 +171,83 @@ ENVELOPE = '{{"id":"ev_1","event_type":"payment_failed","content":{{"invoice":{{
 )
 def test_hostile_bodies_give_an_event_or_a_clear_error_quickly(body: bytes) -> None:
     answers_cleanly(body)
+
+
+# -- the limits, as properties ---------------------------------------------------------------------
+
+ID_TEXT = st.one_of(
+    st.text(max_size=60),
+    st.text(st.characters(codec="ascii"), max_size=60),
+    st.from_regex(r"\A[A-Za-z0-9_.:*/ %?#-]{0,55}\Z"),
+    st.from_regex(r"\Aev_[A-Za-z0-9]{1,40}\Z"),
+)
+
+
+def with_ids(event_id: str = "ev_1", invoice_id: str = "inv_1", **invoice: object) -> bytes:
+    content = {"invoice": {"id": invoice_id, **invoice}}
+    return json.dumps({"id": event_id, "event_type": "payment_failed", "content": content}).encode()
+
+
+@BOUNDED
+@given(ID_TEXT)
+@example("m_0I*")
+@example("ev_" + "x" * 37)
+@example("ev_" + "x" * 38)
+def test_an_event_id_is_accepted_exactly_when_rq_takes_it_as_is(event_id: str) -> None:
+    event = answers_cleanly(with_ids(event_id=event_id))
+    rq_takes_it = JOB_ID_PATTERN.fullmatch(event_id) is not None and len(event_id) <= MAX_EVENT_ID_LENGTH
+    assert (event is not None) == rq_takes_it
+    assert (event is not None) == (EVENT_ID.fullmatch(event_id) is not None)
+
+
+@BOUNDED
+@given(ID_TEXT)
+@example(".")
+@example("..")
+@example("...")
+@example("6/../x")
+def test_an_invoice_id_is_accepted_only_when_it_is_one_path_segment_as_is(invoice_id: str) -> None:
+    event = answers_cleanly(with_ids(invoice_id=invoice_id))
+    expected = INVOICE_ID.fullmatch(invoice_id) is not None and invoice_id.strip(".") != ""
+    assert (event is not None) == expected
+
+
+TIMES = st.one_of(
+    st.integers(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.integers(min_value=MAX_UNIX_TIME - 10, max_value=MAX_UNIX_TIME + 10),
+    st.booleans(),
+    st.floats(),
+)
+
+
+@BOUNDED
+@given(TIMES)
+@example(10**20)  # once an OverflowError in the worker, retried for ~45 minutes
+def test_an_accepted_due_date_survives_the_workers_date_arithmetic(due_date: object) -> None:
+    event = answers_cleanly(with_ids(due_date=due_date))
+    if event is not None:
+        due = event.content["invoice"]["due_date"]
+        assert type(due) is int and 0 <= due <= MAX_UNIX_TIME
+        # rules/timing.py: datetime.fromtimestamp(due + days * 86400) for rule thresholds in days
+        moment = datetime.fromtimestamp(due + 36_500 * 86_400, tz=timezone.utc) - timedelta(days=36_500)
+        assert moment.timestamp() == due
+
+
+OFFSETS_MS = st.one_of(st.integers(), st.integers(min_value=-5, max_value=2 * RESOURCE_VERSION_MAX_AHEAD_MS))
+
+
+@BOUNDED
+@given(st.integers(min_value=0, max_value=MAX_UNIX_TIME), OFFSETS_MS)
+@example(1_700_000_000, RESOURCE_VERSION_MAX_AHEAD_MS)
+@example(1_700_000_000, RESOURCE_VERSION_MAX_AHEAD_MS + 1)
+def test_an_accepted_resource_version_is_positive_and_at_most_a_day_ahead(now: int, offset: int) -> None:
+    version = now * 1000 + offset
+    try:
+        event = parse_event(with_ids(resource_version=version), now=now)
+    except EnvelopeError as exc:
+        assert "resource_version" in str(exc)
+        assert version <= 0 or offset > RESOURCE_VERSION_MAX_AHEAD_MS
+    else:
+        assert event.content["invoice"]["resource_version"] == version
+        assert version > 0 and offset <= RESOURCE_VERSION_MAX_AHEAD_MS
