@@ -49,8 +49,11 @@ def _load_ruleset(path: Path) -> Any:
         raise click.ClickException(f"{path}: refused; fix it first (`reactor rules check`)") from None
 
 
-def _invoice_event(invoice_id: str, event_type: str, settings: Settings) -> dict[str, Any]:
+def _invoice_facts(invoice_id: str, event_type: str, settings: Settings, ruleset: Any, now: datetime) -> Any:
+    """The invoice fresh from Chargebee as an event, completed as the worker completes it: the
+    customer or subscription fetched when a rule that could lead to a write-off reads it."""
     from .chargebee import ChargebeeClient, ChargebeeError
+    from .facts import complete_facts
 
     if not settings.api_base:
         raise click.ClickException(
@@ -61,13 +64,17 @@ def _invoice_event(invoice_id: str, event_type: str, settings: Settings) -> dict
         invoice = client.retrieve_invoice(invoice_id)
     except ChargebeeError as exc:
         raise click.ClickException(f"cannot fetch invoice {invoice_id}: {exc}") from None
-    return {
+    event = {
         "id": f"explain-{invoice_id}",
         "event_type": event_type,
         "api_version": "v2",
         "source": "reactor_explain",
         "content": {"invoice": invoice},
     }
+    try:
+        return complete_facts(client, ruleset, event, now)
+    except ChargebeeError as exc:
+        raise click.ClickException(f"cannot fetch what the rules read about invoice {invoice_id}: {exc}") from None
 
 
 @click.command("explain")
@@ -113,15 +120,23 @@ def explain_command(
             raise click.ClickException(f"{event_file} must hold one JSON object, a Chargebee event")
     else:
         assert invoice_id is not None
-        event = _invoice_event(invoice_id, event_type, settings)
+        facts = _invoice_facts(invoice_id, event_type, settings, ruleset, now)
+        event = facts.event
         console.print(
-            f"invoice {invoice_id} fetched from {settings.api_base}, explained as a {event_type} event; "
-            "only the invoice was fetched, so customer.* and subscription.* fields read as missing",
+            f"invoice {invoice_id} fetched from {settings.api_base}, explained as a {event_type} event"
+            + (f"; {facts.note()}" if facts.note() else ""),
             style="dim",
             markup=False,
         )
     console.print(f"rules: {ruleset.filename}", style="dim", markup=False)
-    console.print(format_explanation(explain(ruleset, event, now)))
+    explanation = explain(ruleset, event, now)
+    console.print(format_explanation(explanation))
+    if invoice_id is not None and explanation.decision.action == "write_off":
+        from .rules.facts import unresolved
+
+        why = unresolved(ruleset, event, now, explanation.decision.rule or "", facts.unknown)
+        if why is not None:
+            console.print(f"the worker would not write it off (facts_missing): {why}", style="bold red", markup=False)
 
 
 @click.command("test")

@@ -25,7 +25,8 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -34,15 +35,20 @@ import redis
 from redis.lock import Lock
 from rq import Queue, get_current_job
 from rq.job import Job
+from rq.timeouts import JobTimeoutException
 
 from . import held, rechecks
 from .audit import AuditLog, AuditRecord
-from .chargebee import ChargebeeClient, ChargebeeError, InvalidStateError, RetryableError
+from .chargebee import ChargebeeClient, ChargebeeError, InvalidStateError, NotFoundError, RetryableError
 from .config import Settings
 from .events import EventStore, Keys
+from .facts import complete_facts
 from .ratelimit import ChargebeeRateLimit, Throttled
 from .rules import Decision, RuleSet, decide
+from .rules.engine import COLLECTING_BLOCK
+from .rules.facts import missing_roots, needed_roots, unresolved
 from .rules.live import LiveRules
+from .rules.safety import gone_reason
 
 log = logging.getLogger(__name__)
 
@@ -137,19 +143,70 @@ def current_context() -> Context:
 
 def evaluate(event_id: str) -> dict[str, Any]:
     """RQ job: decide on a stored event and act on the decision."""
-    return run_evaluation(current_context(), event_id, get_current_job())
+    ctx, job = current_context(), get_current_job()
+    with failures_recorded(ctx, job):
+        return run_evaluation(ctx, event_id, job)
 
 
 def release_held(event: dict[str, Any], actor: str) -> dict[str, Any]:
     """RQ job: a person released a held write-off (reactor/held.py); decide again, skip the budget."""
-    return held.run_release(current_context(), event, actor, get_current_job())
+    ctx, job = current_context(), get_current_job()
+    with failures_recorded(ctx, job):
+        return held.run_release(ctx, event, actor, job)
 
 
 def recheck(invoice_id: str) -> dict[str, Any]:
     """RQ job, scheduled: decide again when a time-based rule can first match (reactor/rechecks.py)."""
     from .rechecks import run_recheck
 
-    return run_recheck(current_context(), invoice_id, get_current_job())
+    ctx, job = current_context(), get_current_job()
+    with failures_recorded(ctx, job):
+        return run_recheck(ctx, invoice_id, job)
+
+
+@contextmanager
+def failures_recorded(ctx: Context, job: Job | None) -> Iterator[None]:
+    """Every attempt that ends without an outcome leaves an audit record, then raises for RQ to retry.
+
+    Chargebee's errors are recorded where they happen (retrying, failed) and a wait for the rate
+    limit is not a failure; anything else (RQ's job timeout, a rule that raised, a bug) stopped the
+    decision before anything was written off, and is recorded here as `timed_out` or as
+    `retrying`/`failed`."""
+    try:
+        yield
+    except (ChargebeeError, Throttled):
+        raise
+    except JobTimeoutException:
+        timeout = getattr(job, "timeout", None)
+        record_interrupted(ctx, job, "timed_out", f"the job ran past its timeout ({timeout} s) and was stopped")
+        raise
+    except Exception as exc:
+        outcome = "retrying" if _will_retry(job) else "failed"
+        record_interrupted(ctx, job, outcome, f"the decision stopped on an error: {type(exc).__name__}: {exc}")
+        raise
+
+
+def record_interrupted(ctx: Context, job: Job | None, outcome: str, reason: str) -> None:
+    """Record an attempt that ended early (an error, a timeout, a killed work horse), naming its
+    event and invoice as far as the job's arguments tell them. Never raises: the caller is already
+    handling a failure, and Redis may be the reason for it."""
+    event: dict[str, Any] | None = None
+    invoice_id: str | None = None
+    event_id: str | None = None
+    try:
+        args = tuple(job.args) if job is not None else ()
+        name = job.func_name if job is not None else ""
+        if name == "reactor.jobs.evaluate" and args and isinstance(args[0], str):
+            event_id = args[0]
+            event = ctx.events.load(event_id)
+        elif name == "reactor.jobs.release_held" and args and isinstance(args[0], dict):
+            event = args[0]
+        elif name == "reactor.jobs.recheck" and args and isinstance(args[0], str):
+            invoice_id = args[0]
+        will_retry = "; RQ will run it again" if _will_retry(job) else "; no retries left: it is in the dead letters"
+        _record(ctx, job, event, None, outcome, invoice_id=invoice_id, event_id=event_id, reason=reason + will_retry)
+    except Exception:
+        log.exception("could not record the %s attempt of job %s", outcome, getattr(job, "id", None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,26 +306,45 @@ def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[
         _record(ctx, job, event, None, "stale", reason="an event with a newer resource_version was already seen")
         return {"outcome": "stale"}
     decision = decide(ruleset, event, now)
-    if decision.action != "write_off":
-        outcome = "no_match" if decision.action == "none" else "skipped"
+    # The event lacks a resource (customer, subscription) that rules read, and with it a write_off
+    # rule could decide: fetch the invoice and that resource, and decide on them (reactor/facts.py).
+    for_facts = (
+        decision.action != "write_off"
+        and decision.blocked_by is None  # a built-in check or guardrail blocked: facts cannot help
+        and not ruleset.dry_run
+        and bool(_facts_worth_fetching(ruleset, event, now))
+    )
+    if decision.action != "write_off" and not for_facts:
+        outcome = (
+            "no_match" if decision.action == "none" else BLOCKED_OUTCOMES.get(decision.blocked_by or "", "skipped")
+        )
         _record(ctx, job, event, decision, outcome)
         rechecks.after_decision(ctx, job, event, ruleset, now)  # time-based rules: re-check later, or cancel
         return {"outcome": outcome, "rule": decision.rule}
     if decision.dry_run:
         _record(ctx, job, event, decision, "dry_run")
         return {"outcome": "dry_run", "rule": decision.rule}
-    result = write_off_invoice(ctx, job, event, ruleset, now)
+    result = write_off_invoice(ctx, job, event, ruleset, now, for_facts=for_facts)
     rechecks.after_write_off(ctx, job, event, result.get("outcome"))
     return result
 
 
 def write_off_invoice(
-    ctx: Context, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime, *, check_budget: bool = True
+    ctx: Context,
+    job: Job | None,
+    event: dict[str, Any],
+    ruleset: RuleSet,
+    now: datetime,
+    *,
+    check_budget: bool = True,
+    for_facts: bool = False,
 ) -> dict[str, Any]:
-    """Fetch fresh, decide again, and write off under the invoice lock. Raises to retry.
+    """Fetch fresh, complete the facts rules read, decide again, and write off under the invoice
+    lock. Raises to retry.
 
     Right before the call the write-off takes its share of the budgets (reactor/held.py); one that
-    would pass a budget is held instead. `check_budget=False` (a person released it) still counts it."""
+    would pass a budget is held instead. `check_budget=False` (a person released it) still counts it.
+    `for_facts`: the event alone decided no write-off, but lacks facts that could change that."""
     invoice_id = event["content"]["invoice"]["id"]
     lock = _acquire_invoice_lock(ctx, invoice_id)
     try:
@@ -279,26 +355,32 @@ def write_off_invoice(
         attempt = _load_attempt(ctx, invoice_id)
         try:
             _renew(lock, ctx, invoice_id)
-            fresh_invoice = ctx.chargebee.retrieve_invoice(invoice_id)
+            try:
+                fresh_invoice = ctx.chargebee.retrieve_invoice(invoice_id)
+            except NotFoundError as exc:
+                return _gone(ctx, job, event, invoice_id, f"Chargebee has no invoice {invoice_id}: {exc}")
             fresh_event = copy.deepcopy(event)
             fresh_event["content"]["invoice"] = fresh_invoice
             if attempt is not None and (fresh_invoice.get("write_off_amount") or 0) > 0:
                 return _confirm_interrupted(ctx, job, fresh_event, attempt, now)
+            why_gone = gone_reason(fresh_invoice)
+            if why_gone is not None:
+                return _gone(ctx, job, fresh_event, invoice_id, why_gone)
+            _renew(lock, ctx, invoice_id)
+            facts = complete_facts(ctx.chargebee, ruleset, fresh_event, now)
+            fresh_event = facts.event
             decision = decide(ruleset, fresh_event, now)
             if decision.action != "write_off" or decision.dry_run:
                 ctx.redis.delete(_attempt_key(ctx, invoice_id))
-                _record(ctx, job, fresh_event, decision, "changed", reason=f"fresh invoice: {decision.reason}")
-                return {"outcome": "changed", "rule": decision.rule}
-            if any(p.get("txn_status") == "in_progress" for p in fresh_invoice.get("linked_payments") or []):
-                _record(
-                    ctx,
-                    job,
-                    fresh_event,
-                    decision,
-                    "payment_in_progress",
-                    reason="a payment on this invoice is in progress; Chargebee refuses write-offs then",
-                )
-                return {"outcome": "payment_in_progress"}
+                outcome = _fresh_outcome(decision, fetched=bool(facts.fetched), for_facts=for_facts)
+                reason = decision.reason if outcome != "changed" else f"fresh invoice: {decision.reason}"
+                _record(ctx, job, fresh_event, decision, outcome, reason=reason, detail=facts.note())
+                return {"outcome": outcome, "rule": decision.rule}
+            why_unknown = unresolved(ruleset, fresh_event, now, decision.rule or "", facts.unknown)
+            if why_unknown is not None:
+                ctx.redis.delete(_attempt_key(ctx, invoice_id))
+                _record(ctx, job, fresh_event, decision, "facts_missing", reason=why_unknown, detail=facts.note())
+                return {"outcome": "facts_missing", "rule": decision.rule}
             key = idempotency_key(ctx.settings.chargebee_site or ctx.settings.api_base or "", invoice_id, decision.rule)
             comment = decision.comment
             if attempt is not None and attempt.get("key") == key:
@@ -326,6 +408,8 @@ def write_off_invoice(
             ctx.redis.delete(_attempt_key(ctx, invoice_id))
             _record(ctx, job, event, None, "settled_elsewhere", invoice_id=invoice_id, reason=str(exc))
             return {"outcome": "settled_elsewhere"}
+        except NotFoundError as exc:  # write_off answered 404: deleted since the fetch
+            return _gone(ctx, job, event, invoice_id, f"Chargebee has no invoice {invoice_id} to write off: {exc}")
         except Throttled as exc:
             _defer(job, exc.retry_after)
             log.info("invoice %s: %s; deferred", invoice_id, exc, extra={"invoice_id": invoice_id})
@@ -372,6 +456,49 @@ def write_off_invoice(
             lock.release()
         except redis.exceptions.LockError:
             log.warning("lock on invoice %s expired before release", invoice_id)
+
+
+BLOCKED_OUTCOMES = {
+    COLLECTING_BLOCK: "collecting",
+    "invoice.deleted": "gone",
+    "invoice.linked_payments": "payment_in_progress",
+}
+"""The outcome recorded when the fresh invoice is blocked by a built-in check (its blocked_by)."""
+
+
+def _event_outcome(decision: Decision) -> str:
+    """What an event's decision without a write-off is recorded as."""
+    if decision.action == "none":
+        return "no_match"
+    return BLOCKED_OUTCOMES.get(decision.blocked_by or "", "skipped")
+
+
+def _fresh_outcome(decision: Decision, *, fetched: bool, for_facts: bool) -> str:
+    """What a fresh decision without a write-off is recorded as: a built-in check's own outcome; a
+    skip rule or no rule deciding on facts fetched for them; else `changed` (the invoice moved on
+    since the event chose write_off)."""
+    outcome = BLOCKED_OUTCOMES.get(decision.blocked_by or "")
+    if outcome is not None:
+        return outcome
+    if for_facts and decision.action == "none":
+        return "no_match"
+    if (fetched or for_facts) and decision.action == "skip" and decision.blocked_by is None:
+        return "skipped"
+    return "changed"
+
+
+def _facts_worth_fetching(ruleset: RuleSet, event: dict[str, Any], now: datetime) -> frozenset[str]:
+    """Resources the event lacks whose values could lead a write_off rule to decide."""
+    missing = missing_roots(ruleset, event)
+    return needed_roots(ruleset, event, now, missing) if missing else frozenset()
+
+
+def _gone(ctx: Context, job: Job | None, event: dict[str, Any], invoice_id: str, reason: str) -> dict[str, Any]:
+    """The invoice was deleted or voided in Chargebee (its dunning settings may do either): nothing to
+    write off, and not a failure. A pending attempt mark is moot."""
+    ctx.redis.delete(_attempt_key(ctx, invoice_id))
+    _record(ctx, job, event, None, "gone", invoice_id=invoice_id, reason=reason)
+    return {"outcome": "gone"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from .chargebee import NotFoundError
 from .rules import Decision, RuleSet, decide, earliest_recheck
 
 if TYPE_CHECKING:
@@ -214,6 +215,12 @@ def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[s
     except Throttled as exc:
         _defer(job, exc.retry_after)
         raise
+    except NotFoundError as exc:  # deleted: nothing to write off, and not a failure
+        cancel(ctx, job, event, invoice_id, f"Chargebee has no invoice {invoice_id} (404)")
+        _record(
+            ctx, job, event, None, "gone", invoice_id=invoice_id, reason=f"Chargebee has no invoice {invoice_id}: {exc}"
+        )
+        return {"outcome": "gone"}
     fresh_event = copy.deepcopy(event)
     fresh_event.setdefault("content", {})["invoice"] = fresh_invoice
     if is_settled(fresh_invoice):

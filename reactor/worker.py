@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from typing import Any
 
@@ -58,6 +59,13 @@ class ReactorWorker(Worker):
             log.error("no valid rules; jobs will fail until rules.yaml is fixed: %s", exc)
         super().execute_job(job, queue)
 
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        """The work horse died mid-job (SIGKILL, OOM, killed by RQ past its timeout): the attempt
+        ends without an outcome of its own, so record one. RQ then retries or dead-letters it."""
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        how = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"status {ret_val}"
+        jobs.record_interrupted(jobs.current_context(), job, "killed", f"the work horse running the job died ({how})")
+
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """A running job's execution expires this long after the worker's last heartbeat; then
         maintenance treats the job as abandoned. RQ's fixed 60 s of grace becomes a setting."""
@@ -73,6 +81,12 @@ def retry_abandoned_at_once(job: Job, exc_type: type, exc_value: BaseException, 
     """Exception handler: RQ calls it from StartedJobRegistry.cleanup right before it retries an
     abandoned job. Making this retry's interval 0 enqueues the job instead of scheduling it; the
     retry still counts against the job's retries, as RQ intends."""
+    if exc_type is AbandonedJobError:
+        reason = "the worker running the job stopped (killed, or its machine lost) and left it unfinished"
+        try:
+            jobs.record_interrupted(jobs.current_context(), job, "killed", reason)
+        except Exception:  # no context in this process: RQ's own handling goes on
+            log.exception("could not record the abandoned job %s", job.id)
     if exc_type is AbandonedJobError and job.retries_left and job.retry_intervals:
         intervals = list(job.retry_intervals)
         index = max(len(intervals) - job.retries_left, 0)

@@ -3,6 +3,8 @@ within a bounded time, and the invoice is written off, and recorded, exactly onc
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -10,7 +12,7 @@ from rq.job import Job, JobStatus
 
 from reactor.audit import AuditLog
 from reactor.events import evaluation_job_id
-from tests.conftest import WebServer, wait_for
+from tests.conftest import WebServer, descendants, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
 pytestmark = pytest.mark.integration
@@ -81,6 +83,8 @@ def test_worker_killed_while_chargebee_completes_its_write_off_is_recovered_with
     assert (records[0].rule, records[0].event_id) == ("dunning-exhausted-small-balance", event_id)
     assert "recovered=true" in (records[0].detail or "")
     assert records[0].rules_version, "a recovered write-off still names the rules in force"
+    killed = [r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "killed"]
+    assert [r.event_id for r in killed] == [event_id], "the killed attempt leaves an audit record of its own"
     job = Job.fetch(evaluation_job_id(event_id), connection=redis_conn)
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, what="the recovered job to finish")
     assert recovered_in < bound, f"recovery took {recovered_in:.1f}s"
@@ -124,8 +128,38 @@ def test_a_second_job_for_a_locked_invoice_waits_for_the_dead_holders_lock_then_
     assert post_event(web.webhook_url, make_event(invoice, event_type="invoice_updated")).status_code == 200
 
     start_worker(crash_settings)
-    wait_for(lambda: len(outcomes(redis_conn, invoice["id"])) >= 2, timeout=bound + 15, what="both jobs")
+    wait_for(
+        lambda: {"written_off", "already_written_off"} <= set(outcomes(redis_conn, invoice["id"])),
+        timeout=bound + 15,
+        what="both jobs",
+    )
     time.sleep(1.0)
     assert len(sandbox.state.write_off_calls()) == 1
     assert outcomes(redis_conn, invoice["id"]).count("written_off") == 1
-    assert sorted(outcomes(redis_conn, invoice["id"])) == ["already_written_off", "written_off"]
+    # the killed attempt has its own record, then its retry and the second job each have theirs
+    assert sorted(outcomes(redis_conn, invoice["id"])) == ["already_written_off", "killed", "written_off"]
+
+
+def test_a_work_horse_killed_mid_job_leaves_an_audit_record_and_the_job_runs_again(
+    sandbox, web, redis_conn, start_worker, short_settings
+):
+    """Only the work horse dies (OOM killer, a kill -9 by hand); its worker lives on and records it."""
+    crash_settings = short_settings(**CRASH, worker_class="fork")
+    invoice = exhausted_invoice(sandbox)
+    sandbox.state.hold("write_off")
+    event = make_event(invoice)
+    assert post_event(web.webhook_url, event).status_code == 200
+    worker = start_worker(crash_settings)
+    assert sandbox.state.wait_held(1, timeout=30) == 1, worker.output()
+    # RQ's work horse is the worker's descendant that leads its own process group (setpgrp)
+    horses = [pid for pid in descendants(worker.proc.pid) if os.getpgid(pid) == pid]
+    assert len(horses) == 1, horses
+    os.kill(horses[0], signal.SIGKILL)
+    sandbox.state.release_held()
+
+    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=60, what="the retried job")
+    killed = [r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "killed"]
+    assert len(killed) == 1 and killed[0].event_id == event["id"]
+    assert "signal 9" in (killed[0].reason or "") and "RQ will run it again" in (killed[0].reason or "")
+    assert outcomes(redis_conn, invoice["id"]).count("written_off") == 1
+    assert len([c for c in sandbox.state.write_off_calls() if c["status"] == 200]) == 1

@@ -70,7 +70,9 @@ def test_a_skip_rule_that_might_hold_blocks_the_write_off_with_its_reason() -> N
 
 
 def test_a_write_off_rule_that_holds_only_by_a_missing_fact_is_blocked() -> None:
-    ruleset = rules("- name: not-enterprise\n  when:\n    not: {customer.cf_segment: enterprise}\n  action: write_off\n")
+    ruleset = rules(
+        "- name: not-enterprise\n  when:\n    not: {customer.cf_segment: enterprise}\n  action: write_off\n"
+    )
     why = unresolved(ruleset, event(OLD_INVOICE, "invoice_updated"), NOW, "not-enterprise", {"customer": "404"})
     assert why is not None and why.startswith("rule not-enterprise holds only if")
 

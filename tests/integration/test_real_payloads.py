@@ -1,0 +1,183 @@
+"""End to end on Chargebee's own payload shapes, with the shipped rules.yaml.
+
+The fixtures in tests/fixtures/chargebee/ are byte copies of public Chargebee sample events
+(Product Catalog 1.0 field names, minor units, unix seconds): a `payment_failed` while dunning is
+still in progress, an `invoice_updated` carrying only the invoice (no `subscription_id`), and a
+`subscription_cancelled` without an invoice. Each test posts such an event to the webhook as
+Chargebee would, lets a real worker decide, and checks what reached the sandbox and the audit.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reactor.audit import AuditLog, AuditRecord
+from tests.conftest import REPO, wait_for
+from tests.integration.helpers import post_event
+from tests.integration.ops_helpers import reactor
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "chargebee"
+ENTERPRISE_CUSTOMER = "16CHTpRzjKx2O7mo"  # the customer of the invoice_updated sample
+
+
+def sample(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+@pytest.fixture
+def shipped_rules(settings):
+    """The repository's rules.yaml, as shipped, is the rules file of these tests."""
+    Path(settings.rules_path).write_text((REPO / "rules.yaml").read_text())
+    return settings
+
+
+def records(redis_conn, invoice_id: str) -> list[AuditRecord]:
+    return AuditLog(redis_conn).query(invoice_id=invoice_id)
+
+
+def final_record(redis_conn, invoice_id: str, outcomes: set[str], timeout: float = 30.0) -> AuditRecord:
+    """The first audit record of the invoice with one of `outcomes`, waiting for it."""
+
+    def found() -> AuditRecord | None:
+        return next((r for r in records(redis_conn, invoice_id) if r.outcome in outcomes), None)
+
+    return wait_for(found, timeout, what=f"an audit record {outcomes} for invoice {invoice_id}")  # type: ignore[return-value]
+
+
+def exhausted(event: dict[str, Any]) -> dict[str, Any]:
+    """The same event after the last dunning attempt failed: Chargebee marks the invoice not_paid
+    with dunning_status exhausted and no next retry (chargebee-api.md §2)."""
+    event = copy.deepcopy(event)
+    event["id"] += "_last"
+    invoice = event["content"]["invoice"]
+    invoice.update(status="not_paid", dunning_status="exhausted", resource_version=invoice["resource_version"] + 1)
+    invoice.pop("next_retry_at", None)
+    return event
+
+
+def test_the_sample_payment_failed_is_not_written_off_while_dunning_is_in_progress(
+    sandbox, web, redis_conn, start_worker, shipped_rules
+):
+    event = sample("payment_failed")
+    sandbox.state.add_invoice(**event["content"]["invoice"])
+    response = post_event(web.webhook_url, (FIXTURES / "payment_failed.json").read_bytes())
+    assert response.status_code == 200 and response.json()["status"] == "queued"
+    start_worker()
+
+    record = final_record(redis_conn, "6", {"collecting", "written_off", "failed"})
+    assert record.outcome == "collecting"
+    assert record.rule == "long-overdue-tiny"  # 2.24 USD, years overdue: the rule holds, the check stops it
+    assert "dunning_status is 'in_progress'" in (record.reason or "")
+    assert sandbox.state.write_off_calls() == []
+
+
+def test_the_same_invoice_after_its_last_retry_is_written_off(sandbox, web, redis_conn, start_worker, shipped_rules):
+    event = exhausted(sample("payment_failed"))
+    sandbox.state.add_invoice(**event["content"]["invoice"])
+    assert post_event(web.webhook_url, event).status_code == 200
+    start_worker()
+
+    record = final_record(redis_conn, "6", {"written_off", "collecting", "failed", "changed"})
+    assert (record.outcome, record.rule) == ("written_off", "dunning-exhausted-small-balance")
+    assert [call["path"] for call in sandbox.state.write_off_calls()] == ["/api/v2/invoices/6/write_off"]
+    assert sandbox.state.get_invoice("6")["write_off_amount"] == 224
+
+
+def test_a_deleted_invoice_gets_no_write_off_call(sandbox, web, redis_conn, start_worker, shipped_rules):
+    event = exhausted(sample("payment_failed"))
+    sandbox.state.add_invoice(**event["content"]["invoice"])
+    sandbox.state.delete_invoice("6", webhooks=False)  # deleted at Chargebee after the event was sent
+    assert post_event(web.webhook_url, event).status_code == 200
+    deleted_event = exhausted(event)
+    deleted_event["content"]["invoice"]["deleted"] = True  # and an event that says so itself
+    deleted_event["content"]["invoice"]["id"] = "6-deleted"
+    assert post_event(web.webhook_url, deleted_event).status_code == 200
+    start_worker()
+
+    assert final_record(redis_conn, "6", {"gone", "written_off", "failed"}).outcome == "gone"
+    assert final_record(redis_conn, "6-deleted", {"gone", "written_off", "failed"}).outcome == "gone"
+    assert sandbox.state.write_off_calls() == []
+
+
+def test_an_invoice_that_404s_is_recorded_gone_and_is_not_a_dead_letter(
+    sandbox, web, redis_conn, start_worker, shipped_rules
+):
+    event = exhausted(sample("payment_failed"))  # the sandbox has no invoice 6: Chargebee answers 404
+    assert post_event(web.webhook_url, event).status_code == 200
+    start_worker()
+
+    record = final_record(redis_conn, "6", {"gone", "failed", "retrying"})
+    assert record.outcome == "gone" and "404" in (record.reason or "")
+    assert sandbox.state.write_off_calls() == []
+    listing = reactor(shipped_rules, "dlq", "list")
+    assert listing.exit_code == 0 and event["id"] not in listing.output
+
+
+def invoice_updated_for(customer_segment: str | None) -> dict[str, Any]:
+    """The invoice_updated sample (invoice only, no subscription_id) after dunning ran out, with a
+    small balance left: the shipped dunning-exhausted rule holds on the invoice alone."""
+    event = sample("invoice_updated")
+    event["id"] += f"_{customer_segment}"
+    event["content"]["invoice"].update(
+        status="not_paid", dunning_status="exhausted", amount_due=1250, amount_to_collect=1250
+    )
+    event["content"]["invoice"].pop("next_retry_at")
+    return event
+
+
+@pytest.mark.parametrize(("segment", "outcome"), [("enterprise", "skipped"), ("smb", "written_off")])
+def test_the_enterprise_segment_known_only_from_the_customer_record_protects(
+    sandbox, web, redis_conn, start_worker, shipped_rules, segment, outcome
+):
+    event = invoice_updated_for(segment)
+    sandbox.state.add_invoice(**event["content"]["invoice"])
+    sandbox.state.add_customer(id=ENTERPRISE_CUSTOMER, company="Acme Keyboards Inc.", cf_segment=segment)
+    assert "customer" not in event["content"]
+    assert post_event(web.webhook_url, event).status_code == 200
+    start_worker()
+
+    record = final_record(redis_conn, "19", {"skipped", "written_off", "facts_missing", "failed", "changed"})
+    assert record.outcome == outcome
+    assert f"fetched customer={ENTERPRISE_CUSTOMER}" in (record.detail or "") or outcome == "written_off"
+    customer_calls = sandbox.state.calls(path_contains=f"/customers/{ENTERPRISE_CUSTOMER}", method="GET")
+    assert len(customer_calls) == 1  # fetched once, only because a rule needed it
+    assert len(sandbox.state.write_off_calls()) == (1 if outcome == "written_off" else 0)
+    if outcome == "skipped":
+        assert record.rule == "protect-enterprise"
+
+
+def test_a_customer_that_cannot_be_fetched_blocks_the_write_off(sandbox, web, redis_conn, start_worker, shipped_rules):
+    event = invoice_updated_for("unknown")
+    sandbox.state.add_invoice(**event["content"]["invoice"])  # no customer record: Chargebee answers 404
+    assert post_event(web.webhook_url, event).status_code == 200
+    start_worker()
+
+    record = final_record(redis_conn, "19", {"facts_missing", "written_off", "failed", "skipped"})
+    assert record.outcome == "facts_missing"
+    assert "protect-enterprise" in (record.reason or "") and "404" in (record.reason or "")
+    assert sandbox.state.write_off_calls() == []
+
+
+def test_an_event_without_an_invoice_is_answered_ignored(sandbox, web, redis_conn, shipped_rules):
+    response = post_event(web.webhook_url, (FIXTURES / "subscription_cancelled.json").read_bytes())
+    assert response.status_code == 200 and response.json()["status"] == "ignored"
+
+
+def test_an_event_that_needs_no_fetch_makes_no_extra_call(sandbox, web, redis_conn, start_worker, shipped_rules):
+    """payment_failed carries the customer: protect-enterprise reads it from the event."""
+    event = exhausted(sample("payment_failed"))
+    event["content"]["customer"]["cf_segment"] = "enterprise"
+    sandbox.state.add_invoice(**event["content"]["invoice"])
+    assert post_event(web.webhook_url, event).status_code == 200
+    start_worker()
+
+    record = final_record(redis_conn, "6", {"skipped", "written_off", "failed"})
+    assert (record.outcome, record.rule) == ("skipped", "protect-enterprise")
+    assert sandbox.state.calls(method="GET") == []
