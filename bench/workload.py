@@ -24,9 +24,8 @@ EVENT_TYPES = (
     ("invoice_generated", 12),
     ("payment_succeeded", 8),
     ("subscription_cancelled", 5),
-    ("payment_due_reminder", 5),
+    ("payment_due_reminder", 7),
     ("dunning_updated", 3),
-    ("customer_deleted", 2),
     ("subscription_changed", 3),
 )
 CURRENCIES = (("USD", 50), ("EUR", 22), ("GBP", 12), ("JPY", 6), ("CAD", 5), ("AUD", 5))
