@@ -40,7 +40,7 @@ class Settings:
     event_ttl: int = 30 * 24 * 3600
     http_timeout: float = 20.0
     retry_intervals: tuple[int, ...] = DEFAULT_RETRY_INTERVALS
-    job_timeout: int = 120
+    job_timeout: int = 180
     lock_ttl: int = 0  # 0: derived, see invoice_lock_ttl
     redis_socket_timeout: float = 2.0
     admin_user: str = ""  # the /admin dashboard is off (404) until both are set
@@ -226,7 +226,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         event_ttl=_int(env, "REACTOR_EVENT_TTL", 30 * 24 * 3600, minimum=4 * 24 * 3600),
         http_timeout=_float(env, "REACTOR_HTTP_TIMEOUT", 20.0),
         retry_intervals=_intervals(env, "REACTOR_RETRY_INTERVALS"),
-        job_timeout=_int(env, "REACTOR_JOB_TIMEOUT", 120, minimum=5),
+        job_timeout=_int(env, "REACTOR_JOB_TIMEOUT", 180, minimum=5),
         admin_user=env.get("REACTOR_ADMIN_USER", "").strip(),
         admin_password=env.get("REACTOR_ADMIN_PASSWORD", ""),
         secret_key=env.get("REACTOR_SECRET_KEY", ""),
@@ -248,21 +248,26 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
     return settings
 
 
+JOB_CHARGEBEE_CALLS = 4
+
+
 def check_timeouts(settings: Settings) -> None:
     """Refuse timeouts that contradict each other: a job must be able to wait out a dead holder's
-    invoice lock and then make its two Chargebee calls (each after a rate-limit wait) before RQ kills
-    it, and the lock must outlast one call, or two jobs could call Chargebee for one invoice at once."""
+    invoice lock and then make its Chargebee calls (each after a rate-limit wait) before RQ kills it,
+    and the lock must outlast one call, or two jobs could call Chargebee for one invoice at once.
+    A write-off makes at most JOB_CHARGEBEE_CALLS calls: the invoice, the customer and the
+    subscription a rule reads (reactor/facts.py), and write_off itself."""
     call = settings.http_timeout + settings.rate_limit_max_wait
     if settings.invoice_lock_ttl <= call:
         raise ConfigError(
             f"REACTOR_LOCK_TTL ({settings.invoice_lock_ttl}s) must exceed REACTOR_HTTP_TIMEOUT + "
             f"REACTOR_RATE_LIMIT_MAX_WAIT ({call:g}s): the lock must outlive one Chargebee call"
         )
-    needed = settings.invoice_lock_ttl + 2 * call
+    needed = settings.invoice_lock_ttl + JOB_CHARGEBEE_CALLS * call
     if settings.job_timeout < needed:
         raise ConfigError(
-            f"REACTOR_JOB_TIMEOUT ({settings.job_timeout}s) must be at least the invoice lock TTL plus two "
-            f"Chargebee calls with their rate-limit waits ({needed:g}s)"
+            f"REACTOR_JOB_TIMEOUT ({settings.job_timeout}s) must be at least the invoice lock TTL plus "
+            f"{JOB_CHARGEBEE_CALLS} Chargebee calls with their rate-limit waits ({needed:g}s)"
         )
 
 

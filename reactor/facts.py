@@ -10,7 +10,7 @@ Errors that a retry may cure (429, 5xx, timeouts) propagate: the job retries.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,11 +36,18 @@ class Facts:
         return "; ".join(parts) or None
 
 
-def complete_facts(client: ChargebeeClient, ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> Facts:
+def complete_facts(
+    client: ChargebeeClient,
+    ruleset: RuleSet,
+    event: Mapping[str, Any],
+    now: datetime,
+    before_call: Callable[[], None] = lambda: None,
+) -> Facts:
     """Fetch what rules that could lead to a write-off read and the event lacks, and only that.
 
     Fetching can change which rule decides, and so which resources matter; the loop runs until
-    nothing more is needed (at most once per fetchable resource, plus one)."""
+    nothing more is needed (at most once per fetchable resource, plus one). `before_call` runs
+    before each request (the worker renews its invoice lock there)."""
     facts = Facts(event=dict(event))
     settled: set[str] = set()  # fetched, known not to exist, or unknown
     for _ in range(len(FETCHABLE_ROOTS) + 1):
@@ -48,7 +55,7 @@ def complete_facts(client: ChargebeeClient, ruleset: RuleSet, event: Mapping[str
         needed = needed_roots(ruleset, facts.event, now, missing | facts.unknown.keys()) & missing
         if not needed:
             break
-        facts.event, unknown, fetched = fetch_facts(client, facts.event, needed)
+        facts.event, unknown, fetched = fetch_facts(client, facts.event, needed, before_call)
         facts.unknown.update(unknown)
         facts.fetched += fetched
         settled |= needed
@@ -83,7 +90,10 @@ def subscription_id_of(invoice: Mapping[str, Any]) -> str | tuple[str, ...] | No
 
 
 def fetch_facts(
-    client: ChargebeeClient, event: Mapping[str, Any], roots: Iterable[str]
+    client: ChargebeeClient,
+    event: Mapping[str, Any],
+    roots: Iterable[str],
+    before_call: Callable[[], None] = lambda: None,
 ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """A copy of `event` with each of `roots` fetched into its content where it can be.
 
@@ -111,6 +121,7 @@ def fetch_facts(
             if isinstance(resource_id, tuple):
                 unknown[root] = f"the invoice spans {len(resource_id)} subscriptions ({', '.join(resource_id)})"
                 continue
+        before_call()
         try:
             if root == "customer":
                 content[root] = client.retrieve_customer(resource_id)

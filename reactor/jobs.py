@@ -46,7 +46,7 @@ from .facts import complete_facts
 from .ratelimit import ChargebeeRateLimit, Throttled
 from .rules import Decision, RuleSet, decide
 from .rules.engine import COLLECTING_BLOCK
-from .rules.facts import missing_roots, needed_roots, unresolved
+from .rules.facts import facts_worth_fetching, unresolved
 from .rules.live import LiveRules
 from .rules.safety import gone_reason
 
@@ -312,7 +312,7 @@ def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[
         decision.action != "write_off"
         and decision.blocked_by is None  # a built-in check or guardrail blocked: facts cannot help
         and not ruleset.dry_run
-        and bool(_facts_worth_fetching(ruleset, event, now))
+        and bool(facts_worth_fetching(ruleset, event, now))
     )
     if decision.action != "write_off" and not for_facts:
         outcome = (
@@ -366,8 +366,7 @@ def write_off_invoice(
             why_gone = gone_reason(fresh_invoice)
             if why_gone is not None:
                 return _gone(ctx, job, fresh_event, invoice_id, why_gone)
-            _renew(lock, ctx, invoice_id)
-            facts = complete_facts(ctx.chargebee, ruleset, fresh_event, now)
+            facts = complete_facts(ctx.chargebee, ruleset, fresh_event, now, lambda: _renew(lock, ctx, invoice_id))
             fresh_event = facts.event
             decision = decide(ruleset, fresh_event, now)
             if decision.action != "write_off" or decision.dry_run:
@@ -485,12 +484,6 @@ def _fresh_outcome(decision: Decision, *, fetched: bool, for_facts: bool) -> str
     if (fetched or for_facts) and decision.action == "skip" and decision.blocked_by is None:
         return "skipped"
     return "changed"
-
-
-def _facts_worth_fetching(ruleset: RuleSet, event: dict[str, Any], now: datetime) -> frozenset[str]:
-    """Resources the event lacks whose values could lead a write_off rule to decide."""
-    missing = missing_roots(ruleset, event)
-    return needed_roots(ruleset, event, now, missing) if missing else frozenset()
 
 
 def _gone(ctx: Context, job: Job | None, event: dict[str, Any], invoice_id: str, reason: str) -> dict[str, Any]:

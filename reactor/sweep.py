@@ -19,7 +19,9 @@ is never resent. The sweep closes those gaps.
   `next_offset` of the next page and the counts. A crashed sweep resumes from it: at most the page
   in progress is listed again, and its events are duplicates of the first pass.
 - Every call goes through the context's ChargebeeClient, so the shared rate limit applies.
-- Dry run: decide on each invoice, record nothing, call nothing; return what would be written off.
+- Dry run: decide on each invoice, record nothing, write nothing off; return what would be written
+  off. Where a rule reads the customer or subscription and it could matter, that one is fetched,
+  as the worker would (reactor/facts.py).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .facts import complete_facts
 from .rules import RuleSet, decide
 from .rules.event_types import SWEEP_EVENT_TYPE
+from .rules.facts import facts_worth_fetching, unresolved
 
 if TYPE_CHECKING:
     import redis
@@ -162,8 +166,18 @@ def run_sweep(
             event = sweep_event(invoice, point.sweep_id, now)
             decision = decide(ruleset, event, now)
             point.seen += 1
-            if decision.action != "write_off":
+            # A listed invoice carries no customer or subscription: when a rule reads one and it
+            # could matter, the worker fetches it (reactor/facts.py), so such invoices are queued too.
+            worth = facts_worth_fetching(ruleset, event, now) if decision.blocked_by is None else frozenset()
+            if decision.action != "write_off" and not worth:
                 continue
+            if (dry_run or decision.dry_run) and worth:  # nothing is queued: complete the facts here
+                facts = complete_facts(ctx.chargebee, ruleset, event, now)
+                decision = decide(ruleset, facts.event, now)
+                if decision.action != "write_off" or unresolved(
+                    ruleset, facts.event, now, decision.rule or "", facts.unknown
+                ):
+                    continue
             point.matched += 1
             if dry_run or decision.dry_run:
                 result.candidates.append(

@@ -111,6 +111,13 @@ def needed_roots(ruleset: RuleSet, event: Mapping[str, Any], now: datetime, miss
     return frozenset(root for rule in might_hold for root in roots_read(rule.condition)) & frozenset(missing)
 
 
+def facts_worth_fetching(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> frozenset[str]:
+    """Resources the event lacks whose values could lead a write_off rule to decide, or that a rule
+    on the way to one reads: `needed_roots` of what is missing."""
+    missing = missing_roots(ruleset, event)
+    return needed_roots(ruleset, event, now, missing) if missing else frozenset()
+
+
 def unresolved(
     ruleset: RuleSet, event: Mapping[str, Any], now: datetime, deciding_rule: str, unknown: Mapping[str, str]
 ) -> str | None:

@@ -24,7 +24,7 @@ CRASH = {
     "rate_limit_max_wait": 1.0,
     "abandoned_after": 3,
     "maintenance_interval": 1,
-    "job_timeout": 20,
+    "job_timeout": 30,
 }
 LOCK_TTL = 9
 MARGIN = 10

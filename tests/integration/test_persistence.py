@@ -63,7 +63,7 @@ def test_redis_stopped_while_events_arrive_gives_503_or_2xx_and_every_2xx_event_
             redis_url=own_redis.url,
             abandoned_after=3,
             maintenance_interval=1,
-            job_timeout=20,
+            job_timeout=30,
             http_timeout=3.0,
             rate_limit_max_wait=1.0,
         )
