@@ -90,7 +90,13 @@ def test_the_same_invoice_after_its_last_retry_is_written_off(sandbox, web, redi
     assert sandbox.state.get_invoice("6")["write_off_amount"] == 224
 
 
-def test_a_deleted_invoice_gets_no_write_off_call(sandbox, web, redis_conn, start_worker, shipped_rules):
+@pytest.mark.parametrize("retrieve_status", [404, 200])
+def test_a_deleted_invoice_gets_no_write_off_call(
+    sandbox, web, redis_conn, start_worker, shipped_rules, retrieve_status
+):
+    """What Chargebee answers for a deleted invoice is UNCONFIRMED: 404, or the invoice with
+    `deleted: true`. Either is `gone`."""
+    sandbox.state.configure(deleted_invoice_retrieve_status=retrieve_status)
     event = exhausted(sample("payment_failed"))
     sandbox.state.add_invoice(**event["content"]["invoice"])
     sandbox.state.delete_invoice("6", webhooks=False)  # deleted at Chargebee after the event was sent
