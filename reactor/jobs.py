@@ -315,9 +315,7 @@ def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[
         and bool(facts_worth_fetching(ruleset, event, now))
     )
     if decision.action != "write_off" and not for_facts:
-        outcome = (
-            "no_match" if decision.action == "none" else BLOCKED_OUTCOMES.get(decision.blocked_by or "", "skipped")
-        )
+        outcome = _event_outcome(decision)
         _record(ctx, job, event, decision, outcome)
         rechecks.after_decision(ctx, job, event, ruleset, now)  # time-based rules: re-check later, or cancel
         return {"outcome": outcome, "rule": decision.rule}
@@ -325,6 +323,8 @@ def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[
         _record(ctx, job, event, decision, "dry_run")
         return {"outcome": "dry_run", "rule": decision.rule}
     result = write_off_invoice(ctx, job, event, ruleset, now, for_facts=for_facts)
+    if for_facts and result.get("outcome") in ("no_match", "skipped"):
+        rechecks.after_decision(ctx, job, event, ruleset, now)  # as for any event decided without a write-off
     rechecks.after_write_off(ctx, job, event, result.get("outcome"))
     return result
 

@@ -187,3 +187,37 @@ def test_an_event_that_needs_no_fetch_makes_no_extra_call(sandbox, web, redis_co
     record = final_record(redis_conn, "6", {"skipped", "written_off", "failed"})
     assert (record.outcome, record.rule) == ("skipped", "protect-enterprise")
     assert sandbox.state.calls(method="GET") == []
+
+
+SEGMENT_RULES = """\
+version: 1
+mode: live
+limits:
+  max_write_off: {USD: 500}
+rules:
+  - name: smb-exhausted
+    on: [invoice_updated]
+    when:
+      - customer.cf_segment: smb
+      - invoice.dunning_status: exhausted
+    action: write_off
+"""
+
+
+@pytest.mark.parametrize(("segment", "outcome"), [("smb", "written_off"), ("mid_market", "no_match")])
+def test_a_write_off_rule_that_needs_the_customer_gets_it_fetched(
+    sandbox, web, redis_conn, start_worker, settings, rules_file, segment, outcome
+):
+    """On the event alone no rule matches (it carries no customer); the rule could, so the worker
+    fetches the customer and decides on it."""
+    rules_file(SEGMENT_RULES)
+    event = invoice_updated_for(segment)
+    sandbox.state.add_invoice(**event["content"]["invoice"])
+    sandbox.state.add_customer(id=ENTERPRISE_CUSTOMER, cf_segment=segment)
+    assert post_event(web.webhook_url, event).status_code == 200
+    start_worker()
+
+    record = final_record(redis_conn, "19", {"written_off", "no_match", "failed", "changed", "facts_missing"})
+    assert record.outcome == outcome
+    assert len(sandbox.state.calls(path_contains=f"/customers/{ENTERPRISE_CUSTOMER}", method="GET")) == 1
+    assert len(sandbox.state.write_off_calls()) == (1 if outcome == "written_off" else 0)
