@@ -166,7 +166,7 @@ def parse_event(body: bytes, *, now: float | None = None) -> Event:
             f"field 'id' is not a Chargebee event id: at most {MAX_EVENT_ID_LENGTH} letters, digits, '_' or '-'"
         )
     event_type = data.get("event_type")
-    if not isinstance(event_type, str) or not _EVENT_TYPE.match(event_type):
+    if not isinstance(event_type, str) or not _EVENT_TYPE.fullmatch(event_type):
         raise EnvelopeError("missing or malformed field 'event_type' (e.g. 'payment_failed')")
     content = data.get("content")
     if not isinstance(content, dict):

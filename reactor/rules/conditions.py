@@ -335,7 +335,7 @@ def _money_field_test(
         if value.__class__ is not int:
             return False
         currency = resource.get("currency_code")
-        if currency.__class__ is not str:
+        if currency.__class__ is not str or not currency.isupper():
             currency = currency_of(ctx)
             if currency is None:
                 return False

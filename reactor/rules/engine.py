@@ -46,6 +46,8 @@ def _record(ruleset: RuleSet, invoice: Mapping[str, Any]) -> dict[str, Any]:
     currency = invoice.get("currency_code")
     if currency.__class__ is not str or not currency:
         currency = None
+    elif not currency.isupper():
+        currency = currency.upper()  # Chargebee sends ISO codes in capitals; limits are keyed so
     amount = invoice.get("amount_due")
     if amount.__class__ is not int:
         amount = None
@@ -70,9 +72,20 @@ def _payment_in_progress(invoice: Mapping[str, Any]) -> bool:
     if payments.__class__ is not list:
         return False
     for payment in payments:
-        if (payment.__class__ is dict or isinstance(payment, Mapping)) and payment.get("txn_status") == "in_progress":
+        if (payment.__class__ is dict or isinstance(payment, Mapping)) and _in_progress(payment.get("txn_status")):
             return True
     return False
+
+
+def _in_progress(txn_status: Any) -> bool:
+    """Chargebee writes `in_progress`; a differently cased or unexpected text is not a settled payment
+    either, so only the statuses known to be over count as not in progress."""
+    return txn_status.__class__ is str and txn_status.lower() not in _PAYMENT_OVER
+
+
+_PAYMENT_OVER = frozenset({"success", "voided", "failure", "timeout", "late_failure"})
+"""Transaction statuses of Chargebee's API under which no payment is in flight; `needs_attention`
+(the gateway connection broke off, the result is unknown) counts as in flight."""
 
 
 _DECISION_FIELDS = tuple(f.name for f in dataclasses.fields(Decision))
@@ -120,7 +133,7 @@ def _guardrail(ruleset: RuleSet, record: dict[str, Any], invoice: Mapping[str, A
     amount, currency, major = record["amount_due"], record["currency"], record["amount_due_major"]
     if record["invoice_id"] is None:
         return "invoice", "the event carries no invoice id, so there is nothing to write off"
-    if invoice.get("deleted") is True:
+    if invoice.get("deleted") not in (None, False):  # Chargebee sends true; any other value: do not act
         return "invoice.deleted", "the invoice is deleted in Chargebee"
     if amount is None:
         return "amount_due", "invoice.amount_due is missing, so there is nothing to write off"
@@ -129,7 +142,7 @@ def _guardrail(ruleset: RuleSet, record: dict[str, Any], invoice: Mapping[str, A
     if currency is None or major is None:
         return "currency_code", "invoice.currency_code is missing, so the amount cannot be checked"
     status = invoice.get("status")
-    if status not in WRITABLE_STATUSES:
+    if status.__class__ is not str or status not in WRITABLE_STATUSES:
         return "invoice.status", (
             f"invoice status is {status!r}; only payment_due, posted or not_paid invoices can be written off"
         )

@@ -155,9 +155,9 @@ class FieldRef:
         if isinstance(resource, Mapping):
             code = resource.get("currency_code")
             if isinstance(code, str):
-                return code
+                return code.upper()  # Chargebee sends ISO codes in capitals; thresholds are keyed so
         code = ctx.invoice.get("currency_code")
-        return code if isinstance(code, str) else None
+        return code.upper() if isinstance(code, str) else None
 
 
 def _two_step(root: str, key: str) -> Getter:
@@ -202,6 +202,11 @@ def parse_field(path: str) -> FieldRef | str:
         if rest:
             return "days_overdue is a number of days and has no sub-fields"
         return FieldRef(path, root, rest)
+    if root == EVENT_ROOT and rest[:1] == ("content",):
+        # The resources are read by their own name, so that a rule reading one the event lacks has
+        # it fetched (reactor/facts.py) instead of reading it as missing.
+        named = ".".join(rest[1:]) or "invoice.id"
+        return f"field '{path}': read the event's resources by their own name, e.g. {named}"
     if root in CONTENT_ROOTS or root == EVENT_ROOT:
         if not rest:
             return f"'{root}' is a whole resource; name one of its fields, e.g. {root}.{_example(root)}"

@@ -200,8 +200,9 @@ class InlineNames:
             lines.append(f"    {name} = content.get({self.const(root)})")
             checks.append(f"{name}.__class__ is not dict")
         for root, name in self.currencies.items():
-            lines.append(f"    {name} = {self.resources[root]}.get('currency_code')")
-            checks.append(f"{name}.__class__ is not str")
+            resource = self.resources[root]  # may be absent (None) or of any shape: read it only if a dict
+            lines.append(f"    {name} = {resource}.get('currency_code') if {resource}.__class__ is dict else None")
+            checks.append(f"{name}.__class__ is not str or not {name}.isupper()")
         if checks:
             lines.append(f"    if {' or '.join(checks)}:\n        return {fallback}(ctx)")
         if self.uses_days:

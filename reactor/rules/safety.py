@@ -30,7 +30,7 @@ other value that is present, `in_progress` or one this code does not know, count
 
 def gone_reason(invoice: Mapping[str, Any]) -> str | None:
     """Why the invoice is not there to write off (deleted or voided), or None."""
-    if invoice.get("deleted") is True:
+    if invoice.get("deleted") not in (None, False):  # Chargebee sends true; any other value: do not act
         return "the invoice is deleted in Chargebee"
     if invoice.get("status") == "voided":
         return "the invoice is voided in Chargebee"
@@ -41,7 +41,7 @@ def collecting_reason(invoice: Mapping[str, Any], now_ts: float) -> str | None:
     """Why Chargebee is still collecting this invoice, or None when it has stopped trying."""
     retry = _timestamp(invoice.get("next_retry_at"))
     dunning = invoice.get("dunning_status")
-    if dunning is not None and dunning not in DUNNING_DONE:
+    if dunning is not None and (dunning.__class__ is not str or dunning not in DUNNING_DONE):
         when = f", next retry {_iso(retry)}" if retry is not None and retry > now_ts else ""
         return f"Chargebee is still collecting: dunning_status is {dunning!r}{when}"
     if retry is not None and retry > now_ts:
@@ -64,4 +64,5 @@ def _iso(ts: float) -> str:
     try:
         return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OverflowError, OSError, ValueError):
-        return f"{ts:.0f} (not a real time)"
+        text = str(ts)
+        return f"{text[:20]}{'...' if len(text) > 20 else ''} (not a real time)"

@@ -305,3 +305,11 @@ def test_without_now_the_clock_is_the_time_of_receipt():
     assert parse_event(json.dumps(with_invoice(resource_version=now_ms + 3_600_000)).encode()).invoice_id == "6"
     with pytest.raises(EnvelopeError, match="ahead of the time of receipt"):
         parse_event(json.dumps(with_invoice(resource_version=now_ms + 2 * RESOURCE_VERSION_MAX_AHEAD_MS)).encode())
+
+
+def test_an_event_type_with_a_trailing_newline_is_refused():
+    """`$` alone would let "payment_failed\\n" through, and it would then pass every `on:` filter by."""
+    event = payment_failed()
+    event["event_type"] = "payment_failed\n"
+    with pytest.raises(EnvelopeError, match="event_type"):
+        parse_event(json.dumps(event).encode())

@@ -107,3 +107,22 @@ def test_a_due_date_no_calendar_holds_is_a_missing_day_count_not_a_crash() -> No
     ruleset = rules("- name: old\n  when:\n    - days_overdue: {gte: 90}\n  action: write_off\n")
     assert decide(ruleset, event(invoice(due_date=10**400)), NOW).action == "none"
     assert decide(ruleset, event(invoice(due_date=-(10**400))), NOW).action == "none"
+
+
+def test_a_money_rule_on_a_resource_the_event_lacks_does_not_break_the_compiled_matcher() -> None:
+    """`subscription.mrr` on an invoice_updated (no subscription): the compiled plan read the currency
+    of the absent resource before checking it was there."""
+    ruleset = rules(
+        """\
+        - name: big-accounts
+          when:
+            - subscription.mrr: {gte: 1000}
+          action: skip
+        - name: tiny
+          when:
+            - invoice.amount_due: {lte: 5}
+          action: write_off
+        """
+    )
+    for _ in range(COMPILE_AFTER * 2):
+        assert decide(ruleset, event(invoice(amount_due=300), "invoice_updated"), NOW).rule == "tiny"

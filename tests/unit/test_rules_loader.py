@@ -513,12 +513,21 @@ def test_unknown_attributes_of_each_checked_resource_are_refused(path: str, mess
         "invoice.expected_payment_date",
         "invoice.deleted",
         "event.source",
-        "event.content.invoice.id",
         "card.whatever_the_gateway_sends",  # resources without a table are not checked
     ],
 )
 def test_real_attributes_custom_fields_and_unchecked_resources_are_accepted(path: str) -> None:
     assert parse_rules(rule_file(f"{path}: x")).rules[0].condition.field.path == path
+
+
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [("event.content.customer.cf_segment", "customer.cf_segment"), ("event.content", "invoice.id")],
+)
+def test_resources_are_read_by_their_own_name_not_through_event_content(path: str, named: str) -> None:
+    """customer.* is fetched when the event lacks it; event.content.customer.* would read as missing."""
+    message = problem_at(rule_file(f"{path}: x"), 6, 9)
+    assert message == f"field '{path}': read the event's resources by their own name, e.g. {named}"
 
 
 # --- while_collecting ----------------------------------------------------------------------------

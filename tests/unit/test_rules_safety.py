@@ -78,3 +78,31 @@ def test_opting_in_never_overrides_a_payment_in_flight_or_a_deleted_invoice() ->
 def test_a_deleted_invoice_is_never_written_off() -> None:
     decision = decide(rules(WRITE_OFF_ANY), event(invoice(deleted=True)), NOW)
     assert (decision.action, decision.blocked_by) == ("skip", "invoice.deleted")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"deleted": "true"},
+        {"deleted": 1},
+        {"status": ["not_paid"]},
+        {"dunning_status": {"value": "exhausted"}},
+        {"dunning_status": ["exhausted"]},
+        {"linked_payments": [{"txn_id": "t", "txn_status": "IN_PROGRESS"}]},
+        {"linked_payments": [{"txn_id": "t", "txn_status": "needs_attention"}]},
+        {"dunning_status": "in_progress", "next_retry_at": 10**400},
+    ],
+)
+def test_odd_shapes_never_write_off_and_never_raise(fields: dict) -> None:
+    """Shapes Chargebee does not send: no exception (the job would retry into the dead letters), and
+    no write-off."""
+    decision = decide(rules(WRITE_OFF_ANY), event(invoice(**fields)), NOW)
+    assert decision.action == "skip" and decision.blocked_by is not None
+
+
+def test_a_lowercase_zero_decimal_currency_is_compared_in_its_own_unit() -> None:
+    ruleset = rules(WRITE_OFF_ANY, limits="5000")
+    for _ in range(20):  # past the plan's compile threshold: the compiled matcher too
+        yen = decide(ruleset, event(invoice(currency_code="jpy", amount_due=2500)), NOW)
+        assert yen.action == "none"  # 2,500 yen is not at most 25
+    assert decide(ruleset, event(invoice(currency_code="jpy", amount_due=20)), NOW).action == "write_off"
