@@ -36,3 +36,28 @@ def test_explain_by_an_unknown_invoice_id_says_so(sandbox, settings):
     result = explain(settings, "--invoice-id", "inv_does_not_exist")
     assert result.exit_code == 1
     assert "cannot fetch invoice inv_does_not_exist" in result.output
+
+
+@pytest.mark.parametrize(("segment", "decided"), [("enterprise", "protect-enterprise"), ("smb", None)])
+def test_explain_by_invoice_id_fetches_the_customer_a_rule_reads_as_the_worker_does(
+    sandbox, settings, segment, decided
+):
+    invoice = exhausted_invoice(sandbox, amount_due=1250, total=1250, customer_id="cus_seg")
+    sandbox.state.add_customer(id="cus_seg", cf_segment=segment)
+    result = explain(settings, "--invoice-id", invoice["id"], "--event-type", "invoice_updated")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # the console wraps long lines
+    assert "fetched customer=cus_seg" in text
+    assert len(sandbox.state.calls(path_contains="/customers/cus_seg", method="GET")) == 1
+    assert f"'{segment}'" in text  # the fetched value is shown against the condition
+    if decided:
+        assert decided in text.split("decision", 1)[-1]
+
+
+def test_explain_by_invoice_id_says_when_the_worker_would_stop_for_missing_facts(sandbox, settings):
+    invoice = exhausted_invoice(sandbox, amount_due=1250, total=1250, customer_id="cus_gone")
+    result = explain(settings, "--invoice-id", invoice["id"], "--event-type", "invoice_updated")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # the console wraps long lines
+    assert "customer unknown: Chargebee has no customer cus_gone (404)" in text
+    assert "the worker would not write it off (facts_missing): skip rule protect-enterprise" in text
