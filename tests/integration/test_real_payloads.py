@@ -221,3 +221,72 @@ def test_a_write_off_rule_that_needs_the_customer_gets_it_fetched(
     assert record.outcome == outcome
     assert len(sandbox.state.calls(path_contains=f"/customers/{ENTERPRISE_CUSTOMER}", method="GET")) == 1
     assert len(sandbox.state.write_off_calls()) == (1 if outcome == "written_off" else 0)
+
+
+PLAN_RULES = """\
+version: 1
+mode: live
+limits:
+  max_write_off: {USD: 500}
+rules:
+  - name: protect-basic-plan
+    when:
+      - subscription.subscription_items.0.item_price_id: {starts_with: "basic-"}
+    action: skip
+  - name: exhausted
+    on: [invoice_updated]
+    when:
+      - invoice.dunning_status: exhausted
+    action: write_off
+"""
+
+
+def pc2_invoice_only(name: str) -> dict[str, Any]:
+    """A Product Catalog 2.0 invoice after dunning ran out, as an invoice_updated event (invoice only)."""
+    event = exhausted(sample(name))
+    event["event_type"] = "invoice_updated"
+    event["content"] = {"invoice": event["content"]["invoice"]}
+    return event
+
+
+def test_pc2_the_subscription_a_rule_reads_is_fetched_and_protects(sandbox, web, redis_conn, start_worker, rules_file):
+    rules_file(PLAN_RULES)
+    subscription = sample("pc2_payment_failed")["content"]["subscription"]
+    sandbox.state.add_subscription(**subscription)
+    event = pc2_invoice_only("pc2_payment_failed")
+    sandbox.state.add_invoice(**event["content"]["invoice"])
+    assert post_event(web.webhook_url, event).status_code == 200
+    start_worker()
+
+    record = final_record(redis_conn, "INV-PC2-1001", {"skipped", "written_off", "facts_missing", "failed"})
+    assert (record.outcome, record.rule) == ("skipped", "protect-basic-plan")
+    assert f"fetched subscription={subscription['id']}" in (record.detail or "")
+    assert sandbox.state.write_off_calls() == []
+
+
+def test_pc2_an_invoice_without_a_subscription_needs_none_and_is_written_off(
+    sandbox, web, redis_conn, start_worker, rules_file
+):
+    rules_file(PLAN_RULES)
+    event = pc2_invoice_only("pc2_invoice_updated")
+    event["content"]["invoice"].update(amount_due=1250, amount_to_collect=1250)  # under max_write_off
+    assert "subscription_id" not in event["content"]["invoice"]
+    sandbox.state.add_invoice(**event["content"]["invoice"])
+    assert post_event(web.webhook_url, event).status_code == 200
+    start_worker()
+
+    record = final_record(redis_conn, "INV-PC2-1002", {"skipped", "written_off", "facts_missing", "failed"})
+    assert (record.outcome, record.rule) == ("written_off", "exhausted")
+    assert sandbox.state.calls(path_contains="/subscriptions/", method="GET") == []
+
+
+def test_pc2_payment_failed_after_the_last_retry_is_written_off_with_the_shipped_rules(
+    sandbox, web, redis_conn, start_worker, shipped_rules
+):
+    event = exhausted(sample("pc2_payment_failed"))
+    sandbox.state.add_invoice(**event["content"]["invoice"])
+    assert post_event(web.webhook_url, event).status_code == 200
+    start_worker()
+
+    record = final_record(redis_conn, "INV-PC2-1001", {"written_off", "collecting", "failed", "changed"})
+    assert (record.outcome, record.rule) == ("written_off", "dunning-exhausted-small-balance")
