@@ -215,23 +215,13 @@ class SandboxState:
 
     def add_customer(self, **fields: Any) -> dict[str, Any]:
         """Store a customer (custom fields such as cf_segment as given); ValueError on a duplicate id."""
-        with self.lock:
-            customer = cus_logic.build_customer(
-                fields, seq=next(self._ids), resource_version=self.next_version(), now=int(time.time())
-            )
-            if customer["id"] in self._customers:
-                raise ValueError(f"customer {customer['id']!r} already exists")
-            self._customers[customer["id"]] = customer
-            return copy.deepcopy(customer)
+        return self._add(self._customers, "customer", cus_logic.build_customer, fields)
 
     def add_customers(self, customers: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         return [self.add_customer(**fields) for fields in customers]
 
     def update_customer(self, customer_id: str, **fields: Any) -> dict[str, Any]:
-        with self.lock:
-            customer = self._get(self._customers, "customer", customer_id)
-            cus_logic.apply_update(customer, fields, resource_version=self.next_version(), now=int(time.time()))
-            return copy.deepcopy(customer)
+        return self._update(self._customers, "customer", customer_id, fields)
 
     def get_customer(self, customer_id: str) -> dict[str, Any]:
         """The customer as `GET /customers/{id}` returns it; ApiError 404 when unknown."""
@@ -244,23 +234,13 @@ class SandboxState:
 
     def add_subscription(self, **fields: Any) -> dict[str, Any]:
         """Store a subscription (customer_id required); ValueError on a duplicate id."""
-        with self.lock:
-            subscription = cus_logic.build_subscription(
-                fields, seq=next(self._ids), resource_version=self.next_version(), now=int(time.time())
-            )
-            if subscription["id"] in self._subscriptions:
-                raise ValueError(f"subscription {subscription['id']!r} already exists")
-            self._subscriptions[subscription["id"]] = subscription
-            return copy.deepcopy(subscription)
+        return self._add(self._subscriptions, "subscription", cus_logic.build_subscription, fields)
 
     def add_subscriptions(self, subscriptions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         return [self.add_subscription(**fields) for fields in subscriptions]
 
     def update_subscription(self, subscription_id: str, **fields: Any) -> dict[str, Any]:
-        with self.lock:
-            subscription = self._get(self._subscriptions, "subscription", subscription_id)
-            cus_logic.apply_update(subscription, fields, resource_version=self.next_version(), now=int(time.time()))
-            return copy.deepcopy(subscription)
+        return self._update(self._subscriptions, "subscription", subscription_id, fields)
 
     def get_subscription(self, subscription_id: str) -> dict[str, Any]:
         """The subscription as `GET /subscriptions/{id}` returns it; ApiError 404 when unknown."""
@@ -270,6 +250,22 @@ class SandboxState:
     def subscriptions(self) -> list[dict[str, Any]]:
         with self.lock:
             return copy.deepcopy(list(self._subscriptions.values()))
+
+    def _add(self, store: dict[str, dict[str, Any]], kind: str, build: Any, fields: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            resource = build(fields, seq=next(self._ids), resource_version=self.next_version(), now=int(time.time()))
+            if resource["id"] in store:
+                raise ValueError(f"{kind} {resource['id']!r} already exists")
+            store[resource["id"]] = resource
+            return copy.deepcopy(resource)
+
+    def _update(
+        self, store: dict[str, dict[str, Any]], kind: str, resource_id: str, fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        with self.lock:
+            resource = self._get(store, kind, resource_id)
+            cus_logic.apply_update(resource, fields, resource_version=self.next_version(), now=int(time.time()))
+            return copy.deepcopy(resource)
 
     @staticmethod
     def _get(store: dict[str, dict[str, Any]], resource: str, resource_id: str) -> dict[str, Any]:

@@ -21,6 +21,17 @@ from reactor.rules.plan import COMPILE_AFTER
 
 from .test_rules_support import NOW, event, invoice, rules
 
+PROTECT_THEN_WRITE_OFF = """\
+- name: protect-everyone
+  when:
+    - invoice.status: not_paid
+  action: skip
+- name: write-off-all
+  when:
+    - invoice.amount_due: {gt: 0}
+  action: write_off
+"""
+
 UNEXPECTED = [JobTimeoutException("Task exceeded maximum timeout value (120 seconds)"), RuntimeError("a bug")]
 
 
@@ -58,18 +69,7 @@ def test_a_leaf_reads_an_expected_error_as_false(exc: BaseException) -> None:
 
 def protective_rule_that_raises(exc: BaseException) -> RuleSet:
     """`protect-everyone` (skip) whose only condition raises, then a write_off rule that matches."""
-    base = rules(
-        """\
-        - name: protect-everyone
-          when:
-            - invoice.status: not_paid
-          action: skip
-        - name: write-off-all
-          when:
-            - invoice.amount_due: {gt: 0}
-          action: write_off
-        """
-    )
+    base = rules(PROTECT_THEN_WRITE_OFF)
     skip = base.rules[0]
     status = parse_field("invoice.status")
     test = _resource_field_test("invoice", "status", status.getter(), raising(exc))  # as the loader builds it
@@ -88,18 +88,7 @@ def test_a_protective_rule_that_raises_never_lets_a_later_write_off_rule_through
 
 def test_without_the_raise_the_same_rules_protect() -> None:
     """The control: the rule file above decides skip when its condition can be evaluated."""
-    ruleset = rules(
-        """\
-        - name: protect-everyone
-          when:
-            - invoice.status: not_paid
-          action: skip
-        - name: write-off-all
-          when:
-            - invoice.amount_due: {gt: 0}
-          action: write_off
-        """
-    )
+    ruleset = rules(PROTECT_THEN_WRITE_OFF)
     assert (decide(ruleset, event(), NOW).action, decide(ruleset, event(), NOW).rule) == ("skip", "protect-everyone")
 
 
