@@ -9,7 +9,7 @@ Callers branch on the exception class, never on message text:
     │   └── RateLimitedError  429 (api_request_limit_exceeded, lock_timeout, ...)
     ├── InvalidStateError     invalid_state_for_request (400 or 409): already settled elsewhere
     ├── AuthError             401/403: wrong key or site; retrying will not help
-    ├── NotFoundError         404 (a deleted invoice may answer this: see `is_deleted`)
+    ├── NotFoundError         404 (a deleted invoice may answer this)
     └── RequestError          any other 4xx: our request is wrong
 
 Error bodies are read defensively (chargebee-api.md §4, §12): `api_error_code` is the code; the
@@ -18,7 +18,7 @@ only when `api_error_code` is absent; 401 and 429 bodies have no `type`; a proxy
 HTML. The HTTP status alone decides when the body says nothing usable.
 
 A deleted invoice is either a 404 or a 200 with `deleted: true` (which one is UNCONFIRMED): a caller
-treats both as "gone", the second one with `is_deleted(invoice)`.
+treats both as "gone" (reactor/rules/safety.py `gone_reason` reads the second).
 
 Chargebee's own SDK is not used: its 429 handling retries without limit and ignores Retry-After
 (see shared notes), and we need the raw response headers (idempotency replay) anyway.
@@ -178,12 +178,6 @@ def error_from_response(response: requests.Response) -> ChargebeeError:
     return RequestError(message, **kwargs)
 
 
-def is_deleted(resource: dict[str, Any] | None) -> bool:
-    """Whether a retrieved resource is a deleted one (`deleted: true`): Chargebee may answer a
-    retrieve of a deleted invoice with it (UNCONFIRMED; or with 404). Treat it as gone."""
-    return isinstance(resource, dict) and resource.get("deleted") is True
-
-
 class ChargebeeClient:
     """One per process; a pooled `requests.Session` underneath. No automatic retries here: the job
     layer retries with backoff so that a retry is visible, counted and rate limited.
@@ -252,7 +246,7 @@ class ChargebeeClient:
 
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         """The invoice as Chargebee has it now. A deleted one is either NotFoundError or returned
-        with `deleted: true` (check `is_deleted`); which one Chargebee does is UNCONFIRMED."""
+        with `deleted: true`; which one Chargebee does is UNCONFIRMED."""
         return self._retrieve("invoices", "invoice", invoice_id)
 
     def retrieve_customer(self, customer_id: str) -> dict[str, Any]:

@@ -16,9 +16,9 @@ from reactor.chargebee import (
     NotFoundError,
     RateLimitedError,
     RequestError,
-    is_deleted,
 )
 from reactor.ratelimit import ChargebeeRateLimit
+from reactor.rules.safety import gone_reason
 from reactor.sandbox import DEMO_API_KEY
 from reactor.sandbox.listing import FIELDS, PLAIN_PARAMS
 from reactor.sweep import LIST_PARAMS, pages
@@ -84,7 +84,7 @@ def test_deleted_invoice_alternative_shapes(sandbox, client, write_status):
     sandbox.state.add_invoice(id="inv_1", status="not_paid")
     sandbox.state.delete_invoice("inv_1")
     invoice = client.retrieve_invoice("inv_1")
-    assert is_deleted(invoice)
+    assert gone_reason(invoice) is not None
     with pytest.raises(InvalidStateError) as err:
         client.write_off("inv_1", None, "key-deleted-2")
     assert err.value.status == write_status

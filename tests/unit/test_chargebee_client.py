@@ -23,8 +23,8 @@ from reactor.chargebee import (
     RateLimitedError,
     RequestError,
     RetryableError,
-    is_deleted,
 )
+from reactor.rules.safety import gone_reason
 from reactor.sandbox import DEMO_API_KEY, SandboxState, create_sandbox_app
 from reactor.sweep import LIST_PARAMS
 
@@ -172,13 +172,13 @@ def test_retrieve_deleted_invoice_shape_200_deleted_true_is_recognisable(client,
     state.add_invoice(id="inv_1")
     state.delete_invoice("inv_1")
     invoice = client.retrieve_invoice("inv_1")
-    assert invoice["deleted"] is True and is_deleted(invoice)
+    assert invoice["deleted"] is True and gone_reason(invoice) is not None
 
 
-def test_is_deleted_only_for_deleted_true():
-    assert is_deleted({"deleted": True})
-    assert not is_deleted({"deleted": False}) and not is_deleted({}) and not is_deleted(None)
-    assert not is_deleted({"deleted": "false"})
+def test_a_deleted_invoice_is_gone_and_only_then():
+    assert gone_reason({"deleted": True}) == "the invoice is deleted in Chargebee"
+    assert gone_reason({"deleted": False}) is None and gone_reason({}) is None
+    assert gone_reason({"deleted": "false"}) is not None  # not Chargebee's shape: not ours to write off
 
 
 def test_write_off_deleted_invoice_shape_404_is_not_found(client, state):
@@ -264,7 +264,7 @@ def test_deleted_invoices_are_listed_only_with_include_deleted(client, state):
     state.delete_invoice("inv_1")
     assert [i["id"] for i in client.list_invoices({})[0]] == ["inv_2"]
     listed = client.list_invoices({"include_deleted": "true"})[0]
-    assert [(i["id"], is_deleted(i)) for i in listed] == [("inv_1", True), ("inv_2", False)]
+    assert [(i["id"], gone_reason(i) is not None) for i in listed] == [("inv_1", True), ("inv_2", False)]
 
 
 @pytest.mark.parametrize(
