@@ -13,10 +13,18 @@ setup_logging()
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
-worker_class = "gthread"
+# gevent: a connection costs a greenlet, not a thread, so clients that send slowly (slowloris: 200
+# connections sending a header byte a second held every gthread slot and starved every delivery)
+# wait in the event loop while other requests are answered (tests/integration/test_slow_clients.py).
+# gunicorn patches the standard library in each worker before the app is imported; redis-py (with
+# hiredis, which only parses), RQ, limits and prometheus-client then do their I/O cooperatively.
+worker_class = "gevent"
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))  # per worker; more wait in the backlog
 timeout = 30
 graceful_timeout = 20
+# Also the deadline for a request's headers: gunicorn's async workers read each request line and
+# headers (the first request of a connection too) under a timeout of `keepalive` seconds and then
+# close the connection, so a client trickling its headers is cut off after 5 s.
 keepalive = 5
 # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads new connections over
 # the workers. On one shared socket, whichever worker wakes first may take every connection of a
