@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -126,6 +127,20 @@ class Event:
         return value if isinstance(value, str) and value else None
 
 
+def _not_json(name: str) -> float:
+    """Python's json reads NaN, Infinity and -Infinity; JSON has no such values (RFC 8259 section 6)."""
+    raise EnvelopeError(f"body is not valid JSON: {name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A number too large for a double (1e999) would be read as infinity, which cannot be written
+    back as JSON: refused like Infinity itself."""
+    value = float(text)
+    if math.isinf(value):
+        raise EnvelopeError(f"body has a number out of range: {text[:40]}")
+    return value
+
+
 def parse_event(body: bytes, *, now: float | None = None) -> Event:
     """Validate the envelope just enough to act on it safely; everything else is kept as sent.
 
@@ -137,7 +152,9 @@ def parse_event(body: bytes, *, now: float | None = None) -> Event:
     except UnicodeDecodeError as exc:
         raise EnvelopeError(f"body is not UTF-8 (byte {exc.start})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
+    except EnvelopeError:
+        raise
     except json.JSONDecodeError as exc:
         raise EnvelopeError(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:

@@ -72,6 +72,36 @@ def _authorized(settings: Settings) -> bool:
     return bool(sep) and user_ok and password_ok
 
 
+# What the webhook takes (docs/security.md, "Hostile clients"). Chargebee posts `application/json`;
+# a `charset` parameter is taken when it says UTF-8 (the body is decoded as UTF-8 whatever it says),
+# other parameters are ignored. Anything else, a missing Content-Type included, gets 415, as does a
+# body in any Content-Encoding but identity: the reactor decodes no compression (a gzip body would
+# otherwise be refused as "not UTF-8", and decompressing would undo the 1 MiB body limit).
+JSON_MEDIA_TYPE = "application/json"
+UTF8_CHARSETS = frozenset({"utf-8", "utf8"})
+
+
+def unsupported_media(content_type: str | None, content_encoding: str | None) -> str | None:
+    """Why a body with these headers is not taken (answered 415), or None when it is."""
+    if content_encoding:
+        codings = [c.strip().lower() for c in content_encoding.split(",")]
+        if any(c not in ("identity", "") for c in codings):
+            shown = content_encoding.strip()[:40]
+            return f"Content-Encoding {shown!r} is not accepted: send the body uncompressed (identity)"
+    if content_type == JSON_MEDIA_TYPE:  # what Chargebee sends: no parsing
+        return None
+    media_type, _, params = (content_type or "").partition(";")
+    if media_type.strip().lower() != JSON_MEDIA_TYPE:
+        shown = (content_type or "").strip()[:60]
+        got = f"got {shown!r}" if shown else "got none"
+        return f"Content-Type must be application/json (a Chargebee event); {got}"
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in UTF8_CHARSETS:
+            return f"charset {value.strip()[:20]!r} is not accepted: the body must be UTF-8"
+    return None
+
+
 @webhooks.post("/webhooks/chargebee")
 def receive() -> Response:
     started = time.perf_counter()
@@ -90,6 +120,10 @@ def receive() -> Response:
             return _error(refusal.status, refusal.error, refusal.message, Retry_After=str(refusal.retry_after))
         metrics.EVENTS.labels("unknown", "unauthorized").inc()
         return _error(401, "unauthorized", "missing or wrong Basic-auth credentials", WWW_Authenticate=REALM)
+    refused_media = unsupported_media(request.headers.get("Content-Type"), request.headers.get("Content-Encoding"))
+    if refused_media is not None:
+        metrics.EVENTS.labels("unknown", "unsupported_media").inc()
+        return _error(415, "unsupported_media_type", refused_media, Accept_Encoding="identity")
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
         metrics.EVENTS.labels("unknown", "too_large").inc()

@@ -124,6 +124,64 @@ def test_malformed_bodies_get_400_naming_the_problem(web, redis_conn, settings, 
     assert queued(redis_conn, settings) == 0
 
 
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_nan_and_infinity_are_not_json_and_get_400(web, redis_conn, settings, token):
+    """Python's json reads them (and 1e999 as infinity); JSON has no such numbers."""
+    body = json.dumps(make_event({**INVOICE, "id": "inv_nan"})).replace('"amount_due": 100', f'"amount_due": {token}')
+    assert token in body
+    response = post_event(web.webhook_url, body.encode())
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_event"
+    assert queued(redis_conn, settings) == 0
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate", "x-custom", "identity, gzip"])
+def test_a_content_encoding_we_do_not_decode_gets_415_saying_so(web, redis_conn, settings, encoding):
+    import gzip
+
+    body = gzip.compress(json.dumps(make_event(INVOICE)).encode())
+    response = post_event(web.webhook_url, body, headers={"Content-Encoding": encoding})
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"
+    assert "Content-Encoding" in response.json()["message"] and "UTF-8" not in response.json()["message"]
+    assert response.headers["Accept-Encoding"] == "identity"
+    assert queued(redis_conn, settings) == 0
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", 'Application/JSON;charset="UTF-8"'],
+)
+def test_json_with_or_without_a_utf8_charset_is_taken(web, content_type):
+    response = post_event(web.webhook_url, make_event(INVOICE), headers={"Content-Type": content_type})
+    assert response.status_code == 200 and response.json()["status"] == "queued"
+
+
+def test_identity_content_encoding_is_taken(web):
+    response = post_event(web.webhook_url, make_event(INVOICE), headers={"Content-Encoding": "identity"})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1", "text/json"],
+)
+def test_other_content_types_get_415(web, redis_conn, settings, content_type):
+    body = json.dumps(make_event(INVOICE)).encode()
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = requests.post(
+        web.webhook_url, data=body, headers=headers, auth=(WEBHOOK_USER, WEBHOOK_PASSWORD), timeout=5
+    )
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"
+    assert queued(redis_conn, settings) == 0
+
+
+def test_a_wrong_content_type_without_credentials_is_still_401(web):
+    response = post_event(web.webhook_url, make_event(INVOICE), auth=None, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 401
+
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "chargebee"
 
 
