@@ -2,12 +2,14 @@
 the rules in force, and write-offs per day per currency. Server-rendered, no JavaScript, no CDN.
 
 Off (404) unless REACTOR_ADMIN_USER and REACTOR_ADMIN_PASSWORD are set; these are not the webhook
-credentials. A login form starts a signed session cookie (HttpOnly, SameSite=Lax, 12 hours). The
-signing key is REACTOR_SECRET_KEY, or else a random key created once and kept in Redis
-(`{prefix}:admin:secret_key`), so every gunicorn worker and a restarted web accept the same
-sessions. Every POST carries a per-session CSRF token. Failed logins are limited per client address
-with the `limits` package. Everything shown is escaped by Jinja's autoescaping: event content
-comes from outside.
+credentials. A login form starts a signed session cookie (HttpOnly, SameSite=Lax, Secure unless
+REACTOR_ADMIN_INSECURE_COOKIE=1, 12 hours). The signing key is REACTOR_SECRET_KEY, or else a random
+key created once and kept in Redis (`{prefix}:admin:secret_key`), so every gunicorn worker and a
+restarted web accept the same sessions. Each login also gets a random session id recorded in Redis
+(`{prefix}:admin:session:<id>`, 12 hours); a cookie counts only while its id is there, and logout
+deletes it, so a copy of the cookie stops working at logout. Every POST carries a per-session CSRF
+token. Failed logins are limited per client address with the `limits` package (429 with
+Retry-After). Everything shown is escaped by Jinja's autoescaping: event content comes from outside.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import hmac
 import itertools
 import logging
+import math
 import secrets
+import time
 from datetime import date, datetime, timedelta, timezone
 from functools import wraps
 from typing import Any
@@ -28,6 +32,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -37,11 +42,11 @@ from flask import (
 from limits import parse
 from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, TooManyRequests
 
 from .audit import OUTCOMES, AuditLog
 from .config import Settings
-from .events import Keys
+from .events import JOB_ID_SAFE, Keys
 from .held import list_held
 from .metrics import AuditTally, RulesReloadReporter, daily_key
 from .rules import RulesError
@@ -52,8 +57,10 @@ log = logging.getLogger(__name__)
 admin = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 
 LOGIN_LIMIT = parse("10 per 15 minutes")
+SESSION_LIFETIME = timedelta(hours=12)
 CHART_DAYS = 30
 DECISION_LIMITS = (25, 50, 100, 500)
+MAX_JOB_ID_LENGTH = 200  # RQ's ids here are `evaluate-<event id>` or `replay-...`: far shorter
 
 
 def init_admin(app: Flask, settings: Settings, connection: redis.Redis) -> None:
@@ -65,7 +72,9 @@ def init_admin(app: Flask, settings: Settings, connection: redis.Redis) -> None:
         SESSION_COOKIE_NAME="reactor_admin",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        # Sent by browsers over HTTPS only (and to http://localhost, which they treat as secure).
+        SESSION_COOKIE_SECURE=not settings.admin_insecure_cookie,
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
     storage = RedisStorage(
         "redis://", connection_pool=connection.connection_pool, key_prefix=f"{settings.key_prefix}:admin"
@@ -95,6 +104,43 @@ def _redis() -> redis.Redis:
     return current_app.extensions["reactor.redis"]
 
 
+def _session_key(session_id: str) -> str:
+    return f"{_settings().key_prefix}:admin:session:{session_id}"
+
+
+def _start_session(user: str) -> None:
+    """A fresh session whose id is recorded in Redis for its lifetime (revoked by logout)."""
+    session_id = secrets.token_urlsafe(32)
+    _redis().set(_session_key(session_id), user, ex=int(SESSION_LIFETIME.total_seconds()))
+    session.clear()
+    session.permanent = True
+    session["admin"] = user
+    session["sid"] = session_id
+
+
+def _session_live() -> bool:
+    """The cookie names the configured user and a session id that logout has not revoked. Redis
+    unreachable: 503 (fail closed; the dashboard cannot show anything without Redis anyway)."""
+    session_id = session.get("sid")
+    if session.get("admin") != _settings().admin_user or not isinstance(session_id, str):
+        return False
+    try:
+        stored = _redis().get(_session_key(session_id))
+    except redis.RedisError:
+        abort(503, description="the dashboard cannot check sessions: Redis is unavailable")
+    return stored is not None and stored.decode() == session["admin"]
+
+
+def _end_session() -> None:
+    session_id = session.get("sid")
+    if isinstance(session_id, str):
+        try:
+            _redis().delete(_session_key(session_id))
+        except redis.RedisError:
+            abort(503, description="Redis is unavailable: the session could not be ended; try again")
+    session.clear()
+
+
 def csrf_token() -> str:
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(32)
@@ -116,7 +162,8 @@ def _template_helpers() -> dict[str, Any]:
 def login_required(view: Any) -> Any:
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if session.get("admin") != _settings().admin_user:
+        if not _session_live():
+            session.clear()
             return redirect(url_for("admin.login", next=request.full_path if request.query_string else request.path))
         return view(*args, **kwargs)
 
@@ -135,7 +182,12 @@ def _no_cache(response: Response) -> Response:
 @admin.errorhandler(HTTPException)
 def _error_page(exc: HTTPException) -> Any:
     code = exc.code or 500
-    return render_template("admin/error.html", code=code, name=exc.name, description=exc.description), code
+    page = render_template("admin/error.html", code=code, name=exc.name, description=exc.description)
+    response = make_response(page, code)
+    for name, value in exc.get_headers():  # Retry-After on a 429, Allow on a 405
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 @admin.route("/login", methods=["GET", "POST"])
@@ -146,14 +198,17 @@ def login() -> Any:
         limiter: FixedWindowRateLimiter = current_app.extensions["reactor.admin.limiter"]
         client = request.remote_addr or "unknown"
         if not limiter.test(LOGIN_LIMIT, "login", client):
-            abort(429, description="too many failed logins from this address; wait 15 minutes")
+            reset = limiter.get_window_stats(LOGIN_LIMIT, "login", client).reset_time
+            wait = max(1, math.ceil(reset - time.time()))
+            raise TooManyRequests(
+                description=f"too many failed logins from this address; try again in {wait} seconds",
+                retry_after=wait,
+            )
         settings = _settings()
         user_ok = hmac.compare_digest(request.form.get("user", "").encode(), settings.admin_user.encode())
         password_ok = hmac.compare_digest(request.form.get("password", "").encode(), settings.admin_password.encode())
         if user_ok and password_ok:
-            session.clear()
-            session.permanent = True
-            session["admin"] = settings.admin_user
+            _start_session(settings.admin_user)
             log.info("admin login from %s", client)
             return redirect(_safe_next(request.args.get("next")))
         limiter.hit(LOGIN_LIMIT, "login", client)
@@ -172,7 +227,7 @@ def _safe_next(target: str | None) -> str:
 @admin.post("/logout")
 def logout() -> Any:
     _check_csrf()
-    session.clear()
+    _end_session()
     return redirect(url_for("admin.login"))
 
 
@@ -225,6 +280,8 @@ def _dead_letters(connection: redis.Redis, settings: Settings) -> list[Any]:
 @login_required
 def replay(job_id: str) -> Any:
     _check_csrf()
+    if len(job_id) > MAX_JOB_ID_LENGTH or not JOB_ID_SAFE.fullmatch(job_id):
+        abort(400, description="not a job id: at most 200 letters, digits, '_' or '-'")
     from .deadletters import DeadLetterError, DeadLetters
 
     live = current_app.extensions["reactor.rules"]

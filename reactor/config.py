@@ -46,6 +46,7 @@ class Settings:
     admin_user: str = ""  # the /admin dashboard is off (404) until both are set
     admin_password: str = field(default="", repr=False)
     secret_key: str = field(default="", repr=False)  # signs dashboard sessions; unset: one kept in Redis
+    admin_insecure_cookie: bool = False  # True: the dashboard's cookie lacks `Secure` (plain-HTTP use only)
     chargebee_rate_limit: int = 150  # calls per window, shared by every worker (test sites: 150/min)
     rate_limit_window: int = 60  # seconds; Chargebee counts per minute, tests shorten it
     rate_limit_max_wait: float = 10.0  # longest a call waits for a slot before its job is deferred
@@ -230,6 +231,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         admin_user=env.get("REACTOR_ADMIN_USER", "").strip(),
         admin_password=env.get("REACTOR_ADMIN_PASSWORD", ""),
         secret_key=env.get("REACTOR_SECRET_KEY", ""),
+        admin_insecure_cookie=_flag(env, "REACTOR_ADMIN_INSECURE_COOKIE"),
         lock_ttl=_int(env, "REACTOR_LOCK_TTL", 0, minimum=0),
         chargebee_rate_limit=_int(env, "REACTOR_CHARGEBEE_RATE_LIMIT", 150, minimum=1),
         rate_limit_window=_int(env, "REACTOR_RATE_LIMIT_WINDOW", 60, minimum=1),

@@ -25,6 +25,15 @@ ADMIN_PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def admin_web(settings, redis_conn) -> Iterator[WebServer]:
+    # Plain HTTP here, and requests (unlike browsers on localhost) keeps a Secure cookie for HTTPS.
+    admin = replace(settings, admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD, admin_insecure_cookie=True)
+    server = WebServer(admin)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def secure_admin_web(settings, redis_conn) -> Iterator[WebServer]:
     server = WebServer(replace(settings, admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD))
     yield server
     server.stop()
@@ -87,6 +96,89 @@ def test_repeated_failed_logins_from_one_address_are_stopped(admin_web):
     statuses = [log_in(admin_web, password=f"guess-{n}")[1].status_code for n in range(11)]
     assert statuses[:10] == [401] * 10
     assert statuses[10] == 429
+
+
+def test_the_login_429_says_when_to_come_back(admin_web):
+    for n in range(10):
+        log_in(admin_web, password=f"guess-{n}")
+    _, refused = log_in(admin_web)  # the right password too: over the limit it is not even checked
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 15 * 60
+    assert f"try again in {refused.headers['Retry-After']} seconds" in refused.text
+
+
+def set_cookie_of_login(server: WebServer) -> str:
+    """The Set-Cookie of a successful login (the form's cookie carried by hand: requests would keep
+    a Secure one for HTTPS)."""
+    form = requests.get(f"{server.url}/admin/login", timeout=5)
+    response = requests.post(
+        f"{server.url}/admin/login",
+        data={"user": ADMIN_USER, "password": ADMIN_PASSWORD, "csrf": token(form.text)},
+        cookies={"reactor_admin": form.cookies["reactor_admin"]},
+        timeout=5,
+        allow_redirects=False,
+    )
+    assert response.status_code == 302
+    return response.headers["Set-Cookie"]
+
+
+def test_the_session_cookie_is_secure_by_default(secure_admin_web):
+    cookie = set_cookie_of_login(secure_admin_web)
+    attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
+    assert {"secure", "httponly", "samesite"} <= attributes
+
+
+def test_admin_insecure_cookie_drops_secure_for_plain_http(admin_web):
+    cookie = set_cookie_of_login(admin_web)
+    attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")[1:]}
+    assert "secure" not in attributes and "httponly" in attributes
+
+
+def test_after_logout_a_copy_of_the_session_cookie_no_longer_opens_the_dashboard(admin_web):
+    browser, page = log_in(admin_web)
+    assert page.status_code == 200 and "Dead letters" in page.text
+    stolen = requests.Session()
+    stolen.cookies.update(browser.cookies)
+    assert stolen.get(f"{admin_web.url}/admin/", timeout=5, allow_redirects=False).status_code == 200
+
+    logout = browser.post(f"{admin_web.url}/admin/logout", data={"csrf": token(page.text)}, timeout=5)
+
+    assert logout.status_code == 200 and "/admin/login" in logout.url
+    response = stolen.get(f"{admin_web.url}/admin/", timeout=5, allow_redirects=False)
+    assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login")
+
+
+def test_a_session_id_removed_from_redis_ends_the_session(admin_web, redis_conn):
+    browser, _ = log_in(admin_web)
+    keys = redis_conn.keys("reactor:admin:session:*")
+    assert len(keys) == 1 and 0 < redis_conn.ttl(keys[0]) <= 12 * 3600
+    redis_conn.delete(*keys)
+    assert browser.get(f"{admin_web.url}/admin/", timeout=5, allow_redirects=False).status_code == 302
+
+
+@pytest.mark.parametrize(
+    "job_id",
+    ["a b", "caf%C3%A9", "x" * 300, "a.b", "a;b", "job%00id", "a/b", "a%2Fb", "%3Cscript%3E"],
+    ids=["space", "non-ascii", "long", "dot", "semicolon", "nul", "slash", "encoded-slash", "markup"],
+)
+def test_a_malformed_job_id_in_the_replay_url_gets_400(admin_web, job_id):
+    browser, page = log_in(admin_web)
+    response = browser.post(
+        f"{admin_web.url}/admin/dead-letters/{job_id}/replay", data={"csrf": token(page.text)}, timeout=5
+    )
+    assert response.status_code == 400
+    assert "not a job id" in response.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["invoice=%00", "event=" + "e" * 5000, "outcome=no-such-outcome", "rule=%ff%fe", "limit=1e400", "limit=-1"],
+    ids=["nul-invoice", "long-event", "unknown-outcome", "not-utf8-rule", "huge-limit", "negative-limit"],
+)
+def test_malformed_dashboard_filters_do_not_give_500(admin_web, query):
+    browser, _ = log_in(admin_web)
+    response = browser.get(f"{admin_web.url}/admin/?{query}", timeout=5)
+    assert response.status_code < 500
 
 
 def test_a_logged_in_operator_sees_a_recent_decision(admin_web, redis_conn):
