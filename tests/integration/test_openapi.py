@@ -45,6 +45,7 @@ def api(settings, redis_conn) -> Iterator[tuple[WebServer, requests.Session, str
             settings,
             admin_user=ADMIN_USER,
             admin_password=ADMIN_PASSWORD,
+            admin_insecure_cookie=True,  # the test's client logs in over plain http
             secret_key="openapi-test-signing-key",
             auth_failure_limit="100000/minute",
         )
@@ -109,7 +110,8 @@ def test_every_answer_conforms_and_none_is_a_server_error(case, api) -> None:
 )
 def test_bodies_that_once_gave_a_server_error_now_get_a_clear_answer(api, redis_conn, body: bytes, status: int) -> None:
     server, _, _ = api
-    response = requests.post(server.webhook_url, data=body, headers={"Authorization": RIGHT}, timeout=5)
+    headers = {"Authorization": RIGHT, "Content-Type": "application/json"}
+    response = requests.post(server.webhook_url, data=body, headers=headers, timeout=5)
     assert (response.status_code, sorted(response.json())) == (
         status,
         ["event_id", "status"] if status == 200 else ["error", "message"],

@@ -97,6 +97,7 @@ def test_no_secret_appears_in_logs_answers_pages_cli_output_or_redis(
         webhook_password=WEBHOOK_PASSWORD,
         admin_user=ADMIN_USER,
         admin_password=ADMIN_PASSWORD,
+        admin_insecure_cookie=True,  # the test's client logs in over plain http
         secret_key=SECRET_KEY,
         retry_intervals=(1,),
     )
