@@ -4,7 +4,7 @@
 
 Starts a real redis-server (AOF on, as `reactor run` does), the reactor's web app and the two
 baselines of bench/bare_app.py under gunicorn with the same settings (reactor.gunicorn_conf:
-WEB_CONCURRENCY workers x WEB_THREADS threads), then on loopback:
+WEB_CONCURRENCY gevent workers, WEB_CONNECTIONS connections each), then on loopback:
 
 1. throughput: wrk (apt-get install wrk) for --seconds against each, realistic 2.5 kB events with
    unique ids and Basic auth (bench/ingest.lua); target: reactor >= 60% of the bare requests/s.
@@ -196,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ratio = ours["rps"] / bare["rps"]
     p99 = fixed.percentile(99)
-    workers, threads = os.environ.get("WEB_CONCURRENCY", "2"), os.environ.get("WEB_THREADS", "4")
+    workers, connections = os.environ.get("WEB_CONCURRENCY", "2"), os.environ.get("WEB_CONNECTIONS", "1000")
     print(
-        f"ingest benchmark: gunicorn gthread {workers} workers x {threads} threads, loopback, "
+        f"ingest benchmark: gunicorn gevent {workers} workers x {connections} connections, loopback, "
         f"wrk -t2 -c{args.connections}; {os.cpu_count()} cpus; event body {len(ready_body)} bytes"
     )
     print()
