@@ -37,13 +37,16 @@ from .engine import decide
 from .fields import did_you_mean
 from .model import Decision, RuleProblem, RulesError, RuleSet
 from .yamlnodes import (
+    MAX_FILE_BYTES,
     Problems,
     ScalarValueError,
     check_duplicate_keys,
+    check_nodes,
     check_tabs,
     compose,
     describe,
     mapping_items,
+    read_limited,
     scalar_value,
 )
 
@@ -95,8 +98,10 @@ def load_cases(path: str | os.PathLike[str], ruleset: RuleSet | None = None) -> 
     """Read and check a cases file; with `ruleset`, expected rule names must exist in it."""
     filename = os.fspath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_limited(path, "cases file").decode("utf-8")
+    except RulesError as exc:
+        raise CasesError(exc.problems) from exc
+    except UnicodeDecodeError as exc:
         raise CasesError([RuleProblem(filename, 1, 1, f"cannot read the cases file: {exc}")]) from exc
     problems = Problems(filename)
     root = compose(text, problems, check_tabs(text, problems))
@@ -106,6 +111,8 @@ def load_cases(path: str | os.PathLike[str], ruleset: RuleSet | None = None) -> 
         raise CasesError(problems.items)
     assert root is not None
     check_duplicate_keys(root, problems)
+    if check_nodes(root, problems):
+        raise CasesError(problems.items)
     base = Path(path).parent
     rules_path, cases = None, []
     if not isinstance(root, MappingNode):
@@ -218,7 +225,12 @@ def _event(
 def _event_file(node: ScalarNode, base: Path, problems: Problems) -> dict[str, Any] | None:
     path = base / node.value
     try:
-        event = json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            problems.add(node, f"the event file {path} is larger than {MAX_FILE_BYTES // 1024} KiB")
+            return None
+        event = json.loads(data.decode("utf-8"))
     except OSError as exc:
         problems.add(node, f"cannot read the event file {path}: {exc.strerror or exc}")
         return None

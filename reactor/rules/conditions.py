@@ -232,7 +232,8 @@ class ConditionCompiler:
         try:
             compiled = ops.compile_operator(field, op, operand)
         except ops.OperandError as exc:
-            self.problems.add(exc.node or operand, str(exc))
+            for node, sentence in exc.problems:
+                self.problems.add(node or operand, sentence)
             return None
         read = field.getter()
         test = _leaf_test(field, read, compiled)

@@ -21,6 +21,7 @@ from .engine import decide
 from .fields import MISSING, Context, check_now
 from .model import Decision, RuleSet
 from .money import MoneyThreshold, to_major
+from .operators import MAX_MATCH_TEXT
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,8 @@ def trace_condition(cond: Condition, ctx: Context) -> ConditionTrace:
         note = "the field is missing or null"
     elif cond.field.is_money and cond.operator != "exists":
         actual, note = _money_actual(cond, raw, ctx)
+    elif cond.operator == "matches" and isinstance(raw, str) and len(raw) > MAX_MATCH_TEXT:
+        note = f"the text is longer than {MAX_MATCH_TEXT} characters, which `matches` never matches"
     if raw is MISSING:
         text = "(missing)"
     elif isinstance(actual, str) and not cond.field.is_money:

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import RulesError, RuleSet, load_rules
+from .yamlnodes import MAX_FILE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,11 @@ class LiveRules:
             return self._rules
 
     def _digest(self) -> str:
+        """The refused file's digest, from no more than the bytes the loader reads (a refused 1 GB
+        file costs no more than one at the size limit)."""
         try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()[:12]
+            with self.path.open("rb") as file:
+                return hashlib.sha256(file.read(MAX_FILE_BYTES + 1)).hexdigest()[:12]
         except OSError:
             return "unreadable"
 

@@ -5,6 +5,10 @@ a file with any problem is refused whole, and every problem is reported at once 
 position and one plain sentence (with a did-you-mean for typos), so one round of fixes is enough.
 Warnings (a condition that is always or never true, a skip rule on events without an invoice:
 lint.py) do not refuse the file; they ride along on RuleSet.warnings for `reactor rules check`.
+
+Every process reads this file (the web workers for /readyz, every job), so its cost is bounded before
+parsing: a file over yamlnodes.MAX_FILE_BYTES is refused at 1:1 unread, one over MAX_RULES rules or
+conditions.MAX_CONDITIONS conditions at the first one too many.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -28,12 +31,15 @@ from .yamlnodes import (
     Problems,
     ScalarValueError,
     check_duplicate_keys,
+    check_nodes,
     check_tabs,
     compose,
     describe,
     mapping_items,
     position,
+    read_limited,
     scalar_value,
+    size_problem,
 )
 
 TOP_KEYS = ("version", "mode", "limits", "rules")
@@ -48,16 +54,15 @@ SUPPORTED_VERSION = 1
 DEFAULT_MODE = "dry_run"
 """A file without `mode:` only records decisions: acting on money must be asked for explicitly."""
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_RULES = 1000
+"""Rules in one file. bench/rules_50.yaml decides in microseconds with 50; a thousand rules of its
+kind fill about a quarter of yamlnodes.MAX_FILE_BYTES."""
 
 
 def load_rules(path: str | os.PathLike[str]) -> RuleSet:
-    """Read and compile a rule file; RulesError (at 1:1) also when it cannot be read."""
+    """Read and compile a rule file; RulesError (at 1:1) also when it cannot be read or is too large."""
     filename = os.fspath(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise RulesError([RuleProblem(filename, 1, 1, f"cannot read the rule file: {reason}")]) from exc
+    data = read_limited(path, "rule file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -69,9 +74,15 @@ def load_rules(path: str | os.PathLike[str]) -> RuleSet:
 
 def parse_rules(text: str, filename: str = "rules.yaml") -> RuleSet:
     """Compile rule-file text; `filename` only labels the problems."""
+    # a str has at most as many characters as bytes: a huge one is refused before it is encoded
+    problem = size_problem(len(text), "rule file")
+    data = text if isinstance(text, bytes) or problem is not None else text.encode("utf-8", "surrogatepass")
+    problem = problem or size_problem(len(data), "rule file")
+    if problem is not None:
+        raise RulesError([RuleProblem(filename, 1, 1, problem)])
     if isinstance(text, bytes):
         return _parse(text.decode("utf-8", "replace"), filename, text)
-    return _parse(text, filename, text.encode("utf-8", "surrogatepass"))
+    return _parse(text, filename, data)
 
 
 def _parse(text: str, filename: str, data: bytes) -> RuleSet:
@@ -84,6 +95,8 @@ def _parse(text: str, filename: str, data: bytes) -> RuleSet:
         problems.raise_if_any()
     assert root is not None
     check_duplicate_keys(root, problems)
+    if check_nodes(root, problems):  # too deep, or Python tags: nothing further is worth reading
+        problems.raise_if_any()
     if not isinstance(root, MappingNode):
         problems.add(root, f"the file must be a mapping with version, mode, limits and rules, not {describe(root)}")
         problems.raise_if_any()
@@ -137,6 +150,9 @@ def _ruleset(root: MappingNode, problems: Problems, warnings: Problems, filename
         node = top["rules"][1]
         if not (isinstance(node, ScalarNode) and _plain(node) is None):
             problems.add(node, f"`rules` must be a list of rules, each starting with `- name:`, not {describe(node)}")
+    elif len(top["rules"][1].value) > MAX_RULES:
+        too_many = top["rules"][1].value[MAX_RULES]
+        problems.add(too_many, f"the rule file has more than {MAX_RULES} rules; this is rule #{MAX_RULES + 1}")
     else:
         compiler, first_seen = ConditionCompiler(problems), {}
         for index, item in enumerate(top["rules"][1].value, start=1):
@@ -179,17 +195,19 @@ def _money_limit(value: Node, name: str, problems: Problems) -> MoneyThreshold |
         if isinstance(value, MappingNode):
             if not value.value:
                 raise OperandError(f"limits.{name} has an empty currency map; give e.g. {{USD: 500}}", value)
-            amounts = {}
-            for cur_node, amount_node in value.value:
+            amounts, bad = {}, False
+            for cur_node, amount_node in value.value:  # every bad entry is reported, not just the first
                 code = cur_node.value if isinstance(cur_node, ScalarNode) else ""
-                if not re.fullmatch(r"[A-Z]{3}", code):
-                    problems.add(
-                        cur_node,
-                        f"currency codes are three capital letters such as USD, not {describe(cur_node)}",
-                    )
-                    continue
-                amounts[code] = _positive(amount_node, name)
-            return MoneyThreshold(per_currency=amounts)
+                try:
+                    if not re.fullmatch(r"[A-Z]{3}", code):
+                        raise OperandError(
+                            f"currency codes are three capital letters such as USD, not {describe(cur_node)}", cur_node
+                        )
+                    amounts[code] = _positive(amount_node, name)
+                except OperandError as exc:
+                    problems.add(exc.node or amount_node, str(exc))
+                    bad = True
+            return None if bad else MoneyThreshold(per_currency=amounts)
         return MoneyThreshold(any_currency=_positive(value, name))
     except OperandError as exc:
         problems.add(exc.node or value, str(exc))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import re2
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .fields import DAYS_OVERDUE, FieldRef
@@ -38,13 +39,47 @@ _ORDERING = {"lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": op
 _NUMBERS = frozenset({int, float, Decimal})
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
+MAX_MATCH_TEXT = 4096
+"""Characters a `matches` condition looks at; a longer text never matches (its condition is false,
+like a value of the wrong type). RE2 is linear in the text, but for a pattern whose automaton does
+not fit RE2's cache it falls back to a slower simulation whose cost is text length times pattern
+size: `a[ab]{999}c` takes 90 ms on 10,000 characters and 4.6 s on a 1 MiB field (the webhook body
+limit). Chargebee's ids, codes, emails and names are far shorter than this cap."""
+MAX_PATTERN_SIZE = 300
+"""Largest RE2 program (instructions, `programsize`) a `matches` pattern may compile to. Everyday
+patterns are 5 to 30 (`^cus_[0-9]+$` is 6); together with MAX_MATCH_TEXT this keeps the worst
+pattern on the worst text to about a millisecond (docs/security.md "Hostile rules files")."""
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported at its file:line:col, not on stderr
+_RE2_OPTIONS.never_capture = True  # a condition only asks "found or not": no group bookkeeping
+_UNSUPPORTED = (  # (what RE2 says or the pattern holds, the construct it means)
+    ("(?=", "lookahead (?=...)"),
+    ("(?!", "lookahead (?!...)"),
+    ("(?<=", "lookbehind (?<=...)"),
+    ("(?<!", "lookbehind (?<!...)"),
+    ("(?P=", "the backreference (?P=name)"),
+    ("(?>", "the atomic group (?>...)"),
+    ("(?#", "the comment (?#...)"),
+)
+_BACKREFERENCE = re.compile(r"\\[1-9]")
+_POSSESSIVE = re.compile(r"bad repetition operator: [*+?}]\+")
+
 
 class OperandError(Exception):
-    """The operand of an operator is unusable; carries (node, sentence) pairs."""
+    """The operand of an operator is unusable; `problems` lists its (node, sentence) pairs, several
+    when a currency map has several bad entries (ops fix them all in one round)."""
 
     def __init__(self, message: str, node: Node | None = None) -> None:
         super().__init__(message)
         self.node = node
+        self.problems: list[tuple[Node | None, str]] = [(node, message)]
+
+    @classmethod
+    def of(cls, errors: list[OperandError]) -> OperandError:
+        """One error carrying the problems of all of `errors` (the first gives its message)."""
+        combined = cls(str(errors[0]), errors[0].node)
+        combined.problems = [pair for error in errors for pair in error.problems]
+        return combined
 
 
 @dataclass(frozen=True)
@@ -110,17 +145,52 @@ def _text_operator(field: FieldRef, op: str, node: Node, text: str) -> Compiled:
         raise OperandError(f"'{op}' needs a non-empty text, not {describe(node)}; quote it if needed", node)
     if op == "starts_with":
         return Compiled(lambda v: v.__class__ is str and v.startswith(value), value, text, text_test=(op, value))
+    search = _pattern(value, node).search
+    limit = MAX_MATCH_TEXT
+    return Compiled(lambda v: v.__class__ is str and len(v) <= limit and search(v) is not None, value, text)
+
+
+def _pattern(value: str, node: Node) -> Any:
+    """The RE2 pattern of a `matches` operand. RE2 runs in time linear in the text, whatever the
+    pattern: `^(a+)+$`, which holds Python's backtracking `re` for minutes on 40 characters, costs
+    microseconds. The price is that constructs only backtracking can run are refused."""
     try:
-        pattern = re.compile(value)
-    except re.error as exc:
-        raise OperandError(f"invalid regular expression for 'matches': {exc.msg} at position {exc.pos}", node) from exc
-    search = pattern.search
-    return Compiled(lambda v: v.__class__ is str and search(v) is not None, value, text)
+        pattern = re2.compile(value, _RE2_OPTIONS)
+    except UnicodeEncodeError as exc:
+        raise OperandError("the pattern for 'matches' is not valid text (it holds a lone surrogate)", node) from exc
+    except re2.error as exc:
+        raise OperandError(_pattern_problem(value, exc), node) from exc
+    if pattern.programsize > MAX_PATTERN_SIZE:
+        raise OperandError(
+            f"the pattern for 'matches' is too complex (size {pattern.programsize}, at most {MAX_PATTERN_SIZE}); "
+            "use fewer or smaller {n} repetitions and character classes",
+            node,
+        )
+    return pattern
+
+
+def _pattern_problem(value: str, exc: Exception) -> str:
+    reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+    construct = next((name for marker, name in _UNSUPPORTED if marker in value), None)
+    if construct is None and _BACKREFERENCE.search(value) and "invalid escape sequence" in reason:
+        construct = "a backreference such as \\1"
+    if construct is None and _POSSESSIVE.search(reason):
+        construct = "a possessive quantifier such as a++"
+    if construct is not None:
+        return (
+            f"{construct} is not supported in 'matches': patterns use RE2 syntax, which runs in linear time "
+            "and so has no lookarounds, backreferences, atomic groups or possessive quantifiers"
+        )
+    if "too large" in reason or "repetition size" in reason:
+        return f"the pattern for 'matches' is too complex ({reason}); repetition counts go up to 1000"
+    return f"invalid regular expression for 'matches' (RE2 syntax): {reason}"
 
 
 def _money_operator(field: FieldRef, op: str, node: Node, text: str) -> Compiled:
     if op in ("in", "not_in"):
-        if not isinstance(node, SequenceNode) or not node.value:
+        if isinstance(node, SequenceNode) and not node.value:
+            raise OperandError(f"the list of '{op}' is empty; give at least one amount, e.g. [25, 50]", node)
+        if not isinstance(node, SequenceNode):
             raise OperandError(f"'{op}' needs a non-empty list of amounts, not {describe(node)}", node)
         amounts = frozenset(Decimal(str(_number(item, f"'{op}'"))) for item in node.value)
         want = op == "in"
@@ -162,12 +232,17 @@ def _money_range(node: Node) -> tuple[MoneyThreshold, MoneyThreshold]:
 def _currency_map(node: MappingNode, parse: Callable[[Node], Any]) -> dict[str, Any]:
     if not node.value:
         raise OperandError("the currency map is empty; give at least one currency, e.g. {USD: 25}", node)
-    result = {}
+    result, errors = {}, []
     for key, value in node.value:
         code = key.value if isinstance(key, ScalarNode) else None
-        if code is None or not _CURRENCY.fullmatch(code):
-            raise OperandError(f"currency codes are three capital letters such as USD, not {describe(key)}", key)
-        result[code] = parse(value)
+        try:
+            if code is None or not _CURRENCY.fullmatch(code):
+                raise OperandError(f"currency codes are three capital letters such as USD, not {describe(key)}", key)
+            result[code] = parse(value)
+        except OperandError as exc:
+            errors.append(exc)
+    if errors:
+        raise OperandError.of(errors)
     return result
 
 
@@ -238,7 +313,9 @@ def _check_value(field: FieldRef, op: str, node: Node, value: Any) -> Any:
 
 
 def _value_list(field: FieldRef, op: str, node: Node) -> list[Any]:
-    if not isinstance(node, SequenceNode) or not node.value:
+    if isinstance(node, SequenceNode) and not node.value:
+        raise OperandError(f"the list of '{op}' is empty; give at least one value, e.g. [not_paid, payment_due]", node)
+    if not isinstance(node, SequenceNode):
         raise OperandError(f"'{op}' needs a non-empty list such as [not_paid, payment_due], not {describe(node)}", node)
     values = []
     for item in node.value:

@@ -7,10 +7,10 @@ import json
 import time
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from reactor.rules import Decision, RulesError, RuleSet, decide, parse_rules
+from reactor.rules import Decision, RulesError, RuleSet, decide, explain, parse_rules
 
 from .test_rules_support import NOW, one_rule
 
@@ -185,3 +185,110 @@ def test_python_tags_are_never_executed() -> None:
         assert exc.problems[0].line == 1
     else:
         raise AssertionError("a python tag was accepted as a version")
+
+
+# Generated rule trees: all/any/not nesting over fields, operators and operands, regexes built from a
+# small alphabet with quantifiers and alternation (some catastrophic for a backtracking engine, some
+# using constructs RE2 refuses), decided on events built from JSON-like values.
+
+REGEX_ATOMS = st.sampled_from(
+    ["a", "b", ".", "[ab]", "\\d", "\\w", "^", "$", "(a+)+$", "(a|aa)*$", "(?=a)", "\\1", "(?<!b)"]
+)
+REGEXES = st.recursive(
+    REGEX_ATOMS,
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map("".join),
+        st.tuples(inner, inner).map(lambda p: f"{p[0]}|{p[1]}"),
+        inner.map(lambda r: f"({r})"),
+        st.tuples(inner, st.sampled_from(["*", "+", "?", "{2,5}", "++", "{1001}"])).map(lambda p: f"({p[0]}){p[1]}"),
+    ),
+    max_leaves=8,
+)
+GEN_TEXT = st.text(alphabet="ab!0_", max_size=6)
+GEN_FIELDS = st.sampled_from(
+    [
+        "invoice.status",
+        "invoice.customer_id",
+        "invoice.amount_due",
+        "invoice.billing_address.country",
+        "customer.cf_segment",
+        "event.event_type",
+        "days_overdue",
+        "invoice.nonexistent_field",
+    ]
+)
+GEN_NUMBERS = st.one_of(st.integers(-5, 100), st.floats(-5, 100, allow_nan=False))
+GEN_OPERANDS = st.one_of(
+    st.tuples(st.sampled_from(["eq", "ne", "starts_with"]), st.one_of(GEN_TEXT, GEN_NUMBERS)),
+    st.tuples(st.sampled_from(["in", "not_in"]), st.lists(st.one_of(GEN_TEXT, GEN_NUMBERS), max_size=3)),
+    st.tuples(
+        st.sampled_from(["lt", "lte", "gt", "gte"]),
+        st.one_of(GEN_NUMBERS, st.dictionaries(st.sampled_from(["USD", "EUR", "usd"]), GEN_NUMBERS, max_size=2)),
+    ),
+    st.tuples(st.just("between"), st.lists(GEN_NUMBERS, min_size=1, max_size=3)),
+    st.tuples(st.just("matches"), REGEXES),
+    st.tuples(st.just("exists"), st.booleans()),
+)
+GEN_LEAVES = st.builds(lambda field, op: {field: {op[0]: op[1]}}, GEN_FIELDS, GEN_OPERANDS)
+GEN_CONDITIONS = st.recursive(
+    GEN_LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3).map(lambda items: {"all": items}),
+        st.lists(inner, min_size=1, max_size=3).map(lambda items: {"any": items}),
+        inner.map(lambda item: {"not": item}),
+    ),
+    max_leaves=10,
+)
+GEN_RULES = st.lists(
+    st.tuples(GEN_CONDITIONS, st.sampled_from(["skip", "write_off"]), st.booleans()), min_size=1, max_size=4
+)
+GEN_VALUES = st.one_of(GEN_TEXT, st.text(alphabet="a", min_size=30, max_size=60).map(lambda t: t + "!"), JSON)
+GEN_INVOICES = st.dictionaries(
+    st.sampled_from(["id", "status", "customer_id", "amount_due", "currency_code", "due_date", "billing_address"]),
+    st.one_of(GEN_VALUES, st.dictionaries(st.just("country"), GEN_VALUES, max_size=1)),
+)
+GEN_EVENTS = st.fixed_dictionaries(
+    {
+        "event_type": st.one_of(st.sampled_from(["payment_failed", "invoice_updated", "sweep"]), JSON),
+        "content": st.one_of(
+            JSON, st.fixed_dictionaries({"invoice": GEN_INVOICES, "customer": st.one_of(JSON, GEN_INVOICES)})
+        ),
+    }
+)
+
+
+def _generated_file(rules: list[tuple[object, str, bool]]) -> str:
+    body = [
+        {"name": f"r{i}", **({"on": ["payment_failed"]} if on else {}), "when": condition, "action": action}
+        for i, (condition, action, on) in enumerate(rules)
+    ]
+    return yaml.safe_dump({"version": 1, "mode": "live", "limits": {"max_write_off": {"USD": 50}}, "rules": body})
+
+
+@settings(max_examples=250, deadline=500, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(GEN_RULES, st.lists(GEN_EVENTS, min_size=1, max_size=3))
+@example(  # catastrophic for a backtracking engine: 2**36 steps
+    [({"invoice.customer_id": {"matches": "(a+)+$"}}, "skip", False)],
+    [{"event_type": "payment_failed", "content": {"invoice": {"customer_id": "a" * 36 + "!"}}}],
+)
+def test_generated_rule_trees_load_or_are_refused_in_place_and_decide_agrees_with_explain(
+    rules: list[tuple[object, str, bool]], events: list[dict]
+) -> None:
+    text = _generated_file(rules)
+    lines = text.split("\n")
+    try:
+        ruleset = parse_rules(text)
+    except RulesError as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert 1 <= problem.line <= len(lines) and 1 <= problem.col <= len(lines[problem.line - 1]) + 1, problem
+            assert problem.message
+        return
+    for ev in events:
+        decision = decide(ruleset, ev, NOW)
+        assert decision.action in {"write_off", "skip", "none"}
+        json.dumps(decision.as_dict())
+        explanation = explain(ruleset, ev, NOW)
+        assert explanation.decision == decision
+        first = next((rule.name for rule in explanation.rules if rule.matched), None)
+        assert first == decision.rule
