@@ -22,7 +22,7 @@ from rq.registry import FailedJobRegistry
 
 from .audit import AuditLog, AuditRecord
 from .config import Settings
-from .events import EventStore, Keys
+from .events import JOB_ID_SAFE, EventStore, Keys, evaluation_job_id
 
 _SECRET_KEY = re.compile(
     r"password|passwd|secret|token|api_?key|authori[sz]ation|cvv|masked_number|^iin$|^last4$|"
@@ -79,6 +79,27 @@ class NotADeadLetter(DeadLetterError):
 
 class EventExpired(DeadLetterError):
     """The stored event is gone (older than REACTOR_EVENT_TTL): there is nothing to re-decide."""
+
+
+class NotAJobId(NotADeadLetter):
+    """The id cannot name an RQ job: RQ takes only letters, digits, `_` and `-` in a job id (a
+    typed event id such as `ev.dot.1`, or garbage). Callers answer it as a client error (4xx)."""
+
+
+def _job_id(value: str) -> str:
+    """`value` if it can be an RQ job id, else NotAJobId (RQ itself would raise a bare ValueError)."""
+    if not JOB_ID_SAFE.fullmatch(value):
+        raise NotAJobId(
+            f"{value!r} is not a job id (only letters, digits, _ and -); for an event id use "
+            "`reactor dlq show EVENT_ID` or `reactor events replay EVENT_ID`"
+        )
+    return value
+
+
+def replay_job_id(event_id: str, now: datetime) -> str:
+    """`replay-<event id>-<time>`; an id RQ would refuse gets the digest evaluation_job_id gives it."""
+    key = evaluation_job_id(event_id).removeprefix("evaluate-")
+    return f"replay-{key}-{now:%Y%m%dT%H%M%S%f}"
 
 
 @dataclass(frozen=True)
@@ -206,21 +227,22 @@ class DeadLetters:
     def get(self, job_id: str) -> DeadLetter:
         """Any job by id (dead or not; `status` tells)."""
         try:
-            return self._describe(Job.fetch(job_id, connection=self.redis))
+            return self._describe(Job.fetch(_job_id(job_id), connection=self.redis))
         except NoSuchJobError:
             raise NotADeadLetter(f"no job {job_id!r} (purged, expired, or mistyped?)") from None
 
     def find(self, job_or_event_id: str) -> list[DeadLetter]:
-        """A job id, or an event id: every dead letter of that event, else its evaluation job."""
-        try:
-            return [self._describe(Job.fetch(job_or_event_id, connection=self.redis))]
-        except NoSuchJobError:
-            pass
+        """A job id, or an event id: every dead letter of that event, else its evaluation job.
+        An event id that cannot be a job id (`ev.dot.1`) is looked up as an event id only, and its
+        evaluation job under the digest id evaluation_job_id gives it."""
+        if JOB_ID_SAFE.fullmatch(job_or_event_id):
+            try:
+                return [self._describe(Job.fetch(job_or_event_id, connection=self.redis))]
+            except NoSuchJobError:
+                pass
         letters = [letter for letter in self.list() if letter.event_id == job_or_event_id]
         if letters:
             return letters
-        from .events import evaluation_job_id
-
         try:
             return [self._describe(Job.fetch(evaluation_job_id(job_or_event_id), connection=self.redis))]
         except NoSuchJobError:
@@ -262,7 +284,7 @@ class DeadLetters:
         """Requeue with a full set of retries: the job re-decides on current rules and a fresh
         invoice. Refuses when the stored event is gone, since the job could only record that."""
         try:
-            job = Job.fetch(job_id, connection=self.redis)
+            job = Job.fetch(_job_id(job_id), connection=self.redis)
         except NoSuchJobError:
             raise NotADeadLetter(
                 f"{job_id}: no such job (purged, expired, or mistyped? see `reactor dlq list`)"
@@ -315,7 +337,7 @@ class DeadLetters:
         job = self.queue.enqueue(
             evaluate,
             event_id,
-            job_id=f"replay-{event_id}-{now:%Y%m%dT%H%M%S%f}",
+            job_id=replay_job_id(event_id, now),
             retry=retry_policy(self.settings),
             job_timeout=self.settings.job_timeout,
             failure_ttl=self.settings.event_ttl,
