@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
@@ -26,6 +27,55 @@ def _settings() -> Settings:
 
 def embedded_url_file(settings: Settings) -> Path:
     return settings.var_dir / "redis.url"
+
+
+def sandbox_url_file(settings: Settings) -> Path:
+    """Where `reactor run` records the API base of the local sandbox it started (removed on stop)."""
+    return settings.var_dir / "sandbox.url"
+
+
+NO_CHARGEBEE = (
+    "no Chargebee configured: set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) and CHARGEBEE_API_KEY, "
+    "or start `reactor run` in this directory for the local sandbox"
+)
+
+
+def _answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections at the host and port of `url`."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def chargebee_settings(settings: Settings) -> Settings:
+    """The settings every command that calls Chargebee uses: CHARGEBEE_SITE / CHARGEBEE_API_BASE,
+    or else the local sandbox that a `reactor run` in this directory started (as `connect` finds its
+    embedded Redis), or a one-line refusal that says what to set."""
+    if settings.api_base:
+        return settings
+    marker = sandbox_url_file(settings)
+    try:
+        url = marker.read_text().strip()
+    except OSError:
+        url = ""
+    if not url:
+        raise click.ClickException(NO_CHARGEBEE)
+    if not _answers(url):
+        raise click.ClickException(
+            f"no Chargebee configured, and the local sandbox recorded in {marker} ({url}) does not answer "
+            "(`reactor run` stopped?): start `reactor run` again, or set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) "
+            "and CHARGEBEE_API_KEY"
+        )
+    from .sandbox import DEMO_API_KEY
+
+    return settings.with_overrides(chargebee_api_base=url, chargebee_api_key=DEMO_API_KEY)
 
 
 def connect(settings: Settings) -> redis.Redis:
@@ -57,11 +107,13 @@ def main() -> None:
 
 # -- processes -----------------------------------------------------------------------------------
 
+PORT = click.IntRange(1, 65535)
+
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the web process listens on.")
-@click.option("--port", type=int, default=None, help="Web port (default $PORT or 8000).")
-@click.option("--sandbox-port", type=int, default=8001, show_default=True, help="Port of the local sandbox.")
+@click.option("--port", type=PORT, default=None, help="Web port (default $PORT or 8000).")
+@click.option("--sandbox-port", type=PORT, default=8001, show_default=True, help="Port of the local sandbox.")
 def run(host: str, port: int | None, sandbox_port: int) -> None:
     """Web + worker + scheduler in one command; embedded Redis and the sandbox when not configured."""
     from .supervisor import run_all
@@ -71,8 +123,8 @@ def run(host: str, port: int | None, sandbox_port: int) -> None:
 
 @main.command()
 @click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", type=int, default=None, help="Default: $PORT or 8000.")
-@click.option("--workers", type=int, default=2, show_default=True, help="gunicorn worker processes.")
+@click.option("--port", type=PORT, default=None, help="Default: $PORT or 8000.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="gunicorn worker processes.")
 def web(host: str, port: int | None, workers: int) -> None:
     """The webhook endpoint under gunicorn (what the Procfile's `web:` runs)."""
     from .supervisor import serve_web
@@ -91,7 +143,7 @@ def worker(burst: bool, name: str | None) -> None:
     from .rules.live import LiveRules
     from .worker import run_worker
 
-    settings = _settings()
+    settings = chargebee_settings(_settings())
     connection = connect(settings)
     LiveRules.default_reporter = RulesReloadReporter(connection, settings.key_prefix)  # refused edits → /metrics
     try:
@@ -102,7 +154,7 @@ def worker(burst: bool, name: str | None) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8001, show_default=True)
+@click.option("--port", type=PORT, default=8001, show_default=True)
 @click.option("--no-seed", is_flag=True, help="Start empty instead of with the demo invoices.")
 def sandbox(host: str, port: int, no_seed: bool) -> None:
     """A local Chargebee stand-in (invoices, write_off, faults) for demos and tests."""
@@ -164,15 +216,40 @@ def _parse_time(value: str) -> datetime:
 
 # -- audit and dead letters ----------------------------------------------------------------------
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"([0-9]{1,15})([smhdw])")  # ASCII digits only: int() refuses "²", isdigit() does not
+
+
+def duration_seconds(value: str) -> int | None:
+    """`45s`, `30m`, `2h`, `3d`, `1w` in seconds; None when `value` is not written that way."""
+    match = _DURATION.fullmatch(value.strip().lower())
+    return int(match[1]) * DURATION_UNITS[match[2]] if match else None
+
+
+def back_from_now(seconds: int, value: str) -> datetime:
+    """Now minus `seconds`; refused before 1970, where no record, job or stream id can be."""
+    now = datetime.now(timezone.utc)
+    if seconds > (now - EPOCH).total_seconds():
+        raise click.BadParameter(f"{value} reaches back before 1970, older than anything the reactor keeps")
+    return now - timedelta(seconds=seconds)
+
 
 def parse_since(value: str) -> datetime:
-    """`2h`, `30m`, `3d`, `45s` back from now, or an ISO time."""
-    from datetime import timedelta
-
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    if value[-1:] in units and value[:-1].isdigit():
-        return datetime.now(timezone.utc) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
-    return _parse_time(value)
+    """`2h`, `30m`, `3d`, `45s` back from now, or an ISO time (not before 1970)."""
+    seconds = duration_seconds(value)
+    if seconds is not None:
+        return back_from_now(seconds, value)
+    moment = _parse_time(value)
+    try:
+        moment.astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC
+        raise click.BadParameter(f"{value} is out of range") from None
+    if moment < EPOCH:
+        raise click.BadParameter(
+            f"{value} is before 1970, older than anything the reactor keeps; leave --since out to read everything"
+        )
+    return moment
 
 
 # `reactor audit`, `reactor dlq ...` and `reactor events replay` live in cli_ops, `reactor held ...`

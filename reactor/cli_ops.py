@@ -18,15 +18,15 @@ from datetime import datetime, timedelta
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from .audit import OUTCOMES, AuditLog, AuditRecord, export_lines
-from .cli import _settings, connect, main, parse_since
+from .audit import OUTCOMES, AuditLog, AuditRecord, export_lines, visible
+from .cli import _settings, back_from_now, connect, duration_seconds, main, parse_since
 from .config import Settings
 from .deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
 from .events import Keys
 
 DEFAULT_TABLE_LIMIT = 200
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _console(stderr: bool = False) -> Console:
@@ -35,20 +35,27 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, width=None if stream.isatty() else 240, highlight=False)
 
 
-def _say(message: str) -> None:
-    click.echo(message)
+def _say(message: str, keep_newlines: bool = False) -> None:
+    click.echo(visible(message, keep_newlines=keep_newlines))
 
 
 def _warn(message: str) -> None:
-    click.echo(message, err=True)
+    click.echo(visible(message), err=True)
+
+
+def _cell(value: object) -> Text:
+    """A table cell shown as it is: control characters escaped (reactor.audit.visible), and as a
+    Text, so Rich reads no markup (`[bold]`, `[link=...]`) or emoji codes in an id or a reason."""
+    return Text(visible("" if value is None else str(value)))
 
 
 def parse_duration(value: str) -> timedelta:
-    """`45s`, `30m`, `2h`, `3d`, `1w`."""
-    number, unit = value[:-1], value[-1:].lower()
-    if unit not in _UNITS or not number.isdigit():
-        raise click.BadParameter(f"{value!r} is not a duration like 30m, 2h, 30d")
-    return timedelta(seconds=int(number) * _UNITS[unit])
+    """`45s`, `30m`, `2h`, `3d`, `1w`; no longer than back to 1970 (nothing the reactor keeps is older)."""
+    seconds = duration_seconds(value)
+    if seconds is None:
+        raise click.BadParameter(f"{visible(value)!r} is not a duration like 30m, 2h, 30d")
+    back_from_now(seconds, value)  # refuses one that reaches before 1970
+    return timedelta(seconds=seconds)
 
 
 def _since(value: str | None) -> datetime | None:
@@ -116,16 +123,21 @@ def _audit_table(records: Iterable[AuditRecord]) -> Table:
     table = Table("at (UTC)", "event", "invoice", "rule", "action", "outcome", "amount", "mode", "rules", "reason")
     for r in records:
         table.add_row(
-            _short_time(r.at),
-            r.event_id,
-            r.invoice_id,
-            r.rule,
-            r.action,
-            r.outcome,
-            r.amount_text(),
-            r.mode,
-            r.rules_version,
-            r.reason,
+            *map(
+                _cell,
+                (
+                    _short_time(r.at),
+                    r.event_id,
+                    r.invoice_id,
+                    r.rule,
+                    r.action,
+                    r.outcome,
+                    r.amount_text(),
+                    r.mode,
+                    r.rules_version,
+                    r.reason,
+                ),
+            )
         )
     return table
 
@@ -183,13 +195,18 @@ def _letters_table(letters: Iterable[DeadLetter]) -> Table:
     table = Table("job", "event", "type", "invoice", "last error", "attempts", "failed at (UTC)")
     for letter in letters:
         table.add_row(
-            letter.job_id,
-            letter.event_id,
-            letter.event_type,
-            letter.invoice_id,
-            letter.last_error,
-            str(letter.attempts) + (f" (+{letter.replays} replay)" if letter.replays else ""),
-            _short_time(letter.failed_at),
+            *map(
+                _cell,
+                (
+                    letter.job_id,
+                    letter.event_id,
+                    letter.event_type,
+                    letter.invoice_id,
+                    letter.last_error,
+                    str(letter.attempts) + (f" (+{letter.replays} replay)" if letter.replays else ""),
+                    _short_time(letter.failed_at),
+                ),
+            )
         )
     return table
 
@@ -243,22 +260,22 @@ def _show_one(letters: DeadLetters, letter: DeadLetter) -> None:
     _say(f"failed at:  {_short_time(letter.failed_at) or '-'}")
     _say(f"last error: {letter.last_error}")
     event = letters.stored_event(letter.event_id)
-    _say("\n-- stored event (payment details redacted) --")
+    _say("\n-- stored event (payment details redacted) --", keep_newlines=True)
     if event is None:
         _say(
             f"(gone: the stored event has expired after {letters.settings.event_ttl // 86400} days, "
             "or was never stored; a replay cannot re-decide it)"
         )
     else:
-        _say(json.dumps(redact(event), indent=2, sort_keys=True))
-    _say("\n-- decision trail --")
+        _say(json.dumps(redact(event), indent=2, sort_keys=True), keep_newlines=True)
+    _say("\n-- decision trail --", keep_newlines=True)
     trail = letters.trail(letter, event)
     if trail:
         _console().print(_audit_table(trail))
     else:
         _say("(no audit records for this event)")
-    _say("\n-- traceback --")
-    _say(letter.traceback.rstrip() or "(none recorded)")
+    _say("\n-- traceback --", keep_newlines=True)
+    _say(letter.traceback.rstrip() or "(none recorded)", keep_newlines=True)
     _say("")
 
 

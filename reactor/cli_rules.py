@@ -49,6 +49,33 @@ def _load_ruleset(path: Path) -> Any:
         raise click.ClickException(f"{path}: refused; fix it first (`reactor rules check`)") from None
 
 
+def read_event_file(path: Path, limit: int) -> dict[str, Any]:
+    """The event in `path`, read as the webhook reads a body: at most `limit` bytes (the webhook's
+    REACTOR_MAX_BODY_BYTES, 1 MiB by default; a bigger file, or /dev/zero, is refused after reading
+    that much), UTF-8 JSON, one object. Every refusal is one line."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise click.ClickException(
+            f"{path} is larger than {limit} bytes, the webhook's body limit (REACTOR_MAX_BODY_BYTES); "
+            "Chargebee would not get such an event accepted either"
+        )
+    try:
+        event = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{path} is not UTF-8 text") from None
+    except ValueError as exc:
+        raise click.ClickException(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise click.ClickException(f"{path} is nested too deeply to be a Chargebee event") from None
+    if not isinstance(event, dict):
+        raise click.ClickException(f"{path} must hold one JSON object, a Chargebee event")
+    return event
+
+
 def _invoice_facts(invoice_id: str, event_type: str, settings: Settings, ruleset: Any, now: datetime) -> Any:
     """The invoice fresh from Chargebee as an event, completed as the worker completes it: the
     customer or subscription fetched when a rule that could lead to a write-off reads it."""
@@ -112,14 +139,10 @@ def explain_command(
     ruleset = _load_ruleset(rules_path or settings.rules_path)
     console = _console()
     if event_file is not None:
-        try:
-            event = json.loads(event_file.read_text())
-        except ValueError as exc:
-            raise click.ClickException(f"{event_file} is not valid JSON: {exc}") from None
-        if not isinstance(event, dict):
-            raise click.ClickException(f"{event_file} must hold one JSON object, a Chargebee event")
+        event = read_event_file(event_file, settings.max_body_bytes)
     else:
         assert invoice_id is not None
+        settings = cli.chargebee_settings(settings)  # or the sandbox a `reactor run` here started
         facts = _invoice_facts(invoice_id, event_type, settings, ruleset, now)
         event = facts.event
         console.print(

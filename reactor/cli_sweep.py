@@ -10,8 +10,8 @@ from rich.table import Table
 from rq import Queue
 
 from .audit import AuditLog, AuditRecord
-from .cli import _settings, connect, main
-from .cli_ops import _actor, _console
+from .cli import _settings, chargebee_settings, connect, main
+from .cli_ops import _actor, _cell, _console
 from .held import list_held, release
 
 
@@ -30,7 +30,7 @@ def held_list() -> None:
         return
     table = Table("invoice", "rule", "amount", "held at", "reason")
     for item in items:
-        table.add_row(item.invoice_id, item.rule or "", item.amount_text(), item.held_at or "", item.reason or "")
+        table.add_row(*map(_cell, (item.invoice_id, item.rule, item.amount_text(), item.held_at, item.reason)))
     _console().print(table)
     click.echo(f"{len(items)} held; release with `reactor held release INVOICE...` or `--all`")
 
@@ -68,42 +68,59 @@ def held_release(invoice_ids: tuple[str, ...], release_all: bool, yes: bool) -> 
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Decide on every invoice, write nothing off, record nothing.")
-@click.option("--report", type=click.Path(dir_okay=False, writable=True), help="CSV of what would be written off.")
+@click.option("--report", type=click.Path(dir_okay=False), help="CSV of what would be written off.")
 @click.option(
     "--resume/--restart", default=True, show_default=True, help="Continue an interrupted sweep, or start over."
 )
 @click.option(
-    "--min-days-overdue", type=int, default=0, help="Skip invoices less overdue than this (due_date, our side)."
+    "--min-days-overdue",
+    type=click.IntRange(0, 36500),
+    default=0,
+    help="Skip invoices less overdue than this (due_date, our side).",
 )
 def sweep(dry_run: bool, report: str | None, resume: bool, min_days_overdue: int) -> None:
     """List every unpaid invoice from Chargebee and act on each as a webhook would (reactor/sweep.py)."""
-    import csv
     import sys
 
     from rich.progress import Progress
 
+    from .chargebee import ChargebeeError
     from .jobs import build_context
-    from .sweep import report_rows, run_sweep, totals
+    from .rules import RulesError
+    from .sweep import ReportError, check_report_path, run_sweep, totals, write_report
 
-    settings = _settings()
-    ctx = build_context(settings, connect(settings))
-    with Progress(disable=not sys.stderr.isatty(), console=_console(stderr=True)) as progress:
-        task = progress.add_task("sweeping", total=None)
+    settings = chargebee_settings(_settings())
+    try:
+        if report:
+            check_report_path(report)  # before minutes of listing, not after
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+    connection = connect(settings)
+    try:
+        ctx = build_context(settings, connection)
+        with Progress(disable=not sys.stderr.isatty(), console=_console(stderr=True)) as progress:
+            task = progress.add_task("sweeping", total=None)
 
-        def on_page(point, count: int) -> None:
-            progress.update(task, advance=count, description=f"page {point.pages}, {point.matched} matching")
+            def on_page(point, count: int) -> None:
+                progress.update(task, advance=count, description=f"page {point.pages}, {point.matched} matching")
 
-        result = run_sweep(
-            ctx, dry_run=dry_run or bool(report), resume=resume, min_days_overdue=min_days_overdue, on_page=on_page
-        )
+            result = run_sweep(
+                ctx, dry_run=dry_run or bool(report), resume=resume, min_days_overdue=min_days_overdue, on_page=on_page
+            )
+    except ChargebeeError as exc:
+        raise click.ClickException(f"sweep stopped: {exc}") from None
+    except RulesError:
+        raise click.ClickException(f"{settings.rules_path}: refused; fix it first (`reactor rules check`)") from None
     point = result.checkpoint
     if report:
-        with open(report, "w", newline="") as handle:
-            csv.writer(handle).writerows(report_rows(result.candidates))
+        try:
+            write_report(report, result.candidates)
+        except ReportError as exc:
+            raise click.ClickException(str(exc)) from None
     if dry_run or report:
         table = Table("rule", "currency", "count", "amount")
         for (rule, currency), (count, amount) in totals(result.candidates).items():
-            table.add_row(rule, currency, str(count), str(amount))
+            table.add_row(*map(_cell, (rule, currency, str(count), str(amount))))
         _console().print(table)
         click.echo(f"dry run: {point.seen} invoices seen, {len(result.candidates)} would be written off")
     else:

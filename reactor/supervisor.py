@@ -73,7 +73,10 @@ def _start_embedded_redis(settings: Settings, stack: ExitStack) -> str:
     return server.url
 
 
-def _start_sandbox(port: int, webhook_url: str, user: str, password: str, stack: ExitStack) -> tuple[str, str]:
+def _start_sandbox(
+    settings: Settings, port: int, webhook_url: str, user: str, password: str, stack: ExitStack
+) -> tuple[str, str]:
+    from .cli import sandbox_url_file
     from .sandbox import DEMO_API_KEY, SandboxServer, SandboxState, seed_demo
 
     state = SandboxState(api_key=DEMO_API_KEY)
@@ -85,6 +88,11 @@ def _start_sandbox(port: int, webhook_url: str, user: str, password: str, stack:
     stack.callback(server.stop)
     # Where Chargebee would send follow-up webhooks: to us. With the skip header none are sent.
     state.set_webhook_target(webhook_url, user, password)
+    # Where the `reactor` commands of this directory (sweep, rules explain --invoice-id) find it, as
+    # they find the embedded Redis in redis.url; removed when this run stops.
+    marker = sandbox_url_file(settings)
+    marker.write_text(server.api_base + "\n")
+    stack.callback(lambda: marker.unlink(missing_ok=True))
     click.echo(f"Chargebee: local sandbox at {server.api_base} (no CHARGEBEE_SITE set), {len(invoices)} demo invoices")
     return server.api_base, DEMO_API_KEY
 
@@ -111,7 +119,7 @@ def run_all(settings: Settings, host: str, port: int | None, sandbox_port: int) 
             env["REACTOR_WEBHOOK_USER"], env["REACTOR_WEBHOOK_PASSWORD"] = user, password
         webhook_url = f"http://127.0.0.1:{port}/webhooks/chargebee"
         if settings.sandbox_mode:
-            api_base, api_key = _start_sandbox(sandbox_port, webhook_url, user, password, stack)
+            api_base, api_key = _start_sandbox(settings, sandbox_port, webhook_url, user, password, stack)
             env["CHARGEBEE_API_BASE"], env["CHARGEBEE_API_KEY"] = api_base, api_key
         else:
             click.echo(f"Chargebee: {settings.api_base}")

@@ -28,13 +28,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .audit import spreadsheet_cell
 from .facts import complete_facts
 from .rules import RuleSet, decide
 from .rules.event_types import SWEEP_EVENT_TYPE
@@ -234,6 +237,34 @@ def report_rows(candidates: list[Candidate]) -> Iterator[list[str]]:
     yield ["total", "rule", "count", "amount", "currency"]
     for (rule, currency), (count, amount) in totals(candidates).items():
         yield ["total", rule, str(count), str(amount), currency]
+
+
+class ReportError(Exception):
+    """The report cannot be written; the message names the file and the reason, in one line."""
+
+
+def check_report_path(path: str | os.PathLike[str]) -> None:
+    """Refuse, before a sweep, a report that could not be written: a directory, a missing or
+    read-only directory, a read-only file. A full disk is only found when writing (write_report)."""
+    target = Path(path)
+    if target.is_dir():
+        raise ReportError(f"cannot write the report to {path}: it is a directory")
+    parent = target.parent
+    if not parent.is_dir():
+        raise ReportError(f"cannot write the report to {path}: no directory {parent}")
+    if not os.access(target if target.exists() else parent, os.W_OK):
+        raise ReportError(f"cannot write the report to {path}: permission denied")
+
+
+def write_report(path: str | os.PathLike[str], candidates: list[Candidate]) -> None:
+    """The CSV (report_rows) at `path`; any failure, a full disk (ENOSPC) included, as ReportError."""
+    import csv
+
+    try:
+        with open(path, "w", newline="") as handle:
+            csv.writer(handle).writerows([spreadsheet_cell(cell) for cell in row] for row in report_rows(candidates))
+    except OSError as exc:
+        raise ReportError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
 
 
 def utc_now() -> datetime:
