@@ -16,7 +16,7 @@ So the rules are indexed twice, both times keeping file order (the first match s
 
 Guards only drop rules that could not match, and only the guard conditions that the event's values
 already satisfy are left out of the rules kept, so a decision is exactly the one a plain loop over
-every rule would make (tests/unit/test_rules_plan.py checks this on generated events).
+every rule would make (tests/unit/rules/test_plan.py checks this on generated events).
 """
 
 from __future__ import annotations

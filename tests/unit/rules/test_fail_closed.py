@@ -19,7 +19,7 @@ from reactor.rules.model import Rule, RuleSet
 from reactor.rules.operators import Compiled
 from reactor.rules.plan import COMPILE_AFTER
 
-from .test_rules_support import NOW, event, invoice, rules
+from .helpers import NOW, event, invoice, rules
 
 PROTECT_THEN_WRITE_OFF = """\
 - name: protect-everyone

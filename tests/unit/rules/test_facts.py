@@ -6,7 +6,7 @@ from reactor.rules import decide
 from reactor.rules.facts import kleene, missing_roots, needed_roots, roots_read, unresolved
 from reactor.rules.fields import Context
 
-from .test_rules_support import DAY, NOW, event, invoice, rules
+from .helpers import DAY, NOW, event, invoice, rules
 
 NOW_TS = int(NOW.timestamp())
 

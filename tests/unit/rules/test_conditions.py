@@ -8,7 +8,7 @@ import pytest
 
 from reactor.rules import decide
 
-from .test_rules_support import DAY, NOW, event, invoice, one_rule, rules
+from .helpers import DAY, NOW, event, invoice, one_rule, rules
 
 
 def holds(condition: str, ev: dict[str, Any] | None = None) -> bool:

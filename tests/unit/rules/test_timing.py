@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from reactor.rules import earliest_match, earliest_recheck
 
-from .test_rules_support import DAY, NOW, event, invoice, rules
+from .helpers import DAY, NOW, event, invoice, rules
 
 DUE = int(NOW.timestamp()) - 10 * DAY  # the default invoice is 10 days overdue
 

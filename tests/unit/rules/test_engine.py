@@ -10,7 +10,7 @@ import pytest
 
 from reactor.rules import Decision, decide
 
-from .test_rules_support import NOW, event, invoice, rules
+from .helpers import NOW, event, invoice, rules
 
 WRITE_OFF = "- name: w\n  when:\n    - invoice.status: not_paid\n  action: write_off\n"
 

@@ -8,9 +8,9 @@ import pytest
 
 from reactor.rules import RuleSet, decide, load_rules
 
-from .test_rules_support import DAY, NOW, event, invoice
+from .helpers import DAY, NOW, event, invoice
 
-SHIPPED = Path(__file__).resolve().parents[2] / "rules.yaml"
+SHIPPED = Path(__file__).resolve().parents[3] / "rules.yaml"
 
 
 @pytest.fixture(scope="module")

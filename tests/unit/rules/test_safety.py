@@ -7,7 +7,7 @@ import pytest
 from reactor.rules import decide
 from reactor.rules.safety import collecting_reason, gone_reason
 
-from .test_rules_support import DAY, NOW, event, invoice, rules
+from .helpers import DAY, NOW, event, invoice, rules
 
 NOW_TS = int(NOW.timestamp())
 WRITE_OFF_ANY = "- name: crumbs\n  when:\n    - invoice.amount_due: {lte: 25}\n  action: write_off\n"

@@ -14,7 +14,7 @@ from reactor.rules import (
 )
 from reactor.rules.catalogue import RESOURCE_ATTRIBUTES
 
-from .test_rules_support import problem_at
+from .helpers import problem_at
 
 HEAD = "version: 1\nmode: live\nrules:\n"
 

@@ -9,7 +9,7 @@ import pytest
 
 from reactor.rules import KNOWN_EVENT_TYPES, Rule, RuleProblem, RulesError, RuleSet, load_rules, parse_rules
 
-from .test_rules_support import problem_at, problems
+from .helpers import problem_at, problems
 
 HEAD = "version: 1\nmode: live\nrules:\n"
 
@@ -78,7 +78,7 @@ def test_known_event_types_cover_the_invoice_and_dunning_events() -> None:
 
 
 def test_the_shipped_rules_file_loads() -> None:
-    ruleset = load_rules(Path(__file__).resolve().parents[2] / "rules.yaml")
+    ruleset = load_rules(Path(__file__).resolve().parents[3] / "rules.yaml")
     names = [rule.name for rule in ruleset.rules]
     assert names == ["protect-enterprise", "dunning-exhausted-small-balance", "long-overdue-tiny"]
     assert ruleset.mode == "live" and ruleset.warnings == ()

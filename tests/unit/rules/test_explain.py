@@ -6,7 +6,7 @@ from rich.console import Console
 
 from reactor.rules import Explanation, decide, explain, format_explanation
 
-from .test_rules_support import NOW, event, invoice, rules
+from .helpers import NOW, event, invoice, rules
 
 RULES = """\
 - name: protect

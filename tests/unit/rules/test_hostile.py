@@ -18,7 +18,7 @@ from reactor.rules.loader import MAX_RULES
 from reactor.rules.operators import MAX_MATCH_TEXT, OperandError, compile_operator
 from reactor.rules.yamlnodes import MAX_FILE_BYTES, MAX_NESTING
 
-from .test_rules_support import NOW, event, invoice, one_rule, problem_at, problems
+from .helpers import NOW, event, invoice, one_rule, problem_at, problems
 
 HEAD = "version: 1\nmode: live\nrules:\n  - name: r\n    when:\n"
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from reactor.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def reactor(*args: str, rules: Path = REPO / "rules.yaml") -> Result:

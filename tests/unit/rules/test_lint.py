@@ -9,7 +9,7 @@ import pytest
 
 from reactor.rules import decide, parse_rules
 
-from .test_rules_support import NOW, event, invoice, problem_at, rules
+from .helpers import NOW, event, invoice, problem_at, rules
 
 HEAD = "version: 1\nmode: live\nrules:\n"
 

@@ -11,7 +11,7 @@ import pytest
 from reactor.rules import load_rules, parse_rules
 from reactor.rules.cases import CasesError, default_cases_path, load_cases, run_cases
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
 RULES = """\
