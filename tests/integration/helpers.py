@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from tests.conftest import WEBHOOK_PASSWORD, WEBHOOK_USER
+from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER
 
 _ids = itertools.count(1)
 

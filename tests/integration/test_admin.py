@@ -13,7 +13,7 @@ from rq.registry import FailedJobRegistry
 
 from reactor.audit import AuditLog, AuditRecord
 from reactor.held import HeldWriteOff, hold
-from tests.conftest import WebServer
+from tests.helpers import WebServer
 from tests.integration.helpers import make_event
 from tests.integration.ops_helpers import make_dead_letter
 

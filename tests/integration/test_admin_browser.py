@@ -12,7 +12,7 @@ import pytest
 from rq.registry import FailedJobRegistry
 
 from reactor.audit import AuditLog
-from tests.conftest import REPO, WebServer
+from tests.helpers import REPO, WebServer
 from tests.integration.helpers import make_event
 from tests.integration.ops_helpers import make_dead_letter, written_off
 

@@ -11,7 +11,7 @@ import requests
 
 from reactor.audit import AuditLog
 from reactor.held import list_held
-from tests.conftest import REPO, wait_for, worker_env
+from tests.helpers import REPO, wait_for, worker_env
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
 pytestmark = pytest.mark.integration

@@ -27,7 +27,7 @@ from reactor.config import Settings
 from reactor.deadletters import DeadLetterError, DeadLetters, NotAJobId
 from reactor.events import Keys, evaluation_job_id
 from reactor.redis_server import free_port
-from tests.conftest import REPO, descendants, wait_for
+from tests.helpers import REPO, descendants, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event
 from tests.integration.ops_helpers import cli_env, make_dead_letter, store_event
 from tests.integration.test_quickstart import listening, reactor_run

@@ -12,7 +12,7 @@ from rq.registry import FailedJobRegistry
 
 from reactor.audit import AuditLog
 from reactor.sandbox import DEMO_API_KEY
-from tests.conftest import WEBHOOK_PASSWORD, WEBHOOK_USER, wait_for
+from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from rq.job import Job, JobStatus
 
 from reactor.audit import AuditLog
 from reactor.events import evaluation_job_id
-from tests.conftest import WebServer, descendants, wait_for
+from tests.helpers import WebServer, descendants, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
 pytestmark = pytest.mark.integration

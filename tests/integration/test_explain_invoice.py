@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from reactor.cli import main
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.integration.helpers import exhausted_invoice
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from rq import Queue, Retry
 
 from reactor.audit import AuditLog
 from reactor.events import Keys, evaluation_job_id
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event
 from tests.integration.ops_helpers import store_event
 

@@ -16,7 +16,7 @@ import requests
 from reactor.audit import AuditLog
 from reactor.redis_server import free_port
 from reactor.rules import load_rules
-from tests.conftest import REPO, RULES, wait_for, worker_env
+from tests.helpers import REPO, RULES, wait_for, worker_env
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
 pytestmark = pytest.mark.integration

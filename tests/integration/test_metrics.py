@@ -15,7 +15,7 @@ from rq import Queue
 
 from reactor.held import HeldWriteOff, hold
 from reactor.redis_server import free_port
-from tests.conftest import WebServer, wait_for
+from tests.helpers import WebServer, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 from tests.integration.ops_helpers import make_dead_letter
 

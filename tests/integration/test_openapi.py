@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer
+from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer
 
 pytestmark = pytest.mark.integration
 

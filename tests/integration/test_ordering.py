@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from reactor.audit import AuditLog
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
 pytestmark = pytest.mark.integration

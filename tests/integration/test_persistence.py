@@ -13,7 +13,7 @@ from rq import Queue, Worker
 from reactor.audit import AuditLog
 from reactor.events import EventStore, Keys
 from reactor.redis_server import EmbeddedRedis
-from tests.conftest import WebServer, wait_for
+from tests.helpers import WebServer, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
 pytestmark = pytest.mark.integration

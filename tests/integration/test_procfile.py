@@ -14,7 +14,7 @@ import requests
 
 from reactor.audit import AuditLog
 from reactor.redis_server import free_port
-from tests.conftest import REPO, WEBHOOK_PASSWORD, WEBHOOK_USER, wait_for, worker_env
+from tests.helpers import REPO, WEBHOOK_PASSWORD, WEBHOOK_USER, wait_for, worker_env
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
 pytestmark = pytest.mark.integration

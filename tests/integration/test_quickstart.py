@@ -18,7 +18,7 @@ import requests
 from reactor.redis_server import free_port
 from reactor.sandbox import DEMO_API_KEY
 from reactor.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
-from tests.conftest import REPO, descendants, wait_for
+from tests.helpers import REPO, descendants, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 from rq.registry import ScheduledJobRegistry
 
 from reactor.audit import AuditLog
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from tests.integration.helpers import make_event, post_event
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ import requests
 from rq.registry import FailedJobRegistry
 
 from reactor.audit import AuditLog
-from tests.conftest import WEBHOOK_USER, WebServer, wait_for
+from tests.helpers import WEBHOOK_USER, WebServer, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 from tests.integration.ops_helpers import reactor
 

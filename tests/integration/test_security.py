@@ -13,7 +13,7 @@ import redis
 
 from reactor.config import Settings
 from reactor.events import Keys
-from tests.conftest import WEBHOOK_USER, WebServer
+from tests.helpers import WEBHOOK_USER, WebServer
 from tests.integration.helpers import make_event, post_event
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from reactor.redis_server import free_port
-from tests.conftest import REPO, WEBHOOK_PASSWORD, WEBHOOK_USER, wait_for, worker_env
+from tests.helpers import REPO, WEBHOOK_PASSWORD, WEBHOOK_USER, wait_for, worker_env
 from tests.integration.helpers import make_event
 
 pytestmark = pytest.mark.integration

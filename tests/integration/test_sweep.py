@@ -16,7 +16,7 @@ import pytest
 
 from reactor.audit import AuditLog
 from reactor.sweep import checkpoint_key
-from tests.conftest import REPO, wait_for, worker_env
+from tests.helpers import REPO, wait_for, worker_env
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from reactor.audit import AuditLog
-from tests.conftest import REPO, wait_for, worker_env
+from tests.helpers import REPO, wait_for, worker_env
 from tests.integration.helpers import exhausted_invoice
 
 pytestmark = pytest.mark.integration

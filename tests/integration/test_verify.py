@@ -14,7 +14,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 
 from reactor.audit import AuditLog, AuditRecord
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
 pytestmark = pytest.mark.integration

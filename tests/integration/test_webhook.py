@@ -14,7 +14,7 @@ import requests
 from rq import Queue
 
 from reactor.redis_server import EmbeddedRedis
-from tests.conftest import WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer
+from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer
 from tests.integration.helpers import make_event, post_event
 
 pytestmark = pytest.mark.integration

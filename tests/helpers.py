@@ -1,0 +1,148 @@
+"""What tests share besides fixtures: constants, waiting on a condition, and the real processes
+the fixtures in conftest.py start (the web app under a WSGI server, `reactor worker` processes)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+from werkzeug.serving import make_server
+
+from reactor.config import Settings
+from reactor.web import create_app
+
+REPO = Path(__file__).resolve().parent.parent
+
+WEBHOOK_USER = "chargebee"
+WEBHOOK_PASSWORD = "s3cret-webhook-password"
+
+RULES = """\
+version: 1
+mode: {mode}
+limits:
+  max_write_off: {{USD: 500, EUR: 450, JPY: 60000}}
+rules:
+  - name: protect-enterprise
+    when:
+      - invoice.customer_id: {{starts_with: "ent_"}}
+    action: skip
+  - name: dunning-exhausted-small-balance
+    on: [payment_failed, invoice_updated]
+    when:
+      - invoice.dunning_status: exhausted
+      - invoice.status: {{in: [not_paid, payment_due]}}
+      - invoice.amount_due: {{lte: {{USD: 25, EUR: 20, JPY: 3000}}}}
+    action: write_off
+    comment: "Auto write-off ({{rule}}): dunning exhausted, {{amount_due}} {{currency}} due"
+"""
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = "") -> object:
+    """Poll until predicate() is truthy; fail the test with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+class WebServer:
+    def __init__(self, settings: Settings, connection: redis.Redis | None = None):
+        self.app = create_app(settings, connection)
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.webhook_url = f"{self.url}/webhooks/chargebee"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REACTOR_", "CHARGEBEE_", "REDIS_"))}
+    env.update(
+        REDIS_URL=settings.redis_url or "",
+        CHARGEBEE_API_BASE=settings.chargebee_api_base or "",
+        CHARGEBEE_API_KEY=settings.chargebee_api_key,
+        REACTOR_RULES=str(settings.rules_path),
+        REACTOR_RETRY_INTERVALS=",".join(str(i) for i in settings.retry_intervals),
+        REACTOR_HTTP_TIMEOUT=str(settings.http_timeout),
+        REACTOR_VAR_DIR=str(settings.var_dir),
+        REACTOR_LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+        REACTOR_JOB_TIMEOUT=str(settings.job_timeout),
+        REACTOR_LOCK_TTL=str(settings.lock_ttl),
+        REACTOR_CHARGEBEE_RATE_LIMIT=str(settings.chargebee_rate_limit),
+        REACTOR_RATE_LIMIT_WINDOW=str(settings.rate_limit_window),
+        REACTOR_RATE_LIMIT_MAX_WAIT=str(settings.rate_limit_max_wait),
+        REACTOR_ABANDONED_AFTER=str(settings.abandoned_after),
+        REACTOR_MAINTENANCE_INTERVAL=str(settings.maintenance_interval),
+    )
+    env["REACTOR_WORKER_CLASS"] = settings.worker_class
+    env["REACTOR_VERIFY_EVENTS"] = "1" if settings.verify_events else "0"
+    return env
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`. RQ's work horse calls setpgrp(), so killing the worker's process
+    group would leave the horse running, whereas a crash of the machine or container takes both."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+class WorkerProcess:
+    """`reactor worker` as a real process, its output in a log file for failure messages."""
+
+    def __init__(self, settings: Settings, log_path: Path, name: str):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reactor", "worker", "--name", name],
+            env=worker_env(settings),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill the worker, its scheduler and its work horse at once, as a crash would."""
+        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
