@@ -39,11 +39,18 @@ from rq.timeouts import JobTimeoutException
 
 from . import held, rechecks
 from .audit import AuditLog, AuditRecord
-from .chargebee import ChargebeeClient, ChargebeeError, InvalidStateError, NotFoundError, RetryableError
+from .chargebee import (
+    ChargebeeClient,
+    ChargebeeError,
+    InvalidStateError,
+    NotFoundError,
+    RetryableError,
+    Throttled,
+)
+from .chargebee.ratelimit import ChargebeeRateLimit
 from .config import Settings
 from .events import EventStore, Keys
 from .facts import complete_facts
-from .ratelimit import ChargebeeRateLimit, Throttled
 from .rules import Decision, RuleSet, decide
 from .rules.engine import COLLECTING_BLOCK
 from .rules.facts import facts_worth_fetching, unresolved

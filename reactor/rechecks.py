@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from .chargebee import NotFoundError
+from .chargebee import NotFoundError, Throttled
 from .rules import Decision, RuleSet, decide, earliest_recheck
 
 if TYPE_CHECKING:
@@ -200,7 +200,6 @@ def after_write_off(ctx: Context, job: Job | None, event: dict[str, Any], outcom
 def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[str, Any]:
     """The re-check job: fetch the invoice fresh, decide with the stored event's other content, act."""
     from .jobs import _defer, _record, write_off_invoice
-    from .ratelimit import Throttled
 
     pending = load_pending(ctx, invoice_id)
     if pending is None:

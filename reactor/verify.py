@@ -22,9 +22,8 @@ from typing import Any
 
 from rq.job import Job
 
-from .chargebee import ChargebeeClient, ChargebeeError, NotFoundError, RetryableError
+from .chargebee import ChargebeeClient, ChargebeeError, NotFoundError, RetryableError, Throttled
 from .jobs import Context, _defer, _record, _stretch_retry, _will_retry
-from .ratelimit import Throttled
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from reactor.chargebee import (
     RateLimitedError,
     RequestError,
 )
-from reactor.ratelimit import ChargebeeRateLimit
+from reactor.chargebee.ratelimit import ChargebeeRateLimit
 from reactor.rules.safety import gone_reason
 from reactor.sandbox import DEMO_API_KEY
 from reactor.sandbox.listing import FIELDS, PLAIN_PARAMS

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from reactor.chargebee import RetryableError
-from reactor.ratelimit import DEFAULT_PAUSE, ChargebeeRateLimit, Throttled
+from reactor.chargebee import RetryableError, Throttled
+from reactor.chargebee.ratelimit import DEFAULT_PAUSE, ChargebeeRateLimit
 
 
 def limit(redis_conn, calls: int = 3, window: int = 1, max_wait: float = 5.0, **kwargs) -> ChargebeeRateLimit:

@@ -10,8 +10,9 @@ let N workers make N times the budget, so the count lives in the Redis all worke
   when Chargebee sends none), because Chargebee's own window may count calls we did not make
   (another integration on the same site, the console).
 
-A caller that finds no free slot waits, but never longer than `max_wait`: then `Throttled` is
-raised and the job is deferred (see jobs.py), which is not a failure and uses up no retry.
+A caller that finds no free slot waits, but never longer than `max_wait`: then `Throttled`
+(errors.py) is raised and the job is deferred (see reactor/jobs.py), which is not a failure and
+uses up no retry.
 Slots are stamped with each machine's clock, so the machines should keep time (NTP).
 """
 
@@ -26,7 +27,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from .chargebee import RateLimitedError
+from .errors import Throttled
 
 DEFAULT_PAUSE = 60.0
 """Seconds every worker waits after a 429 that carries no Retry-After: Chargebee's limit resets
@@ -42,10 +43,6 @@ if current < tonumber(ARGV[1]) then
 end
 return 0
 """
-
-
-class Throttled(RateLimitedError):
-    """No call slot became free within the allowed wait; nothing was sent. Try again later."""
 
 
 class ChargebeeRateLimit:

@@ -1,21 +1,5 @@
 """A small Chargebee API v2 client: retrieve and list invoices, write one off, retrieve an event,
-a customer or a subscription.
-
-Callers branch on the exception class, never on message text:
-
-    ChargebeeError
-    ├── RetryableError        429, 5xx, timeouts, connection errors, a 409 that is not
-    │   │                     invalid_state_for_request: try again later
-    │   └── RateLimitedError  429 (api_request_limit_exceeded, lock_timeout, ...)
-    ├── InvalidStateError     invalid_state_for_request (400 or 409): already settled elsewhere
-    ├── AuthError             401/403: wrong key or site; retrying will not help
-    ├── NotFoundError         404 (a deleted invoice may answer this)
-    └── RequestError          any other 4xx: our request is wrong
-
-Error bodies are read defensively (chargebee-api.md §4, §12): `api_error_code` is the code; the
-legacy `error_code` is another vocabulary (duplicate_entry comes with param_not_unique) and is read
-only when `api_error_code` is absent; 401 and 429 bodies have no `type`; a proxy may answer with
-HTML. The HTTP status alone decides when the body says nothing usable.
+a customer or a subscription. What it raises is drawn in `errors.py`.
 
 A deleted invoice is either a 404 or a 200 with `deleted: true` (which one is UNCONFIRMED): a caller
 treats both as "gone" (reactor/rules/safety.py `gone_reason` reads the second).
@@ -27,72 +11,24 @@ Chargebee's own SDK is not used: its 429 handling retries without limit and igno
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from .errors import RateLimitedError, RetryableError, error_from_response
+
 if TYPE_CHECKING:
+    # Only for the annotation: the rate limit loads the `limits` package, which a client without
+    # one (the CLI's one-off calls) need not pay for at start-up.
     from .ratelimit import ChargebeeRateLimit
 
 SKIP_WEBHOOKS_HEADER = {"chargebee-event-webhook": "all-disabled"}
 IDEMPOTENCY_HEADER = "chargebee-idempotency-key"
 REPLAYED_HEADER = "chargebee-idempotency-replayed"
 MAX_COMMENT = 300
-
-
-class ChargebeeError(Exception):
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        api_error_code: str | None = None,
-        error_type: str | None = None,
-        param: str | None = None,
-        retry_after: float | None = None,
-    ):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.api_error_code = api_error_code
-        self.error_type = error_type
-        self.param = param
-        self.retry_after = retry_after
-
-    def __str__(self) -> str:
-        parts = [self.message]
-        if self.status is not None:
-            parts.append(f"(HTTP {self.status}")
-            parts[-1] += f", {self.api_error_code})" if self.api_error_code else ")"
-        return " ".join(parts)
-
-
-class RetryableError(ChargebeeError):
-    pass
-
-
-class RateLimitedError(RetryableError):
-    pass
-
-
-class InvalidStateError(ChargebeeError):
-    pass
-
-
-class AuthError(ChargebeeError):
-    pass
-
-
-class NotFoundError(ChargebeeError):
-    pass
-
-
-class RequestError(ChargebeeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -103,87 +39,12 @@ class WriteOffResult:
     status: int
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        from datetime import datetime, timezone
-
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, min(seconds, 24 * 3600.0))
-
-
-def _text(body: dict[str, Any], *names: str) -> str | None:
-    """The first of `names` present in `body` as a non-empty string (None when absent or another type)."""
-    for name in names:
-        value = body.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def error_code_of(body: dict[str, Any]) -> str | None:
-    """`api_error_code`, or the legacy `error_code` only when `api_error_code` is absent altogether.
-
-    The two differ in real bodies (`duplicate_entry` vs `param_not_unique`), so a present
-    `api_error_code` always wins, even one of an unexpected type (then: no code)."""
-    if "api_error_code" in body:
-        return _text(body, "api_error_code")
-    return _text(body, "error_code")
-
-
-def error_from_response(response: requests.Response) -> ChargebeeError:
-    """Map an error response to the exception class callers branch on."""
-    status = response.status_code
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        body = {}
-    code = error_code_of(body)
-    message = _text(body, "message", "error_msg") or f"Chargebee answered HTTP {status}"
-    kwargs: dict[str, Any] = {
-        "status": status,
-        "api_error_code": code,
-        "error_type": _text(body, "type"),
-        "param": _text(body, "param", "error_param"),
-        "retry_after": parse_retry_after(response.headers.get("Retry-After")),
-    }
-    if status == 429:
-        return RateLimitedError(message, **kwargs)
-    if status >= 500:
-        return RetryableError(message, **kwargs)
-    if code == "invalid_state_for_request":
-        return InvalidStateError(message, **kwargs)
-    if status in (401, 403):
-        return AuthError(message, **kwargs)
-    if status == 404:
-        return NotFoundError(message, **kwargs)
-    if status == 409:
-        # Chargebee documents only invalid_state_for_request for 409. Another 409 has been reported
-        # for an idempotent request still in flight (UNCONFIRMED): a later retry with the same key
-        # gets the stored answer, so retrying is right and concluding "settled" would not be.
-        return RetryableError(message, **kwargs)
-    return RequestError(message, **kwargs)
-
-
 class ChargebeeClient:
     """One per process; a pooled `requests.Session` underneath. No automatic retries here: the job
     layer retries with backoff so that a retry is visible, counted and rate limited.
 
     With a `rate_limit`, every request first takes a slot of the budget all workers share (raising
-    `ratelimit.Throttled` when none frees up in time), and a 429 pauses every worker."""
+    `Throttled` when none frees up in time), and a 429 pauses every worker."""
 
     def __init__(
         self,
@@ -292,6 +153,4 @@ class ChargebeeClient:
 
 
 def _quote(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="")
