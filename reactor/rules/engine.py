@@ -22,7 +22,8 @@ from .plan import rule_plan
 from .safety import collecting_reason
 
 WRITABLE_STATUSES = frozenset({"payment_due", "posted", "not_paid"})
-"""Chargebee refuses write_off on any other invoice status (chargebee-api.md §4)."""
+"""Chargebee refuses write_off on any other invoice status
+(https://apidocs.chargebee.com/docs/api/invoices/write-off-an-invoice)."""
 
 
 def decide(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> Decision:

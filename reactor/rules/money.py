@@ -45,7 +45,7 @@ ZERO_DECIMAL_CURRENCIES: frozenset[str] = frozenset(
 
 MONEY_FIELDS: frozenset[str] = frozenset(
     {
-        # invoice (chargebee-api.md §3) and subscription
+        # invoice (https://apidocs.chargebee.com/docs/api/invoices) and subscription
         "amount_due",
         "total",
         "amount_paid",

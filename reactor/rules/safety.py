@@ -24,7 +24,8 @@ GONE = "gone"
 COLLECTING = "collecting"
 
 DUNNING_DONE = frozenset({"exhausted", "stopped", "success"})
-"""Dunning statuses under which Chargebee makes no further attempt (chargebee-api.md §3). Any
+"""Dunning statuses under which Chargebee makes no further attempt (the Invoice object's `dunning_status`,
+https://apidocs.chargebee.com/docs/api/invoices). Any
 other value that is present, `in_progress` or one this code does not know, counts as collecting."""
 
 

@@ -6,7 +6,7 @@ error bodies with their legacy fields, idempotency replay, 409 invalid_state_for
 Retry-After, only the documented list filters, opaque JSON-array offsets, deleted invoices, follow-up
 webhooks that can be skipped — so tests run against the same failure modes as production. Where
 Chargebee's behaviour is UNCONFIRMED (400 vs 409, what a deleted invoice answers), a setting picks
-among the plausible answers. See /work/shared/chargebee-api.md for the source.
+among the plausible answers (Chargebee's API reference: https://apidocs.chargebee.com/docs/api).
 """
 
 from .app import create_sandbox_app

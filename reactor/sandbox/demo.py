@@ -30,7 +30,7 @@ def _dunning(invoice_id: str, amount: int, due_date: int, attempts: int) -> list
 def _exhausted(
     number: int, customer_id: str, amount: int, currency: str, now: int, overdue_days: int
 ) -> dict[str, Any]:
-    """An unpaid invoice whose dunning ran out: the shape Chargebee leaves behind (doc §2)."""
+    """An unpaid invoice whose dunning ran out: the shape Chargebee leaves behind."""
     invoice_id = f"inv_demo_{number}"
     due_date = now - overdue_days * DAY
     attempts = _dunning(invoice_id, amount, due_date, 4)

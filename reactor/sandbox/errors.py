@@ -2,12 +2,12 @@
 
 A real error body carries `message`, `type` and `api_error_code`, plus legacy fields the official
 SDKs still read: `error_code` (which is NOT the same vocabulary as `api_error_code`), `error_msg`,
-`error_param` and `http_status_code`. A real example (chargebee-api.md §12):
+`error_param` and `http_status_code`. A real example (as sent by Chargebee, quoted in chargebee-python's issues):
 
     {"api_error_code": "duplicate_entry", "error_code": "param_not_unique", "error_msg": ...,
      "error_param": "id", "http_status_code": 400, "message": ..., "param": "id", "type": ...}
 
-401 and 429 bodies carry no `type` (§12). Clients must branch on `api_error_code` (and the HTTP
+401 and 429 bodies carry no `type`. Clients must branch on `api_error_code` (and the HTTP
 status), never on the legacy `error_code`; the sandbox makes them differ so a client that reads the
 wrong one fails in tests.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 # Chargebee groups error codes into a few `type`s; SDKs pick the exception class from it.
-# None: the body has no `type` at all (401 and 429, chargebee-api.md §12).
+# None: the body has no `type` at all (401 and 429, as real bodies show).
 _TYPE_BY_STATUS: dict[int, str | None] = {
     400: "invalid_request",
     401: None,
@@ -47,7 +47,7 @@ _DEFAULT_CODE_BY_STATUS = {
 }
 
 # The legacy `error_code` sent next to each `api_error_code`. Only duplicate_entry -> param_not_unique
-# is taken from a real body (chargebee-api.md §12); the others are plausible guesses chosen to differ
+# is taken from a real body; the others are plausible guesses chosen to differ
 # from `api_error_code`, so that code reading `error_code` first is caught by the tests.
 LEGACY_ERROR_CODES = {
     "duplicate_entry": "param_not_unique",

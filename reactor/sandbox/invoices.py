@@ -17,7 +17,8 @@ WRITABLE_OFF_STATUSES = ("posted", "payment_due", "not_paid")
 INVOICE_STATUSES = ("paid", "posted", "payment_due", "not_paid", "voided", "pending")
 DUNNING_STATUSES = ("in_progress", "exhausted", "stopped", "success")
 UNPAID_STATUSES = ("posted", "payment_due", "not_paid", "pending")
-# Chargebee leaves `updated_at` alone when only these change (doc §3); the sandbox does the same.
+# Chargebee leaves `updated_at` alone when only these change (the Invoice object's `updated_at` in
+# Chargebee's API reference); the sandbox does the same.
 NON_UPDATING_FIELDS = frozenset({"next_retry_at", "dunning_status", "has_advance_charges"})
 
 
@@ -30,7 +31,8 @@ def build_invoice(fields: dict[str, Any], *, seq: int, resource_version: int, no
     Ids are not invented beyond what Chargebee requires: `customer_id` is required on a real invoice,
     so a placeholder `cus_sb_NNNNN` is filled in when the caller gives none; `subscription_id` is only
     there when the caller gives it (absent on a non-recurring invoice, null on a consolidated one, as
-    in chargebee-api.md §3). `recurring` defaults to whether a subscription_id was given.
+    in Chargebee's Invoice object, https://apidocs.chargebee.com/docs/api/invoices). `recurring`
+    defaults to whether a subscription_id was given.
     """
     f = copy.deepcopy(fields)
     status = f.get("status", "payment_due")
@@ -149,7 +151,7 @@ def apply_update(invoice: dict[str, Any], fields: dict[str, Any], *, resource_ve
 
 
 def check_writable_off(invoice: dict[str, Any], invalid_state_status: int) -> None:
-    """Raise `invalid_state_for_request` when Chargebee would refuse the write-off (doc §4).
+    """Raise `invalid_state_for_request` when Chargebee would refuse the write-off (its documented prerequisites).
 
     A deleted invoice is the caller's business (`SandboxState` answers as its settings say)."""
     if invoice["status"] not in WRITABLE_OFF_STATUSES:
@@ -168,9 +170,9 @@ def check_writable_off(invoice: dict[str, Any], invalid_state_status: int) -> No
 def write_off(invoice: dict[str, Any], *, cn_id: str, resource_version: int, now: int | None = None) -> dict[str, Any]:
     """Write the invoice off in place and return the adjustment credit note Chargebee creates.
 
-    Effects (chargebee-api.md §4, §12): status `paid`; `write_off_amount` and `amount_adjusted` raised
-    by the amount due; amount_due 0; an `adjustment` credit note with create_reason_code "Write Off",
-    listed in the invoice's `adjustment_credit_notes[]`."""
+    Effects (https://apidocs.chargebee.com/docs/api/invoices/write-off-an-invoice): status `paid`;
+    `write_off_amount` and `amount_adjusted` raised by the amount due; amount_due 0; an `adjustment`
+    credit note with create_reason_code "Write Off", listed in the invoice's `adjustment_credit_notes[]`."""
     now = int(time.time()) if now is None else now
     amount = invoice["amount_due"]
     credit_note: dict[str, Any] = {

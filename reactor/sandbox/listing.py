@@ -1,14 +1,15 @@
 """`GET /invoices` semantics: Chargebee's bracketed filters, sort_by and opaque offset pagination.
 
-Only the parameters Chargebee documents for list invoices are accepted (chargebee-api.md §7): a filter
-Chargebee lacks (e.g. `due_date[before]`), an operator a field does not support, or any other unknown
-parameter is answered with 400 `param_wrong_value` naming the parameter, instead of being ignored. A
-sweep that filters on something Chargebee does not support then fails loudly in tests rather than
-silently receiving every invoice. (Whether Chargebee itself refuses an unknown *bare* parameter or
+Only the parameters Chargebee documents for list invoices are accepted
+(https://apidocs.chargebee.com/docs/api/invoices/list-invoices): a filter Chargebee lacks (e.g.
+`due_date[before]`), an operator a field does not support, or any other unknown parameter is
+answered with 400 `param_wrong_value` naming the parameter, instead of being ignored. A sweep that
+filters on something Chargebee does not support then fails loudly in tests rather than silently
+receiving every invoice. (Whether Chargebee itself refuses an unknown *bare* parameter or
 ignores it is UNCONFIRMED; the sandbox refuses it, the stricter of the two.)
 
-`next_offset` has the shape of a real one: a JSON array of digit strings, e.g. `["1630848839000","7"]`
-(§12). Clients must treat it as opaque and send it back verbatim.
+`next_offset` has the shape of a real one: a JSON array of digit strings, e.g.
+`["1630848839000","7"]`. Clients must treat it as opaque and send it back verbatim.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _NUMBER_OPS = ("is", "is_not", "lt", "lte", "gt", "gte", "between")
 _TIME_OPS = ("after", "before", "on", "between")
 _NUMBER_FIELDS = ("total", "amount_due", "amount_paid", "amount_adjusted", "credits_applied")  # in cents
 _TIME_FIELDS = ("date", "updated_at", "paid_at", "voided_at")  # unix seconds
-# Field -> supported operators, as documented for list invoices (chargebee-api.md §7).
+# Field -> supported operators, as documented for list invoices (https://apidocs.chargebee.com/docs/api/invoices/list-invoices).
 FIELDS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("id", "customer_id", "payment_owner", "void_reason_code"), _ID_OPS),
     "subscription_id": (*_ID_OPS, "is_present"),

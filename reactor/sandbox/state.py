@@ -29,10 +29,11 @@ DEMO_API_KEY = "test_sandbox_reactor_demo_key"
 IDEMPOTENCY_WINDOW_S = 30 * 60
 FAULT_KINDS = ("write_off", "retrieve", "list", "events", "customer", "subscription", "any")
 SKIPPED = "all-disabled"
-# What Chargebee answers for a deleted invoice is UNCONFIRMED (chargebee-api.md §12); these are the
-# plausible shapes, switchable per test. Defaults: 404 for both, because Chargebee's "Delete an
-# invoice" doc says a deleted invoice "can only be retrieved using the List invoices API by using
-# the parameter include_deleted=true", i.e. looking it up by id finds nothing.
+# What Chargebee answers for a deleted invoice is not documented
+# (https://apidocs.chargebee.com/docs/api/invoices/delete-an-invoice); these are the plausible
+# shapes, switchable per test. Defaults: 404 for both, because Chargebee's "Delete an invoice" doc
+# says a deleted invoice "can only be retrieved using the List invoices API by using the parameter
+# include_deleted=true", i.e. looking it up by id finds nothing.
 DELETED_RETRIEVE_STATUSES = (404, 200)  # 200: the invoice with deleted: true
 DELETED_WRITE_OFF_STATUSES = (404, 400, 409)  # 400/409: invalid_state_for_request
 _SETTING_CHOICES: dict[str, tuple[int, ...]] = {

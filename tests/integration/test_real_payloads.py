@@ -53,7 +53,8 @@ def final_record(redis_conn, invoice_id: str, outcomes: set[str], timeout: float
 
 def exhausted(event: dict[str, Any]) -> dict[str, Any]:
     """The same event after the last dunning attempt failed: Chargebee marks the invoice not_paid
-    with dunning_status exhausted and no next retry (chargebee-api.md §2)."""
+    with dunning_status exhausted and no next retry (Chargebee's knowledge base: "which event marks the
+    closing of the dunning period")."""
     event = copy.deepcopy(event)
     event["id"] += "_last"
     invoice = event["content"]["invoice"]

@@ -286,7 +286,7 @@ def test_list_skips_malformed_entries_and_treats_empty_offset_as_last_page():
 
 
 def test_real_error_body_with_differing_legacy_code_uses_api_error_code():
-    """The real pair from chargebee-api.md §12: api_error_code duplicate_entry, error_code param_not_unique."""
+    """A real pair from a Chargebee error body: api_error_code duplicate_entry, error_code param_not_unique."""
     body = {
         "message": "id : is already present",
         "type": "invalid_request",
@@ -316,7 +316,7 @@ def test_sandbox_404_body_maps_to_not_found_despite_its_legacy_code(client):
 
 
 def test_401_without_type_is_auth_error():
-    """Real 401 bodies carry no `type` (chargebee-api.md §12)."""
+    """Real 401 bodies carry no `type`."""
     body = {"message": "Sorry, authentication failed", "api_error_code": "api_authentication_failed",
             "error_code": "api_authentication_invalid_key", "http_status_code": 401}  # fmt: skip
     with pytest.raises(AuthError) as err:
@@ -334,7 +334,7 @@ def test_429_without_type_pauses_the_shared_budget_with_retry_after(state):
 
 
 def test_429_lock_timeout_is_retried_without_pausing_every_worker():
-    """lock_timeout concerns concurrent requests on one resource, not the site budget (§12)."""
+    """lock_timeout concerns concurrent requests on one resource, not the site budget."""
     limit = FakeRateLimit()
     body = {"message": "locked", "api_error_code": "lock_timeout", "http_status_code": 429}
     with pytest.raises(RateLimitedError):

@@ -115,7 +115,7 @@ def test_missing_or_wrong_api_key_is_rejected_with_401(sb, auth):
     assert resp.status_code == 401
     body = resp.json()
     assert body["api_error_code"] == "api_authentication_failed" and body["http_status_code"] == 401
-    assert "message" in body and "type" not in body  # real 401 bodies carry no type (doc §12)
+    assert "message" in body and "type" not in body  # real 401 bodies carry no type
     assert body["error_code"] != body["api_error_code"]  # the legacy code is another vocabulary
     assert sb.state.get_invoice("inv_1")["status"] == "payment_due"
 
@@ -273,7 +273,7 @@ def test_429_fault_carries_retry_after_and_leaves_the_invoice_alone(sb):
     limited = write_off(sb, "inv_1", headers)
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
     assert limited.json()["api_error_code"] == "api_request_limit_exceeded"
-    assert "type" not in limited.json()  # real 429 bodies carry no type (doc §12)
+    assert "type" not in limited.json()  # real 429 bodies carry no type
     assert sb.state.get_invoice("inv_1")["status"] == "payment_due"
     retried = write_off(sb, "inv_1", headers)
     assert retried.status_code == 200 and retried.headers["chargebee-idempotency-replayed"] == "false"

@@ -1,4 +1,4 @@
-"""`GET /api/v2/invoices` pages and filters like Chargebee's list API (doc §7)."""
+"""`GET /api/v2/invoices` pages and filters like Chargebee's list API."""
 
 from __future__ import annotations
 
