@@ -1,11 +1,11 @@
 """The Redis writes that enqueue an evaluation job, as RQ makes them, at a fraction of the cost.
 
-`Queue.enqueue` builds a Job object and serialises some thirty fields: about 0.1 ms of CPU, a
-fifth of a webhook request. For evaluation jobs those writes are the same every time except for
-the job id, the event's ids and type (in the pickled call, the meta and the description) and two
-timestamps. So, once per process, `JobTemplate` captures the writes RQ makes for a probe event
-from a pipeline that is never executed, finds the per-event parts in them, and afterwards fills
-those parts in for each event.
+`Queue.enqueue` builds a Job object and serialises some thirty fields: a fifth of a webhook
+request's CPU (docs/benchmarks.md, "Figures behind choices in the code"). For evaluation jobs those
+writes are the same every time except for the job id, the event's ids and type (in the pickled call,
+the meta and the description) and two timestamps. So, once per process, `JobTemplate` captures the
+writes RQ makes for a probe event from a pipeline that is never executed, finds the per-event parts
+in them, and afterwards fills those parts in for each event.
 
 The template is checked when it is made: it must rebuild the writes RQ makes for a second,
 different probe exactly, timestamps aside. If it does not (a future RQ that lays jobs out

@@ -97,8 +97,8 @@ assert _DECISION_FIELDS == (
 
 
 def _decision(record: dict[str, Any]) -> Decision:
-    """A Decision built without the frozen dataclass __init__, which costs ~1.5 µs per call (a
-    guarded object.__setattr__ per field, a third of a decision); the record is the same and stays
+    """A Decision built without the frozen dataclass __init__, whose guarded object.__setattr__ per
+    field cost a third of a decision (docs/benchmarks.md); the record is the same and stays
     immutable."""
     decision = object.__new__(Decision)
     object.__setattr__(decision, "__dict__", record)

@@ -43,12 +43,12 @@ MAX_MATCH_TEXT = 4096
 """Characters a `matches` condition looks at; a longer text never matches (its condition is false,
 like a value of the wrong type). RE2 is linear in the text, but for a pattern whose automaton does
 not fit RE2's cache it falls back to a slower simulation whose cost is text length times pattern
-size: `a[ab]{999}c` takes 90 ms on 10,000 characters and 4.6 s on a 1 MiB field (the webhook body
-limit). Chargebee's ids, codes, emails and names are far shorter than this cap."""
+size, seconds on a field as long as the webhook body limit (docs/benchmarks.md). Chargebee's ids,
+codes, emails and names are far shorter than this cap."""
 MAX_PATTERN_SIZE = 300
 """Largest RE2 program (instructions, `programsize`) a `matches` pattern may compile to. Everyday
 patterns are 5 to 30 (`^cus_[0-9]+$` is 6); together with MAX_MATCH_TEXT this keeps the worst
-pattern on the worst text to about a millisecond (docs/security.md "Hostile rules files")."""
+pattern on the worst text far below a job's time (docs/benchmarks.md, docs/security.md)."""
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a refused pattern is reported at its file:line:col, not on stderr
 _RE2_OPTIONS.never_capture = True  # a condition only asks "found or not": no group bookkeeping

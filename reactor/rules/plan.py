@@ -37,8 +37,9 @@ MAX_GUARD_FIELDS = 3
 MAX_CACHED_PLANS = 4096
 """Distinct value combinations kept per event type; past that the cache starts over."""
 COMPILE_AFTER = 16
-"""Uses of a plan before it is compiled into one function (~1 ms per plan): a process that decides
-a few events (RQ's forked work horse decides one) keeps the plain loop."""
+"""Uses of a plan before it is compiled into one function (compiling costs as much as hundreds of
+decisions, docs/benchmarks.md): a process that decides a few events (RQ's forked work horse decides
+one) keeps the plain loop."""
 
 
 class Selection:
