@@ -14,8 +14,9 @@ from .event_types import (
 )
 from .explain import ConditionTrace, Explanation, RuleTrace, explain, format_explanation
 from .loader import load_rules, parse_rules
-from .model import Decision, Limits, Rule, RuleProblem, RulesError, RuleSet
+from .model import Decision, Limits, Rule, RuleSet
 from .money import to_major
+from .problems import RuleProblem, RulesError
 from .timing import earliest_match, earliest_recheck
 
 __all__ = [

@@ -35,7 +35,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .engine import decide
 from .fields import did_you_mean
-from .model import Decision, RuleProblem, RulesError, RuleSet
+from .model import Decision, RuleSet
+from .problems import RuleProblem, RulesError
 from .yamlnodes import (
     MAX_FILE_BYTES,
     Problems,

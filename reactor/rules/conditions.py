@@ -24,7 +24,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from . import operators as ops
 from .fields import CONTENT_ROOTS, DAYS_OVERDUE, MISSING, Context, FieldRef, did_you_mean, parse_field
 from .money import ZERO_DECIMAL_CURRENCIES, MoneyThreshold
-from .yamlnodes import Problems, describe, mapping_items, position
+from .problems import Problems
+from .yamlnodes import describe, mapping_items, position
 
 COMBINATORS = ("all", "any", "not")
 MAX_DEPTH = 32

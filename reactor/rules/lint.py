@@ -18,7 +18,8 @@ from .conditions import Condition
 from .event_types import INVOICE_EXAMPLES, INVOICE_SOMETIMES, INVOICELESS_EVENT_TYPES
 from .fields import DAYS_OVERDUE
 from .money import MoneyThreshold
-from .yamlnodes import Problems, ScalarValueError, scalar_value
+from .problems import Problems
+from .yamlnodes import ScalarValueError, scalar_value
 
 NON_NEGATIVE_MONEY: frozenset[str] = frozenset(
     {

@@ -19,7 +19,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import RulesError, RuleSet, load_rules
+from .loader import load_rules
+from .model import RuleSet
+from .problems import RulesError
 from .yamlnodes import MAX_FILE_BYTES
 
 log = logging.getLogger(__name__)

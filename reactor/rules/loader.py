@@ -24,9 +24,10 @@ from .conditions import ConditionCompiler
 from .event_types import KNOWN_EVENT_TYPES
 from .fields import did_you_mean
 from .lint import check_on, condition_warnings
-from .model import Limits, Rule, RuleProblem, RulesError, RuleSet
+from .model import Limits, Rule, RuleSet
 from .money import MoneyThreshold
 from .operators import OperandError, _decimal
+from .problems import RuleProblem, RulesError
 from .yamlnodes import (
     Problems,
     ScalarValueError,

@@ -12,35 +12,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .money import MoneyThreshold
+from .problems import RuleProblem
 
 if TYPE_CHECKING:
     from .conditions import Condition
-
-
-@dataclass(frozen=True)
-class RuleProblem:
-    """One thing wrong with a rule file, at a 1-based line and column.
-
-    The same record serves for warnings (RuleSet.warnings): a file with only warnings loads."""
-
-    file: str
-    line: int
-    col: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.message}"
-
-
-class RulesError(ValueError):
-    """A rule file was refused; `problems` lists every error found, in file order."""
-
-    def __init__(self, problems: list[RuleProblem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
-
-    def __str__(self) -> str:
-        return "\n".join(str(p) for p in self.problems)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .model import RuleProblem, RulesError
+from .problems import Problems, RuleProblem, RulesError
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
@@ -61,32 +61,6 @@ class _PurePositionsLoader(yaml.SafeLoader):
 
 
 _LOADER: Any = getattr(yaml, "CSafeLoader", None) or _PurePositionsLoader
-
-
-class Problems:
-    """Collects every problem of one file; `raise_if_any` refuses the file with all of them."""
-
-    def __init__(self, filename: str) -> None:
-        self.filename = filename
-        self.items: list[RuleProblem] = []
-
-    def add(self, where: Node | tuple[int, int] | None, message: str) -> None:
-        """Record `message` at a node's start (or an explicit 1-based (line, col))."""
-        if where is None:
-            line, col = 1, 1
-        elif isinstance(where, tuple):
-            line, col = where
-        else:
-            line, col = where.start_mark.line + 1, where.start_mark.column + 1
-        self.items.append(RuleProblem(self.filename, line, col, message))
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            unique = dict.fromkeys(sorted(self.items, key=lambda p: (p.line, p.col)))
-            raise RulesError(list(unique))
 
 
 def position(node: Node) -> tuple[int, int]:
