@@ -53,8 +53,18 @@ def serve_web(settings: Settings, host: str, port: int, workers: int) -> None:
     os.execv(sys.executable, [sys.executable, *WEB_COMMAND])
 
 
+def embedded_url_file(settings: Settings) -> Path:
+    """Where `reactor run` records the URL of the embedded Redis it started, for the other commands."""
+    return settings.var_dir / "redis.url"
+
+
+def sandbox_url_file(settings: Settings) -> Path:
+    """Where `reactor run` records the API base of the local sandbox it started (removed on stop)."""
+    return settings.var_dir / "sandbox.url"
+
+
 def _start_embedded_redis(settings: Settings, stack: ExitStack) -> str:
-    marker = settings.var_dir / "redis.url"
+    marker = embedded_url_file(settings)
     if marker.exists():
         url = marker.read_text().strip()
         try:
@@ -76,7 +86,6 @@ def _start_embedded_redis(settings: Settings, stack: ExitStack) -> str:
 def _start_sandbox(
     settings: Settings, port: int, webhook_url: str, user: str, password: str, stack: ExitStack
 ) -> tuple[str, str]:
-    from .cli import sandbox_url_file
     from .sandbox import DEMO_API_KEY, SandboxServer, SandboxState, seed_demo
 
     state = SandboxState(api_key=DEMO_API_KEY)

@@ -8,7 +8,7 @@ import click
 import pytest
 
 from reactor.audit import AuditRecord, export
-from reactor.cli_ops import parse_duration
+from reactor.cli.helpers import parse_duration
 from reactor.deadletters import REDACTED, _last_line, redact
 
 

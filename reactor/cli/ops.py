@@ -1,6 +1,6 @@
 """The on-call commands: `reactor audit`, `reactor dlq list|show|replay|purge`, `reactor events replay`.
 
-Registered on the `main` group of `cli.py`. Written for someone woken at 3 a.m.: every refusal
+Registered on the `main` group by reactor/cli/__init__.py. Written for someone woken at 3 a.m.: every refusal
 says why and what to do instead, bulk changes are confirmed, and nothing crashes on a job or an
 event that has expired in the meantime.
 """
@@ -8,31 +8,21 @@ event that has expired in the meantime.
 from __future__ import annotations
 
 import functools
-import getpass
 import json
-import socket
 import sys
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import click
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from .audit import OUTCOMES, AuditLog, AuditRecord, export_lines, visible
-from .cli import _settings, back_from_now, connect, duration_seconds, main, parse_since
-from .config import Settings
-from .deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
-from .events import Keys
+from ..audit import OUTCOMES, AuditLog, AuditRecord, export_lines, visible
+from ..config import Settings
+from ..deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
+from ..events import Keys
+from .helpers import cell, command_settings, connect, console, current_actor, parse_duration, parse_since
 
 DEFAULT_TABLE_LIMIT = 200
-
-
-def _console(stderr: bool = False) -> Console:
-    """Rich on a terminal; on a pipe or file, wide enough that ids are never cut or folded."""
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 240, highlight=False)
 
 
 def _say(message: str, keep_newlines: bool = False) -> None:
@@ -43,31 +33,8 @@ def _warn(message: str) -> None:
     click.echo(visible(message), err=True)
 
 
-def _cell(value: object) -> Text:
-    """A table cell shown as it is: control characters escaped (reactor.audit.visible), and as a
-    Text, so Rich reads no markup (`[bold]`, `[link=...]`) or emoji codes in an id or a reason."""
-    return Text(visible("" if value is None else str(value)))
-
-
-def parse_duration(value: str) -> timedelta:
-    """`45s`, `30m`, `2h`, `3d`, `1w`; no longer than back to 1970 (nothing the reactor keeps is older)."""
-    seconds = duration_seconds(value)
-    if seconds is None:
-        raise click.BadParameter(f"{visible(value)!r} is not a duration like 30m, 2h, 30d")
-    back_from_now(seconds, value)  # refuses one that reaches before 1970
-    return timedelta(seconds=seconds)
-
-
 def _since(value: str | None) -> datetime | None:
     return parse_since(value) if value else None
-
-
-def _actor() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def _rules_version(settings: Settings) -> Callable[[], str | None]:
@@ -75,7 +42,7 @@ def _rules_version(settings: Settings) -> Callable[[], str | None]:
 
     @functools.cache
     def version() -> str | None:
-        from .rules import load_rules
+        from ..rules import load_rules
 
         return load_rules(settings.rules_path).version
 
@@ -83,8 +50,8 @@ def _rules_version(settings: Settings) -> Callable[[], str | None]:
 
 
 def _dead_letters() -> DeadLetters:
-    settings = _settings()
-    return DeadLetters(connect(settings), settings, rules_version=_rules_version(settings), actor=_actor())
+    settings = command_settings()
+    return DeadLetters(connect(settings), settings, rules_version=_rules_version(settings), actor=current_actor())
 
 
 def _short_time(value: datetime | str | None) -> str:
@@ -124,7 +91,7 @@ def _audit_table(records: Iterable[AuditRecord]) -> Table:
     for r in records:
         table.add_row(
             *map(
-                _cell,
+                cell,
                 (
                     _short_time(r.at),
                     r.event_id,
@@ -142,7 +109,7 @@ def _audit_table(records: Iterable[AuditRecord]) -> Table:
     return table
 
 
-@main.command()
+@click.command()
 @click.option("--since", default=None, help="ISO time or a duration back from now: 30m, 2h, 3d.")
 @click.option("--invoice", default=None, help="Only this invoice id.")
 @click.option("--event", "event_id", default=None, help="Only this event id.")
@@ -158,7 +125,7 @@ def audit(
 
     The table shows amounts in major units (12.50 USD); csv and jsonl keep Chargebee's minor units
     (amount_due 1250 with currency USD) and stream every matching record unless --limit is given."""
-    settings = _settings()
+    settings = command_settings()
     log = AuditLog(connect(settings), Keys(settings.key_prefix).audit())
     filters = {"since": _since(since), "invoice_id": invoice, "event_id": event_id, "outcomes": _outcome_list(outcomes)}
     if fmt != "table":
@@ -173,7 +140,7 @@ def audit(
     if not records:
         _say("no audit records match")
         return
-    _console().print(_audit_table(records))
+    console().print(_audit_table(records))
     note = "; older ones exist: use --since or --limit" if more else ""
     _say(f"{_plural(len(records), 'record')}, oldest first{note}")
 
@@ -186,7 +153,7 @@ def _latest(log: AuditLog, filters: dict, count: int) -> list[AuditRecord]:
 # -- dead letters --------------------------------------------------------------------------------
 
 
-@main.group()
+@click.group()
 def dlq() -> None:
     """Dead letters: jobs that failed after their last retry. Replays re-decide on current rules."""
 
@@ -196,7 +163,7 @@ def _letters_table(letters: Iterable[DeadLetter]) -> Table:
     for letter in letters:
         table.add_row(
             *map(
-                _cell,
+                cell,
                 (
                     letter.job_id,
                     letter.event_id,
@@ -233,7 +200,7 @@ def dlq_list(event_type: str | None, since: str | None, fmt: str) -> None:
     if not shown:
         _say(f"no dead letters match ({_plural(len(everything), 'dead letter')} in all)")
         return
-    _console().print(_letters_table(shown))
+    console().print(_letters_table(shown))
     total = f" of {len(everything)}" if len(shown) != len(everything) else ""
     _say(f"{len(shown)}{total} dead letter{'s' if len(everything) != 1 else ''}; `reactor dlq show JOB` for details")
 
@@ -271,7 +238,7 @@ def _show_one(letters: DeadLetters, letter: DeadLetter) -> None:
     _say("\n-- decision trail --", keep_newlines=True)
     trail = letters.trail(letter, event)
     if trail:
-        _console().print(_audit_table(trail))
+        console().print(_audit_table(trail))
     else:
         _say("(no audit records for this event)")
     _say("\n-- traceback --", keep_newlines=True)
@@ -318,7 +285,7 @@ def dlq_replay(
                 chosen.append(letters.get(job_id))
             else:
                 _warn(f"would refuse {job_id}: not in the dead letters")
-        _console().print(_letters_table(chosen))
+        console().print(_letters_table(chosen))
         _say(f"dry run: {_plural(len(targets), 'dead letter')} would be replayed; nothing requeued")
         return
     if bulk:
@@ -354,7 +321,7 @@ def dlq_purge(older_than: str, dry_run: bool, yes: bool) -> None:
     if not candidates:
         _say(f"no dead letters older than {older_than}")
         return
-    _console().print(_letters_table(candidates))
+    console().print(_letters_table(candidates))
     if dry_run:
         _say(f"dry run: {_plural(len(candidates), 'dead letter')} would be deleted")
         return
@@ -366,7 +333,7 @@ def dlq_purge(older_than: str, dry_run: bool, yes: bool) -> None:
 # -- events --------------------------------------------------------------------------------------
 
 
-@main.group()
+@click.group()
 def events() -> None:
     """Stored events (kept REACTOR_EVENT_TTL, 30 days by default)."""
 
@@ -390,3 +357,6 @@ def events_replay(event_ids: tuple[str, ...]) -> None:
         _say(f"queued {job.id} (invoice {(job.meta or {}).get('invoice_id') or '-'})")
     if missing:
         sys.exit(1)
+
+
+COMMANDS = (audit, dlq, events)

@@ -1,9 +1,12 @@
-"""`reactor rules explain` and `reactor rules test`: what ops run before and after editing rules.yaml.
+"""`reactor rules check|explain|test`: what ops run before and after editing rules.yaml.
 
-explain shows, for one event or one invoice fetched from Chargebee, every rule in order with every
-condition's expected and actual value, pass or fail, and the rule that decided. test runs the
-cases written next to rules.yaml (see reactor.rules.cases) and exits 1 when one fails, so CI
-refuses a rules edit that changes a decision nobody meant to change.
+check validates a file and names every problem by file:line:col. explain shows, for one event or
+one invoice fetched from Chargebee, every rule in order with every condition's expected and actual
+value, pass or fail, and the rule that decided. test runs the cases written next to rules.yaml (see
+reactor.rules.cases) and exits 1 when one fails, so CI refuses a rules edit that changes a
+decision nobody meant to change.
+
+The rules engine and the Chargebee client are imported inside the commands, for start-up time.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import cli  # _settings; cli imports this module first, so attributes are read at call time
-from .config import Settings
+from ..config import Settings
+from .helpers import chargebee_settings, command_settings
 
 
-def _console(stderr: bool = False) -> Console:
+def _wide_console(stderr: bool = False) -> Console:
     """Wide enough that a table is not squeezed when the output is a pipe or a CI log."""
     return Console(stderr=stderr, width=shutil.get_terminal_size((160, 24)).columns, highlight=False)
 
@@ -39,7 +42,7 @@ def parse_time(value: str) -> datetime:
 
 
 def _load_ruleset(path: Path) -> Any:
-    from .rules import RulesError, load_rules
+    from ..rules import RulesError, load_rules
 
     try:
         return load_rules(path)
@@ -79,8 +82,8 @@ def read_event_file(path: Path, limit: int) -> dict[str, Any]:
 def _invoice_facts(invoice_id: str, event_type: str, settings: Settings, ruleset: Any, now: datetime) -> Any:
     """The invoice fresh from Chargebee as an event, completed as the worker completes it: the
     customer or subscription fetched when a rule that could lead to a write-off reads it."""
-    from .chargebee import ChargebeeClient, ChargebeeError
-    from .facts import complete_facts
+    from ..chargebee import ChargebeeClient, ChargebeeError
+    from ..facts import complete_facts
 
     if not settings.api_base:
         raise click.ClickException(
@@ -104,7 +107,41 @@ def _invoice_facts(invoice_id: str, event_type: str, settings: Settings, ruleset
         raise click.ClickException(f"cannot fetch what the rules read about invoice {invoice_id}: {exc}") from None
 
 
-@click.command("explain")
+@click.group()
+def rules() -> None:
+    """Check, explain and test rules.yaml."""
+
+
+@rules.command("check")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def rules_check(path: Path | None) -> None:
+    """Validate a rules file; exit 1 with file:line:col for every problem."""
+    from ..rules import RulesError, load_rules
+
+    path = path or command_settings().rules_path
+    try:
+        ruleset = load_rules(path)
+    except RulesError as exc:
+        for problem in exc.problems:  # plain lines, never wrapped: editors and grep read file:line:col
+            click.echo(str(problem), err=True)
+        count = len(exc.problems)
+        click.echo(f"{path}: {count} problem{'s' if count != 1 else ''}; rules refused", err=True)
+        sys.exit(1)
+    for warning in ruleset.warnings:  # the file is in force; these only point at likely mistakes
+        click.echo(f"{warning.file}:{warning.line}:{warning.col}: warning: {warning.message}", err=True)
+    names = ", ".join(rule.name for rule in ruleset.rules)
+    click.echo(f"{path}: OK, version {ruleset.version}, mode {ruleset.mode}, {len(ruleset.rules)} rules ({names})")
+    for rule in ruleset.rules:
+        if rule.while_collecting == "write_off":
+            click.echo(
+                f"rule {rule.name} writes off even while Chargebee is still collecting (while_collecting: write_off)"
+            )
+    if ruleset.warnings:
+        count = len(ruleset.warnings)
+        click.echo(f"{path}: {count} warning{'s' if count != 1 else ''}; the rules load, but check them")
+
+
+@rules.command("explain")
 @click.option(
     "--event",
     "event_file",
@@ -130,19 +167,19 @@ def explain_command(
     event_file: Path | None, invoice_id: str | None, event_type: str, at: str | None, rules_path: Path | None
 ) -> None:
     """Show, rule by rule and condition by condition, how an event or invoice would be decided."""
-    from .rules import explain, format_explanation
+    from ..rules import explain, format_explanation
 
     if (event_file is None) == (invoice_id is None):
         raise click.UsageError("give exactly one of --event FILE.json or --invoice-id ID")
     now = parse_time(at) if at else datetime.now(timezone.utc)
-    settings = cli._settings()
+    settings = command_settings()
     ruleset = _load_ruleset(rules_path or settings.rules_path)
-    console = _console()
+    console = _wide_console()
     if event_file is not None:
         event = read_event_file(event_file, settings.max_body_bytes)
     else:
         assert invoice_id is not None
-        settings = cli.chargebee_settings(settings)  # or the sandbox a `reactor run` here started
+        settings = chargebee_settings(settings)  # or the sandbox a `reactor run` here started
         facts = _invoice_facts(invoice_id, event_type, settings, ruleset, now)
         event = facts.event
         console.print(
@@ -155,14 +192,14 @@ def explain_command(
     explanation = explain(ruleset, event, now)
     console.print(format_explanation(explanation))
     if invoice_id is not None and explanation.decision.action == "write_off":
-        from .rules.facts import unresolved
+        from ..rules.facts import unresolved
 
         why = unresolved(ruleset, event, now, explanation.decision.rule or "", facts.unknown)
         if why is not None:
             console.print(f"the worker would not write it off (facts_missing): {why}", style="bold red", markup=False)
 
 
-@click.command("test")
+@rules.command("test")
 @click.argument("cases_path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--rules",
@@ -174,10 +211,10 @@ def explain_command(
 @click.option("--explain-failures", is_flag=True, help="Print the full explanation of every failing case.")
 def test_command(cases_path: Path | None, rules_path: Path | None, explain_failures: bool) -> None:
     """Run the rule test cases (default: rules.cases.yaml next to the rules); exit 1 on a failure."""
-    from .rules import explain, format_explanation
-    from .rules.cases import CasesError, default_cases_path, load_cases, run_cases
+    from ..rules import explain, format_explanation
+    from ..rules.cases import CasesError, default_cases_path, load_cases, run_cases
 
-    settings = cli._settings()
+    settings = command_settings()
     if cases_path is None:
         cases_path = default_cases_path(rules_path or settings.rules_path)
         if not cases_path.exists():
@@ -192,7 +229,7 @@ def test_command(cases_path: Path | None, rules_path: Path | None, explain_failu
     except CasesError as exc:
         _refuse_cases(exc)
     results = run_cases(ruleset, cases, datetime.now(timezone.utc))
-    console = _console()
+    console = _wide_console()
     table = Table(title=f"{cases_path} against {ruleset.filename} (version {ruleset.version})", title_justify="left")
     for column in ("result", "case", "line", "expected", "got", "why"):
         table.add_column(column, overflow="fold")
@@ -226,7 +263,4 @@ def _refuse_cases(exc: Exception) -> NoReturn:
     raise click.ClickException("the cases file is refused")
 
 
-def register(group: click.Group) -> None:
-    """Add `explain` and `test` to the `reactor rules` group."""
-    group.add_command(explain_command)
-    group.add_command(test_command)
+COMMANDS = (rules,)

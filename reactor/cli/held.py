@@ -1,0 +1,65 @@
+"""`reactor held list|release`: the write-offs a budget held back (reactor/held.py)."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+from rq import Queue
+
+from ..audit import AuditLog, AuditRecord
+from ..held import list_held, release
+from .helpers import cell, command_settings, connect, console, current_actor
+
+
+@click.group()
+def held() -> None:
+    """Write-offs held back by a budget (limits.max_per_day, limits.max_count_per_hour)."""
+
+
+@held.command("list")
+def held_list() -> None:
+    """Every held write-off, oldest first, with the reason it was held."""
+    settings = command_settings()
+    items = list_held(connect(settings), settings.key_prefix)
+    if not items:
+        click.echo("no held write-offs")
+        return
+    table = Table("invoice", "rule", "amount", "held at", "reason")
+    for item in items:
+        table.add_row(*map(cell, (item.invoice_id, item.rule, item.amount_text(), item.held_at, item.reason)))
+    console().print(table)
+    click.echo(f"{len(items)} held; release with `reactor held release INVOICE...` or `--all`")
+
+
+@held.command("release")
+@click.argument("invoice_ids", nargs=-1)
+@click.option("--all", "release_all", is_flag=True, help="Release every held write-off.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def held_release(invoice_ids: tuple[str, ...], release_all: bool, yes: bool) -> None:
+    """Hand held write-offs back to a worker: it fetches each invoice fresh and decides again (the
+    rules still apply), without the budget check that held it. Recorded in the audit as released."""
+    settings = command_settings()
+    connection = connect(settings)
+    if release_all == bool(invoice_ids):
+        raise click.UsageError("name the invoices to release, or give --all (not both)")
+    ids = [h.invoice_id for h in list_held(connection, settings.key_prefix)] if release_all else list(invoice_ids)
+    if not ids:
+        click.echo("no held write-offs")
+        return
+    if release_all and not yes:
+        click.confirm(f"release {len(ids)} held write-offs past their budget?", abort=True)
+    actor = current_actor()
+    done = release(
+        connection, Queue(settings.queue_name, connection=connection), ids, actor, prefix=settings.key_prefix
+    )
+    audit = AuditLog(connection, f"{settings.key_prefix}:audit")
+    for invoice_id in done:
+        audit.append(AuditRecord(event_id=None, invoice_id=invoice_id, outcome="released", reason=f"by {actor}"))
+    for invoice_id in sorted(set(ids) - set(done)):
+        click.echo(f"{invoice_id}: not held (already released, or never held)", err=True)
+    click.echo(f"released {len(done)}: {', '.join(done)}" if done else "nothing released")
+    if len(done) != len(ids):
+        raise SystemExit(1)
+
+
+COMMANDS = (held,)

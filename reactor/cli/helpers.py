@@ -1,0 +1,166 @@
+"""What every `reactor` command shares: the settings, Redis and Chargebee it works with, how it
+reads durations and times, and how it prints and names who ran it."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import socket
+import sys
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
+
+import click
+import redis
+from rich.console import Console
+from rich.text import Text
+
+from ..audit import visible
+from ..config import ConfigError, Settings, load_settings
+from ..supervisor import embedded_url_file, sandbox_url_file
+
+NO_CHARGEBEE = (
+    "no Chargebee configured: set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) and CHARGEBEE_API_KEY, "
+    "or start `reactor run` in this directory for the local sandbox"
+)
+
+
+def command_settings() -> Settings:
+    """The settings from the environment, or a one-line refusal that says what is wrong."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections at the host and port of `url`."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def chargebee_settings(settings: Settings) -> Settings:
+    """The settings every command that calls Chargebee uses: CHARGEBEE_SITE / CHARGEBEE_API_BASE,
+    or else the local sandbox that a `reactor run` in this directory started (as `connect` finds its
+    embedded Redis), or a one-line refusal that says what to set."""
+    if settings.api_base:
+        return settings
+    marker = sandbox_url_file(settings)
+    try:
+        url = marker.read_text().strip()
+    except OSError:
+        url = ""
+    if not url:
+        raise click.ClickException(NO_CHARGEBEE)
+    if not _answers(url):
+        raise click.ClickException(
+            f"no Chargebee configured, and the local sandbox recorded in {marker} ({url}) does not answer "
+            "(`reactor run` stopped?): start `reactor run` again, or set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) "
+            "and CHARGEBEE_API_KEY"
+        )
+    # Late, for start-up time: the sandbox package loads Flask, which only this branch needs.
+    from ..sandbox import DEMO_API_KEY
+
+    return settings.with_overrides(chargebee_api_base=url, chargebee_api_key=DEMO_API_KEY)
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """REDIS_URL, or the embedded Redis that a `reactor run` in this directory started."""
+    url = settings.redis_url
+    if not url:
+        marker = embedded_url_file(settings)
+        if not marker.exists():
+            raise click.ClickException(
+                "REDIS_URL is not set and no embedded Redis is running here (start `reactor run` first)"
+            )
+        url = marker.read_text().strip()
+    connection = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis at {url}: {exc}") from None
+    return connection
+
+
+# -- durations and times -------------------------------------------------------------------------
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"([0-9]{1,15})([smhdw])")  # ASCII digits only: int() refuses "²", isdigit() does not
+
+
+def duration_seconds(value: str) -> int | None:
+    """`45s`, `30m`, `2h`, `3d`, `1w` in seconds; None when `value` is not written that way."""
+    match = _DURATION.fullmatch(value.strip().lower())
+    return int(match[1]) * DURATION_UNITS[match[2]] if match else None
+
+
+def back_from_now(seconds: int, value: str) -> datetime:
+    """Now minus `seconds`; refused before 1970, where no record, job or stream id can be."""
+    now = datetime.now(timezone.utc)
+    if seconds > (now - EPOCH).total_seconds():
+        raise click.BadParameter(f"{value} reaches back before 1970, older than anything the reactor keeps")
+    return now - timedelta(seconds=seconds)
+
+
+def parse_duration(value: str) -> timedelta:
+    """`45s`, `30m`, `2h`, `3d`, `1w`; no longer than back to 1970 (nothing the reactor keeps is older)."""
+    seconds = duration_seconds(value)
+    if seconds is None:
+        raise click.BadParameter(f"{visible(value)!r} is not a duration like 30m, 2h, 30d")
+    back_from_now(seconds, value)  # refuses one that reaches before 1970
+    return timedelta(seconds=seconds)
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO time: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def parse_since(value: str) -> datetime:
+    """`2h`, `30m`, `3d`, `45s` back from now, or an ISO time (not before 1970)."""
+    seconds = duration_seconds(value)
+    if seconds is not None:
+        return back_from_now(seconds, value)
+    moment = _parse_time(value)
+    try:
+        moment.astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC
+        raise click.BadParameter(f"{value} is out of range") from None
+    if moment < EPOCH:
+        raise click.BadParameter(
+            f"{value} is before 1970, older than anything the reactor keeps; leave --since out to read everything"
+        )
+    return moment
+
+
+# -- output and who ran it -----------------------------------------------------------------------
+
+
+def console(stderr: bool = False) -> Console:
+    """Rich on a terminal; on a pipe or file, wide enough that ids are never cut or folded."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 240, highlight=False)
+
+
+def cell(value: object) -> Text:
+    """A table cell shown as it is: control characters escaped (reactor.audit.visible), and as a
+    Text, so Rich reads no markup (`[bold]`, `[link=...]`) or emoji codes in an id or a reason."""
+    return Text(visible("" if value is None else str(value)))
+
+
+def current_actor() -> str:
+    """`user@host` of whoever runs the command, for the audit trail."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"

@@ -1,0 +1,106 @@
+"""The long-running processes: `reactor run`, `web`, `worker`, `cron` and `sandbox`.
+
+Each command imports what it runs inside its function, for start-up time: `reactor --help` and
+the other commands need not load the supervisor, RQ's worker or Flask.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .helpers import chargebee_settings, command_settings, connect
+
+PORT = click.IntRange(1, 65535)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the web process listens on.")
+@click.option("--port", type=PORT, default=None, help="Web port (default $PORT or 8000).")
+@click.option("--sandbox-port", type=PORT, default=8001, show_default=True, help="Port of the local sandbox.")
+def run(host: str, port: int | None, sandbox_port: int) -> None:
+    """Web + worker + scheduler in one command; embedded Redis and the sandbox when not configured."""
+    from ..supervisor import run_all
+
+    sys.exit(run_all(command_settings(), host=host, port=port, sandbox_port=sandbox_port))
+
+
+@click.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", type=PORT, default=None, help="Default: $PORT or 8000.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="gunicorn worker processes.")
+def web(host: str, port: int | None, workers: int) -> None:
+    """The webhook endpoint under gunicorn (what the Procfile's `web:` runs)."""
+    from ..supervisor import serve_web
+
+    settings = command_settings()
+    serve_web(settings, host, port or settings.port, workers)
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@click.option("--name", default=None, help="Worker name (default: RQ's).")
+def worker(burst: bool, name: str | None) -> None:
+    """An RQ worker for the reactor's jobs, with RQ's scheduler."""
+    from ..metrics import RulesReloadReporter
+    from ..rules import RulesError
+    from ..rules.live import LiveRules
+    from ..worker import run_worker
+
+    settings = chargebee_settings(command_settings())
+    connection = connect(settings)
+    LiveRules.default_reporter = RulesReloadReporter(connection, settings.key_prefix)  # refused edits → /metrics
+    try:
+        run_worker(settings, connection, burst=burst, name=name)
+    except RulesError as exc:
+        raise click.ClickException(f"rules file refused:\n{exc}") from None
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=PORT, default=8001, show_default=True)
+@click.option("--no-seed", is_flag=True, help="Start empty instead of with the demo invoices.")
+def sandbox(host: str, port: int, no_seed: bool) -> None:
+    """A local Chargebee stand-in (invoices, write_off, faults) for demos and tests."""
+    from ..sandbox import SandboxState, seed_demo, serve
+
+    state = SandboxState()
+    if not no_seed:
+        seed_demo(state)
+    serve(host, port, state)
+
+
+@click.command()
+def cron() -> None:
+    """Run the sweep on schedule (REACTOR_SWEEP_CRON, or every REACTOR_SWEEP_INTERVAL seconds).
+
+    RQ's cron scheduler enqueues the sweep job; workers run it. Run one `cron` process (it does
+    not elect a leader); a second one only makes sweeps that find the first one's lock and stop."""
+    import signal
+
+    from rq.cron import CronScheduler
+
+    from ..sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
+
+    settings = command_settings()
+    connection = connect(settings)
+    if not settings.sweep_interval and not settings.sweep_cron:
+        click.echo("sweeps are disabled (REACTOR_SWEEP_CRON is empty); waiting for a stop signal")
+        signal.pause()
+        return
+    scheduler = CronScheduler(connection=connection)
+    scheduler.register(
+        scheduled_sweep,
+        queue_name=settings.queue_name,
+        interval=settings.sweep_interval or None,
+        cron=None if settings.sweep_interval else settings.sweep_cron,
+        job_timeout=SWEEP_JOB_TIMEOUT,
+        name="sweep",
+    )
+    when = f"every {settings.sweep_interval} s" if settings.sweep_interval else f"on '{settings.sweep_cron}' (UTC)"
+    click.echo(f"sweeping unpaid invoices {when}")
+    scheduler.start()
+
+
+COMMANDS = (run, web, worker, cron, sandbox)

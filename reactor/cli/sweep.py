@@ -1,0 +1,78 @@
+"""`reactor sweep`: list every unpaid invoice from Chargebee and act on each (reactor/sweep.py).
+
+The sweep itself, the job context and the rules are imported inside the command, for start-up time.
+"""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from .helpers import cell, chargebee_settings, command_settings, connect, console
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Decide on every invoice, write nothing off, record nothing.")
+@click.option("--report", type=click.Path(dir_okay=False), help="CSV of what would be written off.")
+@click.option(
+    "--resume/--restart", default=True, show_default=True, help="Continue an interrupted sweep, or start over."
+)
+@click.option(
+    "--min-days-overdue",
+    type=click.IntRange(0, 36500),
+    default=0,
+    help="Skip invoices less overdue than this (due_date, our side).",
+)
+def sweep(dry_run: bool, report: str | None, resume: bool, min_days_overdue: int) -> None:
+    """List every unpaid invoice from Chargebee and act on each as a webhook would (reactor/sweep.py)."""
+    import sys
+
+    from rich.progress import Progress
+
+    from ..chargebee import ChargebeeError
+    from ..jobs import build_context
+    from ..rules import RulesError
+    from ..sweep import ReportError, check_report_path, run_sweep, totals, write_report
+
+    settings = chargebee_settings(command_settings())
+    try:
+        if report:
+            check_report_path(report)  # before minutes of listing, not after
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+    connection = connect(settings)
+    try:
+        ctx = build_context(settings, connection)
+        with Progress(disable=not sys.stderr.isatty(), console=console(stderr=True)) as progress:
+            task = progress.add_task("sweeping", total=None)
+
+            def on_page(point, count: int) -> None:
+                progress.update(task, advance=count, description=f"page {point.pages}, {point.matched} matching")
+
+            result = run_sweep(
+                ctx, dry_run=dry_run or bool(report), resume=resume, min_days_overdue=min_days_overdue, on_page=on_page
+            )
+    except ChargebeeError as exc:
+        raise click.ClickException(f"sweep stopped: {exc}") from None
+    except RulesError:
+        raise click.ClickException(f"{settings.rules_path}: refused; fix it first (`reactor rules check`)") from None
+    point = result.checkpoint
+    if report:
+        try:
+            write_report(report, result.candidates)
+        except ReportError as exc:
+            raise click.ClickException(str(exc)) from None
+    if dry_run or report:
+        table = Table("rule", "currency", "count", "amount")
+        for (rule, currency), (count, amount) in totals(result.candidates).items():
+            table.add_row(*map(cell, (rule, currency, str(count), str(amount))))
+        console().print(table)
+        click.echo(f"dry run: {point.seen} invoices seen, {len(result.candidates)} would be written off")
+    else:
+        click.echo(
+            f"sweep {point.sweep_id}: {point.pages} pages, {point.seen} invoices, "
+            f"{point.matched} matching, {result.queued} queued"
+        )
+
+
+COMMANDS = (sweep,)
