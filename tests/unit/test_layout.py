@@ -1,0 +1,165 @@
+"""Imports go one way (docs/design.md, Modules): no import cycle between the reactor's modules, and
+each wing imports only what sits below it.
+
+The graph is read from the source with `ast`, so it holds every import: at module level, inside a
+function (an import kept late for start-up time still says which way the code depends), and under
+`if TYPE_CHECKING:`. An edge goes from a module to the module it names: `from .chargebee import
+X` to the package `reactor.chargebee`, `from . import held` to the module `reactor.held`.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import reactor
+
+PACKAGE_DIR = Path(reactor.__file__).parent
+
+# Cycles that exist today, each as the modules around it starting at the smallest name. A cycle not
+# listed here fails the test; a listed one that is gone fails it too, so the list only shrinks.
+KNOWN_CYCLES = {
+    # to be removed by the jobs/ package step
+    ("reactor.held", "reactor.jobs"),
+    ("reactor.held", "reactor.rechecks", "reactor.jobs"),
+    ("reactor.jobs", "reactor.rechecks"),
+    ("reactor.jobs", "reactor.verify"),
+}
+
+# What a wing may import of the reactor: its own modules and those listed. A wing not in the table
+# is not checked here (beyond having no cycle).
+WINGS: dict[str, set[str]] = {
+    # the rules core is pure: no Redis, no HTTP, no settings
+    "reactor.rules": set(),
+    # the client, its errors and the shared call budget stand below everything that calls Chargebee
+    "reactor.chargebee": set(),
+    # the Chargebee stand-in shares no code with the reactor it stands in for
+    "reactor.sandbox": set(),
+    # the leaves everything else reads
+    "reactor.config": set(),
+    "reactor.logs": set(),
+    "reactor.enqueue": set(),
+    "reactor.security": set(),
+    "reactor.redis_server": set(),
+}
+
+# The command sits on top: only `python -m reactor` imports it.
+TOP = "reactor.cli"
+TOP_IMPORTED_BY = {"reactor.__main__"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(PACKAGE_DIR.rglob("*.py"))}
+
+
+def imported_modules(path: Path, name: str, known: set[str]) -> Iterator[str]:
+    """The reactor modules the module `name` at `path` imports, wherever the import stands."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+    def owner(dotted: str) -> str | None:
+        while dotted and dotted not in known:
+            dotted = dotted.rpartition(".")[0]
+        return dotted or None
+
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            # `from . import held` names the module reactor.held; `from .chargebee import
+            # ChargebeeClient` the package reactor.chargebee
+            names = [f"{target}.{alias.name}" if f"{target}.{alias.name}" in known else target for alias in node.names]
+        else:
+            continue
+        for imported in names:
+            if imported == "reactor" or imported.startswith("reactor."):
+                module = owner(imported)
+                if module is not None and module != name:
+                    yield module
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module → the reactor modules it imports."""
+    known = modules()
+    return {name: set(imported_modules(path, name, set(known))) for name, path in known.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> set[tuple[str, ...]]:
+    """Every simple cycle, as its modules starting at the smallest name (each found once)."""
+    found: set[tuple[str, ...]] = set()
+
+    def walk(path: list[str]) -> None:
+        start = path[0]
+        for nxt in sorted(graph[path[-1]]):
+            if nxt == start:
+                found.add(tuple(path))
+            elif nxt > start and nxt not in path:
+                walk([*path, nxt])
+
+    for start in sorted(graph):
+        walk([start])
+    return found
+
+
+def within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def wing_of(name: str) -> str | None:
+    matches = [wing for wing in WINGS if within(name, wing)]
+    return max(matches, key=len) if matches else None
+
+
+def test_the_graph_holds_imports_made_inside_functions():
+    graph = import_graph()
+
+    assert "reactor.worker" in graph["reactor.cli.processes"], "`reactor worker` imports it inside the command"
+    assert "reactor.chargebee.ratelimit" in graph["reactor.jobs"]
+    assert graph["reactor.chargebee"] >= {"reactor.chargebee.client", "reactor.chargebee.errors"}
+
+
+def test_no_import_cycle_beyond_the_known_ones():
+    found = cycles(import_graph())
+
+    new = sorted(found - KNOWN_CYCLES)
+    gone = sorted(KNOWN_CYCLES - found)
+    assert not new, "import cycles: " + "; ".join(" → ".join((*cycle, cycle[0])) for cycle in new)
+    assert not gone, "no longer cycles, remove them from KNOWN_CYCLES: " + "; ".join(map(str, gone))
+
+
+def test_each_wing_imports_only_what_sits_below_it():
+    upward = []
+    for name, targets in sorted(import_graph().items()):
+        wing = wing_of(name)
+        if wing is None:
+            continue
+        allowed = {wing, *WINGS[wing]}
+        upward += [f"{name} → {target}" for target in sorted(targets) if not any(within(target, a) for a in allowed)]
+
+    assert not upward, "imports out of their wing: " + "; ".join(upward)
+
+
+def test_nothing_below_the_command_imports_it():
+    graph = import_graph()
+
+    upward = [
+        f"{name} → {target}"
+        for name, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if within(target, TOP) and not within(name, TOP) and name not in TOP_IMPORTED_BY
+    ]
+    back = [f"{name} → {TOP}" for name, targets in sorted(graph.items()) if within(name, TOP) and TOP in targets]
+    assert not upward, "imports of the command from below it: " + "; ".join(upward)
+    assert not back, "command modules import the package that registers them: " + "; ".join(back)
