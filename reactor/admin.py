@@ -47,7 +47,7 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 from .audit import OUTCOMES, AuditLog
 from .config import Settings
 from .events import JOB_ID_SAFE, Keys
-from .held import list_held
+from .jobs.held import list_held
 from .metrics import AuditTally, RulesReloadReporter, daily_key
 from .rules import RulesError
 from .rules.money import to_major

@@ -215,7 +215,7 @@ class RedisCollector(Collector):
         from rq import Queue
 
         from .events import Keys
-        from .held import count_held
+        from .jobs.held import count_held
 
         prefix = self.settings.key_prefix
         audit_key = Keys(prefix).audit()

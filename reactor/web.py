@@ -180,7 +180,7 @@ def readyz() -> Response:
     if rules_status["version"] is None:
         ready = False
     if checks["redis"] == "ok":  # held write-offs need a person, but the reactor is still ready
-        from .held import list_held
+        from .jobs.held import list_held
 
         held_items = list_held(connection, current_app.config["REACTOR_SETTINGS"].key_prefix)
         checks["held"] = {"count": len(held_items), "reasons": sorted({h.reason or "" for h in held_items})[:5]}

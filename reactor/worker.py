@@ -6,7 +6,7 @@ its execution has had no heartbeat for its TTL. With RQ's defaults that is 90 s 
 to 10 minutes until the next maintenance, and an idle worker blocks on the queue for 405 s between
 maintenance runs. Here all three are settings, so that recovery happens within
 
-    REACTOR_ABANDONED_AFTER + REACTOR_MAINTENANCE_INTERVAL (+ the invoice lock, see jobs.py)
+    REACTOR_ABANDONED_AFTER + REACTOR_MAINTENANCE_INTERVAL (+ the invoice lock, see jobs/write_off.py)
 
 for a forking worker (a simple worker cannot send heartbeats during a job: add the job timeout),
 

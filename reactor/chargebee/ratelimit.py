@@ -11,8 +11,8 @@ let N workers make N times the budget, so the count lives in the Redis all worke
   (another integration on the same site, the console).
 
 A caller that finds no free slot waits, but never longer than `max_wait`: then `Throttled`
-(errors.py) is raised and the job is deferred (see reactor/jobs.py), which is not a failure and
-uses up no retry.
+(errors.py) is raised and the job is deferred (see reactor/jobs/retries.py), which is not a
+failure and uses up no retry.
 Slots are stamped with each machine's clock, so the machines should keep time (NTP).
 """
 

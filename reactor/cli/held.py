@@ -1,4 +1,4 @@
-"""`reactor held list|release`: the write-offs a budget held back (reactor/held.py)."""
+"""`reactor held list|release`: the write-offs a budget held back (reactor/jobs/held.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from rich.table import Table
 from rq import Queue
 
 from ..audit import AuditLog, AuditRecord
-from ..held import list_held, release
+from ..jobs.held import list_held, release
 from .helpers import cell, command_settings, connect, console, current_actor
 
 

@@ -15,7 +15,7 @@ rests on a fact the reactor did not have:
    asked for). A write-off is blocked when a rule before the deciding one might hold, or when the
    deciding rule holds only if the unknown goes its way.
 
-Pure: no I/O. The worker (reactor/jobs.py) and `reactor rules explain --invoice-id` do the fetching.
+Pure: no I/O. The worker (reactor/jobs/) and `reactor rules explain --invoice-id` do the fetching.
 """
 
 from __future__ import annotations

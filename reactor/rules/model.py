@@ -24,7 +24,7 @@ class Limits:
 
     `max_per_day` (major units per currency per UTC day) and `max_count_per_hour` (write-offs per
     UTC clock hour) are budgets: they need counters in Redis, so the job layer checks them right
-    before calling write_off (reactor/held.py) and holds what would pass them."""
+    before calling write_off (reactor/jobs/budget.py) and holds what would pass them."""
 
     max_write_off: MoneyThreshold | None = None
     max_per_day: MoneyThreshold | None = None

@@ -12,7 +12,7 @@ import requests
 from rq.registry import FailedJobRegistry
 
 from reactor.audit import AuditLog, AuditRecord
-from reactor.held import HeldWriteOff, hold
+from reactor.jobs.held import HeldWriteOff, hold
 from tests.helpers import WebServer
 from tests.integration.helpers import make_event
 from tests.integration.ops_helpers import make_dead_letter

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from reactor.audit import AuditLog
-from reactor.held import list_held
+from reactor.jobs.held import list_held
 from tests.helpers import REPO, wait_for, worker_env
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 

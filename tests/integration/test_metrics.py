@@ -13,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
 
-from reactor.held import HeldWriteOff, hold
+from reactor.jobs.held import HeldWriteOff, hold
 from reactor.redis_server import free_port
 from tests.helpers import WebServer, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from reactor.rechecks import is_settled, next_write_off_moment, recheck_job_id
+from reactor.jobs.rechecks import is_settled, next_write_off_moment, recheck_job_id
 from reactor.rules import parse_rules
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

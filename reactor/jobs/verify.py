@@ -22,8 +22,10 @@ from typing import Any
 
 from rq.job import Job
 
-from .chargebee import ChargebeeClient, ChargebeeError, NotFoundError, RetryableError, Throttled
-from .jobs import Context, _defer, _record, _stretch_retry, _will_retry
+from ..chargebee import ChargebeeClient, ChargebeeError, NotFoundError, RetryableError, Throttled
+from .context import Context
+from .retries import defer, stretch_retry, will_retry
+from .trail import record_outcome
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +66,20 @@ def verified_event(ctx: Context, job: Job | None, posted: dict[str, Any]) -> dic
     try:
         genuine = fetch_genuine(ctx.chargebee, event_id)
     except ForgedEvent as exc:
-        _record(ctx, job, posted, None, "rejected", reason=str(exc))
+        record_outcome(ctx, job, posted, None, "rejected", reason=str(exc))
         return None
     except Throttled as exc:
-        _defer(job, exc.retry_after)
+        defer(job, exc.retry_after)
         raise
     except RetryableError as exc:
-        _stretch_retry(job, exc.retry_after)
-        outcome = "retrying" if _will_retry(job) else "failed"
-        _record(ctx, job, posted, None, outcome, reason=f"verifying the event: {exc}")
+        stretch_retry(job, exc.retry_after)
+        outcome = "retrying" if will_retry(job) else "failed"
+        record_outcome(ctx, job, posted, None, outcome, reason=f"verifying the event: {exc}")
         raise
     except ChargebeeError as exc:
         if job is not None:
             job.retries_left = 0  # a refused key or request: retrying cannot help
-        _record(ctx, job, posted, None, "failed", reason=f"verifying the event: {exc}")
+        record_outcome(ctx, job, posted, None, "failed", reason=f"verifying the event: {exc}")
         raise
     changed = differences(posted, genuine)
     if changed:

@@ -31,11 +31,15 @@ from typing import TYPE_CHECKING, Any
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from .chargebee import NotFoundError, Throttled
-from .rules import Decision, RuleSet, decide, earliest_recheck
+from ..chargebee import NotFoundError, Throttled
+from ..events import retry_policy
+from ..rules import Decision, RuleSet, decide, earliest_recheck
+from .retries import defer
+from .trail import record_outcome
+from .write_off import write_off_invoice
 
 if TYPE_CHECKING:
-    from .jobs import Context
+    from .context import Context
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +105,6 @@ def load_pending(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
 def schedule(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime) -> datetime | None:
     """Schedule (or move) the invoice's one re-check to the first moment a write_off can be decided;
     None, and nothing changed, when waiting cannot help."""
-    from .events import retry_policy
-    from .jobs import _record
-
     invoice_id = ((event.get("content") or {}).get("invoice") or {}).get("id")
     if not isinstance(invoice_id, str) or not invoice_id:
         return None
@@ -140,7 +141,7 @@ def schedule(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: Rule
     if previous is not None and previous.get("job_id") != job_id:
         _drop_job(ctx, job, previous.get("job_id"))
     future: Decision = decide(ruleset, event, moment)
-    _record(
+    record_outcome(
         ctx,
         job,
         event,
@@ -154,13 +155,11 @@ def schedule(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: Rule
 
 def cancel(ctx: Context, job: Job | None, event: dict[str, Any] | None, invoice_id: str, reason: str) -> bool:
     """Drop the invoice's pending re-check, if any, and remove its scheduled job. True if one was dropped."""
-    from .jobs import _record
-
     pending = load_pending(ctx, invoice_id)
     if not ctx.redis.delete(_pending_key(ctx, invoice_id)):
         return False
     _drop_job(ctx, job, (pending or {}).get("job_id"))
-    _record(ctx, job, event, None, "recheck_cancelled", invoice_id=invoice_id, reason=reason)
+    record_outcome(ctx, job, event, None, "recheck_cancelled", invoice_id=invoice_id, reason=reason)
     return True
 
 
@@ -199,7 +198,6 @@ def after_write_off(ctx: Context, job: Job | None, event: dict[str, Any], outcom
 
 def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[str, Any]:
     """The re-check job: fetch the invoice fresh, decide with the stored event's other content, act."""
-    from .jobs import _defer, _record, write_off_invoice
 
     pending = load_pending(ctx, invoice_id)
     if pending is None:
@@ -212,11 +210,11 @@ def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[s
     try:
         fresh_invoice = ctx.chargebee.retrieve_invoice(invoice_id)
     except Throttled as exc:
-        _defer(job, exc.retry_after)
+        defer(job, exc.retry_after)
         raise
     except NotFoundError as exc:  # deleted: nothing to write off, and not a failure
         cancel(ctx, job, event, invoice_id, f"Chargebee has no invoice {invoice_id} (404)")
-        _record(
+        record_outcome(
             ctx, job, event, None, "gone", invoice_id=invoice_id, reason=f"Chargebee has no invoice {invoice_id}: {exc}"
         )
         return {"outcome": "gone"}
@@ -232,7 +230,7 @@ def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[s
         outcome = (
             "dry_run" if decision.action == "write_off" else "no_match" if decision.action == "none" else "skipped"
         )
-        _record(ctx, job, fresh_event, decision, outcome, reason=f"re-check: {decision.reason}")
+        record_outcome(ctx, job, fresh_event, decision, outcome, reason=f"re-check: {decision.reason}")
         if outcome != "dry_run":
             schedule(ctx, job, fresh_event, ruleset, now)
         return {"outcome": outcome, "rule": decision.rule}

@@ -1,7 +1,7 @@
 """Write-offs held back for a person: the place a spending guard (such as a daily budget) parks a
 write-off it will not carry out on its own, and where the dashboard and /metrics look for them.
 
-The producer is the budget check below: `limits.max_per_day` (major units per currency per UTC
+The producer is the budget check (budget.py): `limits.max_per_day` (major units per currency per UTC
 day) and `limits.max_count_per_hour` (write-offs per UTC clock hour) from rules.yaml. Right before
 write_off the job reserves the amount and one count in Redis counters (one Lua script, so two
 workers cannot both take the last of a budget); a reservation that would pass a limit is refused
@@ -36,16 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from .audit import amount_text
-from .rules.model import Limits
-from .rules.money import minor_factor
+from ..audit import amount_text
+from .trail import record_outcome
 
 if TYPE_CHECKING:
     from rq import Queue
     from rq.job import Job
 
-    from .jobs import Context
-    from .rules import Decision
+    from ..rules import Decision
+    from .context import Context
 
 log = logging.getLogger(__name__)
 
@@ -126,104 +125,10 @@ def held_event(connection: redis.Redis, invoice_id: str, prefix: str = "reactor"
     return event if isinstance(event, dict) else None
 
 
-# -- budgets -------------------------------------------------------------------------------------
-
-# KEYS[1] the day's hash (currency → minor units), KEYS[2] the hour's count.
-# ARGV: currency, amount (minor), day cap (minor, -1 none), hour cap (-1 none), enforce (1/0).
-# Returns 0 when reserved, 1 when the day's amount would pass its cap, 2 when the hour's count would.
-_RESERVE = """
-local spent = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-local count = tonumber(redis.call('GET', KEYS[2]) or '0')
-if ARGV[5] == '1' then
-  local cap, hourly = tonumber(ARGV[3]), tonumber(ARGV[4])
-  if cap >= 0 and spent + tonumber(ARGV[2]) > cap then return 1 end
-  if hourly >= 0 and count + 1 > hourly then return 2 end
-end
-redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], 172800)
-redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], 7200)
-return 0
-"""
-
-
-@dataclass
-class Reservation:
-    """Budget taken for one write-off; `give_back` when the write-off certainly did not happen."""
-
-    connection: redis.Redis
-    day_key: str
-    hour_key: str
-    currency: str
-    amount: int
-
-    def give_back(self) -> None:
-        with self.connection.pipeline(transaction=True) as pipe:
-            pipe.hincrby(self.day_key, self.currency, -self.amount)
-            pipe.decr(self.hour_key)
-            pipe.execute()
-
-
-class _NoReservation(Reservation):
-    """No budget limits in the rules: nothing counted, nothing to give back."""
-
-    def give_back(self) -> None:
-        pass
-
-
-def budget_keys(prefix: str, now: datetime) -> tuple[str, str]:
-    """The counters of the UTC day and UTC clock hour that contain `now`."""
-    utc = now.astimezone(timezone.utc)
-    return f"{prefix}:budget:day:{utc:%Y-%m-%d}", f"{prefix}:budget:hour:{utc:%Y-%m-%dT%H}"
-
-
-def reserve(
-    connection: redis.Redis,
-    limits: Limits,
-    currency: str,
-    amount: int,
-    now: datetime,
-    *,
-    prefix: str = "reactor",
-    enforce: bool = True,
-) -> Reservation | str:
-    """Take `amount` (minor units) of today's budget for `currency` and one of this hour's count.
-
-    Returns the Reservation, or the reason the write-off must be held. A currency that
-    `max_per_day` does not list has no budget, so its write-offs are held (as `max_write_off`
-    blocks currencies it does not list). With no budget limits nothing is counted."""
-    day_limit, hour_limit = limits.max_per_day, limits.max_count_per_hour
-    if day_limit is None and hour_limit is None:
-        return _NoReservation(connection, "", "", currency, 0)
-    day_cap = -1
-    if day_limit is not None:
-        major = day_limit.major_for(currency)
-        day_cap = int(major * minor_factor(currency)) if major is not None else 0
-    day_key, hour_key = budget_keys(prefix, now)
-    args = [currency, amount, day_cap, hour_limit if hour_limit is not None else -1, "1" if enforce else "0"]
-    verdict = connection.eval(_RESERVE, 2, day_key, hour_key, *args)
-    if verdict == 1:
-        if day_limit is not None and day_limit.major_for(currency) is None:
-            return f"limits.max_per_day has no budget for {currency}"
-        cap = day_limit.describe(currency) if day_limit is not None else ""
-        return f"limits.max_per_day for {currency} ({cap}) would be passed today"
-    if verdict == 2:
-        return f"limits.max_count_per_hour ({hour_limit}) reached this hour"
-    return Reservation(connection, day_key, hour_key, currency, amount)
-
-
-def spent_today(connection: redis.Redis, now: datetime, prefix: str = "reactor") -> dict[str, int]:
-    """Minor units reserved per currency in the UTC day of `now`."""
-    day_key, _ = budget_keys(prefix, now)
-    return {k.decode(): int(v) for k, v in connection.hgetall(day_key).items()}
-
-
 def hold_write_off(
     ctx: Context, job: Job | None, event: dict[str, Any], decision: Decision, reason: str, now: datetime
 ) -> dict[str, Any]:
     """Park a write-off a budget refused: in `reactor:held`, in the audit and in the log."""
-    from .jobs import _record
-
     item = HeldWriteOff(
         invoice_id=decision.invoice_id or event["content"]["invoice"]["id"],
         event_id=event.get("id"),
@@ -241,7 +146,7 @@ def hold_write_off(
         reason,
         extra={"invoice_id": item.invoice_id, "rule": decision.rule},
     )
-    _record(ctx, job, event, decision, "held", reason=reason)
+    record_outcome(ctx, job, event, decision, "held", reason=reason)
     return {"outcome": "held", "rule": decision.rule, "reason": reason}
 
 
@@ -265,15 +170,3 @@ def release(
             pipe.execute()
         released.append(invoice_id)
     return released
-
-
-def run_release(ctx: Context, event: dict[str, Any], actor: str, job: Job | None = None) -> dict[str, Any]:
-    """Decide again on a released write-off and act, without the budget check that held it."""
-    from . import rechecks
-    from .jobs import write_off_invoice
-
-    now = ctx.clock()
-    log.info("released by %s: deciding again on invoice %s", actor, event["content"]["invoice"].get("id"))
-    result = write_off_invoice(ctx, job, event, ctx.rules.current(), now, check_budget=False)
-    rechecks.after_write_off(ctx, job, event, result.get("outcome"))
-    return result

@@ -1,0 +1,121 @@
+"""RQ's job functions: `evaluate` a stored event, `release_held` a write-off a person released,
+`recheck` an invoice when a time-based rule can first match. RQ stores these paths in Redis
+(`reactor.jobs.evaluate`, ...), so they stay here; the work is in the modules beside them:
+
+    context.py    Context, what a job needs, built once per worker process
+    evaluate.py   run_evaluation, run_release
+    write_off.py  write_off_invoice and what makes running it twice harmless
+    budget.py     the budgets reserved right before write_off
+    held.py       write-offs held back by a budget, and their release
+    rechecks.py   re-checks scheduled for time-based rules
+    verify.py     REACTOR_VERIFY_EVENTS: act only on Chargebee's own copy of an event
+    trail.py      the audit record of an outcome
+    retries.py    what an error means for RQ's next attempt
+
+docs/guarantees.md says what each guarantee of the write-off holds, and which test proves it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rq import get_current_job
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
+
+from ..chargebee import ChargebeeError, Throttled
+from .context import Context, build_context, build_rate_limit, current_context, install
+from .evaluate import run_evaluation, run_release
+from .rechecks import run_recheck
+from .retries import will_retry
+from .trail import record_outcome
+from .write_off import idempotency_key, write_off_invoice
+
+__all__ = [
+    "Context",
+    "build_context",
+    "build_rate_limit",
+    "current_context",
+    "evaluate",
+    "failures_recorded",
+    "idempotency_key",
+    "install",
+    "recheck",
+    "record_interrupted",
+    "release_held",
+    "run_evaluation",
+    "write_off_invoice",
+]
+
+log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
+
+
+def evaluate(event_id: str) -> dict[str, Any]:
+    """RQ job: decide on a stored event and act on the decision."""
+    ctx, job = current_context(), get_current_job()
+    with failures_recorded(ctx, job):
+        return run_evaluation(ctx, event_id, job)
+
+
+def release_held(event: dict[str, Any], actor: str) -> dict[str, Any]:
+    """RQ job: a person released a held write-off (reactor/jobs/held.py); decide again, skip the budget."""
+    ctx, job = current_context(), get_current_job()
+    with failures_recorded(ctx, job):
+        return run_release(ctx, event, actor, job)
+
+
+def recheck(invoice_id: str) -> dict[str, Any]:
+    """RQ job, scheduled: decide again when a time-based rule can first match (reactor/jobs/rechecks.py)."""
+    ctx, job = current_context(), get_current_job()
+    with failures_recorded(ctx, job):
+        return run_recheck(ctx, invoice_id, job)
+
+
+@contextmanager
+def failures_recorded(ctx: Context, job: Job | None) -> Iterator[None]:
+    """Every attempt that ends without an outcome leaves an audit record, then raises for RQ to retry.
+
+    Chargebee's errors are recorded where they happen (retrying, failed) and a wait for the rate
+    limit is not a failure; anything else (RQ's job timeout, a rule that raised, a bug) stopped the
+    decision before anything was written off, and is recorded here as `timed_out` or as
+    `retrying`/`failed`."""
+    try:
+        yield
+    except (ChargebeeError, Throttled):
+        raise
+    except JobTimeoutException:
+        timeout = getattr(job, "timeout", None)
+        record_interrupted(ctx, job, "timed_out", f"the job ran past its timeout ({timeout} s) and was stopped")
+        raise
+    except Exception as exc:
+        outcome = "retrying" if will_retry(job) else "failed"
+        record_interrupted(ctx, job, outcome, f"the decision stopped on an error: {type(exc).__name__}: {exc}")
+        raise
+
+
+def record_interrupted(ctx: Context, job: Job | None, outcome: str, reason: str) -> None:
+    """Record an attempt that ended early (an error, a timeout, a killed work horse), naming its
+    event and invoice as far as the job's arguments tell them. Never raises: the caller is already
+    handling a failure, and Redis may be the reason for it."""
+    event: dict[str, Any] | None = None
+    invoice_id: str | None = None
+    event_id: str | None = None
+    try:
+        args = tuple(job.args) if job is not None else ()
+        name = job.func_name if job is not None else ""
+        if name == "reactor.jobs.evaluate" and args and isinstance(args[0], str):
+            event_id = args[0]
+            event = ctx.events.load(event_id)
+        elif name == "reactor.jobs.release_held" and args and isinstance(args[0], dict):
+            event = args[0]
+        elif name == "reactor.jobs.recheck" and args and isinstance(args[0], str):
+            invoice_id = args[0]
+        retry_note = "; RQ will run it again" if will_retry(job) else "; no retries left: it is in the dead letters"
+        record_outcome(
+            ctx, job, event, None, outcome, invoice_id=invoice_id, event_id=event_id, reason=reason + retry_note
+        )
+    except Exception:
+        log.exception("could not record the %s attempt of job %s", outcome, getattr(job, "id", None))

@@ -1,0 +1,88 @@
+"""What a job needs (`Context`), built once per worker process and passed in (tests build their own),
+and the one a worker process installs for RQ's entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import redis
+from rq import Queue
+
+from ..audit import AuditLog
+from ..chargebee import ChargebeeClient, ChargebeeError
+from ..chargebee.ratelimit import ChargebeeRateLimit
+from ..config import Settings, load_settings
+from ..events import EventStore, Keys
+from ..rules.live import LiveRules
+
+
+@dataclass
+class Context:
+    """What a job needs, built once per worker process and passed in (tests build their own)."""
+
+    settings: Settings
+    redis: redis.Redis
+    queue: Queue
+    events: EventStore
+    audit: AuditLog
+    chargebee: ChargebeeClient
+    rules: LiveRules
+    keys: Keys = field(default_factory=Keys)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+
+
+def build_context(settings: Settings, connection: redis.Redis) -> Context:
+    keys = Keys(settings.key_prefix)
+    queue = Queue(settings.queue_name, connection=connection)
+    if not settings.api_base:
+        raise ChargebeeError("no Chargebee API configured: set CHARGEBEE_SITE or CHARGEBEE_API_BASE")
+    rules = LiveRules(settings.rules_path)
+    return Context(
+        settings=settings,
+        redis=connection,
+        queue=queue,
+        events=EventStore.from_settings(connection, queue, settings),
+        # Records written without a decision (retrying, failed, ...) still name the rules in force.
+        audit=AuditLog(connection, keys.audit(), rules_version=lambda: rules.current().version),
+        chargebee=ChargebeeClient(
+            settings.api_base,
+            settings.chargebee_api_key,
+            timeout=settings.http_timeout,
+            rate_limit=build_rate_limit(settings, connection),
+        ),
+        rules=rules,
+        keys=keys,
+    )
+
+
+def build_rate_limit(settings: Settings, connection: redis.Redis) -> ChargebeeRateLimit:
+    """The call budget shared by every process using this Redis for this Chargebee site."""
+    return ChargebeeRateLimit(
+        connection,
+        settings.chargebee_rate_limit,
+        settings.rate_limit_window,
+        max_wait=settings.rate_limit_max_wait,
+        scope=settings.chargebee_site or settings.api_base or "chargebee",
+        key_prefix=settings.key_prefix,
+    )
+
+
+_context: Context | None = None
+
+
+def install(context: Context) -> None:
+    """Make `context` the one job functions use in this process (and in forked work horses)."""
+    global _context
+    _context = context
+
+
+def current_context() -> Context:
+    global _context
+    if _context is None:  # a plain `rq worker` started without `reactor worker`
+        settings = load_settings()
+        if not settings.redis_url:
+            raise RuntimeError("REDIS_URL must be set for a worker started outside `reactor worker`")
+        _context = build_context(settings, redis.Redis.from_url(settings.redis_url))
+    return _context

@@ -1,0 +1,99 @@
+"""Evaluate a stored event, and decide again on a write-off a person released: the work behind the
+RQ jobs `reactor.jobs.evaluate` and `reactor.jobs.release_held`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rq.job import Job
+
+from ..rules import Decision, decide
+from ..rules.facts import facts_worth_fetching
+from . import rechecks
+from .context import Context
+from .trail import record_outcome
+from .verify import verified_event
+from .write_off import BLOCKED_OUTCOMES, write_off_invoice
+
+log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
+
+# Only moves forward: the stored resource_version of an invoice is replaced by a newer one.
+# Returns 1 when the incoming version is not older than the stored one (act on it), 0 when stale.
+_ADVANCE_VERSION = """
+local stored = redis.call('GET', KEYS[1])
+if stored and tonumber(stored) > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+def _is_stale(ctx: Context, invoice: dict[str, Any]) -> bool:
+    version = invoice.get("resource_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        return False
+    key = f"{ctx.keys.prefix}:resource_version:{invoice['id']}"
+    return ctx.redis.eval(_ADVANCE_VERSION, 1, key, version, ctx.settings.event_ttl) == 0
+
+
+def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[str, Any]:
+    event = ctx.events.load(event_id)
+    if event is None:
+        record_outcome(
+            ctx,
+            job,
+            None,
+            None,
+            "event_missing",
+            event_id=event_id,
+            reason="the stored event is gone (older than REACTOR_EVENT_TTL?)",
+        )
+        return {"outcome": "event_missing"}
+    if ctx.settings.verify_events:  # act only on Chargebee's own copy (reactor/jobs/verify.py)
+        event = verified_event(ctx, job, event)
+        if event is None:
+            return {"outcome": "rejected"}
+    invoice = (event.get("content") or {}).get("invoice") or {}
+    ruleset = ctx.rules.current()
+    now = ctx.clock()
+    if _is_stale(ctx, invoice):
+        record_outcome(ctx, job, event, None, "stale", reason="an event with a newer resource_version was already seen")
+        return {"outcome": "stale"}
+    decision = decide(ruleset, event, now)
+    # The event lacks a resource (customer, subscription) that rules read, and with it a write_off
+    # rule could decide: fetch the invoice and that resource, and decide on them (reactor/facts.py).
+    for_facts = (
+        decision.action != "write_off"
+        and decision.blocked_by is None  # a built-in check or guardrail blocked: facts cannot help
+        and not ruleset.dry_run
+        and bool(facts_worth_fetching(ruleset, event, now))
+    )
+    if decision.action != "write_off" and not for_facts:
+        outcome = _event_outcome(decision)
+        record_outcome(ctx, job, event, decision, outcome)
+        rechecks.after_decision(ctx, job, event, ruleset, now)  # time-based rules: re-check later, or cancel
+        return {"outcome": outcome, "rule": decision.rule}
+    if decision.dry_run:
+        record_outcome(ctx, job, event, decision, "dry_run")
+        return {"outcome": "dry_run", "rule": decision.rule}
+    result = write_off_invoice(ctx, job, event, ruleset, now, for_facts=for_facts)
+    if for_facts and result.get("outcome") in ("no_match", "skipped"):
+        rechecks.after_decision(ctx, job, event, ruleset, now)  # as for any event decided without a write-off
+    rechecks.after_write_off(ctx, job, event, result.get("outcome"))
+    return result
+
+
+def _event_outcome(decision: Decision) -> str:
+    """What an event's decision without a write-off is recorded as."""
+    if decision.action == "none":
+        return "no_match"
+    return BLOCKED_OUTCOMES.get(decision.blocked_by or "", "skipped")
+
+
+def run_release(ctx: Context, event: dict[str, Any], actor: str, job: Job | None = None) -> dict[str, Any]:
+    """Decide again on a released write-off and act, without the budget check that held it."""
+    now = ctx.clock()
+    log.info("released by %s: deciding again on invoice %s", actor, event["content"]["invoice"].get("id"))
+    result = write_off_invoice(ctx, job, event, ctx.rules.current(), now, check_budget=False)
+    rechecks.after_write_off(ctx, job, event, result.get("outcome"))
+    return result

@@ -1,0 +1,70 @@
+"""The audit record of a job's outcome: built from the event and the decision, appended, logged."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from rq.job import Job
+
+from ..audit import AuditRecord
+from ..rules import Decision
+
+if TYPE_CHECKING:
+    from .context import Context
+
+log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
+
+
+def make_record(
+    ctx: Context,
+    job: Job | None,
+    event: dict[str, Any] | None,
+    decision: Decision | None,
+    outcome: str,
+    *,
+    invoice_id: str | None = None,
+    reason: str | None = None,
+    detail: str | None = None,
+    amount_due: int | None = None,
+    event_id: str | None = None,
+) -> AuditRecord:
+    invoice = ((event or {}).get("content") or {}).get("invoice") or {}
+    return AuditRecord(
+        event_id=event_id or (event or {}).get("id"),
+        event_type=(event or {}).get("event_type"),
+        invoice_id=invoice_id or (decision.invoice_id if decision else None) or invoice.get("id"),
+        outcome=outcome,
+        action=decision.action if decision else None,
+        rule=decision.rule if decision else None,
+        amount_due=amount_due if amount_due is not None else (decision.amount_due if decision else None),
+        currency=(decision.currency if decision else None) or invoice.get("currency_code"),
+        mode=("dry_run" if decision.dry_run else "live") if decision else None,
+        rules_version=decision.rules_version if decision else None,
+        reason=reason or (decision.reason if decision else None),
+        job_id=job.id if job else None,
+        detail=detail,
+    )
+
+
+def log_record(record: AuditRecord) -> None:
+    log.info(
+        "decision %s: %s",
+        record.outcome,
+        record.reason or "",
+        extra={"event_id": record.event_id, "invoice_id": record.invoice_id, "rule": record.rule},
+    )
+
+
+def record_outcome(
+    ctx: Context,
+    job: Job | None,
+    event: dict[str, Any] | None,
+    decision: Decision | None,
+    outcome: str,
+    **fields: Any,
+) -> AuditRecord:
+    record = make_record(ctx, job, event, decision, outcome, **fields)
+    ctx.audit.append(record)
+    log_record(record)
+    return record
