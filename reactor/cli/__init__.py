@@ -2,6 +2,7 @@
 
 import click
 
+from ..logs import setup_logging
 from . import held, ops, processes, rules, sweep
 
 
@@ -9,8 +10,6 @@ from . import held, ops, processes, rules, sweep
 @click.version_option(package_name="chargebee-reactor")
 def main() -> None:
     """chargebee-reactor: Chargebee webhooks in, rule-driven invoice write-offs out."""
-    from ..logs import setup_logging
-
     setup_logging()
 
 

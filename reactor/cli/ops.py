@@ -20,6 +20,7 @@ from ..audit import OUTCOMES, AuditLog, AuditRecord, export_lines, visible
 from ..config import Settings
 from ..deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
 from ..events import Keys
+from ..rules import load_rules
 from .helpers import cell, command_settings, connect, console, current_actor, parse_duration, parse_since
 
 DEFAULT_TABLE_LIMIT = 200
@@ -42,8 +43,6 @@ def _rules_version(settings: Settings) -> Callable[[], str | None]:
 
     @functools.cache
     def version() -> str | None:
-        from ..rules import load_rules
-
         return load_rules(settings.rules_path).version
 
     return version
