@@ -1,11 +1,59 @@
-"""What an error means for RQ's next attempt: a wait for the rate limit gives the attempt back, a
-Retry-After lengthens the next interval."""
+"""What a Chargebee error means for an RQ job, written once (`chargebee_failures`): a wait for the
+rate limit gives the attempt back, a Retry-After lengthens the next interval, a retryable error is
+recorded `retrying` (or `failed` after the last attempt), and a refused request goes straight to
+the dead letters."""
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from rq.job import Job
+
+from ..chargebee import ChargebeeError, RetryableError, Throttled
+from .trail import record_outcome
+
+if TYPE_CHECKING:
+    from .context import Context
+
+log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
+
+
+@contextmanager
+def chargebee_failures(
+    ctx: Context, job: Job | None, event: dict[str, Any], *, invoice_id: str | None = None, doing: str | None = None
+) -> Iterator[None]:
+    """Record what a Chargebee error that ends this attempt means, then raise it for RQ.
+
+    Throttled: deferred, no retry used up, nothing recorded (a deferral on an invoice is logged).
+    RetryableError: the next retry waits at least Retry-After; recorded `retrying`, or `failed`
+    when no retry is left. Any other ChargebeeError: retrying cannot help (a refused key or
+    request), so no retry is left and it is recorded `failed`. `doing` prefixes the reason.
+    A caller that treats an error as an outcome (settled elsewhere, gone) catches it inside."""
+    try:
+        yield
+    except Throttled as exc:
+        defer(job, exc.retry_after)
+        if invoice_id is not None:
+            log.info("invoice %s: %s; deferred", invoice_id, exc, extra={"invoice_id": invoice_id})
+        raise
+    except RetryableError as exc:
+        stretch_retry(job, exc.retry_after)
+        outcome = "retrying" if will_retry(job) else "failed"
+        record_outcome(ctx, job, event, None, outcome, invoice_id=invoice_id, reason=_reason(doing, exc))
+        raise
+    except ChargebeeError as exc:
+        if job is not None:
+            job.retries_left = 0  # retrying a refused request cannot help: straight to the dead letters
+        record_outcome(ctx, job, event, None, "failed", invoice_id=invoice_id, reason=_reason(doing, exc))
+        raise
+
+
+def _reason(doing: str | None, exc: Exception) -> str:
+    return f"{doing}: {exc}" if doing else str(exc)
 
 
 def defer(job: Job | None, retry_after: float | None) -> None:

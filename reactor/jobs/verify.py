@@ -22,9 +22,9 @@ from typing import Any
 
 from rq.job import Job
 
-from ..chargebee import ChargebeeClient, ChargebeeError, NotFoundError, RetryableError, Throttled
+from ..chargebee import ChargebeeClient, NotFoundError, RetryableError
 from .context import Context
-from .retries import defer, stretch_retry, will_retry
+from .retries import chargebee_failures
 from .trail import record_outcome
 
 log = logging.getLogger(__name__)
@@ -64,23 +64,11 @@ def verified_event(ctx: Context, job: Job | None, posted: dict[str, Any]) -> dic
     Raises (for RQ to retry, or to leave in the dead letters) when Chargebee cannot be asked."""
     event_id = str(posted.get("id"))
     try:
-        genuine = fetch_genuine(ctx.chargebee, event_id)
+        with chargebee_failures(ctx, job, posted, doing="verifying the event"):
+            genuine = fetch_genuine(ctx.chargebee, event_id)
     except ForgedEvent as exc:
         record_outcome(ctx, job, posted, None, "rejected", reason=str(exc))
         return None
-    except Throttled as exc:
-        defer(job, exc.retry_after)
-        raise
-    except RetryableError as exc:
-        stretch_retry(job, exc.retry_after)
-        outcome = "retrying" if will_retry(job) else "failed"
-        record_outcome(ctx, job, posted, None, outcome, reason=f"verifying the event: {exc}")
-        raise
-    except ChargebeeError as exc:
-        if job is not None:
-            job.retries_left = 0  # a refused key or request: retrying cannot help
-        record_outcome(ctx, job, posted, None, "failed", reason=f"verifying the event: {exc}")
-        raise
     changed = differences(posted, genuine)
     if changed:
         log.warning(

@@ -42,7 +42,7 @@ from ..rules.safety import gone_reason
 from .budget import reserve
 from .context import Context
 from .held import hold_write_off
-from .retries import defer, stretch_retry, will_retry
+from .retries import chargebee_failures
 from .trail import log_record, make_record, record_outcome
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
@@ -81,85 +81,67 @@ def write_off_invoice(
             record_outcome(ctx, job, event, None, "already_written_off", invoice_id=invoice_id, detail=done.decode())
             return {"outcome": "already_written_off"}
         attempt = _load_attempt(ctx, invoice_id)
-        try:
-            _renew(lock, ctx, invoice_id)
+        with chargebee_failures(ctx, job, event, invoice_id=invoice_id):
             try:
-                fresh_invoice = ctx.chargebee.retrieve_invoice(invoice_id)
-            except NotFoundError as exc:
-                return _gone(ctx, job, event, invoice_id, f"Chargebee has no invoice {invoice_id}: {exc}")
-            fresh_event = copy.deepcopy(event)
-            fresh_event["content"]["invoice"] = fresh_invoice
-            if attempt is not None and (fresh_invoice.get("write_off_amount") or 0) > 0:
-                return _confirm_interrupted(ctx, job, fresh_event, attempt, now)
-            why_gone = gone_reason(fresh_invoice)
-            if why_gone is not None:
-                return _gone(ctx, job, fresh_event, invoice_id, why_gone)
-            facts = complete_facts(ctx.chargebee, ruleset, fresh_event, now, lambda: _renew(lock, ctx, invoice_id))
-            fresh_event = facts.event
-            decision = decide(ruleset, fresh_event, now)
-            if decision.action != "write_off" or decision.dry_run:
-                ctx.redis.delete(_attempt_key(ctx, invoice_id))
-                outcome = _fresh_outcome(decision, fetched=bool(facts.fetched), for_facts=for_facts)
-                reason = decision.reason if outcome != "changed" else f"fresh invoice: {decision.reason}"
-                record_outcome(ctx, job, fresh_event, decision, outcome, reason=reason, detail=facts.note())
-                return {"outcome": outcome, "rule": decision.rule}
-            why_unknown = unresolved(ruleset, fresh_event, now, decision.rule or "", facts.unknown)
-            if why_unknown is not None:
-                ctx.redis.delete(_attempt_key(ctx, invoice_id))
-                record_outcome(
-                    ctx, job, fresh_event, decision, "facts_missing", reason=why_unknown, detail=facts.note()
+                _renew(lock, ctx, invoice_id)
+                try:
+                    fresh_invoice = ctx.chargebee.retrieve_invoice(invoice_id)
+                except NotFoundError as exc:
+                    return _gone(ctx, job, event, invoice_id, f"Chargebee has no invoice {invoice_id}: {exc}")
+                fresh_event = copy.deepcopy(event)
+                fresh_event["content"]["invoice"] = fresh_invoice
+                if attempt is not None and (fresh_invoice.get("write_off_amount") or 0) > 0:
+                    return _confirm_interrupted(ctx, job, fresh_event, attempt, now)
+                why_gone = gone_reason(fresh_invoice)
+                if why_gone is not None:
+                    return _gone(ctx, job, fresh_event, invoice_id, why_gone)
+                facts = complete_facts(ctx.chargebee, ruleset, fresh_event, now, lambda: _renew(lock, ctx, invoice_id))
+                fresh_event = facts.event
+                decision = decide(ruleset, fresh_event, now)
+                if decision.action != "write_off" or decision.dry_run:
+                    ctx.redis.delete(_attempt_key(ctx, invoice_id))
+                    outcome = _fresh_outcome(decision, fetched=bool(facts.fetched), for_facts=for_facts)
+                    reason = decision.reason if outcome != "changed" else f"fresh invoice: {decision.reason}"
+                    record_outcome(ctx, job, fresh_event, decision, outcome, reason=reason, detail=facts.note())
+                    return {"outcome": outcome, "rule": decision.rule}
+                why_unknown = unresolved(ruleset, fresh_event, now, decision.rule or "", facts.unknown)
+                if why_unknown is not None:
+                    ctx.redis.delete(_attempt_key(ctx, invoice_id))
+                    record_outcome(
+                        ctx, job, fresh_event, decision, "facts_missing", reason=why_unknown, detail=facts.note()
+                    )
+                    return {"outcome": "facts_missing", "rule": decision.rule}
+                key = idempotency_key(
+                    ctx.settings.chargebee_site or ctx.settings.api_base or "", invoice_id, decision.rule
                 )
-                return {"outcome": "facts_missing", "rule": decision.rule}
-            key = idempotency_key(ctx.settings.chargebee_site or ctx.settings.api_base or "", invoice_id, decision.rule)
-            comment = decision.comment
-            if attempt is not None and attempt.get("key") == key:
-                comment = attempt.get("comment")  # the same parameters, or Chargebee refuses the key (422)
-            reservation = reserve(
-                ctx.redis,
-                ruleset.limits,
-                decision.currency or "",
-                decision.amount_due or 0,
-                now,
-                prefix=ctx.keys.prefix,
-                enforce=check_budget,
-            )
-            if isinstance(reservation, str):
-                return hold_write_off(ctx, job, fresh_event, decision, reservation, now)
-            _renew(lock, ctx, invoice_id)
-            _save_attempt(ctx, invoice_id, key, decision.rule, comment, event, job, now)
-            try:
-                result = ctx.chargebee.write_off(invoice_id, comment, key)
-            except ChargebeeError as exc:
-                if (exc.status is not None and exc.status < 500) or isinstance(exc, Throttled):
-                    reservation.give_back()  # refused, so certainly not written off; a timeout or 5xx may have been
-                raise
-        except InvalidStateError as exc:
-            ctx.redis.delete(_attempt_key(ctx, invoice_id))
-            record_outcome(ctx, job, event, None, "settled_elsewhere", invoice_id=invoice_id, reason=str(exc))
-            return {"outcome": "settled_elsewhere"}
-        except NotFoundError as exc:  # write_off answered 404: deleted since the fetch
-            return _gone(ctx, job, event, invoice_id, f"Chargebee has no invoice {invoice_id} to write off: {exc}")
-        except Throttled as exc:
-            defer(job, exc.retry_after)
-            log.info("invoice %s: %s; deferred", invoice_id, exc, extra={"invoice_id": invoice_id})
-            raise
-        except RetryableError as exc:
-            stretch_retry(job, exc.retry_after)
-            record_outcome(
-                ctx,
-                job,
-                event,
-                None,
-                "retrying" if will_retry(job) else "failed",
-                invoice_id=invoice_id,
-                reason=str(exc),
-            )
-            raise
-        except ChargebeeError as exc:
-            if job is not None:
-                job.retries_left = 0  # retrying a refused request cannot help: straight to the dead letters
-            record_outcome(ctx, job, event, None, "failed", invoice_id=invoice_id, reason=str(exc))
-            raise
+                comment = decision.comment
+                if attempt is not None and attempt.get("key") == key:
+                    comment = attempt.get("comment")  # the same parameters, or Chargebee refuses the key (422)
+                reservation = reserve(
+                    ctx.redis,
+                    ruleset.limits,
+                    decision.currency or "",
+                    decision.amount_due or 0,
+                    now,
+                    prefix=ctx.keys.prefix,
+                    enforce=check_budget,
+                )
+                if isinstance(reservation, str):
+                    return hold_write_off(ctx, job, fresh_event, decision, reservation, now)
+                _renew(lock, ctx, invoice_id)
+                _save_attempt(ctx, invoice_id, key, decision.rule, comment, event, job, now)
+                try:
+                    result = ctx.chargebee.write_off(invoice_id, comment, key)
+                except ChargebeeError as exc:
+                    if (exc.status is not None and exc.status < 500) or isinstance(exc, Throttled):
+                        reservation.give_back()  # refused, so certainly not written off; a timeout or 5xx may have been
+                    raise
+            except InvalidStateError as exc:
+                ctx.redis.delete(_attempt_key(ctx, invoice_id))
+                record_outcome(ctx, job, event, None, "settled_elsewhere", invoice_id=invoice_id, reason=str(exc))
+                return {"outcome": "settled_elsewhere"}
+            except NotFoundError as exc:  # write_off answered 404: deleted since the fetch
+                return _gone(ctx, job, event, invoice_id, f"Chargebee has no invoice {invoice_id} to write off: {exc}")
         credit_note = (result.credit_note or {}).get("id")
         mark = {
             "at": now.isoformat(),
