@@ -46,8 +46,9 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 
 from .audit import OUTCOMES, AuditLog
 from .config import Settings
-from .events import JOB_ID_SAFE, Keys
+from .events import JOB_ID_SAFE
 from .jobs.held import list_held
+from .keys import Keys
 from .metrics import AuditTally, RulesReloadReporter, daily_key
 from .rules import RulesError
 from .rules.money import to_major
@@ -77,7 +78,7 @@ def init_admin(app: Flask, settings: Settings, connection: redis.Redis) -> None:
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
     storage = RedisStorage(
-        "redis://", connection_pool=connection.connection_pool, key_prefix=f"{settings.key_prefix}:admin"
+        "redis://", connection_pool=connection.connection_pool, key_prefix=Keys(settings.key_prefix).namespace("admin")
     )
     app.extensions["reactor.admin.limiter"] = FixedWindowRateLimiter(storage)
     app.register_blueprint(admin)
@@ -85,7 +86,7 @@ def init_admin(app: Flask, settings: Settings, connection: redis.Redis) -> None:
 
 def _shared_secret(connection: redis.Redis, prefix: str) -> str:
     """One random signing key for every web process, created by whichever starts first."""
-    key = f"{prefix}:admin:secret_key"
+    key = Keys(prefix).admin_secret_key()
     try:
         connection.set(key, secrets.token_hex(32), nx=True)
         value = connection.get(key)
@@ -105,7 +106,7 @@ def _redis() -> redis.Redis:
 
 
 def _session_key(session_id: str) -> str:
-    return f"{_settings().key_prefix}:admin:session:{session_id}"
+    return Keys(_settings().key_prefix).admin_session(session_id)
 
 
 def _start_session(user: str) -> None:

@@ -22,7 +22,8 @@ from rq.registry import FailedJobRegistry
 
 from .audit import AuditLog, AuditRecord
 from .config import Settings
-from .events import JOB_ID_SAFE, EventStore, Keys, evaluation_job_id
+from .events import JOB_ID_SAFE, EventStore, evaluation_job_id
+from .keys import Keys
 
 _SECRET_KEY = re.compile(
     r"password|passwd|secret|token|api_?key|authori[sz]ation|cvv|masked_number|^iin$|^last4$|"

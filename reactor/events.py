@@ -22,6 +22,7 @@ from rq import Queue, Retry
 
 from .config import Settings
 from .enqueue import EvaluationJobs, JobSpec
+from .keys import Keys
 
 JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_-]+")  # what RQ accepts in a job id (rq/job.py JOB_ID_PATTERN)
 
@@ -320,31 +321,6 @@ def _resource_version(resource: dict[str, Any], field: str, latest: int) -> None
         raise EnvelopeError(
             f"field '{field}' is {_shown(value)}: more than a day ahead of the time of receipt ({latest} ms at most)"
         )
-
-
-@dataclass(frozen=True)
-class Keys:
-    """Redis key names, all under one prefix so that several reactors can share a Redis."""
-
-    prefix: str = "reactor"
-
-    def seen(self, event_id: str) -> str:
-        return f"{self.prefix}:seen:{event_id}"
-
-    def event(self, event_id: str) -> str:
-        return f"{self.prefix}:event:{event_id}"
-
-    def counter(self) -> str:
-        return f"{self.prefix}:counters:events"
-
-    def lock(self, invoice_id: str) -> str:
-        return f"{self.prefix}:lock:invoice:{invoice_id}"
-
-    def done(self, invoice_id: str) -> str:
-        return f"{self.prefix}:written_off:{invoice_id}"
-
-    def audit(self) -> str:
-        return f"{self.prefix}:audit"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from .keys import Keys
 from .rules.money import to_major
 
 if TYPE_CHECKING:
@@ -154,15 +155,15 @@ class RulesReloadReporter:
 
     def __init__(self, connection: redis.Redis, prefix: str = "reactor"):
         self.redis = connection
-        self.prefix = prefix
+        self.keys = Keys(prefix)
 
     def __call__(self, outcome: str, digest: str, path: str, errors: list[str]) -> None:
         try:
-            if self.redis.set(f"{self.prefix}:rules:reload:{outcome}:{digest}", "1", nx=True, ex=30 * 86400):
-                self.redis.hincrby(f"{self.prefix}:rules:reloads", outcome, 1)
+            if self.redis.set(self.keys.rules_reload(outcome, digest), "1", nx=True, ex=30 * 86400):
+                self.redis.hincrby(self.keys.rules_reloads(), outcome, 1)
             if outcome == "refused":
                 self.redis.hset(
-                    f"{self.prefix}:rules:last_refused",
+                    self.keys.rules_last_refused(),
                     mapping={
                         "digest": digest,
                         "path": path,
@@ -175,7 +176,7 @@ class RulesReloadReporter:
             log.warning("could not record the rules reload in Redis: %s", exc)
 
     def last_refused(self) -> dict[str, Any] | None:
-        raw = self.redis.hgetall(f"{self.prefix}:rules:last_refused")
+        raw = self.redis.hgetall(self.keys.rules_last_refused())
         if not raw:
             return None
         data: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
@@ -214,14 +215,13 @@ class RedisCollector(Collector):
     def _from_redis(self) -> Iterator[Any]:
         from rq import Queue
 
-        from .events import Keys
         from .jobs.held import count_held
 
-        prefix = self.settings.key_prefix
-        audit_key = Keys(prefix).audit()
+        keys = Keys(self.settings.key_prefix)
+        audit_key = keys.audit()
         AuditTally(self.redis, audit_key).fold()
         stats = {k.decode(): v.decode() for k, v in self.redis.hgetall(stats_key(audit_key)).items()}
-        reloads = {k.decode(): int(v) for k, v in self.redis.hgetall(f"{prefix}:rules:reloads").items()}
+        reloads = {k.decode(): int(v) for k, v in self.redis.hgetall(keys.rules_reloads()).items()}
         queue = Queue(self.settings.queue_name, connection=self.redis)
 
         decisions = CounterMetricFamily(
@@ -264,7 +264,7 @@ class RedisCollector(Collector):
         yield dead
 
         held_count = GaugeMetricFamily("reactor_held_write_offs", "Write-offs held for approval (reactor:held)")
-        held_count.add_metric([], count_held(self.redis, prefix))
+        held_count.add_metric([], count_held(self.redis, self.settings.key_prefix))
         yield held_count
 
         reload_counter = CounterMetricFamily(

@@ -41,6 +41,8 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .keys import Keys
+
 log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -110,7 +112,7 @@ class WebhookGuard:
         storage = RedisStorage(
             "redis://",
             connection_pool=connection.connection_pool,
-            key_prefix=f"{key_prefix}:webhook",
+            key_prefix=Keys(key_prefix).namespace("webhook"),
             wrap_exceptions=True,
         )
         self.limiter = MovingWindowRateLimiter(storage)

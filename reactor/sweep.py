@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from .audit import spreadsheet_cell
 from .facts import complete_facts
+from .keys import EVALUATE_JOB, Keys
 from .rules import RuleSet, decide
 from .rules.event_types import SWEEP_EVENT_TYPE
 from .rules.facts import facts_worth_fetching, unresolved
@@ -109,7 +110,7 @@ class Checkpoint:
 
 
 def checkpoint_key(prefix: str) -> str:
-    return f"{prefix}:sweep:checkpoint"
+    return Keys(prefix).sweep_checkpoint()
 
 
 @dataclass
@@ -196,9 +197,7 @@ def run_sweep(
                 continue
             raw = json.dumps(event).encode()
             if (
-                ctx.events.accept(
-                    Event(event["id"], SWEEP_EVENT_TYPE, event["content"], raw), "reactor.jobs.evaluate"
-                ).outcome
+                ctx.events.accept(Event(event["id"], SWEEP_EVENT_TYPE, event["content"], raw), EVALUATE_JOB).outcome
                 == "queued"
             ):
                 result.queued += 1
@@ -279,7 +278,7 @@ def scheduled_sweep() -> dict[str, Any]:
     from .jobs import current_context
 
     ctx = current_context()
-    lock = ctx.redis.lock(f"{ctx.keys.prefix}:lock:sweep", timeout=SWEEP_JOB_TIMEOUT, blocking=False)
+    lock = ctx.redis.lock(ctx.keys.sweep_lock(), timeout=SWEEP_JOB_TIMEOUT, blocking=False)
     if not lock.acquire():
         return {"outcome": "skipped", "reason": "another sweep is running"}
     try:

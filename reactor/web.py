@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from . import metrics
 from .config import Settings, require_webhook_credentials
 from .events import EnvelopeError, EventStore, parse_event
+from .keys import EVALUATE_JOB
 from .rules import RulesError
 from .rules.live import LiveRules
 from .security import WebhookGuard, trust_proxies
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 webhooks = Blueprint("webhooks", __name__)
 health = Blueprint("health", __name__)
 
-EVALUATE = "reactor.jobs.evaluate"
 REALM = 'Basic realm="chargebee-reactor", charset="UTF-8"'
 
 
@@ -141,7 +141,7 @@ def receive() -> Response:
         log.warning("webhook rejected: %s", exc)
         return _error(400, "bad_event", str(exc))
     try:
-        accepted = store.accept(event, EVALUATE)
+        accepted = store.accept(event, EVALUATE_JOB)
     except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
         metrics.EVENTS.labels(event.event_type, "unavailable").inc()
         log.error("redis unavailable, answering 503: %s", exc, extra={"event_id": event.id})

@@ -11,6 +11,7 @@ from rich.table import Table
 from rq import Queue
 
 from ..audit import AuditLog, AuditRecord
+from ..keys import Keys
 from .helpers import cell, command_settings, connect, console, current_actor
 
 
@@ -59,7 +60,7 @@ def held_release(invoice_ids: tuple[str, ...], release_all: bool, yes: bool) -> 
     done = release(
         connection, Queue(settings.queue_name, connection=connection), ids, actor, prefix=settings.key_prefix
     )
-    audit = AuditLog(connection, f"{settings.key_prefix}:audit")
+    audit = AuditLog(connection, Keys(settings.key_prefix).audit())
     for invoice_id in done:
         audit.append(AuditRecord(event_id=None, invoice_id=invoice_id, outcome="released", reason=f"by {actor}"))
     for invoice_id in sorted(set(ids) - set(done)):

@@ -19,7 +19,7 @@ from rich.table import Table
 from ..audit import OUTCOMES, AuditLog, AuditRecord, export_lines, visible
 from ..config import Settings
 from ..deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
-from ..events import Keys
+from ..keys import Keys
 from ..rules import load_rules
 from .helpers import cell, command_settings, connect, console, current_actor, parse_duration, parse_since
 

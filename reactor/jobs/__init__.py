@@ -27,6 +27,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from ..chargebee import ChargebeeError, Throttled
+from ..keys import EVALUATE_JOB, RECHECK_JOB, RELEASE_HELD_JOB
 from .context import Context, build_context, build_rate_limit, current_context, install
 from .evaluate import run_evaluation, run_release
 from .rechecks import run_recheck
@@ -106,12 +107,12 @@ def record_interrupted(ctx: Context, job: Job | None, outcome: str, reason: str)
     try:
         args = tuple(job.args) if job is not None else ()
         name = job.func_name if job is not None else ""
-        if name == "reactor.jobs.evaluate" and args and isinstance(args[0], str):
+        if name == EVALUATE_JOB and args and isinstance(args[0], str):
             event_id = args[0]
             event = ctx.events.load(event_id)
-        elif name == "reactor.jobs.release_held" and args and isinstance(args[0], dict):
+        elif name == RELEASE_HELD_JOB and args and isinstance(args[0], dict):
             event = args[0]
-        elif name == "reactor.jobs.recheck" and args and isinstance(args[0], str):
+        elif name == RECHECK_JOB and args and isinstance(args[0], str):
             invoice_id = args[0]
         retry_note = "; RQ will run it again" if will_retry(job) else "; no retries left: it is in the dead letters"
         record_outcome(

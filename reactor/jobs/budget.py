@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 import redis
 
+from ..keys import Keys
 from ..rules.model import Limits
 from ..rules.money import minor_factor
 
@@ -62,8 +63,7 @@ class _NoReservation(Reservation):
 
 def budget_keys(prefix: str, now: datetime) -> tuple[str, str]:
     """The counters of the UTC day and UTC clock hour that contain `now`."""
-    utc = now.astimezone(timezone.utc)
-    return f"{prefix}:budget:day:{utc:%Y-%m-%d}", f"{prefix}:budget:hour:{utc:%Y-%m-%dT%H}"
+    return Keys(prefix).budgets(now.astimezone(timezone.utc))
 
 
 def reserve(

@@ -14,7 +14,8 @@ from ..audit import AuditLog
 from ..chargebee import ChargebeeClient, ChargebeeError
 from ..chargebee.ratelimit import ChargebeeRateLimit
 from ..config import Settings, load_settings
-from ..events import EventStore, Keys
+from ..events import EventStore
+from ..keys import Keys
 from ..rules.live import LiveRules
 
 

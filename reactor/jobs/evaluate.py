@@ -32,7 +32,7 @@ def _is_stale(ctx: Context, invoice: dict[str, Any]) -> bool:
     version = invoice.get("resource_version")
     if not isinstance(version, int) or isinstance(version, bool):
         return False
-    key = f"{ctx.keys.prefix}:resource_version:{invoice['id']}"
+    key = ctx.keys.resource_version(invoice["id"])
     return ctx.redis.eval(_ADVANCE_VERSION, 1, key, version, ctx.settings.event_ttl) == 0
 
 

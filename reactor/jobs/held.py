@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from ..audit import amount_text
+from ..keys import RELEASE_HELD_JOB, Keys
 from .trail import record_outcome
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 
 def held_key(prefix: str = "reactor") -> str:
-    return f"{prefix}:held"
+    return Keys(prefix).held()
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def release(
             continue
         with connection.pipeline(transaction=True) as pipe:
             pipe.multi()  # RQ puts a caller's pipeline in MULTI itself, refusing one with commands queued
-            queue.enqueue("reactor.jobs.release_held", event, actor, pipeline=pipe, description=f"release {invoice_id}")
+            queue.enqueue(RELEASE_HELD_JOB, event, actor, pipeline=pipe, description=f"release {invoice_id}")
             pipe.hdel(held_key(prefix), invoice_id)
             pipe.execute()
         released.append(invoice_id)

@@ -33,6 +33,7 @@ from rq.job import Job, JobStatus
 
 from ..chargebee import NotFoundError, Throttled
 from ..events import retry_policy
+from ..keys import RECHECK_JOB
 from ..rules import Decision, RuleSet, decide, earliest_recheck
 from .retries import defer
 from .trail import record_outcome
@@ -90,7 +91,7 @@ def next_write_off_moment(ruleset: RuleSet, event: dict[str, Any], now: datetime
 
 
 def _pending_key(ctx: Context, invoice_id: str) -> str:
-    return f"{ctx.keys.prefix}:recheck:{invoice_id}"
+    return ctx.keys.recheck(invoice_id)
 
 
 def load_pending(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
@@ -127,7 +128,7 @@ def schedule(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: Rule
         pipe.set(_pending_key(ctx, invoice_id), json.dumps(pending), ex=ttl)
         ctx.queue.enqueue_at(
             moment,
-            "reactor.jobs.recheck",
+            RECHECK_JOB,
             invoice_id,
             job_id=job_id,
             retry=retry_policy(ctx.settings),

@@ -76,7 +76,7 @@ def write_off_invoice(
     invoice_id = event["content"]["invoice"]["id"]
     lock = _acquire_invoice_lock(ctx, invoice_id)
     try:
-        done = ctx.redis.get(ctx.keys.done(invoice_id))
+        done = ctx.redis.get(ctx.keys.written_off(invoice_id))
         if done is not None:
             record_outcome(ctx, job, event, None, "already_written_off", invoice_id=invoice_id, detail=done.decode())
             return {"outcome": "already_written_off"}
@@ -223,7 +223,7 @@ def _renew(lock: Lock, ctx: Context, invoice_id: str) -> None:
 
 
 def _attempt_key(ctx: Context, invoice_id: str) -> str:
-    return f"{ctx.keys.prefix}:write_off_attempt:{invoice_id}"
+    return ctx.keys.write_off_attempt(invoice_id)
 
 
 def _save_attempt(
@@ -290,7 +290,7 @@ def _commit_written_off(ctx: Context, invoice_id: str, mark: dict[str, Any], rec
     """The `written_off` mark and its audit record in one transaction: a crash between the two would
     otherwise leave a mark without a record, or let a retry record the write-off a second time."""
     with ctx.redis.pipeline(transaction=True) as pipe:
-        pipe.set(ctx.keys.done(invoice_id), json.dumps(mark), ex=WRITTEN_OFF_TTL)
+        pipe.set(ctx.keys.written_off(invoice_id), json.dumps(mark), ex=WRITTEN_OFF_TTL)
         pipe.delete(_attempt_key(ctx, invoice_id))
         pipe.xadd(ctx.audit.key, ctx.audit.stamp(record).to_fields(), maxlen=ctx.audit.maxlen, approximate=True)
         results = pipe.execute()

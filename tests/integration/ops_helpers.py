@@ -17,7 +17,8 @@ from rq.results import Result as JobResult
 from reactor.audit import AuditRecord
 from reactor.cli import main
 from reactor.config import Settings
-from reactor.events import Keys, evaluation_job_id
+from reactor.events import evaluation_job_id
+from reactor.keys import Keys
 
 TRACEBACK = """Traceback (most recent call last):
   File "reactor/jobs.py", line 250, in write_off_invoice

@@ -25,7 +25,8 @@ from reactor.audit import AuditLog, AuditRecord
 from reactor.cli import main
 from reactor.config import Settings
 from reactor.deadletters import DeadLetterError, DeadLetters, NotAJobId
-from reactor.events import Keys, evaluation_job_id
+from reactor.events import evaluation_job_id
+from reactor.keys import Keys
 from reactor.redis_server import free_port
 from tests.helpers import REPO, descendants, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event

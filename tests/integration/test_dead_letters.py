@@ -13,7 +13,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from reactor.audit import AuditLog
-from reactor.events import Keys
+from reactor.keys import Keys
 from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 from tests.integration.ops_helpers import make_dead_letter, reactor, store_event

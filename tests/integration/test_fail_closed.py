@@ -7,7 +7,8 @@ import pytest
 from rq import Queue, Retry
 
 from reactor.audit import AuditLog
-from reactor.events import Keys, evaluation_job_id
+from reactor.events import evaluation_job_id
+from reactor.keys import Keys
 from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event
 from tests.integration.ops_helpers import store_event

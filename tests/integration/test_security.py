@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from reactor.config import Settings
-from reactor.events import Keys
+from reactor.keys import Keys
 from tests.helpers import WEBHOOK_USER, WebServer
 from tests.integration.helpers import make_event, post_event
 

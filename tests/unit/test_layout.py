@@ -38,15 +38,17 @@ WINGS: dict[str, set[str]] = {
         "reactor.config",
         "reactor.events",
         "reactor.facts",
+        "reactor.keys",
         "reactor.rules",
     },
     "reactor.facts": {"reactor.chargebee", "reactor.rules"},
     "reactor.audit": {"reactor.rules"},
     # the leaves everything else reads
     "reactor.config": set(),
+    "reactor.keys": set(),
     "reactor.logs": set(),
     "reactor.enqueue": set(),
-    "reactor.security": set(),
+    "reactor.security": {"reactor.keys"},
     "reactor.redis_server": set(),
 }
 

@@ -1,0 +1,103 @@
+"""Every Redis key the reactor writes, and the job paths RQ stores, in one table.
+
+All keys sit under one prefix (`REACTOR_KEY_PREFIX`, `reactor` by default) so that several
+reactors can share a Redis. Lifetimes are set where the key is written.
+
+| key (`{p}` is the prefix) | what it holds | written in |
+|---|---|---|
+| `{p}:seen:<event>` | dedupe mark of an accepted event (4 days) | events.py |
+| `{p}:event:<event>` | the raw event as received (30 days) | events.py |
+| `{p}:counters:events` | hash: webhook answers by kind | events.py |
+| `{p}:audit` | stream: the decision trail | audit.py |
+| `{p}:lock:invoice:<invoice>` | the invoice's lock around fetch, decide, write_off | jobs/write_off.py |
+| `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/write_off.py |
+| `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/write_off.py |
+| `{p}:resource_version:<invoice>` | the newest resource_version seen (30 days) | jobs/evaluate.py |
+| `{p}:recheck:<invoice>` | the pending re-check of a time-based rule | jobs/rechecks.py |
+| `{p}:held` | hash: write-offs held by a budget | jobs/held.py |
+| `{p}:budget:day:<date>`, `{p}:budget:hour:<hour>` | budget counters (UTC) | jobs/budget.py |
+| `{p}:sweep:checkpoint`, `{p}:lock:sweep` | the resumable sweep | sweep.py |
+| `{p}:rules:reload:<outcome>:<digest>` | one rules edit seen | metrics.py |
+| `{p}:rules:reloads`, `{p}:rules:last_refused` | rules edits counted, the last refusal | metrics.py |
+| `{p}:admin:secret_key`, `{p}:admin:session:<id>` | the dashboard's signing key and sessions | admin.py |
+| `{p}:admin:*`, `{p}:webhook:*` | `limits`' failed-login counters | admin.py, security.py |
+| `{p}:rl:*` | the shared Chargebee call budget | chargebee/ratelimit.py |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+EVALUATE_JOB = "reactor.jobs.evaluate"
+RELEASE_HELD_JOB = "reactor.jobs.release_held"
+RECHECK_JOB = "reactor.jobs.recheck"
+SCHEDULED_SWEEP_JOB = "reactor.sweep.scheduled_sweep"
+"""Job function paths RQ stores in Redis with queued, scheduled and failed jobs: they must keep
+importing (tests/integration/test_job_paths.py)."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Redis key names, all under one prefix."""
+
+    prefix: str = "reactor"
+
+    def seen(self, event_id: str) -> str:
+        return f"{self.prefix}:seen:{event_id}"
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}:event:{event_id}"
+
+    def counter(self) -> str:
+        return f"{self.prefix}:counters:events"
+
+    def audit(self) -> str:
+        return f"{self.prefix}:audit"
+
+    def lock(self, invoice_id: str) -> str:
+        return f"{self.prefix}:lock:invoice:{invoice_id}"
+
+    def written_off(self, invoice_id: str) -> str:
+        return f"{self.prefix}:written_off:{invoice_id}"
+
+    def write_off_attempt(self, invoice_id: str) -> str:
+        return f"{self.prefix}:write_off_attempt:{invoice_id}"
+
+    def resource_version(self, invoice_id: str) -> str:
+        return f"{self.prefix}:resource_version:{invoice_id}"
+
+    def recheck(self, invoice_id: str) -> str:
+        return f"{self.prefix}:recheck:{invoice_id}"
+
+    def held(self) -> str:
+        return f"{self.prefix}:held"
+
+    def budgets(self, utc: datetime) -> tuple[str, str]:
+        """The day's and the hour's budget counters for a UTC moment."""
+        return f"{self.prefix}:budget:day:{utc:%Y-%m-%d}", f"{self.prefix}:budget:hour:{utc:%Y-%m-%dT%H}"
+
+    def sweep_checkpoint(self) -> str:
+        return f"{self.prefix}:sweep:checkpoint"
+
+    def sweep_lock(self) -> str:
+        return f"{self.prefix}:lock:sweep"
+
+    def rules_reload(self, outcome: str, digest: str) -> str:
+        return f"{self.prefix}:rules:reload:{outcome}:{digest}"
+
+    def rules_reloads(self) -> str:
+        return f"{self.prefix}:rules:reloads"
+
+    def rules_last_refused(self) -> str:
+        return f"{self.prefix}:rules:last_refused"
+
+    def admin_secret_key(self) -> str:
+        return f"{self.prefix}:admin:secret_key"
+
+    def admin_session(self, session_id: str) -> str:
+        return f"{self.prefix}:admin:session:{session_id}"
+
+    def namespace(self, name: str) -> str:
+        """The prefix handed to a library that names its own keys below it (`limits`)."""
+        return f"{self.prefix}:{name}"
