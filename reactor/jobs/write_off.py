@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from redis.lock import Lock
 from rq.job import Job
 
-from ..audit import AuditRecord
-from ..chargebee import ChargebeeError, InvalidStateError, NotFoundError, RetryableError, Throttled
+from ..chargebee import ChargebeeError, InvalidStateError, NotFoundError, Throttled, WriteOffResult
 from ..facts import complete_facts
 from ..rules import Decision, RuleSet, decide
 from ..rules.engine import COLLECTING_BLOCK
@@ -42,13 +40,19 @@ from ..rules.safety import gone_reason
 from .budget import reserve
 from .context import Context
 from .held import hold_write_off
+from .marks import (
+    acquire_invoice_lock,
+    attempt_key,
+    commit_written_off,
+    confirm_interrupted,
+    load_attempt,
+    renew_lock,
+    save_attempt,
+)
 from .retries import chargebee_failures
-from .trail import log_record, make_record, record_outcome
+from .trail import make_record, record_outcome
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
-
-WRITTEN_OFF_TTL = 400 * 24 * 3600  # longer than any retry, replay or sweep horizon
-ATTEMPT_TTL = 30 * 24 * 3600  # as long as a stored event: a replay from the dead letters still finds it
 
 
 def idempotency_key(site: str, invoice_id: str, rule: str | None) -> str:
@@ -70,103 +74,174 @@ def write_off_invoice(
     """Fetch fresh, complete the facts rules read, decide again, and write off under the invoice
     lock. Raises to retry.
 
-    Right before the call the write-off takes its share of the budgets (reactor/jobs/budget.py); one that
-    would pass a budget is held instead. `check_budget=False` (a person released it) still counts it.
-    `for_facts`: the event alone decided no write-off, but lacks facts that could change that."""
+    Right before the call the write-off takes its share of the budgets (reactor/jobs/budget.py); one
+    that would pass a budget is held instead. `check_budget=False` (a person released it) still counts
+    it. `for_facts`: the event alone decided no write-off, but lacks facts that could change that."""
     invoice_id = event["content"]["invoice"]["id"]
-    lock = _acquire_invoice_lock(ctx, invoice_id)
+    steps = _Steps(ctx, job, event, ruleset, now, invoice_id, for_facts=for_facts, check_budget=check_budget)
+    lock = acquire_invoice_lock(ctx, invoice_id)
+    steps.lock = lock
     try:
-        done = ctx.redis.get(ctx.keys.written_off(invoice_id))
-        if done is not None:
-            record_outcome(ctx, job, event, None, "already_written_off", invoice_id=invoice_id, detail=done.decode())
-            return {"outcome": "already_written_off"}
-        attempt = _load_attempt(ctx, invoice_id)
-        with chargebee_failures(ctx, job, event, invoice_id=invoice_id):
-            try:
-                _renew(lock, ctx, invoice_id)
-                try:
-                    fresh_invoice = ctx.chargebee.retrieve_invoice(invoice_id)
-                except NotFoundError as exc:
-                    return _gone(ctx, job, event, invoice_id, f"Chargebee has no invoice {invoice_id}: {exc}")
-                fresh_event = copy.deepcopy(event)
-                fresh_event["content"]["invoice"] = fresh_invoice
-                if attempt is not None and (fresh_invoice.get("write_off_amount") or 0) > 0:
-                    return _confirm_interrupted(ctx, job, fresh_event, attempt, now)
-                why_gone = gone_reason(fresh_invoice)
-                if why_gone is not None:
-                    return _gone(ctx, job, fresh_event, invoice_id, why_gone)
-                facts = complete_facts(ctx.chargebee, ruleset, fresh_event, now, lambda: _renew(lock, ctx, invoice_id))
-                fresh_event = facts.event
-                decision = decide(ruleset, fresh_event, now)
-                if decision.action != "write_off" or decision.dry_run:
-                    ctx.redis.delete(_attempt_key(ctx, invoice_id))
-                    outcome = _fresh_outcome(decision, fetched=bool(facts.fetched), for_facts=for_facts)
-                    reason = decision.reason if outcome != "changed" else f"fresh invoice: {decision.reason}"
-                    record_outcome(ctx, job, fresh_event, decision, outcome, reason=reason, detail=facts.note())
-                    return {"outcome": outcome, "rule": decision.rule}
-                why_unknown = unresolved(ruleset, fresh_event, now, decision.rule or "", facts.unknown)
-                if why_unknown is not None:
-                    ctx.redis.delete(_attempt_key(ctx, invoice_id))
-                    record_outcome(
-                        ctx, job, fresh_event, decision, "facts_missing", reason=why_unknown, detail=facts.note()
-                    )
-                    return {"outcome": "facts_missing", "rule": decision.rule}
-                key = idempotency_key(
-                    ctx.settings.chargebee_site or ctx.settings.api_base or "", invoice_id, decision.rule
-                )
-                comment = decision.comment
-                if attempt is not None and attempt.get("key") == key:
-                    comment = attempt.get("comment")  # the same parameters, or Chargebee refuses the key (422)
-                reservation = reserve(
-                    ctx.redis,
-                    ruleset.limits,
-                    decision.currency or "",
-                    decision.amount_due or 0,
-                    now,
-                    prefix=ctx.keys.prefix,
-                    enforce=check_budget,
-                )
-                if isinstance(reservation, str):
-                    return hold_write_off(ctx, job, fresh_event, decision, reservation, now)
-                _renew(lock, ctx, invoice_id)
-                _save_attempt(ctx, invoice_id, key, decision.rule, comment, event, job, now)
-                try:
-                    result = ctx.chargebee.write_off(invoice_id, comment, key)
-                except ChargebeeError as exc:
-                    if (exc.status is not None and exc.status < 500) or isinstance(exc, Throttled):
-                        reservation.give_back()  # refused, so certainly not written off; a timeout or 5xx may have been
-                    raise
-            except InvalidStateError as exc:
-                ctx.redis.delete(_attempt_key(ctx, invoice_id))
-                record_outcome(ctx, job, event, None, "settled_elsewhere", invoice_id=invoice_id, reason=str(exc))
-                return {"outcome": "settled_elsewhere"}
-            except NotFoundError as exc:  # write_off answered 404: deleted since the fetch
-                return _gone(ctx, job, event, invoice_id, f"Chargebee has no invoice {invoice_id} to write off: {exc}")
-        credit_note = (result.credit_note or {}).get("id")
-        mark = {
-            "at": now.isoformat(),
-            "rule": decision.rule,
-            "credit_note": credit_note,
-            "event_id": event.get("id"),
-            "replayed": result.replayed,
-        }
-        amount = result.invoice.get("write_off_amount") or decision.amount_due
-        record = make_record(
-            ctx,
-            job,
-            fresh_event,
-            decision,
-            "written_off",
-            amount_due=amount,
-            detail=f"credit_note={credit_note} replayed={str(result.replayed).lower()}",
-        )
-        _commit_written_off(ctx, invoice_id, mark, record)
-        return {"outcome": "written_off", "rule": decision.rule, "credit_note": credit_note}
+        return steps.run()
+    except _Stop as stop:
+        return stop.result
     finally:
         try:
             lock.release()
         except redis.exceptions.LockError:
             log.warning("lock on invoice %s expired before release", invoice_id)
+
+
+class _Stop(Exception):
+    """A step reached the outcome of this attempt (recorded already); `result` is the job's result."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(result.get("outcome"))
+        self.result = result
+
+
+class _Steps:
+    """The write-off under the invoice lock, one method per guarantee, in the order they run:
+    `not_written_off_yet` → `fresh_invoice` (gone? an interrupted attempt of ours?) →
+    `fresh_decision` (facts, rules, built-in checks) → `send` (budget, attempt mark, the call) →
+    `commit`. A step that reaches an outcome records it and raises _Stop."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        job: Job | None,
+        event: dict[str, Any],
+        ruleset: RuleSet,
+        now: datetime,
+        invoice_id: str,
+        *,
+        for_facts: bool,
+        check_budget: bool,
+    ) -> None:
+        self.ctx, self.job, self.event, self.ruleset, self.now = ctx, job, event, ruleset, now
+        self.invoice_id = invoice_id
+        self.for_facts, self.check_budget = for_facts, check_budget
+        self.lock: Lock | None = None
+
+    def run(self) -> dict[str, Any]:
+        self.not_written_off_yet()
+        attempt = load_attempt(self.ctx, self.invoice_id)
+        with chargebee_failures(self.ctx, self.job, self.event, invoice_id=self.invoice_id):
+            try:
+                fresh_event = self.fresh_invoice(attempt)
+                fresh_event, decision = self.fresh_decision(fresh_event)
+                result = self.send(fresh_event, decision, attempt)
+            except InvalidStateError as exc:
+                self.ctx.redis.delete(attempt_key(self.ctx, self.invoice_id))
+                self.stop(self.event, None, "settled_elsewhere", reason=str(exc), invoice_id=self.invoice_id)
+            except NotFoundError as exc:  # write_off answered 404: deleted since the fetch
+                self.gone(self.event, f"Chargebee has no invoice {self.invoice_id} to write off: {exc}")
+        return self.commit(fresh_event, decision, result)
+
+    def stop(self, event: dict[str, Any], decision: Decision | None, outcome: str, **fields: Any) -> NoReturn:
+        record_outcome(self.ctx, self.job, event, decision, outcome, **fields)
+        raise _Stop({"outcome": outcome, **({"rule": decision.rule} if decision else {})})
+
+    def gone(self, event: dict[str, Any], reason: str) -> NoReturn:
+        """Deleted or voided in Chargebee (its dunning settings may do either): nothing to write off,
+        and not a failure. A pending attempt mark is moot."""
+        self.ctx.redis.delete(attempt_key(self.ctx, self.invoice_id))
+        self.stop(event, None, "gone", invoice_id=self.invoice_id, reason=reason)
+
+    def renew(self) -> None:
+        assert self.lock is not None
+        renew_lock(self.lock, self.ctx, self.invoice_id)
+
+    def not_written_off_yet(self) -> None:
+        """Our `written_off` mark: an earlier job of ours wrote this invoice off."""
+        done = self.ctx.redis.get(self.ctx.keys.written_off(self.invoice_id))
+        if done is not None:
+            self.stop(self.event, None, "already_written_off", invoice_id=self.invoice_id, detail=done.decode())
+
+    def fresh_invoice(self, attempt: dict[str, Any] | None) -> dict[str, Any]:
+        """The event with the invoice as Chargebee has it now; stops when it is gone, or when it shows
+        the write-off of an earlier run of ours that never heard the answer."""
+        self.renew()
+        try:
+            fresh_invoice = self.ctx.chargebee.retrieve_invoice(self.invoice_id)
+        except NotFoundError as exc:
+            self.gone(self.event, f"Chargebee has no invoice {self.invoice_id}: {exc}")
+        fresh_event = copy.deepcopy(self.event)
+        fresh_event["content"]["invoice"] = fresh_invoice
+        if attempt is not None and (fresh_invoice.get("write_off_amount") or 0) > 0:
+            raise _Stop(confirm_interrupted(self.ctx, self.job, fresh_event, attempt, self.now))
+        why_gone = gone_reason(fresh_invoice)
+        if why_gone is not None:
+            self.gone(fresh_event, why_gone)
+        return fresh_event
+
+    def fresh_decision(self, fresh_event: dict[str, Any]) -> tuple[dict[str, Any], Decision]:
+        """The rules and the built-in checks on the fresh invoice, with the facts they read; stops
+        unless they still say write_off and rest on nothing unknown."""
+        facts = complete_facts(self.ctx.chargebee, self.ruleset, fresh_event, self.now, self.renew)
+        fresh_event = facts.event
+        decision = decide(self.ruleset, fresh_event, self.now)
+        if decision.action != "write_off" or decision.dry_run:
+            self.ctx.redis.delete(attempt_key(self.ctx, self.invoice_id))
+            outcome = _fresh_outcome(decision, fetched=bool(facts.fetched), for_facts=self.for_facts)
+            reason = decision.reason if outcome != "changed" else f"fresh invoice: {decision.reason}"
+            self.stop(fresh_event, decision, outcome, reason=reason, detail=facts.note())
+        why_unknown = unresolved(self.ruleset, fresh_event, self.now, decision.rule or "", facts.unknown)
+        if why_unknown is not None:
+            self.ctx.redis.delete(attempt_key(self.ctx, self.invoice_id))
+            self.stop(fresh_event, decision, "facts_missing", reason=why_unknown, detail=facts.note())
+        return fresh_event, decision
+
+    def send(self, fresh_event: dict[str, Any], decision: Decision, attempt: dict[str, Any] | None) -> WriteOffResult:
+        """Take the budget (or hold the write-off), mark the attempt, and call write_off with a stable
+        idempotency key and, on a repeat, the comment sent the first time."""
+        ctx = self.ctx
+        site = ctx.settings.chargebee_site or ctx.settings.api_base or ""
+        key = idempotency_key(site, self.invoice_id, decision.rule)
+        comment = decision.comment
+        if attempt is not None and attempt.get("key") == key:
+            comment = attempt.get("comment")  # the same parameters, or Chargebee refuses the key (422)
+        reservation = reserve(
+            ctx.redis,
+            self.ruleset.limits,
+            decision.currency or "",
+            decision.amount_due or 0,
+            self.now,
+            prefix=ctx.keys.prefix,
+            enforce=self.check_budget,
+        )
+        if isinstance(reservation, str):
+            raise _Stop(hold_write_off(ctx, self.job, fresh_event, decision, reservation, self.now))
+        self.renew()
+        save_attempt(ctx, self.invoice_id, key, decision.rule, comment, self.event, self.job, self.now)
+        try:
+            return ctx.chargebee.write_off(self.invoice_id, comment, key)
+        except ChargebeeError as exc:
+            if (exc.status is not None and exc.status < 500) or isinstance(exc, Throttled):
+                reservation.give_back()  # refused, so certainly not written off; a timeout or 5xx may have been
+            raise
+
+    def commit(self, fresh_event: dict[str, Any], decision: Decision, result: WriteOffResult) -> dict[str, Any]:
+        """The `written_off` mark and its audit record, with the credit note from Chargebee's answer."""
+        credit_note = (result.credit_note or {}).get("id")
+        mark = {
+            "at": self.now.isoformat(),
+            "rule": decision.rule,
+            "credit_note": credit_note,
+            "event_id": self.event.get("id"),
+            "replayed": result.replayed,
+        }
+        record = make_record(
+            self.ctx,
+            self.job,
+            fresh_event,
+            decision,
+            "written_off",
+            amount_due=result.invoice.get("write_off_amount") or decision.amount_due,
+            detail=f"credit_note={credit_note} replayed={str(result.replayed).lower()}",
+        )
+        commit_written_off(self.ctx, self.invoice_id, mark, record)
+        return {"outcome": "written_off", "rule": decision.rule, "credit_note": credit_note}
 
 
 BLOCKED_OUTCOMES = {
@@ -189,111 +264,3 @@ def _fresh_outcome(decision: Decision, *, fetched: bool, for_facts: bool) -> str
     if (fetched or for_facts) and decision.action == "skip" and decision.blocked_by is None:
         return "skipped"
     return "changed"
-
-
-def _gone(ctx: Context, job: Job | None, event: dict[str, Any], invoice_id: str, reason: str) -> dict[str, Any]:
-    """The invoice was deleted or voided in Chargebee (its dunning settings may do either): nothing to
-    write off, and not a failure. A pending attempt mark is moot."""
-    ctx.redis.delete(_attempt_key(ctx, invoice_id))
-    record_outcome(ctx, job, event, None, "gone", invoice_id=invoice_id, reason=reason)
-    return {"outcome": "gone"}
-
-
-# ---------------------------------------------------------------------------------------------
-# The invoice lock, the attempt mark and the commit: what makes a killed job's retry safe.
-
-
-def _acquire_invoice_lock(ctx: Context, invoice_id: str) -> Lock:
-    """Wait for the invoice's lock as long as its TTL: a holder either releases it or, if it died,
-    the lock expires within that time; so a wait this long fails only when a third job won the race."""
-    ttl = ctx.settings.invoice_lock_ttl
-    lock = ctx.redis.lock(ctx.keys.lock(invoice_id), timeout=ttl, blocking_timeout=ttl + 1)
-    if not lock.acquire():
-        raise RetryableError(f"invoice {invoice_id} is locked by another job")
-    return lock
-
-
-def _renew(lock: Lock, ctx: Context, invoice_id: str) -> None:
-    """Reset the lock's TTL before each Chargebee call, failing if it was lost: a job that overran
-    its lock must not call Chargebee while another job holds the invoice."""
-    try:
-        lock.extend(ctx.settings.invoice_lock_ttl, replace_ttl=True)
-    except redis.exceptions.LockError:
-        raise RetryableError(f"lost the lock on invoice {invoice_id}; another job may hold it now") from None
-
-
-def _attempt_key(ctx: Context, invoice_id: str) -> str:
-    return ctx.keys.write_off_attempt(invoice_id)
-
-
-def _save_attempt(
-    ctx: Context,
-    invoice_id: str,
-    key: str,
-    rule: str | None,
-    comment: str | None,
-    event: dict[str, Any],
-    job: Job | None,
-    now: datetime,
-) -> None:
-    """Written before the POST: if the answer never arrives (worker killed, timeout), the next run
-    knows a write_off of ours may have gone through, and with which key and comment."""
-    attempt = {
-        "at": now.isoformat(),
-        "key": key,
-        "rule": rule,
-        "comment": comment,
-        "event_id": event.get("id"),
-        "job_id": job.id if job else None,
-    }
-    ctx.redis.set(_attempt_key(ctx, invoice_id), json.dumps(attempt), ex=ATTEMPT_TTL)
-
-
-def _load_attempt(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
-    raw = ctx.redis.get(_attempt_key(ctx, invoice_id))
-    if raw is None:
-        return None
-    try:
-        attempt = json.loads(raw)
-    except ValueError:
-        return None
-    return attempt if isinstance(attempt, dict) else None
-
-
-def _confirm_interrupted(
-    ctx: Context, job: Job | None, fresh_event: dict[str, Any], attempt: dict[str, Any], now: datetime
-) -> dict[str, Any]:
-    """An earlier run sent write_off and never heard back; the invoice shows a write-off, so the call
-    went through. Record it now, once, instead of calling Chargebee again."""
-    invoice = fresh_event["content"]["invoice"]
-    invoice_id = invoice["id"]
-    mark = {"at": now.isoformat(), "rule": attempt.get("rule"), "event_id": attempt.get("event_id"), "recovered": True}
-    record = make_record(
-        ctx,
-        job,
-        fresh_event,
-        None,
-        "written_off",
-        invoice_id=invoice_id,
-        amount_due=invoice.get("write_off_amount"),
-        event_id=attempt.get("event_id"),
-        reason=f"write_off sent at {attempt.get('at')} by a run that did not see the answer; the invoice shows it",
-        detail=f"recovered=true write_off_amount={invoice.get('write_off_amount')}",
-    )
-    record.rule = attempt.get("rule")
-    record.action = "write_off"
-    _commit_written_off(ctx, invoice_id, mark, record)
-    return {"outcome": "written_off", "rule": attempt.get("rule"), "recovered": True}
-
-
-def _commit_written_off(ctx: Context, invoice_id: str, mark: dict[str, Any], record: AuditRecord) -> None:
-    """The `written_off` mark and its audit record in one transaction: a crash between the two would
-    otherwise leave a mark without a record, or let a retry record the write-off a second time."""
-    with ctx.redis.pipeline(transaction=True) as pipe:
-        pipe.set(ctx.keys.written_off(invoice_id), json.dumps(mark), ex=WRITTEN_OFF_TTL)
-        pipe.delete(_attempt_key(ctx, invoice_id))
-        pipe.xadd(ctx.audit.key, ctx.audit.stamp(record).to_fields(), maxlen=ctx.audit.maxlen, approximate=True)
-        results = pipe.execute()
-    entry_id = results[-1]
-    record.id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-    log_record(record)

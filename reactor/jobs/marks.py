@@ -1,0 +1,120 @@
+"""What makes a killed job's retry safe: the invoice lock, the attempt mark written before a
+write_off call, and the `written_off` mark committed in one transaction with its audit record
+(docs/guarantees.md, "A worker killed with SIGKILL in the middle of a write_off")."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+import redis
+from redis.lock import Lock
+from rq.job import Job
+
+from ..audit import AuditRecord
+from ..chargebee import RetryableError
+from .context import Context
+from .trail import log_record, make_record
+
+log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
+
+WRITTEN_OFF_TTL = 400 * 24 * 3600  # longer than any retry, replay or sweep horizon
+ATTEMPT_TTL = 30 * 24 * 3600  # as long as a stored event: a replay from the dead letters still finds it
+
+
+def acquire_invoice_lock(ctx: Context, invoice_id: str) -> Lock:
+    """Wait for the invoice's lock as long as its TTL: a holder either releases it or, if it died,
+    the lock expires within that time; so a wait this long fails only when a third job won the race."""
+    ttl = ctx.settings.invoice_lock_ttl
+    lock = ctx.redis.lock(ctx.keys.lock(invoice_id), timeout=ttl, blocking_timeout=ttl + 1)
+    if not lock.acquire():
+        raise RetryableError(f"invoice {invoice_id} is locked by another job")
+    return lock
+
+
+def renew_lock(lock: Lock, ctx: Context, invoice_id: str) -> None:
+    """Reset the lock's TTL before each Chargebee call, failing if it was lost: a job that overran
+    its lock must not call Chargebee while another job holds the invoice."""
+    try:
+        lock.extend(ctx.settings.invoice_lock_ttl, replace_ttl=True)
+    except redis.exceptions.LockError:
+        raise RetryableError(f"lost the lock on invoice {invoice_id}; another job may hold it now") from None
+
+
+def attempt_key(ctx: Context, invoice_id: str) -> str:
+    return ctx.keys.write_off_attempt(invoice_id)
+
+
+def save_attempt(
+    ctx: Context,
+    invoice_id: str,
+    key: str,
+    rule: str | None,
+    comment: str | None,
+    event: dict[str, Any],
+    job: Job | None,
+    now: datetime,
+) -> None:
+    """Written before the POST: if the answer never arrives (worker killed, timeout), the next run
+    knows a write_off of ours may have gone through, and with which key and comment."""
+    attempt = {
+        "at": now.isoformat(),
+        "key": key,
+        "rule": rule,
+        "comment": comment,
+        "event_id": event.get("id"),
+        "job_id": job.id if job else None,
+    }
+    ctx.redis.set(attempt_key(ctx, invoice_id), json.dumps(attempt), ex=ATTEMPT_TTL)
+
+
+def load_attempt(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
+    raw = ctx.redis.get(attempt_key(ctx, invoice_id))
+    if raw is None:
+        return None
+    try:
+        attempt = json.loads(raw)
+    except ValueError:
+        return None
+    return attempt if isinstance(attempt, dict) else None
+
+
+def confirm_interrupted(
+    ctx: Context, job: Job | None, fresh_event: dict[str, Any], attempt: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """An earlier run sent write_off and never heard back; the invoice shows a write-off, so the call
+    went through. Record it now, once, instead of calling Chargebee again."""
+    invoice = fresh_event["content"]["invoice"]
+    invoice_id = invoice["id"]
+    mark = {"at": now.isoformat(), "rule": attempt.get("rule"), "event_id": attempt.get("event_id"), "recovered": True}
+    record = make_record(
+        ctx,
+        job,
+        fresh_event,
+        None,
+        "written_off",
+        invoice_id=invoice_id,
+        amount_due=invoice.get("write_off_amount"),
+        event_id=attempt.get("event_id"),
+        reason=f"write_off sent at {attempt.get('at')} by a run that did not see the answer; the invoice shows it",
+        detail=f"recovered=true write_off_amount={invoice.get('write_off_amount')}",
+    )
+    record.rule = attempt.get("rule")
+    record.action = "write_off"
+    commit_written_off(ctx, invoice_id, mark, record)
+    return {"outcome": "written_off", "rule": attempt.get("rule"), "recovered": True}
+
+
+def commit_written_off(ctx: Context, invoice_id: str, mark: dict[str, Any], record: AuditRecord) -> None:
+    """The `written_off` mark and its audit record in one transaction: a crash between the two would
+    otherwise leave a mark without a record, or let a retry record the write-off a second time."""
+    with ctx.redis.pipeline(transaction=True) as pipe:
+        pipe.set(ctx.keys.written_off(invoice_id), json.dumps(mark), ex=WRITTEN_OFF_TTL)
+        pipe.delete(attempt_key(ctx, invoice_id))
+        pipe.xadd(ctx.audit.key, ctx.audit.stamp(record).to_fields(), maxlen=ctx.audit.maxlen, approximate=True)
+        results = pipe.execute()
+    entry_id = results[-1]
+    record.id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    log_record(record)
