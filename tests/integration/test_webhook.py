@@ -218,6 +218,12 @@ def far_ahead_ms() -> int:
     return int(time.time() * 1000) + 2 * 24 * 3600 * 1000  # two days ahead of receipt
 
 
+def event_keys(redis_conn) -> set[bytes]:
+    """Every key an accepted event could leave. RQ's worker and scheduler bookkeeping is left out:
+    a worker of an earlier test may still be stopping and write its own keys meanwhile."""
+    return {key for key in redis_conn.keys("*") if not key.startswith((b"rq:scheduler", b"rq:worker"))}
+
+
 @pytest.mark.parametrize(
     ("path", "value", "field"),
     [
@@ -249,12 +255,12 @@ def test_impossible_ids_and_numbers_get_400_naming_the_field_and_nothing_is_kept
 ):
     if value is None:
         value, field = far_ahead_ms(), "ahead of the time of receipt"
-    keys_before = set(redis_conn.keys("*"))
+    keys_before = event_keys(redis_conn)
     response = post_event(web.webhook_url, forged(path, value))
     assert response.status_code == 400
     answer = response.json()
     assert answer["error"] == "bad_event" and field in answer["message"] and "\n" not in answer["message"]
-    assert set(redis_conn.keys("*")) == keys_before, "nothing stored, marked seen, counted or enqueued"
+    assert event_keys(redis_conn) == keys_before, "nothing stored, marked seen, counted or enqueued"
     assert queued(redis_conn, settings) == 0
 
 
