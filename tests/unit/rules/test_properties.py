@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reactor.rules import Decision, RulesError, RuleSet, decide, explain, parse_rules
+from reactor.rules.operators import OPERATORS
 
 from .helpers import NOW, one_rule
 
@@ -31,18 +32,7 @@ WORDS = st.sampled_from(
         "all",
         "any",
         "not",
-        "eq",
-        "ne",
-        "in",
-        "not_in",
-        "lt",
-        "lte",
-        "gt",
-        "gte",
-        "between",
-        "starts_with",
-        "matches",
-        "exists",
+        *OPERATORS,
         "invoice.status",
         "invoice.amount_due",
         "days_overdue",
