@@ -38,7 +38,7 @@ from ingest import AUTH, PASSWORD, USER, gunicorn  # noqa: E402
 from loadgen import run as send_events  # noqa: E402
 from workload import event_body  # noqa: E402
 
-from reactor.redis_server import EmbeddedRedis, free_port  # noqa: E402
+from reactor.local.redis_server import EmbeddedRedis, free_port  # noqa: E402
 from reactor.sandbox.demo import _exhausted, demo_payment_failed_event  # noqa: E402
 from reactor.sandbox.state import DEMO_API_KEY  # noqa: E402
 

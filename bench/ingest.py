@@ -44,7 +44,7 @@ sys.path.insert(0, str(HERE))
 from loadgen import run as fixed_rate  # noqa: E402
 from workload import event_body, make_events  # noqa: E402
 
-from reactor.redis_server import EmbeddedRedis, free_port  # noqa: E402
+from reactor.local.redis_server import EmbeddedRedis, free_port  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-secret"
 AUTH = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()

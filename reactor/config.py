@@ -258,7 +258,7 @@ def check_timeouts(settings: Settings) -> None:
     invoice lock and then make its Chargebee calls (each after a rate-limit wait) before RQ kills it,
     and the lock must outlast one call, or two jobs could call Chargebee for one invoice at once.
     A write-off makes at most JOB_CHARGEBEE_CALLS calls: the invoice, the customer and the
-    subscription a rule reads (reactor/facts.py), and write_off itself."""
+    subscription a rule reads (reactor/jobs/facts.py), and write_off itself."""
     call = settings.http_timeout + settings.rate_limit_max_wait
     if settings.invoice_lock_ttl <= call:
         raise ConfigError(

@@ -34,7 +34,9 @@ RELEASE_HELD_JOB = "reactor.jobs.release_held"
 RECHECK_JOB = "reactor.jobs.recheck"
 SCHEDULED_SWEEP_JOB = "reactor.sweep.scheduled_sweep"
 """Job function paths RQ stores in Redis with queued, scheduled and failed jobs: they must keep
-importing (tests/integration/test_job_paths.py)."""
+importing (tests/integration/test_job_paths.py). `reactor cron` registers the sweep function itself,
+so sweeps scheduled since it moved name `reactor.jobs.sweep.scheduled_sweep`; the old path stays in
+reactor/sweep.py."""
 
 
 @dataclass(frozen=True)

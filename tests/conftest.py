@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from reactor.config import Settings
-from reactor.redis_server import EmbeddedRedis
+from reactor.local.redis_server import EmbeddedRedis
 from reactor.sandbox import DEMO_API_KEY, SandboxServer
 from tests.helpers import RULES, WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer, WorkerProcess
 

@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 from rq import Queue
 
-from ..audit import AuditLog, AuditRecord
+from ..jobs.audit import AuditLog, AuditRecord
 from ..keys import Keys
 from .helpers import cell, command_settings, connect, console, current_actor
 

@@ -15,9 +15,9 @@ import redis
 from rich.console import Console
 from rich.text import Text
 
-from ..audit import visible
 from ..config import ConfigError, Settings, load_settings
-from ..supervisor import embedded_url_file, sandbox_url_file
+from ..jobs.audit import visible
+from ..local.supervisor import embedded_url_file, sandbox_url_file
 
 NO_CHARGEBEE = (
     "no Chargebee configured: set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) and CHARGEBEE_API_KEY, "
@@ -152,7 +152,7 @@ def console(stderr: bool = False) -> Console:
 
 
 def cell(value: object) -> Text:
-    """A table cell shown as it is: control characters escaped (reactor.audit.visible), and as a
+    """A table cell shown as it is: control characters escaped (reactor.jobs.audit.visible), and as a
     Text, so Rich reads no markup (`[bold]`, `[link=...]`) or emoji codes in an id or a reason."""
     return Text(visible("" if value is None else str(value)))
 

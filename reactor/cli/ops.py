@@ -16,9 +16,9 @@ from datetime import datetime
 import click
 from rich.table import Table
 
-from ..audit import OUTCOMES, AuditLog, AuditRecord, export_lines, visible
 from ..config import Settings
-from ..deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
+from ..jobs.audit import OUTCOMES, AuditLog, AuditRecord, export_lines, visible
+from ..jobs.deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
 from ..keys import Keys
 from ..rules import load_rules
 from .helpers import cell, command_settings, connect, console, current_actor, parse_duration, parse_since

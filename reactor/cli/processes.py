@@ -21,7 +21,7 @@ PORT = click.IntRange(1, 65535)
 @click.option("--sandbox-port", type=PORT, default=8001, show_default=True, help="Port of the local sandbox.")
 def run(host: str, port: int | None, sandbox_port: int) -> None:
     """Web + worker + scheduler in one command; embedded Redis and the sandbox when not configured."""
-    from ..supervisor import run_all
+    from ..local.supervisor import run_all
 
     sys.exit(run_all(command_settings(), host=host, port=port, sandbox_port=sandbox_port))
 
@@ -32,7 +32,7 @@ def run(host: str, port: int | None, sandbox_port: int) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="gunicorn worker processes.")
 def web(host: str, port: int | None, workers: int) -> None:
     """The webhook endpoint under gunicorn (what the Procfile's `web:` runs)."""
-    from ..supervisor import serve_web
+    from ..local.supervisor import serve_web
 
     settings = command_settings()
     serve_web(settings, host, port or settings.port, workers)
@@ -43,10 +43,10 @@ def web(host: str, port: int | None, workers: int) -> None:
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 def worker(burst: bool, name: str | None) -> None:
     """An RQ worker for the reactor's jobs, with RQ's scheduler."""
-    from ..metrics import RulesReloadReporter
+    from ..dashboard.metrics import RulesReloadReporter
+    from ..jobs.worker import run_worker
     from ..rules import RulesError
     from ..rules.live import LiveRules
-    from ..worker import run_worker
 
     settings = chargebee_settings(command_settings())
     connection = connect(settings)
@@ -81,7 +81,7 @@ def cron() -> None:
 
     from rq.cron import CronScheduler
 
-    from ..sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
+    from ..jobs.sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
 
     settings = command_settings()
     connection = connect(settings)

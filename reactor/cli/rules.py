@@ -83,7 +83,7 @@ def _invoice_facts(invoice_id: str, event_type: str, settings: Settings, ruleset
     """The invoice fresh from Chargebee as an event, completed as the worker completes it: the
     customer or subscription fetched when a rule that could lead to a write-off reads it."""
     from ..chargebee import ChargebeeClient, ChargebeeError
-    from ..facts import complete_facts
+    from ..jobs.facts import complete_facts
 
     if not settings.api_base:
         raise click.ClickException(

@@ -1,4 +1,4 @@
-"""`reactor sweep`: list every unpaid invoice from Chargebee and act on each (reactor/sweep.py).
+"""`reactor sweep`: list every unpaid invoice from Chargebee and act on each (reactor/jobs/sweep.py).
 
 The sweep itself, the job context and the rules are imported inside the command, for start-up time.
 """
@@ -24,15 +24,15 @@ from .helpers import cell, chargebee_settings, command_settings, connect, consol
     help="Skip invoices less overdue than this (due_date, our side).",
 )
 def sweep(dry_run: bool, report: str | None, resume: bool, min_days_overdue: int) -> None:
-    """List every unpaid invoice from Chargebee and act on each as a webhook would (reactor/sweep.py)."""
+    """List every unpaid invoice from Chargebee and act on each as a webhook would (reactor/jobs/sweep.py)."""
     import sys
 
     from rich.progress import Progress
 
     from ..chargebee import ChargebeeError
     from ..jobs import build_context
+    from ..jobs.sweep import ReportError, check_report_path, run_sweep, totals, write_report
     from ..rules import RulesError
-    from ..sweep import ReportError, check_report_path, run_sweep, totals, write_report
 
     settings = chargebee_settings(command_settings())
     try:

@@ -10,13 +10,13 @@ from datetime import datetime, timezone
 import redis
 from rq import Queue
 
-from ..audit import AuditLog
 from ..chargebee import ChargebeeClient, ChargebeeError
 from ..chargebee.ratelimit import ChargebeeRateLimit
 from ..config import Settings, load_settings
-from ..events import EventStore
+from ..ingest.events import EventStore
 from ..keys import Keys
 from ..rules.live import LiveRules
+from .audit import AuditLog
 
 
 @dataclass

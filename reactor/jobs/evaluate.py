@@ -61,7 +61,7 @@ def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[
         return {"outcome": "stale"}
     decision = decide(ruleset, event, now)
     # The event lacks a resource (customer, subscription) that rules read, and with it a write_off
-    # rule could decide: fetch the invoice and that resource, and decide on them (reactor/facts.py).
+    # rule could decide: fetch the invoice and that resource, and decide on them (reactor/jobs/facts.py).
     for_facts = (
         decision.action != "write_off"
         and decision.blocked_by is None  # a built-in check or guardrail blocked: facts cannot help

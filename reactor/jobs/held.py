@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from ..audit import amount_text
 from ..keys import RELEASE_HELD_JOB, Keys
+from .audit import amount_text
 from .trail import record_outcome
 
 if TYPE_CHECKING:

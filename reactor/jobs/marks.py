@@ -13,8 +13,8 @@ import redis
 from redis.lock import Lock
 from rq.job import Job
 
-from ..audit import AuditRecord
 from ..chargebee import RetryableError
+from .audit import AuditRecord
 from .context import Context
 from .trail import log_record, make_record
 

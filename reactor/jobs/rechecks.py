@@ -32,7 +32,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from ..chargebee import NotFoundError, Throttled
-from ..events import retry_policy
+from ..ingest.events import retry_policy
 from ..keys import RECHECK_JOB
 from ..rules import Decision, RuleSet, decide, earliest_recheck
 from .retries import defer

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from rq.job import Job
 
-from ..audit import AuditRecord
 from ..rules import Decision
+from .audit import AuditRecord
 
 if TYPE_CHECKING:
     from .context import Context

@@ -32,13 +32,13 @@ from redis.lock import Lock
 from rq.job import Job
 
 from ..chargebee import ChargebeeError, InvalidStateError, NotFoundError, Throttled, WriteOffResult
-from ..facts import complete_facts
 from ..rules import Decision, RuleSet, decide
 from ..rules.engine import COLLECTING_BLOCK
 from ..rules.facts import unresolved
 from ..rules.safety import gone_reason
 from .budget import reserve
 from .context import Context
+from .facts import complete_facts
 from .held import hold_write_off
 from .marks import (
     acquire_invoice_lock,

@@ -204,7 +204,7 @@ def parse_field(path: str) -> FieldRef | str:
         return FieldRef(path, root, rest)
     if root == EVENT_ROOT and rest[:1] == ("content",):
         # The resources are read by their own name, so that a rule reading one the event lacks has
-        # it fetched (reactor/facts.py) instead of reading it as missing.
+        # it fetched (reactor/jobs/facts.py) instead of reading it as missing.
         named = ".".join(rest[1:]) or "invoice.id"
         return f"field '{path}': read the event's resources by their own name, e.g. {named}"
     if root in CONTENT_ROOTS or root == EVENT_ROOT:

@@ -4,7 +4,7 @@
 readiness probe. An edit that does not load is refused: the last good rules stay in force, and
 the problems are kept for /readyz and the logs. A process that never had good rules fails loudly.
 
-A `reporter` (see reactor.metrics.RulesReloadReporter) hears of every reload, accepted or refused,
+A `reporter` (see reactor.dashboard.metrics.RulesReloadReporter) hears of every reload, accepted or refused,
 with the content digest; it is how refused edits are counted across processes and hosts. Processes
 that build their LiveRules deep inside (the worker) set `LiveRules.default_reporter` once at start.
 """

@@ -14,10 +14,10 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result as JobResult
 
-from reactor.audit import AuditRecord
 from reactor.cli import main
 from reactor.config import Settings
-from reactor.events import evaluation_job_id
+from reactor.ingest.events import evaluation_job_id
+from reactor.jobs.audit import AuditRecord
 from reactor.keys import Keys
 
 TRACEBACK = """Traceback (most recent call last):

@@ -11,7 +11,7 @@ import pytest
 import requests
 from rq.registry import FailedJobRegistry
 
-from reactor.audit import AuditLog, AuditRecord
+from reactor.jobs.audit import AuditLog, AuditRecord
 from reactor.jobs.held import HeldWriteOff, hold
 from tests.helpers import WebServer
 from tests.integration.helpers import make_event

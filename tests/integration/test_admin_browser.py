@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rq.registry import FailedJobRegistry
 
-from reactor.audit import AuditLog
+from reactor.jobs.audit import AuditLog
 from tests.helpers import REPO, WebServer
 from tests.integration.helpers import make_event
 from tests.integration.ops_helpers import make_dead_letter, written_off

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from reactor.audit import AuditLog, AuditRecord
+from reactor.jobs.audit import AuditLog, AuditRecord
 from tests.integration.ops_helpers import reactor, written_off
 
 pytestmark = pytest.mark.integration

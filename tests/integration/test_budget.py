@@ -9,7 +9,7 @@ import sys
 import pytest
 import requests
 
-from reactor.audit import AuditLog
+from reactor.jobs.audit import AuditLog
 from reactor.jobs.held import list_held
 from tests.helpers import REPO, wait_for, worker_env
 from tests.integration.helpers import exhausted_invoice, make_event, post_event

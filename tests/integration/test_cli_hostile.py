@@ -21,13 +21,13 @@ import pytest
 from click.testing import CliRunner, Result
 from rq.job import Job
 
-from reactor.audit import AuditLog, AuditRecord
 from reactor.cli import main
 from reactor.config import Settings
-from reactor.deadletters import DeadLetterError, DeadLetters, NotAJobId
-from reactor.events import evaluation_job_id
+from reactor.ingest.events import evaluation_job_id
+from reactor.jobs.audit import AuditLog, AuditRecord
+from reactor.jobs.deadletters import DeadLetterError, DeadLetters, NotAJobId
 from reactor.keys import Keys
-from reactor.redis_server import free_port
+from reactor.local.redis_server import free_port
 from tests.helpers import REPO, descendants, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event
 from tests.integration.ops_helpers import cli_env, make_dead_letter, store_event

@@ -10,7 +10,7 @@ import requests
 from rq import Queue
 from rq.registry import FailedJobRegistry
 
-from reactor.audit import AuditLog
+from reactor.jobs.audit import AuditLog
 from reactor.sandbox import DEMO_API_KEY
 from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event

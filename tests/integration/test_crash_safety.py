@@ -10,8 +10,8 @@ import time
 import pytest
 from rq.job import Job, JobStatus
 
-from reactor.audit import AuditLog
-from reactor.events import evaluation_job_id
+from reactor.ingest.events import evaluation_job_id
+from reactor.jobs.audit import AuditLog
 from tests.helpers import WebServer, descendants, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 

@@ -12,7 +12,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from reactor.audit import AuditLog
+from reactor.jobs.audit import AuditLog
 from reactor.keys import Keys
 from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event

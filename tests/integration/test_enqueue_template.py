@@ -9,8 +9,8 @@ import pytest
 from rq import Queue, Retry
 from rq.job import Job
 
-from reactor.enqueue import EvaluationJobs, JobSpec
-from reactor.events import EventStore, evaluation_job_id, parse_event
+from reactor.ingest.enqueue import EvaluationJobs, JobSpec
+from reactor.ingest.events import EventStore, evaluation_job_id, parse_event
 
 pytestmark = pytest.mark.integration
 

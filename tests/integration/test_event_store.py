@@ -9,7 +9,7 @@ import pytest
 import redis
 from rq import Queue
 
-from reactor.events import EventStore, parse_event
+from reactor.ingest.events import EventStore, parse_event
 
 pytestmark = pytest.mark.integration
 

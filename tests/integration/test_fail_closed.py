@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from rq import Queue, Retry
 
-from reactor.audit import AuditLog
-from reactor.events import evaluation_job_id
+from reactor.ingest.events import evaluation_job_id
+from reactor.jobs.audit import AuditLog
 from reactor.keys import Keys
 from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event

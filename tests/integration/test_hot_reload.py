@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from reactor.audit import AuditLog
-from reactor.redis_server import free_port
+from reactor.jobs.audit import AuditLog
+from reactor.local.redis_server import free_port
 from reactor.rules import load_rules
 from tests.helpers import REPO, RULES, wait_for, worker_env
 from tests.integration.helpers import exhausted_invoice, make_event, post_event

@@ -49,3 +49,13 @@ def test_recheck_runs_from_its_stored_path(settings, redis_conn, start_worker):
     start_worker()
 
     assert finished(job) == {"outcome": "recheck_gone"}
+
+
+@pytest.mark.parametrize("path", ["reactor.sweep.scheduled_sweep", "reactor.jobs.sweep.scheduled_sweep"])
+def test_the_scheduled_sweep_runs_from_its_stored_paths(path, sandbox, settings, redis_conn, start_worker):
+    """`reactor cron` stored the first path before the sweep moved into reactor/jobs/, the second after."""
+    job = Queue(settings.queue_name, connection=redis_conn).enqueue(path)
+    start_worker()
+
+    result = finished(job)
+    assert result["outcome"] == "swept" and result["pages"] >= 1, result

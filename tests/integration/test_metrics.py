@@ -14,7 +14,7 @@ from redis.retry import Retry
 from rq import Queue
 
 from reactor.jobs.held import HeldWriteOff, hold
-from reactor.redis_server import free_port
+from reactor.local.redis_server import free_port
 from tests.helpers import WebServer, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 from tests.integration.ops_helpers import make_dead_letter

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from reactor.audit import AuditLog
+from reactor.jobs.audit import AuditLog
 from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 

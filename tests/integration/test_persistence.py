@@ -10,10 +10,10 @@ from dataclasses import replace
 import pytest
 from rq import Queue, Worker
 
-from reactor.audit import AuditLog
-from reactor.events import EventStore
+from reactor.ingest.events import EventStore
+from reactor.jobs.audit import AuditLog
 from reactor.keys import Keys
-from reactor.redis_server import EmbeddedRedis
+from reactor.local.redis_server import EmbeddedRedis
 from tests.helpers import WebServer, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 

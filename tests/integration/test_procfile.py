@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from reactor.audit import AuditLog
-from reactor.redis_server import free_port
+from reactor.jobs.audit import AuditLog
+from reactor.local.redis_server import free_port
 from tests.helpers import REPO, WEBHOOK_PASSWORD, WEBHOOK_USER, wait_for, worker_env
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
@@ -68,7 +68,9 @@ def test_the_procfile_processes_write_an_invoice_off(settings, sandbox, redis_co
         # Both processes log JSON lines that name the event and the invoice (docs/metrics.md).
         web_lines = [json.loads(line) for line in (tmp_path / "web.log").read_text().splitlines() if line[:1] == "{"]
         receipt = [line for line in web_lines if line.get("event_id") == response.json()["event_id"]]
-        assert receipt and receipt[0]["logger"] == "reactor.web" and receipt[0]["invoice_id"] == invoice["id"]
+        assert (
+            receipt and receipt[0]["logger"] == "reactor.ingest.webhook" and receipt[0]["invoice_id"] == invoice["id"]
+        )
         worker_lines = (tmp_path / "worker.log").read_text().splitlines()
         assert any('"decision written_off' in line and invoice["id"] in line for line in worker_lines)
         metrics = requests.get(f"{url}/metrics", timeout=5).text

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from reactor.redis_server import free_port
+from reactor.local.redis_server import free_port
+from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from reactor.sandbox import DEMO_API_KEY
-from reactor.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from tests.helpers import REPO, descendants, wait_for
 
 pytestmark = pytest.mark.integration

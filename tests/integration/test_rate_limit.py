@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reactor.audit import AuditLog
+from reactor.jobs.audit import AuditLog
 from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 

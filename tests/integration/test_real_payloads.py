@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from reactor.audit import AuditLog, AuditRecord
+from reactor.jobs.audit import AuditLog, AuditRecord
 from tests.helpers import REPO, wait_for
 from tests.integration.helpers import post_event
 from tests.integration.ops_helpers import reactor

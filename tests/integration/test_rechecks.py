@@ -9,7 +9,7 @@ import time
 import pytest
 from rq.registry import ScheduledJobRegistry
 
-from reactor.audit import AuditLog
+from reactor.jobs.audit import AuditLog
 from tests.helpers import wait_for
 from tests.integration.helpers import make_event, post_event
 

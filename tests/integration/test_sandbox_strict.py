@@ -18,10 +18,10 @@ from reactor.chargebee import (
     RequestError,
 )
 from reactor.chargebee.ratelimit import ChargebeeRateLimit
+from reactor.jobs.sweep import LIST_PARAMS, pages
 from reactor.rules.safety import gone_reason
 from reactor.sandbox import DEMO_API_KEY
 from reactor.sandbox.listing import FIELDS, PLAIN_PARAMS
-from reactor.sweep import LIST_PARAMS, pages
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import redis
 import requests
 from rq.registry import FailedJobRegistry
 
-from reactor.audit import AuditLog
+from reactor.jobs.audit import AuditLog
 from tests.helpers import WEBHOOK_USER, WebServer, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 from tests.integration.ops_helpers import reactor

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from reactor.redis_server import free_port
+from reactor.local.redis_server import free_port
 from tests.helpers import REPO, WEBHOOK_PASSWORD, WEBHOOK_USER, wait_for, worker_env
 from tests.integration.helpers import make_event
 

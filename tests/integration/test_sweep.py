@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from reactor.audit import AuditLog
-from reactor.sweep import checkpoint_key
+from reactor.jobs.audit import AuditLog
+from reactor.jobs.sweep import checkpoint_key
 from tests.helpers import REPO, wait_for, worker_env
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from reactor.audit import AuditLog
+from reactor.jobs.audit import AuditLog
 from tests.helpers import REPO, wait_for, worker_env
 from tests.integration.helpers import exhausted_invoice
 

@@ -13,7 +13,7 @@ import requests
 from rq import Queue
 from rq.registry import FailedJobRegistry
 
-from reactor.audit import AuditLog, AuditRecord
+from reactor.jobs.audit import AuditLog, AuditRecord
 from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 

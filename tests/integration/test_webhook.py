@@ -13,7 +13,7 @@ import pytest
 import requests
 from rq import Queue
 
-from reactor.redis_server import EmbeddedRedis
+from reactor.local.redis_server import EmbeddedRedis
 from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer
 from tests.integration.helpers import make_event, post_event
 

@@ -24,9 +24,9 @@ from reactor.chargebee import (
     RequestError,
     RetryableError,
 )
+from reactor.jobs.sweep import LIST_PARAMS
 from reactor.rules.safety import gone_reason
 from reactor.sandbox import DEMO_API_KEY, SandboxState, create_sandbox_app
-from reactor.sweep import LIST_PARAMS
 
 BASE = "http://chargebee.test/api/v2"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 import pytest
 
-from reactor.audit import AuditRecord, export, spreadsheet_cell, visible
 from reactor.cli.helpers import NO_CHARGEBEE, chargebee_settings, duration_seconds, parse_duration, parse_since
 from reactor.config import Settings
-from reactor.deadletters import replay_job_id
-from reactor.events import JOB_ID_SAFE, evaluation_job_id
-from reactor.supervisor import sandbox_url_file
+from reactor.ingest.events import JOB_ID_SAFE, evaluation_job_id
+from reactor.jobs.audit import AuditRecord, export, spreadsheet_cell, visible
+from reactor.jobs.deadletters import replay_job_id
+from reactor.local.supervisor import sandbox_url_file
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq.job import JOB_ID_PATTERN, validate_job_id
 
-from reactor.events import (
+from reactor.ingest.events import (
     EVENT_ID,
     INVOICE_ID,
     MAX_EVENT_ID_LENGTH,

@@ -33,23 +33,23 @@ WINGS: dict[str, set[str]] = {
     # the worker's jobs stand on the decision trail, the event store, Chargebee and the rules, below
     # the web, the dashboard, the sweep, the dead letters and the command
     "reactor.jobs": {
-        "reactor.audit",
+        "reactor.jobs.audit",
         "reactor.chargebee",
         "reactor.config",
-        "reactor.events",
-        "reactor.facts",
+        "reactor.ingest.events",
+        "reactor.jobs.facts",
         "reactor.keys",
         "reactor.rules",
     },
-    "reactor.facts": {"reactor.chargebee", "reactor.rules"},
-    "reactor.audit": {"reactor.rules"},
+    "reactor.jobs.facts": {"reactor.chargebee", "reactor.rules"},
+    "reactor.jobs.audit": {"reactor.rules"},
     # the leaves everything else reads
     "reactor.config": set(),
     "reactor.keys": set(),
     "reactor.logs": set(),
-    "reactor.enqueue": set(),
-    "reactor.security": {"reactor.keys"},
-    "reactor.redis_server": set(),
+    "reactor.ingest.enqueue": set(),
+    "reactor.ingest.guard": {"reactor.keys"},
+    "reactor.local.redis_server": set(),
 }
 
 # The command sits on top: only `python -m reactor` imports it.
@@ -133,7 +133,7 @@ def wing_of(name: str) -> str | None:
 def test_the_graph_holds_imports_made_inside_functions():
     graph = import_graph()
 
-    assert "reactor.worker" in graph["reactor.cli.processes"], "`reactor worker` imports it inside the command"
+    assert "reactor.jobs.worker" in graph["reactor.cli.processes"], "`reactor worker` imports it inside the command"
     assert "reactor.chargebee.ratelimit" in graph["reactor.jobs.context"]
     assert graph["reactor.chargebee"] >= {"reactor.chargebee.client", "reactor.chargebee.errors"}
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 import click
 import pytest
 
-from reactor.audit import AuditRecord, export
 from reactor.cli.helpers import parse_duration
-from reactor.deadletters import REDACTED, _last_line, redact
+from reactor.jobs.audit import AuditRecord, export
+from reactor.jobs.deadletters import REDACTED, _last_line, redact
 
 
 def test_redact_masks_payment_and_credential_fields_at_any_depth():

@@ -1,4 +1,4 @@
-"""The pure parts of reactor/security.py: reading an address, matching it against the allow-list,
+"""The pure parts of reactor/ingest/guard.py: reading an address, matching it against the allow-list,
 and the limiter's key for it."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from reactor.config import ConfigError, load_settings
-from reactor.security import UNPARSEABLE, WebhookGuard, is_allowed, parse_address, parse_networks
+from reactor.ingest.guard import UNPARSEABLE, WebhookGuard, is_allowed, parse_address, parse_networks
 
 NETWORKS = parse_networks(("203.0.113.0/24", "2001:db8::/32"))
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from reactor.events import EnvelopeError, parse_event
-from reactor.web import unsupported_media
+from reactor.ingest.events import EnvelopeError, parse_event
+from reactor.ingest.webhook import unsupported_media
 
 EVENT = {"id": "ev_1", "event_type": "payment_failed", "api_version": "v2", "content": {"invoice": {"id": "6"}}}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import redis
 
-from .config import ConfigError, Settings, require_webhook_credentials
+from ..config import ConfigError, Settings, require_webhook_credentials
 from .redis_server import EmbeddedRedis, free_port
 
 DEV_WEBHOOK_USER = "reactor"
@@ -86,7 +86,7 @@ def _start_embedded_redis(settings: Settings, stack: ExitStack) -> str:
 def _start_sandbox(
     settings: Settings, port: int, webhook_url: str, user: str, password: str, stack: ExitStack
 ) -> tuple[str, str]:
-    from .sandbox import DEMO_API_KEY, SandboxServer, SandboxState, seed_demo
+    from ..sandbox import DEMO_API_KEY, SandboxServer, SandboxState, seed_demo
 
     state = SandboxState(api_key=DEMO_API_KEY)
     invoices = seed_demo(state)
@@ -107,7 +107,7 @@ def _start_sandbox(
 
 
 def run_all(settings: Settings, host: str, port: int | None, sandbox_port: int) -> int:
-    from .logs import setup_logging
+    from ..logs import setup_logging
 
     if not os.environ.get("REACTOR_LOG_FORMAT"):
         setup_logging(json_lines=False)  # one person at a terminal, several processes: plain lines

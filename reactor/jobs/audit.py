@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from .rules.money import to_major
+from ..rules.money import to_major
 
 FIELDS = (
     "at",

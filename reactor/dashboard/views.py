@@ -44,14 +44,14 @@ from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import HTTPException, TooManyRequests
 
-from .audit import OUTCOMES, AuditLog
-from .config import Settings
-from .events import JOB_ID_SAFE
-from .jobs.held import list_held
-from .keys import Keys
+from ..config import Settings
+from ..ingest.events import JOB_ID_SAFE
+from ..jobs.audit import OUTCOMES, AuditLog
+from ..jobs.held import list_held
+from ..keys import Keys
+from ..rules import RulesError
+from ..rules.money import to_major
 from .metrics import AuditTally, RulesReloadReporter, daily_key
-from .rules import RulesError
-from .rules.money import to_major
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def init_admin(app: Flask, settings: Settings, connection: redis.Redis) -> None:
     storage = RedisStorage(
         "redis://", connection_pool=connection.connection_pool, key_prefix=Keys(settings.key_prefix).namespace("admin")
     )
-    app.extensions["reactor.admin.limiter"] = FixedWindowRateLimiter(storage)
+    app.extensions["reactor.dashboard.views.limiter"] = FixedWindowRateLimiter(storage)
     app.register_blueprint(admin)
 
 
@@ -196,7 +196,7 @@ def login() -> Any:
     error = None
     if request.method == "POST":
         _check_csrf()
-        limiter: FixedWindowRateLimiter = current_app.extensions["reactor.admin.limiter"]
+        limiter: FixedWindowRateLimiter = current_app.extensions["reactor.dashboard.views.limiter"]
         client = request.remote_addr or "unknown"
         if not limiter.test(LOGIN_LIMIT, "login", client):
             reset = limiter.get_window_stats(LOGIN_LIMIT, "login", client).reset_time
@@ -272,7 +272,7 @@ def _decisions(connection: redis.Redis, settings: Settings, filters: dict[str, s
 
 
 def _dead_letters(connection: redis.Redis, settings: Settings) -> list[Any]:
-    from .deadletters import DeadLetters
+    from ..jobs.deadletters import DeadLetters
 
     return DeadLetters(connection, settings).list()
 
@@ -283,7 +283,7 @@ def replay(job_id: str) -> Any:
     _check_csrf()
     if len(job_id) > MAX_JOB_ID_LENGTH or not JOB_ID_SAFE.fullmatch(job_id):
         abort(400, description="not a job id: at most 200 letters, digits, '_' or '-'")
-    from .deadletters import DeadLetterError, DeadLetters
+    from ..jobs.deadletters import DeadLetterError, DeadLetters
 
     live = current_app.extensions["reactor.rules"]
     letters = DeadLetters(

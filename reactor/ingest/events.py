@@ -20,9 +20,9 @@ from typing import Any
 import redis
 from rq import Queue, Retry
 
-from .config import Settings
+from ..config import Settings
+from ..keys import Keys
 from .enqueue import EvaluationJobs, JobSpec
-from .keys import Keys
 
 JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_-]+")  # what RQ accepts in a job id (rq/job.py JOB_ID_PATTERN)
 

@@ -20,10 +20,10 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
+from ..config import Settings
+from ..ingest.events import JOB_ID_SAFE, EventStore, evaluation_job_id
+from ..keys import Keys
 from .audit import AuditLog, AuditRecord
-from .config import Settings
-from .events import JOB_ID_SAFE, EventStore, evaluation_job_id
-from .keys import Keys
 
 _SECRET_KEY = re.compile(
     r"password|passwd|secret|token|api_?key|authori[sz]ation|cvv|masked_number|^iin$|^last4$|"
@@ -317,8 +317,8 @@ class DeadLetters:
     def replay_event(self, event_id: str) -> Job:
         """Evaluate a stored event again under a new job id, whatever happened to it before.
         Safe on a processed event: the written-off mark and the fresh invoice stop a second write-off."""
-        from .events import retry_policy
-        from .jobs import evaluate
+        from ..ingest.events import retry_policy
+        from . import evaluate
 
         event = self.events.load(event_id)
         if event is None:

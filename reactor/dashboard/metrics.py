@@ -26,28 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from .keys import Keys
-from .rules.money import to_major
+from ..keys import Keys
+from ..rules.money import to_major
 
 if TYPE_CHECKING:
-    from .rules.live import LiveRules
+    from ..rules.live import LiveRules
 
 log = logging.getLogger(__name__)
-
-EVENTS = Counter(
-    "reactor_events_received_total",
-    "Webhook deliveries by event type and outcome (queued, duplicate, ignored, rejected, unavailable)",
-    ["event_type", "outcome"],
-)
-WEBHOOK_LATENCY = Histogram(
-    "reactor_webhook_seconds",
-    "Time to answer a webhook delivery",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-)
 
 JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 """Seconds from a job's start to its decision; the last bucket is the default job timeout and more."""
@@ -215,7 +204,7 @@ class RedisCollector(Collector):
     def _from_redis(self) -> Iterator[Any]:
         from rq import Queue
 
-        from .jobs.held import count_held
+        from ..jobs.held import count_held
 
         keys = Keys(self.settings.key_prefix)
         audit_key = keys.audit()

@@ -41,7 +41,7 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .keys import Keys
+from ..keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
-from . import jobs
-from .config import Settings
-from .rules import RulesError
+from .. import jobs
+from ..config import Settings
+from ..rules import RulesError
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .chargebee import ChargebeeClient, NotFoundError
-from .rules import RuleSet
-from .rules.facts import FETCHABLE_ROOTS, missing_roots, needed_roots
+from ..chargebee import ChargebeeClient, NotFoundError
+from ..rules import RuleSet
+from ..rules.facts import FETCHABLE_ROOTS, missing_roots, needed_roots
 
 
 @dataclass

@@ -1,0 +1,161 @@
+"""Chargebee's webhook endpoint: authenticate, screen, validate, then one Redis transaction that
+marks the event seen, stores it and enqueues its evaluation (reactor/ingest/events.py). It answers in
+milliseconds; everything slow happens in workers. Redis unreachable answers 503, so Chargebee keeps
+the event and retries it later. docs/security.md, "Hostile clients", says what is refused and why.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hmac
+import logging
+import time
+
+import redis
+from flask import Blueprint, Response, current_app, jsonify, request
+from prometheus_client import Counter, Histogram
+
+from ..config import Settings
+from ..keys import EVALUATE_JOB
+from .events import EnvelopeError, EventStore, parse_event
+from .guard import WebhookGuard
+
+log = logging.getLogger(__name__)
+
+EVENTS = Counter(
+    "reactor_events_received_total",
+    "Webhook deliveries by event type and outcome (queued, duplicate, ignored, rejected, unavailable)",
+    ["event_type", "outcome"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "reactor_webhook_seconds",
+    "Time to answer a webhook delivery",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+webhooks = Blueprint("webhooks", __name__)
+
+REALM = 'Basic realm="chargebee-reactor", charset="UTF-8"'
+
+
+def error_response(status: int, error: str, message: str, **headers: str) -> Response:
+    response = jsonify({"error": error, "message": message})
+    response.status_code = status
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    return response
+
+
+@functools.lru_cache(maxsize=4)
+def _basic_header(user: str, password: str) -> bytes:
+    return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+
+
+def _authorized(settings: Settings) -> bool:
+    """Basic auth, both parts compared in constant time over bytes (no early exit on the user)."""
+    if settings.webhook_auth == "none":
+        return True
+    header = request.headers.get("Authorization", "")
+    # Chargebee sends the same header every time: compared whole first, with no decoding.
+    if hmac.compare_digest(header.encode(), _basic_header(settings.webhook_user, settings.webhook_password)):
+        return True
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return False
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except ValueError:
+        return False
+    user, sep, password = decoded.partition(b":")
+    user_ok = hmac.compare_digest(user, settings.webhook_user.encode())
+    password_ok = hmac.compare_digest(password, settings.webhook_password.encode())
+    return bool(sep) and user_ok and password_ok
+
+
+# What the webhook takes (docs/security.md, "Hostile clients"). Chargebee posts `application/json`;
+# a `charset` parameter is taken when it says UTF-8 (the body is decoded as UTF-8 whatever it says),
+# other parameters are ignored. Anything else, a missing Content-Type included, gets 415, as does a
+# body in any Content-Encoding but identity: the reactor decodes no compression (a gzip body would
+# otherwise be refused as "not UTF-8", and decompressing would undo the 1 MiB body limit).
+JSON_MEDIA_TYPE = "application/json"
+UTF8_CHARSETS = frozenset({"utf-8", "utf8"})
+
+
+def unsupported_media(content_type: str | None, content_encoding: str | None) -> str | None:
+    """Why a body with these headers is not taken (answered 415), or None when it is."""
+    if content_encoding:
+        codings = [c.strip().lower() for c in content_encoding.split(",")]
+        if any(c not in ("identity", "") for c in codings):
+            shown = content_encoding.strip()[:40]
+            return f"Content-Encoding {shown!r} is not accepted: send the body uncompressed (identity)"
+    if content_type == JSON_MEDIA_TYPE:  # what Chargebee sends: no parsing
+        return None
+    media_type, _, params = (content_type or "").partition(";")
+    if media_type.strip().lower() != JSON_MEDIA_TYPE:
+        shown = (content_type or "").strip()[:60]
+        got = f"got {shown!r}" if shown else "got none"
+        return f"Content-Type must be application/json (a Chargebee event); {got}"
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in UTF8_CHARSETS:
+            return f"charset {value.strip()[:20]!r} is not accepted: the body must be UTF-8"
+    return None
+
+
+@webhooks.post("/webhooks/chargebee")
+def receive() -> Response:
+    started = time.perf_counter()
+    settings: Settings = current_app.config["REACTOR_SETTINGS"]
+    store: EventStore = current_app.extensions["reactor.ingest.events"]
+    guard: WebhookGuard = current_app.extensions["reactor.ingest.guard"]
+    refusal = guard.screen(request.remote_addr)
+    if refusal is not None:
+        EVENTS.labels("unknown", refusal.error).inc()
+        extra = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
+        return error_response(refusal.status, refusal.error, refusal.message, **extra)
+    if not _authorized(settings):
+        refusal = guard.failed(request.remote_addr)
+        if refusal is not None:
+            EVENTS.labels("unknown", refusal.error).inc()
+            return error_response(refusal.status, refusal.error, refusal.message, Retry_After=str(refusal.retry_after))
+        EVENTS.labels("unknown", "unauthorized").inc()
+        return error_response(401, "unauthorized", "missing or wrong Basic-auth credentials", WWW_Authenticate=REALM)
+    refused_media = unsupported_media(request.headers.get("Content-Type"), request.headers.get("Content-Encoding"))
+    if refused_media is not None:
+        EVENTS.labels("unknown", "unsupported_media").inc()
+        return error_response(415, "unsupported_media_type", refused_media, Accept_Encoding="identity")
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
+        EVENTS.labels("unknown", "too_large").inc()
+        return error_response(
+            413, "too_large", f"body of {length} bytes exceeds the limit of {settings.max_body_bytes}"
+        )
+    # A chunked body has no Content-Length: the stream is cut one byte past the limit, so a body
+    # that reaches that byte was longer than allowed.
+    body = request.get_data(cache=False)
+    if len(body) > settings.max_body_bytes:
+        EVENTS.labels("unknown", "too_large").inc()
+        return error_response(413, "too_large", f"body exceeds the limit of {settings.max_body_bytes} bytes")
+    try:
+        event = parse_event(body)
+    except EnvelopeError as exc:
+        EVENTS.labels("unknown", "rejected").inc()
+        log.warning("webhook rejected: %s", exc)
+        return error_response(400, "bad_event", str(exc))
+    try:
+        accepted = store.accept(event, EVALUATE_JOB)
+    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
+        EVENTS.labels(event.event_type, "unavailable").inc()
+        log.error("redis unavailable, answering 503: %s", exc, extra={"event_id": event.id})
+        return error_response(503, "unavailable", "storage is unavailable; retry later", Retry_After="120")
+    EVENTS.labels(event.event_type, accepted.outcome).inc()
+    WEBHOOK_LATENCY.observe(time.perf_counter() - started)
+    log.info(
+        "event %s %s",
+        event.event_type,
+        accepted.outcome,
+        extra={"event_id": event.id, "invoice_id": event.invoice_id},
+    )
+    return jsonify({"status": accepted.outcome, "event_id": event.id})
