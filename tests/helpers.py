@@ -113,6 +113,27 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live processes of a process group (zombies, already dead, left out)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(stat.parent.name))
+    return members
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
+    """Poll until predicate() is truthy; False on timeout (for teardown, which must not fail)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 class WorkerProcess:
     """`reactor worker` as a real process, its output in a log file for failure messages."""
 
@@ -139,10 +160,21 @@ class WorkerProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
+        """Stop the worker as a deploy does (SIGTERM), then whatever is left of its process group.
+
+        RQ's scheduler is a forked child in the worker's group. A SIGTERM that lands while the worker
+        is still starting can end the worker before it stops the scheduler, and that orphan would go
+        on renewing `rq:scheduler-lock:*` in the next test's Redis; so the group must be empty before
+        the test is over."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            if wait_until(lambda: not group_members(self.proc.pid), timeout=10):
+                break
         self.log.close()
