@@ -1,6 +1,6 @@
 """`when:` conditions: validated from YAML nodes and compiled into predicate closures.
 
-Each condition becomes a Condition whose `test(ctx)` is a closure built once at load time, with
+Each condition becomes a Condition whose `test(subject)` is a closure built once at load time, with
 the field path pre-split, the regex compiled and money thresholds pre-scaled to minor units, so
 deciding an event is only dict lookups and comparisons. The tree keeps positions and the values
 as written so `explain` can show ops every comparison. The hottest leaf closures also carry a
@@ -22,7 +22,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import operators as ops
-from .fields import CONTENT_ROOTS, DAYS_OVERDUE, MISSING, Context, FieldRef, did_you_mean, parse_field
+from .fields import CONTENT_ROOTS, DAYS_OVERDUE, MISSING, FieldRef, Subject, did_you_mean, parse_field
 from .money import ZERO_DECIMAL_CURRENCIES, MoneyThreshold
 from .problems import Problems
 from .yamlnodes import describe, mapping_items, position
@@ -31,7 +31,7 @@ COMBINATORS = ("all", "any", "not")
 MAX_DEPTH = 32
 MAX_CONDITIONS = 5000
 
-Test = Callable[[Context], bool]
+Test = Callable[[Subject], bool]
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (TypeError, ValueError, ArithmeticError)
 """What a comparison may raise on data of an unexpected shape (text against a number, a Decimal
@@ -51,7 +51,7 @@ class Condition:
     operator: str | None = None
     expected: Any = None  # the operand as written (str, number, list, MoneyThreshold ...)
     expected_text: str = ""
-    read: Callable[[Context], Any] | None = None
+    read: Callable[[Subject], Any] | None = None
     days_points: tuple[Any, ...] = ()  # numbers a days_overdue comparison turns on (for timing)
 
     def top_level_tests(self) -> tuple[Test, ...]:
@@ -72,12 +72,12 @@ def all_of(tests: list[Test]) -> Test:
         return tests[0]
     if len(tests) == 2:
         first, second = tests
-        return lambda ctx: first(ctx) and second(ctx)
+        return lambda subject: first(subject) and second(subject)
     frozen = tuple(tests)
 
-    def test(ctx: Context) -> bool:
+    def test(subject: Subject) -> bool:
         for one in frozen:  # noqa: SIM110 - a plain loop beats all(<genexpr>) on the hot path
-            if not one(ctx):
+            if not one(subject):
                 return False
         return True
 
@@ -87,9 +87,9 @@ def all_of(tests: list[Test]) -> Test:
 def any_of(tests: list[Test]) -> Test:
     frozen = tuple(tests)
 
-    def test(ctx: Context) -> bool:
+    def test(subject: Subject) -> bool:
         for one in frozen:  # noqa: SIM110 - a plain loop beats any(<genexpr>) on the hot path
-            if one(ctx):
+            if one(subject):
                 return True
         return False
 
@@ -97,7 +97,7 @@ def any_of(tests: list[Test]) -> Test:
 
 
 def _negate(inner: Test) -> Test:
-    return lambda ctx: not inner(ctx)
+    return lambda subject: not inner(subject)
 
 
 class ConditionCompiler:
@@ -253,11 +253,11 @@ class ConditionCompiler:
         )
 
 
-def _leaf_test(field: FieldRef, read: Callable[[Context], Any], compiled: ops.Compiled) -> Test:
+def _leaf_test(field: FieldRef, read: Callable[[Subject], Any], compiled: ops.Compiled) -> Test:
     check = compiled.check
     if compiled.exists is not None:
         want = compiled.exists
-        exists = lambda ctx: (read(ctx) is not MISSING) is want  # noqa: E731
+        exists = lambda subject: (read(subject) is not MISSING) is want  # noqa: E731
         if field.root in CONTENT_ROOTS and len(field.rest) == 1:
             exists.inline = ("exists", field.root, field.rest[0], want)  # type: ignore[attr-defined]
         return exists
@@ -277,8 +277,8 @@ def _leaf_test(field: FieldRef, read: Callable[[Context], Any], compiled: ops.Co
             text_test.inline = ("nested_text", field.root, field.rest, *compiled.text_test)  # type: ignore[attr-defined]
         return text_test
 
-    def test(ctx: Context) -> bool:
-        value = read(ctx)
+    def test(subject: Subject) -> bool:
+        value = read(subject)
         if value is MISSING:
             return False
         try:
@@ -289,14 +289,14 @@ def _leaf_test(field: FieldRef, read: Callable[[Context], Any], compiled: ops.Co
     return test
 
 
-def _money_test(field: FieldRef, read: Callable[[Context], Any], check: Callable[..., bool]) -> Test:
+def _money_test(field: FieldRef, read: Callable[[Subject], Any], check: Callable[..., bool]) -> Test:
     currency_of = field.currency
 
-    def money_test(ctx: Context) -> bool:
-        value = read(ctx)
+    def money_test(subject: Subject) -> bool:
+        value = read(subject)
         if value.__class__ is not int:
             return False
-        currency = currency_of(ctx)
+        currency = currency_of(subject)
         if currency is None:
             return False
         try:
@@ -309,7 +309,7 @@ def _money_test(field: FieldRef, read: Callable[[Context], Any], check: Callable
 
 def _money_field_test(
     field: FieldRef,
-    read: Callable[[Context], Any],
+    read: Callable[[Subject], Any],
     check: Callable[..., bool],
     compare: Callable[[Any, Any], bool],
     threshold: MoneyThreshold,
@@ -329,16 +329,16 @@ def _money_field_test(
     get = bounds.get
     slow = _money_test(field, read, check)
 
-    def test(ctx: Context) -> bool:
-        resource = ctx.content.get(root)
+    def test(subject: Subject) -> bool:
+        resource = subject.content.get(root)
         if resource.__class__ is not dict:
-            return slow(ctx)
+            return slow(subject)
         value = resource.get(key)
         if value.__class__ is not int:
             return False
         currency = resource.get("currency_code")
         if currency.__class__ is not str or not currency.isupper():
-            currency = currency_of(ctx)
+            currency = currency_of(subject)
             if currency is None:
                 return False
         bound = get(currency, default)
@@ -351,34 +351,34 @@ def _money_field_test(
 def _days_test(compare: Callable[[Any, Any], bool], bound: Any) -> Test:
     """`days_overdue: {gte: 90}`: the day count is an int computed once per event, or MISSING."""
 
-    def test(ctx: Context) -> bool:
-        days = ctx.days_overdue()
+    def test(subject: Subject) -> bool:
+        days = subject.days_overdue()
         return days is not MISSING and compare(days, bound)
 
     test.inline = ("days", compare, bound)  # type: ignore[attr-defined]
     return test
 
 
-def _text_test(read: Callable[[Context], Any], op: str, operand: Any) -> Test:
+def _text_test(read: Callable[[Subject], Any], op: str, operand: Any) -> Test:
     """Text comparisons on deeper paths (`invoice.billing_address.country: {in: [...]}`)."""
     if op == "eq":
-        return lambda ctx: (value := read(ctx)).__class__ is str and value == operand
+        return lambda subject: (value := read(subject)).__class__ is str and value == operand
     if op == "in":
-        return lambda ctx: (value := read(ctx)).__class__ is str and value in operand
-    return lambda ctx: (value := read(ctx)).__class__ is str and value.startswith(operand)
+        return lambda subject: (value := read(subject)).__class__ is str and value in operand
+    return lambda subject: (value := read(subject)).__class__ is str and value.startswith(operand)
 
 
-def _resource_field_test(root: str, key: str, read: Callable[[Context], Any], check: Callable[[Any], bool]) -> Test:
+def _resource_field_test(root: str, key: str, read: Callable[[Subject], Any], check: Callable[[Any], bool]) -> Test:
     """`invoice.status`-style leaves with the read inlined: the hot path of most rule files."""
 
-    def test(ctx: Context) -> bool:
-        resource = ctx.content.get(root)
+    def test(subject: Subject) -> bool:
+        resource = subject.content.get(root)
         if resource.__class__ is dict:
             value = resource.get(key)
             if value is None:
                 return False
         else:
-            value = read(ctx)
+            value = read(subject)
             if value is MISSING:
                 return False
         try:
@@ -389,30 +389,30 @@ def _resource_field_test(root: str, key: str, read: Callable[[Context], Any], ch
     return test
 
 
-def _text_field_test(root: str, key: str, read: Callable[[Context], Any], op: str, operand: Any) -> Test:
+def _text_field_test(root: str, key: str, read: Callable[[Subject], Any], op: str, operand: Any) -> Test:
     """Fully inlined text comparisons (eq, in, starts_with): one call per condition.
 
     Nothing here can raise: a missing value is None or MISSING, neither of which is a str.
     """
     if op == "eq":
 
-        def test(ctx: Context) -> bool:
-            resource = ctx.content.get(root)
-            value = resource.get(key) if resource.__class__ is dict else read(ctx)
+        def test(subject: Subject) -> bool:
+            resource = subject.content.get(root)
+            value = resource.get(key) if resource.__class__ is dict else read(subject)
             return value.__class__ is str and value == operand
 
     elif op == "in":
 
-        def test(ctx: Context) -> bool:
-            resource = ctx.content.get(root)
-            value = resource.get(key) if resource.__class__ is dict else read(ctx)
+        def test(subject: Subject) -> bool:
+            resource = subject.content.get(root)
+            value = resource.get(key) if resource.__class__ is dict else read(subject)
             return value.__class__ is str and value in operand
 
     else:
 
-        def test(ctx: Context) -> bool:
-            resource = ctx.content.get(root)
-            value = resource.get(key) if resource.__class__ is dict else read(ctx)
+        def test(subject: Subject) -> bool:
+            resource = subject.content.get(root)
+            value = resource.get(key) if resource.__class__ is dict else read(subject)
             return value.__class__ is str and value.startswith(operand)
 
     test.inline = ("text", root, key, op, operand)  # type: ignore[attr-defined]

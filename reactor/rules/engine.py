@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from . import comments
-from .fields import MISSING, Context, check_now
+from .fields import MISSING, Subject, check_now
 from .model import Decision, Rule, RuleSet
 from .money import to_major
 from .plan import rule_plan
@@ -29,15 +29,15 @@ WRITABLE_STATUSES = frozenset({"payment_due", "posted", "not_paid"})
 def decide(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> Decision:
     """The Decision for one Chargebee event; never raises on odd event data."""
     check_now(now)
-    ctx = Context(event, now)
-    rule = first_match(ruleset, ctx)
-    return conclude(ruleset, rule, ctx)
+    subject = Subject(event, now)
+    rule = first_match(ruleset, subject)
+    return conclude(ruleset, rule, subject)
 
 
-def first_match(ruleset: RuleSet, ctx: Context) -> Rule | None:
+def first_match(ruleset: RuleSet, subject: Subject) -> Rule | None:
     """The deciding rule, or None. Tries, in file order, only the rules that the event's type and
     guard values leave possible (see plan.py); the result is that of trying every rule."""
-    return rule_plan(ruleset).match(ctx)
+    return rule_plan(ruleset).match(subject)
 
 
 def _record(ruleset: RuleSet, invoice: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,11 +105,11 @@ def _decision(record: dict[str, Any]) -> Decision:
     return decision
 
 
-def conclude(ruleset: RuleSet, rule: Rule | None, ctx: Context) -> Decision:
+def conclude(ruleset: RuleSet, rule: Rule | None, subject: Subject) -> Decision:
     """Turn the deciding rule (or none) into a Decision, applying the write-off guardrails."""
-    invoice = ctx.content.get("invoice")
+    invoice = subject.content.get("invoice")
     if invoice.__class__ is not dict:
-        invoice = ctx.invoice
+        invoice = subject.invoice
     record = _record(ruleset, invoice)
     if rule is None:
         return _decision(record)
@@ -118,14 +118,14 @@ def conclude(ruleset: RuleSet, rule: Rule | None, ctx: Context) -> Decision:
     if rule.action == "skip":
         record["action"] = "skip"
         return _decision(record)
-    blocked = _guardrail(ruleset, record, invoice) or _safety(rule, invoice, ctx.now_ts)
+    blocked = _guardrail(ruleset, record, invoice) or _safety(rule, invoice, subject.now_ts)
     if blocked is not None:
         record["action"] = "skip"
         record["blocked_by"], why = blocked
         record["reason"] = f"{matched} but {why}"
         return _decision(record)
     record["action"] = "write_off"
-    record["comment"] = comments.render(rule.comment, _comment_values(rule, ctx, record))
+    record["comment"] = comments.render(rule.comment, _comment_values(rule, subject, record))
     return _decision(record)
 
 
@@ -177,9 +177,9 @@ COLLECTING_BLOCK = "collecting"
 """`Decision.blocked_by` when Chargebee is still collecting the invoice."""
 
 
-def _comment_values(rule: Rule, ctx: Context, record: dict[str, Any]) -> dict[str, str]:
+def _comment_values(rule: Rule, subject: Subject, record: dict[str, Any]) -> dict[str, str]:
     """The placeholders the rule's comment uses (only those: most comments name two or three)."""
-    return {name: _PLACEHOLDER_VALUES[name](rule, ctx, record) for name in _placeholders(rule.comment)}
+    return {name: _PLACEHOLDER_VALUES[name](rule, subject, record) for name in _placeholders(rule.comment)}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -189,16 +189,16 @@ def _placeholders(template: str | None) -> tuple[str, ...]:
     return tuple({name: None for _, name, _, _ in parsed if name in _PLACEHOLDER_VALUES})
 
 
-def _customer_id(ctx: Context) -> str:
-    customer_id = ctx.invoice.get("customer_id")
+def _customer_id(subject: Subject) -> str:
+    customer_id = subject.invoice.get("customer_id")
     if not isinstance(customer_id, str):
-        customer = ctx.content.get("customer")
+        customer = subject.content.get("customer")
         customer_id = customer.get("id") if isinstance(customer, Mapping) else None
     return customer_id if isinstance(customer_id, str) else "?"
 
 
-def _days_text(ctx: Context) -> str:
-    days = ctx.days_overdue()
+def _days_text(subject: Subject) -> str:
+    days = subject.days_overdue()
     return "?" if days is MISSING else str(days)
 
 
@@ -207,12 +207,12 @@ def _amount_text(record: dict[str, Any]) -> str:
     return "?" if major is None else str(major)
 
 
-_PLACEHOLDER_VALUES: dict[str, Callable[[Rule, Context, dict[str, Any]], str]] = {
-    "rule": lambda rule, ctx, record: rule.name,
-    "invoice_id": lambda rule, ctx, record: record["invoice_id"] or "?",
-    "customer_id": lambda rule, ctx, record: _customer_id(ctx),
-    "amount_due": lambda rule, ctx, record: _amount_text(record),
-    "currency": lambda rule, ctx, record: record["currency"] or "?",
-    "days_overdue": lambda rule, ctx, record: _days_text(ctx),
-    "event_type": lambda rule, ctx, record: ctx.event_type if isinstance(ctx.event_type, str) else "?",
+_PLACEHOLDER_VALUES: dict[str, Callable[[Rule, Subject, dict[str, Any]], str]] = {
+    "rule": lambda rule, subject, record: rule.name,
+    "invoice_id": lambda rule, subject, record: record["invoice_id"] or "?",
+    "customer_id": lambda rule, subject, record: _customer_id(subject),
+    "amount_due": lambda rule, subject, record: _amount_text(record),
+    "currency": lambda rule, subject, record: record["currency"] or "?",
+    "days_overdue": lambda rule, subject, record: _days_text(subject),
+    "event_type": lambda rule, subject, record: subject.event_type if isinstance(subject.event_type, str) else "?",
 }

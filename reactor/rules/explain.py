@@ -18,7 +18,7 @@ from rich.tree import Tree
 
 from .conditions import Condition
 from .engine import decide
-from .fields import MISSING, Context, check_now
+from .fields import MISSING, Subject, check_now
 from .model import Decision, RuleSet
 from .money import MoneyThreshold, to_major
 from .operators import MAX_MATCH_TEXT
@@ -72,11 +72,11 @@ def explain(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> Explan
     """Every rule in order with every condition's expected and actual value, plus the Decision."""
     check_now(now)
     decision = decide(ruleset, event, now)
-    ctx = Context(event, now)
+    subject = Subject(event, now)
     traces = []
     for rule in ruleset.rules:
-        when = trace_condition(rule.condition, ctx)
-        skipped = not rule.applies_to(ctx.event_type)
+        when = trace_condition(rule.condition, subject)
+        skipped = not rule.applies_to(subject.event_type)
         traces.append(
             RuleTrace(
                 name=rule.name,
@@ -89,10 +89,10 @@ def explain(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> Explan
                 when=when,
             )
         )
-    event_id = ctx.event.get("id")
+    event_id = subject.event.get("id")
     return Explanation(
         event_id=event_id if isinstance(event_id, str) else None,
-        event_type=ctx.event_type if isinstance(ctx.event_type, str) else None,
+        event_type=subject.event_type if isinstance(subject.event_type, str) else None,
         now=now,
         rules_version=ruleset.version,
         mode=ruleset.mode,
@@ -101,18 +101,18 @@ def explain(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> Explan
     )
 
 
-def trace_condition(cond: Condition, ctx: Context) -> ConditionTrace:
+def trace_condition(cond: Condition, subject: Subject) -> ConditionTrace:
     """Evaluate `cond` and all its children without short-circuit."""
     if cond.kind != "field":
-        children = tuple(trace_condition(child, ctx) for child in cond.children)
-        return ConditionTrace(cond.kind, cond.test(ctx), cond.line, children=children)
+        children = tuple(trace_condition(child, subject) for child in cond.children)
+        return ConditionTrace(cond.kind, cond.test(subject), cond.line, children=children)
     assert cond.field is not None and cond.read is not None
-    raw = cond.read(ctx)
+    raw = cond.read(subject)
     actual, note = raw, None
     if raw is MISSING:
         note = "the field is missing or null"
     elif cond.field.is_money and cond.operator != "exists":
-        actual, note = _money_actual(cond, raw, ctx)
+        actual, note = _money_actual(cond, raw, subject)
     elif cond.operator == "matches" and isinstance(raw, str) and len(raw) > MAX_MATCH_TEXT:
         note = f"the text is longer than {MAX_MATCH_TEXT} characters, which `matches` never matches"
     if raw is MISSING:
@@ -123,7 +123,7 @@ def trace_condition(cond: Condition, ctx: Context) -> ConditionTrace:
         text = str(actual)
     return ConditionTrace(
         "field",
-        cond.test(ctx),
+        cond.test(subject),
         cond.line,
         field=cond.field.path,
         operator=cond.operator,
@@ -134,11 +134,11 @@ def trace_condition(cond: Condition, ctx: Context) -> ConditionTrace:
     )
 
 
-def _money_actual(cond: Condition, raw: Any, ctx: Context) -> tuple[Any, str | None]:
+def _money_actual(cond: Condition, raw: Any, subject: Subject) -> tuple[Any, str | None]:
     assert cond.field is not None
     if type(raw) is not int:
         return raw, "not an integer amount in minor units"
-    currency = cond.field.currency(ctx)
+    currency = cond.field.currency(subject)
     if currency is None:
         return raw, "no currency_code, so the amount cannot be read"
     actual = f"{to_major(raw, currency)} {currency}"

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from .conditions import Condition
-from .fields import CONTENT_ROOTS, Context
+from .fields import CONTENT_ROOTS, Subject
 from .model import Rule, RuleSet
 
 FETCHABLE_ROOTS: dict[str, str] = {"customer": "customer_id", "subscription": "subscription_id"}
@@ -48,18 +48,18 @@ def roots_read(condition: Condition) -> frozenset[str]:
     )
 
 
-def kleene(condition: Condition, ctx: Context, unknown: frozenset[str]) -> Verdict:
+def kleene(condition: Condition, subject: Subject, unknown: frozenset[str]) -> Verdict:
     """The condition in three-valued logic: a leaf reading a resource in `unknown` is None."""
     kind = condition.kind
     if kind == "field":
         field = condition.field
         if field is not None and field.root in unknown:
             return None
-        return bool(condition.test(ctx))
+        return bool(condition.test(subject))
     if kind == "not":
-        inner = kleene(condition.children[0], ctx, unknown)
+        inner = kleene(condition.children[0], subject, unknown)
         return None if inner is None else not inner
-    verdicts = [kleene(child, ctx, unknown) for child in condition.children]
+    verdicts = [kleene(child, subject, unknown) for child in condition.children]
     if kind == "any":
         if True in verdicts:
             return True
@@ -79,13 +79,13 @@ class Step:
 
 def walk(ruleset: RuleSet, event: Mapping[str, Any], now: datetime, unknown: Iterable[str]) -> list[Step]:
     """The rules that can see the event, in file order, up to the first that certainly holds."""
-    ctx = Context(event, now)
+    subject = Subject(event, now)
     unknown_roots = frozenset(unknown)
     steps = []
     for rule in ruleset.rules:
-        if not rule.applies_to(ctx.event_type):
+        if not rule.applies_to(subject.event_type):
             continue
-        verdict = kleene(rule.condition, ctx, unknown_roots & roots_read(rule.condition))
+        verdict = kleene(rule.condition, subject, unknown_roots & roots_read(rule.condition))
         steps.append(Step(rule, verdict))
         if verdict is True:
             break

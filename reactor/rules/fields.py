@@ -74,11 +74,15 @@ CONTENT_ROOTS: frozenset[str] = frozenset(
 ALL_ROOTS: tuple[str, ...] = (*sorted(CONTENT_ROOTS), EVENT_ROOT, DAYS_OVERDUE)
 _DAY = 86400
 
-Getter = Callable[["Context"], Any]
+Getter = Callable[["Subject"], Any]
 
 
-class Context:
-    """One event being decided, plus `now`; `days_overdue` is computed once, on first use."""
+class Subject:
+    """What a decision is about, and all a rule's conditions read: one event, plus `now`.
+
+    Named for its role, the subject of a decision, so that it is not taken for the `Context` of a
+    job (reactor/jobs/context.py: Redis, settings, the Chargebee client), which a rule never sees.
+    `days_overdue` is computed once, on first use."""
 
     __slots__ = ("_days", "content", "event", "event_type", "now_ts")
 
@@ -140,31 +144,31 @@ class FieldRef:
         return self.rest[-1] if self.rest else self.root
 
     def getter(self) -> Getter:
-        """A closure reading this field from a Context, MISSING when absent or null."""
+        """A closure reading this field from a Subject, MISSING when absent or null."""
         if self.root == DAYS_OVERDUE:
-            return Context.days_overdue
+            return Subject.days_overdue
         if self.root == EVENT_ROOT:
-            return _walker(lambda ctx: ctx.event, self.rest)
+            return _walker(lambda subject: subject.event, self.rest)
         if len(self.rest) == 1:
             return _two_step(self.root, self.rest[0])
-        return _walker(lambda ctx: ctx.content, (self.root, *self.rest))
+        return _walker(lambda subject: subject.content, (self.root, *self.rest))
 
-    def currency(self, ctx: Context) -> str | None:
+    def currency(self, subject: Subject) -> str | None:
         """The currency a money field is in: its resource's currency_code, else the invoice's."""
-        resource = ctx.content.get(self.root)
+        resource = subject.content.get(self.root)
         if isinstance(resource, Mapping):
             code = resource.get("currency_code")
             if isinstance(code, str):
                 return code.upper()  # Chargebee sends ISO codes in capitals; thresholds are keyed so
-        code = ctx.invoice.get("currency_code")
+        code = subject.invoice.get("currency_code")
         return code.upper() if isinstance(code, str) else None
 
 
 def _two_step(root: str, key: str) -> Getter:
     """The common `invoice.status` case, written out for speed."""
 
-    def get(ctx: Context) -> Any:
-        resource = ctx.content.get(root)
+    def get(subject: Subject) -> Any:
+        resource = subject.content.get(root)
         if resource.__class__ is dict or isinstance(resource, Mapping):
             value = resource.get(key)
             return MISSING if value is None else value
@@ -173,11 +177,11 @@ def _two_step(root: str, key: str) -> Getter:
     return get
 
 
-def _walker(start: Callable[[Context], Any], keys: tuple[str, ...]) -> Getter:
+def _walker(start: Callable[[Subject], Any], keys: tuple[str, ...]) -> Getter:
     steps = tuple((key, int(key) if key.isdigit() else None) for key in keys)
 
-    def get(ctx: Context) -> Any:
-        current = start(ctx)
+    def get(subject: Subject) -> Any:
+        current = start(subject)
         for key, index in steps:
             if current.__class__ is dict or isinstance(current, Mapping):
                 current = current.get(key)

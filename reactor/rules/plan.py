@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .conditions import Condition, Test
-from .fields import CONTENT_ROOTS, DAYS_OVERDUE, MISSING, Context
+from .fields import CONTENT_ROOTS, DAYS_OVERDUE, MISSING, Subject
 from .model import Rule, RuleSet
 
 Plan = tuple[tuple[tuple[Test, ...], Rule], ...]
@@ -53,13 +53,13 @@ class Selection:
         self.uses = 0
         self.match: Matcher = self._loop
 
-    def _loop(self, ctx: Any) -> Rule | None:
+    def _loop(self, subject: Any) -> Rule | None:
         self.uses += 1
         if self.uses == COMPILE_AFTER:
             self.match = compile_matcher(self.plan)
         for tests, rule in self.plan:
             for test in tests:
-                if not test(ctx):
+                if not test(subject):
                     break
             else:
                 return rule
@@ -95,11 +95,11 @@ def _write_matcher(plan: Plan, inline: bool, fallback: Matcher | None = None) ->
             expression = inline_expression(test, names) if inline else None
             if expression is None:
                 namespace[f"t{i}_{j}"] = test
-                expression = f"t{i}_{j}(ctx)"
+                expression = f"t{i}_{j}(subject)"
             parts.append(expression)
         body.append(f"    if {' and '.join(parts)}:\n        return r{i}")
     body.append("    return None")
-    lines = ["def match(ctx):", *(names.prologue("fallback") if inline else []), *body]
+    lines = ["def match(subject):", *(names.prologue("fallback") if inline else []), *body]
     exec("\n".join(lines), namespace)  # source built from positions only, see above
     match: Matcher = namespace["match"]
     match.source = "\n".join(lines)  # type: ignore[attr-defined]
@@ -143,7 +143,7 @@ def inline_expression(test: Test, names: InlineNames) -> str | None:
         outer, inner = key
         closure, mapping = names.const(test), f"(a := {names.resource(root)}.get({names.const(outer)}))"
         value = f"(v := a.get({names.const(inner)}))"
-        return f"({closure}(ctx) if {mapping}.__class__ is not dict else ({value}.__class__ is str and {compare}))"
+        return f"({closure}(subject) if {mapping}.__class__ is not dict else ({value}.__class__ is str and {compare}))"
     if spec[0] == "is":  # `customer.cf_dispute_open: true`: the value must be that very bool
         _, root, key, expected = spec
         return f"({names.resource(root)}.get({names.const(key)}) is {names.const(expected)})"
@@ -176,7 +176,7 @@ class InlineNames:
         self.resources: dict[str, str] = {}
         self.currencies: dict[str, str] = {}
         self.uses_days = False
-        namespace.update(MISSING=MISSING, days_overdue=Context.days_overdue)
+        namespace.update(MISSING=MISSING, days_overdue=Subject.days_overdue)
 
     def const(self, value: Any) -> str:
         name = f"c{len(self.namespace)}"
@@ -195,7 +195,7 @@ class InlineNames:
 
     def prologue(self, fallback: str) -> list[str]:
         """Lines reading the resources once; any other shape takes the closure-calling `fallback`."""
-        lines = ["    content = ctx.content"]
+        lines = ["    content = subject.content"]
         checks = []
         for root, name in self.resources.items():
             lines.append(f"    {name} = content.get({self.const(root)})")
@@ -205,9 +205,9 @@ class InlineNames:
             lines.append(f"    {name} = {resource}.get('currency_code') if {resource}.__class__ is dict else None")
             checks.append(f"{name}.__class__ is not str or not {name}.isupper()")
         if checks:
-            lines.append(f"    if {' or '.join(checks)}:\n        return {fallback}(ctx)")
+            lines.append(f"    if {' or '.join(checks)}:\n        return {fallback}(subject)")
         if self.uses_days:
-            lines.append("    days = days_overdue(ctx)")
+            lines.append("    days = days_overdue(subject)")
         return lines
 
 
@@ -274,19 +274,19 @@ class TypePlan:
         self._cache: dict[tuple[str | None, ...], Selection] = {}
         self._all = Selection(self.rules)
 
-    def select(self, ctx: Any) -> Plan:
+    def select(self, subject: Any) -> Plan:
         """(tests, rule) for the rules that the event's guard values do not rule out, in file order."""
-        return self.selection(ctx).plan
+        return self.selection(subject).plan
 
-    def selection(self, ctx: Any) -> Selection:
+    def selection(self, subject: Any) -> Selection:
         """Those rules, with the function that tries them in file order."""
         if not self.guards:
             return self._all
         key = []
-        content = ctx.content
+        content = subject.content
         for root, name, read, known in self._guard_reads:
             resource = content.get(root)  # `invoice.currency_code` read inline, other paths by `read`
-            value = resource.get(name) if resource.__class__ is dict and name is not None else read(ctx)
+            value = resource.get(name) if resource.__class__ is dict and name is not None else read(subject)
             key.append(value if value.__class__ is str and value in known else None)
         values = tuple(key)
         selected = self._cache.get(values)
@@ -315,12 +315,12 @@ class RulePlan:
         }
         self.default = TypePlan([(tests, rule) for on, tests, rule in plan if on is None])
 
-    def select(self, ctx: Any) -> Plan:
-        return self.by_type.get(ctx.event_type, self.default).select(ctx)
+    def select(self, subject: Any) -> Plan:
+        return self.by_type.get(subject.event_type, self.default).select(subject)
 
-    def match(self, ctx: Any) -> Rule | None:
+    def match(self, subject: Any) -> Rule | None:
         """The first rule of the event's plan that holds, or None."""
-        return self.by_type.get(ctx.event_type, self.default).selection(ctx).match(ctx)
+        return self.by_type.get(subject.event_type, self.default).selection(subject).match(subject)
 
 
 def rule_plan(ruleset: RuleSet) -> RulePlan:

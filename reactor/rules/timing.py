@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from .fields import DAYS_OVERDUE, MISSING, Context, check_now
+from .fields import DAYS_OVERDUE, MISSING, Subject, check_now
 from .model import Rule, RuleSet
 
 _DAY = 86400
@@ -27,12 +27,12 @@ def earliest_match(rule: Rule, event: Mapping[str, Any], now: datetime) -> datet
     The caller must decide again at that moment on a fresh invoice (it may have been paid).
     """
     check_now(now)
-    ctx = Context(event, now)
-    if not rule.applies_to(ctx.event_type):
+    subject = Subject(event, now)
+    if not rule.applies_to(subject.event_type):
         return None
-    if rule.condition.test(ctx):
+    if rule.condition.test(subject):
         return now
-    current = ctx.days_overdue()
+    current = subject.days_overdue()
     if current is MISSING:
         return None
     points: set[int] = set()
@@ -41,9 +41,9 @@ def earliest_match(rule: Rule, event: Mapping[str, Any], now: datetime) -> datet
             for value in leaf.days_points:
                 low, high = math.floor(value), math.ceil(value)
                 points.update((low, low + 1, high, high + 1))
-    due = ctx.invoice["due_date"]
+    due = subject.invoice["due_date"]
     for days in sorted(p for p in points if p > current):
-        if rule.condition.test(Context(event, now, days_overdue=days)):
+        if rule.condition.test(Subject(event, now, days_overdue=days)):
             return datetime.fromtimestamp(due + days * _DAY, tz=timezone.utc)
     return None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reactor.rules import decide
 from reactor.rules.facts import kleene, missing_roots, needed_roots, roots_read, unresolved
-from reactor.rules.fields import Context
+from reactor.rules.fields import Subject
 
 from .helpers import DAY, NOW, event, invoice, rules
 
@@ -29,14 +29,14 @@ OLD_INVOICE = invoice(status="payment_due", dunning_status=..., amount_due=224, 
 
 def test_a_read_of_an_unknown_resource_is_unknown_and_combinators_follow_kleene() -> None:
     rule = rules(SHIPPED_SHAPE).rules[0]
-    ctx = Context(event(OLD_INVOICE, "invoice_updated"), NOW)
+    subject = Subject(event(OLD_INVOICE, "invoice_updated"), NOW)
     assert roots_read(rule.condition) == {"customer"}
-    assert kleene(rule.condition, ctx, frozenset({"customer"})) is None
-    ent = Context(event(invoice(customer_id="ent_1"), "invoice_updated"), NOW)
+    assert kleene(rule.condition, subject, frozenset({"customer"})) is None
+    ent = Subject(event(invoice(customer_id="ent_1"), "invoice_updated"), NOW)
     assert kleene(rule.condition, ent, frozenset({"customer"})) is True  # any: one certain branch is enough
     negated = rules("- name: n\n  when:\n    not: {customer.cf_segment: enterprise}\n  action: write_off\n")
-    assert kleene(negated.rules[0].condition, ctx, frozenset({"customer"})) is None
-    assert kleene(negated.rules[0].condition, ctx, frozenset()) is True  # two-valued: missing is false
+    assert kleene(negated.rules[0].condition, subject, frozenset({"customer"})) is None
+    assert kleene(negated.rules[0].condition, subject, frozenset()) is True  # two-valued: missing is false
 
 
 def test_the_customer_is_needed_only_when_a_write_off_rule_could_decide() -> None:

@@ -14,7 +14,7 @@ from rq.timeouts import JobTimeoutException
 
 from reactor.rules import decide
 from reactor.rules.conditions import Condition, _leaf_test, _money_test, _resource_field_test
-from reactor.rules.fields import Context, parse_field
+from reactor.rules.fields import Subject, parse_field
 from reactor.rules.model import Rule, RuleSet
 from reactor.rules.operators import Compiled
 from reactor.rules.plan import COMPILE_AFTER
@@ -44,7 +44,7 @@ def raising(exc: BaseException):
 
 @pytest.mark.parametrize("exc", UNEXPECTED, ids=lambda e: type(e).__name__)
 def test_a_leaf_propagates_what_it_did_not_expect(exc: BaseException) -> None:
-    ctx = Context(event(invoice(billing_address={"country": "US"})), NOW)
+    subject = Subject(event(invoice(billing_address={"country": "US"})), NOW)
     nested = parse_field("invoice.billing_address.country")
     flat = parse_field("invoice.status")
     money = parse_field("invoice.amount_due")
@@ -55,16 +55,16 @@ def test_a_leaf_propagates_what_it_did_not_expect(exc: BaseException) -> None:
     ]
     for test in tests:
         with pytest.raises(type(exc)):
-            test(ctx)
+            test(subject)
 
 
 @pytest.mark.parametrize("exc", [TypeError("str < int"), ValueError("odd"), OverflowError("int too large")])
 def test_a_leaf_reads_an_expected_error_as_false(exc: BaseException) -> None:
-    ctx = Context(event(invoice(billing_address={"country": "US"})), NOW)
+    subject = Subject(event(invoice(billing_address={"country": "US"})), NOW)
     nested = parse_field("invoice.billing_address.country")
     money = parse_field("invoice.amount_due")
-    assert _leaf_test(nested, nested.getter(), Compiled(raising(exc), "x", "x"))(ctx) is False
-    assert _money_test(money, money.getter(), raising(exc))(ctx) is False
+    assert _leaf_test(nested, nested.getter(), Compiled(raising(exc), "x", "x"))(subject) is False
+    assert _money_test(money, money.getter(), raising(exc))(subject) is False
 
 
 def protective_rule_that_raises(exc: BaseException) -> RuleSet:

@@ -10,7 +10,7 @@ from typing import Any
 
 from reactor.rules import parse_rules
 from reactor.rules.engine import first_match
-from reactor.rules.fields import Context
+from reactor.rules.fields import Subject
 from reactor.rules.plan import COMPILE_AFTER, compile_matcher, rule_plan
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -53,9 +53,9 @@ rules:
 """
 
 
-def _plain_first_match(ruleset: Any, ctx: Context) -> Any:
+def _plain_first_match(ruleset: Any, subject: Subject) -> Any:
     for on, tests, rule in ruleset.plan:
-        if (on is None or ctx.event_type in on) and all(test(ctx) for test in tests):
+        if (on is None or subject.event_type in on) and all(test(subject) for test in tests):
             return rule
     return None
 
@@ -73,11 +73,11 @@ def _event(customer: Any, country: Any, currency: Any, amount: Any, due_days_ago
     return {"event_type": "payment_failed", "content": {"invoice": invoice, "customer": customer}}
 
 
-def _compiled_first_match(ruleset: Any, ctx: Context, compiled: dict[int, Any]) -> Any:
-    selection = rule_plan(ruleset).by_type.get(ctx.event_type, rule_plan(ruleset).default).selection(ctx)
+def _compiled_first_match(ruleset: Any, subject: Subject, compiled: dict[int, Any]) -> Any:
+    selection = rule_plan(ruleset).by_type.get(subject.event_type, rule_plan(ruleset).default).selection(subject)
     if id(selection) not in compiled:
         compiled[id(selection)] = compile_matcher(selection.plan)
-    return compiled[id(selection)](ctx)
+    return compiled[id(selection)](subject)
 
 
 def test_generated_matchers_pick_the_rule_the_condition_closures_pick() -> None:
@@ -103,19 +103,19 @@ def test_generated_matchers_pick_the_rule_the_condition_closures_pick() -> None:
     compiled: dict[int, Any] = {}
     checked = 0
     for *fields, event_type in combos:
-        ctx = Context({**_event(*fields), "event_type": event_type}, NOW)
-        expected = _plain_first_match(ruleset, ctx)
-        assert _compiled_first_match(ruleset, ctx, compiled) is expected, (fields, event_type)
-        assert first_match(ruleset, ctx) is expected, (fields, event_type)
+        subject = Subject({**_event(*fields), "event_type": event_type}, NOW)
+        expected = _plain_first_match(ruleset, subject)
+        assert _compiled_first_match(ruleset, subject, compiled) is expected, (fields, event_type)
+        assert first_match(ruleset, subject) is expected, (fields, event_type)
         checked += 1
     assert checked == 8 * 5 * 5 * 5 * 3 * 2 * 2
 
 
 def test_a_plan_is_compiled_once_it_has_been_used_often() -> None:
     ruleset = parse_rules(RULES)
-    ctx = Context(_event({"id": "cus_1"}, {"country": "FR"}, "USD", 400, 45, "exhausted"), NOW)
-    selection = rule_plan(ruleset).by_type["payment_failed"].selection(ctx)
+    subject = Subject(_event({"id": "cus_1"}, {"country": "FR"}, "USD", 400, 45, "exhausted"), NOW)
+    selection = rule_plan(ruleset).by_type["payment_failed"].selection(subject)
     for _ in range(COMPILE_AFTER):
-        assert first_match(ruleset, ctx) is ruleset.rule("small-old-usd-eur")
+        assert first_match(ruleset, subject) is ruleset.rule("small-old-usd-eur")
     assert "days is not MISSING and days >=" in selection.match.source
     assert ".startswith(" in selection.match.source

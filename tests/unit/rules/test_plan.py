@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from reactor.rules import parse_rules
 from reactor.rules.engine import first_match
-from reactor.rules.fields import Context
+from reactor.rules.fields import Subject
 from reactor.rules.plan import rule_plan
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -47,9 +47,9 @@ rules:
 """
 
 
-def _plain_first_match(ruleset, ctx):  # type: ignore[no-untyped-def]
+def _plain_first_match(ruleset, subject):  # type: ignore[no-untyped-def]
     for on, tests, rule in ruleset.plan:
-        if (on is None or ctx.event_type in on) and all(test(ctx) for test in tests):
+        if (on is None or subject.event_type in on) and all(test(subject) for test in tests):
             return rule
     return None
 
@@ -75,8 +75,8 @@ def test_the_index_picks_the_rule_a_plain_loop_over_every_rule_picks() -> None:
     )
     checked = 0
     for combo in combos:
-        ctx = Context(_event(*combo), NOW)
-        assert first_match(ruleset, ctx) is _plain_first_match(ruleset, ctx), combo
+        subject = Subject(_event(*combo), NOW)
+        assert first_match(ruleset, subject) is _plain_first_match(ruleset, subject), combo
         checked += 1
     assert checked == 4 * 5 * 6 * 4 * 3
 
