@@ -146,6 +146,24 @@ def parse_event(body: bytes, *, now: float | None = None) -> Event:
     """Validate the envelope just enough to act on it safely; everything else is kept as sent.
 
     `now` (unix seconds, the time of receipt; the clock when None) bounds `resource_version`."""
+    data = _json_object(body)
+    event_id, event_type, content = _envelope(data)
+    _check_limits(data, content, time.time() if now is None else now)
+    return Event(id=event_id, event_type=event_type, content=content, raw=body)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, refused unless every consumer downstream can read it as sent."""
+    data = _strict_json(body)
+    _refuse_lone_surrogates(body, data)
+    if not isinstance(data, dict):
+        raise EnvelopeError(f"expected a JSON object (a Chargebee event), got {type(data).__name__}")
+    return data
+
+
+def _strict_json(body: bytes) -> Any:
+    """UTF-8 JSON as RFC 8259 has it: no NaN or Infinity, no number a double cannot hold; each way
+    Python's json can fail is answered with one sentence instead of a 500."""
     if not body:
         raise EnvelopeError("empty body: expected a Chargebee event as JSON")
     try:
@@ -153,7 +171,7 @@ def parse_event(body: bytes, *, now: float | None = None) -> Event:
     except UnicodeDecodeError as exc:
         raise EnvelopeError(f"body is not UTF-8 (byte {exc.start})") from None
     try:
-        data = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
     except EnvelopeError:
         raise
     except json.JSONDecodeError as exc:
@@ -162,20 +180,26 @@ def parse_event(body: bytes, *, now: float | None = None) -> Event:
         raise EnvelopeError("body is nested too deeply") from None
     except ValueError as exc:  # an integer longer than Python's int_max_str_digits (4300)
         raise EnvelopeError(f"body is not usable JSON: {str(exc)[:80]}") from None
-    # A \ud800-style escape decodes to a lone surrogate, which no UTF-8 consumer downstream (Redis
-    # keys, job descriptions, the audit stream, Chargebee's API) can encode. The strict UTF-8 decode
-    # above already refused surrogates sent as bytes, so only a body with such an escape is walked.
-    if _SURROGATE_ESCAPE.search(body):
-        try:
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            message = "body has an unpaired UTF-16 surrogate escape (e.g. \\ud800): not valid Unicode"
-            raise EnvelopeError(message) from None
-        except (RecursionError, ValueError):
-            raise EnvelopeError("body is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise EnvelopeError(f"expected a JSON object (a Chargebee event), got {type(data).__name__}")
 
+
+def _refuse_lone_surrogates(body: bytes, data: Any) -> None:
+    """A \\ud800-style escape decodes to a lone surrogate, which no UTF-8 consumer downstream (Redis
+    keys, job descriptions, the audit stream, Chargebee's API) can encode. The strict UTF-8 decode
+    already refused surrogates sent as bytes, so only a body with such an escape is walked."""
+    if not _SURROGATE_ESCAPE.search(body):
+        return
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        message = "body has an unpaired UTF-16 surrogate escape (e.g. \\ud800): not valid Unicode"
+        raise EnvelopeError(message) from None
+    except (RecursionError, ValueError):
+        raise EnvelopeError("body is nested too deeply") from None
+
+
+def _envelope(data: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """The event's id, type and content: what every event must carry for the reactor to store it,
+    enqueue it (the id names the job) and route it; an invoice, when there is one, must have an id."""
     event_id = data.get("id")
     if not isinstance(event_id, str) or not event_id.strip():
         raise EnvelopeError("missing field 'id': every Chargebee event has a string id")
@@ -199,8 +223,7 @@ def parse_event(body: bytes, *, now: float | None = None) -> Event:
         invoice_id = invoice.get("id")
         if not isinstance(invoice_id, str) or not invoice_id:
             raise EnvelopeError("content.invoice has no string 'id'")
-    _check_limits(data, content, time.time() if now is None else now)
-    return Event(id=event_id, event_type=event_type, content=content, raw=body)
+    return event_id, event_type, content
 
 
 def _check_limits(data: dict[str, Any], content: dict[str, Any], now: float) -> None:

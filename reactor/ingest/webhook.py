@@ -18,7 +18,7 @@ from prometheus_client import Counter, Histogram
 
 from ..config import Settings
 from ..keys import EVALUATE_JOB
-from .events import EnvelopeError, EventStore, parse_event
+from .events import EnvelopeError, Event, EventStore, parse_event
 from .guard import WebhookGuard
 
 log = logging.getLogger(__name__)
@@ -106,32 +106,17 @@ def unsupported_media(content_type: str | None, content_encoding: str | None) ->
 
 @webhooks.post("/webhooks/chargebee")
 def receive() -> Response:
+    """One delivery, checked in order: the client (address screen, then Basic auth), the headers (so
+    that a body they rule out is never read), the body; then the event is accepted."""
     started = time.perf_counter()
     settings: Settings = current_app.config["REACTOR_SETTINGS"]
     store: EventStore = current_app.extensions["reactor.ingest.events"]
     guard: WebhookGuard = current_app.extensions["reactor.ingest.guard"]
-    refusal = guard.screen(request.remote_addr)
-    if refusal is not None:
-        EVENTS.labels("unknown", refusal.error).inc()
-        extra = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
-        return error_response(refusal.status, refusal.error, refusal.message, **extra)
-    if not _authorized(settings):
-        refusal = guard.failed(request.remote_addr)
-        if refusal is not None:
-            EVENTS.labels("unknown", refusal.error).inc()
-            return error_response(refusal.status, refusal.error, refusal.message, Retry_After=str(refusal.retry_after))
-        EVENTS.labels("unknown", "unauthorized").inc()
-        return error_response(401, "unauthorized", "missing or wrong Basic-auth credentials", WWW_Authenticate=REALM)
-    refused_media = unsupported_media(request.headers.get("Content-Type"), request.headers.get("Content-Encoding"))
-    if refused_media is not None:
-        EVENTS.labels("unknown", "unsupported_media").inc()
-        return error_response(415, "unsupported_media_type", refused_media, Accept_Encoding="identity")
-    length = request.content_length
-    if length is not None and length > settings.max_body_bytes:
-        EVENTS.labels("unknown", "too_large").inc()
-        return error_response(
-            413, "too_large", f"body of {length} bytes exceeds the limit of {settings.max_body_bytes}"
-        )
+    refused = _refuse_client(settings, guard)
+    if refused is None:
+        refused = _refuse_headers(settings)
+    if refused is not None:
+        return refused
     # A chunked body has no Content-Length: the stream is cut one byte past the limit, so a body
     # that reaches that byte was longer than allowed.
     body = request.get_data(cache=False)
@@ -144,6 +129,46 @@ def receive() -> Response:
         EVENTS.labels("unknown", "rejected").inc()
         log.warning("webhook rejected: %s", exc)
         return error_response(400, "bad_event", str(exc))
+    return _accept(store, event, started)
+
+
+def _refuse_client(settings: Settings, guard: WebhookGuard) -> Response | None:
+    """The answer to a client that may not deliver (blocked address, failed-auth limit, wrong
+    credentials), or None to go on."""
+    refusal = guard.screen(request.remote_addr)
+    if refusal is not None:
+        EVENTS.labels("unknown", refusal.error).inc()
+        extra = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
+        return error_response(refusal.status, refusal.error, refusal.message, **extra)
+    if _authorized(settings):
+        return None
+    refusal = guard.failed(request.remote_addr)
+    if refusal is not None:
+        EVENTS.labels("unknown", refusal.error).inc()
+        return error_response(refusal.status, refusal.error, refusal.message, Retry_After=str(refusal.retry_after))
+    EVENTS.labels("unknown", "unauthorized").inc()
+    return error_response(401, "unauthorized", "missing or wrong Basic-auth credentials", WWW_Authenticate=REALM)
+
+
+def _refuse_headers(settings: Settings) -> Response | None:
+    """The answer to a body the headers already rule out (media type, encoding, a declared length
+    over the limit) before a byte of it is read, or None to go on."""
+    refused_media = unsupported_media(request.headers.get("Content-Type"), request.headers.get("Content-Encoding"))
+    if refused_media is not None:
+        EVENTS.labels("unknown", "unsupported_media").inc()
+        return error_response(415, "unsupported_media_type", refused_media, Accept_Encoding="identity")
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
+        EVENTS.labels("unknown", "too_large").inc()
+        return error_response(
+            413, "too_large", f"body of {length} bytes exceeds the limit of {settings.max_body_bytes}"
+        )
+    return None
+
+
+def _accept(store: EventStore, event: Event, started: float) -> Response:
+    """Dedupe, store and enqueue in one Redis transaction; Redis unreachable answers 503 so that
+    Chargebee keeps the event and retries it."""
     try:
         accepted = store.accept(event, EVALUATE_JOB)
     except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
