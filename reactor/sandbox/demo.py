@@ -95,13 +95,30 @@ def seed_demo(state: SandboxState, now: int | None = None) -> list[dict[str, Any
 def demo_payment_failed_event(invoice: dict[str, Any], occurred_at: int | None = None) -> dict[str, Any]:
     """The `payment_failed` event Chargebee sends on the last dunning attempt (dunning_status exhausted)."""
     occurred_at = int(time.time()) if occurred_at is None else occurred_at
+    customer_id = invoice["customer_id"]
+    return {
+        "id": f"ev_demo_payment_failed_{invoice['id'].rsplit('_', 1)[-1]}",
+        "occurred_at": occurred_at,
+        "source": "scheduled_job",
+        "object": "event",
+        "api_version": "v2",
+        "event_type": "payment_failed",
+        "webhook_status": "scheduled",
+        "content": {
+            "transaction": _failed_transaction(invoice, occurred_at),
+            "invoice": invoice,
+            "customer": _demo_customer(invoice),
+            "subscription": _demo_subscription(invoice),
+            "card": _demo_card(customer_id),
+        },
+    }
+
+
+def _failed_transaction(invoice: dict[str, Any], occurred_at: int) -> dict[str, Any]:
+    """The declined card payment of the last dunning attempt, linked to the invoice."""
     last = invoice["dunning_attempts"][-1] if invoice.get("dunning_attempts") else {}
-    customer_id, sub_id, amount = (
-        invoice["customer_id"],
-        invoice.get("subscription_id"),
-        invoice["amount_due"],
-    )
-    transaction = {
+    customer_id, sub_id, amount = invoice["customer_id"], invoice.get("subscription_id"), invoice["amount_due"]
+    return {
         "id": last.get("transaction_id", f"txn_{invoice['id']}"),
         "customer_id": customer_id,
         "subscription_id": sub_id,
@@ -136,7 +153,12 @@ def demo_payment_failed_event(invoice: dict[str, Any], occurred_at: int | None =
             }
         ],
     }
-    customer = {
+
+
+def _demo_customer(invoice: dict[str, Any]) -> dict[str, Any]:
+    """The invoice's customer, paying by card with auto collection on."""
+    customer_id = invoice["customer_id"]
+    return {
         "id": customer_id,
         "first_name": "Ada",
         "last_name": "Lovelace",
@@ -168,7 +190,13 @@ def demo_payment_failed_event(invoice: dict[str, Any], occurred_at: int | None =
             "status": "valid",
         },
     }
-    subscription = {
+
+
+def _demo_subscription(invoice: dict[str, Any]) -> dict[str, Any]:
+    """The invoice's active monthly subscription, with this invoice its one due invoice."""
+    sub_id, amount = invoice.get("subscription_id"), invoice["amount_due"]
+    customer_id = invoice["customer_id"]
+    return {
         "id": sub_id,
         "billing_period": 1,
         "billing_period_unit": "month",
@@ -202,35 +230,24 @@ def demo_payment_failed_event(invoice: dict[str, Any], occurred_at: int | None =
         "total_dues": amount,
         "mrr": invoice["total"],
     }
+
+
+def _demo_card(customer_id: str) -> dict[str, Any]:
+    """The card Chargebee attaches to a card payment's event."""
     return {
-        "id": f"ev_demo_payment_failed_{invoice['id'].rsplit('_', 1)[-1]}",
-        "occurred_at": occurred_at,
-        "source": "scheduled_job",
-        "object": "event",
-        "api_version": "v2",
-        "event_type": "payment_failed",
-        "webhook_status": "scheduled",
-        "content": {
-            "transaction": transaction,
-            "invoice": invoice,
-            "customer": customer,
-            "subscription": subscription,
-            "card": {
-                "status": "valid",
-                "gateway": "stripe",
-                "gateway_account_id": "gw_demo_stripe",
-                "first_name": "Ada",
-                "last_name": "Lovelace",
-                "iin": "400000",
-                "last4": "0341",
-                "card_type": "visa",
-                "funding_type": "credit",
-                "expiry_month": 12,
-                "expiry_year": 2030,
-                "object": "card",
-                "masked_number": "************0341",
-                "customer_id": customer_id,
-                "payment_source_id": f"pm_{customer_id}",
-            },
-        },
+        "status": "valid",
+        "gateway": "stripe",
+        "gateway_account_id": "gw_demo_stripe",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "iin": "400000",
+        "last4": "0341",
+        "card_type": "visa",
+        "funding_type": "credit",
+        "expiry_month": 12,
+        "expiry_year": 2030,
+        "object": "card",
+        "masked_number": "************0341",
+        "customer_id": customer_id,
+        "payment_source_id": f"pm_{customer_id}",
     }

@@ -41,10 +41,21 @@ def build_invoice(fields: dict[str, Any], *, seq: int, resource_version: int, no
     f["amount_paid"], f["amount_due"], f["total"] = _amounts(
         status, f.get("total"), f.get("amount_paid"), f.get("amount_due")
     )
-    total = f["total"]
+    invoice = _default_fields(f, status, seq=seq, resource_version=resource_version, now=now)
+    if status == "paid":
+        invoice["paid_at"] = invoice["date"]
+    invoice.update(f)
+    if not invoice["line_items"]:
+        invoice["line_items"] = [_line_item(invoice)]
+    return invoice
+
+
+def _default_fields(f: dict[str, Any], status: str, *, seq: int, resource_version: int, now: int) -> dict[str, Any]:
+    """Every field of a Chargebee v2 invoice, with the value an invoice made now would have; the
+    caller's own fields `f` (amounts already made consistent) are laid over it afterwards."""
     date = f.get("date", now)
     net_term_days = f.get("net_term_days", 0)
-    invoice: dict[str, Any] = {
+    return {
         "id": f"inv_sb_{seq:05d}",
         "customer_id": f"cus_sb_{seq:05d}",
         "recurring": f.get("subscription_id") is not None,
@@ -55,16 +66,7 @@ def build_invoice(fields: dict[str, Any], *, seq: int, resource_version: int, no
         "net_term_days": net_term_days,
         "exchange_rate": 1.0,
         "currency_code": "USD",
-        "total": total,
-        "amount_paid": f["amount_paid"],
-        "amount_adjusted": 0,
-        "write_off_amount": 0,
-        "credits_applied": 0,
-        "amount_due": f["amount_due"],
-        "amount_to_collect": f["amount_due"],
-        "round_off_amount": 0,
-        "sub_total": total,
-        "tax": 0,
+        **_amount_fields(f),
         "first_invoice": False,
         "has_advance_charges": False,
         "term_finalized": True,
@@ -84,12 +86,24 @@ def build_invoice(fields: dict[str, Any], *, seq: int, resource_version: int, no
         "linked_orders": [],
         "dunning_attempts": [],
     }
-    if status == "paid":
-        invoice["paid_at"] = date
-    invoice.update(f)
-    if not invoice["line_items"]:
-        invoice["line_items"] = [_line_item(invoice)]
-    return invoice
+
+
+def _amount_fields(f: dict[str, Any]) -> dict[str, Any]:
+    """The amounts of an invoice with no tax, credits, adjustments or rounding: all of its total is
+    its sub-total, and all that is unpaid is still to be collected."""
+    total = f["total"]
+    return {
+        "total": total,
+        "amount_paid": f["amount_paid"],
+        "amount_adjusted": 0,
+        "write_off_amount": 0,
+        "credits_applied": 0,
+        "amount_due": f["amount_due"],
+        "amount_to_collect": f["amount_due"],
+        "round_off_amount": 0,
+        "sub_total": total,
+        "tax": 0,
+    }
 
 
 def _amounts(status: str, total: int | None, paid: int | None, due: int | None) -> tuple[int, int, int]:
@@ -175,7 +189,38 @@ def write_off(invoice: dict[str, Any], *, cn_id: str, resource_version: int, now
     credit note with create_reason_code "Write Off", listed in the invoice's `adjustment_credit_notes[]`."""
     now = int(time.time()) if now is None else now
     amount = invoice["amount_due"]
-    credit_note: dict[str, Any] = {
+    credit_note = _write_off_credit_note(invoice, amount, cn_id=cn_id, resource_version=resource_version, now=now)
+    invoice["adjustment_credit_notes"] = [
+        *invoice.get("adjustment_credit_notes", []),
+        {
+            "cn_id": cn_id,
+            "cn_reason_code": "write_off",
+            "cn_create_reason_code": "Write Off",
+            "cn_date": now,
+            "cn_total": amount,
+            "cn_status": "adjusted",
+        },
+    ]
+    invoice.update(
+        status="paid",
+        write_off_amount=invoice.get("write_off_amount", 0) + amount,
+        amount_adjusted=invoice.get("amount_adjusted", 0) + amount,
+        amount_due=0,
+        amount_to_collect=0,
+        paid_at=now,
+        updated_at=now,
+        resource_version=resource_version,
+    )
+    invoice.pop("next_retry_at", None)
+    return credit_note
+
+
+def _write_off_credit_note(
+    invoice: dict[str, Any], amount: int, *, cn_id: str, resource_version: int, now: int
+) -> dict[str, Any]:
+    """The adjustment credit note a write-off of `amount` creates, allocated in full to the invoice
+    it leaves paid."""
+    return {
         "id": cn_id,
         "customer_id": invoice["customer_id"],
         **({"subscription_id": invoice["subscription_id"]} if "subscription_id" in invoice else {}),
@@ -212,26 +257,3 @@ def write_off(invoice: dict[str, Any], *, cn_id: str, resource_version: int, now
             }
         ],
     }
-    invoice["adjustment_credit_notes"] = [
-        *invoice.get("adjustment_credit_notes", []),
-        {
-            "cn_id": cn_id,
-            "cn_reason_code": "write_off",
-            "cn_create_reason_code": "Write Off",
-            "cn_date": now,
-            "cn_total": amount,
-            "cn_status": "adjusted",
-        },
-    ]
-    invoice.update(
-        status="paid",
-        write_off_amount=invoice.get("write_off_amount", 0) + amount,
-        amount_adjusted=invoice.get("amount_adjusted", 0) + amount,
-        amount_due=0,
-        amount_to_collect=0,
-        paid_at=now,
-        updated_at=now,
-        resource_version=resource_version,
-    )
-    invoice.pop("next_retry_at", None)
-    return credit_note
