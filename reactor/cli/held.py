@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 from rq import Queue
 
-from ..jobs.audit import AuditLog, AuditRecord
+from ..jobs.audit import AuditLog, AuditRecord, Outcome
 from ..keys import Keys
 from .helpers import cell, command_settings, connect, console, current_actor
 
@@ -62,7 +62,7 @@ def held_release(invoice_ids: tuple[str, ...], release_all: bool, yes: bool) -> 
     )
     audit = AuditLog(connection, Keys(settings.key_prefix).audit())
     for invoice_id in done:
-        audit.append(AuditRecord(event_id=None, invoice_id=invoice_id, outcome="released", reason=f"by {actor}"))
+        audit.append(AuditRecord(event_id=None, invoice_id=invoice_id, outcome=Outcome.RELEASED, reason=f"by {actor}"))
     for invoice_id in sorted(set(ids) - set(done)):
         click.echo(f"{invoice_id}: not held (already released, or never held)", err=True)
     click.echo(f"released {len(done)}: {', '.join(done)}" if done else "nothing released")

@@ -28,6 +28,7 @@ from rq.timeouts import JobTimeoutException
 
 from ..chargebee import ChargebeeError, Throttled
 from ..keys import EVALUATE_JOB, RECHECK_JOB, RELEASE_HELD_JOB
+from .audit import Outcome
 from .context import Context, build_context, build_rate_limit, current_context, install
 from .evaluate import run_evaluation, run_release
 from .rechecks import run_recheck
@@ -89,15 +90,15 @@ def failures_recorded(ctx: Context, job: Job | None) -> Iterator[None]:
         raise
     except JobTimeoutException:
         timeout = getattr(job, "timeout", None)
-        record_interrupted(ctx, job, "timed_out", f"the job ran past its timeout ({timeout} s) and was stopped")
+        record_interrupted(ctx, job, Outcome.TIMED_OUT, f"the job ran past its timeout ({timeout} s) and was stopped")
         raise
     except Exception as exc:
-        outcome = "retrying" if will_retry(job) else "failed"
+        outcome = Outcome.RETRYING if will_retry(job) else Outcome.FAILED
         record_interrupted(ctx, job, outcome, f"the decision stopped on an error: {type(exc).__name__}: {exc}")
         raise
 
 
-def record_interrupted(ctx: Context, job: Job | None, outcome: str, reason: str) -> None:
+def record_interrupted(ctx: Context, job: Job | None, outcome: Outcome, reason: str) -> None:
     """Record an attempt that ended early (an error, a timeout, a killed work horse), naming its
     event and invoice as far as the job's arguments tell them. Never raises: the caller is already
     handling a failure, and Redis may be the reason for it."""

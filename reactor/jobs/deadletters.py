@@ -23,7 +23,7 @@ from rq.registry import FailedJobRegistry
 from ..config import Settings
 from ..ingest.events import JOB_ID_SAFE, EventStore, evaluation_job_id
 from ..keys import Keys
-from .audit import AuditLog, AuditRecord
+from .audit import AuditLog, AuditRecord, Outcome
 
 _SECRET_KEY = re.compile(
     r"password|passwd|secret|token|api_?key|authori[sz]ation|cvv|masked_number|^iin$|^last4$|"
@@ -32,7 +32,7 @@ _SECRET_KEY = re.compile(
 )
 REDACTED = "[redacted]"
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*)(:|$)")
-FAILURE_OUTCOMES = ("retrying", "failed")
+FAILURE_OUTCOMES = (Outcome.RETRYING, Outcome.FAILED)
 
 
 def redact(value: Any) -> Any:
@@ -268,7 +268,7 @@ class DeadLetters:
 
     # -- acting --------------------------------------------------------------------------------
 
-    def _record(self, outcome: str, meta: dict[str, Any], job_id: str, reason: str) -> None:
+    def _record(self, outcome: Outcome, meta: dict[str, Any], job_id: str, reason: str) -> None:
         self.audit.append(
             AuditRecord(
                 event_id=meta.get("event_id"),
@@ -311,7 +311,7 @@ class DeadLetters:
             self.registry.requeue(job)  # saves the job (retries, meta) only if it was still dead
         except InvalidJobOperation:
             raise NotADeadLetter(f"{job_id}: left the dead letters meanwhile (replayed by someone else?)") from None
-        self._record("replayed", meta, job.id, "dead letter requeued by an operator")
+        self._record(Outcome.REPLAYED, meta, job.id, "dead letter requeued by an operator")
         return job
 
     def replay_event(self, event_id: str) -> Job:
@@ -345,7 +345,7 @@ class DeadLetters:
             description=f"replay of evaluate {event.get('event_type')} {event_id} (invoice {invoice_id})",
             meta=meta,
         )
-        self._record("replayed", meta, job.id, "stored event run again by an operator")
+        self._record(Outcome.REPLAYED, meta, job.id, "stored event run again by an operator")
         return job
 
     def purge(self, older_than: timedelta, dry_run: bool = False, label: str | None = None) -> list[DeadLetter]:
@@ -368,5 +368,5 @@ class DeadLetters:
                 continue
             self.registry.remove(job, delete_job=True)
             reason = f"dead letter older than {label or older_than} deleted by an operator"
-            self._record("purged", job.meta or {}, job_id, reason)
+            self._record(Outcome.PURGED, job.meta or {}, job_id, reason)
         return purged

@@ -8,13 +8,14 @@ from typing import Any
 
 from rq.job import Job
 
-from ..rules import Decision, decide
+from ..rules import decide
 from ..rules.facts import facts_worth_fetching
 from . import rechecks
+from .audit import Outcome
 from .context import Context
-from .trail import record_outcome
+from .trail import event_outcome, record_outcome
 from .verify import verified_event
-from .write_off import BLOCKED_OUTCOMES, write_off_invoice
+from .write_off import write_off_invoice
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
 
@@ -44,21 +45,23 @@ def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[
             job,
             None,
             None,
-            "event_missing",
+            Outcome.EVENT_MISSING,
             event_id=event_id,
             reason="the stored event is gone (older than REACTOR_EVENT_TTL?)",
         )
-        return {"outcome": "event_missing"}
+        return Outcome.EVENT_MISSING.result()
     if ctx.settings.verify_events:  # act only on Chargebee's own copy (reactor/jobs/verify.py)
         event = verified_event(ctx, job, event)
         if event is None:
-            return {"outcome": "rejected"}
+            return Outcome.REJECTED.result()
     invoice = (event.get("content") or {}).get("invoice") or {}
     ruleset = ctx.rules.current()
     now = ctx.clock()
     if _is_stale(ctx, invoice):
-        record_outcome(ctx, job, event, None, "stale", reason="an event with a newer resource_version was already seen")
-        return {"outcome": "stale"}
+        record_outcome(
+            ctx, job, event, None, Outcome.STALE, reason="an event with a newer resource_version was already seen"
+        )
+        return Outcome.STALE.result()
     decision = decide(ruleset, event, now)
     # The event lacks a resource (customer, subscription) that rules read, and with it a write_off
     # rule could decide: fetch the invoice and that resource, and decide on them (reactor/jobs/facts.py).
@@ -69,25 +72,18 @@ def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[
         and bool(facts_worth_fetching(ruleset, event, now))
     )
     if decision.action != "write_off" and not for_facts:
-        outcome = _event_outcome(decision)
+        outcome = event_outcome(decision)
         record_outcome(ctx, job, event, decision, outcome)
         rechecks.after_decision(ctx, job, event, ruleset, now)  # time-based rules: re-check later, or cancel
-        return {"outcome": outcome, "rule": decision.rule}
+        return outcome.result(rule=decision.rule)
     if decision.dry_run:
-        record_outcome(ctx, job, event, decision, "dry_run")
-        return {"outcome": "dry_run", "rule": decision.rule}
+        record_outcome(ctx, job, event, decision, Outcome.DRY_RUN)
+        return Outcome.DRY_RUN.result(rule=decision.rule)
     result = write_off_invoice(ctx, job, event, ruleset, now, for_facts=for_facts)
-    if for_facts and result.get("outcome") in ("no_match", "skipped"):
+    if for_facts and result.get("outcome") in (Outcome.NO_MATCH, Outcome.SKIPPED):
         rechecks.after_decision(ctx, job, event, ruleset, now)  # as for any event decided without a write-off
     rechecks.after_write_off(ctx, job, event, result.get("outcome"))
     return result
-
-
-def _event_outcome(decision: Decision) -> str:
-    """What an event's decision without a write-off is recorded as."""
-    if decision.action == "none":
-        return "no_match"
-    return BLOCKED_OUTCOMES.get(decision.blocked_by or "", "skipped")
 
 
 def run_release(ctx: Context, event: dict[str, Any], actor: str, job: Job | None = None) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from ..keys import RELEASE_HELD_JOB, Keys
-from .audit import amount_text
+from .audit import Outcome, amount_text
 from .trail import record_outcome
 
 if TYPE_CHECKING:
@@ -147,8 +147,8 @@ def hold_write_off(
         reason,
         extra={"invoice_id": item.invoice_id, "rule": decision.rule},
     )
-    record_outcome(ctx, job, event, decision, "held", reason=reason)
-    return {"outcome": "held", "rule": decision.rule, "reason": reason}
+    record_outcome(ctx, job, event, decision, Outcome.HELD, reason=reason)
+    return Outcome.HELD.result(rule=decision.rule, reason=reason)
 
 
 # -- release -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from redis.lock import Lock
 from rq.job import Job
 
 from ..chargebee import RetryableError
-from .audit import AuditRecord
+from .audit import AuditRecord, Outcome
 from .context import Context
 from .trail import log_record, make_record
 
@@ -94,7 +94,7 @@ def confirm_interrupted(
         job,
         fresh_event,
         None,
-        "written_off",
+        Outcome.WRITTEN_OFF,
         invoice_id=invoice_id,
         amount_due=invoice.get("write_off_amount"),
         event_id=attempt.get("event_id"),
@@ -104,7 +104,7 @@ def confirm_interrupted(
     record.rule = attempt.get("rule")
     record.action = "write_off"
     commit_written_off(ctx, invoice_id, mark, record)
-    return {"outcome": "written_off", "rule": attempt.get("rule"), "recovered": True}
+    return Outcome.WRITTEN_OFF.result(rule=attempt.get("rule"), recovered=True)
 
 
 def commit_written_off(ctx: Context, invoice_id: str, mark: dict[str, Any], record: AuditRecord) -> None:

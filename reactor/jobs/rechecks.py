@@ -35,8 +35,9 @@ from ..chargebee import NotFoundError, Throttled
 from ..ingest.events import retry_policy
 from ..keys import RECHECK_JOB
 from ..rules import Decision, RuleSet, decide, earliest_recheck
+from .audit import Outcome
 from .retries import defer
-from .trail import record_outcome
+from .trail import recheck_outcome, record_outcome
 from .write_off import write_off_invoice
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SETTLED_STATUSES = frozenset({"paid", "voided"})
+SETTLING_OUTCOMES = frozenset({Outcome.WRITTEN_OFF, Outcome.ALREADY_WRITTEN_OFF, Outcome.SETTLED_ELSEWHERE})
+"""A write-off's outcomes that mean the invoice is settled: its pending re-check ends."""
 MAX_STEPS = 32
 """How many later moments `next_write_off_moment` tries: each is a day-count boundary of a rule."""
 
@@ -147,7 +150,7 @@ def schedule(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: Rule
         job,
         event,
         future,
-        "recheck_scheduled",
+        Outcome.RECHECK_SCHEDULED,
         reason=f"rule {future.rule} can decide write_off at {moment.isoformat()}; re-checking then",
         detail=f"at={moment.isoformat()}",
     )
@@ -160,7 +163,7 @@ def cancel(ctx: Context, job: Job | None, event: dict[str, Any] | None, invoice_
     if not ctx.redis.delete(_pending_key(ctx, invoice_id)):
         return False
     _drop_job(ctx, job, (pending or {}).get("job_id"))
-    record_outcome(ctx, job, event, None, "recheck_cancelled", invoice_id=invoice_id, reason=reason)
+    record_outcome(ctx, job, event, None, Outcome.RECHECK_CANCELLED, invoice_id=invoice_id, reason=reason)
     return True
 
 
@@ -192,7 +195,7 @@ def after_decision(ctx: Context, job: Job | None, event: dict[str, Any], ruleset
 
 def after_write_off(ctx: Context, job: Job | None, event: dict[str, Any], outcome: str | None) -> None:
     """A write-off that happened (ours or Chargebee's) ends the invoice's pending re-check."""
-    if outcome in ("written_off", "already_written_off", "settled_elsewhere"):
+    if outcome in SETTLING_OUTCOMES:
         invoice_id = event["content"]["invoice"]["id"]
         cancel(ctx, job, event, invoice_id, f"the invoice was settled ({outcome})")
 
@@ -203,10 +206,10 @@ def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[s
     pending = load_pending(ctx, invoice_id)
     if pending is None:
         log.info("re-check of invoice %s: nothing pending (cancelled)", invoice_id, extra={"invoice_id": invoice_id})
-        return {"outcome": "recheck_gone"}
+        return Outcome.RECHECK_GONE.result()
     now = ctx.clock()
     if job is not None and pending.get("job_id") != job.id:
-        return {"outcome": "superseded", "at": pending["at"]}  # a newer event moved it
+        return Outcome.SUPERSEDED.result(at=pending["at"])  # a newer event moved it
     event = pending["event"]
     try:
         fresh_invoice = ctx.chargebee.retrieve_invoice(invoice_id)
@@ -216,25 +219,29 @@ def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[s
     except NotFoundError as exc:  # deleted: nothing to write off, and not a failure
         cancel(ctx, job, event, invoice_id, f"Chargebee has no invoice {invoice_id} (404)")
         record_outcome(
-            ctx, job, event, None, "gone", invoice_id=invoice_id, reason=f"Chargebee has no invoice {invoice_id}: {exc}"
+            ctx,
+            job,
+            event,
+            None,
+            Outcome.GONE,
+            invoice_id=invoice_id,
+            reason=f"Chargebee has no invoice {invoice_id}: {exc}",
         )
-        return {"outcome": "gone"}
+        return Outcome.GONE.result()
     fresh_event = copy.deepcopy(event)
     fresh_event.setdefault("content", {})["invoice"] = fresh_invoice
     if is_settled(fresh_invoice):
         cancel(ctx, job, fresh_event, invoice_id, f"the fresh invoice is {fresh_invoice.get('status')}")
-        return {"outcome": "recheck_cancelled"}
+        return Outcome.RECHECK_CANCELLED.result()
     ruleset = ctx.rules.current()
     decision = decide(ruleset, fresh_event, now)
     if decision.action != "write_off" or decision.dry_run:
         _forget(ctx, invoice_id, pending)
-        outcome = (
-            "dry_run" if decision.action == "write_off" else "no_match" if decision.action == "none" else "skipped"
-        )
+        outcome = recheck_outcome(decision)
         record_outcome(ctx, job, fresh_event, decision, outcome, reason=f"re-check: {decision.reason}")
-        if outcome != "dry_run":
+        if outcome != Outcome.DRY_RUN:
             schedule(ctx, job, fresh_event, ruleset, now)
-        return {"outcome": outcome, "rule": decision.rule}
+        return outcome.result(rule=decision.rule)
     result = write_off_invoice(ctx, job, fresh_event, ruleset, now)  # raises to retry: the record stays
     _forget(ctx, invoice_id, pending)
     return result

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rq.job import Job
 
 from ..chargebee import ChargebeeError, RetryableError, Throttled
+from .audit import Outcome
 from .trail import record_outcome
 
 if TYPE_CHECKING:
@@ -42,13 +43,13 @@ def chargebee_failures(
         raise
     except RetryableError as exc:
         stretch_retry(job, exc.retry_after)
-        outcome = "retrying" if will_retry(job) else "failed"
+        outcome = Outcome.RETRYING if will_retry(job) else Outcome.FAILED
         record_outcome(ctx, job, event, None, outcome, invoice_id=invoice_id, reason=_reason(doing, exc))
         raise
     except ChargebeeError as exc:
         if job is not None:
             job.retries_left = 0  # retrying a refused request cannot help: straight to the dead letters
-        record_outcome(ctx, job, event, None, "failed", invoice_id=invoice_id, reason=_reason(doing, exc))
+        record_outcome(ctx, job, event, None, Outcome.FAILED, invoice_id=invoice_id, reason=_reason(doing, exc))
         raise
 
 

@@ -41,7 +41,7 @@ from ..keys import EVALUATE_JOB, Keys
 from ..rules import RuleSet, decide
 from ..rules.event_types import SWEEP_EVENT_TYPE
 from ..rules.facts import facts_worth_fetching, unresolved
-from .audit import spreadsheet_cell
+from .audit import Outcome, spreadsheet_cell
 from .context import Context, current_context
 from .facts import complete_facts
 
@@ -278,12 +278,13 @@ def scheduled_sweep() -> dict[str, Any]:
     ctx = current_context()
     lock = ctx.redis.lock(ctx.keys.sweep_lock(), timeout=SWEEP_JOB_TIMEOUT, blocking=False)
     if not lock.acquire():
-        return {"outcome": "skipped", "reason": "another sweep is running"}
+        return Outcome.SKIPPED.result(reason="another sweep is running")
     try:
         result = run_sweep(ctx, resume=True)
     finally:
         with contextlib.suppress(Exception):
             lock.release()
     point = result.checkpoint
-    return {"outcome": "swept", "sweep_id": point.sweep_id, "pages": point.pages, "seen": point.seen,
-            "matched": point.matched, "queued": result.queued}  # fmt: skip
+    return Outcome.SWEPT.result(
+        sweep_id=point.sweep_id, pages=point.pages, seen=point.seen, matched=point.matched, queued=result.queued
+    )

@@ -1,4 +1,5 @@
-"""The audit record of a job's outcome: built from the event and the decision, appended, logged."""
+"""The audit record of a job's outcome: which outcome a decision without a write-off is, the record
+built from the event and the decision, appended, logged."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from rq.job import Job
 
 from ..rules import Decision
-from .audit import AuditRecord
+from ..rules.engine import COLLECTING_BLOCK
+from .audit import AuditRecord, Outcome
 
 if TYPE_CHECKING:
     from .context import Context
@@ -21,7 +23,7 @@ def make_record(
     job: Job | None,
     event: dict[str, Any] | None,
     decision: Decision | None,
-    outcome: str,
+    outcome: Outcome,
     *,
     invoice_id: str | None = None,
     reason: str | None = None,
@@ -61,10 +63,46 @@ def record_outcome(
     job: Job | None,
     event: dict[str, Any] | None,
     decision: Decision | None,
-    outcome: str,
+    outcome: Outcome,
     **fields: Any,
 ) -> AuditRecord:
     record = make_record(ctx, job, event, decision, outcome, **fields)
     ctx.audit.append(record)
     log_record(record)
     return record
+
+
+BLOCKED_OUTCOMES = {
+    COLLECTING_BLOCK: Outcome.COLLECTING,
+    "invoice.deleted": Outcome.GONE,
+    "invoice.linked_payments": Outcome.PAYMENT_IN_PROGRESS,
+}
+"""The outcome recorded when a built-in check blocked the write-off (the decision's blocked_by)."""
+
+
+def event_outcome(decision: Decision) -> Outcome:
+    """What an event's decision without a write-off is recorded as."""
+    if decision.action == "none":
+        return Outcome.NO_MATCH
+    return BLOCKED_OUTCOMES.get(decision.blocked_by or "", Outcome.SKIPPED)
+
+
+def fresh_outcome(decision: Decision, *, fetched: bool, for_facts: bool) -> Outcome:
+    """What a fresh decision without a write-off is recorded as: a built-in check's own outcome; a
+    skip rule or no rule deciding on facts fetched for them; else `changed` (the invoice moved on
+    since the event chose write_off)."""
+    outcome = BLOCKED_OUTCOMES.get(decision.blocked_by or "")
+    if outcome is not None:
+        return outcome
+    if for_facts and decision.action == "none":
+        return Outcome.NO_MATCH
+    if (fetched or for_facts) and decision.action == "skip" and decision.blocked_by is None:
+        return Outcome.SKIPPED
+    return Outcome.CHANGED
+
+
+def recheck_outcome(decision: Decision) -> Outcome:
+    """What a re-check's fresh decision without a write-off is recorded as."""
+    if decision.action == "write_off":
+        return Outcome.DRY_RUN
+    return Outcome.NO_MATCH if decision.action == "none" else Outcome.SKIPPED

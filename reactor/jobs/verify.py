@@ -23,6 +23,7 @@ from typing import Any
 from rq.job import Job
 
 from ..chargebee import ChargebeeClient, NotFoundError, RetryableError
+from .audit import Outcome
 from .context import Context
 from .retries import chargebee_failures
 from .trail import record_outcome
@@ -67,7 +68,7 @@ def verified_event(ctx: Context, job: Job | None, posted: dict[str, Any]) -> dic
         with chargebee_failures(ctx, job, posted, doing="verifying the event"):
             genuine = fetch_genuine(ctx.chargebee, event_id)
     except ForgedEvent as exc:
-        record_outcome(ctx, job, posted, None, "rejected", reason=str(exc))
+        record_outcome(ctx, job, posted, None, Outcome.REJECTED, reason=str(exc))
         return None
     changed = differences(posted, genuine)
     if changed:

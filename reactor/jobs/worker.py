@@ -30,6 +30,7 @@ from rq.job import Job
 from .. import jobs
 from ..config import Settings
 from ..rules import RulesError
+from .audit import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ class ReactorWorker(Worker):
         ends without an outcome of its own, so record one. RQ then retries or dead-letters it."""
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         how = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"status {ret_val}"
-        jobs.record_interrupted(jobs.current_context(), job, "killed", f"the work horse running the job died ({how})")
+        jobs.record_interrupted(
+            jobs.current_context(), job, Outcome.KILLED, f"the work horse running the job died ({how})"
+        )
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """A running job's execution expires this long after the worker's last heartbeat; then
@@ -84,7 +87,7 @@ def retry_abandoned_at_once(job: Job, exc_type: type, exc_value: BaseException, 
     if exc_type is AbandonedJobError:
         reason = "the worker running the job stopped (killed, or its machine lost) and left it unfinished"
         try:
-            jobs.record_interrupted(jobs.current_context(), job, "killed", reason)
+            jobs.record_interrupted(jobs.current_context(), job, Outcome.KILLED, reason)
         except Exception:  # no context in this process: RQ's own handling goes on
             log.exception("could not record the abandoned job %s", job.id)
     if exc_type is AbandonedJobError and job.retries_left and job.retry_intervals:

@@ -33,9 +33,9 @@ from rq.job import Job
 
 from ..chargebee import ChargebeeError, InvalidStateError, NotFoundError, Throttled, WriteOffResult
 from ..rules import Decision, RuleSet, decide
-from ..rules.engine import COLLECTING_BLOCK
 from ..rules.facts import unresolved
 from ..rules.safety import gone_reason
+from .audit import Outcome
 from .budget import reserve
 from .context import Context
 from .facts import complete_facts
@@ -50,7 +50,7 @@ from .marks import (
     save_attempt,
 )
 from .retries import chargebee_failures
-from .trail import make_record, record_outcome
+from .trail import fresh_outcome, make_record, record_outcome
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
 
@@ -133,20 +133,20 @@ class _Steps:
                 result = self.send(fresh_event, decision, attempt)
             except InvalidStateError as exc:
                 self.ctx.redis.delete(attempt_key(self.ctx, self.invoice_id))
-                self.stop(self.event, None, "settled_elsewhere", reason=str(exc), invoice_id=self.invoice_id)
+                self.stop(self.event, None, Outcome.SETTLED_ELSEWHERE, reason=str(exc), invoice_id=self.invoice_id)
             except NotFoundError as exc:  # write_off answered 404: deleted since the fetch
                 self.gone(self.event, f"Chargebee has no invoice {self.invoice_id} to write off: {exc}")
         return self.commit(fresh_event, decision, result)
 
-    def stop(self, event: dict[str, Any], decision: Decision | None, outcome: str, **fields: Any) -> NoReturn:
+    def stop(self, event: dict[str, Any], decision: Decision | None, outcome: Outcome, **fields: Any) -> NoReturn:
         record_outcome(self.ctx, self.job, event, decision, outcome, **fields)
-        raise _Stop({"outcome": outcome, **({"rule": decision.rule} if decision else {})})
+        raise _Stop(outcome.result(**({"rule": decision.rule} if decision else {})))
 
     def gone(self, event: dict[str, Any], reason: str) -> NoReturn:
         """Deleted or voided in Chargebee (its dunning settings may do either): nothing to write off,
         and not a failure. A pending attempt mark is moot."""
         self.ctx.redis.delete(attempt_key(self.ctx, self.invoice_id))
-        self.stop(event, None, "gone", invoice_id=self.invoice_id, reason=reason)
+        self.stop(event, None, Outcome.GONE, invoice_id=self.invoice_id, reason=reason)
 
     def renew(self) -> None:
         assert self.lock is not None
@@ -156,7 +156,7 @@ class _Steps:
         """Our `written_off` mark: an earlier job of ours wrote this invoice off."""
         done = self.ctx.redis.get(self.ctx.keys.written_off(self.invoice_id))
         if done is not None:
-            self.stop(self.event, None, "already_written_off", invoice_id=self.invoice_id, detail=done.decode())
+            self.stop(self.event, None, Outcome.ALREADY_WRITTEN_OFF, invoice_id=self.invoice_id, detail=done.decode())
 
     def fresh_invoice(self, attempt: dict[str, Any] | None) -> dict[str, Any]:
         """The event with the invoice as Chargebee has it now; stops when it is gone, or when it shows
@@ -183,13 +183,13 @@ class _Steps:
         decision = decide(self.ruleset, fresh_event, self.now)
         if decision.action != "write_off" or decision.dry_run:
             self.ctx.redis.delete(attempt_key(self.ctx, self.invoice_id))
-            outcome = _fresh_outcome(decision, fetched=bool(facts.fetched), for_facts=self.for_facts)
-            reason = decision.reason if outcome != "changed" else f"fresh invoice: {decision.reason}"
+            outcome = fresh_outcome(decision, fetched=bool(facts.fetched), for_facts=self.for_facts)
+            reason = decision.reason if outcome != Outcome.CHANGED else f"fresh invoice: {decision.reason}"
             self.stop(fresh_event, decision, outcome, reason=reason, detail=facts.note())
         why_unknown = unresolved(self.ruleset, fresh_event, self.now, decision.rule or "", facts.unknown)
         if why_unknown is not None:
             self.ctx.redis.delete(attempt_key(self.ctx, self.invoice_id))
-            self.stop(fresh_event, decision, "facts_missing", reason=why_unknown, detail=facts.note())
+            self.stop(fresh_event, decision, Outcome.FACTS_MISSING, reason=why_unknown, detail=facts.note())
         return fresh_event, decision
 
     def send(self, fresh_event: dict[str, Any], decision: Decision, attempt: dict[str, Any] | None) -> WriteOffResult:
@@ -236,31 +236,9 @@ class _Steps:
             self.job,
             fresh_event,
             decision,
-            "written_off",
+            Outcome.WRITTEN_OFF,
             amount_due=result.invoice.get("write_off_amount") or decision.amount_due,
             detail=f"credit_note={credit_note} replayed={str(result.replayed).lower()}",
         )
         commit_written_off(self.ctx, self.invoice_id, mark, record)
-        return {"outcome": "written_off", "rule": decision.rule, "credit_note": credit_note}
-
-
-BLOCKED_OUTCOMES = {
-    COLLECTING_BLOCK: "collecting",
-    "invoice.deleted": "gone",
-    "invoice.linked_payments": "payment_in_progress",
-}
-"""The outcome recorded when the fresh invoice is blocked by a built-in check (its blocked_by)."""
-
-
-def _fresh_outcome(decision: Decision, *, fetched: bool, for_facts: bool) -> str:
-    """What a fresh decision without a write-off is recorded as: a built-in check's own outcome; a
-    skip rule or no rule deciding on facts fetched for them; else `changed` (the invoice moved on
-    since the event chose write_off)."""
-    outcome = BLOCKED_OUTCOMES.get(decision.blocked_by or "")
-    if outcome is not None:
-        return outcome
-    if for_facts and decision.action == "none":
-        return "no_match"
-    if (fetched or for_facts) and decision.action == "skip" and decision.blocked_by is None:
-        return "skipped"
-    return "changed"
+        return Outcome.WRITTEN_OFF.result(rule=decision.rule, credit_note=credit_note)
