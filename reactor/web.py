@@ -25,6 +25,7 @@ from .ingest.events import EventStore
 from .ingest.guard import WebhookGuard, trust_proxies
 from .ingest.webhook import EVENTS, error_response, webhooks
 from .jobs.held import list_held
+from .reloads import RulesReloadReporter
 from .rules import RulesError
 from .rules.live import LiveRules
 
@@ -98,7 +99,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     queue = Queue(settings.queue_name, connection=connection)
     app.extensions["reactor.redis"] = connection
     app.extensions["reactor.ingest.events"] = EventStore.from_settings(connection, queue, settings)
-    live = LiveRules(settings.rules_path, reporter=metrics.RulesReloadReporter(connection, settings.key_prefix))
+    live = LiveRules(settings.rules_path, reporter=RulesReloadReporter(connection, settings.key_prefix))
     try:
         live.current()
     except RulesError as exc:

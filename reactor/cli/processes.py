@@ -43,14 +43,11 @@ def web(host: str, port: int | None, workers: int) -> None:
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 def worker(burst: bool, name: str | None) -> None:
     """An RQ worker for the reactor's jobs, with RQ's scheduler."""
-    from ..dashboard.metrics import RulesReloadReporter
     from ..jobs.worker import run_worker
     from ..rules import RulesError
-    from ..rules.live import LiveRules
 
     settings = chargebee_settings(command_settings())
     connection = connect(settings)
-    LiveRules.default_reporter = RulesReloadReporter(connection, settings.key_prefix)  # refused edits → /metrics
     try:
         run_worker(settings, connection, burst=burst, name=name)
     except RulesError as exc:

@@ -5,10 +5,11 @@
    write its samples there, and /metrics adds them up.
 2. Facts that happen elsewhere (decisions, write-offs and job latency in RQ workers, which may run
    on other hosts and serve no HTTP; queue depth, dead letters, held write-offs, rules reloads) are
-   read from Redis at scrape time by `RedisCollector`. Decisions and write-offs are folded from the
-   audit stream into counters (`AuditTally`): every record, whoever wrote it and in whatever
-   transaction, is counted exactly once, and nothing on the job path has to remember to count.
-   Any web process can answer, and a restarted process loses nothing.
+   read from Redis at scrape time by `RedisCollector` (rules reloads as reactor/reloads.py records
+   them). Decisions and write-offs are folded from the audit stream into counters (`AuditTally`):
+   every record, whoever wrote it and in whatever transaction, is counted exactly once, and nothing
+   on the job path has to remember to count. Any web process can answer, and a restarted process
+   loses nothing.
 
 Every metric and log field is listed in docs/metrics.md.
 """
@@ -16,10 +17,8 @@ Every metric and log field is listed in docs/metrics.md.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import socket
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from ..keys import Keys
+from ..reloads import RulesReloadReporter
 from ..rules.money import to_major
 
 if TYPE_CHECKING:
@@ -134,45 +134,6 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-class RulesReloadReporter:
-    """Records rules reloads in Redis, once per distinct file content however many processes see it.
-
-    Every web and worker process watches its own copy of rules.yaml; with N processes an edit is
-    seen N times. Counting in Redis under a `SET NX` per (outcome, content digest) makes
-    `reactor_rules_reloads_total` count edits, not processes, across hosts. The last refused edit is
-    kept (`{prefix}:rules:last_refused`) for the dashboard."""
-
-    def __init__(self, connection: redis.Redis, prefix: str = "reactor"):
-        self.redis = connection
-        self.keys = Keys(prefix)
-
-    def __call__(self, outcome: str, digest: str, path: str, errors: list[str]) -> None:
-        try:
-            if self.redis.set(self.keys.rules_reload(outcome, digest), "1", nx=True, ex=30 * 86400):
-                self.redis.hincrby(self.keys.rules_reloads(), outcome, 1)
-            if outcome == "refused":
-                self.redis.hset(
-                    self.keys.rules_last_refused(),
-                    mapping={
-                        "digest": digest,
-                        "path": path,
-                        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        "process": f"{socket.gethostname()}:{os.getpid()}",
-                        "errors": json.dumps(errors),
-                    },
-                )
-        except redis.RedisError as exc:
-            log.warning("could not record the rules reload in Redis: %s", exc)
-
-    def last_refused(self) -> dict[str, Any] | None:
-        raw = self.redis.hgetall(self.keys.rules_last_refused())
-        if not raw:
-            return None
-        data: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
-        data["errors"] = json.loads(data.get("errors") or "[]")
-        return data
-
-
 def content_digest(data: bytes) -> str:
     """The same 12 hex digits as RuleSet.version, so a refused edit and an accepted one compare."""
     return hashlib.sha256(data).hexdigest()[:12]
@@ -210,7 +171,7 @@ class RedisCollector(Collector):
         audit_key = keys.audit()
         AuditTally(self.redis, audit_key).fold()
         stats = {k.decode(): v.decode() for k, v in self.redis.hgetall(stats_key(audit_key)).items()}
-        reloads = {k.decode(): int(v) for k, v in self.redis.hgetall(keys.rules_reloads()).items()}
+        reloads = RulesReloadReporter(self.redis, self.settings.key_prefix).counts()
         queue = Queue(self.settings.queue_name, connection=self.redis)
 
         decisions = CounterMetricFamily(

@@ -15,6 +15,7 @@ from ..chargebee.ratelimit import ChargebeeRateLimit
 from ..config import Settings, load_settings
 from ..ingest.events import EventStore
 from ..keys import Keys
+from ..reloads import RulesReloadReporter
 from ..rules.live import LiveRules
 from .audit import AuditLog
 
@@ -39,7 +40,8 @@ def build_context(settings: Settings, connection: redis.Redis) -> Context:
     queue = Queue(settings.queue_name, connection=connection)
     if not settings.api_base:
         raise ChargebeeError("no Chargebee API configured: set CHARGEBEE_SITE or CHARGEBEE_API_BASE")
-    rules = LiveRules(settings.rules_path)
+    # Refused rules edits seen by workers reach /metrics and the dashboard through Redis.
+    rules = LiveRules(settings.rules_path, reporter=RulesReloadReporter(connection, settings.key_prefix))
     return Context(
         settings=settings,
         redis=connection,

@@ -4,9 +4,9 @@
 readiness probe. An edit that does not load is refused: the last good rules stay in force, and
 the problems are kept for /readyz and the logs. A process that never had good rules fails loudly.
 
-A `reporter` (see reactor.dashboard.metrics.RulesReloadReporter) hears of every reload, accepted or refused,
-with the content digest; it is how refused edits are counted across processes and hosts. Processes
-that build their LiveRules deep inside (the worker) set `LiveRules.default_reporter` once at start.
+A `reporter` hears of every reload, accepted or refused, with the content digest; it is how refused
+edits are counted across processes and hosts. It is passed in where the LiveRules are built: the
+web's `create_app` and the worker's `build_context` pass a reactor.reloads.RulesReloadReporter.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ Reporter = Callable[[str, str, str, list[str]], None]
 
 
 class LiveRules:
-    default_reporter: Reporter | None = None
-
     def __init__(
         self,
         path: str | os.PathLike,
@@ -114,11 +112,10 @@ class LiveRules:
             self._report("accepted", rules.version, [])
 
     def _report(self, outcome: str, digest: str, errors: list[str]) -> None:
-        reporter = self._reporter or LiveRules.default_reporter
-        if reporter is None:
+        if self._reporter is None:
             return
         try:
-            reporter(outcome, digest, str(self.path), errors)
+            self._reporter(outcome, digest, str(self.path), errors)
         except Exception:  # reporting must never cost the rules in force
             log.exception("rules reload reporter failed")
 

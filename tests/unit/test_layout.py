@@ -39,6 +39,7 @@ WINGS: dict[str, set[str]] = {
         "reactor.ingest.events",
         "reactor.jobs.facts",
         "reactor.keys",
+        "reactor.reloads",
         "reactor.rules",
     },
     "reactor.jobs.facts": {"reactor.chargebee", "reactor.rules"},
@@ -47,6 +48,8 @@ WINGS: dict[str, set[str]] = {
     "reactor.config": set(),
     "reactor.keys": set(),
     "reactor.logs": set(),
+    # rules reloads recorded in Redis, for the web, the worker and the dashboard
+    "reactor.reloads": {"reactor.keys"},
     "reactor.ingest.enqueue": set(),
     "reactor.ingest.guard": {"reactor.keys"},
     "reactor.local.redis_server": set(),

@@ -1,5 +1,6 @@
 """LiveRules tells its reporter about every reload, with the content hash and file:line:col errors;
-that is what /metrics counts once per edit across processes (see test_hot_reload.py for the real thing)."""
+the reporter (reactor/reloads.py) is what /metrics counts once per edit across processes, and the
+web and the worker both pass one in (see test_hot_reload.py for the real thing)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from reactor.config import Settings
+from reactor.jobs import build_context
+from reactor.local.redis_server import free_port
+from reactor.reloads import RulesReloadReporter
 from reactor.rules.live import LiveRules
 
 GOOD = "version: 1\nmode: live\nrules:\n  - name: a\n    when: [{invoice.status: paid}]\n    action: skip\n"
@@ -60,3 +70,33 @@ def test_a_failing_reporter_does_not_cost_the_rules_in_force(tmp_path: Path) -> 
     live.current()
     edit(path, OTHER)
     assert live.current().rules[0].name == "b"
+
+
+def test_the_reporter_counts_an_edit_once_however_many_processes_see_it(redis_conn: redis.Redis) -> None:
+    reporter = RulesReloadReporter(redis_conn, "test")
+    for _ in range(3):  # three processes see the same refused edit
+        reporter("refused", "abc123", "/srv/rules.yaml", ["/srv/rules.yaml:6:13: unknown action 'skipp'"])
+    reporter("accepted", "def456", "/srv/rules.yaml", [])
+
+    assert reporter.counts() == {"refused": 1, "accepted": 1}
+    last = reporter.last_refused()
+    assert last is not None and last["digest"] == "abc123" and last["path"] == "/srv/rules.yaml"
+    assert last["errors"] == ["/srv/rules.yaml:6:13: unknown action 'skipp'"]
+    assert RulesReloadReporter(redis_conn, "other").counts() == {}  # under its prefix only
+
+
+def test_the_reporter_logs_a_redis_outage_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
+    down = redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+
+    RulesReloadReporter(down)("refused", "abc123", "rules.yaml", [])
+
+    assert "could not record the rules reload in Redis" in caplog.text
+
+
+def test_the_worker_context_reports_its_reloads_to_redis(settings: Settings, redis_conn: redis.Redis) -> None:
+    context = build_context(settings, redis_conn)
+    version = context.rules.current().version
+    edit(settings.rules_path, settings.rules_path.read_text().replace("version: 1", "version: one"))
+
+    assert context.rules.current().version == version
+    assert RulesReloadReporter(redis_conn, settings.key_prefix).counts() == {"refused": 1}
