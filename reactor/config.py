@@ -1,16 +1,25 @@
 """Settings, read once from the environment (and an optional `.env`) and validated at start.
 
-Everything below `config` receives a `Settings`; nothing else reads `os.environ`, so a test
-builds the settings it wants and passes them in.
+Everything below `config` receives a `Settings`; nothing else interprets an environment variable,
+so a test builds the settings it wants and passes them in. Two smaller readers serve what starts
+before any `Settings` exists: `web_server_settings` for gunicorn's config file
+(reactor/gunicorn_conf.py) and `log_settings` for logging. Each reader is a pure function of an
+`env` mapping; the process's own environment is read at its edge (gunicorn_conf, the `reactor`
+command, `load_settings()` without an `env`) and passed in. A bad value is refused with a one-line
+`ConfigError` that names the variable.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from dotenv import dotenv_values
 
 DEFAULT_RETRY_INTERVALS = (10, 30, 120, 600, 1800)
 """Seconds between attempts of a failing Chargebee call (429/5xx/timeouts): about 45 minutes in all
@@ -59,6 +68,8 @@ class Settings:
     webhook_allow: tuple[str, ...] = ()  # CIDRs the webhook accepts; empty: any address (docs/security.md)
     trusted_proxies: int = 0  # proxies in front of the web whose X-Forwarded-For entries are believed
     auth_failure_limit: str = "20/minute"  # failed webhook logins per client address before 429
+    metrics_dir: str | None = None  # PROMETHEUS_MULTIPROC_DIR: gunicorn workers' samples (gunicorn_conf sets it)
+    redis_server_binary: str | None = None  # REACTOR_REDIS_SERVER: the redis-server `reactor run` starts
 
     @property
     def invoice_lock_ttl(self) -> int:
@@ -134,16 +145,18 @@ def _cron(env: Mapping[str, str], name: str, default: str) -> str:
         return default
     value = " ".join(env[name].split())
     if value:
-        from croniter import croniter
+        from croniter import croniter  # late: start-up time (only a set REACTOR_SWEEP_CRON needs it)
 
         if not croniter.is_valid(value):
             raise ConfigError(f"{name} must be a cron expression such as '0 */6 * * *' (or empty), got {value!r}")
     return value
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if not raw:
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
@@ -152,8 +165,6 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """Comma-separated CIDRs (a bare address is a /32 or /128), validated now, not on the first request."""
-    import ipaddress
-
     networks = []
     for part in filter(None, (p.strip() for p in env.get(name, "").split(","))):
         try:
@@ -164,7 +175,7 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _rate(env: Mapping[str, str], name: str, default: str) -> str:
-    from limits import parse
+    from limits import parse  # late: start-up time (gunicorn's master reads this module, not limits)
 
     raw = env.get(name, "").strip() or default
     try:
@@ -185,50 +196,73 @@ def _worker_class(env: Mapping[str, str]) -> str:
     return value
 
 
-def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
-    """Build and validate settings. `.env` in the working directory fills unset variables."""
-    if env is None:
-        merged = dict(os.environ)
-        if dotenv and Path(".env").is_file():
-            from dotenv import dotenv_values
+def _text(env: Mapping[str, str], name: str, default: str = "") -> str:
+    """The variable without surrounding blanks; unset or blank gives `default`."""
+    return env.get(name, "").strip() or default
 
-            for key, value in dotenv_values(".env").items():
-                if value is not None:
-                    merged.setdefault(key, value)
-        env = merged
 
-    auth = env.get("REACTOR_WEBHOOK_AUTH", "basic").strip().lower() or "basic"
+def _metrics_dir(env: Mapping[str, str]) -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR, prometheus-client's own variable: where each gunicorn worker writes
+    its samples for /metrics to add up. Unset or empty: this process keeps its samples itself."""
+    return env.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def _webhook_auth(env: Mapping[str, str]) -> tuple[str, str, str]:
+    """REACTOR_WEBHOOK_AUTH, REACTOR_WEBHOOK_USER, REACTOR_WEBHOOK_PASSWORD."""
+    auth = _text(env, "REACTOR_WEBHOOK_AUTH", "basic").lower()
     if auth not in ("basic", "none"):
         raise ConfigError(f"REACTOR_WEBHOOK_AUTH must be 'basic' or 'none', got {auth!r}")
-    user = env.get("REACTOR_WEBHOOK_USER", "")
-    password = env.get("REACTOR_WEBHOOK_PASSWORD", "")
-    site = env.get("CHARGEBEE_SITE", "").strip() or None
-    api_base = env.get("CHARGEBEE_API_BASE", "").strip() or None
-    api_key = env.get("CHARGEBEE_API_KEY", "").strip()
+    return auth, env.get("REACTOR_WEBHOOK_USER", ""), env.get("REACTOR_WEBHOOK_PASSWORD", "")
+
+
+def _chargebee(env: Mapping[str, str]) -> tuple[str | None, str | None, str]:
+    """CHARGEBEE_SITE, CHARGEBEE_API_BASE and CHARGEBEE_API_KEY, which either of the first two needs."""
+    site = _text(env, "CHARGEBEE_SITE") or None
+    api_base = _text(env, "CHARGEBEE_API_BASE") or None
+    api_key = _text(env, "CHARGEBEE_API_KEY")
     if (site or api_base) and not api_key:
         raise ConfigError("CHARGEBEE_API_KEY is required when CHARGEBEE_SITE or CHARGEBEE_API_BASE is set")
     if site and ("." in site or "/" in site):
         raise ConfigError(f"CHARGEBEE_SITE is the site name only (e.g. 'acme-test'), got {site!r}")
+    return site, api_base, api_key
 
+
+def _environment(dotenv: bool) -> dict[str, str]:
+    """This process's environment, with `.env` in the working directory filling unset variables."""
+    merged = dict(os.environ)
+    if dotenv and Path(".env").is_file():
+        for key, value in dotenv_values(".env").items():
+            if value is not None:
+                merged.setdefault(key, value)
+    return merged
+
+
+def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
+    """Build and validate settings from `env`; without one, from this process's environment, where
+    `.env` in the working directory fills unset variables."""
+    if env is None:
+        env = _environment(dotenv)
+    auth, user, password = _webhook_auth(env)
+    site, api_base, api_key = _chargebee(env)
     settings = Settings(
-        redis_url=env.get("REDIS_URL", "").strip() or None,
+        redis_url=_text(env, "REDIS_URL") or None,
         chargebee_site=site,
         chargebee_api_key=api_key,
         chargebee_api_base=api_base,
         webhook_auth=auth,
         webhook_user=user,
         webhook_password=password,
-        rules_path=Path(env.get("REACTOR_RULES", "").strip() or "rules.yaml"),
+        rules_path=Path(_text(env, "REACTOR_RULES", "rules.yaml")),
         port=_int(env, "PORT", 8000, minimum=1),
-        var_dir=Path(env.get("REACTOR_VAR_DIR", "").strip() or "var"),
-        queue_name=env.get("REACTOR_QUEUE", "").strip() or "reactor",
+        var_dir=Path(_text(env, "REACTOR_VAR_DIR", "var")),
+        queue_name=_text(env, "REACTOR_QUEUE", "reactor"),
         max_body_bytes=_int(env, "REACTOR_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         dedupe_ttl=_int(env, "REACTOR_DEDUPE_TTL", 4 * 24 * 3600, minimum=3 * 24 * 3600 + 7 * 3600),
         event_ttl=_int(env, "REACTOR_EVENT_TTL", 30 * 24 * 3600, minimum=4 * 24 * 3600),
         http_timeout=_float(env, "REACTOR_HTTP_TIMEOUT", 20.0),
         retry_intervals=_intervals(env, "REACTOR_RETRY_INTERVALS"),
         job_timeout=_int(env, "REACTOR_JOB_TIMEOUT", 180, minimum=5),
-        admin_user=env.get("REACTOR_ADMIN_USER", "").strip(),
+        admin_user=_text(env, "REACTOR_ADMIN_USER"),
         admin_password=env.get("REACTOR_ADMIN_PASSWORD", ""),
         secret_key=env.get("REACTOR_SECRET_KEY", ""),
         admin_insecure_cookie=_flag(env, "REACTOR_ADMIN_INSECURE_COOKIE"),
@@ -245,9 +279,68 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         webhook_allow=_networks(env, "REACTOR_WEBHOOK_ALLOW"),
         trusted_proxies=_int(env, "REACTOR_TRUSTED_PROXIES", 0, minimum=0),
         auth_failure_limit=_rate(env, "REACTOR_AUTH_FAILURE_LIMIT", "20/minute"),
+        metrics_dir=_metrics_dir(env),
+        redis_server_binary=_text(env, "REACTOR_REDIS_SERVER") or None,
     )
     check_timeouts(settings)
     return settings
+
+
+@dataclass(frozen=True)
+class WebServerSettings:
+    """How gunicorn serves the web process; reactor/gunicorn_conf.py gives the reason for each.
+    Apart from `Settings` because gunicorn's master reads them before any app, and so any
+    `Settings`, exists (and a web process's `Settings` do not depend on its server)."""
+
+    host: str = "0.0.0.0"  # HOST
+    port: int = 8000  # PORT
+    workers: int = 2  # WEB_CONCURRENCY: gunicorn worker processes
+    connections: int = 1000  # WEB_CONNECTIONS: connections each worker holds at once
+    reuse_port: bool = True  # WEB_REUSE_PORT: a SO_REUSEPORT socket in each worker
+    access_log: bool = False  # REACTOR_ACCESS_LOG: gunicorn's access log on stdout
+    metrics_dir: str | None = None  # PROMETHEUS_MULTIPROC_DIR; unset: gunicorn_conf makes one
+
+    @property
+    def bind(self) -> str:
+        """gunicorn's `bind`: HOST:PORT."""
+        return f"{self.host}:{self.port}"
+
+
+def web_server_settings(env: Mapping[str, str]) -> WebServerSettings:
+    """The web server's settings from `env` (gunicorn_conf passes its process's environment)."""
+    return WebServerSettings(
+        host=_text(env, "HOST", WebServerSettings.host),
+        port=_int(env, "PORT", WebServerSettings.port, minimum=1),
+        workers=_int(env, "WEB_CONCURRENCY", WebServerSettings.workers, minimum=1),
+        connections=_int(env, "WEB_CONNECTIONS", WebServerSettings.connections, minimum=1),
+        reuse_port=_flag(env, "WEB_REUSE_PORT", default=WebServerSettings.reuse_port),
+        access_log=_flag(env, "REACTOR_ACCESS_LOG"),
+        metrics_dir=_metrics_dir(env),
+    )
+
+
+LOG_LEVELS = tuple(logging.getLevelNamesMapping())
+"""What REACTOR_LOG_LEVEL may name, in any case: the standard library's level names."""
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """REACTOR_LOG_LEVEL and REACTOR_LOG_FORMAT. Apart from `Settings` because logging starts
+    first: a command whose settings are refused still logs, and gunicorn's master logs too."""
+
+    level: str = "INFO"
+    json_lines: bool | None = None  # REACTOR_LOG_FORMAT json / text; None: json unless stderr is a terminal
+
+
+def log_settings(env: Mapping[str, str]) -> LogSettings:
+    """The log settings from `env` (the process's environment, passed in at its edge)."""
+    level = _text(env, "REACTOR_LOG_LEVEL", LogSettings.level).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"REACTOR_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+    fmt = _text(env, "REACTOR_LOG_FORMAT").lower()
+    if fmt not in ("", "json", "text"):
+        raise ConfigError(f"REACTOR_LOG_FORMAT must be 'json' or 'text', got {fmt!r}")
+    return LogSettings(level=level, json_lines=(fmt == "json") if fmt else None)
 
 
 JOB_CHARGEBEE_CALLS = 4

@@ -2,24 +2,37 @@
 
 Binds $PORT, sizes workers from $WEB_CONCURRENCY, sets up the reactor's logging (JSON lines, as
 `reactor worker` writes them; workers inherit it from the master), and gives prometheus-client a
-per-deploy directory so that /metrics adds up the samples of every gunicorn worker."""
+per-deploy directory so that /metrics adds up the samples of every gunicorn worker.
+
+This file reads the process's environment itself: gunicorn runs it first, in its master, before any
+app or `Settings` exists, so it is the web process's edge. The variables are read and checked by
+reactor.config (`web_server_settings`, `log_settings`); a bad one stops gunicorn with one line that
+names it."""
 
 import os
+import sys
 import tempfile
 
+from reactor.config import ConfigError, log_settings, web_server_settings
 from reactor.logs import setup_logging
 
-setup_logging()
+try:
+    _server = web_server_settings(os.environ)
+    _logging = log_settings(os.environ)
+except ConfigError as exc:
+    sys.exit(f"reactor.gunicorn_conf: {exc}")
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+setup_logging(_logging.level, _logging.json_lines)
+
+bind = _server.bind
+workers = _server.workers
 # gevent: a connection costs a greenlet, not a thread, so clients that send slowly (slowloris: 200
 # connections sending a header byte a second held every gthread slot and starved every delivery)
 # wait in the event loop while other requests are answered (tests/integration/test_slow_clients.py).
 # gunicorn patches the standard library in each worker before the app is imported; redis-py (with
 # hiredis, which only parses), RQ, limits and prometheus-client then do their I/O cooperatively.
 worker_class = "gevent"
-worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))  # per worker; more wait in the backlog
+worker_connections = _server.connections  # per worker; more wait in the backlog
 timeout = 30
 graceful_timeout = 20
 # Also the deadline for a request's headers: gunicorn's async workers read each request line and
@@ -34,15 +47,18 @@ keepalive = 5
 # instead of failing to bind (`reactor run` checks that the port is free first), and connections
 # still queued on a worker that restarts are reset rather than taken by another worker (Chargebee
 # redelivers them).
-reuse_port = os.environ.get("WEB_REUSE_PORT", "1") != "0"
-accesslog = "-" if os.environ.get("REACTOR_ACCESS_LOG") else None
+reuse_port = _server.reuse_port
+accesslog = "-" if _server.access_log else None
 
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+if _server.metrics_dir is None:
+    # prometheus-client reads its directory from this variable in each worker (and the app's
+    # Settings.metrics_dir from it too), so it goes into the environment the workers inherit.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="reactor-metrics-")
 
 
 def child_exit(server, worker):
-    from prometheus_client import multiprocess
+    # prometheus-client chooses multiprocess mode from PROMETHEUS_MULTIPROC_DIR when first imported
+    from prometheus_client import multiprocess  # late: only once the variable is set above
 
     multiprocess.mark_process_dead(worker.pid)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from datetime import datetime, timezone
 
@@ -19,7 +18,7 @@ CONTEXT_KEYS = ("event_id", "invoice_id", "rule", "job_id", "rules_version")
 def job_context() -> dict[str, str]:
     """event_id, invoice_id and job_id of the RQ job running in this process, if any."""
     try:
-        from rq import get_current_job
+        from rq import get_current_job  # late: start-up time (gunicorn's master logs, and needs no RQ)
 
         job = get_current_job()
     except Exception:  # pragma: no cover - logging must never fail
@@ -67,13 +66,12 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{context}]" if context else line
 
 
-def setup_logging(level: str | None = None, json_lines: bool | None = None) -> None:
-    """`REACTOR_LOG_FORMAT=json|text` and `REACTOR_LOG_LEVEL` override the defaults
-    (json when stderr is not a terminal, as under a process manager)."""
-    level = level or os.environ.get("REACTOR_LOG_LEVEL", "INFO")
+def setup_logging(level: str = "INFO", json_lines: bool | None = None) -> None:
+    """One handler on the root logger. Callers pass what REACTOR_LOG_LEVEL and REACTOR_LOG_FORMAT
+    say (reactor.config.log_settings); `json_lines` None means JSON unless stderr is a terminal,
+    as under a process manager."""
     if json_lines is None:
-        fmt = os.environ.get("REACTOR_LOG_FORMAT", "").lower()
-        json_lines = fmt == "json" if fmt else not sys.stderr.isatty()
+        json_lines = not sys.stderr.isatty()
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter() if json_lines else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")

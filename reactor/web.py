@@ -72,7 +72,9 @@ def openapi() -> Response:
 
 @health.get("/metrics")
 def metrics_endpoint() -> Response:
-    return Response(metrics.render(current_app.extensions["reactor.dashboard.metrics"]), mimetype=CONTENT_TYPE_LATEST)
+    collector = current_app.extensions["reactor.dashboard.metrics"]
+    body = metrics.render(collector, current_app.config["REACTOR_SETTINGS"].metrics_dir)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:

@@ -1,16 +1,18 @@
 """The `reactor` command: the `main` group, and each module's commands registered on it."""
 
+import os
+
 import click
 
-from ..logs import setup_logging
 from . import held, ops, processes, rules, sweep
+from .helpers import start_logging
 
 
 @click.group()
 @click.version_option(package_name="chargebee-reactor")
 def main() -> None:
     """chargebee-reactor: Chargebee webhooks in, rule-driven invoice write-offs out."""
-    setup_logging()
+    start_logging(os.environ)  # the command's edge: its environment is read here and passed on
 
 
 for _command in (*processes.COMMANDS, *rules.COMMANDS, *ops.COMMANDS, *held.COMMANDS, *sweep.COMMANDS):

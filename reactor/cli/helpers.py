@@ -7,6 +7,7 @@ import getpass
 import re
 import socket
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
@@ -15,14 +16,24 @@ import redis
 from rich.console import Console
 from rich.text import Text
 
-from ..config import ConfigError, Settings, load_settings
+from ..config import ConfigError, Settings, load_settings, log_settings
 from ..jobs.audit import visible
 from ..local.supervisor import embedded_url_file, sandbox_url_file
+from ..logs import setup_logging
 
 NO_CHARGEBEE = (
     "no Chargebee configured: set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) and CHARGEBEE_API_KEY, "
     "or start `reactor run` in this directory for the local sandbox"
 )
+
+
+def start_logging(env: Mapping[str, str]) -> None:
+    """Logging as REACTOR_LOG_LEVEL and REACTOR_LOG_FORMAT in `env` say, or a one-line refusal."""
+    try:
+        wanted = log_settings(env)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    setup_logging(wanted.level, wanted.json_lines)
 
 
 def command_settings() -> Settings:
@@ -63,8 +74,7 @@ def chargebee_settings(settings: Settings) -> Settings:
             "(`reactor run` stopped?): start `reactor run` again, or set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) "
             "and CHARGEBEE_API_KEY"
         )
-    # Late, for start-up time: the sandbox package loads Flask, which only this branch needs.
-    from ..sandbox import DEMO_API_KEY
+    from ..sandbox import DEMO_API_KEY  # late: start-up time (the sandbox loads Flask; only this branch needs it)
 
     return settings.with_overrides(chargebee_api_base=url, chargebee_api_key=DEMO_API_KEY)
 

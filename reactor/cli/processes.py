@@ -1,11 +1,13 @@
 """The long-running processes: `reactor run`, `web`, `worker`, `cron` and `sandbox`.
 
 Each command imports what it runs inside its function, for start-up time: `reactor --help` and
-the other commands need not load the supervisor, RQ's worker or Flask.
+the other commands need not load the supervisor, RQ's worker or Flask. `run` and `web` start
+other processes: the environment they hand on is read here, at this process's edge (`os.environ`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -23,7 +25,7 @@ def run(host: str, port: int | None, sandbox_port: int) -> None:
     """Web + worker + scheduler in one command; embedded Redis and the sandbox when not configured."""
     from ..local.supervisor import run_all
 
-    sys.exit(run_all(command_settings(), host=host, port=port, sandbox_port=sandbox_port))
+    sys.exit(run_all(command_settings(), os.environ, host=host, port=port, sandbox_port=sandbox_port))
 
 
 @click.command()
@@ -35,7 +37,7 @@ def web(host: str, port: int | None, workers: int) -> None:
     from ..local.supervisor import serve_web
 
     settings = command_settings()
-    serve_web(settings, host, port or settings.port, workers)
+    serve_web(settings, os.environ, host, port or settings.port, workers)
 
 
 @click.command()

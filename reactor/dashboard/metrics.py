@@ -1,8 +1,8 @@
 """Prometheus metrics, from two sources.
 
 1. Web-process metrics (webhook deliveries, webhook latency) are prometheus-client objects. Under
-   gunicorn, PROMETHEUS_MULTIPROC_DIR (set by reactor.gunicorn_conf) makes every gunicorn worker
-   write its samples there, and /metrics adds them up.
+   gunicorn, PROMETHEUS_MULTIPROC_DIR (set by reactor.gunicorn_conf; `Settings.metrics_dir`) makes
+   every gunicorn worker write its samples there, and /metrics adds them up.
 2. Facts that happen elsewhere (decisions, write-offs and job latency in RQ workers, which may run
    on other hosts and serve no HTTP; queue depth, dead letters, held write-offs, rules reloads) are
    read from Redis at scrape time by `RedisCollector` (rules reloads as reactor/reloads.py records
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -241,11 +240,12 @@ class RedisCollector(Collector):
         yield refused
 
 
-def render(collector: Collector | None = None) -> bytes:
-    """The /metrics body: this host's prometheus-client samples, then the Redis-backed families."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def render(collector: Collector | None = None, multiprocess_dir: str | None = None) -> bytes:
+    """The /metrics body: this host's prometheus-client samples (those every gunicorn worker wrote
+    to `multiprocess_dir`, `Settings.metrics_dir`, when set), then the Redis-backed families."""
+    if multiprocess_dir:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
         body = generate_latest(registry)
     else:
         body = generate_latest(DEFAULT_REGISTRY)

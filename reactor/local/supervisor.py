@@ -13,13 +13,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
 import click
 import redis
 
-from ..config import ConfigError, Settings, require_webhook_credentials
+from ..config import ConfigError, Settings, log_settings, require_webhook_credentials, web_server_settings
+from ..logs import setup_logging
 from .redis_server import EmbeddedRedis, free_port
 
 DEV_WEBHOOK_USER = "reactor"
@@ -40,17 +42,27 @@ def require_free_port(host: str, port: int) -> None:
             raise click.ClickException(message) from None
 
 
-def serve_web(settings: Settings, host: str, port: int, workers: int) -> None:
-    """Exec gunicorn with our config, as the Procfile does."""
+def check_web_env(env: Mapping[str, str]) -> None:
+    """Refuse, in one line, a variable reactor.gunicorn_conf would refuse in the web process (and
+    WEB_CONCURRENCY, which gunicorn itself reads with int() before our config file runs)."""
+    try:
+        web_server_settings(env)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def serve_web(settings: Settings, env: Mapping[str, str], host: str, port: int, workers: int) -> None:
+    """Exec gunicorn with our config, as the Procfile does, in `env` with the address and the
+    worker count (a WEB_CONCURRENCY already in `env` wins) that reactor.gunicorn_conf reads."""
     try:
         require_webhook_credentials(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    child = {**env, "PORT": str(port), "HOST": host}
+    child.setdefault("WEB_CONCURRENCY", str(workers))
+    check_web_env(child)
     require_free_port(host, port)
-    os.environ["PORT"] = str(port)
-    os.environ["HOST"] = host
-    os.environ.setdefault("WEB_CONCURRENCY", str(workers))
-    os.execv(sys.executable, [sys.executable, *WEB_COMMAND])
+    os.execve(sys.executable, [sys.executable, *WEB_COMMAND], child)
 
 
 def embedded_url_file(settings: Settings) -> Path:
@@ -75,7 +87,7 @@ def _start_embedded_redis(settings: Settings, stack: ExitStack) -> str:
                 )
         except redis.RedisError:
             pass  # stale marker from a run that was killed
-    server = EmbeddedRedis(settings.var_dir / "redis", port=free_port()).start()
+    server = EmbeddedRedis(settings.var_dir / "redis", port=free_port(), binary=settings.redis_server_binary).start()
     stack.callback(server.stop)
     marker.write_text(server.url + "\n")
     stack.callback(lambda: marker.unlink(missing_ok=True))
@@ -86,7 +98,7 @@ def _start_embedded_redis(settings: Settings, stack: ExitStack) -> str:
 def _start_sandbox(
     settings: Settings, port: int, webhook_url: str, user: str, password: str, stack: ExitStack
 ) -> tuple[str, str]:
-    from ..sandbox import DEMO_API_KEY, SandboxServer, SandboxState, seed_demo
+    from ..sandbox import DEMO_API_KEY, SandboxServer, SandboxState, seed_demo  # late: start-up time (Flask)
 
     state = SandboxState(api_key=DEMO_API_KEY)
     invoices = seed_demo(state)
@@ -106,18 +118,19 @@ def _start_sandbox(
     return server.api_base, DEMO_API_KEY
 
 
-def run_all(settings: Settings, host: str, port: int | None, sandbox_port: int) -> int:
-    from ..logs import setup_logging
-
-    if not os.environ.get("REACTOR_LOG_FORMAT"):
-        setup_logging(json_lines=False)  # one person at a terminal, several processes: plain lines
+def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | None, sandbox_port: int) -> int:
+    """Start everything `reactor run` needs and watch it; the children get `env` and what they share."""
+    wanted = log_settings(env)
+    if wanted.json_lines is None:
+        setup_logging(wanted.level, json_lines=False)  # one person at a terminal, several processes: plain lines
     port = port or settings.port
+    check_web_env({**env, "PORT": str(port), "HOST": host})  # before anything starts
     require_free_port(host, port)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    child_env = dict(env)
     with ExitStack() as stack:
         redis_url = settings.redis_url or _start_embedded_redis(settings, stack)
-        env["REDIS_URL"] = redis_url
+        child_env["REDIS_URL"] = redis_url
         user, password = settings.webhook_user, settings.webhook_password
         if settings.webhook_auth == "basic" and not (user and password):
             if not settings.sandbox_mode:
@@ -125,16 +138,16 @@ def run_all(settings: Settings, host: str, port: int | None, sandbox_port: int) 
                     "set REACTOR_WEBHOOK_USER and REACTOR_WEBHOOK_PASSWORD (the credentials on your Chargebee webhook)"
                 )
             user, password = DEV_WEBHOOK_USER, DEV_WEBHOOK_PASSWORD
-            env["REACTOR_WEBHOOK_USER"], env["REACTOR_WEBHOOK_PASSWORD"] = user, password
+            child_env["REACTOR_WEBHOOK_USER"], child_env["REACTOR_WEBHOOK_PASSWORD"] = user, password
         webhook_url = f"http://127.0.0.1:{port}/webhooks/chargebee"
         if settings.sandbox_mode:
             api_base, api_key = _start_sandbox(settings, sandbox_port, webhook_url, user, password, stack)
-            env["CHARGEBEE_API_BASE"], env["CHARGEBEE_API_KEY"] = api_base, api_key
+            child_env["CHARGEBEE_API_BASE"], child_env["CHARGEBEE_API_KEY"] = api_base, api_key
         else:
             click.echo(f"Chargebee: {settings.api_base}")
-        env["PORT"], env["HOST"] = str(port), host
-        env.setdefault("WEB_CONCURRENCY", "2")
-        env.setdefault("REACTOR_LOG_FORMAT", "text")
+        child_env["PORT"], child_env["HOST"] = str(port), host
+        child_env.setdefault("WEB_CONCURRENCY", "2")
+        child_env.setdefault("REACTOR_LOG_FORMAT", "text")
         python = sys.executable
         # Each in a session of its own, so that Ctrl-C reaches only this process, which then stops
         # them once each (a second signal makes an RQ worker kill its running job) and Redis last.
@@ -143,7 +156,9 @@ def run_all(settings: Settings, host: str, port: int | None, sandbox_port: int) 
             "worker": [python, "-m", "reactor", "worker"],
             "cron": [python, "-m", "reactor", "cron"],
         }
-        processes = {name: subprocess.Popen(cmd, env=env, start_new_session=True) for name, cmd in commands.items()}
+        processes = {
+            name: subprocess.Popen(cmd, env=child_env, start_new_session=True) for name, cmd in commands.items()
+        }
         stack.callback(_stop_all, processes)
         click.echo(f"Rules:     {Path(settings.rules_path).resolve()}")
         click.echo(f"Webhook:   POST {webhook_url}  (Basic auth user {user!r})")

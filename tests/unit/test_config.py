@@ -1,8 +1,17 @@
-"""Settings come from the environment once and are refused with the variable's name when wrong."""
+"""Settings (and the web server's and logging's) come from an environment once and are refused with
+the variable's name when wrong."""
 
 import pytest
 
-from reactor.config import ConfigError, load_settings, require_webhook_credentials
+from reactor.config import (
+    ConfigError,
+    LogSettings,
+    WebServerSettings,
+    load_settings,
+    log_settings,
+    require_webhook_credentials,
+    web_server_settings,
+)
 
 
 def test_defaults_mean_embedded_redis_and_the_sandbox():
@@ -54,3 +63,76 @@ def test_webhook_credentials_are_required_unless_auth_is_off():
 def test_the_password_never_appears_in_the_settings_repr():
     settings = load_settings({"REACTOR_WEBHOOK_USER": "u", "REACTOR_WEBHOOK_PASSWORD": "hunter2"}, dotenv=False)
     assert "hunter2" not in repr(settings)
+
+
+def test_the_web_server_defaults_are_the_documented_ones():
+    server = web_server_settings({})
+    assert server == WebServerSettings()
+    assert server.bind == "0.0.0.0:8000" and server.workers == 2 and server.connections == 1000
+    assert server.reuse_port and not server.access_log and server.metrics_dir is None
+
+
+def test_the_web_server_reads_its_variables():
+    env = {
+        "HOST": "127.0.0.1",
+        "PORT": "9000",
+        "WEB_CONCURRENCY": "4",
+        "WEB_CONNECTIONS": "50",
+        "WEB_REUSE_PORT": "0",
+        "REACTOR_ACCESS_LOG": "1",
+        "PROMETHEUS_MULTIPROC_DIR": "/tmp/metrics",
+    }
+    server = web_server_settings(env)
+    assert server.bind == "127.0.0.1:9000" and (server.workers, server.connections) == (4, 50)
+    assert not server.reuse_port and server.access_log and server.metrics_dir == "/tmp/metrics"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY must be a whole number, got 'abc'"),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY must be at least 1"),
+        ({"WEB_CONNECTIONS": "many"}, "WEB_CONNECTIONS must be a whole number"),
+        ({"PORT": "http"}, "PORT must be a whole number"),
+        ({"WEB_REUSE_PORT": "maybe"}, "WEB_REUSE_PORT must be 1 or 0"),
+        ({"REACTOR_ACCESS_LOG": "stdout"}, "REACTOR_ACCESS_LOG must be 1 or 0"),
+    ],
+)
+def test_bad_web_server_variables_are_refused_naming_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        web_server_settings(env)
+
+
+def test_log_settings_default_to_info_and_the_terminal_decides_the_format():
+    assert log_settings({}) == LogSettings(level="INFO", json_lines=None)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"REACTOR_LOG_LEVEL": "warning"}, LogSettings(level="WARNING")),
+        ({"REACTOR_LOG_FORMAT": "JSON"}, LogSettings(json_lines=True)),
+        ({"REACTOR_LOG_FORMAT": "text", "REACTOR_LOG_LEVEL": "DEBUG"}, LogSettings(level="DEBUG", json_lines=False)),
+    ],
+)
+def test_log_settings_read_level_and_format(env, expected):
+    assert log_settings(env) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REACTOR_LOG_LEVEL": "LOUD"}, "REACTOR_LOG_LEVEL must be DEBUG, INFO"),
+        ({"REACTOR_LOG_FORMAT": "xml"}, "REACTOR_LOG_FORMAT must be 'json' or 'text'"),
+    ],
+)
+def test_bad_log_settings_are_refused_naming_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        log_settings(env)
+
+
+def test_the_metrics_directory_and_the_redis_binary_are_read_with_the_settings():
+    settings = load_settings({"PROMETHEUS_MULTIPROC_DIR": "/tmp/m", "REACTOR_REDIS_SERVER": "/opt/redis"}, dotenv=False)
+    assert settings.metrics_dir == "/tmp/m" and settings.redis_server_binary == "/opt/redis"
+    unset = load_settings({"PROMETHEUS_MULTIPROC_DIR": ""}, dotenv=False)
+    assert unset.metrics_dir is None and unset.redis_server_binary is None
