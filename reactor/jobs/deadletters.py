@@ -24,6 +24,7 @@ from ..config import Settings
 from ..ingest.events import JOB_ID_SAFE, EventStore, evaluation_job_id
 from ..keys import Keys
 from .audit import AuditLog, AuditRecord, Outcome
+from .stored_events import as_event
 
 _SECRET_KEY = re.compile(
     r"password|passwd|secret|token|api_?key|authori[sz]ation|cvv|masked_number|^iin$|^last4$|"
@@ -326,7 +327,7 @@ class DeadLetters:
                 f"no stored event {event_id!r}: never received, or older than "
                 f"{self.settings.event_ttl // 86400} days (REACTOR_EVENT_TTL)"
             )
-        invoice_id = ((event.get("content") or {}).get("invoice") or {}).get("id")
+        invoice_id = as_event(event).invoice_id
         now = self.clock()
         meta = {
             "event_id": event_id,

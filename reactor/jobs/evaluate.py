@@ -8,11 +8,13 @@ from typing import Any
 
 from rq.job import Job
 
+from ..ingest.events import Event
 from ..rules import decide
 from ..rules.facts import facts_worth_fetching
 from . import rechecks
 from .audit import Outcome
 from .context import Context
+from .stored_events import as_event
 from .trail import event_outcome, record_outcome
 from .verify import verified_event
 from .write_off import write_off_invoice
@@ -29,11 +31,11 @@ return 1
 """
 
 
-def _is_stale(ctx: Context, invoice: dict[str, Any]) -> bool:
-    version = invoice.get("resource_version")
-    if not isinstance(version, int) or isinstance(version, bool):
+def _is_stale(ctx: Context, event: Event) -> bool:
+    version = (event.invoice or {}).get("resource_version")
+    if event.invoice_id is None or not isinstance(version, int) or isinstance(version, bool):
         return False
-    key = ctx.keys.resource_version(invoice["id"])
+    key = ctx.keys.resource_version(event.invoice_id)
     return ctx.redis.eval(_ADVANCE_VERSION, 1, key, version, ctx.settings.event_ttl) == 0
 
 
@@ -54,10 +56,9 @@ def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[
         event = verified_event(ctx, job, event)
         if event is None:
             return Outcome.REJECTED.result()
-    invoice = (event.get("content") or {}).get("invoice") or {}
     ruleset = ctx.rules.current()
     now = ctx.clock()
-    if _is_stale(ctx, invoice):
+    if _is_stale(ctx, as_event(event)):
         record_outcome(
             ctx, job, event, None, Outcome.STALE, reason="an event with a newer resource_version was already seen"
         )
@@ -89,7 +90,7 @@ def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[
 def run_release(ctx: Context, event: dict[str, Any], actor: str, job: Job | None = None) -> dict[str, Any]:
     """Decide again on a released write-off and act, without the budget check that held it."""
     now = ctx.clock()
-    log.info("released by %s: deciding again on invoice %s", actor, event["content"]["invoice"].get("id"))
+    log.info("released by %s: deciding again on invoice %s", actor, as_event(event).invoice_id)
     result = write_off_invoice(ctx, job, event, ctx.rules.current(), now, check_budget=False)
     rechecks.after_write_off(ctx, job, event, result.get("outcome"))
     return result

@@ -127,11 +127,18 @@ def held_event(connection: redis.Redis, invoice_id: str, prefix: str = "reactor"
 
 
 def hold_write_off(
-    ctx: Context, job: Job | None, event: dict[str, Any], decision: Decision, reason: str, now: datetime
+    ctx: Context,
+    job: Job | None,
+    event: dict[str, Any],
+    invoice_id: str,
+    decision: Decision,
+    reason: str,
+    now: datetime,
 ) -> dict[str, Any]:
-    """Park a write-off a budget refused: in `reactor:held`, in the audit and in the log."""
+    """Park the write-off of `invoice_id` a budget refused: in `reactor:held`, in the audit and in
+    the log. `event` (with the fresh invoice) is what a release decides on again."""
     item = HeldWriteOff(
-        invoice_id=decision.invoice_id or event["content"]["invoice"]["id"],
+        invoice_id=decision.invoice_id or invoice_id,
         event_id=event.get("id"),
         rule=decision.rule,
         amount_due=decision.amount_due,

@@ -82,11 +82,16 @@ def load_attempt(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
 
 
 def confirm_interrupted(
-    ctx: Context, job: Job | None, fresh_event: dict[str, Any], attempt: dict[str, Any], now: datetime
+    ctx: Context,
+    job: Job | None,
+    invoice: dict[str, Any],
+    fresh_event: dict[str, Any],
+    attempt: dict[str, Any],
+    now: datetime,
 ) -> dict[str, Any]:
-    """An earlier run sent write_off and never heard back; the invoice shows a write-off, so the call
-    went through. Record it now, once, instead of calling Chargebee again."""
-    invoice = fresh_event["content"]["invoice"]
+    """An earlier run sent write_off and never heard back; the invoice (fetched fresh, and in
+    `fresh_event`) shows a write-off, so the call went through. Record it now, once, instead of
+    calling Chargebee again."""
     invoice_id = invoice["id"]
     mark = {"at": now.isoformat(), "rule": attempt.get("rule"), "event_id": attempt.get("event_id"), "recovered": True}
     record = make_record(

@@ -20,7 +20,6 @@ Scheduling and cancelling are recorded in the audit (`recheck_scheduled`, `reche
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -37,6 +36,7 @@ from ..keys import RECHECK_JOB
 from ..rules import Decision, RuleSet, decide, earliest_recheck
 from .audit import Outcome
 from .retries import defer
+from .stored_events import as_event, with_invoice
 from .trail import recheck_outcome, record_outcome
 from .write_off import write_off_invoice
 
@@ -109,8 +109,8 @@ def load_pending(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
 def schedule(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime) -> datetime | None:
     """Schedule (or move) the invoice's one re-check to the first moment a write_off can be decided;
     None, and nothing changed, when waiting cannot help."""
-    invoice_id = ((event.get("content") or {}).get("invoice") or {}).get("id")
-    if not isinstance(invoice_id, str) or not invoice_id:
+    invoice_id = as_event(event).invoice_id
+    if invoice_id is None:
         return None
     moment = next_write_off_moment(ruleset, event, now)
     if moment is None:
@@ -183,9 +183,9 @@ def _drop_job(ctx: Context, job: Job | None, job_id: object) -> None:
 def after_decision(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime) -> None:
     """After an event was decided without a write-off: a settled invoice cancels its re-check, an
     open one that time can still bring under a rule gets (or moves) its re-check."""
-    invoice = (event.get("content") or {}).get("invoice") or {}
-    invoice_id = invoice.get("id")
-    if not isinstance(invoice_id, str) or not invoice_id:
+    seen = as_event(event)
+    invoice, invoice_id = seen.invoice or {}, seen.invoice_id
+    if invoice_id is None:
         return
     if is_settled(invoice):
         cancel(ctx, job, event, invoice_id, f"the invoice is {invoice.get('status')} ({event.get('event_type')})")
@@ -195,8 +195,8 @@ def after_decision(ctx: Context, job: Job | None, event: dict[str, Any], ruleset
 
 def after_write_off(ctx: Context, job: Job | None, event: dict[str, Any], outcome: str | None) -> None:
     """A write-off that happened (ours or Chargebee's) ends the invoice's pending re-check."""
-    if outcome in SETTLING_OUTCOMES:
-        invoice_id = event["content"]["invoice"]["id"]
+    invoice_id = as_event(event).invoice_id
+    if outcome in SETTLING_OUTCOMES and invoice_id is not None:
         cancel(ctx, job, event, invoice_id, f"the invoice was settled ({outcome})")
 
 
@@ -228,8 +228,7 @@ def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[s
             reason=f"Chargebee has no invoice {invoice_id}: {exc}",
         )
         return Outcome.GONE.result()
-    fresh_event = copy.deepcopy(event)
-    fresh_event.setdefault("content", {})["invoice"] = fresh_invoice
+    fresh_event = with_invoice(event, fresh_invoice)
     if is_settled(fresh_invoice):
         cancel(ctx, job, fresh_event, invoice_id, f"the fresh invoice is {fresh_invoice.get('status')}")
         return Outcome.RECHECK_CANCELLED.result()

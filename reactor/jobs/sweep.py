@@ -44,6 +44,7 @@ from ..rules.facts import facts_worth_fetching, unresolved
 from .audit import Outcome, spreadsheet_cell
 from .context import Context, current_context
 from .facts import complete_facts
+from .stored_events import as_event
 
 if TYPE_CHECKING:
     import redis
@@ -149,8 +150,6 @@ def run_sweep(
 ) -> SweepResult:
     """Sweep every unpaid invoice. Live: enqueue an evaluation for each one the rules would write
     off. Dry run: only collect them. `resume` continues an unfinished live sweep from its checkpoint."""
-    from ..ingest.events import Event
-
     key = checkpoint_key(ctx.keys.prefix)
     now = ctx.clock()
     previous = Checkpoint.load(ctx.redis, key) if resume and not dry_run else None
@@ -195,11 +194,7 @@ def run_sweep(
                     )
                 )
                 continue
-            raw = json.dumps(event).encode()
-            if (
-                ctx.events.accept(Event(event["id"], SWEEP_EVENT_TYPE, event["content"], raw), EVALUATE_JOB).outcome
-                == "queued"
-            ):
+            if ctx.events.accept(as_event(event), EVALUATE_JOB).outcome == "queued":
                 result.queued += 1
         point.pages += 1
         point.next_offset = next_offset

@@ -11,6 +11,7 @@ from rq.job import Job
 from ..rules import Decision
 from ..rules.engine import COLLECTING_BLOCK
 from .audit import AuditRecord, Outcome
+from .stored_events import as_event
 
 if TYPE_CHECKING:
     from .context import Context
@@ -31,11 +32,12 @@ def make_record(
     amount_due: int | None = None,
     event_id: str | None = None,
 ) -> AuditRecord:
-    invoice = ((event or {}).get("content") or {}).get("invoice") or {}
+    seen = as_event(event or {})
+    invoice = seen.invoice or {}
     return AuditRecord(
-        event_id=event_id or (event or {}).get("id"),
-        event_type=(event or {}).get("event_type"),
-        invoice_id=invoice_id or (decision.invoice_id if decision else None) or invoice.get("id"),
+        event_id=event_id or seen.id or None,
+        event_type=seen.event_type or None,
+        invoice_id=invoice_id or (decision.invoice_id if decision else None) or seen.invoice_id,
         outcome=outcome,
         action=decision.action if decision else None,
         rule=decision.rule if decision else None,

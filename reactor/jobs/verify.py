@@ -26,6 +26,7 @@ from ..chargebee import ChargebeeClient, NotFoundError, RetryableError
 from .audit import Outcome
 from .context import Context
 from .retries import chargebee_failures
+from .stored_events import as_event
 from .trail import record_outcome
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,8 @@ def fetch_genuine(client: ChargebeeClient, event_id: str) -> dict[str, Any]:
 def differences(posted: dict[str, Any], genuine: dict[str, Any]) -> list[str]:
     """Names (never values) of the top-level and invoice fields where the posted copy differs."""
     changed = [k for k in ("event_type", "api_version") if posted.get(k) != genuine.get(k)]
-    posted_invoice = (posted.get("content") or {}).get("invoice") or {}
-    genuine_invoice = (genuine.get("content") or {}).get("invoice") or {}
-    if not isinstance(posted_invoice, dict) or not isinstance(genuine_invoice, dict):
-        return [*changed, "content.invoice"]
+    posted_invoice = as_event(posted).invoice or {}
+    genuine_invoice = as_event(genuine).invoice or {}
     keys = sorted(set(posted_invoice) | set(genuine_invoice))
     changed += [f"invoice.{k}" for k in keys if posted_invoice.get(k) != genuine_invoice.get(k)]
     if set(posted.get("content") or {}) != set(genuine.get("content") or {}):

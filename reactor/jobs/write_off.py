@@ -21,7 +21,6 @@ docs/guarantees.md says what each of these guarantees, and which test proves it.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 from datetime import datetime
@@ -50,6 +49,7 @@ from .marks import (
     save_attempt,
 )
 from .retries import chargebee_failures
+from .stored_events import as_event, with_invoice
 from .trail import fresh_outcome, make_record, record_outcome
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
@@ -77,7 +77,9 @@ def write_off_invoice(
     Right before the call the write-off takes its share of the budgets (reactor/jobs/budget.py); one
     that would pass a budget is held instead. `check_budget=False` (a person released it) still counts
     it. `for_facts`: the event alone decided no write-off, but lacks facts that could change that."""
-    invoice_id = event["content"]["invoice"]["id"]
+    invoice_id = as_event(event).invoice_id
+    if invoice_id is None:  # the webhook and the sweep store none without one (reactor/ingest/events.py)
+        raise ValueError(f"event {event.get('id')!r} carries no invoice id: nothing to write off")
     steps = _Steps(ctx, job, event, ruleset, now, invoice_id, for_facts=for_facts, check_budget=check_budget)
     lock = acquire_invoice_lock(ctx, invoice_id)
     steps.lock = lock
@@ -166,10 +168,9 @@ class _Steps:
             fresh_invoice = self.ctx.chargebee.retrieve_invoice(self.invoice_id)
         except NotFoundError as exc:
             self.gone(self.event, f"Chargebee has no invoice {self.invoice_id}: {exc}")
-        fresh_event = copy.deepcopy(self.event)
-        fresh_event["content"]["invoice"] = fresh_invoice
+        fresh_event = with_invoice(self.event, fresh_invoice)
         if attempt is not None and (fresh_invoice.get("write_off_amount") or 0) > 0:
-            raise _Stop(confirm_interrupted(self.ctx, self.job, fresh_event, attempt, self.now))
+            raise _Stop(confirm_interrupted(self.ctx, self.job, fresh_invoice, fresh_event, attempt, self.now))
         why_gone = gone_reason(fresh_invoice)
         if why_gone is not None:
             self.gone(fresh_event, why_gone)
@@ -211,7 +212,7 @@ class _Steps:
             enforce=self.check_budget,
         )
         if isinstance(reservation, str):
-            raise _Stop(hold_write_off(ctx, self.job, fresh_event, decision, reservation, self.now))
+            raise _Stop(hold_write_off(ctx, self.job, fresh_event, self.invoice_id, decision, reservation, self.now))
         self.renew()
         save_attempt(ctx, self.invoice_id, key, decision.rule, comment, self.event, self.job, self.now)
         try:
