@@ -77,35 +77,47 @@ def metrics_endpoint() -> Response:
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
+def connect_redis(settings: Settings) -> redis.Redis:
+    """REDIS_URL with short timeouts, so that a dead Redis turns into a quick 503 rather than a hung
+    request."""
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set (`reactor run` starts an embedded Redis for you)")
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_socket_timeout,
+        socket_timeout=settings.redis_socket_timeout,
+        health_check_interval=30,
+        # One immediate retry reconnects a pooled connection that a Redis restart closed; more
+        # (redis-py's default backs off three times) would hold Chargebee's request for seconds.
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def live_rules(settings: Settings, connection: redis.Redis) -> LiveRules:
+    """The rules in force, loaded now so that a broken file is logged at start (the app still
+    starts: /readyz says not ready until a good file is in place)."""
+    live = LiveRules(settings.rules_path, reporter=RulesReloadReporter(connection, settings.key_prefix))
+    try:
+        live.current()
+    except RulesError as exc:
+        log.error("rules not loaded: %s", exc)
+    return live
+
+
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
-    """Build the web app. `connection` defaults to REDIS_URL with short timeouts, so that a dead
-    Redis turns into a quick 503 rather than a hung request."""
+    """Build the web app. `settings` default to the environment's, `connection` to `connect_redis`."""
     if settings is None:
         settings = load_settings()
     require_webhook_credentials(settings)
     if connection is None:
-        if not settings.redis_url:
-            raise RuntimeError("REDIS_URL is not set (`reactor run` starts an embedded Redis for you)")
-        connection = redis.Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=settings.redis_socket_timeout,
-            socket_timeout=settings.redis_socket_timeout,
-            health_check_interval=30,
-            # One immediate retry reconnects a pooled connection that a Redis restart closed; more
-            # (redis-py's default backs off three times) would hold Chargebee's request for seconds.
-            retry=Retry(NoBackoff(), 1),
-        )
+        connection = connect_redis(settings)
     app = Flask("reactor")
     app.config["REACTOR_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     queue = Queue(settings.queue_name, connection=connection)
     app.extensions["reactor.redis"] = connection
     app.extensions["reactor.ingest.events"] = EventStore.from_settings(connection, queue, settings)
-    live = LiveRules(settings.rules_path, reporter=RulesReloadReporter(connection, settings.key_prefix))
-    try:
-        live.current()
-    except RulesError as exc:
-        log.error("rules not loaded: %s", exc)
+    live = live_rules(settings, connection)
     app.extensions["reactor.rules"] = live
     app.register_blueprint(webhooks)
     app.register_blueprint(health)
@@ -115,6 +127,12 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     trust_proxies(app, settings.trusted_proxies)
     app.extensions["reactor.dashboard.metrics"] = metrics.RedisCollector(connection, settings, live)
     init_admin(app, settings, connection)
+    register_error_handlers(app, settings)
+    return app
+
+
+def register_error_handlers(app: Flask, settings: Settings) -> None:
+    """Every error answers as the `Error` schema of reactor/openapi.yaml says, in JSON."""
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:
@@ -129,5 +147,3 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     def unexpected(exc: Exception) -> Response:
         log.exception("unexpected error")
         return error_response(500, "internal_error", "unexpected error; the event was not accepted, retry later")
-
-    return app

@@ -1,17 +1,22 @@
 """The long-running processes: `reactor run`, `web`, `worker`, `cron` and `sandbox`.
 
-Each command imports what it runs inside its function, for start-up time: `reactor --help` and
-the other commands need not load the supervisor, RQ's worker or Flask. `run` and `web` start
+The sandbox (Flask) and RQ's cron scheduler (croniter) are imported inside their commands, for
+start-up time: `reactor --help` and the other commands need not load them. `run` and `web` start
 other processes: the environment they hand on is read here, at this process's edge (`os.environ`).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import click
 
+from ..jobs.sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
+from ..jobs.worker import run_worker
+from ..local.supervisor import run_all, serve_web
+from ..rules import RulesError
 from .helpers import chargebee_settings, command_settings, connect
 
 PORT = click.IntRange(1, 65535)
@@ -23,8 +28,6 @@ PORT = click.IntRange(1, 65535)
 @click.option("--sandbox-port", type=PORT, default=8001, show_default=True, help="Port of the local sandbox.")
 def run(host: str, port: int | None, sandbox_port: int) -> None:
     """Web + worker + scheduler in one command; embedded Redis and the sandbox when not configured."""
-    from ..local.supervisor import run_all
-
     sys.exit(run_all(command_settings(), os.environ, host=host, port=port, sandbox_port=sandbox_port))
 
 
@@ -34,8 +37,6 @@ def run(host: str, port: int | None, sandbox_port: int) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="gunicorn worker processes.")
 def web(host: str, port: int | None, workers: int) -> None:
     """The webhook endpoint under gunicorn (what the Procfile's `web:` runs)."""
-    from ..local.supervisor import serve_web
-
     settings = command_settings()
     serve_web(settings, os.environ, host, port or settings.port, workers)
 
@@ -45,9 +46,6 @@ def web(host: str, port: int | None, workers: int) -> None:
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 def worker(burst: bool, name: str | None) -> None:
     """An RQ worker for the reactor's jobs, with RQ's scheduler."""
-    from ..jobs.worker import run_worker
-    from ..rules import RulesError
-
     settings = chargebee_settings(command_settings())
     connection = connect(settings)
     try:
@@ -62,7 +60,7 @@ def worker(burst: bool, name: str | None) -> None:
 @click.option("--no-seed", is_flag=True, help="Start empty instead of with the demo invoices.")
 def sandbox(host: str, port: int, no_seed: bool) -> None:
     """A local Chargebee stand-in (invoices, write_off, faults) for demos and tests."""
-    from ..sandbox import SandboxState, seed_demo, serve
+    from ..sandbox import SandboxState, seed_demo, serve  # late: start-up time (Flask)
 
     state = SandboxState()
     if not no_seed:
@@ -76,11 +74,7 @@ def cron() -> None:
 
     RQ's cron scheduler enqueues the sweep job; workers run it. Run one `cron` process (it does
     not elect a leader); a second one only makes sweeps that find the first one's lock and stop."""
-    import signal
-
-    from rq.cron import CronScheduler
-
-    from ..jobs.sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
+    from rq.cron import CronScheduler  # late: start-up time (croniter)
 
     settings = command_settings()
     connection = connect(settings)

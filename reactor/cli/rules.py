@@ -5,8 +5,6 @@ one invoice fetched from Chargebee, every rule in order with every condition's e
 value, pass or fail, and the rule that decided. test runs the cases written next to rules.yaml (see
 reactor.rules.cases) and exits 1 when one fails, so CI refuses a rules edit that changes a
 decision nobody meant to change.
-
-The rules engine and the Chargebee client are imported inside the commands, for start-up time.
 """
 
 from __future__ import annotations
@@ -23,7 +21,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..chargebee import ChargebeeClient, ChargebeeError
 from ..config import Settings
+from ..jobs.facts import complete_facts
+from ..rules import RulesError, explain, format_explanation, load_rules
+from ..rules.cases import CasesError, default_cases_path, load_cases, run_cases
+from ..rules.facts import unresolved
 from .helpers import chargebee_settings, command_settings
 
 
@@ -42,8 +45,6 @@ def parse_time(value: str) -> datetime:
 
 
 def _load_ruleset(path: Path) -> Any:
-    from ..rules import RulesError, load_rules
-
     try:
         return load_rules(path)
     except RulesError as exc:
@@ -82,9 +83,6 @@ def read_event_file(path: Path, limit: int) -> dict[str, Any]:
 def _invoice_facts(invoice_id: str, event_type: str, settings: Settings, ruleset: Any, now: datetime) -> Any:
     """The invoice fresh from Chargebee as an event, completed as the worker completes it: the
     customer or subscription fetched when a rule that could lead to a write-off reads it."""
-    from ..chargebee import ChargebeeClient, ChargebeeError
-    from ..jobs.facts import complete_facts
-
     if not settings.api_base:
         raise click.ClickException(
             "no Chargebee configured: set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) and the API key"
@@ -116,8 +114,6 @@ def rules() -> None:
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 def rules_check(path: Path | None) -> None:
     """Validate a rules file; exit 1 with file:line:col for every problem."""
-    from ..rules import RulesError, load_rules
-
     path = path or command_settings().rules_path
     try:
         ruleset = load_rules(path)
@@ -167,8 +163,6 @@ def explain_command(
     event_file: Path | None, invoice_id: str | None, event_type: str, at: str | None, rules_path: Path | None
 ) -> None:
     """Show, rule by rule and condition by condition, how an event or invoice would be decided."""
-    from ..rules import explain, format_explanation
-
     if (event_file is None) == (invoice_id is None):
         raise click.UsageError("give exactly one of --event FILE.json or --invoice-id ID")
     now = parse_time(at) if at else datetime.now(timezone.utc)
@@ -192,8 +186,6 @@ def explain_command(
     explanation = explain(ruleset, event, now)
     console.print(format_explanation(explanation))
     if invoice_id is not None and explanation.decision.action == "write_off":
-        from ..rules.facts import unresolved
-
         why = unresolved(ruleset, event, now, explanation.decision.rule or "", facts.unknown)
         if why is not None:
             console.print(f"the worker would not write it off (facts_missing): {why}", style="bold red", markup=False)
@@ -211,9 +203,6 @@ def explain_command(
 @click.option("--explain-failures", is_flag=True, help="Print the full explanation of every failing case.")
 def test_command(cases_path: Path | None, rules_path: Path | None, explain_failures: bool) -> None:
     """Run the rule test cases (default: rules.cases.yaml next to the rules); exit 1 on a failure."""
-    from ..rules import explain, format_explanation
-    from ..rules.cases import CasesError, default_cases_path, load_cases, run_cases
-
     settings = command_settings()
     if cases_path is None:
         cases_path = default_cases_path(rules_path or settings.rules_path)

@@ -20,20 +20,21 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from rq import Queue
 
+from ..config import Settings
+from ..jobs.held import count_held
 from ..keys import Keys
 from ..reloads import RulesReloadReporter
+from ..rules.live import LiveRules
 from ..rules.money import to_major
-
-if TYPE_CHECKING:
-    from ..rules.live import LiveRules
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def content_digest(data: bytes) -> str:
 class RedisCollector(Collector):
     """Reads the cross-process facts from Redis at scrape time (a handful of commands)."""
 
-    def __init__(self, connection: redis.Redis, settings: Any, live: LiveRules | None = None):
+    def __init__(self, connection: redis.Redis, settings: Settings, live: LiveRules | None = None):
         self.redis = connection
         self.settings = settings
         self.live = live
@@ -162,46 +163,17 @@ class RedisCollector(Collector):
         yield from self._rules()
 
     def _from_redis(self) -> Iterator[Any]:
-        from rq import Queue
-
-        from ..jobs.held import count_held
-
-        keys = Keys(self.settings.key_prefix)
-        audit_key = keys.audit()
+        audit_key = Keys(self.settings.key_prefix).audit()
         AuditTally(self.redis, audit_key).fold()
         stats = {k.decode(): v.decode() for k, v in self.redis.hgetall(stats_key(audit_key)).items()}
-        reloads = RulesReloadReporter(self.redis, self.settings.key_prefix).counts()
+        yield from _audit_families(stats)
+        yield _job_latency(stats)
+        yield from self._queue_families()
+        yield _reloads(RulesReloadReporter(self.redis, self.settings.key_prefix).counts())
+
+    def _queue_families(self) -> Iterator[Any]:
+        """RQ's queue and registries, and the write-offs held for a person."""
         queue = Queue(self.settings.queue_name, connection=self.redis)
-
-        decisions = CounterMetricFamily(
-            "reactor_decisions", "Audit records by rule, action and outcome", labels=["rule", "action", "outcome"]
-        )
-        count = CounterMetricFamily("reactor_write_offs", "Invoices written off, by currency", labels=["currency"])
-        amount = CounterMetricFamily(
-            "reactor_write_off_amount", "Amount written off in major units, by currency", labels=["currency"]
-        )
-        buckets: dict[str, int] = {}
-        for field, value in stats.items():
-            kind, _, rest = field.partition("|")
-            if kind == "decision":
-                rule, action, outcome = [*rest.split("|"), "", ""][:3]
-                decisions.add_metric([rule, action, outcome], int(value))
-            elif kind == "written_off":
-                count.add_metric([rest], int(value))
-            elif kind == "written_off_minor":
-                amount.add_metric([rest], float(to_major(int(value), rest)))
-            elif kind == "job_seconds_bucket":
-                buckets[rest] = int(value)
-        yield from (decisions, count, amount)
-
-        cumulative, running = [], 0
-        for bound in (*JOB_BUCKETS, "+Inf"):
-            running += buckets.get(str(bound), 0)
-            cumulative.append((str(bound) if bound == "+Inf" else repr(float(bound)), running))
-        latency = HistogramMetricFamily("reactor_job_seconds", "Seconds from a job's start to its recorded decision")
-        latency.add_metric([], cumulative, sum_value=float(stats.get("job_seconds_sum", 0)))
-        yield latency
-
         depth = GaugeMetricFamily("reactor_queue_jobs", "RQ jobs by state", labels=["state"])
         depth.add_metric(["queued"], queue.count)
         depth.add_metric(["started"], queue.started_job_registry.count)
@@ -211,17 +183,9 @@ class RedisCollector(Collector):
         dead = GaugeMetricFamily("reactor_dead_letters", "Jobs in RQ's FailedJobRegistry (reactor dlq list)")
         dead.add_metric([], queue.failed_job_registry.count)
         yield dead
-
         held_count = GaugeMetricFamily("reactor_held_write_offs", "Write-offs held for approval (reactor:held)")
         held_count.add_metric([], count_held(self.redis, self.settings.key_prefix))
         yield held_count
-
-        reload_counter = CounterMetricFamily(
-            "reactor_rules_reloads", "Distinct rules.yaml edits seen by any process", labels=["outcome"]
-        )
-        for outcome in ("accepted", "refused"):
-            reload_counter.add_metric([outcome], reloads.get(outcome, 0))
-        yield reload_counter
 
     def _rules(self) -> Iterator[Any]:
         if self.live is None:
@@ -238,6 +202,49 @@ class RedisCollector(Collector):
         )
         refused.add_metric([], 1 if status["errors"] else 0)
         yield refused
+
+
+def _audit_families(stats: dict[str, str]) -> Iterator[Any]:
+    """Decisions and write-offs (count and amount) from the counters `AuditTally` folded."""
+    decisions = CounterMetricFamily(
+        "reactor_decisions", "Audit records by rule, action and outcome", labels=["rule", "action", "outcome"]
+    )
+    count = CounterMetricFamily("reactor_write_offs", "Invoices written off, by currency", labels=["currency"])
+    amount = CounterMetricFamily(
+        "reactor_write_off_amount", "Amount written off in major units, by currency", labels=["currency"]
+    )
+    for field, value in stats.items():
+        kind, _, rest = field.partition("|")
+        if kind == "decision":
+            rule, action, outcome = [*rest.split("|"), "", ""][:3]
+            decisions.add_metric([rule, action, outcome], int(value))
+        elif kind == "written_off":
+            count.add_metric([rest], int(value))
+        elif kind == "written_off_minor":
+            amount.add_metric([rest], float(to_major(int(value), rest)))
+    yield from (decisions, count, amount)
+
+
+def _job_latency(stats: dict[str, str]) -> HistogramMetricFamily:
+    """The job latency histogram, cumulative as Prometheus wants it, from the folded buckets."""
+    buckets = {f.partition("|")[2]: int(v) for f, v in stats.items() if f.startswith("job_seconds_bucket|")}
+    cumulative, running = [], 0
+    for bound in (*JOB_BUCKETS, "+Inf"):
+        running += buckets.get(str(bound), 0)
+        cumulative.append((str(bound) if bound == "+Inf" else repr(float(bound)), running))
+    latency = HistogramMetricFamily("reactor_job_seconds", "Seconds from a job's start to its recorded decision")
+    latency.add_metric([], cumulative, sum_value=float(stats.get("job_seconds_sum", 0)))
+    return latency
+
+
+def _reloads(counts: dict[str, int]) -> CounterMetricFamily:
+    """Distinct rules edits by outcome, as reactor/reloads.py counted them."""
+    reload_counter = CounterMetricFamily(
+        "reactor_rules_reloads", "Distinct rules.yaml edits seen by any process", labels=["outcome"]
+    )
+    for outcome in ("accepted", "refused"):
+        reload_counter.add_metric([outcome], counts.get(outcome, 0))
+    return reload_counter
 
 
 def render(collector: Collector | None = None, multiprocess_dir: str | None = None) -> bytes:
