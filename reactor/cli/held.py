@@ -1,8 +1,4 @@
-"""`reactor held list|release`: the write-offs a budget held back (reactor/jobs/held.py).
-
-reactor.jobs.held is imported inside the commands, for start-up time: importing it loads the whole
-job package (the Chargebee client, the rate limit), which `reactor --help` need not pay for.
-"""
+"""`reactor held list|release`: the write-offs a budget held back (reactor/jobs/held.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +7,7 @@ from rich.table import Table
 from rq import Queue
 
 from ..jobs.audit import AuditLog, AuditRecord, Outcome
+from ..jobs.held import list_held, release
 from ..keys import Keys
 from .helpers import cell, command_settings, connect, console, current_actor
 
@@ -23,8 +20,6 @@ def held() -> None:
 @held.command("list")
 def held_list() -> None:
     """Every held write-off, oldest first, with the reason it was held."""
-    from ..jobs.held import list_held
-
     settings = command_settings()
     items = list_held(connect(settings), settings.key_prefix)
     if not items:
@@ -44,8 +39,6 @@ def held_list() -> None:
 def held_release(invoice_ids: tuple[str, ...], release_all: bool, yes: bool) -> None:
     """Hand held write-offs back to a worker: it fetches each invoice fresh and decides again (the
     rules still apply), without the budget check that held it. Recorded in the audit as released."""
-    from ..jobs.held import list_held, release
-
     settings = command_settings()
     connection = connect(settings)
     if release_all == bool(invoice_ids):

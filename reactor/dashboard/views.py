@@ -21,6 +21,7 @@ import math
 import secrets
 import time
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from functools import wraps
 from typing import Any
 
@@ -47,6 +48,7 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 from ..config import Settings
 from ..ingest.events import JOB_ID_SAFE
 from ..jobs.audit import OUTCOMES, AuditLog
+from ..jobs.deadletters import DeadLetterError, DeadLetters
 from ..jobs.held import list_held
 from ..keys import Keys
 from ..rules import RulesError
@@ -272,8 +274,6 @@ def _decisions(connection: redis.Redis, settings: Settings, filters: dict[str, s
 
 
 def _dead_letters(connection: redis.Redis, settings: Settings) -> list[Any]:
-    from ..jobs.deadletters import DeadLetters
-
     return DeadLetters(connection, settings).list()
 
 
@@ -283,8 +283,6 @@ def replay(job_id: str) -> Any:
     _check_csrf()
     if len(job_id) > MAX_JOB_ID_LENGTH or not JOB_ID_SAFE.fullmatch(job_id):
         abort(400, description="not a job id: at most 200 letters, digits, '_' or '-'")
-    from ..jobs.deadletters import DeadLetterError, DeadLetters
-
     live = current_app.extensions["reactor.rules"]
     letters = DeadLetters(
         _redis(), _settings(), rules_version=lambda: live.current().version, actor=f"admin:{session.get('admin')}"
@@ -322,45 +320,17 @@ def write_off_chart(connection: redis.Redis, settings: Settings, today: date, da
     """Bars of the amount written off per UTC day, one small chart per currency (each its own scale:
     yen and dollars do not share an axis). Plain numbers for an inline SVG template."""
     first = today - timedelta(days=days - 1)
-    audit_key = Keys(settings.key_prefix).audit()
-    AuditTally(connection, audit_key).fold()
-    raw = connection.hgetall(daily_key(audit_key))
-    per_currency: dict[str, dict[date, int]] = {}
-    for field, value in raw.items():
-        day_text, _, currency = field.decode().partition("|")
-        try:
-            day = date.fromisoformat(day_text)
-        except ValueError:
-            continue
-        if first <= day <= today and currency:
-            per_currency.setdefault(currency, {})[day] = int(value)
-    width, height, gap = 600, 120, 2
-    bar_width = width / days - gap
+    per_currency = _daily_write_offs(connection, settings, first, today)
+    width, height = 600, 120
     charts = []
     for index, currency in enumerate(sorted(per_currency)):
         amounts = per_currency[currency]
         peak = max(to_major(v, currency) for v in amounts.values()) or 1
-        bars = []
-        for offset in range(days):
-            day = first + timedelta(days=offset)
-            if day not in amounts:
-                continue
-            major = to_major(amounts[day], currency)
-            bar_height = max(1.0, float(major / peak) * height)
-            bars.append(
-                {
-                    "x": round(offset * (bar_width + gap), 1),
-                    "y": round(height - bar_height, 1),
-                    "width": round(bar_width, 1),
-                    "height": round(bar_height, 1),
-                    "label": f"{day.isoformat()}: {major} {currency}",
-                }
-            )
         charts.append(
             {
                 "currency": currency,
                 "color": PALETTE[index % len(PALETTE)],
-                "bars": bars,
+                "bars": _bars(amounts, currency, first, days, peak, width, height),
                 "peak": f"{peak} {currency}",
                 "total": f"{to_major(sum(amounts.values()), currency)} {currency}",
             }
@@ -373,3 +343,46 @@ def write_off_chart(connection: redis.Redis, settings: Settings, today: date, da
         "height": height,
         "charts": charts,
     }
+
+
+def _daily_write_offs(
+    connection: redis.Redis, settings: Settings, first: date, last: date
+) -> dict[str, dict[date, int]]:
+    """currency → UTC day → minor units written off, for the days from `first` to `last`."""
+    audit_key = Keys(settings.key_prefix).audit()
+    AuditTally(connection, audit_key).fold()
+    per_currency: dict[str, dict[date, int]] = {}
+    for field, value in connection.hgetall(daily_key(audit_key)).items():
+        day_text, _, currency = field.decode().partition("|")
+        try:
+            day = date.fromisoformat(day_text)
+        except ValueError:
+            continue
+        if first <= day <= last and currency:
+            per_currency.setdefault(currency, {})[day] = int(value)
+    return per_currency
+
+
+def _bars(
+    amounts: dict[date, int], currency: str, first: date, days: int, peak: Decimal | int, width: int, height: int
+) -> list[dict[str, Any]]:
+    """One bar per day that has an amount, scaled to the currency's `peak` (major units)."""
+    gap = 2
+    bar_width = width / days - gap
+    bars = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        if day not in amounts:
+            continue
+        major = to_major(amounts[day], currency)
+        bar_height = max(1.0, float(major / peak) * height)
+        bars.append(
+            {
+                "x": round(offset * (bar_width + gap), 1),
+                "y": round(height - bar_height, 1),
+                "width": round(bar_width, 1),
+                "height": round(bar_height, 1),
+                "label": f"{day.isoformat()}: {major} {currency}",
+            }
+        )
+    return bars

@@ -2,15 +2,19 @@
 `recheck` an invoice when a time-based rule can first match. RQ stores these paths in Redis
 (`reactor.jobs.evaluate`, ...), so they stay here; the work is in the modules beside them:
 
-    context.py    Context, what a job needs, built once per worker process
-    evaluate.py   run_evaluation, run_release
-    write_off.py  write_off_invoice and what makes running it twice harmless
-    budget.py     the budgets reserved right before write_off
-    held.py       write-offs held back by a budget, and their release
-    rechecks.py   re-checks scheduled for time-based rules
-    verify.py     REACTOR_VERIFY_EVENTS: act only on Chargebee's own copy of an event
-    trail.py      the audit record of an outcome
-    retries.py    what an error means for RQ's next attempt
+    context.py        Context, what a job needs, built once per worker process
+    evaluate.py       run_evaluation, run_release
+    write_off.py      write_off_invoice and what makes running it twice harmless
+    budget.py         the budgets reserved right before write_off
+    held.py           write-offs held back by a budget, and their release
+    rechecks.py       re-checks scheduled for time-based rules
+    verify.py         REACTOR_VERIFY_EVENTS: act only on Chargebee's own copy of an event
+    stored_events.py  the event dicts a job holds, read through Event
+    trail.py          which outcome a decision is, and its audit record
+    retries.py        what an error means for RQ's next attempt
+
+and, for the worker and the commands alike: audit/ (Outcome, the decision trail), deadletters/,
+sweep.py and sweep_report.py, facts.py, worker.py.
 
 docs/guarantees.md says what each guarantee of the write-off holds, and which test proves it.
 """

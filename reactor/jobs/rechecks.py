@@ -93,12 +93,8 @@ def next_write_off_moment(ruleset: RuleSet, event: dict[str, Any], now: datetime
     return None
 
 
-def _pending_key(ctx: Context, invoice_id: str) -> str:
-    return ctx.keys.recheck(invoice_id)
-
-
 def load_pending(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
-    raw = ctx.redis.get(_pending_key(ctx, invoice_id))
+    raw = ctx.redis.get(ctx.keys.recheck(invoice_id))
     try:
         pending = json.loads(raw) if raw is not None else None
     except ValueError:
@@ -119,29 +115,7 @@ def schedule(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: Rule
     if job is not None and job.id == job_id:  # started early (clock skew) and found the same moment
         job_id = f"{job_id}-again"
     previous = load_pending(ctx, invoice_id)
-    pending = {
-        "at": moment.isoformat(),
-        "event": event,
-        "job_id": job_id,
-        "token": uuid.uuid4().hex,
-        "scheduled_at": now.isoformat(),
-    }
-    ttl = int((moment - now).total_seconds()) + ctx.settings.event_ttl
-    with ctx.redis.pipeline(transaction=True) as pipe:
-        pipe.set(_pending_key(ctx, invoice_id), json.dumps(pending), ex=ttl)
-        ctx.queue.enqueue_at(
-            moment,
-            RECHECK_JOB,
-            invoice_id,
-            job_id=job_id,
-            retry=retry_policy(ctx.settings),
-            job_timeout=ctx.settings.job_timeout,
-            result_ttl=24 * 3600,
-            failure_ttl=ctx.settings.event_ttl,
-            description=f"re-check invoice {invoice_id}",
-            pipeline=pipe,
-        )
-        pipe.execute()
+    _save_pending(ctx, invoice_id, moment, event, job_id, now)
     if previous is not None and previous.get("job_id") != job_id:
         _drop_job(ctx, job, previous.get("job_id"))
     future: Decision = decide(ruleset, event, moment)
@@ -157,10 +131,40 @@ def schedule(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: Rule
     return moment
 
 
+def _save_pending(
+    ctx: Context, invoice_id: str, moment: datetime, event: dict[str, Any], job_id: str, now: datetime
+) -> None:
+    """The pending record and its RQ job at `moment`, in one transaction: a re-check never runs
+    without the event it decides on, nor is a record left with no job to run it."""
+    pending = {
+        "at": moment.isoformat(),
+        "event": event,
+        "job_id": job_id,
+        "token": uuid.uuid4().hex,
+        "scheduled_at": now.isoformat(),
+    }
+    ttl = int((moment - now).total_seconds()) + ctx.settings.event_ttl
+    with ctx.redis.pipeline(transaction=True) as pipe:
+        pipe.set(ctx.keys.recheck(invoice_id), json.dumps(pending), ex=ttl)
+        ctx.queue.enqueue_at(
+            moment,
+            RECHECK_JOB,
+            invoice_id,
+            job_id=job_id,
+            retry=retry_policy(ctx.settings),
+            job_timeout=ctx.settings.job_timeout,
+            result_ttl=24 * 3600,
+            failure_ttl=ctx.settings.event_ttl,
+            description=f"re-check invoice {invoice_id}",
+            pipeline=pipe,
+        )
+        pipe.execute()
+
+
 def cancel(ctx: Context, job: Job | None, event: dict[str, Any] | None, invoice_id: str, reason: str) -> bool:
     """Drop the invoice's pending re-check, if any, and remove its scheduled job. True if one was dropped."""
     pending = load_pending(ctx, invoice_id)
-    if not ctx.redis.delete(_pending_key(ctx, invoice_id)):
+    if not ctx.redis.delete(ctx.keys.recheck(invoice_id)):
         return False
     _drop_job(ctx, job, (pending or {}).get("job_id"))
     record_outcome(ctx, job, event, None, Outcome.RECHECK_CANCELLED, invoice_id=invoice_id, reason=reason)
@@ -202,7 +206,6 @@ def after_write_off(ctx: Context, job: Job | None, event: dict[str, Any], outcom
 
 def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[str, Any]:
     """The re-check job: fetch the invoice fresh, decide with the stored event's other content, act."""
-
     pending = load_pending(ctx, invoice_id)
     if pending is None:
         log.info("re-check of invoice %s: nothing pending (cancelled)", invoice_id, extra={"invoice_id": invoice_id})
@@ -218,15 +221,8 @@ def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[s
         raise
     except NotFoundError as exc:  # deleted: nothing to write off, and not a failure
         cancel(ctx, job, event, invoice_id, f"Chargebee has no invoice {invoice_id} (404)")
-        record_outcome(
-            ctx,
-            job,
-            event,
-            None,
-            Outcome.GONE,
-            invoice_id=invoice_id,
-            reason=f"Chargebee has no invoice {invoice_id}: {exc}",
-        )
+        reason = f"Chargebee has no invoice {invoice_id}: {exc}"
+        record_outcome(ctx, job, event, None, Outcome.GONE, invoice_id=invoice_id, reason=reason)
         return Outcome.GONE.result()
     fresh_event = with_invoice(event, fresh_invoice)
     if is_settled(fresh_invoice):
@@ -247,4 +243,4 @@ def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[s
 
 
 def _forget(ctx: Context, invoice_id: str, pending: dict[str, Any]) -> None:
-    ctx.redis.eval(_DELETE_IF_TOKEN, 1, _pending_key(ctx, invoice_id), str(pending.get("token")))
+    ctx.redis.eval(_DELETE_IF_TOKEN, 1, ctx.keys.recheck(invoice_id), str(pending.get("token")))

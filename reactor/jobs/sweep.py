@@ -28,23 +28,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..keys import EVALUATE_JOB, Keys
-from ..rules import RuleSet, decide
+from ..rules import Decision, RuleSet, decide
 from ..rules.event_types import SWEEP_EVENT_TYPE
 from ..rules.facts import facts_worth_fetching, unresolved
-from .audit import Outcome, spreadsheet_cell
+from .audit import Outcome
 from .context import Context, current_context
 from .facts import complete_facts
 from .stored_events import as_event
+from .sweep_report import Candidate
 
 if TYPE_CHECKING:
     import redis
@@ -115,18 +114,6 @@ def checkpoint_key(prefix: str) -> str:
 
 
 @dataclass
-class Candidate:
-    """An invoice the rules would write off."""
-
-    invoice_id: str
-    customer_id: str
-    rule: str
-    amount_major: Decimal
-    currency: str
-    days_overdue: int | None
-
-
-@dataclass
 class SweepResult:
     checkpoint: Checkpoint
     candidates: list[Candidate] = field(default_factory=list)
@@ -152,50 +139,14 @@ def run_sweep(
     off. Dry run: only collect them. `resume` continues an unfinished live sweep from its checkpoint."""
     key = checkpoint_key(ctx.keys.prefix)
     now = ctx.clock()
-    previous = Checkpoint.load(ctx.redis, key) if resume and not dry_run else None
-    if previous is not None and not previous.finished:
-        point = previous
-    else:
-        point = Checkpoint(sweep_id=uuid.uuid4().hex[:12], started_at=now.isoformat(timespec="seconds"))
+    point = _starting_point(ctx, key, now, resume=resume and not dry_run)
     result = SweepResult(point)
     if point.pages and not point.next_offset:
         return result
-    ruleset: RuleSet = ctx.rules.current()
+    sweeper = _Sweeper(ctx, ctx.rules.current(), now, result, dry_run=dry_run, min_days_overdue=min_days_overdue)
     for invoices, next_offset in pages(ctx.chargebee, point.next_offset):
         for invoice in invoices:
-            overdue = days_overdue(invoice, now)
-            if min_days_overdue and (overdue is None or overdue < min_days_overdue):
-                continue
-            event = sweep_event(invoice, point.sweep_id, now)
-            decision = decide(ruleset, event, now)
-            point.seen += 1
-            # A listed invoice carries no customer or subscription: when a rule reads one and it
-            # could matter, the worker fetches it (reactor/jobs/facts.py), so such invoices are queued too.
-            worth = facts_worth_fetching(ruleset, event, now) if decision.blocked_by is None else frozenset()
-            if decision.action != "write_off" and not worth:
-                continue
-            if (dry_run or decision.dry_run) and worth:  # nothing is queued: complete the facts here
-                facts = complete_facts(ctx.chargebee, ruleset, event, now)
-                decision = decide(ruleset, facts.event, now)
-                if decision.action != "write_off" or unresolved(
-                    ruleset, facts.event, now, decision.rule or "", facts.unknown
-                ):
-                    continue
-            point.matched += 1
-            if dry_run or decision.dry_run:
-                result.candidates.append(
-                    Candidate(
-                        str(invoice.get("id")),
-                        str(invoice.get("customer_id") or ""),
-                        decision.rule or "",
-                        decision.amount_due_major or Decimal(0),
-                        decision.currency or "",
-                        overdue,
-                    )
-                )
-                continue
-            if ctx.events.accept(as_event(event), EVALUATE_JOB).outcome == "queued":
-                result.queued += 1
+            sweeper.sweep(invoice)
         point.pages += 1
         point.next_offset = next_offset
         point.finished = next_offset is None
@@ -206,63 +157,65 @@ def run_sweep(
     return result
 
 
-def totals(candidates: list[Candidate]) -> dict[tuple[str, str], tuple[int, Decimal]]:
-    """(rule, currency) → (count, amount in major units)."""
-    sums: dict[tuple[str, str], tuple[int, Decimal]] = {}
-    for c in candidates:
-        count, amount = sums.get((c.rule, c.currency), (0, Decimal(0)))
-        sums[(c.rule, c.currency)] = (count + 1, amount + c.amount_major)
-    return dict(sorted(sums.items()))
+def _starting_point(ctx: Context, key: str, now: datetime, *, resume: bool) -> Checkpoint:
+    """The checkpoint of an unfinished sweep to resume, or a new sweep's."""
+    previous = Checkpoint.load(ctx.redis, key) if resume else None
+    if previous is not None and not previous.finished:
+        return previous
+    return Checkpoint(sweep_id=uuid.uuid4().hex[:12], started_at=now.isoformat(timespec="seconds"))
 
 
-def report_rows(candidates: list[Candidate]) -> Iterator[list[str]]:
-    """The CSV: one row per invoice, then a totals section per rule per currency."""
-    yield ["invoice", "customer", "rule", "amount", "currency", "days_overdue"]
-    for c in candidates:
-        yield [
-            c.invoice_id,
-            c.customer_id,
-            c.rule,
-            str(c.amount_major),
-            c.currency,
-            "" if c.days_overdue is None else str(c.days_overdue),
-        ]
-    yield []
-    yield ["total", "rule", "count", "amount", "currency"]
-    for (rule, currency), (count, amount) in totals(candidates).items():
-        yield ["total", rule, str(count), str(amount), currency]
+@dataclass
+class _Sweeper:
+    """One sweep's handling of each listed invoice: passed over, collected (dry run) or queued (live)."""
 
+    ctx: Context
+    ruleset: RuleSet
+    now: datetime
+    result: SweepResult
+    dry_run: bool
+    min_days_overdue: int
 
-class ReportError(Exception):
-    """The report cannot be written; the message names the file and the reason, in one line."""
+    def sweep(self, invoice: dict[str, Any]) -> None:
+        point = self.result.checkpoint
+        overdue = days_overdue(invoice, self.now)
+        if self.min_days_overdue and (overdue is None or overdue < self.min_days_overdue):
+            return
+        event = sweep_event(invoice, point.sweep_id, self.now)
+        decision = self.decision(event)
+        if decision is None:
+            return
+        point.matched += 1
+        if self.dry_run or decision.dry_run:
+            amount = decision.amount_due_major or Decimal(0)
+            customer = str(invoice.get("customer_id") or "")
+            self.result.candidates.append(
+                Candidate(
+                    str(invoice.get("id")), customer, decision.rule or "", amount, decision.currency or "", overdue
+                )
+            )
+        elif self.ctx.events.accept(as_event(event), EVALUATE_JOB).outcome == "queued":
+            self.result.queued += 1
 
+    def decision(self, event: dict[str, Any]) -> Decision | None:
+        """The decision to act on (counted as seen), or None when the invoice is not one to write off.
 
-def check_report_path(path: str | os.PathLike[str]) -> None:
-    """Refuse, before a sweep, a report that could not be written: a directory, a missing or
-    read-only directory, a read-only file. A full disk is only found when writing (write_report)."""
-    target = Path(path)
-    if target.is_dir():
-        raise ReportError(f"cannot write the report to {path}: it is a directory")
-    parent = target.parent
-    if not parent.is_dir():
-        raise ReportError(f"cannot write the report to {path}: no directory {parent}")
-    if not os.access(target if target.exists() else parent, os.W_OK):
-        raise ReportError(f"cannot write the report to {path}: permission denied")
-
-
-def write_report(path: str | os.PathLike[str], candidates: list[Candidate]) -> None:
-    """The CSV (report_rows) at `path`; any failure, a full disk (ENOSPC) included, as ReportError."""
-    import csv
-
-    try:
-        with open(path, "w", newline="") as handle:
-            csv.writer(handle).writerows([spreadsheet_cell(cell) for cell in row] for row in report_rows(candidates))
-    except OSError as exc:
-        raise ReportError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+        A listed invoice carries no customer or subscription: when a rule reads one and it could
+        matter, the worker fetches it (reactor/jobs/facts.py), so such invoices are queued too; a dry
+        run queues nothing, so it completes the facts here."""
+        ruleset, now = self.ruleset, self.now
+        decision = decide(ruleset, event, now)
+        self.result.checkpoint.seen += 1
+        worth = facts_worth_fetching(ruleset, event, now) if decision.blocked_by is None else frozenset()
+        if decision.action != "write_off" and not worth:
+            return None
+        if (self.dry_run or decision.dry_run) and worth:
+            facts = complete_facts(self.ctx.chargebee, ruleset, event, now)
+            decision = decide(ruleset, facts.event, now)
+            rule = decision.rule or ""
+            if decision.action != "write_off" or unresolved(ruleset, facts.event, now, rule, facts.unknown):
+                return None
+        return decision
 
 
 def scheduled_sweep() -> dict[str, Any]:

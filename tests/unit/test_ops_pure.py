@@ -9,7 +9,8 @@ import pytest
 
 from reactor.cli.helpers import parse_duration
 from reactor.jobs.audit import AuditRecord, export
-from reactor.jobs.deadletters import REDACTED, _last_line, redact
+from reactor.jobs.deadletters import REDACTED, redact
+from reactor.jobs.deadletters.letters import exception_line
 
 
 def test_redact_masks_payment_and_credential_fields_at_any_depth():
@@ -31,11 +32,11 @@ def test_redact_masks_payment_and_credential_fields_at_any_depth():
     assert event["content"]["card"]["masked_number"] == "****4242", "the original is left alone"
 
 
-def test_last_line_is_the_exception_without_its_module_path():
+def test_exception_line_is_the_exception_without_its_module_path():
     traceback = 'Traceback (most recent call last):\n  File "x.py", line 1\nreactor.chargebee.AuthError: HTTP 401\n'
 
-    assert _last_line(traceback) == "AuthError: HTTP 401"
-    assert _last_line("") == ""
+    assert exception_line(traceback) == "AuthError: HTTP 401"
+    assert exception_line("") == ""
 
 
 @pytest.mark.parametrize(

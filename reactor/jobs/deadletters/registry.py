@@ -1,4 +1,4 @@
-"""Dead letters: RQ's FailedJobRegistry, seen the way on-call needs it at 3 a.m.
+"""Dead letters: RQ's FailedJobRegistry, seen the way on-call needs it at 3 a.m. (`DeadLetters`).
 
 A job lands here after its last retry (or at once for a request Chargebee refuses outright).
 Replaying one runs the same evaluation again: current rules, a fresh invoice, the same
@@ -8,9 +8,7 @@ idempotency key and per-invoice safeguards, so a replay cannot write an invoice 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -20,130 +18,24 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from ..config import Settings
-from ..ingest.events import JOB_ID_SAFE, EventStore, evaluation_job_id
-from ..keys import Keys
-from .audit import AuditLog, AuditRecord, Outcome
-from .stored_events import as_event
-
-_SECRET_KEY = re.compile(
-    r"password|passwd|secret|token|api_?key|authori[sz]ation|cvv|masked_number|^iin$|^last4$|"
-    r"reference_id|ref_tx_id|id_at_gateway|gateway_account_id|fingerprint|vault",
-    re.IGNORECASE,
+from ...config import Settings
+from ...ingest.events import JOB_ID_SAFE, EventStore, evaluation_job_id, retry_policy
+from ...keys import EVALUATE_JOB, Keys
+from ..audit import AuditLog, AuditRecord, Outcome
+from ..stored_events import as_event
+from .letters import (
+    DeadLetter,
+    EventExpired,
+    NotADeadLetter,
+    checked_job_id,
+    job_status,
+    parse_moment,
+    replay_job_id,
+    select,
 )
-REDACTED = "[redacted]"
-_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*)(:|$)")
+
 FAILURE_OUTCOMES = (Outcome.RETRYING, Outcome.FAILED)
-
-
-def redact(value: Any) -> Any:
-    """A copy of an event with payment-method and credential fields masked, so it can be pasted
-    into a ticket. Invoice, customer and amounts stay: they are what on-call needs to see."""
-    if isinstance(value, dict):
-        return {
-            k: REDACTED if _SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
-def _last_line(text: str) -> str:
-    """The exception line of a traceback, without the module path (`ServerError: ...`)."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    return _EXCEPTION_LINE.sub(r"\1\2", lines[-1].strip())
-
-
-def _status(job: Job) -> str:
-    status = job.get_status(refresh=False)
-    return getattr(status, "value", None) or str(status or "")
-
-
-def _parse_moment(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-class DeadLetterError(Exception):
-    """An operator's request that cannot be done; the message says why and what to do instead."""
-
-
-class NotADeadLetter(DeadLetterError):
-    """The id names no job in the dead letters (unknown, purged, or replayed already)."""
-
-
-class EventExpired(DeadLetterError):
-    """The stored event is gone (older than REACTOR_EVENT_TTL): there is nothing to re-decide."""
-
-
-class NotAJobId(NotADeadLetter):
-    """The id cannot name an RQ job: RQ takes only letters, digits, `_` and `-` in a job id (a
-    typed event id such as `ev.dot.1`, or garbage). Callers answer it as a client error (4xx)."""
-
-
-def _job_id(value: str) -> str:
-    """`value` if it can be an RQ job id, else NotAJobId (RQ itself would raise a bare ValueError)."""
-    if not JOB_ID_SAFE.fullmatch(value):
-        raise NotAJobId(
-            f"{value!r} is not a job id (only letters, digits, _ and -); for an event id use "
-            "`reactor dlq show EVENT_ID` or `reactor events replay EVENT_ID`"
-        )
-    return value
-
-
-def replay_job_id(event_id: str, now: datetime) -> str:
-    """`replay-<event id>-<time>`; an id RQ would refuse gets the digest evaluation_job_id gives it."""
-    key = evaluation_job_id(event_id).removeprefix("evaluate-")
-    return f"replay-{key}-{now:%Y%m%dT%H%M%S%f}"
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    job_id: str
-    event_id: str | None
-    event_type: str | None
-    invoice_id: str | None
-    last_error: str
-    attempts: int
-    failed_at: datetime | None
-    traceback: str
-    status: str = "failed"
-    replays: int = 0
-    description: str = ""
-
-    @property
-    def failed_at_text(self) -> str:
-        return self.failed_at.isoformat(timespec="seconds") if self.failed_at else ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "event_id": self.event_id,
-            "event_type": self.event_type,
-            "invoice_id": self.invoice_id,
-            "last_error": self.last_error,
-            "attempts": self.attempts,
-            "failed_at": self.failed_at.isoformat() if self.failed_at else None,
-            "replays": self.replays,
-            "status": self.status,
-        }
-
-
-def select(letters: list[DeadLetter], event_type: str | None = None, since: datetime | None = None) -> list[DeadLetter]:
-    """The letters of one event type and/or that failed since a moment, order kept."""
-    return [
-        letter
-        for letter in letters
-        if (not event_type or letter.event_type == event_type)
-        and (since is None or (letter.failed_at is not None and letter.failed_at >= since))
-    ]
+"""The outcomes of an attempt that ended in an error: one record per run that reached Chargebee."""
 
 
 class DeadLetters:
@@ -180,37 +72,14 @@ class DeadLetters:
     def _failures(self, job: Job) -> list[AuditRecord]:
         """The audit's retrying/failed records of this job's latest run (since its last replay)."""
         meta = job.meta or {}
-        start = _parse_moment(meta.get("replayed_at")) or job.created_at
+        start = parse_moment(meta.get("replayed_at")) or job.created_at
         end = job.ended_at + timedelta(seconds=5) if job.ended_at else None
         return list(
             self.audit.query(since=start - timedelta(seconds=1), until=end, job_id=job.id, outcomes=FAILURE_OUTCOMES)
         )
 
     def _describe(self, job: Job) -> DeadLetter:
-        result = job.latest_result()
-        traceback = (result.exc_string if result else None) or ""
-        meta = job.meta or {}
-        failures = self._failures(job)
-        # One audit record per run that reached Chargebee: exact also when a refused request stopped
-        # the retries early (RQ's counter is zeroed then). RQ's counter for failures of other kinds.
-        attempts = len(failures) if failures else 1 + len(job.retry_intervals or ()) - (job.retries_left or 0)
-        last_error = _last_line(traceback) or (failures[-1].reason if failures else "") or "(no traceback recorded)"
-        event_id = meta.get("event_id")
-        if event_id is None and job.func_name and job.func_name.endswith(".evaluate") and job.args:
-            event_id = str(job.args[0])
-        return DeadLetter(
-            job_id=job.id,
-            event_id=event_id,
-            event_type=meta.get("event_type"),
-            invoice_id=meta.get("invoice_id"),
-            last_error=last_error,
-            attempts=max(attempts, 1),
-            failed_at=self._failed_at(job),
-            traceback=traceback,
-            status=_status(job),
-            replays=int(meta.get("replays") or 0),
-            description=job.description or "",
-        )
+        return DeadLetter.of(job, self._failures(job), self._failed_at(job))
 
     def _dead_job_ids(self) -> list[str]:
         return self.registry.get_job_ids()
@@ -229,7 +98,7 @@ class DeadLetters:
     def get(self, job_id: str) -> DeadLetter:
         """Any job by id (dead or not; `status` tells)."""
         try:
-            return self._describe(Job.fetch(_job_id(job_id), connection=self.redis))
+            return self._describe(Job.fetch(checked_job_id(job_id), connection=self.redis))
         except NoSuchJobError:
             raise NotADeadLetter(f"no job {job_id!r} (purged, expired, or mistyped?)") from None
 
@@ -286,14 +155,14 @@ class DeadLetters:
         """Requeue with a full set of retries: the job re-decides on current rules and a fresh
         invoice. Refuses when the stored event is gone, since the job could only record that."""
         try:
-            job = Job.fetch(_job_id(job_id), connection=self.redis)
+            job = Job.fetch(checked_job_id(job_id), connection=self.redis)
         except NoSuchJobError:
             raise NotADeadLetter(
                 f"{job_id}: no such job (purged, expired, or mistyped? see `reactor dlq list`)"
             ) from None
         if not self.is_dead(job.id):
             raise NotADeadLetter(
-                f"{job_id}: not in the dead letters (status {_status(job)}); "
+                f"{job_id}: not in the dead letters (status {job_status(job)}); "
                 "to run its event again use `reactor events replay EVENT_ID`"
             )
         meta = dict(job.meta or {})
@@ -318,9 +187,6 @@ class DeadLetters:
     def replay_event(self, event_id: str) -> Job:
         """Evaluate a stored event again under a new job id, whatever happened to it before.
         Safe on a processed event: the written-off mark and the fresh invoice stop a second write-off."""
-        from ..ingest.events import retry_policy
-        from . import evaluate
-
         event = self.events.load(event_id)
         if event is None:
             raise EventExpired(
@@ -337,7 +203,7 @@ class DeadLetters:
             "replayed_at": now.isoformat(),
         }
         job = self.queue.enqueue(
-            evaluate,
+            EVALUATE_JOB,
             event_id,
             job_id=replay_job_id(event_id, now),
             retry=retry_policy(self.settings),
