@@ -2,7 +2,7 @@
 `recheck` an invoice when a time-based rule can first match. RQ stores these paths in Redis
 (`reactor.jobs.evaluate`, ...), so they stay here; the work is in the modules beside them:
 
-    context.py        Context, what a job needs, built once per worker process
+    context.py        JobContext, what a job needs, built once per worker process
     evaluate.py       run_evaluation, run_release
     write_off.py      write_off_invoice and what makes running it twice harmless
     budget.py         the budgets reserved right before write_off
@@ -33,7 +33,7 @@ from rq.timeouts import JobTimeoutException
 from ..chargebee import ChargebeeError, Throttled
 from ..keys import EVALUATE_JOB, RECHECK_JOB, RELEASE_HELD_JOB
 from .audit import Outcome
-from .context import Context, build_context, build_rate_limit, current_context, install
+from .context import JobContext, build_context, build_rate_limit, current_context, install
 from .evaluate import run_evaluation, run_release
 from .rechecks import run_recheck
 from .retries import will_retry
@@ -41,7 +41,7 @@ from .trail import record_outcome
 from .write_off import idempotency_key, write_off_invoice
 
 __all__ = [
-    "Context",
+    "JobContext",
     "build_context",
     "build_rate_limit",
     "current_context",
@@ -81,7 +81,7 @@ def recheck(invoice_id: str) -> dict[str, Any]:
 
 
 @contextmanager
-def failures_recorded(ctx: Context, job: Job | None) -> Iterator[None]:
+def failures_recorded(ctx: JobContext, job: Job | None) -> Iterator[None]:
     """Every attempt that ends without an outcome leaves an audit record, then raises for RQ to retry.
 
     Chargebee's errors are recorded where they happen (retrying, failed) and a wait for the rate
@@ -102,7 +102,7 @@ def failures_recorded(ctx: Context, job: Job | None) -> Iterator[None]:
         raise
 
 
-def record_interrupted(ctx: Context, job: Job | None, outcome: Outcome, reason: str) -> None:
+def record_interrupted(ctx: JobContext, job: Job | None, outcome: Outcome, reason: str) -> None:
     """Record an attempt that ended early (an error, a timeout, a killed work horse), naming its
     event and invoice as far as the job's arguments tell them. Never raises: the caller is already
     handling a failure, and Redis may be the reason for it."""

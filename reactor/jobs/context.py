@@ -1,4 +1,4 @@
-"""What a job needs (`Context`), built once per worker process and passed in (tests build their own),
+"""What a job needs (`JobContext`), built once per worker process and passed in (tests build their own),
 and the one a worker process installs for RQ's entry points."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .audit import AuditLog
 
 
 @dataclass
-class Context:
+class JobContext:
     """What a job needs, built once per worker process and passed in (tests build their own)."""
 
     settings: Settings
@@ -35,14 +35,14 @@ class Context:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
 
 
-def build_context(settings: Settings, connection: redis.Redis) -> Context:
+def build_context(settings: Settings, connection: redis.Redis) -> JobContext:
     keys = Keys(settings.key_prefix)
     queue = Queue(settings.queue_name, connection=connection)
     if not settings.api_base:
         raise ChargebeeError("no Chargebee API configured: set CHARGEBEE_SITE or CHARGEBEE_API_BASE")
     # Refused rules edits seen by workers reach /metrics and the dashboard through Redis.
     rules = LiveRules(settings.rules_path, reporter=RulesReloadReporter(connection, settings.key_prefix))
-    return Context(
+    return JobContext(
         settings=settings,
         redis=connection,
         queue=queue,
@@ -72,16 +72,16 @@ def build_rate_limit(settings: Settings, connection: redis.Redis) -> ChargebeeRa
     )
 
 
-_context: Context | None = None
+_context: JobContext | None = None
 
 
-def install(context: Context) -> None:
+def install(context: JobContext) -> None:
     """Make `context` the one job functions use in this process (and in forked work horses)."""
     global _context
     _context = context
 
 
-def current_context() -> Context:
+def current_context() -> JobContext:
     global _context
     if _context is None:  # a plain `rq worker` started without `reactor worker`
         settings = load_settings()

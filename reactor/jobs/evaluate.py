@@ -13,7 +13,7 @@ from ..rules import decide
 from ..rules.facts import facts_worth_fetching
 from . import rechecks
 from .audit import Outcome
-from .context import Context
+from .context import JobContext
 from .stored_events import as_event
 from .trail import event_outcome, record_outcome
 from .verify import verified_event
@@ -31,7 +31,7 @@ return 1
 """
 
 
-def _is_stale(ctx: Context, event: Event) -> bool:
+def _is_stale(ctx: JobContext, event: Event) -> bool:
     version = (event.invoice or {}).get("resource_version")
     if event.invoice_id is None or not isinstance(version, int) or isinstance(version, bool):
         return False
@@ -39,7 +39,7 @@ def _is_stale(ctx: Context, event: Event) -> bool:
     return ctx.redis.eval(_ADVANCE_VERSION, 1, key, version, ctx.settings.event_ttl) == 0
 
 
-def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[str, Any]:
+def run_evaluation(ctx: JobContext, event_id: str, job: Job | None = None) -> dict[str, Any]:
     event = ctx.events.load(event_id)
     if event is None:
         record_outcome(
@@ -87,7 +87,7 @@ def run_evaluation(ctx: Context, event_id: str, job: Job | None = None) -> dict[
     return result
 
 
-def run_release(ctx: Context, event: dict[str, Any], actor: str, job: Job | None = None) -> dict[str, Any]:
+def run_release(ctx: JobContext, event: dict[str, Any], actor: str, job: Job | None = None) -> dict[str, Any]:
     """Decide again on a released write-off and act, without the budget check that held it."""
     now = ctx.clock()
     log.info("released by %s: deciding again on invoice %s", actor, as_event(event).invoice_id)

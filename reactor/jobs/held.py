@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from rq.job import Job
 
     from ..rules import Decision
-    from .context import Context
+    from .context import JobContext
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def held_event(connection: redis.Redis, invoice_id: str, prefix: str = "reactor"
 
 
 def hold_write_off(
-    ctx: Context,
+    ctx: JobContext,
     job: Job | None,
     event: dict[str, Any],
     invoice_id: str,

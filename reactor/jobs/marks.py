@@ -15,7 +15,7 @@ from rq.job import Job
 
 from ..chargebee import RetryableError
 from .audit import AuditRecord, Outcome
-from .context import Context
+from .context import JobContext
 from .trail import log_record, make_record
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
@@ -24,7 +24,7 @@ WRITTEN_OFF_TTL = 400 * 24 * 3600  # longer than any retry, replay or sweep hori
 ATTEMPT_TTL = 30 * 24 * 3600  # as long as a stored event: a replay from the dead letters still finds it
 
 
-def acquire_invoice_lock(ctx: Context, invoice_id: str) -> Lock:
+def acquire_invoice_lock(ctx: JobContext, invoice_id: str) -> Lock:
     """Wait for the invoice's lock as long as its TTL: a holder either releases it or, if it died,
     the lock expires within that time; so a wait this long fails only when a third job won the race."""
     ttl = ctx.settings.invoice_lock_ttl
@@ -34,7 +34,7 @@ def acquire_invoice_lock(ctx: Context, invoice_id: str) -> Lock:
     return lock
 
 
-def renew_lock(lock: Lock, ctx: Context, invoice_id: str) -> None:
+def renew_lock(lock: Lock, ctx: JobContext, invoice_id: str) -> None:
     """Reset the lock's TTL before each Chargebee call, failing if it was lost: a job that overran
     its lock must not call Chargebee while another job holds the invoice."""
     try:
@@ -43,12 +43,12 @@ def renew_lock(lock: Lock, ctx: Context, invoice_id: str) -> None:
         raise RetryableError(f"lost the lock on invoice {invoice_id}; another job may hold it now") from None
 
 
-def attempt_key(ctx: Context, invoice_id: str) -> str:
+def attempt_key(ctx: JobContext, invoice_id: str) -> str:
     return ctx.keys.write_off_attempt(invoice_id)
 
 
 def save_attempt(
-    ctx: Context,
+    ctx: JobContext,
     invoice_id: str,
     key: str,
     rule: str | None,
@@ -70,7 +70,7 @@ def save_attempt(
     ctx.redis.set(attempt_key(ctx, invoice_id), json.dumps(attempt), ex=ATTEMPT_TTL)
 
 
-def load_attempt(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
+def load_attempt(ctx: JobContext, invoice_id: str) -> dict[str, Any] | None:
     raw = ctx.redis.get(attempt_key(ctx, invoice_id))
     if raw is None:
         return None
@@ -82,7 +82,7 @@ def load_attempt(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
 
 
 def confirm_interrupted(
-    ctx: Context,
+    ctx: JobContext,
     job: Job | None,
     invoice: dict[str, Any],
     fresh_event: dict[str, Any],
@@ -112,7 +112,7 @@ def confirm_interrupted(
     return Outcome.WRITTEN_OFF.result(rule=attempt.get("rule"), recovered=True)
 
 
-def commit_written_off(ctx: Context, invoice_id: str, mark: dict[str, Any], record: AuditRecord) -> None:
+def commit_written_off(ctx: JobContext, invoice_id: str, mark: dict[str, Any], record: AuditRecord) -> None:
     """The `written_off` mark and its audit record in one transaction: a crash between the two would
     otherwise leave a mark without a record, or let a retry record the write-off a second time."""
     with ctx.redis.pipeline(transaction=True) as pipe:

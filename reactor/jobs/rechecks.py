@@ -41,7 +41,7 @@ from .trail import recheck_outcome, record_outcome
 from .write_off import write_off_invoice
 
 if TYPE_CHECKING:
-    from .context import Context
+    from .context import JobContext
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def next_write_off_moment(ruleset: RuleSet, event: dict[str, Any], now: datetime
     return None
 
 
-def load_pending(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
+def load_pending(ctx: JobContext, invoice_id: str) -> dict[str, Any] | None:
     raw = ctx.redis.get(ctx.keys.recheck(invoice_id))
     try:
         pending = json.loads(raw) if raw is not None else None
@@ -102,7 +102,9 @@ def load_pending(ctx: Context, invoice_id: str) -> dict[str, Any] | None:
     return pending if isinstance(pending, dict) and isinstance(pending.get("event"), dict) else None
 
 
-def schedule(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime) -> datetime | None:
+def schedule(
+    ctx: JobContext, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime
+) -> datetime | None:
     """Schedule (or move) the invoice's one re-check to the first moment a write_off can be decided;
     None, and nothing changed, when waiting cannot help."""
     invoice_id = as_event(event).invoice_id
@@ -132,7 +134,7 @@ def schedule(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: Rule
 
 
 def _save_pending(
-    ctx: Context, invoice_id: str, moment: datetime, event: dict[str, Any], job_id: str, now: datetime
+    ctx: JobContext, invoice_id: str, moment: datetime, event: dict[str, Any], job_id: str, now: datetime
 ) -> None:
     """The pending record and its RQ job at `moment`, in one transaction: a re-check never runs
     without the event it decides on, nor is a record left with no job to run it."""
@@ -161,7 +163,7 @@ def _save_pending(
         pipe.execute()
 
 
-def cancel(ctx: Context, job: Job | None, event: dict[str, Any] | None, invoice_id: str, reason: str) -> bool:
+def cancel(ctx: JobContext, job: Job | None, event: dict[str, Any] | None, invoice_id: str, reason: str) -> bool:
     """Drop the invoice's pending re-check, if any, and remove its scheduled job. True if one was dropped."""
     pending = load_pending(ctx, invoice_id)
     if not ctx.redis.delete(ctx.keys.recheck(invoice_id)):
@@ -171,7 +173,7 @@ def cancel(ctx: Context, job: Job | None, event: dict[str, Any] | None, invoice_
     return True
 
 
-def _drop_job(ctx: Context, job: Job | None, job_id: object) -> None:
+def _drop_job(ctx: JobContext, job: Job | None, job_id: object) -> None:
     """Remove a scheduled (or queued, not yet started) re-check job; a running one, or the caller
     itself, is left to RQ: it finds its pending record gone or replaced and does nothing."""
     if not isinstance(job_id, str) or (job is not None and job.id == job_id):
@@ -184,7 +186,7 @@ def _drop_job(ctx: Context, job: Job | None, job_id: object) -> None:
         scheduled.delete()
 
 
-def after_decision(ctx: Context, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime) -> None:
+def after_decision(ctx: JobContext, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime) -> None:
     """After an event was decided without a write-off: a settled invoice cancels its re-check, an
     open one that time can still bring under a rule gets (or moves) its re-check."""
     seen = as_event(event)
@@ -197,14 +199,14 @@ def after_decision(ctx: Context, job: Job | None, event: dict[str, Any], ruleset
     schedule(ctx, job, event, ruleset, now)
 
 
-def after_write_off(ctx: Context, job: Job | None, event: dict[str, Any], outcome: str | None) -> None:
+def after_write_off(ctx: JobContext, job: Job | None, event: dict[str, Any], outcome: str | None) -> None:
     """A write-off that happened (ours or Chargebee's) ends the invoice's pending re-check."""
     invoice_id = as_event(event).invoice_id
     if outcome in SETTLING_OUTCOMES and invoice_id is not None:
         cancel(ctx, job, event, invoice_id, f"the invoice was settled ({outcome})")
 
 
-def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[str, Any]:
+def run_recheck(ctx: JobContext, invoice_id: str, job: Job | None = None) -> dict[str, Any]:
     """The re-check job: fetch the invoice fresh, decide with the stored event's other content, act."""
     pending = load_pending(ctx, invoice_id)
     if pending is None:
@@ -242,5 +244,5 @@ def run_recheck(ctx: Context, invoice_id: str, job: Job | None = None) -> dict[s
     return result
 
 
-def _forget(ctx: Context, invoice_id: str, pending: dict[str, Any]) -> None:
+def _forget(ctx: JobContext, invoice_id: str, pending: dict[str, Any]) -> None:
     ctx.redis.eval(_DELETE_IF_TOKEN, 1, ctx.keys.recheck(invoice_id), str(pending.get("token")))

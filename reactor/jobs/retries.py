@@ -18,14 +18,14 @@ from .audit import Outcome
 from .trail import record_outcome
 
 if TYPE_CHECKING:
-    from .context import Context
+    from .context import JobContext
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
 
 
 @contextmanager
 def chargebee_failures(
-    ctx: Context, job: Job | None, event: dict[str, Any], *, invoice_id: str | None = None, doing: str | None = None
+    ctx: JobContext, job: Job | None, event: dict[str, Any], *, invoice_id: str | None = None, doing: str | None = None
 ) -> Iterator[None]:
     """Record what a Chargebee error that ends this attempt means, then raise it for RQ.
 

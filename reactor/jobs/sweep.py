@@ -40,7 +40,7 @@ from ..rules import Decision, RuleSet, decide
 from ..rules.event_types import SWEEP_EVENT_TYPE
 from ..rules.facts import facts_worth_fetching, unresolved
 from .audit import Outcome
-from .context import Context, current_context
+from .context import JobContext, current_context
 from .facts import complete_facts
 from .stored_events import as_event
 from .sweep_report import Candidate
@@ -128,7 +128,7 @@ def days_overdue(invoice: dict[str, Any], now: datetime) -> int | None:
 
 
 def run_sweep(
-    ctx: Context,
+    ctx: JobContext,
     *,
     dry_run: bool = False,
     resume: bool = True,
@@ -157,7 +157,7 @@ def run_sweep(
     return result
 
 
-def _starting_point(ctx: Context, key: str, now: datetime, *, resume: bool) -> Checkpoint:
+def _starting_point(ctx: JobContext, key: str, now: datetime, *, resume: bool) -> Checkpoint:
     """The checkpoint of an unfinished sweep to resume, or a new sweep's."""
     previous = Checkpoint.load(ctx.redis, key) if resume else None
     if previous is not None and not previous.finished:
@@ -169,7 +169,7 @@ def _starting_point(ctx: Context, key: str, now: datetime, *, resume: bool) -> C
 class _Sweeper:
     """One sweep's handling of each listed invoice: passed over, collected (dry run) or queued (live)."""
 
-    ctx: Context
+    ctx: JobContext
     ruleset: RuleSet
     now: datetime
     result: SweepResult

@@ -14,13 +14,13 @@ from .audit import AuditRecord, Outcome
 from .stored_events import as_event
 
 if TYPE_CHECKING:
-    from .context import Context
+    from .context import JobContext
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
 
 
 def make_record(
-    ctx: Context,
+    ctx: JobContext,
     job: Job | None,
     event: dict[str, Any] | None,
     decision: Decision | None,
@@ -61,7 +61,7 @@ def log_record(record: AuditRecord) -> None:
 
 
 def record_outcome(
-    ctx: Context,
+    ctx: JobContext,
     job: Job | None,
     event: dict[str, Any] | None,
     decision: Decision | None,

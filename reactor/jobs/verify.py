@@ -24,7 +24,7 @@ from rq.job import Job
 
 from ..chargebee import ChargebeeClient, NotFoundError, RetryableError
 from .audit import Outcome
-from .context import Context
+from .context import JobContext
 from .retries import chargebee_failures
 from .stored_events import as_event
 from .trail import record_outcome
@@ -59,7 +59,7 @@ def differences(posted: dict[str, Any], genuine: dict[str, Any]) -> list[str]:
     return changed
 
 
-def verified_event(ctx: Context, job: Job | None, posted: dict[str, Any]) -> dict[str, Any] | None:
+def verified_event(ctx: JobContext, job: Job | None, posted: dict[str, Any]) -> dict[str, Any] | None:
     """Chargebee's copy of the stored event, or None once a forged event is recorded `rejected`.
     Raises (for RQ to retry, or to leave in the dead letters) when Chargebee cannot be asked."""
     event_id = str(posted.get("id"))

@@ -36,7 +36,7 @@ from ..rules.facts import unresolved
 from ..rules.safety import gone_reason
 from .audit import Outcome
 from .budget import reserve
-from .context import Context
+from .context import JobContext
 from .facts import complete_facts
 from .held import hold_write_off
 from .marks import (
@@ -62,7 +62,7 @@ def idempotency_key(site: str, invoice_id: str, rule: str | None) -> str:
 
 
 def write_off_invoice(
-    ctx: Context,
+    ctx: JobContext,
     job: Job | None,
     event: dict[str, Any],
     ruleset: RuleSet,
@@ -110,7 +110,7 @@ class _Steps:
 
     def __init__(
         self,
-        ctx: Context,
+        ctx: JobContext,
         job: Job | None,
         event: dict[str, Any],
         ruleset: RuleSet,

@@ -80,7 +80,7 @@ Getter = Callable[["Subject"], Any]
 class Subject:
     """What a decision is about, and all a rule's conditions read: one event, plus `now`.
 
-    Named for its role, the subject of a decision, so that it is not taken for the `Context` of a
+    Named for its role, the subject of a decision, so that it is not taken for the `JobContext` of a
     job (reactor/jobs/context.py: Redis, settings, the Chargebee client), which a rule never sees.
     `days_overdue` is computed once, on first use."""
 
