@@ -21,38 +21,37 @@ PACKAGE_DIR = Path(reactor.__file__).parent
 # listed here fails the test; a listed one that is gone fails it too, so the list only shrinks.
 KNOWN_CYCLES: set[tuple[str, ...]] = set()
 
-# What a wing may import of the reactor: its own modules and those listed. A wing not in the table
-# is not checked here (beyond having no cycle).
+# What a wing may import of the reactor: its own modules and those listed (docs/design.md,
+# "Modules", draws the same layers). A module in no wing is not checked here beyond having no cycle.
+BASE = {"reactor.config", "reactor.keys", "reactor.logs", "reactor.reloads"}
 WINGS: dict[str, set[str]] = {
+    # the base every wing reads: settings, key names, logging, the record of rules reloads
+    "reactor.config": set(),
+    "reactor.keys": set(),
+    "reactor.logs": set(),
+    "reactor.reloads": {"reactor.keys"},
     # the rules core is pure: no Redis, no HTTP, no settings
     "reactor.rules": set(),
     # the client, its errors and the shared call budget stand below everything that calls Chargebee
     "reactor.chargebee": set(),
     # the Chargebee stand-in shares no code with the reactor it stands in for
     "reactor.sandbox": set(),
-    # the worker's jobs stand on the decision trail, the event store, Chargebee and the rules, below
-    # the web, the dashboard, the sweep, the dead letters and the command
-    "reactor.jobs": {
-        "reactor.jobs.audit",
-        "reactor.chargebee",
-        "reactor.config",
-        "reactor.ingest.events",
-        "reactor.jobs.facts",
-        "reactor.keys",
-        "reactor.reloads",
-        "reactor.rules",
-    },
+    # ingest stores and enqueues by job path: it never imports the jobs it enqueues
+    "reactor.ingest": {"reactor.config", "reactor.keys"},
+    "reactor.ingest.enqueue": set(),
+    # the jobs stand on ingest's event store, Chargebee and the rules
+    "reactor.jobs": BASE | {"reactor.chargebee", "reactor.ingest", "reactor.rules"},
     "reactor.jobs.facts": {"reactor.chargebee", "reactor.rules"},
     "reactor.jobs.audit": {"reactor.rules"},
-    # the leaves everything else reads
-    "reactor.config": set(),
-    "reactor.keys": set(),
-    "reactor.logs": set(),
-    # rules reloads recorded in Redis, for the web, the worker and the dashboard
-    "reactor.reloads": {"reactor.keys"},
-    "reactor.ingest.enqueue": set(),
-    "reactor.ingest.guard": {"reactor.keys"},
-    "reactor.local.redis_server": set(),
+    # what ops watch reads what the jobs wrote
+    "reactor.dashboard": BASE | {"reactor.ingest", "reactor.jobs", "reactor.rules"},
+    # the app puts ingest and the dashboard together
+    "reactor.web": BASE | {"reactor.dashboard", "reactor.ingest", "reactor.jobs", "reactor.rules"},
+    # running locally starts Redis, the sandbox and the processes (the web by command, not import)
+    "reactor.local": BASE | {"reactor.sandbox"},
+    # the stored path of the scheduled sweep (RQ jobs enqueued before it moved)
+    "reactor.sweep": {"reactor.jobs"},
+    "reactor.gunicorn_conf": {"reactor.config", "reactor.logs"},
 }
 
 # The command sits on top: only `python -m reactor` imports it.
@@ -174,3 +173,33 @@ def test_nothing_below_the_command_imports_it():
     back = [f"{name} → {TOP}" for name, targets in sorted(graph.items()) if within(name, TOP) and TOP in targets]
     assert not upward, "imports of the command from below it: " + "; ".join(upward)
     assert not back, "command modules import the package that registers them: " + "; ".join(back)
+
+
+def late_imports() -> Iterator[tuple[str, int, bool]]:
+    """(file:line, whether it says why) for every import made inside a function."""
+    for name, path in modules().items():
+        lines = path.read_text().splitlines()
+        for function in ast.walk(ast.parse("\n".join(lines), filename=str(path))):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    said = any("# late:" in line for line in lines[node.lineno - 1 : node.end_lineno])
+                    yield f"{name}:{node.lineno}", node.lineno, said
+
+
+def test_an_import_kept_inside_a_function_says_why():
+    """An import kept late (start-up time, an environment variable read first) says so on its line
+    with `# late: <why>`; any other import goes at the top of the module, where the graph shows it."""
+    unexplained = [where for where, _, said in late_imports() if not said]
+    assert not unexplained, "imports inside functions without a `# late:` reason: " + ", ".join(unexplained)
+
+
+def test_every_module_belongs_to_a_wing():
+    """A new module is placed in the layers above (WINGS) or under the command, so its imports are checked."""
+    loose = [
+        name
+        for name in modules()
+        if name not in {"reactor", "reactor.__main__"} and wing_of(name) is None and not within(name, TOP)
+    ]
+    assert not loose, "modules in no wing of WINGS: " + ", ".join(loose)
