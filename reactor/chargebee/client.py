@@ -5,7 +5,7 @@ A deleted invoice is either a 404 or a 200 with `deleted: true` (which one is UN
 treats both as "gone" (reactor/rules/safety.py `gone_reason` reads the second).
 
 Chargebee's own SDK is not used: its 429 handling retries without limit and ignores Retry-After
-(see shared notes), and we need the raw response headers (idempotency replay) anyway.
+(docs/design.md, "Choices, and why"), and we need the raw response headers (idempotency replay).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class ChargebeeClient:
         if response.status_code >= 400:
             error = error_from_response(response)
             # lock_timeout is about one resource (concurrent requests on it), not the site budget:
-            # retry that call, do not pause every worker (chargebee-api.md §12).
+            # retry that call, do not pause every worker (https://apidocs.chargebee.com/docs/api/error-handling).
             if (
                 isinstance(error, RateLimitedError)
                 and error.api_error_code != "lock_timeout"

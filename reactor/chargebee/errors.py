@@ -12,9 +12,10 @@ Callers branch on the exception class, never on message text:
     ├── NotFoundError         404 (a deleted invoice may answer this)
     └── RequestError          any other 4xx: our request is wrong
 
-Error bodies are read defensively (chargebee-api.md §4, §12): `api_error_code` is the code; the
-legacy `error_code` is another vocabulary (duplicate_entry comes with param_not_unique) and is read
-only when `api_error_code` is absent; 401 and 429 bodies have no `type`; a proxy may answer with
+Error bodies are read defensively (https://apidocs.chargebee.com/docs/api/error-handling and
+Chargebee's OpenAPI spec): `api_error_code` is the code; the legacy `error_code` is another
+vocabulary (duplicate_entry comes with param_not_unique) and is read only when `api_error_code` is
+absent; 401 and 429 bodies have no `type`; a proxy may answer with
 HTML. The HTTP status alone decides when the body says nothing usable.
 """
 
