@@ -5,10 +5,10 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 
 | key (`{p}` is the prefix) | what it holds | written in |
 |---|---|---|
-| `{p}:seen:<event>` | dedupe mark of an accepted event (4 days) | events.py |
-| `{p}:event:<event>` | the raw event as received (30 days) | events.py |
-| `{p}:counters:events` | hash: webhook answers by kind | events.py |
-| `{p}:audit` | stream: the decision trail | audit.py |
+| `{p}:seen:<event>` | dedupe mark of an accepted event (4 days) | ingest/events.py |
+| `{p}:event:<event>` | the raw event as received (30 days) | ingest/events.py |
+| `{p}:counters:events` | hash: webhook answers by kind | ingest/events.py |
+| `{p}:audit` | stream: the decision trail | jobs/audit/stream.py |
 | `{p}:lock:invoice:<invoice>` | the invoice's lock around fetch, decide, write_off | jobs/write_off.py |
 | `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/write_off.py |
 | `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/write_off.py |
@@ -16,11 +16,11 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:recheck:<invoice>` | the pending re-check of a time-based rule | jobs/rechecks.py |
 | `{p}:held` | hash: write-offs held by a budget | jobs/held.py |
 | `{p}:budget:day:<date>`, `{p}:budget:hour:<hour>` | budget counters (UTC) | jobs/budget.py |
-| `{p}:sweep:checkpoint`, `{p}:lock:sweep` | the resumable sweep | sweep.py |
-| `{p}:rules:reload:<outcome>:<digest>` | one rules edit seen | metrics.py |
-| `{p}:rules:reloads`, `{p}:rules:last_refused` | rules edits counted, the last refusal | metrics.py |
-| `{p}:admin:secret_key`, `{p}:admin:session:<id>` | the dashboard's signing key and sessions | admin.py |
-| `{p}:admin:*`, `{p}:webhook:*` | `limits`' failed-login counters | admin.py, security.py |
+| `{p}:sweep:checkpoint`, `{p}:lock:sweep` | the resumable sweep | jobs/sweep.py |
+| `{p}:rules:reload:<outcome>:<digest>` | one rules edit seen | reloads.py |
+| `{p}:rules:reloads`, `{p}:rules:last_refused` | rules edits counted, the last refusal | reloads.py |
+| `{p}:admin:secret_key`, `{p}:admin:session:<id>` | the dashboard's signing key and sessions | dashboard/views.py |
+| `{p}:admin:*`, `{p}:webhook:*` | `limits`' failed-login counters | dashboard/views.py, ingest/guard.py |
 | `{p}:rl:*` | the shared Chargebee call budget | chargebee/ratelimit.py |
 """
 

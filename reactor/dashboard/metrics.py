@@ -16,7 +16,6 @@ Every metric and log field is listed in docs/metrics.md.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -132,11 +131,6 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     finish = finish if finish.tzinfo else finish.replace(tzinfo=timezone.utc)
     seconds = (finish - begin).total_seconds()
     return seconds if seconds >= 0 else None
-
-
-def content_digest(data: bytes) -> str:
-    """The same 12 hex digits as RuleSet.version, so a refused edit and an accepted one compare."""
-    return hashlib.sha256(data).hexdigest()[:12]
 
 
 class RedisCollector(Collector):

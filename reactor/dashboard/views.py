@@ -51,9 +51,10 @@ from ..jobs.audit import OUTCOMES, AuditLog
 from ..jobs.deadletters import DeadLetterError, DeadLetters
 from ..jobs.held import list_held
 from ..keys import Keys
+from ..reloads import RulesReloadReporter
 from ..rules import RulesError
 from ..rules.money import to_major
-from .metrics import AuditTally, RulesReloadReporter, daily_key
+from .metrics import AuditTally, daily_key
 
 log = logging.getLogger(__name__)
 
