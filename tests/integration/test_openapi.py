@@ -103,7 +103,7 @@ def test_every_answer_conforms_and_none_is_a_server_error(case, api) -> None:
         # Found by the run above: RQ refuses '*' in a job id, and the webhook answered 500. Chargebee's
         # event ids are letters, digits, '_' and '-' (the schema's pattern), so it is refused now.
         (b'{"id":"m_0I*","event_type":"payment_failed","content":{"invoice":{"id":"inv_1"}}}', 400),
-        # Found by tests/unit/test_events_properties.py: int() refuses over 4300 digits, and lone surrogates.
+        # Found by tests/unit/ingest/test_event_properties.py: int() refuses over 4300 digits, and lone surrogates.
         (b'{"id":"ev_1","event_type":"payment_failed","content":{"n":' + b"9" * 5000 + b"}}", 400),
         (b'{"id":"ev_1","event_type":"payment_failed","content":{"invoice":{"id":"\\ud800"}}}', 400),
     ],

@@ -16,7 +16,7 @@ from werkzeug.wrappers import Request, Response
 from reactor.sandbox import DEMO_API_KEY, SandboxServer, SandboxState, demo_payment_failed_event, seed_demo
 
 AUTH = (DEMO_API_KEY, "")
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "payment_failed_exhausted.json"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "payment_failed_exhausted.json"
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from reactor.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_the_shipped_rules_pass_the_check():

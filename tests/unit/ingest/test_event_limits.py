@@ -27,7 +27,7 @@ from reactor.ingest.events import (
     parse_event,
 )
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "chargebee"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "chargebee"
 NOW = 1_700_000_000.0  # the time of receipt in these tests (2023-11-14)
 NOW_MS = int(NOW * 1000)
 
