@@ -93,7 +93,7 @@ class Gunicorn:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.log_path = log_path
-        env = {**env, "PORT": str(self.port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "WEB_THREADS": "2"}
+        env = {**env, "PORT": str(self.port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2"}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "python:reactor.gunicorn_conf", "reactor.web:create_app()"],
@@ -106,7 +106,7 @@ class Gunicorn:
     def ready(self) -> bool:
         try:
             return requests.get(f"{self.url}/readyz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or a worker still booting (a read timeout)
             return False
 
     def stop(self) -> None:
