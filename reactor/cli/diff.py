@@ -1,0 +1,166 @@
+"""`reactor rules diff NEW.yaml`: what a rules edit would change on every open invoice, before it is
+in force (reactor/jobs/rules_diff.py lists and decides, reactor/rules/diff.py compares).
+
+Exit codes, for CI: 0 no change, 1 changes, 2 an error (a rules file that does not load, Chargebee
+or Redis unreachable, an unreadable snapshot), 3 the change newly writes off more than --fail-over.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.table import Table
+
+from ..chargebee import ChargebeeError
+from ..jobs import build_context
+from ..jobs.diff_formats import CHANGE_COLUMNS, change_rows, to_csv, to_json, to_markdown
+from ..jobs.rules_diff import (
+    FactSource,
+    Listing,
+    SnapshotError,
+    diff_listing,
+    list_open_invoices,
+    load_snapshot,
+    save_snapshot,
+)
+from ..rules import RulesError, RuleSet, load_rules
+from ..rules.diff import CHANGE_MEANINGS, EXIT_ERROR, OUTCOMES, FailOver, FailOverError, RulesDiff, exit_code
+from .helpers import cell, chargebee_settings, command_settings, connect, console
+from .rules import parse_time, rules
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit 2, the error code (ClickException would exit 1, "changes")."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _load(path: Path) -> RuleSet:
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        for problem in exc.problems:  # file:line:col, as `reactor rules check` prints them
+            click.echo(str(problem), err=True)
+        _fail(f"{path}: refused; fix it first (`reactor rules check {path}`)")
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror or exc}")
+
+
+def _online_listing(snapshot: str | None) -> tuple[Listing, FactSource]:
+    """Every open invoice from Chargebee under the shared rate limit, with a progress bar on a terminal."""
+    from rich.progress import Progress  # late: start-up time (rich.progress costs `reactor --help` ~7 ms)
+
+    settings = chargebee_settings(command_settings())
+    client = build_context(settings, connect(settings)).chargebee
+    taken = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    listing = Listing(taken_at=taken, source=settings.api_base or "")
+    with Progress(disable=not sys.stderr.isatty(), console=console(stderr=True)) as progress:
+        task = progress.add_task("listing open invoices", total=None)
+        list_open_invoices(client, listing, lambda count: progress.update(task, advance=count))
+    return listing, FactSource(listing, client)
+
+
+@rules.command("diff")
+@click.argument("new_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--base",
+    "base_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The rules to compare with. Default: the rules in force ($REACTOR_RULES or ./rules.yaml).",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown"]), default="table")
+@click.option("--snapshot", type=click.Path(dir_okay=False), help="Save the listing here (.gz: gzipped).")
+@click.option("--invoices", "invoices_file", type=click.Path(dir_okay=False), help="Diff offline from a snapshot.")
+@click.option("--at", "at", help="Decide at this ISO time. Default: now, or the snapshot's time offline.")
+@click.option("--fail-over", multiple=True, help="Exit 3 when newly written off passes AMOUNT or CUR=AMOUNT.")
+def rules_diff(
+    new_path: Path,
+    base_path: Path | None,
+    fmt: str,
+    snapshot: str | None,
+    invoices_file: str | None,
+    at: str | None,
+    fail_over: tuple[str, ...],
+) -> None:
+    """What NEW.yaml would change on every open invoice: exit 0 no change, 1 changes, 2 error, 3 over --fail-over."""
+    try:
+        allowance = FailOver.parse(fail_over)
+    except FailOverError as exc:
+        _fail(str(exc))
+    if snapshot and invoices_file:
+        _fail("give --snapshot (save a listing) or --invoices (diff from one), not both")
+    base_path = base_path or command_settings().rules_path
+    base, new = _load(base_path), _load(new_path)
+    try:
+        if invoices_file:
+            listing = load_snapshot(invoices_file)
+            facts = FactSource(listing, None)
+        else:
+            listing, facts = _online_listing(snapshot)
+        now = parse_time(at) if at else (parse_time(listing.taken_at) if invoices_file and listing.taken_at else None)
+        now = now or datetime.now(timezone.utc)
+        diff = diff_listing(base, new, listing, now, facts)
+        if snapshot:
+            save_snapshot(snapshot, listing)
+    except (ChargebeeError, SnapshotError) as exc:
+        _fail(str(exc))
+    header = {
+        "base": str(base_path),
+        "base_version": base.version,
+        "new": str(new_path),
+        "new_version": new.version,
+        "at": now.isoformat(timespec="seconds"),
+        "source": invoices_file or listing.source,
+        "chargebee_calls": listing.calls,
+    }
+    _print(diff, header, fmt)
+    over = allowance.exceeded(diff) if allowance is not None else []
+    for line in over:
+        click.echo(f"over --fail-over: {line}", err=True)
+    sys.exit(exit_code(diff, allowance))
+
+
+def _print(diff: RulesDiff, header: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(to_json(diff, header), nl=False)
+    elif fmt == "csv":
+        click.echo(to_csv(diff), nl=False)
+    elif fmt == "markdown":
+        click.echo(to_markdown(diff, header), nl=False)
+    else:
+        _print_table(diff, header)
+
+
+def _print_table(diff: RulesDiff, header: dict[str, Any]) -> None:
+    out = console()
+    if diff.changes:
+        table = Table(*CHANGE_COLUMNS, title="changed invoices", title_justify="left")
+        for row in change_rows(diff):
+            table.add_row(*map(cell, row))
+        out.print(table)
+    kinds = Table("change", "meaning", "count", "amount", title="changes", title_justify="left")
+    for kind, count in diff.kind_counts().items():
+        amounts = ", ".join(f"{a} {cur}" for cur, (_, a) in sorted(diff.by_kind.get(kind, {}).items()))
+        kinds.add_row(kind, CHANGE_MEANINGS[kind], str(count), amounts)
+    out.print(kinds)
+    per_rule = Table("rule", "currency", "old", "new", title="written off per rule", title_justify="left")
+    for rule, sides in diff.by_rule.items():
+        for currency in sorted(set(sides["old"]) | set(sides["new"])):
+            old, new = sides["old"].get(currency, (0, 0)), sides["new"].get(currency, (0, 0))
+            per_rule.add_row(cell(rule), currency, f"{old[0]} for {old[1]}", f"{new[0]} for {new[1]}")
+    out.print(per_rule)
+    outcomes = Table("outcome", "old", "new", title="outcomes", title_justify="left")
+    for outcome in OUTCOMES:
+        outcomes.add_row(outcome, str(diff.outcomes["old"][outcome]), str(diff.outcomes["new"][outcome]))
+    out.print(outcomes)
+    click.echo(
+        f"{header['base']} ({header['base_version']}) → {header['new']} ({header['new_version']}) at {header['at']}: "
+        f"{len(diff.rows)} open invoices, {len(diff.changes)} changed; {header['chargebee_calls']} Chargebee calls"
+    )
+
+
+COMMANDS = ()  # `rules diff` is registered on the `rules` group (reactor/cli/rules.py) by the decorator

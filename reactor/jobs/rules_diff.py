@@ -1,0 +1,177 @@
+"""`reactor rules diff`: list every open invoice (as the sweep lists them), decide on each under two
+rules files at one instant, and compare (the comparison is pure: reactor/rules/diff.py).
+
+The listing is the sweep's (reactor/jobs/sweep.py `pages`, `sweep_event`), through the caller's
+ChargebeeClient, so the shared rate limit applies. Each invoice is decided as the sweep's dry run
+decides it: the customer or subscription a rule reads is fetched only when it could change a
+write-off (reactor/jobs/facts.py), each one once for the whole run, and a write-off that would rest
+on a fact that could not be had is blocked (`facts_missing`), as the worker would block it.
+
+A snapshot (`--snapshot FILE`) keeps the listing and every customer and subscription fetched
+(`null` for one Chargebee did not have), so `--invoices FILE` can diff again without Chargebee.
+A resource the snapshot lacks (other rules read other facts) blocks the write-off with that reason.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ..chargebee import ChargebeeClient, NotFoundError
+from ..rules import RuleSet, decide
+from ..rules.diff import InvoiceVerdicts, RulesDiff, Verdict, apply_budgets, compare, verdict_of
+from ..rules.facts import facts_worth_fetching, unresolved
+from ..rules.money import to_major
+from .facts import complete_facts
+from .sweep import pages, sweep_event
+
+SNAPSHOT_FORMAT = "reactor-rules-diff-snapshot/1"
+
+
+class SnapshotError(Exception):
+    """A snapshot that cannot be read or written; the message names the file and why, in one line."""
+
+
+class NotInSnapshot(Exception):
+    """A customer or subscription an offline diff needs that the snapshot does not hold."""
+
+
+@dataclass
+class Listing:
+    """The open invoices in listing order, and the customers and subscriptions fetched for them."""
+
+    invoices: list[dict[str, Any]] = field(default_factory=list)
+    customers: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    subscriptions: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    taken_at: str = ""
+    source: str = ""
+    calls: int = 0  # Chargebee calls made for this run (0 offline)
+
+
+class FactSource:
+    """What complete_facts calls for a customer or subscription: each fetched once a run from
+    Chargebee (remembered in the listing, a 404 as None), or offline only from the listing."""
+
+    def __init__(self, listing: Listing, client: ChargebeeClient | None) -> None:
+        self.listing, self.client = listing, client
+
+    def _get(self, store: dict[str, dict[str, Any] | None], kind: str, resource_id: str) -> dict[str, Any]:
+        if resource_id not in store:
+            if self.client is None:
+                raise NotInSnapshot(f"{kind} {resource_id} is not in the snapshot (taken under other rules)")
+            self.listing.calls += 1
+            fetch = self.client.retrieve_customer if kind == "customer" else self.client.retrieve_subscription
+            try:
+                store[resource_id] = fetch(resource_id)
+            except NotFoundError:
+                store[resource_id] = None
+        found = store[resource_id]
+        if found is None:
+            raise NotFoundError(f"{kind} {resource_id} not found", status=404)
+        return found
+
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        return self._get(self.listing.customers, "customer", customer_id)
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        return self._get(self.listing.subscriptions, "subscription", subscription_id)
+
+
+def list_open_invoices(
+    client: ChargebeeClient, listing: Listing, on_page: Callable[[int], None] = lambda count: None
+) -> Listing:
+    """Every open invoice, as the sweep lists them, appended to `listing`; one call a page."""
+    for invoices, _ in pages(client):
+        listing.calls += 1
+        listing.invoices.extend(invoices)
+        on_page(len(invoices))
+    return listing
+
+
+def verdict(ruleset: RuleSet, event: dict[str, Any], now: datetime, facts: FactSource) -> Verdict:
+    """The verdict on one swept invoice under one rules file, facts completed as the sweep's dry run
+    completes them (reactor/jobs/sweep.py `_Sweeper.decision`)."""
+    decision = decide(ruleset, event, now)
+    if decision.blocked_by is not None or not facts_worth_fetching(ruleset, event, now):
+        return verdict_of(decision)
+    try:
+        completed = complete_facts(facts, ruleset, event, now)  # type: ignore[arg-type]
+    except NotInSnapshot as exc:
+        return Verdict("blocked", decision.rule, None, f"facts missing: {exc}")
+    decision = decide(ruleset, completed.event, now)
+    why = None
+    if decision.action == "write_off":
+        why = unresolved(ruleset, completed.event, now, decision.rule or "", completed.unknown)
+    return verdict_of(decision, why)
+
+
+def diff_listing(base: RuleSet, new: RuleSet, listing: Listing, now: datetime, facts: FactSource) -> RulesDiff:
+    """Decide on every listed invoice under both files at `now`, apply each file's budgets in
+    listing order, and compare."""
+    rows = []
+    for invoice in listing.invoices:
+        event = sweep_event(invoice, "diff", now)
+        currency = str(invoice.get("currency_code") or "").upper()
+        amount = invoice.get("amount_due")
+        amount = amount if isinstance(amount, int) and not isinstance(amount, bool) else 0
+        major = to_major(amount, currency) if currency else Decimal(amount)
+        old, new_verdict = verdict(base, event, now, facts), verdict(new, event, now, facts)
+        customer = str(invoice.get("customer_id") or "")
+        rows.append(InvoiceVerdicts(str(invoice.get("id")), customer, currency, amount, major, old, new_verdict))
+    rows = apply_budgets(base.limits, rows, "old")
+    rows = apply_budgets(new.limits, rows, "new")
+    return compare(rows)
+
+
+# -- snapshots -------------------------------------------------------------------------------------
+
+
+def _open(path: str | os.PathLike[str], mode: str) -> Any:
+    """A text handle; a name ending in .gz is gzip (10,000 invoices are ~20 MB of JSON, ~1 MB gzipped)."""
+    if str(path).endswith(".gz"):
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def save_snapshot(path: str | os.PathLike[str], listing: Listing) -> None:
+    data = {
+        "format": SNAPSHOT_FORMAT,
+        "taken_at": listing.taken_at,
+        "source": listing.source,
+        "invoices": listing.invoices,
+        "customers": listing.customers,
+        "subscriptions": listing.subscriptions,
+    }
+    try:
+        with _open(path, "w") as handle:
+            json.dump(data, handle, separators=(",", ":"))
+    except OSError as exc:
+        raise SnapshotError(f"cannot write the snapshot to {path}: {exc.strerror or exc}") from None
+
+
+def load_snapshot(path: str | os.PathLike[str]) -> Listing:
+    """The listing a snapshot holds; anything else is refused in one line."""
+    try:
+        with _open(path, "r") as handle:
+            data = json.load(handle)
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (ValueError, EOFError, UnicodeDecodeError) as exc:
+        raise SnapshotError(f"{path} is not a snapshot (not JSON: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
+        raise SnapshotError(f"{path} is not a snapshot written by `reactor rules diff --snapshot`")
+    invoices, customers, subscriptions = data.get("invoices"), data.get("customers"), data.get("subscriptions")
+    if (
+        not isinstance(invoices, list)
+        or not all(isinstance(inv, dict) for inv in invoices)
+        or not isinstance(customers, dict)
+        or not isinstance(subscriptions, dict)
+    ):
+        raise SnapshotError(f"{path}: a snapshot holds a list of invoices and maps of customers and subscriptions")
+    return Listing(invoices, customers, subscriptions, str(data.get("taken_at") or ""), str(data.get("source") or ""))

@@ -1,0 +1,260 @@
+"""What a rules change would change: two verdicts per open invoice, compared (`reactor rules diff`).
+
+Pure: the caller (reactor/jobs/rules_diff.py) lists the invoices, completes the facts and decides
+under both files at one instant; this module turns the two decisions into verdicts, applies the
+budgets as they would be applied on the day, and compares. No Redis, HTTP or clock.
+
+Budgets (`limits.max_per_day`, `limits.max_count_per_hour`) are counted as reactor/jobs/budget.py
+counts them, but from zero and in listing order, as if every would-be write-off ran in one fresh
+day and hour: a write-off that would pass a budget is `held` and takes nothing from it, so a
+smaller one after it may still fit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from .model import Decision, Limits
+from .money import minor_factor
+
+# A verdict's outcome: what the reactor would do with the invoice under one rules file.
+WRITE_OFF, DRY_RUN, HELD, BLOCKED, SKIP, NO_MATCH = "write_off", "dry_run", "held", "blocked", "skip", "no_match"
+OUTCOMES = (WRITE_OFF, DRY_RUN, HELD, BLOCKED, SKIP, NO_MATCH)
+
+# A change's kind, from the old verdict to the new one.
+NEWLY_WRITTEN_OFF = "newly_written_off"
+NO_LONGER_WRITTEN_OFF = "no_longer_written_off"
+OTHER_RULE = "other_rule"
+OTHER_COMMENT = "other_comment"
+NEWLY_HELD = "held"
+NEWLY_BLOCKED = "blocked"
+OTHER_OUTCOME = "other_outcome"
+CHANGE_KINDS = (
+    NEWLY_WRITTEN_OFF,
+    NO_LONGER_WRITTEN_OFF,
+    OTHER_RULE,
+    OTHER_COMMENT,
+    NEWLY_HELD,
+    NEWLY_BLOCKED,
+    OTHER_OUTCOME,
+)
+CHANGE_MEANINGS = {
+    NEWLY_WRITTEN_OFF: "written off under the new rules, not under the old",
+    NO_LONGER_WRITTEN_OFF: "written off under the old rules, not under the new",
+    OTHER_RULE: "written off under both, by another rule",
+    OTHER_COMMENT: "written off under both by the same rule, with another comment",
+    NEWLY_HELD: "a write-off under the new rules that a budget would hold",
+    NEWLY_BLOCKED: "a write_off rule matches under the new rules, but a safety check or a missing fact blocks it",
+    OTHER_OUTCOME: "no write-off either way, decided otherwise (skip, no match, dry run)",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the reactor would do with one invoice under one rules file."""
+
+    outcome: str
+    rule: str | None = None
+    comment: str | None = None
+    reason: str = ""
+
+    @property
+    def writes_off(self) -> bool:
+        return self.outcome == WRITE_OFF
+
+
+def verdict_of(decision: Decision, facts_blocked: str | None = None) -> Verdict:
+    """The verdict of a decision; `facts_blocked` is why a write-off cannot rest on the facts known
+    (reactor/rules/facts.py `unresolved`), which blocks it as the worker would (`facts_missing`)."""
+    if decision.action == "write_off":
+        if facts_blocked is not None:
+            return Verdict(BLOCKED, decision.rule, None, f"facts missing: {facts_blocked}")
+        return Verdict(DRY_RUN if decision.dry_run else WRITE_OFF, decision.rule, decision.comment, decision.reason)
+    if decision.action == "skip":
+        return Verdict(BLOCKED if decision.blocked_by else SKIP, decision.rule, None, decision.reason)
+    return Verdict(NO_MATCH, None, None, decision.reason)
+
+
+@dataclass(frozen=True)
+class InvoiceVerdicts:
+    """One open invoice, as listed, with its verdict under the old and the new rules."""
+
+    invoice_id: str
+    customer_id: str
+    currency: str
+    amount_due: int  # Chargebee's minor units
+    amount_major: Decimal
+    old: Verdict
+    new: Verdict
+
+
+def apply_budgets(limits: Limits, rows: Iterable[InvoiceVerdicts], side: str) -> list[InvoiceVerdicts]:
+    """`rows` with the write-offs of `side` ("old" or "new") that would pass a budget turned to
+    `held`, walked in the order given; the same reasons as reactor/jobs/budget.py `reserve`."""
+    day, hourly = limits.max_per_day, limits.max_count_per_hour
+    spent: dict[str, int] = {}
+    count = 0
+    result = []
+    for row in rows:
+        verdict: Verdict = getattr(row, side)
+        if not verdict.writes_off or (day is None and hourly is None):
+            result.append(row)
+            continue
+        why = None
+        if day is not None:
+            major = day.major_for(row.currency)
+            cap = int(major * minor_factor(row.currency)) if major is not None else 0
+            if spent.get(row.currency, 0) + row.amount_due > cap:
+                why = (
+                    f"limits.max_per_day has no budget for {row.currency}"
+                    if major is None
+                    else f"limits.max_per_day for {row.currency} ({day.describe(row.currency)}) would be passed today"
+                )
+        if why is None and hourly is not None and count + 1 > hourly:
+            why = f"limits.max_count_per_hour ({hourly}) reached this hour"
+        if why is not None:
+            result.append(replace(row, **{side: replace(verdict, outcome=HELD, reason=why)}))
+            continue
+        spent[row.currency] = spent.get(row.currency, 0) + row.amount_due
+        count += 1
+        result.append(row)
+    return result
+
+
+def change_kind(old: Verdict, new: Verdict) -> str | None:
+    """The kind of change from `old` to `new`, or None when nothing that matters changed."""
+    if old.writes_off and new.writes_off:
+        if old.rule != new.rule:
+            return OTHER_RULE
+        return OTHER_COMMENT if old.comment != new.comment else None
+    if new.writes_off:
+        return NEWLY_WRITTEN_OFF
+    if old.outcome == new.outcome:
+        return None
+    if new.outcome == HELD:
+        return NEWLY_HELD
+    if new.outcome == BLOCKED:
+        return NEWLY_BLOCKED
+    if old.writes_off:
+        return NO_LONGER_WRITTEN_OFF
+    return OTHER_OUTCOME
+
+
+@dataclass(frozen=True)
+class Change:
+    row: InvoiceVerdicts
+    kind: str
+
+
+Money = dict[str, tuple[int, Decimal]]  # currency → (count, amount in major units)
+
+
+def _add(sums: Money, currency: str, amount: Decimal, sign: int = 1) -> None:
+    count, total = sums.get(currency, (0, Decimal(0)))
+    sums[currency] = (count + sign, total + sign * amount)
+
+
+@dataclass
+class RulesDiff:
+    """The comparison: every change, and the totals people read first."""
+
+    rows: list[InvoiceVerdicts]
+    changes: list[Change] = field(default_factory=list)
+    by_kind: dict[str, Money] = field(default_factory=dict)  # change kind → per currency
+    written_off: dict[str, Money] = field(default_factory=dict)  # "old"/"new" → per currency
+    by_rule: dict[str, dict[str, Money]] = field(default_factory=dict)  # rule → "old"/"new" → per currency
+    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)  # "old"/"new" → outcome → count
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    def kind_counts(self) -> dict[str, int]:
+        return {kind: sum(n for n, _ in self.by_kind.get(kind, {}).values()) for kind in CHANGE_KINDS}
+
+
+def compare(rows: Iterable[InvoiceVerdicts]) -> RulesDiff:
+    """Every invoice whose verdict changed, with totals per change kind, currency and rule."""
+    diff = RulesDiff(rows=list(rows))
+    diff.written_off = {"old": {}, "new": {}}
+    diff.outcomes = {side: dict.fromkeys(OUTCOMES, 0) for side in ("old", "new")}
+    for row in diff.rows:
+        for side in ("old", "new"):
+            verdict: Verdict = getattr(row, side)
+            diff.outcomes[side][verdict.outcome] += 1
+            if verdict.writes_off:
+                _add(diff.written_off[side], row.currency, row.amount_major)
+                per_rule = diff.by_rule.setdefault(verdict.rule or "", {"old": {}, "new": {}})
+                _add(per_rule[side], row.currency, row.amount_major)
+        kind = change_kind(row.old, row.new)
+        if kind is not None:
+            diff.changes.append(Change(row, kind))
+            _add(diff.by_kind.setdefault(kind, {}), row.currency, row.amount_major)
+    diff.by_rule = dict(sorted(diff.by_rule.items()))
+    return diff
+
+
+# -- --fail-over: an allowance for what a change newly writes off ----------------------------------
+
+
+_AMOUNT = re.compile(r"[0-9]{1,15}(\.[0-9]{1,4})?")  # major units, ASCII digits: no 1e9999, no NaN
+
+
+class FailOverError(ValueError):
+    """A --fail-over value that cannot be read; the message says how to write it."""
+
+
+@dataclass(frozen=True)
+class FailOver:
+    """The most a change may newly write off per currency: a bare amount for every currency, and
+    `USD=500` for one. With only per-currency amounts, a currency not named has no allowance."""
+
+    any_currency: Decimal | None = None
+    per_currency: Mapping[str, Decimal] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, values: Iterable[str]) -> FailOver | None:
+        any_currency: Decimal | None = None
+        per: dict[str, Decimal] = {}
+        seen = False
+        for value in values:
+            seen = True
+            name, _, amount = value.rpartition("=")
+            if not _AMOUNT.fullmatch(amount.strip()):
+                raise FailOverError(f"--fail-over {value!r}: write an amount (500) or CURRENCY=AMOUNT (USD=500)")
+            number = Decimal(amount.strip())
+            if name:
+                if not (len(name) == 3 and name.isascii() and name.isalpha()):
+                    raise FailOverError(f"--fail-over {value!r}: {name!r} is not a 3-letter currency code")
+                per[name.upper()] = number
+            else:
+                any_currency = number
+        return cls(any_currency, per) if seen else None
+
+    def allowance(self, currency: str) -> Decimal:
+        return self.per_currency.get(currency, self.any_currency if self.any_currency is not None else Decimal(0))
+
+    def exceeded(self, diff: RulesDiff) -> list[str]:
+        """One line per currency whose newly written-off amount passes its allowance."""
+        lines = []
+        for currency, (count, amount) in sorted(diff.by_kind.get(NEWLY_WRITTEN_OFF, {}).items()):
+            allowed = self.allowance(currency)
+            if amount > allowed:
+                lines.append(
+                    f"{count} newly written off for {amount} {currency}, over --fail-over {allowed} {currency}"
+                )
+        return lines
+
+
+EXIT_NO_CHANGE, EXIT_CHANGES, EXIT_ERROR, EXIT_OVER = 0, 1, 2, 3
+"""Exit codes of `reactor rules diff` (docs/operations.md, "Previewing a rules change")."""
+
+
+def exit_code(diff: RulesDiff, fail_over: FailOver | None) -> int:
+    """0 no change, 1 changes, 3 when --fail-over is passed (2, an error, is the command's)."""
+    if fail_over is not None and fail_over.exceeded(diff):
+        return EXIT_OVER
+    return EXIT_CHANGES if diff.changed else EXIT_NO_CHANGE

@@ -1,0 +1,192 @@
+"""`reactor rules diff` as a real subprocess against the sandbox over HTTP and a real Redis: every
+kind of change on a small site, a snapshot diffed again offline with the same answer and no call to
+Chargebee, the csv/json/markdown outputs parsed, and the exit codes a CI job reads."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reactor.jobs.diff_formats import CHANGE_COLUMNS
+from tests.helpers import REPO, worker_env
+
+pytestmark = pytest.mark.integration
+
+PROTECT = """\
+  - name: protect-enterprise
+    when:
+      - customer.cf_segment: enterprise
+    action: skip
+"""
+BASE = f"""\
+version: 1
+mode: live
+limits:
+  max_write_off: {{USD: 500, EUR: 500}}
+rules:
+{PROTECT}  - name: exhausted-small
+    when:
+      - invoice.dunning_status: exhausted
+      - invoice.amount_due: {{lte: 25}}
+    action: write_off
+"""
+NEW = f"""\
+version: 1
+mode: live
+limits:
+  max_write_off: {{USD: 500, EUR: 500}}
+  max_per_day: {{USD: 100, EUR: 100}}
+rules:
+{PROTECT}  - name: no-euro
+    when:
+      - invoice.currency_code: EUR
+    action: skip
+  - name: exhausted-medium
+    when:
+      - invoice.dunning_status: {{in: [exhausted, in_progress]}}
+      - invoice.amount_due: {{lte: 80}}
+    action: write_off
+"""
+AT = "2026-11-26T12:00:00Z"
+
+# invoice id → (fields, the change expected)
+INVOICES = {
+    "inv_a": ({"amount_due": 1000}, "other_rule"),  # exhausted-small → exhausted-medium
+    "inv_b": ({"amount_due": 5000}, "newly_written_off"),  # 10 + 50 of the 100 USD day budget
+    "inv_c": ({"amount_due": 7000}, "held"),  # would pass the 100 USD budget
+    "inv_d": ({"amount_due": 2000, "dunning_status": "in_progress", "next_retry_at": 4102444800}, "blocked"),
+    "inv_e": ({"amount_due": 1500, "customer_id": "cus_ent"}, None),  # protected under both (customer fetched)
+    "inv_f": ({"amount_due": 2000, "currency_code": "EUR"}, "no_longer_written_off"),
+    "inv_g": ({"amount_due": 9000}, None),  # over both rules' amounts
+}
+
+
+@pytest.fixture
+def site(sandbox) -> None:
+    sandbox.state.add_customers([{"id": "cus_smb", "cf_segment": "smb"}, {"id": "cus_ent", "cf_segment": "enterprise"}])
+    day = int(time.time()) - 30 * 86400
+    specs = []
+    for n, (invoice_id, (fields, _)) in enumerate(INVOICES.items()):
+        spec = {"id": invoice_id, "status": "not_paid", "dunning_status": "exhausted", "currency_code": "USD"}
+        spec |= {"customer_id": "cus_smb", "date": day + n, "total": fields["amount_due"], **fields}
+        specs.append(spec)
+    sandbox.state.add_invoices(specs)
+    sandbox.state.add_invoice(id="inv_paid", status="paid", total=1000)  # not open: not listed
+
+
+@pytest.fixture
+def new_rules(tmp_path: Path, rules_file) -> Path:
+    rules_file(BASE)  # the rules in force ($REACTOR_RULES)
+    path = tmp_path / "new.yaml"
+    path.write_text(NEW)
+    return path
+
+
+def diff(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reactor", "rules", "diff", *args],
+        env=worker_env(settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def sandbox_calls(sandbox) -> int:
+    return len(sandbox.state.calls())
+
+
+def test_every_kind_of_change_against_the_rules_in_force(settings, sandbox, site, new_rules) -> None:
+    result = diff(settings, str(new_rules), "--format", "json", "--at", AT)
+    assert result.returncode == 1, result.stderr
+    data = json.loads(result.stdout)
+    expected = {inv: kind for inv, (_, kind) in INVOICES.items() if kind}
+    assert {c["invoice"]: c["change"] for c in data["changes"]} == expected
+    assert data["invoices"] == len(INVOICES)
+    assert data["base"] == str(settings.rules_path) and data["at"] == "2026-11-26T12:00:00+00:00"
+    by_id = {c["invoice"]: c for c in data["changes"]}
+    assert by_id["inv_c"]["new"]["reason"] == "limits.max_per_day for USD (100 USD) would be passed today"
+    assert "still collecting" in by_id["inv_d"]["new"]["reason"]
+    assert by_id["inv_f"]["new"] == {
+        "outcome": "skip",
+        "rule": "no-euro",
+        "comment": None,
+        "reason": "rule no-euro matched",
+    }
+    assert data["by_change"]["newly_written_off"] == {"USD": {"count": 1, "amount": "50.00"}}
+    assert data["written_off"]["old"] == {
+        "EUR": {"count": 1, "amount": "20.00"},
+        "USD": {"count": 1, "amount": "10.00"},
+    }
+    assert data["written_off"]["new"] == {"USD": {"count": 2, "amount": "60.00"}}
+    assert data["by_rule"]["exhausted-medium"]["new"] == {"USD": {"count": 2, "amount": "60.00"}}
+    assert data["outcomes"]["new"]["skip"] == 2 and data["outcomes"]["old"]["skip"] == 1
+    customers = [c["path"] for c in sandbox.state.calls(path_contains="/customers/")]
+    assert sorted(set(customers)) == sorted(customers) and len(customers) == 2  # each customer fetched once
+    assert data["chargebee_calls"] == 3  # one page of invoices, two customers
+
+
+def test_snapshot_then_offline_gives_the_same_answer_without_chargebee(settings, sandbox, site, new_rules, tmp_path):
+    snap = tmp_path / "open.json.gz"
+    online = diff(settings, str(new_rules), "--format", "json", "--at", AT, "--snapshot", str(snap))
+    assert online.returncode == 1, online.stderr
+    before = sandbox_calls(sandbox)
+    offline = diff(settings, str(new_rules), "--format", "json", "--at", AT, "--invoices", str(snap))
+    assert offline.returncode == 1, offline.stderr
+    assert sandbox_calls(sandbox) == before
+    first, second = json.loads(online.stdout), json.loads(offline.stdout)
+    assert second["chargebee_calls"] == 0 and second["source"] == str(snap)
+    for data in (first, second):
+        del data["chargebee_calls"], data["source"]
+    assert first == second
+    # a snapshot taken under rules that read no customer, diffed against rules that do: the write-offs
+    # that would rest on a customer not in it are blocked, with the reason, never written off
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(BASE.replace(PROTECT, ""))
+    bare = tmp_path / "bare.json"
+    assert diff(settings, str(plain), "--base", str(plain), "--snapshot", str(bare)).returncode == 0
+    other = diff(settings, str(new_rules), "--base", str(plain), "--format", "json", "--invoices", str(bare))
+    assert other.returncode == 1, other.stderr
+    verdicts = {c["invoice"]: c["new"] for c in json.loads(other.stdout)["changes"]}
+    assert json.loads(other.stdout)["outcomes"]["new"]["write_off"] == 0
+    assert verdicts["inv_a"]["outcome"] == "blocked"
+    assert "customer cus_smb is not in the snapshot" in verdicts["inv_a"]["reason"]
+
+
+def test_csv_and_markdown_parse(settings, sandbox, site, new_rules) -> None:
+    result = diff(settings, str(new_rules), "--format", "csv", "--at", AT)
+    assert result.returncode == 1, result.stderr
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == list(CHANGE_COLUMNS)
+    changes = rows[1 : rows.index([])]
+    assert {r[0]: r[2] for r in changes} == {inv: kind for inv, (_, kind) in INVOICES.items() if kind}
+    assert ["total", "newly_written_off", "1", "50.00", "USD"] in rows
+    markdown = diff(settings, str(new_rules), "--format", "markdown", "--at", AT).stdout
+    tables = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert all(line.endswith("|") for line in tables) and "**5 changed**" in markdown
+    assert any(line.startswith("| inv_b | newly_written_off | 50.00 USD |") for line in tables)
+    table = diff(settings, str(new_rules), "--at", AT)
+    assert table.returncode == 1 and "7 open invoices, 5 changed; 3 Chargebee calls" in table.stdout
+
+
+def test_exit_codes_for_ci(settings, sandbox, site, new_rules, tmp_path) -> None:
+    snap = tmp_path / "open.json"
+    assert diff(settings, str(settings.rules_path), "--snapshot", str(snap)).returncode == 0  # no change
+    offline = ("--invoices", str(snap), "--at", AT)
+    assert diff(settings, str(new_rules), *offline, "--fail-over", "USD=100").returncode == 1
+    over = diff(settings, str(new_rules), *offline, "--fail-over", "USD=49.99")
+    assert over.returncode == 3 and "over --fail-over 49.99 USD" in over.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nmode: live\nrules:\n  - name: x\n    when: [invoice.amount_due: {lte: nope}]\n")
+    refused = diff(settings, str(broken), *offline)
+    assert refused.returncode == 2 and f"{broken}:5:" in refused.stderr and "Traceback" not in refused.stderr
+    assert diff(settings, str(new_rules), "--invoices", str(tmp_path / "none.json")).returncode == 2
+    assert diff(settings, str(new_rules), *offline, "--fail-over", "lots").returncode == 2

@@ -1,0 +1,170 @@
+"""reactor/rules/diff.py: verdicts from decisions, every kind of change, budgets in listing order,
+totals per currency and rule, --fail-over and the exit codes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from reactor.rules import decide, parse_rules
+from reactor.rules.diff import (
+    BLOCKED,
+    DRY_RUN,
+    EXIT_CHANGES,
+    EXIT_NO_CHANGE,
+    EXIT_OVER,
+    HELD,
+    NEWLY_BLOCKED,
+    NEWLY_HELD,
+    NEWLY_WRITTEN_OFF,
+    NO_LONGER_WRITTEN_OFF,
+    NO_MATCH,
+    OTHER_COMMENT,
+    OTHER_OUTCOME,
+    OTHER_RULE,
+    SKIP,
+    WRITE_OFF,
+    FailOver,
+    FailOverError,
+    InvoiceVerdicts,
+    Verdict,
+    apply_budgets,
+    change_kind,
+    compare,
+    exit_code,
+    verdict_of,
+)
+from reactor.rules.model import Limits
+from reactor.rules.money import MoneyThreshold, to_major
+
+from .helpers import NOW, invoice, rules
+
+WO_A = Verdict(WRITE_OFF, "a", "comment a")
+
+
+def row(invoice_id: str, old: Verdict, new: Verdict, amount: int = 1000, currency: str = "USD") -> InvoiceVerdicts:
+    return InvoiceVerdicts(invoice_id, "cus_1", currency, amount, to_major(amount, currency), old, new)
+
+
+def sweep(inv: dict) -> dict:
+    return {"id": "sweep-x", "event_type": "sweep", "content": {"invoice": inv}}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kind"),
+    [
+        (Verdict(NO_MATCH), WO_A, NEWLY_WRITTEN_OFF),
+        (Verdict(HELD, "a"), WO_A, NEWLY_WRITTEN_OFF),
+        (WO_A, Verdict(NO_MATCH), NO_LONGER_WRITTEN_OFF),
+        (WO_A, Verdict(SKIP, "protect"), NO_LONGER_WRITTEN_OFF),
+        (WO_A, Verdict(DRY_RUN, "a"), NO_LONGER_WRITTEN_OFF),
+        (WO_A, Verdict(WRITE_OFF, "b", "comment a"), OTHER_RULE),
+        (WO_A, Verdict(WRITE_OFF, "a", "another"), OTHER_COMMENT),
+        (WO_A, Verdict(HELD, "a"), NEWLY_HELD),
+        (Verdict(NO_MATCH), Verdict(HELD, "a"), NEWLY_HELD),
+        (WO_A, Verdict(BLOCKED, "a"), NEWLY_BLOCKED),
+        (Verdict(SKIP, "s"), Verdict(BLOCKED, "a"), NEWLY_BLOCKED),
+        (Verdict(SKIP, "s"), Verdict(NO_MATCH), OTHER_OUTCOME),
+        (WO_A, WO_A, None),
+        (Verdict(SKIP, "s"), Verdict(SKIP, "t"), None),
+        (Verdict(BLOCKED, "a", reason="x"), Verdict(BLOCKED, "a", reason="y"), None),
+    ],
+)
+def test_every_kind_of_change(old: Verdict, new: Verdict, kind: str | None) -> None:
+    assert change_kind(old, new) == kind
+
+
+def test_verdicts_from_real_decisions() -> None:
+    ruleset = rules(
+        """
+        - name: protect
+          when: [invoice.customer_id: {starts_with: "ent_"}]
+          action: skip
+        - name: small
+          when: [invoice.amount_due: {lte: 25}]
+          action: write_off
+        """
+    )
+    assert verdict_of(decide(ruleset, sweep(invoice()), NOW)).outcome == WRITE_OFF
+    assert verdict_of(decide(ruleset, sweep(invoice(customer_id="ent_1")), NOW)).outcome == SKIP
+    assert verdict_of(decide(ruleset, sweep(invoice(amount_due=99999)), NOW)).outcome == NO_MATCH
+    collecting = verdict_of(decide(ruleset, sweep(invoice(dunning_status="in_progress")), NOW))
+    assert (collecting.outcome, collecting.rule) == (BLOCKED, "small")
+    missing = verdict_of(decide(ruleset, sweep(invoice()), NOW), facts_blocked="customer: 404")
+    assert missing.outcome == BLOCKED and "facts missing" in missing.reason
+    dry = rules("- name: small\n  when: [invoice.amount_due: {lte: 25}]\n  action: write_off\n", mode="dry_run")
+    assert verdict_of(decide(dry, sweep(invoice()), NOW)).outcome == DRY_RUN
+
+
+def test_day_budget_holds_in_listing_order_and_a_smaller_one_still_fits() -> None:
+    limits = Limits(max_per_day=MoneyThreshold(per_currency={"USD": Decimal(25)}))
+    rows = [row("i1", Verdict(NO_MATCH), WO_A, 1500), row("i2", Verdict(NO_MATCH), WO_A, 1500)]
+    rows.append(row("i3", Verdict(NO_MATCH), WO_A, 1000))
+    rows.append(row("i4", Verdict(NO_MATCH), WO_A, 500, "EUR"))  # no EUR budget: held
+    out = apply_budgets(limits, rows, "new")
+    assert [r.new.outcome for r in out] == [WRITE_OFF, HELD, WRITE_OFF, HELD]
+    assert "would be passed today" in out[1].new.reason
+    assert out[3].new.reason == "limits.max_per_day has no budget for EUR"
+    assert [r.old for r in out] == [r.old for r in rows]  # the other side is left alone
+
+
+def test_hour_budget_counts_write_offs_only() -> None:
+    limits = Limits(max_count_per_hour=2)
+    rows = [row(f"i{n}", Verdict(NO_MATCH), WO_A if n != 1 else Verdict(SKIP, "s")) for n in range(5)]
+    out = apply_budgets(limits, rows, "new")
+    assert [r.new.outcome for r in out] == [WRITE_OFF, SKIP, WRITE_OFF, HELD, HELD]
+    assert out[3].new.reason == "limits.max_count_per_hour (2) reached this hour"
+    assert apply_budgets(Limits(), rows, "new") == rows
+
+
+def test_totals_per_currency_per_rule_and_outcome_counts() -> None:
+    diff = compare(
+        [
+            row("i1", Verdict(NO_MATCH), WO_A, 1000),
+            row("i2", Verdict(NO_MATCH), WO_A, 250, "EUR"),
+            row("i3", WO_A, Verdict(NO_MATCH), 700),
+            row("i4", WO_A, Verdict(WRITE_OFF, "b"), 300),
+            row("i5", Verdict(SKIP, "s"), Verdict(SKIP, "s"), 100),
+            row("i6", Verdict(NO_MATCH), Verdict(NO_MATCH), 500, "JPY"),
+        ]
+    )
+    assert [c.row.invoice_id for c in diff.changes] == ["i1", "i2", "i3", "i4"]
+    assert diff.by_kind[NEWLY_WRITTEN_OFF] == {"USD": (1, Decimal("10.00")), "EUR": (1, Decimal("2.50"))}
+    assert diff.by_kind[NO_LONGER_WRITTEN_OFF] == {"USD": (1, Decimal("7.00"))}
+    assert diff.written_off["old"] == {"USD": (2, Decimal("10.00"))}
+    assert diff.written_off["new"]["USD"] == (2, Decimal("13.00"))
+    assert diff.by_rule["a"]["old"] == {"USD": (2, Decimal("10.00"))}
+    assert diff.by_rule["b"]["new"] == {"USD": (1, Decimal("3.00"))}
+    assert diff.outcomes["old"][WRITE_OFF] == 2 and diff.outcomes["new"][WRITE_OFF] == 3
+    assert diff.outcomes["new"][NO_MATCH] == 2 and diff.outcomes["new"][SKIP] == 1
+    assert diff.kind_counts()[OTHER_RULE] == 1
+
+
+def test_fail_over_and_exit_codes() -> None:
+    unchanged = compare([row("i1", WO_A, WO_A)])
+    assert exit_code(unchanged, None) == EXIT_NO_CHANGE
+    diff = compare([row("i1", Verdict(NO_MATCH), WO_A, 60000), row("i2", Verdict(NO_MATCH), WO_A, 500, "EUR")])
+    assert exit_code(diff, None) == EXIT_CHANGES
+    assert exit_code(diff, FailOver.parse(["1000"])) == EXIT_CHANGES
+    assert exit_code(diff, FailOver.parse(["500"])) == EXIT_OVER  # 600 USD newly written off
+    per = FailOver.parse(["USD=1000"])
+    assert per is not None and per.exceeded(diff) == ["1 newly written off for 5.00 EUR, over --fail-over 0 EUR"]
+    assert exit_code(diff, FailOver.parse(["usd=1000", "10"])) == EXIT_CHANGES
+    no_longer = compare([row("i1", WO_A, Verdict(NO_MATCH), 99999)])
+    assert exit_code(no_longer, FailOver.parse(["0"])) == EXIT_CHANGES  # writing off less is never "over"
+    assert FailOver.parse([]) is None
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "-5", "US=5", "USD=", "NaN", "1e999999999", "USD=x"])
+def test_fail_over_refuses_what_it_cannot_read(bad: str) -> None:
+    with pytest.raises(FailOverError):
+        FailOver.parse([bad])
+
+
+def test_a_file_changes_nothing_against_itself() -> None:
+    ruleset = parse_rules("version: 1\nmode: live\nrules:\n  - name: a\n    when: [invoice.amount_due: {lte: 25}]\n"
+                          "    action: write_off\n")  # fmt: skip
+    verdicts = [verdict_of(decide(ruleset, sweep(invoice(id=f"i{n}", amount_due=n * 500)), NOW)) for n in range(8)]
+    diff = compare([row(f"i{n}", v, v, n * 500) for n, v in enumerate(verdicts)])
+    assert not diff.changed and diff.outcomes["old"] == diff.outcomes["new"]
