@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from reactor.sandbox import DEMO_API_KEY, SandboxServer
+from reactor.sandbox.listing import decode_offset, encode_offset, select_invoices
 
 AUTH = (DEMO_API_KEY, "")
 
@@ -229,3 +230,42 @@ def test_deleted_invoices_listed_with_include_deleted_carry_deleted_true(sb):
     assert ids(list_invoices(sb)) == ["b"]
     rows = list_invoices(sb, include_deleted="true").json()["list"]
     assert [(r["invoice"]["id"], r["invoice"]["deleted"]) for r in rows] == [("a", True), ("b", False)]
+
+
+def _reference_pages(invoices, params):
+    """The plain path select_invoices replaced: filter all, sort all, cut at the offset, slice."""
+    field = params.get("sort_by[asc]") or params.get("sort_by[desc]")
+    descending = "sort_by[desc]" in params
+    rows = sorted(
+        (([inv[field] if isinstance(inv.get(field), int) else 0, created], inv) for created, inv in invoices),
+        key=lambda row: row[0],
+        reverse=descending,
+    )
+    rows = [r for r in rows if r[1]["status"] in ("payment_due", "not_paid") and not r[1].get("deleted")]
+    if "offset" in params:
+        after = decode_offset(params["offset"])
+        rows = [r for r in rows if (r[0] < after if descending else r[0] > after)]
+    limit = int(params["limit"])
+    return [inv["id"] for _, inv in rows[:limit]], encode_offset(rows[limit - 1][0]) if len(rows) > limit else None
+
+
+@pytest.mark.parametrize("order", ["sort_by[asc]", "sort_by[desc]"])
+def test_the_heap_picks_the_pages_a_full_sort_gives(order):
+    """reactor/sandbox/listing.py picks a page with a heap; every page equals the full sort's,
+    with ties on the date (broken by creation), missing dates and deleted invoices among them."""
+    statuses = ("payment_due", "not_paid", "paid", "posted")
+    invoices = [
+        (1000 + n, {"id": f"i{n}", "status": statuses[n % 4], "date": (n * 7919) % 50 if n % 11 else None,
+                    "deleted": n % 13 == 0})
+        for n in range(400)
+    ]  # fmt: skip
+    params = {"status[in]": '["payment_due","not_paid"]', order: "date", "limit": "7"}
+    pages = 0
+    while True:
+        page, next_offset = select_invoices(invoices, params)
+        assert ([inv["id"] for inv in page], next_offset) == _reference_pages(invoices, params)
+        pages += 1
+        if next_offset is None:
+            break
+        params = {**params, "offset": next_offset}
+    assert pages > 20
