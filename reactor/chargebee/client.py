@@ -1,5 +1,5 @@
-"""A small Chargebee API v2 client: retrieve and list invoices, write one off, retrieve an event,
-a customer or a subscription. What it raises is drawn in `errors.py`.
+"""A small Chargebee API v2 client: retrieve and list invoices, write one off or apply credits to it,
+retrieve an event, a customer or a subscription. What it raises is drawn in `errors.py`.
 
 A deleted invoice is either a 404 or a 200 with `deleted: true` (which one is UNCONFIRMED): a caller
 treats both as "gone" (reactor/rules/safety.py `gone_reason` reads the second).
@@ -150,6 +150,22 @@ class ChargebeeClient:
         credit_note = body.get("credit_note") if isinstance(body.get("credit_note"), dict) else None
         replayed = response.headers.get(REPLAYED_HEADER, "").strip().lower() == "true"
         return WriteOffResult(invoice, credit_note, replayed, response.status_code)
+
+    def apply_credits(
+        self, invoice_id: str, comment: str | None, idempotency_key: str, credit_note_ids: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """POST apply_credits (the customer's refundable credits, or only `credit_note_ids`) without
+        follow-up webhooks, idempotent under `idempotency_key`; the invoice as it is afterwards
+        (https://apidocs.chargebee.com/docs/api/invoices/apply-credits-for-an-invoice)."""
+        headers = {**SKIP_WEBHOOKS_HEADER, IDEMPOTENCY_HEADER: idempotency_key}
+        data = {f"credit_notes[id][{i}]": cn for i, cn in enumerate(credit_note_ids)}
+        if comment:
+            data["comment"] = comment[:MAX_COMMENT]
+        response = self._request("POST", f"/invoices/{_quote(invoice_id)}/apply_credits", data=data, headers=headers)
+        invoice = self._json(response).get("invoice")
+        if not isinstance(invoice, dict):
+            raise RetryableError("Chargebee's apply_credits response has no 'invoice' object")
+        return invoice
 
 
 def _quote(value: str) -> str:

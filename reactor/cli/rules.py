@@ -132,6 +132,8 @@ def rules_check(path: Path | None) -> None:
             click.echo(
                 f"rule {rule.name} writes off even while Chargebee is still collecting (while_collecting: write_off)"
             )
+        if rule.apply_credits_first:
+            click.echo(f"rule {rule.name} applies credits before writing off (apply_credits_first: true)")
     if ruleset.warnings:
         count = len(ruleset.warnings)
         click.echo(f"{path}: {count} warning{'s' if count != 1 else ''}; the rules load, but check them")

@@ -37,6 +37,7 @@ from ..rules.safety import gone_reason
 from .audit import Outcome
 from .budget import reserve
 from .context import JobContext
+from .credits import apply_credits_first, recover_credits
 from .facts import complete_facts
 from .held import hold_write_off
 from .marks import (
@@ -131,7 +132,8 @@ class _Steps:
         with chargebee_failures(self.ctx, self.job, self.event, invoice_id=self.invoice_id):
             try:
                 fresh_event = self.fresh_invoice(attempt)
-                fresh_event, decision = self.fresh_decision(fresh_event)
+                self.credits_recovered(fresh_event)
+                fresh_event, decision = self.credits_first(*self.fresh_decision(fresh_event))
                 result = self.send(fresh_event, decision, attempt)
             except InvalidStateError as exc:
                 self.ctx.redis.delete(attempt_key(self.ctx, self.invoice_id))
@@ -176,7 +178,30 @@ class _Steps:
             self.gone(fresh_event, why_gone)
         return fresh_event
 
-    def fresh_decision(self, fresh_event: dict[str, Any]) -> tuple[dict[str, Any], Decision]:
+    def credits_recovered(self, fresh_event: dict[str, Any]) -> None:
+        """Credits an earlier run of ours applied without recording them; stops if they covered it."""
+        recovered = recover_credits(self.ctx, self.job, fresh_event)
+        if recovered is not None and recovered.covered:
+            raise _Stop(Outcome.CREDITS_APPLIED.result(credits=recovered.amount, recovered=True))
+
+    def credits_first(self, fresh_event: dict[str, Any], decision: Decision) -> tuple[dict[str, Any], Decision]:
+        """`apply_credits_first`: the customer's credits first (reactor/jobs/credits.py); stops when
+        they cover the invoice, else decides again on what they left."""
+        rule = self.ruleset.rule(decision.rule or "")
+        if rule is None or not rule.apply_credits_first:
+            return fresh_event, decision
+        applied = apply_credits_first(self.ctx, self.job, fresh_event, decision, self.renew)
+        if isinstance(applied, str):
+            self.stop(fresh_event, decision, Outcome.FACTS_MISSING, reason=applied)
+        if applied is None:
+            return fresh_event, decision
+        if applied.covered:
+            raise _Stop(Outcome.CREDITS_APPLIED.result(rule=decision.rule, credits=applied.amount))
+        return self.fresh_decision(applied.event, after="after the credits")
+
+    def fresh_decision(
+        self, fresh_event: dict[str, Any], after: str = "fresh invoice"
+    ) -> tuple[dict[str, Any], Decision]:
         """The rules and the built-in checks on the fresh invoice, with the facts they read; stops
         unless they still say write_off and rest on nothing unknown."""
         facts = complete_facts(self.ctx.chargebee, self.ruleset, fresh_event, self.now, self.renew)
@@ -185,7 +210,7 @@ class _Steps:
         if decision.action != "write_off" or decision.dry_run:
             self.ctx.redis.delete(attempt_key(self.ctx, self.invoice_id))
             outcome = fresh_outcome(decision, fetched=bool(facts.fetched), for_facts=self.for_facts)
-            reason = decision.reason if outcome != Outcome.CHANGED else f"fresh invoice: {decision.reason}"
+            reason = decision.reason if outcome != Outcome.CHANGED else f"{after}: {decision.reason}"
             self.stop(fresh_event, decision, outcome, reason=reason, detail=facts.note())
         why_unknown = unresolved(self.ruleset, fresh_event, self.now, decision.rule or "", facts.unknown)
         if why_unknown is not None:

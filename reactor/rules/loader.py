@@ -44,7 +44,7 @@ from .yamlnodes import (
 )
 
 TOP_KEYS = ("version", "mode", "limits", "rules")
-RULE_KEYS = ("name", "description", "on", "when", "action", "comment", "while_collecting")
+RULE_KEYS = ("name", "description", "on", "when", "action", "comment", "while_collecting", "apply_credits_first")
 LIMIT_KEYS = ("max_write_off", "max_per_day", "max_count_per_hour")
 MODES = ("live", "dry_run")
 ACTIONS = ("write_off", "skip")
@@ -258,6 +258,7 @@ def _rule(
         check_on(entries["on"][1], action, label, problems, warnings)
     comment = _comment(entries, action, label, problems)
     while_collecting = _while_collecting(entries, action, label, problems)
+    credits_first = _apply_credits_first(entries, action, label, problems)
     description = None
     if "description" in entries:
         description = _plain(entries["description"][1])
@@ -278,6 +279,7 @@ def _rule(
         line,
         col,
         while_collecting=while_collecting,
+        apply_credits_first=credits_first,
     )
 
 
@@ -374,3 +376,20 @@ def _while_collecting(entries: dict[str, tuple[Node, Node]], action: str | None,
     if action == "skip":
         problems.add(node, f"{label} skips, and only write_off rules use while_collecting; remove it")
     return value  # type: ignore[return-value]
+
+
+def _apply_credits_first(
+    entries: dict[str, tuple[Node, Node]], action: str | None, label: str, problems: Problems
+) -> bool:
+    """`apply_credits_first: true`: the customer's refundable credits go on the invoice before the
+    write-off, which then takes only what is left (reactor/jobs/credits.py)."""
+    if "apply_credits_first" not in entries:
+        return False
+    node = entries["apply_credits_first"][1]
+    value = _plain(node)
+    if not isinstance(value, bool):
+        problems.add(node, f"apply_credits_first of {label} must be true or false, not {describe(node)}")
+        return False
+    if action == "skip":
+        problems.add(node, f"{label} skips, and only write_off rules use apply_credits_first; remove it")
+    return value

@@ -44,6 +44,7 @@ class Rule:
     line: int = 0
     col: int = 0
     while_collecting: str = "wait"  # "wait" | "write_off": may it write off while Chargebee still collects?
+    apply_credits_first: bool = False  # apply the customer's refundable credits before writing off the rest
 
     def applies_to(self, event_type: object) -> bool:
         """Whether the `on:` filter lets this event type through."""

@@ -1,10 +1,12 @@
 """The sandbox as a Flask app: Chargebee's /api/v2 surface plus a /_sandbox control API for tests.
 
-Chargebee API: GET /invoices, GET /invoices/{id}, POST /invoices/{id}/write_off, GET /events,
+Chargebee API: GET /invoices, GET /invoices/{id}, POST /invoices/{id}/write_off,
+POST /invoices/{id}/apply_credits, GET /events,
 GET /events/{id}, GET /customers/{id}, GET /subscriptions/{id}.
 
 Control API (no auth): /reset; /invoices (POST one or a list, GET, PATCH /invoices/{id},
 POST /invoices/{id}/delete); /customers and /subscriptions (POST one or a list, GET, PATCH /{id});
+/credit_notes (POST one or a list: a customer's refundable credits, GET);
 /settings (GET, POST); /faults; /calls; /webhook; /deliveries; /events.
 
 Every /api/v2 request passes the same gate Chargebee's edge would apply — Basic auth, the rate limit,
@@ -34,6 +36,7 @@ _FAULT_KIND_BY_ENDPOINT = {
     "api.list_events": "events",
     "api.retrieve_customer": "customer",
     "api.retrieve_subscription": "subscription",
+    "api.apply_credits": "apply_credits",
 }
 
 api = Blueprint("api", __name__, url_prefix=API_PREFIX)
@@ -186,6 +189,38 @@ def write_off(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
     return jsonify(body), status, headers
 
 
+@api.post("/invoices/<invoice_id>/apply_credits")
+def apply_credits(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
+    """Apply the customer's refundable credits, with Chargebee's idempotency as write_off has it."""
+    state = _state()
+    key = request.headers.get("chargebee-idempotency-key")
+    webhooks = SKIPPED not in (
+        request.headers.get("chargebee-event-webhook"),
+        request.headers.get("chargebee-event-actions"),
+    )
+    if len(request.form.get("comment") or "") > 300:
+        raise ApiError(400, "comment : cannot be more than 300 characters.", param="comment")
+    wanted = [v for k, v in sorted(request.form.items()) if k.startswith("credit_notes[id][")]
+    fingerprint = json.dumps([request.method, request.path, sorted(request.form.items(multi=True))])
+    events: list[dict[str, Any]] = []
+    with state.lock:
+        stored = state.replay(key, fingerprint) if key else None
+        if stored is not None:
+            g.replayed = True
+            return jsonify(stored["body"]), stored["status"], {"chargebee-idempotency-replayed": "true"}
+        try:
+            invoice, events = state.apply_credits(invoice_id, wanted, webhooks=webhooks)
+            status, body = 200, {"invoice": invoice}
+        except ApiError as err:
+            if not key or err.status == 429 or err.status >= 500:
+                raise
+            status, body = err.status, err.body()
+        if key:
+            state.remember(key, fingerprint, status, body)
+    state.deliver_async(events)
+    return jsonify(body), status, {"chargebee-idempotency-replayed": "false"} if key else {}
+
+
 @api.get("/customers/<customer_id>")
 def retrieve_customer(customer_id: str) -> Response:
     return jsonify({"customer": _state().get_customer(customer_id)})
@@ -322,6 +357,21 @@ def all_subscriptions() -> Response:
 @control.patch("/subscriptions/<subscription_id>")
 def update_subscription(subscription_id: str) -> Response:
     return jsonify({"subscription": _control_call(_state().update_subscription, subscription_id, **_fields())})
+
+
+@control.post("/credit_notes")
+def add_credit_notes() -> tuple[Response, int]:
+    """A customer's refundable credits: `{"customer_id": ..., "total": 500, "currency_code": "USD"}`."""
+    return _add_many_or_one("credit_note", _state().add_credit_note, _credit_notes_of)
+
+
+def _credit_notes_of(notes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [_state().add_credit_note(**fields) for fields in notes]
+
+
+@control.get("/credit_notes")
+def all_credit_notes() -> Response:
+    return jsonify({"credit_notes": _state().credit_notes()})
 
 
 @control.get("/calls")

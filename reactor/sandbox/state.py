@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 
+from . import credits as cn_logic
 from . import customers as cus_logic
 from . import invoices as inv_logic
 from .errors import ApiError, not_found
@@ -27,7 +28,7 @@ from .listing import select_invoices
 
 DEMO_API_KEY = "test_sandbox_reactor_demo_key"
 IDEMPOTENCY_WINDOW_S = 30 * 60
-FAULT_KINDS = ("write_off", "retrieve", "list", "events", "customer", "subscription", "any")
+FAULT_KINDS = ("write_off", "retrieve", "list", "events", "customer", "subscription", "apply_credits", "any")
 SKIPPED = "all-disabled"
 # What Chargebee answers for a deleted invoice is not documented
 # (https://apidocs.chargebee.com/docs/api/invoices/delete-an-invoice); these are the plausible
@@ -95,6 +96,7 @@ class SandboxState:
             self._calls: list[dict[str, Any]] = []
             self._faults: list[dict[str, Any]] = []
             self._events: dict[str, dict[str, Any]] = {}
+            self._credit_notes: dict[str, dict[str, Any]] = {}
             self._deliveries: list[dict[str, Any]] = []
             self._idempotency: dict[str, dict[str, Any]] = {}
             self._recent: deque[float] = deque()
@@ -308,6 +310,48 @@ class SandboxState:
             ]
             to_post = [copy.deepcopy(e) for e in events if e["webhook_status"] == "scheduled"]
             return copy.deepcopy(invoice), copy.deepcopy(credit_note), to_post
+
+    # -- credits -----------------------------------------------------------------------------------
+
+    def add_credit_note(self, **fields: Any) -> dict[str, Any]:
+        """Give a customer refundable credits: a credit note with `total` available (minor units)."""
+        with self.lock:
+            if fields.get("customer_id") not in self._customers:
+                raise ValueError(f"no customer {fields.get('customer_id')!r}: add the customer first")
+            note = cn_logic.build_credit_note(
+                fields, seq=next(self._ids), resource_version=self.next_version(), now=int(time.time())
+            )
+            if note["id"] in self._credit_notes:
+                raise ValueError(f"credit note {note['id']!r} already exists")
+            self._credit_notes[note["id"]] = note
+            self._sync_credits(note["customer_id"])
+            return copy.deepcopy(note)
+
+    def credit_notes(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(list(self._credit_notes.values()))
+
+    def apply_credits(
+        self, invoice_id: str, credit_note_ids: list[str], *, webhooks: bool = True
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Apply the customer's refundable credits (reactor/sandbox/credits.py); returns (invoice,
+        events to post). ApiError, changing nothing, when Chargebee would refuse."""
+        with self.lock:
+            invoice = self._invoice(invoice_id)
+            if invoice.get("deleted"):
+                raise not_found("invoice", invoice_id)
+            notes = cn_logic.usable_notes(self._credit_notes, invoice, credit_note_ids, self.invalid_state_status)
+            cn_logic.apply(invoice, notes, resource_version=self.next_version(), now=int(time.time()))
+            self._sync_credits(invoice["customer_id"])
+            event = self._record_event("invoice_updated", {"invoice": copy.deepcopy(invoice)}, webhooks)
+            return copy.deepcopy(invoice), [copy.deepcopy(event)] if event["webhook_status"] == "scheduled" else []
+
+    def _sync_credits(self, customer_id: str) -> None:
+        """The customer's `refundable_credits` follows its credit notes, as on Chargebee."""
+        if customer_id in self._customers:
+            self._customers[customer_id]["refundable_credits"] = cn_logic.available(
+                self._credit_notes.values(), customer_id
+            )
 
     # -- events and follow-up webhooks ---------------------------------------------------------------
 

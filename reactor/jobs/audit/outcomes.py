@@ -97,6 +97,11 @@ class Outcome(str, Enum):
         "released",
         "an operator released a held write-off (reactor held release); it is decided again",
     )
+    CREDITS_APPLIED = (
+        "credits_applied",
+        "apply_credits_first: the customer's credits were applied (amount: the credits); when they covered"
+        " the amount due nothing is written off, else the rest is decided again and recorded after this",
+    )
     # Only in a job's result:
     RECHECK_GONE = "recheck_gone", "the re-check found nothing pending: cancelled before it ran", False
     SUPERSEDED = "superseded", "a newer event moved the invoice's re-check; this run did nothing", False

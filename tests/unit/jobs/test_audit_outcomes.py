@@ -38,6 +38,7 @@ RECORDED = [
     "recheck_cancelled",
     "held",
     "released",
+    "credits_applied",
 ]
 RESULT_ONLY = ["recheck_gone", "superseded", "swept", "unknown"]
 

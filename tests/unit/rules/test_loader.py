@@ -569,3 +569,23 @@ def test_a_rule_built_positionally_still_waits() -> None:
 def test_a_ruleset_built_without_warnings_has_none() -> None:
     ruleset = parse_rules(rule_on("payment_failed"))
     assert RuleSet(version="v", mode="live", rules=ruleset.rules).warnings == ()
+
+
+# --- apply_credits_first -------------------------------------------------------------------------
+
+
+def test_apply_credits_first_defaults_to_false_and_reads_true() -> None:
+    assert parse_rules(rule_on("payment_failed")).rules[0].apply_credits_first is False
+    text = rule_on("payment_failed", extra="    apply_credits_first: true\n")
+    assert parse_rules(text).rules[0].apply_credits_first is True
+
+
+@pytest.mark.parametrize(("value", "shown"), [("yes", "the text 'yes'"), ("1", "the number 1"), ("[true]", "a list")])
+def test_apply_credits_first_must_be_true_or_false(value: str, shown: str) -> None:
+    text = rule_on("payment_failed", extra=f"    apply_credits_first: {value}\n")
+    assert problem_at(text, 8, 26) == f"apply_credits_first of rule 'r' must be true or false, not {shown}"
+
+
+def test_apply_credits_first_on_a_skip_rule_is_refused() -> None:
+    text = rule_on("payment_failed", action="skip", extra="    apply_credits_first: true\n")
+    assert problem_at(text, 8, 26) == "rule 'r' skips, and only write_off rules use apply_credits_first; remove it"
