@@ -158,6 +158,9 @@ def _check_csrf() -> None:
         abort(400, description="missing or stale form token; reload the page and try again")
 
 
+check_csrf = _check_csrf  # for the forms of the dashboard's other modules (reactor/dashboard/diff.py)
+
+
 @admin.app_context_processor
 def _template_helpers() -> dict[str, Any]:
     return {"csrf_token": csrf_token}

@@ -23,11 +23,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ..chargebee import ChargebeeClient, NotFoundError
+import redis
+
+from ..chargebee import ChargebeeClient, ChargebeeError, NotFoundError
+from ..config import Settings
 from ..rules import RuleSet, decide
 from ..rules.diff import InvoiceVerdicts, RulesDiff, Verdict, apply_budgets, compare, verdict_of
 from ..rules.facts import facts_worth_fetching, unresolved
 from ..rules.money import to_major
+from .context import build_rate_limit
 from .facts import complete_facts
 from .sweep import pages, sweep_event
 
@@ -36,6 +40,10 @@ SNAPSHOT_FORMAT = "reactor-rules-diff-snapshot/1"
 
 class SnapshotError(Exception):
     """A snapshot that cannot be read or written; the message names the file and why, in one line."""
+
+
+class ListingFailed(Exception):
+    """Chargebee could not be listed (or asked for a fact); the message says why, in one line."""
 
 
 class NotInSnapshot(Exception):
@@ -127,6 +135,25 @@ def diff_listing(base: RuleSet, new: RuleSet, listing: Listing, now: datetime, f
     rows = apply_budgets(base.limits, rows, "old")
     rows = apply_budgets(new.limits, rows, "new")
     return compare(rows)
+
+
+def diff_against_chargebee(
+    settings: Settings, connection: redis.Redis, base: RuleSet, new: RuleSet, now: datetime
+) -> tuple[RulesDiff, Listing]:
+    """List every open invoice with a client under the shared rate limit (as the jobs build theirs)
+    and compare; for the dashboard, which has no client of its own. Raises ListingFailed."""
+    if not settings.api_base:
+        raise ListingFailed("no Chargebee configured (CHARGEBEE_SITE or CHARGEBEE_API_BASE)")
+    rate_limit = build_rate_limit(settings, connection)
+    client = ChargebeeClient(
+        settings.api_base, settings.chargebee_api_key, timeout=settings.http_timeout, rate_limit=rate_limit
+    )
+    listing = Listing(taken_at=now.isoformat(timespec="seconds"), source=settings.api_base)
+    try:
+        list_open_invoices(client, listing)
+        return diff_listing(base, new, listing, now, FactSource(listing, client)), listing
+    except ChargebeeError as exc:
+        raise ListingFailed(f"cannot list the open invoices from Chargebee: {exc}") from None
 
 
 # -- snapshots -------------------------------------------------------------------------------------

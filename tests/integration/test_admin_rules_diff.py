@@ -1,0 +1,99 @@
+"""/admin/rules/diff over real HTTP, with the sandbox and Redis: login required, the CSRF token
+checked, a refused file answered with file:line:col (no traceback), and a pasted or uploaded file
+compared with the rules in force on every open invoice."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+import requests
+
+from tests.helpers import WebServer
+from tests.integration.rules_diff_helpers import BASE, NEW, seed_site
+
+pytestmark = pytest.mark.integration
+
+ADMIN_USER = "oncall"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def admin_web(settings, redis_conn, rules_file, sandbox) -> Iterator[WebServer]:
+    rules_file(BASE)  # the rules in force
+    seed_site(sandbox)
+    admin = replace(settings, admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD, admin_insecure_cookie=True)
+    server = WebServer(admin)
+    yield server
+    server.stop()
+
+
+def token(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def logged_in(server: WebServer) -> requests.Session:
+    browser = requests.Session()
+    form = browser.get(f"{server.url}/admin/login", timeout=5)
+    answer = browser.post(
+        f"{server.url}/admin/login",
+        data={"user": ADMIN_USER, "password": ADMIN_PASSWORD, "csrf": token(form.text)},
+        timeout=5,
+    )
+    assert answer.ok
+    return browser
+
+
+def cells(html: str, invoice_id: str) -> list[str]:
+    row = re.search(rf"<tr><td><code>{invoice_id}</code></td>(.*?)</tr>", html, re.S)
+    assert row, f"no row for {invoice_id}"
+    return [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)]
+
+
+def test_login_and_the_form_token_are_required(admin_web) -> None:
+    url = f"{admin_web.url}/admin/rules/diff"
+    assert requests.get(url, timeout=5, allow_redirects=False).status_code == 302
+    assert requests.post(url, data={"rules": NEW}, timeout=5, allow_redirects=False).status_code == 302
+    browser = logged_in(admin_web)
+    assert browser.post(url, data={"rules": NEW, "csrf": "stale"}, timeout=5).status_code == 400
+    assert 'id="rules-diff-link"' in browser.get(f"{admin_web.url}/admin/", timeout=5).text
+
+
+def test_a_pasted_file_is_compared_with_the_rules_in_force(admin_web, sandbox) -> None:
+    browser = logged_in(admin_web)
+    url = f"{admin_web.url}/admin/rules/diff"
+    form = browser.get(url, timeout=5)
+    answer = browser.post(url, data={"rules": NEW, "csrf": token(form.text)}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert "5 of 7 open invoices change" in answer.text
+    assert cells(answer.text, "inv_b")[1:3] == ["newly_written_off", "50.00 USD"]
+    assert cells(answer.text, "inv_c")[1] == "held"
+    assert "would be passed today" in cells(answer.text, "inv_c")[-1]
+    assert cells(answer.text, "inv_f")[1:5] == [
+        "no_longer_written_off",
+        "20.00 EUR",
+        "write_off exhausted-small",
+        "skip no-euro",
+    ]
+    assert "inv_e" not in answer.text  # protected under both: no change
+    assert sandbox.state.write_off_calls() == []  # a preview writes nothing off
+
+
+def test_an_uploaded_file_that_does_not_load_gets_its_problems(admin_web) -> None:
+    browser = logged_in(admin_web)
+    url = f"{admin_web.url}/admin/rules/diff"
+    csrf = token(browser.get(url, timeout=5).text)
+    broken = NEW.replace("{lte: 80}", "{lte: nope}")
+    answer = browser.post(url, data={"csrf": csrf}, files={"file": ("mine.yaml", broken.encode())}, timeout=30)
+    assert answer.status_code == 422
+    assert re.search(r"mine\.yaml:\d+:\d+: ", answer.text) and "Traceback" not in answer.text
+    uploaded = browser.post(url, data={"csrf": csrf}, files={"file": ("mine.yaml", NEW.encode())}, timeout=30)
+    assert uploaded.status_code == 200 and "5 of 7 open invoices change" in uploaded.text
+    empty = browser.post(url, data={"csrf": csrf, "rules": "  "}, timeout=5)
+    assert empty.status_code == 400 and "paste a rules file" in empty.text
+    latin = browser.post(url, data={"csrf": csrf}, files={"file": ("x.yaml", b"\xff\xfe")}, timeout=5)
+    assert latin.status_code == 400 and "not UTF-8" in latin.text
