@@ -22,6 +22,7 @@ from ..jobs.rules_diff import (
     FactSource,
     Listing,
     SnapshotError,
+    check_snapshot_path,
     diff_listing,
     list_open_invoices,
     load_snapshot,
@@ -50,7 +51,7 @@ def _load(path: Path) -> RuleSet:
         _fail(f"cannot read {path}: {exc.strerror or exc}")
 
 
-def _online_listing(snapshot: str | None) -> tuple[Listing, FactSource]:
+def _online_listing() -> tuple[Listing, FactSource]:
     """Every open invoice from Chargebee under the shared rate limit, with a progress bar on a terminal."""
     from rich.progress import Progress  # late: start-up time (rich.progress costs `reactor --help` ~7 ms)
 
@@ -100,7 +101,9 @@ def rules_diff(
             listing = load_snapshot(invoices_file)
             facts = FactSource(listing, None)
         else:
-            listing, facts = _online_listing(snapshot)
+            if snapshot:
+                check_snapshot_path(snapshot)  # before minutes of listing, not after
+            listing, facts = _online_listing()
         now = parse_time(at) if at else (parse_time(listing.taken_at) if invoices_file and listing.taken_at else None)
         now = now or datetime.now(timezone.utc)
         diff = diff_listing(base, new, listing, now, facts)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -164,6 +165,18 @@ def _open(path: str | os.PathLike[str], mode: str) -> Any:
     if str(path).endswith(".gz"):
         return gzip.open(path, mode + "t", encoding="utf-8")
     return open(path, mode, encoding="utf-8")
+
+
+def check_snapshot_path(path: str | os.PathLike[str]) -> None:
+    """Refuse, before the listing, a snapshot that could not be written (a directory, no such
+    directory, no permission); a full disk is only found when writing."""
+    target = Path(path)
+    if target.is_dir():
+        raise SnapshotError(f"cannot write the snapshot to {path}: it is a directory")
+    if not target.parent.is_dir():
+        raise SnapshotError(f"cannot write the snapshot to {path}: no directory {target.parent}")
+    if not os.access(target if target.exists() else target.parent, os.W_OK):
+        raise SnapshotError(f"cannot write the snapshot to {path}: permission denied")
 
 
 def save_snapshot(path: str | os.PathLike[str], listing: Listing) -> None:

@@ -1,0 +1,127 @@
+"""reactor/jobs/rules_diff.py offline (a snapshot, no Chargebee) and reactor/jobs/diff_formats.py:
+decisions under two files with facts from the snapshot, a fact the snapshot lacks blocking the
+write-off, snapshots refused in one line, and the csv/json/markdown outputs parsed back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from reactor.jobs.diff_formats import CHANGE_COLUMNS, to_csv, to_json, to_markdown
+from reactor.jobs.rules_diff import (
+    FactSource,
+    Listing,
+    SnapshotError,
+    check_snapshot_path,
+    diff_listing,
+    load_snapshot,
+    save_snapshot,
+)
+from reactor.rules import parse_rules
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+HEAD = "version: 1\nmode: live\nlimits:\n  max_write_off: {USD: 500}\nrules:\n"
+PROTECT = "  - name: protect\n    when: [customer.cf_segment: enterprise]\n    action: skip\n"
+SMALL = "  - name: small\n    when: [invoice.amount_due: {lte: 25}]\n    action: write_off\n"
+MEDIUM = "  - name: medium\n    when: [invoice.amount_due: {lte: 80}]\n    action: write_off\n"
+
+
+def invoice(invoice_id: str, amount: int, customer: str = "cus_1") -> dict:
+    return {
+        "id": invoice_id,
+        "customer_id": customer,
+        "status": "not_paid",
+        "dunning_status": "exhausted",
+        "amount_due": amount,
+        "currency_code": "USD",
+    }
+
+
+def listing() -> Listing:
+    invoices = [invoice("i1", 1000), invoice("i2", 5000), invoice("i3", 1000, "cus_ent"), invoice("i4", 9000)]
+    customers = {
+        "cus_1": {"id": "cus_1", "cf_segment": "smb"},
+        "cus_ent": {"id": "cus_ent", "cf_segment": "enterprise"},
+    }
+    return Listing(invoices, customers, {}, NOW.isoformat(), "test")
+
+
+def test_decided_under_both_with_facts_from_the_snapshot() -> None:
+    snap = listing()
+    diff = diff_listing(parse_rules(HEAD + PROTECT + SMALL), parse_rules(HEAD + PROTECT + MEDIUM), snap, NOW,
+                        FactSource(snap, None))  # fmt: skip
+    assert {c.row.invoice_id: c.kind for c in diff.changes} == {"i1": "other_rule", "i2": "newly_written_off"}
+    assert diff.outcomes["new"]["skip"] == 1 and snap.calls == 0  # i3 protected: its customer was read
+
+
+def test_a_customer_the_snapshot_lacks_blocks_the_write_off() -> None:
+    snap = listing()
+    snap.customers.pop("cus_ent")
+    diff = diff_listing(parse_rules(HEAD + SMALL), parse_rules(HEAD + PROTECT + SMALL), snap, NOW,
+                        FactSource(snap, None))  # fmt: skip
+    (change,) = diff.changes
+    assert (change.row.invoice_id, change.kind, change.row.new.outcome) == ("i3", "blocked", "blocked")
+    assert "customer cus_ent is not in the snapshot" in change.row.new.reason
+
+
+def test_a_customer_chargebee_did_not_have_is_a_missing_fact() -> None:
+    snap = listing()
+    snap.customers["cus_ent"] = None  # fetched: 404
+    diff = diff_listing(parse_rules(HEAD + SMALL), parse_rules(HEAD + PROTECT + SMALL), snap, NOW,
+                        FactSource(snap, None))  # fmt: skip
+    (change,) = diff.changes
+    assert change.row.new.outcome == "blocked" and "404" in change.row.new.reason
+
+
+@pytest.mark.parametrize("name", ["snap.json", "snap.json.gz"])
+def test_snapshot_round_trip(tmp_path, name) -> None:
+    save_snapshot(tmp_path / name, listing())
+    again = load_snapshot(tmp_path / name)
+    assert (again.invoices, again.customers, again.taken_at) == (
+        listing().invoices,
+        listing().customers,
+        NOW.isoformat(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"{not json", "not JSON"),
+        (b'{"format": "other"}', "not a snapshot written by"),
+        (
+            b'{"format": "reactor-rules-diff-snapshot/1", "invoices": {}, "customers": {}, "subscriptions": {}}',
+            "a list",
+        ),
+        (b"\xff\xfe", "not a snapshot"),
+    ],
+)
+def test_a_bad_snapshot_is_refused_in_one_line(tmp_path, content, says) -> None:
+    (tmp_path / "s.json").write_bytes(content)
+    with pytest.raises(SnapshotError, match=says) as refused:
+        load_snapshot(tmp_path / "s.json")
+    assert "\n" not in str(refused.value)
+    with pytest.raises(SnapshotError, match="cannot read"):
+        load_snapshot(tmp_path / "missing.json")
+    with pytest.raises(SnapshotError, match="it is a directory"):
+        check_snapshot_path(tmp_path)
+    with pytest.raises(SnapshotError, match="no directory"):
+        check_snapshot_path(tmp_path / "nowhere" / "s.json")
+
+
+def test_formats_parse_and_keep_cells_harmless() -> None:
+    snap = listing()
+    snap.invoices[0]["id"] = "=cmd|x"  # an id from outside: no formula in a spreadsheet, no broken table
+    diff = diff_listing(parse_rules(HEAD + SMALL), parse_rules(HEAD + MEDIUM), snap, NOW, FactSource(snap, None))
+    header = {"base": "old.yaml", "new": "new.yaml", "at": NOW.isoformat()}
+    data = json.loads(to_json(diff, header))
+    assert data["counts"]["other_rule"] == 2 and data["changes"][0]["invoice"] == "=cmd|x"
+    rows = list(csv.reader(io.StringIO(to_csv(diff))))
+    assert rows[0] == list(CHANGE_COLUMNS) and rows[1][0] == "'=cmd|x"
+    markdown = to_markdown(diff, header)
+    table = [line for line in markdown.splitlines() if line.startswith("| =cmd")]
+    assert table and "=cmd\\|x" in table[0] and table[0].count(" | ") == 5  # the pipe does not split the row
