@@ -4,7 +4,7 @@ import os
 
 import click
 
-from . import diff, held, ops, processes, rules, sweep
+from . import diff, events, held, ops, processes, rules, sweep
 from .helpers import start_logging
 
 
@@ -15,5 +15,13 @@ def main() -> None:
     start_logging(os.environ)  # the command's edge: its environment is read here and passed on
 
 
-for _command in (*processes.COMMANDS, *rules.COMMANDS, *diff.COMMANDS, *ops.COMMANDS, *held.COMMANDS, *sweep.COMMANDS):
+for _command in (
+    *processes.COMMANDS,
+    *rules.COMMANDS,
+    *diff.COMMANDS,
+    *ops.COMMANDS,
+    *events.COMMANDS,
+    *held.COMMANDS,
+    *sweep.COMMANDS,
+):
     main.add_command(_command)

@@ -155,6 +155,18 @@ def parse_since(value: str) -> datetime:
 # -- output and who ran it -----------------------------------------------------------------------
 
 
+def confirm_or_refuse(question: str, yes: bool, flag_hint: str) -> None:
+    """Ask on a terminal; without one (cron, CI, a pipe) refuse unless --yes was given."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        click.echo(
+            visible(f"refusing: {question} needs a confirmation and there is no terminal; {flag_hint}"), err=True
+        )
+        sys.exit(1)
+    click.confirm(question, abort=True)
+
+
 def console(stderr: bool = False) -> Console:
     """Rich on a terminal; on a pipe or file, wide enough that ids are never cut or folded."""
     stream = sys.stderr if stderr else sys.stdout

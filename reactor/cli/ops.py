@@ -1,4 +1,5 @@
-"""The on-call commands: `reactor audit`, `reactor dlq list|show|replay|purge`, `reactor events replay`.
+"""The on-call commands: `reactor audit`, `reactor dlq list|show|replay|purge` (`reactor events replay`
+is in reactor/cli/events.py).
 
 Registered on the `main` group by reactor/cli/__init__.py. Written for someone woken at 3 a.m.: every refusal
 says why and what to do instead, bulk changes are confirmed, and nothing crashes on a job or an
@@ -21,7 +22,16 @@ from ..jobs.audit import OUTCOMES, AuditLog, AuditRecord, export_lines, visible
 from ..jobs.deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
 from ..keys import Keys
 from ..rules import load_rules
-from .helpers import cell, command_settings, connect, console, current_actor, parse_duration, parse_since
+from .helpers import (
+    cell,
+    command_settings,
+    confirm_or_refuse,
+    connect,
+    console,
+    current_actor,
+    parse_duration,
+    parse_since,
+)
 
 DEFAULT_TABLE_LIMIT = 200
 
@@ -58,20 +68,6 @@ def _short_time(value: datetime | str | None) -> str:
         return ""
     text = value if isinstance(value, str) else value.isoformat(timespec="seconds")
     return text.replace("T", " ").replace("+00:00", "Z")
-
-
-def _can_confirm() -> bool:
-    return sys.stdin.isatty()
-
-
-def _confirm_or_refuse(question: str, yes: bool, flag_hint: str) -> None:
-    """Ask on a terminal; without one (cron, CI, a pipe) refuse unless --yes was given."""
-    if yes:
-        return
-    if not _can_confirm():
-        _warn(f"refusing: {question} needs a confirmation and there is no terminal; {flag_hint}")
-        sys.exit(1)
-    click.confirm(question, abort=True)
 
 
 # -- audit ---------------------------------------------------------------------------------------
@@ -288,7 +284,7 @@ def dlq_replay(
         _say(f"dry run: {_plural(len(targets), 'dead letter')} would be replayed; nothing requeued")
         return
     if bulk:
-        _confirm_or_refuse(f"Replay {_plural(len(targets), 'dead letter')}?", yes, "add --yes")
+        confirm_or_refuse(f"Replay {_plural(len(targets), 'dead letter')}?", yes, "add --yes")
     refused = 0
     for job_id in targets:
         try:
@@ -324,38 +320,9 @@ def dlq_purge(older_than: str, dry_run: bool, yes: bool) -> None:
     if dry_run:
         _say(f"dry run: {_plural(len(candidates), 'dead letter')} would be deleted")
         return
-    _confirm_or_refuse(f"Delete {_plural(len(candidates), 'dead letter')} for good?", yes, "add --yes")
+    confirm_or_refuse(f"Delete {_plural(len(candidates), 'dead letter')} for good?", yes, "add --yes")
     purged = letters.purge(age, label=older_than)
     _say(f"purged {_plural(len(purged), 'dead letter')} (recorded in the audit trail)")
 
 
-# -- events --------------------------------------------------------------------------------------
-
-
-@click.group()
-def events() -> None:
-    """Stored events (kept REACTOR_EVENT_TTL, 30 days by default)."""
-
-
-@events.command("replay")
-@click.argument("event_ids", nargs=-1, required=True)
-def events_replay(event_ids: tuple[str, ...]) -> None:
-    """Evaluate stored events again, dead or not, under new job ids (replay-EVENT-TIME).
-
-    Safe on an event already acted on: an invoice we wrote off, or one since paid, is recorded
-    as such and not written off again. Exit 1 if any event is unknown or expired."""
-    letters = _dead_letters()
-    missing = 0
-    for event_id in event_ids:
-        try:
-            job = letters.replay_event(event_id)
-        except DeadLetterError as exc:
-            missing += 1
-            _warn(f"not replayed: {exc}")
-            continue
-        _say(f"queued {job.id} (invoice {(job.meta or {}).get('invoice_id') or '-'})")
-    if missing:
-        sys.exit(1)
-
-
-COMMANDS = (audit, dlq, events)
+COMMANDS = (audit, dlq)
