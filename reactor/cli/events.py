@@ -9,6 +9,7 @@ enqueues `reactor.jobs.evaluate`: the job fetches the invoice fresh and keeps ev
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -84,19 +85,24 @@ def events_replay(event_ids: tuple[str, ...], dry_run: bool, yes: bool, **chosen
 
 
 def _selection(chosen: dict[str, object]) -> ReplaySelection:
-    outcomes = [p.strip() for v in chosen.pop("outcomes") or () for p in str(v).split(",") if p.strip()]  # type: ignore[union-attr]
+    """The options as a ReplaySelection: outcomes split on commas (an unknown one is noted, since the
+    trail may hold words of another release), times parsed as `reactor audit --since` reads them."""
+    raw = chosen.pop("outcomes") or ()
+    outcomes = [part.strip() for value in raw for part in str(value).split(",") if part.strip()]  # type: ignore[attr-defined]
     unknown = [o for o in outcomes if o not in OUTCOMES]
     if unknown:
         _warn(f"note: unknown outcome {', '.join(unknown)}; known: {', '.join(OUTCOMES)}")
-    times = {name: parse_since(str(chosen[name])) if chosen[name] else None for name in ("since", "until")}
-    texts = {name: (str(chosen[name]) if chosen[name] is not None else None) for name in chosen if name not in times}
-    return ReplaySelection(**texts, **times, outcomes=frozenset(outcomes) or None)  # type: ignore[arg-type]
+    since, until = (parse_since(str(chosen.pop(name))) if chosen.get(name) else None for name in ("since", "until"))
+    chosen.pop("since", None), chosen.pop("until", None)
+    texts = {name: None if value is None else str(value) for name, value in chosen.items()}
+    return ReplaySelection(**texts, since=since, until=until, outcomes=frozenset(outcomes) or None)
 
 
 def _dead_letters() -> DeadLetters:
     settings = command_settings()
 
-    def version() -> str | None:
+    @functools.cache
+    def version() -> str | None:  # read once per command, not once per replay's audit record
         return load_rules(settings.rules_path).version
 
     return DeadLetters(connect(settings), settings, rules_version=version, actor=current_actor())

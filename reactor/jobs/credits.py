@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from rq.job import Job
@@ -179,7 +179,7 @@ def _save_mark(
     event: dict[str, Any],
 ) -> None:
     mark = {
-        "at": datetime.now().astimezone().isoformat(),
+        "at": datetime.now(timezone.utc).isoformat(),
         "key": key,
         "rule": decision.rule,
         "credits_before": before,
