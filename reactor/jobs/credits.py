@@ -60,14 +60,11 @@ def apply_credits_first(
     read (nothing may be written off then: the rule asked for credits first)."""
     invoice = as_event(fresh_event).invoice or {}
     invoice_id = str(invoice.get("id"))
-    mark = _load_mark(ctx, invoice_id)
-    before = _int(invoice.get("credits_applied")) or 0
+    before = _int(invoice.get("credits_applied")) or 0  # a mark left by a call that did not land is replaced
     available = customer_credits(ctx, invoice, renew)
     if isinstance(available, str) or available <= 0:
         return available or None
     key = credits_key(ctx.settings.chargebee_site or ctx.settings.api_base or "", invoice_id, decision.rule)
-    if mark is not None and isinstance(mark.get("credits_before"), int):
-        before = mark["credits_before"]  # the earlier call did not land: the same request again
     _save_mark(ctx, job, invoice_id, key, decision, before, fresh_event)
     renew()
     after = _send(ctx, invoice_id, key, decision.rule)
@@ -100,16 +97,23 @@ def customer_credits(ctx: JobContext, invoice: dict[str, Any], renew: Callable[[
         customer = ctx.chargebee.retrieve_customer(customer_id)
     except NotFoundError:
         return f"apply_credits_first: Chargebee has no customer {customer_id} (404) to read credits from"
-    balances = customer.get("balances")
-    for balance in balances if isinstance(balances, list) else []:
-        if isinstance(balance, dict) and balance.get("currency_code") == invoice.get("currency_code"):
-            found = _int(balance.get("refundable_credits"))
-            if found is not None:
-                return found
-    found = _int(customer.get("refundable_credits"))
+    found = refundable_in(customer, invoice.get("currency_code"))
     if found is None:
         return f"apply_credits_first: customer {customer_id} shows no readable refundable_credits"
     return found
+
+
+def refundable_in(customer: dict[str, Any], currency: object) -> int | None:
+    """The customer's refundable credits in `currency`: its `balances[]` entry when it has them per
+    currency (credits in another currency cannot pay the invoice), else `refundable_credits`; None
+    when unreadable."""
+    balances = customer.get("balances")
+    if not isinstance(balances, list) or not balances:
+        return _int(customer.get("refundable_credits"))
+    if not all(isinstance(b, dict) and isinstance(b.get("currency_code"), str) for b in balances):
+        return None
+    mine = [b for b in balances if b["currency_code"] == currency]
+    return _int(mine[0].get("refundable_credits")) if mine else 0
 
 
 def _send(ctx: JobContext, invoice_id: str, key: str, rule: str | None) -> dict[str, Any]:
