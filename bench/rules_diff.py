@@ -10,6 +10,7 @@ way. The base is the shipped rules.yaml (its protect-enterprise rule reads the c
 fetches customers); the new file adds a sweep-visible rule for exhausted dunning up to 50 USD and a
 `max_per_day` budget. Reported: wall time of the `reactor rules diff` process (start-up included),
 the Chargebee calls it reports, the sandbox's own count, and the offline run from the snapshot.
+Target: the online run under a minute, and the offline run giving the same answer.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ NEW_RULES = (ROOT / "rules.yaml").read_text().replace(
     "      - invoice.amount_due: {lte: {USD: 50}}\n"
     "    action: write_off\n"
 )
+
+
+TARGET_SECONDS = 60
 
 
 def wait_for(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -97,6 +101,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=500)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-rules-diff-"))
+    passed = False
     server = EmbeddedRedis(work / "redis").start()
     port = free_port()
     env = {
@@ -135,10 +140,13 @@ def main() -> None:
         print(f"           by the sandbox; {data['changed']:,} changed (exit {code}): {data['counts']}")
         print(f"  offline: {offline:6.1f} s from the snapshot ({snapshot.stat().st_size:,} bytes gzipped);")
         print(f"           same answer: {same}")
+        passed = online < TARGET_SECONDS and same and data["invoices"] == args.invoices
+        print(f"RESULT: {'PASS' if passed else 'FAIL'} (online under {TARGET_SECONDS} s, offline the same answer)")
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)
         server.stop()
+    sys.exit(0 if passed else 1)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ..chargebee import ChargebeeError
 from ..jobs import build_context
-from ..jobs.diff_formats import CHANGE_COLUMNS, change_rows, to_csv, to_json, to_markdown
+from ..jobs.diff_formats import CHANGE_COLUMNS, change_rows, count_and_amount, to_csv, to_json, to_markdown
 from ..jobs.rules_diff import (
     FactSource,
     Listing,
@@ -154,7 +154,7 @@ def _print_table(diff: RulesDiff, header: dict[str, Any]) -> None:
     for rule, sides in diff.by_rule.items():
         for currency in sorted(set(sides["old"]) | set(sides["new"])):
             old, new = sides["old"].get(currency, (0, 0)), sides["new"].get(currency, (0, 0))
-            per_rule.add_row(cell(rule), currency, f"{old[0]} for {old[1]}", f"{new[0]} for {new[1]}")
+            per_rule.add_row(cell(rule), currency, count_and_amount(old), count_and_amount(new))
     out.print(per_rule)
     outcomes = Table("outcome", "old", "new", title="outcomes", title_justify="left")
     for outcome in OUTCOMES:

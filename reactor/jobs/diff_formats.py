@@ -109,6 +109,11 @@ def _rule_lines(diff: RulesDiff) -> Iterator[tuple[str, str, str, str, str, str]
             yield rule, currency, str(old[0]), str(old[1]), str(new[0]), str(new[1])
 
 
+def count_and_amount(pair: tuple[int, object]) -> str:
+    """`2 for 60.00`, or `-` for none."""
+    return f"{pair[0]} for {pair[1]}" if pair[0] else "-"
+
+
 def _md(text: object) -> str:
     """A Markdown table cell: printable, pipes and backticks escaped, one line."""
     return visible(str(text)).replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
@@ -131,7 +136,10 @@ def to_markdown(diff: RulesDiff, header: dict[str, Any], max_rows: int = 200) ->
     lines += ["", "| outcome | old | new |", "|---|---:|---:|"]
     lines += [f"| {o} | {diff.outcomes['old'][o]} | {diff.outcomes['new'][o]} |" for o in OUTCOMES]
     lines += ["", "| rule | currency | old | new |", "|---|---|---:|---:|"]
-    lines += [f"| {_md(r)} | {c} | {oc} for {oa} | {nc} for {na} |" for r, c, oc, oa, nc, na in _rule_lines(diff)]
+    lines += [
+        f"| {_md(r)} | {c} | {count_and_amount((int(oc), oa))} | {count_and_amount((int(nc), na))} |"
+        for r, c, oc, oa, nc, na in _rule_lines(diff)
+    ]
     if diff.changes:
         lines += ["", "| invoice | change | amount | old | new | why (new) |", "|---|---|---:|---|---|---|"]
         for row in list(change_rows(diff))[:max_rows]:
