@@ -12,6 +12,7 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:lock:invoice:<invoice>` | the invoice's lock around fetch, decide, write_off | jobs/write_off.py |
 | `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/write_off.py |
 | `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/write_off.py |
+| `{p}:undone:<invoice>` | our write-off undone: who, why, its credit note, how many times (400 days) | jobs/undo.py |
 | `{p}:credits_attempt:<invoice>` | an apply_credits sent, the credits before it (30 days) | jobs/credits.py |
 | `{p}:resource_version:<invoice>` | the newest resource_version seen (30 days) | jobs/evaluate.py |
 | `{p}:recheck:<invoice>` | the pending re-check of a time-based rule | jobs/rechecks.py |
@@ -69,6 +70,9 @@ class Keys:
 
     def credits_attempt(self, invoice_id: str) -> str:
         return f"{self.prefix}:credits_attempt:{invoice_id}"
+
+    def undone(self, invoice_id: str) -> str:
+        return f"{self.prefix}:undone:{invoice_id}"
 
     def resource_version(self, invoice_id: str) -> str:
         return f"{self.prefix}:resource_version:{invoice_id}"

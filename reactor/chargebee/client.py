@@ -167,6 +167,19 @@ class ChargebeeClient:
             raise RetryableError("Chargebee's apply_credits response has no 'invoice' object")
         return invoice
 
+    def remove_credit_note(self, invoice_id: str, credit_note_id: str, idempotency_key: str) -> dict[str, Any]:
+        """POST remove_credit_note (how a write-off is reversed: "by removing the linked credit note",
+        https://apidocs.chargebee.com/docs/api/invoices/write-off-an-invoice) without follow-up
+        webhooks, idempotent under `idempotency_key`; the invoice as it is afterwards
+        (https://apidocs.chargebee.com/docs/api/invoices/remove-credit-note-from-an-invoice)."""
+        headers = {**SKIP_WEBHOOKS_HEADER, IDEMPOTENCY_HEADER: idempotency_key}
+        data = {"credit_note[id]": credit_note_id}
+        path = f"/invoices/{_quote(invoice_id)}/remove_credit_note"
+        invoice = self._json(self._request("POST", path, data=data, headers=headers)).get("invoice")
+        if not isinstance(invoice, dict):
+            raise RetryableError("Chargebee's remove_credit_note response has no 'invoice' object")
+        return invoice
+
 
 def _quote(value: str) -> str:
     return quote(value, safe="")

@@ -4,7 +4,7 @@ import os
 
 import click
 
-from . import diff, events, held, ops, processes, rules, sweep
+from . import diff, events, held, ops, processes, rules, sweep, undo
 from .helpers import start_logging
 
 
@@ -23,5 +23,6 @@ for _command in (
     *events.COMMANDS,
     *held.COMMANDS,
     *sweep.COMMANDS,
+    *undo.COMMANDS,
 ):
     main.add_command(_command)

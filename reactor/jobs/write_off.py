@@ -52,13 +52,17 @@ from .marks import (
 from .retries import chargebee_failures
 from .stored_events import as_event, with_invoice
 from .trail import fresh_outcome, make_record, record_outcome
+from .undone import undone_hold, write_off_generation
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
 
 
-def idempotency_key(site: str, invoice_id: str, rule: str | None) -> str:
-    """Stable per (site, invoice, rule), at most 100 characters as Chargebee requires."""
-    digest = hashlib.sha256(f"{site}\x00{invoice_id}\x00{rule or ''}".encode()).hexdigest()
+def idempotency_key(site: str, invoice_id: str, rule: str | None, generation: int = 0) -> str:
+    """Stable per (site, invoice, rule), at most 100 characters as Chargebee requires. `generation`
+    counts the undos of our write-off (reactor/jobs/undone.py): the write-off after an undo is a new
+    request, which Chargebee must not answer with the replay of the undone one."""
+    text = f"{site}\x00{invoice_id}\x00{rule or ''}" + (f"\x00{generation}" if generation else "")
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return f"reactor-wo-{digest[:48]}"
 
 
@@ -128,6 +132,7 @@ class _Steps:
 
     def run(self) -> dict[str, Any]:
         self.not_written_off_yet()
+        self.not_undone()
         attempt = load_attempt(self.ctx, self.invoice_id)
         with chargebee_failures(self.ctx, self.job, self.event, invoice_id=self.invoice_id):
             try:
@@ -161,6 +166,12 @@ class _Steps:
         done = self.ctx.redis.get(self.ctx.keys.written_off(self.invoice_id))
         if done is not None:
             self.stop(self.event, None, Outcome.ALREADY_WRITTEN_OFF, invoice_id=self.invoice_id, detail=done.decode())
+
+    def not_undone(self) -> None:
+        """A person undid our write-off of this invoice (reactor/jobs/undo.py): held until released."""
+        why = undone_hold(self.ctx, self.invoice_id)
+        if why is not None:
+            self.stop(self.event, None, Outcome.HELD, invoice_id=self.invoice_id, reason=why)
 
     def fresh_invoice(self, attempt: dict[str, Any] | None) -> dict[str, Any]:
         """The event with the invoice as Chargebee has it now; stops when it is gone, or when it shows
@@ -223,7 +234,7 @@ class _Steps:
         idempotency key and, on a repeat, the comment sent the first time."""
         ctx = self.ctx
         site = ctx.settings.chargebee_site or ctx.settings.api_base or ""
-        key = idempotency_key(site, self.invoice_id, decision.rule)
+        key = idempotency_key(site, self.invoice_id, decision.rule, write_off_generation(ctx, self.invoice_id))
         comment = decision.comment
         if attempt is not None and attempt.get("key") == key:
             comment = attempt.get("comment")  # the same parameters, or Chargebee refuses the key (422)

@@ -1,12 +1,12 @@
 """The sandbox as a Flask app: Chargebee's /api/v2 surface plus a /_sandbox control API for tests.
 
 Chargebee API: GET /invoices, GET /invoices/{id}, POST /invoices/{id}/write_off,
-POST /invoices/{id}/apply_credits, GET /events,
+POST /invoices/{id}/apply_credits, POST /invoices/{id}/remove_credit_note, GET /events,
 GET /events/{id}, GET /customers/{id}, GET /subscriptions/{id}.
 
 Control API (no auth): /reset; /invoices (POST one or a list, GET, PATCH /invoices/{id},
 POST /invoices/{id}/delete); /customers and /subscriptions (POST one or a list, GET, PATCH /{id});
-/credit_notes (POST one or a list: a customer's refundable credits, GET);
+/credit_notes (POST one or a list: a customer's refundable credits, GET; POST /{id}/void);
 /settings (GET, POST); /faults; /calls; /webhook; /deliveries; /events.
 
 Every /api/v2 request passes the same gate Chargebee's edge would apply — Basic auth, the rate limit,
@@ -37,6 +37,7 @@ _FAULT_KIND_BY_ENDPOINT = {
     "api.retrieve_customer": "customer",
     "api.retrieve_subscription": "subscription",
     "api.apply_credits": "apply_credits",
+    "api.remove_credit_note": "remove_credit_note",
 }
 
 api = Blueprint("api", __name__, url_prefix=API_PREFIX)
@@ -221,6 +222,38 @@ def apply_credits(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
     return jsonify(body), status, {"chargebee-idempotency-replayed": "false"} if key else {}
 
 
+@api.post("/invoices/<invoice_id>/remove_credit_note")
+def remove_credit_note(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
+    """Take a credit note off an invoice (a write-off's reversal), with Chargebee's idempotency as
+    write_off has it; answers the invoice and the credit note."""
+    state = _state()
+    key = request.headers.get("chargebee-idempotency-key")
+    webhooks = SKIPPED not in (
+        request.headers.get("chargebee-event-webhook"),
+        request.headers.get("chargebee-event-actions"),
+    )
+    fingerprint = json.dumps([request.method, request.path, sorted(request.form.items(multi=True))])
+    events: list[dict[str, Any]] = []
+    with state.lock:
+        stored = state.replay(key, fingerprint) if key else None
+        if stored is not None:
+            g.replayed = True
+            return jsonify(stored["body"]), stored["status"], {"chargebee-idempotency-replayed": "true"}
+        try:
+            invoice, note, events = state.remove_credit_note(
+                invoice_id, request.form.get("credit_note[id]"), webhooks=webhooks
+            )
+            status, body = 200, {"invoice": invoice, "credit_note": note}
+        except ApiError as err:
+            if not key or err.status == 429 or err.status >= 500:
+                raise
+            status, body = err.status, err.body()
+        if key:
+            state.remember(key, fingerprint, status, body)
+    state.deliver_async(events)
+    return jsonify(body), status, {"chargebee-idempotency-replayed": "false"} if key else {}
+
+
 @api.get("/customers/<customer_id>")
 def retrieve_customer(customer_id: str) -> Response:
     return jsonify({"customer": _state().get_customer(customer_id)})
@@ -372,6 +405,12 @@ def _credit_notes_of(notes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @control.get("/credit_notes")
 def all_credit_notes() -> Response:
     return jsonify({"credit_notes": _state().credit_notes()})
+
+
+@control.post("/credit_notes/<credit_note_id>/void")
+def void_credit_note(credit_note_id: str) -> Response:
+    """Void a credit note as an admin would in Chargebee's UI (a write-off reversed behind our back)."""
+    return jsonify({"credit_note": _control_call(_state().void_credit_note, credit_note_id)})
 
 
 @control.get("/calls")

@@ -23,12 +23,23 @@ import requests
 from . import credits as cn_logic
 from . import customers as cus_logic
 from . import invoices as inv_logic
+from . import reversals as rev_logic
 from .errors import ApiError, not_found
 from .listing import select_invoices
 
 DEMO_API_KEY = "test_sandbox_reactor_demo_key"
 IDEMPOTENCY_WINDOW_S = 30 * 60
-FAULT_KINDS = ("write_off", "retrieve", "list", "events", "customer", "subscription", "apply_credits", "any")
+FAULT_KINDS = (
+    "write_off",
+    "retrieve",
+    "list",
+    "events",
+    "customer",
+    "subscription",
+    "apply_credits",
+    "remove_credit_note",
+    "any",
+)
 SKIPPED = "all-disabled"
 # What Chargebee answers for a deleted invoice is not documented
 # (https://apidocs.chargebee.com/docs/api/invoices/delete-an-invoice); these are the plausible
@@ -97,6 +108,7 @@ class SandboxState:
             self._faults: list[dict[str, Any]] = []
             self._events: dict[str, dict[str, Any]] = {}
             self._credit_notes: dict[str, dict[str, Any]] = {}
+            self._write_off_notes: dict[str, dict[str, Any]] = {}  # the adjustment notes write_off made
             self._deliveries: list[dict[str, Any]] = []
             self._idempotency: dict[str, dict[str, Any]] = {}
             self._recent: deque[float] = deque()
@@ -304,6 +316,7 @@ class SandboxState:
             credit_note = inv_logic.write_off(
                 invoice, cn_id=f"CN-{next(self._ids):05d}", resource_version=self.next_version()
             )
+            self._write_off_notes[credit_note["id"]] = copy.deepcopy(credit_note)
             events = [
                 self._record_event("invoice_updated", {"invoice": copy.deepcopy(invoice)}, webhooks),
                 self._record_event("credit_note_created", {"credit_note": credit_note}, webhooks),
@@ -352,6 +365,51 @@ class SandboxState:
             self._customers[customer_id]["refundable_credits"] = cn_logic.available(
                 self._credit_notes.values(), customer_id
             )
+
+    # -- reversals ----------------------------------------------------------------------------------
+
+    def remove_credit_note(
+        self, invoice_id: str, credit_note_id: str | None, *, webhooks: bool = True
+    ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+        """Take a credit note off an invoice (reactor/sandbox/reversals.py), which reverses a
+        write-off; returns (invoice, credit note, events to post). ApiError, changing nothing, when
+        Chargebee would refuse."""
+        if not credit_note_id:
+            raise ApiError(400, "credit_note[id] : cannot be blank.", "param_wrong_value", param="credit_note[id]")
+        with self.lock:
+            invoice = self._invoice(invoice_id)
+            if invoice.get("deleted"):
+                raise not_found("invoice", invoice_id)
+            note = self._note(credit_note_id)
+            rev_logic.check_removable(invoice, note, self.invalid_state_status)
+            rev_logic.remove(invoice, note, resource_version=self.next_version(), now=int(time.time()))
+            self._sync_credits(invoice["customer_id"])
+            event = self._record_event("invoice_updated", {"invoice": copy.deepcopy(invoice)}, webhooks)
+            to_post = [copy.deepcopy(event)] if event["webhook_status"] == "scheduled" else []
+            return copy.deepcopy(invoice), copy.deepcopy(note), to_post
+
+    def void_credit_note(self, credit_note_id: str) -> dict[str, Any]:
+        """Void a credit note as an admin would in Chargebee's UI (no webhook): taken off the invoices
+        it is applied to first (reactor/sandbox/reversals.py); ValueError when already voided."""
+        with self.lock:
+            note = self._note(credit_note_id)
+            if note.get("status") == "voided":
+                raise ValueError(f"credit note {credit_note_id!r} is already voided")
+            for invoice_id in {a.get("invoice_id") for a in note.get("allocations", [])}:
+                invoice = self._invoice(invoice_id)
+                rev_logic.remove(invoice, note, resource_version=self.next_version(), now=int(time.time()))
+            note.update(status="voided", voided_at=int(time.time()), resource_version=self.next_version())
+            return copy.deepcopy(note)
+
+    def write_off_notes(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(list(self._write_off_notes.values()))
+
+    def _note(self, credit_note_id: str) -> dict[str, Any]:
+        note = self._write_off_notes.get(credit_note_id) or self._credit_notes.get(credit_note_id)
+        if note is None:
+            raise not_found("credit_note", credit_note_id)
+        return note
 
     # -- events and follow-up webhooks ---------------------------------------------------------------
 

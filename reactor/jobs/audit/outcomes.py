@@ -102,6 +102,11 @@ class Outcome(str, Enum):
         "apply_credits_first: the customer's credits were applied (amount: the credits); when they covered"
         " the amount due nothing is written off, else the rest is decided again and recorded after this",
     )
+    UNDONE = (
+        "undone",
+        "a person reversed our write-off in Chargebee (reactor undo: its credit note removed); the invoice"
+        " is unpaid again and held until `reactor held release` (reason: who and why)",
+    )
     # Only in a job's result:
     RECHECK_GONE = "recheck_gone", "the re-check found nothing pending: cancelled before it ran", False
     SUPERSEDED = "superseded", "a newer event moved the invoice's re-check; this run did nothing", False

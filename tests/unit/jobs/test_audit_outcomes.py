@@ -39,6 +39,7 @@ RECORDED = [
     "held",
     "released",
     "credits_applied",
+    "undone",
 ]
 RESULT_ONLY = ["recheck_gone", "superseded", "swept", "unknown"]
 

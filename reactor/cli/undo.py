@@ -1,0 +1,36 @@
+"""`reactor undo INVOICE --reason "..."`: reverse a write-off the reactor made (reactor/jobs/undo.py)."""
+
+from __future__ import annotations
+
+import click
+
+from ..chargebee import ChargebeeError
+from ..jobs import build_context
+from ..jobs.undo import UndoRefused, undo_write_off
+from .helpers import chargebee_settings, command_settings, connect, current_actor
+
+
+@click.command("undo")
+@click.argument("invoice_id")
+@click.option("--reason", required=True, help="Why; recorded in the audit trail with your user@host.")
+def undo(invoice_id: str, reason: str) -> None:
+    """Reverse the reactor's write-off of INVOICE_ID in Chargebee (its credit note removed, the invoice
+    unpaid again) and hold the invoice: no job writes it off again until `reactor held release`.
+    Refuses a write-off the reactor did not make. Exits 1, changing nothing, when it cannot."""
+    settings = chargebee_settings(command_settings())
+    connection = connect(settings)
+    try:
+        ctx = build_context(settings, connection)
+    except ChargebeeError as exc:
+        raise click.ClickException(str(exc)) from None
+    actor = current_actor()
+    try:
+        result = undo_write_off(ctx, invoice_id, actor, reason)
+    except UndoRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result.summary())
+    click.echo(f'held with reason "undone": no job writes it off until `reactor held release {invoice_id}`')
+    click.echo(f"audit: undone by {actor}: {' '.join(reason.split())}")
+
+
+COMMANDS = (undo,)
