@@ -95,6 +95,28 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, dict, int]:
     return elapsed, json.loads(done.stdout), done.returncode
 
 
+def measure(work: Path, control: str, env: dict[str, str], args: argparse.Namespace) -> bool:
+    """Both runs, printed; whether they meet the target."""
+    new = work / "new.yaml"
+    new.write_text(NEW_RULES)
+    snapshot = work / "open.json.gz"
+    reactor = [str(Path(sys.executable).parent / "reactor"), "rules", "diff", str(new), "--format", "json"]
+    online, data, code = timed([*reactor, "--snapshot", str(snapshot)], env)
+    calls = len(requests.get(f"{control}/calls", timeout=60).json()["calls"])
+    offline, again, _ = timed([*reactor, "--invoices", str(snapshot), "--at", data["at"]], env)
+    same = {k: v for k, v in data.items() if k not in ("source", "chargebee_calls")} == {
+        k: v for k, v in again.items() if k not in ("source", "chargebee_calls")
+    }
+    print(f"rules diff benchmark: {data['invoices']:,} open invoices, {args.customers} customers")
+    print(f"  online:  {online:6.1f} s, {data['chargebee_calls']:,} Chargebee calls reported, {calls:,} seen")
+    print(f"           by the sandbox; {data['changed']:,} changed (exit {code}): {data['counts']}")
+    print(f"  offline: {offline:6.1f} s from the snapshot ({snapshot.stat().st_size:,} bytes gzipped);")
+    print(f"           same answer: {same}")
+    passed = online < TARGET_SECONDS and same and data["invoices"] == args.invoices
+    print(f"RESULT: {'PASS' if passed else 'FAIL'} (online under {TARGET_SECONDS} s, offline the same answer)")
+    return passed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=10000)
@@ -125,23 +147,7 @@ def main() -> None:
         control = f"http://127.0.0.1:{port}/_sandbox"
         wait_for(lambda: _up(f"{control}/faults"), 30, "the sandbox")
         seed(control, args.invoices, args.customers)
-        new = work / "new.yaml"
-        new.write_text(NEW_RULES)
-        snapshot = work / "open.json.gz"
-        reactor = [str(Path(sys.executable).parent / "reactor"), "rules", "diff", str(new), "--format", "json"]
-        online, data, code = timed([*reactor, "--snapshot", str(snapshot)], env)
-        calls = len(requests.get(f"{control}/calls", timeout=60).json()["calls"])
-        offline, again, _ = timed([*reactor, "--invoices", str(snapshot), "--at", data["at"]], env)
-        same = {k: v for k, v in data.items() if k not in ("source", "chargebee_calls")} == {
-            k: v for k, v in again.items() if k not in ("source", "chargebee_calls")
-        }
-        print(f"rules diff benchmark: {data['invoices']:,} open invoices, {args.customers} customers")
-        print(f"  online:  {online:6.1f} s, {data['chargebee_calls']:,} Chargebee calls reported, {calls:,} seen")
-        print(f"           by the sandbox; {data['changed']:,} changed (exit {code}): {data['counts']}")
-        print(f"  offline: {offline:6.1f} s from the snapshot ({snapshot.stat().st_size:,} bytes gzipped);")
-        print(f"           same answer: {same}")
-        passed = online < TARGET_SECONDS and same and data["invoices"] == args.invoices
-        print(f"RESULT: {'PASS' if passed else 'FAIL'} (online under {TARGET_SECONDS} s, offline the same answer)")
+        passed = measure(work, control, env, args)
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)

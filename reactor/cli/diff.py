@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+import redis
 from rich.table import Table
 
 from ..chargebee import ChargebeeError
@@ -29,7 +30,8 @@ from ..jobs.rules_diff import (
     save_snapshot,
 )
 from ..rules import RulesError, RuleSet, load_rules
-from ..rules.diff import CHANGE_MEANINGS, EXIT_ERROR, OUTCOMES, FailOver, FailOverError, RulesDiff, exit_code
+from ..rules.diff import CHANGE_MEANINGS, OUTCOMES, RulesDiff
+from ..rules.fail_over import EXIT_ERROR, FailOver, FailOverError, exit_code
 from .helpers import cell, chargebee_settings, command_settings, connect, console
 from .rules import parse_time, rules
 
@@ -94,23 +96,21 @@ def rules_diff(
         _fail(str(exc))
     if snapshot and invoices_file:
         _fail("give --snapshot (save a listing) or --invoices (diff from one), not both")
-    base_path = base_path or command_settings().rules_path
-    base, new = _load(base_path), _load(new_path)
+    at_time = parse_time(at) if at else None
     try:
-        if invoices_file:
-            listing = load_snapshot(invoices_file)
-            facts = FactSource(listing, None)
-        else:
-            if snapshot:
-                check_snapshot_path(snapshot)  # before minutes of listing, not after
-            listing, facts = _online_listing()
-        now = parse_time(at) if at else (parse_time(listing.taken_at) if invoices_file and listing.taken_at else None)
-        now = now or datetime.now(timezone.utc)
+        base_path = base_path or command_settings().rules_path
+        base, new = _load(base_path), _load(new_path)
+        listing, facts = _listing(invoices_file, snapshot)
+        if at_time is None and invoices_file and listing.taken_at:
+            at_time = parse_time(listing.taken_at)  # offline: the snapshot's moment, the same answer
+        now = at_time or datetime.now(timezone.utc)
         diff = diff_listing(base, new, listing, now, facts)
         if snapshot:
             save_snapshot(snapshot, listing)
-    except (ChargebeeError, SnapshotError) as exc:
+    except (ChargebeeError, SnapshotError, redis.RedisError) as exc:
         _fail(str(exc))
+    except click.ClickException as exc:  # settings, Redis or Chargebee not configured: an error, not "changes"
+        _fail(exc.format_message())
     header = {
         "base": str(base_path),
         "base_version": base.version,
@@ -121,10 +121,19 @@ def rules_diff(
         "chargebee_calls": listing.calls,
     }
     _print(diff, header, fmt)
-    over = allowance.exceeded(diff) if allowance is not None else []
-    for line in over:
+    for line in allowance.exceeded(diff) if allowance is not None else []:
         click.echo(f"over --fail-over: {line}", err=True)
     sys.exit(exit_code(diff, allowance))
+
+
+def _listing(invoices_file: str | None, snapshot: str | None) -> tuple[Listing, FactSource]:
+    """The open invoices: from a snapshot (offline), or from Chargebee."""
+    if invoices_file:
+        listing = load_snapshot(invoices_file)
+        return listing, FactSource(listing, None)
+    if snapshot:
+        check_snapshot_path(snapshot)  # before minutes of listing, not after
+    return _online_listing()
 
 
 def _print(diff: RulesDiff, header: dict[str, Any], fmt: str) -> None:

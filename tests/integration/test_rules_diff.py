@@ -9,6 +9,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,6 @@ def test_exit_codes_for_ci(settings, sandbox, site, new_rules, tmp_path) -> None
     assert refused.returncode == 2 and f"{broken}:5:" in refused.stderr and "Traceback" not in refused.stderr
     assert diff(settings, str(new_rules), "--invoices", str(tmp_path / "none.json")).returncode == 2
     assert diff(settings, str(new_rules), *offline, "--fail-over", "lots").returncode == 2
+    no_redis = diff(replace(settings, redis_url="redis://127.0.0.1:1/0"), str(new_rules))
+    assert no_redis.returncode == 2 and no_redis.stderr.startswith("Error: cannot reach Redis")
+    assert no_redis.stderr.count("\n") == 1

@@ -11,9 +11,6 @@ from reactor.rules import decide, parse_rules
 from reactor.rules.diff import (
     BLOCKED,
     DRY_RUN,
-    EXIT_CHANGES,
-    EXIT_NO_CHANGE,
-    EXIT_OVER,
     HELD,
     NEWLY_BLOCKED,
     NEWLY_HELD,
@@ -25,16 +22,14 @@ from reactor.rules.diff import (
     OTHER_RULE,
     SKIP,
     WRITE_OFF,
-    FailOver,
-    FailOverError,
     InvoiceVerdicts,
     Verdict,
     apply_budgets,
     change_kind,
     compare,
-    exit_code,
     verdict_of,
 )
+from reactor.rules.fail_over import EXIT_CHANGES, EXIT_NO_CHANGE, EXIT_OVER, FailOver, FailOverError, exit_code
 from reactor.rules.model import Limits
 from reactor.rules.money import MoneyThreshold, to_major
 

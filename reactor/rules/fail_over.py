@@ -1,0 +1,73 @@
+"""`reactor rules diff --fail-over` and the command's exit codes: how much a rules change may newly
+write off before a CI job should stop it (the comparison is reactor/rules/diff.py).
+
+Pure, like the rest of the rules core.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from .diff import NEWLY_WRITTEN_OFF, RulesDiff
+
+_AMOUNT = re.compile(r"[0-9]{1,15}(\.[0-9]{1,4})?")  # major units, ASCII digits: no 1e9999, no NaN
+
+
+class FailOverError(ValueError):
+    """A --fail-over value that cannot be read; the message says how to write it."""
+
+
+@dataclass(frozen=True)
+class FailOver:
+    """The most a change may newly write off per currency: a bare amount for every currency, and
+    `USD=500` for one. With only per-currency amounts, a currency not named has no allowance."""
+
+    any_currency: Decimal | None = None
+    per_currency: Mapping[str, Decimal] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, values: Iterable[str]) -> FailOver | None:
+        any_currency: Decimal | None = None
+        per: dict[str, Decimal] = {}
+        seen = False
+        for value in values:
+            seen = True
+            name, _, amount = value.rpartition("=")
+            if not _AMOUNT.fullmatch(amount.strip()):
+                raise FailOverError(f"--fail-over {value!r}: write an amount (500) or CURRENCY=AMOUNT (USD=500)")
+            number = Decimal(amount.strip())
+            if name:
+                if not (len(name) == 3 and name.isascii() and name.isalpha()):
+                    raise FailOverError(f"--fail-over {value!r}: {name!r} is not a 3-letter currency code")
+                per[name.upper()] = number
+            else:
+                any_currency = number
+        return cls(any_currency, per) if seen else None
+
+    def allowance(self, currency: str) -> Decimal:
+        return self.per_currency.get(currency, self.any_currency if self.any_currency is not None else Decimal(0))
+
+    def exceeded(self, diff: RulesDiff) -> list[str]:
+        """One line per currency whose newly written-off amount passes its allowance."""
+        lines = []
+        for currency, (count, amount) in sorted(diff.by_kind.get(NEWLY_WRITTEN_OFF, {}).items()):
+            allowed = self.allowance(currency)
+            if amount > allowed:
+                lines.append(
+                    f"{count} newly written off for {amount} {currency}, over --fail-over {allowed} {currency}"
+                )
+        return lines
+
+
+EXIT_NO_CHANGE, EXIT_CHANGES, EXIT_ERROR, EXIT_OVER = 0, 1, 2, 3
+"""Exit codes of `reactor rules diff` (docs/operations.md, "Previewing a rules change")."""
+
+
+def exit_code(diff: RulesDiff, fail_over: FailOver | None) -> int:
+    """0 no change, 1 changes, 3 when --fail-over is passed (2, an error, is the command's)."""
+    if fail_over is not None and fail_over.exceeded(diff):
+        return EXIT_OVER
+    return EXIT_CHANGES if diff.changed else EXIT_NO_CHANGE
