@@ -1,0 +1,81 @@
+"""The dashboard's Undo: from a `written_off` row of recent decisions, a confirmation page that shows
+what the reactor recorded of its write-off and asks for a reason; its POST (CSRF token, login) runs
+`reactor undo` (reactor/jobs/undo.py) in the web process and says what came of it.
+
+Registered on the admin blueprint (reactor/dashboard/views.py) when reactor/dashboard/__init__.py
+imports this module, before any app registers the blueprint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+
+from ..chargebee import ChargebeeError
+from ..jobs import build_context
+from ..jobs.undo import UndoRefused, undo_write_off
+from ..keys import Keys
+from .views import admin, check_csrf, login_required
+
+log = logging.getLogger(__name__)
+
+INVOICE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")  # Chargebee's ids: at most 50 of these characters
+MAX_REASON = 500
+
+
+def _checked(invoice_id: str) -> str:
+    if not INVOICE_ID.fullmatch(invoice_id):
+        abort(400, description="not an invoice id: at most 100 letters, digits, '.', '_' or '-'")
+    return invoice_id
+
+
+def _mark(invoice_id: str, kind: str) -> dict[str, Any] | None:
+    """The `written_off` or `undone` mark the jobs keep for the invoice (reactor/keys.py)."""
+    keys = Keys(current_app.config["REACTOR_SETTINGS"].key_prefix)
+    key = keys.written_off(invoice_id) if kind == "written_off" else keys.undone(invoice_id)
+    raw = current_app.extensions["reactor.redis"].get(key)
+    try:
+        value = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@admin.get("/invoices/<invoice_id>/undo")
+@login_required
+def undo_confirm(invoice_id: str) -> Any:
+    """The confirmation step: what we wrote off, and a reason to give before anything is sent."""
+    invoice_id = _checked(invoice_id)
+    return render_template(
+        "admin/undo.html",
+        user=session.get("admin"),
+        invoice_id=invoice_id,
+        mark=_mark(invoice_id, "written_off"),
+        undone=_mark(invoice_id, "undone"),
+        max_reason=MAX_REASON,
+    )
+
+
+@admin.post("/invoices/<invoice_id>/undo")
+@login_required
+def undo_invoice(invoice_id: str) -> Any:
+    check_csrf()
+    invoice_id = _checked(invoice_id)
+    reason = " ".join(request.form.get("reason", "").split())
+    if not reason or len(reason) > MAX_REASON:
+        flash(f"Give a reason (at most {MAX_REASON} characters): it goes into the audit trail.", "error")
+        return redirect(url_for("admin.undo_confirm", invoice_id=invoice_id))
+    settings, connection = current_app.config["REACTOR_SETTINGS"], current_app.extensions["reactor.redis"]
+    actor = f"admin:{session.get('admin')}"
+    try:
+        result = undo_write_off(build_context(settings, connection), invoice_id, actor, reason)
+    except (UndoRefused, ChargebeeError) as exc:
+        flash(f"Not undone: {exc}", "error")
+        return redirect(url_for("admin.undo_confirm", invoice_id=invoice_id))
+    log.info("write-off of %s undone from the dashboard", invoice_id, extra={"invoice_id": invoice_id})
+    flash(f"{result.summary()}. Held (reason undone) until released: reactor held release {invoice_id}.", "ok")
+    return redirect(url_for("admin.dashboard") + "#held")
