@@ -29,7 +29,7 @@ import redis
 from ..chargebee import ChargebeeClient, ChargebeeError, NotFoundError
 from ..config import Settings
 from ..rules import RuleSet, decide
-from ..rules.diff import InvoiceVerdicts, RulesDiff, Verdict, apply_budgets, compare, verdict_of
+from ..rules.diff import BLOCKED, InvoiceVerdicts, RulesDiff, Verdict, apply_budgets, compare, verdict_of
 from ..rules.facts import facts_worth_fetching, unresolved
 from ..rules.money import to_major
 from .context import build_rate_limit
@@ -112,7 +112,7 @@ def verdict(ruleset: RuleSet, event: dict[str, Any], now: datetime, facts: FactS
     try:
         completed = complete_facts(facts, ruleset, event, now)  # type: ignore[arg-type]
     except NotInSnapshot as exc:
-        return Verdict("blocked", decision.rule, None, f"facts missing: {exc}")
+        return Verdict(BLOCKED, decision.rule, None, f"facts missing: {exc}")
     decision = decide(ruleset, completed.event, now)
     why = None
     if decision.action == "write_off":
