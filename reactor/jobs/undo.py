@@ -91,8 +91,8 @@ def _answers(what: str) -> Iterator[None]:
         raise UndoRefused(f"Chargebee refused the API key for {what}: {exc}; nothing changed") from None
     except RetryableError as exc:
         raise UndoRefused(
-            f"Chargebee did not answer {what} ({exc}); nothing changed here and our write-off stays marked, "
-            "so no job writes the invoice off meanwhile: run the same command again"
+            f"Chargebee could not be reached or asked now: {what} failed ({exc}); nothing changed here and our "
+            "write-off stays marked, so no job writes the invoice off meanwhile: run the same command again"
         ) from None
 
 
