@@ -96,19 +96,21 @@ def _answers(what: str) -> Iterator[None]:
         ) from None
 
 
-def _reversed(invoice: dict[str, Any], credit_note: str) -> bool:
-    """Whether the invoice no longer carries our write-off: its credit note gone from
-    `adjustment_credit_notes` or voided, or nothing written off on it at all."""
+def write_off_gone(invoice: dict[str, Any], credit_note: str) -> bool:
+    """Whether the invoice no longer carries our write-off: nothing written off on it, or its credit
+    note gone from `adjustment_credit_notes` or voided. An invoice that shows neither is not taken
+    for reversed (fail closed: the mark stays)."""
+    amount = invoice.get("write_off_amount")
+    if type(amount) is int and amount == 0:
+        return True
     notes = invoice.get("adjustment_credit_notes")
-    entry = (
-        next((n for n in notes if isinstance(n, dict) and n.get("cn_id") == credit_note), None)
-        if isinstance(notes, list)
-        else None
-    )
-    return entry is None or entry.get("cn_status") == "voided" or invoice.get("write_off_amount") == 0
+    if not isinstance(notes, list):
+        return False
+    entry = next((n for n in notes if isinstance(n, dict) and n.get("cn_id") == credit_note), None)
+    return entry is None or entry.get("cn_status") == "voided"
 
 
-def _write_off_note(invoice: dict[str, Any]) -> str | None:
+def write_off_note(invoice: dict[str, Any]) -> str | None:
     """The one live write-off credit note on the invoice (a mark recovered after a lost answer has none)."""
     notes = invoice.get("adjustment_credit_notes") if isinstance(invoice.get("adjustment_credit_notes"), list) else []
     found = [
@@ -130,13 +132,13 @@ class _Undo:
     def run(self) -> UndoResult:
         mark = self.ours()
         invoice = self.fresh()
-        credit_note = mark.get("credit_note") or _write_off_note(invoice)
+        credit_note = mark.get("credit_note") or write_off_note(invoice)
         if not isinstance(credit_note, str):
             raise UndoRefused(
                 f"invoice {self.invoice_id}: our write-off's credit note is not recorded and Chargebee shows no single "
                 "write-off credit note on the invoice; nothing changed: reverse it in Chargebee by hand"
             )
-        if _reversed(invoice, credit_note):
+        if write_off_gone(invoice, credit_note):
             return self.commit(mark, invoice, credit_note, f"already reversed in Chargebee: {credit_note} not applied")
         return self.remove(mark, credit_note)
 
@@ -178,13 +180,13 @@ class _Undo:
                 raise
             except ChargebeeError as exc:
                 invoice = self.fresh()
-                if not _reversed(invoice, credit_note):
+                if not write_off_gone(invoice, credit_note):
                     raise UndoRefused(
                         f"Chargebee refused to remove credit note {credit_note} from invoice {self.invoice_id}: "
                         f"{exc}; nothing changed"
                     ) from None
                 return self.commit(mark, invoice, credit_note, f"already reversed in Chargebee ({exc})")
-        if not _reversed(invoice, credit_note):
+        if not write_off_gone(invoice, credit_note):
             raise UndoRefused(
                 f"Chargebee answered remove_credit_note, but invoice {self.invoice_id} still shows credit note "
                 f"{credit_note}; nothing recorded: check the invoice in Chargebee"
