@@ -14,7 +14,7 @@ from .helpers import cell, command_settings, connect, console, current_actor
 
 @click.group()
 def held() -> None:
-    """Write-offs held back by a budget (limits.max_per_day, limits.max_count_per_hour)."""
+    """Write-offs held back by a budget (limits.max_per_day, limits.max_count_per_hour) or undone (reactor undo)."""
 
 
 @held.command("list")

@@ -12,6 +12,9 @@ never not at all. `reactor held release` hands a held write-off back to a worker
 the invoice fresh and decides again (the rules still apply) but does not check the budget that held
 it (the amount is still counted).
 
+The other producer is `reactor undo` (undo.py): an invoice whose write-off a person undid is held
+with reason `undone`, and write_off.py holds every later write-off of it (undone.py) until released.
+
 Redis key `{prefix}:held` (`reactor:held` by default): a hash.
   field  the invoice id (one entry per invoice: holding it again replaces the entry)
   value  a JSON object:
