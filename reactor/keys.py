@@ -15,6 +15,7 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:undone:<invoice>` | our write-off undone: who, why, its credit note, how many times (400 days) | jobs/undo.py |
 | `{p}:credits_attempt:<invoice>` | an apply_credits sent, the credits before it (30 days) | jobs/credits.py |
 | `{p}:resource_version:<invoice>` | the newest resource_version seen (30 days) | jobs/evaluate.py |
+| `{p}:trace:<invoice>` | capped list: receipts, decisions, Chargebee calls (400 days) | ingest/events.py, jobs/trace/ |
 | `{p}:recheck:<invoice>` | the pending re-check of a time-based rule | jobs/rechecks.py |
 | `{p}:held` | hash: write-offs held by a budget | jobs/held.py |
 | `{p}:budget:day:<date>`, `{p}:budget:hour:<hour>` | budget counters (UTC) | jobs/budget.py |
@@ -76,6 +77,9 @@ class Keys:
 
     def resource_version(self, invoice_id: str) -> str:
         return f"{self.prefix}:resource_version:{invoice_id}"
+
+    def trace(self, invoice_id: str) -> str:
+        return f"{self.prefix}:trace:{invoice_id}"
 
     def recheck(self, invoice_id: str) -> str:
         return f"{self.prefix}:recheck:{invoice_id}"

@@ -4,7 +4,7 @@ import os
 
 import click
 
-from . import diff, events, held, ops, processes, rules, sweep, undo
+from . import diff, events, held, ops, processes, rules, sweep, trace, undo
 from .helpers import start_logging
 
 
@@ -24,5 +24,6 @@ for _command in (
     *held.COMMANDS,
     *sweep.COMMANDS,
     *undo.COMMANDS,
+    *trace.COMMANDS,
 ):
     main.add_command(_command)

@@ -6,5 +6,6 @@ on the blueprint before `init_admin` registers it; `undo.py` adds the Undo of a 
 
 from . import (
     diff,  # noqa: F401  (registers /admin/rules/diff on the admin blueprint)
+    trace,  # noqa: F401  (registers /admin/invoices/<id>, an invoice's timeline, on the admin blueprint)
     undo,  # noqa: F401  (registers /admin/invoices/<id>/undo on the admin blueprint)
 )

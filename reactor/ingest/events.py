@@ -23,6 +23,7 @@ from rq import Queue, Retry
 from ..config import Settings
 from ..keys import Keys
 from .enqueue import EvaluationJobs, JobSpec
+from .receipts import TRACE_CAP, TRACE_TTL, receipt
 
 JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_-]+")  # what RQ accepts in a job id (rq/job.py JOB_ID_PATTERN)
 
@@ -361,15 +362,19 @@ def evaluation_job_id(event_id: str) -> str:
     return f"evaluate-x{hashlib.sha256(event_id.encode()).hexdigest()[:40]}"
 
 
-# KEYS[1] the seen-mark, KEYS[2] the counters hash; ARGV[1] the dedupe TTL, then commands as
-# (argument count, arguments...). A command that fails un-marks the event before the error is
-# raised, so that Chargebee's retry of it is taken instead of answered as a duplicate.
+# KEYS[1] the seen-mark, KEYS[2] the counters hash, KEYS[3] the invoice's trace; ARGV[1] the dedupe
+# TTL, ARGV[2..4] the receipt of a duplicate, the trace's cap and TTL (reactor/ingest/receipts.py),
+# then commands as (argument count, arguments...). A command that fails un-marks the event before the
+# error is raised, so that Chargebee's retry of it is taken instead of answered as a duplicate.
 _ACCEPT = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   redis.call('HINCRBY', KEYS[2], 'duplicate', 1)
+  redis.call('RPUSH', KEYS[3], ARGV[2])
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
   return 0
 end
-local i = 2
+local i = 5
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   local ok = redis.pcall(unpack(ARGV, i + 1, i + n))
@@ -434,13 +439,19 @@ class EventStore:
             self.redis.hincrby(self.keys.counter(), f"ignored:{event.event_type}", 1)
             return Accepted("ignored")
         job_id = evaluation_job_id(event.id)
+        trace = self.keys.trace(event.invoice_id)
         commands: list[Any] = [
             ("SET", self.keys.event(event.id), event.raw, "EX", self.event_ttl),
             ("HINCRBY", self.keys.counter(), f"queued:{event.event_type}", 1),
             *self.jobs.commands(evaluate, JobSpec(event.id, event.event_type, event.invoice_id, job_id)),
+            # The receipt last: a failed enqueue above answers 503 before any receipt is written.
+            ("RPUSH", trace, receipt(event.id, event.event_type, event.invoice, "queued")),
+            ("LTRIM", trace, -TRACE_CAP, -1),
+            ("EXPIRE", trace, TRACE_TTL),
         ]
-        keys = [self.keys.seen(event.id), self.keys.counter()]
-        argv: list[Any] = [self.dedupe_ttl]
+        keys = [self.keys.seen(event.id), self.keys.counter(), trace]
+        duplicate = receipt(event.id, event.event_type, event.invoice, "duplicate")
+        argv: list[Any] = [self.dedupe_ttl, duplicate, TRACE_CAP, TRACE_TTL]
         for command in commands:
             argv.append(len(command))
             argv.extend(command)

@@ -18,6 +18,8 @@ from ..keys import Keys
 from ..reloads import RulesReloadReporter
 from ..rules.live import LiveRules
 from .audit import AuditLog
+from .trace.calls import record_calls
+from .trace.store import TraceLog
 
 
 @dataclass
@@ -49,11 +51,15 @@ def build_context(settings: Settings, connection: redis.Redis) -> JobContext:
         events=EventStore.from_settings(connection, queue, settings),
         # Records written without a decision (retrying, failed, ...) still name the rules in force.
         audit=AuditLog(connection, keys.audit(), rules_version=lambda: rules.current().version),
-        chargebee=ChargebeeClient(
-            settings.api_base,
-            settings.chargebee_api_key,
-            timeout=settings.http_timeout,
-            rate_limit=build_rate_limit(settings, connection),
+        # Every call lands in its invoice's trace (reactor/jobs/trace/calls.py), for `reactor trace`.
+        chargebee=record_calls(
+            ChargebeeClient(
+                settings.api_base,
+                settings.chargebee_api_key,
+                timeout=settings.http_timeout,
+                rate_limit=build_rate_limit(settings, connection),
+            ),
+            TraceLog(connection, keys),
         ),
         rules=rules,
         keys=keys,

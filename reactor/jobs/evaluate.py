@@ -15,6 +15,8 @@ from . import rechecks
 from .audit import Outcome
 from .context import JobContext
 from .stored_events import as_event
+from .trace.decisions import record_decision
+from .trace.store import TraceLog
 from .trail import event_outcome, record_outcome
 from .verify import verified_event
 from .write_off import write_off_invoice
@@ -64,6 +66,7 @@ def run_evaluation(ctx: JobContext, event_id: str, job: Job | None = None) -> di
         )
         return Outcome.STALE.result()
     decision = decide(ruleset, event, now)
+    record_decision(TraceLog(ctx.redis, ctx.keys), ruleset, event, now, decision, "the event as received")
     # The event lacks a resource (customer, subscription) that rules read, and with it a write_off
     # rule could decide: fetch the invoice and that resource, and decide on them (reactor/jobs/facts.py).
     for_facts = (

@@ -51,6 +51,8 @@ from .marks import (
 )
 from .retries import chargebee_failures
 from .stored_events import as_event, with_invoice
+from .trace.decisions import record_decision
+from .trace.store import TraceLog, tracing_invoice
 from .trail import fresh_outcome, make_record, record_outcome
 from .undone import undone_hold, write_off_generation
 
@@ -89,7 +91,8 @@ def write_off_invoice(
     lock = acquire_invoice_lock(ctx, invoice_id)
     steps.lock = lock
     try:
-        return steps.run()
+        with tracing_invoice(invoice_id):  # the customer's and subscription's calls go to its trace too
+            return steps.run()
     except _Stop as stop:
         return stop.result
     finally:
@@ -218,6 +221,7 @@ class _Steps:
         facts = complete_facts(self.ctx.chargebee, self.ruleset, fresh_event, self.now, self.renew)
         fresh_event = facts.event
         decision = decide(self.ruleset, fresh_event, self.now)
+        record_decision(TraceLog(self.ctx.redis, self.ctx.keys), self.ruleset, fresh_event, self.now, decision, after)
         if decision.action != "write_off" or decision.dry_run:
             self.ctx.redis.delete(attempt_key(self.ctx, self.invoice_id))
             outcome = fresh_outcome(decision, fetched=bool(facts.fetched), for_facts=self.for_facts)
@@ -277,5 +281,6 @@ class _Steps:
             amount_due=result.invoice.get("write_off_amount") or decision.amount_due,
             detail=f"credit_note={credit_note} replayed={str(result.replayed).lower()}",
         )
+        record.credit_note = credit_note
         commit_written_off(self.ctx, self.invoice_id, mark, record)
         return Outcome.WRITTEN_OFF.result(rule=decision.rule, credit_note=credit_note)

@@ -24,6 +24,7 @@ FIELDS = (
     "reason",
     "job_id",
     "detail",
+    "credit_note",
 )
 
 
@@ -45,6 +46,7 @@ class AuditRecord:
     event_type: str | None = None
     job_id: str | None = None
     detail: str | None = None
+    credit_note: str | None = None  # a write-off's, from Chargebee's answer; records before it have none
     at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
     id: str | None = None
 

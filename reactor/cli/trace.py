@@ -1,0 +1,41 @@
+"""`reactor trace INVOICE_OR_EVENT_ID`: the whole story of an invoice in order (reactor/jobs/trace/)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..jobs.audit import visible
+from ..jobs.trace import find_invoice, read_sources, render_text
+from .helpers import command_settings, connect
+
+
+@click.command("trace")
+@click.argument("some_id", metavar="INVOICE_OR_EVENT_ID")
+@click.option(
+    "--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
+)
+def trace(some_id: str, output: str) -> None:
+    """Every event received (duplicates and stale ones too), every decision with the facts it read and
+    which conditions held, every Chargebee call (status, idempotency key, rate-limit wait), the
+    outcome with its credit note, retries, dead letters, releases and replays with who did them.
+    Given an event id, the trace of its invoice. Exits 1 when nothing is kept about the id."""
+    settings = command_settings()
+    connection = connect(settings)
+    invoice_id = find_invoice(connection, settings, some_id)
+    if invoice_id is None:
+        raise click.ClickException(
+            f"nothing kept about {some_id!r}: no invoice or event of that id (older than its trace's 400 days,"
+            " the audit stream's cap, or mistyped?)"
+        )
+    steps = read_sources(connection, settings, invoice_id).timeline()
+    if output == "json":
+        payload = {"invoice_id": invoice_id, "asked": some_id, "steps": [step.as_dict() for step in steps]}
+        click.echo(json.dumps(payload, indent=2, default=str))
+        return
+    for line in render_text(invoice_id, steps).splitlines():
+        click.echo(visible(line))
+
+
+COMMANDS = (trace,)

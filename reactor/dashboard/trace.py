@@ -1,0 +1,31 @@
+"""`/admin/invoices/<id>`: the timeline of one invoice, as `reactor trace` prints it
+(reactor/jobs/trace/), linked from every decision row of the dashboard. An event id finds its
+invoice's page. Routes on the dashboard's `admin` blueprint (reactor/dashboard/views.py), login required."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, redirect, render_template, url_for
+
+from ..ingest.events import INVOICE_ID
+from ..jobs.trace import find_invoice, read_sources
+from .views import admin, login_required
+
+
+@admin.get("/invoices/<some_id>")
+@login_required
+def invoice_trace(some_id: str) -> Any:
+    settings = current_app.config["REACTOR_SETTINGS"]
+    connection = current_app.extensions["reactor.redis"]
+    if not INVOICE_ID.fullmatch(some_id):
+        page = {"invoice_id": some_id, "steps": [], "error": "not an invoice or event id"}
+        return render_template("admin/invoice.html", **page), 404
+    invoice_id = find_invoice(connection, settings, some_id)
+    if invoice_id is None:
+        error = "nothing kept about this id: no invoice or event of that id (expired, or mistyped?)"
+        return render_template("admin/invoice.html", invoice_id=some_id, steps=[], error=error), 404
+    if invoice_id != some_id:  # an event id: the page of its invoice, at its own address
+        return redirect(url_for("admin.invoice_trace", some_id=invoice_id))
+    steps = read_sources(connection, settings, invoice_id).timeline()
+    return render_template("admin/invoice.html", invoice_id=invoice_id, steps=steps, error=None)

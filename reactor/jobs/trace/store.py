@@ -1,0 +1,81 @@
+"""`TraceLog`: the capped Redis list `{p}:trace:<invoice>` (reactor/keys.py), and which invoice the
+job in this process is working on, so that a call whose path does not name it (a customer's, a
+subscription's) still lands in its trace.
+
+Recording never fails a job: fail closed applies to money, not to the trace. A write that fails is
+logged and dropped."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from ...ingest.receipts import TRACE_CAP, TRACE_TTL
+from ...keys import Keys
+
+log = logging.getLogger(__name__)
+
+_invoice: ContextVar[str | None] = ContextVar("reactor_trace_invoice", default=None)
+
+
+@contextmanager
+def tracing_invoice(invoice_id: str | None) -> Iterator[None]:
+    """Calls made inside belong to `invoice_id`'s trace."""
+    token = _invoice.set(invoice_id)
+    try:
+        yield
+    finally:
+        _invoice.reset(token)
+
+
+def current_invoice() -> str | None:
+    return _invoice.get()
+
+
+def now_text() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class TraceLog:
+    """Append to and read an invoice's trace; at most `cap` entries, the newest kept."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys, cap: int = TRACE_CAP, ttl: int = TRACE_TTL):
+        self.redis = connection
+        self.keys = keys
+        self.cap = cap
+        self.ttl = ttl
+
+    def add(self, invoice_id: str | None, entry: dict[str, Any]) -> None:
+        """Append one entry (stamped `at` now unless it has one). Never raises."""
+        if not invoice_id:
+            return
+        entry.setdefault("at", now_text())
+        try:
+            key = self.keys.trace(invoice_id)
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.rpush(key, json.dumps(entry, separators=(",", ":"), default=str))
+                pipe.ltrim(key, -self.cap, -1)
+                pipe.expire(key, self.ttl)
+                pipe.execute()
+        except Exception:
+            kind = entry.get("kind")
+            log.warning("could not record a %s in the trace of invoice %s", kind, invoice_id, exc_info=True)
+
+    def entries(self, invoice_id: str) -> list[dict[str, Any]]:
+        """The stored entries, oldest first; an unreadable one is skipped."""
+        found = []
+        for raw in self.redis.lrange(self.keys.trace(invoice_id), 0, -1):
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                found.append(entry)
+        return found

@@ -1,0 +1,74 @@
+"""`/admin/invoices/<id>`: an invoice's timeline on the dashboard, over real HTTP, from a write-off made
+by a real worker; linked from the decisions, behind the login."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+import requests
+
+from reactor.jobs.audit import AuditLog
+from tests.helpers import WebServer, wait_for
+from tests.integration.helpers import exhausted_invoice, make_event, post_event
+
+pytestmark = pytest.mark.integration
+
+ADMIN_USER = "oncall"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def admin_web(settings, redis_conn) -> Iterator[WebServer]:
+    server = WebServer(
+        replace(settings, admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD, admin_insecure_cookie=True)
+    )
+    yield server
+    server.stop()
+
+
+def log_in(server: WebServer) -> requests.Session:
+    browser = requests.Session()
+    form = browser.get(f"{server.url}/admin/login", timeout=5).text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf, "no CSRF token on the login page"
+    data = {"user": ADMIN_USER, "password": ADMIN_PASSWORD, "csrf": csrf.group(1)}
+    assert browser.post(f"{server.url}/admin/login", data=data, timeout=5).status_code == 200
+    return browser
+
+
+def test_the_invoice_page_shows_the_timeline_and_every_decision_links_to_it(
+    admin_web, sandbox, redis_conn, start_worker
+):
+    invoice = exhausted_invoice(sandbox)
+    event = make_event(invoice)
+    assert post_event(admin_web.webhook_url, event).status_code == 200
+    start_worker()
+    wait_for(
+        lambda: any(r.outcome == "written_off" for r in AuditLog(redis_conn).query(invoice_id=invoice["id"])),
+        timeout=30,
+        what="written_off",
+    )
+    page_url = f"{admin_web.url}/admin/invoices/{invoice['id']}"
+    anonymous = requests.get(page_url, timeout=5, allow_redirects=False)
+    assert anonymous.status_code in (302, 303) and "/admin/login" in anonymous.headers["Location"]
+
+    browser = log_in(admin_web)
+    dashboard = browser.get(f"{admin_web.url}/admin", timeout=5).text
+    assert f'href="/admin/invoices/{invoice["id"]}"' in dashboard
+
+    page = browser.get(page_url, timeout=5)
+    text = html.unescape(page.text)
+    assert page.status_code == 200
+    assert f"event {event['id']} payment_failed received: queued" in text
+    assert "held: invoice.dunning_status eq exhausted, actual 'exhausted'" in text
+    assert f"Chargebee POST /invoices/{invoice['id']}/write_off → 200" in text
+    assert "idempotency key reactor-wo-" in text and "credit note CN-" in text
+
+    by_event = browser.get(f"{admin_web.url}/admin/invoices/{event['id']}", timeout=5)
+    assert by_event.status_code == 200 and by_event.url == page_url
+    assert browser.get(f"{admin_web.url}/admin/invoices/inv_nobody", timeout=5).status_code == 404
+    assert browser.get(f"{admin_web.url}/admin/invoices/a%20b", timeout=5).status_code == 404

@@ -1,0 +1,162 @@
+"""The pure assembly of an invoice's timeline (reactor/jobs/trace/timeline.py) and of the decision
+entry it reads (decisions.py), on hand-made sources."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from reactor.ingest.receipts import receipt
+from reactor.jobs.audit import AuditRecord, Outcome
+from reactor.jobs.deadletters import DeadLetter
+from reactor.jobs.held import HeldWriteOff
+from reactor.jobs.trace.decisions import decision_entry
+from reactor.jobs.trace.timeline import build_timeline, moment, render_text
+from reactor.rules import decide, parse_rules
+
+RULES = """\
+version: 1
+mode: live
+rules:
+  - name: protect-enterprise
+    when:
+      - invoice.customer_id: {starts_with: "ent_"}
+    action: skip
+  - name: small
+    on: [payment_failed]
+    when:
+      - invoice.dunning_status: exhausted
+      - invoice.amount_due: {lte: {USD: 25}}
+    action: write_off
+"""
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+
+
+def at(second: int, ms: int = 0) -> str:
+    return datetime(2026, 11, 26, 12, 0, second, ms * 1000, tzinfo=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def call(second: int, method: str, path: str, status: int, **fields: object) -> dict:
+    entry = {"kind": "call", "at": at(second), "method": method, "path": path, "status": status, "waited_s": 0.0}
+    return {**entry, "elapsed_ms": 12, **fields}
+
+
+def event(amount: int = 1250, customer: str = "cus_1") -> dict:
+    invoice = {"id": "inv_1", "customer_id": customer, "dunning_status": "exhausted", "amount_due": amount}
+    invoice["status"] = "not_paid"
+    return {"id": "ev_1", "event_type": "payment_failed", "content": {"invoice": {**invoice, "currency_code": "USD"}}}
+
+
+def test_steps_from_every_source_come_out_in_time_order_whatever_order_they_came_in():
+    written = AuditRecord("ev_1", "inv_1", Outcome.WRITTEN_OFF, amount_due=1250, currency="USD", at=at(3))
+    letter = DeadLetter("evaluate-ev_0", "ev_0", "payment_failed", "inv_1", "HTTP 500", 3, moment(at(1)), "")
+    held = HeldWriteOff("inv_1", "ev_1", "small", 1250, "USD", held_at=at(2), reason="max_per_day")
+    entries = [
+        call(4, "POST", "/invoices/inv_1/write_off", 200),
+        json.loads(receipt("ev_1", "payment_failed", {}, "queued", moment(at(0)))),
+    ]
+
+    steps = build_timeline(entries, [written], [letter], held)
+
+    assert [s.kind for s in steps] == ["receipt", "dead_letter", "held", "outcome", "call"]
+    assert [s.at for s in steps] == sorted(s.at for s in steps)
+
+
+def test_steps_at_one_moment_keep_their_sources_order_and_an_undated_one_comes_first():
+    record = AuditRecord("ev_1", "inv_1", Outcome.RETRYING, at=at(5))
+    steps = build_timeline([call(5, "POST", "/x", 429), {"kind": "call", "method": "GET", "path": "/y"}], [record])
+    assert [(s.kind, s.data.get("path")) for s in steps] == [("call", "/y"), ("call", "/x"), ("outcome", None)]
+
+
+def test_a_call_shows_status_wait_idempotency_key_replay_retry_after_and_the_credit_note():
+    entry = call(
+        1,
+        "POST",
+        "/invoices/inv_1/write_off",
+        200,
+        waited_s=1.25,
+        idempotency_key="reactor-wo-abc",
+        replayed=True,
+        credit_note={"id": "CN-1", "amount": 1250, "currency": "USD"},
+    )
+    throttled = call(2, "GET", "/invoices/inv_1", 429, retry_after="3", error_code="api_request_limit_exceeded")
+    first, second = build_timeline([entry, throttled], [])
+
+    assert first.title == "Chargebee POST /invoices/inv_1/write_off → 200"
+    assert first.details == (
+        "waited 1.25 s for the rate limit, answered in 12 ms",
+        "idempotency key reactor-wo-abc (replayed by Chargebee)",
+        "credit note CN-1: 12.50 USD",
+    )
+    assert "Retry-After 3 s" in second.details and "error api_request_limit_exceeded" in second.details
+
+
+def test_receipts_say_queued_or_duplicate_with_the_resource_version():
+    queued = json.loads(receipt("ev_1", "payment_failed", {"resource_version": 17}, "queued", moment(at(0))))
+    duplicate = json.loads(receipt("ev_1", "payment_failed", None, "duplicate", moment(at(1))))
+    first, second = build_timeline([queued, duplicate], [])
+    assert first.title == "event ev_1 payment_failed received: queued for evaluation"
+    assert first.details == ("resource_version 17",)
+    assert "duplicate: this event id was already taken, nothing done" in second.title and second.details == ()
+
+
+def test_a_decision_lists_the_rules_read_up_to_the_deciding_one_with_each_condition():
+    ruleset = parse_rules(RULES)
+    entry = decision_entry(ruleset, event(), NOW, decide(ruleset, event(), NOW), "the event as received")
+    entry["at"] = at(1)
+    (step,) = build_timeline([entry], [])
+
+    assert step.title.startswith("decision on the event as received: write_off by rule small, rules ")
+    assert step.details[1:] == (
+        "rule protect-enterprise (skip): did not match",
+        "  failed: invoice.customer_id starts_with ent_, actual 'cus_1'",
+        "rule small (write_off): decided",
+        "  held: invoice.dunning_status eq exhausted, actual 'exhausted'",
+        "  held: invoice.amount_due lte {USD: 25}, actual 12.50 USD",
+        "safety checks: passed",
+    )
+
+
+def test_a_decision_a_safety_check_blocked_names_it():
+    ruleset = parse_rules(RULES)
+    seen = event()
+    seen["content"]["invoice"]["status"] = "paid"
+    entry = decision_entry(ruleset, seen, NOW, decide(ruleset, seen, NOW), "fresh invoice")
+    details = build_timeline([entry], [])[0].details
+    assert details[-1] == "safety checks: blocked by invoice.status" and "paid" in details[0]
+
+
+def test_a_decision_of_no_rule_lists_every_rule_and_a_missing_fact_reads_missing():
+    ruleset = parse_rules(RULES)
+    seen = event(amount=9000)
+    del seen["content"]["invoice"]["dunning_status"]
+    entry = decision_entry(ruleset, seen, NOW, decide(ruleset, seen, NOW), "fresh invoice")
+
+    assert [rule["rule"] for rule in entry["rules"]] == ["protect-enterprise", "small"]
+    conditions = {c["field"]: (c["actual"], c["held"]) for c in entry["rules"][1]["conditions"]}
+    assert conditions["invoice.dunning_status"] == (None, False)
+    assert "actual (missing)" in "\n".join(build_timeline([entry], [])[0].details)
+
+
+def test_an_outcome_shows_its_credit_note_and_who_replayed():
+    written = AuditRecord("ev_1", "inv_1", Outcome.WRITTEN_OFF, amount_due=1250, currency="USD", rule="small")
+    written.credit_note, written.at = "CN-7", at(2)
+    replayed = AuditRecord("ev_1", "inv_1", Outcome.REPLAYED, detail="by ops@host", at=at(1))
+    first, second = build_timeline([], [written, replayed])
+    assert (first.title, first.details) == ("outcome replayed", ("detail: by ops@host", "event: ev_1"))
+    assert second.title == "outcome written_off, 12.50 USD, rule small" and "credit note: CN-7" in second.details
+
+
+def test_an_entry_of_an_unknown_kind_is_kept_and_the_text_is_one_line_a_step_with_details_indented():
+    steps = build_timeline([{"kind": "refund", "at": at(1)}], [AuditRecord(None, "inv_1", "future_word", at="bad")])
+    text = render_text("inv_1", steps).splitlines()
+    assert text[0] == "invoice inv_1: 2 steps (times in UTC)"
+    assert text[1].startswith("(no time)") and "outcome future_word" in text[1]
+    assert text[2] == "2026-11-26 12:00:01.000Z  refund       refund (recorded by a newer release)"
+
+
+def test_an_audit_record_written_before_the_credit_note_field_still_reads():
+    fields = {"at": at(1), "event_id": "ev_1", "invoice_id": "inv_1", "outcome": "written_off", "detail": "x"}
+    record = AuditRecord.from_fields("1-0", fields)
+    assert record.credit_note is None and record.outcome == Outcome.WRITTEN_OFF
+    assert AuditRecord.from_fields("1-0", {**fields, "credit_note": "CN-1"}).credit_note == "CN-1"
