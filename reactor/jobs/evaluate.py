@@ -66,7 +66,7 @@ def run_evaluation(ctx: JobContext, event_id: str, job: Job | None = None) -> di
         )
         return Outcome.STALE.result()
     decision = decide(ruleset, event, now)
-    record_decision(TraceLog(ctx.redis, ctx.keys), ruleset, event, now, decision, "the event as received")
+    record_decision(TraceLog(ctx.redis, ctx.keys), ruleset, event, now, decision, "event as received")
     # The event lacks a resource (customer, subscription) that rules read, and with it a write_off
     # rule could decide: fetch the invoice and that resource, and decide on them (reactor/jobs/facts.py).
     for_facts = (

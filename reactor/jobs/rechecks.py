@@ -37,6 +37,8 @@ from ..rules import Decision, RuleSet, decide, earliest_recheck
 from .audit import Outcome
 from .retries import defer
 from .stored_events import as_event, with_invoice
+from .trace.decisions import record_decision
+from .trace.store import TraceLog
 from .trail import recheck_outcome, record_outcome
 from .write_off import write_off_invoice
 
@@ -232,6 +234,7 @@ def run_recheck(ctx: JobContext, invoice_id: str, job: Job | None = None) -> dic
         return Outcome.RECHECK_CANCELLED.result()
     ruleset = ctx.rules.current()
     decision = decide(ruleset, fresh_event, now)
+    record_decision(TraceLog(ctx.redis, ctx.keys), ruleset, fresh_event, now, decision, "re-check, fresh invoice")
     if decision.action != "write_off" or decision.dry_run:
         _forget(ctx, invoice_id, pending)
         outcome = recheck_outcome(decision)

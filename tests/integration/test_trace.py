@@ -50,7 +50,7 @@ def test_trace_tells_receipt_decision_calls_and_credit_note_in_order(written_off
     text = result.output
 
     assert f"event {event['id']} payment_failed received: queued" in text
-    assert "decision on the event as received: write_off by rule dunning-exhausted-small-balance" in text
+    assert "decision (event as received): write_off by rule dunning-exhausted-small-balance" in text
     assert "held: invoice.dunning_status eq exhausted, actual 'exhausted'" in text
     assert "held: invoice.amount_due lte {USD: 25, EUR: 20, JPY: 3000}, actual 12.50 USD" in text
     assert "safety checks: passed" in text
@@ -60,7 +60,7 @@ def test_trace_tells_receipt_decision_calls_and_credit_note_in_order(written_off
     assert f"credit note {note['cn_id']}: 12.50 USD" in text
     assert "outcome written_off, 12.50 USD, rule dunning-exhausted-small-balance" in text
     assert "duplicate: this event id was already taken" in text
-    order = [text.index(s) for s in ("received: queued", "decision on", "/write_off → 200", "outcome written_off")]
+    order = [text.index(s) for s in ("received: queued", "decision (", "/write_off → 200", "outcome written_off")]
     assert order == sorted(order), text
 
 

@@ -87,7 +87,7 @@ def receipt_step(entry: dict[str, Any]) -> Step:
 def decision_step(entry: dict[str, Any]) -> Step:
     mode = " (dry run)" if entry.get("dry_run") else ""
     by = f"rule {entry['rule']}" if entry.get("rule") else "no rule"
-    title = f"decision on {entry.get('stage')}: {entry.get('action')}{mode} by {by}, rules {entry.get('rules_version')}"
+    title = f"decision ({entry.get('stage')}): {entry.get('action')}{mode} by {by}, rules {entry.get('rules_version')}"
     details = [f"reason: {entry.get('reason')}"]
     for rule in entry.get("rules") or ():
         if rule.get("skipped_by_on"):

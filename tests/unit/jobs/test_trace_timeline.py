@@ -102,11 +102,11 @@ def test_receipts_say_queued_or_duplicate_with_the_resource_version():
 
 def test_a_decision_lists_the_rules_read_up_to_the_deciding_one_with_each_condition():
     ruleset = parse_rules(RULES)
-    entry = decision_entry(ruleset, event(), NOW, decide(ruleset, event(), NOW), "the event as received")
+    entry = decision_entry(ruleset, event(), NOW, decide(ruleset, event(), NOW), "event as received")
     entry["at"] = at(1)
     (step,) = build_timeline([entry], [])
 
-    assert step.title.startswith("decision on the event as received: write_off by rule small, rules ")
+    assert step.title.startswith("decision (event as received): write_off by rule small, rules ")
     assert step.details[1:] == (
         "rule protect-enterprise (skip): did not match",
         "  failed: invoice.customer_id starts_with ent_, actual 'cus_1'",
