@@ -10,8 +10,8 @@ Safe to run again, as the write-off is (reactor/jobs/write_off.py):
 2. a credits mark, written before the POST, keeps the invoice's `credits_applied` as it was; a
    later run (the worker killed after the call, before its record) that finds the fresh invoice's
    `credits_applied` above it knows the call went through, records it, and does not call again;
-3. a stable `chargebee-idempotency-key` per (site, invoice, rule) and a fixed comment, so a
-   repeated call within Chargebee's window is answered as a replay;
+3. a stable `chargebee-idempotency-key` per (site, invoice, rule, credits applied before) and a
+   fixed comment, so a repeated call within Chargebee's window is answered as a replay;
 4. the record of the credits and the removal of the mark happen in one transaction.
 """
 
@@ -38,9 +38,13 @@ CREDITS_MARK_TTL = 30 * 24 * 3600  # as long as a stored event: a replay from th
 APPLICABLE_STATUSES = ("not_paid", "payment_due", "posted")  # apply_credits' prerequisites
 
 
-def credits_key(site: str, invoice_id: str, rule: str | None) -> str:
-    """Stable per (site, invoice, rule), at most 100 characters as Chargebee requires."""
-    digest = hashlib.sha256(f"credits\x00{site}\x00{invoice_id}\x00{rule or ''}".encode()).hexdigest()
+def credits_key(site: str, invoice_id: str, rule: str | None, credits_before: int = 0) -> str:
+    """Stable per (site, invoice, rule, the invoice's credits_applied before the call), at most 100
+    characters as Chargebee requires: a run after a call that did not land sends the same request
+    again, and a later application (credits added after a write-off was undone) is a new one, never
+    answered with the first one's replay."""
+    text = f"credits\x00{site}\x00{invoice_id}\x00{rule or ''}\x00{credits_before}"
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return f"reactor-ac-{digest[:48]}"
 
 
@@ -64,7 +68,7 @@ def apply_credits_first(
     available = customer_credits(ctx, invoice, renew)
     if isinstance(available, str) or available <= 0:
         return available or None
-    key = credits_key(ctx.settings.chargebee_site or ctx.settings.api_base or "", invoice_id, decision.rule)
+    key = credits_key(ctx.settings.chargebee_site or ctx.settings.api_base or "", invoice_id, decision.rule, before)
     _save_mark(ctx, job, invoice_id, key, decision, before, fresh_event)
     renew()
     after = _send(ctx, invoice_id, key, decision.rule)

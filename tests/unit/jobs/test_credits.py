@@ -33,3 +33,4 @@ def test_the_credits_key_is_stable_short_and_not_the_write_offs():
     assert key.startswith("reactor-ac-")
     assert key != credits_key("acme", "inv_1", "rule-b") != credits_key("acme-test", "inv_1", "rule-a")
     assert key != idempotency_key("acme", "inv_1", "rule-a")
+    assert credits_key("acme", "inv_1", "rule-a", 500) != key  # a later application is a new request
