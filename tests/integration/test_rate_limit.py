@@ -40,9 +40,11 @@ def test_three_workers_never_exceed_the_shared_limit_in_any_window(
     times = [c["at"] for c in sandbox.state.calls()]
     assert len(times) == 400
     assert all(c["status"] == 200 for c in sandbox.state.calls()), "no 429s expected under our own limit"
-    # The sandbox stamps a call when it answers, a few ms after the worker took its slot; a 0.3 s
-    # margin absorbs that jitter, while three per-worker budgets would show up as ~180 per window.
-    assert most_calls_in_any_window(times, 3.0 - 0.3) <= 60
+    # The sandbox stamps a call when it answers, after the worker took its slot: a few ms on an
+    # idle machine, up to a second or more on a loaded one (a call granted at the end of one window
+    # can land next to the next window's). Counting in half a window leaves 1.5 s for that delay;
+    # three per-worker budgets would still show up as up to 180 calls in it.
+    assert most_calls_in_any_window(times, 3.0 / 2) <= 60
     assert max(times) - min(times) >= (400 / 60 - 1) * 3.0 - 0.5, "the calls went faster than the limit allows"
 
 
@@ -59,7 +61,9 @@ def test_a_429_from_chargebee_pauses_every_worker_for_its_retry_after(
 
     calls = sandbox.state.calls()
     limited_at = next(c["at"] for c in calls if c["status"] == 429)
-    during_pause = [c for c in calls if limited_at < c["at"] < limited_at + 3.0 - 0.3]
-    # At most the other worker's request already on the wire when the 429 came back.
-    assert len(during_pause) <= 1, [(round(c["at"] - limited_at, 2), c["path"]) for c in during_pause]
+    # The worker that met the 429 sets the pause a moment after the sandbox answered it (on a loaded
+    # machine, up to a second), and the other worker's request may already be on the wire: calls
+    # still land in that first second. After it, and until Retry-After has passed, none may.
+    during_pause = [c for c in calls if limited_at + 1.0 < c["at"] < limited_at + 3.0 - 0.3]
+    assert during_pause == [], [(round(c["at"] - limited_at, 2), c["path"]) for c in during_pause]
     assert len([c for c in calls if c["at"] > limited_at]) >= 19
