@@ -203,3 +203,17 @@ def test_every_module_belongs_to_a_wing():
         if name not in {"reactor", "reactor.__main__"} and wing_of(name) is None and not within(name, TOP)
     ]
     assert not loose, "modules in no wing of WINGS: " + ", ".join(loose)
+
+
+def test_docs_design_names_every_module():
+    """docs/design.md's Modules section is the map a newcomer reads: a module it does not name is
+    one they cannot find, so a new module comes with its line there."""
+    design = (PACKAGE_DIR.parent / "docs" / "design.md").read_text(encoding="utf-8")
+    unnamed = [
+        str(path.relative_to(PACKAGE_DIR))
+        for path in sorted(PACKAGE_DIR.rglob("*.py"))
+        if path.name not in {"__init__.py", "__main__.py"}
+        and f"`{path.name}`" not in design
+        and f"{path.parent.name}/{path.name}`" not in design
+    ]
+    assert unnamed == [], f"add these to docs/design.md's Modules tables: {unnamed}"
