@@ -5,6 +5,9 @@
     context.py        JobContext, what a job needs, built once per worker process
     evaluate.py       run_evaluation, run_release
     write_off.py      write_off_invoice and what makes running it twice harmless
+    send.py           the write_off call (budget, attempt mark, idempotency key) and its commit
+    credits.py        apply_credits_first, before the write-off
+    undo.py, undone.py  reactor undo, and the undone hold every job reads
     budget.py         the budgets reserved right before write_off
     held.py           write-offs held back by a budget, and their release
     rechecks.py       re-checks scheduled for time-based rules
@@ -14,7 +17,8 @@
     retries.py        what an error means for RQ's next attempt
 
 and, for the worker and the commands alike: audit/ (Outcome, the decision trail), deadletters/,
-sweep.py and sweep_report.py, facts.py, worker.py.
+sweep.py and sweep_report.py, facts.py, worker.py, trace/ (an invoice's story), rules_diff.py and
+diff_formats.py (reactor rules diff), replay.py (events replay by selection).
 
 docs/guarantees.md says what each guarantee of the write-off holds, and which test proves it.
 """
@@ -37,8 +41,9 @@ from .context import JobContext, build_context, build_rate_limit, current_contex
 from .evaluate import run_evaluation, run_release
 from .rechecks import run_recheck
 from .retries import will_retry
+from .send import idempotency_key
 from .trail import record_outcome
-from .write_off import idempotency_key, write_off_invoice
+from .write_off import write_off_invoice
 
 __all__ = [
     "JobContext",

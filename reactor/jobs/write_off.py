@@ -12,7 +12,7 @@ the dead letters, a worker killed mid-call). What makes a second run harmless:
    that finds the invoice written off records that write-off instead of deciding anew;
 4. the invoice is fetched fresh and decided again: a paid invoice no longer matches;
 5. a stable `chargebee-idempotency-key` per (site, invoice, rule), so a repeated call within
-   Chargebee's window is answered as a replay;
+   Chargebee's window is answered as a replay (reactor/jobs/send.py, with the budget and the call);
 6. `invalid_state_for_request` from Chargebee means settled elsewhere, which is not a failure;
 7. an event older (by `resource_version`) than one already seen for its invoice is not acted on.
 
@@ -21,7 +21,6 @@ docs/guarantees.md says what each of these guarantees, and which test proves it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime
 from typing import Any, NoReturn
@@ -30,12 +29,11 @@ import redis
 from redis.lock import Lock
 from rq.job import Job
 
-from ..chargebee import ChargebeeError, InvalidStateError, NotFoundError, Throttled, WriteOffResult
+from ..chargebee import InvalidStateError, NotFoundError, WriteOffResult
 from ..rules import Decision, RuleSet, decide
 from ..rules.facts import unresolved
 from ..rules.safety import gone_reason
 from .audit import Outcome
-from .budget import reserve
 from .context import JobContext
 from .credits import apply_credits_first, recover_credits
 from .facts import complete_facts
@@ -43,29 +41,19 @@ from .held import hold_write_off
 from .marks import (
     acquire_invoice_lock,
     attempt_key,
-    commit_written_off,
     confirm_interrupted,
     load_attempt,
     renew_lock,
-    save_attempt,
 )
 from .retries import chargebee_failures
+from .send import commit_write_off, send_write_off
 from .stored_events import as_event, with_invoice
 from .trace.decisions import record_decision
 from .trace.store import TraceLog, tracing_invoice
-from .trail import fresh_outcome, make_record, record_outcome
-from .undone import undone_hold, write_off_generation
+from .trail import fresh_outcome, record_outcome
+from .undone import undone_hold
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
-
-
-def idempotency_key(site: str, invoice_id: str, rule: str | None, generation: int = 0) -> str:
-    """Stable per (site, invoice, rule), at most 100 characters as Chargebee requires. `generation`
-    counts the undos of our write-off (reactor/jobs/undone.py): the write-off after an undo is a new
-    request, which Chargebee must not answer with the replay of the undone one."""
-    text = f"{site}\x00{invoice_id}\x00{rule or ''}" + (f"\x00{generation}" if generation else "")
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    return f"reactor-wo-{digest[:48]}"
 
 
 def write_off_invoice(
@@ -234,53 +222,26 @@ class _Steps:
         return fresh_event, decision
 
     def send(self, fresh_event: dict[str, Any], decision: Decision, attempt: dict[str, Any] | None) -> WriteOffResult:
-        """Take the budget (or hold the write-off), mark the attempt, and call write_off with a stable
-        idempotency key and, on a repeat, the comment sent the first time."""
-        ctx = self.ctx
-        site = ctx.settings.chargebee_site or ctx.settings.api_base or ""
-        key = idempotency_key(site, self.invoice_id, decision.rule, write_off_generation(ctx, self.invoice_id))
-        comment = decision.comment
-        if attempt is not None and attempt.get("key") == key:
-            comment = attempt.get("comment")  # the same parameters, or Chargebee refuses the key (422)
-        reservation = reserve(
-            ctx.redis,
-            self.ruleset.limits,
-            decision.currency or "",
-            decision.amount_due or 0,
-            self.now,
-            prefix=ctx.keys.prefix,
-            enforce=self.check_budget,
-        )
-        if isinstance(reservation, str):
-            raise _Stop(hold_write_off(ctx, self.job, fresh_event, self.invoice_id, decision, reservation, self.now))
-        self.renew()
-        save_attempt(ctx, self.invoice_id, key, decision.rule, comment, self.event, self.job, self.now)
-        try:
-            return ctx.chargebee.write_off(self.invoice_id, comment, key)
-        except ChargebeeError as exc:
-            if (exc.status is not None and exc.status < 500) or isinstance(exc, Throttled):
-                reservation.give_back()  # refused, so certainly not written off; a timeout or 5xx may have been
-            raise
-
-    def commit(self, fresh_event: dict[str, Any], decision: Decision, result: WriteOffResult) -> dict[str, Any]:
-        """The `written_off` mark and its audit record, with the credit note from Chargebee's answer."""
-        credit_note = (result.credit_note or {}).get("id")
-        mark = {
-            "at": self.now.isoformat(),
-            "rule": decision.rule,
-            "credit_note": credit_note,
-            "event_id": self.event.get("id"),
-            "replayed": result.replayed,
-        }
-        record = make_record(
+        """The budget, the attempt mark and the call (reactor/jobs/send.py); a budget that refuses
+        holds the write-off instead."""
+        sent = send_write_off(
             self.ctx,
             self.job,
-            fresh_event,
+            self.event,
+            self.invoice_id,
             decision,
-            Outcome.WRITTEN_OFF,
-            amount_due=result.invoice.get("write_off_amount") or decision.amount_due,
-            detail=f"credit_note={credit_note} replayed={str(result.replayed).lower()}",
+            attempt,
+            limits=self.ruleset.limits,
+            now=self.now,
+            enforce_budget=self.check_budget,
+            renew=self.renew,
         )
-        record.credit_note = credit_note
-        commit_written_off(self.ctx, self.invoice_id, mark, record)
-        return Outcome.WRITTEN_OFF.result(rule=decision.rule, credit_note=credit_note)
+        if isinstance(sent, str):
+            held = hold_write_off(self.ctx, self.job, fresh_event, self.invoice_id, decision, sent, self.now)
+            raise _Stop(held)
+        return sent
+
+    def commit(self, fresh_event: dict[str, Any], decision: Decision, result: WriteOffResult) -> dict[str, Any]:
+        """The `written_off` mark and its audit record (reactor/jobs/send.py)."""
+        ctx, job, invoice_id = self.ctx, self.job, self.invoice_id
+        return commit_write_off(ctx, job, self.event, fresh_event, invoice_id, decision, result, self.now)

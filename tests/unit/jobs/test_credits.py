@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from reactor.jobs.credits import credits_key, refundable_in
-from reactor.jobs.write_off import idempotency_key
+from reactor.jobs.send import idempotency_key
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from reactor.jobs.send import idempotency_key
 from reactor.jobs.undo import UndoResult, undo_key, write_off_gone, write_off_note
-from reactor.jobs.write_off import idempotency_key
 
 
 def note(cn_id: str = "CN-1", status: str = "adjusted", reason: str = "Write Off") -> dict:
