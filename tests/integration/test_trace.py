@@ -8,7 +8,8 @@ import json
 import pytest
 from rq.registry import FailedJobRegistry
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditLog, AuditRecord, Outcome
+from reactor.keys import Keys
 from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 from tests.integration.ops_helpers import reactor
@@ -144,3 +145,14 @@ def test_an_unknown_id_exits_1_in_one_line(redis_conn, settings, sandbox):
         "Error: nothing kept about 'inv_nobody_knows': no invoice or event of that id (older than its trace's"
         " 400 days, the audit stream's cap, or mistyped?)"
     ]
+
+
+def test_an_empty_id_names_no_invoice(redis_conn, settings, sandbox):
+    """A release is recorded without an event id: an empty id must not find that record's invoice."""
+    audit = AuditLog(redis_conn, Keys(settings.key_prefix).audit())
+    audit.append(AuditRecord(event_id=None, invoice_id="inv_released", outcome=Outcome.RELEASED, reason="by ops@host"))
+    assert reactor(settings, "trace", "inv_released").exit_code == 0
+
+    result = reactor(settings, "trace", "")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: nothing kept about '': no invoice or event of that id")

@@ -46,7 +46,10 @@ def read_sources(connection: redis.Redis, settings: Settings, invoice_id: str) -
 
 def find_invoice(connection: redis.Redis, settings: Settings, some_id: str) -> str | None:
     """The invoice `some_id` names: itself when anything is kept about an invoice of that id, else
-    the invoice of the event of that id (its stored copy, else its audit records); None when neither."""
+    the invoice of the event of that id (its stored copy, else its audit records); None when neither.
+    An empty id names nothing (the audit filters read an empty id as no filter at all)."""
+    if not some_id:
+        return None
     keys = Keys(settings.key_prefix)
     if connection.exists(keys.trace(some_id)):
         return some_id
