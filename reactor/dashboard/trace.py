@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import current_app, redirect, render_template, url_for
 
-from ..ingest.events import INVOICE_ID
+from ..ingest.envelope import INVOICE_ID
 from ..jobs.trace import find_invoice, read_sources
 from .views import admin, login_required
 

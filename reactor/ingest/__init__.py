@@ -2,7 +2,8 @@
 
     webhook.py   the `/webhooks/chargebee` endpoint: auth, screening, media type, size, answer
     guard.py     the client address behind trusted proxies, the CIDR allow-list, the failed-auth limit
-    events.py    the envelope parser (`parse_event`, `Event`) and `EventStore` (dedupe + store + enqueue)
+    envelope.py  the envelope parser (`parse_event`, `Event`): what Chargebee could have sent
+    events.py    `EventStore` (dedupe + store + enqueue) and the evaluation job's id
     enqueue.py   the Redis writes RQ makes to enqueue a job, captured once per process
 
 Nothing here imports the jobs: the evaluation is enqueued by its path (reactor/keys.py).

@@ -18,7 +18,8 @@ from prometheus_client import Counter, Histogram
 
 from ..config import Settings
 from ..keys import EVALUATE_JOB
-from .events import EnvelopeError, Event, EventStore, parse_event
+from .envelope import EnvelopeError, Event, parse_event
+from .events import EventStore
 from .guard import WebhookGuard
 
 log = logging.getLogger(__name__)

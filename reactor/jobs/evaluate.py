@@ -8,7 +8,7 @@ from typing import Any
 
 from rq.job import Job
 
-from ..ingest.events import Event
+from ..ingest.envelope import Event
 from ..rules import decide
 from ..rules.facts import facts_worth_fetching
 from . import rechecks

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..ingest.events import Event
+from ..ingest.envelope import Event
 
 
 def as_event(data: Mapping[str, Any]) -> Event:

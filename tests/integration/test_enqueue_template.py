@@ -10,7 +10,8 @@ from rq import Queue, Retry
 from rq.job import Job
 
 from reactor.ingest.enqueue import EvaluationJobs, JobSpec
-from reactor.ingest.events import EventStore, evaluation_job_id, parse_event
+from reactor.ingest.envelope import parse_event
+from reactor.ingest.events import EventStore, evaluation_job_id
 
 pytestmark = pytest.mark.integration
 

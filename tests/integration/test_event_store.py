@@ -9,7 +9,8 @@ import pytest
 import redis
 from rq import Queue
 
-from reactor.ingest.events import EventStore, parse_event
+from reactor.ingest.envelope import parse_event
+from reactor.ingest.events import EventStore
 
 pytestmark = pytest.mark.integration
 

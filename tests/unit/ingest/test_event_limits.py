@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from reactor.ingest.events import (
+from reactor.ingest.envelope import (
     INT64_MAX,
     INT64_MIN,
     INVOICE_AMOUNTS,

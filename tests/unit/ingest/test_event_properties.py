@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq.job import JOB_ID_PATTERN, validate_job_id
 
-from reactor.ingest.events import (
+from reactor.ingest.envelope import (
     EVENT_ID,
     INVOICE_ID,
     MAX_EVENT_ID_LENGTH,
@@ -24,10 +24,10 @@ from reactor.ingest.events import (
     RESOURCE_VERSION_MAX_AHEAD_MS,
     EnvelopeError,
     Event,
-    Keys,
-    evaluation_job_id,
     parse_event,
 )
+from reactor.ingest.events import evaluation_job_id
+from reactor.keys import Keys
 
 BOUNDED = settings(max_examples=400, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
 

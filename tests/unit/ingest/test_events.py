@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from reactor.ingest.events import EnvelopeError, parse_event
+from reactor.ingest.envelope import EnvelopeError, parse_event
 
 
 def body(**fields):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from reactor.ingest.events import EnvelopeError, parse_event
+from reactor.ingest.envelope import EnvelopeError, parse_event
 from reactor.ingest.webhook import unsupported_media
 
 EVENT = {"id": "ev_1", "event_type": "payment_failed", "api_version": "v2", "content": {"invoice": {"id": "6"}}}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reactor.ingest.events import parse_event
+from reactor.ingest.envelope import parse_event
 from reactor.jobs.stored_events import as_event, with_invoice
 
 STORED = {

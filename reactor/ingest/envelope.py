@@ -1,0 +1,337 @@
+"""The Chargebee event envelope: parse it and refuse what Chargebee could not have sent.
+
+`parse_event` reads a webhook body strictly (JSON, UTF-8, no lone surrogates) into an `Event`, and
+checks the ids, times, amounts and versions it carries against what Chargebee's API allows, so that
+nothing odd reaches Redis, RQ job ids, the audit or an API path; each refusal is an `EnvelopeError`
+naming the field (the webhook answers it 400). The store that accepts a parsed event is
+reactor/ingest/events.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+# -- What the ids, times and amounts of an event may be -------------------------------------------
+# Sources: [SPEC] Chargebee's OpenAPI spec, github.com/chargebee/openapi
+# spec/chargebee_api_v2_pc_v2_spec.yaml (version 2026-09-24);
+# [NUMBERING] https://www.chargebee.com/docs/invoice-numbering.html.
+# The spec gives lengths and types but no `pattern` for any of these ids, so every alphabet below is
+# a choice, and where it is not confirmed it only admits characters that are harmless as they are
+# used here: in Redis keys, in RQ job ids (`evaluate-<event id>`) and, percent-quoted, in the path of
+# a Chargebee API call (where quoting cannot help `.` and `..`, so those are refused by name).
+
+# Event ids: at most 40 characters [SPEC Event.id]. Alphabet UNCONFIRMED: Chargebee makes them itself
+# and every one seen is `ev_` and letters/digits (the real payloads in tests/fixtures/chargebee/).
+# Exactly RQ's job-id alphabet, so `evaluate-<id>` is a valid RQ job id for every id accepted.
+MAX_EVENT_ID_LENGTH = 40
+EVENT_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_EVENT_ID_LENGTH}}}")
+
+# Invoice ids: at most 50 characters [SPEC Invoice.id, Transaction.linked_invoices[].invoice_id].
+# Chargebee numbers invoices itself from an alphanumeric prefix, a date prefix, '-' separators and
+# digits, e.g. "6", "19", "CB-10001", "2017-12-24-10001" [NUMBERING]; confirmed: letters, digits, '-'.
+# UNCONFIRMED: ids of imported invoices, which the API lets the caller choose; '_' and '.' are also
+# taken (harmless in a key and a quoted path segment), but not a path of dots. Refused: whitespace,
+# control characters, '/', '?', '#', '%', backslash, quotes, anything else and non-ASCII. An id with a '/'
+# could not be written off anyway: Chargebee does not read %2F in a path (chargebee-go PR #40).
+MAX_RESOURCE_ID_LENGTH = 50
+INVOICE_ID = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_RESOURCE_ID_LENGTH}}}")
+
+# Customer and subscription ids: at most 50 characters [SPEC Customer.id, Subscription.id,
+# Invoice.customer_id, Invoice.subscription_id]. The merchant chooses them, and real ones contain
+# spaces and brackets ("Customer [Dotcom]", chargebee-ruby issue #70), '/' ("ACME GmbH/Company GmbH",
+# chargebee-go PR #40) and '|' ("auth0|...", chargebee-js-wrappers issue #153), so those are taken:
+# the reactor only reads these ids (rules, audit, comments), it never puts them in a key, a job id
+# or a path. Refused: control and other unprintable characters (str.isprintable), whitespace at
+# either end, quotes, backslash, '%', '?', '#', and '.' / '..'. Non-ASCII letters are taken: whether
+# Chargebee refuses them is UNCONFIRMED, and they are harmless here.
+ACCOUNT_ID_REFUSED = frozenset("\"'`\\%?#")
+
+# Unix times in seconds [SPEC `format: unix-time`]: 0 up to 2**32 - 1 (2106-02-07). Far wider than any
+# date a live invoice carries, and far inside what datetime (year 9999) and float arithmetic hold,
+# so that "due_date + N days" cannot overflow in a worker (a huge due_date once raised OverflowError
+# there on every retry).
+MIN_UNIX_TIME = 0
+MAX_UNIX_TIME = 2**32 - 1
+INVOICE_TIMES = (
+    "date",
+    "due_date",
+    "next_retry_at",
+    "expected_payment_date",
+    "updated_at",
+    "paid_at",
+    "voided_at",
+    "generated_at",
+)
+
+# Amounts in minor units are int64 [SPEC Invoice.total, amount_due, ...: `format: int64`].
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INVOICE_AMOUNTS = (
+    "total",
+    "sub_total",
+    "tax",
+    "amount_due",
+    "amount_paid",
+    "amount_adjusted",
+    "write_off_amount",
+    "credits_applied",
+    "amount_to_collect",
+    "round_off_amount",
+    "new_sales_amount",
+)
+
+# resource_version is Chargebee's clock in milliseconds at the change [SPEC: "updated with a new
+# timestamp in milliseconds"], so a genuine one is in the past by the time the event reaches us.
+# A version from the future would make every genuine later event of that invoice `stale` until our
+# clock passes it (the stored version lives REACTOR_EVENT_TTL, 30 days). One day ahead is allowed:
+# far more than any clock skew between Chargebee and this host, and the most a forged version can
+# then silence an invoice for.
+RESOURCE_VERSION_MAX_AHEAD_MS = 24 * 3600 * 1000
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")  # \ud800 to \udfff, as JSON writes them
+
+
+class EnvelopeError(ValueError):
+    """The body is not a Chargebee event we can accept; the message says why (answered as 400)."""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    event_type: str
+    content: dict[str, Any]
+    raw: bytes
+
+    @property
+    def invoice(self) -> dict[str, Any] | None:
+        invoice = self.content.get("invoice")
+        return invoice if isinstance(invoice, dict) else None
+
+    @property
+    def invoice_id(self) -> str | None:
+        invoice = self.invoice
+        value = invoice.get("id") if invoice else None
+        return value if isinstance(value, str) and value else None
+
+
+def _not_json(name: str) -> float:
+    """Python's json reads NaN, Infinity and -Infinity; JSON has no such values (RFC 8259 section 6)."""
+    raise EnvelopeError(f"body is not valid JSON: {name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A number too large for a double (1e999) would be read as infinity, which cannot be written
+    back as JSON: refused like Infinity itself."""
+    value = float(text)
+    if math.isinf(value):
+        raise EnvelopeError(f"body has a number out of range: {text[:40]}")
+    return value
+
+
+def parse_event(body: bytes, *, now: float | None = None) -> Event:
+    """Validate the envelope just enough to act on it safely; everything else is kept as sent.
+
+    `now` (unix seconds, the time of receipt; the clock when None) bounds `resource_version`."""
+    data = _json_object(body)
+    event_id, event_type, content = _envelope(data)
+    _check_limits(data, content, time.time() if now is None else now)
+    return Event(id=event_id, event_type=event_type, content=content, raw=body)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, refused unless every consumer downstream can read it as sent."""
+    data = _strict_json(body)
+    _refuse_lone_surrogates(body, data)
+    if not isinstance(data, dict):
+        raise EnvelopeError(f"expected a JSON object (a Chargebee event), got {type(data).__name__}")
+    return data
+
+
+def _strict_json(body: bytes) -> Any:
+    """UTF-8 JSON as RFC 8259 has it: no NaN or Infinity, no number a double cannot hold; each way
+    Python's json can fail is answered with one sentence instead of a 500."""
+    if not body:
+        raise EnvelopeError("empty body: expected a Chargebee event as JSON")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError(f"body is not UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
+    except EnvelopeError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise EnvelopeError(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise EnvelopeError("body is nested too deeply") from None
+    except ValueError as exc:  # an integer longer than Python's int_max_str_digits (4300)
+        raise EnvelopeError(f"body is not usable JSON: {str(exc)[:80]}") from None
+
+
+def _refuse_lone_surrogates(body: bytes, data: Any) -> None:
+    """A \\ud800-style escape decodes to a lone surrogate, which no UTF-8 consumer downstream (Redis
+    keys, job descriptions, the audit stream, Chargebee's API) can encode. The strict UTF-8 decode
+    already refused surrogates sent as bytes, so only a body with such an escape is walked."""
+    if not _SURROGATE_ESCAPE.search(body):
+        return
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        message = "body has an unpaired UTF-16 surrogate escape (e.g. \\ud800): not valid Unicode"
+        raise EnvelopeError(message) from None
+    except (RecursionError, ValueError):
+        raise EnvelopeError("body is nested too deeply") from None
+
+
+def _envelope(data: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """The event's id, type and content: what every event must carry for the reactor to store it,
+    enqueue it (the id names the job) and route it; an invoice, when there is one, must have an id."""
+    event_id = data.get("id")
+    if not isinstance(event_id, str) or not event_id.strip():
+        raise EnvelopeError("missing field 'id': every Chargebee event has a string id")
+    if not EVENT_ID.fullmatch(event_id):
+        raise EnvelopeError(
+            f"field 'id' is not a Chargebee event id: at most {MAX_EVENT_ID_LENGTH} letters, digits, '_' or '-'"
+        )
+    event_type = data.get("event_type")
+    if not isinstance(event_type, str) or not _EVENT_TYPE.fullmatch(event_type):
+        raise EnvelopeError("missing or malformed field 'event_type' (e.g. 'payment_failed')")
+    content = data.get("content")
+    if not isinstance(content, dict):
+        raise EnvelopeError("missing field 'content': expected an object keyed by resource, e.g. content.invoice")
+    api_version = data.get("api_version")
+    if api_version is not None and api_version != "v2":
+        raise EnvelopeError(f"api_version is {api_version!r}; configure the Chargebee webhook with API version v2")
+    invoice = content.get("invoice")
+    if invoice is not None:
+        if not isinstance(invoice, dict):
+            raise EnvelopeError("content.invoice must be an object")
+        invoice_id = invoice.get("id")
+        if not isinstance(invoice_id, str) or not invoice_id:
+            raise EnvelopeError("content.invoice has no string 'id'")
+    return event_id, event_type, content
+
+
+def _check_limits(data: dict[str, Any], content: dict[str, Any], now: float) -> None:
+    """The ids, times and amounts the reactor reads or acts on must be ones Chargebee could send."""
+    _unix_time(data, "occurred_at", "occurred_at")
+    invoice = content.get("invoice")
+    if invoice is not None:  # already known to be an object with a string id
+        _invoice_id(invoice["id"], "content.invoice.id")
+        _account_id(invoice.get("customer_id"), "content.invoice.customer_id")
+        _account_id(invoice.get("subscription_id"), "content.invoice.subscription_id")
+        for name in INVOICE_TIMES:
+            _unix_time(invoice, name, f"content.invoice.{name}")
+        for name in INVOICE_AMOUNTS:
+            _amount(invoice, name, f"content.invoice.{name}")
+    for name in ("customer", "subscription"):
+        resource = content.get(name)
+        if resource is not None:
+            if not isinstance(resource, dict):
+                raise EnvelopeError(f"content.{name} must be an object")
+            _account_id(resource.get("id"), f"content.{name}.id")
+    transaction = content.get("transaction")
+    if transaction is not None:
+        if not isinstance(transaction, dict):
+            raise EnvelopeError("content.transaction must be an object")
+        linked = transaction.get("linked_invoices")
+        if linked is not None:
+            if not isinstance(linked, list):
+                raise EnvelopeError("content.transaction.linked_invoices must be a list")
+            for i, link in enumerate(linked):
+                field = f"content.transaction.linked_invoices[{i}]"
+                if not isinstance(link, dict) or not isinstance(link.get("invoice_id"), str):
+                    raise EnvelopeError(f"{field} has no string 'invoice_id'")
+                _invoice_id(link["invoice_id"], f"{field}.invoice_id")
+    latest_version = int(now * 1000) + RESOURCE_VERSION_MAX_AHEAD_MS
+    for field, resource in _resources(content):
+        _unix_time(resource, "updated_at", f"{field}.updated_at")
+        _resource_version(resource, f"{field}.resource_version", latest_version)
+
+
+def _resources(content: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every resource in the content, with its field name: content.<name> or content.<name>[i]."""
+    for name, value in content.items():
+        if isinstance(value, dict):
+            yield f"content.{name}", value
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    yield f"content.{name}[{i}]", item
+
+
+def _invoice_id(value: str, field: str) -> None:
+    if not INVOICE_ID.fullmatch(value) or not value.strip("."):
+        raise EnvelopeError(
+            f"field '{field}' is not a Chargebee invoice id: at most {MAX_RESOURCE_ID_LENGTH} ASCII letters,"
+            " digits, '-', '_' or '.', and not only dots"
+        )
+
+
+def _account_id(value: Any, field: str) -> None:
+    """A customer or subscription id, when present (null is absent)."""
+    if value is None:
+        return
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_RESOURCE_ID_LENGTH
+        or not value.isprintable()
+        or value != value.strip()
+        or not value.strip(".")
+        or not ACCOUNT_ID_REFUSED.isdisjoint(value)
+    ):
+        raise EnvelopeError(
+            f"field '{field}' is not a Chargebee id: 1 to {MAX_RESOURCE_ID_LENGTH} printable characters, no"
+            " space at either end, none of \" ' ` \\ % ? #, and not only dots"
+        )
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a number
+
+
+def _shown(value: Any) -> str:
+    """A refused number as the message shows it: whole if short, else its size."""
+    if _integer(value):
+        digits = str(abs(value))
+        return str(value) if len(digits) <= 24 else f"a {len(digits)}-digit number"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    kinds = {float: "a number with a fraction or exponent", str: "a string", list: "an array", dict: "an object"}
+    return kinds.get(type(value), "null")
+
+
+def _unix_time(resource: dict[str, Any], name: str, field: str) -> None:
+    value = resource.get(name)
+    if value is None:
+        return
+    if not _integer(value) or not MIN_UNIX_TIME <= value <= MAX_UNIX_TIME:
+        raise EnvelopeError(
+            f"field '{field}' is {_shown(value)}: expected unix seconds between {MIN_UNIX_TIME} and"
+            f" {MAX_UNIX_TIME} (1970 to 2106)"
+        )
+
+
+def _amount(resource: dict[str, Any], name: str, field: str) -> None:
+    value = resource.get(name)
+    if value is None:
+        return
+    if not _integer(value) or not INT64_MIN <= value <= INT64_MAX:
+        raise EnvelopeError(f"field '{field}' is {_shown(value)}: expected a whole amount in minor units (int64)")
+
+
+def _resource_version(resource: dict[str, Any], field: str, latest: int) -> None:
+    value = resource.get("resource_version")
+    if value is None:
+        return
+    if not _integer(value) or value <= 0:
+        raise EnvelopeError(f"field '{field}' is {_shown(value)}: expected a positive timestamp in milliseconds")
+    if value > latest:
+        raise EnvelopeError(
+            f"field '{field}' is {_shown(value)}: more than a day ahead of the time of receipt ({latest} ms at most)"
+        )
