@@ -5,7 +5,7 @@ false and a rule stops matching without anyone noticing. The loader therefore ch
 key after a resource root against these tables (`invoice.amount_due`, but only `billing_address`
 of `invoice.billing_address.country`).
 
-Generated once from the official Python SDK, chargebee-python 3.20.0: the fields of the response
+Generated from the official Python SDK, chargebee-python 3.20.0 and what 3.29.0 adds: the fields of the response
 dataclass of each resource in `chargebee/models/<resource>/responses.py` (`InvoiceResponse` ...),
 which the SDK keeps for Product Catalog 1.0 and 2.0 sites alike (so both `subscription.plan_id`
 and `subscription.subscription_items` are here). Refresh: `pip download --no-deps
@@ -92,6 +92,8 @@ INVOICE_ATTRIBUTES: frozenset[str] = frozenset(
         "exchange_rates",
         # in real payloads though not in the SDK (examples/payment_failed_exhausted.json)
         "base_currency_code",
+        # chargebee-python 3.29.0 adds
+        "brand_id",
         "object",  # every resource in a payload names its kind
     }
 )
@@ -166,6 +168,8 @@ CUSTOMER_ATTRIBUTES: frozenset[str] = frozenset(
         "vat_number_prefix",
         "entity_identifier_scheme",
         "entity_identifier_standard",
+        # chargebee-python 3.29.0 adds
+        "brand_id",
         "object",  # every resource in a payload names its kind
     }
 )
@@ -253,6 +257,8 @@ SUBSCRIPTION_ATTRIBUTES: frozenset[str] = frozenset(
         "discounts",
         "business_entity_id",
         "decommissioned",
+        # chargebee-python 3.29.0 adds
+        "brand_id",
         "object",  # every resource in a payload names its kind
     }
 )
@@ -309,6 +315,8 @@ TRANSACTION_ATTRIBUTES: frozenset[str] = frozenset(
         "custom_payment_method_name",
         # in real payloads though not in the SDK (examples/payment_failed_exhausted.json)
         "base_currency_code",
+        # chargebee-python 3.29.0 adds
+        "network_transaction_details",
         "object",  # every resource in a payload names its kind
     }
 )
@@ -368,6 +376,8 @@ CREDIT_NOTE_ATTRIBUTES: frozenset[str] = frozenset(
         # chargebee-node 3.33.0 `types/resources/CreditNote.d.ts` only
         "exchange_rates",
         "notes",
+        # chargebee-python 3.29.0 adds
+        "brand_id",
         "object",  # every resource in a payload names its kind
     }
 )

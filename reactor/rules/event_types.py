@@ -7,7 +7,7 @@ the loader also refuses a write_off rule whose `on:` names events that never car
 Both lists are generated, not hand-written; regenerate them when Chargebee adds events:
 
 - CHARGEBEE_EVENT_TYPES: every value of the `EventType` enum in the official Python SDK,
-  chargebee-python 3.20.0 (`chargebee/models/enums.py`, 217 values), in the SDK's order.
+  chargebee-python 3.29.0 (`chargebee/models/enums.py`, 242 values), in the SDK's order.
   Refresh: `pip download --no-deps chargebee==X.Y.Z`, unpack the wheel and print
   `[e.value for e in chargebee.models.enums.EventType]`.
 - INVOICE_EVENT_TYPES: the events whose content schema has an `invoice` key, from the per-event
@@ -17,6 +17,9 @@ Both lists are generated, not hand-written; regenerate them when Chargebee adds 
   `<Name>Content` type has an `invoice:` member. Spot-checked against chargebee-go's
   `webhook/content.go` (subscription_cancelled, refund_initiated, tax_withheld_deleted,
   subscription_resumed: invoice; customer_deleted, authorization_succeeded: none): they agree.
+  The 14 event types chargebee-node 3.33.0 has no content type for (`einvoice_*`, `business_rule*`)
+  count as carrying none: chargebee-python's `einvoice` resource names its invoice by `entity_id`
+  only. A write_off rule on them is refused; a skip rule only warns.
 
 Where a schema and real payloads disagree, the schema wins, so a rule is never refused for an
 event that can carry an invoice: see INVOICE_SOMETIMES for the notes `reactor rules check` shows.
@@ -89,6 +92,8 @@ CHARGEBEE_EVENT_TYPES: frozenset[str] = frozenset(
         "credit_note_created_with_backdating",
         "credit_note_updated",
         "credit_note_deleted",
+        "einvoice_created",
+        "einvoice_updated",
         "payment_schedules_created",
         "payment_schedules_updated",
         "payment_schedule_scheme_created",
@@ -191,6 +196,7 @@ CHARGEBEE_EVENT_TYPES: frozenset[str] = frozenset(
         "business_entity_deleted",
         "customer_business_entity_changed",
         "subscription_business_entity_changed",
+        "payment_source_business_entity_changed",
         "purchase_created",
         "voucher_created",
         "voucher_expired",
@@ -242,6 +248,28 @@ CHARGEBEE_EVENT_TYPES: frozenset[str] = frozenset(
         "omnichannel_subscription_moved_in",
         "omnichannel_transaction_created",
         "alert_status_changed",
+        "omnichannel_subscription_item_updated",
+        "omnichannel_subscription_item_recovered",
+        "omnichannel_subscription_item_mrr_updated",
+        "ledger_account_balance_updated",
+        "grant_blocks_created",
+        "grant_blocks_updated",
+        "ledger_updated",
+        "business_rule_created",
+        "business_rule_updated",
+        "business_rule_activated",
+        "business_rule_deactivated",
+        "business_rule_deleted",
+        "business_rule_released",
+        "vault_token_created",
+        "vault_token_updated",
+        "vault_token_deleted",
+        "business_rules_applied",
+        "business_ruleset_created",
+        "business_ruleset_updated",
+        "business_ruleset_activated",
+        "business_ruleset_deactivated",
+        "business_ruleset_deleted",
         "plan_created",
         "plan_updated",
         "plan_deleted",
@@ -250,7 +278,7 @@ CHARGEBEE_EVENT_TYPES: frozenset[str] = frozenset(
         "addon_deleted",
     }
 )
-"""Every Chargebee API v2 event type (chargebee-python 3.20.0 `EventType`)."""
+"""Every Chargebee API v2 event type (chargebee-python 3.29.0 `EventType`)."""
 
 KNOWN_EVENT_TYPES: frozenset[str] = CHARGEBEE_EVENT_TYPES | {SWEEP_EVENT_TYPE}
 """What `on:` accepts: Chargebee's event types and the reactor's own `sweep`."""

@@ -28,8 +28,13 @@ def rule_on(on: str, condition: str = "invoice.status: paid", action: str = "ski
 
 
 def test_the_list_is_the_whole_official_enum() -> None:
-    assert len(CHARGEBEE_EVENT_TYPES) == 217  # chargebee-python 3.20.0 EventType
+    assert len(CHARGEBEE_EVENT_TYPES) == 242  # chargebee-python 3.29.0 EventType
     assert {
+        "einvoice_created",
+        "business_ruleset_activated",
+        "vault_token_created",
+        "ledger_updated",
+        "omnichannel_subscription_item_recovered",
         "subscription_items_renewed",
         "subscription_canceled_with_backdating",
         "tax_withheld_recorded",
@@ -91,6 +96,8 @@ def test_invoice_events_follow_the_event_schemas() -> None:
         "card_expired",
         "subscription_trial_end_reminder",
         "contract_term_created",
+        "einvoice_created",
+        "grant_blocks_created",
     } <= INVOICELESS_EVENT_TYPES
     assert INVOICE_EVENT_TYPES | INVOICELESS_EVENT_TYPES == KNOWN_EVENT_TYPES
     assert not INVOICE_EVENT_TYPES & INVOICELESS_EVENT_TYPES
@@ -122,3 +129,13 @@ def test_attributes_include_pc1_names_and_those_of_real_payloads() -> None:
         "cancel_reason",
     } <= subscription
     assert {"cf_segment", "email", "auto_collection"} - RESOURCE_ATTRIBUTES["customer"] == {"cf_segment"}
+
+
+def test_attributes_the_current_sdk_added_are_known() -> None:
+    """chargebee-python 3.29.0 adds `brand_id` to invoices, customers, subscriptions and credit
+    notes, and `network_transaction_details` to transactions: a rule reading them is not refused."""
+    for root in ("invoice", "customer", "subscription", "credit_note"):
+        assert "brand_id" in RESOURCE_ATTRIBUTES[root], root
+    assert "network_transaction_details" in RESOURCE_ATTRIBUTES["transaction"]
+    ruleset = parse_rules(rule_on("[invoice_updated]", "invoice.brand_id: acme"))
+    assert ruleset.rules[0].name == "r"
