@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -136,3 +137,41 @@ def test_a_dry_run_report_lists_what_would_be_written_off_by_rule_with_totals(
     assert ["total", "exhausted-small", "350", "4375.00", "USD"] in rows
     assert sandbox.state.write_off_calls() == []
     assert list(AuditLog(redis_conn).query()) == []
+
+
+def test_with_the_shipped_rules_a_swept_enterprise_invoice_is_protected_by_its_customer_record(
+    sandbox, redis_conn, start_worker, rules_file, settings
+):
+    """A listed invoice carries no customer: protect-enterprise reads customer.cf_segment, so the
+    customer is fetched before long-overdue-tiny may write off, and only the non-enterprise one goes."""
+    rules_file((REPO / "rules.yaml").read_text())
+    sandbox.state.add_customers(
+        [{"id": "cus_big", "cf_segment": "enterprise"}, {"id": "cus_small", "cf_segment": "smb"}]
+    )
+    long_ago = int(time.time()) - 200 * 86400
+    for invoice_id, customer_id in (("inv_big", "cus_big"), ("inv_small", "cus_small")):
+        sandbox.state.add_invoice(
+            id=invoice_id,
+            customer_id=customer_id,
+            status="not_paid",
+            dunning_status="exhausted",
+            currency_code="USD",
+            total=300,
+            amount_due=300,
+            due_date=long_ago,
+        )
+    proc, log_path = run_sweep(settings)
+    assert proc.returncode == 0, log_path.read_text()
+    start_worker()
+
+    def decided(invoice_id: str) -> list:
+        final = {"skipped", "written_off", "facts_missing", "collecting", "failed"}
+        return [r for r in AuditLog(redis_conn).query(invoice_id=invoice_id) if r.outcome in final]
+
+    [big] = wait_for(lambda: decided("inv_big"), timeout=30, what="the enterprise invoice's decision")
+    [small] = wait_for(lambda: decided("inv_small"), timeout=30, what="the other invoice's decision")
+    assert (big.outcome, big.rule) == ("skipped", "protect-enterprise")
+    assert "fetched customer=cus_big" in (big.detail or "")
+    assert (small.outcome, small.rule) == ("written_off", "long-overdue-tiny")
+    assert [c["path"] for c in sandbox.state.write_off_calls()] == ["/api/v2/invoices/inv_small/write_off"]
+    assert len(sandbox.state.calls(path_contains="/customers/cus_big", method="GET")) == 1
