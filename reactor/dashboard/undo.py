@@ -16,14 +16,13 @@ from typing import Any
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 
 from ..jobs import build_context
-from ..jobs.undo import UndoRefused, undo_write_off
+from ..jobs.undo import MAX_REASON, UndoRefused, undo_write_off
 from ..keys import Keys
 from .views import admin, check_csrf, login_required
 
 log = logging.getLogger(__name__)
 
 INVOICE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")  # Chargebee's ids: at most 50 of these characters
-MAX_REASON = 500
 
 
 def _checked(invoice_id: str) -> str:

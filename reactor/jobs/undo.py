@@ -39,6 +39,7 @@ from .trail import log_record
 from .undone import UNDONE_HOLD_REASON, load_mark
 
 UNPAID_STATUSES = ("posted", "payment_due", "not_paid")
+MAX_REASON = 500  # the longest reason an undo records (audit record, undone mark, the dashboard form)
 
 
 class UndoRefused(Exception):
@@ -73,6 +74,8 @@ def undo_write_off(ctx: JobContext, invoice_id: str, actor: str, reason: str) ->
     reason = " ".join(reason.split())
     if not reason:
         raise UndoRefused("give a reason (--reason): it goes into the audit trail with your name")
+    if len(reason) > MAX_REASON:
+        raise UndoRefused(f"give a reason of at most {MAX_REASON} characters (this one has {len(reason)})")
     with _answers("the invoice lock"):
         lock = acquire_invoice_lock(ctx, invoice_id)
     try:

@@ -129,6 +129,17 @@ def assert_nothing_changed(sandbox, redis_conn, settings, invoice_id: str) -> No
     assert sandbox.state.get_invoice(invoice_id)["status"] == "paid"
 
 
+def test_a_reason_longer_than_the_dashboard_allows_is_refused_before_anything_is_sent(
+    sandbox, redis_conn, settings, ours
+):
+    refused = reactor_cli(settings, "undo", ours["id"], "--reason", "r" * 501)
+
+    assert refused.returncode == 1, refused.stderr
+    assert "at most 500 characters" in refused.stderr and "Traceback" not in refused.stderr
+    assert removals(sandbox) == []
+    assert_nothing_changed(sandbox, redis_conn, settings, ours["id"])
+
+
 @pytest.mark.parametrize(
     ("fault", "said"),
     [
