@@ -30,7 +30,7 @@ from ..jobs.rules_diff import (
     save_snapshot,
 )
 from ..rules import RulesError, RuleSet, load_rules
-from ..rules.diff import CHANGE_MEANINGS, OUTCOMES, RulesDiff
+from ..rules.diff import CHANGE_MEANINGS, OUTCOMES, RulesDiff, unlisted_rules
 from ..rules.fail_over import EXIT_ERROR, FailOver, FailOverError, exit_code
 from .helpers import cell, chargebee_settings, command_settings, connect, console
 from .rules import parse_time, rules
@@ -119,8 +119,15 @@ def rules_diff(
         "at": now.isoformat(timespec="seconds"),
         "source": invoices_file or listing.source,
         "chargebee_calls": listing.calls,
+        "unlisted_rules": unlisted_rules(base, new),
     }
     _print(diff, header, fmt)
+    if header["unlisted_rules"]:
+        click.echo(
+            f"note: not decided on listed invoices: {', '.join(header['unlisted_rules'])} (an `on:` without"
+            " `sweep` limits a rule to webhooks, as in `reactor sweep`): a change to them does not show here",
+            err=True,
+        )
     for line in allowance.exceeded(diff) if allowance is not None else []:
         click.echo(f"over --fail-over: {line}", err=True)
     sys.exit(exit_code(diff, allowance))

@@ -20,7 +20,7 @@ from flask import current_app, render_template, request
 from ..config import Settings
 from ..jobs.rules_diff import ListingFailed, diff_against_chargebee
 from ..rules import RulesError, RuleSet, parse_rules
-from ..rules.diff import CHANGE_MEANINGS, OUTCOMES, RulesDiff
+from ..rules.diff import CHANGE_MEANINGS, OUTCOMES, RulesDiff, unlisted_rules
 from .views import admin, check_csrf, login_required
 
 log = logging.getLogger(__name__)
@@ -110,4 +110,5 @@ def _view(diff: RulesDiff, base: RuleSet, new: RuleSet, now: datetime, calls: in
         "kinds": kinds,
         "per_rule": per_rule,
         "outcomes": [(o, diff.outcomes["old"][o], diff.outcomes["new"][o]) for o in OUTCOMES],
+        "unlisted": unlisted_rules(base, new),
     }

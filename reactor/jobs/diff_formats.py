@@ -126,6 +126,11 @@ def to_markdown(diff: RulesDiff, header: dict[str, Any], max_rows: int = 200) ->
         "",
         f"{len(diff.rows)} open invoices decided at {_md(header.get('at', ''))}; **{len(diff.changes)} changed**.",
         "",
+    ]
+    if header.get("unlisted_rules"):  # rule names are letters, digits, '_', '.' and '-' (reactor/rules/loader.py)
+        names = ", ".join(f"`{name}`" for name in header["unlisted_rules"])
+        lines += [f"Not decided here: {names} (their `on:` leaves out `sweep`: no listed invoice meets them).", ""]
+    lines += [
         "| change | count | amount |",
         "|---|---:|---|",
     ]

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from .model import Decision, Limits
+from .event_types import SWEEP_EVENT_TYPE
+from .model import Decision, Limits, RuleSet
 from .money import minor_factor
 
 # A verdict's outcome: what the reactor would do with the invoice under one rules file.
@@ -194,3 +195,12 @@ def compare(rows: Iterable[InvoiceVerdicts]) -> RulesDiff:
             _add(diff.by_kind.setdefault(kind, {}), row.currency, row.amount_major)
     diff.by_rule = dict(sorted(diff.by_rule.items()))
     return diff
+
+
+def unlisted_rules(*rulesets: RuleSet) -> list[str]:
+    """The rules of these files no listed invoice meets, in file order: an `on:` that leaves out
+    `sweep` limits a rule to webhooks, so a change to it cannot show in the diff."""
+    names: list[str] = []
+    for ruleset in rulesets:
+        names += [r.name for r in ruleset.rules if not r.applies_to(SWEEP_EVENT_TYPE) and r.name not in names]
+    return names

@@ -97,3 +97,16 @@ def test_an_uploaded_file_that_does_not_load_gets_its_problems(admin_web) -> Non
     assert empty.status_code == 400 and "paste a rules file" in empty.text
     latin = browser.post(url, data={"csrf": csrf}, files={"file": ("x.yaml", b"\xff\xfe")}, timeout=5)
     assert latin.status_code == 400 and "not UTF-8" in latin.text
+
+
+def test_a_rule_limited_to_webhooks_is_named_on_the_page(admin_web) -> None:
+    browser = logged_in(admin_web)
+    url = f"{admin_web.url}/admin/rules/diff"
+    limited = NEW.replace("  - name: no-euro\n", "  - name: no-euro\n    on: [payment_failed]\n")
+    answer = browser.post(url, data={"rules": limited, "csrf": token(browser.get(url, timeout=5).text)}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    note = re.search(r'<p class="muted" id="diff-unlisted">(.*?)</p>', answer.text, re.S)
+    assert note and "<code>no-euro</code>" in note.group(1)
+    assert (
+        'id="diff-unlisted"' not in browser.post(url, data={"rules": NEW, "csrf": token(answer.text)}, timeout=30).text
+    )

@@ -138,3 +138,24 @@ def test_exit_codes_for_ci(settings, sandbox, site, new_rules, tmp_path) -> None
     no_redis = diff(replace(settings, redis_url="redis://127.0.0.1:1/0"), str(new_rules))
     assert no_redis.returncode == 2 and no_redis.stderr.startswith("Error: cannot reach Redis")
     assert no_redis.stderr.count("\n") == 1
+
+
+def test_a_rule_limited_to_webhooks_is_named_rather_than_shown_as_unchanged(settings, site, rules_file, tmp_path):
+    """The shipped rules' own main rule is `on: [payment_failed, invoice_updated]`: no listed invoice meets
+    it, so raising its threshold changes nothing here, and the output says why instead of only "0 changed"."""
+    hooks = "  - name: hooks-only\n    on: [payment_failed]\n    when:\n      - invoice.dunning_status: exhausted\n"
+    rules_file(
+        f"version: 1\nmode: live\nrules:\n{hooks}      - invoice.amount_due: {{lte: 25}}\n    action: write_off\n"
+    )
+    new = tmp_path / "new.yaml"
+    new.write_text(
+        f"version: 1\nmode: live\nrules:\n{hooks}      - invoice.amount_due: {{lte: 80}}\n    action: write_off\n"
+    )
+
+    table = diff(settings, str(new), "--at", AT)
+    assert table.returncode == 0 and "0 changed" in table.stdout, table.stderr
+    assert "not decided on listed invoices: hooks-only" in table.stderr
+    data = json.loads(diff(settings, str(new), "--format", "json", "--at", AT).stdout)
+    assert data["unlisted_rules"] == ["hooks-only"]
+    markdown = diff(settings, str(new), "--format", "markdown", "--at", AT).stdout
+    assert "Not decided here: `hooks-only`" in markdown

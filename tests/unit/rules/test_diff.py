@@ -27,6 +27,7 @@ from reactor.rules.diff import (
     apply_budgets,
     change_kind,
     compare,
+    unlisted_rules,
     verdict_of,
 )
 from reactor.rules.fail_over import EXIT_CHANGES, EXIT_NO_CHANGE, EXIT_OVER, FailOver, FailOverError, exit_code
@@ -163,3 +164,17 @@ def test_a_file_changes_nothing_against_itself() -> None:
     verdicts = [verdict_of(decide(ruleset, sweep(invoice(id=f"i{n}", amount_due=n * 500)), NOW)) for n in range(8)]
     diff = compare([row(f"i{n}", v, v, n * 500) for n, v in enumerate(verdicts)])
     assert not diff.changed and diff.outcomes["old"] == diff.outcomes["new"]
+
+
+def test_rules_a_listed_invoice_never_meets_are_named() -> None:
+    base = rules(
+        "- name: hooks\n  on: [payment_failed]\n  when: [invoice.amount_due: {lte: 25}]\n  action: write_off\n"
+    )
+    new = rules(
+        "- name: hooks\n  on: [payment_failed]\n  when: [invoice.amount_due: {lte: 99}]\n  action: write_off\n"
+        "- name: swept\n  on: [payment_failed, sweep]\n  when: [invoice.amount_due: {lte: 5}]\n  action: write_off\n"
+        "- name: later\n  on: [invoice_updated]\n  when: [invoice.amount_due: {lte: 5}]\n  action: skip\n"
+        "- name: any\n  when: [invoice.amount_due: {lte: 5}]\n  action: skip\n"
+    )
+    assert unlisted_rules(base, new) == ["hooks", "later"]
+    assert unlisted_rules(rules("- name: any\n  when: [invoice.amount_due: {lte: 5}]\n  action: skip\n")) == []
