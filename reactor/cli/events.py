@@ -17,24 +17,24 @@ from datetime import datetime, timezone
 import click
 from rich.table import Table
 
-from ..jobs.audit import OUTCOMES, AuditLog, visible
+from ..jobs.audit import OUTCOMES, AuditLog
 from ..jobs.deadletters import DeadLetterError, DeadLetters
 from ..jobs.replay import ReplayCandidate, ReplaySelection, decide_now, gather
 from ..keys import Keys
 from ..rules import RulesError, load_rules
-from .helpers import cell, command_settings, confirm_or_refuse, connect, console, current_actor, parse_since
-
-
-def _say(message: str) -> None:
-    click.echo(visible(message))
-
-
-def _warn(message: str) -> None:
-    click.echo(visible(message), err=True)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
+from .helpers import (
+    cell,
+    command_settings,
+    confirm_or_refuse,
+    connect,
+    console,
+    current_actor,
+    end_of_replay,
+    parse_since,
+    plural,
+    say,
+    warn,
+)
 
 
 @click.group()
@@ -74,13 +74,13 @@ def events_replay(event_ids: tuple[str, ...], dry_run: bool, yes: bool, **chosen
         return
     found = _gather(letters, selection)
     if not found:
-        _say("no stored events match (the audit trail names none in the window)")
+        say("no stored events match (the audit trail names none in the window)")
         return
     if dry_run:
         _dry_run(letters, found)
         return
     if len(found) > 1:
-        confirm_or_refuse(f"Replay {_plural(len(found), 'event')}?", yes, "add --yes")
+        confirm_or_refuse(f"Replay {plural(len(found), 'event')}?", yes, "add --yes")
     _replay_ids(letters, [candidate.event_id for candidate in found], progress=True)
 
 
@@ -91,7 +91,7 @@ def _selection(chosen: dict[str, object]) -> ReplaySelection:
     outcomes = [part.strip() for value in raw for part in str(value).split(",") if part.strip()]  # type: ignore[attr-defined]
     unknown = [o for o in outcomes if o not in OUTCOMES]
     if unknown:
-        _warn(f"note: unknown outcome {', '.join(unknown)}; known: {', '.join(OUTCOMES)}")
+        warn(f"note: unknown outcome {', '.join(unknown)}; known: {', '.join(OUTCOMES)}")
     since, until = (parse_since(str(chosen.pop(name))) if chosen.get(name) else None for name in ("since", "until"))
     chosen.pop("since", None), chosen.pop("until", None)
     texts = {name: None if value is None else str(value) for name, value in chosen.items()}
@@ -143,8 +143,8 @@ def _dry_run(letters: DeadLetters, found: list[ReplayCandidate]) -> None:
             )
         )
     console().print(table)
-    _say(
-        f"dry run: {_plural(len(found), 'event')} would be replayed; nothing enqueued, Chargebee not called "
+    say(
+        f"dry run: {plural(len(found), 'event')} would be replayed; nothing enqueued, Chargebee not called "
         "(the replayed job fetches the invoice fresh and may decide otherwise)"
     )
 
@@ -157,18 +157,11 @@ def _replay_ids(letters: DeadLetters, event_ids: list[str], progress: bool = Fal
                 job = letters.replay_event(event_id)
             except DeadLetterError as exc:
                 refused += 1
-                _warn(f"not replayed: {exc}")
+                warn(f"not replayed: {exc}")
             else:
-                _say(f"queued {job.id} (invoice {(job.meta or {}).get('invoice_id') or '-'})")
+                say(f"queued {job.id} (invoice {(job.meta or {}).get('invoice_id') or '-'})")
             advance(1)
-    if progress:
-        _say(
-            f"{_plural(len(event_ids) - refused, 'event')} queued"
-            + (f", {refused} refused" if refused else "")
-            + "; follow with `reactor audit --since 10m`"
-        )
-    if refused:
-        sys.exit(1)
+    end_of_replay(len(event_ids), "event", "queued", refused, summary=progress)
 
 
 class _progress:

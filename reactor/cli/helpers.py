@@ -186,3 +186,27 @@ def current_actor() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def say(message: str, keep_newlines: bool = False) -> None:
+    """A line on stdout, with control characters from Redis or Chargebee made visible."""
+    click.echo(visible(message, keep_newlines=keep_newlines))
+
+
+def warn(message: str) -> None:
+    """A line on stderr, made visible as `say` does."""
+    click.echo(visible(message), err=True)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def end_of_replay(count: int, what: str, verb: str, refused: int, *, summary: bool = True) -> None:
+    """The last line of a replay (`3 events queued, 1 refused`), and exit 1 when any was refused, so
+    a script sees that not everything went back on the queue."""
+    if summary:
+        refusals = f", {refused} refused" if refused else ""
+        say(f"{plural(count - refused, what)} {verb}{refusals}; follow with `reactor audit --since 10m`")
+    if refused:
+        sys.exit(1)

@@ -18,7 +18,7 @@ import click
 from rich.table import Table
 
 from ..config import Settings
-from ..jobs.audit import OUTCOMES, AuditLog, AuditRecord, export_lines, visible
+from ..jobs.audit import OUTCOMES, AuditLog, AuditRecord, export_lines
 from ..jobs.deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
 from ..keys import Keys
 from ..rules import load_rules
@@ -29,19 +29,15 @@ from .helpers import (
     connect,
     console,
     current_actor,
+    end_of_replay,
     parse_duration,
     parse_since,
+    plural,
+    say,
+    warn,
 )
 
 DEFAULT_TABLE_LIMIT = 200
-
-
-def _say(message: str, keep_newlines: bool = False) -> None:
-    click.echo(visible(message, keep_newlines=keep_newlines))
-
-
-def _warn(message: str) -> None:
-    click.echo(visible(message), err=True)
 
 
 def _since(value: str | None) -> datetime | None:
@@ -77,7 +73,7 @@ def _outcome_list(values: tuple[str, ...]) -> list[str] | None:
     outcomes = [part.strip() for value in values for part in value.split(",") if part.strip()]
     unknown = [o for o in outcomes if o not in OUTCOMES]
     if unknown:
-        _warn(f"note: unknown outcome {', '.join(unknown)}; known: {', '.join(OUTCOMES)}")
+        warn(f"note: unknown outcome {', '.join(unknown)}; known: {', '.join(OUTCOMES)}")
     return outcomes or None
 
 
@@ -133,11 +129,11 @@ def audit(
     more = len(records) > wanted
     records = records[-wanted:]
     if not records:
-        _say("no audit records match")
+        say("no audit records match")
         return
     console().print(_audit_table(records))
     note = "; older ones exist: use --since or --limit" if more else ""
-    _say(f"{_plural(len(records), 'record')}, oldest first{note}")
+    say(f"{plural(len(records), 'record')}, oldest first{note}")
 
 
 def _latest(log: AuditLog, filters: dict, count: int) -> list[AuditRecord]:
@@ -173,10 +169,6 @@ def _letters_table(letters: Iterable[DeadLetter]) -> Table:
     return table
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
-
-
 @dlq.command("list")
 @click.option("--event-type", default=None, help="Only dead letters of this event type, e.g. payment_failed.")
 @click.option("--since", default=None, help="Only those that failed since: ISO time or 30m, 2h, 3d.")
@@ -190,14 +182,14 @@ def dlq_list(event_type: str | None, since: str | None, fmt: str) -> None:
         click.echo(json.dumps([letter.as_dict() for letter in shown], indent=2))
         return
     if not everything:
-        _say("no dead letters: nothing has failed (or everything was replayed or purged)")
+        say("no dead letters: nothing has failed (or everything was replayed or purged)")
         return
     if not shown:
-        _say(f"no dead letters match ({_plural(len(everything), 'dead letter')} in all)")
+        say(f"no dead letters match ({plural(len(everything), 'dead letter')} in all)")
         return
     console().print(_letters_table(shown))
     total = f" of {len(everything)}" if len(shown) != len(everything) else ""
-    _say(f"{len(shown)}{total} dead letter{'s' if len(everything) != 1 else ''}; `reactor dlq show JOB` for details")
+    say(f"{len(shown)}{total} dead letter{'s' if len(everything) != 1 else ''}; `reactor dlq show JOB` for details")
 
 
 @dlq.command("show")
@@ -207,7 +199,7 @@ def dlq_show(job_or_event_id: str) -> None:
     letters = _dead_letters()
     found = letters.find(job_or_event_id)
     if not found:
-        _warn(f"{job_or_event_id}: no job and no dead letter for an event of that id (see `reactor dlq list`)")
+        warn(f"{job_or_event_id}: no job and no dead letter for an event of that id (see `reactor dlq list`)")
         sys.exit(1)
     for letter in found:
         _show_one(letters, letter)
@@ -215,30 +207,30 @@ def dlq_show(job_or_event_id: str) -> None:
 
 def _show_one(letters: DeadLetters, letter: DeadLetter) -> None:
     dead = letters.is_dead(letter.job_id)
-    _say(f"job:        {letter.job_id}" + ("" if dead else f"  (not a dead letter: status {letter.status})"))
-    _say(f"event:      {letter.event_id or '-'}  {letter.event_type or ''}")
-    _say(f"invoice:    {letter.invoice_id or '-'}")
-    _say(f"attempts:   {letter.attempts}" + (f" (replayed {letter.replays}x)" if letter.replays else ""))
-    _say(f"failed at:  {_short_time(letter.failed_at) or '-'}")
-    _say(f"last error: {letter.last_error}")
+    say(f"job:        {letter.job_id}" + ("" if dead else f"  (not a dead letter: status {letter.status})"))
+    say(f"event:      {letter.event_id or '-'}  {letter.event_type or ''}")
+    say(f"invoice:    {letter.invoice_id or '-'}")
+    say(f"attempts:   {letter.attempts}" + (f" (replayed {letter.replays}x)" if letter.replays else ""))
+    say(f"failed at:  {_short_time(letter.failed_at) or '-'}")
+    say(f"last error: {letter.last_error}")
     event = letters.stored_event(letter.event_id)
-    _say("\n-- stored event (payment details redacted) --", keep_newlines=True)
+    say("\n-- stored event (payment details redacted) --", keep_newlines=True)
     if event is None:
-        _say(
+        say(
             f"(gone: the stored event has expired after {letters.settings.event_ttl // 86400} days, "
             "or was never stored; a replay cannot re-decide it)"
         )
     else:
-        _say(json.dumps(redact(event), indent=2, sort_keys=True), keep_newlines=True)
-    _say("\n-- decision trail --", keep_newlines=True)
+        say(json.dumps(redact(event), indent=2, sort_keys=True), keep_newlines=True)
+    say("\n-- decision trail --", keep_newlines=True)
     trail = letters.trail(letter, event)
     if trail:
         console().print(_audit_table(trail))
     else:
-        _say("(no audit records for this event)")
-    _say("\n-- traceback --", keep_newlines=True)
-    _say(letter.traceback.rstrip() or "(none recorded)", keep_newlines=True)
-    _say("")
+        say("(no audit records for this event)")
+    say("\n-- traceback --", keep_newlines=True)
+    say(letter.traceback.rstrip() or "(none recorded)", keep_newlines=True)
+    say("")
 
 
 def _select(
@@ -271,7 +263,7 @@ def dlq_replay(
     letters = _dead_letters()
     targets, bulk = _select(letters, job_ids, replay_all, event_type, since)
     if not targets:
-        _say("no dead letters to replay")
+        say("no dead letters to replay")
         return
     if dry_run:
         chosen = []
@@ -279,29 +271,23 @@ def dlq_replay(
             if letters.is_dead(job_id):
                 chosen.append(letters.get(job_id))
             else:
-                _warn(f"would refuse {job_id}: not in the dead letters")
+                warn(f"would refuse {job_id}: not in the dead letters")
         console().print(_letters_table(chosen))
-        _say(f"dry run: {_plural(len(targets), 'dead letter')} would be replayed; nothing requeued")
+        say(f"dry run: {plural(len(targets), 'dead letter')} would be replayed; nothing requeued")
         return
     if bulk:
-        confirm_or_refuse(f"Replay {_plural(len(targets), 'dead letter')}?", yes, "add --yes")
+        confirm_or_refuse(f"Replay {plural(len(targets), 'dead letter')}?", yes, "add --yes")
     refused = 0
     for job_id in targets:
         try:
             job = letters.replay(job_id)
         except DeadLetterError as exc:
             refused += 1
-            _warn(f"not replayed: {exc}")
+            warn(f"not replayed: {exc}")
             continue
         meta = job.meta or {}
-        _say(f"requeued {job.id} (event {meta.get('event_id') or '-'}, invoice {meta.get('invoice_id') or '-'})")
-    _say(
-        f"{_plural(len(targets) - refused, 'dead letter')} requeued"
-        + (f", {refused} refused" if refused else "")
-        + "; follow with `reactor audit --since 10m`"
-    )
-    if refused:
-        sys.exit(1)
+        say(f"requeued {job.id} (event {meta.get('event_id') or '-'}, invoice {meta.get('invoice_id') or '-'})")
+    end_of_replay(len(targets), "dead letter", "requeued", refused)
 
 
 @dlq.command("purge")
@@ -314,15 +300,15 @@ def dlq_purge(older_than: str, dry_run: bool, yes: bool) -> None:
     letters = _dead_letters()
     candidates = letters.purge(age, dry_run=True)
     if not candidates:
-        _say(f"no dead letters older than {older_than}")
+        say(f"no dead letters older than {older_than}")
         return
     console().print(_letters_table(candidates))
     if dry_run:
-        _say(f"dry run: {_plural(len(candidates), 'dead letter')} would be deleted")
+        say(f"dry run: {plural(len(candidates), 'dead letter')} would be deleted")
         return
-    confirm_or_refuse(f"Delete {_plural(len(candidates), 'dead letter')} for good?", yes, "add --yes")
+    confirm_or_refuse(f"Delete {plural(len(candidates), 'dead letter')} for good?", yes, "add --yes")
     purged = letters.purge(age, label=older_than)
-    _say(f"purged {_plural(len(purged), 'dead letter')} (recorded in the audit trail)")
+    say(f"purged {plural(len(purged), 'dead letter')} (recorded in the audit trail)")
 
 
 COMMANDS = (audit, dlq)
