@@ -84,12 +84,25 @@ def demo_invoices(now: int | None = None) -> list[dict[str, Any]]:
 
 
 def seed_demo(state: SandboxState, now: int | None = None) -> list[dict[str, Any]]:
-    """Add the demo invoices (those not already present) and return all of them as stored."""
+    """Add the demo invoices (those not already present), with the customer and subscription each
+    one's demo event carries, and return the invoices as stored."""
     seeded = []
     for fields in demo_invoices(now):
         existing = [inv for inv in state.invoices() if inv["id"] == fields["id"]]
         seeded.append(existing[0] if existing else state.add_invoice(**fields))
+    customers = {customer["id"] for customer in state.customers()}
+    subscriptions = {sub["id"] for sub in state.subscriptions()}
+    for invoice in seeded:
+        if invoice["customer_id"] not in customers:
+            state.add_customer(**_without_version(_demo_customer(invoice)))
+        if invoice.get("subscription_id") and invoice["subscription_id"] not in subscriptions:
+            state.add_subscription(**_without_version(_demo_subscription(invoice)))
     return seeded
+
+
+def _without_version(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource for the state to store: its resource_version is the state's to stamp."""
+    return {key: value for key, value in resource.items() if key != "resource_version"}
 
 
 def demo_payment_failed_event(invoice: dict[str, Any], occurred_at: int | None = None) -> dict[str, Any]:

@@ -355,6 +355,24 @@ def test_reset_forgets_invoices_calls_faults_and_idempotency(sb):
     assert write_off(sb, "inv_1", {"chargebee-idempotency-key": "k"}).status_code == 200
 
 
+def test_the_demo_site_has_the_customers_and_subscriptions_of_its_invoices(sb):
+    """A rule reading the customer (the shipped protect-enterprise) gets the customer the demo event
+    carries, not a 404 that blocks every demo invoice as facts_missing in a sweep or a rules diff."""
+    invoices = seed_demo(sb.state)
+    for invoice in invoices:
+        customer = requests.get(f"{sb.api_base}/customers/{invoice['customer_id']}", auth=AUTH)
+        assert customer.status_code == 200, invoice["customer_id"]
+        event = demo_payment_failed_event(invoice)
+        assert customer.json()["customer"]["email"] == event["content"]["customer"]["email"]
+        subscription = requests.get(f"{sb.api_base}/subscriptions/{invoice['subscription_id']}", auth=AUTH)
+        assert (
+            subscription.status_code == 200
+            and subscription.json()["subscription"]["customer_id"] == (invoice["customer_id"])
+        )
+    seed_demo(sb.state)  # seeding twice adds nothing
+    assert len(sb.state.customers()) == len({i["customer_id"] for i in invoices})
+
+
 def test_demo_seed_and_example_event_match(sb):
     seeded = {inv["id"]: inv for inv in seed_demo(sb.state)}
     ada = seeded["inv_demo_1001"]
