@@ -30,6 +30,8 @@ from .yamlnodes import describe, mapping_items, position
 COMBINATORS = ("all", "any", "not")
 MAX_DEPTH = 32
 MAX_CONDITIONS = 5000
+"""Comparisons (`field: {op: operand}`) and `all`/`any`/`not` in one file, counted wherever they
+are, a YAML alias (`*name`) once for each use; refused at the first one too many."""
 
 Test = Callable[[Subject], bool]
 
@@ -108,9 +110,6 @@ class ConditionCompiler:
         self.count = 0
 
     def compile(self, node: Node, depth: int = 0) -> Condition | None:
-        self.count += 1
-        if self.count == MAX_CONDITIONS + 1:
-            self.problems.add(node, f"the rule file has more than {MAX_CONDITIONS} conditions")
         if depth > MAX_DEPTH or self.count > MAX_CONDITIONS:
             if depth == MAX_DEPTH + 1:
                 self.problems.add(node, f"conditions are nested more than {MAX_DEPTH} levels deep")
@@ -121,6 +120,17 @@ class ConditionCompiler:
             return self._mapping(node, depth)
         self.problems.add(node, f"a condition must be a mapping such as `invoice.status: paid`, not {describe(node)}")
         return None
+
+    def _counted(self, node: Node) -> bool:
+        """Count one more condition at `node`; False once there are more than MAX_CONDITIONS."""
+        self.count += 1
+        if self.count == MAX_CONDITIONS + 1:
+            self.problems.add(
+                node,
+                f"the rule file has more than {MAX_CONDITIONS} conditions "
+                "(a condition reached through a YAML alias counts each time it is used)",
+            )
+        return self.count <= MAX_CONDITIONS
 
     def _list(self, node: SequenceNode, depth: int, what: str = "a list of conditions") -> Condition | None:
         if not node.value:
@@ -148,6 +158,8 @@ class ConditionCompiler:
         return Condition(kind, test, *position(node), children=tuple(kids))
 
     def _mapping(self, node: MappingNode, depth: int) -> Condition | None:
+        if self.count > MAX_CONDITIONS:
+            return None
         items = mapping_items(node, self.problems)
         if not node.value:
             self.problems.add(node, "an empty mapping is not a condition")
@@ -168,6 +180,8 @@ class ConditionCompiler:
         return self._group("all", node, children)
 
     def _combinator(self, key: str, key_node: Node, value: Node, depth: int) -> Condition | None:
+        if not self._counted(key_node):
+            return None
         if key == "not":
             if isinstance(value, ScalarNode):
                 self.problems.add(value, f"'not' needs a condition to negate, not {describe(value)}")
@@ -230,6 +244,8 @@ class ConditionCompiler:
         return self._group("all", value, leaves)
 
     def _leaf(self, field: FieldRef, op: str, operand: Node, at: Node) -> Condition | None:
+        if not self._counted(at):
+            return None
         try:
             compiled = ops.compile_operator(field, op, operand)
         except ops.OperandError as exc:

@@ -38,6 +38,11 @@ MAX_FILE_BYTES = 256 * 1024
 8.3 KiB and bench/rules_50.yaml (50 rules) 11.5 KiB, so this leaves room for about a thousand rules
 (loader.MAX_RULES); a file at the limit loads in about half a second with the C parser. A 10 MB file
 used to hold every process for 10 s, a 50 MB one for minutes."""
+MAX_EXPANDED_NODES = MAX_FILE_BYTES
+"""Most YAML nodes (keys, values, list items) a file may hold once every alias (`*name`) is read as
+the copy of its anchored node it stands for, as the loader and every process read it. A file
+without aliases cannot hold more (a node takes at least a byte); a 100 KiB file of aliases used to
+hold 5 million `in` values (12 s and 650 MB in `rules check`)."""
 MAX_NESTING = 100
 """Deepest YAML nesting accepted, reported at the first node past it. Rules need a handful of levels
 (conditions may nest 32 deep, conditions.MAX_DEPTH); libyaml stops at 1000 on its own, and the pure
@@ -172,9 +177,54 @@ def check_duplicate_keys(root: Node, problems: Problems) -> None:
 
 
 def check_nodes(root: Node, problems: Problems) -> bool:
-    """Report nodes nested deeper than MAX_NESTING and YAML tags a rule file must not use; True if
-    any. A Python tag (`!!python/object/apply:os.system`) is never executed (nodes are composed, not
-    constructed), but it is named as such so that no one mistakes it for a typo."""
+    """Report nodes nested deeper than MAX_NESTING, YAML tags a rule file must not use, and aliases
+    that expand past MAX_EXPANDED_NODES; True if any. A Python tag (`!!python/object/apply:os.system`)
+    is never executed (nodes are composed, not constructed), but it is named as such so that no one
+    mistakes it for a typo."""
+    return _check_depth_and_tags(root, problems) or _check_expansion(root, problems)
+
+
+def _check_expansion(root: Node, problems: Problems) -> bool:
+    """Report the first node (in document order, innermost first) whose expansion holds more than
+    MAX_EXPANDED_NODES nodes, counting a node shared through aliases once for every use, or a node
+    that contains itself; True if so. Each distinct node is visited once."""
+    sizes: dict[int, int] = {}
+    expanding: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            expanding.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[id(node)] > MAX_EXPANDED_NODES:
+                problems.add(node, _EXPANDS_TOO_FAR)
+                return True
+        elif id(node) in expanding:  # reached again from inside itself, through an alias
+            problems.add(node, "this contains itself through a YAML alias (*name): read as a copy, it never ends")
+            return True
+        elif id(node) not in sizes:
+            expanding.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in reversed(children) if id(child) not in sizes)
+    return False
+
+
+_EXPANDS_TOO_FAR = (
+    f"with its YAML aliases (*name) read as copies, this holds more than {MAX_EXPANDED_NODES} values; "
+    "a rule file without aliases never does"
+)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_depth_and_tags(root: Node, problems: Problems) -> bool:
     found = False
     stack: list[tuple[Node, int]] = [(root, 1)]
     seen: set[int] = set()

@@ -12,11 +12,12 @@ import yaml
 
 from reactor.rules import RulesError, decide, explain, load_rules, parse_rules
 from reactor.rules.cases import Case, CasesError, load_cases, run_cases
+from reactor.rules.conditions import MAX_CONDITIONS
 from reactor.rules.fields import parse_field
 from reactor.rules.live import LiveRules
 from reactor.rules.loader import MAX_RULES
 from reactor.rules.operators import MAX_MATCH_TEXT, OperandError, compile_operator
-from reactor.rules.yamlnodes import MAX_FILE_BYTES, MAX_NESTING
+from reactor.rules.yamlnodes import MAX_EXPANDED_NODES, MAX_FILE_BYTES, MAX_NESTING
 
 from .helpers import NOW, event, invoice, one_rule, problem_at, problems
 
@@ -135,6 +136,60 @@ def test_a_file_with_more_rules_than_the_limit_is_refused_at_the_first_one_too_m
     rule = "  - {{name: r{0}, when: {{invoice.status: x}}, action: skip}}\n"
     text = "version: 1\nrules:\n" + "".join(rule.format(i) for i in range(MAX_RULES + 1))
     assert f"more than {MAX_RULES} rules" in problem_at(text, 3 + MAX_RULES, 5)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "line", "col"),
+    [
+        # one per line of the `when` list: the first one too many is on line 6 + MAX_CONDITIONS
+        ("".join(f"      - invoice.customer_id: c{i}\n" for i in range(MAX_CONDITIONS + 1)), 6 + MAX_CONDITIONS, 30),
+        # under `any`, which counts as one
+        ("      - any:\n" + "".join(f"        - invoice.customer_id: c{i}\n" for i in range(MAX_CONDITIONS)), 5006, 32),
+        # all in one mapping, on line 6
+        ("      - {" + ", ".join(f"customer.cf_f{i}: x" for i in range(MAX_CONDITIONS + 1)) + "}\n", 6, None),
+    ],
+    ids=["when-list", "any", "one-mapping"],
+)
+def test_conditions_past_the_limit_are_refused_at_the_first_one_too_many(conditions: str, line: int, col) -> None:
+    text = HEAD + conditions + "    action: skip\n"
+    assert len(text.encode()) < MAX_FILE_BYTES
+    ((at_line, at_col, message),) = problems(text)
+    assert f"more than {MAX_CONDITIONS} conditions" in message
+    assert at_line == line and (col is None or at_col == col), (at_line, at_col)
+
+
+def test_conditions_reached_through_an_alias_count_each_time_they_are_used() -> None:
+    shared = ", ".join(f"customer.cf_f{i}: x" for i in range(100))
+    text = f"version: 1\nmode: live\nrules:\n  - name: r0\n    when: &m {{{shared}}}\n    action: skip\n"
+    text += "".join(f"  - {{name: r{i}, when: *m, action: skip}}\n" for i in range(1, MAX_CONDITIONS // 100 + 10))
+    ((line, _, message),) = problems(text)
+    assert line == 5 and f"more than {MAX_CONDITIONS} conditions" in message and "alias" in message
+
+
+def test_aliases_that_expand_past_what_a_file_can_hold_are_refused() -> None:
+    """2,000 values read 200 times: 400,000 values from a 27 KiB file (5 million from 100 KiB took
+    12 s and 650 MB to load)."""
+    values = ", ".join(f"c{i}" for i in range(2000))
+    text = f"version: 1\nmode: live\nrules:\n  - name: r0\n    when: {{invoice.customer_id: {{in: &l [{values}]}}}}\n"
+    text += "    action: skip\n" + "".join(
+        f"  - {{name: r{i}, when: {{invoice.customer_id: {{in: *l}}}}, action: skip}}\n" for i in range(1, 200)
+    )
+    assert MAX_EXPANDED_NODES < 400_000 and len(text.encode()) < MAX_FILE_BYTES // 8
+    ((line, col, message),) = problems(text)
+    assert (line, col) == (4, 3) and "YAML aliases" in message and str(MAX_EXPANDED_NODES) in message
+
+
+def test_a_node_that_contains_itself_through_an_alias_is_named() -> None:
+    assert "contains itself" in problem_at(HEAD.replace("when:\n", "when: &loop {not: *loop}\n"), 5, 11)
+
+
+def test_aliases_that_share_a_few_conditions_still_load() -> None:
+    text = (
+        "version: 1\nmode: live\nrules:\n"
+        "  - {name: a, when: &gone {invoice.status: {in: [voided, paid]}}, action: skip}\n"
+        "  - {name: b, when: {all: [*gone, {invoice.customer_id: cus_1}]}, action: skip}\n"
+    )
+    assert decide(parse_rules(text), event(invoice(status="paid")), NOW).rule == "a"
 
 
 def test_a_running_reactor_keeps_its_rules_when_the_file_grows_past_the_limit(tmp_path: Path) -> None:
