@@ -4,6 +4,7 @@ quickly, and what loads decides in bounded time in `decide`, `explain` and `reac
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -264,6 +265,20 @@ def test_block_nesting_too_deep_points_at_its_own_position() -> None:
     found = problems("version: 1\nrules: []\nextra:\n" + "\n".join("  " + ln for ln in deep.splitlines()) + "\n")
     nested = [(line, col) for line, col, message in found if "nested" in message]
     assert nested and nested[0] != (1, 1) and nested[0][0] > MAX_NESTING // 2
+
+
+def test_a_thousand_rules_of_the_benchmarks_kind_fit_under_the_size_limit() -> None:
+    """What the refusal says: the size limit holds MAX_RULES rules like bench/rules_50.yaml's."""
+    bench = (Path(__file__).resolve().parents[3] / "bench" / "rules_50.yaml").read_text()
+    head, body = bench.split("\nrules:\n")
+    copies = [re.sub(r"(- name: )(\S+)", rf"\1\2-{i}", body) for i in range(MAX_RULES // 50)]
+    text = head + "\nrules:\n" + "".join(copies)
+    assert len(parse_rules(text).rules) == MAX_RULES
+    size = len(text.encode())
+    assert size < MAX_FILE_BYTES
+    message = problems(text + "#" * (MAX_FILE_BYTES - size + 1))[0][2]
+    stated = int(re.search(r"take about (\d+) KiB", message).group(1))
+    assert abs(stated - size / 1024) < 15, (stated, size / 1024)
 
 
 def test_a_file_at_the_limits_loads_in_bounded_time() -> None:
