@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..audit import AuditRecord, amount_text
@@ -63,7 +63,17 @@ def build_timeline(
     if held is not None:
         steps.append(held_step(held))
     order = {id(step): i for i, step in enumerate(steps)}
-    return sorted(steps, key=lambda step: (step.at or _EPOCH, order[id(step)]))
+    return sorted(steps, key=lambda step: (_sort_moment(step), order[id(step)]))
+
+
+def _sort_moment(step: Step) -> datetime:
+    """When a step sorts. A held write-off's `held_at` is kept to the second (reactor/jobs/held.py):
+    the hold came within that second, after the decision or undo that made it, so it sorts at the
+    end of its second."""
+    when = step.at or _EPOCH
+    if step.kind == "held" and when.microsecond == 0:
+        return when + timedelta(seconds=1) - timedelta(microseconds=1)
+    return when
 
 
 def trace_step(entry: dict[str, Any]) -> Step:

@@ -62,6 +62,19 @@ def test_steps_from_every_source_come_out_in_time_order_whatever_order_they_came
     assert [s.at for s in steps] == sorted(s.at for s in steps)
 
 
+def test_a_hold_kept_to_the_second_comes_after_what_held_it_within_that_second():
+    """held_at is written to the second: an undo at 12:00:52.697 holds the invoice "at 12:00:52"."""
+    removal = {**call(52, "POST", "/invoices/inv_1/remove_credit_note", 200), "at": at(52, 697)}
+    undone = AuditRecord("ev_1", "inv_1", Outcome.UNDONE, at=at(52, 698))
+    held = HeldWriteOff("inv_1", "ev_1", "small", 1250, "USD", held_at=at(52), reason="undone")
+    later = AuditRecord("ev_2", "inv_1", Outcome.HELD, at=at(53))
+
+    steps = build_timeline([removal], [undone, later], [], held)
+
+    assert [s.kind for s in steps] == ["call", "outcome", "held", "outcome"]
+    assert steps[2].at == moment(at(52))  # shown as it was recorded
+
+
 def test_steps_at_one_moment_keep_their_sources_order_and_an_undated_one_comes_first():
     record = AuditRecord("ev_1", "inv_1", Outcome.RETRYING, at=at(5))
     steps = build_timeline([call(5, "POST", "/x", 429), {"kind": "call", "method": "GET", "path": "/y"}], [record])
