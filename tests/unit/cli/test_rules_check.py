@@ -2,11 +2,18 @@
 
 from pathlib import Path
 
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from reactor.cli import main
 
 REPO = Path(__file__).resolve().parents[3]
+
+
+def check(tmp_path: Path, text: str) -> tuple[Path, Result]:
+    """`reactor rules check` on `text`, written to rules.yaml in tmp_path; the file's path and the result."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    return path, CliRunner().invoke(main, ["rules", "check", str(path)])
 
 
 def test_the_shipped_rules_pass_the_check():
@@ -16,8 +23,8 @@ def test_the_shipped_rules_pass_the_check():
 
 
 def test_every_problem_is_reported_with_its_position_and_the_file_is_refused(tmp_path):
-    path = tmp_path / "rules.yaml"
-    path.write_text(
+    path, result = check(
+        tmp_path,
         "version: 1\n"
         "mode: live\n"
         "rules:\n"
@@ -27,9 +34,8 @@ def test_every_problem_is_reported_with_its_position_and_the_file_is_refused(tmp
         "    action: write_of\n"
         "  - name: a\n"
         "    when: [{invoice.status: paid}]\n"
-        "    action: skip\n"
+        "    action: skip\n",
     )
-    result = CliRunner().invoke(main, ["rules", "check", str(path)])
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.startswith(str(path))]
     assert any(f"{path}:6:" in line and "lte_" in line for line in lines), result.output
@@ -39,9 +45,7 @@ def test_every_problem_is_reported_with_its_position_and_the_file_is_refused(tmp
 
 
 def test_a_yaml_syntax_error_names_line_and_column(tmp_path):
-    path = tmp_path / "rules.yaml"
-    path.write_text("version: 1\nrules:\n  - name: [unclosed\n")
-    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    path, result = check(tmp_path, "version: 1\nrules:\n  - name: [unclosed\n")
     assert result.exit_code == 1
     assert f"{path}:4:1" in result.output or f"{path}:3:" in result.output, result.output
 
@@ -53,17 +57,16 @@ def test_a_missing_file_is_reported_not_a_traceback(tmp_path):
 
 
 def test_warnings_are_printed_with_their_position_and_the_check_passes(tmp_path):
-    path = tmp_path / "rules.yaml"
-    path.write_text(
+    path, result = check(
+        tmp_path,
         "version: 1\n"
         "rules:\n"
         "  - name: a\n"
         "    on: [payment_failed]\n"
         "    when:\n"
         "      - days_overdue: {gte: 0}\n"
-        "    action: write_off\n"
+        "    action: write_off\n",
     )
-    result = CliRunner().invoke(main, ["rules", "check", str(path)])
     assert result.exit_code == 0, result.output
     assert (
         f"{path}:6:24: warning: in rule 'a', `days_overdue: {{gte: 0}}` is always true for every invoice with a "
@@ -74,8 +77,8 @@ def test_warnings_are_printed_with_their_position_and_the_check_passes(tmp_path)
 
 
 def test_rules_that_write_off_while_chargebee_collects_are_named(tmp_path):
-    path = tmp_path / "rules.yaml"
-    path.write_text(
+    _, result = check(
+        tmp_path,
         "version: 1\n"
         "rules:\n"
         "  - name: eager\n"
@@ -84,9 +87,8 @@ def test_rules_that_write_off_while_chargebee_collects_are_named(tmp_path):
         "    while_collecting: write_off\n"
         "  - name: patient\n"
         "    when: {invoice.amount_due: {lte: 2}}\n"
-        "    action: write_off\n"
+        "    action: write_off\n",
     )
-    result = CliRunner().invoke(main, ["rules", "check", str(path)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert "rule eager writes off even while Chargebee is still collecting (while_collecting: write_off)" in lines
@@ -95,16 +97,15 @@ def test_rules_that_write_off_while_chargebee_collects_are_named(tmp_path):
 
 
 def test_a_write_off_rule_on_an_invoiceless_event_fails_the_check(tmp_path):
-    path = tmp_path / "rules.yaml"
-    path.write_text(
+    path, result = check(
+        tmp_path,
         "version: 1\n"
         "rules:\n"
         "  - name: a\n"
         "    on: [credit_note_created]\n"
         "    when: {invoice.amount_dew: {lte: 1}}\n"
-        "    action: write_off\n"
+        "    action: write_off\n",
     )
-    result = CliRunner().invoke(main, ["rules", "check", str(path)])
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert any(line.startswith(f"{path}:4:9: rule 'a' writes off on credit_note_created only") for line in lines)

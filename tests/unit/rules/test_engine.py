@@ -21,33 +21,24 @@ def test_no_matching_rule_decides_none() -> None:
     assert decision.comment is None and decision.blocked_by is None
 
 
-def test_the_first_matching_rule_decides() -> None:
+@pytest.mark.parametrize(
+    ("first_when", "action", "rule"),
+    [("not_paid", "skip", "first"), ("paid", "write_off", "second")],
+    ids=["both-hold-the-first-decides", "the-first-does-not-hold-the-next-decides"],
+)
+def test_the_first_rule_that_holds_decides(first_when: str, action: str, rule: str) -> None:
     ruleset = rules(
-        """\
+        f"""\
         - name: first
-          when: [{invoice.status: not_paid}]
+          when: [{{invoice.status: {first_when}}}]
           action: skip
         - name: second
-          when: [{invoice.status: not_paid}]
+          when: [{{invoice.status: not_paid}}]
           action: write_off
         """
     )
     decision = decide(ruleset, event(), NOW)
-    assert (decision.action, decision.rule, decision.reason) == ("skip", "first", "rule first matched")
-
-
-def test_a_rule_that_does_not_hold_lets_the_next_one_decide() -> None:
-    ruleset = rules(
-        """\
-        - name: first
-          when: [{invoice.status: paid}]
-          action: skip
-        - name: second
-          when: [{invoice.status: not_paid}]
-          action: write_off
-        """
-    )
-    assert decide(ruleset, event(), NOW).rule == "second"
+    assert (decision.action, decision.rule, decision.reason) == (action, rule, f"rule {rule} matched")
 
 
 def test_on_filter_skips_rules_for_other_event_types() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -124,11 +125,21 @@ def test_a_file_over_the_size_limit_is_refused_at_1_1_before_parsing() -> None:
     assert f"{MAX_FILE_BYTES // 1024} KiB" in found[0][2]
 
 
-def test_load_rules_reads_no_more_than_the_limit(tmp_path: Path) -> None:
-    path = tmp_path / "rules.yaml"
-    path.write_bytes(b"version: 1\nrules: []\n" + b"#" * MAX_FILE_BYTES)
-    with pytest.raises(RulesError) as refused:
-        load_rules(path)
+@pytest.mark.parametrize(
+    ("name", "head", "load", "error"),
+    [
+        ("rules.yaml", b"version: 1\nrules: []\n", load_rules, RulesError),
+        ("rules.cases.yaml", b"cases: []\n", load_cases, CasesError),
+    ],
+    ids=["load_rules", "load_cases"],
+)
+def test_a_file_read_from_disk_over_the_size_limit_is_refused_at_1_1(
+    tmp_path: Path, name: str, head: bytes, load: Callable[[Path], object], error: type[Exception]
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(head + b"#" * MAX_FILE_BYTES)
+    with pytest.raises(error) as refused:
+        load(path)
     (problem,) = refused.value.problems
     assert (problem.line, problem.col) == (1, 1) and "too large" in problem.message
 
@@ -204,15 +215,6 @@ def test_a_running_reactor_keeps_its_rules_when_the_file_grows_past_the_limit(tm
         live.error.problems[0].message
     )
     assert live.refused_digest is not None
-
-
-def test_a_cases_file_over_the_size_limit_is_refused_at_1_1(tmp_path: Path) -> None:
-    path = tmp_path / "rules.cases.yaml"
-    path.write_bytes(b"cases: []\n" + b"#" * MAX_FILE_BYTES)
-    with pytest.raises(CasesError) as refused:
-        load_cases(path)
-    (problem,) = refused.value.problems
-    assert (problem.line, problem.col) == (1, 1) and "too large" in problem.message
 
 
 # --- 10. Messages --------------------------------------------------------------------------------

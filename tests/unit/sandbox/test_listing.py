@@ -13,18 +13,6 @@ from reactor.sandbox.listing import decode_offset, encode_offset, select_invoice
 AUTH = (DEMO_API_KEY, "")
 
 
-@pytest.fixture(scope="module")
-def server():
-    with SandboxServer() as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(server: SandboxServer) -> SandboxServer:
-    server.state.reset()
-    return server
-
-
 def list_invoices(sb: SandboxServer, **params: str | int) -> requests.Response:
     return requests.get(f"{sb.api_base}/invoices", params=params, auth=AUTH)
 

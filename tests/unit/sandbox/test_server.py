@@ -19,18 +19,6 @@ AUTH = (DEMO_API_KEY, "")
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "payment_failed_exhausted.json"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with SandboxServer() as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(server: SandboxServer) -> SandboxServer:
-    server.state.reset()
-    return server
-
-
 @pytest.fixture
 def receiver():
     """A tiny webhook endpoint standing in for the reactor, recording what the sandbox POSTs."""
