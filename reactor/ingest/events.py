@@ -1,6 +1,9 @@
 """Store a parsed event and deduplicate by event id (the envelope is parsed in
 reactor/ingest/envelope.py).
 
+The body is stored packed (reactor/ingest/packing.py: deflate with a dictionary of Chargebee's
+envelope), about an eighth of the JSON; bodies stored unpacked by earlier releases read as before.
+
 Chargebee delivers at least once and retries for about 3 days 7 hours, so an event id is
 remembered for `dedupe_ttl` (4 days by default). Accepting an event is one Redis transaction:
 mark the id seen, store the raw body, enqueue its evaluation. Either all of it happens or none
@@ -23,6 +26,7 @@ from ..config import Settings
 from ..keys import Keys
 from .enqueue import EvaluationJobs, JobSpec
 from .envelope import Event
+from .packing import pack, unpack
 from .receipts import TRACE_CAP, TRACE_TTL, receipt
 
 JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_-]+")  # what RQ accepts in a job id (rq/job.py JOB_ID_PATTERN)
@@ -122,7 +126,7 @@ class EventStore:
         job_id = evaluation_job_id(event.id)
         trace = self.keys.trace(event.invoice_id)
         commands: list[Any] = [
-            ("SET", self.keys.event(event.id), event.raw, "EX", self.event_ttl),
+            ("SET", self.keys.event(event.id), pack(event.raw), "EX", self.event_ttl),
             ("HINCRBY", self.keys.counter(), f"queued:{event.event_type}", 1),
             *self.jobs.commands(evaluate, JobSpec(event.id, event.event_type, event.invoice_id, job_id)),
             # The receipt last: a failed enqueue above answers 503 before any receipt is written.
@@ -140,14 +144,15 @@ class EventStore:
         return Accepted("queued" if won else "duplicate", job_id)
 
     def load(self, event_id: str) -> dict[str, Any] | None:
-        raw = self.redis.get(self.keys.event(event_id))
-        if raw is None:
+        """The stored event: packed (reactor/ingest/packing.py), or the raw JSON an older release stored."""
+        stored = self.redis.get(self.keys.event(event_id))
+        if stored is None:
             return None
-        return json.loads(raw)
+        return json.loads(unpack(stored))
 
     def save(self, event: Event) -> None:
         """Store without dedupe or enqueue (used by replays of events that came another way)."""
-        self.redis.set(self.keys.event(event.id), event.raw, ex=self.event_ttl)
+        self.redis.set(self.keys.event(event.id), pack(event.raw), ex=self.event_ttl)
 
     def counters(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.redis.hgetall(self.keys.counter()).items()}

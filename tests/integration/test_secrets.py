@@ -18,6 +18,7 @@ import redis
 import requests
 from rq.registry import FailedJobRegistry
 
+from reactor.ingest.packing import UnpackError, unpack
 from reactor.jobs.audit import AuditLog
 from tests.helpers import WEBHOOK_USER, WebServer, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
@@ -54,7 +55,7 @@ def leaks(text: str) -> list[str]:
 
 
 def redis_text(connection: redis.Redis) -> str:
-    """Every key and value in Redis as text; compressed RQ job fields are inflated first."""
+    """Every key and value in Redis as text; compressed RQ job fields and packed values are inflated first."""
     parts: list[bytes] = []
     for key in connection.scan_iter(count=1000):
         kind = connection.type(key).decode()
@@ -75,6 +76,8 @@ def redis_text(connection: redis.Redis) -> str:
             parts.append(value)
             with contextlib.suppress(zlib.error):
                 parts.append(zlib.decompress(value))
+            with contextlib.suppress(UnpackError):  # stored events and trace entries
+                parts.append(unpack(value))
     return "\n".join(p.decode("utf-8", "replace") for p in parts)
 
 

@@ -13,6 +13,7 @@ import pytest
 import requests
 from rq import Queue
 
+from reactor.ingest.packing import MARK, unpack
 from reactor.local.redis_server import EmbeddedRedis
 from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer
 from tests.integration.helpers import make_event, post_event
@@ -200,7 +201,8 @@ def test_the_real_chargebee_payloads_are_taken(web, redis_conn, settings, name, 
     assert response.status_code == 200 and response.json()["status"] == status
     assert queued(redis_conn, settings) == jobs
     if jobs:
-        assert redis_conn.get(f"reactor:event:{json.loads(body)['id']}") == body
+        stored = redis_conn.get(f"reactor:event:{json.loads(body)['id']}")
+        assert unpack(stored) == body and len(stored) < len(body) / 4, "stored packed, read back byte for byte"
 
 
 def forged(path: str, value) -> bytes:
@@ -313,12 +315,13 @@ def test_an_event_without_an_invoice_is_acknowledged_and_counted_not_queued(web,
     assert 'reactor_events_received_total{event_type="customer_created",outcome="ignored"}' in metrics
 
 
-def test_an_accepted_event_is_stored_raw_and_queued_once(web, redis_conn, settings):
+def test_an_accepted_event_is_stored_packed_and_queued_once(web, redis_conn, settings):
     event = make_event(INVOICE)
     body = json.dumps(event).encode()
     assert post_event(web.webhook_url, body).json()["status"] == "queued"
     assert post_event(web.webhook_url, body).json()["status"] == "duplicate"
-    assert redis_conn.get(f"reactor:event:{event['id']}") == body
+    stored = redis_conn.get(f"reactor:event:{event['id']}")
+    assert stored.startswith(MARK) and unpack(stored) == body
     assert queued(redis_conn, settings) == 1
     ttl = redis_conn.ttl(f"reactor:seen:{event['id']}")
     assert ttl > 3 * 24 * 3600 + 7 * 3600, "dedupe must outlive Chargebee's 3 d 7 h of retries"

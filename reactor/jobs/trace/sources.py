@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from ...config import Settings
+from ...ingest.packing import UnpackError, unpack
 from ...keys import Keys
 from ..audit import AuditLog, AuditRecord
 from ..deadletters import DeadLetter, DeadLetters
@@ -66,9 +67,10 @@ def find_invoice(connection: redis.Redis, settings: Settings, some_id: str) -> s
     return None
 
 
-def _json(raw: bytes) -> dict[str, Any]:
+def _json(stored: bytes) -> dict[str, Any]:
+    """A stored event's JSON, packed or not; {} when it does not read."""
     try:
-        data = json.loads(raw)
-    except ValueError:
+        data = json.loads(unpack(stored))
+    except (ValueError, UnpackError):
         return {}
     return data if isinstance(data, dict) else {}
