@@ -18,6 +18,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -70,6 +71,8 @@ class Settings:
     auth_failure_limit: str = "20/minute"  # failed webhook logins per client address before 429
     metrics_dir: str | None = None  # PROMETHEUS_MULTIPROC_DIR: gunicorn workers' samples (gunicorn_conf sets it)
     redis_server_binary: str | None = None  # REACTOR_REDIS_SERVER: the redis-server `reactor run` starts
+    notify_url: str | None = field(default=None, repr=False)  # REACTOR_NOTIFY_URL: where digests go; None: off
+    notify_interval: int = 30  # REACTOR_NOTIFY_INTERVAL: seconds between digests (reactor/jobs/notify.py)
 
     @property
     def invoice_lock_ttl(self) -> int:
@@ -227,6 +230,25 @@ def _chargebee(env: Mapping[str, str]) -> tuple[str | None, str | None, str]:
     return site, api_base, api_key
 
 
+def _notify_url(env: Mapping[str, str]) -> str | None:
+    """REACTOR_NOTIFY_URL: a Slack-compatible incoming webhook (POST `{"text": ...}`), or unset.
+    The URL carries the receiver's token, so a refusal names what is wrong, never the URL."""
+    raw = _text(env, "REACTOR_NOTIFY_URL")
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in raw):
+        raise ConfigError(
+            "REACTOR_NOTIFY_URL must be an http(s) URL such as https://hooks.slack.com/services/... "
+            "(the value is not shown: it holds the receiver's token)"
+        )
+    return raw
+
+
 def _environment(dotenv: bool) -> dict[str, str]:
     """This process's environment, with `.env` in the working directory filling unset variables."""
     merged = dict(os.environ)
@@ -281,6 +303,8 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         auth_failure_limit=_rate(env, "REACTOR_AUTH_FAILURE_LIMIT", "20/minute"),
         metrics_dir=_metrics_dir(env),
         redis_server_binary=_text(env, "REACTOR_REDIS_SERVER") or None,
+        notify_url=_notify_url(env),
+        notify_interval=_int(env, "REACTOR_NOTIFY_INTERVAL", 30, minimum=1),
     )
     check_timeouts(settings)
     return settings

@@ -25,6 +25,8 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:admin:secret_key`, `{p}:admin:session:<id>` | the dashboard's signing key and sessions | dashboard/views.py |
 | `{p}:admin:*`, `{p}:webhook:*` | `limits`' failed-login counters | dashboard/views.py, ingest/guard.py |
 | `{p}:rl:*` | the shared Chargebee call budget | chargebee/ratelimit.py |
+| `{p}:notices`, `{p}:notices:seq`, `{p}:notices:once:<name>` | notices waiting for the digest | notices.py |
+| `{p}:notices:sent`, `{p}:notices:dead_letters`, `{p}:lock:notify` | the digest sender's state | jobs/notify.py |
 """
 
 from __future__ import annotations
@@ -105,6 +107,26 @@ class Keys:
 
     def rules_last_refused(self) -> str:
         return f"{self.prefix}:rules:last_refused"
+
+    def notices(self) -> str:
+        return f"{self.prefix}:notices"
+
+    def notices_seq(self) -> str:
+        return f"{self.prefix}:notices:seq"
+
+    def notice_once(self, name: str) -> str:
+        return f"{self.prefix}:notices:once:{name}"
+
+    def notices_sent(self) -> str:
+        """The sequence number of the last notice a digest carried."""
+        return f"{self.prefix}:notices:sent"
+
+    def notified_dead_letters(self) -> str:
+        """Set: the dead letters (job ids) already told."""
+        return f"{self.prefix}:notices:dead_letters"
+
+    def notify_lock(self) -> str:
+        return f"{self.prefix}:lock:notify"
 
     def admin_secret_key(self) -> str:
         return f"{self.prefix}:admin:secret_key"

@@ -10,6 +10,8 @@ dashboard the last refused edit from here, so the Redis layout of reloads is wri
 | `{p}:rules:reload:<outcome>:<digest>` | `SET NX` mark: this edit was counted (30 days) |
 | `{p}:rules:reloads` | hash: outcome (`accepted`, `refused`) → distinct edits |
 | `{p}:rules:last_refused` | hash: digest, path, at, process, errors (JSON list) of the last refusal |
+
+A refused edit is also told once to a person (reactor/notices.py), by the process that counted it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import redis
 
 from .keys import Keys
+from .notices import Notices
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +40,20 @@ class RulesReloadReporter:
     Counting under a `SET NX` per (outcome, content digest) makes `reactor_rules_reloads_total`
     count edits, not processes, across hosts. The last refused edit is kept for the dashboard."""
 
-    def __init__(self, connection: redis.Redis, prefix: str = "reactor"):
+    def __init__(self, connection: redis.Redis, prefix: str = "reactor", notices: Notices | None = None):
         self.redis = connection
         self.keys = Keys(prefix)
+        self.notices = notices
 
     def __call__(self, outcome: str, digest: str, path: str, errors: list[str]) -> None:
         """The `LiveRules` reporter: a Redis error is logged, never raised into the rules in force."""
         try:
             if self.redis.set(self.keys.rules_reload(outcome, digest), "1", nx=True, ex=RELOAD_MARK_TTL):
                 self.redis.hincrby(self.keys.rules_reloads(), outcome, 1)
+                if outcome == "refused" and self.notices is not None:  # told once per edit, like the count
+                    first = errors[0] if errors else "refused"
+                    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+                    self.notices.add("rules_refused", f"{path} ({digest[:12]}): {first}{more}")
             if outcome == "refused":
                 self.redis.hset(
                     self.keys.rules_last_refused(),

@@ -25,6 +25,7 @@ from .ingest.events import EventStore
 from .ingest.guard import WebhookGuard, trust_proxies
 from .ingest.webhook import EVENTS, error_response, webhooks
 from .jobs.held import list_held
+from .notices import Notices
 from .reloads import RulesReloadReporter
 from .rules import RulesError
 from .rules.live import LiveRules
@@ -96,7 +97,8 @@ def connect_redis(settings: Settings) -> redis.Redis:
 def live_rules(settings: Settings, connection: redis.Redis) -> LiveRules:
     """The rules in force, loaded now so that a broken file is logged at start (the app still
     starts: /readyz says not ready until a good file is in place)."""
-    live = LiveRules(settings.rules_path, reporter=RulesReloadReporter(connection, settings.key_prefix))
+    notices = Notices(connection, settings.key_prefix, enabled=bool(settings.notify_url))
+    live = LiveRules(settings.rules_path, reporter=RulesReloadReporter(connection, settings.key_prefix, notices))
     try:
         live.current()
     except RulesError as exc:

@@ -94,6 +94,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
     )
     env["REACTOR_WORKER_CLASS"] = settings.worker_class
     env["REACTOR_VERIFY_EVENTS"] = "1" if settings.verify_events else "0"
+    if settings.notify_url:
+        env["REACTOR_NOTIFY_URL"] = settings.notify_url
+        env["REACTOR_NOTIFY_INTERVAL"] = str(settings.notify_interval)
     return env
 
 

@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from ..jobs.notify import start_notifier
 from ..jobs.sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
 from ..jobs.worker import run_worker
 from ..local.supervisor import run_all, serve_web
@@ -70,14 +71,20 @@ def sandbox(host: str, port: int, no_seed: bool) -> None:
 
 @click.command()
 def cron() -> None:
-    """Run the sweep on schedule (REACTOR_SWEEP_CRON, or every REACTOR_SWEEP_INTERVAL seconds).
+    """Run the sweep on schedule (REACTOR_SWEEP_CRON, or every REACTOR_SWEEP_INTERVAL seconds), and
+    send the digest of what a person must act on to REACTOR_NOTIFY_URL.
 
     RQ's cron scheduler enqueues the sweep job; workers run it. Run one `cron` process (it does
-    not elect a leader); a second one only makes sweeps that find the first one's lock and stop."""
+    not elect a leader); a second one only makes sweeps that find the first one's lock and stop,
+    and digest rounds that find the first one's lock. The digest is sent from a thread of this
+    process (reactor/jobs/notify.py), so a slow receiver holds up no worker."""
     from rq.cron import CronScheduler  # late: start-up time (croniter)
 
     settings = command_settings()
     connection = connect(settings)
+    if settings.notify_url:
+        start_notifier(settings, connection)
+        click.echo(f"sending a digest of what needs a person every {settings.notify_interval} s (REACTOR_NOTIFY_URL)")
     if not settings.sweep_interval and not settings.sweep_cron:
         click.echo("sweeps are disabled (REACTOR_SWEEP_CRON is empty); waiting for a stop signal")
         signal.pause()

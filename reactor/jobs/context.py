@@ -15,6 +15,7 @@ from ..chargebee.ratelimit import ChargebeeRateLimit
 from ..config import Settings, load_settings
 from ..ingest.events import EventStore
 from ..keys import Keys
+from ..notices import Notices
 from ..reloads import RulesReloadReporter
 from ..rules.live import LiveRules
 from .audit import AuditLog
@@ -36,6 +37,11 @@ class JobContext:
     keys: Keys = field(default_factory=Keys)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
 
+    @property
+    def notices(self) -> Notices:
+        """Where a job leaves what a person must act on, for the digest (off without REACTOR_NOTIFY_URL)."""
+        return Notices(self.redis, self.keys.prefix, enabled=bool(self.settings.notify_url))
+
 
 def build_context(settings: Settings, connection: redis.Redis) -> JobContext:
     keys = Keys(settings.key_prefix)
@@ -43,7 +49,8 @@ def build_context(settings: Settings, connection: redis.Redis) -> JobContext:
     if not settings.api_base:
         raise ChargebeeError("no Chargebee API configured: set CHARGEBEE_SITE or CHARGEBEE_API_BASE")
     # Refused rules edits seen by workers reach /metrics and the dashboard through Redis.
-    rules = LiveRules(settings.rules_path, reporter=RulesReloadReporter(connection, settings.key_prefix))
+    notices = Notices(connection, settings.key_prefix, enabled=bool(settings.notify_url))
+    rules = LiveRules(settings.rules_path, reporter=RulesReloadReporter(connection, settings.key_prefix, notices))
     return JobContext(
         settings=settings,
         redis=connection,

@@ -151,6 +151,7 @@ def hold_write_off(
         event=event,
     )
     hold(ctx.redis, item, ctx.keys.prefix)
+    ctx.notices.add("held", f"{item.invoice_id}: {item.amount_text()} by rule {decision.rule}: {reason}")
     log.warning(
         "write-off of invoice %s held: %s (reactor held list / release)",
         item.invoice_id,

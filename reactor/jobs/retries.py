@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rq.job import Job
 
-from ..chargebee import ChargebeeError, RetryableError, Throttled
+from ..chargebee import AuthError, ChargebeeError, RetryableError, Throttled
 from .audit import Outcome
 from .trail import record_outcome
 
@@ -49,6 +49,8 @@ def chargebee_failures(
     except ChargebeeError as exc:
         if job is not None:
             job.retries_left = 0  # retrying a refused request cannot help: straight to the dead letters
+        if isinstance(exc, AuthError):  # every job fails alike until a person fixes the key: told once an hour
+            ctx.notices.add("chargebee_auth", _reason(doing, exc), once=f"chargebee_auth:{exc.status}")
         record_outcome(ctx, job, event, None, Outcome.FAILED, invoice_id=invoice_id, reason=_reason(doing, exc))
         raise
 

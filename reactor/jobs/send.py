@@ -34,6 +34,15 @@ def idempotency_key(site: str, invoice_id: str, rule: str | None, generation: in
     return f"reactor-wo-{digest[:48]}"
 
 
+def tell_budget_used_up(ctx: JobContext, reason: str, currency: str, now: datetime) -> None:
+    """A budget refused a write-off: told once per budget and window (the held write-offs are told each)."""
+    if "max_count_per_hour" in reason:
+        once, ttl = f"budget:hour:{now:%Y-%m-%dT%H}", 2 * 3600
+    else:
+        once, ttl = f"budget:day:{now:%Y-%m-%d}:{currency}", 2 * 86400
+    ctx.notices.add("budget", f"{reason} (UTC, {now:%Y-%m-%d %H:00})", once=once, once_ttl=ttl)
+
+
 def send_write_off(
     ctx: JobContext,
     job: Job | None,
@@ -65,6 +74,7 @@ def send_write_off(
         enforce=enforce_budget,
     )
     if isinstance(reservation, str):
+        tell_budget_used_up(ctx, reservation, decision.currency or "", now)
         return reservation
     renew()
     save_attempt(ctx, invoice_id, key, decision.rule, comment, event, job, now)

@@ -136,3 +136,22 @@ def test_the_metrics_directory_and_the_redis_binary_are_read_with_the_settings()
     assert settings.metrics_dir == "/tmp/m" and settings.redis_server_binary == "/opt/redis"
     unset = load_settings({"PROMETHEUS_MULTIPROC_DIR": ""}, dotenv=False)
     assert unset.metrics_dir is None and unset.redis_server_binary is None
+
+
+def test_the_notify_url_is_read_and_kept_out_of_the_settings_repr():
+    url = "https://hooks.slack.com/services/T0/B0/xoxb-secret-token"
+    settings = load_settings({"REACTOR_NOTIFY_URL": url, "REACTOR_NOTIFY_INTERVAL": "5"}, dotenv=False)
+    assert (settings.notify_url, settings.notify_interval) == (url, 5)
+    assert "xoxb-secret-token" not in repr(settings)
+    assert load_settings({}, dotenv=False).notify_url is None
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://hooks.example/xoxb-secret", "hooks.example/xoxb-secret", "https://", "http://h:port/xoxb-secret"]
+)
+def test_a_bad_notify_url_is_refused_in_one_line_without_showing_it(url):
+    with pytest.raises(ConfigError, match="REACTOR_NOTIFY_URL must be an http") as refused:
+        load_settings({"REACTOR_NOTIFY_URL": url}, dotenv=False)
+    assert "xoxb-secret" not in str(refused.value) and "\n" not in str(refused.value)
+    with pytest.raises(ConfigError, match="REACTOR_NOTIFY_INTERVAL must be at least 1"):
+        load_settings({"REACTOR_NOTIFY_INTERVAL": "0"}, dotenv=False)

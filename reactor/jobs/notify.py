@@ -1,0 +1,254 @@
+"""The digest sender: the notices waiting in Redis (reactor/notices.py) as one message to
+REACTOR_NOTIFY_URL, a Slack-compatible incoming webhook (`POST {"text": ...}`).
+
+`reactor cron` runs `Notifier.run` in a thread: every REACTOR_NOTIFY_INTERVAL seconds it turns
+the dead letters it has not told yet into notices (RQ's FailedJobRegistry, however a job got there:
+its last retry, a refused request, an abandoned job), then sends what waits, at most
+`MAX_PER_DIGEST` notices in one message, `MAX_LINES` lines of each kind and the count of the rest.
+A notice leaves Redis only once the receiver answered 2xx; a refused or failed POST is tried again
+after a growing pause (up to `MAX_BACKOFF`), and nothing else waits for it: jobs only append.
+Under a Redis lock, so two `cron` processes send each notice once.
+
+Never a secret: every configured credential (the Chargebee key, the webhook, dashboard and session
+secrets, the notify URL itself) and anything shaped like an Authorization value is replaced by
+`[redacted]` in the message, whatever line carried it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import redis
+import requests
+from rq import Queue
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+
+from ..config import Settings
+from ..keys import Keys
+from ..notices import Notices
+from .deadletters.letters import exception_line
+
+log = logging.getLogger(__name__)
+
+MAX_PER_DIGEST = 1000
+"""Notices one message carries; more wait for the next message."""
+MAX_LINES = 10
+"""Lines listed per kind; the rest are counted."""
+MAX_BACKOFF = 600
+"""Longest pause, in seconds, between tries while the receiver fails."""
+POST_TIMEOUT = 10.0
+REDACTED = "[redacted]"
+
+HEADINGS = {
+    "dead_letter": "new dead letters (reactor dlq list, dlq show JOB_ID, dlq replay JOB_ID)",
+    "held": "write-offs held for a person (reactor held list, held release INVOICE_ID)",
+    "budget": "budgets used up (limits in rules.yaml)",
+    "rules_refused": "rules edits refused; the rules before them stay in force (reactor rules check)",
+    "chargebee_auth": "Chargebee refused the API key (CHARGEBEE_API_KEY, CHARGEBEE_SITE)",
+}
+
+_CREDENTIAL_SHAPES = (
+    (re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{8,}"), r"\1 " + REDACTED),
+    (
+        re.compile(r"(?i)\b(authorization|api[_-]?key|password|passwd|secret|token)(\"?\s*[:=]\s*)\S+"),
+        r"\1\2" + REDACTED,
+    ),
+    (re.compile(r"://[^/\s:@]+:[^/\s@]+@"), "://" + REDACTED + "@"),
+)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` without any of `secrets` (values of four characters or more) nor anything shaped like
+    a credential (an Authorization value, `password=...`, user:password@ in a URL)."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    for pattern, replacement in _CREDENTIAL_SHAPES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def secrets_of(settings: Settings) -> tuple[str, ...]:
+    return tuple(
+        s
+        for s in (
+            settings.chargebee_api_key,
+            settings.webhook_password,
+            settings.admin_password,
+            settings.secret_key,
+            settings.notify_url or "",
+        )
+        if s
+    )
+
+
+@dataclass(frozen=True)
+class Notice:
+    n: int
+    kind: str
+    text: str
+    at: str
+
+
+def digest(notices: list[Notice], dropped: int = 0, source: str = "chargebee-reactor") -> str:
+    """The message: a count, then each kind with its heading, up to MAX_LINES lines and the rest counted."""
+    total = len(notices) + dropped
+    lines = [f"{source}: {total} {'thing needs' if total == 1 else 'things need'} a person"]
+    kinds = [k for k in HEADINGS if any(n.kind == k for n in notices)]
+    kinds += sorted({n.kind for n in notices} - set(HEADINGS))
+    for kind in kinds:
+        texts = [n.text for n in notices if n.kind == kind]
+        lines.append(f"*{len(texts)} {HEADINGS.get(kind, kind)}*")
+        lines += [f"• {text}" for text in texts[:MAX_LINES]]
+        if len(texts) > MAX_LINES:
+            lines.append(f"• … and {len(texts) - MAX_LINES} more")
+    if dropped:
+        lines.append(f"*{dropped} older notices were dropped* while the receiver could not be reached")
+    return "\n".join(lines)
+
+
+class Notifier:
+    """Tells new dead letters and sends the digest; `run` repeats it until `stop` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        connection: redis.Redis,
+        post: Callable[..., requests.Response] | None = None,
+    ):
+        if not settings.notify_url:
+            raise ValueError("REACTOR_NOTIFY_URL is not set")
+        self.settings = settings
+        self.url = settings.notify_url
+        self.redis = connection
+        self.keys = Keys(settings.key_prefix)
+        self.notices = Notices(connection, settings.key_prefix)
+        self.registry = FailedJobRegistry(queue=Queue(settings.queue_name, connection=connection))
+        self.secrets = secrets_of(settings)
+        self.source = (
+            f"chargebee-reactor ({settings.chargebee_site or ('sandbox' if settings.sandbox_mode else 'api')})"
+        )
+        self.session = requests.Session()
+        self._post = post or self.session.post
+        self.failures = 0
+
+    # -- one round ---------------------------------------------------------------------------------
+
+    def tell_dead_letters(self) -> int:
+        """Append a notice for each dead letter not told yet; forget told ones that left the registry."""
+        present = {m.decode() for m in self.redis.zrange(self.registry.key, 0, -1)}
+        told = {m.decode() for m in self.redis.smembers(self.keys.notified_dead_letters())}
+        new = [
+            job_id for job_id in sorted(present - told) if self.notices.add("dead_letter", self._letter_line(job_id))
+        ]
+        with self.redis.pipeline(transaction=True) as pipe:
+            if new:
+                pipe.sadd(self.keys.notified_dead_letters(), *new)
+            gone = told - present
+            if gone:
+                pipe.srem(self.keys.notified_dead_letters(), *gone)
+            pipe.execute()
+        return len(new)
+
+    def _letter_line(self, job_id: str) -> str:
+        try:
+            job = Job.fetch(job_id, connection=self.redis)
+            result = job.latest_result()
+            error = exception_line(result.exc_string or "") if result else ""
+            invoice = (job.meta or {}).get("invoice_id")
+        except Exception as exc:  # a job RQ cannot read still makes a line
+            error, invoice = exc.__class__.__name__, None
+        return f"{job_id}" + (f" (invoice {invoice})" if invoice else "") + (f": {error}" if error else "")
+
+    def pending(self) -> tuple[list[Notice], int, str | None]:
+        """The notices waiting (oldest first, at most MAX_PER_DIGEST), how many were trimmed unsent,
+        and the stream id of the last one read."""
+        entries = self.redis.xrange(self.keys.notices(), count=MAX_PER_DIGEST)
+        notices = []
+        for _, fields in entries:
+            data = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+            notices.append(
+                Notice(int(data.get("n") or 0), data.get("kind", ""), data.get("text", ""), data.get("at", ""))
+            )
+        sent = int(self.redis.get(self.keys.notices_sent()) or 0)
+        dropped = max(notices[0].n - sent - 1, 0) if notices else 0
+        return notices, dropped, entries[-1][0].decode() if entries else None
+
+    def send(self) -> bool | None:
+        """Send what waits as one message: True sent, False the receiver failed (kept for later),
+        None nothing waited."""
+        notices, dropped, last_id = self.pending()
+        if not notices or last_id is None:
+            return None
+        text = scrub(digest(notices, dropped, self.source), self.secrets)
+        try:
+            response = self._post(self.url, json={"text": text}, timeout=POST_TIMEOUT, allow_redirects=False)
+            ok, why = 200 <= response.status_code < 300, f"HTTP {response.status_code}"
+        except requests.RequestException as exc:
+            ok, why = False, exc.__class__.__name__  # the message of a requests error names the URL
+        if not ok:
+            log.warning("notify: the receiver did not take the digest (%s); %d notices kept", why, len(notices))
+            return False
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xtrim(self.keys.notices(), minid=_after(last_id))
+            pipe.set(self.keys.notices_sent(), notices[-1].n)
+            pipe.execute()
+        log.info("notify: sent a digest of %d notices", len(notices))
+        return True
+
+    def round(self) -> bool | None:
+        """One round under the lock (two `cron` processes tell and send each notice once): new dead
+        letters, then the digest. None when another process holds the lock or nothing waited;
+        False when Redis or the receiver failed."""
+        try:
+            lock = self.redis.lock(self.keys.notify_lock(), timeout=int(POST_TIMEOUT) + 30)
+            if not lock.acquire(blocking=False):
+                return None
+            try:
+                self.tell_dead_letters()
+                return self.send()
+            finally:
+                try:
+                    lock.release()
+                except redis.exceptions.LockError:
+                    log.warning("notify: the lock expired during the round")
+        except redis.RedisError as exc:
+            log.warning("notify: Redis unavailable: %s", exc)
+            return False
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def pause(self) -> float:
+        """Seconds to the next round: the interval, doubled for each failure in a row, at most MAX_BACKOFF."""
+        interval = self.settings.notify_interval
+        return float(min(interval * 2 ** min(self.failures, 16), max(MAX_BACKOFF, interval)))
+
+    def run(self, stop: threading.Event) -> None:
+        """Rounds until `stop` is set. A failed round waits longer before the next."""
+        log.info("notify: digests every %d s", self.settings.notify_interval)
+        while not stop.is_set():
+            try:
+                outcome = self.round()
+            except Exception:  # the notifier must outlive anything a round meets
+                log.exception("notify: the round failed")
+                outcome = False
+            self.failures = self.failures + 1 if outcome is False else 0
+            stop.wait(self.pause())
+
+
+def _after(stream_id: str) -> str:
+    """The smallest stream id after `stream_id`: XTRIM MINID keeps ids from it on."""
+    millis, _, seq = stream_id.partition("-")
+    return f"{millis}-{int(seq or 0) + 1}"
+
+
+def start_notifier(settings: Settings, connection: redis.Redis) -> tuple[threading.Thread, threading.Event]:
+    """`Notifier.run` in a daemon thread; set the event to stop it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=Notifier(settings, connection).run, args=(stop,), name="notify", daemon=True)
+    thread.start()
+    return thread, stop

@@ -1,0 +1,79 @@
+"""Notices: what a person must act on, written by whichever process notices it and sent as a digest.
+
+A held write-off, a budget used up, a refused rules edit, a Chargebee key refused, a new dead letter:
+the process that sees one appends a notice to a capped Redis stream with `Notices.add` (one round
+trip; a Redis error is logged, never raised into the job or the reload that noticed it). Nothing is
+sent from there: `reactor cron` drains the stream into one message every REACTOR_NOTIFY_INTERVAL
+seconds (reactor/jobs/notify.py), so a burst of 500 dead letters is one message and a receiver
+that is down delays nobody's write-off. With REACTOR_NOTIFY_URL unset nothing is appended.
+
+A notice is a kind and one line for people, never an event body or a credential: the line names
+the invoice, the rule, the job and why (the sender scrubs every configured secret from it too).
+
+| key (reactor/keys.py) | what it holds |
+|---|---|
+| `{p}:notices` | stream: kind, text, at, n (a sequence number); capped at `MAX_NOTICES` |
+| `{p}:notices:seq` | the last sequence number given (a gap tells the sender notices were trimmed) |
+| `{p}:notices:once:<name>` | `SET NX` mark: this notice was appended already (e.g. a budget, once a window) |
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+import redis
+
+from .keys import Keys
+
+log = logging.getLogger(__name__)
+
+MAX_NOTICES = 10_000
+"""Notices kept while the receiver is away; older ones are trimmed (the digest says how many)."""
+
+MAX_TEXT = 300
+"""Characters of one notice's line; a longer one is cut."""
+
+KINDS = ("dead_letter", "held", "budget", "rules_refused", "chargebee_auth")
+
+
+class Notices:
+    """Appends notices for the digest; does nothing when notifications are off (`enabled` False)."""
+
+    def __init__(self, connection: redis.Redis, prefix: str = "reactor", *, enabled: bool = True):
+        self.redis = connection
+        self.keys = Keys(prefix)
+        self.enabled = enabled
+
+    def add(self, kind: str, text: str, *, once: str | None = None, once_ttl: int = 3600) -> bool:
+        """Append one notice of `kind` (one of KINDS). With `once`, only the first add of that name
+        within `once_ttl` seconds appends (a budget used up is told once a window, not per write-off).
+        True when appended; never raises."""
+        if not self.enabled:
+            return False
+        try:
+            if once is not None and not self.redis.set(self.keys.notice_once(once), "1", nx=True, ex=once_ttl):
+                return False
+            self.redis.eval(
+                _APPEND,
+                2,
+                self.keys.notices(),
+                self.keys.notices_seq(),
+                kind,
+                text[:MAX_TEXT],
+                datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                MAX_NOTICES,
+            )
+            return True
+        except redis.RedisError as exc:
+            log.warning("could not queue a %s notice: %s", kind, exc)
+            return False
+
+
+# KEYS[1] the stream, KEYS[2] the sequence; ARGV kind, text, at, cap. One script, so the sequence
+# numbers in the stream have no gap but the ones trimming made.
+_APPEND = """
+local n = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'kind', ARGV[1], 'text', ARGV[2], 'at', ARGV[3], 'n', n)
+return n
+"""

@@ -1,0 +1,259 @@
+"""REACTOR_NOTIFY_URL: what a person must act on reaches a Slack-compatible receiver as a digest.
+
+The receiver is a real HTTP server on a free port; the worker is a real `reactor worker`; the sender
+is `reactor cron` as a process, or its `Notifier` in this process where a test needs to count
+rounds. A held write-off and a dead letter each make one message, 500 dead letters make one, a
+receiver that is down gets the digest later, and no message carries a secret or an event body.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+
+from reactor.config import Settings
+from reactor.jobs.audit import AuditLog
+from reactor.jobs.notify import MAX_LINES, Notifier, start_notifier
+from reactor.keys import Keys
+from reactor.notices import Notices
+from reactor.sandbox import SandboxServer
+from tests.helpers import REPO, WEBHOOK_PASSWORD, WebServer, wait_for, worker_env
+from tests.integration.helpers import exhausted_invoice, make_event, post_event
+
+pytestmark = pytest.mark.integration
+
+BUDGET_RULES = """\
+version: 1
+mode: live
+limits:
+  max_write_off: {USD: 500}
+  max_per_day: {USD: 10}
+rules:
+  - name: dunning-exhausted
+    when:
+      - invoice.dunning_status: exhausted
+    action: write_off
+"""
+
+
+class Receiver:
+    """An incoming-webhook receiver: records each POST (its headers and JSON) and answers `status`.
+    `stop()` closes the port (the receiver is down); `start()` opens the same port again."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.status = 200
+        self.port = 0
+        self.server: ThreadingHTTPServer | None = None
+        self.start()
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
+                receiver.messages.append(json.loads(body))
+                self.send_response(receiver.status)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_port
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/services/T000/B000/tok3n-in-the-path"
+
+    def texts(self) -> list[str]:
+        return [m["text"] for m in self.messages]
+
+
+@pytest.fixture
+def receiver() -> Any:
+    server = Receiver()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def notify_settings(settings: Settings, receiver: Receiver) -> Settings:
+    return replace(settings, notify_url=receiver.url, notify_interval=1)
+
+
+def reactor_cron(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    env = worker_env(settings)
+    env["REACTOR_SWEEP_CRON"] = ""  # the digest only
+    log = log_path.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "reactor", "cron"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def outcomes(connection: redis.Redis, invoice_id: str) -> list[str]:
+    return [r.outcome for r in AuditLog(connection).query(invoice_id=invoice_id)]
+
+
+def pending(connection: redis.Redis, settings: Settings) -> int:
+    return int(connection.xlen(Keys(settings.key_prefix).notices()))
+
+
+def test_a_held_write_off_is_one_message_from_reactor_cron(
+    sandbox: SandboxServer, redis_conn, start_worker, rules_file, notify_settings, receiver, tmp_path
+):
+    rules_file(BUDGET_RULES)
+    invoice = exhausted_invoice(sandbox)  # 12.50 USD, over the day's 10 USD
+    web = WebServer(notify_settings)
+    cron = reactor_cron(notify_settings, tmp_path / "cron.log")
+    try:
+        start_worker(notify_settings)
+        assert post_event(web.webhook_url, make_event(invoice, card={"masked_number": "****4242"})).status_code == 200
+        wait_for(lambda: "held" in outcomes(redis_conn, invoice["id"]), what="the write-off held")
+        wait_for(lambda: receiver.messages, timeout=20, what="the digest at the receiver")
+        wait_for(lambda: pending(redis_conn, notify_settings) == 0, what="the notices sent")
+    finally:
+        stop(cron)
+        web.stop()
+
+    [text] = receiver.texts()
+    assert "1 write-offs held for a person" in text and invoice["id"] in text and "12.50 USD" in text
+    assert "1 budgets used up" in text and "max_per_day for USD" in text
+    assert "4242" not in text and "dunning_status" not in text, "no event body in a message"
+    assert "sending a digest" in (tmp_path / "cron.log").read_text()
+
+
+def test_a_dead_letter_is_one_message_and_told_once(
+    sandbox: SandboxServer, web: WebServer, redis_conn, start_worker, settings, receiver
+):
+    invoice = exhausted_invoice(sandbox)
+    sandbox.state.add_fault(match="write_off", status=500, times=None)
+    event = make_event(invoice)
+    assert post_event(web.webhook_url, event).status_code == 200
+    start_worker()
+    registry = FailedJobRegistry(settings.queue_name, connection=redis_conn)
+    wait_for(lambda: registry.count == 1, timeout=30, what="the job in the dead letters")
+    notifier = Notifier(replace(settings, notify_url=receiver.url), redis_conn)
+
+    assert notifier.round() is True
+    assert notifier.round() is None, "nothing new: no second message"
+
+    [text] = receiver.texts()
+    assert "1 new dead letters" in text and f"evaluate-{event['id']}" in text and invoice["id"] in text
+    assert "RetryableError" in text and "HTTP 500" in text
+    assert receiver.headers[0]["content-type"] == "application/json"
+
+
+def test_500_dead_letters_are_one_digest(redis_conn, settings, receiver):
+    queue = Queue(settings.queue_name, connection=redis_conn)
+    registry = FailedJobRegistry(queue=queue)
+    with redis_conn.pipeline() as pipe:
+        for i in range(500):
+            job = Job.create(
+                "reactor.jobs.evaluate", args=(f"ev_burst_{i}",), id=f"evaluate-ev_burst_{i}", connection=redis_conn
+            )
+            job.save(pipeline=pipe)
+            registry.add(job, ttl=3600, pipeline=pipe, exc_string="reactor.chargebee.errors.AuthError: no")
+        pipe.execute()
+    notifier = Notifier(replace(settings, notify_url=receiver.url), redis_conn)
+
+    assert notifier.round() is True
+    assert notifier.round() is None
+
+    [text] = receiver.texts()
+    assert "500 new dead letters" in text
+    assert text.count("evaluate-ev_burst_") == MAX_LINES and f"and {500 - MAX_LINES} more" in text
+    assert len(text) < 4000, "within what chat tools take in one message"
+
+
+def test_a_receiver_that_is_down_gets_the_digest_later_and_no_job_waits(
+    sandbox: SandboxServer, redis_conn, start_worker, rules_file, notify_settings, receiver
+):
+    receiver.stop()  # down: the port refuses connections
+    rules_file(BUDGET_RULES)
+    invoice = exhausted_invoice(sandbox)
+    web = WebServer(notify_settings)
+    thread, stopping = start_notifier(notify_settings, redis_conn)
+    try:
+        start_worker(notify_settings)
+        assert post_event(web.webhook_url, make_event(invoice)).status_code == 200
+        wait_for(lambda: "held" in outcomes(redis_conn, invoice["id"]), what="the job done while the receiver is down")
+        assert pending(redis_conn, notify_settings) == 2, "the held write-off and the budget wait in Redis"
+
+        receiver.status = 503  # up, but failing: still kept
+        receiver.start()
+        wait_for(lambda: receiver.messages, timeout=20, what="a try at the failing receiver")
+        assert pending(redis_conn, notify_settings) == 2
+        receiver.status = 200
+        wait_for(lambda: len(receiver.messages) >= 2, timeout=30, what="the digest sent after the receiver came back")
+        wait_for(lambda: pending(redis_conn, notify_settings) == 0, what="the notices gone once taken")
+    finally:
+        stopping.set()
+        thread.join(15)
+        web.stop()
+    assert invoice["id"] in receiver.texts()[-1]
+    assert all(t == receiver.texts()[-1] for t in receiver.texts()), "the same digest, tried again"
+
+
+def test_no_message_carries_a_secret(redis_conn, settings, receiver):
+    secret = replace(
+        settings,
+        notify_url=receiver.url,
+        admin_password="dashboard-pass-123",
+        secret_key="session-signing-key-456",
+    )
+    notices = Notices(redis_conn, secret.key_prefix)
+    notices.add("chargebee_auth", f"retrieve invoice with key {secret.chargebee_api_key}: refused (HTTP 401)")
+    notices.add("rules_refused", f"rules.yaml: password={WEBHOOK_PASSWORD} and {secret.admin_password}")
+    notices.add("held", f"Authorization: Basic dGVzdDp0ZXN0 {secret.secret_key} at {receiver.url}")
+    notices.add("dead_letter", "job-1: fetched https://user:hunter22@example.test/x")
+
+    assert Notifier(secret, redis_conn).round() is True
+
+    [text] = receiver.texts()
+    body = json.dumps(receiver.messages[0])
+    for value in (
+        secret.chargebee_api_key,
+        WEBHOOK_PASSWORD,
+        secret.admin_password,
+        secret.secret_key,
+        "tok3n-in-the-path",
+        "dGVzdDp0ZXN0",
+        "hunter22",
+    ):
+        assert value not in body, value
+    assert text.count("[redacted]") >= 6
+    assert "authorization" not in receiver.headers[0], "the POST carries no credentials"
