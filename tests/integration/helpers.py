@@ -1,15 +1,35 @@
-"""Building Chargebee-shaped events and posting them the way Chargebee does."""
+"""Building Chargebee-shaped events and posting them the way Chargebee does, reading what the
+reactor decided about an invoice, and logging in to the dashboard the way on-call does."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from typing import Any
 
+import redis
 import requests
 
-from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER
+from reactor.jobs.audit import AuditLog
+from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer
+
+# One live rule with no amount of its own: every exhausted invoice is written off, up to max_write_off.
+EXHAUSTED_RULES = """\
+version: 1
+mode: live
+limits:
+  max_write_off: {USD: 500}
+rules:
+  - name: dunning-exhausted
+    when:
+      - invoice.dunning_status: exhausted
+    action: write_off
+"""
+
+ADMIN_USER = "oncall"
+ADMIN_PASSWORD = "correct horse battery staple"
 
 _ids = itertools.count(1)
 
@@ -52,3 +72,34 @@ def exhausted_invoice(sandbox: Any, **fields: Any) -> dict[str, Any]:
     }
     values.update(fields)
     return sandbox.state.add_invoice(**values)
+
+
+def outcomes(redis_conn: redis.Redis, invoice_id: str) -> list[str]:
+    """The outcomes of the invoice's audit records, in the order the audit log gives them."""
+    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
+
+
+def token(html: str) -> str:
+    """The CSRF token of the page's form."""
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def log_in(server: WebServer, password: str = ADMIN_PASSWORD) -> tuple[requests.Session, requests.Response]:
+    """Fill in the dashboard's login form as ADMIN_USER; the session and the answer to the POST."""
+    browser = requests.Session()
+    form = browser.get(f"{server.url}/admin/login", timeout=5)
+    answer = browser.post(
+        f"{server.url}/admin/login",
+        data={"user": ADMIN_USER, "password": password, "csrf": token(form.text)},
+        timeout=5,
+    )
+    return browser, answer
+
+
+def logged_in(server: WebServer) -> requests.Session:
+    """A session logged in to the dashboard (the login must succeed)."""
+    browser, answer = log_in(server)
+    assert answer.status_code == 200, answer.text
+    return browser

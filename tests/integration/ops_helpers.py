@@ -1,10 +1,16 @@
-"""Driving the `reactor` command the way on-call does, and dead letters made on purpose."""
+"""Driving the `reactor` command the way on-call does (in-process, or as a process of its own),
+`reactor run` as the README's quick start does, and dead letters made on purpose."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -19,6 +25,7 @@ from reactor.config import Settings
 from reactor.ingest.events import evaluation_job_id
 from reactor.jobs.audit import AuditRecord
 from reactor.keys import Keys
+from tests.helpers import REPO, descendants, worker_env
 
 TRACEBACK = """Traceback (most recent call last):
   File "reactor/jobs.py", line 250, in write_off_invoice
@@ -46,6 +53,52 @@ def cli_env(settings: Settings) -> dict[str, str | None]:
 def reactor(settings: Settings, *args: str, input: str | None = None) -> Result:
     """Run `reactor ARGS...` in-process; stdin is not a terminal, as under cron or in a pipe."""
     return CliRunner().invoke(main, list(args), env=cli_env(settings), input=input, catch_exceptions=False)
+
+
+def reactor_process(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `python -m reactor ARGS...` as a process of its own, with the environment a worker gets."""
+    return subprocess.run(
+        [sys.executable, "-m", "reactor", *args],
+        env=worker_env(settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_env(tmp_path: Path, name: str) -> dict[str, str]:
+    """The environment of `reactor run` with nothing configured: the shipped rules, var-NAME/ for state."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REACTOR_", "CHARGEBEE_", "REDIS_", "WEB_"))}
+    env.update(REACTOR_RULES=str(REPO / "rules.yaml"), REACTOR_VAR_DIR=str(tmp_path / f"var-{name}"))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+def reactor_run(tmp_path: Path, port: int, sandbox_port: int, name: str) -> subprocess.Popen[bytes]:
+    """`reactor run` started in tmp_path as a user starts it, its output in NAME.log."""
+    log = (tmp_path / f"{name}.log").open("wb")
+    command = [sys.executable, "-m", "reactor", "run", "--port", str(port), "--sandbox-port", str(sandbox_port)]
+    # Its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group.
+    return subprocess.Popen(
+        command, cwd=tmp_path, env=run_env(tmp_path, name), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def kill_run(proc: subprocess.Popen[bytes]) -> None:
+    """Kill what is left of a `reactor run` (the test's cleanup, whatever happened): every process below it."""
+    if proc.poll() is None:
+        for pid in descendants(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        proc.wait()
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def store_event(connection: redis.Redis, event: dict[str, Any]) -> None:

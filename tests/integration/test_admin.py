@@ -14,46 +14,18 @@ from rq.registry import FailedJobRegistry
 from reactor.jobs.audit import AuditLog, AuditRecord
 from reactor.jobs.held import HeldWriteOff, hold
 from tests.helpers import WebServer
-from tests.integration.helpers import make_event
+from tests.integration.helpers import ADMIN_PASSWORD, ADMIN_USER, log_in, make_event, token
 from tests.integration.ops_helpers import make_dead_letter
 
 pytestmark = pytest.mark.integration
 
-ADMIN_USER = "oncall"
-ADMIN_PASSWORD = "correct horse battery staple"
-
 
 @pytest.fixture
-def admin_web(settings, redis_conn) -> Iterator[WebServer]:
-    # Plain HTTP here, and requests (unlike browsers on localhost) keeps a Secure cookie for HTTPS.
-    admin = replace(settings, admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD, admin_insecure_cookie=True)
-    server = WebServer(admin)
+def secure_admin_web(admin_settings, redis_conn) -> Iterator[WebServer]:
+    """The dashboard as deployed: its cookie only ever goes over HTTPS."""
+    server = WebServer(replace(admin_settings, admin_insecure_cookie=False))
     yield server
     server.stop()
-
-
-@pytest.fixture
-def secure_admin_web(settings, redis_conn) -> Iterator[WebServer]:
-    server = WebServer(replace(settings, admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD))
-    yield server
-    server.stop()
-
-
-def token(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, "no CSRF token in the page"
-    return match.group(1)
-
-
-def log_in(server: WebServer, password: str = ADMIN_PASSWORD) -> tuple[requests.Session, requests.Response]:
-    browser = requests.Session()
-    form = browser.get(f"{server.url}/admin/login", timeout=5)
-    response = browser.post(
-        f"{server.url}/admin/login",
-        data={"user": ADMIN_USER, "password": password, "csrf": token(form.text)},
-        timeout=5,
-    )
-    return browser, response
 
 
 def written_off(invoice_id: str = "inv_a1", **fields: object) -> AuditRecord:

@@ -5,47 +5,22 @@ compared with the rules in force on every open invoice."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 import requests
 
-from tests.helpers import WebServer
+from tests.integration.helpers import logged_in, token
 from tests.integration.rules_diff_helpers import BASE, NEW, seed_site
 
 pytestmark = pytest.mark.integration
 
-ADMIN_USER = "oncall"
-ADMIN_PASSWORD = "correct horse battery staple"
-
 
 @pytest.fixture
-def admin_web(settings, redis_conn, rules_file, sandbox) -> Iterator[WebServer]:
-    rules_file(BASE)  # the rules in force
+def admin_settings(admin_settings, rules_file, sandbox):
+    """The rules in force (BASE) and the site they are compared on, there before the dashboard starts."""
+    rules_file(BASE)
     seed_site(sandbox)
-    admin = replace(settings, admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD, admin_insecure_cookie=True)
-    server = WebServer(admin)
-    yield server
-    server.stop()
-
-
-def token(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, "no CSRF token in the page"
-    return match.group(1)
-
-
-def logged_in(server: WebServer) -> requests.Session:
-    browser = requests.Session()
-    form = browser.get(f"{server.url}/admin/login", timeout=5)
-    answer = browser.post(
-        f"{server.url}/admin/login",
-        data={"user": ADMIN_USER, "password": ADMIN_PASSWORD, "csrf": token(form.text)},
-        timeout=5,
-    )
-    assert answer.ok
-    return browser
+    return admin_settings
 
 
 def cells(html: str, invoice_id: str) -> list[str]:

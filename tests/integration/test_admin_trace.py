@@ -4,40 +4,15 @@ by a real worker; linked from the decisions, behind the login."""
 from __future__ import annotations
 
 import html
-import re
-from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 import requests
 
 from reactor.jobs.audit import AuditLog
-from tests.helpers import WebServer, wait_for
-from tests.integration.helpers import exhausted_invoice, make_event, post_event
+from tests.helpers import wait_for
+from tests.integration.helpers import exhausted_invoice, logged_in, make_event, post_event
 
 pytestmark = pytest.mark.integration
-
-ADMIN_USER = "oncall"
-ADMIN_PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def admin_web(settings, redis_conn) -> Iterator[WebServer]:
-    server = WebServer(
-        replace(settings, admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD, admin_insecure_cookie=True)
-    )
-    yield server
-    server.stop()
-
-
-def log_in(server: WebServer) -> requests.Session:
-    browser = requests.Session()
-    form = browser.get(f"{server.url}/admin/login", timeout=5).text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
-    assert csrf, "no CSRF token on the login page"
-    data = {"user": ADMIN_USER, "password": ADMIN_PASSWORD, "csrf": csrf.group(1)}
-    assert browser.post(f"{server.url}/admin/login", data=data, timeout=5).status_code == 200
-    return browser
 
 
 def test_the_invoice_page_shows_the_timeline_and_every_decision_links_to_it(
@@ -56,7 +31,7 @@ def test_the_invoice_page_shows_the_timeline_and_every_decision_links_to_it(
     anonymous = requests.get(page_url, timeout=5, allow_redirects=False)
     assert anonymous.status_code in (302, 303) and "/admin/login" in anonymous.headers["Location"]
 
-    browser = log_in(admin_web)
+    browser = logged_in(admin_web)
     dashboard = browser.get(f"{admin_web.url}/admin", timeout=5).text
     assert f'href="/admin/invoices/{invoice["id"]}"' in dashboard
 

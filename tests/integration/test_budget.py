@@ -3,16 +3,14 @@ failed; `reactor held release` sends it. Real worker, real sandbox, the real CLI
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import requests
 
 from reactor.jobs.audit import AuditLog
 from reactor.jobs.held import list_held
-from tests.helpers import REPO, wait_for, worker_env
-from tests.integration.helpers import exhausted_invoice, make_event, post_event
+from tests.helpers import wait_for
+from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
+from tests.integration.ops_helpers import reactor_process
 
 pytestmark = pytest.mark.integration
 
@@ -28,21 +26,6 @@ rules:
       - invoice.dunning_status: exhausted
     action: write_off
 """
-
-
-def outcomes(redis_conn, invoice_id: str) -> list[str]:
-    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
-
-
-def reactor_cli(settings, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "reactor", *args],
-        env=worker_env(settings),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def test_the_daily_budget_holds_the_write_off_that_would_pass_it_and_release_sends_it(
@@ -69,10 +52,10 @@ def test_the_daily_budget_holds_the_write_off_that_would_pass_it_and_release_sen
     assert "max_per_day" in (item.reason or "")
     ready = requests.get(f"{web.url}/readyz", timeout=5)
     assert ready.status_code == 200 and ready.json()["checks"]["held"]["count"] == 1
-    listed = reactor_cli(settings, "held", "list")
+    listed = reactor_process(settings, "held", "list")
     assert listed.returncode == 0 and third["id"] in listed.stdout
 
-    released = reactor_cli(settings, "held", "release", third["id"])
+    released = reactor_process(settings, "held", "release", third["id"])
     assert released.returncode == 0, released.stderr
     wait_for(lambda: "written_off" in outcomes(redis_conn, third["id"]), what="the released write-off")
     assert len(sandbox.state.write_off_calls()) == 3

@@ -28,10 +28,17 @@ from reactor.jobs.audit import AuditLog, AuditRecord
 from reactor.jobs.deadletters import DeadLetterError, DeadLetters, NotAJobId
 from reactor.keys import Keys
 from reactor.local.redis_server import free_port
-from tests.helpers import REPO, descendants, wait_for
+from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event
-from tests.integration.ops_helpers import cli_env, make_dead_letter, store_event
-from tests.integration.test_quickstart import listening, reactor_run
+from tests.integration.ops_helpers import (
+    cli_env,
+    kill_run,
+    listening,
+    make_dead_letter,
+    reactor_run,
+    run_env,
+    store_event,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +76,7 @@ def test_sweep_and_explain_find_the_sandbox_that_reactor_run_started_and_say_wha
     port, sandbox_port = free_port(), free_port()
     proc = reactor_run(tmp_path, port, sandbox_port, "run")
     output = tmp_path / "run.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REACTOR_", "CHARGEBEE_", "REDIS_", "WEB_"))}
-    env.update(REACTOR_RULES=str(REPO / "rules.yaml"), REACTOR_VAR_DIR=str(tmp_path / "var-run"))
+    env = run_env(tmp_path, "run")  # the same as `reactor run`'s: its var/ holds the sandbox's address
 
     def reactor(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "reactor", *args]
@@ -92,11 +98,7 @@ def test_sweep_and_explain_find_the_sandbox_that_reactor_run_started_and_say_wha
         assert after.returncode != 0 and "Traceback" not in after.stderr
         assert after.stderr.strip().splitlines()[-1].startswith("Error: no Chargebee configured: set CHARGEBEE_SITE")
     finally:
-        if proc.poll() is None:
-            for pid in descendants(proc.pid):
-                os.kill(pid, signal.SIGKILL)
-            proc.kill()
-            proc.wait()
+        kill_run(proc)
         assert not listening(port)
 
 

@@ -13,17 +13,13 @@ from rq.registry import FailedJobRegistry
 from reactor.jobs.audit import AuditLog
 from reactor.sandbox import DEMO_API_KEY
 from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, wait_for
-from tests.integration.helpers import exhausted_invoice, make_event, post_event
+from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
 
 pytestmark = pytest.mark.integration
 
 
-def audit_outcomes(redis_conn, invoice_id: str) -> list[str]:
-    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
-
-
 def wait_outcome(redis_conn, invoice_id: str, outcome: str, timeout: float = 20.0) -> None:
-    wait_for(lambda: outcome in audit_outcomes(redis_conn, invoice_id), timeout, what=f"audit outcome {outcome}")
+    wait_for(lambda: outcome in outcomes(redis_conn, invoice_id), timeout, what=f"audit outcome {outcome}")
 
 
 def test_exhausted_dunning_under_threshold_is_written_off_once_without_follow_up_webhooks(
@@ -135,7 +131,7 @@ def test_same_event_delivered_ten_times_concurrently_makes_one_job_and_one_write
     wait_outcome(redis_conn, invoice["id"], "written_off")
     time.sleep(0.5)
     assert len(sandbox.state.write_off_calls()) == 1
-    assert audit_outcomes(redis_conn, invoice["id"]).count("written_off") == 1
+    assert outcomes(redis_conn, invoice["id"]).count("written_off") == 1
 
 
 def test_rate_limited_write_off_waits_for_retry_after_then_succeeds(sandbox, web, redis_conn, start_worker):
@@ -148,17 +144,14 @@ def test_rate_limited_write_off_waits_for_retry_after_then_succeeds(sandbox, web
     assert [c["status"] for c in calls] == [429, 200]
     assert calls[1]["at"] - calls[0]["at"] >= 2.0, "the retry came before Retry-After had passed"
     assert calls[0]["headers"]["chargebee-idempotency-key"] == calls[1]["headers"]["chargebee-idempotency-key"]
-    assert audit_outcomes(redis_conn, invoice["id"]).count("retrying") == 1
+    assert outcomes(redis_conn, invoice["id"]).count("retrying") == 1
 
 
-def test_server_errors_forever_leave_the_job_in_the_failed_registry(sandbox, web, redis_conn, start_worker, settings):
-    invoice = exhausted_invoice(sandbox)
-    sandbox.state.add_fault(match="write_off", status=500, times=None)
-    event = make_event(invoice)
-    assert post_event(web.webhook_url, event).status_code == 200
-    start_worker()
+def test_server_errors_forever_leave_the_job_in_the_failed_registry(
+    failed_by_server_errors, sandbox, redis_conn, settings
+):
+    event, invoice, _ = failed_by_server_errors
     registry = FailedJobRegistry(settings.queue_name, connection=redis_conn)
-    wait_for(lambda: registry.count == 1, timeout=30, what="the job in the failed registry")
     assert registry.get_job_ids() == [f"evaluate-{event['id']}"]
     assert len(sandbox.state.write_off_calls()) == 1 + len(settings.retry_intervals)
     assert sandbox.state.get_invoice(invoice["id"])["status"] == "not_paid"

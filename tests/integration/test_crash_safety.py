@@ -13,7 +13,7 @@ from rq.job import Job, JobStatus
 from reactor.ingest.events import evaluation_job_id
 from reactor.jobs.audit import AuditLog
 from tests.helpers import WebServer, descendants, wait_for
-from tests.integration.helpers import exhausted_invoice, make_event, post_event
+from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +44,6 @@ def crash(request, short_settings):
     server = WebServer(crash_settings)
     yield crash_settings, server, RECOVERY_BOUND[request.param]
     server.stop()
-
-
-def outcomes(redis_conn, invoice_id: str) -> list[str]:
-    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
 
 
 def kill_worker_holding_its_write_off(sandbox, web, start_worker, crash_settings, invoice) -> str:

@@ -15,30 +15,14 @@ from rq.registry import FailedJobRegistry
 from reactor.jobs.audit import AuditLog
 from reactor.keys import Keys
 from tests.helpers import wait_for
-from tests.integration.helpers import exhausted_invoice, make_event, post_event
+from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
 from tests.integration.ops_helpers import make_dead_letter, reactor, store_event
 
 pytestmark = pytest.mark.integration
 
 
-def outcomes(redis_conn, invoice_id: str) -> list[str]:
-    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
-
-
 def registry(settings, redis_conn) -> FailedJobRegistry:
     return FailedJobRegistry(settings.queue_name, connection=redis_conn)
-
-
-@pytest.fixture
-def failed_by_server_errors(sandbox, web, redis_conn, start_worker, settings):
-    """A write-off that Chargebee answered 500 to on every attempt, now in the dead letters."""
-    invoice = exhausted_invoice(sandbox)
-    sandbox.state.add_fault(match="write_off", status=500, times=None)
-    event = make_event(invoice, card={"masked_number": "************4242", "gateway_account_id": "gw_secret_77"})
-    assert post_event(web.webhook_url, event).status_code == 200
-    start_worker()
-    wait_for(lambda: registry(settings, redis_conn).count == 1, timeout=30, what="the job in the dead letters")
-    return event, invoice, f"evaluate-{event['id']}"
 
 
 def test_replaying_a_dead_letter_after_the_fault_is_gone_writes_the_invoice_off_once(

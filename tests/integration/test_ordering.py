@@ -8,13 +8,9 @@ import pytest
 
 from reactor.jobs.audit import AuditLog
 from tests.helpers import wait_for
-from tests.integration.helpers import exhausted_invoice, make_event, post_event
+from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
 
 pytestmark = pytest.mark.integration
-
-
-def outcomes(redis_conn, invoice_id: str) -> list[str]:
-    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
 
 
 def version(invoice: dict, offset: int, **fields) -> dict:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,27 +16,9 @@ from reactor.local.redis_server import free_port
 from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from reactor.sandbox import DEMO_API_KEY
 from tests.helpers import REPO, descendants, wait_for
+from tests.integration.ops_helpers import kill_run, listening, reactor_run
 
 pytestmark = pytest.mark.integration
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def reactor_run(tmp_path: Path, port: int, sandbox_port: int, name: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REACTOR_", "CHARGEBEE_", "REDIS_", "WEB_"))}
-    env.update(
-        REACTOR_RULES=str(REPO / "rules.yaml"), REACTOR_VAR_DIR=str(tmp_path / f"var-{name}"), PYTHONUNBUFFERED="1"
-    )
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = (tmp_path / f"{name}.log").open("wb")
-    command = [sys.executable, "-m", "reactor", "run", "--port", str(port), "--sandbox-port", str(sandbox_port)]
-    # Its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group.
-    return subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
 
 
 def test_reactor_run_writes_the_readme_invoice_off_once_and_stops_on_ctrl_c(tmp_path: Path):
@@ -85,11 +64,7 @@ def test_reactor_run_writes_the_readme_invoice_off_once_and_stops_on_ctrl_c(tmp_
         alive = [pid for pid in children if os.path.exists(f"/proc/{pid}") and "zombie" not in _state(pid)]
         assert alive == [], f"left running after Ctrl-C: {alive}"
     finally:
-        if proc.poll() is None:
-            for pid in descendants(proc.pid):
-                os.kill(pid, signal.SIGKILL)
-            proc.kill()
-            proc.wait()
+        kill_run(proc)
 
 
 def _state(pid: int) -> str:

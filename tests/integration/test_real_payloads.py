@@ -79,16 +79,23 @@ def test_the_sample_payment_failed_is_not_written_off_while_dunning_is_in_progre
     assert sandbox.state.write_off_calls() == []
 
 
-def test_the_same_invoice_after_its_last_retry_is_written_off(sandbox, web, redis_conn, start_worker, shipped_rules):
-    event = exhausted(sample("payment_failed"))
+@pytest.mark.parametrize(
+    ("name", "invoice_id"),
+    [("payment_failed", "6"), ("pc2_payment_failed", "INV-PC2-1001")],
+    ids=["product-catalog-1", "product-catalog-2"],
+)
+def test_the_same_invoice_after_its_last_retry_is_written_off_with_the_shipped_rules(
+    sandbox, web, redis_conn, start_worker, shipped_rules, name, invoice_id
+):
+    event = exhausted(sample(name))
     sandbox.state.add_invoice(**event["content"]["invoice"])
     assert post_event(web.webhook_url, event).status_code == 200
     start_worker()
 
-    record = final_record(redis_conn, "6", {"written_off", "collecting", "failed", "changed"})
+    record = final_record(redis_conn, invoice_id, {"written_off", "collecting", "failed", "changed"})
     assert (record.outcome, record.rule) == ("written_off", "dunning-exhausted-small-balance")
-    assert [call["path"] for call in sandbox.state.write_off_calls()] == ["/api/v2/invoices/6/write_off"]
-    assert sandbox.state.get_invoice("6")["write_off_amount"] == 224
+    assert [call["path"] for call in sandbox.state.write_off_calls()] == [f"/api/v2/invoices/{invoice_id}/write_off"]
+    assert sandbox.state.get_invoice(invoice_id)["write_off_amount"] == 224  # 2.24 USD due in both samples
 
 
 @pytest.mark.parametrize("retrieve_status", [404, 200])
@@ -279,15 +286,3 @@ def test_pc2_an_invoice_without_a_subscription_needs_none_and_is_written_off(
     record = final_record(redis_conn, "INV-PC2-1002", {"skipped", "written_off", "facts_missing", "failed"})
     assert (record.outcome, record.rule) == ("written_off", "exhausted")
     assert sandbox.state.calls(path_contains="/subscriptions/", method="GET") == []
-
-
-def test_pc2_payment_failed_after_the_last_retry_is_written_off_with_the_shipped_rules(
-    sandbox, web, redis_conn, start_worker, shipped_rules
-):
-    event = exhausted(sample("pc2_payment_failed"))
-    sandbox.state.add_invoice(**event["content"]["invoice"])
-    assert post_event(web.webhook_url, event).status_code == 200
-    start_worker()
-
-    record = final_record(redis_conn, "INV-PC2-1001", {"written_off", "collecting", "failed", "changed"})
-    assert (record.outcome, record.rule) == ("written_off", "dunning-exhausted-small-balance")

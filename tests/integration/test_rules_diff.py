@@ -8,14 +8,13 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from reactor.jobs.diff_formats import CHANGE_COLUMNS
-from tests.helpers import REPO, worker_env
+from tests.integration.ops_helpers import reactor_process
 from tests.integration.rules_diff_helpers import AT, BASE, INVOICES, NEW, PROTECT, seed_site
 
 pytestmark = pytest.mark.integration
@@ -35,14 +34,7 @@ def new_rules(tmp_path: Path, rules_file) -> Path:
 
 
 def diff(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reactor", "rules", "diff", *args],
-        env=worker_env(settings),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return reactor_process(settings, "rules", "diff", *args, timeout=120)
 
 
 def sandbox_calls(sandbox) -> int:

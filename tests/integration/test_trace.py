@@ -6,19 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from rq.registry import FailedJobRegistry
 
 from reactor.jobs.audit import AuditLog, AuditRecord, Outcome
 from reactor.keys import Keys
 from tests.helpers import wait_for
-from tests.integration.helpers import exhausted_invoice, make_event, post_event
+from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
 from tests.integration.ops_helpers import reactor
 
 pytestmark = pytest.mark.integration
-
-
-def outcomes(redis_conn, invoice_id: str) -> list[str]:
-    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
 
 
 def traced(settings, some_id: str) -> dict:
@@ -115,15 +110,8 @@ def test_a_429_shows_its_retry_after_the_retrying_attempt_and_the_call_that_foll
     assert f"waited {first['waited_s']:.2f} s for the rate limit" in reactor(settings, "trace", next_one["id"]).output
 
 
-def test_a_dead_letter_and_its_replay_show_who_replayed_it(sandbox, web, redis_conn, start_worker, settings):
-    invoice = exhausted_invoice(sandbox)
-    sandbox.state.add_fault(match="write_off", status=500, times=None)
-    event = make_event(invoice)
-    assert post_event(web.webhook_url, event).status_code == 200
-    start_worker()
-    registry = FailedJobRegistry(settings.queue_name, connection=redis_conn)
-    wait_for(lambda: registry.count == 1, timeout=30, what="the job in the dead letters")
-
+def test_a_dead_letter_and_its_replay_show_who_replayed_it(failed_by_server_errors, sandbox, redis_conn, settings):
+    event, invoice, _ = failed_by_server_errors
     dead = traced(settings, invoice["id"])
     assert [s["data"]["job_id"] for s in steps_of(dead, "dead_letter")] == [f"evaluate-{event['id']}"]
     assert [s["data"]["status"] for s in steps_of(dead, "call") if s["data"]["method"] == "POST"] == [500, 500, 500]

@@ -5,67 +5,29 @@ and `reactor held release` does. Real workers, real Redis, the sandbox over HTTP
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from reactor.jobs.audit import AuditLog
 from reactor.jobs.held import list_held
 from reactor.keys import Keys
-from tests.helpers import REPO, wait_for, worker_env
-from tests.integration.helpers import exhausted_invoice, make_event, post_event
+from tests.helpers import wait_for
+from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
+from tests.integration.ops_helpers import reactor_process
 
 pytestmark = pytest.mark.integration
-
-RULES = """\
-version: 1
-mode: live
-limits:
-  max_write_off: {USD: 500}
-rules:
-  - name: dunning-exhausted
-    when:
-      - invoice.dunning_status: exhausted
-    action: write_off
-"""
-
-
-def outcomes(redis_conn, invoice_id: str) -> list[str]:
-    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
-
-
-def reactor_cli(settings, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "reactor", *args],
-        env=worker_env(settings),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def removals(sandbox) -> list[dict]:
     return sandbox.state.calls(path_contains="/remove_credit_note", method="POST")
 
 
-@pytest.fixture
-def ours(sandbox, web, redis_conn, start_worker, rules_file):
-    """An invoice the reactor wrote off through a webhook and a real worker."""
-    rules_file(RULES)
-    invoice = exhausted_invoice(sandbox)
-    start_worker()
-    assert post_event(web.webhook_url, make_event(invoice)).status_code == 200
-    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), what="our write-off")
-    assert sandbox.state.get_invoice(invoice["id"])["status"] == "paid"
-    return invoice
+def test_undo_reverses_our_write_off_holds_it_and_release_writes_it_off_again(
+    sandbox, web, redis_conn, settings, our_write_off
+):
+    invoice_id = our_write_off["id"]
 
-
-def test_undo_reverses_our_write_off_holds_it_and_release_writes_it_off_again(sandbox, web, redis_conn, settings, ours):
-    invoice_id = ours["id"]
-
-    done = reactor_cli(settings, "undo", invoice_id, "--reason", "customer disputes the charge")
+    done = reactor_process(settings, "undo", invoice_id, "--reason", "customer disputes the charge")
 
     assert done.returncode == 0, done.stderr
     assert "write-off undone" in done.stdout and "not_paid, 12.50 USD due" in done.stdout
@@ -81,7 +43,7 @@ def test_undo_reverses_our_write_off_holds_it_and_release_writes_it_off_again(sa
     [held] = list_held(redis_conn, settings.key_prefix)
     assert (held.invoice_id, held.reason) == (invoice_id, "undone")
     assert redis_conn.get(Keys(settings.key_prefix).written_off(invoice_id)) is None
-    listed = reactor_cli(settings, "held", "list")
+    listed = reactor_process(settings, "held", "list")
     assert listed.returncode == 0 and "undone" in listed.stdout
 
     # A new webhook for the unpaid invoice: held, not written off.
@@ -89,17 +51,17 @@ def test_undo_reverses_our_write_off_holds_it_and_release_writes_it_off_again(sa
     assert post_event(web.webhook_url, make_event(fresh)).status_code == 200
     wait_for(lambda: "held" in outcomes(redis_conn, invoice_id), what="the webhook held back")
     # The sweep: every unpaid invoice decided as a webhook would be, by the worker; held again.
-    swept = reactor_cli(settings, "sweep")
+    swept = reactor_process(settings, "sweep")
     assert swept.returncode == 0, swept.stderr
     wait_for(lambda: outcomes(redis_conn, invoice_id).count("held") == 2, what="the swept invoice held back")
     assert len(sandbox.state.write_off_calls()) == 1
     assert sandbox.state.get_invoice(invoice_id)["status"] == "not_paid"
 
-    twice = reactor_cli(settings, "undo", invoice_id, "--reason", "again")
+    twice = reactor_process(settings, "undo", invoice_id, "--reason", "again")
     assert twice.returncode == 1 and "already undone" in twice.stderr and "customer disputes" in twice.stderr
     assert len(removals(sandbox)) == 1
 
-    released = reactor_cli(settings, "held", "release", invoice_id)
+    released = reactor_process(settings, "held", "release", invoice_id)
     assert released.returncode == 0, released.stderr
     wait_for(lambda: outcomes(redis_conn, invoice_id).count("written_off") == 2, what="written off again")
     assert sandbox.state.get_invoice(invoice_id)["status"] == "paid"
@@ -114,7 +76,7 @@ def test_a_write_off_the_reactor_did_not_make_is_refused(sandbox, redis_conn, se
     invoice = exhausted_invoice(sandbox)
     sandbox.state.write_off(invoice["id"], webhooks=False)  # someone in Chargebee's UI
 
-    refused = reactor_cli(settings, "undo", invoice["id"], "--reason", "not ours")
+    refused = reactor_process(settings, "undo", invoice["id"], "--reason", "not ours")
 
     assert refused.returncode == 1
     assert f"invoice {invoice['id']} was not written off by the reactor" in refused.stderr
@@ -130,14 +92,14 @@ def assert_nothing_changed(sandbox, redis_conn, settings, invoice_id: str) -> No
 
 
 def test_a_reason_longer_than_the_dashboard_allows_is_refused_before_anything_is_sent(
-    sandbox, redis_conn, settings, ours
+    sandbox, redis_conn, settings, our_write_off
 ):
-    refused = reactor_cli(settings, "undo", ours["id"], "--reason", "r" * 501)
+    refused = reactor_process(settings, "undo", our_write_off["id"], "--reason", "r" * 501)
 
     assert refused.returncode == 1, refused.stderr
     assert "at most 500 characters" in refused.stderr and "Traceback" not in refused.stderr
     assert removals(sandbox) == []
-    assert_nothing_changed(sandbox, redis_conn, settings, ours["id"])
+    assert_nothing_changed(sandbox, redis_conn, settings, our_write_off["id"])
 
 
 @pytest.mark.parametrize(
@@ -151,29 +113,31 @@ def test_a_reason_longer_than_the_dashboard_allows_is_refused_before_anything_is
     ],
     ids=["invalid_state_409", "invalid_state_400", "not_found", "rate_limited", "unavailable"],
 )
-def test_chargebee_refusals_change_nothing_and_say_so(sandbox, redis_conn, settings, ours, fault, said):
+def test_chargebee_refusals_change_nothing_and_say_so(sandbox, redis_conn, settings, our_write_off, fault, said):
     sandbox.state.add_fault("remove_credit_note", times=1, **fault)
 
-    refused = reactor_cli(settings, "undo", ours["id"], "--reason", "dispute")
+    refused = reactor_process(settings, "undo", our_write_off["id"], "--reason", "dispute")
 
     assert refused.returncode == 1 and said in refused.stderr, refused.stderr
     assert "nothing changed" in refused.stderr
-    assert_nothing_changed(sandbox, redis_conn, settings, ours["id"])
-    again = reactor_cli(settings, "undo", ours["id"], "--reason", "dispute")  # the fault is spent
+    assert_nothing_changed(sandbox, redis_conn, settings, our_write_off["id"])
+    again = reactor_process(settings, "undo", our_write_off["id"], "--reason", "dispute")  # the fault is spent
     assert again.returncode == 0, again.stderr
-    assert sandbox.state.get_invoice(ours["id"])["status"] == "not_paid"
+    assert sandbox.state.get_invoice(our_write_off["id"])["status"] == "not_paid"
 
 
-def test_a_credit_note_voided_in_chargebee_meanwhile_is_recorded_as_undone(sandbox, redis_conn, settings, ours):
+def test_a_credit_note_voided_in_chargebee_meanwhile_is_recorded_as_undone(
+    sandbox, redis_conn, settings, our_write_off
+):
     [note] = sandbox.state.write_off_notes()
     sandbox.state.void_credit_note(note["id"])
 
-    done = reactor_cli(settings, "undo", ours["id"], "--reason", "dispute")
+    done = reactor_process(settings, "undo", our_write_off["id"], "--reason", "dispute")
 
     assert done.returncode == 0, done.stderr
     assert "already reversed in Chargebee" in done.stdout
     assert removals(sandbox) == []
     [held] = list_held(redis_conn, settings.key_prefix)
     assert held.reason == "undone"
-    undone = json.loads(redis_conn.get(Keys(settings.key_prefix).undone(ours["id"])))
+    undone = json.loads(redis_conn.get(Keys(settings.key_prefix).undone(our_write_off["id"])))
     assert (undone["credit_note"], undone["count"]) == (note["id"], 1)

@@ -3,70 +3,21 @@ that needs the login, the CSRF token and a reason; our write-off reversed in the
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from dataclasses import replace
-
 import pytest
 import requests
 
 from reactor.jobs.audit import AuditLog
 from reactor.jobs.held import list_held
-from tests.helpers import WebServer, wait_for
-from tests.integration.helpers import exhausted_invoice, make_event, post_event
+from tests.integration.helpers import ADMIN_USER, logged_in, outcomes, token
 
 pytestmark = pytest.mark.integration
 
-RULES = """\
-version: 1
-mode: live
-limits:
-  max_write_off: {USD: 500}
-rules:
-  - name: dunning-exhausted
-    when:
-      - invoice.dunning_status: exhausted
-    action: write_off
-"""
-ADMIN_USER = "oncall"
-ADMIN_PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def admin_web(settings, redis_conn) -> Iterator[WebServer]:
-    admin = replace(settings, admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD, admin_insecure_cookie=True)
-    server = WebServer(admin)
-    yield server
-    server.stop()
-
-
-def token(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, "no CSRF token in the page"
-    return match.group(1)
-
-
-def log_in(server: WebServer) -> requests.Session:
-    browser = requests.Session()
-    form = browser.get(f"{server.url}/admin/login", timeout=5)
-    data = {"user": ADMIN_USER, "password": ADMIN_PASSWORD, "csrf": token(form.text)}
-    assert browser.post(f"{server.url}/admin/login", data=data, timeout=5).ok
-    return browser
-
-
-def outcomes(redis_conn, invoice_id: str) -> list[str]:
-    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
-
 
 def test_undo_from_a_written_off_row_after_confirming_with_a_reason(
-    sandbox, admin_web, redis_conn, start_worker, rules_file, settings
+    sandbox, our_write_off, admin_web, redis_conn, settings
 ):
-    rules_file(RULES)
-    invoice = exhausted_invoice(sandbox)
-    start_worker()
-    assert post_event(admin_web.webhook_url, make_event(invoice)).status_code == 200
-    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), what="our write-off")
-    browser = log_in(admin_web)
+    invoice = our_write_off
+    browser = logged_in(admin_web)
 
     page = browser.get(f"{admin_web.url}/admin/", timeout=5)
     link = f"/admin/invoices/{invoice['id']}/undo"
@@ -100,6 +51,6 @@ def test_undo_from_a_written_off_row_after_confirming_with_a_reason(
 
 
 def test_a_bad_invoice_id_is_refused(admin_web):
-    browser = log_in(admin_web)
+    browser = logged_in(admin_web)
     answer = browser.get(f"{admin_web.url}/admin/invoices/{'x' * 101}/undo", timeout=5)
     assert answer.status_code == 400 and "not an invoice id" in answer.text

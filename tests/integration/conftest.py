@@ -1,0 +1,68 @@
+"""Fixtures the integration tests share on top of tests/conftest.py: the dashboard behind its login,
+an invoice the reactor wrote off, and a write-off left in the dead letters. What they share with the
+tests (constants, login, outcomes) is in tests/integration/helpers.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis
+from rq.registry import FailedJobRegistry
+
+from reactor.config import Settings
+from reactor.sandbox import SandboxServer
+from tests.helpers import WebServer, wait_for
+from tests.integration.helpers import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    EXHAUSTED_RULES,
+    exhausted_invoice,
+    make_event,
+    outcomes,
+    post_event,
+)
+
+
+@pytest.fixture
+def admin_settings(settings: Settings) -> Settings:
+    # Plain HTTP here, and requests (unlike browsers on localhost) keeps a Secure cookie for HTTPS.
+    return replace(settings, admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD, admin_insecure_cookie=True)
+
+
+@pytest.fixture
+def admin_web(admin_settings: Settings, redis_conn: redis.Redis) -> Iterator[WebServer]:
+    """The web app with the dashboard on: ADMIN_USER logs in with ADMIN_PASSWORD."""
+    server = WebServer(admin_settings)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def our_write_off(sandbox: SandboxServer, web: WebServer, redis_conn: redis.Redis, start_worker, rules_file) -> dict:
+    """An invoice the reactor wrote off through a webhook and a real worker, under EXHAUSTED_RULES."""
+    rules_file(EXHAUSTED_RULES)
+    invoice = exhausted_invoice(sandbox)
+    start_worker()
+    assert post_event(web.webhook_url, make_event(invoice)).status_code == 200
+    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), what="our write-off")
+    assert sandbox.state.get_invoice(invoice["id"])["status"] == "paid"
+    return invoice
+
+
+@pytest.fixture
+def failed_by_server_errors(
+    sandbox: SandboxServer, web: WebServer, redis_conn: redis.Redis, start_worker, settings: Settings
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A write-off that Chargebee answered 500 to on every attempt, now in the dead letters: its
+    event (which carries card details, for the tests that show it), its invoice and its job id."""
+    invoice = exhausted_invoice(sandbox)
+    sandbox.state.add_fault(match="write_off", status=500, times=None)
+    event = make_event(invoice, card={"masked_number": "************4242", "gateway_account_id": "gw_secret_77"})
+    assert post_event(web.webhook_url, event).status_code == 200
+    start_worker()
+    registry = FailedJobRegistry(settings.queue_name, connection=redis_conn)
+    wait_for(lambda: registry.count == 1, timeout=30, what="the job in the dead letters")
+    return event, invoice, f"evaluate-{event['id']}"
