@@ -24,7 +24,7 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:rules:reloads`, `{p}:rules:last_refused` | rules edits counted, the last refusal | reloads.py |
 | `{p}:admin:secret_key`, `{p}:admin:session:<id>` | the dashboard's signing key and sessions | dashboard/views.py |
 | `{p}:admin:*`, `{p}:webhook:*` | `limits`' failed-login counters | dashboard/views.py, ingest/guard.py |
-| `{p}:rl:*` | the shared Chargebee call budget | chargebee/ratelimit.py |
+| `{p}:rl:*` | the shared Chargebee call budget; `{p}:rl:429s` counts Chargebee's 429s | chargebee/ratelimit.py |
 | `{p}:notices`, `{p}:notices:seq`, `{p}:notices:once:<name>` | notices waiting for the digest | notices.py |
 | `{p}:notices:sent`, `{p}:notices:dead_letters`, `{p}:lock:notify` | the digest sender's state | jobs/notify.py |
 """
@@ -127,6 +127,10 @@ class Keys:
 
     def notify_lock(self) -> str:
         return f"{self.prefix}:lock:notify"
+
+    def chargebee_429s(self) -> str:
+        """Chargebee's 429 answers that paused every worker (reactor/chargebee/ratelimit.py writes it)."""
+        return f"{self.prefix}:rl:429s"
 
     def admin_secret_key(self) -> str:
         return f"{self.prefix}:admin:secret_key"

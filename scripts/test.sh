@@ -18,4 +18,14 @@ if ! command -v chromium >/dev/null 2>&1; then
         echo "test.sh: no chromium (and not root with apt-get); the browser test will be skipped"
     fi
 fi
+# The alerting rules are checked and unit-tested with promtool, from Debian's prometheus package.
+if ! command -v promtool >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: installing Debian's prometheus for promtool (apt-get install prometheus)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+            || echo "test.sh: could not install prometheus; the promtool tests will be skipped"
+    else
+        echo "test.sh: no promtool (and not root with apt-get); the promtool tests will be skipped"
+    fi
+fi
 exec .venv/bin/python -m pytest "$@"

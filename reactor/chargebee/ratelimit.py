@@ -35,7 +35,9 @@ DEFAULT_PAUSE = 60.0
 
 # Sets the pause only when it ends later than the one already set, so a short Retry-After cannot
 # cut a longer pause short. The pause is a key's TTL: Redis's clock, not the workers', decides.
+# KEYS[2] counts the 429s (reactor_chargebee_429s_total on /metrics).
 _EXTEND_PAUSE = """
+redis.call('INCR', KEYS[2])
 local current = redis.call('PTTL', KEYS[1])
 if current < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
@@ -72,6 +74,7 @@ class ChargebeeRateLimit:
         self.limiter = MovingWindowRateLimiter(storage)
         self.redis = connection
         self.pause_key = f"{key_prefix}:rl:paused:{scope}"
+        self.count_key = f"{key_prefix}:rl:429s"  # Keys.chargebee_429s (the chargebee wing reads no keys module)
         self._extend_pause = connection.register_script(_EXTEND_PAUSE)
         self._sleep = sleep
         self._clock = clock
@@ -110,10 +113,11 @@ class ChargebeeRateLimit:
         return remaining / 1000 if remaining and remaining > 0 else 0.0
 
     def pause(self, seconds: float | None) -> None:
-        """Stop every worker's calls for `seconds` (Chargebee's Retry-After; DEFAULT_PAUSE if None)."""
+        """Stop every worker's calls for `seconds` (Chargebee's Retry-After; DEFAULT_PAUSE if None),
+        and count the 429."""
         seconds = DEFAULT_PAUSE if seconds is None else seconds
         milliseconds = max(1, int(seconds * 1000))
-        self._extend_pause(keys=[self.pause_key], args=[milliseconds, "429"])
+        self._extend_pause(keys=[self.pause_key, self.count_key], args=[milliseconds, "429"])
 
     def reset(self) -> None:
         """Forget the counted calls and any pause (tests, and ops after changing the limit)."""

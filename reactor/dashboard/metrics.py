@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from rq import Queue
+from rq.job import Job
 
 from ..config import Settings
 from ..jobs.held import count_held
@@ -180,6 +181,13 @@ class RedisCollector(Collector):
         held_count = GaugeMetricFamily("reactor_held_write_offs", "Write-offs held for approval (reactor:held)")
         held_count.add_metric([], count_held(self.redis, self.settings.key_prefix))
         yield held_count
+        oldest = GaugeMetricFamily("reactor_queue_oldest_seconds", "Seconds the oldest queued job has waited")
+        oldest.add_metric([], _oldest_wait(queue, datetime.now(timezone.utc)))
+        yield oldest
+        keys = Keys(self.settings.key_prefix)
+        throttled = CounterMetricFamily("reactor_chargebee_429s", "Chargebee's 429 answers, each pausing every worker")
+        throttled.add_metric([], int(self.redis.get(keys.chargebee_429s()) or 0))
+        yield throttled
 
     def _rules(self) -> Iterator[Any]:
         if self.live is None:
@@ -196,6 +204,16 @@ class RedisCollector(Collector):
         )
         refused.add_metric([], 1 if status["errors"] else 0)
         yield refused
+
+
+def _oldest_wait(queue: Queue, now: datetime) -> float:
+    """Seconds since the job at the head of the queue was enqueued; 0 for an empty queue."""
+    head = queue.connection.lindex(queue.key, 0)
+    if head is None:
+        return 0.0
+    enqueued = queue.connection.hget(f"{Job.redis_job_namespace_prefix}{head.decode()}", "enqueued_at")
+    seconds = _seconds_between(enqueued.decode() if enqueued else None, now.isoformat())
+    return round(seconds, 3) if seconds is not None else 0.0
 
 
 def _audit_families(stats: dict[str, str]) -> Iterator[Any]:

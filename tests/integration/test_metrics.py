@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
@@ -13,6 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
 
+from reactor.chargebee.ratelimit import ChargebeeRateLimit
 from reactor.jobs.held import HeldWriteOff, hold
 from reactor.local.redis_server import free_port
 from tests.helpers import WebServer, wait_for
@@ -82,6 +84,24 @@ def test_queue_depth_dead_letters_and_held_write_offs_are_gauges(web, redis_conn
     assert sample(text, "reactor_queue_jobs", state="queued") == 1
     assert sample(text, "reactor_dead_letters") == 1
     assert sample(text, "reactor_held_write_offs") == 1
+
+
+def test_the_oldest_queued_job_and_chargebee_429s_are_reported(web, redis_conn, settings):
+    """What deploy/prometheus/alerts.yml alerts on: how long the head of the queue has waited, and
+    Chargebee's 429s counted by whichever worker met them."""
+    assert sample(scrape(web), "reactor_queue_oldest_seconds") == 0
+    job = Queue(settings.queue_name, connection=redis_conn).enqueue("reactor.jobs.evaluate", "ev_old")
+    Queue(settings.queue_name, connection=redis_conn).enqueue("reactor.jobs.evaluate", "ev_new")
+    two_minutes_ago = datetime.now(timezone.utc) - timedelta(minutes=2)
+    redis_conn.hset(job.key, "enqueued_at", two_minutes_ago.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    budget = ChargebeeRateLimit(redis_conn, 10, 60, scope="acme-test", key_prefix=settings.key_prefix)
+    budget.pause(0.01)
+    budget.pause(None)
+
+    text = scrape(web)
+
+    assert 120 <= (sample(text, "reactor_queue_oldest_seconds") or 0) < 180
+    assert sample(text, "reactor_chargebee_429s_total") == 2
 
 
 def test_metrics_answer_without_redis_and_say_so(settings):
