@@ -214,6 +214,7 @@ class _Undo:
             amount_due=due if type(due) is int else None,
             currency=currency if isinstance(currency, str) else None,
             reason=f"by {self.actor}: {self.reason}",
+            credit_note=credit_note,
             detail=detail + (f" note={note}" if note else ""),
         )
         item = HeldWriteOff(

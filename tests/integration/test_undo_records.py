@@ -1,0 +1,30 @@
+"""What `reactor undo` records: the `undone` audit record names the credit note removed. Real Redis,
+the sandbox over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reactor.jobs import build_context
+from reactor.jobs.audit import AuditLog
+from reactor.jobs.undo import undo_write_off
+from reactor.keys import Keys
+from tests.integration.helpers import exhausted_invoice
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_undone_record_names_the_credit_note_removed(sandbox, redis_conn, settings):
+    invoice = exhausted_invoice(sandbox)
+    _, note, _ = sandbox.state.write_off(invoice["id"], webhooks=False)
+    mark = {"at": "2026-11-01T00:00:00+00:00", "rule": "dunning-exhausted", "event_id": "ev_1"}
+    mark["credit_note"] = note["id"]
+    redis_conn.set(Keys(settings.key_prefix).written_off(invoice["id"]), json.dumps(mark))
+
+    result = undo_write_off(build_context(settings, redis_conn), invoice["id"], "ops@host", "disputed")
+
+    [undone] = [r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "undone"]
+    assert undone.id == result.record_id
+    assert undone.credit_note == note["id"]
