@@ -6,8 +6,9 @@ import click
 
 from ..chargebee import ChargebeeError
 from ..jobs import build_context
+from ..jobs.audit import visible
 from ..jobs.undo import UndoRefused, undo_write_off
-from .helpers import chargebee_settings, command_settings, connect, current_actor
+from .helpers import chargebee_settings, command_settings, connect, current_actor, say
 
 
 @click.command("undo")
@@ -26,11 +27,11 @@ def undo(invoice_id: str, reason: str) -> None:
     actor = current_actor()
     try:
         result = undo_write_off(ctx, invoice_id, actor, reason)
-    except UndoRefused as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(result.summary())
-    click.echo(f'held with reason "undone": no job writes it off until `reactor held release {invoice_id}`')
-    click.echo(f"audit: undone by {actor}: {' '.join(reason.split())}")
+    except UndoRefused as exc:  # it names the id as given: control characters shown escaped, as `reactor trace` does
+        raise click.ClickException(visible(str(exc))) from None
+    say(result.summary())
+    say(f'held with reason "undone": no job writes it off until `reactor held release {invoice_id}`')
+    say(f"audit: undone by {actor}: {' '.join(reason.split())}")
 
 
 COMMANDS = (undo,)

@@ -1,5 +1,5 @@
-"""What `reactor undo` records: the `undone` audit record names the credit note removed. Real Redis,
-the sandbox over HTTP."""
+"""What `reactor undo` records and prints: the `undone` audit record names the credit note removed,
+and a refusal shows an id with control characters escaped. Real Redis, the sandbox over HTTP."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from reactor.jobs.audit import AuditLog
 from reactor.jobs.undo import undo_write_off
 from reactor.keys import Keys
 from tests.integration.helpers import exhausted_invoice
+from tests.integration.ops_helpers import reactor
 
 pytestmark = pytest.mark.integration
 
@@ -28,3 +29,11 @@ def test_the_undone_record_names_the_credit_note_removed(sandbox, redis_conn, se
     [undone] = [r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "undone"]
     assert undone.id == result.record_id
     assert undone.credit_note == note["id"]
+
+
+def test_a_refusal_shows_control_characters_in_the_id_escaped(sandbox, redis_conn, settings):
+    refused = reactor(settings, "undo", "inv_\x1b[2J\x1b]0;owned\x07", "--reason", "not ours")
+
+    assert refused.exit_code == 1
+    assert "\x1b" not in refused.output and "\x07" not in refused.output
+    assert "invoice inv_\\x1b[2J\\x1b]0;owned\\x07 was not written off by the reactor" in refused.output
