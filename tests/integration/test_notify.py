@@ -257,3 +257,28 @@ def test_no_message_carries_a_secret(redis_conn, settings, receiver):
         assert value not in body, value
     assert text.count("[redacted]") >= 6
     assert "authorization" not in receiver.headers[0], "the POST carries no credentials"
+
+
+def test_a_refused_api_key_is_told_once_beside_its_dead_letters_and_never_shown(
+    sandbox: SandboxServer, redis_conn, start_worker, rules_file, notify_settings, receiver
+):
+    rules_file(BUDGET_RULES.replace("  max_per_day: {USD: 10}\n", ""))
+    wrong = replace(notify_settings, chargebee_api_key="live_wrong_key_0123456789")
+    invoices = [exhausted_invoice(sandbox) for _ in range(3)]
+    web = WebServer(wrong)
+    try:
+        start_worker(wrong)
+        for invoice in invoices:
+            assert post_event(web.webhook_url, make_event(invoice)).status_code == 200
+        registry = FailedJobRegistry(wrong.queue_name, connection=redis_conn)
+        wait_for(lambda: registry.count == 3, timeout=30, what="three jobs refused by Chargebee")
+    finally:
+        web.stop()
+    assert pending(redis_conn, wrong) == 1, "the refused key told once, not per job"
+
+    assert Notifier(wrong, redis_conn).round() is True
+
+    [text] = receiver.texts()
+    assert "1 Chargebee refused the API key" in text and "HTTP 401" in text
+    assert "3 new dead letters" in text and all(i["id"] in text for i in invoices)
+    assert "live_wrong_key_0123456789" not in json.dumps(receiver.messages)

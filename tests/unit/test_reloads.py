@@ -15,7 +15,9 @@ from redis.retry import Retry
 
 from reactor.config import Settings
 from reactor.jobs import build_context
+from reactor.keys import Keys
 from reactor.local.redis_server import free_port
+from reactor.notices import Notices
 from reactor.reloads import RulesReloadReporter
 from reactor.rules.live import LiveRules
 
@@ -100,3 +102,19 @@ def test_the_worker_context_reports_its_reloads_to_redis(settings: Settings, red
 
     assert context.rules.current().version == version
     assert RulesReloadReporter(redis_conn, settings.key_prefix).counts() == {"refused": 1}
+
+
+def test_a_refused_edit_is_told_once_to_a_person_and_an_accepted_one_not_at_all(redis_conn: redis.Redis) -> None:
+    notices = Notices(redis_conn, "test")
+    reporter = RulesReloadReporter(redis_conn, "test", notices)
+    errors = ["/srv/rules.yaml:6:13: unknown action 'skipp'", "/srv/rules.yaml:9:5: unknown field 'whn'"]
+    for _ in range(3):  # three processes see the same refused edit
+        reporter("refused", "abc123def456789", "/srv/rules.yaml", errors)
+    reporter("accepted", "fff000", "/srv/rules.yaml", [])
+
+    entries = redis_conn.xrange(Keys("test").notices())
+    assert [(f[b"kind"], f[b"text"]) for _, f in entries] == [
+        (b"rules_refused", b"/srv/rules.yaml (abc123def456): /srv/rules.yaml:6:13: unknown action 'skipp' (and 1 more)")
+    ]
+    reporter("refused", "0ther", "/srv/rules.yaml", errors)
+    assert redis_conn.xlen(Keys("test").notices()) == 2, "another refused edit is told too"
