@@ -5,8 +5,12 @@ write-off, snapshots refused in one line, and the csv/json/markdown outputs pars
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -22,6 +26,7 @@ from reactor.jobs.rules_diff import (
     save_snapshot,
 )
 from reactor.rules import parse_rules
+from tests.helpers import REPO
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 HEAD = "version: 1\nmode: live\nlimits:\n  max_write_off: {USD: 500}\nrules:\n"
@@ -125,3 +130,34 @@ def test_formats_parse_and_keep_cells_harmless() -> None:
     markdown = to_markdown(diff, header)
     table = [line for line in markdown.splitlines() if line.startswith("| =cmd")]
     assert table and "=cmd\\|x" in table[0] and table[0].count(" | ") == 5  # the pipe does not split the row
+
+
+@pytest.mark.parametrize("name", ["snap.json", "snap.json.gz"])
+def test_a_snapshot_past_the_limit_is_refused_in_one_line(tmp_path, name) -> None:
+    save_snapshot(tmp_path / name, listing())
+    size = len(json.dumps(load_snapshot(tmp_path / name).invoices))  # less than the whole file
+    assert load_snapshot(tmp_path / name, limit=10 * size).invoices == listing().invoices
+    with pytest.raises(SnapshotError, match=r"holds more than .* the most a snapshot may") as refused:
+        load_snapshot(tmp_path / name, limit=size)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_gzip_bomb_is_refused_by_the_command_without_holding_it(tmp_path) -> None:
+    """300 MiB of spaces in 300 kB of gzip: refused, exit 2, in far less memory than the file holds
+    (the whole file was read and parsed before: 670 MB resident)."""
+    bomb, rules = tmp_path / "open.json.gz", tmp_path / "rules.yaml"
+    rules.write_text(HEAD + SMALL)
+    with gzip.open(bomb, "wb", compresslevel=1) as handle:
+        for _ in range(300):
+            handle.write(b" " * (1 << 20))
+    measure = (
+        "import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, repr(done.stderr))"
+    )
+    command = [sys.executable, "-m", "reactor", "rules", "diff", str(rules), "--invoices", str(bomb)]
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "REACTOR_RULES": str(rules)}
+    out = subprocess.run([sys.executable, "-c", measure, *command], env=env, cwd=REPO, capture_output=True, text=True)
+    code, peak_kib, stderr = out.stdout.split(" ", 2)
+    assert int(code) == 2, stderr
+    assert "holds more than 256 MiB of JSON" in stderr and stderr.count("\\n") == 1
+    assert int(peak_kib) < 150 * 1024, f"peak {int(peak_kib) // 1024} MiB"
