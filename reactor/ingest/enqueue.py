@@ -56,13 +56,27 @@ _PROBES = (
 
 
 class EvaluationJobs:
-    """Builds the writes that enqueue `evaluate(event_id)` for one event, with RQ's own layout."""
+    """Builds the writes that enqueue `evaluate(event_id)` for one event, with RQ's own layout.
 
-    def __init__(self, queue: Queue, retry: Retry | None = None, job_timeout: int = 120, failure_ttl: int = 0):
+    `result_ttl` 0: a job that succeeds is deleted as it ends, with no result kept. Its outcome is
+    in the audit record the job writes (reactor/jobs/trail.py), and RQ's result (a stream per job,
+    some 4 kB) and finished job hash (1.6 kB) would otherwise stay 500 s: during a burst, more than
+    the stored event itself (docs/benchmarks.md, "Redis memory per event"). A job that fails keeps
+    everything for `failure_ttl`: that is the dead letter."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        retry: Retry | None = None,
+        job_timeout: int = 120,
+        failure_ttl: int = 0,
+        result_ttl: int = 0,
+    ):
         self.queue = queue
         self.retry = retry
         self.job_timeout = job_timeout
         self.failure_ttl = failure_ttl
+        self.result_ttl = result_ttl
         self._templates: dict[str, JobTemplate | None] = {}
 
     def through_rq(self, evaluate: Callable[..., Any] | str, spec: JobSpec) -> list[Command]:
@@ -76,6 +90,7 @@ class EvaluationJobs:
                 retry=self.retry,
                 job_timeout=self.job_timeout,
                 failure_ttl=self.failure_ttl,
+                result_ttl=self.result_ttl,
                 description=spec.description,
                 meta=spec.meta,
                 pipeline=pipe,

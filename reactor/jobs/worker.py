@@ -25,7 +25,9 @@ from typing import Any
 import redis
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import AbandonedJobError
+from rq.executions import Execution
 from rq.job import Job
+from rq.utils import as_text
 
 from .. import jobs
 from ..config import Settings
@@ -60,6 +62,16 @@ class ReactorWorker(Worker):
             log.error("no valid rules; jobs will fail until rules.yaml is fixed: %s", exc)
         super().execute_job(job, queue)
 
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any, execution: Any) -> None:
+        """RQ's success handling, after dropping the executions of earlier attempts that are gone.
+        An evaluation job keeps no result (result_ttl 0, reactor/ingest/enqueue.py), so RQ deletes
+        it as it ends; RQ 3.0's delete reads every execution the job ever had and raises on one
+        whose record expired with a dead worker, which would turn a recovered job into a retry and
+        then a dead letter. Only a job that was retried can have one: first attempts pay nothing."""
+        if job.retry_intervals and job.retries_left is not None and job.retries_left < len(job.retry_intervals):
+            forget_lost_executions(self.connection, job, keep=getattr(execution, "id", None))
+        super().handle_job_success(job, queue, started_job_registry, execution)
+
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         """The work horse died mid-job (SIGKILL, OOM, killed by RQ past its timeout): the attempt
         ends without an outcome of its own, so record one. RQ then retries or dead-letters it."""
@@ -78,6 +90,22 @@ class ReactorWorker(Worker):
     def dequeue_timeout(self) -> int:
         """Wake up from an empty queue in time for the next maintenance run."""
         return max(1, min(super().dequeue_timeout, self.maintenance_interval))
+
+
+def forget_lost_executions(connection: redis.Redis, job: Job, keep: str | None) -> None:
+    """Remove from the job's execution registry the executions whose own record is gone."""
+    registry = job.execution_registry
+    ids = [as_text(raw) for raw in connection.zrange(registry.key, 0, -1)]
+    ids = [execution_id for execution_id in ids if execution_id != keep]
+    if not ids:
+        return
+    with connection.pipeline(transaction=False) as pipe:
+        for execution_id in ids:
+            pipe.exists(Execution(execution_id, job.id, connection).key)
+        alive = pipe.execute()
+    lost = [execution_id for execution_id, exists in zip(ids, alive, strict=True) if not exists]
+    if lost:
+        connection.zrem(registry.key, *lost)
 
 
 def retry_abandoned_at_once(job: Job, exc_type: type, exc_value: BaseException, tb: Any) -> bool:

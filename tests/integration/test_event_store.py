@@ -8,9 +8,12 @@ import threading
 import pytest
 import redis
 from rq import Queue
+from rq.registry import FinishedJobRegistry
 
 from reactor.ingest.envelope import parse_event
-from reactor.ingest.events import EventStore
+from reactor.ingest.events import EventStore, evaluation_job_id
+from tests.helpers import wait_for
+from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +64,21 @@ def test_a_failure_inside_the_accept_script_leaves_the_event_unmarked_so_a_retry
     redis_conn.delete("reactor:counters:events")
     assert store.accept(event(), "reactor.jobs.evaluate").outcome == "queued"
     assert queue.count == 1
+
+
+def test_a_decided_event_leaves_its_outcome_in_the_audit_and_no_rq_job_or_result(
+    sandbox, web, settings, redis_conn, start_worker
+):
+    """result_ttl 0: RQ's result stream and finished job hash (some 6 kB for 500 s) are not kept for
+    a job that succeeds; the audit record says what came of it. A failed job stays (the dead letter)."""
+    invoice = exhausted_invoice(sandbox)
+    event = make_event(invoice)
+    assert post_event(web.webhook_url, event).json()["status"] == "queued"
+    job_id = evaluation_job_id(event["id"])
+    assert redis_conn.hget(f"rq:job:{job_id}", "result_ttl") == b"0"
+    start_worker()
+    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=30, what="written_off")
+    wait_for(lambda: not redis_conn.exists(f"rq:job:{job_id}"), timeout=10, what="the finished job deleted")
+    assert not redis_conn.exists(f"rq:results:{job_id}")
+    assert FinishedJobRegistry(settings.queue_name, connection=redis_conn).get_job_ids() == []
+    assert redis_conn.exists(f"reactor:event:{event['id']}"), "the stored event stays for replays"
