@@ -26,7 +26,7 @@ from rq.registry import FailedJobRegistry
 
 from reactor.config import Settings
 from reactor.jobs.audit import AuditLog
-from reactor.jobs.notify import MAX_LINES, Notifier, start_notifier
+from reactor.jobs.notify import MAX_LINES, Notifier
 from reactor.keys import Keys
 from reactor.notices import Notices
 from reactor.sandbox import SandboxServer
@@ -206,23 +206,28 @@ def test_a_receiver_that_is_down_gets_the_digest_later_and_no_job_waits(
     rules_file(BUDGET_RULES)
     invoice = exhausted_invoice(sandbox)
     web = WebServer(notify_settings)
-    thread, stopping = start_notifier(notify_settings, redis_conn)
+    notifier = Notifier(notify_settings, redis_conn)
+    stopping = threading.Event()
+    thread = threading.Thread(target=notifier.run, args=(stopping,), daemon=True)
     try:
         start_worker(notify_settings)
         assert post_event(web.webhook_url, make_event(invoice)).status_code == 200
         wait_for(lambda: "held" in outcomes(redis_conn, invoice["id"]), what="the job done while the receiver is down")
         assert pending(redis_conn, notify_settings) == 2, "the held write-off and the budget wait in Redis"
+        thread.start()
+        wait_for(lambda: notifier.failures >= 1, what="a round that found the receiver down")
 
         receiver.status = 503  # up, but failing: still kept
         receiver.start()
-        wait_for(lambda: receiver.messages, timeout=20, what="a try at the failing receiver")
+        wait_for(lambda: receiver.messages, timeout=30, what="a try at the failing receiver")
         assert pending(redis_conn, notify_settings) == 2
         receiver.status = 200
         wait_for(lambda: len(receiver.messages) >= 2, timeout=30, what="the digest sent after the receiver came back")
         wait_for(lambda: pending(redis_conn, notify_settings) == 0, what="the notices gone once taken")
     finally:
         stopping.set()
-        thread.join(15)
+        if thread.is_alive():
+            thread.join(15)
         web.stop()
     assert invoice["id"] in receiver.texts()[-1]
     assert all(t == receiver.texts()[-1] for t in receiver.texts()), "the same digest, tried again"
