@@ -9,11 +9,12 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from rq import Worker
-from rq.registry import ScheduledJobRegistry
+from rq import Queue, Worker
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from reactor.jobs.audit import AuditLog
 from reactor.jobs.rechecks import recheck_job_id
+from reactor.keys import Keys
 from tests.helpers import wait_for
 from tests.integration.helpers import make_event, post_event
 
@@ -48,6 +49,12 @@ def ready_worker(start_worker, redis_conn) -> None:
     wait_for(lambda: Worker.all(connection=redis_conn), timeout=30, what="the worker to start")
 
 
+def worker_idle(redis_conn, settings) -> bool:
+    """No job waiting in the queue and none running."""
+    queue = Queue(settings.queue_name, connection=redis_conn)
+    return queue.count == 0 and StartedJobRegistry(queue=queue).count == 0
+
+
 def nearly_overdue_invoice(sandbox, lead: int = LEAD) -> dict:
     """Due 30 days ago minus `lead` seconds: days_overdue is 29 now and 30 in at least `lead` seconds."""
     due = math.ceil(time.time()) - 30 * DAY + lead
@@ -57,13 +64,13 @@ def nearly_overdue_invoice(sandbox, lead: int = LEAD) -> dict:
 
 
 def test_a_rule_on_30_days_overdue_writes_off_once_at_the_scheduled_moment_and_not_before(
-    sandbox, web, redis_conn, start_worker, rules_file
+    sandbox, web, redis_conn, start_worker, rules_file, settings
 ):
     rules_file(OVERDUE_RULES)
+    ready_worker(start_worker, redis_conn)
     invoice = nearly_overdue_invoice(sandbox)
     moment = invoice["due_date"] + 30 * DAY
     assert post_event(web.webhook_url, make_event(invoice, event_type="invoice_generated")).status_code == 200
-    start_worker()
 
     wait_for(lambda: "recheck_scheduled" in outcomes(redis_conn, invoice["id"]), what="recheck_scheduled")
     assert outcomes(redis_conn, invoice["id"])[:2] == ["no_match", "recheck_scheduled"]
@@ -74,7 +81,10 @@ def test_a_rule_on_30_days_overdue_writes_off_once_at_the_scheduled_moment_and_n
     calls = sandbox.state.write_off_calls()
     assert len(calls) == 1
     assert calls[0]["at"] >= moment, "written off before the invoice was 30 days overdue"
-    time.sleep(1.5)  # nothing else scheduled for it: no second call, no second record
+    wait_for(lambda: worker_idle(redis_conn, settings), what="the worker to finish its jobs")
+    # nothing left to run for it later: no second call, no second record
+    assert ScheduledJobRegistry(settings.queue_name, connection=redis_conn).count == 0
+    assert not redis_conn.exists(Keys(settings.key_prefix).recheck(invoice["id"]))
     assert len(sandbox.state.write_off_calls()) == 1
     assert outcomes(redis_conn, invoice["id"]).count("written_off") == 1
     record = next(r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "written_off")
@@ -114,8 +124,8 @@ def test_a_payment_before_the_moment_cancels_the_recheck(sandbox, web, redis_con
 
 def test_a_newer_event_replaces_the_pending_recheck(sandbox, web, redis_conn, start_worker, rules_file, settings):
     rules_file(OVERDUE_RULES)
+    ready_worker(start_worker, redis_conn)
     invoice = nearly_overdue_invoice(sandbox)
-    start_worker()
     for event_type in ("invoice_generated", "invoice_updated"):
         assert post_event(web.webhook_url, make_event(invoice, event_type=event_type)).status_code == 200
         wait_for(
