@@ -8,6 +8,7 @@ or Redis unreachable, an unreadable snapshot), 3 the change newly writes off mor
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from ..chargebee import ChargebeeError
 from ..jobs import build_context
+from ..jobs.budget import budgets_used
 from ..jobs.diff_formats import CHANGE_COLUMNS, change_rows, count_and_amount, to_csv, to_json, to_markdown
 from ..jobs.rules_diff import (
     FactSource,
@@ -30,7 +32,7 @@ from ..jobs.rules_diff import (
     save_snapshot,
 )
 from ..rules import RulesError, RuleSet, load_rules
-from ..rules.diff import CHANGE_MEANINGS, OUTCOMES, RulesDiff, unlisted_rules
+from ..rules.diff import CHANGE_MEANINGS, OUTCOMES, BudgetsUsed, RulesDiff, unlisted_rules
 from ..rules.fail_over import EXIT_ERROR, FailOver, FailOverError, exit_code
 from .helpers import cell, chargebee_settings, command_settings, connect, console
 from .rules import parse_time, rules
@@ -53,18 +55,20 @@ def _load(path: Path) -> RuleSet:
         _fail(f"cannot read {path}: {exc.strerror or exc}")
 
 
-def _online_listing() -> tuple[Listing, FactSource]:
-    """Every open invoice from Chargebee under the shared rate limit, with a progress bar on a terminal."""
+def _online_listing() -> tuple[Listing, FactSource, Callable[[datetime], BudgetsUsed]]:
+    """Every open invoice from Chargebee under the shared rate limit, with a progress bar on a terminal;
+    and the reader of today's budget counters (read only) at the diff's instant."""
     from rich.progress import Progress  # late: start-up time (rich.progress costs `reactor --help` ~7 ms)
 
     settings = chargebee_settings(command_settings())
-    client = build_context(settings, connect(settings)).chargebee
+    connection = connect(settings)
+    client = build_context(settings, connection).chargebee
     taken = datetime.now(timezone.utc).isoformat(timespec="seconds")
     listing = Listing(taken_at=taken, source=settings.api_base or "")
     with Progress(disable=not sys.stderr.isatty(), console=console(stderr=True)) as progress:
         task = progress.add_task("listing open invoices", total=None)
         list_open_invoices(client, listing, lambda count: progress.update(task, advance=count))
-    return listing, FactSource(listing, client)
+    return listing, FactSource(listing, client), lambda now: budgets_used(connection, now, settings.key_prefix)
 
 
 @rules.command("diff")
@@ -100,10 +104,12 @@ def rules_diff(
     try:
         base_path = base_path or command_settings().rules_path
         base, new = _load(base_path), _load(new_path)
-        listing, facts = _listing(invoices_file, snapshot)
+        listing, facts, read_budgets = _listing(invoices_file, snapshot)
         if at_time is None and invoices_file and listing.taken_at:
             at_time = parse_time(listing.taken_at)  # offline: the snapshot's moment, the same answer
         now = at_time or datetime.now(timezone.utc)
+        if read_budgets is not None:  # online: what today's budgets have used, at the diff's instant
+            listing.budgets = read_budgets(now)
         diff = diff_listing(base, new, listing, now, facts)
         if snapshot:
             save_snapshot(snapshot, listing)
@@ -120,6 +126,7 @@ def rules_diff(
         "source": invoices_file or listing.source,
         "chargebee_calls": listing.calls,
         "unlisted_rules": unlisted_rules(base, new),
+        "budgets": diff.budgets,
     }
     _print(diff, header, fmt)
     if header["unlisted_rules"]:
@@ -133,11 +140,13 @@ def rules_diff(
     sys.exit(exit_code(diff, allowance))
 
 
-def _listing(invoices_file: str | None, snapshot: str | None) -> tuple[Listing, FactSource]:
-    """The open invoices: from a snapshot (offline), or from Chargebee."""
+def _listing(
+    invoices_file: str | None, snapshot: str | None
+) -> tuple[Listing, FactSource, Callable[[datetime], BudgetsUsed] | None]:
+    """The open invoices: from a snapshot (offline, with the budget counts it kept), or from Chargebee."""
     if invoices_file:
         listing = load_snapshot(invoices_file)
-        return listing, FactSource(listing, None)
+        return listing, FactSource(listing, None), None
     if snapshot:
         check_snapshot_path(snapshot)  # before minutes of listing, not after
     return _online_listing()
@@ -180,6 +189,7 @@ def _print_table(diff: RulesDiff, header: dict[str, Any]) -> None:
         f"{header['base']} ({header['base_version']}) → {header['new']} ({header['new_version']}) at {header['at']}: "
         f"{len(diff.rows)} open invoices, {len(diff.changes)} changed; {header['chargebee_calls']} Chargebee calls"
     )
+    click.echo(header["budgets"])
 
 
 COMMANDS = ()  # `rules diff` is registered on the `rules` group (reactor/cli/rules.py) by the decorator

@@ -111,4 +111,5 @@ def _view(diff: RulesDiff, base: RuleSet, new: RuleSet, now: datetime, calls: in
         "per_rule": per_rule,
         "outcomes": [(o, diff.outcomes["old"][o], diff.outcomes["new"][o]) for o in OUTCOMES],
         "unlisted": unlisted_rules(base, new),
+        "budgets": diff.budgets,
     }

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 import redis
 
 from ..keys import Keys
+from ..rules.diff import BudgetsUsed
 from ..rules.model import Limits
 from ..rules.money import minor_factor
 
@@ -105,3 +106,21 @@ def spent_today(connection: redis.Redis, now: datetime, prefix: str = "reactor")
     """Minor units reserved per currency in the UTC day of `now`."""
     day_key, _ = budget_keys(prefix, now)
     return {k.decode(): int(v) for k, v in connection.hgetall(day_key).items()}
+
+
+def budgets_used(connection: redis.Redis, now: datetime, prefix: str = "reactor") -> BudgetsUsed:
+    """What the day's and the hour's counters of `now` hold, read in one round trip and reserving
+    nothing (`reactor rules diff` starts its budgets from it)."""
+    utc = now.astimezone(timezone.utc)
+    day_key, hour_key = budget_keys(prefix, utc)
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hgetall(day_key)
+        pipe.get(hour_key)
+        spent, count = pipe.execute()
+    return BudgetsUsed(
+        {k.decode(): int(v) for k, v in spent.items()},
+        int(count or 0),
+        f"{utc:%Y-%m-%d}",
+        f"{utc:%Y-%m-%dT%H}",
+        f"Redis at {utc.isoformat(timespec='seconds')}",
+    )

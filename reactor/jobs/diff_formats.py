@@ -61,6 +61,7 @@ def as_data(diff: RulesDiff, header: dict[str, Any]) -> dict[str, Any]:
         **header,
         "invoices": len(diff.rows),
         "changed": len(diff.changes),
+        "budgets": diff.budgets,
         "counts": diff.kind_counts(),
         "outcomes": diff.outcomes,
         "by_change": {kind: _money(diff.by_kind[kind]) for kind in CHANGE_KINDS if kind in diff.by_kind},
@@ -97,6 +98,7 @@ def to_csv(diff: RulesDiff) -> str:
             rows.append(["total", kind, str(count), str(amount), currency])
     rows += [[], ["rule", "currency", "old_count", "old_amount", "new_count", "new_amount"]]
     rows += [list(line) for line in _rule_lines(diff)]
+    rows += [[], ["budgets", diff.budgets]]
     writer.writerows([spreadsheet_cell(cell) for cell in row] for row in rows)
     return out.getvalue()
 
@@ -125,6 +127,8 @@ def to_markdown(diff: RulesDiff, header: dict[str, Any], max_rows: int = 200) ->
         f"### Rules diff: {_md(header.get('base', ''))} → {_md(header.get('new', ''))}",
         "",
         f"{len(diff.rows)} open invoices decided at {_md(header.get('at', ''))}; **{len(diff.changes)} changed**.",
+        "",
+        f"{_md(diff.budgets)}.",
         "",
     ]
     if header.get("unlisted_rules"):  # rule names are letters, digits, '_', '.' and '-' (reactor/rules/loader.py)

@@ -10,6 +10,10 @@ on a fact that could not be had is blocked (`facts_missing`), as the worker woul
 A snapshot (`--snapshot FILE`) keeps the listing and every customer and subscription fetched
 (`null` for one Chargebee did not have), so `--invoices FILE` can diff again without Chargebee.
 A resource the snapshot lacks (other rules read other facts) blocks the write-off with that reason.
+
+Budgets start from what today's counters had used at the diff's instant (reactor/jobs/budget.py
+`budgets_used`, read only); a snapshot keeps what they held when it was taken, and one taken before
+it kept them starts from zero and says so.
 """
 
 from __future__ import annotations
@@ -29,9 +33,20 @@ import redis
 from ..chargebee import ChargebeeClient, ChargebeeError, NotFoundError
 from ..config import Settings
 from ..rules import RuleSet, decide
-from ..rules.diff import BLOCKED, InvoiceVerdicts, RulesDiff, Verdict, apply_budgets, compare, verdict_of
+from ..rules.diff import (
+    BLOCKED,
+    BudgetsUsed,
+    InvoiceVerdicts,
+    RulesDiff,
+    Verdict,
+    apply_budgets,
+    budgets_start,
+    compare,
+    verdict_of,
+)
 from ..rules.facts import facts_worth_fetching, unresolved
 from ..rules.money import to_major
+from .budget import budgets_used
 from .context import build_rate_limit
 from .facts import complete_facts
 from .sweep import pages, sweep_event
@@ -66,6 +81,7 @@ class Listing:
     taken_at: str = ""
     source: str = ""
     calls: int = 0  # Chargebee calls made for this run (0 offline)
+    budgets: BudgetsUsed | None = None  # what the budget counters held; None: from zero
 
 
 class FactSource:
@@ -127,7 +143,7 @@ def verdict(ruleset: RuleSet, event: dict[str, Any], now: datetime, facts: FactS
 
 def diff_listing(base: RuleSet, new: RuleSet, listing: Listing, now: datetime, facts: FactSource) -> RulesDiff:
     """Decide on every listed invoice under both files at `now`, apply each file's budgets in
-    listing order, and compare."""
+    listing order from what `listing.budgets` had used, and compare."""
     rows = []
     for invoice in listing.invoices:
         event = sweep_event(invoice, "diff", now)
@@ -138,9 +154,13 @@ def diff_listing(base: RuleSet, new: RuleSet, listing: Listing, now: datetime, f
         old, new_verdict = verdict(base, event, now, facts), verdict(new, event, now, facts)
         customer = str(invoice.get("customer_id") or "")
         rows.append(InvoiceVerdicts(str(invoice.get("id")), customer, currency, amount, major, old, new_verdict))
-    rows = apply_budgets(base.limits, rows, "old")
-    rows = apply_budgets(new.limits, rows, "new")
-    return compare(rows)
+    used = listing.budgets.at(now) if listing.budgets is not None else None
+    rows = apply_budgets(base.limits, rows, "old", used)
+    rows = apply_budgets(new.limits, rows, "new", used)
+    diff = compare(rows)
+    shown = new.limits if new.limits.max_per_day or new.limits.max_count_per_hour else base.limits
+    diff.budgets = budgets_start(listing.budgets, shown, now)
+    return diff
 
 
 def diff_against_chargebee(
@@ -157,6 +177,7 @@ def diff_against_chargebee(
     listing = Listing(taken_at=now.isoformat(timespec="seconds"), source=settings.api_base)
     try:
         list_open_invoices(client, listing)
+        listing.budgets = budgets_used(connection, now, settings.key_prefix)
         return diff_listing(base, new, listing, now, FactSource(listing, client)), listing
     except ChargebeeError as exc:
         raise ListingFailed(f"cannot list the open invoices from Chargebee: {exc}") from None
@@ -192,6 +213,7 @@ def save_snapshot(path: str | os.PathLike[str], listing: Listing) -> None:
         "invoices": listing.invoices,
         "customers": listing.customers,
         "subscriptions": listing.subscriptions,
+        "budgets_used": listing.budgets.as_dict() if listing.budgets is not None else None,
     }
     try:
         with _open(path, "w") as handle:
@@ -239,4 +261,6 @@ def load_snapshot(path: str | os.PathLike[str], limit: int | None = None) -> Lis
         or not isinstance(subscriptions, dict)
     ):
         raise SnapshotError(f"{path}: a snapshot holds a list of invoices and maps of customers and subscriptions")
-    return Listing(invoices, customers, subscriptions, str(data.get("taken_at") or ""), str(data.get("source") or ""))
+    taken, source = str(data.get("taken_at") or ""), str(data.get("source") or "")
+    budgets = BudgetsUsed.from_dict(data.get("budgets_used"), f"the snapshot {os.path.basename(path)}")
+    return Listing(invoices, customers, subscriptions, taken, source, budgets=budgets)

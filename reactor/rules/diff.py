@@ -5,8 +5,10 @@ under both files at one instant; this module turns the two decisions into verdic
 budgets as they would be applied on the day, and compares. No Redis, HTTP or clock.
 
 Budgets (`limits.max_per_day`, `limits.max_count_per_hour`) are counted as reactor/jobs/budget.py
-counts them, but from zero and in listing order, as if every would-be write-off ran in one fresh
-day and hour: a write-off that would pass a budget is `held` and takes nothing from it, so a
+counts them, as they would be on the day: from what today's counters had already used at the diff's
+instant (`BudgetsUsed`, read by the caller without reserving anything; from zero when not known, e.g.
+a snapshot taken before it kept them), then in listing order, as if every would-be write-off ran
+at that instant: a write-off that would pass a budget is `held` and takes nothing from it, so a
 smaller one after it may still fit.
 """
 
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Any
 
 from .event_types import SWEEP_EVENT_TYPE
 from .model import Decision, Limits, RuleSet
-from .money import minor_factor
+from .money import minor_factor, to_major
 
 # A verdict's outcome: what the reactor would do with the invoice under one rules file.
 WRITE_OFF, DRY_RUN, HELD, BLOCKED, SKIP, NO_MATCH = "write_off", "dry_run", "held", "blocked", "skip", "no_match"
@@ -91,12 +95,70 @@ class InvoiceVerdicts:
     new: Verdict
 
 
-def apply_budgets(limits: Limits, rows: Iterable[InvoiceVerdicts], side: str) -> list[InvoiceVerdicts]:
-    """`rows` with the write-offs of `side` ("old" or "new") that would pass a budget turned to
-    `held`, walked in the order given; the same reasons as reactor/jobs/budget.py `reserve`."""
+@dataclass(frozen=True)
+class BudgetsUsed:
+    """What the budget counters had used when read: minor units per currency in the UTC day `day`
+    (YYYY-MM-DD) and write-offs in the UTC hour `hour` (YYYY-MM-DDTHH); `source` says where from."""
+
+    spent: dict[str, int]
+    count: int
+    day: str
+    hour: str
+    source: str = "Redis"
+
+    def at(self, now: datetime) -> BudgetsUsed:
+        """What of it counts at `now`: another UTC day's amounts or another hour's count count nothing."""
+        utc = now.astimezone(timezone.utc)
+        same_day, same_hour = utc.strftime("%Y-%m-%d") == self.day, utc.strftime("%Y-%m-%dT%H") == self.hour
+        return replace(self, spent=self.spent if same_day else {}, count=self.count if same_hour else 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"spent": dict(sorted(self.spent.items())), "count": self.count, "day": self.day, "hour": self.hour}
+
+    @classmethod
+    def from_dict(cls, data: object, source: str) -> BudgetsUsed | None:
+        """The counts a snapshot kept, or None when it kept none (or something unreadable)."""
+        if not isinstance(data, dict):
+            return None
+        spent, count, day, hour = data.get("spent"), data.get("count"), data.get("day"), data.get("hour")
+        if not (isinstance(spent, dict) and type(count) is int and isinstance(day, str) and isinstance(hour, str)):
+            return None
+        if not all(isinstance(k, str) and type(v) is int for k, v in spent.items()):
+            return None
+        return cls(dict(spent), count, day, hour, source)
+
+
+def budgets_start(used: BudgetsUsed | None, limits: Limits, now: datetime) -> str:
+    """One line: what the budgets of `limits` start from at `now`, e.g. `budgets: USD 120.00 of 500
+    used today, 3 of 10 write-offs this hour (Redis, 2026-11-26T12)`."""
     day, hourly = limits.max_per_day, limits.max_count_per_hour
-    spent: dict[str, int] = {}
-    count = 0
+    if day is None and hourly is None:
+        return "budgets: none (no limits.max_per_day or limits.max_count_per_hour)"
+    if used is None:
+        return "budgets: from zero (the snapshot predates kept budget counts: as on a fresh day and hour)"
+    counted = used.at(now)
+    parts = []
+    if day is not None:
+        for currency in sorted(set(counted.spent) | set(day.per_currency)):
+            amount, cap = to_major(counted.spent.get(currency, 0), currency), day.major_for(currency)
+            parts.append(f"{currency} {amount} of {cap if cap is not None else 'no budget'} used today")
+        if not parts:
+            parts.append(f"nothing of {day.describe()} used today")
+    if hourly is not None:
+        parts.append(f"{counted.count} of {hourly} write-offs this hour")
+    stale = "" if counted == used else "; the counts are of another day or hour, so from zero where they differ"
+    return f"budgets: {', '.join(parts)} ({used.source}, day {used.day}, hour {used.hour}{stale})"
+
+
+def apply_budgets(
+    limits: Limits, rows: Iterable[InvoiceVerdicts], side: str, used: BudgetsUsed | None = None
+) -> list[InvoiceVerdicts]:
+    """`rows` with the write-offs of `side` ("old" or "new") that would pass a budget turned to
+    `held`, walked in the order given from what `used` had already taken (from zero when None);
+    the same reasons as reactor/jobs/budget.py `reserve`."""
+    day, hourly = limits.max_per_day, limits.max_count_per_hour
+    spent: dict[str, int] = dict(used.spent) if used is not None else {}
+    count = used.count if used is not None else 0
     result = []
     for row in rows:
         verdict: Verdict = getattr(row, side)
@@ -167,6 +229,7 @@ class RulesDiff:
     written_off: dict[str, Money] = field(default_factory=dict)  # "old"/"new" → per currency
     by_rule: dict[str, dict[str, Money]] = field(default_factory=dict)  # rule → "old"/"new" → per currency
     outcomes: dict[str, dict[str, int]] = field(default_factory=dict)  # "old"/"new" → outcome → count
+    budgets: str = ""  # what the budgets started from (budgets_start), one line
 
     @property
     def changed(self) -> bool:

@@ -3,6 +3,7 @@ totals per currency and rule, --fail-over and the exit codes."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -22,9 +23,11 @@ from reactor.rules.diff import (
     OTHER_RULE,
     SKIP,
     WRITE_OFF,
+    BudgetsUsed,
     InvoiceVerdicts,
     Verdict,
     apply_budgets,
+    budgets_start,
     change_kind,
     compare,
     unlisted_rules,
@@ -112,6 +115,42 @@ def test_hour_budget_counts_write_offs_only() -> None:
     assert [r.new.outcome for r in out] == [WRITE_OFF, SKIP, WRITE_OFF, HELD, HELD]
     assert out[3].new.reason == "limits.max_count_per_hour (2) reached this hour"
     assert apply_budgets(Limits(), rows, "new") == rows
+
+
+def test_budgets_start_from_what_the_day_and_hour_have_used() -> None:
+    limits = Limits(max_per_day=MoneyThreshold(per_currency={"USD": Decimal(25)}), max_count_per_hour=2)
+    now = datetime(2026, 11, 26, 12, 30, tzinfo=timezone.utc)
+    used = BudgetsUsed({"USD": 1200}, 1, "2026-11-26", "2026-11-26T12")
+    rows = [row(f"i{n}", Verdict(NO_MATCH), WO_A, amount) for n, amount in enumerate([1500, 1000, 300, 100])]
+    out = apply_budgets(limits, rows, "new", used.at(now))
+    assert [r.new.outcome for r in out] == [HELD, WRITE_OFF, HELD, HELD]  # 12 + 15 > 25; 12 + 10; then 2 of 2 this hour
+    assert "would be passed today" in out[0].new.reason and "max_count_per_hour" in out[2].new.reason
+    assert budgets_start(used, limits, now) == (
+        "budgets: USD 12.00 of 25 used today, 1 of 2 write-offs this hour (Redis, day 2026-11-26, hour 2026-11-26T12)"
+    )
+    # decided on another day: nothing of it counts, and the line says the counts are of another day
+    later = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
+    assert used.at(later) == BudgetsUsed({}, 0, "2026-11-26", "2026-11-26T12")
+    assert [r.new.outcome for r in apply_budgets(limits, rows, "new", used.at(later))] == [
+        WRITE_OFF,
+        WRITE_OFF,
+        HELD,
+        HELD,
+    ]
+    assert "USD 0.00 of 25 used today" in budgets_start(used, limits, later)
+    assert "of another day or hour" in budgets_start(used, limits, later)
+    assert "from zero" in budgets_start(None, limits, now)
+    assert budgets_start(used, Limits(), now).startswith("budgets: none")
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [None, [], {"spent": {"USD": "12"}, "count": 1, "day": "d", "hour": "h"}, {"spent": {}, "count": True}],
+)
+def test_budget_counts_a_snapshot_did_not_keep_readably_are_none(kept) -> None:
+    assert BudgetsUsed.from_dict(kept, "the snapshot") is None
+    good = BudgetsUsed({"USD": 12}, 1, "2026-11-26", "2026-11-26T12", "the snapshot")
+    assert BudgetsUsed.from_dict(good.as_dict(), "the snapshot") == good
 
 
 def test_totals_per_currency_per_rule_and_outcome_counts() -> None:
