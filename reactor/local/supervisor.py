@@ -3,6 +3,9 @@
 `reactor run` is the one-command local setup: an embedded redis-server (AOF on, data in ./var/)
 when REDIS_URL is unset, the Chargebee sandbox when no site is configured, then the web process
 (gunicorn) and a worker with its scheduler. It stops everything when one part stops or on Ctrl-C.
+In sandbox mode (no Chargebee configured) it fills in what a first run lacks with demo values that
+are printed and never used against a real Chargebee: the webhook's credentials and the dashboard's
+login (`sandbox_dashboard`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from .redis_server import EmbeddedRedis, free_port
 
 DEV_WEBHOOK_USER = "reactor"
 DEV_WEBHOOK_PASSWORD = "sandbox-only-password"
+DEV_ADMIN_USER = "admin"
+DEV_ADMIN_PASSWORD = "sandbox-only-dashboard"
 # The Procfile's web process, after the Python interpreter.
 WEB_COMMAND = ("-m", "gunicorn", "-c", "python:reactor.gunicorn_conf", "reactor.web:create_app()")
 
@@ -63,6 +68,32 @@ def serve_web(settings: Settings, env: Mapping[str, str], host: str, port: int, 
     check_web_env(child)
     require_free_port(host, port)
     os.execve(sys.executable, [sys.executable, *WEB_COMMAND], child)
+
+
+def sandbox_dashboard(settings: Settings) -> dict[str, str]:
+    """The variables `reactor run` gives its processes so that the dashboard is on in sandbox mode:
+    the demo login when no REACTOR_ADMIN_USER and REACTOR_ADMIN_PASSWORD are set, and a session
+    cookie without `Secure`, as the local run is plain HTTP on 127.0.0.1. Outside sandbox mode,
+    nothing: the dashboard stays as configured (off until both are set), its cookie `Secure`."""
+    if not settings.sandbox_mode:
+        return {}
+    extra = {"REACTOR_ADMIN_INSECURE_COOKIE": "1"}
+    if not (settings.admin_user and settings.admin_password):
+        extra.update(REACTOR_ADMIN_USER=DEV_ADMIN_USER, REACTOR_ADMIN_PASSWORD=DEV_ADMIN_PASSWORD)
+    return extra
+
+
+def dashboard_line(settings: Settings, extra: Mapping[str, str], base_url: str) -> str:
+    """What `reactor run` says about the dashboard: its URL and who logs in; the password only when
+    it is the demo one (a configured password is a secret and never printed)."""
+    demo_password = extra.get("REACTOR_ADMIN_PASSWORD")
+    if demo_password:
+        login = f"user {extra['REACTOR_ADMIN_USER']!r}, password {demo_password!r}; sandbox only"
+    elif settings.admin_user and settings.admin_password:
+        login = f"user {settings.admin_user!r}, password in REACTOR_ADMIN_PASSWORD"
+    else:
+        return "Dashboard: off (set REACTOR_ADMIN_USER and REACTOR_ADMIN_PASSWORD to turn it on)"
+    return f"Dashboard: {base_url}/admin/  ({login})"
 
 
 def embedded_url_file(settings: Settings) -> Path:
@@ -139,7 +170,10 @@ def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | N
                 )
             user, password = DEV_WEBHOOK_USER, DEV_WEBHOOK_PASSWORD
             child_env["REACTOR_WEBHOOK_USER"], child_env["REACTOR_WEBHOOK_PASSWORD"] = user, password
-        webhook_url = f"http://127.0.0.1:{port}/webhooks/chargebee"
+        base_url = f"http://127.0.0.1:{port}"
+        webhook_url = f"{base_url}/webhooks/chargebee"
+        dashboard = sandbox_dashboard(settings)
+        child_env.update(dashboard)
         if settings.sandbox_mode:
             api_base, api_key = _start_sandbox(settings, sandbox_port, webhook_url, user, password, stack)
             child_env["CHARGEBEE_API_BASE"], child_env["CHARGEBEE_API_KEY"] = api_base, api_key
@@ -162,6 +196,7 @@ def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | N
         stack.callback(_stop_all, processes)
         click.echo(f"Rules:     {Path(settings.rules_path).resolve()}")
         click.echo(f"Webhook:   POST {webhook_url}  (Basic auth user {user!r})")
+        click.echo(dashboard_line(settings, dashboard, base_url))
         click.echo("Ready. Ctrl-C stops everything.")
         return _supervise(processes)
 

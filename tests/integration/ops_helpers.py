@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -93,6 +94,16 @@ def kill_run(proc: subprocess.Popen[bytes]) -> None:
             os.kill(pid, signal.SIGKILL)
         proc.kill()
         proc.wait()
+
+
+DASHBOARD_LINE = re.compile(r"^Dashboard: (?P<url>\S+)  \(user '(?P<user>[^']+)', password '(?P<password>[^']+)'", re.M)
+
+
+def printed_dashboard(output: str) -> tuple[str, str, str]:
+    """The dashboard's URL, user and password as `reactor run` printed them in `output`."""
+    match = DASHBOARD_LINE.search(output)
+    assert match, f"no dashboard URL and login in the output of `reactor run`:\n{output[-2000:]}"
+    return match["url"], match["user"], match["password"]
 
 
 def listening(port: int) -> bool:

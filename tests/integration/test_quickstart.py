@@ -1,6 +1,7 @@
 """The README's Quick start, as a user runs it: `reactor run` with nothing configured starts an
 embedded Redis, the sandbox, gunicorn, a worker and the scheduler; the README's curl gets an
-invoice written off once; a second `reactor run` on the same port is refused; Ctrl-C stops it all."""
+invoice written off once; the dashboard URL and login it prints open the dashboard over plain HTTP
+and show that write-off; a second `reactor run` on the same port is refused; Ctrl-C stops it all."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from reactor.local.redis_server import free_port
 from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from reactor.sandbox import DEMO_API_KEY
 from tests.helpers import REPO, descendants, wait_for
-from tests.integration.ops_helpers import kill_run, listening, reactor_run
+from tests.integration.helpers import token
+from tests.integration.ops_helpers import kill_run, listening, printed_dashboard, reactor_run
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +48,22 @@ def test_reactor_run_writes_the_readme_invoice_off_once_and_stops_on_ctrl_c(tmp_
         wait_for(lambda: invoice()["status"] == "paid", timeout=30, what="the demo invoice to be written off")
         again = requests.post(url, data=body, headers=headers, auth=auth, timeout=10)
         assert again.json()["status"] == "duplicate"
+
+        dashboard, user, password = printed_dashboard(output.read_text())
+        assert dashboard == f"http://127.0.0.1:{port}/admin/"
+        browser = requests.Session()
+        form = browser.get(dashboard, timeout=10)
+        assert form.status_code == 200 and "/admin/login" in form.url  # on, and behind its login
+        answer = browser.post(form.url, data={"user": user, "password": password, "csrf": token(form.text)}, timeout=10)
+        # The session cookie came back over plain HTTP (a `Secure` one would not): the dashboard, not the form.
+        assert answer.status_code == 200 and answer.url == dashboard, answer.text[-2000:]
+        assert "Secure" not in answer.history[0].headers["Set-Cookie"]
+        assert "<h2>Recent decisions</h2>" in answer.text
+        wait_for(
+            lambda: "inv_demo_1001" in browser.get(dashboard, timeout=10).text,
+            timeout=30,
+            what="the dashboard to show the write-off",
+        )
 
         second = reactor_run(tmp_path, port, free_port(), "second")  # its own var/: only the port is shared
         assert second.wait(60) != 0
