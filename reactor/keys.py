@@ -9,6 +9,8 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:event:<event>` | the raw event as received (30 days) | ingest/events.py |
 | `{p}:counters:events` | hash: webhook answers by kind | ingest/events.py |
 | `{p}:audit` | stream: the decision trail | jobs/audit/stream.py |
+| `{p}:audit:invoice:<invoice>` | the stream ids of an invoice's audit records (1000, 400 days) | jobs/audit/stream.py |
+| `{p}:audit:indexed_since` | the stream id of the first record indexed | jobs/audit/stream.py |
 | `{p}:lock:invoice:<invoice>` | the invoice's lock around fetch, decide, write_off | jobs/write_off.py |
 | `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/write_off.py |
 | `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/write_off.py |

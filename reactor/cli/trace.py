@@ -8,6 +8,7 @@ import click
 
 from ..jobs.audit import visible
 from ..jobs.trace import find_invoice, read_sources, render_text
+from ..jobs.trace.sources import SCAN_NOTE
 from .helpers import command_settings, connect
 
 
@@ -29,13 +30,17 @@ def trace(some_id: str, output: str) -> None:
             f"nothing kept about {some_id!r}: no invoice or event of that id (older than its trace's 400 days,"
             " the audit stream's cap, or mistyped?)"
         )
-    steps = read_sources(connection, settings, invoice_id).timeline()
+    sources = read_sources(connection, settings, invoice_id)
+    steps = sources.timeline()
     if output == "json":
         payload = {"invoice_id": invoice_id, "asked": some_id, "steps": [step.as_dict() for step in steps]}
+        payload["audit_scanned"] = sources.scanned
         click.echo(json.dumps(payload, indent=2, default=str))
         return
     for line in render_text(invoice_id, steps).splitlines():
         click.echo(visible(line))
+    if sources.scanned:
+        click.echo(f"note: {SCAN_NOTE}")
 
 
 COMMANDS = (trace,)

@@ -10,6 +10,7 @@ from flask import current_app, redirect, render_template, url_for
 
 from ..ingest.envelope import INVOICE_ID
 from ..jobs.trace import find_invoice, read_sources
+from ..jobs.trace.sources import SCAN_NOTE
 from .views import admin, login_required
 
 
@@ -27,5 +28,6 @@ def invoice_trace(some_id: str) -> Any:
         return render_template("admin/invoice.html", invoice_id=some_id, steps=[], error=error), 404
     if invoice_id != some_id:  # an event id: the page of its invoice, at its own address
         return redirect(url_for("admin.invoice_trace", some_id=invoice_id))
-    steps = read_sources(connection, settings, invoice_id).timeline()
-    return render_template("admin/invoice.html", invoice_id=invoice_id, steps=steps, error=None)
+    sources = read_sources(connection, settings, invoice_id)
+    note = SCAN_NOTE if sources.scanned else None
+    return render_template("admin/invoice.html", invoice_id=invoice_id, steps=sources.timeline(), error=None, note=note)

@@ -171,7 +171,7 @@ def _commit(
     record.rule, record.action = rule, "write_off"
     with ctx.redis.pipeline(transaction=True) as pipe:
         pipe.delete(ctx.keys.credits_attempt(str(invoice.get("id"))))
-        pipe.xadd(ctx.audit.key, ctx.audit.stamp(record).to_fields(), maxlen=ctx.audit.maxlen, approximate=True)
+        ctx.audit.queue(pipe, record)
         pipe.execute()
     log_record(record)
     return CreditsApplied(event, amount, covered)

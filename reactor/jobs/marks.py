@@ -118,7 +118,7 @@ def commit_written_off(ctx: JobContext, invoice_id: str, mark: dict[str, Any], r
     with ctx.redis.pipeline(transaction=True) as pipe:
         pipe.set(ctx.keys.written_off(invoice_id), json.dumps(mark), ex=WRITTEN_OFF_TTL)
         pipe.delete(attempt_key(ctx, invoice_id))
-        pipe.xadd(ctx.audit.key, ctx.audit.stamp(record).to_fields(), maxlen=ctx.audit.maxlen, approximate=True)
+        ctx.audit.queue(pipe, record)
         results = pipe.execute()
     entry_id = results[-1]
     record.id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

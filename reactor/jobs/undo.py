@@ -231,7 +231,7 @@ class _Undo:
             pipe.delete(ctx.keys.written_off(self.invoice_id))
             pipe.set(ctx.keys.undone(self.invoice_id), json.dumps(undone), ex=WRITTEN_OFF_TTL)
             hold(pipe, item, ctx.keys.prefix)  # type: ignore[arg-type]  # a pipeline queues the same HSET
-            pipe.xadd(ctx.audit.key, ctx.audit.stamp(record).to_fields(), maxlen=ctx.audit.maxlen, approximate=True)
+            ctx.audit.queue(pipe, record)
             entry_id = pipe.execute()[-1]
         record.id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
         log_record(record)

@@ -2,6 +2,15 @@
 
 A stream gives an append-only log with time-ordered ids, cheap range reads for `reactor audit
 --since`, and a length cap (`maxlen`, approximate) so Redis cannot fill up with history.
+
+A record that names an invoice also has its stream id pushed onto the invoice's index, the list
+`<stream>:invoice:<invoice>` (`{p}:audit:invoice:<invoice>`, the newest INDEX_CAP ids, kept as long
+as the invoice's trace), by the same script that adds it: one round trip, and the record is never
+in the stream without its index entry; `<stream>:indexed_since` keeps the id of the first record
+indexed. `for_invoice` reads only those ids, so a trace costs the invoice's records, not the
+stream's. Records written before the index are in none: an invoice with no index entry at all is
+found by reading the stream whole, and one whose history began before the index also reads the
+stream up to `indexed_since`; both say so.
 """
 
 from __future__ import annotations
@@ -13,11 +22,35 @@ import redis
 
 from .records import AuditRecord
 
+INDEX_CAP = 1000  # stream ids kept per invoice (an invoice has a handful of records; a trace keeps 200 entries)
+INDEX_TTL = 400 * 24 * 3600  # as long as the invoice's trace (reactor/ingest/receipts.py TRACE_TTL)
+
+# KEYS[1] the stream, KEYS[2] the id of its first indexed record, KEYS[3] (when the record names an
+# invoice) the invoice's index. ARGV: maxlen, index cap, index ttl, then the record's fields and
+# values. Returns the entry id.
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
+if KEYS[3] then
+  redis.call('SET', KEYS[2], id, 'NX')
+  redis.call('RPUSH', KEYS[3], id)
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[2]), -1)
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+end
+return id
+"""
+
 
 def _stream_id(moment: datetime, exclusive: bool = False) -> str:
     """A stream id bound for a moment: stream ids start with the milliseconds since the epoch."""
     bound = f"{int(moment.timestamp() * 1000)}"
     return f"({bound}-0" if exclusive else bound
+
+
+def _millis(stream_id_or_moment: str | datetime) -> int:
+    """The milliseconds a stream id (or a moment) stands for."""
+    if isinstance(stream_id_or_moment, datetime):
+        return int(stream_id_or_moment.timestamp() * 1000)
+    return int(stream_id_or_moment.split("-")[0])
 
 
 class AuditLog:
@@ -45,11 +78,69 @@ class AuditLog:
                 record.rules_version = None
         return record
 
+    def index_key(self, invoice_id: str) -> str:
+        """The list of the stream ids of `invoice_id`'s records."""
+        return f"{self.key}:invoice:{invoice_id}"
+
+    def indexed_since_key(self) -> str:
+        """The stream id of the first record indexed: records before it may be in no index."""
+        return f"{self.key}:indexed_since"
+
+    def _script_args(self, record: AuditRecord) -> list[str | int]:
+        keys = [self.key, self.indexed_since_key()]
+        if record.invoice_id:
+            keys.append(self.index_key(record.invoice_id))
+        fields = [part for pair in self.stamp(record).to_fields().items() for part in pair]
+        return [len(keys), *keys, self.maxlen, INDEX_CAP, INDEX_TTL, *fields]
+
     def append(self, record: AuditRecord) -> str:
-        self.stamp(record)
-        entry_id = self.redis.xadd(self.key, record.to_fields(), maxlen=self.maxlen, approximate=True)
+        """Add the record (and its id to its invoice's index); its stream id."""
+        entry_id = self.redis.eval(_APPEND, *self._script_args(record))
         record.id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
         return record.id
+
+    def queue(self, pipe: redis.client.Pipeline, record: AuditRecord) -> None:
+        """Queue the append on `pipe` (a transaction with the writes it records); its result there is
+        the stream id."""
+        pipe.eval(_APPEND, *self._script_args(record))
+
+    def for_invoice(self, invoice_id: str, history_since: datetime | None = None) -> tuple[list[AuditRecord], bool]:
+        """The invoice's records in stream order, read by the ids of its index (one LRANGE, then one
+        pipelined XRANGE id id each; an id trimmed from the stream reads nothing), and whether the
+        stream had to be read instead: whole for an invoice with no index (its records predate it),
+        or up to the first indexed record when the invoice's history (`history_since`, its oldest
+        trace entry) began before the index did."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(self.index_key(invoice_id), 0, -1)
+            pipe.get(self.indexed_since_key())
+            indexed, since = pipe.execute()
+        ids = list(dict.fromkeys(raw.decode() for raw in indexed))
+        if not ids:
+            return list(self.query(invoice_id=invoice_id)), True
+        older: list[AuditRecord] = []
+        if since is not None and history_since is not None and _millis(history_since) < _millis(since.decode()):
+            older = list(self._before(invoice_id, since.decode()))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id in ids:
+                pipe.xrange(self.key, min=entry_id, max=entry_id)
+            found = pipe.execute()
+        records = [record for record in older if record.id not in ids]
+        for entries in found:
+            for raw_id, raw_fields in entries:
+                fields = {k.decode(): v.decode() for k, v in raw_fields.items()}
+                if fields.get("invoice_id") == invoice_id:
+                    records.append(AuditRecord.from_fields(raw_id.decode(), fields))
+        return records, bool(older)
+
+    def _before(self, invoice_id: str, stream_id: str, batch: int = 1000) -> Iterator[AuditRecord]:
+        """The invoice's records before `stream_id`, read from the start of the stream."""
+        low = "-"
+        while entries := self.redis.xrange(self.key, min=low, max=f"({stream_id}", count=batch):
+            for raw_id, raw_fields in entries:
+                fields = {k.decode(): v.decode() for k, v in raw_fields.items()}
+                if fields.get("invoice_id") == invoice_id:
+                    yield AuditRecord.from_fields(raw_id.decode(), fields)
+            low = "(" + entries[-1][0].decode()
 
     def query(
         self,

@@ -1,10 +1,12 @@
-"""The sources of an invoice's timeline, read from Redis: its trace list, its audit records, its dead
-letters and its held write-off; and which invoice an id names (an invoice id, or an event id)."""
+"""The sources of an invoice's timeline, read from Redis: its trace list, its audit records (by the
+invoice's index of stream ids), its dead letters and its held write-off; and which invoice an id
+names (an invoice id, or an event id)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import redis
@@ -27,6 +29,7 @@ class TraceSources:
     records: list[AuditRecord] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     held: HeldWriteOff | None = None
+    scanned: bool = False  # the audit records were found by reading the stream whole (no index)
 
     def timeline(self) -> list[Step]:
         return build_timeline(self.entries, self.records, self.dead_letters, self.held)
@@ -36,13 +39,34 @@ class TraceSources:
         return bool(self.entries or self.records or self.dead_letters or self.held)
 
 
+SCAN_NOTE = (
+    "audit records found by reading the audit stream: this invoice's history predates the per-invoice index"
+    " (the records written since are read by their ids)"
+)
+
+
 def read_sources(connection: redis.Redis, settings: Settings, invoice_id: str) -> TraceSources:
-    """Everything kept about `invoice_id`. The audit stream is read whole (filtered as it streams)."""
+    """Everything kept about `invoice_id`. Its audit records are read by the ids of its index
+    (reactor/jobs/audit/stream.py `for_invoice`); the stream is read only for an invoice whose history
+    began before the index (whole when it has no index entry at all), and `scanned` says so."""
     keys = Keys(settings.key_prefix)
-    records = list(AuditLog(connection, keys.audit()).query(invoice_id=invoice_id))
+    entries = TraceLog(connection, keys).entries(invoice_id)
+    records, scanned = AuditLog(connection, keys.audit()).for_invoice(invoice_id, oldest(entries))
     letters = [letter for letter in DeadLetters(connection, settings).list() if letter.invoice_id == invoice_id]
     held = next((item for item in list_held(connection, settings.key_prefix) if item.invoice_id == invoice_id), None)
-    return TraceSources(invoice_id, TraceLog(connection, keys).entries(invoice_id), records, letters, held)
+    return TraceSources(invoice_id, entries, records, letters, held, scanned=scanned and bool(records))
+
+
+def oldest(entries: list[dict[str, Any]]) -> datetime | None:
+    """When the oldest trace entry was written (its `at`), or None when none says."""
+    moments = []
+    for entry in entries:
+        try:
+            moment = datetime.fromisoformat(str(entry.get("at") or "").replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        moments.append(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+    return min(moments, default=None)
 
 
 def find_invoice(connection: redis.Redis, settings: Settings, some_id: str) -> str | None:
@@ -52,13 +76,15 @@ def find_invoice(connection: redis.Redis, settings: Settings, some_id: str) -> s
     if not some_id:
         return None
     keys = Keys(settings.key_prefix)
-    if connection.exists(keys.trace(some_id)):
+    audit = AuditLog(connection, keys.audit())
+    if connection.exists(keys.trace(some_id), audit.index_key(some_id)):
         return some_id
     raw = connection.get(keys.event(some_id))
     invoice_id = as_event(_json(raw)).invoice_id if raw is not None else None
     if invoice_id:
         return invoice_id
-    audit = AuditLog(connection, keys.audit())
+    # the stored event has expired (or the id is mistyped): records written before the index, or an
+    # event's records, are found only by reading the stream
     for record in audit.query(event_id=some_id):
         if record.invoice_id:
             return record.invoice_id

@@ -1,0 +1,104 @@
+"""The trace reads an invoice's audit records by the ids its index keeps, not by reading the audit
+stream: with 50,000 records of other invoices it makes the same Redis calls as with none, one
+XRANGE per record of the invoice. Records from before the index are found by reading the stream
+whole, and the output says so. Real Redis, the real CLI, the sandbox over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reactor.ingest.receipts import TRACE_TTL
+from reactor.jobs.audit import AuditLog, AuditRecord, Outcome
+from reactor.jobs.audit.stream import INDEX_TTL
+from reactor.jobs.trace import TraceLog, find_invoice, read_sources
+from reactor.keys import Keys
+from tests.integration.ops_helpers import reactor, reactor_process
+
+pytestmark = pytest.mark.integration
+
+OTHERS = 50_000
+
+
+def record(invoice_id: str, n: int, event_id: str | None = None) -> AuditRecord:
+    return AuditRecord(event_id=event_id or f"ev_{invoice_id}_{n}", invoice_id=invoice_id, outcome=Outcome.SKIPPED)
+
+
+def calls(redis_conn, *commands: str) -> dict[str, int]:
+    stats = redis_conn.info("commandstats")
+    return {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in commands}
+
+
+def traced(redis_conn, settings, invoice_id: str) -> tuple[list[str], bool, dict[str, int]]:
+    """The invoice's audit record ids, whether the stream was read whole, and the stream reads made."""
+    redis_conn.config_resetstat()
+    sources = read_sources(redis_conn, settings, invoice_id)
+    return [r.id for r in sources.records], sources.scanned, calls(redis_conn, "xrange", "xrevrange", "xread")
+
+
+def test_the_trace_reads_the_records_of_its_invoice_only(redis_conn, settings):
+    audit = AuditLog(redis_conn, Keys(settings.key_prefix).audit())
+    mine = [audit.append(record("inv_mine", n)) for n in range(3)]
+    alone = traced(redis_conn, settings, "inv_mine")
+    for start in range(0, OTHERS, 1000):
+        with redis_conn.pipeline(transaction=False) as pipe:
+            for n in range(start, start + 1000):
+                audit.queue(pipe, record(f"inv_{n % 5000}", n))
+            pipe.execute()
+        if start == OTHERS // 2:
+            mine += [audit.append(record("inv_mine", n)) for n in range(3, 5)]
+    assert audit.count() >= OTHERS
+
+    ids, scanned, reads = traced(redis_conn, settings, "inv_mine")
+
+    assert ids == mine and not scanned
+    assert reads == {"xrange": 5, "xrevrange": 0, "xread": 0}, "one XRANGE per record of the invoice"
+    assert alone[2] == {"xrange": 3, "xrevrange": 0, "xread": 0}
+    # an invoice or an event is found without reading the stream either
+    redis_conn.config_resetstat()
+    assert find_invoice(redis_conn, settings, "inv_mine") == "inv_mine"
+    assert calls(redis_conn, "xrange", "xrevrange") == {"xrange": 0, "xrevrange": 0}
+
+
+def test_records_from_before_the_index_are_found_by_reading_the_stream_and_it_says_so(redis_conn, settings, sandbox):
+    keys = Keys(settings.key_prefix)
+    TraceLog(redis_conn, keys).add("inv_old", {"kind": "receipt", "event_id": "ev_inv_old_0"})
+    for n in range(3):  # as releases before the index wrote them: XADD alone
+        redis_conn.xadd(keys.audit(), record("inv_old", n).to_fields())
+        redis_conn.xadd(keys.audit(), record("inv_other", n).to_fields())
+
+    ids, scanned, reads = traced(redis_conn, settings, "inv_old")
+
+    assert len(ids) == 3 and scanned and reads["xrange"] >= 1
+    text = reactor(settings, "trace", "inv_old")
+    assert text.exit_code == 0 and "note: audit records found by reading the audit stream" in text.output
+    assert json.loads(reactor(settings, "trace", "inv_old", "--format", "json").output)["audit_scanned"] is True
+
+    # its next record is indexed; its history began before the index, so the records before it are
+    # still read, from the stream up to the first indexed record only
+    audit = AuditLog(redis_conn, keys.audit())
+    audit.append(record("inv_old", 9))
+    ids, scanned, _ = traced(redis_conn, settings, "inv_old")
+    assert len(ids) == 4 and scanned
+
+    # an invoice whose history began with the index is read by its ids alone, however old the stream
+    audit.append(record("inv_new", 0))
+    TraceLog(redis_conn, keys).add("inv_new", {"kind": "receipt", "event_id": "ev_inv_new_0"})
+    ids, scanned, reads = traced(redis_conn, settings, "inv_new")
+    assert len(ids) == 1 and not scanned and reads["xrange"] == 1
+    assert "reading the audit stream" not in reactor(settings, "trace", "inv_new").output
+
+
+def test_every_writer_indexes_its_record(sandbox, redis_conn, settings, our_write_off):
+    invoice_id = our_write_off["id"]
+    undone = reactor_process(settings, "undo", invoice_id, "--reason", "disputed")
+    assert undone.returncode == 0, undone.stderr
+    audit = AuditLog(redis_conn, Keys(settings.key_prefix).audit())
+
+    records, scanned = audit.for_invoice(invoice_id)
+
+    assert not scanned
+    assert [r.outcome for r in records] == [r.outcome for r in audit.query(invoice_id=invoice_id)]
+    assert {"written_off", "undone"} <= {r.outcome for r in records}
+    assert INDEX_TTL == TRACE_TTL and 0 < redis_conn.ttl(audit.index_key(invoice_id)) <= TRACE_TTL
