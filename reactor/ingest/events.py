@@ -130,12 +130,12 @@ class EventStore:
             ("HINCRBY", self.keys.counter(), f"queued:{event.event_type}", 1),
             *self.jobs.commands(evaluate, JobSpec(event.id, event.event_type, event.invoice_id, job_id)),
             # The receipt last: a failed enqueue above answers 503 before any receipt is written.
-            ("RPUSH", trace, receipt(event.id, event.event_type, event.invoice, "queued")),
+            ("RPUSH", trace, pack(receipt(event.id, event.event_type, event.invoice, "queued").encode())),
             ("LTRIM", trace, -TRACE_CAP, -1),
             ("EXPIRE", trace, TRACE_TTL),
         ]
         keys = [self.keys.seen(event.id), self.keys.counter(), trace]
-        duplicate = receipt(event.id, event.event_type, event.invoice, "duplicate")
+        duplicate = pack(receipt(event.id, event.event_type, event.invoice, "duplicate").encode())
         argv: list[Any] = [self.dedupe_ttl, duplicate, TRACE_CAP, TRACE_TTL]
         for command in commands:
             argv.append(len(command))
