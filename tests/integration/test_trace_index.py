@@ -55,6 +55,10 @@ def test_the_trace_reads_the_records_of_its_invoice_only(redis_conn, settings):
     assert ids == mine and not scanned
     assert reads == {"xrange": 5, "xrevrange": 0, "xread": 0}, "one XRANGE per record of the invoice"
     assert alone[2] == {"xrange": 3, "xrevrange": 0, "xread": 0}
+    # an invoice with no record (only receipts) is not looked for in the stream: every record is indexed
+    TraceLog(redis_conn, Keys(settings.key_prefix)).add("inv_quiet", {"kind": "receipt", "event_id": "ev_q"})
+    ids, scanned, reads = traced(redis_conn, settings, "inv_quiet")
+    assert ids == [] and not scanned and reads == {"xrange": 1, "xrevrange": 0, "xread": 0}  # the oldest entry
     # an invoice or an event is found without reading the stream either
     redis_conn.config_resetstat()
     assert find_invoice(redis_conn, settings, "inv_mine") == "inv_mine"

@@ -9,8 +9,8 @@ as the invoice's trace), by the same script that adds it: one round trip, and th
 in the stream without its index entry; `<stream>:indexed_since` keeps the id of the first record
 indexed. `for_invoice` reads only those ids, so a trace costs the invoice's records, not the
 stream's. Records written before the index are in none: an invoice with no index entry at all is
-found by reading the stream whole, and one whose history began before the index also reads the
-stream up to `indexed_since`; both say so.
+found by reading the stream whole (unless the stream holds no record from before the index), and
+one whose history began before the index also reads the stream up to `indexed_since`; both say so.
 """
 
 from __future__ import annotations
@@ -51,6 +51,11 @@ def _millis(stream_id_or_moment: str | datetime) -> int:
     if isinstance(stream_id_or_moment, datetime):
         return int(stream_id_or_moment.timestamp() * 1000)
     return int(stream_id_or_moment.split("-")[0])
+
+
+def _id_parts(stream_id: str) -> tuple[int, int]:
+    millis, _, seq = stream_id.partition("-")
+    return int(millis), int(seq or 0)
 
 
 class AuditLog:
@@ -116,6 +121,8 @@ class AuditLog:
             indexed, since = pipe.execute()
         ids = list(dict.fromkeys(raw.decode() for raw in indexed))
         if not ids:
+            if self.all_indexed():  # no record of the invoice in the stream
+                return [], False
             return list(self.query(invoice_id=invoice_id)), True
         older: list[AuditRecord] = []
         if since is not None and history_since is not None and _millis(history_since) < _millis(since.decode()):
@@ -131,6 +138,17 @@ class AuditLog:
                 if fields.get("invoice_id") == invoice_id:
                     records.append(AuditRecord.from_fields(raw_id.decode(), fields))
         return records, bool(older)
+
+    def all_indexed(self) -> bool:
+        """Whether every record the stream still holds was written with the index (the oldest is
+        not older than the first one indexed): then an invoice without an index has no record."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.indexed_since_key())
+            pipe.xrange(self.key, count=1)
+            since, first = pipe.execute()
+        if not first:
+            return True
+        return since is not None and _id_parts(first[0][0].decode()) >= _id_parts(since.decode())
 
     def _before(self, invoice_id: str, stream_id: str, batch: int = 1000) -> Iterator[AuditRecord]:
         """The invoice's records before `stream_id`, read from the start of the stream."""

@@ -88,6 +88,8 @@ def find_invoice(connection: redis.Redis, settings: Settings, some_id: str) -> s
     for record in audit.query(event_id=some_id):
         if record.invoice_id:
             return record.invoice_id
+    if audit.all_indexed():  # an invoice with records would have its index
+        return None
     for _record in audit.query(invoice_id=some_id, limit=1):
         return some_id
     return None
