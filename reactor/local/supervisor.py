@@ -10,6 +10,7 @@ login (`sandbox_dashboard`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -70,17 +71,29 @@ def serve_web(settings: Settings, env: Mapping[str, str], host: str, port: int, 
     os.execve(sys.executable, [sys.executable, *WEB_COMMAND], child)
 
 
-def sandbox_dashboard(settings: Settings) -> dict[str, str]:
+def sandbox_dashboard(settings: Settings, host: str = "127.0.0.1") -> dict[str, str]:
     """The variables `reactor run` gives its processes so that the dashboard is on in sandbox mode:
     the demo login when no REACTOR_ADMIN_USER and REACTOR_ADMIN_PASSWORD are set, and a session
-    cookie without `Secure`, as the local run is plain HTTP on 127.0.0.1. Outside sandbox mode,
-    nothing: the dashboard stays as configured (off until both are set), its cookie `Secure`."""
+    cookie without `Secure`, as the local run is plain HTTP. The demo login's password is published,
+    so it is given only to a web listening on the loopback (`--host 0.0.0.0` needs a login of one's
+    own). Outside sandbox mode, nothing: the dashboard stays as configured (off until both are set),
+    its cookie `Secure`."""
     if not settings.sandbox_mode:
         return {}
     extra = {"REACTOR_ADMIN_INSECURE_COOKIE": "1"}
-    if not (settings.admin_user and settings.admin_password):
+    if not (settings.admin_user and settings.admin_password) and is_loopback(host):
         extra.update(REACTOR_ADMIN_USER=DEV_ADMIN_USER, REACTOR_ADMIN_PASSWORD=DEV_ADMIN_PASSWORD)
     return extra
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listening address is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def dashboard_line(settings: Settings, extra: Mapping[str, str], base_url: str) -> str:
@@ -91,6 +104,11 @@ def dashboard_line(settings: Settings, extra: Mapping[str, str], base_url: str) 
         login = f"user {extra['REACTOR_ADMIN_USER']!r}, password {demo_password!r}; sandbox only"
     elif settings.admin_user and settings.admin_password:
         login = f"user {settings.admin_user!r}, password in REACTOR_ADMIN_PASSWORD"
+    elif settings.sandbox_mode:
+        return (
+            "Dashboard: off (the demo login is only offered on a loopback --host; "
+            "set REACTOR_ADMIN_USER and REACTOR_ADMIN_PASSWORD to turn it on)"
+        )
     else:
         return "Dashboard: off (set REACTOR_ADMIN_USER and REACTOR_ADMIN_PASSWORD to turn it on)"
     return f"Dashboard: {base_url}/admin/  ({login})"
@@ -172,7 +190,7 @@ def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | N
             child_env["REACTOR_WEBHOOK_USER"], child_env["REACTOR_WEBHOOK_PASSWORD"] = user, password
         base_url = f"http://127.0.0.1:{port}"
         webhook_url = f"{base_url}/webhooks/chargebee"
-        dashboard = sandbox_dashboard(settings)
+        dashboard = sandbox_dashboard(settings, host)
         child_env.update(dashboard)
         if settings.sandbox_mode:
             api_base, api_key = _start_sandbox(settings, sandbox_port, webhook_url, user, password, stack)
