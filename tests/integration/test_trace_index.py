@@ -14,6 +14,7 @@ from reactor.jobs.audit import AuditLog, AuditRecord, Outcome
 from reactor.jobs.audit.stream import INDEX_TTL
 from reactor.jobs.trace import TraceLog, find_invoice, read_sources
 from reactor.keys import Keys
+from tests.integration.helpers import logged_in
 from tests.integration.ops_helpers import reactor, reactor_process
 
 pytestmark = pytest.mark.integration
@@ -106,3 +107,18 @@ def test_every_writer_indexes_its_record(sandbox, redis_conn, settings, our_writ
     assert [r.outcome for r in records] == [r.outcome for r in audit.query(invoice_id=invoice_id)]
     assert {"written_off", "undone"} <= {r.outcome for r in records}
     assert INDEX_TTL == TRACE_TTL and 0 < redis_conn.ttl(audit.index_key(invoice_id)) <= TRACE_TTL
+
+
+def test_the_invoice_page_says_when_it_read_the_stream(admin_web, redis_conn, settings):
+    keys = Keys(settings.key_prefix)
+    TraceLog(redis_conn, keys).add("inv_old", {"kind": "receipt", "event_id": "ev_inv_old_0"})
+    redis_conn.xadd(keys.audit(), record("inv_old", 0).to_fields())  # as releases before the index wrote it
+    AuditLog(redis_conn, keys.audit()).append(record("inv_new", 0))
+    browser = logged_in(admin_web)
+
+    old = browser.get(f"{admin_web.url}/admin/invoices/inv_old", timeout=10)
+    new = browser.get(f"{admin_web.url}/admin/invoices/inv_new", timeout=10)
+
+    assert old.status_code == new.status_code == 200
+    assert 'id="trace-scanned"' in old.text and "reading the audit stream" in old.text
+    assert 'id="trace-scanned"' not in new.text and "outcome skipped" in new.text
