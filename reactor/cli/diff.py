@@ -19,6 +19,7 @@ from rich.table import Table
 
 from ..chargebee import ChargebeeError
 from ..jobs import build_context
+from ..jobs.audit import visible
 from ..jobs.budget import budgets_used
 from ..jobs.diff_formats import CHANGE_COLUMNS, change_rows, count_and_amount, to_csv, to_json, to_markdown
 from ..jobs.rules_diff import (
@@ -189,7 +190,7 @@ def _print_table(diff: RulesDiff, header: dict[str, Any]) -> None:
         f"{header['base']} ({header['base_version']}) → {header['new']} ({header['new_version']}) at {header['at']}: "
         f"{len(diff.rows)} open invoices, {len(diff.changes)} changed; {header['chargebee_calls']} Chargebee calls"
     )
-    click.echo(header["budgets"])
+    click.echo(visible(header["budgets"]))  # currencies come from Redis or the snapshot
 
 
 COMMANDS = ()  # `rules diff` is registered on the `rules` group (reactor/cli/rules.py) by the decorator

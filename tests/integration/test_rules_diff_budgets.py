@@ -16,7 +16,7 @@ import pytest
 from reactor.jobs.budget import budget_keys, reserve
 from reactor.rules import parse_rules
 from tests.integration.helpers import logged_in, token
-from tests.integration.ops_helpers import reactor_process
+from tests.integration.ops_helpers import reactor, reactor_process
 from tests.integration.rules_diff_helpers import AT, BASE, NEW, seed_site
 
 pytestmark = pytest.mark.integration
@@ -122,3 +122,18 @@ def test_the_dashboard_starts_from_what_todays_budget_has_used(admin_web, settin
     assert STARTED in answer.text
     assert cells(answer.text, "inv_b")[1] == "held"
     assert counters(redis_conn, settings, now) == before
+
+
+def test_the_budgets_line_shows_control_characters_escaped(settings, new_rules, tmp_path) -> None:
+    snap = tmp_path / "open.json"
+    taken = reactor_process(settings, "rules", "diff", str(new_rules), "--at", AT, "--snapshot", str(snap))
+    assert taken.returncode == 1, taken.stderr
+    data = json.loads(snap.read_text())
+    data["budgets_used"]["spent"] = {"US\x1b]0;owned\x07D": 100}
+    snap.write_text(json.dumps(data))
+
+    table = reactor(settings, "rules", "diff", str(new_rules), "--invoices", str(snap), "--at", AT)
+
+    assert table.exit_code == 1, table.output
+    assert "\x1b" not in table.output and "\x07" not in table.output
+    assert "budgets: EUR 0.00 of 100 used today, US\\x1b]0;owned\\x07D" in table.output
