@@ -6,7 +6,7 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | key (`{p}` is the prefix) | what it holds | written in |
 |---|---|---|
 | `{p}:seen:<event>` | dedupe mark of an accepted event (4 days) | ingest/events.py |
-| `{p}:event:<event>` | the raw event as received (30 days) | ingest/events.py |
+| `{p}:event:<event>` | the event as received, packed (30 days; ingest/packing.py) | ingest/events.py |
 | `{p}:counters:events` | hash: webhook answers by kind | ingest/events.py |
 | `{p}:audit` | stream: the decision trail | jobs/audit/stream.py |
 | `{p}:audit:invoice:<invoice>` | the stream ids of an invoice's audit records (1000, 400 days) | jobs/audit/stream.py |
