@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, format check, unit and integration tests (the tests start their own
 # redis-server on a free port, the Chargebee sandbox and real RQ workers). Extra arguments go to pytest.
+# REACTOR_VENV picks another virtualenv than ./.venv (see scripts/bootstrap.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-.venv/bin/reactor rules check rules.yaml
-.venv/bin/reactor rules test rules.cases.yaml
+venv=${REACTOR_VENV:-.venv}
+"$venv/bin/ruff" check .
+"$venv/bin/ruff" format --check .
+"$venv/bin/reactor" rules check rules.yaml
+"$venv/bin/reactor" rules test rules.cases.yaml
 # The dashboard's browser test drives Debian's chromium through playwright (never `playwright install`).
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -28,4 +30,4 @@ if ! command -v promtool >/dev/null 2>&1; then
         echo "test.sh: no promtool (and not root with apt-get); the promtool tests will be skipped"
     fi
 fi
-exec .venv/bin/python -m pytest "$@"
+exec "$venv/bin/python" -m pytest "$@"
