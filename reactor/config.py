@@ -12,7 +12,6 @@ command, `load_settings()` without an `env`) and passed in. A bad value is refus
 from __future__ import annotations
 
 import ipaddress
-import logging
 import math
 import os
 from collections.abc import Mapping
@@ -343,8 +342,9 @@ def web_server_settings(env: Mapping[str, str]) -> WebServerSettings:
     )
 
 
-LOG_LEVELS = tuple(logging.getLevelNamesMapping())
-"""What REACTOR_LOG_LEVEL may name, in any case: the standard library's level names."""
+LOG_LEVELS = ("CRITICAL", "FATAL", "ERROR", "WARN", "WARNING", "INFO", "DEBUG", "NOTSET")
+"""What REACTOR_LOG_LEVEL may name, in any case: the standard library's level names (as 3.11's
+logging.getLevelNamesMapping() lists them; Python 3.10 has no such call)."""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,13 @@
 """Settings (and the web server's and logging's) come from an environment once and are refused with
 the variable's name when wrong."""
 
+import logging
+import sys
+
 import pytest
 
 from reactor.config import (
+    LOG_LEVELS,
     ConfigError,
     LogSettings,
     WebServerSettings,
@@ -117,6 +121,12 @@ def test_log_settings_default_to_info_and_the_terminal_decides_the_format():
 )
 def test_log_settings_read_level_and_format(env, expected):
     assert log_settings(env) == expected
+
+
+def test_the_log_levels_are_the_standard_librarys_names():
+    assert all(isinstance(logging.getLevelName(name), int) for name in LOG_LEVELS)  # a known name gives its number
+    if sys.version_info >= (3, 11):
+        assert sorted(LOG_LEVELS) == sorted(logging.getLevelNamesMapping())
 
 
 @pytest.mark.parametrize(
