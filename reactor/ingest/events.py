@@ -2,11 +2,11 @@
 reactor/ingest/envelope.py).
 
 The body is stored packed (reactor/ingest/packing.py: deflate with a dictionary of Chargebee's
-envelope), about an eighth of the JSON; bodies stored unpacked by earlier releases read as before.
+envelope), about a sixth of the JSON; bodies stored unpacked by earlier releases read as before.
 
 Chargebee delivers at least once and retries for about 3 days 7 hours, so an event id is
 remembered for `dedupe_ttl` (4 days by default). Accepting an event is one Redis transaction:
-mark the id seen, store the raw body, enqueue its evaluation. Either all of it happens or none
+mark the id seen, store the body, enqueue its evaluation. Either all of it happens or none
 of it does, so a Redis failure mid-way answers 503 and Chargebee's retry starts clean.
 """
 

@@ -100,7 +100,9 @@ class DeadLetters:
         try:
             return self._describe(Job.fetch(checked_job_id(job_id), connection=self.redis))
         except NoSuchJobError:
-            raise NotADeadLetter(f"no job {job_id!r} (purged, expired, or mistyped?)") from None
+            raise NotADeadLetter(
+                f"no job {job_id!r} (finished jobs are not kept; purged, expired, mistyped?)"
+            ) from None
 
     def find(self, job_or_event_id: str) -> list[DeadLetter]:
         """A job id, or an event id: every dead letter of that event, else its evaluation job.
@@ -158,7 +160,7 @@ class DeadLetters:
             job = Job.fetch(checked_job_id(job_id), connection=self.redis)
         except NoSuchJobError:
             raise NotADeadLetter(
-                f"{job_id}: no such job (purged, expired, or mistyped? see `reactor dlq list`)"
+                f"{job_id}: no such job (finished jobs are not kept; purged, expired, mistyped? see `reactor dlq list`)"
             ) from None
         if not self.is_dead(job.id):
             raise NotADeadLetter(
