@@ -103,7 +103,7 @@ class AuditTally:
                 pipe.hincrby(stats, f"written_off|{currency}", 1)
                 pipe.hincrby(stats, f"written_off_minor|{currency}", int(amount))
                 pipe.hincrby(daily_key(self.audit_key), f"{record.get('at', '')[:10]}|{currency}", int(amount))
-            seconds = _seconds_between(started.get(record.get("job_id", "")), record.get("at"))
+            seconds = _job_seconds(record, started)
             if outcome not in NOT_A_JOB_END and seconds is not None:
                 pipe.hincrby(stats, f"job_seconds_bucket|{next((b for b in JOB_BUCKETS if seconds <= b), '+Inf')}", 1)
                 pipe.hincrbyfloat(stats, "job_seconds_sum", seconds)
@@ -112,11 +112,24 @@ class AuditTally:
         pipe.execute()
 
     def _job_starts(self, records: list[dict[str, str]]) -> dict[str, str]:
-        job_ids = sorted({r["job_id"] for r in records if r.get("job_id")})
+        """RQ's start of the jobs whose records carry no job_seconds (written by earlier releases),
+        while RQ still keeps them."""
+        job_ids = sorted({r["job_id"] for r in records if r.get("job_id") and not r.get("job_seconds")})
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hget(f"rq:job:{job_id}", "started_at")
         return {job_id: value.decode() for job_id, value in zip(job_ids, pipe.execute(), strict=True) if value}
+
+
+def _job_seconds(record: dict[str, str], started: dict[str, str]) -> float | None:
+    """The record's own job_seconds, else (a record of an earlier release) RQ's start to its `at`."""
+    if record.get("job_seconds"):
+        try:
+            seconds = float(record["job_seconds"])
+        except ValueError:
+            return None
+        return seconds if seconds >= 0 else None
+    return _seconds_between(started.get(record.get("job_id", "")), record.get("at"))
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:

@@ -4,6 +4,7 @@ built from the event and the decision, appended, logged."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from rq.job import Job
@@ -48,7 +49,19 @@ def make_record(
         reason=reason or (decision.reason if decision else None),
         job_id=job.id if job else None,
         detail=detail,
+        job_seconds=job_seconds(job),
     )
+
+
+def job_seconds(job: Job | None) -> float | None:
+    """Seconds since the job's (latest) start, for /metrics' reactor_job_seconds. Kept in the record
+    because RQ keeps no finished evaluation job (result_ttl 0) to read its start from later."""
+    started = getattr(job, "started_at", None) if job is not None else None
+    if not isinstance(started, datetime):
+        return None
+    started = started if started.tzinfo else started.replace(tzinfo=timezone.utc)
+    seconds = (datetime.now(timezone.utc) - started).total_seconds()
+    return round(seconds, 3) if seconds >= 0 else None
 
 
 def log_record(record: AuditRecord) -> None:

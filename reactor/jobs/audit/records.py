@@ -25,6 +25,7 @@ FIELDS = (
     "job_id",
     "detail",
     "credit_note",
+    "job_seconds",
 )
 
 
@@ -47,6 +48,7 @@ class AuditRecord:
     job_id: str | None = None
     detail: str | None = None
     credit_note: str | None = None  # a write-off's, from Chargebee's answer; records before it have none
+    job_seconds: float | None = None  # from the job's (latest) start to this record; none outside a job
     at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
     id: str | None = None
 
@@ -60,6 +62,8 @@ class AuditRecord:
         values: dict[str, Any] = {k: (v if v != "" else None) for k, v in fields.items() if k in FIELDS}
         if values.get("amount_due") is not None:
             values["amount_due"] = int(values["amount_due"])
+        if values.get("job_seconds") is not None:
+            values["job_seconds"] = _number(values["job_seconds"])
         if values.get("outcome") is not None:
             values["outcome"] = Outcome.read(values["outcome"])
         values.setdefault("outcome", Outcome.UNKNOWN)
@@ -91,3 +95,10 @@ def amount_text(amount_due: int | None, currency: str | None) -> str:
     if not currency:
         return str(amount_due)
     return f"{to_major(amount_due, currency)} {currency}"
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
