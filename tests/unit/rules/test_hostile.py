@@ -31,11 +31,13 @@ def rule_file(condition: str) -> str:
 
 
 def _best_of(runs: int, call) -> float:
+    """The least CPU time of this thread over `runs` calls: time spent waiting for a core on a busy
+    machine is not counted, so a cost compared with another measured here is the work's alone."""
     best = float("inf")
     for _ in range(runs):
-        started = time.perf_counter()
+        started = time.thread_time()
         call()
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.thread_time() - started)
     return best
 
 
@@ -116,11 +118,14 @@ def test_a_lone_surrogate_in_a_pattern_is_refused_not_a_crash() -> None:
 # --- 2. Size and counts, refused before parsing -----------------------------------------------
 
 
-def test_a_file_over_the_size_limit_is_refused_at_1_1_before_parsing() -> None:
+def test_a_file_over_the_size_limit_is_refused_at_1_1_before_parsing(monkeypatch) -> None:
     huge = "version: 1\nrules:\n" + "# padding\n" * (MAX_FILE_BYTES // 10 + 1)
-    started = time.perf_counter()
+
+    def compose(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a file over the size limit was handed to the YAML parser")
+
+    monkeypatch.setattr(yaml, "compose", compose)
     found = problems(huge)
-    assert time.perf_counter() - started < 0.5
     assert len(found) == 1 and found[0][:2] == (1, 1) and "too large" in found[0][2]
     assert f"{MAX_FILE_BYTES // 1024} KiB" in found[0][2]
 
