@@ -29,7 +29,9 @@ from reactor.ingest.envelope import (
 from reactor.ingest.events import evaluation_job_id
 from reactor.keys import Keys
 
-BOUNDED = settings(max_examples=400, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+# No Hypothesis deadline: it is wall time, which a busy machine stretches; answers_cleanly holds each
+# parse to a second of this thread's CPU time instead.
+BOUNDED = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Text including lone surrogates: json.dumps escapes them (\ud800), as a hostile sender would.
 TEXT = st.one_of(st.text(max_size=8), st.text(st.characters(categories=["Cs", "Ll", "Nd"]), max_size=4))
@@ -63,7 +65,7 @@ ENVELOPES = st.fixed_dictionaries(
 
 def answers_cleanly(body: bytes) -> Event | None:
     """The property itself: an Event fit to store, or an EnvelopeError with a message."""
-    started = time.monotonic()
+    started = time.thread_time()
     try:
         event = parse_event(body)
     except EnvelopeError as exc:
@@ -82,7 +84,7 @@ def answers_cleanly(body: bytes) -> Event | None:
         (event.invoice_id or "").encode()
         json.dumps(event.content, ensure_ascii=False).encode()
         assert_safe_to_act_on(event)
-    assert time.monotonic() - started < 1.0
+    assert time.thread_time() - started < 1.0, "a hang guard in CPU time, not a speed target"
     return event
 
 
