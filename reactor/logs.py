@@ -1,5 +1,9 @@
 """Logging: one JSON object per line (for log shippers), or plain text on a terminal.
 
+Every process logs through the one handler `setup_logging` puts on the root logger: the reactor's
+own loggers, RQ's (its worker adds no handler of its own where one exists), gunicorn's (through
+reactor.gunicorn_conf's logger class), Python's warnings and an uncaught exception's traceback.
+
 Log calls pass `extra={"event_id": ..., "invoice_id": ...}`; those keys appear on the line, so
 one grep for an invoice id finds everything the reactor did about it. Inside an RQ job, lines that
 do not name them (RQ's own, the HTTP client's) get them from the job's meta, with the job id.
@@ -11,16 +15,20 @@ import json
 import logging
 import sys
 from datetime import datetime, timezone
+from types import TracebackType
 
 CONTEXT_KEYS = ("event_id", "invoice_id", "rule", "job_id", "rules_version")
 
 
 def job_context() -> dict[str, str]:
     """event_id, invoice_id and job_id of the RQ job running in this process, if any."""
+    # Only a process that has imported RQ can be running a job. Importing it here would load RQ,
+    # redis-py and ssl into gunicorn's master at its first line, before its gevent workers patch them.
+    rq_job = sys.modules.get("rq.job")
+    if rq_job is None:
+        return {}
     try:
-        from rq import get_current_job  # late: start-up time (gunicorn's master logs, and needs no RQ)
-
-        job = get_current_job()
+        job = rq_job.get_current_job()
     except Exception:  # pragma: no cover - logging must never fail
         return {}
     if job is None:
@@ -66,16 +74,30 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{context}]" if context else line
 
 
+def wants_json(json_lines: bool | None) -> bool:
+    """What REACTOR_LOG_FORMAT asks for (reactor.config.log_settings), None deciding by the terminal:
+    JSON unless stderr is one, as under a process manager."""
+    return not sys.stderr.isatty() if json_lines is None else json_lines
+
+
 def setup_logging(level: str = "INFO", json_lines: bool | None = None) -> None:
-    """One handler on the root logger. Callers pass what REACTOR_LOG_LEVEL and REACTOR_LOG_FORMAT
-    say (reactor.config.log_settings); `json_lines` None means JSON unless stderr is a terminal,
-    as under a process manager."""
-    if json_lines is None:
-        json_lines = not sys.stderr.isatty()
+    """One handler on the root logger, on stderr. Callers pass what REACTOR_LOG_LEVEL and
+    REACTOR_LOG_FORMAT say (reactor.config.log_settings); `json_lines` as in `wants_json`. Python's
+    warnings and an uncaught exception are logged through it too, rather than printed."""
     handler = logging.StreamHandler()
     handler.setFormatter(
-        JsonFormatter() if json_lines else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter() if wants_json(json_lines) else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)
+    sys.excepthook = log_uncaught
+
+
+def log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """sys.excepthook: the traceback of an exception nothing caught, as one log line."""
+    if issubclass(exc_type, KeyboardInterrupt):  # Ctrl-C: Python's own short report
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    logging.getLogger("reactor").critical("uncaught exception: %s", exc_type.__name__, exc_info=(exc_type, exc, tb))
