@@ -320,13 +320,22 @@ class WebServerSettings:
     workers: int = 2  # WEB_CONCURRENCY: gunicorn worker processes
     connections: int = 1000  # WEB_CONNECTIONS: connections each worker holds at once
     reuse_port: bool = True  # WEB_REUSE_PORT: a SO_REUSEPORT socket in each worker
-    access_log: bool = False  # REACTOR_ACCESS_LOG: gunicorn's access log on stdout
+    access_log: bool = False  # REACTOR_ACCESS_LOG: gunicorn's access log, a log line per request
     metrics_dir: str | None = None  # PROMETHEUS_MULTIPROC_DIR; unset: gunicorn_conf makes one
+    var_dir: Path = Settings.var_dir  # REACTOR_VAR_DIR, as `Settings` reads it
+    control_socket_on: bool = True  # WEB_CONTROL_SOCKET: gunicorn's control socket (`gunicornc`)
 
     @property
     def bind(self) -> str:
         """gunicorn's `bind`: HOST:PORT."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def control_socket(self) -> Path | None:
+        """Where gunicorn's control socket goes: in this directory's var/, named for the port, so
+        that no two servers on a host share one (gunicorn's default, one fixed file per user, is
+        taken over by the next server started and deleted by the first one that stops). None: off."""
+        return self.var_dir / f"gunicorn-{self.port}.ctl" if self.control_socket_on else None
 
 
 def web_server_settings(env: Mapping[str, str]) -> WebServerSettings:
@@ -339,6 +348,8 @@ def web_server_settings(env: Mapping[str, str]) -> WebServerSettings:
         reuse_port=_flag(env, "WEB_REUSE_PORT", default=WebServerSettings.reuse_port),
         access_log=_flag(env, "REACTOR_ACCESS_LOG"),
         metrics_dir=_metrics_dir(env),
+        var_dir=Path(_text(env, "REACTOR_VAR_DIR", str(Settings.var_dir))),
+        control_socket_on=_flag(env, "WEB_CONTROL_SOCKET", default=WebServerSettings.control_socket_on),
     )
 
 

@@ -1,28 +1,36 @@
 """gunicorn settings for the web process (`gunicorn -c python:reactor.gunicorn_conf ...`).
 
-Binds $PORT, sizes workers from $WEB_CONCURRENCY, sets up the reactor's logging (JSON lines, as
-`reactor worker` writes them; workers inherit it from the master), and gives prometheus-client a
-per-deploy directory so that /metrics adds up the samples of every gunicorn worker.
+Binds $PORT, sizes workers from $WEB_CONCURRENCY, sets up the reactor's logging and hands gunicorn's
+own messages and access lines to it (`ReactorGunicornLogger`: JSON lines off a terminal, as
+`reactor worker` writes them; workers inherit it from the master), puts gunicorn's control socket in
+this directory's var/, and gives prometheus-client a per-deploy directory so that /metrics adds up
+the samples of every gunicorn worker.
 
 This file reads the process's environment itself: gunicorn runs it first, in its master, before any
 app or `Settings` exists, so it is the web process's edge. The variables are read and checked by
 reactor.config (`web_server_settings`, `log_settings`); a bad one stops gunicorn with one line that
 names it."""
 
+import logging
 import os
 import sys
 import tempfile
+
+from gunicorn.glogging import Logger
 
 from reactor.config import ConfigError, log_settings, web_server_settings
 from reactor.logs import setup_logging
 
 try:
-    _server = web_server_settings(os.environ)
     _logging = log_settings(os.environ)
-except ConfigError as exc:
+except ConfigError as exc:  # no log format to say it in
     sys.exit(f"reactor.gunicorn_conf: {exc}")
-
 setup_logging(_logging.level, _logging.json_lines)
+try:
+    _server = web_server_settings(os.environ)
+except ConfigError as exc:
+    logging.getLogger("reactor.gunicorn_conf").critical("refused to start: %s", exc)
+    sys.exit(1)
 
 bind = _server.bind
 workers = _server.workers
@@ -48,7 +56,50 @@ keepalive = 5
 # still queued on a worker that restarts are reset rather than taken by another worker (Chargebee
 # redelivers them).
 reuse_port = _server.reuse_port
+# With no control socket of its own per server, gunicorn (25.1 and later) puts one at a fixed path
+# per user: a second server takes it over and the first one to stop deletes it. An older gunicorn
+# ignores these two settings.
+control_socket = os.path.abspath(_server.control_socket) if _server.control_socket else ""
+control_socket_disable = _server.control_socket is None
+
+loglevel = _logging.level.lower()
 accesslog = "-" if _server.access_log else None
+# The line's `ts` field already says when: no date in the message, nor the Basic-auth user.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+
+
+class ReactorGunicornLogger(Logger):
+    """gunicorn's logger, writing through the reactor's handler (reactor.logs): its messages
+    (`gunicorn.error`, whatever their level) and access lines (`gunicorn.access`) propagate to the
+    root logger instead of going to gunicorn's console handlers, so they carry the same fields as
+    every other line of the reactor. A log file named on gunicorn's command line stays its own."""
+
+    def setup(self, cfg):
+        super().setup(cfg)  # levels, and the console handlers taken off again here (on a reload too)
+        for log, output in ((self.error_log, cfg.errorlog), (self.access_log, cfg.accesslog)):
+            if output == "-":
+                for handler in [h for h in log.handlers if getattr(h, "_gunicorn", False)]:
+                    log.removeHandler(handler)
+                log.propagate = True
+
+    def info(self, msg, *args, **kwargs):
+        # With reuse_port the master binds nothing (each worker binds its own socket), so the
+        # arbiter's list of its listeners is empty: name the address the workers bind instead.
+        if msg == "Listening at: %s (%s)" and args and not args[0]:
+            msg = "Listening at: %s (%s; each worker on a SO_REUSEPORT socket of its own)"
+            args = (",".join(_url(address) for address in self.cfg.address), *args[1:])
+        super().info(msg, *args, **kwargs)
+
+
+def _url(address) -> str:
+    """An address of gunicorn's `bind` as gunicorn's own listeners print it."""
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"unix:{address}"
+
+
+logger_class = ReactorGunicornLogger
 
 if _server.metrics_dir is None:
     # prometheus-client reads its directory from this variable in each worker (and the app's
@@ -61,8 +112,3 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess  # late: only once the variable is set above
 
     multiprocess.mark_process_dead(worker.pid)
-
-
-def when_ready(server):
-    if reuse_port:  # the master holds no socket then, and gunicorn's own line shows an empty address
-        server.log.info("Listening at: http://%s (a SO_REUSEPORT socket in each worker)", bind)

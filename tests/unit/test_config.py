@@ -3,6 +3,7 @@ the variable's name when wrong."""
 
 import logging
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +75,7 @@ def test_the_web_server_defaults_are_the_documented_ones():
     assert server == WebServerSettings()
     assert server.bind == "0.0.0.0:8000" and server.workers == 2 and server.connections == 1000
     assert server.reuse_port and not server.access_log and server.metrics_dir is None
+    assert server.control_socket == Path("var/gunicorn-8000.ctl")
 
 
 def test_the_web_server_reads_its_variables():
@@ -85,10 +87,13 @@ def test_the_web_server_reads_its_variables():
         "WEB_REUSE_PORT": "0",
         "REACTOR_ACCESS_LOG": "1",
         "PROMETHEUS_MULTIPROC_DIR": "/tmp/metrics",
+        "REACTOR_VAR_DIR": "/srv/reactor/var",
     }
     server = web_server_settings(env)
     assert server.bind == "127.0.0.1:9000" and (server.workers, server.connections) == (4, 50)
     assert not server.reuse_port and server.access_log and server.metrics_dir == "/tmp/metrics"
+    assert server.control_socket == Path("/srv/reactor/var/gunicorn-9000.ctl")  # one per directory and port
+    assert web_server_settings({"WEB_CONTROL_SOCKET": "0"}).control_socket is None
 
 
 @pytest.mark.parametrize(
@@ -100,6 +105,7 @@ def test_the_web_server_reads_its_variables():
         ({"PORT": "http"}, "PORT must be a whole number"),
         ({"WEB_REUSE_PORT": "maybe"}, "WEB_REUSE_PORT must be 1 or 0"),
         ({"REACTOR_ACCESS_LOG": "stdout"}, "REACTOR_ACCESS_LOG must be 1 or 0"),
+        ({"WEB_CONTROL_SOCKET": "/run/g.ctl"}, "WEB_CONTROL_SOCKET must be 1 or 0"),
     ],
 )
 def test_bad_web_server_variables_are_refused_naming_the_variable(env, message):
