@@ -4,6 +4,7 @@ the fixtures in conftest.py start (the web app under a WSGI server, `reactor wor
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -44,6 +45,26 @@ rules:
     action: write_off
     comment: "Auto write-off ({{rule}}): dunning exhausted, {{amount_due}} {{currency}} due"
 """
+
+
+LOG_FIELDS = ("ts", "level", "logger", "msg")  # on every log line (reactor/logs.py, docs/metrics.md)
+
+
+def log_records(output: str, what: str = "the output") -> list[dict]:
+    """Every non-empty line of a process's output, each of which must be one JSON object with the
+    fields every log line has, as the reactor writes them when not on a terminal."""
+    records = []
+    for number, line in enumerate(output.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            pytest.fail(f"line {number} of {what} is not JSON: {line!r}")
+        assert isinstance(record, dict), f"line {number} of {what} is not a JSON object: {line!r}"
+        assert all(isinstance(record.get(field), str) for field in LOG_FIELDS), f"line {number} of {what}: {line!r}"
+        records.append(record)
+    return records
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = "") -> object:

@@ -7,26 +7,52 @@ other processes: the environment they hand on is read here, at this process's ed
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
+from ..config import log_settings
 from ..jobs.notify import start_notifier
 from ..jobs.sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
 from ..jobs.worker import run_worker
 from ..local.supervisor import run_all, serve_web
+from ..logs import wants_json
 from ..rules import RulesError
 from .helpers import chargebee_settings, command_settings, connect
 
 PORT = click.IntRange(1, 65535)
+
+log = logging.getLogger(__name__)
+
+
+def refusals_logged(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A process that refuses to start says why as a log line where its other lines are JSON (under
+    a process manager), and as the command's usual `Error: ...` on a terminal."""
+
+    @functools.wraps(command)
+    def run_command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except click.ClickException as exc:
+            if not wants_json(log_settings(os.environ).json_lines):  # checked by the `reactor` group already
+                raise
+            log.critical("refused to start: %s", exc.format_message())
+            sys.exit(exc.exit_code)
+
+    return run_command
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the web process listens on.")
 @click.option("--port", type=PORT, default=None, help="Web port (default $PORT or 8000).")
 @click.option("--sandbox-port", type=PORT, default=8001, show_default=True, help="Port of the local sandbox.")
+@refusals_logged
 def run(host: str, port: int | None, sandbox_port: int) -> None:
     """Web + worker + scheduler in one command; embedded Redis and the sandbox when not configured."""
     sys.exit(run_all(command_settings(), os.environ, host=host, port=port, sandbox_port=sandbox_port))
@@ -36,6 +62,7 @@ def run(host: str, port: int | None, sandbox_port: int) -> None:
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", type=PORT, default=None, help="Default: $PORT or 8000.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="gunicorn worker processes.")
+@refusals_logged
 def web(host: str, port: int | None, workers: int) -> None:
     """The webhook endpoint under gunicorn (what the Procfile's `web:` runs)."""
     settings = command_settings()
@@ -45,6 +72,7 @@ def web(host: str, port: int | None, workers: int) -> None:
 @click.command()
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
+@refusals_logged
 def worker(burst: bool, name: str | None) -> None:
     """An RQ worker for the reactor's jobs, with RQ's scheduler."""
     settings = chargebee_settings(command_settings())
@@ -70,6 +98,7 @@ def sandbox(host: str, port: int, no_seed: bool) -> None:
 
 
 @click.command()
+@refusals_logged
 def cron() -> None:
     """Run the sweep on schedule (REACTOR_SWEEP_CRON, or every REACTOR_SWEEP_INTERVAL seconds), and
     send the digest of what a person must act on to REACTOR_NOTIFY_URL.
@@ -84,9 +113,9 @@ def cron() -> None:
     connection = connect(settings)
     if settings.notify_url:
         start_notifier(settings, connection)
-        click.echo(f"sending a digest of what needs a person every {settings.notify_interval} s (REACTOR_NOTIFY_URL)")
+        log.info("sending a digest of what needs a person every %s s (REACTOR_NOTIFY_URL)", settings.notify_interval)
     if not settings.sweep_interval and not settings.sweep_cron:
-        click.echo("sweeps are disabled (REACTOR_SWEEP_CRON is empty); waiting for a stop signal")
+        log.info("sweeps are disabled (REACTOR_SWEEP_CRON is empty); waiting for a stop signal")
         signal.pause()
         return
     scheduler = CronScheduler(connection=connection)
@@ -99,7 +128,7 @@ def cron() -> None:
         name="sweep",
     )
     when = f"every {settings.sweep_interval} s" if settings.sweep_interval else f"on '{settings.sweep_cron}' (UTC)"
-    click.echo(f"sweeping unpaid invoices {when}")
+    log.info("sweeping unpaid invoices %s", when)
     scheduler.start()
 
 

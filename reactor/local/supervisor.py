@@ -11,6 +11,7 @@ login (`sandbox_dashboard`).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import signal
 import socket
@@ -25,8 +26,13 @@ import click
 import redis
 
 from ..config import ConfigError, Settings, log_settings, require_webhook_credentials, web_server_settings
-from ..logs import setup_logging
+from ..logs import wants_json
 from .redis_server import EmbeddedRedis, free_port
+
+log = logging.getLogger(__name__)
+# What `reactor run` says it started, and where (the dashboard's login too), is shown whatever
+# REACTOR_LOG_LEVEL says: that setting quiets the processes' routine lines, not this summary.
+log.setLevel(logging.INFO)
 
 DEV_WEBHOOK_USER = "reactor"
 DEV_WEBHOOK_PASSWORD = "sandbox-only-password"
@@ -140,7 +146,7 @@ def _start_embedded_redis(settings: Settings, stack: ExitStack) -> str:
     stack.callback(server.stop)
     marker.write_text(server.url + "\n")
     stack.callback(lambda: marker.unlink(missing_ok=True))
-    click.echo(f"Redis:     embedded redis-server at {server.url} (AOF on, data in {settings.var_dir}/redis/)")
+    log.info("Redis:     embedded redis-server at %s (AOF on, data in %s/redis/)", server.url, settings.var_dir)
     return server.url
 
 
@@ -163,15 +169,15 @@ def _start_sandbox(
     marker = sandbox_url_file(settings)
     marker.write_text(server.api_base + "\n")
     stack.callback(lambda: marker.unlink(missing_ok=True))
-    click.echo(f"Chargebee: local sandbox at {server.api_base} (no CHARGEBEE_SITE set), {len(invoices)} demo invoices")
+    log.info("Chargebee: local sandbox at %s (no CHARGEBEE_SITE set), %d demo invoices", server.api_base, len(invoices))
     return server.api_base, DEMO_API_KEY
 
 
 def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | None, sandbox_port: int) -> int:
-    """Start everything `reactor run` needs and watch it; the children get `env` and what they share."""
-    wanted = log_settings(env)
-    if wanted.json_lines is None:
-        setup_logging(wanted.level, json_lines=False)  # one person at a terminal, several processes: plain lines
+    """Start everything `reactor run` needs and watch it; the children get `env` and what they share.
+    Its lines and theirs go to the same stderr in one format: text on a terminal, JSON lines off one
+    (REACTOR_LOG_FORMAT decides otherwise, for all of them)."""
+    json_lines = wants_json(log_settings(env).json_lines)
     port = port or settings.port
     check_web_env({**env, "PORT": str(port), "HOST": host})  # before anything starts
     require_free_port(host, port)
@@ -196,10 +202,10 @@ def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | N
             api_base, api_key = _start_sandbox(settings, sandbox_port, webhook_url, user, password, stack)
             child_env["CHARGEBEE_API_BASE"], child_env["CHARGEBEE_API_KEY"] = api_base, api_key
         else:
-            click.echo(f"Chargebee: {settings.api_base}")
+            log.info("Chargebee: %s", settings.api_base)
         child_env["PORT"], child_env["HOST"] = str(port), host
         child_env.setdefault("WEB_CONCURRENCY", "2")
-        child_env.setdefault("REACTOR_LOG_FORMAT", "text")
+        child_env["REACTOR_LOG_FORMAT"] = "json" if json_lines else "text"
         python = sys.executable
         # Each in a session of its own, so that Ctrl-C reaches only this process, which then stops
         # them once each (a second signal makes an RQ worker kill its running job) and Redis last.
@@ -212,10 +218,10 @@ def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | N
             name: subprocess.Popen(cmd, env=child_env, start_new_session=True) for name, cmd in commands.items()
         }
         stack.callback(_stop_all, processes)
-        click.echo(f"Rules:     {Path(settings.rules_path).resolve()}")
-        click.echo(f"Webhook:   POST {webhook_url}  (Basic auth user {user!r})")
-        click.echo(dashboard_line(settings, dashboard, base_url))
-        click.echo("Ready. Ctrl-C stops everything.")
+        log.info("Rules:     %s", Path(settings.rules_path).resolve())
+        log.info("Webhook:   POST %s  (Basic auth user %r)", webhook_url, user)
+        log.info("%s", dashboard_line(settings, dashboard, base_url))
+        log.info("Ready. Ctrl-C stops everything.")
         return _supervise(processes)
 
 
@@ -232,10 +238,10 @@ def _supervise(processes: dict[str, subprocess.Popen[bytes]]) -> int:
         for name, proc in processes.items():
             code = proc.poll()
             if code is not None:
-                click.echo(f"{name} exited with status {code}; stopping the rest", err=True)
+                log.error("%s exited with status %s; stopping the rest", name, code)
                 return code or 1
         time.sleep(0.3)
-    click.echo("stopping ...")
+    log.info("stopping ...")
     return 0
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -100,10 +101,20 @@ DASHBOARD_LINE = re.compile(r"^Dashboard: (?P<url>\S+)  \(user '(?P<user>[^']+)'
 
 
 def printed_dashboard(output: str) -> tuple[str, str, str]:
-    """The dashboard's URL, user and password as `reactor run` printed them in `output`."""
-    match = DASHBOARD_LINE.search(output)
+    """The dashboard's URL, user and password as `reactor run` logged them in `output` (JSON lines,
+    not being on a terminal)."""
+    match = DASHBOARD_LINE.search("\n".join(_messages(output)))
     assert match, f"no dashboard URL and login in the output of `reactor run`:\n{output[-2000:]}"
     return match["url"], match["user"], match["password"]
+
+
+def _messages(output: str) -> list[str]:
+    """The messages of the JSON log lines in `output` (a line still being written is left out)."""
+    messages = []
+    for line in output.splitlines():
+        with contextlib.suppress(ValueError, AttributeError):
+            messages.append(json.loads(line).get("msg", ""))
+    return messages
 
 
 def listening(port: int) -> bool:

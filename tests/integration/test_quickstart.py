@@ -1,7 +1,8 @@
 """The README's Quick start, as a user runs it: `reactor run` with nothing configured starts an
 embedded Redis, the sandbox, gunicorn, a worker and the scheduler; the README's curl gets an
 invoice written off once; the dashboard URL and login it prints open the dashboard over plain HTTP
-and show that write-off; a second `reactor run` on the same port is refused; Ctrl-C stops it all."""
+and show that write-off; a second `reactor run` on the same port is refused; Ctrl-C stops it all.
+Its output is not a terminal, so every line of it, its own and its processes', is a JSON log line."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import requests
 from reactor.local.redis_server import free_port
 from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from reactor.sandbox import DEMO_API_KEY
-from tests.helpers import REPO, descendants, wait_for
+from tests.helpers import REPO, descendants, log_records, wait_for
 from tests.integration.helpers import token
 from tests.integration.ops_helpers import kill_run, listening, printed_dashboard, reactor_run
 
@@ -67,7 +68,8 @@ def test_reactor_run_writes_the_readme_invoice_off_once_and_stops_on_ctrl_c(tmp_
 
         second = reactor_run(tmp_path, port, free_port(), "second")  # its own var/: only the port is shared
         assert second.wait(60) != 0
-        assert f"cannot listen on 127.0.0.1:{port}" in (tmp_path / "second.log").read_text()
+        [refusal] = log_records((tmp_path / "second.log").read_text(), what="the second run's output")
+        assert refusal["level"] == "critical" and f"cannot listen on 127.0.0.1:{port}" in refusal["msg"]
 
         children = descendants(proc.pid)
         assert len(children) >= 4  # redis-server, gunicorn (+ its workers), worker, cron
@@ -78,6 +80,8 @@ def test_reactor_run_writes_the_readme_invoice_off_once_and_stops_on_ctrl_c(tmp_
         # A clean stop: Redis outlives the processes that use it, and no job is cut short.
         assert "Traceback" not in log and "Connection refused" not in log, log[-3000:]
         assert "Cold shut down" not in log
+        loggers = {record["logger"] for record in log_records(log, what="the output of `reactor run`")}
+        assert {"reactor.local.supervisor", "gunicorn.error", "rq.worker", "rq.cron", "reactor.jobs"} <= loggers
         assert not listening(port) and not listening(sandbox_port)
         alive = [pid for pid in children if os.path.exists(f"/proc/{pid}") and "zombie" not in _state(pid)]
         assert alive == [], f"left running after Ctrl-C: {alive}"
