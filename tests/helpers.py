@@ -79,6 +79,30 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: f
         time.sleep(interval)
 
 
+# A job's hash lives from its enqueue until it ends (result_ttl 0 deletes it then, a failure keeps it
+# in the dead letters), and its status goes queued -> started -> deleted, scheduled (a retry), deferred
+# or failed with no gap: a dequeued job not yet marked started still reads "queued". So while no job
+# hash holds one of these, no job is left that could make a call or write a record.
+PENDING_JOB_STATUSES = frozenset({b"queued", b"started", b"scheduled", b"deferred"})
+
+
+def pending_jobs(connection: redis.Redis) -> list[str]:
+    """The ids of the RQ jobs that have yet to run or to end, read in one transaction."""
+    keys = list(connection.scan_iter(match="rq:job:*", count=1000, _type="HASH"))
+    pipe = connection.pipeline(transaction=True)
+    for key in keys:
+        pipe.hget(key, "status")
+    statuses = pipe.execute() if keys else []
+    pending = [key for key, status in zip(keys, statuses, strict=True) if status in PENDING_JOB_STATUSES]
+    return [key.decode().removeprefix("rq:job:") for key in pending]
+
+
+def wait_settled(connection: redis.Redis, timeout: float = 30.0) -> None:
+    """Wait until no job could still act: the condition before asserting that something did *not*
+    happen (a second write-off, a retry), in place of a sleep that hopes it would have by then."""
+    wait_for(lambda: not pending_jobs(connection), timeout, what="every job to end (pending: see pending_jobs)")
+
+
 class WebServer:
     def __init__(self, settings: Settings, connection: redis.Redis | None = None):
         self.app = create_app(settings, connection)

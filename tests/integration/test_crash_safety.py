@@ -12,7 +12,7 @@ from rq.job import Job
 
 from reactor.ingest.events import evaluation_job_id
 from reactor.jobs.audit import AuditLog
-from tests.helpers import WebServer, descendants, wait_for
+from tests.helpers import WebServer, descendants, wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ def test_worker_killed_while_chargebee_completes_its_write_off_is_recovered_with
     start_worker(crash_settings)
     wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=bound + 15, what="recovery")
     recovered_in = time.monotonic() - killed_at
-    time.sleep(1.0)  # anything doubled would show by now
+    wait_settled(redis_conn)  # no job left that could double anything
 
     calls = sandbox.state.write_off_calls()
     assert [c["status"] for c in calls] == [200]
@@ -101,7 +101,7 @@ def test_worker_killed_before_chargebee_applied_its_write_off_sends_it_again_wit
 
     start_worker(crash_settings)
     wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=bound + 15, what="recovery")
-    time.sleep(1.0)
+    wait_settled(redis_conn)
 
     calls = sandbox.state.write_off_calls()
     assert [c["status"] for c in calls] == [503, 200]
@@ -130,7 +130,7 @@ def test_a_second_job_for_a_locked_invoice_waits_for_the_dead_holders_lock_then_
         timeout=bound + 15,
         what="both jobs",
     )
-    time.sleep(1.0)
+    wait_settled(redis_conn)
     assert len(sandbox.state.write_off_calls()) == 1
     assert outcomes(redis_conn, invoice["id"]).count("written_off") == 1
     # the killed attempt has its own record, then its retry and the second job each have theirs

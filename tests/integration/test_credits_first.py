@@ -4,12 +4,10 @@ the worker is killed between the two calls."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from reactor.jobs.audit import AuditLog
-from tests.helpers import WebServer, wait_for
+from tests.helpers import WebServer, wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
 pytestmark = pytest.mark.integration
@@ -57,7 +55,7 @@ def run_event(sandbox, web, start_worker, redis_conn, invoice, wanted: str) -> N
     assert post_event(web.webhook_url, make_event(invoice)).status_code == 200
     start_worker()
     wait_for(lambda: wanted in outcomes(redis_conn, invoice["id"]), timeout=30, what=wanted)
-    time.sleep(0.5)  # a second call, if one were coming, would be made by now
+    wait_settled(redis_conn)  # no job left that could make a second call
 
 
 def test_credits_that_cover_the_invoice_settle_it_and_nothing_is_written_off(
@@ -166,7 +164,7 @@ def test_a_worker_killed_between_apply_credits_and_write_off_does_not_apply_twic
 
         start_worker(crash_settings)
         wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=40, what="recovery")
-        time.sleep(1.0)
+        wait_settled(redis_conn)
     finally:
         web.stop()
     assert len(apply_calls(sandbox)) == 1 and len(sandbox.state.write_off_calls()) == 1

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import timedelta
 
 import pytest
@@ -14,7 +13,7 @@ from rq.registry import FailedJobRegistry
 
 from reactor.jobs.audit import AuditLog
 from reactor.keys import Keys
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
 from tests.integration.ops_helpers import make_dead_letter, reactor, store_event
 
@@ -36,7 +35,7 @@ def test_replaying_a_dead_letter_after_the_fault_is_gone_writes_the_invoice_off_
     assert result.exit_code == 0, result.output
     assert f"requeued {job_id}" in result.output
     wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=30, what="written_off")
-    time.sleep(1.0)  # a second write-off, if any were coming, would have been made by now
+    wait_settled(redis_conn)  # no job left that could make a second write-off
     accepted = [c for c in sandbox.state.write_off_calls() if c["status"] == 200]
     assert len(accepted) == 1
     trail = outcomes(redis_conn, invoice["id"])

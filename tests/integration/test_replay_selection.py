@@ -4,13 +4,11 @@ written-off invoice writes nothing off again."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from rq import Queue
 
 from reactor.jobs.audit import AuditLog
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 from tests.integration.ops_helpers import reactor
 
@@ -92,7 +90,7 @@ def test_replay_with_yes_runs_the_selected_events_again_without_a_second_write_o
         timeout=30,
         what="the replay's decision",
     )
-    time.sleep(0.5)
+    wait_settled(redis_conn)
     assert len(sandbox.state.write_off_calls()) == 2
 
 
