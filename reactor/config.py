@@ -72,6 +72,7 @@ class Settings:
     redis_server_binary: str | None = None  # REACTOR_REDIS_SERVER: the redis-server `reactor run` starts
     notify_url: str | None = field(default=None, repr=False)  # REACTOR_NOTIFY_URL: where digests go; None: off
     notify_interval: int = 30  # REACTOR_NOTIFY_INTERVAL: seconds between digests (reactor/jobs/notify.py)
+    redis_wait: float | None = None  # REACTOR_REDIS_WAIT: seconds `worker` and `cron` wait at start; None: forever
 
     @property
     def invoice_lock_ttl(self) -> int:
@@ -125,6 +126,20 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _deadline(env: Mapping[str, str], name: str) -> float | None:
+    """Seconds to wait for something before giving up: 0 or more; unset or blank: None (forever)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds (or unset to wait forever), got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be 0 or more seconds (or unset to wait forever), got {raw!r}")
     return value
 
 
@@ -304,6 +319,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         redis_server_binary=_text(env, "REACTOR_REDIS_SERVER") or None,
         notify_url=_notify_url(env),
         notify_interval=_int(env, "REACTOR_NOTIFY_INTERVAL", 30, minimum=1),
+        redis_wait=_deadline(env, "REACTOR_REDIS_WAIT"),
     )
     check_timeouts(settings)
     return settings

@@ -7,6 +7,7 @@ gunicorn builds it as `reactor.web:create_app()` (the Procfile's web line).
 from __future__ import annotations
 
 import logging
+import threading
 from importlib.resources import files
 from typing import Any
 
@@ -26,6 +27,7 @@ from .ingest.guard import WebhookGuard, trust_proxies
 from .ingest.webhook import EVENTS, error_response, webhooks
 from .jobs.held import list_held
 from .notices import Notices
+from .redis_wait import redis_address, wait_for_redis
 from .reloads import RulesReloadReporter
 from .rules import RulesError
 from .rules.live import LiveRules
@@ -94,6 +96,23 @@ def connect_redis(settings: Settings) -> redis.Redis:
     )
 
 
+def watch_redis(connection: redis.Redis) -> threading.Thread:
+    """Say in the log when this process starts without Redis, and when Redis answers. The app does
+    not wait: meanwhile /healthz answers, /readyz says 503 and why, and webhooks get 503 (Chargebee
+    retries), each request trying Redis afresh. A thread (a greenlet under gunicorn's gevent
+    workers) does the waiting and the saying."""
+
+    def wait() -> None:
+        try:
+            wait_for_redis(connection)
+        except redis.RedisError as exc:  # refused (a wrong password): every request will say so too
+            log.error("Redis at %s refuses this web process: %s", redis_address(connection), exc)
+
+    thread = threading.Thread(target=wait, name="reactor-redis-wait", daemon=True)
+    thread.start()
+    return thread
+
+
 def live_rules(settings: Settings, connection: redis.Redis) -> LiveRules:
     """The rules in force, loaded now so that a broken file is logged at start (the app still
     starts: /readyz says not ready until a good file is in place)."""
@@ -113,6 +132,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     require_webhook_credentials(settings)
     if connection is None:
         connection = connect_redis(settings)
+    watch_redis(connection)
     app = Flask("reactor")
     app.config["REACTOR_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1

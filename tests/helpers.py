@@ -139,6 +139,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
     )
     env["REACTOR_WORKER_CLASS"] = settings.worker_class
     env["REACTOR_VERIFY_EVENTS"] = "1" if settings.verify_events else "0"
+    if settings.redis_wait is not None:
+        env["REACTOR_REDIS_WAIT"] = str(settings.redis_wait)
     if settings.notify_url:
         env["REACTOR_NOTIFY_URL"] = settings.notify_url
         env["REACTOR_NOTIFY_INTERVAL"] = str(settings.notify_interval)
@@ -182,15 +184,15 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
     return True
 
 
-class WorkerProcess:
-    """`reactor worker` as a real process, its output in a log file for failure messages."""
+class ReactorProcess:
+    """`reactor ARGS...` as a real process, its output in a log file for failure messages."""
 
-    def __init__(self, settings: Settings, log_path: Path, name: str):
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reactor", "worker", "--name", name],
-            env=worker_env(settings),
+            [sys.executable, "-m", "reactor", *args],
+            env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
@@ -201,14 +203,15 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Kill the worker, its scheduler and its work horse at once, as a crash would."""
+        """Kill the process and all below it at once, as a crash would (a worker: its scheduler and its
+        work horse)."""
         for pid in [self.proc.pid, *descendants(self.proc.pid)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         self.proc.wait(10)
 
     def stop(self) -> None:
-        """Stop the worker as a deploy does (SIGTERM), then whatever is left of its process group.
+        """Stop the process as a deploy does (SIGTERM), then whatever is left of its process group.
 
         RQ's scheduler is a forked child in the worker's group. A SIGTERM that lands while the worker
         is still starting can end the worker before it stops the scheduler, and that orphan would go
@@ -226,3 +229,10 @@ class WorkerProcess:
             if wait_until(lambda: not group_members(self.proc.pid), timeout=10):
                 break
         self.log.close()
+
+
+class WorkerProcess(ReactorProcess):
+    """`reactor worker` as a real process."""
+
+    def __init__(self, settings: Settings, log_path: Path, name: str):
+        super().__init__(["worker", "--name", name], worker_env(settings), log_path)

@@ -20,6 +20,7 @@ from ..config import ConfigError, Settings, load_settings, log_settings
 from ..jobs.audit import visible
 from ..local.supervisor import embedded_url_file, sandbox_url_file
 from ..logs import setup_logging
+from ..redis_wait import RedisUnreachable, redis_address, unreachable, wait_for_redis
 
 NO_CHARGEBEE = (
     "no Chargebee configured: set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) and CHARGEBEE_API_KEY, "
@@ -79,8 +80,13 @@ def chargebee_settings(settings: Settings) -> Settings:
     return settings.with_overrides(chargebee_api_base=url, chargebee_api_key=DEMO_API_KEY)
 
 
-def connect(settings: Settings) -> redis.Redis:
-    """REDIS_URL, or the embedded Redis that a `reactor run` in this directory started."""
+def connect(settings: Settings, wait: bool = False) -> redis.Redis:
+    """REDIS_URL, or the embedded Redis that a `reactor run` in this directory started.
+
+    With `wait` (the long-running processes: `worker`, `cron`) a REDIS_URL that does not answer yet
+    is waited for, up to REACTOR_REDIS_WAIT (reactor/redis_wait.py). Anything else stops at once
+    with one line: Redis refusing us (a bad password), an embedded Redis that is gone (its
+    `reactor run` stopped), and every unreachable Redis for the other commands."""
     url = settings.redis_url
     if not url:
         marker = embedded_url_file(settings)
@@ -91,9 +97,16 @@ def connect(settings: Settings) -> redis.Redis:
         url = marker.read_text().strip()
     connection = redis.Redis.from_url(url, socket_connect_timeout=3)
     try:
-        connection.ping()
+        if wait and settings.redis_url:
+            wait_for_redis(connection, deadline=settings.redis_wait)
+        else:
+            connection.ping()
+    except RedisUnreachable as exc:
+        raise click.ClickException(f"{exc} (REACTOR_REDIS_WAIT={settings.redis_wait:g})") from None
     except redis.RedisError as exc:
-        raise click.ClickException(f"cannot reach Redis at {url}: {exc}") from None
+        address = redis_address(connection)
+        problem = f"cannot reach Redis at {address}" if unreachable(exc) else f"Redis at {address} refused us"
+        raise click.ClickException(f"{problem}: {exc}") from None
     return connection
 
 

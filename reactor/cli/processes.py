@@ -17,13 +17,13 @@ from typing import Any
 
 import click
 
-from ..config import log_settings
+from ..config import Settings, log_settings
 from ..jobs.notify import start_notifier
 from ..jobs.sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
 from ..jobs.worker import run_worker
 from ..local.supervisor import run_all, serve_web
 from ..logs import wants_json
-from ..rules import RulesError
+from ..rules import RulesError, load_rules
 from .helpers import chargebee_settings, command_settings, connect
 
 PORT = click.IntRange(1, 65535)
@@ -46,6 +46,14 @@ def refusals_logged(command: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(exc.exit_code)
 
     return run_command
+
+
+def check_rules(settings: Settings) -> None:
+    """Refuse a rules file with any problem, each at file:line:col, in one message and at once."""
+    try:
+        load_rules(settings.rules_path)
+    except RulesError as exc:
+        raise click.ClickException(f"rules file refused:\n{exc}") from None
 
 
 @click.command()
@@ -74,12 +82,14 @@ def web(host: str, port: int | None, workers: int) -> None:
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 @refusals_logged
 def worker(burst: bool, name: str | None) -> None:
-    """An RQ worker for the reactor's jobs, with RQ's scheduler."""
+    """An RQ worker for the reactor's jobs, with RQ's scheduler. Started before Redis answers, it
+    waits for it (REACTOR_REDIS_WAIT); a bad configuration or rules file stops it at once."""
     settings = chargebee_settings(command_settings())
-    connection = connect(settings)
+    check_rules(settings)  # before the wait: only an unreachable Redis is worth waiting for
+    connection = connect(settings, wait=True)
     try:
         run_worker(settings, connection, burst=burst, name=name)
-    except RulesError as exc:
+    except RulesError as exc:  # the file was broken while we waited
         raise click.ClickException(f"rules file refused:\n{exc}") from None
 
 
@@ -106,11 +116,12 @@ def cron() -> None:
     RQ's cron scheduler enqueues the sweep job; workers run it. Run one `cron` process (it does
     not elect a leader); a second one only makes sweeps that find the first one's lock and stop,
     and digest rounds that find the first one's lock. The digest is sent from a thread of this
-    process (reactor/jobs/notify.py), so a slow receiver holds up no worker."""
+    process (reactor/jobs/notify.py), so a slow receiver holds up no worker. Started before Redis
+    answers, it waits for it (REACTOR_REDIS_WAIT)."""
     from rq.cron import CronScheduler  # late: start-up time (croniter)
 
     settings = command_settings()
-    connection = connect(settings)
+    connection = connect(settings, wait=True)
     if settings.notify_url:
         start_notifier(settings, connection)
         log.info("sending a digest of what needs a person every %s s (REACTOR_NOTIFY_URL)", settings.notify_interval)

@@ -5,7 +5,8 @@ Off (404) unless REACTOR_ADMIN_USER and REACTOR_ADMIN_PASSWORD are set; these ar
 credentials. A login form starts a signed session cookie (HttpOnly, SameSite=Lax, Secure unless
 REACTOR_ADMIN_INSECURE_COOKIE=1, 12 hours). The signing key is REACTOR_SECRET_KEY, or else a random
 key created once and kept in Redis (`{prefix}:admin:secret_key`), so every gunicorn worker and a
-restarted web accept the same sessions. Each login also gets a random session id recorded in Redis
+restarted web accept the same sessions (a web started before Redis answered takes it at its first
+dashboard request after). Each login also gets a random session id recorded in Redis
 (`{prefix}:admin:session:<id>`, 12 hours); a cookie counts only while its id is there, and logout
 deletes it, so a copy of the cookie stops working at logout. Every POST carries a per-session CSRF
 token. Failed logins are limited per client address with the `limits` package (429 with
@@ -64,6 +65,7 @@ LOGIN_LIMIT = parse("10 per 15 minutes")
 SESSION_LIFETIME = timedelta(hours=12)
 CHART_DAYS = 30
 DECISION_LIMITS = (25, 50, 100, 500)
+SECRET_PENDING = "reactor.dashboard.views.secret_pending"  # app.extensions: the shared key is still to be read
 MAX_JOB_ID_LENGTH = 200  # RQ's ids here are `evaluate-<event id>` or `replay-...`: far shorter
 
 
@@ -71,7 +73,13 @@ def init_admin(app: Flask, settings: Settings, connection: redis.Redis) -> None:
     """Register the dashboard when admin credentials are configured; otherwise /admin stays a 404."""
     if not (settings.admin_user and settings.admin_password):
         return
-    app.secret_key = settings.secret_key or _shared_secret(connection, settings.key_prefix)
+    if settings.secret_key:
+        app.secret_key = settings.secret_key
+    else:
+        shared = _shared_secret(connection, settings.key_prefix)
+        # Started without Redis: a key of this process's own until Redis answers (_adopt_shared_secret).
+        app.secret_key = shared or secrets.token_hex(32)
+        app.extensions[SECRET_PENDING] = shared is None
     app.config.update(
         SESSION_COOKIE_NAME="reactor_admin",
         SESSION_COOKIE_HTTPONLY=True,
@@ -87,8 +95,9 @@ def init_admin(app: Flask, settings: Settings, connection: redis.Redis) -> None:
     app.register_blueprint(admin)
 
 
-def _shared_secret(connection: redis.Redis, prefix: str) -> str:
-    """One random signing key for every web process, created by whichever starts first."""
+def _shared_secret(connection: redis.Redis, prefix: str) -> str | None:
+    """One random signing key for every web process, created by whichever starts first; None while
+    Redis does not answer."""
     key = Keys(prefix).admin_secret_key()
     try:
         connection.set(key, secrets.token_hex(32), nx=True)
@@ -97,7 +106,19 @@ def _shared_secret(connection: redis.Redis, prefix: str) -> str:
             return value.decode()
     except redis.RedisError as exc:
         log.warning("admin: Redis unavailable (%s); sessions are signed with a per-process key", exc)
-    return secrets.token_hex(32)
+    return None
+
+
+@admin.before_request
+def _adopt_shared_secret() -> None:
+    """A web process that started without Redis signs with a key of its own, which the other
+    gunicorn workers do not accept; it takes the shared key at its first dashboard request once Redis
+    answers (a session it signed before then must log in again, as it could not have one in Redis)."""
+    if current_app.extensions.get(SECRET_PENDING):
+        shared = _shared_secret(_redis(), _settings().key_prefix)
+        if shared:
+            current_app.secret_key = shared
+            current_app.extensions[SECRET_PENDING] = False
 
 
 def _settings() -> Settings:

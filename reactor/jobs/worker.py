@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import AbandonedJobError
 from rq.executions import Execution
@@ -31,10 +32,14 @@ from rq.utils import as_text
 
 from .. import jobs
 from ..config import Settings
+from ..redis_wait import wait_for_redis
 from ..rules import RulesError
 from .audit import Outcome
 
 log = logging.getLogger(__name__)
+
+RESTART_BACKOFF = ExponentialBackoff(cap=30, base=1)
+"""The pause before a worker that RQ gave up on looks for Redis again: 1 s, doubling, at most 30 s."""
 
 
 class ReactorWorker(Worker):
@@ -174,19 +179,9 @@ def run_worker(settings: Settings, connection: redis.Redis, burst: bool = False,
             log.error("worker stopped: Redis unreachable (%s)", exc)
         if burst or worker.signalled_to_stop:
             return worked
-        wait_for_redis(connection, first_pause=min(2**generation, 30))
+        # A pause before the first ping too: RQ may give up again at once on a Redis that answers
+        # PING but little else (still starting, failing over), and each restart should wait longer.
+        time.sleep(RESTART_BACKOFF.compute(generation))
+        wait_for_redis(connection)
         log.warning("restarting the worker after it stopped on a Redis error")
     return worked
-
-
-def wait_for_redis(connection: redis.Redis, first_pause: float = 1.0, longest_pause: float = 30.0) -> None:
-    """Block until Redis answers a PING, backing off between tries."""
-    pause = first_pause
-    while True:
-        time.sleep(pause)
-        try:
-            if connection.ping():
-                return
-        except (redis.ConnectionError, redis.TimeoutError):
-            pass
-        pause = min(pause * 2, longest_pause)

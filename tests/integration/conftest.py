@@ -1,11 +1,14 @@
 """Fixtures the integration tests share on top of tests/conftest.py: the dashboard behind its login,
-an invoice the reactor wrote off, and a write-off left in the dead letters. What they share with the
-tests (constants, login, outcomes) is in tests/integration/helpers.py."""
+an invoice the reactor wrote off, a write-off left in the dead letters, a Redis the test starts
+late and `reactor` processes started before it. What they share with the tests (constants, login,
+outcomes) is in tests/integration/helpers.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +16,9 @@ import redis
 from rq.registry import FailedJobRegistry
 
 from reactor.config import Settings
+from reactor.local.redis_server import EmbeddedRedis, free_port
 from reactor.sandbox import SandboxServer
-from tests.helpers import WebServer, wait_for
+from tests.helpers import ReactorProcess, WebServer, wait_for
 from tests.integration.helpers import (
     ADMIN_PASSWORD,
     ADMIN_USER,
@@ -66,3 +70,36 @@ def failed_by_server_errors(
     registry = FailedJobRegistry(settings.queue_name, connection=redis_conn)
     wait_for(lambda: registry.count == 1, timeout=30, what="the job in the dead letters")
     return event, invoice, f"evaluate-{event['id']}"
+
+
+@pytest.fixture
+def late_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A redis-server of the test's own on a free port, not started: the test starts it (`start()`)
+    once the processes it started first say that they wait for it. Ask for it before the fixtures
+    that start processes, so that it stops after them."""
+    binary = os.environ.get("REACTOR_REDIS_SERVER") or None  # as the session's redis_server finds it
+    server = EmbeddedRedis(tmp_path / "late-redis", port=free_port(), binary=binary)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def late_settings(settings: Settings, late_redis: EmbeddedRedis) -> Settings:
+    """The test settings, on `late_redis`."""
+    return replace(settings, redis_url=late_redis.url)
+
+
+@pytest.fixture
+def start_reactor(tmp_path: Path) -> Iterator[Callable[..., ReactorProcess]]:
+    """`start_reactor(env, "cron")`: `reactor cron` as a process of its own, its output in cron.log
+    (the first word of the arguments names the log); every one is stopped at the end."""
+    processes: list[ReactorProcess] = []
+
+    def start(env: dict[str, str], *args: str) -> ReactorProcess:
+        process = ReactorProcess(list(args), env, tmp_path / f"{args[0]}-{len(processes) + 1}.log")
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        process.stop()

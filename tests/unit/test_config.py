@@ -49,11 +49,21 @@ def test_api_base_override_wins_over_the_site():
         ({"REACTOR_DEDUPE_TTL": "3600"}, "REACTOR_DEDUPE_TTL must be at least"),
         ({"REACTOR_RETRY_INTERVALS": "10,soon"}, "REACTOR_RETRY_INTERVALS"),
         ({"REACTOR_HTTP_TIMEOUT": "0"}, "REACTOR_HTTP_TIMEOUT must be positive"),
+        ({"REACTOR_REDIS_WAIT": "soon"}, "REACTOR_REDIS_WAIT must be a number of seconds"),
+        ({"REACTOR_REDIS_WAIT": "-1"}, "REACTOR_REDIS_WAIT must be 0 or more seconds"),
+        ({"REACTOR_REDIS_WAIT": "inf"}, "REACTOR_REDIS_WAIT must be 0 or more seconds"),
+        ({"REACTOR_REDIS_WAIT": "nan"}, "REACTOR_REDIS_WAIT must be 0 or more seconds"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(env, dotenv=False)
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [(None, None), ("", None), ("0", 0.0), ("90", 90.0), ("2.5", 2.5)])
+def test_the_wait_for_redis_is_forever_unless_redis_wait_is_set(raw, seconds):
+    env = {} if raw is None else {"REACTOR_REDIS_WAIT": raw}
+    assert load_settings(env, dotenv=False).redis_wait == seconds
 
 
 def test_webhook_credentials_are_required_unless_auth_is_off():
