@@ -62,8 +62,11 @@ def check_rules(settings: Settings) -> None:
 @click.option("--sandbox-port", type=PORT, default=8001, show_default=True, help="Port of the local sandbox.")
 @refusals_logged
 def run(host: str, port: int | None, sandbox_port: int) -> None:
-    """Web + worker + scheduler in one command; embedded Redis and the sandbox when not configured."""
-    sys.exit(run_all(command_settings(), os.environ, host=host, port=port, sandbox_port=sandbox_port))
+    """Web + worker + scheduler in one command; embedded Redis and the sandbox when not configured.
+    A part that dies is started again; Ctrl-C stops everything."""
+    settings = command_settings()
+    check_rules(settings)  # now, rather than as a worker that dies and is restarted again and again
+    sys.exit(run_all(settings, os.environ, host=host, port=port, sandbox_port=sandbox_port))
 
 
 @click.command()

@@ -2,7 +2,7 @@
 
 `reactor run` is the one-command local setup: an embedded redis-server (AOF on, data in ./var/)
 when REDIS_URL is unset, the Chargebee sandbox when no site is configured, then the web process
-(gunicorn) and a worker with its scheduler. It stops everything when one part stops or on Ctrl-C.
+(gunicorn) and a worker with its scheduler. A part that dies is started again; Ctrl-C stops everything.
 In sandbox mode (no Chargebee configured) it fills in what a first run lacks with demo values that
 are printed and never used against a real Chargebee: the webhook's credentials and the dashboard's
 login (`sandbox_dashboard`).
@@ -13,11 +13,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,6 +24,7 @@ import redis
 
 from ..config import ConfigError, Settings, log_settings, require_webhook_credentials, web_server_settings
 from ..logs import wants_json
+from .children import start_children, stop_all, supervise
 from .redis_server import EmbeddedRedis, free_port
 
 log = logging.getLogger(__name__)
@@ -208,51 +206,17 @@ def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | N
         child_env["REACTOR_LOG_FORMAT"] = "json" if json_lines else "text"
         python = sys.executable
         # Each in a session of its own, so that Ctrl-C reaches only this process, which then stops
-        # them once each (a second signal makes an RQ worker kill its running job) and Redis last.
+        # them once each (a second signal makes an RQ worker kill its running job) and Redis last;
+        # one that dies meanwhile is started again (reactor/local/children.py).
         commands = {
             "web": [python, *WEB_COMMAND],
             "worker": [python, "-m", "reactor", "worker"],
             "cron": [python, "-m", "reactor", "cron"],
         }
-        processes = {
-            name: subprocess.Popen(cmd, env=child_env, start_new_session=True) for name, cmd in commands.items()
-        }
-        stack.callback(_stop_all, processes)
+        children = start_children(commands, child_env)
+        stack.callback(stop_all, children)
         log.info("Rules:     %s", Path(settings.rules_path).resolve())
         log.info("Webhook:   POST %s  (Basic auth user %r)", webhook_url, user)
         log.info("%s", dashboard_line(settings, dashboard, base_url))
         log.info("Ready. Ctrl-C stops everything.")
-        return _supervise(processes)
-
-
-def _supervise(processes: dict[str, subprocess.Popen[bytes]]) -> int:
-    stopping = False
-
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    while not stopping:
-        for name, proc in processes.items():
-            code = proc.poll()
-            if code is not None:
-                log.error("%s exited with status %s; stopping the rest", name, code)
-                return code or 1
-        time.sleep(0.3)
-    log.info("stopping ...")
-    return 0
-
-
-def _stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
-    for proc in processes.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 25
-    for proc in processes.values():
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        return supervise(children)

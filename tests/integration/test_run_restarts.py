@@ -1,0 +1,115 @@
+"""`reactor run` starts again a process of its own that dies, says so (and that one keeps dying),
+still stops everything once on Ctrl-C, and refuses a broken rules file before it starts anything."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from reactor.local.redis_server import free_port
+from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
+from reactor.sandbox import DEMO_API_KEY
+from tests.helpers import REPO, group_members, wait_for
+from tests.integration.ops_helpers import kill_run, listening, reactor_run, run_env
+
+pytestmark = pytest.mark.integration
+
+
+def child(run_pid: int, command: str) -> int | None:
+    """The pid of `reactor COMMAND` that `reactor run` (run_pid) started, if one is running."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            if int(fields[1]) == run_pid and fields[0] != "Z" and cmdline[-3:-1] == [b"reactor", command.encode()]:
+                return int(stat.parent.name)
+    return None
+
+
+def started_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int, int]:
+    """`reactor run` with nothing configured, once it is ready: the process, its log, its ports."""
+    port, sandbox_port = free_port(), free_port()
+    proc = reactor_run(tmp_path, port, sandbox_port, "run")
+    log = tmp_path / "run.log"
+    wait_for(lambda: "Ready." in log.read_text(), timeout=60, what="`reactor run` to say Ready")
+    wait_for(lambda: listening(port), timeout=30, what="gunicorn to listen")
+    return proc, log, port, sandbox_port
+
+
+def ctrl_c(proc: subprocess.Popen[bytes], log: Path) -> str:
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(60) == 0, log.read_text()[-3000:]
+    return log.read_text()
+
+
+def test_a_worker_killed_under_reactor_run_is_replaced_and_the_next_event_is_written_off(tmp_path: Path):
+    proc, log, port, sandbox_port = started_run(tmp_path)
+    try:
+        first = wait_for(lambda: child(proc.pid, "worker"), timeout=30, what="the worker")
+        wait_for(lambda: len(group_members(first)) > 1, timeout=30, what="RQ's scheduler beside the worker")
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: "worker was killed by SIGKILL; restarting it in 1 s" in log.read_text(), what="the line")
+        wait_for(lambda: child(proc.pid, "worker") not in (None, first), timeout=30, what="a new worker")
+        # What the dead worker left in its group (RQ's scheduler) was told to stop with it.
+        wait_for(lambda: not group_members(first), timeout=30, what="the dead worker's scheduler to stop")
+
+        body = (REPO / "examples" / "payment_failed_exhausted.json").read_bytes()
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/webhooks/chargebee",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            auth=(DEV_WEBHOOK_USER, DEV_WEBHOOK_PASSWORD),
+            timeout=10,
+        )
+        assert answer.json()["status"] == "queued"
+        invoice_url = f"http://127.0.0.1:{sandbox_port}/api/v2/invoices/inv_demo_1001"
+
+        def status() -> str:
+            return requests.get(invoice_url, auth=(DEMO_API_KEY, ""), timeout=5).json()["invoice"]["status"]
+
+        wait_for(lambda: status() == "paid", timeout=60, what="the new worker to write the demo invoice off")
+        output = ctrl_c(proc, log)
+        assert "stopping the rest" not in output and "keeps dying" not in output
+    finally:
+        kill_run(proc)
+
+
+def test_a_process_that_keeps_dying_under_reactor_run_is_reported_and_ctrl_c_still_stops_all(tmp_path: Path):
+    proc, log, _port, _sandbox_port = started_run(tmp_path)
+    try:
+        for _ in range(3):
+            cron = wait_for(lambda: child(proc.pid, "cron"), timeout=30, what="cron")
+            os.kill(cron, signal.SIGKILL)
+            wait_for(lambda c=cron: child(proc.pid, "cron") not in (None, c), timeout=30, what="cron started again")
+        output = log.read_text()
+        assert "cron was killed by SIGKILL; restarting it in 1 s" in output
+        assert "cron was killed by SIGKILL; restarting it in 2 s" in output
+        assert (
+            "cron keeps dying: 3 exits in a row, each within 60 s of its start (this one was killed by SIGKILL)"
+            in output
+        )
+        assert "restarting it in 4 s" in output
+        running = [child(proc.pid, name) for name in ("worker", "cron")]
+        assert all(running)
+        ctrl_c(proc, log)
+        assert [pid for pid in running if group_members(pid)] == []  # each group stopped, none restarted
+    finally:
+        kill_run(proc)
+
+
+def test_reactor_run_refuses_a_broken_rules_file_before_starting_anything(tmp_path: Path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nmode: live\nrules:\n  - name: x\n    action: explode\n")
+    env = {**run_env(tmp_path, "broken"), "REACTOR_RULES": str(rules)}
+    command = [sys.executable, "-m", "reactor", "run", "--port", str(free_port()), "--sandbox-port", str(free_port())]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"{rules}:5:13: unknown action 'explode'" in done.stderr
+    assert "Redis:" not in done.stdout and not (tmp_path / "var-broken" / "redis").exists()
