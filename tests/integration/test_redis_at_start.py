@@ -3,6 +3,7 @@ restart) wait for it and then work as usual; a bad configuration is not waited f
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import replace
@@ -71,8 +72,11 @@ def test_a_worker_given_a_deadline_exits_1_once_it_passes(late_redis, late_setti
     worker = start_worker(replace(late_settings, redis_wait=1.0))
     assert worker.proc.wait(60) == 1, worker.output()
     log = worker.output()
-    assert f"Error: cannot reach Redis at 127.0.0.1:{late_redis.port}/0 after 1 s: " in log
-    assert "(REACTOR_REDIS_WAIT=1)" in log and "Traceback" not in log, log
+    [refusal] = [line for line in map(json.loads, log.splitlines()) if line["level"] == "critical"]
+    assert refusal["msg"].startswith(
+        f"refused to start: cannot reach Redis at 127.0.0.1:{late_redis.port}/0 after 1 s: "
+    )
+    assert refusal["msg"].endswith("(REACTOR_REDIS_WAIT=1)") and "Traceback" not in log, log
 
 
 def test_a_broken_rules_file_stops_a_worker_at_once_without_waiting_for_redis(late_settings, rules_file, start_worker):
