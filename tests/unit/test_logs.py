@@ -20,6 +20,9 @@ def restored_logging():
     """setup_logging changes the process's logging, warnings and excepthook: put them back."""
     root = logging.getLogger()
     handlers, level, hook = root.handlers[:], root.level, sys.excepthook
+    # captureWarnings(True) does nothing while an earlier call is in force, and pytest puts the
+    # warnings module back after each test without telling logging: start from off.
+    logging.captureWarnings(False)
     yield
     logging.captureWarnings(False)
     root.handlers[:], sys.excepthook = handlers, hook
