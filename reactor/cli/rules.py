@@ -10,14 +10,12 @@ decision nobody meant to change.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -28,11 +26,7 @@ from ..rules import RulesError, explain, format_explanation, load_rules
 from ..rules.cases import CasesError, default_cases_path, load_cases, run_cases
 from ..rules.facts import unresolved
 from .helpers import chargebee_settings, command_settings
-
-
-def _wide_console(stderr: bool = False) -> Console:
-    """Wide enough that a table is not squeezed when the output is a pipe or a CI log."""
-    return Console(stderr=stderr, width=shutil.get_terminal_size((160, 24)).columns, highlight=False)
+from .helpers import console as wide_console
 
 
 def parse_time(value: str) -> datetime:
@@ -170,7 +164,7 @@ def explain_command(
     now = parse_time(at) if at else datetime.now(timezone.utc)
     settings = command_settings()
     ruleset = _load_ruleset(rules_path or settings.rules_path)
-    console = _wide_console()
+    console = wide_console()
     if event_file is not None:
         event = read_event_file(event_file, settings.max_body_bytes)
     else:
@@ -220,7 +214,7 @@ def test_command(cases_path: Path | None, rules_path: Path | None, explain_failu
     except CasesError as exc:
         _refuse_cases(exc)
     results = run_cases(ruleset, cases, datetime.now(timezone.utc))
-    console = _wide_console()
+    console = wide_console()
     table = Table(title=f"{cases_path} against {ruleset.filename} (version {ruleset.version})", title_justify="left")
     for column in ("result", "case", "line", "expected", "got", "why"):
         table.add_column(column, overflow="fold")
