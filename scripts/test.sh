@@ -30,4 +30,10 @@ if ! command -v promtool >/dev/null 2>&1; then
         echo "test.sh: no promtool (and not root with apt-get); the promtool tests will be skipped"
     fi
 fi
-exec "$venv/bin/python" -m pytest "$@"
+# Independent tests run side by side (pytest-xdist): each process starts its own redis-server, sandbox
+# and workers on free ports. Most of a test's time is spent waiting on processes, so twice as many
+# test processes as CPUs (at most 8); REACTOR_TEST_PROCESSES=0 runs them one by one, and a -n of your
+# own after the script's name wins.
+cpus=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+processes=${REACTOR_TEST_PROCESSES:-$(( cpus * 2 > 8 ? 8 : cpus * 2 ))}
+exec "$venv/bin/python" -m pytest -n "$processes" --dist worksteal "$@"
