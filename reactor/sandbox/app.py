@@ -85,6 +85,10 @@ def _gate() -> None:
     key = request.headers.get("chargebee-idempotency-key")
     if key is not None and len(key) > 100:
         raise ApiError(400, "chargebee-idempotency-key cannot be more than 100 characters.", "invalid_request")
+    # The whole request is read before a hold or a fault, as Chargebee has it once the client sent it:
+    # a client killed while held would otherwise leave a body that can no longer be read, and the
+    # call would go unlogged.
+    request.form.to_dict()
     state.pass_hold(_FAULT_KIND_BY_ENDPOINT.get(request.endpoint or "", "other"))
     fault = state.take_fault(_FAULT_KIND_BY_ENDPOINT.get(request.endpoint or "", "other"))
     if fault is None:
