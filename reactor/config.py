@@ -213,6 +213,20 @@ def _worker_class(env: Mapping[str, str]) -> str:
     return value
 
 
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """REDIS_URL: redis://, rediss://, unix:// or a Sentinel URL (reactor/redis_connect.py has the
+    format), checked now. The refusal does not repeat the URL: it may hold a password."""
+    from .redis_connect import RedisURLError, check_url  # late: start-up time (it loads redis-py)
+
+    url = _text(env, "REDIS_URL") or None
+    if url is not None:
+        try:
+            check_url(url)
+        except RedisURLError as exc:
+            raise ConfigError(f"REDIS_URL: {exc}") from None
+    return url
+
+
 def _text(env: Mapping[str, str], name: str, default: str = "") -> str:
     """The variable without surrounding blanks; unset or blank gives `default`."""
     return env.get(name, "").strip() or default
@@ -281,7 +295,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
     auth, user, password = _webhook_auth(env)
     site, api_base, api_key = _chargebee(env)
     settings = Settings(
-        redis_url=_text(env, "REDIS_URL") or None,
+        redis_url=_redis_url(env),
         chargebee_site=site,
         chargebee_api_key=api_key,
         chargebee_api_base=api_base,

@@ -7,7 +7,9 @@ name that does not resolve yet, Redis still loading its data); a refused passwor
 Redis rejects is a bad configuration and is raised at once. The pauses between tries come from
 redis-py's `ExponentialBackoff`, capped; the wait is logged once when it begins, again every
 REMIND_EVERY seconds while it lasts, and once when Redis answers. Log lines name Redis by host,
-port and database only: REDIS_URL may carry a password.
+port and database (or Sentinel service and sentinels) only: REDIS_URL may carry a password. Behind
+Sentinel, a primary that no sentinel names yet (a failover under way) is waited for like any
+unreachable Redis.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Callable
 
 import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
+
+from .redis_connect import describe
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +37,8 @@ class RedisUnreachable(Exception):
 
 
 def redis_address(connection: redis.Redis) -> str:
-    """Where `connection` points, without credentials: `host:port/db`, or `unix:path/db`."""
-    kwargs = connection.connection_pool.connection_kwargs
-    where = (
-        f"unix:{kwargs['path']}"
-        if kwargs.get("path")
-        else f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
-    )
-    return f"{where}/{kwargs.get('db', 0)}"
+    """Where `connection` points, without credentials (reactor/redis_connect.py's `describe`)."""
+    return describe(connection)
 
 
 def unreachable(exc: BaseException) -> bool:

@@ -27,6 +27,7 @@ from .ingest.guard import WebhookGuard, trust_proxies
 from .ingest.webhook import EVENTS, error_response, webhooks
 from .jobs.held import list_held
 from .notices import Notices
+from .redis_connect import connect
 from .redis_wait import redis_address, wait_for_redis
 from .reloads import RulesReloadReporter
 from .rules import RulesError
@@ -81,11 +82,11 @@ def metrics_endpoint() -> Response:
 
 
 def connect_redis(settings: Settings) -> redis.Redis:
-    """REDIS_URL with short timeouts, so that a dead Redis turns into a quick 503 rather than a hung
-    request."""
+    """REDIS_URL (a plain or a Sentinel URL: reactor/redis_connect.py) with short timeouts, so that
+    a dead Redis turns into a quick 503 rather than a hung request."""
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set (`reactor run` starts an embedded Redis for you)")
-    return redis.Redis.from_url(
+    return connect(
         settings.redis_url,
         socket_connect_timeout=settings.redis_socket_timeout,
         socket_timeout=settings.redis_socket_timeout,

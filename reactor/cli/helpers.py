@@ -20,6 +20,7 @@ from ..config import ConfigError, Settings, load_settings, log_settings
 from ..jobs.audit import visible
 from ..local.supervisor import embedded_url_file, sandbox_url_file
 from ..logs import setup_logging
+from ..redis_connect import connect as redis_connect
 from ..redis_wait import RedisUnreachable, redis_address, unreachable, wait_for_redis
 
 NO_CHARGEBEE = (
@@ -95,7 +96,7 @@ def connect(settings: Settings, wait: bool = False) -> redis.Redis:
                 "REDIS_URL is not set and no embedded Redis is running here (start `reactor run` first)"
             )
         url = marker.read_text().strip()
-    connection = redis.Redis.from_url(url, socket_connect_timeout=3)
+    connection = redis_connect(url, socket_connect_timeout=3)
     try:
         if wait and settings.redis_url:
             wait_for_redis(connection, deadline=settings.redis_wait)

@@ -16,6 +16,7 @@ from ..config import Settings, load_settings
 from ..ingest.events import EventStore
 from ..keys import Keys
 from ..notices import Notices
+from ..redis_connect import connect
 from ..reloads import RulesReloadReporter
 from ..rules.live import LiveRules
 from .audit import AuditLog
@@ -100,5 +101,5 @@ def current_context() -> JobContext:
         settings = load_settings()
         if not settings.redis_url:
             raise RuntimeError("REDIS_URL must be set for a worker started outside `reactor worker`")
-        _context = build_context(settings, redis.Redis.from_url(settings.redis_url))
+        _context = build_context(settings, connect(settings.redis_url))
     return _context

@@ -23,16 +23,25 @@ KNOWN_CYCLES: set[tuple[str, ...]] = set()
 
 # What a wing may import of the reactor: its own modules and those listed (docs/design.md,
 # "Modules", draws the same layers). A module in no wing is not checked here beyond having no cycle.
-BASE = {"reactor.config", "reactor.keys", "reactor.logs", "reactor.notices", "reactor.redis_wait", "reactor.reloads"}
+BASE = {
+    "reactor.config",
+    "reactor.keys",
+    "reactor.logs",
+    "reactor.notices",
+    "reactor.redis_connect",
+    "reactor.redis_wait",
+    "reactor.reloads",
+}
 WINGS: dict[str, set[str]] = {
     # the base every wing reads: settings, key names, logging, notices for a person, the record of
-    # rules reloads (which tells a refused edit), waiting for Redis
-    "reactor.config": set(),
+    # rules reloads (which tells a refused edit), connecting to Redis and waiting for it
+    "reactor.config": {"reactor.redis_connect"},
     "reactor.keys": set(),
     "reactor.logs": set(),
     "reactor.notices": {"reactor.keys"},
     "reactor.reloads": {"reactor.keys", "reactor.notices"},
-    "reactor.redis_wait": set(),
+    "reactor.redis_connect": set(),
+    "reactor.redis_wait": {"reactor.redis_connect"},
     # the rules core is pure: no Redis, no HTTP, no settings
     "reactor.rules": set(),
     # the client, its errors and the shared call budget stand below everything that calls Chargebee

@@ -1,0 +1,174 @@
+"""Every connection to Redis is made here, from REDIS_URL: the web app, `reactor worker` and its
+RQ scheduler, `reactor cron`, the CLI and the `limits` rate limiters (which run on the client's own
+connection pool) all follow the same URL, so a Sentinel URL moves all of them to a new primary.
+
+REDIS_URL is either a URL that redis-py's `Redis.from_url` reads (`redis://`, `rediss://` for TLS,
+`unix://`) or a Sentinel URL, which redis-py's own Sentinel client follows
+(`redis.sentinel.Sentinel.master_for`: each new connection asks the sentinels where the primary
+is, and a connection to a primary that was demoted is dropped):
+
+    redis+sentinel://[[username]:password@]host[:port][,host[:port]...]/service_name[/db][?options]
+    rediss+sentinel://...    the same over TLS, to the sentinels and to Redis
+
+- host:port: the sentinels, comma-separated (port 26379 when left out; IPv6 in brackets);
+- service_name: the name the sentinels monitor (`sentinel monitor <service_name> ...`);
+- db: the database number, 0 when left out;
+- username/password: those of Redis itself (`requirepass` or an ACL user), as in redis://;
+- options: `sentinel_password` (and `sentinel_username`) when the sentinels have a password of
+  their own (they are asked without one otherwise); with TLS, `ssl_cert_reqs` (required, optional,
+  none), `ssl_ca_certs` (a CA file, e.g. a managed Redis's self-signed one) and
+  `ssl_check_hostname`, as in rediss://.
+
+The shape is the `limits` package's `redis+sentinel://host:port,host:port/service_name`, with the
+database, TLS and the sentinels' own password added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import redis
+from redis.sentinel import Sentinel, SentinelConnectionPool
+
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+DEFAULT_SENTINEL_PORT = 26379
+TLS_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname")
+OPTIONS = ("sentinel_username", "sentinel_password", *TLS_OPTIONS)
+
+
+class RedisURLError(ValueError):
+    """REDIS_URL is malformed; the message says what is wrong without repeating the URL (it may
+    hold a password)."""
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """A parsed `redis+sentinel://` URL."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service_name: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+    tls: dict[str, Any] = field(default_factory=dict)
+    """redis-py's ssl keyword arguments (`ssl=True` and the ssl_* options); empty without TLS."""
+
+    def redis_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the connections to Redis itself."""
+        return {"db": self.db, "username": self.username, "password": self.password, **self.tls}
+
+    def sentinel_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the connections to the sentinels (timeouts are added by `connect`)."""
+        return {"username": self.sentinel_username, "password": self.sentinel_password, **self.tls}
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in SENTINEL_SCHEMES
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """Parse a `redis+sentinel://` or `rediss+sentinel://` URL (the format is in the module's doc)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in SENTINEL_SCHEMES:
+        raise RedisURLError(
+            f"a Sentinel URL starts with redis+sentinel:// or rediss+sentinel://, not {parts.scheme}://"
+        )
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = credentials.partition(":")
+    path = [segment for segment in parts.path.split("/") if segment]
+    if not path or len(path) > 2:
+        raise RedisURLError("a Sentinel URL ends with /service_name or /service_name/db, e.g. .../mymaster/0")
+    if len(path) == 2 and not path[1].isdigit():
+        raise RedisURLError(f"the database after the service name must be a number, not {path[1]!r}")
+    options = dict(parse_qsl(parts.query))
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise RedisURLError(f"unknown Sentinel URL option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
+    tls = _tls(parts.scheme.lower() == "rediss+sentinel", options)
+    return SentinelURL(
+        sentinels=tuple(_sentinel(host) for host in hosts.split(",")),
+        service_name=unquote(path[0]),
+        db=int(path[1]) if len(path) == 2 else 0,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        sentinel_username=options.get("sentinel_username") or None,
+        sentinel_password=options.get("sentinel_password") or None,
+        tls=tls,
+    )
+
+
+def _sentinel(text: str) -> tuple[str, int]:
+    """`host`, `host:port` or `[v6]:port`."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = text.partition(":")
+    if not host:
+        raise RedisURLError("a Sentinel URL lists its sentinels as host:port,host:port (one is empty)")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise RedisURLError(f"sentinel {host}: the port must be a number from 1 to 65535, not {port!r}")
+    return host, int(port) if port else DEFAULT_SENTINEL_PORT
+
+
+def _tls(enabled: bool, options: dict[str, str]) -> dict[str, Any]:
+    given = [name for name in TLS_OPTIONS if name in options]
+    if not enabled:
+        if given:
+            raise RedisURLError(f"{given[0]} is a TLS option: use rediss+sentinel:// for TLS")
+        return {}
+    tls: dict[str, Any] = {"ssl": True}
+    if "ssl_cert_reqs" in options:
+        if options["ssl_cert_reqs"] not in ("required", "optional", "none"):
+            raise RedisURLError("ssl_cert_reqs must be required, optional or none")
+        tls["ssl_cert_reqs"] = options["ssl_cert_reqs"]
+    if "ssl_ca_certs" in options:
+        tls["ssl_ca_certs"] = options["ssl_ca_certs"]
+    if "ssl_check_hostname" in options:
+        tls["ssl_check_hostname"] = options["ssl_check_hostname"].lower() not in ("0", "false", "no", "off")
+    return tls
+
+
+def check_url(url: str) -> None:
+    """Raise RedisURLError if `url` cannot be connected to (checked at start, not on first use)."""
+    if is_sentinel_url(url):
+        parse_sentinel_url(url)
+        return
+    try:
+        redis.connection.parse_url(url)
+    except ValueError as exc:
+        raise RedisURLError(str(exc).split(" (", 1)[0]) from None
+
+
+def connect(url: str, **options: Any) -> redis.Redis:
+    """A client for `url`; `options` (timeouts, retry, health_check_interval) are redis-py's
+    `Redis` keyword arguments. With a Sentinel URL the sentinels are asked with the same socket
+    timeouts. Nothing is sent before the first command."""
+    if not is_sentinel_url(url):
+        return redis.Redis.from_url(url, **options)
+    parsed = parse_sentinel_url(url)
+    timeouts = {name: value for name, value in options.items() if name.startswith("socket_")}
+    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs={**parsed.sentinel_kwargs(), **timeouts})
+    return sentinel.master_for(parsed.service_name, redis_class=redis.Redis, **parsed.redis_kwargs(), **options)
+
+
+def describe(connection: redis.Redis) -> str:
+    """Where `connection` points, without credentials: `host:port/db`, `unix:path/db`, or
+    `sentinel service mymaster at host:port,host:port/db`."""
+    pool = connection.connection_pool
+    kwargs = pool.connection_kwargs
+    if isinstance(pool, SentinelConnectionPool):
+        nodes = [node.connection_pool.connection_kwargs for node in pool.sentinel_manager.sentinels]
+        sentinels = ",".join(f"{node['host']}:{node['port']}" for node in nodes)
+        return f"sentinel service {pool.service_name} at {sentinels}/{kwargs.get('db', 0)}"
+    where = (
+        f"unix:{kwargs['path']}"
+        if kwargs.get("path")
+        else f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+    )
+    return f"{where}/{kwargs.get('db', 0)}"
