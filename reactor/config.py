@@ -52,6 +52,8 @@ class Settings:
     job_timeout: int = 180
     lock_ttl: int = 0  # 0: derived, see invoice_lock_ttl
     redis_socket_timeout: float = 2.0
+    replica_ack: str = "auto"  # REACTOR_REPLICA_ACK: auto, on or off (reactor/ingest/replication.py)
+    replica_ack_timeout: float = 1.0  # REACTOR_REPLICA_ACK_TIMEOUT: seconds the accept WAITs for a replica
     admin_user: str = ""  # the /admin dashboard is off (404) until both are set
     admin_password: str = field(default="", repr=False)
     secret_key: str = field(default="", repr=False)  # signs dashboard sessions; unset: one kept in Redis
@@ -227,6 +229,24 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
+REPLICA_ACK_MODES = ("auto", "on", "off")
+
+
+def _replica_ack(env: Mapping[str, str]) -> tuple[str, float]:
+    """REACTOR_REPLICA_ACK and REACTOR_REPLICA_ACK_TIMEOUT. The WAIT must end before the web's Redis
+    socket timeout, or every unconfirmed accept would also cost a dropped connection."""
+    mode = _text(env, "REACTOR_REPLICA_ACK", Settings.replica_ack).lower()
+    if mode not in REPLICA_ACK_MODES:
+        raise ConfigError(f"REACTOR_REPLICA_ACK must be auto, on or off, got {mode!r}")
+    timeout = _float(env, "REACTOR_REPLICA_ACK_TIMEOUT", Settings.replica_ack_timeout)
+    if not 0.001 <= timeout < Settings.redis_socket_timeout:
+        raise ConfigError(
+            f"REACTOR_REPLICA_ACK_TIMEOUT must be at least 0.001 and under {Settings.redis_socket_timeout:g} "
+            f"seconds (the web's Redis socket timeout), got {timeout:g}"
+        )
+    return mode, timeout
+
+
 def _text(env: Mapping[str, str], name: str, default: str = "") -> str:
     """The variable without surrounding blanks; unset or blank gives `default`."""
     return env.get(name, "").strip() or default
@@ -294,6 +314,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         env = _environment(dotenv)
     auth, user, password = _webhook_auth(env)
     site, api_base, api_key = _chargebee(env)
+    replica_ack, replica_ack_timeout = _replica_ack(env)
     settings = Settings(
         redis_url=_redis_url(env),
         chargebee_site=site,
@@ -334,6 +355,8 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         notify_url=_notify_url(env),
         notify_interval=_int(env, "REACTOR_NOTIFY_INTERVAL", 30, minimum=1),
         redis_wait=_deadline(env, "REACTOR_REDIS_WAIT"),
+        replica_ack=replica_ack,
+        replica_ack_timeout=replica_ack_timeout,
     )
     check_timeouts(settings)
     return settings

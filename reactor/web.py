@@ -24,6 +24,7 @@ from .dashboard import metrics
 from .dashboard.views import init_admin
 from .ingest.events import EventStore
 from .ingest.guard import WebhookGuard, trust_proxies
+from .ingest.replication import ReplicaAck
 from .ingest.webhook import EVENTS, error_response, webhooks
 from .jobs.held import list_held
 from .notices import Notices
@@ -139,7 +140,8 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     queue = Queue(settings.queue_name, connection=connection)
     app.extensions["reactor.redis"] = connection
-    app.extensions["reactor.ingest.events"] = EventStore.from_settings(connection, queue, settings)
+    replica_ack = ReplicaAck(settings.replica_ack, settings.replica_ack_timeout)
+    app.extensions["reactor.ingest.events"] = EventStore.from_settings(connection, queue, settings, replica_ack)
     live = live_rules(settings, connection)
     app.extensions["reactor.rules"] = live
     app.register_blueprint(webhooks)

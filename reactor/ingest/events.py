@@ -28,6 +28,7 @@ from .enqueue import EvaluationJobs, JobSpec
 from .envelope import Event
 from .packing import pack, unpack
 from .receipts import TRACE_CAP, TRACE_TTL, receipt
+from .replication import ReplicaAck
 
 JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_-]+")  # what RQ accepts in a job id (rq/job.py JOB_ID_PATTERN)
 
@@ -91,8 +92,10 @@ class EventStore:
         event_ttl: int = 30 * 24 * 3600,
         retry: Retry | None = None,
         job_timeout: int = 120,
+        replica_ack: ReplicaAck | None = None,
     ):
         self.redis = connection
+        self.replica_ack = replica_ack  # None: never WAIT (the workers' sweep and replays)
         self.keys = keys or Keys()
         self.dedupe_ttl = dedupe_ttl
         self.event_ttl = event_ttl
@@ -100,8 +103,11 @@ class EventStore:
         self._accept_script = connection.register_script(_ACCEPT)
 
     @classmethod
-    def from_settings(cls, connection: redis.Redis, queue: Queue, settings: Settings) -> EventStore:
-        """The store as the web and the workers use it: TTLs, retries and job timeout from settings."""
+    def from_settings(
+        cls, connection: redis.Redis, queue: Queue, settings: Settings, replica_ack: ReplicaAck | None = None
+    ) -> EventStore:
+        """The store as the web and the workers use it: TTLs, retries and job timeout from settings;
+        the web passes its `replica_ack` (REACTOR_REPLICA_ACK)."""
         return cls(
             connection,
             queue,
@@ -110,6 +116,7 @@ class EventStore:
             event_ttl=settings.event_ttl,
             retry=retry_policy(settings),
             job_timeout=settings.job_timeout,
+            replica_ack=replica_ack,
         )
 
     def accept(self, event: Event, evaluate: Callable[..., Any] | str) -> Accepted:
@@ -118,7 +125,8 @@ class EventStore:
         One Lua script, one round trip: mark the id seen (SET NX), and only if that wins, store the
         event and run the commands RQ would send to enqueue its evaluation. A script runs alone in
         Redis, so of concurrent deliveries of one id exactly one is queued. Events that carry no
-        invoice are counted only.
+        invoice are counted only. With a `replica_ack` that wants it, a replica must confirm the
+        writes (reactor/ingest/replication.py) or NotReplicated is raised (the caller answers 503).
         """
         if event.invoice_id is None:
             self.redis.hincrby(self.keys.counter(), f"ignored:{event.event_type}", 1)
@@ -140,8 +148,29 @@ class EventStore:
         for command in commands:
             argv.append(len(command))
             argv.extend(command)
-        won = self._accept_script(keys=keys, args=argv)
+        won = self._run_accept(keys, argv)
         return Accepted("queued" if won else "duplicate", job_id)
+
+    def _run_accept(self, keys: list[Any], argv: list[Any]) -> Any:
+        ack = self.replica_ack
+        if ack is None or not ack.wanted(self.redis):
+            return self._accept_script(keys=keys, args=argv)
+        try:
+            won, confirmed = self._accept_and_wait(keys, argv, ack.timeout_ms)
+        except redis.exceptions.NoScriptError:  # a Redis that never ran the script (a new primary)
+            self.redis.script_load(_ACCEPT)
+            won, confirmed = self._accept_and_wait(keys, argv, ack.timeout_ms)
+        ack.check(confirmed)
+        return won
+
+    def _accept_and_wait(self, keys: list[Any], argv: list[Any], timeout_ms: int) -> list[Any]:
+        """The accept script, then WAIT 1: WAIT counts the writes of its own connection and a script
+        cannot call it, so both go down one connection in one round trip (a pipeline, not a
+        transaction). Returns the script's answer and how many replicas confirmed."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._accept_script.sha, len(keys), *keys, *argv)
+            pipe.execute_command("WAIT", 1, timeout_ms)
+            return pipe.execute()
 
     def load(self, event_id: str) -> dict[str, Any] | None:
         """The stored event: packed (reactor/ingest/packing.py), or the raw JSON an older release stored."""

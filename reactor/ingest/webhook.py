@@ -21,6 +21,7 @@ from ..keys import EVALUATE_JOB
 from .envelope import EnvelopeError, Event, parse_event
 from .events import EventStore
 from .guard import WebhookGuard
+from .replication import NotReplicated
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +169,19 @@ def _refuse_headers(settings: Settings) -> Response | None:
 
 
 def _accept(store: EventStore, event: Event, started: float) -> Response:
-    """Dedupe, store and enqueue in one Redis transaction; Redis unreachable answers 503 so that
-    Chargebee keeps the event and retries it."""
+    """Dedupe, store and enqueue in one Redis transaction; Redis unreachable, or no replica
+    confirming the write when one must (REACTOR_REPLICA_ACK), answers 503 so that Chargebee keeps
+    the event and retries it."""
     try:
         accepted = store.accept(event, EVALUATE_JOB)
     except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
         EVENTS.labels(event.event_type, "unavailable").inc()
         log.error("redis unavailable, answering 503: %s", exc, extra={"event_id": event.id})
         return error_response(503, "unavailable", "storage is unavailable; retry later", Retry_After="120")
+    except NotReplicated as exc:
+        EVENTS.labels(event.event_type, "unavailable").inc()
+        log.error("event not yet on a replica, answering 503: %s", exc, extra={"event_id": event.id})
+        return error_response(503, "unavailable", "storage is not replicated; retry later", Retry_After="120")
     EVENTS.labels(event.event_type, accepted.outcome).inc()
     WEBHOOK_LATENCY.observe(time.perf_counter() - started)
     log.info(

@@ -1,5 +1,6 @@
-"""A real Sentinel set for the tests: a primary, a replica and three sentinels (`redis-server
---sentinel`), each a process of ours on a free port with its data under a tmp dir."""
+"""Real replication for the tests: a primary and its replica, and a Sentinel set (a primary, a
+replica and three sentinels, `redis-server --sentinel`), each a process of ours on a free port with
+its data under a tmp dir."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from reactor.local.redis_server import EmbeddedRedis, find_redis_server, free_po
 from tests.helpers import wait_for
 
 SERVICE = "mymaster"
+
+
+def replicate(primary: EmbeddedRedis, replica: EmbeddedRedis) -> None:
+    """Make the started `replica` a replica of `primary`, and wait until it has synced."""
+    primary.client().config_set("repl-diskless-sync-delay", 0)  # not 5 s for more replicas to join
+    replica.client().replicaof("127.0.0.1", primary.port)
+    wait_for(lambda: replica.client().info("replication")["master_link_status"] == "up", what="replication")
 
 
 class SentinelProcess:
@@ -78,9 +86,7 @@ class SentinelSet:
 
     def start(self) -> SentinelSet:
         self.primary.start()
-        self.replica.start()
-        self.replica.client().replicaof("127.0.0.1", self.primary.port)
-        wait_for(lambda: self.replica.client().info("replication")["master_link_status"] == "up", what="replication")
+        replicate(self.primary, self.replica.start())
         for sentinel in self.sentinels:
             sentinel.start()
         wait_for(self.ready, timeout=30, what="the sentinels to know each other and the replica")
