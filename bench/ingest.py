@@ -14,6 +14,11 @@ WEB_CONCURRENCY gevent workers, WEB_CONNECTIONS connections each), then on loopb
 2. latency at a fixed rate: --rate requests/s for --seconds (bench/loadgen.py, latency from the
    intended send time); target: p99 <= 15 ms;
 3. every answer must be 200, and every event answered "queued" must be in the RQ queue.
+
+With --replica, Redis gets a replica (a second redis-server, replicating over loopback), so the
+reactor's accept waits for it to confirm each event (`WAIT 1`, REACTOR_REPLICA_ACK=auto), and one
+more wrk run against a reactor with REACTOR_REPLICA_ACK=off on the same pair shows what the wait
+costs.
 """
 
 from __future__ import annotations
@@ -123,6 +128,19 @@ def measured_wrk(
     return data
 
 
+def start_replica(primary: EmbeddedRedis, work: Path, timeout: float = 30.0) -> EmbeddedRedis:
+    """A second redis-server replicating `primary`, synced before this returns."""
+    replica = EmbeddedRedis(work / "replica").start()
+    primary.client().config_set("repl-diskless-sync-delay", 0)
+    replica.client().replicaof("127.0.0.1", primary.port)
+    deadline = time.monotonic() + timeout
+    while replica.client().info("replication")["master_link_status"] != "up":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the replica did not sync")
+        time.sleep(0.1)
+    return replica
+
+
 def queued_jobs(conn: redis.Redis) -> int:
     return conn.llen("rq:queue:reactor")
 
@@ -132,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--replica", action="store_true", help="give Redis a replica: the accept waits for it")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
@@ -143,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     template.write_bytes(event_body({**event, "id": "__ID__"}))
     ready_body = event_body({**event, "id": "ev_ready"})
     server = EmbeddedRedis(work / "redis").start()
+    replica = start_replica(server, work) if args.replica else None
     conn = server.client()
     env = {
         **os.environ,
@@ -159,14 +179,21 @@ def main(argv: list[str] | None = None) -> int:
         gunicorn("bare_app:app", bare_port, env, work / "bare-web.log", bench_path),
         gunicorn("bare_app:stored_app", stored_port, env, work / "stored-web.log", bench_path),
     ]
+    no_ack_port = free_port()
+    if replica:
+        no_ack_env = {**env, "REACTOR_REPLICA_ACK": "off"}
+        procs.append(gunicorn("reactor.web:create_app()", no_ack_port, no_ack_env, work / "reactor-no-ack-web.log"))
     try:
-        for port in (reactor_port, bare_port, stored_port):
+        for port in (reactor_port, bare_port, stored_port, *((no_ack_port,) if replica else ())):
             wait_ready(port, ready_body)
         conn.flushall()
         redis_pid = server.process.pid if server.process else 0
 
         bare = measured_wrk(bare_port, procs[1], redis_pid, args, template, "ev_bare")
         stored = measured_wrk(stored_port, procs[2], redis_pid, args, template, "ev_stored")
+        if replica:
+            conn.flushall()
+            no_ack = measured_wrk(no_ack_port, procs[3], redis_pid, args, template, "ev_no_ack")
         conn.flushall()
         ours = measured_wrk(reactor_port, procs[0], redis_pid, args, template, "ev_wrk")
         in_queue = queued_jobs(conn)
@@ -192,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if replica:
+            replica.stop()
         server.stop()
 
     ratio = ours["rps"] / bare["rps"]
@@ -200,11 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ingest benchmark: gunicorn gevent {workers} workers x {connections} connections, loopback, "
         f"wrk -t2 -c{args.connections}; {os.cpu_count()} cpus; event body {len(ready_body)} bytes"
+        + ("; Redis with one replica, the reactor's accept waits for it (WAIT 1)" if replica else "")
     )
     print()
     print(f"{'run':<40} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} "
           f"{'web us/req':>10} {'redis us/req':>12} {'load':>5}")  # fmt: skip
-    for label, run in (("bare Flask", bare), ("bare Flask + one Redis SET", stored), ("reactor webhook", ours)):
+    runs = [("bare Flask", bare), ("bare Flask + one Redis SET", stored), ("reactor webhook", ours)]
+    if replica:
+        runs.append(("reactor, REACTOR_REPLICA_ACK=off", no_ack))
+    for label, run in runs:
         print(f"{label + ', wrk ' + str(args.seconds) + ' s':<40} {run['rps']:>7,.0f} {run['p50_ms']:>7.2f} "
               f"{run['p99_ms']:>7.2f} {run['max_ms']:>7.1f} {run['errors']:>6} {run['web_us']:>10,.0f} "
               f"{run['redis_us']:>12,.0f} {run['load']:>5.2f}")  # fmt: skip
@@ -214,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"bare Flask + one Redis SET reaches {stored['rps'] / bare['rps']:.0%} of bare Flask; "
           f"the reactor reaches {ours['rps'] / stored['rps']:.0%} of that")  # fmt: skip
+    if replica:
+        p50, p99_more = ours["p50_ms"] - no_ack["p50_ms"], ours["p99_ms"] - no_ack["p99_ms"]
+        print(f"waiting for the replica: {ours['rps'] / no_ack['rps']:.0%} of the req/s without, "
+              f"p50 {p50:+.2f} ms, p99 {p99_more:+.2f} ms")  # fmt: skip
     print()
     checks = [
         (f"reactor req/s >= {RATIO_TARGET:.0%} of bare", f"{ratio:.0%}", ratio >= RATIO_TARGET),
