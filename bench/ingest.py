@@ -1,24 +1,26 @@
-"""Ingest benchmark: the webhook endpoint under gunicorn against a bare Flask endpoint, in one run.
+"""Ingest benchmark: the webhook endpoint under gunicorn against two bare Flask endpoints, in one run.
 
-    .venv/bin/python bench/ingest.py [--seconds 10] [--connections 16] [--rate 1000]
+    .venv/bin/python bench/ingest.py [--seconds 10] [--connections 16] [--rate 1000] [--runs 3]
 
 Starts a real redis-server (AOF on, as `reactor run` does), the reactor's web app and the two
 baselines of bench/bare_app.py under gunicorn with the same settings (reactor.gunicorn_conf:
 WEB_CONCURRENCY gevent workers, WEB_CONNECTIONS connections each), then on loopback:
 
-1. throughput: wrk (apt-get install wrk) for --seconds against each, realistic 2.5 kB events with
-   unique ids and Basic auth (bench/ingest.lua); target: reactor >= 60% of the bare requests/s.
-   The second baseline (bare + one Redis SET of the body) shows the most that any design which
-   stores the event in Redis before answering can reach on this machine. The CPU each run cost
-   the gunicorn workers and redis-server, per request, is read from /proc;
-2. latency at a fixed rate: --rate requests/s for --seconds (bench/loadgen.py, latency from the
-   intended send time); target: p99 <= 15 ms;
+1. throughput, --runs rounds: in each, wrk (apt-get install wrk) for --seconds against bare Flask,
+   bare Flask + one Redis SET of the body, and the reactor, one after the other; realistic 2.5 kB
+   events with unique ids and Basic auth (bench/ingest.lua). The second baseline is the floor
+   of any design that stores the event in Redis before answering; target: the reactor >= 60% of
+   it, the median of the rounds' ratios. The CPU each run cost the gunicorn workers and
+   redis-server, per request, is read from /proc;
+2. latency at a fixed rate: each server at --rate requests/s for --seconds (bench/loadgen.py,
+   latency from the intended send time); target: the reactor's p99 <= 15 ms, where bare Flask
+   sustains the rate (every request answered, p99 within the same 15 ms);
 3. every answer must be 200, and every event answered "queued" must be in the RQ queue.
 
 With --replica, Redis gets a replica (a second redis-server, replicating over loopback), so the
 reactor's accept waits for it to confirm each event (`WAIT 1`, REACTOR_REPLICA_ACK=auto), and one
-more wrk run against a reactor with REACTOR_REPLICA_ACK=off on the same pair shows what the wait
-costs.
+more wrk run in each round against a reactor with REACTOR_REPLICA_ACK=off on the same pair shows
+what the wait costs.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,6 +57,12 @@ from reactor.local.redis_server import EmbeddedRedis, free_port  # noqa: E402
 USER, PASSWORD = "bench", "bench-secret"
 AUTH = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 RATIO_TARGET, P99_TARGET_MS = 0.60, 15.0
+SERVERS = {
+    "bare": "bare Flask",
+    "stored": "bare Flask + one Redis SET",
+    "reactor": "reactor webhook",
+    "no_ack": "reactor, REACTOR_REPLICA_ACK=off",  # with --replica only
+}
 
 
 def gunicorn(app: str, port: int, env: dict[str, str], log: Path, extra: list[str] = ()) -> subprocess.Popen[bytes]:
@@ -145,18 +154,54 @@ def queued_jobs(conn: redis.Redis) -> int:
     return conn.llen("rq:queue:reactor")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rate", type=float, default=1000)
-    parser.add_argument("--replica", action="store_true", help="give Redis a replica: the accept waits for it")
-    args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
-        return 2
+def throughput_round(
+    servers: dict[str, tuple[int, subprocess.Popen[bytes]]],
+    conn: redis.Redis,
+    redis_pid: int,
+    args: argparse.Namespace,
+    template: Path,
+    n: int,
+) -> dict[str, dict[str, Any]]:
+    """One wrk run against each server, one after the other; the reactor's queue checked against
+    its "queued" answers."""
+    runs = {}
+    for label, (port, master) in servers.items():
+        conn.flushall()
+        runs[label] = measured_wrk(port, master, redis_pid, args, template, f"ev_{label}_{n}")
+        if label == "reactor":  # before the next server's run can add jobs
+            ours, in_queue = runs[label], queued_jobs(conn)
+            # wrk stops counting at its deadline: answers still in flight were enqueued but not counted.
+            ours["in_queue"] = in_queue
+            ours["lost"] = not (ours["queued"] <= in_queue <= ours["queued"] + args.connections)
+    return runs
 
-    work = Path(tempfile.mkdtemp(prefix="reactor-bench-ingest-"))
+
+def rate_round(
+    servers: dict[str, tuple[int, subprocess.Popen[bytes]]],
+    conn: redis.Redis,
+    args: argparse.Namespace,
+    event: dict[str, Any],
+) -> dict[str, Any]:
+    """Each server at the fixed rate (bench/loadgen.py); the reactor's answers checked by id."""
+    count = int(args.rate * args.seconds)
+    headers = {"Authorization": f"Basic {AUTH}"}
+    runs: dict[str, Any] = {}
+    for label, (port, _master) in servers.items():
+        conn.flushall()
+        bodies = [event_body({**event, "id": f"ev_rate_{label}_{i}"}) for i in range(count)]
+        runs[label] = asyncio.run(
+            fixed_rate("127.0.0.1", port, "/webhooks/chargebee", args.rate, count,
+                       lambda i, bodies=bodies, label=label: (f"ev_rate_{label}_{i}", bodies[i]), headers)
+        )  # fmt: skip
+        runs[label].load = os.getloadavg()[0]
+    job_ids = {j.decode() for j in conn.lrange("rq:queue:reactor", 0, -1)}
+    ours = runs["reactor"]
+    ours.missing = [i for i in ours.queued_ids if f"evaluate-{i}" not in job_ids]
+    return runs
+
+
+def run_all(args: argparse.Namespace, work: Path) -> tuple[list[dict[str, dict[str, Any]]], dict[str, Any], int]:
+    """Start the three servers, run --runs throughput rounds and one fixed-rate round."""
     event = make_events(1)[0]
     template = work / "event.json"
     template.write_bytes(event_body({**event, "id": "__ID__"}))
@@ -172,49 +217,27 @@ def main(argv: list[str] | None = None) -> int:
         "REACTOR_RULES": str(ROOT / "rules.yaml"),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    reactor_port, bare_port, stored_port = free_port(), free_port(), free_port()
     bench_path = ["--pythonpath", str(HERE)]
-    procs = [
-        gunicorn("reactor.web:create_app()", reactor_port, env, work / "reactor-web.log"),
-        gunicorn("bare_app:app", bare_port, env, work / "bare-web.log", bench_path),
-        gunicorn("bare_app:stored_app", stored_port, env, work / "stored-web.log", bench_path),
-    ]
-    no_ack_port = free_port()
+    ports = {label: free_port() for label in SERVERS}
+    procs = {
+        "bare": gunicorn("bare_app:app", ports["bare"], env, work / "bare-web.log", bench_path),
+        "stored": gunicorn("bare_app:stored_app", ports["stored"], env, work / "stored-web.log", bench_path),
+        "reactor": gunicorn("reactor.web:create_app()", ports["reactor"], env, work / "reactor-web.log"),
+    }
     if replica:
         no_ack_env = {**env, "REACTOR_REPLICA_ACK": "off"}
-        procs.append(gunicorn("reactor.web:create_app()", no_ack_port, no_ack_env, work / "reactor-no-ack-web.log"))
+        procs["no_ack"] = gunicorn("reactor.web:create_app()", ports["no_ack"], no_ack_env, work / "no-ack-web.log")
+    servers = {label: (ports[label], procs[label]) for label in SERVERS if label in procs}
     try:
-        for port in (reactor_port, bare_port, stored_port, *((no_ack_port,) if replica else ())):
+        for port, _master in servers.values():
             wait_ready(port, ready_body)
-        conn.flushall()
         redis_pid = server.process.pid if server.process else 0
-
-        bare = measured_wrk(bare_port, procs[1], redis_pid, args, template, "ev_bare")
-        stored = measured_wrk(stored_port, procs[2], redis_pid, args, template, "ev_stored")
-        if replica:
-            conn.flushall()
-            no_ack = measured_wrk(no_ack_port, procs[3], redis_pid, args, template, "ev_no_ack")
-        conn.flushall()
-        ours = measured_wrk(reactor_port, procs[0], redis_pid, args, template, "ev_wrk")
-        in_queue = queued_jobs(conn)
-        # wrk stops counting at its deadline: answers still in flight were enqueued but not counted.
-        wrk_lost = not (ours["queued"] <= in_queue <= ours["queued"] + args.connections)
-
-        conn.flushall()
-        count = int(args.rate * args.seconds)
-        bodies = [event_body({**event, "id": f"ev_rate_{i}"}) for i in range(count)]
-        headers = {"Authorization": f"Basic {AUTH}"}
-        fixed = asyncio.run(
-            fixed_rate("127.0.0.1", reactor_port, "/webhooks/chargebee", args.rate, count,
-                       lambda i: (f"ev_rate_{i}", bodies[i]), headers)
-        )  # fmt: skip
-        job_ids = {j.decode() for j in conn.lrange("rq:queue:reactor", 0, -1)}
-        missing = [i for i in fixed.queued_ids if f"evaluate-{i}" not in job_ids]
-        fixed_errors = fixed.errors + sum(n for status, n in fixed.statuses.items() if status != 200)
+        rounds = [throughput_round(servers, conn, redis_pid, args, template, n) for n in range(args.runs)]
+        fixed = rate_round({k: v for k, v in servers.items() if k != "no_ack"}, conn, args, event)
     finally:
-        for proc in procs:
+        for proc in procs.values():
             proc.send_signal(signal.SIGTERM)
-        for proc in procs:
+        for proc in procs.values():
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
@@ -222,49 +245,90 @@ def main(argv: list[str] | None = None) -> int:
         if replica:
             replica.stop()
         server.stop()
+    return rounds, fixed, len(ready_body)
 
-    ratio = ours["rps"] / bare["rps"]
-    p99 = fixed.percentile(99)
+
+def print_tables(rounds: list[dict[str, dict[str, Any]]], fixed: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"{'run':<54} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} "
+          f"{'web us/req':>10} {'redis us/req':>12} {'load':>5}")  # fmt: skip
+    for n, runs in enumerate(rounds, 1):
+        for label, run in runs.items():
+            name = f"{SERVERS[label]}, wrk {args.seconds} s, round {n}"
+            print(f"{name:<54} {run['rps']:>7,.0f} {run['p50_ms']:>7.2f} {run['p99_ms']:>7.2f} "
+                  f"{run['max_ms']:>7.1f} {run['errors']:>6} {run['web_us']:>10,.0f} {run['redis_us']:>12,.0f} "
+                  f"{run['load']:>5.2f}")  # fmt: skip
+    for label, run in fixed.items():
+        name = f"{SERVERS[label]}, fixed {args.rate:,.0f}/s x {args.seconds} s"
+        errors = run.errors + sum(n for status, n in run.statuses.items() if status != 200)
+        print(f"{name:<54} {len(run.latencies_ms) / run.seconds:>7,.0f} {run.percentile(50):>7.2f} "
+              f"{run.percentile(99):>7.2f} {max(run.latencies_ms, default=0):>7.1f} {errors:>6} "
+              f"{'':>10} {'':>12} {run.load:>5.2f}")  # fmt: skip
+    print()
+    for n, runs in enumerate(rounds, 1):
+        stored, bare = runs["stored"]["rps"], runs["bare"]["rps"]
+        print(f"round {n}: bare Flask + one Redis SET reaches {stored / bare:.0%} of bare Flask; "
+              f"the reactor reaches {runs['reactor']['rps'] / stored:.0%} of that, {runs['reactor']['rps'] / bare:.0%} "
+              f"of bare Flask")  # fmt: skip
+        if "no_ack" in runs:
+            no_ack, ours = runs["no_ack"], runs["reactor"]
+            p50, p99 = ours["p50_ms"] - no_ack["p50_ms"], ours["p99_ms"] - no_ack["p99_ms"]
+            print(f"round {n}: waiting for the replica: {ours['rps'] / no_ack['rps']:.0%} of the req/s without, "
+                  f"p50 {p50:+.2f} ms, p99 {p99:+.2f} ms")  # fmt: skip
+    print()
+
+
+def checks(rounds: list[dict[str, dict[str, Any]]], fixed: dict[str, Any], args: argparse.Namespace) -> list[Any]:
+    ratio = statistics.median(r["reactor"]["rps"] / r["stored"]["rps"] for r in rounds)
+    ours, bare = fixed["reactor"], fixed["bare"]
+    p99, bare_p99 = ours.percentile(99), bare.percentile(99)
+    count = int(args.rate * args.seconds)
+    sustained = len(bare.latencies_ms) == count and bare_p99 <= P99_TARGET_MS
+    wrk_errors = sum(r["reactor"]["errors"] for r in rounds)
+    fixed_errors = ours.errors + sum(n for status, n in ours.statuses.items() if status != 200)
+    lost = [n for n, r in enumerate(rounds, 1) if r["reactor"]["lost"]]
+    return [
+        (f"reactor req/s >= {RATIO_TARGET:.0%} of bare + one SET (median of {len(rounds)})", f"{ratio:.0%}",
+         ratio >= RATIO_TARGET),
+        (f"bare Flask sustains {args.rate:,.0f} req/s (p99 <= {P99_TARGET_MS:g} ms)",
+         f"p99 {bare_p99:.2f} ms", sustained),
+        (f"p99 at {args.rate:,.0f} req/s <= {P99_TARGET_MS:g} ms", f"{p99:.2f} ms", p99 <= P99_TARGET_MS),
+        ("zero errors (non-200, socket errors)", f"{wrk_errors + fixed_errors}", wrk_errors + fixed_errors == 0),
+        ("every 'queued' answer is in the RQ queue (wrk)",
+         ", ".join(f"{r['reactor']['queued']}/{r['reactor']['in_queue']}" for r in rounds), not lost),
+        ("every 'queued' answer is in the RQ queue (fixed rate, by id)",
+         f"{len(ours.queued_ids)} answered, {len(ours.missing)} missing",
+         not ours.missing and len(ours.queued_ids) == count),
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--runs", type=int, default=3, help="throughput rounds; the ratio is their median")
+    parser.add_argument("--replica", action="store_true", help="give Redis a replica: the accept waits for it")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+
+    work = Path(tempfile.mkdtemp(prefix="reactor-bench-ingest-"))
+    load = os.getloadavg()
+    rounds, fixed, body_size = run_all(args, work)
     workers, connections = os.environ.get("WEB_CONCURRENCY", "2"), os.environ.get("WEB_CONNECTIONS", "1000")
     print(
         f"ingest benchmark: gunicorn gevent {workers} workers x {connections} connections, loopback, "
-        f"wrk -t2 -c{args.connections}; {os.cpu_count()} cpus; event body {len(ready_body)} bytes"
-        + ("; Redis with one replica, the reactor's accept waits for it (WAIT 1)" if replica else "")
+        f"wrk -t2 -c{args.connections}; {os.cpu_count()} cpus; event body {body_size} bytes; "
+        f"load average {load[0]:.2f} before"
+        + ("; Redis with one replica, the reactor's accept waits for it (WAIT 1)" if args.replica else "")
     )
     print()
-    print(f"{'run':<40} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} "
-          f"{'web us/req':>10} {'redis us/req':>12} {'load':>5}")  # fmt: skip
-    runs = [("bare Flask", bare), ("bare Flask + one Redis SET", stored), ("reactor webhook", ours)]
-    if replica:
-        runs.append(("reactor, REACTOR_REPLICA_ACK=off", no_ack))
-    for label, run in runs:
-        print(f"{label + ', wrk ' + str(args.seconds) + ' s':<40} {run['rps']:>7,.0f} {run['p50_ms']:>7.2f} "
-              f"{run['p99_ms']:>7.2f} {run['max_ms']:>7.1f} {run['errors']:>6} {run['web_us']:>10,.0f} "
-              f"{run['redis_us']:>12,.0f} {run['load']:>5.2f}")  # fmt: skip
-    label = f"reactor webhook, fixed {args.rate:,.0f}/s x {args.seconds} s"
-    print(f"{label:<40} {len(fixed.latencies_ms) / fixed.seconds:>7,.0f} {fixed.percentile(50):>7.2f} "
-          f"{p99:>7.2f} {max(fixed.latencies_ms, default=0):>7.1f} {fixed_errors:>6}")  # fmt: skip
-    print()
-    print(f"bare Flask + one Redis SET reaches {stored['rps'] / bare['rps']:.0%} of bare Flask; "
-          f"the reactor reaches {ours['rps'] / stored['rps']:.0%} of that")  # fmt: skip
-    if replica:
-        p50, p99_more = ours["p50_ms"] - no_ack["p50_ms"], ours["p99_ms"] - no_ack["p99_ms"]
-        print(f"waiting for the replica: {ours['rps'] / no_ack['rps']:.0%} of the req/s without, "
-              f"p50 {p50:+.2f} ms, p99 {p99_more:+.2f} ms")  # fmt: skip
-    print()
-    checks = [
-        (f"reactor req/s >= {RATIO_TARGET:.0%} of bare", f"{ratio:.0%}", ratio >= RATIO_TARGET),
-        (f"p99 at {args.rate:,.0f} req/s <= {P99_TARGET_MS:g} ms", f"{p99:.2f} ms", p99 <= P99_TARGET_MS),
-        ("zero errors (non-200, socket errors)", f"{ours['errors'] + fixed_errors}",
-         ours["errors"] + fixed_errors == 0),
-        ("every 'queued' answer is in the RQ queue (wrk)", f"{ours['queued']} answered, {in_queue} in queue",
-         not wrk_lost),
-        ("every 'queued' answer is in the RQ queue (fixed rate, by id)",
-         f"{len(fixed.queued_ids)} answered, {len(missing)} missing", not missing and len(fixed.queued_ids) == count),
-    ]  # fmt: skip
-    for name, value, ok in checks:
-        print(f"{'PASS' if ok else 'FAIL'}  {name:<58} {value}")
-    passed = all(ok for _, _, ok in checks)
+    print_tables(rounds, fixed, args)
+    results = checks(rounds, fixed, args)
+    for name, value, ok in results:
+        print(f"{'PASS' if ok else 'FAIL'}  {name:<62} {value}")
+    passed = all(ok for _, _, ok in results)
     print(f"RESULT: {'PASS' if passed else 'FAIL'}")
     shutil.rmtree(work, ignore_errors=True)
     return 0 if passed else 1
