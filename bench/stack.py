@@ -49,6 +49,15 @@ class Stack:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
+    def sandbox_pid(self) -> int:
+        return self.procs[0].pid
+
+    @property
+    def web_pid(self) -> int:
+        """The gunicorn master (its workers are its children)."""
+        return self.procs[1].pid
+
+    @property
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}/webhooks/chargebee"
 

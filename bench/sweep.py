@@ -54,7 +54,7 @@ def call_kind(call: dict[str, object]) -> str:
 
 def run_command(stack: Stack, cmd: list[str], env: dict[str, str]) -> dict[str, object]:
     """Run one reactor command; its wall time, its CPU and the sandbox's, and the calls it made."""
-    sandbox_pid = stack.procs[0].pid
+    sandbox_pid = stack.sandbox_pid
     calls_before = len(sandbox_calls(stack))
     sandbox_before = cpu_seconds([sandbox_pid])
     redis_before = cpu_seconds([stack.redis_pid])
