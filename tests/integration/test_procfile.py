@@ -71,8 +71,16 @@ def test_the_procfile_processes_write_an_invoice_off(settings, sandbox, redis_co
         assert (
             receipt and receipt[0]["logger"] == "reactor.ingest.webhook" and receipt[0]["invoice_id"] == invoice["id"]
         )
-        worker_lines = (tmp_path / "worker.log").read_text().splitlines()
-        assert any('"decision written_off' in line and invoice["id"] in line for line in worker_lines)
+        # The work horse logs its decision as it writes the audit record: the line may reach the file a
+        # moment after the record is read back.
+        wait_for(
+            lambda: any(
+                '"decision written_off' in line and invoice["id"] in line
+                for line in (tmp_path / "worker.log").read_text().splitlines()
+            ),
+            timeout=20,
+            what="the worker's decision line",
+        )
         metrics = requests.get(f"{url}/metrics", timeout=5).text
         assert 'reactor_events_received_total{event_type="payment_failed",outcome="queued"} 1.0' in metrics
     finally:
