@@ -25,6 +25,7 @@ database, TLS and the sentinels' own password added.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -36,6 +37,7 @@ SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_SENTINEL_PORT = 26379
 TLS_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname")
 OPTIONS = ("sentinel_username", "sentinel_password", *TLS_OPTIONS)
+DIGITS = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() takes "²", which int() refuses
 
 
 class RedisURLError(ValueError):
@@ -72,7 +74,10 @@ def is_sentinel_url(url: str) -> bool:
 
 def parse_sentinel_url(url: str) -> SentinelURL:
     """Parse a `redis+sentinel://` or `rediss+sentinel://` URL (the format is in the module's doc)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [ of an IPv6 address
+        raise RedisURLError(str(exc)) from None
     if parts.scheme.lower() not in SENTINEL_SCHEMES:
         raise RedisURLError(
             f"a Sentinel URL starts with redis+sentinel:// or rediss+sentinel://, not {parts.scheme}://"
@@ -82,8 +87,8 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     path = [segment for segment in parts.path.split("/") if segment]
     if not path or len(path) > 2:
         raise RedisURLError("a Sentinel URL ends with /service_name or /service_name/db, e.g. .../mymaster/0")
-    if len(path) == 2 and not path[1].isdigit():
-        raise RedisURLError(f"the database after the service name must be a number, not {path[1]!r}")
+    if len(path) == 2 and not DIGITS.fullmatch(path[1]):
+        raise RedisURLError("the database after the service name must be a number (is a / in the password unencoded?)")
     options = dict(parse_qsl(parts.query))
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
@@ -111,8 +116,10 @@ def _sentinel(text: str) -> tuple[str, int]:
         host, _, port = text.partition(":")
     if not host:
         raise RedisURLError("a Sentinel URL lists its sentinels as host:port,host:port (one is empty)")
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
-        raise RedisURLError(f"sentinel {host}: the port must be a number from 1 to 65535, not {port!r}")
+    if port and not (DIGITS.fullmatch(port) and 0 < int(port) < 65536):
+        # Not repeated: a password holding an unencoded / or # ends the URL's host part early, so
+        # that what looks like a host and a port is the user name and (part of) the password.
+        raise RedisURLError("a sentinel's port must be a number up to 65535 (a / # or ? unencoded in a password?)")
     return host, int(port) if port else DEFAULT_SENTINEL_PORT
 
 
@@ -142,7 +149,9 @@ def check_url(url: str) -> None:
     try:
         redis.connection.parse_url(url)
     except ValueError as exc:
-        raise RedisURLError(str(exc).split(" (", 1)[0]) from None
+        # Without what redis-py quotes after " as ": the port it could not read may be (part of)
+        # a password whose / or # was not percent-encoded.
+        raise RedisURLError(str(exc).split(" (", 1)[0].split(" as ", 1)[0]) from None
 
 
 def connect(url: str, **options: Any) -> redis.Redis:

@@ -51,8 +51,8 @@ def test_rediss_sentinel_turns_tls_on_for_redis_and_the_sentinels():
         ("redis+sentinel://h:26379/a/b/c", "ends with /service_name"),
         ("redis+sentinel://h:26379/mymaster/x", "must be a number"),
         ("redis+sentinel://h:26379,,h2/mymaster", "one is empty"),
-        ("redis+sentinel://h:port/mymaster", "the port must be a number"),
-        ("redis+sentinel://h:70000/mymaster", "the port must be a number"),
+        ("redis+sentinel://h:port/mymaster", "port must be a number"),
+        ("redis+sentinel://h:70000/mymaster", "port must be a number"),
         ("redis+sentinel://h/mymaster?ssl_cert_reqs=none", "use rediss+sentinel://"),
         ("rediss+sentinel://h/mymaster?ssl_cert_reqs=maybe", "required, optional or none"),
         ("redis+sentinel://h/mymaster?db=1", "unknown Sentinel URL option(s) db"),
@@ -108,3 +108,23 @@ def test_connect_hands_a_plain_url_to_redis_py():
         "none",
     )
     assert describe(connection) == "cache.example:25061/4"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://app:hunter2/mymaster",  # the @host part left out
+        "redis+sentinel://app:hunt/er2@h:26379/mymaster",  # a / in the password, unencoded
+        "redis+sentinel://app:x/hun/ter2@h:26379/mymaster",
+        "redis+sentinel://app:hunter2@[::1/mymaster",  # an unclosed IPv6 bracket
+        "redis+sentinel://h:²/mymaster",  # digits that str.isdigit() takes and int() refuses
+        "redis+sentinel://h/mymaster/²",
+        "redis://app:hunter2/0",
+        "rediss://app:hunter2#x@h:6380/0",  # a # in the password, unencoded
+    ],
+)
+def test_a_malformed_url_is_refused_in_one_line_that_shows_no_part_of_its_password(url):
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"REDIS_URL": url}, dotenv=False)
+    assert str(raised.value).startswith("REDIS_URL: ")
+    assert not any(part in str(raised.value) for part in ("hunter2", "hunt", "er2", "ter2", "hunter"))
