@@ -230,19 +230,25 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
 
 
 REPLICA_ACK_MODES = ("auto", "on", "off")
+REPLICA_ACK_MARGIN = 0.5
+"""Seconds of the web's Redis socket timeout left to the WAIT's round trip: Redis ends a WAIT up to
+1/hz late (0.1 s at its default hz 10), and the answer must still come back before the timeout."""
 
 
 def _replica_ack(env: Mapping[str, str]) -> tuple[str, float]:
-    """REACTOR_REPLICA_ACK and REACTOR_REPLICA_ACK_TIMEOUT. The WAIT must end before the web's Redis
-    socket timeout, or every unconfirmed accept would also cost a dropped connection."""
+    """REACTOR_REPLICA_ACK and REACTOR_REPLICA_ACK_TIMEOUT. The WAIT's answer must arrive well before
+    the web's Redis socket timeout: one that times out is sent again (the client's one retry), so an
+    unconfirmed accept would cost two socket timeouts, a dropped connection and a misleading
+    "redis unavailable" instead of one WAIT."""
     mode = _text(env, "REACTOR_REPLICA_ACK", Settings.replica_ack).lower()
     if mode not in REPLICA_ACK_MODES:
         raise ConfigError(f"REACTOR_REPLICA_ACK must be auto, on or off, got {mode!r}")
     timeout = _float(env, "REACTOR_REPLICA_ACK_TIMEOUT", Settings.replica_ack_timeout)
-    if not 0.001 <= timeout < Settings.redis_socket_timeout:
+    longest = Settings.redis_socket_timeout - REPLICA_ACK_MARGIN
+    if not 0.001 <= timeout <= longest:
         raise ConfigError(
-            f"REACTOR_REPLICA_ACK_TIMEOUT must be at least 0.001 and under {Settings.redis_socket_timeout:g} "
-            f"seconds (the web's Redis socket timeout), got {timeout:g}"
+            f"REACTOR_REPLICA_ACK_TIMEOUT must be from 0.001 to {longest:g} seconds ({REPLICA_ACK_MARGIN:g} s "
+            f"under the web's Redis socket timeout of {Settings.redis_socket_timeout:g} s), got {timeout:g}"
         )
     return mode, timeout
 

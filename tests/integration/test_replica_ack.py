@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from rq import Queue
 
+from reactor.config import REPLICA_ACK_MARGIN, Settings, load_settings
 from reactor.keys import Keys
 from reactor.local.redis_server import EmbeddedRedis
 from tests.helpers import WebServer
@@ -22,6 +23,7 @@ from tests.integration.sentinel_helpers import replicate
 
 pytestmark = pytest.mark.integration
 
+LONGEST = Settings.redis_socket_timeout - REPLICA_ACK_MARGIN
 INVOICE = {"id": "inv_ack_1", "status": "not_paid", "amount_due": 100, "currency_code": "USD", "customer_id": "c"}
 
 
@@ -52,7 +54,8 @@ def web_on(settings) -> Iterator:
     servers: list[WebServer] = []
 
     def start(primary: EmbeddedRedis, **changes: object) -> WebServer:
-        servers.append(WebServer(replace(settings, redis_url=primary.url, replica_ack_timeout=0.2, **changes)))
+        changes.setdefault("replica_ack_timeout", 0.2)
+        servers.append(WebServer(replace(settings, redis_url=primary.url, **changes)))
         return servers[-1]
 
     yield start
@@ -103,3 +106,18 @@ def test_auto_does_not_wait_on_a_redis_without_replicas(redis_server, web_on):
     web = web_on(redis_server)
 
     assert post_event(web.webhook_url, make_event(INVOICE)).status_code == 200
+
+
+def test_the_longest_timeout_allowed_still_ends_in_a_wait_answered_not_a_socket_timeout(pair, web_on, caplog):
+    """At the longest REACTOR_REPLICA_ACK_TIMEOUT the settings accept, an unconfirmed accept is
+    still the WAIT's own answer (503 `not replicated`), not the web's Redis socket timeout (503
+    `unavailable` after the client sent the whole accept twice)."""
+    primary, replica = pair
+    longest = load_settings({"REACTOR_REPLICA_ACK_TIMEOUT": str(LONGEST)}, dotenv=False).replica_ack_timeout
+    web = web_on(primary, replica_ack_timeout=longest)
+
+    with frozen(replica):
+        refused = post_event(web.webhook_url, make_event(INVOICE))
+
+    assert refused.status_code == 503
+    assert refused.json()["message"] == "storage is not replicated; retry later"
