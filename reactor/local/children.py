@@ -92,8 +92,15 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def start_children(commands: Mapping[str, Sequence[str]], env: Mapping[str, str]) -> dict[str, Child]:
-    return {name: Child(name, command, env) for name, command in commands.items()}
+def start_children(
+    commands: Mapping[str, Sequence[str]], env: Mapping[str, str], into: dict[str, Child] | None = None
+) -> dict[str, Child]:
+    """Start each command; each is in `into` as soon as it runs (so that a stop requested halfway
+    through stops those already started)."""
+    children = {} if into is None else into
+    for name, command in commands.items():
+        children[name] = Child(name, command, env)
+    return children
 
 
 def supervise(children: Mapping[str, Child]) -> int:

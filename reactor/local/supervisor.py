@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ import redis
 
 from ..config import ConfigError, Settings, log_settings, require_webhook_credentials, web_server_settings
 from ..logs import wants_json
-from .children import start_children, stop_all, supervise
+from .children import Child, start_children, stop_all, supervise
 from .redis_server import EmbeddedRedis, free_port
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,9 @@ def _start_embedded_redis(settings: Settings, stack: ExitStack) -> str:
                 )
         except redis.RedisError:
             pass  # stale marker from a run that was killed
-    server = EmbeddedRedis(settings.var_dir / "redis", port=free_port(), binary=settings.redis_server_binary).start()
-    stack.callback(server.stop)
+    server = EmbeddedRedis(settings.var_dir / "redis", port=free_port(), binary=settings.redis_server_binary)
+    stack.callback(server.stop)  # before start(): a stop requested while it starts must stop it too
+    server.start()
     marker.write_text(server.url + "\n")
     stack.callback(lambda: marker.unlink(missing_ok=True))
     log.info("Redis:     embedded redis-server at %s (AOF on, data in %s/redis/)", server.url, settings.var_dir)
@@ -171,11 +173,18 @@ def _start_sandbox(
     return server.api_base, DEMO_API_KEY
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | None, sandbox_port: int) -> int:
     """Start everything `reactor run` needs and watch it; the children get `env` and what they share.
     Its lines and theirs go to the same stderr in one format: text on a terminal, JSON lines off one
     (REACTOR_LOG_FORMAT decides otherwise, for all of them)."""
     json_lines = wants_json(log_settings(env).json_lines)
+    # Until `supervise` takes SIGTERM over, it unwinds what has been started, as Ctrl-C does: the
+    # default action would end this process at once and leave Redis (a session of its own) running.
+    signal.signal(signal.SIGTERM, _interrupt)
     port = port or settings.port
     check_web_env({**env, "PORT": str(port), "HOST": host})  # before anything starts
     require_free_port(host, port)
@@ -213,8 +222,9 @@ def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | N
             "worker": [python, "-m", "reactor", "worker"],
             "cron": [python, "-m", "reactor", "cron"],
         }
-        children = start_children(commands, child_env)
+        children: dict[str, Child] = {}
         stack.callback(stop_all, children)
+        start_children(commands, child_env, into=children)
         log.info("Rules:     %s", Path(settings.rules_path).resolve())
         log.info("Webhook:   POST %s  (Basic auth user %r)", webhook_url, user)
         log.info("%s", dashboard_line(settings, dashboard, base_url))

@@ -16,7 +16,7 @@ import requests
 from reactor.local.redis_server import free_port
 from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from reactor.sandbox import DEMO_API_KEY
-from tests.helpers import REPO, group_members, wait_for
+from tests.helpers import REPO, descendants, group_members, wait_for, wait_until
 from tests.integration.ops_helpers import kill_run, listening, reactor_run, run_env
 
 pytestmark = pytest.mark.integration
@@ -113,3 +113,36 @@ def test_reactor_run_refuses_a_broken_rules_file_before_starting_anything(tmp_pa
     assert done.returncode == 1
     assert f"{rules}:5:13: unknown action 'explode'" in done.stderr
     assert "Redis:" not in done.stdout and not (tmp_path / "var-broken" / "redis").exists()
+
+
+def alive(pid: int) -> bool:
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+def embedded_redis(run_pid: int) -> int | None:
+    """The pid of the redis-server that `reactor run` (run_pid) started, once it runs."""
+    for pid in descendants(run_pid):
+        with contextlib.suppress(OSError):
+            if b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+    return None
+
+
+def test_sigterm_while_reactor_run_starts_stops_the_redis_it_started(tmp_path: Path):
+    """A process manager's SIGTERM to `reactor run` before it is ready (the embedded Redis started,
+    the sandbox and the processes not yet) stops that Redis too: it runs in a session of its own,
+    and a second `reactor run` would start another redis-server on the same data directory."""
+    proc = reactor_run(tmp_path, free_port(), free_port(), "term")
+    redis_pid = 0
+    try:
+        redis_pid = wait_for(lambda: embedded_redis(proc.pid), timeout=60, what="the embedded redis-server")
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+        assert wait_until(lambda: not alive(redis_pid), timeout=30), (tmp_path / "term.log").read_text()[-3000:]
+        assert not (tmp_path / "var-term" / "redis.url").exists()
+    finally:
+        kill_run(proc)
+        if redis_pid and alive(redis_pid):
+            os.kill(redis_pid, signal.SIGKILL)
