@@ -3,8 +3,8 @@ and after an outage (the worker's restart loop in reactor/jobs/worker.py).
 
 After a host reboot, a Redis failover or a platform restart the reactor's processes often come up
 before Redis does. Only an unreachable Redis is waited for (refused or timed-out connections, a
-name that does not resolve yet, Redis still loading its data); a refused password or a command
-Redis rejects is a bad configuration and is raised at once. The pauses between tries come from
+name that does not resolve yet, Redis still loading its data); a refused password (Redis's, or a
+sentinel's) or a command Redis rejects is a bad configuration and is raised at once. The pauses between tries come from
 redis-py's `ExponentialBackoff`, capped; the wait is logged once when it begins, again every
 REMIND_EVERY seconds while it lasts, and once when Redis answers. Log lines name Redis by host,
 port and database (or Sentinel service and sentinels) only: REDIS_URL may carry a password. Behind
@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
+from redis.sentinel import MasterNotFoundError
 
 from .redis_connect import describe
 
@@ -45,6 +46,8 @@ def unreachable(exc: BaseException) -> bool:
     """Whether `exc` means Redis is not there (yet), as opposed to refusing us."""
     if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError):
         return False
+    if isinstance(exc, MasterNotFoundError) and "AuthenticationError" in str(exc):
+        return False  # a sentinel refused our sentinel_password: redis-py names each sentinel's error
     return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
 
 

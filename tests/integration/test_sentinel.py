@@ -15,6 +15,7 @@ import redis
 from reactor.chargebee.ratelimit import ChargebeeRateLimit
 from reactor.config import Settings
 from reactor.redis_connect import connect, describe
+from reactor.redis_wait import RedisUnreachable, wait_for_redis
 from tests.helpers import REPO, wait_for, worker_env
 from tests.integration.sentinel_helpers import SERVICE, SentinelSet
 
@@ -73,3 +74,15 @@ def test_the_cli_reaches_the_primary_the_sentinels_name(sentinels, tmp_path):
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "no held write-offs"
+
+
+def test_a_wrong_sentinel_password_is_refused_at_once_not_waited_for(sentinels):
+    """The sentinels have no password: one given in the URL is refused by each of them, which
+    redis-py reports as no primary found. That is a configuration to fix, not a Redis to wait for."""
+    connection = connect(f"{sentinels.url}?sentinel_password=wrong", socket_timeout=2, socket_connect_timeout=2)
+
+    with pytest.raises(redis.ConnectionError) as raised:
+        wait_for_redis(connection, deadline=30)
+
+    assert not isinstance(raised.value, RedisUnreachable)
+    assert "AuthenticationError" in str(raised.value)
