@@ -5,6 +5,10 @@ module makes the calls. A resource that cannot be had (Chargebee has no such rec
 names none to fetch, a kind of resource Chargebee cannot be asked for) is returned as unknown with
 the reason, so that a decision leaning on it is blocked, never made as if the fact were false.
 Errors that a retry may cure (429, 5xx, timeouts) propagate: the job retries.
+
+The worker calls Chargebee afresh for each job. A run that decides on many invoices at once (the
+sweep, `reactor rules diff`) asks through `RunFacts`, which fetches each customer and subscription
+at most once for that run.
 """
 
 from __future__ import annotations
@@ -13,11 +17,62 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from ..chargebee import ChargebeeClient, NotFoundError
+from ..chargebee import NotFoundError
 from ..rules import RuleSet
 from ..rules.facts import FETCHABLE_ROOTS, missing_roots, needed_roots
+
+
+class FactClient(Protocol):
+    """What fetching facts calls: a ChargebeeClient, or a RunFacts in front of one."""
+
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]: ...
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]: ...
+
+
+class RunFacts:
+    """A FactClient for one run (a sweep, a rules diff): each customer and subscription is fetched
+    at most once, and a 404 is remembered as None (raised again as NotFoundError, so the resource
+    stays unknown for every invoice naming it). A failed call (429, 5xx, timeout) is not remembered:
+    it propagates as from the client, and the next invoice naming that resource asks again. Build
+    one per run; nothing is kept across runs or jobs."""
+
+    def __init__(
+        self,
+        client: FactClient | None,
+        customers: dict[str, dict[str, Any] | None] | None = None,
+        subscriptions: dict[str, dict[str, Any] | None] | None = None,
+    ) -> None:
+        self.client = client
+        self.customers: dict[str, dict[str, Any] | None] = {} if customers is None else customers
+        self.subscriptions: dict[str, dict[str, Any] | None] = {} if subscriptions is None else subscriptions
+
+    def fetch(self, kind: str, resource_id: str) -> dict[str, Any]:
+        """One call to the client for a resource not yet had this run."""
+        if self.client is None:
+            raise LookupError(f"no Chargebee to ask for {kind} {resource_id}")
+        if kind == "customer":
+            return self.client.retrieve_customer(resource_id)
+        return self.client.retrieve_subscription(resource_id)
+
+    def _get(self, store: dict[str, dict[str, Any] | None], kind: str, resource_id: str) -> dict[str, Any]:
+        if resource_id not in store:
+            try:
+                store[resource_id] = self.fetch(kind, resource_id)
+            except NotFoundError:
+                store[resource_id] = None
+        found = store[resource_id]
+        if found is None:
+            raise NotFoundError(f"{kind} {resource_id} not found", status=404)
+        return found
+
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        return self._get(self.customers, "customer", customer_id)
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        return self._get(self.subscriptions, "subscription", subscription_id)
 
 
 @dataclass
@@ -37,7 +92,7 @@ class Facts:
 
 
 def complete_facts(
-    client: ChargebeeClient,
+    client: FactClient,
     ruleset: RuleSet,
     event: Mapping[str, Any],
     now: datetime,
@@ -90,7 +145,7 @@ def subscription_id_of(invoice: Mapping[str, Any]) -> str | tuple[str, ...] | No
 
 
 def fetch_facts(
-    client: ChargebeeClient,
+    client: FactClient,
     event: Mapping[str, Any],
     roots: Iterable[str],
     before_call: Callable[[], None] = lambda: None,

@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from ..chargebee import ChargebeeClient, ChargebeeError, NotFoundError
+from ..chargebee import ChargebeeClient, ChargebeeError
 from ..config import Settings
 from ..rules import RuleSet, decide
 from ..rules.diff import (
@@ -48,7 +48,7 @@ from ..rules.facts import facts_worth_fetching, unresolved
 from ..rules.money import to_major
 from .budget import budgets_used
 from .context import build_rate_limit
-from .facts import complete_facts
+from .facts import RunFacts, complete_facts
 from .sweep import pages, sweep_event
 
 SNAPSHOT_FORMAT = "reactor-rules-diff-snapshot/1"
@@ -84,33 +84,20 @@ class Listing:
     budgets: BudgetsUsed | None = None  # what the budget counters held; None: from zero
 
 
-class FactSource:
-    """What complete_facts calls for a customer or subscription: each fetched once a run from
-    Chargebee (remembered in the listing, a 404 as None), or offline only from the listing."""
+class FactSource(RunFacts):
+    """The run's facts (reactor/jobs/facts.py `RunFacts`: each fetched once a run from Chargebee, a
+    404 as None) kept in the listing, for its snapshot, and counted with its calls; offline (no
+    client) only the listing's."""
 
     def __init__(self, listing: Listing, client: ChargebeeClient | None) -> None:
-        self.listing, self.client = listing, client
+        super().__init__(client, listing.customers, listing.subscriptions)
+        self.listing = listing
 
-    def _get(self, store: dict[str, dict[str, Any] | None], kind: str, resource_id: str) -> dict[str, Any]:
-        if resource_id not in store:
-            if self.client is None:
-                raise NotInSnapshot(f"{kind} {resource_id} is not in the snapshot (taken under other rules)")
-            self.listing.calls += 1
-            fetch = self.client.retrieve_customer if kind == "customer" else self.client.retrieve_subscription
-            try:
-                store[resource_id] = fetch(resource_id)
-            except NotFoundError:
-                store[resource_id] = None
-        found = store[resource_id]
-        if found is None:
-            raise NotFoundError(f"{kind} {resource_id} not found", status=404)
-        return found
-
-    def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
-        return self._get(self.listing.customers, "customer", customer_id)
-
-    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
-        return self._get(self.listing.subscriptions, "subscription", subscription_id)
+    def fetch(self, kind: str, resource_id: str) -> dict[str, Any]:
+        if self.client is None:
+            raise NotInSnapshot(f"{kind} {resource_id} is not in the snapshot (taken under other rules)")
+        self.listing.calls += 1
+        return super().fetch(kind, resource_id)
 
 
 def list_open_invoices(
@@ -131,7 +118,7 @@ def verdict(ruleset: RuleSet, event: dict[str, Any], now: datetime, facts: FactS
     if decision.blocked_by is not None or not facts_worth_fetching(ruleset, event, now):
         return verdict_of(decision)
     try:
-        completed = complete_facts(facts, ruleset, event, now)  # type: ignore[arg-type]
+        completed = complete_facts(facts, ruleset, event, now)
     except NotInSnapshot as exc:
         return Verdict(BLOCKED, decision.rule, None, f"facts missing: {exc}")
     decision = decide(ruleset, completed.event, now)
