@@ -21,7 +21,10 @@ is never resent. The sweep closes those gaps.
 - Every call goes through the context's ChargebeeClient, so the shared rate limit applies.
 - Dry run: decide on each invoice, record nothing, write nothing off; return what would be written
   off. Where a rule reads the customer or subscription and it could matter, that one is fetched,
-  as the worker would (reactor/jobs/facts.py).
+  as the worker would (reactor/jobs/facts.py), each one once for the whole run (`RunFacts`, as
+  `reactor rules diff` fetches them). A live sweep fetches only for a rule in dry-run mode (its
+  candidates are collected, not queued), through the same per-run `RunFacts`; an invoice it queues
+  is decided by the worker on facts fetched afresh for that job.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from ..rules.event_types import SWEEP_EVENT_TYPE
 from ..rules.facts import facts_worth_fetching, unresolved
 from .audit import Outcome
 from .context import JobContext, current_context
-from .facts import complete_facts
+from .facts import RunFacts, complete_facts
 from .stored_events import as_event
 from .sweep_report import Candidate
 
@@ -143,7 +146,8 @@ def run_sweep(
     result = SweepResult(point)
     if point.pages and not point.next_offset:
         return result
-    sweeper = _Sweeper(ctx, ctx.rules.current(), now, result, dry_run=dry_run, min_days_overdue=min_days_overdue)
+    ruleset = ctx.rules.current()
+    sweeper = _Sweeper(ctx, ruleset, now, result, RunFacts(ctx.chargebee), dry_run, min_days_overdue)
     for invoices, next_offset in pages(ctx.chargebee, point.next_offset):
         for invoice in invoices:
             sweeper.sweep(invoice)
@@ -173,6 +177,7 @@ class _Sweeper:
     ruleset: RuleSet
     now: datetime
     result: SweepResult
+    facts: RunFacts  # this run's customers and subscriptions, each fetched at most once
     dry_run: bool
     min_days_overdue: int
 
@@ -202,7 +207,8 @@ class _Sweeper:
 
         A listed invoice carries no customer or subscription: when a rule reads one and it could
         matter, the worker fetches it (reactor/jobs/facts.py), so such invoices are queued too; a dry
-        run queues nothing, so it completes the facts here."""
+        run queues nothing, so it completes the facts here, each resource fetched once a run. A
+        fetch that fails (429, 5xx, timeout) is not kept and stops the sweep, as it always has."""
         ruleset, now = self.ruleset, self.now
         decision = decide(ruleset, event, now)
         self.result.checkpoint.seen += 1
@@ -210,7 +216,7 @@ class _Sweeper:
         if decision.action != "write_off" and not worth:
             return None
         if (self.dry_run or decision.dry_run) and worth:
-            facts = complete_facts(self.ctx.chargebee, ruleset, event, now)
+            facts = complete_facts(self.facts, ruleset, event, now)
             decision = decide(ruleset, facts.event, now)
             rule = decision.rule or ""
             if decision.action != "write_off" or unresolved(ruleset, facts.event, now, rule, facts.unknown):

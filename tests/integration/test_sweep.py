@@ -175,3 +175,69 @@ def test_with_the_shipped_rules_a_swept_enterprise_invoice_is_protected_by_its_c
     assert (small.outcome, small.rule) == ("written_off", "long-overdue-tiny")
     assert [c["path"] for c in sandbox.state.write_off_calls()] == ["/api/v2/invoices/inv_small/write_off"]
     assert len(sandbox.state.calls(path_contains="/customers/cus_big", method="GET")) == 1
+
+
+def add_customer_invoices(sandbox, invoices_per_customer: dict[str, int]) -> dict[str, list[str]]:
+    """Invoices the shipped long-overdue-tiny rule would take (exhausted, 3 USD, 200 days overdue),
+    several per customer; customer id → its invoice ids."""
+    long_ago = int(time.time()) - 200 * 86400
+    ids: dict[str, list[str]] = {}
+    for customer_id, count in invoices_per_customer.items():
+        for n in range(count):
+            invoice_id = f"inv_{customer_id}_{n}"
+            sandbox.state.add_invoice(
+                id=invoice_id,
+                customer_id=customer_id,
+                status="not_paid",
+                dunning_status="exhausted",
+                currency_code="USD",
+                total=300,
+                amount_due=300,
+                due_date=long_ago,
+            )
+            ids.setdefault(customer_id, []).append(invoice_id)
+    return ids
+
+
+def test_a_dry_run_fetches_each_customer_once_however_many_of_its_invoices_it_decides(
+    sandbox, redis_conn, rules_file, settings, tmp_path
+):
+    """cus_small's invoices would be written off, cus_big's are protected by its customer record,
+    cus_gone is not at Chargebee (404), so its invoices are not written off either; each customer
+    is asked for once in the run, however many invoices name it."""
+    rules_file((REPO / "rules.yaml").read_text())
+    sandbox.state.add_customers(
+        [{"id": "cus_big", "cf_segment": "enterprise"}, {"id": "cus_small", "cf_segment": "smb"}]
+    )
+    ids = add_customer_invoices(sandbox, {"cus_big": 4, "cus_small": 5, "cus_gone": 3})
+    report = tmp_path / "report.csv"
+    proc, log_path = run_sweep(settings, "--dry-run", "--report", str(report))
+    assert proc.returncode == 0, log_path.read_text()
+    rows = list(csv.reader(report.open()))
+    would = {r[0] for r in rows[1:] if r and r[0] != "total"}
+    assert would == set(ids["cus_small"])
+    fetched = [c["path"] for c in sandbox.state.calls(path_contains="/customers/", method="GET")]
+    assert sorted(fetched) == [f"/api/v2/customers/{c}" for c in ("cus_big", "cus_gone", "cus_small")]
+    assert sandbox.state.write_off_calls() == []
+    assert list(AuditLog(redis_conn).query()) == []
+
+
+def test_a_dry_run_whose_customer_fetch_fails_stops_with_the_reason_and_takes_no_invoice(
+    sandbox, redis_conn, rules_file, settings, tmp_path
+):
+    """A customer Chargebee fails to answer for (500) is not a fact: no invoice of that customer is
+    decided without it, the sweep stops saying why, and no report of what would go is written."""
+    rules_file((REPO / "rules.yaml").read_text())
+    sandbox.state.add_customers([{"id": "cus_small", "cf_segment": "smb"}])
+    add_customer_invoices(sandbox, {"cus_small": 3})
+    sandbox.state.add_fault("customer", status=500)
+    report = tmp_path / "report.csv"
+    proc, log_path = run_sweep(settings, "--dry-run", "--report", str(report))
+    output = log_path.read_text()
+    assert proc.returncode != 0, output
+    assert "sweep stopped:" in output and "HTTP 500" in output, output
+    assert not report.exists()
+    assert "would be written off" not in output
+    assert sandbox.state.calls(path_contains="/customers/cus_small", method="GET")
+    assert sandbox.state.write_off_calls() == []
+    assert list(AuditLog(redis_conn).query()) == []
