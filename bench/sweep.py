@@ -9,7 +9,7 @@ The rules are bench/rules_diff.py's new file: the shipped rules.yaml (protect-en
 customer) plus a rule without `on:` that a sweep sees, exhausted dunning up to 50 USD. Three
 commands, one after the other on the same sandbox:
 
-  reactor sweep --dry-run     list, decide, fetch the facts a candidate's decision needs
+  reactor sweep --dry-run     list, decide, fetch each customer a candidate's decision needs, once
   reactor sweep               list, decide, accept each candidate as an event (no worker runs)
   reactor rules diff NEW      list, fetch each customer once, decide under both files
 
