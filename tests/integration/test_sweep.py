@@ -241,3 +241,22 @@ def test_a_dry_run_whose_customer_fetch_fails_stops_with_the_reason_and_takes_no
     assert sandbox.state.calls(path_contains="/customers/cus_small", method="GET")
     assert sandbox.state.write_off_calls() == []
     assert list(AuditLog(redis_conn).query()) == []
+
+
+def test_a_live_sweep_under_dry_run_rules_fetches_each_customer_once_and_queues_nothing(
+    sandbox, redis_conn, rules_file, settings
+):
+    """`mode: dry_run` rules: the live sweep decides each candidate itself (nothing is queued for a
+    worker), so it completes the facts as a dry run does, each customer once a run."""
+    shipped = (REPO / "rules.yaml").read_text()
+    assert "\nmode: live\n" in shipped
+    rules_file(shipped.replace("\nmode: live\n", "\nmode: dry_run\n"))
+    sandbox.state.add_customers([{"id": "cus_small", "cf_segment": "smb"}])
+    add_customer_invoices(sandbox, {"cus_small": 4, "cus_gone": 2})
+    proc, log_path = run_sweep(settings)
+    output = log_path.read_text()
+    assert proc.returncode == 0, output
+    assert "4 matching, 0 queued" in output, output
+    fetched = [c["path"] for c in sandbox.state.calls(path_contains="/customers/", method="GET")]
+    assert sorted(fetched) == ["/api/v2/customers/cus_gone", "/api/v2/customers/cus_small"]
+    assert sandbox.state.write_off_calls() == []
