@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection, SentinelManagedSSLConnection
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_SENTINEL_PORT = 26379
@@ -66,6 +66,28 @@ class SentinelURL:
     def sentinel_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the connections to the sentinels (timeouts are added by `connect`)."""
         return {"username": self.sentinel_username, "password": self.sentinel_password, **self.tls}
+
+
+class _ClosedWhenCutOff:
+    """A connection closed when reading an answer is cut off, as redis-py's plain connections are.
+    Its Sentinel connection keeps itself open instead, with the answer unread, and the next command
+    on it takes that answer for its own: RQ's stop request, an exception raised by its signal handler
+    in the middle of the worker's BLPOP, left the worker's last writes reading the BLPOP's answer."""
+
+    def read_response(
+        self, disable_decoding: bool = False, *, disconnect_on_error: bool = True, push_request: bool = False
+    ) -> Any:
+        return super().read_response(  # type: ignore[misc]
+            disable_decoding=disable_decoding, disconnect_on_error=disconnect_on_error, push_request=push_request
+        )
+
+
+class SentinelConnection(_ClosedWhenCutOff, SentinelManagedConnection):
+    """redis-py's connection to the primary the sentinels name, closed when a read is cut off."""
+
+
+class SentinelSSLConnection(_ClosedWhenCutOff, SentinelManagedSSLConnection):
+    """The same over TLS."""
 
 
 def is_sentinel_url(url: str) -> bool:
@@ -163,7 +185,12 @@ def connect(url: str, **options: Any) -> redis.Redis:
     parsed = parse_sentinel_url(url)
     timeouts = {name: value for name, value in options.items() if name.startswith("socket_")}
     sentinel = Sentinel(parsed.sentinels, sentinel_kwargs={**parsed.sentinel_kwargs(), **timeouts})
-    return sentinel.master_for(parsed.service_name, redis_class=redis.Redis, **parsed.redis_kwargs(), **options)
+    redis_kwargs = parsed.redis_kwargs()
+    # Given a connection class, redis-py's pool no longer takes `ssl` out of the keyword arguments.
+    connection_class = SentinelSSLConnection if redis_kwargs.pop("ssl", False) else SentinelConnection
+    return sentinel.master_for(
+        parsed.service_name, redis_class=redis.Redis, connection_class=connection_class, **redis_kwargs, **options
+    )
 
 
 def describe(connection: redis.Redis) -> str:

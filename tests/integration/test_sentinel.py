@@ -4,9 +4,11 @@ primary through the sentinels and follow it when the sentinels move it."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,26 @@ def test_a_wrong_sentinel_password_is_refused_at_once_not_waited_for(sentinels):
 
     assert not isinstance(raised.value, RedisUnreachable)
     assert "AuthenticationError" in str(raised.value)
+
+
+def test_an_idle_worker_on_a_sentinel_url_stops_cleanly_on_sigterm(sentinels, settings, tmp_path):
+    """RQ's stop request is an exception raised in the middle of the worker's blocking BLPOP. A
+    plain connection cut off that way is closed; redis-py's Sentinel connection was kept with the
+    BLPOP's answer unread, the worker's last writes then read that answer as theirs, and it exited 1
+    with a traceback once the BLPOP timed out, its death unrecorded."""
+    env = worker_env(replace(settings, redis_url=sentinels.url))
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "reactor", "worker"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: "Listening on" in log.read_text(), timeout=60, what="the worker to listen")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0, log.read_text()[-3000:]
+        assert "Traceback" not in log.read_text()
+        assert sentinels.primary.client().smembers("rq:workers") == set()  # its death recorded
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()

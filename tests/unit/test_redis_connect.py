@@ -83,7 +83,8 @@ def test_connect_builds_a_sentinel_client_with_the_timeouts_on_both_sides():
     pool = connection.connection_pool
 
     assert isinstance(pool, SentinelConnectionPool) and pool.service_name == "mymaster"
-    assert pool.connection_class is SentinelManagedSSLConnection
+    assert issubclass(pool.connection_class, SentinelManagedSSLConnection)
+    assert pool.make_connection().read_response.__kwdefaults__["disconnect_on_error"] is True  # made, not reached
     assert (pool.connection_kwargs["db"], pool.connection_kwargs["password"]) == (3, "pw")
     assert pool.connection_kwargs["socket_timeout"] == 1.5
     sentinel = pool.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
