@@ -80,11 +80,26 @@ def wants_json(json_lines: bool | None) -> bool:
     return not sys.stderr.isatty() if json_lines is None else json_lines
 
 
+class Handler(logging.StreamHandler):
+    """The standard stream handler, except that it does not swallow what a signal handler raised
+    while a line was being written. RQ stops an idle worker on SIGTERM, and a job at its timeout on
+    SIGALRM, by raising from the signal handler (StopRequested, JobTimeoutException); one that lands
+    inside a log call would reach `logging.Handler.handleError`, which prints it and carries on, so
+    the worker went on running after its stop and the job past its timeout. Errors of the line
+    itself (a bad format argument, a closed stream) are still reported and passed over."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if exc is not None and type(exc).__module__.split(".")[0] == "rq":
+            raise exc
+        super().handleError(record)
+
+
 def setup_logging(level: str = "INFO", json_lines: bool | None = None) -> None:
     """One handler on the root logger, on stderr. Callers pass what REACTOR_LOG_LEVEL and
     REACTOR_LOG_FORMAT say (reactor.config.log_settings); `json_lines` as in `wants_json`. Python's
     warnings and an uncaught exception are logged through it too, rather than printed."""
-    handler = logging.StreamHandler()
+    handler = Handler()
     handler.setFormatter(
         JsonFormatter() if wants_json(json_lines) else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )

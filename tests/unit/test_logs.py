@@ -9,6 +9,7 @@ import sys
 import warnings
 
 import pytest
+from rq.exceptions import StopRequested
 
 from reactor.logs import setup_logging, wants_json
 
@@ -74,3 +75,26 @@ def test_logging_loads_no_rq_in_a_process_that_runs_no_jobs():
     assert done.stdout.split() == ["False", "False"]
     [line] = json_lines(done.stderr)
     assert line["logger"] == "gunicorn.error" and line["msg"] == "Starting"
+
+
+class StoppedWhileFormatting(logging.Formatter):
+    """A formatter interrupted as RQ's SIGTERM handler interrupts an idle worker's log call."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        raise StopRequested()
+
+
+def test_a_stop_raised_by_a_signal_handler_inside_a_log_call_is_not_swallowed(restored_logging, capsys):
+    setup_logging(json_lines=True)
+    logging.getLogger().handlers[0].setFormatter(StoppedWhileFormatting())
+
+    with pytest.raises(StopRequested):
+        logging.getLogger("rq.worker").info("cleaning registries")
+    assert "Logging error" not in capsys.readouterr().err
+
+
+def test_an_error_of_the_line_itself_is_still_reported_and_passed_over(restored_logging, capsys):
+    setup_logging(json_lines=True)
+    logging.getLogger("reactor.test").info("%d invoices", "not a number")  # must not raise
+
+    assert "--- Logging error ---" in capsys.readouterr().err
