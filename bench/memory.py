@@ -43,6 +43,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from stack import stop  # noqa: E402
+
 from reactor.config import load_settings  # noqa: E402
 from reactor.local.redis_server import EmbeddedRedis, free_port  # noqa: E402
 from reactor.sandbox.demo import _exhausted, demo_payment_failed_event  # noqa: E402
@@ -251,14 +253,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         retained_info = conn.info("memory")["used_memory"] - baseline
         stats = _memory_stats(conn)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
         server.stop()
     return {
         "events": args.events,
