@@ -67,6 +67,7 @@ class Settings:
     sweep_cron: str = "0 */6 * * *"  # when `reactor cron` runs the sweep; "" = never
     sweep_interval: int = 0  # seconds between sweeps instead of sweep_cron (0 = use sweep_cron)
     verify_events: bool = False  # re-fetch every event from Chargebee and act only on its copy
+    triage: bool = True  # events go to the inbox and are decided in batches; off: an RQ job per event
     webhook_allow: tuple[str, ...] = ()  # CIDRs the webhook accepts; empty: any address (docs/security.md)
     trusted_proxies: int = 0  # proxies in front of the web whose X-Forwarded-For entries are believed
     auth_failure_limit: str = "20/minute"  # failed webhook logins per client address before 429
@@ -351,6 +352,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         maintenance_interval=_int(env, "REACTOR_MAINTENANCE_INTERVAL", 30, minimum=1),
         worker_class=_worker_class(env),
         verify_events=_flag(env, "REACTOR_VERIFY_EVENTS"),
+        triage=_flag(env, "REACTOR_TRIAGE", default=True),
         sweep_cron=_cron(env, "REACTOR_SWEEP_CRON", Settings.sweep_cron),
         sweep_interval=_int(env, "REACTOR_SWEEP_INTERVAL", 0, minimum=0),
         webhook_allow=_networks(env, "REACTOR_WEBHOOK_ALLOW"),

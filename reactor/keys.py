@@ -16,6 +16,9 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/write_off.py |
 | `{p}:undone:<invoice>` | our write-off undone: who, why, its credit note, how many times (400 days) | jobs/undo.py |
 | `{p}:credits_attempt:<invoice>` | an apply_credits sent, the credits before it (30 days) | jobs/credits.py |
+| `{p}:inbox` | list: accepted events waiting for triage (REACTOR_TRIAGE) | ingest/events.py, ingest/inbox.py |
+| `{p}:inbox:claimed` | sorted set: events a triage job took, scored by the end of its lease | ingest/inbox.py |
+| `{p}:inbox:drainer` | set while a triage job is queued or running (a lease) | ingest/events.py, ingest/inbox.py |
 | `{p}:resource_version:<invoice>` | the newest resource_version seen (30 days) | jobs/evaluate.py |
 | `{p}:trace:<invoice>` | capped list: receipts, decisions, Chargebee calls (400 days) | ingest/events.py, jobs/trace/ |
 | `{p}:recheck:<invoice>` | the pending re-check of a time-based rule | jobs/rechecks.py |
@@ -39,6 +42,7 @@ from datetime import datetime
 EVALUATE_JOB = "reactor.jobs.evaluate"
 RELEASE_HELD_JOB = "reactor.jobs.release_held"
 RECHECK_JOB = "reactor.jobs.recheck"
+TRIAGE_JOB = "reactor.jobs.triage"
 SCHEDULED_SWEEP_JOB = "reactor.sweep.scheduled_sweep"
 """Job function paths RQ stores in Redis with queued, scheduled and failed jobs: they must keep
 importing (tests/integration/test_job_paths.py). `reactor cron` registers the sweep function itself,
@@ -78,6 +82,15 @@ class Keys:
 
     def undone(self, invoice_id: str) -> str:
         return f"{self.prefix}:undone:{invoice_id}"
+
+    def inbox(self) -> str:
+        return f"{self.prefix}:inbox"
+
+    def inbox_claimed(self) -> str:
+        return f"{self.prefix}:inbox:claimed"
+
+    def inbox_drainer(self) -> str:
+        return f"{self.prefix}:inbox:drainer"
 
     def resource_version(self, invoice_id: str) -> str:
         return f"{self.prefix}:resource_version:{invoice_id}"

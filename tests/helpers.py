@@ -97,10 +97,25 @@ def pending_jobs(connection: redis.Redis) -> list[str]:
     return [key.decode().removeprefix("rq:job:") for key in pending]
 
 
+def events_in_inboxes(connection: redis.Redis) -> int:
+    """Events waiting for triage or claimed by a triage job, under any key prefix (reactor/ingest/inbox.py)."""
+    keys = [*connection.scan_iter(match="*:inbox", count=1000), *connection.scan_iter(match="*:inbox:claimed")]
+    pipe = connection.pipeline(transaction=True)
+    for key in keys:
+        (pipe.zcard if key.endswith(b":claimed") else pipe.llen)(key)
+    return sum(pipe.execute()) if keys else 0
+
+
 def wait_settled(connection: redis.Redis, timeout: float = 30.0) -> None:
     """Wait until no job could still act: the condition before asserting that something did *not*
-    happen (a second write-off, a retry), in place of a sleep that hopes it would have by then."""
-    wait_for(lambda: not pending_jobs(connection), timeout, what="every job to end (pending: see pending_jobs)")
+    happen (a second write-off, a retry), in place of a sleep that hopes it would have by then.
+    The inbox is read first: a triage job queues an event's evaluation job before it lets go of
+    the event, so an event is always in one place or the other."""
+    wait_for(
+        lambda: not events_in_inboxes(connection) and not pending_jobs(connection),
+        timeout,
+        what="every event triaged and every job ended (pending: see pending_jobs, events_in_inboxes)",
+    )
 
 
 class WebServer:

@@ -33,19 +33,25 @@ _TIMESTAMP_FIELDS = ("created_at", "enqueued_at")
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What differs between two evaluation jobs."""
+    """What differs between two evaluation jobs, or two triage jobs (`kind` "triage": the job that
+    drains the inbox, woken by this event; reactor/ingest/inbox.py)."""
 
     event_id: str
     event_type: str
     invoice_id: str
     job_id: str
+    kind: str = "evaluate"
 
     @property
     def description(self) -> str:
+        if self.kind == "triage":
+            return f"triage the inbox (woken by {self.event_type} {self.event_id}, invoice {self.invoice_id})"
         return f"evaluate {self.event_type} {self.event_id} (invoice {self.invoice_id})"
 
     @property
     def meta(self) -> dict[str, str]:
+        if self.kind == "triage":  # no event_id: a failed triage job is no dead letter of that event
+            return {"woken_by": self.event_id}
         return {"event_id": self.event_id, "event_type": self.event_type, "invoice_id": self.invoice_id}
 
 
@@ -71,8 +77,10 @@ class EvaluationJobs:
         job_timeout: int = 120,
         failure_ttl: int = 0,
         result_ttl: int = 0,
+        at_front: bool = False,
     ):
         self.queue = queue
+        self.at_front = at_front  # triage jobs: ahead of the evaluation jobs they hand events to
         self.retry = retry
         self.job_timeout = job_timeout
         self.failure_ttl = failure_ttl
@@ -93,6 +101,7 @@ class EvaluationJobs:
                 result_ttl=self.result_ttl,
                 description=spec.description,
                 meta=spec.meta,
+                at_front=self.at_front,
                 pipeline=pipe,
             )
             commands = [args for args, _options in pipe.command_stack if args[0] not in ("MULTI", "EXEC")]

@@ -23,9 +23,10 @@ import redis
 from rq import Queue, Retry
 
 from ..config import Settings
-from ..keys import Keys
+from ..keys import TRIAGE_JOB, Keys
 from .enqueue import EvaluationJobs, JobSpec
 from .envelope import Event
+from .inbox import Inbox, inbox_lease
 from .packing import pack, unpack
 from .receipts import TRACE_CAP, TRACE_TTL, receipt
 from .replication import ReplicaAck
@@ -36,7 +37,7 @@ JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_-]+")  # what RQ accepts in a job id (rq/j
 @dataclass(frozen=True)
 class Accepted:
     outcome: str  # "queued" | "duplicate" | "ignored"
-    job_id: str | None = None
+    job_id: str | None = None  # its evaluation job's; None when it went to the inbox
 
 
 def evaluation_job_id(event_id: str) -> str:
@@ -48,10 +49,15 @@ def evaluation_job_id(event_id: str) -> str:
     return f"evaluate-x{hashlib.sha256(event_id.encode()).hexdigest()[:40]}"
 
 
+_ONLY_IF_MARKED = "reactor:only-if-marked"  # spelled out in _ACCEPT too
+"""A pseudo-command of the accept script: `(_ONLY_IF_MARKED, key, ttl)` sets `key` if it is not set,
+and the commands after it run only if it was not (the inbox's drainer mark: reactor/ingest/inbox.py)."""
+
 # KEYS[1] the seen-mark, KEYS[2] the counters hash, KEYS[3] the invoice's trace; ARGV[1] the dedupe
 # TTL, ARGV[2..4] the receipt of a duplicate, the trace's cap and TTL (reactor/ingest/receipts.py),
-# then commands as (argument count, arguments...). A command that fails un-marks the event before the
-# error is raised, so that Chargebee's retry of it is taken instead of answered as a duplicate.
+# then commands as (argument count, arguments...). A command that fails un-marks the event (and
+# removes a drainer mark it set) before the error is raised, so that Chargebee's retry of it is
+# taken instead of answered as a duplicate.
 _ACCEPT = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   redis.call('HINCRBY', KEYS[2], 'duplicate', 1)
@@ -61,17 +67,29 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return 0
 end
 local i = 5
+local mark = nil
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  local ok = redis.pcall(unpack(ARGV, i + 1, i + n))
-  if type(ok) == 'table' and ok.err then
-    redis.call('DEL', KEYS[1])
-    return redis.error_reply(ok.err)
+  if ARGV[i + 1] == 'reactor:only-if-marked' then
+    if not redis.call('SET', ARGV[i + 2], '1', 'NX', 'EX', ARGV[i + 3]) then return 1 end
+    mark = ARGV[i + 2]
+  else
+    local ok = redis.pcall(unpack(ARGV, i + 1, i + n))
+    if type(ok) == 'table' and ok.err then
+      redis.call('DEL', KEYS[1])
+      if mark then redis.call('DEL', mark) end
+      return redis.error_reply(ok.err)
+    end
   end
   i = i + n + 1
 end
 return 1
 """
+
+
+def triage_job_id(event_id: str) -> str:
+    """`triage-<event id>`: the triage job the event woke (one per accepted event at most)."""
+    return "triage-" + evaluation_job_id(event_id).removeprefix("evaluate-")
 
 
 def retry_policy(settings: Settings) -> Retry:
@@ -93,13 +111,19 @@ class EventStore:
         retry: Retry | None = None,
         job_timeout: int = 120,
         replica_ack: ReplicaAck | None = None,
+        triage: bool = False,
     ):
         self.redis = connection
+        self.triage = triage  # accepted events go to the inbox (reactor/ingest/inbox.py), not a job each
         self.replica_ack = replica_ack  # None: never WAIT (the workers' sweep and replays)
         self.keys = keys or Keys()
         self.dedupe_ttl = dedupe_ttl
         self.event_ttl = event_ttl
         self.jobs = EvaluationJobs(queue, retry=retry, job_timeout=job_timeout, failure_ttl=event_ttl)
+        self.triage_jobs = EvaluationJobs(
+            queue, retry=retry, job_timeout=job_timeout, failure_ttl=event_ttl, at_front=True
+        )
+        self.inbox = Inbox(connection, self.keys, lease=inbox_lease(job_timeout))
         self._accept_script = connection.register_script(_ACCEPT)
 
     @classmethod
@@ -117,6 +141,7 @@ class EventStore:
             retry=retry_policy(settings),
             job_timeout=settings.job_timeout,
             replica_ack=replica_ack,
+            triage=settings.triage,
         )
 
     def accept(self, event: Event, evaluate: Callable[..., Any] | str) -> Accepted:
@@ -133,14 +158,28 @@ class EventStore:
             return Accepted("ignored")
         job_id = evaluation_job_id(event.id)
         trace = self.keys.trace(event.invoice_id)
+        if self.triage:  # the event waits in the inbox; the first of a burst wakes a triage job
+            job_id = None
+            enqueue: list[Any] = [("RPUSH", self.keys.inbox(), event.id)]
+            wake: list[Any] = [
+                (_ONLY_IF_MARKED, self.keys.inbox_drainer(), self.inbox.lease),
+                *self.triage_jobs.commands(
+                    TRIAGE_JOB,
+                    JobSpec(event.id, event.event_type, event.invoice_id, triage_job_id(event.id), kind="triage"),
+                ),
+            ]
+        else:
+            enqueue = self.jobs.commands(evaluate, JobSpec(event.id, event.event_type, event.invoice_id, job_id))
+            wake = []
         commands: list[Any] = [
             ("SET", self.keys.event(event.id), pack(event.raw), "EX", self.event_ttl),
             ("HINCRBY", self.keys.counter(), f"queued:{event.event_type}", 1),
-            *self.jobs.commands(evaluate, JobSpec(event.id, event.event_type, event.invoice_id, job_id)),
-            # The receipt last: a failed enqueue above answers 503 before any receipt is written.
+            *enqueue,
+            # The receipt after: a failed enqueue above answers 503 before any receipt is written.
             ("RPUSH", trace, pack(receipt(event.id, event.event_type, event.invoice, "queued").encode())),
             ("LTRIM", trace, -TRACE_CAP, -1),
             ("EXPIRE", trace, TRACE_TTL),
+            *wake,  # last: it ends the script when a triage job is already on its way
         ]
         keys = [self.keys.seen(event.id), self.keys.counter(), trace]
         duplicate = pack(receipt(event.id, event.event_type, event.invoice, "duplicate").encode())

@@ -1,5 +1,6 @@
-"""RQ's job functions: `evaluate` a stored event, `release_held` a write-off a person released,
-`recheck` an invoice when a time-based rule can first match. RQ stores these paths in Redis
+"""RQ's job functions: `triage` the inbox of accepted events, `evaluate` a stored event,
+`release_held` a write-off a person released, `recheck` an invoice when a time-based rule can first
+match. RQ stores these paths in Redis
 (`reactor.jobs.evaluate`, ...), so they stay here; the work is in the modules beside them:
 
     context.py        JobContext, what a job needs, built once per worker process
@@ -15,6 +16,7 @@
     stored_events.py  the event dicts a job holds, read through Event
     trail.py          which outcome a decision is, and its audit record
     retries.py        what an error means for RQ's next attempt
+    triage.py         run_triage: the inbox's events decided in batches, the rest handed to evaluate jobs
 
 and, for the worker and the commands alike: audit/ (Outcome, the decision trail), deadletters/,
 sweep.py and sweep_report.py, facts.py, worker.py, trace/ (an invoice's story), rules_diff.py and
@@ -35,7 +37,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from ..chargebee import ChargebeeError, Throttled
-from ..keys import EVALUATE_JOB, RECHECK_JOB, RELEASE_HELD_JOB
+from ..keys import EVALUATE_JOB, RECHECK_JOB, RELEASE_HELD_JOB, TRIAGE_JOB
 from .audit import Outcome
 from .context import JobContext, build_context, build_rate_limit, current_context, install
 from .evaluate import run_evaluation, run_release
@@ -43,6 +45,7 @@ from .rechecks import run_recheck
 from .retries import will_retry
 from .send import idempotency_key
 from .trail import record_outcome
+from .triage import run_triage
 from .write_off import write_off_invoice
 
 __all__ = [
@@ -58,6 +61,7 @@ __all__ = [
     "record_interrupted",
     "release_held",
     "run_evaluation",
+    "triage",
     "write_off_invoice",
 ]
 
@@ -76,6 +80,12 @@ def release_held(event: dict[str, Any], actor: str) -> dict[str, Any]:
     ctx, job = current_context(), get_current_job()
     with failures_recorded(ctx, job):
         return run_release(ctx, event, actor, job)
+
+
+def triage(woken_by: str) -> dict[str, Any]:
+    """RQ job: drain the inbox, deciding what needs no Chargebee call and handing every other event to
+    its own `evaluate` job (reactor/jobs/triage.py). `woken_by`: the event or job that queued it."""
+    return run_triage(current_context(), get_current_job())
 
 
 def recheck(invoice_id: str) -> dict[str, Any]:
@@ -114,6 +124,8 @@ def record_interrupted(ctx: JobContext, job: Job | None, outcome: Outcome, reaso
     event: dict[str, Any] | None = None
     invoice_id: str | None = None
     event_id: str | None = None
+    if job is not None and job.func_name == TRIAGE_JOB:
+        return  # its events are taken again after their lease, each by its own job, which records them
     try:
         args = tuple(job.args) if job is not None else ()
         name = job.func_name if job is not None else ""

@@ -42,6 +42,23 @@ def _is_stale(ctx: JobContext, event: Event) -> bool:
 
 
 def run_evaluation(ctx: JobContext, event_id: str, job: Job | None = None) -> dict[str, Any]:
+    """Decide on the stored event and act: the evaluation job."""
+    result = _evaluate(ctx, event_id, job, in_triage=False)
+    if result is None:  # only triage stops short
+        raise RuntimeError(f"the evaluation of {event_id} stopped short outside triage")
+    return result
+
+
+def triage_evaluation(ctx: JobContext, event_id: str) -> dict[str, Any] | None:
+    """Decide on the stored event in a triage batch (reactor/jobs/triage.py) as far as no Chargebee
+    call is needed: record the outcome and return it, or return None, having recorded nothing, when
+    the event needs its own evaluation job (a write_off rule matched, facts to fetch, verification)."""
+    return _evaluate(ctx, event_id, None, in_triage=True)
+
+
+def _evaluate(ctx: JobContext, event_id: str, job: Job | None, *, in_triage: bool) -> dict[str, Any] | None:
+    if in_triage and ctx.settings.verify_events:
+        return None  # Chargebee's copy of the event first: a call
     event = ctx.events.load(event_id)
     if event is None:
         record_outcome(
@@ -66,7 +83,6 @@ def run_evaluation(ctx: JobContext, event_id: str, job: Job | None = None) -> di
         )
         return Outcome.STALE.result()
     decision = decide(ruleset, event, now)
-    record_decision(TraceLog(ctx.redis, ctx.keys), ruleset, event, now, decision, "event as received")
     # The event lacks a resource (customer, subscription) that rules read, and with it a write_off
     # rule could decide: fetch the invoice and that resource, and decide on them (reactor/jobs/facts.py).
     for_facts = (
@@ -75,6 +91,9 @@ def run_evaluation(ctx: JobContext, event_id: str, job: Job | None = None) -> di
         and not ruleset.dry_run
         and bool(facts_worth_fetching(ruleset, event, now))
     )
+    if in_triage and (for_facts or (decision.action == "write_off" and not decision.dry_run)):
+        return None  # its own job decides again, and records the decision
+    record_decision(TraceLog(ctx.redis, ctx.keys), ruleset, event, now, decision, "event as received")
     if decision.action != "write_off" and not for_facts:
         outcome = event_outcome(decision)
         record_outcome(ctx, job, event, decision, outcome)

@@ -35,6 +35,7 @@ from ..config import Settings
 from ..redis_wait import wait_for_redis
 from ..rules import RulesError
 from .audit import Outcome
+from .triage import wake_triage
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,16 @@ class ReactorWorker(Worker):
         jobs.record_interrupted(
             jobs.current_context(), job, Outcome.KILLED, f"the work horse running the job died ({how})"
         )
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's maintenance, then a triage job for an inbox whose events have none on its way."""
+        super().run_maintenance_tasks()
+        try:
+            wake_triage(jobs.current_context())
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise
+        except Exception:
+            log.exception("could not check the inbox for events without a triage job")
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """A running job's execution expires this long after the worker's last heartbeat; then

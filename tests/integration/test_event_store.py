@@ -11,8 +11,8 @@ from rq import Queue
 from rq.registry import FinishedJobRegistry
 
 from reactor.ingest.envelope import parse_event
-from reactor.ingest.events import EventStore, evaluation_job_id
-from tests.helpers import wait_for
+from reactor.ingest.events import EventStore, evaluation_job_id, triage_job_id
+from tests.helpers import wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
 
 pytestmark = pytest.mark.integration
@@ -74,11 +74,14 @@ def test_a_decided_event_leaves_its_outcome_in_the_audit_and_no_rq_job_or_result
     invoice = exhausted_invoice(sandbox)
     event = make_event(invoice)
     assert post_event(web.webhook_url, event).json()["status"] == "queued"
-    job_id = evaluation_job_id(event["id"])
-    assert redis_conn.hget(f"rq:job:{job_id}", "result_ttl") == b"0"
+    triage = triage_job_id(event["id"])  # the event waits in the inbox, and woke a triage job
+    assert redis_conn.hget(f"rq:job:{triage}", "result_ttl") == b"0"
     start_worker()
     wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=30, what="written_off")
-    wait_for(lambda: not redis_conn.exists(f"rq:job:{job_id}"), timeout=10, what="the finished job deleted")
-    assert not redis_conn.exists(f"rq:results:{job_id}")
+    job_id = evaluation_job_id(event["id"])  # the job triage handed the write-off to
+    wait_settled(redis_conn)
+    for ended in (job_id, triage):
+        assert not redis_conn.exists(f"rq:job:{ended}")
+        assert not redis_conn.exists(f"rq:results:{ended}")
     assert FinishedJobRegistry(settings.queue_name, connection=redis_conn).get_job_ids() == []
     assert redis_conn.exists(f"reactor:event:{event['id']}"), "the stored event stays for replays"

@@ -81,7 +81,9 @@ def test_a_webhook_is_answered_200_only_once_the_replica_has_it(pair, web_on, se
     retried = post_event(web.webhook_url, second)  # Chargebee's retry, the replica back
     assert (retried.status_code, retried.json()["status"]) == (200, "duplicate")
     assert replica.client().exists(Keys(settings.key_prefix).seen(second["id"])) == 1
-    assert queue.count == 2  # one job per event: the refused delivery's job was kept, not doubled
+    inbox = primary.client().lrange(Keys(settings.key_prefix).inbox(), 0, -1)
+    assert inbox == [first["id"].encode(), second["id"].encode()]  # the refused delivery's kept, not doubled
+    assert queue.count == 1  # the triage job the first event woke
 
 
 def test_off_answers_without_waiting_for_the_replica(pair, web_on):

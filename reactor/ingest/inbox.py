@@ -1,0 +1,135 @@
+"""The inbox: accepted events waiting to be triaged in batches (`REACTOR_TRIAGE`, on by default).
+
+Most events of a dunning run match no write_off rule, and deciding one takes microseconds; an RQ
+job per event costs some sixty Redis commands and, with the forking worker, a fork
+(docs/benchmarks.md, "Drain"). So the webhook appends the event id to a Redis list, and a triage
+job (reactor/jobs/triage.py) takes ids from it a batch at a time, decides each, records what needs
+nothing from Chargebee, and hands every other event to its own evaluation job as before.
+
+Three keys hold it (reactor/keys.py):
+
+- `{p}:inbox`, a list of event ids, appended to by the accept script (reactor/ingest/events.py);
+- `{p}:inbox:claimed`, a sorted set of the ids a triage job took, scored by the end of its lease.
+  An id leaves it only once its event was recorded or handed to its own job; a triage job that dies
+  leaves its ids there, and once their lease ends the next claim takes them again and hands them,
+  undecided, to jobs of their own (never triaging twice what may have killed a job);
+- `{p}:inbox:drainer`, set while a triage job is queued or running, for a lease's length: the
+  accept script enqueues a triage job only when it sets this key, so a burst wakes one job, not
+  one per event. A claim that finds nothing deletes it, in the same script, so an event appended
+  after that wakes a new job. Workers' maintenance wakes one for an inbox that has events and no
+  drainer (a triage job lost for good), and so does a triage job that stops with work left.
+
+Claiming, finishing and waking are Lua scripts, which Redis runs alone, so that no interleaving of
+the webhook and triage jobs leaves an event in the inbox with no job on its way to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from ..keys import Keys
+
+# KEYS[1] the inbox, KEYS[2] the claimed set, KEYS[3] the drainer mark; ARGV[1] now, ARGV[2] the end
+# of the new lease, ARGV[3] how many ids at most, ARGV[4] the drainer mark's TTL. Returns the ids
+# whose lease ended (taken again) and the ids newly taken from the inbox.
+_CLAIM = """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local room = tonumber(ARGV[3]) - #expired
+local fresh = {}
+if room > 0 then
+  fresh = redis.call('LPOP', KEYS[1], room) or {}
+end
+if #expired == 0 and #fresh == 0 then
+  redis.call('DEL', KEYS[3])
+  return {{}, {}}
+end
+for _, id in ipairs(expired) do redis.call('ZADD', KEYS[2], ARGV[2], id) end
+for _, id in ipairs(fresh) do redis.call('ZADD', KEYS[2], ARGV[2], id) end
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[4])
+return {expired, fresh}
+"""
+
+# KEYS as for _CLAIM; ARGV[1] now, ARGV[2] the drainer mark's TTL. 1: the caller is to enqueue a
+# triage job (events wait and none is on its way), 0: nothing to do.
+_WAKE = """
+if redis.call('LLEN', KEYS[1]) == 0
+   and #redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1) == 0 then
+  return 0
+end
+if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then return 0 end
+return 1
+"""
+
+
+def inbox_lease(job_timeout: int) -> int:
+    """Seconds a claimed id stays with its triage job: longer than the job may run (its timeout, and
+    the minute more RQ gives a forking worker's work horse before it kills it), so that an id is
+    taken again only from a job that is gone."""
+    return job_timeout + 90
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Ids taken from the inbox: `retaken` were claimed before by a triage job that did not finish
+    them; `fresh` come from the inbox for the first time."""
+
+    retaken: list[str]
+    fresh: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.retaken or self.fresh)
+
+    @property
+    def ids(self) -> list[str]:
+        return [*self.retaken, *self.fresh]
+
+
+@dataclass(frozen=True)
+class InboxDepth:
+    waiting: int
+    claimed: int
+
+
+class Inbox:
+    """The inbox's Redis structure; `lease` is how long a claimed id stays with its triage job (longer
+    than a job may run, so that an id is taken again only from a job that is gone)."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys, lease: int):
+        self.redis = connection
+        self.keys = keys
+        self.lease = lease
+        self._keys = [keys.inbox(), keys.inbox_claimed(), keys.inbox_drainer()]
+        self._claim = connection.register_script(_CLAIM)
+        self._wake = connection.register_script(_WAKE)
+
+    def claim(self, limit: int, now: float) -> Claim:
+        retaken, fresh = self._claim(keys=self._keys, args=[now, now + self.lease, limit, self.lease])
+        return Claim([_text(i) for i in retaken], [_text(i) for i in fresh])
+
+    def finish(self, ids: Sequence[str]) -> None:
+        """The events were recorded or handed to their own jobs: release their claims."""
+        if ids:
+            self.redis.zrem(self.keys.inbox_claimed(), *ids)
+
+    def needs_drainer(self, now: float) -> bool:
+        """True (and the drainer mark set) when events wait and no triage job is on its way: the
+        caller enqueues one."""
+        return bool(self._wake(keys=self._keys, args=[now, self.lease]))
+
+    def release_drainer(self) -> None:
+        """Undo `needs_drainer` when the triage job could not be enqueued."""
+        self.redis.delete(self.keys.inbox_drainer())
+
+    def depth(self) -> InboxDepth:
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.llen(self.keys.inbox())
+            pipe.zcard(self.keys.inbox_claimed())
+            waiting, claimed = pipe.execute()
+        return InboxDepth(int(waiting), int(claimed))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

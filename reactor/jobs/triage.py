@@ -1,0 +1,130 @@
+"""The triage job: drain the inbox (reactor/ingest/inbox.py) a batch at a time.
+
+Each claimed event is decided as the evaluation job would decide it (`triage_evaluation`, the same
+code). An event that needs nothing from Chargebee (no rule matched, a skip rule, a built-in check,
+stale, dry run) is recorded here, with its trace and its re-check, exactly as its own job would
+have. Every other event is handed to its own evaluation job, `evaluate-<event id>`, which fetches
+the invoice, decides again and acts, with every guarantee of docs/guarantees.md; so is an event
+whose triage raised (fail closed: its job retries it and, failing, makes it a dead letter, and a
+protective rule that raises is never passed over), and an event a triage job claimed and never
+finished (taken again after its lease: whatever stopped that job is not tried twice here).
+
+A triage job stops after TIME_BUDGET seconds with events left (a successor is enqueued ahead of
+the queue) so that a worker asked to stop is not held up, and its claims stay short.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
+
+from ..ingest.enqueue import JobSpec
+from ..ingest.events import EventStore, evaluation_job_id, retry_policy
+from ..keys import EVALUATE_JOB, TRIAGE_JOB
+from .context import JobContext
+from .evaluate import triage_evaluation
+from .stored_events import as_event
+
+log = logging.getLogger(__package__)
+
+BATCH = 200
+"""Events claimed at a time."""
+TIME_BUDGET = 5.0
+"""Seconds a triage job claims new batches before it leaves the rest to a successor."""
+
+
+def run_triage(ctx: JobContext, job: Job | None = None, clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """Drain the inbox until it is empty or the time budget is spent. Returns the counts."""
+    inbox = ctx.events.inbox
+    started = time.monotonic()
+    decided = handed = 0
+    while True:
+        claim = inbox.claim(BATCH, clock())
+        if not claim:
+            break
+        ids = list(dict.fromkeys(claim.ids))  # an id appended twice (a 503'd accept, retried) once
+        to_job = list(dict.fromkeys(claim.retaken))
+        if to_job:
+            log.warning(
+                "%d events were claimed by a triage job that did not finish them; each gets its own job",
+                len(to_job),
+            )
+        for event_id in ids:
+            if event_id in to_job:
+                continue
+            try:
+                outcome = triage_evaluation(ctx, event_id)
+            except JobTimeoutException:
+                raise  # the job ran too long: its claims are taken again, each to its own job
+            except Exception:
+                log.exception("triage of event %s failed; it gets its own evaluation job", event_id)
+                outcome = None
+            if outcome is None:
+                to_job.append(event_id)
+            else:
+                decided += 1
+        hand_to_jobs(ctx.events, to_job)
+        inbox.finish(ids)
+        handed += len(to_job)
+        if time.monotonic() - started >= TIME_BUDGET:
+            enqueue_triage(ctx, woken_by=job.id if job is not None else "a triage run")
+            break
+    return {"decided": decided, "handed_to_jobs": handed}
+
+
+def hand_to_jobs(store: EventStore, event_ids: list[str]) -> None:
+    """Queue an evaluation job for each event, in one transaction (RQ's writes, reactor/ingest/enqueue.py)."""
+    if not event_ids:
+        return
+    specs = [_spec(store, event_id) for event_id in event_ids]
+    with store.redis.pipeline(transaction=True) as pipe:
+        for spec in specs:
+            for command in store.jobs.commands(EVALUATE_JOB, spec):
+                pipe.execute_command(*command)
+        pipe.execute()
+
+
+def _spec(store: EventStore, event_id: str) -> JobSpec:
+    try:
+        seen = as_event(store.load(event_id) or {})
+    except Exception:  # unreadable: the job records what it finds
+        log.exception("could not read event %s to describe its job", event_id)
+        seen = as_event({})
+    return JobSpec(event_id, seen.event_type or "?", seen.invoice_id or "?", evaluation_job_id(event_id))
+
+
+def enqueue_triage(ctx: JobContext, woken_by: str) -> None:
+    """Queue a triage job ahead of the evaluation jobs."""
+    ctx.queue.enqueue(
+        TRIAGE_JOB,
+        woken_by,
+        job_id=f"triage-{uuid.uuid4().hex}",
+        at_front=True,
+        retry=retry_policy(ctx.settings),
+        job_timeout=ctx.settings.job_timeout,
+        result_ttl=0,
+        failure_ttl=ctx.settings.event_ttl,
+        description=f"triage the inbox (after {woken_by})",
+        meta={"woken_by": woken_by},
+    )
+
+
+def wake_triage(ctx: JobContext, clock: Callable[[], float] = time.time) -> bool:
+    """Workers' maintenance: enqueue a triage job when events wait and none is on its way (one that
+    failed for good, or whose worker died before its retry). True when one was enqueued."""
+    inbox = ctx.events.inbox
+    if not inbox.needs_drainer(clock()):
+        return False
+    try:
+        enqueue_triage(ctx, woken_by="maintenance")
+    except Exception:
+        inbox.release_drainer()
+        raise
+    log.warning("events waited in the inbox with no triage job on its way; one is queued")
+    return True

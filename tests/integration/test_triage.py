@@ -1,0 +1,174 @@
+"""Triage (REACTOR_TRIAGE, on by default): accepted events wait in the inbox, a triage job decides
+what needs no Chargebee call in batches, and hands every other event to its own evaluation job.
+On real Redis, a real sandbox over HTTP and real `reactor worker` processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any
+
+import pytest
+from rq import Queue
+
+from reactor.ingest.envelope import parse_event
+from reactor.ingest.events import EventStore, evaluation_job_id, triage_job_id
+from reactor.ingest.inbox import inbox_lease
+from reactor.jobs import build_context
+from reactor.jobs.audit import AuditLog
+from reactor.jobs.triage import run_triage
+from reactor.keys import Keys
+from reactor.rules import RuleSet
+from reactor.rules.conditions import Condition, _resource_field_test
+from reactor.rules.fields import parse_field
+from reactor.rules.model import Rule
+from tests.helpers import wait_for, wait_settled
+from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
+
+pytestmark = pytest.mark.integration
+
+KEYS = Keys()
+
+
+def store_for(settings, connection) -> EventStore:
+    return EventStore.from_settings(connection, Queue(settings.queue_name, connection=connection), settings)
+
+
+def accept(store: EventStore, event: dict[str, Any]) -> None:
+    assert store.accept(parse_event(json.dumps(event).encode()), "reactor.jobs.evaluate").outcome == "queued"
+
+
+def records(connection, outcome: str) -> list:
+    return [r for r in AuditLog(connection).query(limit=10_000) if r.outcome == outcome]
+
+
+def test_events_no_rule_acts_on_are_decided_in_the_triage_job_and_write_offs_get_a_job_each(
+    sandbox, web, settings, redis_conn, start_worker
+):
+    small = [exhausted_invoice(sandbox) for _ in range(5)]  # $12.50: written off
+    large = [exhausted_invoice(sandbox, amount_due=9000, total=9000) for _ in range(40)]  # no rule
+    events = [make_event(invoice) for invoice in [*large, *small]]
+    for event in events:
+        assert post_event(web.webhook_url, event).json()["status"] == "queued"
+    queue = Queue(settings.queue_name, connection=redis_conn)
+    assert redis_conn.llen(KEYS.inbox()) == 45
+    assert queue.job_ids == [triage_job_id(events[0]["id"])]  # the first event woke one triage job
+
+    start_worker()
+    wait_for(lambda: len(records(redis_conn, "written_off")) == 5, timeout=30, what="5 write-offs")
+    wait_settled(redis_conn)
+
+    no_match = records(redis_conn, "no_match")
+    assert sorted(r.event_id for r in no_match) == sorted(e["id"] for e in events[:40])
+    assert {r.job_id for r in no_match} == {None}  # decided in the batch, no job of their own
+    written = records(redis_conn, "written_off")
+    assert {r.job_id for r in written} == {evaluation_job_id(e["id"]) for e in events[40:]}
+    assert len(sandbox.state.write_off_calls()) == 5
+    assert not redis_conn.exists(KEYS.inbox(), KEYS.inbox_claimed(), KEYS.inbox_drainer())
+
+
+def test_a_burst_wakes_one_triage_job_and_an_event_after_the_inbox_emptied_wakes_the_next(
+    sandbox, settings, redis_conn
+):
+    store = store_for(settings, redis_conn)
+    queue = Queue(settings.queue_name, connection=redis_conn)
+    first, second = make_event(exhausted_invoice(sandbox)), make_event(exhausted_invoice(sandbox))
+    accept(store, first)
+    accept(store, second)
+    assert queue.job_ids == [triage_job_id(first["id"])]
+    assert redis_conn.ttl(KEYS.inbox_drainer()) > 0
+
+    now = time.time()
+    claim = store.inbox.claim(10, now)
+    assert (claim.retaken, claim.fresh) == ([], [first["id"], second["id"]])
+    assert not store.inbox.claim(10, now)  # nothing left: the drainer mark goes in the same script
+    assert not redis_conn.exists(KEYS.inbox_drainer())
+
+    third = make_event(exhausted_invoice(sandbox))
+    accept(store, third)
+    assert queue.job_ids == [triage_job_id(third["id"]), triage_job_id(first["id"])]  # ahead of the queue
+
+
+def test_an_event_whose_triage_raises_is_handed_to_its_own_job_with_nothing_recorded_or_written_off(
+    sandbox, settings, redis_conn
+):
+    """Fail closed: a protective rule that cannot be evaluated in triage is not passed over there;
+    the event's own job decides it (and retries it, then makes it a dead letter, as for any job)."""
+    ctx = build_context(settings, redis_conn)
+    base = ctx.rules.current()
+    skip = Rule("protect-everyone", "skip", raising_condition())
+    ctx = dataclasses.replace(ctx, rules=Fixed(dataclasses.replace(base, rules=(skip, *base.rules))))
+    event = make_event(exhausted_invoice(sandbox))
+    accept(ctx.events, event)
+    Queue(settings.queue_name, connection=redis_conn).empty()  # run the triage here instead
+
+    assert run_triage(ctx) == {"decided": 0, "handed_to_jobs": 1}
+
+    assert Queue(settings.queue_name, connection=redis_conn).job_ids == [evaluation_job_id(event["id"])]
+    assert outcomes(redis_conn, event["content"]["invoice"]["id"]) == []
+    assert sandbox.state.write_off_calls() == []
+    assert not redis_conn.exists(KEYS.inbox(), KEYS.inbox_claimed())
+
+
+def test_events_claimed_by_a_triage_job_that_died_are_taken_again_each_by_its_own_job_and_written_off_once(
+    sandbox, settings, redis_conn, start_worker
+):
+    store = store_for(settings, redis_conn)
+    events = [make_event(exhausted_invoice(sandbox)) for _ in range(3)]
+    for event in events:
+        accept(store, event)
+    Queue(settings.queue_name, connection=redis_conn).empty()
+    assert len(store.inbox.claim(10, time.time()).fresh) == 3  # by a triage job that then died
+    ctx = build_context(settings, redis_conn)
+
+    assert run_triage(ctx) == {"decided": 0, "handed_to_jobs": 0}  # leased: not taken before its end
+    after_the_lease = time.time() + inbox_lease(settings.job_timeout) + 1
+    assert run_triage(ctx, clock=lambda: after_the_lease) == {"decided": 0, "handed_to_jobs": 3}
+
+    start_worker()
+    wait_for(lambda: len(records(redis_conn, "written_off")) == 3, timeout=30, what="3 write-offs")
+    wait_settled(redis_conn)
+    assert len(sandbox.state.write_off_calls()) == 3
+    assert len(records(redis_conn, "written_off")) == 3
+
+
+def test_a_worker_queues_a_triage_job_for_events_left_with_none_on_its_way(sandbox, settings, redis_conn, start_worker):
+    store = store_for(settings, redis_conn)
+    events = [make_event(exhausted_invoice(sandbox)) for _ in range(3)]
+    for event in events:
+        accept(store, event)
+    Queue(settings.queue_name, connection=redis_conn).empty()  # the triage job lost for good
+    redis_conn.delete(KEYS.inbox_drainer())  # and its mark expired
+
+    start_worker(dataclasses.replace(settings, maintenance_interval=1))
+    wait_for(lambda: len(records(redis_conn, "written_off")) == 3, timeout=30, what="3 write-offs")
+    wait_settled(redis_conn)
+    assert len(sandbox.state.write_off_calls()) == 3
+
+
+def test_with_triage_off_each_event_gets_its_own_evaluation_job_as_before(sandbox, settings, redis_conn):
+    store = store_for(dataclasses.replace(settings, triage=False), redis_conn)
+    event = make_event(exhausted_invoice(sandbox))
+    accept(store, event)
+    assert Queue(settings.queue_name, connection=redis_conn).job_ids == [evaluation_job_id(event["id"])]
+    assert not redis_conn.exists(KEYS.inbox(), KEYS.inbox_drainer())
+
+
+class Fixed:
+    """LiveRules' interface over one RuleSet."""
+
+    def __init__(self, ruleset: RuleSet):
+        self.ruleset = ruleset
+
+    def current(self) -> RuleSet:
+        return self.ruleset
+
+
+def raising_condition() -> Condition:
+    status = parse_field("invoice.status")
+
+    def check(*_args: Any) -> bool:
+        raise RuntimeError("a bug in a protective rule")
+
+    return Condition("field", _resource_field_test("invoice", "status", status.getter(), check), 1, 1, field=status)
