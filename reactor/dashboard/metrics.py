@@ -30,6 +30,7 @@ from rq import Queue
 from rq.job import Job
 
 from ..config import Settings
+from ..ingest.inbox import Inbox
 from ..jobs.held import count_held
 from ..keys import Keys
 from ..reloads import RulesReloadReporter
@@ -180,7 +181,7 @@ class RedisCollector(Collector):
         yield _reloads(RulesReloadReporter(self.redis, self.settings.key_prefix).counts())
 
     def _queue_families(self) -> Iterator[Any]:
-        """RQ's queue and registries, and the write-offs held for a person."""
+        """RQ's queue and registries, the inbox, and the write-offs held for a person."""
         queue = Queue(self.settings.queue_name, connection=self.redis)
         depth = GaugeMetricFamily("reactor_queue_jobs", "RQ jobs by state", labels=["state"])
         depth.add_metric(["queued"], queue.count)
@@ -188,6 +189,13 @@ class RedisCollector(Collector):
         depth.add_metric(["scheduled"], queue.scheduled_job_registry.count)
         depth.add_metric(["deferred"], queue.deferred_job_registry.count)
         yield depth
+        inbox = Inbox(self.redis, Keys(self.settings.key_prefix)).depth()
+        waiting = GaugeMetricFamily(
+            "reactor_inbox_events", "Accepted events waiting for triage, or claimed by a triage job", labels=["state"]
+        )
+        waiting.add_metric(["waiting"], inbox.waiting)
+        waiting.add_metric(["claimed"], inbox.claimed)
+        yield waiting
         dead = GaugeMetricFamily("reactor_dead_letters", "Jobs in RQ's FailedJobRegistry (reactor dlq list)")
         dead.add_metric([], queue.failed_job_registry.count)
         yield dead

@@ -26,7 +26,7 @@ from ..config import Settings
 from ..keys import TRIAGE_JOB, Keys
 from .enqueue import EvaluationJobs, JobSpec
 from .envelope import Event
-from .inbox import Inbox, inbox_lease
+from .inbox import TRIAGE_JOB_TIMEOUT, Inbox
 from .packing import pack, unpack
 from .receipts import TRACE_CAP, TRACE_TTL, receipt
 from .replication import ReplicaAck
@@ -121,9 +121,9 @@ class EventStore:
         self.event_ttl = event_ttl
         self.jobs = EvaluationJobs(queue, retry=retry, job_timeout=job_timeout, failure_ttl=event_ttl)
         self.triage_jobs = EvaluationJobs(
-            queue, retry=retry, job_timeout=job_timeout, failure_ttl=event_ttl, at_front=True
+            queue, retry=retry, job_timeout=TRIAGE_JOB_TIMEOUT, failure_ttl=event_ttl, at_front=True
         )
-        self.inbox = Inbox(connection, self.keys, lease=inbox_lease(job_timeout))
+        self.inbox = Inbox(connection, self.keys)
         self._accept_script = connection.register_script(_ACCEPT)
 
     @classmethod

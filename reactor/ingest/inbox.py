@@ -64,11 +64,12 @@ return 1
 """
 
 
-def inbox_lease(job_timeout: int) -> int:
-    """Seconds a claimed id stays with its triage job: longer than the job may run (its timeout, and
-    the minute more RQ gives a forking worker's work horse before it kills it), so that an id is
-    taken again only from a job that is gone."""
-    return job_timeout + 90
+TRIAGE_JOB_TIMEOUT = 60
+"""RQ's timeout for a triage job, which claims new batches for 5 s and decides each in milliseconds."""
+LEASE = TRIAGE_JOB_TIMEOUT + 90
+"""Seconds a claimed id stays with its triage job: longer than the job may run (its timeout, and the
+minute more RQ gives a forking worker's work horse before it kills it, and then some), so that an id
+is taken again only from a job that is gone."""
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,9 @@ class InboxDepth:
 
 
 class Inbox:
-    """The inbox's Redis structure; `lease` is how long a claimed id stays with its triage job (longer
-    than a job may run, so that an id is taken again only from a job that is gone)."""
+    """The inbox's Redis structure; `lease`: how long a claimed id stays with its triage job (LEASE)."""
 
-    def __init__(self, connection: redis.Redis, keys: Keys, lease: int):
+    def __init__(self, connection: redis.Redis, keys: Keys, lease: int = LEASE):
         self.redis = connection
         self.keys = keys
         self.lease = lease

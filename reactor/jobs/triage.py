@@ -26,6 +26,7 @@ from rq.timeouts import JobTimeoutException
 
 from ..ingest.enqueue import JobSpec
 from ..ingest.events import EventStore, evaluation_job_id, retry_policy
+from ..ingest.inbox import TRIAGE_JOB_TIMEOUT
 from ..keys import EVALUATE_JOB, TRIAGE_JOB
 from .context import JobContext
 from .evaluate import triage_evaluation
@@ -107,7 +108,7 @@ def enqueue_triage(ctx: JobContext, woken_by: str) -> None:
         job_id=f"triage-{uuid.uuid4().hex}",
         at_front=True,
         retry=retry_policy(ctx.settings),
-        job_timeout=ctx.settings.job_timeout,
+        job_timeout=TRIAGE_JOB_TIMEOUT,
         result_ttl=0,
         failure_ttl=ctx.settings.event_ttl,
         description=f"triage the inbox (after {woken_by})",

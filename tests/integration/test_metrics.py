@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,7 +16,9 @@ from redis.retry import Retry
 from rq import Queue
 
 from reactor.chargebee.ratelimit import ChargebeeRateLimit
+from reactor.ingest.inbox import Inbox
 from reactor.jobs.held import HeldWriteOff, hold
+from reactor.keys import Keys
 from reactor.local.redis_server import free_port
 from tests.helpers import WebServer, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
@@ -82,8 +85,20 @@ def test_queue_depth_dead_letters_and_held_write_offs_are_gauges(web, redis_conn
     text = scrape(web)
 
     assert sample(text, "reactor_queue_jobs", state="queued") == 1
+    assert sample(text, "reactor_inbox_events", state="waiting") == 0
     assert sample(text, "reactor_dead_letters") == 1
     assert sample(text, "reactor_held_write_offs") == 1
+
+
+def test_events_waiting_for_triage_and_claimed_are_gauges(web, redis_conn, settings):
+    keys = Keys(settings.key_prefix)
+    redis_conn.rpush(keys.inbox(), "ev_a", "ev_b", "ev_c")
+    Inbox(redis_conn, keys, lease=60).claim(1, time.time())
+
+    text = scrape(web)
+
+    assert sample(text, "reactor_inbox_events", state="waiting") == 2
+    assert sample(text, "reactor_inbox_events", state="claimed") == 1
 
 
 def test_the_oldest_queued_job_and_chargebee_429s_are_reported(web, redis_conn, settings):

@@ -14,7 +14,7 @@ from rq import Queue
 
 from reactor.ingest.envelope import parse_event
 from reactor.ingest.events import EventStore, evaluation_job_id, triage_job_id
-from reactor.ingest.inbox import inbox_lease
+from reactor.ingest.inbox import LEASE
 from reactor.jobs import build_context
 from reactor.jobs.audit import AuditLog
 from reactor.jobs.triage import run_triage
@@ -123,7 +123,7 @@ def test_events_claimed_by_a_triage_job_that_died_are_taken_again_each_by_its_ow
     ctx = build_context(settings, redis_conn)
 
     assert run_triage(ctx) == {"decided": 0, "handed_to_jobs": 0}  # leased: not taken before its end
-    after_the_lease = time.time() + inbox_lease(settings.job_timeout) + 1
+    after_the_lease = time.time() + LEASE + 1
     assert run_triage(ctx, clock=lambda: after_the_lease) == {"decided": 0, "handed_to_jobs": 3}
 
     start_worker()
