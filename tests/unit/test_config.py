@@ -181,3 +181,10 @@ def test_a_bad_notify_url_is_refused_in_one_line_without_showing_it(url):
     assert "xoxb-secret" not in str(refused.value) and "\n" not in str(refused.value)
     with pytest.raises(ConfigError, match="REACTOR_NOTIFY_INTERVAL must be at least 1"):
         load_settings({"REACTOR_NOTIFY_INTERVAL": "0"}, dotenv=False)
+
+
+def test_triage_is_on_unless_turned_off() -> None:
+    assert load_settings({}, dotenv=False).triage is True
+    assert load_settings({"REACTOR_TRIAGE": "0"}, dotenv=False).triage is False
+    with pytest.raises(ConfigError, match="REACTOR_TRIAGE"):
+        load_settings({"REACTOR_TRIAGE": "sometimes"}, dotenv=False)
