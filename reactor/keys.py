@@ -20,6 +20,7 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:inbox:claimed` | sorted set: events a triage job took, scored by the end of its lease | ingest/inbox.py |
 | `{p}:inbox:drainer` | set while a triage job is queued or running (a lease) | ingest/events.py, ingest/inbox.py |
 | `{p}:resource_version:<invoice>` | the newest resource_version seen (30 days) | jobs/evaluate.py |
+| `{p}:in_order:<event>` | triage found the event not stale; its job's first run takes it (30 days) | jobs/evaluate.py |
 | `{p}:trace:<invoice>` | capped list: receipts, decisions, Chargebee calls (400 days) | ingest/events.py, jobs/trace/ |
 | `{p}:recheck:<invoice>` | the pending re-check of a time-based rule | jobs/rechecks.py |
 | `{p}:held` | hash: write-offs held by a budget | jobs/held.py |
@@ -94,6 +95,9 @@ class Keys:
 
     def resource_version(self, invoice_id: str) -> str:
         return f"{self.prefix}:resource_version:{invoice_id}"
+
+    def in_order(self, event_id: str) -> str:
+        return f"{self.prefix}:in_order:{event_id}"
 
     def trace(self, invoice_id: str) -> str:
         return f"{self.prefix}:trace:{invoice_id}"

@@ -41,6 +41,16 @@ def _is_stale(ctx: JobContext, event: Event) -> bool:
     return ctx.redis.eval(_ADVANCE_VERSION, 1, key, version, ctx.settings.event_ttl) == 0
 
 
+def _checked_in_triage(ctx: JobContext, event_id: str) -> bool:
+    """Whether triage found this event not stale before handing it to this job; taken, so that only
+    the job's first run skips the stale check. Triage checks in arrival order and the job runs later,
+    at the back of the queue: a newer event of the invoice that triage recorded meanwhile (one no
+    write_off rule listens to) must not make this one stale, which it would not have if each event
+    had its own job, run in order. A retry or a replay is checked again, like any run of an
+    evaluation job after a newer event. Acting is still on the invoice fetched fresh."""
+    return ctx.redis.getdel(ctx.keys.in_order(event_id)) is not None
+
+
 def run_evaluation(ctx: JobContext, event_id: str, job: Job | None = None) -> dict[str, Any]:
     """Decide on the stored event and act: the evaluation job."""
     result = _evaluate(ctx, event_id, job, in_triage=False)
@@ -77,7 +87,8 @@ def _evaluate(ctx: JobContext, event_id: str, job: Job | None, *, in_triage: boo
             return Outcome.REJECTED.result()
     ruleset = ctx.rules.current()
     now = ctx.clock()
-    if _is_stale(ctx, as_event(event)):
+    in_order = not in_triage and _checked_in_triage(ctx, event_id)
+    if not in_order and _is_stale(ctx, as_event(event)):
         record_outcome(
             ctx, job, event, None, Outcome.STALE, reason="an event with a newer resource_version was already seen"
         )
@@ -92,7 +103,9 @@ def _evaluate(ctx: JobContext, event_id: str, job: Job | None, *, in_triage: boo
         and bool(facts_worth_fetching(ruleset, event, now))
     )
     if in_triage and (for_facts or (decision.action == "write_off" and not decision.dry_run)):
-        return None  # its own job decides again, and records the decision
+        # Its own job decides again, and records the decision; it was not stale here, in order.
+        ctx.redis.set(ctx.keys.in_order(event_id), 1, ex=ctx.settings.event_ttl)
+        return None
     record_decision(TraceLog(ctx.redis, ctx.keys), ruleset, event, now, decision, "event as received")
     if decision.action != "write_off" and not for_facts:
         outcome = event_outcome(decision)

@@ -15,7 +15,7 @@ from rq import Queue
 from reactor.ingest.envelope import parse_event
 from reactor.ingest.events import EventStore, evaluation_job_id, triage_job_id
 from reactor.ingest.inbox import LEASE
-from reactor.jobs import build_context
+from reactor.jobs import build_context, run_evaluation
 from reactor.jobs.audit import AuditLog
 from reactor.jobs.triage import run_triage
 from reactor.keys import Keys
@@ -172,3 +172,28 @@ def raising_condition() -> Condition:
         raise RuntimeError("a bug in a protective rule")
 
     return Condition("field", _resource_field_test("invoice", "status", status.getter(), check), 1, 1, field=status)
+
+
+def test_an_event_handed_to_its_own_job_is_not_made_stale_by_a_newer_event_triaged_after_it(
+    sandbox, settings, redis_conn
+):
+    """Triage decides in arrival order, but an event it hands on is acted on later, by its own job
+    at the back of the queue. A newer event of the invoice that triage records meanwhile (here one
+    no write_off rule listens to) must not make the older one stale: the stale check was made, in
+    order, in triage. Acting is still on the fresh invoice (guarantees.md, out-of-order events)."""
+    ctx = build_context(settings, redis_conn)
+    invoice = exhausted_invoice(sandbox)
+    older = make_event({**invoice, "resource_version": invoice["resource_version"] + 1000})
+    newer = make_event({**invoice, "resource_version": invoice["resource_version"] + 2000}, "dunning_updated")
+    accept(ctx.events, older)
+    accept(ctx.events, newer)
+    Queue(settings.queue_name, connection=redis_conn).empty()  # run the triage here instead
+
+    assert run_triage(ctx) == {"decided": 1, "handed_to_jobs": 1}
+    assert outcomes(redis_conn, invoice["id"]) == ["no_match"]  # the newer event, in the batch
+
+    assert run_evaluation(ctx, older["id"])["outcome"] == "written_off"  # its own job
+    assert len(sandbox.state.write_off_calls()) == 1
+    # A later run of that job (a retry, a replay) is checked again: the newer event was seen.
+    assert run_evaluation(ctx, older["id"])["outcome"] == "stale"
+    assert len(sandbox.state.write_off_calls()) == 1
