@@ -215,7 +215,9 @@ def _show_one(letters: DeadLetters, letter: DeadLetter) -> None:
     say(f"last error: {letter.last_error}")
     event = letters.stored_event(letter.event_id)
     say("\n-- stored event (payment details redacted) --", keep_newlines=True)
-    if event is None:
+    if letter.event_id is None:  # a triage job (it drains the inbox) or a re-check: no event of its own
+        say("(none: this job does not evaluate one stored event; a replay runs it again)")
+    elif event is None:
         say(
             f"(gone: the stored event has expired after {letters.settings.event_ttl // 86400} days, "
             "or was never stored; a replay cannot re-decide it)"

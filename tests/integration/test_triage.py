@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
 
 from reactor.ingest.envelope import parse_event
 from reactor.ingest.events import EventStore, evaluation_job_id, triage_job_id
@@ -25,6 +27,7 @@ from reactor.rules.fields import parse_field
 from reactor.rules.model import Rule
 from tests.helpers import wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
+from tests.integration.ops_helpers import reactor
 
 pytestmark = pytest.mark.integration
 
@@ -196,4 +199,30 @@ def test_an_event_handed_to_its_own_job_is_not_made_stale_by_a_newer_event_triag
     assert len(sandbox.state.write_off_calls()) == 1
     # A later run of that job (a retry, a replay) is checked again: the newer event was seen.
     assert run_evaluation(ctx, older["id"])["outcome"] == "stale"
+    assert len(sandbox.state.write_off_calls()) == 1
+
+
+def test_a_dead_triage_job_is_shown_as_one_a_replay_runs_again_and_its_replay_drains_the_inbox(
+    sandbox, web, settings, redis_conn, start_worker
+):
+    """A triage job has no stored event of its own: `dlq show` must not say a replay cannot re-decide
+    it (on-call would purge it instead), and replaying it decides the events it was woken for."""
+    event = make_event(exhausted_invoice(sandbox))
+    assert post_event(web.webhook_url, event).json()["status"] == "queued"
+    queue = Queue(settings.queue_name, connection=redis_conn)
+    job = Job.fetch(triage_job_id(event["id"]), connection=redis_conn)
+    queue.remove(job)  # its last attempt failed (Redis gone mid-batch, say)
+    job.retries_left = 0
+    job.set_status(JobStatus.FAILED)
+    FailedJobRegistry(queue=queue).add(job, ttl=settings.event_ttl, exc_string="redis.exceptions.ConnectionError")
+
+    shown = reactor(settings, "dlq", "show", job.id)
+    assert shown.exit_code == 0, shown.output
+    assert "cannot re-decide" not in shown.output
+    assert "a replay runs it again" in shown.output
+
+    assert reactor(settings, "dlq", "replay", job.id).exit_code == 0
+    start_worker()
+    wait_for(lambda: records(redis_conn, "written_off"), timeout=30, what="the write-off")
+    wait_settled(redis_conn)
     assert len(sandbox.state.write_off_calls()) == 1
