@@ -227,14 +227,24 @@ class RedisCollector(Collector):
         yield refused
 
 
+HEAD_JOBS = 100
+"""Jobs read from the head of the queue for its oldest wait."""
+
+
 def _oldest_wait(queue: Queue, now: datetime) -> float:
-    """Seconds since the job at the head of the queue was enqueued; 0 for an empty queue."""
-    head = queue.connection.lindex(queue.key, 0)
-    if head is None:
+    """Seconds the longest-waiting of the first HEAD_JOBS queued jobs has waited; 0 for an empty queue.
+    Not only the head's: triage jobs are pushed in front, so with the workers down the head is the
+    newest triage job a webhook woke, and the older ones (and the evaluation jobs) wait behind it."""
+    ids = queue.connection.lrange(queue.key, 0, HEAD_JOBS - 1)
+    if not ids:
         return 0.0
-    enqueued = queue.connection.hget(f"{Job.redis_job_namespace_prefix}{head.decode()}", "enqueued_at")
-    seconds = _seconds_between(enqueued.decode() if enqueued else None, now.isoformat())
-    return round(seconds, 3) if seconds is not None else 0.0
+    with queue.connection.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(f"{Job.redis_job_namespace_prefix}{job_id.decode()}", "enqueued_at")
+        stamps = pipe.execute()
+    waits = [_seconds_between(stamp.decode() if stamp else None, now.isoformat()) for stamp in stamps]
+    known = [seconds for seconds in waits if seconds is not None]
+    return round(max(known), 3) if known else 0.0
 
 
 def _audit_families(stats: dict[str, str]) -> Iterator[Any]:

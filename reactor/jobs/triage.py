@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
@@ -61,8 +62,11 @@ def run_triage(ctx: JobContext, job: Job | None = None, clock: Callable[[], floa
                 continue
             try:
                 outcome = triage_evaluation(ctx, event_id)
-            except JobTimeoutException:
-                raise  # the job ran too long: its claims are taken again, each to its own job
+            except (JobTimeoutException, redis.ConnectionError, redis.TimeoutError):
+                # The job ran too long, or Redis went away: the job stops here, and its claims are
+                # taken again after their lease, each to its own job (a retry of this job, or any
+                # triage job, takes the inbox's other events at once).
+                raise
             except Exception:
                 log.exception("triage of event %s failed; it gets its own evaluation job", event_id)
                 outcome = None

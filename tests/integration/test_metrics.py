@@ -102,7 +102,7 @@ def test_events_waiting_for_triage_and_claimed_are_gauges(web, redis_conn, setti
 
 
 def test_the_oldest_queued_job_and_chargebee_429s_are_reported(web, redis_conn, settings):
-    """What deploy/prometheus/alerts.yml alerts on: how long the head of the queue has waited, and
+    """What deploy/prometheus/alerts.yml alerts on: how long the oldest queued job has waited, and
     Chargebee's 429s counted by whichever worker met them."""
     assert sample(scrape(web), "reactor_queue_oldest_seconds") == 0
     job = Queue(settings.queue_name, connection=redis_conn).enqueue("reactor.jobs.evaluate", "ev_old")
@@ -117,6 +117,18 @@ def test_the_oldest_queued_job_and_chargebee_429s_are_reported(web, redis_conn, 
 
     assert 120 <= (sample(text, "reactor_queue_oldest_seconds") or 0) < 180
     assert sample(text, "reactor_chargebee_429s_total") == 2
+
+
+def test_the_oldest_wait_sees_past_triage_jobs_pushed_in_front_of_older_ones(web, redis_conn, settings):
+    """With the workers down, each webhook that finds no triage job on its way pushes one to the
+    head of the queue: the gauge (and the backlog alert) must still see the jobs waiting behind."""
+    queue = Queue(settings.queue_name, connection=redis_conn)
+    old = queue.enqueue("reactor.jobs.triage", "ev_first", at_front=True)
+    ten_minutes_ago = datetime.now(timezone.utc) - timedelta(minutes=10)
+    redis_conn.hset(old.key, "enqueued_at", ten_minutes_ago.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    queue.enqueue("reactor.jobs.triage", "ev_later", at_front=True)  # the head, enqueued just now
+
+    assert 600 <= (sample(scrape(web), "reactor_queue_oldest_seconds") or 0) < 660
 
 
 def test_metrics_answer_without_redis_and_say_so(settings):
