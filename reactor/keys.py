@@ -18,6 +18,7 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:credits_attempt:<invoice>` | an apply_credits sent, the credits before it (30 days) | jobs/credits.py |
 | `{p}:inbox` | list: accepted events waiting for triage (REACTOR_TRIAGE) | ingest/events.py, ingest/inbox.py |
 | `{p}:inbox:claimed` | sorted set: events a triage job took, scored by the end of its lease | ingest/inbox.py |
+| `{p}:inbox:claims:<job>` | set: the same claims, by the triage job that holds them (a lease) | ingest/inbox.py |
 | `{p}:inbox:drainer` | set while a triage job is queued or running (a lease) | ingest/events.py, ingest/inbox.py |
 | `{p}:resource_version:<invoice>` | the newest resource_version seen (30 days) | jobs/evaluate.py |
 | `{p}:in_order:<event>` | triage found the event not stale; its job's first run takes it (30 days) | jobs/evaluate.py |
@@ -89,6 +90,9 @@ class Keys:
 
     def inbox_claimed(self) -> str:
         return f"{self.prefix}:inbox:claimed"
+
+    def inbox_claims(self, job_id: str) -> str:
+        return f"{self.prefix}:inbox:claims:{job_id}"
 
     def inbox_drainer(self) -> str:
         return f"{self.prefix}:inbox:drainer"

@@ -9,10 +9,12 @@ nothing from Chargebee, and hands every other event to its own evaluation job as
 Three keys hold it (reactor/keys.py):
 
 - `{p}:inbox`, a list of event ids, appended to by the accept script (reactor/ingest/events.py);
-- `{p}:inbox:claimed`, a sorted set of the ids a triage job took, scored by the end of its lease.
-  An id leaves it only once its event was recorded or handed to its own job; a triage job that dies
-  leaves its ids there, and once their lease ends the next claim takes them again and hands them,
-  undecided, to jobs of their own (never triaging twice what may have killed a job);
+- `{p}:inbox:claimed`, a sorted set of the ids a triage job took, scored by the end of its lease,
+  and `{p}:inbox:claims:<job id>`, the same ids by the job that took them. An id leaves them only
+  once its event was recorded or handed to its own job; a triage job that dies or raises leaves
+  its ids there, and the next attempt of the same job (RQ's retry, or the recovery of an abandoned
+  job), or any triage job once their lease ends, takes them again and hands them, undecided, to
+  jobs of their own (never triaging twice what may have stopped a job);
 - `{p}:inbox:drainer`, set while a triage job is queued or running, for a lease's length: the
   accept script enqueues a triage job only when it sets this key, so a burst wakes one job, not
   one per event. A claim that finds nothing deletes it, in the same script, so an event appended
@@ -32,24 +34,44 @@ import redis
 
 from ..keys import Keys
 
-# KEYS[1] the inbox, KEYS[2] the claimed set, KEYS[3] the drainer mark; ARGV[1] now, ARGV[2] the end
-# of the new lease, ARGV[3] how many ids at most, ARGV[4] the drainer mark's TTL. Returns the ids
-# whose lease ended (taken again) and the ids newly taken from the inbox.
+# KEYS[1] the inbox, KEYS[2] the claimed set, KEYS[3] the drainer mark, KEYS[4] the claiming job's
+# own claims; ARGV[1] now, ARGV[2] the end of the new lease, ARGV[3] how many ids at most, ARGV[4]
+# the drainer mark's TTL, ARGV[5] 1 when KEYS[4] is a job's. Returns the ids taken again (claimed
+# by an earlier attempt of this job, or with their lease ended) and the ids newly taken.
 _CLAIM = """
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local room = tonumber(ARGV[3]) - #expired
-local fresh = {}
-if room > 0 then
-  fresh = redis.call('LPOP', KEYS[1], room) or {}
+local limit = tonumber(ARGV[3])
+local retaken, seen = {}, {}
+if ARGV[5] == '1' then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+    if #retaken < limit and redis.call('ZSCORE', KEYS[2], id) then
+      table.insert(retaken, id)
+      seen[id] = true
+    end
+  end
+  redis.call('DEL', KEYS[4])
 end
-if #expired == 0 and #fresh == 0 then
+if #retaken < limit then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, limit)) do
+    if #retaken < limit and not seen[id] then table.insert(retaken, id) end
+  end
+end
+local fresh = {}
+if #retaken < limit then
+  fresh = redis.call('LPOP', KEYS[1], limit - #retaken) or {}
+end
+if #retaken == 0 and #fresh == 0 then
   redis.call('DEL', KEYS[3])
   return {{}, {}}
 end
-for _, id in ipairs(expired) do redis.call('ZADD', KEYS[2], ARGV[2], id) end
+for _, id in ipairs(retaken) do redis.call('ZADD', KEYS[2], ARGV[2], id) end
 for _, id in ipairs(fresh) do redis.call('ZADD', KEYS[2], ARGV[2], id) end
+if ARGV[5] == '1' then
+  for _, id in ipairs(retaken) do redis.call('SADD', KEYS[4], id) end
+  for _, id in ipairs(fresh) do redis.call('SADD', KEYS[4], id) end
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
+end
 redis.call('SET', KEYS[3], '1', 'EX', ARGV[4])
-return {expired, fresh}
+return {retaken, fresh}
 """
 
 # KEYS as for _CLAIM; ARGV[1] now, ARGV[2] the drainer mark's TTL. 1: the caller is to enqueue a
@@ -105,14 +127,23 @@ class Inbox:
         self._claim = connection.register_script(_CLAIM)
         self._wake = connection.register_script(_WAKE)
 
-    def claim(self, limit: int, now: float) -> Claim:
-        retaken, fresh = self._claim(keys=self._keys, args=[now, now + self.lease, limit, self.lease])
+    def claim(self, limit: int, now: float, owner: str | None = None) -> Claim:
+        """Up to `limit` ids. `owner`, the triage job's id (RQ keeps it across the job's retries and
+        the recovery of an abandoned job), also takes again at once what an earlier attempt of the
+        same job claimed and did not finish, instead of waiting for the lease to end."""
+        keys = [*self._keys, self.keys.inbox_claims(owner or "-")]
+        args = [now, now + self.lease, limit, self.lease, 1 if owner else 0]
+        retaken, fresh = self._claim(keys=keys, args=args)
         return Claim([_text(i) for i in retaken], [_text(i) for i in fresh])
 
-    def finish(self, ids: Sequence[str]) -> None:
+    def finish(self, ids: Sequence[str], owner: str | None = None) -> None:
         """The events were recorded or handed to their own jobs: release their claims."""
-        if ids:
-            self.redis.zrem(self.keys.inbox_claimed(), *ids)
+        with self.redis.pipeline(transaction=True) as pipe:
+            if ids:
+                pipe.zrem(self.keys.inbox_claimed(), *ids)
+            if owner:
+                pipe.delete(self.keys.inbox_claims(owner))
+            pipe.execute()
 
     def needs_drainer(self, now: float) -> bool:
         """True (and the drainer mark set) when events wait and no triage job is on its way: the

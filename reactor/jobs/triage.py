@@ -44,17 +44,19 @@ TIME_BUDGET = 5.0
 def run_triage(ctx: JobContext, job: Job | None = None, clock: Callable[[], float] = time.time) -> dict[str, Any]:
     """Drain the inbox until it is empty or the time budget is spent. Returns the counts."""
     inbox = ctx.events.inbox
+    owner = job.id if job is not None else None
     started = time.monotonic()
     decided = handed = 0
     while True:
-        claim = inbox.claim(BATCH, clock())
+        claim = inbox.claim(BATCH, clock(), owner)
         if not claim:
             break
         ids = list(dict.fromkeys(claim.ids))  # an id appended twice (a 503'd accept, retried) once
         to_job = list(dict.fromkeys(claim.retaken))
         if to_job:
             log.warning(
-                "%d events were claimed by a triage job that did not finish them; each gets its own job",
+                "%d events were claimed by a triage job (or an earlier attempt of this one) that did not "
+                "finish them; each gets its own job",
                 len(to_job),
             )
         for event_id in ids:
@@ -75,7 +77,7 @@ def run_triage(ctx: JobContext, job: Job | None = None, clock: Callable[[], floa
             else:
                 decided += 1
         hand_to_jobs(ctx.events, to_job)
-        inbox.finish(ids)
+        inbox.finish(ids, owner)
         handed += len(to_job)
         if time.monotonic() - started >= TIME_BUDGET:
             enqueue_triage(ctx, woken_by=job.id if job is not None else "a triage run")

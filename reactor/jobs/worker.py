@@ -25,7 +25,7 @@ from typing import Any
 import redis
 from redis.backoff import ExponentialBackoff
 from rq import Queue, SimpleWorker, Worker
-from rq.exceptions import AbandonedJobError
+from rq.exceptions import AbandonedJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.utils import as_text
@@ -92,8 +92,8 @@ class ReactorWorker(Worker):
         super().run_maintenance_tasks()
         try:
             wake_triage(jobs.current_context())
-        except (redis.ConnectionError, redis.TimeoutError):
-            raise
+        except (redis.ConnectionError, redis.TimeoutError, StopRequested):
+            raise  # RQ's own handling: a Redis outage, or SIGTERM landing here on an idle worker
         except Exception:
             log.exception("could not check the inbox for events without a triage job")
 

@@ -136,6 +136,26 @@ def test_events_claimed_by_a_triage_job_that_died_are_taken_again_each_by_its_ow
     assert len(records(redis_conn, "written_off")) == 3
 
 
+def test_the_next_attempt_of_a_triage_job_takes_its_own_unfinished_claims_at_once(sandbox, settings, redis_conn):
+    """RQ's retry of a triage job that raised (Redis gone mid-batch), or the recovery of one whose
+    worker died, keeps the job id: its claims are handed on at once, not after their lease."""
+    store = store_for(settings, redis_conn)
+    events = [make_event(exhausted_invoice(sandbox)) for _ in range(3)]
+    for event in events:
+        accept(store, event)
+    Queue(settings.queue_name, connection=redis_conn).empty()
+    assert len(store.inbox.claim(2, time.time(), owner="triage-attempt").fresh) == 2  # then it raised
+    ctx = build_context(settings, redis_conn)
+
+    assert run_triage(ctx, AnAttempt("triage-other")) == {"decided": 0, "handed_to_jobs": 1}  # the 3rd
+    assert run_triage(ctx, AnAttempt("triage-attempt")) == {"decided": 0, "handed_to_jobs": 2}
+
+    assert sorted(Queue(settings.queue_name, connection=redis_conn).job_ids) == sorted(
+        evaluation_job_id(e["id"]) for e in events
+    )
+    assert not redis_conn.exists(KEYS.inbox(), KEYS.inbox_claimed(), KEYS.inbox_claims("triage-attempt"))
+
+
 def test_a_worker_queues_a_triage_job_for_events_left_with_none_on_its_way(sandbox, settings, redis_conn, start_worker):
     store = store_for(settings, redis_conn)
     events = [make_event(exhausted_invoice(sandbox)) for _ in range(3)]
@@ -156,6 +176,13 @@ def test_with_triage_off_each_event_gets_its_own_evaluation_job_as_before(sandbo
     accept(store, event)
     assert Queue(settings.queue_name, connection=redis_conn).job_ids == [evaluation_job_id(event["id"])]
     assert not redis_conn.exists(KEYS.inbox(), KEYS.inbox_drainer())
+
+
+class AnAttempt:
+    """What run_triage reads of its RQ job: the id."""
+
+    def __init__(self, job_id: str):
+        self.id = job_id
 
 
 class Fixed:
