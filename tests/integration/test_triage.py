@@ -253,3 +253,42 @@ def test_a_dead_triage_job_is_shown_as_one_a_replay_runs_again_and_its_replay_dr
     wait_for(lambda: records(redis_conn, "written_off"), timeout=30, what="the write-off")
     wait_settled(redis_conn)
     assert len(sandbox.state.write_off_calls()) == 1
+
+
+@pytest.mark.parametrize("worker_class", ["fork", "simple"])
+def test_a_worker_killed_mid_triage_loses_no_event_and_writes_nothing_off_twice(
+    sandbox, settings, redis_conn, start_worker, worker_class
+):
+    """SIGKILL while a triage job holds claims: the job is recovered as abandoned (same id), takes its
+    claims again at once and gives each its own job; the rest of the inbox is triaged as usual."""
+    crash = dataclasses.replace(  # as tests/integration/test_crash_safety.py's CRASH
+        settings,
+        worker_class=worker_class,
+        abandoned_after=3,
+        maintenance_interval=1,
+        job_timeout=30,
+        http_timeout=3.0,
+        rate_limit_max_wait=1.0,
+    )
+    store = store_for(crash, redis_conn)
+    small = [exhausted_invoice(sandbox) for _ in range(30)]
+    large = [exhausted_invoice(sandbox, amount_due=9000, total=9000) for _ in range(2970)]
+    events = [make_event(invoice) for invoice in [*small, *large]]
+    for event in events:
+        accept(store, event)
+
+    doomed = start_worker(crash)
+    wait_for(lambda: redis_conn.zcard(KEYS.inbox_claimed()), timeout=30, interval=0.005, what="a claimed batch")
+    doomed.kill()
+    assert redis_conn.zcard(KEYS.inbox_claimed()) > 0  # killed holding claims: the case under test
+
+    survivor = start_worker(crash)
+    decided = lambda: {r.event_id for r in AuditLog(redis_conn).query(limit=20_000)}  # noqa: E731
+    bound = 60 + 3 + 1 + 30 if worker_class == "simple" else 3 + 1 + 30  # the triage job's recovery
+    wait_for(lambda: decided() >= {e["id"] for e in events}, timeout=bound, what="every event decided")
+    wait_settled(redis_conn)
+
+    assert "were claimed by a triage job" in survivor.output()  # taken again, each to its own job
+    wanted = sorted(invoice["id"] for invoice in small)
+    assert sorted(call["path"].split("/")[-2] for call in sandbox.state.write_off_calls()) == wanted
+    assert sorted(r.invoice_id for r in records(redis_conn, "written_off")) == wanted
