@@ -11,6 +11,7 @@ app or `Settings` exists, so it is the web process's edge. The variables are rea
 reactor.config (`web_server_settings`, `log_settings`); a bad one stops gunicorn with one line that
 names it."""
 
+import gc
 import logging
 import os
 import sys
@@ -105,6 +106,16 @@ if _server.metrics_dir is None:
     # prometheus-client reads its directory from this variable in each worker (and the app's
     # Settings.metrics_dir from it too), so it goes into the environment the workers inherit.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="reactor-metrics-")
+
+
+def post_worker_init(worker):
+    # The app is loaded (gunicorn runs this hook after importing it in the worker): everything it
+    # allocated to start (modules, Flask, RQ, the rules, some 60,000 objects) lives as long as the
+    # worker. Frozen, the garbage collector leaves it out of every collection; otherwise each
+    # collection of the oldest generation walked all of it, 15-75 ms during which every greenlet of
+    # the worker waits (the webhook's p99 at 1,000 requests/s: docs/benchmarks.md, "Ingest").
+    gc.collect()
+    gc.freeze()
 
 
 def child_exit(server, worker):
