@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from types import TracebackType
 
 CONTEXT_KEYS = ("event_id", "invoice_id", "rule", "job_id", "rules_version")
+_JSON = json.JSONEncoder(default=str)  # json.dumps(..., default=str) without a new encoder per line
 
 
 def job_context() -> dict[str, str]:
@@ -64,7 +65,7 @@ class JsonFormatter(logging.Formatter):
         data.update(context_of(record))
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        return _JSON.encode(data)
 
 
 class TextFormatter(logging.Formatter):
