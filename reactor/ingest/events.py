@@ -12,8 +12,10 @@ of it does, so a Redis failure mid-way answers 503 and Chargebee's retry starts 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ from .inbox import TRIAGE_JOB_TIMEOUT, Inbox
 from .packing import pack, unpack
 from .receipts import TRACE_CAP, TRACE_TTL, receipt
 from .replication import ReplicaAck
+
+log = logging.getLogger(__name__)
 
 JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_-]+")  # what RQ accepts in a job id (rq/job.py JOB_ID_PATTERN)
 
@@ -51,7 +55,8 @@ def evaluation_job_id(event_id: str) -> str:
 
 _ONLY_IF_MARKED = "reactor:only-if-marked"  # spelled out in _ACCEPT too
 """A pseudo-command of the accept script: `(_ONLY_IF_MARKED, key, ttl)` sets `key` if it is not set,
-and the commands after it run only if it was not (the inbox's drainer mark: reactor/ingest/inbox.py)."""
+and the commands after it run only if it was not; the script then answers 2 instead of 1 (the
+inbox's drainer mark, reactor/ingest/inbox.py: the caller queues the triage job)."""
 
 # KEYS[1] the seen-mark, KEYS[2] the counters hash, KEYS[3] the invoice's trace; ARGV[1] the dedupe
 # TTL, ARGV[2..4] the receipt of a duplicate, the trace's cap and TTL (reactor/ingest/receipts.py),
@@ -83,6 +88,7 @@ while i <= #ARGV do
   end
   i = i + n + 1
 end
+if mark then return 2 end
 return 1
 """
 
@@ -148,8 +154,9 @@ class EventStore:
         """Store and enqueue an event once per id; redis errors propagate (the caller answers 503).
 
         One Lua script, one round trip: mark the id seen (SET NX), and only if that wins, store the
-        event and run the commands RQ would send to enqueue its evaluation. A script runs alone in
-        Redis, so of concurrent deliveries of one id exactly one is queued. Events that carry no
+        event and append it to the inbox (REACTOR_TRIAGE; the first event of a burst then queues the
+        triage job, a second round trip) or run the commands RQ would send to enqueue its evaluation.
+        A script runs alone in Redis, so of concurrent deliveries of one id exactly one is queued. Events that carry no
         invoice are counted only. With a `replica_ack` that wants it, a replica must confirm the
         writes (reactor/ingest/replication.py) or NotReplicated is raised (the caller answers 503).
         """
@@ -161,13 +168,7 @@ class EventStore:
         if self.triage:  # the event waits in the inbox; the first of a burst wakes a triage job
             job_id = None
             enqueue: list[Any] = [("RPUSH", self.keys.inbox(), event.id)]
-            wake: list[Any] = [
-                (_ONLY_IF_MARKED, self.keys.inbox_drainer(), self.inbox.lease),
-                *self.triage_jobs.commands(
-                    TRIAGE_JOB,
-                    JobSpec(event.id, event.event_type, event.invoice_id, triage_job_id(event.id), kind="triage"),
-                ),
-            ]
+            wake: list[Any] = [(_ONLY_IF_MARKED, self.keys.inbox_drainer(), self.inbox.lease)]
         else:
             enqueue = self.jobs.commands(evaluate, JobSpec(event.id, event.event_type, event.invoice_id, job_id))
             wake = []
@@ -179,7 +180,7 @@ class EventStore:
             ("RPUSH", trace, pack(receipt(event.id, event.event_type, event.invoice, "queued").encode())),
             ("LTRIM", trace, -TRACE_CAP, -1),
             ("EXPIRE", trace, TRACE_TTL),
-            *wake,  # last: it ends the script when a triage job is already on its way
+            *wake,  # last: the script answers 2 when no triage job is on its way
         ]
         keys = [self.keys.seen(event.id), self.keys.counter(), trace]
         duplicate = pack(receipt(event.id, event.event_type, event.invoice, "duplicate").encode())
@@ -188,7 +189,26 @@ class EventStore:
             argv.append(len(command))
             argv.extend(command)
         won = self._run_accept(keys, argv)
+        if won == 2:
+            self._wake_triage(event)
         return Accepted("queued" if won else "duplicate", job_id)
+
+    def _wake_triage(self, event: Event) -> None:
+        """Queue the triage job for the burst this event starts (it set the drainer mark). Sent only
+        then, not with every event: RQ's writes are half the script's arguments. The event is stored
+        and in the inbox already, so a failure here is not the webhook's: the mark is removed if Redis
+        lets us, and a worker's maintenance queues a triage job for the inbox (at the latest once the
+        mark has expired)."""
+        spec = JobSpec(event.id, event.event_type, event.invoice_id or "", triage_job_id(event.id), kind="triage")
+        try:
+            with self.redis.pipeline(transaction=True) as pipe:
+                for command in self.triage_jobs.commands(TRIAGE_JOB, spec):
+                    pipe.execute_command(*command)
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("event %s is in the inbox, but its triage job could not be queued: %s", event.id, exc)
+            with contextlib.suppress(redis.RedisError):
+                self.redis.delete(self.keys.inbox_drainer())
 
     def _run_accept(self, keys: list[Any], argv: list[Any]) -> Any:
         ack = self.replica_ack

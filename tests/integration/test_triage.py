@@ -93,6 +93,23 @@ def test_a_burst_wakes_one_triage_job_and_an_event_after_the_inbox_emptied_wakes
     assert queue.job_ids == [triage_job_id(third["id"]), triage_job_id(first["id"])]  # ahead of the queue
 
 
+def test_an_event_whose_triage_job_could_not_be_queued_is_still_accepted_and_the_mark_is_released(
+    sandbox, settings, redis_conn, monkeypatch
+):
+    """The triage job is queued in a second round trip, by the first event of a burst only. If that
+    fails, the event is stored and in the inbox already: accepted, and the drainer mark removed so
+    that the next event, or a worker's maintenance, queues a triage job."""
+    store = store_for(settings, redis_conn)
+    monkeypatch.setattr(store.triage_jobs, "commands", lambda *_args: [("NO-SUCH-COMMAND",)])
+    event = make_event(exhausted_invoice(sandbox))
+
+    accept(store, event)
+
+    assert redis_conn.lrange(KEYS.inbox(), 0, -1) == [event["id"].encode()]
+    assert not redis_conn.exists(KEYS.inbox_drainer())
+    assert Queue(settings.queue_name, connection=redis_conn).job_ids == []
+
+
 def test_an_event_whose_triage_raises_is_handed_to_its_own_job_with_nothing_recorded_or_written_off(
     sandbox, settings, redis_conn
 ):
