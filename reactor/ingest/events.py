@@ -58,20 +58,16 @@ _ONLY_IF_MARKED = "reactor:only-if-marked"  # spelled out in _ACCEPT too
 and the commands after it run only if it was not; the script then answers 2 instead of 1 (the
 inbox's drainer mark, reactor/ingest/inbox.py: the caller queues the triage job)."""
 
-# KEYS[1] the seen-mark, KEYS[2] the counters hash, KEYS[3] the invoice's trace; ARGV[1] the dedupe
-# TTL, ARGV[2..4] the receipt of a duplicate, the trace's cap and TTL (reactor/ingest/receipts.py),
-# then commands as (argument count, arguments...). A command that fails un-marks the event (and
-# removes a drainer mark it set) before the error is raised, so that Chargebee's retry of it is
-# taken instead of answered as a duplicate.
+# KEYS[1] the seen-mark, KEYS[2] the counters hash; ARGV[1] the dedupe TTL, then commands as
+# (argument count, arguments...). A command that fails un-marks the event (and removes a drainer
+# mark it set) before the error is raised, so that Chargebee's retry of it is taken instead of
+# answered as a duplicate. A duplicate is counted; its receipt is written by the caller.
 _ACCEPT = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   redis.call('HINCRBY', KEYS[2], 'duplicate', 1)
-  redis.call('RPUSH', KEYS[3], ARGV[2])
-  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
-  redis.call('EXPIRE', KEYS[3], ARGV[4])
   return 0
 end
-local i = 5
+local i = 2
 local mark = nil
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
@@ -182,16 +178,27 @@ class EventStore:
             ("EXPIRE", trace, TRACE_TTL),
             *wake,  # last: the script answers 2 when no triage job is on its way
         ]
-        keys = [self.keys.seen(event.id), self.keys.counter(), trace]
-        duplicate = pack(receipt(event.id, event.event_type, event.invoice, "duplicate").encode())
-        argv: list[Any] = [self.dedupe_ttl, duplicate, TRACE_CAP, TRACE_TTL]
+        keys = [self.keys.seen(event.id), self.keys.counter()]
+        argv: list[Any] = [self.dedupe_ttl]
         for command in commands:
             argv.append(len(command))
             argv.extend(command)
         won = self._run_accept(keys, argv)
         if won == 2:
             self._wake_triage(event)
+        elif not won:
+            self._receipt_of_duplicate(event, trace)
         return Accepted("queued" if won else "duplicate", job_id)
+
+    def _receipt_of_duplicate(self, event: Event, trace: str) -> None:
+        """A redelivery in the invoice's trace, written after the answer is known: built and sent for
+        duplicates only, not with every event (reactor/ingest/receipts.py)."""
+        entry = pack(receipt(event.id, event.event_type, event.invoice, "duplicate").encode())
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(trace, entry)
+            pipe.ltrim(trace, -TRACE_CAP, -1)
+            pipe.expire(trace, TRACE_TTL)
+            pipe.execute()
 
     def _wake_triage(self, event: Event) -> None:
         """Queue the triage job for the burst this event starts (it set the drainer mark). Sent only
