@@ -26,6 +26,14 @@ DEFAULT_RETRY_INTERVALS = (10, 30, 120, 600, 1800)
 before the job is left in the dead-letter registry. A Retry-After from Chargebee lengthens a step."""
 
 
+EX_CONFIG = 78
+"""The exit status of a process that refuses to start on a bad configuration (78, sysexits.h's
+EX_CONFIG): a wrong Redis password, a refused rules file, a missing setting. `reactor run` does not
+start such a process again (reactor/local/children.py), and a process manager can be told not to
+(systemd's RestartPreventExitStatus=78). Waiting for Redis that ran out exits 1, which is worth a
+restart."""
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 

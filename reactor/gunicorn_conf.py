@@ -19,19 +19,43 @@ import tempfile
 
 from gunicorn.glogging import Logger
 
-from reactor.config import ConfigError, log_settings, web_server_settings
+from reactor.config import (
+    EX_CONFIG,
+    ConfigError,
+    load_settings,
+    log_settings,
+    require_webhook_credentials,
+    web_server_settings,
+)
 from reactor.logs import setup_logging
+from reactor.redis_wait import refusal
 
 try:
     _logging = log_settings(os.environ)
 except ConfigError as exc:  # no log format to say it in
     sys.exit(f"reactor.gunicorn_conf: {exc}")
 setup_logging(_logging.level, _logging.json_lines)
+
+
+def _refuse(problem: str) -> None:
+    """Stop gunicorn before it starts, in one line, with EX_CONFIG: a bad configuration, which
+    neither `reactor run` nor a process manager told so starts again (reactor/config.py)."""
+    logging.getLogger("reactor.gunicorn_conf").critical("refused to start: %s", problem)
+    sys.exit(EX_CONFIG)
+
+
 try:
     _server = web_server_settings(os.environ)
+    # What the app would refuse in each worker (gunicorn would print a traceback, and a process
+    # manager start it again), and a REDIS_URL that Redis refuses (a wrong password): said once here.
+    # A Redis that does not answer yet is waited for: /healthz answers, /readyz and webhooks 503.
+    _settings = load_settings(os.environ)
+    require_webhook_credentials(_settings)
 except ConfigError as exc:
-    logging.getLogger("reactor.gunicorn_conf").critical("refused to start: %s", exc)
-    sys.exit(1)
+    _refuse(str(exc))
+_refused = refusal(_settings.redis_url) if _settings.redis_url else None
+if _refused:
+    _refuse(_refused)
 
 bind = _server.bind
 workers = _server.workers

@@ -22,7 +22,7 @@ import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 from redis.sentinel import MasterNotFoundError
 
-from .redis_connect import describe
+from .redis_connect import connect, describe
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,21 @@ def unreachable(exc: BaseException) -> bool:
     if isinstance(exc, MasterNotFoundError) and "AuthenticationError" in str(exc):
         return False  # a sentinel refused our sentinel_password: redis-py names each sentinel's error
     return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+
+
+def refusal(url: str, timeout: float = 2.0) -> str | None:
+    """One line saying why Redis at `url` refuses us (a wrong password, a sentinel's, a command it
+    rejects), after one PING; None when it answers or cannot be reached (that is waited for). The
+    line names Redis by `describe` only, and redis-py's errors do not quote the password."""
+    connection = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        if not unreachable(exc):
+            return f"Redis at {describe(connection)} refused us: {exc}"
+    finally:
+        connection.close()
+    return None
 
 
 def wait_for_redis(

@@ -29,6 +29,12 @@ NO_CHARGEBEE = (
 )
 
 
+class RedisUnavailable(click.ClickException):
+    """Redis did not answer (an embedded one that is gone, or a REDIS_URL past REACTOR_REDIS_WAIT):
+    exit status 1, the one refusal at a process's start that is not a bad configuration (those exit
+    EX_CONFIG: reactor/cli/processes.py), so that whatever restarts the process may start it again."""
+
+
 def start_logging(env: Mapping[str, str]) -> None:
     """Logging as REACTOR_LOG_LEVEL and REACTOR_LOG_FORMAT in `env` say, or a one-line refusal."""
     try:
@@ -103,11 +109,12 @@ def connect(settings: Settings, wait: bool = False) -> redis.Redis:
         else:
             connection.ping()
     except RedisUnreachable as exc:
-        raise click.ClickException(f"{exc} (REACTOR_REDIS_WAIT={settings.redis_wait:g})") from None
+        raise RedisUnavailable(f"{exc} (REACTOR_REDIS_WAIT={settings.redis_wait:g})") from None
     except redis.RedisError as exc:
         address = redis_address(connection)
-        problem = f"cannot reach Redis at {address}" if unreachable(exc) else f"Redis at {address} refused us"
-        raise click.ClickException(f"{problem}: {exc}") from None
+        if unreachable(exc):
+            raise RedisUnavailable(f"cannot reach Redis at {address}: {exc}") from None
+        raise click.ClickException(f"Redis at {address} refused us: {exc}") from None
     return connection
 
 

@@ -17,14 +17,15 @@ from typing import Any
 
 import click
 
-from ..config import Settings, log_settings
+from ..config import EX_CONFIG, Settings, log_settings
 from ..jobs.notify import start_notifier
 from ..jobs.sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
 from ..jobs.worker import run_worker
 from ..local.supervisor import run_all, serve_web
 from ..logs import wants_json
+from ..redis_wait import refusal
 from ..rules import RulesError, load_rules
-from .helpers import chargebee_settings, command_settings, connect
+from .helpers import RedisUnavailable, chargebee_settings, command_settings, connect
 
 PORT = click.IntRange(1, 65535)
 
@@ -33,13 +34,18 @@ log = logging.getLogger(__name__)
 
 def refusals_logged(command: Callable[..., Any]) -> Callable[..., Any]:
     """A process that refuses to start says why as a log line where its other lines are JSON (under
-    a process manager), and as the command's usual `Error: ...` on a terminal."""
+    a process manager), and as the command's usual `Error: ...` on a terminal; in one line and at
+    once. It exits EX_CONFIG (78) on a bad configuration, which `reactor run` and a process manager
+    told so do not restart, and 1 when Redis did not answer (RedisUnavailable), which is worth a
+    restart."""
 
     @functools.wraps(command)
     def run_command(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except click.ClickException as exc:
+            if not isinstance(exc, RedisUnavailable):
+                exc.exit_code = EX_CONFIG
             if not wants_json(log_settings(os.environ).json_lines):  # checked by the `reactor` group already
                 raise
             log.critical("refused to start: %s", exc.format_message())
@@ -56,6 +62,15 @@ def check_rules(settings: Settings) -> None:
         raise click.ClickException(f"rules file refused:\n{exc}") from None
 
 
+def check_redis(settings: Settings) -> None:
+    """Refuse a REDIS_URL that Redis (or its sentinels) refuses, a wrong password, in one line and
+    before anything starts; one that does not answer yet is left to the processes, which wait."""
+    if settings.redis_url:
+        refused = refusal(settings.redis_url)
+        if refused:
+            raise click.ClickException(refused)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the web process listens on.")
 @click.option("--port", type=PORT, default=None, help="Web port (default $PORT or 8000).")
@@ -66,6 +81,7 @@ def run(host: str, port: int | None, sandbox_port: int) -> None:
     A part that dies is started again; Ctrl-C stops everything."""
     settings = command_settings()
     check_rules(settings)  # now, rather than as a worker that dies and is restarted again and again
+    check_redis(settings)
     sys.exit(run_all(settings, os.environ, host=host, port=port, sandbox_port=sandbox_port))
 
 

@@ -3,8 +3,10 @@
 A child that exits without being asked to (a crash, the OOM killer, `kill -9`) is started again
 after a pause from redis-py's `ExponentialBackoff`: 1 s, doubling, at most RESTART_BACKOFF_CAP.
 Its count of exits in a row starts again once it has run STEADY_AFTER seconds; from KEEPS_DYING
-exits in a row on, the line that says so says that it keeps dying. Ctrl-C or SIGTERM to
-`reactor run` stops every child once (`stop_all`), and restarts none.
+exits in a row on, the line that says so says that it keeps dying. A child that exits EX_CONFIG (78)
+refused to start on a bad configuration (a wrong Redis password, a refused rules file): it is not
+started again, and `reactor run` stops everything. Ctrl-C or SIGTERM to `reactor run` stops every
+child once (`stop_all`), and restarts none.
 
 Each child runs in a session of its own (so that Ctrl-C in the terminal reaches only `reactor run`)
 and so leads a process group: what it leaves behind when it dies (RQ's scheduler, gunicorn's
@@ -24,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from redis.backoff import ExponentialBackoff
+
+from ..config import EX_CONFIG
 
 log = logging.getLogger(__name__)
 log.setLevel(
@@ -104,8 +108,10 @@ def start_children(
 
 
 def supervise(children: Mapping[str, Child]) -> int:
-    """Restart the children that die until SIGINT or SIGTERM arrives; then return 0 (the caller
-    stops them: `stop_all`)."""
+    """Restart the children that die until SIGINT or SIGTERM arrives, then return 0; or return
+    EX_CONFIG at once when one refused to start on a bad configuration (it exited EX_CONFIG, its
+    own line says why), which starting it again would not mend. The caller stops them: `stop_all`.
+    The stop request is looked at right before each restart, so none is started after it."""
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -116,11 +122,19 @@ def supervise(children: Mapping[str, Child]) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     while not stopping:
         for child in children.values():
+            if stopping:
+                break
             if child.restart_at is not None:
                 if time.monotonic() >= child.restart_at:
                     child.start()
                 continue
             code = child.process.poll()
+            if code == EX_CONFIG:
+                log.error(
+                    "%s refused to start on a bad configuration (its line above says why); stopping everything",
+                    child.name,
+                )
+                return EX_CONFIG
             if code is not None:
                 child.exited(code)
         time.sleep(0.3)

@@ -117,6 +117,23 @@ def _messages(output: str) -> list[str]:
     return messages
 
 
+def child(run_pid: int, command: str) -> int | None:
+    """The pid of `reactor COMMAND` that `reactor run` (run_pid) started, if one is running."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            if int(fields[1]) == run_pid and fields[0] != "Z" and cmdline[-3:-1] == [b"reactor", command.encode()]:
+                return int(stat.parent.name)
+    return None
+
+
+def alive(pid: int) -> bool:
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
 def listening(port: int) -> bool:
     """Whether something accepts connections on 127.0.0.1:port."""
     with socket.socket() as sock:

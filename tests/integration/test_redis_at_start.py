@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 import requests
 
+from reactor.config import EX_CONFIG
 from reactor.local.redis_server import free_port
 from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer, wait_for, worker_env
 from tests.integration.helpers import (
@@ -82,7 +83,7 @@ def test_a_worker_given_a_deadline_exits_1_once_it_passes(late_redis, late_setti
 def test_a_broken_rules_file_stops_a_worker_at_once_without_waiting_for_redis(late_settings, rules_file, start_worker):
     path = rules_file(BROKEN_RULES)
     worker = start_worker(late_settings)
-    assert worker.proc.wait(60) == 1, worker.output()
+    assert worker.proc.wait(60) == EX_CONFIG, worker.output()
     log = worker.output()
     assert f"{path}:5:13: unknown action 'explode'" in log
     assert "waiting for Redis" not in log, log

@@ -13,24 +13,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from reactor.config import EX_CONFIG
 from reactor.local.redis_server import free_port
 from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from reactor.sandbox import DEMO_API_KEY
 from tests.helpers import REPO, descendants, group_members, wait_for, wait_until
-from tests.integration.ops_helpers import kill_run, listening, reactor_run, run_env
+from tests.integration.ops_helpers import alive, child, kill_run, listening, reactor_run, run_env
 
 pytestmark = pytest.mark.integration
-
-
-def child(run_pid: int, command: str) -> int | None:
-    """The pid of `reactor COMMAND` that `reactor run` (run_pid) started, if one is running."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
-            if int(fields[1]) == run_pid and fields[0] != "Z" and cmdline[-3:-1] == [b"reactor", command.encode()]:
-                return int(stat.parent.name)
-    return None
 
 
 def started_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int, int]:
@@ -110,15 +100,9 @@ def test_reactor_run_refuses_a_broken_rules_file_before_starting_anything(tmp_pa
     env = {**run_env(tmp_path, "broken"), "REACTOR_RULES": str(rules)}
     command = [sys.executable, "-m", "reactor", "run", "--port", str(free_port()), "--sandbox-port", str(free_port())]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1
+    assert done.returncode == EX_CONFIG
     assert f"{rules}:5:13: unknown action 'explode'" in done.stderr
     assert "Redis:" not in done.stdout and not (tmp_path / "var-broken" / "redis").exists()
-
-
-def alive(pid: int) -> bool:
-    with contextlib.suppress(OSError, IndexError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return False
 
 
 def embedded_redis(run_pid: int) -> int | None:

@@ -63,7 +63,8 @@ WINGS: dict[str, set[str]] = {
     "reactor.local": BASE | {"reactor.sandbox"},
     # the stored path of the scheduled sweep (RQ jobs enqueued before it moved)
     "reactor.sweep": {"reactor.jobs"},
-    "reactor.gunicorn_conf": {"reactor.config", "reactor.logs"},
+    # the web server's settings, and one look at Redis before gunicorn starts (a refused password)
+    "reactor.gunicorn_conf": {"reactor.config", "reactor.logs", "reactor.redis_wait"},
 }
 
 # The command sits on top: only `python -m reactor` imports it.
