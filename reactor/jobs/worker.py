@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import signal
 import time
 from typing import Any
 
@@ -60,6 +61,17 @@ class ReactorWorker(Worker):
         from a stop caused by a Redis outage."""
         self.signalled_to_stop = True
         super().request_stop(signum, frame)
+
+    def request_force_stop(self, signum: int, frame: Any) -> None:
+        """A second SIGTERM does not cut the running job off: SIGTERM comes from process managers,
+        and two of them can send it (`reactor run`'s Ctrl-C after someone else's SIGTERM, systemd
+        to the whole group): RQ's cold shutdown would kill the work horse mid-call. The worker
+        finishes its job and stops; SIGINT twice (Ctrl-C on a terminal) and SIGKILL still end it
+        at once."""
+        if signum == signal.SIGTERM:
+            log.warning("already stopping once the running job ends; SIGTERM again ignored (SIGKILL stops at once)")
+            return
+        super().request_force_stop(signum, frame)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
