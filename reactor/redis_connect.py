@@ -31,6 +31,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection, SentinelManagedSSLConnection
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -184,7 +186,11 @@ def connect(url: str, **options: Any) -> redis.Redis:
         return redis.Redis.from_url(url, **options)
     parsed = parse_sentinel_url(url)
     timeouts = {name: value for name, value in options.items() if name.startswith("socket_")}
-    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs={**parsed.sentinel_kwargs(), **timeouts})
+    # One try per sentinel: the next sentinel is the retry. redis-py's default retried each one three
+    # times with pauses, about 6 s a sentinel, so that one look for the primary with none answering
+    # took 18 s behind three of them.
+    once = Retry(NoBackoff(), 0)
+    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs={**parsed.sentinel_kwargs(), **timeouts, "retry": once})
     redis_kwargs = parsed.redis_kwargs()
     # Given a connection class, redis-py's pool no longer takes `ssl` out of the keyword arguments.
     connection_class = SentinelSSLConnection if redis_kwargs.pop("ssl", False) else SentinelConnection

@@ -5,8 +5,10 @@ After a host reboot, a Redis failover or a platform restart the reactor's proces
 before Redis does. Only an unreachable Redis is waited for (refused or timed-out connections, a
 name that does not resolve yet, Redis still loading its data); a refused password (Redis's, or a
 sentinel's) or a command Redis rejects is a bad configuration and is raised at once. The pauses between tries come from
-redis-py's `ExponentialBackoff`, capped; the wait is logged once when it begins, again every
-REMIND_EVERY seconds while it lasts, and once when Redis answers. Log lines name Redis by host,
+redis-py's `ExponentialBackoff`, capped; the wait is logged once when it begins (a first try that
+has no answer after SLOW_TRY seconds, a hung sentinel or a Redis behind a partition, is said then,
+not at its socket timeout), again every REMIND_EVERY seconds while it lasts, and once when Redis
+answers. A deadline is kept within a try: one still running when it passes is given up on. Log lines name Redis by host,
 port and database (or Sentinel service and sentinels) only: REDIS_URL may carry a password. Behind
 Sentinel, a primary that no sentinel names yet (a failover under way) is waited for like any
 unreachable Redis.
@@ -15,6 +17,8 @@ unreachable Redis.
 from __future__ import annotations
 
 import logging
+import re
+import threading
 import time
 from collections.abc import Callable
 
@@ -31,6 +35,8 @@ FIRST_PAUSE = 0.5
 LONGEST_PAUSE = 30.0
 REMIND_EVERY = 300.0
 """Seconds between the lines that say the wait goes on."""
+SLOW_TRY = 1.0
+"""Seconds a try may take before the wait is said, while the try goes on."""
 
 
 class RedisUnreachable(Exception):
@@ -40,6 +46,17 @@ class RedisUnreachable(Exception):
 def redis_address(connection: redis.Redis) -> str:
     """Where `connection` points, without credentials (reactor/redis_connect.py's `describe`)."""
     return describe(connection)
+
+
+def explain(exc: BaseException) -> str:
+    """`exc` for a log line. redis-py's MasterNotFoundError holds the repr of each sentinel's client
+    (hundreds of characters of connection settings): keep its first words and each sentinel's error."""
+    text = str(exc)
+    if isinstance(exc, MasterNotFoundError) and " : " in text:
+        head, _, tail = text.partition(" : ")
+        errors = re.findall(r">\)>\)> - ([^,]+)", tail)
+        return f"{head} (the sentinels: {', '.join(errors)})" if errors else head
+    return text
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -60,7 +77,7 @@ def refusal(url: str, timeout: float = 2.0) -> str | None:
         connection.ping()
     except redis.RedisError as exc:
         if not unreachable(exc):
-            return f"Redis at {describe(connection)} refused us: {exc}"
+            return f"Redis at {describe(connection)} refused us: {explain(exc)}"
     finally:
         connection.close()
     return None
@@ -82,24 +99,38 @@ def wait_for_redis(
     started = clock()
     remind_at = started + REMIND_EVERY
     failures = 0
+    said = False  # the line that says we wait
+
+    def say_waiting(why: object) -> None:
+        nonlocal said
+        if not said:
+            until = "until it answers" if deadline is None else f"for up to {deadline:g} s (REACTOR_REDIS_WAIT)"
+            pauses = f"pauses up to {LONGEST_PAUSE:g} s"
+            log.warning("waiting for Redis at %s (%s); trying again %s, with %s", address, why, until, pauses)
+            said = True
+
     while True:
-        try:
-            connection.ping()
-        except redis.RedisError as exc:
-            if not unreachable(exc):
-                raise
-            error = exc
-        else:
-            if failures:
+        ping = _Ping(connection)
+        if not ping.done.wait(SLOW_TRY):
+            # A try that hangs (a sentinel or a Redis that drops packets) is said at once, not at its
+            # socket timeout, and is not waited for past the deadline.
+            say_waiting(f"no answer within {SLOW_TRY:g} s")
+            left = None if deadline is None else max(0.0, started + deadline - clock())
+            if not ping.done.wait(left):
+                waited = clock() - started
+                raise RedisUnreachable(f"cannot reach Redis at {address} after {waited:.0f} s: no answer")
+        if ping.error is None:
+            if failures or said:
                 log.warning("Redis at %s answers, after %.0f s of waiting", address, clock() - started)
             return clock() - started
+        if not isinstance(ping.error, redis.RedisError) or not unreachable(ping.error):
+            raise ping.error
+        error = explain(ping.error)
         waited = clock() - started
         if deadline is not None and waited >= deadline:
             raise RedisUnreachable(f"cannot reach Redis at {address} after {waited:.0f} s: {error}")
-        if failures == 0:
-            until = "until it answers" if deadline is None else f"for up to {deadline:g} s (REACTOR_REDIS_WAIT)"
-            pauses = f"pauses up to {LONGEST_PAUSE:g} s"
-            log.warning("waiting for Redis at %s (%s); trying again %s, with %s", address, error, until, pauses)
+        if not said:
+            say_waiting(error)
         elif clock() >= remind_at:
             log.warning("still waiting for Redis at %s after %.0f s (%s)", address, waited, error)
             remind_at = clock() + REMIND_EVERY
@@ -108,3 +139,21 @@ def wait_for_redis(
             pause = min(pause, max(0.0, started + deadline - clock()))
         sleep(pause)
         failures += 1
+
+
+class _Ping:
+    """One PING, in a thread of its own (a greenlet under gunicorn's gevent), so that its caller can
+    say that it waits, and give up at its deadline, while the PING still runs."""
+
+    def __init__(self, connection: redis.Redis):
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self._run, args=(connection,), name="reactor-redis-ping", daemon=True).start()
+
+    def _run(self, connection: redis.Redis) -> None:
+        try:
+            connection.ping()
+        except BaseException as exc:  # handed to the caller, which raises what is not waited for
+            self.error = exc
+        finally:
+            self.done.set()

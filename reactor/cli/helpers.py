@@ -21,7 +21,7 @@ from ..jobs.audit import visible
 from ..local.supervisor import embedded_url_file, sandbox_url_file
 from ..logs import setup_logging
 from ..redis_connect import connect as redis_connect
-from ..redis_wait import RedisUnreachable, redis_address, unreachable, wait_for_redis
+from ..redis_wait import RedisUnreachable, explain, redis_address, unreachable, wait_for_redis
 
 NO_CHARGEBEE = (
     "no Chargebee configured: set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) and CHARGEBEE_API_KEY, "
@@ -113,8 +113,8 @@ def connect(settings: Settings, wait: bool = False) -> redis.Redis:
     except redis.RedisError as exc:
         address = redis_address(connection)
         if unreachable(exc):
-            raise RedisUnavailable(f"cannot reach Redis at {address}: {exc}") from None
-        raise click.ClickException(f"Redis at {address} refused us: {exc}") from None
+            raise RedisUnavailable(f"cannot reach Redis at {address}: {explain(exc)}") from None
+        raise click.ClickException(f"Redis at {address} refused us: {explain(exc)}") from None
     return connection
 
 
