@@ -14,21 +14,14 @@ names it."""
 import gc
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 
 from gunicorn.glogging import Logger
 
-from reactor.config import (
-    EX_CONFIG,
-    ConfigError,
-    load_settings,
-    log_settings,
-    require_webhook_credentials,
-    web_server_settings,
-)
+from reactor.config import EX_CONFIG, ConfigError, log_settings, web_server_settings
 from reactor.logs import setup_logging
-from reactor.redis_wait import refusal
 
 try:
     _logging = log_settings(os.environ)
@@ -38,24 +31,23 @@ setup_logging(_logging.level, _logging.json_lines)
 
 
 def _refuse(problem: str) -> None:
-    """Stop gunicorn before it starts, in one line, with EX_CONFIG: a bad configuration, which
-    neither `reactor run` nor a process manager told so starts again (reactor/config.py)."""
     logging.getLogger("reactor.gunicorn_conf").critical("refused to start: %s", problem)
     sys.exit(EX_CONFIG)
 
 
 try:
     _server = web_server_settings(os.environ)
-    # What the app would refuse in each worker (gunicorn would print a traceback, and a process
-    # manager start it again), and a REDIS_URL that Redis refuses (a wrong password): said once here.
-    # A Redis that does not answer yet is waited for: /healthz answers, /readyz and webhooks 503.
-    _settings = load_settings(os.environ)
-    require_webhook_credentials(_settings)
 except ConfigError as exc:
     _refuse(str(exc))
-_refused = refusal(_settings.redis_url) if _settings.redis_url else None
-if _refused:
-    _refuse(_refused)
+
+# What the app would refuse in each worker (gunicorn would print a traceback, and a process manager
+# start it again), and a REDIS_URL that Redis refuses (a wrong password): said once, in one line,
+# before gunicorn starts, and gunicorn exits EX_CONFIG, which is not worth a restart
+# (reactor/config.py). A Redis that does not answer yet is waited for: /healthz answers, /readyz and
+# webhooks 503. In a process of its own: reactor/redis_probe.py says why.
+_check = subprocess.run([sys.executable, "-m", "reactor.redis_probe", "check"], check=False)
+if _check.returncode:
+    sys.exit(_check.returncode)
 
 bind = _server.bind
 workers = _server.workers
@@ -147,3 +139,38 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess  # late: only once the variable is set above
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+_probe: subprocess.Popen | None = None  # the wait for Redis under REACTOR_REDIS_WAIT, while it runs
+_verdict = ""  # the file where it leaves its exit status for on_exit before it stops gunicorn
+
+
+def when_ready(server):
+    """With REACTOR_REDIS_WAIT, the master gives Redis that long to answer, as `reactor worker` does:
+    meanwhile its workers answer /healthz, and /readyz and webhooks with 503; past it gunicorn stops
+    and exits 1, for a platform that prefers to restart it. Redis refusing us once it answers (a
+    wrong password) stops it with EX_CONFIG. Unset: the web waits for Redis as long as it runs.
+
+    The probe (reactor/redis_probe.py) leaves its status in a file and sends the master SIGTERM,
+    gunicorn's own stop; the master does not wait for it (gunicorn reaps every child of its own)."""
+    global _probe, _verdict
+    if not os.environ.get("REACTOR_REDIS_WAIT", "").strip():
+        return
+    handle, _verdict = tempfile.mkstemp(prefix="reactor-redis-wait-")
+    os.close(handle)
+    command = [sys.executable, "-m", "reactor.redis_probe", "wait", "--verdict", _verdict, str(os.getpid())]
+    _probe = subprocess.Popen(command)
+
+
+def on_exit(server):
+    if _probe is not None and _probe.poll() is None:
+        _probe.terminate()
+    if not _verdict:
+        return
+    try:
+        with open(_verdict) as verdict:
+            status = verdict.read().strip()
+    finally:
+        os.unlink(_verdict)
+    if status.isdigit() and int(status):
+        sys.exit(int(status))

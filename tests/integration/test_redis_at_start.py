@@ -163,3 +163,27 @@ def answers(url: str) -> int | None:
         return requests.get(url, timeout=5).status_code
     except requests.RequestException:
         return None
+
+
+def test_the_web_given_a_deadline_answers_health_and_503_then_exits_1_once_it_passes(
+    late_redis, late_settings, start_reactor
+):
+    port = free_port()
+    env = {
+        **worker_env(replace(late_settings, redis_wait=15.0)),  # room for gunicorn to boot under load
+        "REACTOR_WEBHOOK_USER": WEBHOOK_USER,
+        "REACTOR_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
+    }
+    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    web = start_reactor(env, "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: answers(f"{url}/healthz") == 200, timeout=30, what="gunicorn to answer /healthz")
+    assert answers(f"{url}/readyz") == 503
+    assert web.proc.wait(60) == 1, web.output()
+    log = web.output()
+    [refusal] = [line for line in map(json.loads, log.splitlines()) if line["level"] == "critical"]
+    assert refusal["msg"].startswith(
+        f"refused to start: cannot reach Redis at 127.0.0.1:{late_redis.port}/0 after 15 s: "
+    )
+    assert refusal["msg"].endswith("(REACTOR_REDIS_WAIT=15)") and "Traceback" not in log, log

@@ -63,8 +63,9 @@ WINGS: dict[str, set[str]] = {
     "reactor.local": BASE | {"reactor.sandbox"},
     # the stored path of the scheduled sweep (RQ jobs enqueued before it moved)
     "reactor.sweep": {"reactor.jobs"},
-    # the web server's settings, and one look at Redis before gunicorn starts (a refused password)
-    "reactor.gunicorn_conf": {"reactor.config", "reactor.logs", "reactor.redis_wait"},
+    "reactor.gunicorn_conf": {"reactor.config", "reactor.logs"},
+    # the gunicorn master's look at the settings and Redis, in a process of its own
+    "reactor.redis_probe": BASE,
 }
 
 # The command sits on top: only `python -m reactor` imports it.
