@@ -20,12 +20,15 @@ import itertools
 import logging
 import os
 import signal
+import sys
 import time
 from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
 from rq import Queue, SimpleWorker, Worker
+from rq import scheduler as rq_scheduler
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import AbandonedJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job
@@ -80,6 +83,35 @@ class ReactorWorker(Worker):
             log.error("no valid rules; jobs will fail until rules.yaml is fixed: %s", exc)
         super().execute_job(job, queue)
 
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's own (rq.worker.base), with ReactorScheduler: the same locks, burst and process."""
+        self.scheduler = ReactorScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            self.scheduler.release_locks()
+            self.scheduler.register_death()
+
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any, execution: Any) -> None:
         """RQ's success handling, after dropping the executions of earlier attempts that are gone.
         An evaluation job keeps no result (result_ttl 0, reactor/ingest/enqueue.py), so RQ deletes
@@ -118,6 +150,26 @@ class ReactorWorker(Worker):
     def dequeue_timeout(self) -> int:
         """Wake up from an empty queue in time for the next maintenance run."""
         return max(1, min(super().dequeue_timeout, self.maintenance_interval))
+
+
+class ReactorScheduler(rq_scheduler.RQScheduler):
+    """RQ's scheduler, whose process, when it dies of an error (Redis gone, a password changed),
+    says so in RQ's one `rq.scheduler` line with the traceback in it, and no longer also in the plain
+    traceback multiprocessing prints to stderr after it, which broke the one-JSON-object-a-line log."""
+
+    def start(self) -> Any:
+        self._status = self.Status.STARTED
+        self._connection = None  # as RQ's: rebuilt in the forked process, not shared with it
+        self._process = rq_scheduler.ForkProcess(target=_run_scheduler, args=(self,), name="Scheduler")
+        self._process.start()
+        return self._process
+
+
+def _run_scheduler(scheduler: rq_scheduler.RQScheduler) -> None:
+    try:
+        rq_scheduler.run(scheduler)  # logs an error with its traceback, then raises it again
+    except Exception:
+        sys.exit(1)
 
 
 def forget_lost_executions(connection: redis.Redis, job: Job, keep: str | None) -> None:
