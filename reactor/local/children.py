@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from redis.backoff import ExponentialBackoff
 
 from ..config import EX_CONFIG
+from .redis_server import EmbeddedRedis, RedisServerError
 
 log = logging.getLogger(__name__)
 log.setLevel(
@@ -88,6 +89,36 @@ class Child:
         )
 
 
+class EmbeddedRedisChild(Child):
+    """The embedded redis-server of `reactor run`, watched and started again like the processes, on
+    the same port and data directory (its AOF holds what was acknowledged). It is not among the
+    children `stop_all` stops: its owner stops it last, once nothing uses it."""
+
+    def __init__(self, server: EmbeddedRedis):
+        self.server = server
+        super().__init__("redis-server", (), {})
+
+    def __post_init__(self) -> None:  # already started by its owner
+        assert self.server.process is not None
+        self.process = self.server.process
+        self.started = time.monotonic()
+
+    def start(self) -> None:
+        try:
+            self.server.start()  # returns once it answers (it may have an AOF to load)
+        except RedisServerError as exc:
+            pause = RESTART_BACKOFF.compute(self.exits_in_a_row)
+            self.exits_in_a_row += 1
+            self.restart_at = time.monotonic() + pause
+            log.error("embedded redis-server did not start again (%s); trying again in %g s", exc, pause)
+            return
+        assert self.server.process is not None
+        self.process = self.server.process
+        self.started = time.monotonic()
+        self.restart_at = None
+        log.warning("embedded redis-server started again at %s (data in %s)", self.server.url, self.server.data_dir)
+
+
 def signal_name(number: int) -> str:
     """SIGKILL for 9; `signal 40` for a number the signal module has no name for."""
     try:
@@ -107,11 +138,12 @@ def start_children(
     return children
 
 
-def supervise(children: Mapping[str, Child]) -> int:
+def supervise(children: Mapping[str, Child], redis: EmbeddedRedisChild | None = None) -> int:
     """Restart the children that die until SIGINT or SIGTERM arrives, then return 0; or return
     EX_CONFIG at once when one refused to start on a bad configuration (it exited EX_CONFIG, its
     own line says why), which starting it again would not mend. The caller stops them: `stop_all`.
-    The stop request is looked at right before each restart, so none is started after it."""
+    The stop request is looked at right before each restart, so none is started after it. `redis`,
+    the embedded redis-server, is watched first, and started again as they are."""
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -120,8 +152,9 @@ def supervise(children: Mapping[str, Child]) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    watched = [redis, *children.values()] if redis is not None else list(children.values())
     while not stopping:
-        for child in children.values():
+        for child in watched:
             if stopping:
                 break
             if child.restart_at is not None:

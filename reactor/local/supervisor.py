@@ -2,7 +2,8 @@
 
 `reactor run` is the one-command local setup: an embedded redis-server (AOF on, data in ./var/)
 when REDIS_URL is unset, the Chargebee sandbox when no site is configured, then the web process
-(gunicorn) and a worker with its scheduler. A part that dies is started again; Ctrl-C stops everything.
+(gunicorn) and a worker with its scheduler. A part that dies is started again (the embedded Redis
+too, on its port and data directory); Ctrl-C stops everything.
 In sandbox mode (no Chargebee configured) it fills in what a first run lacks with demo values that
 are printed and never used against a real Chargebee: the webhook's credentials and the dashboard's
 login (`sandbox_dashboard`).
@@ -25,7 +26,7 @@ import redis
 
 from ..config import ConfigError, Settings, log_settings, require_webhook_credentials, web_server_settings
 from ..logs import wants_json
-from .children import Child, start_children, stop_all, supervise
+from .children import Child, EmbeddedRedisChild, start_children, stop_all, supervise
 from .redis_server import EmbeddedRedis, free_port
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def sandbox_url_file(settings: Settings) -> Path:
     return settings.var_dir / "sandbox.url"
 
 
-def _start_embedded_redis(settings: Settings, stack: ExitStack) -> str:
+def _start_embedded_redis(settings: Settings, stack: ExitStack) -> EmbeddedRedis:
     marker = embedded_url_file(settings)
     if marker.exists():
         url = marker.read_text().strip()
@@ -147,7 +148,7 @@ def _start_embedded_redis(settings: Settings, stack: ExitStack) -> str:
     marker.write_text(server.url + "\n")
     stack.callback(lambda: marker.unlink(missing_ok=True))
     log.info("Redis:     embedded redis-server at %s (AOF on, data in %s/redis/)", server.url, settings.var_dir)
-    return server.url
+    return server
 
 
 def _start_sandbox(
@@ -191,8 +192,12 @@ def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | N
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     child_env = dict(env)
     with ExitStack() as stack:
-        redis_url = settings.redis_url or _start_embedded_redis(settings, stack)
-        child_env["REDIS_URL"] = redis_url
+        embedded = None
+        if settings.redis_url:
+            child_env["REDIS_URL"] = settings.redis_url
+        else:
+            embedded = _start_embedded_redis(settings, stack)
+            child_env["REDIS_URL"] = embedded.url
         user, password = settings.webhook_user, settings.webhook_password
         if settings.webhook_auth == "basic" and not (user and password):
             if not settings.sandbox_mode:
@@ -229,4 +234,4 @@ def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | N
         log.info("Webhook:   POST %s  (Basic auth user %r)", webhook_url, user)
         log.info("%s", dashboard_line(settings, dashboard, base_url))
         log.info("Ready. Ctrl-C stops everything.")
-        return supervise(children)
+        return supervise(children, EmbeddedRedisChild(embedded) if embedded else None)

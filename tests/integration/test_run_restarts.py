@@ -17,7 +17,7 @@ from reactor.config import EX_CONFIG
 from reactor.local.redis_server import free_port
 from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from reactor.sandbox import DEMO_API_KEY
-from tests.helpers import REPO, descendants, group_members, wait_for, wait_until
+from tests.helpers import REPO, descendants, group_members, log_records, wait_for, wait_until
 from tests.integration.ops_helpers import alive, child, kill_run, listening, reactor_run, run_env
 
 pytestmark = pytest.mark.integration
@@ -130,3 +130,37 @@ def test_sigterm_while_reactor_run_starts_stops_the_redis_it_started(tmp_path: P
         kill_run(proc)
         if redis_pid and alive(redis_pid):
             os.kill(redis_pid, signal.SIGKILL)
+
+
+def test_the_embedded_redis_killed_under_reactor_run_is_started_again_and_the_next_event_is_written_off(tmp_path: Path):
+    proc, log, port, sandbox_port = started_run(tmp_path)
+    try:
+        first = wait_for(lambda: embedded_redis(proc.pid), timeout=30, what="the embedded redis-server")
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: "redis-server was killed by SIGKILL; restarting it in 1 s" in log.read_text(), what="the line")
+        wait_for(lambda: "embedded redis-server started again at" in log.read_text(), timeout=30, what="the restart")
+        assert embedded_redis(proc.pid) not in (None, first)
+
+        body = (REPO / "examples" / "payment_failed_exhausted.json").read_bytes()
+
+        def delivered() -> bool:  # as Chargebee redelivers: the web may answer 503 once, on a dropped connection
+            answer = requests.post(
+                f"http://127.0.0.1:{port}/webhooks/chargebee",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                auth=(DEV_WEBHOOK_USER, DEV_WEBHOOK_PASSWORD),
+                timeout=10,
+            )
+            return answer.status_code == 200
+
+        wait_for(delivered, timeout=30, interval=1, what="the webhook to be accepted")
+        invoice_url = f"http://127.0.0.1:{sandbox_port}/api/v2/invoices/inv_demo_1001"
+
+        def status() -> str:
+            return requests.get(invoice_url, auth=(DEMO_API_KEY, ""), timeout=5).json()["invoice"]["status"]
+
+        wait_for(lambda: status() == "paid", timeout=90, what="the worker to write the demo invoice off")
+        # One JSON object a line: an RQ scheduler that died with Redis says so in its line only.
+        log_records(ctrl_c(proc, log), "the output of `reactor run`")
+    finally:
+        kill_run(proc)
