@@ -66,6 +66,8 @@ WINGS: dict[str, set[str]] = {
     "reactor.gunicorn_conf": {"reactor.config", "reactor.logs"},
     # the gunicorn master's look at the settings and Redis, in a process of its own
     "reactor.redis_probe": BASE,
+    # RQ's command line on REDIS_URL, Sentinel URLs too
+    "reactor.rq_settings": {"reactor.redis_connect"},
 }
 
 # The command sits on top: only `python -m reactor` imports it.
