@@ -19,7 +19,8 @@ Three keys hold it (reactor/keys.py):
   accept script enqueues a triage job only when it sets this key, so a burst wakes one job, not
   one per event. A claim that finds nothing deletes it, in the same script, so an event appended
   after that wakes a new job. Workers' maintenance wakes one for an inbox that has events and no
-  drainer (a triage job lost for good), and so does a triage job that stops with work left.
+  triage job queued, started or scheduled (one lost with a failed-over primary, or dead-lettered),
+  whatever the mark says; and so does a triage job that stops with work left.
 
 Claiming, finishing and waking are Lua scripts, which Redis runs alone, so that no interleaving of
 the webhook and triage jobs leaves an event in the inbox with no job on its way to it.
@@ -74,14 +75,14 @@ redis.call('SET', KEYS[3], '1', 'EX', ARGV[4])
 return {retaken, fresh}
 """
 
-# KEYS as for _CLAIM; ARGV[1] now, ARGV[2] the drainer mark's TTL. 1: the caller is to enqueue a
-# triage job (events wait and none is on its way), 0: nothing to do.
+# KEYS as for _CLAIM; ARGV[1] now, ARGV[2] the drainer mark's TTL. 1 (and the mark set): events
+# wait, the caller is to enqueue a triage job; 0: nothing waits.
 _WAKE = """
 if redis.call('LLEN', KEYS[1]) == 0
    and #redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1) == 0 then
   return 0
 end
-if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
 return 1
 """
 
@@ -146,8 +147,10 @@ class Inbox:
             pipe.execute()
 
     def needs_drainer(self, now: float) -> bool:
-        """True (and the drainer mark set) when events wait and no triage job is on its way: the
-        caller enqueues one."""
+        """True (and the drainer mark set) when events wait: in the inbox, or claimed by a triage
+        job whose lease has ended. For a caller that found no triage job on its way (workers'
+        maintenance): the mark may outlive a job that was lost (its writes gone with a failed-over
+        primary, a job dead-lettered), so it is not what decides; the caller enqueues one."""
         return bool(self._wake(keys=self._keys, args=[now, self.lease]))
 
     def release_drainer(self) -> None:

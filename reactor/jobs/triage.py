@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from rq import Queue
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
@@ -122,9 +123,24 @@ def enqueue_triage(ctx: JobContext, woken_by: str) -> None:
     )
 
 
+def triage_on_its_way(queue: Queue) -> bool:
+    """Whether a triage job is queued (they are pushed in front: the head of the queue is read, and a
+    retry queued further back may be missed, which costs a second triage job, not an event),
+    running, or scheduled for a retry."""
+    if any(job_id.startswith(b"triage-") for job_id in queue.connection.lrange(queue.key, 0, 99)):
+        return True
+    for registry in (queue.started_job_registry, queue.scheduled_job_registry):
+        if next(queue.connection.zscan_iter(registry.key, match="triage-*", count=1000), None) is not None:
+            return True
+    return False
+
+
 def wake_triage(ctx: JobContext, clock: Callable[[], float] = time.time) -> bool:
-    """Workers' maintenance: enqueue a triage job when events wait and none is on its way (one that
-    failed for good, or whose worker died before its retry). True when one was enqueued."""
+    """Workers' maintenance: enqueue a triage job when events wait and none is queued, started or
+    scheduled (one that failed for good, one whose writes a failed-over primary lost, one whose
+    worker died before its retry). True when one was enqueued."""
+    if triage_on_its_way(ctx.queue):
+        return False
     inbox = ctx.events.inbox
     if not inbox.needs_drainer(clock()):
         return False
