@@ -14,7 +14,7 @@ from reactor.ingest.events import EventStore
 from reactor.jobs.audit import AuditLog
 from reactor.keys import Keys
 from reactor.local.redis_server import EmbeddedRedis
-from tests.helpers import WebServer, wait_for
+from tests.helpers import WebServer, wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,17 @@ def test_redis_stopped_while_events_arrive_gives_503_or_2xx_and_every_2xx_event_
                 timeout=90,
                 what="every acknowledged event processed",
             )
-            refused = {event["content"]["invoice"]["id"] for event, status in answers if status == 503}
-            assert not refused & written_off_invoices(connection), "a refused event cannot have been queued"
+            # Chargebee redelivers what got 503. A refused event may have been stored all the same:
+            # Redis ran the accept and stopped before its reply reached us (redis-py's retry then
+            # met a refused connection). Its redelivery is then a duplicate; either way it is
+            # written off once.
+            refused = [event for event, status in answers if status == 503]
+            for event in refused:
+                assert post_event(server.webhook_url, event).json()["status"] in ("queued", "duplicate")
+            everyone = {event["content"]["invoice"]["id"] for event, _status in answers}
+            wait_for(lambda: everyone <= written_off_invoices(connection), timeout=90, what="every event processed")
+            wait_settled(connection)
+            calls = [call["path"].split("/")[-2] for call in sandbox.state.write_off_calls()]
+            assert sorted(calls) == sorted(everyone), "each invoice written off once"
         finally:
             server.stop()
