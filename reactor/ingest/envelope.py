@@ -161,18 +161,23 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
+def _utf8_text(body: bytes) -> str:
+    """The body as text: not empty, UTF-8; else an EnvelopeError saying which."""
+    if not body:
+        raise EnvelopeError("empty body: expected a Chargebee event as JSON")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError(f"body is not UTF-8 (byte {exc.start})") from None
+
+
 def _strict_json(body: bytes) -> Any:
     """UTF-8 JSON as RFC 8259 has it: no NaN or Infinity, no number a double cannot hold; each way
     Python's json can fail is answered with one sentence instead of a 500.
 
     Read by orjson where it gives what Python's json gives (a third of the CPU: docs/benchmarks.md,
     "Ingest"), by Python's json otherwise and for every refusal, so that each is worded as before."""
-    if not body:
-        raise EnvelopeError("empty body: expected a Chargebee event as JSON")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EnvelopeError(f"body is not UTF-8 (byte {exc.start})") from None
+    text = _utf8_text(body)
     if _orjson_reads_as_json(body):
         try:
             return orjson.loads(body)

@@ -53,38 +53,34 @@ def evaluation_job_id(event_id: str) -> str:
     return f"evaluate-x{hashlib.sha256(event_id.encode()).hexdigest()[:40]}"
 
 
-_ONLY_IF_MARKED = "reactor:only-if-marked"  # spelled out in _ACCEPT too
-"""A pseudo-command of the accept script: `(_ONLY_IF_MARKED, key, ttl)` sets `key` if it is not set,
-and the commands after it run only if it was not; the script then answers 2 instead of 1 (the
-inbox's drainer mark, reactor/ingest/inbox.py: the caller queues the triage job)."""
+_SET_MARK = "reactor:set-mark"  # spelled out in _ACCEPT too
+"""The accept script's last pseudo-command, `(_SET_MARK, key, ttl)`: set `key` if it is not set, and
+answer 2 instead of 1 if this set it (the inbox's drainer mark, reactor/ingest/inbox.py: the caller
+then queues the triage job)."""
 
 # KEYS[1] the seen-mark, KEYS[2] the counters hash; ARGV[1] the dedupe TTL, then commands as
-# (argument count, arguments...). A command that fails un-marks the event (and removes a drainer
-# mark it set) before the error is raised, so that Chargebee's retry of it is taken instead of
-# answered as a duplicate. A duplicate is counted; its receipt is written by the caller.
+# (argument count, arguments...), _SET_MARK last if at all. A command that fails un-marks the event
+# before the error is raised, so that Chargebee's retry of it is taken instead of answered as a
+# duplicate. A duplicate is counted; its receipt is written by the caller.
 _ACCEPT = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   redis.call('HINCRBY', KEYS[2], 'duplicate', 1)
   return 0
 end
 local i = 2
-local mark = nil
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  if ARGV[i + 1] == 'reactor:only-if-marked' then
-    if not redis.call('SET', ARGV[i + 2], '1', 'NX', 'EX', ARGV[i + 3]) then return 1 end
-    mark = ARGV[i + 2]
-  else
-    local ok = redis.pcall(unpack(ARGV, i + 1, i + n))
-    if type(ok) == 'table' and ok.err then
-      redis.call('DEL', KEYS[1])
-      if mark then redis.call('DEL', mark) end
-      return redis.error_reply(ok.err)
-    end
+  if ARGV[i + 1] == 'reactor:set-mark' then
+    if redis.call('SET', ARGV[i + 2], '1', 'NX', 'EX', ARGV[i + 3]) then return 2 end
+    return 1
+  end
+  local ok = redis.pcall(unpack(ARGV, i + 1, i + n))
+  if type(ok) == 'table' and ok.err then
+    redis.call('DEL', KEYS[1])
+    return redis.error_reply(ok.err)
   end
   i = i + n + 1
 end
-if mark then return 2 end
 return 1
 """
 
@@ -152,8 +148,8 @@ class EventStore:
         One Lua script, one round trip: mark the id seen (SET NX), and only if that wins, store the
         event and append it to the inbox (REACTOR_TRIAGE; the first event of a burst then queues the
         triage job, a second round trip) or run the commands RQ would send to enqueue its evaluation.
-        A script runs alone in Redis, so of concurrent deliveries of one id exactly one is queued. Events that carry no
-        invoice are counted only. With a `replica_ack` that wants it, a replica must confirm the
+        A script runs alone in Redis, so of concurrent deliveries of one id exactly one is queued.
+        Events that carry no invoice are counted only. With a `replica_ack` that wants it, a replica must confirm the
         writes (reactor/ingest/replication.py) or NotReplicated is raised (the caller answers 503).
         """
         if event.invoice_id is None:
@@ -164,7 +160,7 @@ class EventStore:
         if self.triage:  # the event waits in the inbox; the first of a burst wakes a triage job
             job_id = None
             enqueue: list[Any] = [("RPUSH", self.keys.inbox(), event.id)]
-            wake: list[Any] = [(_ONLY_IF_MARKED, self.keys.inbox_drainer(), self.inbox.lease)]
+            wake: list[Any] = [(_SET_MARK, self.keys.inbox_drainer(), self.inbox.lease)]
         else:
             enqueue = self.jobs.commands(evaluate, JobSpec(event.id, event.event_type, event.invoice_id, job_id))
             wake = []
@@ -208,14 +204,20 @@ class EventStore:
         mark has expired)."""
         spec = JobSpec(event.id, event.event_type, event.invoice_id or "", triage_job_id(event.id), kind="triage")
         try:
-            with self.redis.pipeline(transaction=True) as pipe:
-                for command in self.triage_jobs.commands(TRIAGE_JOB, spec):
-                    pipe.execute_command(*command)
-                pipe.execute()
+            self.queue_jobs(self.triage_jobs, TRIAGE_JOB, [spec])
         except redis.RedisError as exc:
             log.warning("event %s is in the inbox, but its triage job could not be queued: %s", event.id, exc)
             with contextlib.suppress(redis.RedisError):
-                self.redis.delete(self.keys.inbox_drainer())
+                self.inbox.release_drainer()
+
+    def queue_jobs(self, jobs: EvaluationJobs, func: str, specs: list[JobSpec]) -> None:
+        """Enqueue a job of `func` for each spec with RQ's own writes (reactor/ingest/enqueue.py), all
+        in one transaction."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            for spec in specs:
+                for command in jobs.commands(func, spec):
+                    pipe.execute_command(*command)
+            pipe.execute()
 
     def _run_accept(self, keys: list[Any], argv: list[Any]) -> Any:
         ack = self.replica_ack

@@ -90,12 +90,7 @@ def hand_to_jobs(store: EventStore, event_ids: list[str]) -> None:
     """Queue an evaluation job for each event, in one transaction (RQ's writes, reactor/ingest/enqueue.py)."""
     if not event_ids:
         return
-    specs = [_spec(store, event_id) for event_id in event_ids]
-    with store.redis.pipeline(transaction=True) as pipe:
-        for spec in specs:
-            for command in store.jobs.commands(EVALUATE_JOB, spec):
-                pipe.execute_command(*command)
-        pipe.execute()
+    store.queue_jobs(store.jobs, EVALUATE_JOB, [_spec(store, event_id) for event_id in event_ids])
 
 
 def _spec(store: EventStore, event_id: str) -> JobSpec:

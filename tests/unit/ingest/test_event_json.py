@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from reactor.ingest.envelope import EnvelopeError, _python_json, _strict_json
+from reactor.ingest.envelope import EnvelopeError, _python_json, _strict_json, _utf8_text
 
 BOUNDED = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -41,13 +41,7 @@ def answer(read, body: bytes) -> str:
 
 def python_json(body: bytes) -> object:
     """The reference: what Python's json alone answers (after the same empty and UTF-8 checks)."""
-    if not body:
-        raise EnvelopeError("empty body: expected a Chargebee event as JSON")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EnvelopeError(f"body is not UTF-8 (byte {exc.start})") from None
-    return _python_json(text)
+    return _python_json(_utf8_text(body))
 
 
 def same_answer(body: bytes) -> None:
