@@ -109,16 +109,7 @@ def test_cron_started_before_redis_waits_then_its_sweep_writes_off(
 def test_the_web_started_before_redis_answers_health_and_503_then_takes_webhooks(
     late_redis, late_settings, sandbox, start_worker, start_reactor
 ):
-    port = free_port()
-    env = {
-        **worker_env(late_settings),
-        "REACTOR_WEBHOOK_USER": WEBHOOK_USER,
-        "REACTOR_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
-    }
-    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    web = start_reactor(env, "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
-    url = f"http://127.0.0.1:{port}"
+    web, url = start_web(start_reactor, late_settings)
     wait_for(lambda: WAITING in web.output(), timeout=30, what="the web to say it waits for Redis")
     wait_for(lambda: answers(f"{url}/healthz") == 200, timeout=30, what="gunicorn to answer /healthz")
     ready = requests.get(f"{url}/readyz", timeout=10)
@@ -168,16 +159,7 @@ def answers(url: str) -> int | None:
 def test_the_web_given_a_deadline_answers_health_and_503_then_exits_1_once_it_passes(
     late_redis, late_settings, start_reactor
 ):
-    port = free_port()
-    env = {
-        **worker_env(replace(late_settings, redis_wait=15.0)),  # room for gunicorn to boot under load
-        "REACTOR_WEBHOOK_USER": WEBHOOK_USER,
-        "REACTOR_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
-    }
-    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    web = start_reactor(env, "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
-    url = f"http://127.0.0.1:{port}"
+    web, url = start_web(start_reactor, replace(late_settings, redis_wait=15.0))  # room to boot under load
     wait_for(lambda: answers(f"{url}/healthz") == 200, timeout=30, what="gunicorn to answer /healthz")
     assert answers(f"{url}/readyz") == 503
     assert web.proc.wait(60) == 1, web.output()
@@ -187,3 +169,13 @@ def test_the_web_given_a_deadline_answers_health_and_503_then_exits_1_once_it_pa
         f"refused to start: cannot reach Redis at 127.0.0.1:{late_redis.port}/0 after 15 s: "
     )
     assert refusal["msg"].endswith("(REACTOR_REDIS_WAIT=15)") and "Traceback" not in log, log
+
+
+def start_web(start_reactor, settings):
+    """`reactor web` (one gunicorn worker) on a free port, taking webhooks; the process and its URL."""
+    port = free_port()
+    env = {**worker_env(settings), "REACTOR_WEBHOOK_USER": WEBHOOK_USER, "REACTOR_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD}
+    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    web = start_reactor(env, "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
+    return web, f"http://127.0.0.1:{port}"

@@ -50,15 +50,7 @@ def test_a_worker_killed_under_reactor_run_is_replaced_and_the_next_event_is_wri
         # What the dead worker left in its group (RQ's scheduler) was told to stop with it.
         wait_for(lambda: not group_members(first), timeout=30, what="the dead worker's scheduler to stop")
 
-        body = (REPO / "examples" / "payment_failed_exhausted.json").read_bytes()
-        answer = requests.post(
-            f"http://127.0.0.1:{port}/webhooks/chargebee",
-            data=body,
-            headers={"Content-Type": "application/json"},
-            auth=(DEV_WEBHOOK_USER, DEV_WEBHOOK_PASSWORD),
-            timeout=10,
-        )
-        assert answer.json()["status"] == "queued"
+        assert post_demo_event(port).json()["status"] == "queued"
         invoice_url = f"http://127.0.0.1:{sandbox_port}/api/v2/invoices/inv_demo_1001"
 
         def status() -> str:
@@ -141,17 +133,8 @@ def test_the_embedded_redis_killed_under_reactor_run_is_started_again_and_the_ne
         wait_for(lambda: "embedded redis-server started again at" in log.read_text(), timeout=30, what="the restart")
         assert embedded_redis(proc.pid) not in (None, first)
 
-        body = (REPO / "examples" / "payment_failed_exhausted.json").read_bytes()
-
         def delivered() -> bool:  # as Chargebee redelivers: the web may answer 503 once, on a dropped connection
-            answer = requests.post(
-                f"http://127.0.0.1:{port}/webhooks/chargebee",
-                data=body,
-                headers={"Content-Type": "application/json"},
-                auth=(DEV_WEBHOOK_USER, DEV_WEBHOOK_PASSWORD),
-                timeout=10,
-            )
-            return answer.status_code == 200
+            return post_demo_event(port).status_code == 200
 
         wait_for(delivered, timeout=30, interval=1, what="the webhook to be accepted")
         invoice_url = f"http://127.0.0.1:{sandbox_port}/api/v2/invoices/inv_demo_1001"
@@ -164,3 +147,14 @@ def test_the_embedded_redis_killed_under_reactor_run_is_started_again_and_the_ne
         log_records(ctrl_c(proc, log), "the output of `reactor run`")
     finally:
         kill_run(proc)
+
+
+def post_demo_event(port: int) -> requests.Response:
+    """The demo's exhausted-dunning payment_failed (examples/), posted to `reactor run`'s web."""
+    return requests.post(
+        f"http://127.0.0.1:{port}/webhooks/chargebee",
+        data=(REPO / "examples" / "payment_failed_exhausted.json").read_bytes(),
+        headers={"Content-Type": "application/json"},
+        auth=(DEV_WEBHOOK_USER, DEV_WEBHOOK_PASSWORD),
+        timeout=10,
+    )
