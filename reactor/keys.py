@@ -5,11 +5,9 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 
 | key (`{p}` is the prefix) | what it holds | written in |
 |---|---|---|
-| `{p}:seen:<event>` | dedupe mark of an accepted event (4 days) | ingest/events.py |
-| `{p}:event:<event>` | the event as received, packed (30 days; ingest/packing.py) | ingest/events.py |
+| `{p}:event:<event>` | the event as received, packed (30 days); its dedupe mark too (SET NX) | ingest/events.py |
 | `{p}:counters:events` | hash: webhook answers by kind | ingest/events.py |
 | `{p}:audit` | stream: the decision trail | jobs/audit/stream.py |
-| `{p}:audit:invoice:<invoice>` | the stream ids of an invoice's audit records (1000, 400 days) | jobs/audit/stream.py |
 | `{p}:audit:indexed_since` | the stream id of the first record indexed | jobs/audit/stream.py |
 | `{p}:lock:invoice:<invoice>` | the invoice's lock around fetch, decide, write_off | jobs/write_off.py |
 | `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/write_off.py |
@@ -20,9 +18,8 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:inbox:claimed` | sorted set: events a triage job took, scored by the end of its lease | ingest/inbox.py |
 | `{p}:inbox:claims:<job>` | set: the same claims, by the triage job that holds them (a lease) | ingest/inbox.py |
 | `{p}:inbox:drainer` | set while a triage job is queued or running (a lease) | ingest/events.py, ingest/inbox.py |
-| `{p}:resource_version:<invoice>` | the newest resource_version seen (30 days) | jobs/evaluate.py |
 | `{p}:in_order:<event>` | triage found the event not stale; its job's first run takes it (30 days) | jobs/evaluate.py |
-| `{p}:trace:<invoice>` | capped list: receipts, decisions, Chargebee calls (400 days) | ingest/events.py, jobs/trace/ |
+| `{p}:trace:<invoice>` | list, 400 days: receipts, decisions, calls, audit ids, version | ingest/trace_list.py |
 | `{p}:recheck:<invoice>` | the pending re-check of a time-based rule | jobs/rechecks.py |
 | `{p}:held` | hash: write-offs held by a budget | jobs/held.py |
 | `{p}:budget:day:<date>`, `{p}:budget:hour:<hour>` | budget counters (UTC) | jobs/budget.py |
@@ -34,6 +31,10 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:rl:*` | the shared Chargebee call budget; `{p}:rl:429s` counts Chargebee's 429s | chargebee/ratelimit.py |
 | `{p}:notices`, `{p}:notices:seq`, `{p}:notices:once:<name>` | notices waiting for the digest | notices.py |
 | `{p}:notices:sent`, `{p}:notices:dead_letters`, `{p}:lock:notify` | the digest sender's state | jobs/notify.py |
+
+Read but no longer written, until what earlier releases wrote has expired: `{p}:resource_version:<invoice>`
+(30 days; jobs/evaluate.py), `{p}:audit:invoice:<invoice>` (400 days; jobs/audit/stream.py). Their
+`{p}:seen:<event>` dedupe marks (4 days) are not read: the stored event, kept longer, answers for them.
 """
 
 from __future__ import annotations
@@ -57,9 +58,6 @@ class Keys:
     """Redis key names, all under one prefix."""
 
     prefix: str = "reactor"
-
-    def seen(self, event_id: str) -> str:
-        return f"{self.prefix}:seen:{event_id}"
 
     def event(self, event_id: str) -> str:
         return f"{self.prefix}:event:{event_id}"
@@ -98,6 +96,7 @@ class Keys:
         return f"{self.prefix}:inbox:drainer"
 
     def resource_version(self, invoice_id: str) -> str:
+        """Where releases before kept the newest resource_version (read only)."""
         return f"{self.prefix}:resource_version:{invoice_id}"
 
     def in_order(self, event_id: str) -> str:

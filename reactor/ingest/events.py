@@ -4,10 +4,11 @@ reactor/ingest/envelope.py).
 The body is stored packed (reactor/ingest/packing.py: deflate with a dictionary of Chargebee's
 envelope), about a sixth of the JSON; bodies stored unpacked by earlier releases read as before.
 
-Chargebee delivers at least once and retries for about 3 days 7 hours, so an event id is
-remembered for `dedupe_ttl` (4 days by default). Accepting an event is one Redis transaction:
-mark the id seen, store the body, enqueue its evaluation. Either all of it happens or none
-of it does, so a Redis failure mid-way answers 503 and Chargebee's retry starts clean.
+Chargebee delivers at least once and retries for about 3 days 7 hours. The stored event is the dedupe
+mark: it is written only if its key is not there (SET NX), and kept `event_ttl` (30 days by default)
+or `dedupe_ttl` (4 days) if that is longer. Accepting an event is one Lua script: store the event if
+new, append it to the inbox (or enqueue its evaluation), write its receipt. Either all of it happens or
+none of it does, so a Redis failure mid-way answers 503 and Chargebee's retry starts clean.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from .enqueue import EvaluationJobs, JobSpec
 from .envelope import Event
 from .inbox import TRIAGE_JOB_TIMEOUT, Inbox
 from .packing import pack, unpack
-from .receipts import TRACE_CAP, TRACE_TTL, receipt
+from .receipts import receipt
 from .replication import ReplicaAck
+from .trace_list import APPEND_LUA, TRACE_CAP, TRACE_TTL, TRIM_LUA
 
 log = logging.getLogger(__name__)
 
@@ -58,31 +60,47 @@ _SET_MARK = "reactor:set-mark"  # spelled out in _ACCEPT too
 answer 2 instead of 1 if this set it (the inbox's drainer mark, reactor/ingest/inbox.py: the caller
 then queues the triage job)."""
 
-# KEYS[1] the seen-mark, KEYS[2] the counters hash; ARGV[1] the dedupe TTL, then commands as
-# (argument count, arguments...), _SET_MARK last if at all. A command that fails un-marks the event
-# before the error is raised, so that Chargebee's retry of it is taken instead of answered as a
-# duplicate. A duplicate is counted; its receipt is written by the caller.
-_ACCEPT = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+_TRIM_TRACE = "reactor:trim-trace"  # spelled out in _ACCEPT too
+"""The accept script's pseudo-command `(_TRIM_TRACE, key, cap, ttl)`: trim a trace as every writer of
+one does (reactor/ingest/trace_list.py)."""
+
+# KEYS[1] the stored event, which is the dedupe mark; KEYS[2] the counters hash. ARGV[1] the event's
+# TTL, ARGV[2] its packed body, then commands as (argument count, arguments...), _SET_MARK last if at
+# all. A command that fails removes the event before the error is raised, so that Chargebee's retry of
+# it is taken instead of answered as a duplicate. A duplicate is counted; its receipt is written by the
+# caller.
+_ACCEPT = (
+    TRIM_LUA
+    + """
+if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
   redis.call('HINCRBY', KEYS[2], 'duplicate', 1)
   return 0
 end
-local i = 2
+local i = 3
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  if ARGV[i + 1] == 'reactor:set-mark' then
+  local name = ARGV[i + 1]
+  if name == 'reactor:set-mark' then
     if redis.call('SET', ARGV[i + 2], '1', 'NX', 'EX', ARGV[i + 3]) then return 2 end
     return 1
   end
-  local ok = redis.pcall(unpack(ARGV, i + 1, i + n))
-  if type(ok) == 'table' and ok.err then
+  local failure
+  if name == 'reactor:trim-trace' then
+    local ok, err = pcall(trim_trace, ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4])
+    if not ok then failure = type(err) == 'table' and err.err or tostring(err) end
+  else
+    local answer = redis.pcall(unpack(ARGV, i + 1, i + n))
+    if type(answer) == 'table' and answer.err then failure = answer.err end
+  end
+  if failure then
     redis.call('DEL', KEYS[1])
-    return redis.error_reply(ok.err)
+    return redis.error_reply(failure)
   end
   i = i + n + 1
 end
 return 1
 """
+)
 
 
 def triage_job_id(event_id: str) -> str:
@@ -97,7 +115,7 @@ def retry_policy(settings: Settings) -> Retry:
 
 
 class EventStore:
-    """Stored events and the dedupe marks, in Redis."""
+    """Stored events, which are their own dedupe marks, in Redis."""
 
     def __init__(
         self,
@@ -117,12 +135,14 @@ class EventStore:
         self.keys = keys or Keys()
         self.dedupe_ttl = dedupe_ttl
         self.event_ttl = event_ttl
+        self.stored_ttl = max(event_ttl, dedupe_ttl)  # the stored event is the dedupe mark
         self.jobs = EvaluationJobs(queue, retry=retry, job_timeout=job_timeout, failure_ttl=event_ttl)
         self.triage_jobs = EvaluationJobs(
             queue, retry=retry, job_timeout=TRIAGE_JOB_TIMEOUT, failure_ttl=event_ttl, at_front=True
         )
         self.inbox = Inbox(connection, self.keys)
         self._accept_script = connection.register_script(_ACCEPT)
+        self._append_trace = connection.register_script(APPEND_LUA)
 
     @classmethod
     def from_settings(
@@ -145,12 +165,13 @@ class EventStore:
     def accept(self, event: Event, evaluate: Callable[..., Any] | str) -> Accepted:
         """Store and enqueue an event once per id; redis errors propagate (the caller answers 503).
 
-        One Lua script, one round trip: mark the id seen (SET NX), and only if that wins, store the
-        event and append it to the inbox (REACTOR_TRIAGE; the first event of a burst then queues the
-        triage job, a second round trip) or run the commands RQ would send to enqueue its evaluation.
-        A script runs alone in Redis, so of concurrent deliveries of one id exactly one is queued.
-        Events that carry no invoice are counted only. With a `replica_ack` that wants it, a replica must confirm the
-        writes (reactor/ingest/replication.py) or NotReplicated is raised (the caller answers 503).
+        One Lua script, one round trip: store the event if its key is not there (SET NX: the stored
+        event is the dedupe mark), and only if that wins append it to the inbox (REACTOR_TRIAGE; the
+        first event of a burst then queues the triage job, a second round trip) or run the commands RQ
+        would send to enqueue its evaluation. A script runs alone in Redis, so of concurrent deliveries
+        of one id exactly one is queued. Events that carry no invoice are counted only. With a
+        `replica_ack` that wants it, a replica must confirm the writes (reactor/ingest/replication.py)
+        or NotReplicated is raised (the caller answers 503).
         """
         if event.invoice_id is None:
             self.redis.hincrby(self.keys.counter(), f"ignored:{event.event_type}", 1)
@@ -165,17 +186,15 @@ class EventStore:
             enqueue = self.jobs.commands(evaluate, JobSpec(event.id, event.event_type, event.invoice_id, job_id))
             wake = []
         commands: list[Any] = [
-            ("SET", self.keys.event(event.id), pack(event.raw), "EX", self.event_ttl),
             ("HINCRBY", self.keys.counter(), f"queued:{event.event_type}", 1),
             *enqueue,
             # The receipt after: a failed enqueue above answers 503 before any receipt is written.
             ("RPUSH", trace, pack(receipt(event.id, event.event_type, event.invoice, "queued").encode())),
-            ("LTRIM", trace, -TRACE_CAP, -1),
-            ("EXPIRE", trace, TRACE_TTL),
+            (_TRIM_TRACE, trace, TRACE_CAP, TRACE_TTL),
             *wake,  # last: the script answers 2 when no triage job is on its way
         ]
-        keys = [self.keys.seen(event.id), self.keys.counter()]
-        argv: list[Any] = [self.dedupe_ttl]
+        keys = [self.keys.event(event.id), self.keys.counter()]
+        argv: list[Any] = [self.stored_ttl, pack(event.raw)]
         for command in commands:
             argv.append(len(command))
             argv.extend(command)
@@ -190,11 +209,7 @@ class EventStore:
         """A redelivery in the invoice's trace, written after the answer is known: built and sent for
         duplicates only, not with every event (reactor/ingest/receipts.py)."""
         entry = pack(receipt(event.id, event.event_type, event.invoice, "duplicate").encode())
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(trace, entry)
-            pipe.ltrim(trace, -TRACE_CAP, -1)
-            pipe.expire(trace, TRACE_TTL)
-            pipe.execute()
+        self._append_trace(keys=[trace], args=[entry, TRACE_CAP, TRACE_TTL])
 
     def _wake_triage(self, event: Event) -> None:
         """Queue the triage job for the burst this event starts (it set the drainer mark). Sent only
@@ -246,10 +261,6 @@ class EventStore:
         if stored is None:
             return None
         return json.loads(unpack(stored))
-
-    def save(self, event: Event) -> None:
-        """Store without dedupe or enqueue (used by replays of events that came another way)."""
-        self.redis.set(self.keys.event(event.id), pack(event.raw), ex=self.event_ttl)
 
     def counters(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.redis.hgetall(self.keys.counter()).items()}

@@ -3,20 +3,14 @@ webhook answered, written by the accept script in the same round trip (reactor/i
 that `reactor trace` shows every delivery, duplicates included, which otherwise only count.
 
 The trace is a capped Redis list per invoice; jobs append their Chargebee calls and decisions to the
-same list (reactor/jobs/trace/). Its bounds live here, below both writers."""
+same list (reactor/jobs/trace/). Its layout and bounds are in reactor/ingest/trace_list.py, below all
+its writers."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
 from typing import Any
-
-TRACE_CAP = 200
-"""Entries kept per invoice: the newest, so an invoice redelivered for months cannot grow without bound."""
-
-TRACE_TTL = 400 * 24 * 3600
-"""Seconds an invoice's trace outlives its last entry: as long as the `written_off` mark (400 days,
-reactor/jobs/marks.py), so a write-off can be traced as long as it is remembered."""
 
 
 def receipt(

@@ -9,6 +9,7 @@ from typing import Any
 from rq.job import Job
 
 from ..ingest.envelope import Event
+from ..ingest.trace_list import TRACE_CAP, TRACE_TTL, TRIM_LUA
 from ..rules import decide
 from ..rules.facts import facts_worth_fetching
 from . import rechecks
@@ -23,22 +24,38 @@ from .write_off import write_off_invoice
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
 
-# Only moves forward: the stored resource_version of an invoice is replaced by a newer one.
-# Returns 1 when the incoming version is not older than the stored one (act on it), 0 when stale.
-_ADVANCE_VERSION = """
-local stored = redis.call('GET', KEYS[1])
-if stored and tonumber(stored) > tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+# Only moves forward: the newest resource_version of an invoice, the `version <n>` head of its trace
+# list (reactor/ingest/trace_list.py), is replaced by a newer one; the key releases before kept it in
+# (KEYS[2], 30 days) is read too, never written. KEYS[1] the trace; ARGV: the incoming version, the
+# trace's cap and ttl. Returns 1 when the incoming version is not older than the stored one (act on
+# it), 0 when stale.
+_ADVANCE_VERSION = (
+    TRIM_LUA
+    + """
+local head = redis.call('LINDEX', KEYS[1], 0)
+local marked = head and string.sub(head, 1, 8) == 'version '
+local stored = marked and tonumber(string.sub(head, 9)) or nil
+local before = tonumber(redis.call('GET', KEYS[2]) or '')
+if before and (not stored or before > stored) then stored = before end
+if stored and stored > tonumber(ARGV[1]) then return 0 end
+if marked then
+  redis.call('LSET', KEYS[1], 0, 'version ' .. ARGV[1])
+else
+  redis.call('LPUSH', KEYS[1], 'version ' .. ARGV[1])
+end
+trim_trace(KEYS[1], tonumber(ARGV[2]), ARGV[3])
 return 1
 """
+)
 
 
 def _is_stale(ctx: JobContext, event: Event) -> bool:
     version = (event.invoice or {}).get("resource_version")
     if event.invoice_id is None or not isinstance(version, int) or isinstance(version, bool):
         return False
-    key = ctx.keys.resource_version(event.invoice_id)
-    return ctx.redis.eval(_ADVANCE_VERSION, 1, key, version, ctx.settings.event_ttl) == 0
+    keys = [ctx.keys.trace(event.invoice_id), ctx.keys.resource_version(event.invoice_id)]
+    advance = ctx.redis.register_script(_ADVANCE_VERSION)  # EVALSHA: the script is sent once per connection
+    return advance(keys=keys, args=[version, TRACE_CAP, TRACE_TTL]) == 0
 
 
 def _checked_in_triage(ctx: JobContext, event_id: str) -> bool:

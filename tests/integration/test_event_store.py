@@ -58,7 +58,7 @@ def test_a_failure_inside_the_accept_script_leaves_the_event_unmarked_so_a_retry
     redis_conn.set("reactor:counters:events", "not a hash")  # makes the script's HINCRBY fail
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         store.accept(event(), "reactor.jobs.evaluate")
-    assert not redis_conn.exists("reactor:seen:ev_store_1")
+    assert not redis_conn.exists("reactor:event:ev_store_1")  # the stored event is the dedupe mark
     assert queue.count == 0
 
     redis_conn.delete("reactor:counters:events")
@@ -85,3 +85,16 @@ def test_a_decided_event_leaves_its_outcome_in_the_audit_and_no_rq_job_or_result
         assert not redis_conn.exists(f"rq:results:{ended}")
     assert FinishedJobRegistry(settings.queue_name, connection=redis_conn).get_job_ids() == []
     assert redis_conn.exists(f"reactor:event:{event['id']}"), "the stored event stays for replays"
+
+
+def test_the_stored_event_is_the_dedupe_mark_and_is_kept_as_long_as_the_longer_of_the_two_ttls(redis_conn):
+    queue = Queue("reactor", connection=redis_conn)
+    long_dedupe = EventStore(redis_conn, queue, dedupe_ttl=9 * 24 * 3600, event_ttl=5 * 24 * 3600)
+    assert long_dedupe.accept(event(), "reactor.jobs.evaluate").outcome == "queued"
+    assert 8 * 24 * 3600 < redis_conn.ttl("reactor:event:ev_store_1") <= 9 * 24 * 3600
+    assert redis_conn.keys("reactor:seen:*") == [], "no mark of its own"
+    assert long_dedupe.accept(event(), "reactor.jobs.evaluate").outcome == "duplicate"
+    assert queue.job_ids == ["evaluate-ev_store_1"]
+
+    EventStore(redis_conn, queue).accept(event("ev_store_2"), "reactor.jobs.evaluate")  # the defaults: 30 and 4 days
+    assert 29 * 24 * 3600 < redis_conn.ttl("reactor:event:ev_store_2") <= 30 * 24 * 3600

@@ -71,7 +71,7 @@ def test_a_webhook_is_answered_200_only_once_the_replica_has_it(pair, web_on, se
 
     answer = post_event(web.webhook_url, first)
     assert (answer.status_code, answer.json()["status"]) == (200, "queued")
-    assert replica.client().exists(Keys(settings.key_prefix).seen(first["id"])) == 1
+    assert replica.client().exists(Keys(settings.key_prefix).event(first["id"])) == 1
 
     with frozen(replica):
         refused = post_event(web.webhook_url, second)
@@ -80,7 +80,7 @@ def test_a_webhook_is_answered_200_only_once_the_replica_has_it(pair, web_on, se
 
     retried = post_event(web.webhook_url, second)  # Chargebee's retry, the replica back
     assert (retried.status_code, retried.json()["status"]) == (200, "duplicate")
-    assert replica.client().exists(Keys(settings.key_prefix).seen(second["id"])) == 1
+    assert replica.client().exists(Keys(settings.key_prefix).event(second["id"])) == 1
     inbox = primary.client().lrange(Keys(settings.key_prefix).inbox(), 0, -1)
     assert inbox == [first["id"].encode(), second["id"].encode()]  # the refused delivery's kept, not doubled
     assert queue.count == 1  # the triage job the first event woke

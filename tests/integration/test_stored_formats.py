@@ -11,6 +11,7 @@ import pytest
 
 from reactor.ingest.packing import MARK, unpack
 from reactor.ingest.receipts import receipt
+from reactor.ingest.trace_list import read_trace_list
 from reactor.keys import Keys
 from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
@@ -49,7 +50,7 @@ def test_an_event_stored_unpacked_by_an_earlier_release_is_replayed_by_id_and_tr
     assert sandbox.state.get_invoice(invoice["id"])["status"] == "paid"
     # The old receipt (JSON) and the new decision (packed) share the list; the trace reads both,
     # and finds the invoice from the event id through the unpacked body.
-    stored = redis_conn.lrange(KEYS.trace(invoice["id"]), 0, -1)
+    stored = read_trace_list(redis_conn.lrange(KEYS.trace(invoice["id"]), 0, -1)).entries
     assert not stored[0].startswith(MARK) and any(entry.startswith(MARK) for entry in stored[1:])
     text = traced(settings, event["id"])
     assert f"event {event['id']} payment_failed received: queued" in text

@@ -9,9 +9,8 @@ import json
 
 import pytest
 
-from reactor.ingest.receipts import TRACE_TTL
+from reactor.ingest.trace_list import TRACE_TTL, read_trace_list
 from reactor.jobs.audit import AuditLog, AuditRecord, Outcome
-from reactor.jobs.audit.stream import INDEX_TTL
 from reactor.jobs.trace import TraceLog, find_invoice, read_sources
 from reactor.keys import Keys
 from tests.integration.helpers import logged_in
@@ -106,7 +105,29 @@ def test_every_writer_indexes_its_record(sandbox, redis_conn, settings, our_writ
     assert not scanned
     assert [r.outcome for r in records] == [r.outcome for r in audit.query(invoice_id=invoice_id)]
     assert {"written_off", "undone"} <= {r.outcome for r in records}
-    assert INDEX_TTL == TRACE_TTL and 0 < redis_conn.ttl(audit.index_key(invoice_id)) <= TRACE_TTL
+    # the ids are in the invoice's trace list, kept with it
+    trace = redis_conn.lrange(audit.trace_key(invoice_id), 0, -1)
+    assert read_trace_list(trace).audit_ids == [r.id for r in records]
+    assert 0 < redis_conn.ttl(audit.trace_key(invoice_id)) <= TRACE_TTL
+    assert not redis_conn.exists(audit.index_key(invoice_id)), "no index key of its own"
+
+
+def test_ids_an_earlier_release_kept_in_an_index_list_are_still_read_with_those_in_the_trace(redis_conn, settings):
+    keys = Keys(settings.key_prefix)
+    audit = AuditLog(redis_conn, keys.audit())
+    audit.append(record("inv_first", 0))  # the stream was indexed from before this invoice's history
+    TraceLog(redis_conn, keys).add("inv_listed", {"kind": "receipt", "event_id": "ev_inv_listed_0"})
+    listed = []
+    for n in range(2):  # as the release before kept them: the id in `{p}:audit:invoice:<invoice>`
+        entry_id = redis_conn.xadd(keys.audit(), record("inv_listed", n).to_fields()).decode()
+        redis_conn.rpush(audit.index_key("inv_listed"), entry_id)
+        listed.append(entry_id)
+    later = audit.append(record("inv_listed", 2))
+
+    ids, scanned, reads = traced(redis_conn, settings, "inv_listed")
+
+    assert ids == [*listed, later] and not scanned
+    assert reads == {"xrange": 3, "xrevrange": 0, "xread": 0}
 
 
 def test_the_invoice_page_says_when_it_read_the_stream(admin_web, redis_conn, settings):

@@ -323,8 +323,9 @@ def test_an_accepted_event_is_stored_packed_and_queued_once(web, redis_conn, set
     stored = redis_conn.get(f"reactor:event:{event['id']}")
     assert stored.startswith(MARK) and unpack(stored) == body
     assert queued(redis_conn, settings) == 1
-    ttl = redis_conn.ttl(f"reactor:seen:{event['id']}")
+    ttl = redis_conn.ttl(f"reactor:event:{event['id']}")  # the stored event is the dedupe mark
     assert ttl > 3 * 24 * 3600 + 7 * 3600, "dedupe must outlive Chargebee's 3 d 7 h of retries"
+    assert not redis_conn.keys("reactor:seen:*"), "no dedupe mark of its own"
 
 
 def test_redis_down_answers_503_and_the_retry_after_recovery_is_queued(settings, tmp_path):

@@ -51,10 +51,12 @@ WINGS: dict[str, set[str]] = {
     # ingest stores and enqueues by job path: it never imports the jobs it enqueues
     "reactor.ingest": {"reactor.config", "reactor.keys"},
     "reactor.ingest.enqueue": set(),
+    # the layout of an invoice's trace list, for everything that writes it (the webhook and the jobs)
+    "reactor.ingest.trace_list": set(),
     # the jobs stand on ingest's event store, Chargebee and the rules
     "reactor.jobs": BASE | {"reactor.chargebee", "reactor.ingest", "reactor.rules"},
     "reactor.jobs.facts": {"reactor.chargebee", "reactor.rules"},
-    "reactor.jobs.audit": {"reactor.rules"},
+    "reactor.jobs.audit": {"reactor.rules", "reactor.ingest.trace_list"},
     # what ops watch reads what the jobs wrote
     "reactor.dashboard": BASE | {"reactor.ingest", "reactor.jobs", "reactor.rules"},
     # the app puts ingest and the dashboard together

@@ -3,14 +3,15 @@
 A stream gives an append-only log with time-ordered ids, cheap range reads for `reactor audit
 --since`, and a length cap (`maxlen`, approximate) so Redis cannot fill up with history.
 
-A record that names an invoice also has its stream id pushed onto the invoice's index, the list
-`<stream>:invoice:<invoice>` (`{p}:audit:invoice:<invoice>`, the newest INDEX_CAP ids, kept as long
-as the invoice's trace), by the same script that adds it: one round trip, and the record is never
-in the stream without its index entry; `<stream>:indexed_since` keeps the id of the first record
-indexed. `for_invoice` reads only those ids, so a trace costs the invoice's records, not the
-stream's. Records written before the index are in none: an invoice with no index entry at all is
-found by reading the stream whole (unless the stream holds no record from before the index), and
-one whose history began before the index also reads the stream up to `indexed_since`; both say so.
+A record that names an invoice also has its stream id pushed onto the invoice's trace list, as an
+`audit <id>` entry (`{p}:trace:<invoice>`, reactor/ingest/trace_list.py: kept and capped with the
+trace), by the same script that adds it: one round trip, and the record is never in the stream
+without its entry; `<stream>:indexed_since` keeps the id of the first record indexed. `for_invoice`
+reads only those ids, so a trace costs the invoice's records, not the stream's. Releases before kept
+the ids in a list of their own, `<stream>:invoice:<invoice>`, which is still read until it expires.
+Records written before any index are in none: an invoice with no index entry at all is found by
+reading the stream whole (unless the stream holds no record from before the index), and one whose
+history began before the index also reads the stream up to `indexed_since`; both say so.
 """
 
 from __future__ import annotations
@@ -20,24 +21,24 @@ from datetime import datetime
 
 import redis
 
+from ...ingest.trace_list import TRACE_CAP, TRACE_TTL, TRIM_LUA, read_trace_list
 from .records import AuditRecord
 
-INDEX_CAP = 1000  # stream ids kept per invoice (an invoice has a handful of records; a trace keeps 200 entries)
-INDEX_TTL = 400 * 24 * 3600  # as long as the invoice's trace (reactor/ingest/receipts.py TRACE_TTL)
-
 # KEYS[1] the stream, KEYS[2] the id of its first indexed record, KEYS[3] (when the record names an
-# invoice) the invoice's index. ARGV: maxlen, index cap, index ttl, then the record's fields and
+# invoice) the invoice's trace. ARGV: maxlen, the trace's cap and ttl, then the record's fields and
 # values. Returns the entry id.
-_APPEND = """
+_APPEND = (
+    TRIM_LUA
+    + """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
 if KEYS[3] then
   redis.call('SET', KEYS[2], id, 'NX')
-  redis.call('RPUSH', KEYS[3], id)
-  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[2]), -1)
-  redis.call('EXPIRE', KEYS[3], ARGV[3])
+  redis.call('RPUSH', KEYS[3], 'audit ' .. id)
+  trim_trace(KEYS[3], tonumber(ARGV[2]), ARGV[3])
 end
 return id
 """
+)
 
 
 def _stream_id(moment: datetime, exclusive: bool = False) -> str:
@@ -84,8 +85,14 @@ class AuditLog:
         return record
 
     def index_key(self, invoice_id: str) -> str:
-        """The list of the stream ids of `invoice_id`'s records."""
+        """The list of the stream ids of `invoice_id`'s records that releases before kept (read, never
+        written: the ids are in the invoice's trace now)."""
         return f"{self.key}:invoice:{invoice_id}"
+
+    def trace_key(self, invoice_id: str) -> str:
+        """The invoice's trace list, which holds the ids of its records: `{p}:trace:<invoice>` for the
+        stream `{p}:audit` (reactor/keys.py)."""
+        return f"{self.key.removesuffix(':audit')}:trace:{invoice_id}"
 
     def indexed_since_key(self) -> str:
         """The stream id of the first record indexed: records before it may be in no index."""
@@ -94,12 +101,12 @@ class AuditLog:
     def _script_args(self, record: AuditRecord) -> list[str | int]:
         keys = [self.key, self.indexed_since_key()]
         if record.invoice_id:
-            keys.append(self.index_key(record.invoice_id))
+            keys.append(self.trace_key(record.invoice_id))
         fields = [part for pair in self.stamp(record).to_fields().items() for part in pair]
-        return [len(keys), *keys, self.maxlen, INDEX_CAP, INDEX_TTL, *fields]
+        return [len(keys), *keys, self.maxlen, TRACE_CAP, TRACE_TTL, *fields]
 
     def append(self, record: AuditRecord) -> str:
-        """Add the record (and its id to its invoice's index); its stream id."""
+        """Add the record (and its id to its invoice's trace); its stream id."""
         entry_id = self.redis.eval(_APPEND, *self._script_args(record))
         record.id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
         return record.id
@@ -110,16 +117,18 @@ class AuditLog:
         pipe.eval(_APPEND, *self._script_args(record))
 
     def for_invoice(self, invoice_id: str, history_since: datetime | None = None) -> tuple[list[AuditRecord], bool]:
-        """The invoice's records in stream order, read by the ids of its index (one LRANGE, then one
-        pipelined XRANGE id id each; an id trimmed from the stream reads nothing), and whether the
-        stream had to be read instead: whole for an invoice with no index (its records predate it),
-        or up to the first indexed record when the invoice's history (`history_since`, its oldest
-        trace entry) began before the index did."""
+        """The invoice's records in stream order, read by the ids its trace keeps (and the index list of
+        releases before: two LRANGEs, then one pipelined XRANGE id id each; an id trimmed from the
+        stream reads nothing), and whether the stream had to be read instead: whole for an invoice
+        with no index (its records predate it), or up to the first indexed record when the invoice's
+        history (`history_since`, its oldest trace entry) began before the index did."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.lrange(self.index_key(invoice_id), 0, -1)
+            pipe.lrange(self.trace_key(invoice_id), 0, -1)
             pipe.get(self.indexed_since_key())
-            indexed, since = pipe.execute()
-        ids = list(dict.fromkeys(raw.decode() for raw in indexed))
+            indexed, trace, since = pipe.execute()
+        listed = [raw.decode() for raw in indexed] + read_trace_list(trace).audit_ids
+        ids = sorted(dict.fromkeys(listed), key=_id_parts)
         if not ids:
             if self.all_indexed():  # no record of the invoice in the stream
                 return [], False

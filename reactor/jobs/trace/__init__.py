@@ -7,7 +7,9 @@ decisions.py a decision as recorded: the rule, the facts it read, which conditio
 timeline.py  the pure assembly of a timeline from its sources, and its text
 sources.py   the sources read from Redis: the trace, the audit trail, dead letters, held write-offs
 
-The webhook writes receipts into the same list (reactor/ingest/receipts.py).
+The webhook writes receipts into the same list (reactor/ingest/receipts.py), the audit stream the ids
+of the invoice's records, and the order check its newest resource_version; the list's layout is
+reactor/ingest/trace_list.py.
 """
 
 from .calls import record_calls

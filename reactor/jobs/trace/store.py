@@ -3,8 +3,9 @@ job in this process is working on, so that a call whose path does not name it (a
 subscription's) still lands in its trace.
 
 Entries are stored packed (reactor/ingest/packing.py; a decision lists every rule it read, some 1.5 kB
-of JSON, about 200 bytes packed), except the receipts the accept script writes: an entry without the
-mark is read as JSON, as are the entries of releases before packing.
+of JSON, about 200 bytes packed); an entry without the mark is read as JSON, as are the entries of
+releases before packing. The same list holds the ids of the invoice's audit records and the version
+the order check keeps (reactor/ingest/trace_list.py), which `entries` leaves out.
 
 Recording never fails a job: fail closed applies to money, not to the trace. A write that fails is
 logged and dropped."""
@@ -22,7 +23,7 @@ from typing import Any
 import redis
 
 from ...ingest.packing import pack, unpack
-from ...ingest.receipts import TRACE_CAP, TRACE_TTL
+from ...ingest.trace_list import APPEND_LUA, TRACE_CAP, TRACE_TTL, read_trace_list
 from ...keys import Keys
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class TraceLog:
         self.keys = keys
         self.cap = cap
         self.ttl = ttl
+        self._append = connection.register_script(APPEND_LUA)
 
     def add(self, invoice_id: str | None, entry: dict[str, Any]) -> None:
         """Append one entry (stamped `at` now unless it has one). Never raises."""
@@ -63,20 +65,17 @@ class TraceLog:
             return
         entry.setdefault("at", now_text())
         try:
-            key = self.keys.trace(invoice_id)
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.rpush(key, pack(json.dumps(entry, separators=(",", ":"), default=str).encode()))
-                pipe.ltrim(key, -self.cap, -1)
-                pipe.expire(key, self.ttl)
-                pipe.execute()
+            stored = pack(json.dumps(entry, separators=(",", ":"), default=str).encode())
+            self._append(keys=[self.keys.trace(invoice_id)], args=[stored, self.cap, self.ttl])
         except Exception:
             kind = entry.get("kind")
             log.warning("could not record a %s in the trace of invoice %s", kind, invoice_id, exc_info=True)
 
     def entries(self, invoice_id: str) -> list[dict[str, Any]]:
-        """The stored entries, oldest first, packed or not; an unreadable one is skipped."""
+        """The stored entries, oldest first, packed or not; an unreadable one is skipped, and so are
+        the list's audit ids and version (reactor/ingest/trace_list.py)."""
         found = []
-        for stored in self.redis.lrange(self.keys.trace(invoice_id), 0, -1):
+        for stored in read_trace_list(self.redis.lrange(self.keys.trace(invoice_id), 0, -1)).entries:
             try:
                 entry = json.loads(unpack(stored))
             except ValueError:

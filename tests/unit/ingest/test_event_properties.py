@@ -94,7 +94,7 @@ def assert_safe_to_act_on(event: Event) -> None:
     assert job_id == f"evaluate-{event.id}", "an accepted event id needs no digest to be a job id"
     validate_job_id(job_id)  # RQ's own check: raises on anything but letters, digits, '_' and '-'
     assert JOB_ID_PATTERN.fullmatch(event.id)
-    for key in (Keys().seen(event.id), Keys().event(event.id), Keys("p").seen(event.id)):
+    for key in (Keys().event(event.id), Keys("p").event(event.id), Keys().in_order(event.id)):
         # ASCII, one more segment after the prefix, and nothing a SCAN/KEYS pattern would read as a glob
         assert key.isascii() and key.count(":") == 2 and not set(key) & set(" *?[]\\")
     if event.invoice_id is not None:
