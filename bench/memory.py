@@ -1,6 +1,6 @@
 """Redis memory per event: what a burst of webhooks costs at its peak and what stays for 30 days.
 
-    .venv/bin/python bench/memory.py [--events 10000] [--workers 2]
+    .venv/bin/python bench/memory.py [--events 10000] [--workers 2] [--redis-server PATH]
 
 A real redis-server, the sandbox (no latency) holding the invoices that the write-off events name,
 and the reactor web app in this process (Flask's test client: the real webhook handler and its
@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from stack import stop  # noqa: E402
 
 from reactor.config import load_settings  # noqa: E402
-from reactor.local.redis_server import EmbeddedRedis, free_port  # noqa: E402
+from reactor.local.redis_server import EmbeddedRedis, find_redis_server, free_port  # noqa: E402
 from reactor.sandbox.demo import _exhausted, demo_payment_failed_event  # noqa: E402
 from reactor.sandbox.state import DEMO_API_KEY  # noqa: E402
 from reactor.web import create_app  # noqa: E402
@@ -171,7 +171,7 @@ class Sampler(threading.Thread):
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    server = EmbeddedRedis(work / "redis").start()
+    server = EmbeddedRedis(work / "redis", binary=args.redis_server).start()
     conn = server.client()
     sandbox_port = free_port()
     env = {
@@ -252,11 +252,15 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         conn.execute_command("MEMORY", "PURGE")
         retained_info = conn.info("memory")["used_memory"] - baseline
         stats = _memory_stats(conn)
+        redis_version = conn.info("server")["redis_version"]
+        server_binary = find_redis_server(args.redis_server)
     finally:
         stop(procs)
         server.stop()
     return {
         "events": args.events,
+        "redis_version": redis_version,
+        "redis_binary": server_binary,
         "with_invoice": with_invoice,
         "body_bytes": sum(len(b) for b in bodies) / len(bodies),
         "statuses": statuses,
@@ -304,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1200)
+    parser.add_argument("--redis-server", help="the redis-server binary (default: the one `reactor run` would use)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="reactor-bench-memory-") as work:
         r = run(args, Path(work))
@@ -311,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     print(f"memory benchmark: {n:,} events ({r['with_invoice']:,} with an invoice, {WRITE_OFF_SHARE:.0%} written off),")
     print(f"mean body {r['body_bytes']:,.0f} bytes; {os.cpu_count()} cpus, load average {load[0]:.2f} {load[1]:.2f}")
+    print(f"Redis {r['redis_version']} ({r['redis_binary']})")
     print(f"webhook answers: {r['statuses']}; posted in {r['ingest_s']:.1f} s,", end=" ")
     print(f"drained by {args.workers} workers in {r['drain_s']:.1f} s")
     print(f"outcomes: {', '.join(f'{k} {v}' for k, v in sorted(r['outcomes'].items()))}")
