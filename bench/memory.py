@@ -253,6 +253,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         retained_info = conn.info("memory")["used_memory"] - baseline
         stats = _memory_stats(conn)
         redis_version = conn.info("server")["redis_version"]
+        a_trace = next(conn.scan_iter(match="reactor:trace:*", count=1000), None)
+        trace_encoding = conn.object("encoding", a_trace).decode() if a_trace else "none"
         server_binary = find_redis_server(args.redis_server)
     finally:
         stop(procs)
@@ -261,6 +263,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "events": args.events,
         "redis_version": redis_version,
         "redis_binary": server_binary,
+        "trace_encoding": trace_encoding,
         "with_invoice": with_invoice,
         "body_bytes": sum(len(b) for b in bodies) / len(bodies),
         "statuses": statuses,
@@ -333,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  MEMORY STATS: {stats['keys'] - base['keys']:,} keys ({(stats['keys'] - base['keys']) / n:.1f} per event), "
         f"key tables {(stats['tables'] - base['tables']) / n:,.0f} B/event, "
-        f"dataset {(stats['dataset'] - base['dataset']) / n:,.0f} B/event"
+        f"dataset {(stats['dataset'] - base['dataset']) / n:,.0f} B/event; "
+        f"a trace list is a {r['trace_encoding']} (a quicklist, before Redis 7.2, wraps even a short list)"
     )
     print()
     peak = r["peak"] / n
