@@ -13,8 +13,10 @@ were a third of what an event kept (docs/benchmarks.md, "Redis memory per event"
 - `audit <stream id>`: one of the invoice's audit records, written with the record;
 - anything else: a trace entry, packed JSON (reactor/ingest/packing.py) or JSON.
 
-Every writer keeps the newest TRACE_CAP entries and renews the list's TTL; trimming keeps the
-`version` head (TRIM_LUA), so the order check never forgets a version while the trace lives.
+Every writer keeps TRACE_CAP entries and renews the list's TTL; trimming keeps the `version` head
+(TRIM_LUA), so the order check never forgets a version while the trace lives, and drops the oldest
+trace entries before audit ids (up to AUDIT_KEEP of them), so that redeliveries, which add a receipt
+each, cannot push the invoice's audit records out of `reactor trace`.
 """
 
 from __future__ import annotations
@@ -37,23 +39,50 @@ AUDIT = b"audit "
 _AUDIT_ID = re.compile(rb"audit (\d+-\d+)")
 _VERSION = re.compile(rb"version (\d+)")
 
-TRIM_LUA = """
+AUDIT_KEEP = 100
+"""Audit ids the trim passes over, oldest first, before it drops one: the oldest entries that go are
+trace entries (receipts, decisions, calls), so a flood of redeliveries or calls cannot push the ids
+of the invoice's audit records (its write-off) out of the list; only more than AUDIT_KEEP audit ids
+older than every trace entry kept lose the oldest of them."""
+
+TRIM_LUA = (
+    """
+local AUDIT_KEEP = """
+    + str(AUDIT_KEEP)
+    + """
 local function trim_trace(key, cap, ttl)
   local n = redis.call('LLEN', key)
   if n > cap then
-    local head = redis.call('LINDEX', key, 0)
-    if string.sub(head, 1, 8) == 'version ' then
-      redis.call('LSET', key, n - cap, head)
-      redis.call('LTRIM', key, n - cap, -1)
-    else
-      redis.call('LTRIM', key, -cap, -1)
+    local first = 0
+    if string.sub(redis.call('LINDEX', key, 0), 1, 8) == 'version ' then first = 1 end
+    while n > cap do
+      -- the oldest entry that is not an audit id, among the AUDIT_KEEP + 1 after the head; else the oldest
+      local drop = first
+      local at = first
+      for _, upto in ipairs({first + 3, first + AUDIT_KEEP}) do
+        local found = nil
+        for i, value in ipairs(redis.call('LRANGE', key, at, upto)) do
+          if string.sub(value, 1, 6) ~= 'audit ' then found = at + i - 1 break end
+        end
+        if found then drop = found break end
+        at = upto + 1
+      end
+      if drop == 0 then
+        redis.call('LPOP', key)
+      else
+        redis.call('LSET', key, drop, 'reactor:trimmed')
+        redis.call('LREM', key, 1, 'reactor:trimmed')
+      end
+      n = n - 1
     end
   end
   redis.call('EXPIRE', key, ttl)
 end
 """
-"""`trim_trace(key, cap, ttl)`: keep the newest `cap` entries, the `version` head among them (it takes
-the place of the oldest one kept), and renew the TTL. Every script that writes a trace defines it."""
+)
+"""`trim_trace(key, cap, ttl)`: keep `cap` entries and renew the TTL. What goes is the oldest trace
+entry, not the `version` head and not an audit id among the AUDIT_KEEP oldest entries after it (when
+those are all audit ids, the oldest of them goes). Every script that writes a trace defines it."""
 
 APPEND_LUA = (
     TRIM_LUA

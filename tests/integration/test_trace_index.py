@@ -9,11 +9,12 @@ import json
 
 import pytest
 
-from reactor.ingest.trace_list import TRACE_TTL, read_trace_list
+from reactor.ingest.trace_list import TRACE_CAP, TRACE_TTL, read_trace_list
 from reactor.jobs.audit import AuditLog, AuditRecord, Outcome
 from reactor.jobs.trace import TraceLog, find_invoice, read_sources
 from reactor.keys import Keys
-from tests.integration.helpers import logged_in
+from tests.helpers import wait_for
+from tests.integration.helpers import exhausted_invoice, logged_in, make_event, outcomes, post_event
 from tests.integration.ops_helpers import reactor, reactor_process
 
 pytestmark = pytest.mark.integration
@@ -143,3 +144,24 @@ def test_the_invoice_page_says_when_it_read_the_stream(admin_web, redis_conn, se
     assert old.status_code == new.status_code == 200
     assert 'id="trace-scanned"' in old.text and "reading the audit stream" in old.text
     assert 'id="trace-scanned"' not in new.text and "outcome skipped" in new.text
+
+
+def test_redeliveries_past_the_trace_cap_do_not_push_the_write_off_record_out_of_the_trace(
+    sandbox, web, redis_conn, settings, start_worker
+):
+    """Each redelivery adds a receipt to the invoice's trace list, which also holds the ids of its audit
+    records: the trim drops the oldest receipts, decisions and calls before those ids, so `reactor trace`
+    still shows the write-off after Chargebee (or anyone with the webhook's password) resent its event
+    more times than the list has room."""
+    invoice = exhausted_invoice(sandbox)
+    event = make_event(invoice)
+    assert post_event(web.webhook_url, event).status_code == 200
+    start_worker()
+    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=30, what="the write-off")
+    for _ in range(TRACE_CAP + 10):
+        assert post_event(web.webhook_url, event).json()["status"] == "duplicate"
+    assert redis_conn.llen(Keys(settings.key_prefix).trace(invoice["id"])) == TRACE_CAP
+
+    assert [r.outcome for r in read_sources(redis_conn, settings, invoice["id"]).records] == ["written_off"]
+    result = reactor(settings, "trace", invoice["id"])
+    assert result.exit_code == 0 and "outcome written_off, 12.50 USD" in result.output, result.output
