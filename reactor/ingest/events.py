@@ -64,14 +64,20 @@ _TRIM_TRACE = "reactor:trim-trace"  # spelled out in _ACCEPT too
 """The accept script's pseudo-command `(_TRIM_TRACE, key, cap, ttl)`: trim a trace as every writer of
 one does (reactor/ingest/trace_list.py)."""
 
-# KEYS[1] the stored event, which is the dedupe mark; KEYS[2] the counters hash. ARGV[1] the event's
-# TTL, ARGV[2] its packed body, then commands as (argument count, arguments...), _SET_MARK last if at
-# all. A command that fails removes the event before the error is raised, so that Chargebee's retry of
-# it is taken instead of answered as a duplicate. A duplicate is counted; its receipt is written by the
-# caller.
+# KEYS[1] the stored event, which is the dedupe mark; KEYS[2] the counters hash; KEYS[3] the invoice's
+# trace. ARGV[1] the event's TTL, ARGV[2] its packed body, then commands as (argument count,
+# arguments...), _SET_MARK last if at all. A command that fails removes the event before the error is
+# raised, so that Chargebee's retry of it is taken instead of answered as a duplicate. The receipt comes
+# after the enqueue, which that removal does not undo: a trace that is not a list (its receipt would
+# fail) refuses the event before anything is written, rather than leave it queued without its stored
+# body. A duplicate is counted; its receipt is written by the caller.
 _ACCEPT = (
     TRIM_LUA
     + """
+local trace_type = redis.call('TYPE', KEYS[3])['ok']
+if trace_type ~= 'list' and trace_type ~= 'none' then
+  return redis.error_reply('WRONGTYPE the trace ' .. KEYS[3] .. ' holds a ' .. trace_type .. ', not a list')
+end
 if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
   redis.call('HINCRBY', KEYS[2], 'duplicate', 1)
   return 0
@@ -193,7 +199,7 @@ class EventStore:
             (_TRIM_TRACE, trace, TRACE_CAP, TRACE_TTL),
             *wake,  # last: the script answers 2 when no triage job is on its way
         ]
-        keys = [self.keys.event(event.id), self.keys.counter()]
+        keys = [self.keys.event(event.id), self.keys.counter(), trace]
         argv: list[Any] = [self.stored_ttl, pack(event.raw)]
         for command in commands:
             argv.append(len(command))

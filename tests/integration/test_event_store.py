@@ -66,6 +66,30 @@ def test_a_failure_inside_the_accept_script_leaves_the_event_unmarked_so_a_retry
     assert queue.count == 1
 
 
+def test_an_invoice_trace_that_is_not_a_list_refuses_the_event_with_nothing_queued_and_the_retry_is_taken(
+    sandbox, web, redis_conn, start_worker
+):
+    """The receipt is written after the enqueue, which a failed script does not undo: a trace key that
+    is not a list (written by hand, another program) must refuse the event before anything is written,
+    not leave it in the inbox without its stored body, where triage would record it missing and every
+    retry of Chargebee's would be refused the same way."""
+    invoice = exhausted_invoice(sandbox)
+    trace = f"reactor:trace:{invoice['id']}"
+    redis_conn.set(trace, "not a list")
+    event = make_event(invoice)
+    assert post_event(web.webhook_url, event).status_code >= 500
+    assert not redis_conn.exists(f"reactor:event:{event['id']}")
+    assert redis_conn.llen("reactor:inbox") == 0 and Queue("reactor", connection=redis_conn).count == 0
+
+    redis_conn.delete(trace)
+    assert post_event(web.webhook_url, event).json()["status"] == "queued"  # Chargebee's retry
+    start_worker()
+    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=30, what="the write-off")
+    wait_settled(redis_conn)
+    assert outcomes(redis_conn, invoice["id"]) == ["written_off"]
+    assert len(sandbox.state.write_off_calls()) == 1
+
+
 def test_a_decided_event_leaves_its_outcome_in_the_audit_and_no_rq_job_or_result(
     sandbox, web, settings, redis_conn, start_worker
 ):
