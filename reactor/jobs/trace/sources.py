@@ -1,5 +1,5 @@
 """The sources of an invoice's timeline, read from Redis: its trace list, its audit records (by the
-invoice's index of stream ids), its dead letters and its held write-off; and which invoice an id
+stream ids its trace list keeps), its dead letters and its held write-off; and which invoice an id
 names (an invoice id, or an event id)."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ SCAN_NOTE = (
 
 
 def read_sources(connection: redis.Redis, settings: Settings, invoice_id: str) -> TraceSources:
-    """Everything kept about `invoice_id`. Its audit records are read by the ids of its index
+    """Everything kept about `invoice_id`. Its audit records are read by the ids its trace keeps
     (reactor/jobs/audit/stream.py `for_invoice`); the stream is read only for an invoice whose history
     began before the index (whole when it has no index entry at all), and `scanned` says so."""
     keys = Keys(settings.key_prefix)
