@@ -139,8 +139,6 @@ class EventStore:
         self.triage = triage  # accepted events go to the inbox (reactor/ingest/inbox.py), not a job each
         self.replica_ack = replica_ack  # None: never WAIT (the workers' sweep and replays)
         self.keys = keys or Keys()
-        self.dedupe_ttl = dedupe_ttl
-        self.event_ttl = event_ttl
         self.stored_ttl = max(event_ttl, dedupe_ttl)  # the stored event is the dedupe mark
         self.jobs = EvaluationJobs(queue, retry=retry, job_timeout=job_timeout, failure_ttl=event_ttl)
         self.triage_jobs = EvaluationJobs(

@@ -50,11 +50,14 @@ TRIM_LUA = (
 local AUDIT_KEEP = """
     + str(AUDIT_KEEP)
     + """
+local function is_version(entry)
+  return entry and string.sub(entry, 1, 8) == 'version '
+end
 local function trim_trace(key, cap, ttl)
   local n = redis.call('LLEN', key)
   if n > cap then
     local first = 0
-    if string.sub(redis.call('LINDEX', key, 0), 1, 8) == 'version ' then first = 1 end
+    if is_version(redis.call('LINDEX', key, 0)) then first = 1 end
     while n > cap do
       -- the oldest entry that is not an audit id, among the AUDIT_KEEP + 1 after the head; else the oldest
       local drop = first
@@ -80,7 +83,8 @@ local function trim_trace(key, cap, ttl)
 end
 """
 )
-"""`trim_trace(key, cap, ttl)`: keep `cap` entries and renew the TTL. What goes is the oldest trace
+"""`trim_trace(key, cap, ttl)`: keep `cap` entries and renew the TTL; `is_version(entry)`: whether an
+entry is the `version` head (a false entry, a missing head, is not). What goes is the oldest trace
 entry, not the `version` head and not an audit id among the AUDIT_KEEP oldest entries after it (when
 those are all audit ids, the oldest of them goes). Every script that writes a trace defines it."""
 

@@ -33,7 +33,7 @@ _ADVANCE_VERSION = (
     TRIM_LUA
     + """
 local head = redis.call('LINDEX', KEYS[1], 0)
-local marked = head and string.sub(head, 1, 8) == 'version '
+local marked = is_version(head)
 local stored = marked and tonumber(string.sub(head, 9)) or nil
 local before = tonumber(redis.call('GET', KEYS[2]) or '')
 if before and (not stored or before > stored) then stored = before end

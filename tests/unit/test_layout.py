@@ -56,7 +56,7 @@ WINGS: dict[str, set[str]] = {
     # the jobs stand on ingest's event store, Chargebee and the rules
     "reactor.jobs": BASE | {"reactor.chargebee", "reactor.ingest", "reactor.rules"},
     "reactor.jobs.facts": {"reactor.chargebee", "reactor.rules"},
-    "reactor.jobs.audit": {"reactor.rules", "reactor.ingest.trace_list"},
+    "reactor.jobs.audit": {"reactor.keys", "reactor.rules", "reactor.ingest.trace_list"},
     # what ops watch reads what the jobs wrote
     "reactor.dashboard": BASE | {"reactor.ingest", "reactor.jobs", "reactor.rules"},
     # the app puts ingest and the dashboard together

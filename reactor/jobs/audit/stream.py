@@ -22,6 +22,7 @@ from datetime import datetime
 import redis
 
 from ...ingest.trace_list import TRACE_CAP, TRACE_TTL, TRIM_LUA, read_trace_list
+from ...keys import Keys
 from .records import AuditRecord
 
 # KEYS[1] the stream, KEYS[2] the id of its first indexed record, KEYS[3] (when the record names an
@@ -92,7 +93,7 @@ class AuditLog:
     def trace_key(self, invoice_id: str) -> str:
         """The invoice's trace list, which holds the ids of its records: `{p}:trace:<invoice>` for the
         stream `{p}:audit` (reactor/keys.py)."""
-        return f"{self.key.removesuffix(':audit')}:trace:{invoice_id}"
+        return Keys(self.key.removesuffix(":audit")).trace(invoice_id)
 
     def indexed_since_key(self) -> str:
         """The stream id of the first record indexed: records before it may be in no index."""
