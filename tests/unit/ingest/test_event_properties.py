@@ -28,25 +28,13 @@ from reactor.ingest.envelope import (
 )
 from reactor.ingest.events import evaluation_job_id
 from reactor.keys import Keys
+from tests.unit.ingest.json_values import TEXT, json_values
 
 # No Hypothesis deadline: it is wall time, which a busy machine stretches; answers_cleanly holds each
 # parse to a second of this thread's CPU time instead.
 BOUNDED = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# Text including lone surrogates: json.dumps escapes them (\ud800), as a hostile sender would.
-TEXT = st.one_of(st.text(max_size=8), st.text(st.characters(categories=["Cs", "Ll", "Nd"]), max_size=4))
-JSON = st.recursive(
-    st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(),
-        st.integers(min_value=10**4200, max_value=10**4290),  # near the 4300-digit limit
-        st.floats(allow_nan=True, allow_infinity=True),
-        TEXT,
-    ),
-    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(TEXT, children, max_size=4)),
-    max_leaves=25,
-)
+JSON = json_values(st.integers(min_value=10**4200, max_value=10**4290))  # near the 4300-digit limit
 IDS = st.one_of(st.text(max_size=50), TEXT, st.from_regex(r"\Aev_[A-Za-z0-9]{1,30}\Z"), JSON)
 TYPES = st.one_of(
     st.sampled_from(["payment_failed", "invoice_updated", "Payment", "1x", ""]), st.text(max_size=8), JSON
