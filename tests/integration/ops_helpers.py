@@ -74,6 +74,7 @@ def run_env(tmp_path: Path, name: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REACTOR_", "CHARGEBEE_", "REDIS_", "WEB_"))}
     env.update(REACTOR_RULES=str(REPO / "rules.yaml"), REACTOR_VAR_DIR=str(tmp_path / f"var-{name}"))
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a SIGABRT writes every thread's stack to the log (stopped())
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
 

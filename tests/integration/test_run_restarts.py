@@ -33,9 +33,20 @@ def started_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int, int
     return proc, log, port, sandbox_port
 
 
+def stopped(proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> int:
+    """Its exit status once it has stopped; one still running after `timeout` fails the test with the
+    end of its log, where a SIGABRT has just had Python write its stacks (PYTHONFAULTHANDLER)."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGABRT)
+        proc.wait(30)
+        pytest.fail(f"reactor run still running {timeout:.0f} s after it was told to stop:\n{log.read_text()[-6000:]}")
+
+
 def ctrl_c(proc: subprocess.Popen[bytes], log: Path) -> str:
     os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(60) == 0, log.read_text()[-3000:]
+    assert stopped(proc, log) == 0, log.read_text()[-3000:]
     return log.read_text()
 
 
@@ -115,7 +126,7 @@ def test_sigterm_while_reactor_run_starts_stops_the_redis_it_started(tmp_path: P
     try:
         redis_pid = wait_for(lambda: embedded_redis(proc.pid), timeout=60, what="the embedded redis-server")
         os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(60)
+        stopped(proc, tmp_path / "term.log")
         assert wait_until(lambda: not alive(redis_pid), timeout=30), (tmp_path / "term.log").read_text()[-3000:]
         assert not (tmp_path / "var-term" / "redis.url").exists()
     finally:
