@@ -1,5 +1,6 @@
-"""What tests share besides fixtures: constants, waiting on a condition, and the real processes
-the fixtures in conftest.py start (the web app under a WSGI server, `reactor worker` processes)."""
+"""What tests share besides fixtures: constants, waiting on a condition, a Redis's whole state, and
+the real processes the fixtures in conftest.py start (the web app under a WSGI server, `reactor
+worker` processes)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -251,3 +253,44 @@ class WorkerProcess(ReactorProcess):
 
     def __init__(self, settings: Settings, log_path: Path, name: str):
         super().__init__(["worker", "--name", name], worker_env(settings), log_path)
+
+
+@dataclass(frozen=True)
+class RedisState:
+    """Every key of a Redis with its type, its value as DUMP serialises it (whatever the type: a
+    string, a hash, a stream with its consumer groups...) and its remaining life, read in one
+    transaction: what a dry run, a preview or a report must leave as it found it."""
+
+    keys: dict[bytes, tuple[bytes, bytes | None, int]]  # key -> (type, DUMP, PTTL in ms; -1 none)
+    read_at: float  # time.monotonic()
+
+    @classmethod
+    def read(cls, connection: redis.Redis) -> RedisState:
+        names = list(connection.scan_iter(count=1000))
+        pipe = connection.pipeline(transaction=True)
+        for name in names:
+            pipe.type(name)
+            pipe.dump(name)
+            pipe.pttl(name)
+        found = pipe.execute() if names else []
+        read_at = time.monotonic()
+        triples = [tuple(found[i : i + 3]) for i in range(0, len(found), 3)]
+        return cls({n: t for n, t in zip(names, triples, strict=True) if t[1] is not None}, read_at)  # type: ignore[misc]
+
+    def changes_since(self, before: RedisState, ignore: Callable[[bytes], bool] = lambda _k: False) -> list[str]:
+        """What differs from `before`, one line a key: added, changed (the value; a TTL that only ran
+        down is no change) or removed. A key whose TTL ran out in between expired: that is no write."""
+        elapsed_ms = (self.read_at - before.read_at) * 1000
+        lines = []
+        for name in sorted(set(before.keys) | set(self.keys)):
+            if ignore(name):
+                continue
+            old, new = before.keys.get(name), self.keys.get(name)
+            if old is None and new is not None:
+                lines.append(f"added {new[0].decode()} {name.decode(errors='replace')}")
+            elif new is None and old is not None:
+                if not 0 <= old[2] <= elapsed_ms + 1000:
+                    lines.append(f"removed {old[0].decode()} {name.decode(errors='replace')}")
+            elif old is not None and new is not None and old[:2] != new[:2]:
+                lines.append(f"changed {new[0].decode()} {name.decode(errors='replace')}")
+        return lines

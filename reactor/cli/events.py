@@ -2,9 +2,10 @@
 in (invoice, customer, rule, outcome, event type, currency, a time window).
 
 Registered on the `main` group by reactor/cli/__init__.py. A selection of more than one event asks
-first (`--yes` skips the question, and is required without a terminal); `--dry-run` shows what the
-rules in force would decide now, calling nothing and enqueueing nothing. Either way a replay only
-enqueues `reactor.jobs.evaluate`: the job fetches the invoice fresh and keeps every safeguard.
+first (`--yes` skips the question, and is required without a terminal); `--dry-run`, with ids or a
+selection, shows what the rules in force would decide now, calling, enqueueing and recording nothing.
+Otherwise a replay only enqueues `reactor.jobs.evaluate`: the job fetches the invoice fresh and
+keeps every safeguard.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from ..jobs.audit import OUTCOMES, AuditLog
 from ..jobs.deadletters import DeadLetterError, DeadLetters
-from ..jobs.replay import ReplayCandidate, ReplaySelection, decide_now, gather
+from ..jobs.replay import ReplayCandidate, ReplaySelection, decide_now, gather, named
 from ..keys import Keys
 from ..rules import RulesError, load_rules
 from .helpers import (
@@ -69,15 +70,19 @@ def events_replay(event_ids: tuple[str, ...], dry_run: bool, yes: bool, **chosen
             "--event-type, --currency, --since/--until"
         )
     letters = _dead_letters()
+    if dry_run:  # first: no branch below, which enqueues, may be reached by a dry run
+        found = _named(letters, event_ids) if event_ids else _gather(letters, selection)
+        if found:
+            _dry_run(letters, found)
+        else:
+            say("no stored events match (the audit trail names none in the window)")
+        return
     if event_ids:
         _replay_ids(letters, list(event_ids))
         return
     found = _gather(letters, selection)
     if not found:
         say("no stored events match (the audit trail names none in the window)")
-        return
-    if dry_run:
-        _dry_run(letters, found)
         return
     if len(found) > 1:
         confirm_or_refuse(f"Replay {plural(len(found), 'event')}?", yes, "add --yes")
@@ -112,6 +117,12 @@ def _gather(letters: DeadLetters, selection: ReplaySelection) -> list[ReplayCand
     audit = AuditLog(letters.redis, Keys(letters.settings.key_prefix).audit())
     with _progress("reading the audit trail", None) as advance:
         return gather(audit, letters.events, selection, progress=lambda n: advance(n, absolute=True))
+
+
+def _named(letters: DeadLetters, event_ids: tuple[str, ...]) -> list[ReplayCandidate]:
+    audit = AuditLog(letters.redis, Keys(letters.settings.key_prefix).audit())
+    with _progress("reading the audit trail", None) as advance:
+        return named(audit, letters.events, event_ids, progress=lambda n: advance(n, absolute=True))
 
 
 def _dry_run(letters: DeadLetters, found: list[ReplayCandidate]) -> None:

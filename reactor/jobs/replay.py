@@ -3,9 +3,10 @@ currency and a time window, over the audit trail and the stored events.
 
 The audit trail is the index: every event a worker decided on has records there, in time order, so
 a window costs only its size (reactor/jobs/audit/stream.py). The records give the rule and the
-outcome; the stored event gives the customer. `matches` is the pure choice; `gather` reads Redis;
-`decide_now` is what a dry run shows: the rules in force on the stored event, with no Chargebee
-call (the replayed job fetches the invoice fresh and may decide otherwise).
+outcome; the stored event gives the customer. `matches` is the pure choice; `gather` reads Redis for
+a selection, `named` for events named by id; `decide_now` is what a dry run shows: the rules in
+force on the stored event, with no Chargebee call (the replayed job fetches the invoice fresh and
+may decide otherwise).
 
 Replaying only enqueues `reactor.jobs.evaluate` (`DeadLetters.replay_event`), so every safeguard of
 a write-off holds: the fresh invoice, the written-off mark, the idempotency key.
@@ -118,6 +119,26 @@ def gather(
     for candidate in narrowed:
         candidate.event = events.load(candidate.event_id)
     return select(selection, narrowed)
+
+
+def named(
+    audit: AuditLog,
+    events: EventStore,
+    event_ids: Iterable[str],
+    progress: Callable[[int], None] = lambda _n: None,
+) -> list[ReplayCandidate]:
+    """The events named by id, in the order named (each once), each with its records and its stored
+    copy (None when expired or never received), for a dry run. The trail is read once for all of
+    them, as `reactor audit --event` reads it; `progress` is called with the records read so far."""
+    by_event = {event_id: ReplayCandidate(event_id) for event_id in event_ids}
+    for count, record in enumerate(audit.query(), start=1):
+        if record.event_id in by_event:
+            by_event[record.event_id].records.append(record)
+        if count % 500 == 0:
+            progress(count)
+    for candidate in by_event.values():
+        candidate.event = events.load(candidate.event_id)
+    return list(by_event.values())
 
 
 def _may_match(selection: ReplaySelection, records: Collection[AuditRecord]) -> bool:

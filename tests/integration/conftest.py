@@ -1,10 +1,11 @@
 """Fixtures the integration tests share on top of tests/conftest.py: the dashboard behind its login,
 an invoice the reactor wrote off, a write-off left in the dead letters, a Redis the test starts
-late and `reactor` processes started before it. What they share with the tests (constants, login,
-outcomes) is in tests/integration/helpers.py."""
+late and `reactor` processes started before it, and the check that a block wrote nothing. What they
+share with the tests (constants, login, outcomes) is in tests/integration/helpers.py."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -16,9 +17,10 @@ import redis
 from rq.registry import FailedJobRegistry
 
 from reactor.config import Settings
+from reactor.jobs.audit import AuditLog
 from reactor.local.redis_server import EmbeddedRedis, free_port
 from reactor.sandbox import SandboxServer
-from tests.helpers import ReactorProcess, WebServer, wait_for
+from tests.helpers import ReactorProcess, RedisState, WebServer, pending_jobs, wait_for
 from tests.integration.helpers import (
     ADMIN_PASSWORD,
     ADMIN_USER,
@@ -103,3 +105,30 @@ def start_reactor(tmp_path: Path) -> Iterator[Callable[..., ReactorProcess]]:
     yield start
     for process in processes:
         process.stop()
+
+
+@pytest.fixture
+def nothing_written(redis_conn: redis.Redis, sandbox: SandboxServer) -> Callable[..., Any]:
+    """`with nothing_written(): ...` fails unless the block queued no job, appended no audit record,
+    left every Redis key as it found it (RedisState) and made no write call to the sandbox (no
+    POST: write_off, apply_credits, remove a credit note...), its invoices and credit notes unchanged.
+    `ignore` names the keys a block may change: only shared bookkeeping that is no record."""
+
+    @contextlib.contextmanager
+    def checked(ignore: Callable[[bytes], bool] = lambda _k: False) -> Iterator[None]:
+        jobs, records = set(pending_jobs(redis_conn)), AuditLog(redis_conn).count()
+        posts, site = len(sandbox.state.calls(method="POST")), _site(sandbox)
+        before = RedisState.read(redis_conn)
+        yield
+        changes = RedisState.read(redis_conn).changes_since(before, ignore)
+        assert sorted(set(pending_jobs(redis_conn)) - jobs) == [], "a job was queued"
+        assert AuditLog(redis_conn).count() == records, "an audit record was written"
+        assert changes == [], "Redis was written:\n" + "\n".join(changes)
+        assert sandbox.state.calls(method="POST")[posts:] == [], "Chargebee was written to"
+        assert _site(sandbox) == site, "the sandbox's invoices or credit notes changed"
+
+    return checked
+
+
+def _site(sandbox: SandboxServer) -> tuple[list[dict[str, Any]], ...]:
+    return sandbox.state.invoices(), sandbox.state.credit_notes(), sandbox.state.write_off_notes()
