@@ -63,7 +63,7 @@ def _online_listing() -> tuple[Listing, FactSource, Callable[[datetime], Budgets
 
     settings = chargebee_settings(command_settings())
     connection = connect(settings)
-    client = build_context(settings, connection).chargebee
+    client = build_context(settings, connection, records=False).chargebee  # a preview: no call traced
     taken = datetime.now(timezone.utc).isoformat(timespec="seconds")
     listing = Listing(taken_at=taken, source=settings.api_base or "")
     with Progress(disable=not sys.stderr.isatty(), console=console(stderr=True)) as progress:

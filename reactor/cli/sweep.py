@@ -54,7 +54,7 @@ def _sweep_with_progress(settings: Settings, dry_run: bool, resume: bool, min_da
     """The sweep, with a progress line on a terminal (pages, invoices matching so far)."""
     from rich.progress import Progress  # late: start-up time (rich.progress costs `reactor --help` ~7 ms)
 
-    ctx = build_context(settings, connect(settings))
+    ctx = build_context(settings, connect(settings), records=not dry_run)
     with Progress(disable=not sys.stderr.isatty(), console=console(stderr=True)) as progress:
         task = progress.add_task("sweeping", total=None)
 

@@ -44,14 +44,24 @@ class JobContext:
         return Notices(self.redis, self.keys.prefix, enabled=bool(self.settings.notify_url))
 
 
-def build_context(settings: Settings, connection: redis.Redis) -> JobContext:
+def build_context(settings: Settings, connection: redis.Redis, *, records: bool = True) -> JobContext:
+    """The context of a worker or a command. `records=False` is for a dry run or a preview, which must
+    leave nothing behind: its Chargebee calls go to no trace and a refused rules file is not reported
+    (the web and the workers report it); the shared rate limit still counts its calls."""
     keys = Keys(settings.key_prefix)
     queue = Queue(settings.queue_name, connection=connection)
     if not settings.api_base:
         raise ChargebeeError("no Chargebee API configured: set CHARGEBEE_SITE or CHARGEBEE_API_BASE")
     # Refused rules edits seen by workers reach /metrics and the dashboard through Redis.
     notices = Notices(connection, settings.key_prefix, enabled=bool(settings.notify_url))
-    rules = LiveRules(settings.rules_path, reporter=RulesReloadReporter(connection, settings.key_prefix, notices))
+    reporter = RulesReloadReporter(connection, settings.key_prefix, notices) if records else None
+    rules = LiveRules(settings.rules_path, reporter=reporter)
+    client = ChargebeeClient(
+        settings.api_base,
+        settings.chargebee_api_key,
+        timeout=settings.http_timeout,
+        rate_limit=build_rate_limit(settings, connection),
+    )
     return JobContext(
         settings=settings,
         redis=connection,
@@ -60,15 +70,7 @@ def build_context(settings: Settings, connection: redis.Redis) -> JobContext:
         # Records written without a decision (retrying, failed, ...) still name the rules in force.
         audit=AuditLog(connection, keys.audit(), rules_version=lambda: rules.current().version),
         # Every call lands in its invoice's trace (reactor/jobs/trace/calls.py), for `reactor trace`.
-        chargebee=record_calls(
-            ChargebeeClient(
-                settings.api_base,
-                settings.chargebee_api_key,
-                timeout=settings.http_timeout,
-                rate_limit=build_rate_limit(settings, connection),
-            ),
-            TraceLog(connection, keys),
-        ),
+        chargebee=record_calls(client, TraceLog(connection, keys)) if records else client,
         rules=rules,
         keys=keys,
     )

@@ -285,3 +285,12 @@ def test_a_dashboard_page_writes_nothing(page, site, admin_web, dashboard, nothi
         answer = dashboard.get(admin_web.url + page.format(**site.ids), timeout=10)
 
     assert answer.status_code == 200, answer.text
+
+
+def test_a_sweep_dry_run_on_a_refused_rules_file_records_nothing(settings, rules_file, nothing_written) -> None:
+    rules_file("version: 1\nrules: [unclosed\n")
+
+    with nothing_written(ignore=rate_limit_budget):
+        result = reactor(settings, "sweep", "--dry-run")
+
+    assert result.exit_code == 1 and "refused; fix it first" in result.output, result.output
