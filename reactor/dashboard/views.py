@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import wraps
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 from flask import (
@@ -246,10 +247,17 @@ def login() -> Any:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only paths under /admin: a login link must not send anyone elsewhere."""
-    if target and target.startswith("/admin") and not target.startswith("//"):
-        return target
-    return url_for("admin.dashboard")
+    """Where a login goes on to: `target` when it is a dashboard page (a path under /admin/ on this
+    host), else home. A login link must not send anyone elsewhere, and a control character (CR or
+    LF, even percent-encoded) or a backslash, which browsers read as a slash, never reaches the
+    Location header: werkzeug refuses a header with a line break, which was a 500."""
+    home = url_for("admin.dashboard")
+    if not target or "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in unquote(target)):
+        return home
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not (parts.path == "/admin" or parts.path.startswith("/admin/")):
+        return home
+    return target
 
 
 @admin.post("/logout")

@@ -19,6 +19,7 @@ from prometheus_client import Counter, Histogram
 
 from ..config import Settings
 from ..keys import EVALUATE_JOB
+from ..rules.event_types import CHARGEBEE_EVENT_TYPES
 from .envelope import EnvelopeError, Event, parse_event
 from .events import EventStore
 from .guard import WebhookGuard
@@ -31,6 +32,17 @@ EVENTS = Counter(
     "Webhook deliveries by event type and outcome (queued, duplicate, ignored, rejected, unavailable)",
     ["event_type", "outcome"],
 )
+OTHER_EVENT_TYPE = "other"
+"""The `event_type` label of an event whose type Chargebee does not list (CHARGEBEE_EVENT_TYPES)."""
+
+
+def event_type_label(event_type: str) -> str:
+    """The event type as EVENTS labels it: a type Chargebee lists by name, any other as `other`, so
+    a sender that makes up types adds one series, not one per type (`unknown` is a delivery refused
+    before its type was read)."""
+    return event_type if event_type in CHARGEBEE_EVENT_TYPES else OTHER_EVENT_TYPE
+
+
 WEBHOOK_LATENCY = Histogram(
     "reactor_webhook_seconds",
     "Time to answer a webhook delivery",
@@ -173,17 +185,18 @@ def _accept(store: EventStore, event: Event, started: float) -> Response:
     """Dedupe, store and enqueue in one Redis transaction; Redis unreachable, or no replica
     confirming the write when one must (REACTOR_REPLICA_ACK), answers 503 so that Chargebee keeps
     the event and retries it."""
+    label = event_type_label(event.event_type)
     try:
         accepted = store.accept(event, EVALUATE_JOB)
     except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
-        EVENTS.labels(event.event_type, "unavailable").inc()
+        EVENTS.labels(label, "unavailable").inc()
         log.error("redis unavailable, answering 503: %s", exc, extra={"event_id": event.id})
         return error_response(503, "unavailable", "storage is unavailable; retry later", Retry_After="120")
     except NotReplicated as exc:
-        EVENTS.labels(event.event_type, "unavailable").inc()
+        EVENTS.labels(label, "unavailable").inc()
         log.error("event not yet on a replica, answering 503: %s", exc, extra={"event_id": event.id})
         return error_response(503, "unavailable", "storage is not replicated; retry later", Retry_After="120")
-    EVENTS.labels(event.event_type, accepted.outcome).inc()
+    EVENTS.labels(label, accepted.outcome).inc()
     WEBHOOK_LATENCY.observe(time.perf_counter() - started)
     log.info(
         "event %s %s",

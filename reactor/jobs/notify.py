@@ -5,13 +5,17 @@ REACTOR_NOTIFY_URL, a Slack-compatible incoming webhook (`POST {"text": ...}`).
 the dead letters it has not told yet into notices (RQ's FailedJobRegistry, however a job got there:
 its last retry, a refused request, an abandoned job), then sends what waits, at most
 `MAX_PER_DIGEST` notices in one message, `MAX_LINES` lines of each kind and the count of the rest.
-A notice leaves Redis only once the receiver answered 2xx; a refused or failed POST is tried again
-after a growing pause (up to `MAX_BACKOFF`), and nothing else waits for it: jobs only append.
-Under a Redis lock, so two `cron` processes send each notice once.
+A notice leaves Redis only once the receiver answered 2xx in full within `POST_DEADLINE` (connect,
+headers and body: reactor/jobs/http_deadline.py), so a receiver that trickles its answer holds the
+thread no longer and counts as failed; a refused or failed POST is tried again after a growing pause
+(up to `MAX_BACKOFF`), and nothing else waits for it: jobs only append. Under a Redis lock, so two
+`cron` processes send each notice once.
 
 Never a secret: every configured credential (the Chargebee key, the webhook, dashboard and session
 secrets, the notify URL itself) and anything shaped like an Authorization value is replaced by
-`[redacted]` in the message, whatever line carried it.
+`[redacted]` in the message, whatever line carried it. The URL's path and query hold the receiver's
+token: a log line names the receiver by scheme and host only, and urllib3's lines (its debug lines,
+its warning about malformed headers) have the URL redacted (`hide_in_urllib3_logs`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import redis
 import requests
@@ -32,6 +37,7 @@ from ..config import Settings
 from ..keys import Keys
 from ..notices import Notices
 from .deadletters.letters import exception_line
+from .http_deadline import Deadline, DeadlineSession
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,8 @@ MAX_LINES = 10
 """Lines listed per kind; the rest are counted."""
 MAX_BACKOFF = 600
 """Longest pause, in seconds, between tries while the receiver fails."""
-POST_TIMEOUT = 10.0
+POST_DEADLINE = 10.0
+"""Seconds the receiver has for its whole answer, from the connection to the last byte."""
 REDACTED = "[redacted]"
 
 HEADINGS = {
@@ -86,6 +93,56 @@ def secrets_of(settings: Settings) -> tuple[str, ...]:
     )
 
 
+URLLIB3_LOGGERS = ("urllib3.connection", "urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry")
+"""urllib3's loggers that name a request's URL or path."""
+
+
+class ScrubLogFilter(logging.Filter):
+    """Scrubs each line of the loggers it is on, as `scrub` does a message (the exception's class
+    name stays; its message and traceback, which may quote the URL, are dropped)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a line that cannot be formatted is the handler's to report
+            return True
+        scrubbed = scrub(message, self.secrets)
+        if record.exc_info and record.exc_info[0] is not None:
+            scrubbed += f" ({record.exc_info[0].__name__})"
+            record.exc_info, record.exc_text = None, None
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True
+
+
+_URLLIB3_SCRUB = ScrubLogFilter()
+
+
+def hide_in_urllib3_logs(url: str) -> None:
+    """Redact `url`, its path and its query from urllib3's log lines in this process: they carry
+    the receiver's token, and urllib3 logs the path of every request at debug level and the whole
+    URL when an answer's headers are malformed."""
+    parts = urlsplit(url)
+    prepared = requests.Request("POST", url).prepare()
+    path_and_query = parts.path + (f"?{parts.query}" if parts.query else "")
+    for secret in (url, prepared.url or "", prepared.path_url, path_and_query, parts.query):
+        if len(secret) > 1:  # "/" alone is no secret
+            _URLLIB3_SCRUB.secrets.add(secret)
+    for name in URLLIB3_LOGGERS:
+        logging.getLogger(name).addFilter(_URLLIB3_SCRUB)  # once: addFilter skips a filter already on
+
+
+def receiver_name(url: str) -> str:
+    """The receiver as a log line may name it: scheme, host and port, never credentials, path or query."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
 @dataclass(frozen=True)
 class Notice:
     n: int
@@ -114,16 +171,13 @@ def digest(notices: list[Notice], dropped: int = 0, source: str = "chargebee-rea
 class Notifier:
     """Tells new dead letters and sends the digest; `run` repeats it until `stop` is set."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        connection: redis.Redis,
-        post: Callable[..., requests.Response] | None = None,
-    ):
+    def __init__(self, settings: Settings, connection: redis.Redis, deadline: float = POST_DEADLINE):
         if not settings.notify_url:
             raise ValueError("REACTOR_NOTIFY_URL is not set")
         self.settings = settings
         self.url = settings.notify_url
+        self.receiver = receiver_name(self.url)
+        self.deadline = deadline
         self.redis = connection
         self.keys = Keys(settings.key_prefix)
         self.notices = Notices(connection, settings.key_prefix)
@@ -132,9 +186,9 @@ class Notifier:
         self.source = (
             f"chargebee-reactor ({settings.chargebee_site or ('sandbox' if settings.sandbox_mode else 'api')})"
         )
-        self.session = requests.Session()
-        self._post = post or self.session.post
+        self.session = DeadlineSession()
         self.failures = 0
+        hide_in_urllib3_logs(self.url)
 
     # -- one round ---------------------------------------------------------------------------------
 
@@ -185,13 +239,9 @@ class Notifier:
         if not notices or last_id is None:
             return None
         text = scrub(digest(notices, dropped, self.source), self.secrets)
-        try:
-            response = self._post(self.url, json={"text": text}, timeout=POST_TIMEOUT, allow_redirects=False)
-            ok, why = 200 <= response.status_code < 300, f"HTTP {response.status_code}"
-        except requests.RequestException as exc:
-            ok, why = False, exc.__class__.__name__  # the message of a requests error names the URL
-        if not ok:
-            log.warning("notify: the receiver did not take the digest (%s); %d notices kept", why, len(notices))
+        why = self.post(text)
+        if why is not None:
+            log.warning("notify: %s %s; %d notices kept", self.receiver, why, len(notices))
             return False
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.xtrim(self.keys.notices(), minid=_after(last_id))
@@ -200,12 +250,28 @@ class Notifier:
         log.info("notify: sent a digest of %d notices", len(notices))
         return True
 
+    def post(self, text: str) -> str | None:
+        """POST the message within the deadline: None when the receiver took it (2xx, the whole
+        answer in time), else why not, without the URL."""
+        with Deadline(self.deadline) as deadline:
+            try:
+                response = self.session.post(
+                    self.url, json={"text": text}, timeout=self.deadline, allow_redirects=False
+                )
+                why = None if 200 <= response.status_code < 300 else f"answered HTTP {response.status_code}"
+            except Exception as exc:  # its message may name the URL: only its class is told
+                why = f"could not be reached ({exc.__class__.__name__})"
+        if deadline.expired:  # whatever came back was cut short
+            self.session.close()  # its connection is shut: none to reuse
+            return f"gave no complete answer within {self.deadline:g} s"
+        return why
+
     def round(self) -> bool | None:
         """One round under the lock (two `cron` processes tell and send each notice once): new dead
         letters, then the digest. None when another process holds the lock or nothing waited;
         False when Redis or the receiver failed."""
         try:
-            lock = self.redis.lock(self.keys.notify_lock(), timeout=int(POST_TIMEOUT) + 30)
+            lock = self.redis.lock(self.keys.notify_lock(), timeout=int(self.deadline) + 30)
             if not lock.acquire(blocking=False):
                 return None
             try:

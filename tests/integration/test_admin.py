@@ -128,6 +128,64 @@ def test_a_session_id_removed_from_redis_ends_the_session(admin_web, redis_conn)
     assert browser.get(f"{admin_web.url}/admin/", timeout=5, allow_redirects=False).status_code == 302
 
 
+def log_in_with_next(server: WebServer, query: str) -> requests.Response:
+    """The login form's POST to /admin/login?`query` (sent as written) with the right password."""
+    browser = requests.Session()
+    form = browser.get(f"{server.url}/admin/login?{query}", timeout=5)
+    assert form.status_code == 200
+    return browser.post(
+        f"{server.url}/admin/login?{query}",
+        data={"user": ADMIN_USER, "password": ADMIN_PASSWORD, "csrf": token(form.text)},
+        timeout=5,
+        allow_redirects=False,
+    )
+
+
+def test_login_follows_next_to_a_dashboard_page(admin_web):
+    response = log_in_with_next(admin_web, "next=%2Fadmin%2Fheld%3Fpage%3D2")
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/held?page=2"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "next=%2Fadmin%2F%0d%0aSet-Cookie:%20owned=1",
+        "next=%2Fadmin%0aX:%20y",
+        "next=%2Fadmin%0d",
+        "next=%2Fadmin%2F%09x",
+        "next=%2Fadmin%2F%00",
+        "next=%2Fadmin%2F%250d%250a",
+        "next=https://evil.example/admin",
+        "next=//evil.example/admin",
+        "next=%2Fadmin@evil.example",
+        "next=%2Fadmin.evil.example",
+        "next=%2Fadmin%5C..%5C..%5Cevil",
+        "next=/elsewhere",
+        "next=",
+    ],
+    ids=[
+        "crlf",
+        "lf",
+        "cr",
+        "tab",
+        "nul",
+        "double-encoded-crlf",
+        "absolute",
+        "scheme-relative",
+        "at-host",
+        "admin-prefix",
+        "backslash",
+        "other-path",
+        "empty",
+    ],
+)
+def test_login_with_a_next_that_is_not_a_dashboard_page_goes_home(admin_web, query):
+    response = log_in_with_next(admin_web, query)
+    assert response.status_code == 302, response.text[:300]
+    assert response.headers["Location"] == "/admin/"
+    assert "owned" not in response.headers.get("Set-Cookie", "")
+
+
 @pytest.mark.parametrize(
     "job_id",
     ["a b", "caf%C3%A9", "x" * 300, "a.b", "a;b", "job%00id", "a/b", "a%2Fb", "%3Cscript%3E"],

@@ -20,7 +20,7 @@ from reactor.ingest.inbox import Inbox
 from reactor.jobs.held import HeldWriteOff, hold
 from reactor.keys import Keys
 from reactor.local.redis_server import free_port
-from tests.helpers import WebServer, wait_for
+from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 from tests.integration.ops_helpers import make_dead_letter
 
@@ -75,6 +75,26 @@ def test_a_write_off_by_a_worker_shows_up_in_the_web_metrics(sandbox, web, redis
     assert sample(text, "reactor_job_seconds_count") == 1
     assert sample(text, "reactor_job_seconds_bucket", le="+Inf") == 1
     assert sample(text, "reactor_redis_up") == 1
+
+
+def test_event_types_chargebee_does_not_list_are_one_other_series(sandbox, web):
+    other_before = sample(scrape(web), "reactor_events_received_total", event_type="other", outcome="queued") or 0
+    invoice = exhausted_invoice(sandbox)
+    made_up = [f"made_up_type_{n}" for n in range(300)]
+    with requests.Session() as client:
+        for event_type in made_up:
+            event = make_event(invoice, event_type=event_type)
+            response = client.post(web.webhook_url, json=event, auth=(WEBHOOK_USER, WEBHOOK_PASSWORD), timeout=10)
+            assert response.status_code == 200, response.text
+    assert post_event(web.webhook_url, make_event(invoice, event_type="invoice_generated")).status_code == 200
+
+    text = scrape(web)
+    series = [line for line in text.splitlines() if line.startswith("reactor_events_received_total{")]
+    assert not any("made_up_type" in line for line in series), "no series per made-up type"
+    assert len([line for line in series if 'event_type="other"' in line]) == 1
+    other = sample(text, "reactor_events_received_total", event_type="other", outcome="queued")
+    assert other == other_before + len(made_up)
+    assert sample(text, "reactor_events_received_total", event_type="invoice_generated", outcome="queued")
 
 
 def test_queue_depth_dead_letters_and_held_write_offs_are_gauges(web, redis_conn, settings):

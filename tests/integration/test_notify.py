@@ -3,16 +3,21 @@
 The receiver is a real HTTP server on a free port; the worker is a real `reactor worker`; the sender
 is `reactor cron` as a process, or its `Notifier` in this process where a test needs to count
 rounds. A held write-off and a dead letter each make one message, 500 dead letters make one, a
-receiver that is down gets the digest later, and no message carries a secret or an event body.
+receiver that is down gets the digest later, one that trickles its answer is cut off at the deadline,
+and no message carries a secret or an event body, nor a log line the URL's token.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -92,6 +97,62 @@ class Receiver:
 
     def texts(self) -> list[str]:
         return [m["text"] for m in self.messages]
+
+
+class Trickler:
+    """A receiver that answers a byte every `pause` seconds until stopped: after reading the request,
+    `HTTP/1.1 200 OK` and then a header line (one without a colon, so the headers are malformed too);
+    with `tls`, the head of a TLS handshake record of 16 KiB and then its bytes, so the handshake
+    never ends."""
+
+    def __init__(self, tls: bool = False, pause: float = 0.2) -> None:
+        self.tls = tls
+        self.pause = pause
+        self.stopped = threading.Event()
+        self.connections = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.1)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/services/T000/B000/tok3n-in-the-path?token=qu3ry-tok3n"
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+        self.server.close()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            if self.tls:
+                head, trickled = b"\x16\x03\x03\x40\x00", b"\x00"
+            else:
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    received += chunk
+                head, trickled = b"HTTP/1.1 200 OK\r\n", b"X-Slow-Header-Without-A-Colon"
+            try:
+                conn.sendall(head)
+                for byte in itertools.cycle(trickled):
+                    if self.stopped.wait(self.pause):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:  # the client hung up
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
 
 
 @pytest.fixture
@@ -287,3 +348,37 @@ def test_a_refused_api_key_is_told_once_beside_its_dead_letters_and_never_shown(
     assert "1 Chargebee refused the API key" in text and "HTTP 401" in text
     assert "3 new dead letters" in text and all(i["id"] in text for i in invoices)
     assert "live_wrong_key_0123456789" not in json.dumps(receiver.messages)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http-headers", "https-handshake"])
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_deadline_and_its_url_never_logged(
+    redis_conn, settings, caplog, tls
+):
+    trickler = Trickler(tls=tls)
+    notices = Notices(redis_conn, settings.key_prefix)
+    notices.add("held", "inv_slow_1: over the day's budget")
+    notifier = Notifier(replace(settings, notify_url=trickler.url), redis_conn, deadline=1.5)
+    caplog.set_level(logging.DEBUG)
+    outcome: list[bool | None] = []
+    sender = threading.Thread(target=lambda: outcome.append(notifier.send()), daemon=True)
+    started = time.monotonic()
+    try:
+        sender.start()
+        sender.join(1.5 + 5)
+        assert not sender.is_alive(), "the send held past its deadline by a receiver sending a byte at a time"
+    finally:
+        trickler.stop()  # a send still waiting ends: the receiver closes
+        sender.join(10)
+
+    assert trickler.connections == 1
+    assert outcome == [False], "a reply cut short at the deadline is not a delivery"
+    assert time.monotonic() - started < 1.5 + 5
+    assert pending(redis_conn, settings) == 1, "the notice is kept for the next round"
+    warning = [r.getMessage() for r in caplog.records if r.name == "reactor.jobs.notify" and r.levelname == "WARNING"]
+    assert warning == [
+        f"notify: {trickler.url.split('/services')[0]} gave no complete answer within 1.5 s; 1 notices kept"
+    ]
+    logged = "\n".join(caplog.text.splitlines() + [r.getMessage() for r in caplog.records])
+    assert "urllib3" in {r.name.split(".")[0] for r in caplog.records}, "urllib3's debug lines were captured"
+    for secret in ("tok3n-in-the-path", "/services/T000", "qu3ry-tok3n"):
+        assert secret not in logged, secret

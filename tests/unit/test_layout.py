@@ -48,8 +48,9 @@ WINGS: dict[str, set[str]] = {
     "reactor.chargebee": set(),
     # the Chargebee stand-in shares no code with the reactor it stands in for
     "reactor.sandbox": set(),
-    # ingest stores and enqueues by job path: it never imports the jobs it enqueues
-    "reactor.ingest": {"reactor.config", "reactor.keys"},
+    # ingest stores and enqueues by job path: it never imports the jobs it enqueues. It reads
+    # Chargebee's list of event types (a leaf of the rules) to bound its metric's label
+    "reactor.ingest": {"reactor.config", "reactor.keys", "reactor.rules.event_types"},
     "reactor.ingest.enqueue": set(),
     # the layout of an invoice's trace list, for everything that writes it (the webhook and the jobs)
     "reactor.ingest.trace_list": set(),
