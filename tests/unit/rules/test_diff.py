@@ -191,10 +191,24 @@ def test_fail_over_and_exit_codes() -> None:
     assert FailOver.parse([]) is None
 
 
-@pytest.mark.parametrize("bad", ["", "abc", "-5", "US=5", "USD=", "NaN", "1e999999999", "USD=x"])
+@pytest.mark.parametrize("bad", ["", "abc", "-5", "US=5", "USD=", "NaN", "1e999999999", "USD=x", "=500", "USD=-5"])
 def test_fail_over_refuses_what_it_cannot_read(bad: str) -> None:
     with pytest.raises(FailOverError):
         FailOver.parse([bad])
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        (["100", "200"], "given twice without a currency"),
+        (["USD=100", "usd=200"], "given twice for USD"),
+        (["USD=100", "100", "USD=100"], "given twice for USD"),
+    ],
+)
+def test_fail_over_refuses_a_currency_given_twice(values: list[str], says: str) -> None:
+    """The second would silently replace the first: which one the CI job meant is not known."""
+    with pytest.raises(FailOverError, match=says):
+        FailOver.parse(values)
 
 
 def test_a_file_changes_nothing_against_itself() -> None:
