@@ -129,7 +129,8 @@ def _diff(
     at_time = _at(at) if at else None
     base_path = base_path or command_settings().rules_path
     base, new = _load(base_path), _load(new_path)
-    listing, facts, read_budgets = _listing(invoices_file, snapshot)
+    read = [base_path, new_path, *([invoices_file] if invoices_file else [])]
+    listing, facts, read_budgets = _listing(invoices_file, snapshot, read)
     if at_time is None and invoices_file:
         at_time = parse_instant(listing.taken_at)  # offline: the snapshot's moment, the same answer
     now = at_time or datetime.now(timezone.utc)
@@ -169,14 +170,15 @@ def _at(value: str) -> datetime:
 
 
 def _listing(
-    invoices_file: str | None, snapshot: str | None
+    invoices_file: str | None, snapshot: str | None, read: list[str | Path]
 ) -> tuple[Listing, FactSource, Callable[[datetime], BudgetsUsed] | None]:
-    """The open invoices: from a snapshot (offline, with the budget counts it kept), or from Chargebee."""
+    """The open invoices: from a snapshot (offline, with the budget counts it kept), or from Chargebee.
+    `read`: the files this run reads, which --snapshot must not replace."""
+    if snapshot:
+        check_snapshot_path(snapshot, read)  # before minutes of listing, not after
     if invoices_file:
         listing = load_snapshot(invoices_file)
         return listing, FactSource(listing, None), None
-    if snapshot:
-        check_snapshot_path(snapshot)  # before minutes of listing, not after
     return _online_listing()
 
 

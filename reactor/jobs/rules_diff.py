@@ -18,15 +18,18 @@ it kept them starts from zero and says so.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import json
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 
@@ -194,26 +197,38 @@ def parse_instant(text: str, name: str = "the time") -> datetime:
 # -- snapshots -------------------------------------------------------------------------------------
 
 
-def _open(path: str | os.PathLike[str], mode: str) -> Any:
-    """A text handle; a name ending in .gz is gzip (10,000 invoices are ~20 MB of JSON, ~1 MB gzipped)."""
-    if str(path).endswith(".gz"):
-        return gzip.open(path, mode + "t", encoding="utf-8")
-    return open(path, mode, encoding="utf-8")
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two names are one file: the same path once resolved, or (hard links) the same inode."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except (OSError, RuntimeError):  # a symlink loop: not a file this run read
+        return False
 
 
-def check_snapshot_path(path: str | os.PathLike[str]) -> None:
+def check_snapshot_path(path: str | os.PathLike[str], read: Iterable[str | os.PathLike[str]] = ()) -> None:
     """Refuse, before the listing, a snapshot that could not be written (a directory, no such
-    directory, no permission); a full disk is only found when writing."""
+    directory, no permission) or that would replace a file this run reads (`read`: the rules files);
+    a full disk is only found when writing."""
     target = Path(path)
+    for source in read:
+        if _same_file(target, Path(source)):
+            raise SnapshotError(
+                f"cannot write the snapshot to {path}: it is {source}, read by this run; name another file"
+            )
     if target.is_dir():
         raise SnapshotError(f"cannot write the snapshot to {path}: it is a directory")
     if not target.parent.is_dir():
         raise SnapshotError(f"cannot write the snapshot to {path}: no directory {target.parent}")
-    if not os.access(target if target.exists() else target.parent, os.W_OK):
+    # written beside it and renamed over it: the directory must take a new file; a file made read-only stays so
+    if not os.access(target.parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise SnapshotError(f"cannot write the snapshot to {path}: permission denied")
 
 
 def save_snapshot(path: str | os.PathLike[str], listing: Listing) -> None:
+    """Write the listing to `path` (a name ending in .gz: gzipped; 10,000 invoices are ~20 MB of
+    JSON, ~1 MB gzipped). It holds customer data, so it is created readable by its owner only
+    (0600), as a temporary file beside `path` renamed over it once complete: a crash or a full disk
+    leaves the file that was there, never half a snapshot."""
     data = {
         "format": SNAPSHOT_FORMAT,
         "taken_at": listing.taken_at,
@@ -223,11 +238,36 @@ def save_snapshot(path: str | os.PathLike[str], listing: Listing) -> None:
         "subscriptions": listing.subscriptions,
         "budgets_used": listing.budgets.as_dict() if listing.budgets is not None else None,
     }
+    target = Path(path)
     try:
-        with _open(path, "w") as handle:
-            json.dump(data, handle, separators=(",", ":"))
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # 0600
     except OSError as exc:
         raise SnapshotError(f"cannot write the snapshot to {path}: {exc.strerror or exc}") from None
+    renamed = False
+    try:
+        with os.fdopen(handle, "wb") as raw:
+            if target.name.endswith(".gz"):
+                with gzip.GzipFile(filename=target.name, mode="wb", fileobj=raw) as zipped:
+                    _dump(data, zipped)
+            else:
+                _dump(data, raw)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(temporary, target)
+        renamed = True
+    except OSError as exc:
+        raise SnapshotError(f"cannot write the snapshot to {path}: {exc.strerror or exc}") from None
+    finally:
+        if not renamed:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+
+
+def _dump(data: dict[str, Any], binary: IO[bytes]) -> None:
+    text = io.TextIOWrapper(binary, encoding="utf-8")
+    json.dump(data, text, separators=(",", ":"))
+    text.flush()
+    text.detach()  # the caller closes the file
 
 
 def _read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
