@@ -2,7 +2,9 @@
 in force (reactor/jobs/rules_diff.py lists and decides, reactor/rules/diff.py compares).
 
 Exit codes, for CI: 0 no change, 1 changes, 2 an error (a rules file that does not load, Chargebee
-or Redis unreachable, an unreadable snapshot), 3 the change newly writes off more than --fail-over.
+or Redis unreachable, a snapshot that cannot be read, written or used, an --at or --fail-over that
+cannot be read, or any other failure: one line, never a traceback, never 1, which a CI job lets
+through), 3 the change newly writes off more than --fail-over.
 """
 
 from __future__ import annotations
@@ -30,18 +32,19 @@ from ..jobs.rules_diff import (
     diff_listing,
     list_open_invoices,
     load_snapshot,
+    parse_instant,
     save_snapshot,
 )
 from ..rules import RulesError, RuleSet, load_rules
 from ..rules.diff import CHANGE_MEANINGS, OUTCOMES, BudgetsUsed, RulesDiff, unlisted_rules
 from ..rules.fail_over import EXIT_ERROR, FailOver, FailOverError, exit_code
 from .helpers import cell, chargebee_settings, command_settings, connect, console
-from .rules import parse_time, rules
+from .rules import rules
 
 
 def _fail(message: str) -> NoReturn:
     """One line on stderr and exit 2, the error code (ClickException would exit 1, "changes")."""
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {visible(message)}", err=True)
     sys.exit(EXIT_ERROR)
 
 
@@ -96,28 +99,46 @@ def rules_diff(
 ) -> None:
     """What NEW.yaml would change on every open invoice: exit 0 no change, 1 changes, 2 error, 3 over --fail-over."""
     try:
-        allowance = FailOver.parse(fail_over)
-    except FailOverError as exc:
-        _fail(str(exc))
-    if snapshot and invoices_file:
-        _fail("give --snapshot (save a listing) or --invoices (diff from one), not both")
-    at_time = parse_time(at) if at else None
-    try:
-        base_path = base_path or command_settings().rules_path
-        base, new = _load(base_path), _load(new_path)
-        listing, facts, read_budgets = _listing(invoices_file, snapshot)
-        if at_time is None and invoices_file and listing.taken_at:
-            at_time = parse_time(listing.taken_at)  # offline: the snapshot's moment, the same answer
-        now = at_time or datetime.now(timezone.utc)
-        if read_budgets is not None:  # online: what today's budgets have used, at the diff's instant
-            listing.budgets = read_budgets(now)
-        diff = diff_listing(base, new, listing, now, facts)
-        if snapshot:
-            save_snapshot(snapshot, listing)
-    except (ChargebeeError, SnapshotError, redis.RedisError) as exc:
-        _fail(str(exc))
+        code = _diff(new_path, base_path, fmt, snapshot, invoices_file, at, fail_over)
+    except click.UsageError:
+        raise  # click prints it under the usage line and exits 2
     except click.ClickException as exc:  # settings, Redis or Chargebee not configured: an error, not "changes"
         _fail(exc.format_message())
+    except (ChargebeeError, SnapshotError, FailOverError, redis.RedisError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted")
+    except Exception as exc:  # a bug: exit 2 all the same, since 1 ("changes") is what a CI job lets through
+        _fail(f"the diff failed: {type(exc).__name__}: {exc}")
+    sys.exit(code)
+
+
+def _diff(
+    new_path: Path,
+    base_path: Path | None,
+    fmt: str,
+    snapshot: str | None,
+    invoices_file: str | None,
+    at: str | None,
+    fail_over: tuple[str, ...],
+) -> int:
+    """The command's work; returns its exit code (0, 1 or 3) and raises on an error."""
+    allowance = FailOver.parse(fail_over)
+    if snapshot and invoices_file:
+        raise click.ClickException("give --snapshot (save a listing) or --invoices (diff from one), not both")
+    at_time = _at(at) if at else None
+    base_path = base_path or command_settings().rules_path
+    base, new = _load(base_path), _load(new_path)
+    read = [base_path, new_path, *([invoices_file] if invoices_file else [])]
+    listing, facts, read_budgets = _listing(invoices_file, snapshot, read)
+    if at_time is None and invoices_file:
+        at_time = parse_instant(listing.taken_at)  # offline: the snapshot's moment, the same answer
+    now = at_time or datetime.now(timezone.utc)
+    if read_budgets is not None:  # online: what today's budgets have used, at the diff's instant
+        listing.budgets = read_budgets(now)
+    diff = diff_listing(base, new, listing, now, facts)
+    if snapshot:
+        save_snapshot(snapshot, listing)
     header = {
         "base": str(base_path),
         "base_version": base.version,
@@ -138,18 +159,26 @@ def rules_diff(
         )
     for line in allowance.exceeded(diff) if allowance is not None else []:
         click.echo(f"over --fail-over: {line}", err=True)
-    sys.exit(exit_code(diff, allowance))
+    return exit_code(diff, allowance)
+
+
+def _at(value: str) -> datetime:
+    try:
+        return parse_instant(value, "--at")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None  # one line, exit 2, as every other refusal here
 
 
 def _listing(
-    invoices_file: str | None, snapshot: str | None
+    invoices_file: str | None, snapshot: str | None, read: list[str | Path]
 ) -> tuple[Listing, FactSource, Callable[[datetime], BudgetsUsed] | None]:
-    """The open invoices: from a snapshot (offline, with the budget counts it kept), or from Chargebee."""
+    """The open invoices: from a snapshot (offline, with the budget counts it kept), or from Chargebee.
+    `read`: the files this run reads, which --snapshot must not replace."""
+    if snapshot:
+        check_snapshot_path(snapshot, read)  # before minutes of listing, not after
     if invoices_file:
         listing = load_snapshot(invoices_file)
         return listing, FactSource(listing, None), None
-    if snapshot:
-        check_snapshot_path(snapshot)  # before minutes of listing, not after
     return _online_listing()
 
 

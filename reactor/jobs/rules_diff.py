@@ -18,15 +18,18 @@ it kept them starts from zero and says so.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import json
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 
@@ -35,6 +38,7 @@ from ..config import Settings
 from ..rules import RuleSet, decide
 from ..rules.diff import (
     BLOCKED,
+    COUNTER_MAX,
     BudgetsUsed,
     InvoiceVerdicts,
     RulesDiff,
@@ -42,6 +46,7 @@ from ..rules.diff import (
     apply_budgets,
     budgets_start,
     compare,
+    is_counter,
     verdict_of,
 )
 from ..rules.facts import facts_worth_fetching, unresolved
@@ -57,6 +62,10 @@ SNAPSHOT_FORMAT = "reactor-rules-diff-snapshot/1"
 # reads the file through once in chunks, so a gzip bomb costs CPU, not memory.
 MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
 _CHUNK = 1024 * 1024
+MAX_SNAPSHOT_NESTING = 64
+"""The deepest a snapshot's JSON may nest, its own object being level 1. Chargebee's invoices,
+customers and subscriptions nest a few levels; deciding on an invoice copies it recursively
+(reactor/jobs/facts.py `fetch_facts`), so a deeper one is refused when read rather than failing there."""
 
 
 class SnapshotError(Exception):
@@ -170,29 +179,56 @@ def diff_against_chargebee(
         raise ListingFailed(f"cannot list the open invoices from Chargebee: {exc}") from None
 
 
+def parse_instant(text: str, name: str = "the time") -> datetime:
+    """An ISO time to decide at (without a zone: UTC); ValueError when it is not one, or when it is
+    out of range (9999-12-31T23:59:59-14:00 is in the year 10000 in UTC, which no datetime holds)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not an ISO time (2026-11-26T12:00:00+00:00)") from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    try:
+        moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{name} {text!r} is out of range: in UTC it falls outside the years 1 to 9999") from None
+    return moment
+
+
 # -- snapshots -------------------------------------------------------------------------------------
 
 
-def _open(path: str | os.PathLike[str], mode: str) -> Any:
-    """A text handle; a name ending in .gz is gzip (10,000 invoices are ~20 MB of JSON, ~1 MB gzipped)."""
-    if str(path).endswith(".gz"):
-        return gzip.open(path, mode + "t", encoding="utf-8")
-    return open(path, mode, encoding="utf-8")
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two names are one file: the same path once resolved, or (hard links) the same inode."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except (OSError, RuntimeError):  # a symlink loop: not a file this run read
+        return False
 
 
-def check_snapshot_path(path: str | os.PathLike[str]) -> None:
+def check_snapshot_path(path: str | os.PathLike[str], read: Iterable[str | os.PathLike[str]] = ()) -> None:
     """Refuse, before the listing, a snapshot that could not be written (a directory, no such
-    directory, no permission); a full disk is only found when writing."""
+    directory, no permission) or that would replace a file this run reads (`read`: the rules files);
+    a full disk is only found when writing."""
     target = Path(path)
+    for source in read:
+        if _same_file(target, Path(source)):
+            raise SnapshotError(
+                f"cannot write the snapshot to {path}: it is {source}, read by this run; name another file"
+            )
     if target.is_dir():
         raise SnapshotError(f"cannot write the snapshot to {path}: it is a directory")
     if not target.parent.is_dir():
         raise SnapshotError(f"cannot write the snapshot to {path}: no directory {target.parent}")
-    if not os.access(target if target.exists() else target.parent, os.W_OK):
+    # written beside it and renamed over it: the directory must take a new file; a file made read-only stays so
+    if not os.access(target.parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise SnapshotError(f"cannot write the snapshot to {path}: permission denied")
 
 
 def save_snapshot(path: str | os.PathLike[str], listing: Listing) -> None:
+    """Write the listing to `path` (a name ending in .gz: gzipped; 10,000 invoices are ~20 MB of
+    JSON, ~1 MB gzipped). It holds customer data, so it is created readable by its owner only
+    (0600), as a temporary file beside `path` renamed over it once complete: a crash or a full disk
+    leaves the file that was there, never half a snapshot."""
     data = {
         "format": SNAPSHOT_FORMAT,
         "taken_at": listing.taken_at,
@@ -202,11 +238,36 @@ def save_snapshot(path: str | os.PathLike[str], listing: Listing) -> None:
         "subscriptions": listing.subscriptions,
         "budgets_used": listing.budgets.as_dict() if listing.budgets is not None else None,
     }
+    target = Path(path)
     try:
-        with _open(path, "w") as handle:
-            json.dump(data, handle, separators=(",", ":"))
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # 0600
     except OSError as exc:
         raise SnapshotError(f"cannot write the snapshot to {path}: {exc.strerror or exc}") from None
+    renamed = False
+    try:
+        with os.fdopen(handle, "wb") as raw:
+            if target.name.endswith(".gz"):
+                with gzip.GzipFile(filename=target.name, mode="wb", fileobj=raw) as zipped:
+                    _dump(data, zipped)
+            else:
+                _dump(data, raw)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(temporary, target)
+        renamed = True
+    except OSError as exc:
+        raise SnapshotError(f"cannot write the snapshot to {path}: {exc.strerror or exc}") from None
+    finally:
+        if not renamed:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+
+
+def _dump(data: dict[str, Any], binary: IO[bytes]) -> None:
+    text = io.TextIOWrapper(binary, encoding="utf-8")
+    json.dump(data, text, separators=(",", ":"))
+    text.flush()
+    text.detach()  # the caller closes the file
 
 
 def _read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
@@ -231,23 +292,88 @@ def _read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
 
 def load_snapshot(path: str | os.PathLike[str], limit: int | None = None) -> Listing:
     """The listing a snapshot holds (at most `limit` bytes of JSON, default MAX_SNAPSHOT_BYTES);
-    anything else is refused in one line."""
+    anything else is refused in one line that names what is wrong."""
     try:
         data = json.loads(_read_bounded(path, MAX_SNAPSHOT_BYTES if limit is None else limit).decode("utf-8"))
     except OSError as exc:
         raise SnapshotError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except RecursionError:
+        raise SnapshotError(f"{path} is nested more than {MAX_SNAPSHOT_NESTING} levels deep: refused") from None
     except (ValueError, EOFError, UnicodeDecodeError) as exc:
         raise SnapshotError(f"{path} is not a snapshot (not JSON: {exc})") from None
     if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
         raise SnapshotError(f"{path} is not a snapshot written by `reactor rules diff --snapshot`")
-    invoices, customers, subscriptions = data.get("invoices"), data.get("customers"), data.get("subscriptions")
-    if (
-        not isinstance(invoices, list)
-        or not all(isinstance(inv, dict) for inv in invoices)
-        or not isinstance(customers, dict)
-        or not isinstance(subscriptions, dict)
-    ):
-        raise SnapshotError(f"{path}: a snapshot holds a list of invoices and maps of customers and subscriptions")
-    taken, source = str(data.get("taken_at") or ""), str(data.get("source") or "")
-    budgets = BudgetsUsed.from_dict(data.get("budgets_used"), f"the snapshot {os.path.basename(path)}")
-    return Listing(invoices, customers, subscriptions, taken, source, budgets=budgets)
+    try:
+        return _listing_of(data, f"the snapshot {os.path.basename(path)}")
+    except ValueError as exc:
+        raise SnapshotError(f"{path}: {exc}: refused") from None
+
+
+def _listing_of(data: dict[str, Any], name: str) -> Listing:
+    """The listing in a snapshot's JSON, each field the diff reads checked to be what save_snapshot
+    writes; ValueError naming the first that is not. The rest of each invoice, customer and
+    subscription is Chargebee's, decided on as a listed one is."""
+    for section in data:
+        if _nested_deeper(data[section], MAX_SNAPSHOT_NESTING - 1):
+            raise ValueError(f"{section!r} nests more than {MAX_SNAPSHOT_NESTING} levels deep")
+    invoices = data.get("invoices")
+    if not isinstance(invoices, list):
+        raise ValueError("invoices must be a list of invoice objects")
+    for index, invoice in enumerate(invoices):
+        _check_invoice(invoice, f"invoices[{index}]")
+    customers = _resources(data.get("customers"), "customers")
+    subscriptions = _resources(data.get("subscriptions"), "subscriptions")
+    taken_at, source = data.get("taken_at"), data.get("source", "")
+    if not isinstance(taken_at, str):
+        raise ValueError("taken_at must be the ISO time the listing was taken")
+    parse_instant(taken_at, "taken_at")
+    if not isinstance(source, str):
+        raise ValueError("source must be a string")
+    return Listing(
+        invoices,
+        customers,
+        subscriptions,
+        taken_at,
+        source,
+        budgets=BudgetsUsed.from_dict(data.get("budgets_used"), name),
+    )
+
+
+def _check_invoice(invoice: object, where: str) -> None:
+    """The fields the diff reads of a listed invoice (`diff_listing`, reactor/jobs/facts.py)."""
+    if not isinstance(invoice, dict):
+        raise ValueError(f"{where} must be an invoice object")
+    invoice_id = invoice.get("id")
+    if not isinstance(invoice_id, str) or not invoice_id:
+        raise ValueError(f"{where}.id must be a non-empty string")
+    for key in ("customer_id", "subscription_id"):
+        if not isinstance(invoice.get(key), (str, type(None))):
+            raise ValueError(f"{where}.{key} must be a string or null")
+    if not isinstance(invoice.get("currency_code"), str):
+        raise ValueError(f"{where}.currency_code must be a string")
+    if not is_counter(invoice.get("amount_due")):
+        raise ValueError(f"{where}.amount_due must be a whole number of minor units from 0 to {COUNTER_MAX}")
+
+
+def _resources(value: object, section: str) -> dict[str, dict[str, Any] | None]:
+    """The customers or subscriptions fetched, by id: an object each, or null for one Chargebee did not have."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{section} must be an object of {section} by id")
+    for resource_id, resource in value.items():
+        if not isinstance(resource, (dict, type(None))):
+            raise ValueError(f"{section}[{resource_id!r}] must be an object or null")
+    return value
+
+
+def _nested_deeper(value: object, levels: int) -> bool:
+    """Whether `value` holds lists or objects more than `levels` deep (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item  # only lists and objects are stacked
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= levels:
+                    return True
+                stack.append((child, depth + 1))
+    return False

@@ -117,15 +117,43 @@ class BudgetsUsed:
 
     @classmethod
     def from_dict(cls, data: object, source: str) -> BudgetsUsed | None:
-        """The counts a snapshot kept, or None when it kept none (or something unreadable)."""
+        """The counts a snapshot kept (`as_dict`), or None when it kept none (null). Anything else
+        raises ValueError naming the field: counts that cannot be read would start the budgets from
+        a wrong place (a negative count gives a budget more than it has)."""
+        if data is None:
+            return None
         if not isinstance(data, dict):
-            return None
+            raise ValueError("budgets_used must be an object (or null)")
         spent, count, day, hour = data.get("spent"), data.get("count"), data.get("day"), data.get("hour")
-        if not (isinstance(spent, dict) and type(count) is int and isinstance(day, str) and isinstance(hour, str)):
-            return None
-        if not all(isinstance(k, str) and type(v) is int for k, v in spent.items()):
-            return None
+        if not isinstance(spent, dict):
+            raise ValueError("budgets_used.spent must be an object of minor units per currency")
+        for currency, amount in spent.items():
+            if not is_counter(amount):
+                raise ValueError(f"budgets_used.spent[{currency!r}] must be a whole number from 0 to {COUNTER_MAX}")
+        if not is_counter(count):
+            raise ValueError(f"budgets_used.count must be a whole number from 0 to {COUNTER_MAX}")
+        if not (isinstance(day, str) and _written_as(day, "%Y-%m-%d")):
+            raise ValueError("budgets_used.day must be a UTC day, YYYY-MM-DD")
+        if not (isinstance(hour, str) and _written_as(hour, "%Y-%m-%dT%H")):
+            raise ValueError("budgets_used.hour must be a UTC hour, YYYY-MM-DDTHH")
         return cls(dict(spent), count, day, hour, source)
+
+
+COUNTER_MAX = 2**63 - 1
+"""The most a Redis counter holds (a signed 64-bit integer); Chargebee's amounts are int64 too."""
+
+
+def is_counter(value: object) -> bool:
+    """A count or an amount in minor units as Redis counts it: a whole number from 0 to COUNTER_MAX."""
+    return type(value) is int and 0 <= value <= COUNTER_MAX
+
+
+def _written_as(text: str, layout: str) -> bool:
+    """Whether `text` is a time as strftime(`layout`) writes it (zero-padded, ASCII digits)."""
+    try:
+        return datetime.strptime(text, layout).strftime(layout) == text
+    except ValueError:
+        return False
 
 
 def budgets_start(used: BudgetsUsed | None, limits: Limits, now: datetime) -> str:

@@ -30,22 +30,36 @@ class FailOver:
 
     @classmethod
     def parse(cls, values: Iterable[str]) -> FailOver | None:
+        """The allowance the --fail-over values give, None when none is given. Each currency, and
+        the bare amount, at most once: a second one would silently replace the first."""
         any_currency: Decimal | None = None
         per: dict[str, Decimal] = {}
-        seen = False
+        given: dict[str, str] = {}  # currency (or "" for every currency) -> the value that set it
         for value in values:
-            seen = True
-            name, _, amount = value.rpartition("=")
+            name, equals, amount = value.rpartition("=")
             if not _AMOUNT.fullmatch(amount.strip()):
-                raise FailOverError(f"--fail-over {value!r}: write an amount (500) or CURRENCY=AMOUNT (USD=500)")
+                raise FailOverError(
+                    f"--fail-over {value!r}: write an amount of at least 0 (500) or CURRENCY=AMOUNT (USD=500)"
+                )
+            if equals and not name:
+                raise FailOverError(
+                    f"--fail-over {value!r}: name a currency before '=' (USD=500) or leave '=' out (500)"
+                )
+            if equals and not (len(name) == 3 and name.isascii() and name.isalpha()):
+                raise FailOverError(f"--fail-over {value!r}: {name!r} is not a 3-letter currency code")
+            key = name.upper()
+            if key in given:
+                which = f"for {key}" if key else "without a currency"
+                raise FailOverError(
+                    f"--fail-over given twice {which} ({given[key]!r} and {value!r}): give each currency once"
+                )
+            given[key] = value
             number = Decimal(amount.strip())
-            if name:
-                if not (len(name) == 3 and name.isascii() and name.isalpha()):
-                    raise FailOverError(f"--fail-over {value!r}: {name!r} is not a 3-letter currency code")
-                per[name.upper()] = number
+            if key:
+                per[key] = number
             else:
                 any_currency = number
-        return cls(any_currency, per) if seen else None
+        return cls(any_currency, per) if given else None
 
     def allowance(self, currency: str) -> Decimal:
         return self.per_currency.get(currency, self.any_currency if self.any_currency is not None else Decimal(0))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -131,6 +133,37 @@ def test_exit_codes_for_ci(settings, sandbox, site, new_rules, tmp_path) -> None
     no_redis = diff(replace(settings, redis_url="redis://127.0.0.1:1/0"), str(new_rules))
     assert no_redis.returncode == 2 and no_redis.stderr.startswith("Error: cannot reach Redis")
     assert no_redis.stderr.count("\n") == 1
+
+
+def test_the_snapshot_never_replaces_a_rules_file_and_is_readable_by_its_owner_only(
+    settings, sandbox, site, new_rules, tmp_path
+) -> None:
+    """A rules file read by the run, by any name (a symlink, a hard link), is refused before any
+    Chargebee call and left as it was; the snapshot replaces a file that was there, as 0600."""
+    rules_in_force = settings.rules_path
+    before = {path: path.read_bytes() for path in (new_rules, rules_in_force)}
+    symlink, hard_link = tmp_path / "link.yaml", tmp_path / "hard.yaml"
+    symlink.symlink_to(rules_in_force)
+    os.link(new_rules, hard_link)
+    calls = sandbox_calls(sandbox)
+    for target, read in ((new_rules, new_rules), (symlink, rules_in_force), (hard_link, new_rules)):
+        result = diff(settings, str(new_rules), "--snapshot", str(target))
+        assert result.returncode == 2, result.stderr
+        assert (
+            result.stderr == f"Error: cannot write the snapshot to {target}: it is {read}, read by this run;"
+            " name another file\n"
+        )
+    assert {path: path.read_bytes() for path in (new_rules, rules_in_force)} == before
+    assert sandbox_calls(sandbox) == calls and symlink.is_symlink()
+
+    snap = tmp_path / "open.json.gz"
+    snap.write_text("an older file")
+    snap.chmod(0o644)
+    taken = diff(settings, str(new_rules), "--snapshot", str(snap), "--at", AT)
+    assert taken.returncode == 1, taken.stderr
+    assert stat.S_IMODE(snap.stat().st_mode) == 0o600
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []  # no temporary left
+    assert diff(settings, str(new_rules), "--invoices", str(snap), "--at", AT).returncode == 1
 
 
 def test_a_rule_limited_to_webhooks_is_named_rather_than_shown_as_unchanged(settings, site, rules_file, tmp_path):

@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -116,6 +117,29 @@ def test_a_bad_snapshot_is_refused_in_one_line(tmp_path, content, says) -> None:
         check_snapshot_path(tmp_path)
     with pytest.raises(SnapshotError, match="no directory"):
         check_snapshot_path(tmp_path / "nowhere" / "s.json")
+
+
+@pytest.mark.parametrize("name", ["snap.json", "snap.json.gz"])
+def test_a_snapshot_is_written_whole_and_readable_by_its_owner_only(tmp_path, name) -> None:
+    """It holds customer data: 0600 whatever the umask, also over a file that was 0644; written
+    beside and renamed, so a write that fails halfway leaves the file that was there, and no other."""
+    path = tmp_path / name
+    umask = os.umask(0o022)
+    try:
+        save_snapshot(path, listing())
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        kept = path.read_bytes()
+        path.chmod(0o644)
+        broken = listing()
+        broken.invoices.append({"id": "i5", "amount_due": object()})  # json.dump fails after the first invoices
+        with pytest.raises(TypeError):
+            save_snapshot(path, broken)
+        assert path.read_bytes() == kept and [p.name for p in tmp_path.iterdir()] == [name]
+        save_snapshot(path, listing())
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert load_snapshot(path).invoices == listing().invoices
+    finally:
+        os.umask(umask)
 
 
 def test_formats_parse_and_keep_cells_harmless() -> None:

@@ -143,14 +143,35 @@ def test_budgets_start_from_what_the_day_and_hour_have_used() -> None:
     assert budgets_start(used, Limits(), now).startswith("budgets: none")
 
 
-@pytest.mark.parametrize(
-    "kept",
-    [None, [], {"spent": {"USD": "12"}, "count": 1, "day": "d", "hour": "h"}, {"spent": {}, "count": True}],
-)
-def test_budget_counts_a_snapshot_did_not_keep_readably_are_none(kept) -> None:
-    assert BudgetsUsed.from_dict(kept, "the snapshot") is None
+def test_budget_counts_a_snapshot_kept_read_back() -> None:
+    assert BudgetsUsed.from_dict(None, "the snapshot") is None  # a snapshot from before they were kept
     good = BudgetsUsed({"USD": 12}, 1, "2026-11-26", "2026-11-26T12", "the snapshot")
     assert BudgetsUsed.from_dict(good.as_dict(), "the snapshot") == good
+
+
+GOOD_COUNTS = {"spent": {"USD": 12}, "count": 1, "day": "2026-11-26", "hour": "2026-11-26T12"}
+
+
+@pytest.mark.parametrize(
+    ("kept", "says"),
+    [
+        ([], "budgets_used must be an object"),
+        ({**GOOD_COUNTS, "spent": {"USD": "12"}}, r"budgets_used.spent\['USD'\] must be a whole number from 0"),
+        ({**GOOD_COUNTS, "spent": {"USD": -1200}}, r"budgets_used.spent\['USD'\] must be a whole number from 0"),
+        ({**GOOD_COUNTS, "spent": {"USD": 2**63}}, r"budgets_used.spent\['USD'\] must be a whole number from 0"),
+        ({**GOOD_COUNTS, "spent": [12]}, "budgets_used.spent must be an object"),
+        ({**GOOD_COUNTS, "count": True}, "budgets_used.count must be a whole number"),
+        ({**GOOD_COUNTS, "count": -5}, "budgets_used.count must be a whole number"),
+        ({**GOOD_COUNTS, "count": 1.5}, "budgets_used.count must be a whole number"),
+        ({**GOOD_COUNTS, "day": "d"}, "budgets_used.day must be a UTC day"),
+        ({**GOOD_COUNTS, "day": "2026-11-6"}, "budgets_used.day must be a UTC day"),
+        ({**GOOD_COUNTS, "hour": "2026-11-26T12:00"}, "budgets_used.hour must be a UTC hour"),
+    ],
+)
+def test_budget_counts_a_snapshot_kept_unreadably_are_refused(kept, says) -> None:
+    """Not read as "from zero": a negative or unreadable count would give a budget room it does not have."""
+    with pytest.raises(ValueError, match=says):
+        BudgetsUsed.from_dict(kept, "the snapshot")
 
 
 def test_totals_per_currency_per_rule_and_outcome_counts() -> None:
@@ -191,10 +212,24 @@ def test_fail_over_and_exit_codes() -> None:
     assert FailOver.parse([]) is None
 
 
-@pytest.mark.parametrize("bad", ["", "abc", "-5", "US=5", "USD=", "NaN", "1e999999999", "USD=x"])
+@pytest.mark.parametrize("bad", ["", "abc", "-5", "US=5", "USD=", "NaN", "1e999999999", "USD=x", "=500", "USD=-5"])
 def test_fail_over_refuses_what_it_cannot_read(bad: str) -> None:
     with pytest.raises(FailOverError):
         FailOver.parse([bad])
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        (["100", "200"], "given twice without a currency"),
+        (["USD=100", "usd=200"], "given twice for USD"),
+        (["USD=100", "100", "USD=100"], "given twice for USD"),
+    ],
+)
+def test_fail_over_refuses_a_currency_given_twice(values: list[str], says: str) -> None:
+    """The second would silently replace the first: which one the CI job meant is not known."""
+    with pytest.raises(FailOverError, match=says):
+        FailOver.parse(values)
 
 
 def test_a_file_changes_nothing_against_itself() -> None:
