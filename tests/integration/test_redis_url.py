@@ -6,18 +6,21 @@ taken for the host and looked up in DNS)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from reactor.local.redis_server import EmbeddedRedis
+from reactor.local.redis_server import EmbeddedRedis, find_redis_server, free_port
 from reactor.redis_connect import connect
 from reactor.redis_wait import explain
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +101,49 @@ def test_a_password_with_an_unencoded_at_and_slash_is_refused_without_a_lookup_o
     assert "percent-encode" in lines[0]
     assert not any(part in done.stderr + done.stdout for part in ("hunter2", "evilhost", "tail", "real-redis"))
     assert "connecting to" not in done.stderr  # no connection tried, so no name looked up
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[int]:
+    """A redis-server that speaks TLS only, with a certificate of its own for 127.0.0.1; its port."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl to make the test certificate with")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+    request += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(request, check=True, capture_output=True)
+    port = free_port()
+    binary = find_redis_server(os.environ.get("REACTOR_REDIS_SERVER") or None)
+    args = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    args += ["--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no", "--bind", "127.0.0.1"]
+    args += ["--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    server = subprocess.Popen([binary, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        client = redis.Redis("127.0.0.1", port, ssl=True, ssl_ca_certs=str(cert), socket_timeout=2)
+        wait_for(lambda: server.poll() is not None or _answers(client), timeout=15, what="the TLS redis-server")
+        if server.poll() is not None:
+            pytest.skip(f"this redis-server has no TLS: {server.stdout.read()[-300:] if server.stdout else ''}")
+        client.close()
+        yield port
+    finally:
+        server.terminate()
+        server.wait(15)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def test_a_tls_connection_is_bounded_by_the_connect_timeout_only_while_it_shakes_hands(tls_redis, tmp_path):
+    """The worker's connection has no read timeout: its BLPOP waits longer than it takes to connect."""
+    url = f"rediss://127.0.0.1:{tls_redis}/0?ssl_ca_certs={tmp_path / 'cert.pem'}"
+    connection = connect(url, socket_connect_timeout=0.5)
+
+    assert connection.ping()
+    started = time.monotonic()
+    assert connection.blpop(["reactor-test:nothing"], timeout=2) is None  # not cut off after 0.5 s
+    assert time.monotonic() - started >= 1.9
+    connection.close()
