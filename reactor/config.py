@@ -234,7 +234,7 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
         try:
             check_url(url)
         except RedisURLError as exc:
-            raise ConfigError(f"REDIS_URL: {exc}") from None
+            raise ConfigError(f"REDIS_URL is malformed ({exc})") from None
     return url
 
 

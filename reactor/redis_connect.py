@@ -26,6 +26,8 @@ database, TLS and the sentinels' own password added.
 from __future__ import annotations
 
 import re
+import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -40,6 +42,10 @@ DEFAULT_SENTINEL_PORT = 26379
 TLS_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname")
 OPTIONS = ("sentinel_username", "sentinel_password", *TLS_OPTIONS)
 DIGITS = re.compile(r"[0-9]{1,10}")  # ASCII only: str.isdigit() takes "²", which int() refuses
+CONNECT_TIMEOUT = 5.0
+"""Seconds a new connection may take, TCP connect and TLS handshake together, when the caller of
+`connect` gives no `socket_connect_timeout`."""
+ENCODE_PASSWORD = "percent-encode @ / ? # in the password: %40 %2F %3F %23"
 
 
 class RedisURLError(ValueError):
@@ -84,12 +90,37 @@ class _ClosedWhenCutOff:
         )
 
 
+class _HandshakeWithinConnectTimeout:
+    """A TLS connection whose handshake must end within `socket_connect_timeout`. redis-py's own
+    shakes hands under `socket_timeout`, which the CLI and the worker leave unset (the worker's
+    BLPOP waits longer than any read timeout would allow), so that a `rediss://` URL pointing at a
+    Redis without TLS, which reads the ClientHello as the start of a command line and waits for the
+    rest, hung the command for ever."""
+
+    socket_connect_timeout: float | None
+    socket_timeout: float | None
+
+    def _wrap_socket_with_ssl(self, sock: socket.socket) -> ssl.SSLSocket:
+        sock.settimeout(self.socket_connect_timeout)
+        try:
+            wrapped = super()._wrap_socket_with_ssl(sock)  # type: ignore[misc]
+        except TimeoutError:
+            said = f"no TLS handshake within {self.socket_connect_timeout:g} s"
+            raise redis.TimeoutError(f"{said} (a Redis without TLS behind a rediss:// URL?)") from None
+        wrapped.settimeout(self.socket_timeout)
+        return wrapped
+
+
+class TLSConnection(_HandshakeWithinConnectTimeout, redis.SSLConnection):
+    """redis-py's TLS connection, the handshake bounded by `socket_connect_timeout`."""
+
+
 class SentinelConnection(_ClosedWhenCutOff, SentinelManagedConnection):
     """redis-py's connection to the primary the sentinels name, closed when a read is cut off."""
 
 
-class SentinelSSLConnection(_ClosedWhenCutOff, SentinelManagedSSLConnection):
-    """The same over TLS."""
+class SentinelSSLConnection(_HandshakeWithinConnectTimeout, _ClosedWhenCutOff, SentinelManagedSSLConnection):
+    """The same over TLS, the handshake bounded by `socket_connect_timeout`."""
 
 
 def is_sentinel_url(url: str) -> bool:
@@ -166,7 +197,9 @@ def _tls(enabled: bool, options: dict[str, str]) -> dict[str, Any]:
 
 
 def check_url(url: str) -> None:
-    """Raise RedisURLError if `url` cannot be connected to (checked at start, not on first use)."""
+    """Raise RedisURLError if `url` cannot be connected to (checked at start, not on first use,
+    and without looking any host up)."""
+    _check_after_host(url)
     if is_sentinel_url(url):
         parse_sentinel_url(url)
         return
@@ -175,14 +208,37 @@ def check_url(url: str) -> None:
     except ValueError as exc:
         # Without what redis-py quotes after " as ": the port it could not read may be (part of)
         # a password whose / or # was not percent-encoded.
-        raise RedisURLError(str(exc).split(" (", 1)[0].split(" as ", 1)[0]) from None
+        said = str(exc).split(" (", 1)[0].split(" as ", 1)[0]
+        raise RedisURLError(f"{said}; {ENCODE_PASSWORD}" if said.startswith("Port") else said) from None
+    path = urlsplit(url).path
+    if url.startswith(("redis://", "rediss://")) and path.strip("/") and not DIGITS.fullmatch(path.strip("/")):
+        # redis-py would read database 0 instead.
+        raise RedisURLError("the database after host:port must be a number, e.g. /0")
+
+
+def _check_after_host(url: str) -> None:
+    """Refuse an @ after the host: a password holding an unencoded / ? or # ends the host part
+    there, so that the rest of the password became the host (and was looked up in DNS) and the
+    real host fell into the path, which redis-py ignores when it is not a number."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [ of an IPv6 address
+        raise RedisURLError(str(exc)) from None
+    if parts.scheme.lower() == "unix":
+        return  # the path is the socket's, which may hold an @
+    if "@" in parts.path + parts.query + parts.fragment:
+        raise RedisURLError(f"an @ after the host: the password holds an unencoded / ? or #; {ENCODE_PASSWORD}")
 
 
 def connect(url: str, **options: Any) -> redis.Redis:
     """A client for `url`; `options` (timeouts, retry, health_check_interval) are redis-py's
     `Redis` keyword arguments. With a Sentinel URL the sentinels are asked with the same socket
-    timeouts. Nothing is sent before the first command."""
+    timeouts. Nothing is sent before the first command. A new connection, its TLS handshake
+    included, is made within `socket_connect_timeout` (CONNECT_TIMEOUT when not given)."""
+    options.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
     if not is_sentinel_url(url):
+        if urlsplit(url).scheme == "rediss":
+            options["connection_class"] = TLSConnection
         return redis.Redis.from_url(url, **options)
     parsed = parse_sentinel_url(url)
     timeouts = {name: value for name, value in options.items() if name.startswith("socket_")}
@@ -191,6 +247,10 @@ def connect(url: str, **options: Any) -> redis.Redis:
     # took 18 s behind three of them.
     once = Retry(NoBackoff(), 0)
     sentinel = Sentinel(parsed.sentinels, sentinel_kwargs={**parsed.sentinel_kwargs(), **timeouts, "retry": once})
+    if parsed.tls:
+        # redis-py's Redis picks its own SSLConnection for each sentinel; ours bounds the handshake.
+        for client in sentinel.sentinels:
+            client.connection_pool.connection_class = TLSConnection
     redis_kwargs = parsed.redis_kwargs()
     # Given a connection class, redis-py's pool no longer takes `ssl` out of the keyword arguments.
     connection_class = SentinelSSLConnection if redis_kwargs.pop("ssl", False) else SentinelConnection

@@ -21,7 +21,7 @@ if not _url:
 try:
     check_url(_url)
 except RedisURLError as _exc:
-    sys.exit(f"reactor.rq_settings: REDIS_URL: {_exc}")
+    sys.exit(f"reactor.rq_settings: REDIS_URL is malformed ({_exc})")
 
 if is_sentinel_url(_url):
     _parsed = parse_sentinel_url(_url)

@@ -93,9 +93,10 @@ _INVOICE_AMOUNT_FIELDS = tuple((name, f"content.invoice.{name}") for name in INV
 # resource_version is Chargebee's clock in milliseconds at the change [SPEC: "updated with a new
 # timestamp in milliseconds"], so a genuine one is in the past by the time the event reaches us.
 # A version from the future would make every genuine later event of that invoice `stale` until our
-# clock passes it (the stored version lives REACTOR_EVENT_TTL, 30 days). One day ahead is allowed:
-# far more than any clock skew between Chargebee and this host, and the most a forged version can
-# then silence an invoice for.
+# clock passes it. One day ahead is taken here: far more than any clock skew between Chargebee and
+# this host. The order check keeps a version only up to a few minutes past the event's occurred_at
+# and its own clock (RESOURCE_VERSION_SLACK_MS, reactor/jobs/evaluate.py), so that a forged version
+# cannot silence an invoice for that day.
 RESOURCE_VERSION_MAX_AHEAD_MS = 24 * 3600 * 1000
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")  # \ud800 to \udfff, as JSON writes them
@@ -111,6 +112,8 @@ class Event:
     event_type: str
     content: dict[str, Any]
     raw: bytes
+    occurred_at: int | None = None
+    """Unix seconds, as Chargebee stamped the event; None when it carries none."""
 
     @property
     def invoice(self) -> dict[str, Any] | None:
@@ -149,7 +152,8 @@ def parse_event(body: bytes, *, now: float | None = None) -> Event:
     data = _json_object(body)
     event_id, event_type, content = _envelope(data)
     _check_limits(data, content, time.time() if now is None else now)
-    return Event(id=event_id, event_type=event_type, content=content, raw=body)
+    occurred_at = data.get("occurred_at")  # checked by _check_limits: an int in range, or absent
+    return Event(id=event_id, event_type=event_type, content=content, raw=body, occurred_at=occurred_at)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

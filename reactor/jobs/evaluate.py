@@ -4,6 +4,7 @@ RQ jobs `reactor.jobs.evaluate` and `reactor.jobs.release_held`."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from rq.job import Job
@@ -26,16 +27,21 @@ log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing 
 
 # Only moves forward: the newest resource_version of an invoice, the `version <n>` head of its trace
 # list (reactor/ingest/trace_list.py), is replaced by a newer one; the key releases before kept it in
-# (KEYS[2], 30 days) is read too, never written. KEYS[1] the trace; ARGV: the incoming version, the
-# trace's cap and ttl. Returns 1 when the incoming version is not older than the stored one (act on
-# it), 0 when stale.
+# (KEYS[2], 30 days) is read too, never written. A stored version past ARGV[4] (the clock plus
+# RESOURCE_VERSION_SLACK_MS), one kept before versions were bounded, is not compared: it is replaced.
+# KEYS[1] the trace; ARGV: the incoming version, the trace's cap and ttl, the latest believable
+# version. Returns 1 when the incoming version is not older than the stored one (act on it), 0 when
+# stale.
 _ADVANCE_VERSION = (
     TRIM_LUA
     + """
+local latest = tonumber(ARGV[4])
 local head = redis.call('LINDEX', KEYS[1], 0)
 local marked = is_version(head)
 local stored = marked and tonumber(string.sub(head, 9)) or nil
+if stored and stored > latest then stored = nil end
 local before = tonumber(redis.call('GET', KEYS[2]) or '')
+if before and before > latest then before = nil end
 if before and (not stored or before > stored) then stored = before end
 if stored and stored > tonumber(ARGV[1]) then return 0 end
 if marked then
@@ -49,13 +55,46 @@ return 1
 )
 
 
-def _is_stale(ctx: JobContext, event: Event) -> bool:
+RESOURCE_VERSION_SLACK_MS = 5 * 60 * 1000
+"""How far an invoice's resource_version may be ahead of its event's `occurred_at`, and of this
+worker's clock, and still order the invoice's events. Chargebee stamps both from its own clock at
+the change (resource_version in milliseconds, occurred_at in seconds: the real payloads have the
+version 0 to 999 ms past occurred_at), so 5 minutes is that second plus any skew between Chargebee's
+clock and ours. A version further ahead is a forged or corrupt one: kept, it would make every
+genuine event of the invoice `stale` until the clock passed it."""
+
+
+def _order_version(ctx: JobContext, event: Event, now: datetime) -> int | None:
+    """The version that orders `event` among its invoice's events; None when it has none, or when
+    it is more than RESOURCE_VERSION_SLACK_MS ahead of the event's occurred_at or of the clock. Such
+    an event is neither compared nor kept, and is decided like an event without a version; the
+    trace says why (an `unordered` entry) and so does the log."""
     version = (event.invoice or {}).get("resource_version")
     if event.invoice_id is None or not isinstance(version, int) or isinstance(version, bool):
+        return None
+    now_ms = int(now.timestamp() * 1000)
+    stamped_ms = now_ms if event.occurred_at is None else min(event.occurred_at * 1000, now_ms)
+    if version <= stamped_ms + RESOURCE_VERSION_SLACK_MS:
+        return version
+    against = "its occurred_at" if stamped_ms < now_ms else "this worker's clock"
+    reason = (
+        f"resource_version {version} is {(version - stamped_ms) / 1000:.0f} s ahead of {against} (at most "
+        f"{RESOURCE_VERSION_SLACK_MS // 1000} s from Chargebee): not used to order the invoice's events"
+    )
+    log.warning("event %s of invoice %s: %s", event.id, event.invoice_id, reason)
+    entry = {"kind": "unordered", "event_id": event.id, "resource_version": version, "reason": reason}
+    TraceLog(ctx.redis, ctx.keys).add(event.invoice_id, entry)
+    return None
+
+
+def _is_stale(ctx: JobContext, event: Event, now: datetime) -> bool:
+    version = _order_version(ctx, event, now)
+    if version is None or event.invoice_id is None:
         return False
     keys = [ctx.keys.trace(event.invoice_id), ctx.keys.resource_version(event.invoice_id)]
     advance = ctx.redis.register_script(_ADVANCE_VERSION)  # EVALSHA: the script is sent once per connection
-    return advance(keys=keys, args=[version, TRACE_CAP, TRACE_TTL]) == 0
+    latest = int(now.timestamp() * 1000) + RESOURCE_VERSION_SLACK_MS
+    return advance(keys=keys, args=[version, TRACE_CAP, TRACE_TTL, latest]) == 0
 
 
 def _checked_in_triage(ctx: JobContext, event_id: str) -> bool:
@@ -78,8 +117,9 @@ def run_evaluation(ctx: JobContext, event_id: str, job: Job | None = None) -> di
 
 def triage_evaluation(ctx: JobContext, event_id: str) -> dict[str, Any] | None:
     """Decide on the stored event in a triage batch (reactor/jobs/triage.py) as far as no Chargebee
-    call is needed: record the outcome and return it, or return None, having recorded nothing, when
-    the event needs its own evaluation job (a write_off rule matched, facts to fetch, verification)."""
+    call is needed: record the outcome and return it, or return None, having recorded no decision or
+    outcome, when the event needs its own evaluation job (a write_off rule matched, facts to fetch,
+    verification)."""
     return _evaluate(ctx, event_id, None, in_triage=True)
 
 
@@ -105,7 +145,7 @@ def _evaluate(ctx: JobContext, event_id: str, job: Job | None, *, in_triage: boo
     ruleset = ctx.rules.current()
     now = ctx.clock()
     in_order = not in_triage and _checked_in_triage(ctx, event_id)
-    if not in_order and _is_stale(ctx, as_event(event)):
+    if not in_order and _is_stale(ctx, as_event(event), now):
         record_outcome(
             ctx, job, event, None, Outcome.STALE, reason="an event with a newer resource_version was already seen"
         )

@@ -20,11 +20,13 @@ def as_event(data: Mapping[str, Any]) -> Event:
     release stored is read as it is. A field of another type reads as absent (an empty id or type,
     no content, no invoice)."""
     event_id, event_type, content = data.get("id"), data.get("event_type"), data.get("content")
+    occurred_at = data.get("occurred_at")
     return Event(
         id=event_id if isinstance(event_id, str) else "",
         event_type=event_type if isinstance(event_type, str) else "",
         content=content if isinstance(content, dict) else {},
         raw=json.dumps(dict(data)).encode(),
+        occurred_at=occurred_at if isinstance(occurred_at, int) and not isinstance(occurred_at, bool) else None,
     )
 
 

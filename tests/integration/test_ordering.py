@@ -116,3 +116,46 @@ def test_a_version_an_earlier_release_kept_in_its_own_key_still_makes_an_older_e
     assert read_trace_list(redis_conn.lrange(KEYS.trace(invoice["id"]), 0, -1)).version == (
         invoice["resource_version"] + 3000
     )
+
+
+DAY_AHEAD_MS = 23 * 3600 * 1000  # inside the webhook's one-day bound (RESOURCE_VERSION_MAX_AHEAD_MS)
+
+
+@pytest.mark.parametrize("forged_occurred_at", [False, True], ids=["occurred_at-genuine", "occurred_at-forged-too"])
+def test_a_version_far_ahead_of_its_event_is_decided_but_never_makes_the_next_genuine_event_stale(
+    sandbox, web, redis_conn, start_worker, forged_occurred_at
+):
+    invoice = exhausted_invoice(sandbox)  # writable: the genuine event writes it off
+    forged = make_event(version(invoice, DAY_AHEAD_MS, dunning_status="in_progress"), event_type="invoice_updated")
+    if forged_occurred_at:  # then it is the worker's clock the version is too far ahead of
+        forged["occurred_at"] += DAY_AHEAD_MS // 1000
+    assert post_event(web.webhook_url, forged).status_code == 200
+    start_worker()
+    wait_for(lambda: outcomes(redis_conn, invoice["id"]) == ["no_match"], what="the forged event, decided")
+    trace = KEYS.trace(invoice["id"])
+    assert read_trace_list(redis_conn.lrange(trace, 0, -1)).version is None, "its version is not kept"
+    (note,) = [entry for entry in TraceLog(redis_conn, KEYS).entries(invoice["id"]) if entry["kind"] == "unordered"]
+    against = "this worker's clock" if forged_occurred_at else "its occurred_at"
+    assert (note["event_id"], note["resource_version"]) == (forged["id"], invoice["resource_version"] + DAY_AHEAD_MS)
+    assert f"ahead of {against} (at most 300 s from Chargebee)" in note["reason"]
+
+    genuine = make_event(version(invoice, 1000), event_type="invoice_updated")
+    assert post_event(web.webhook_url, genuine).status_code == 200
+    wait_for(lambda: len(outcomes(redis_conn, invoice["id"])) == 2, what="the genuine event")
+
+    assert outcomes(redis_conn, invoice["id"]) == ["no_match", "written_off"]
+    assert len(sandbox.state.write_off_calls()) == 1
+    assert read_trace_list(redis_conn.lrange(trace, 0, -1)).version == invoice["resource_version"] + 1000
+
+
+def test_a_version_kept_far_ahead_of_the_clock_is_not_compared_but_replaced(sandbox, web, redis_conn, start_worker):
+    """One kept before versions were bounded: it would have made every genuine event stale for a day."""
+    invoice = exhausted_invoice(sandbox)
+    trace = KEYS.trace(invoice["id"])
+    redis_conn.lpush(trace, f"version {invoice['resource_version'] + DAY_AHEAD_MS}")
+    start_worker()
+
+    genuine = make_event(version(invoice, 1000), event_type="invoice_updated")
+    assert post_event(web.webhook_url, genuine).status_code == 200
+    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), what="the genuine event")
+    assert read_trace_list(redis_conn.lrange(trace, 0, -1)).version == invoice["resource_version"] + 1000

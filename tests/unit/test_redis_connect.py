@@ -3,12 +3,23 @@ URLs become a redis-py Sentinel client. No Redis is reached: connecting is lazy.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import redis
 from redis.sentinel import SentinelConnectionPool, SentinelManagedSSLConnection
 
 from reactor.config import ConfigError, load_settings
-from reactor.redis_connect import RedisURLError, SentinelURL, connect, describe, parse_sentinel_url
+from reactor.redis_connect import (
+    CONNECT_TIMEOUT,
+    RedisURLError,
+    SentinelSSLConnection,
+    SentinelURL,
+    TLSConnection,
+    connect,
+    describe,
+    parse_sentinel_url,
+)
 
 
 def test_a_full_sentinel_url_is_read_part_by_part():
@@ -67,9 +78,9 @@ def test_a_malformed_sentinel_url_is_refused_saying_why(url, says):
 def test_settings_refuse_a_bad_redis_url_without_showing_its_password():
     with pytest.raises(ConfigError) as raised:
         load_settings({"REDIS_URL": "redis+sentinel://:hunter2@h:26379"}, dotenv=False)
-    assert str(raised.value).startswith("REDIS_URL: ")
+    assert str(raised.value).startswith("REDIS_URL is malformed (")
     assert "hunter2" not in str(raised.value)
-    with pytest.raises(ConfigError, match="REDIS_URL: Redis URL must specify one of the following schemes"):
+    with pytest.raises(ConfigError, match=r"REDIS_URL is malformed \(Redis URL must specify one of the following"):
         load_settings({"REDIS_URL": "http://:hunter2@h:6379"}, dotenv=False)
 
 
@@ -127,5 +138,71 @@ def test_connect_hands_a_plain_url_to_redis_py():
 def test_a_malformed_url_is_refused_in_one_line_that_shows_no_part_of_its_password(url):
     with pytest.raises(ConfigError) as raised:
         load_settings({"REDIS_URL": url}, dotenv=False)
-    assert str(raised.value).startswith("REDIS_URL: ")
+    assert str(raised.value).startswith("REDIS_URL is malformed (")
     assert not any(part in str(raised.value) for part in ("hunter2", "hunt", "er2", "ter2", "hunter"))
+
+
+@pytest.fixture
+def no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any host name looked up fails the test."""
+
+    def looked_up(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a host was looked up: {args[0]!r}")
+
+    for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "create_connection"):
+        monkeypatch.setattr(socket, name, looked_up)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2@evilhost/tail@real-redis.internal:6379/0",  # a / after an @ in the password
+        "rediss://app:hun@ter2/x@real-redis.internal:6380/0",
+        "redis://:1234/hunter2@real-redis.internal:6379/0",  # a host-less URL, the password's head a "port"
+        "redis://:1234?hunter2@real-redis.internal:6379/0",  # a ? in the password
+        "redis://:1234#hunter2@real-redis.internal:6379/0",  # a # in the password
+        "redis+sentinel://:hunter2@evilhost/tail@real-redis.internal:26379/mymaster",
+    ],
+)
+def test_a_password_with_an_unencoded_at_or_slash_is_refused_unlooked_up_and_unshown(url, no_dns):
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"REDIS_URL": url}, dotenv=False)
+
+    said = str(raised.value)
+    assert said.startswith("REDIS_URL is malformed (an @ after the host")
+    assert "percent-encode" in said and "%40" in said and "%2F" in said
+    assert not any(part in said for part in ("hunter2", "hun", "ter2", "evilhost", "tail", "real-redis", "1234"))
+
+
+def test_a_database_that_is_not_a_number_is_refused(no_dns):
+    with pytest.raises(ConfigError, match=r"REDIS_URL is malformed \(the database after host:port must be a number"):
+        load_settings({"REDIS_URL": "redis://:hunter2@real-redis.internal:6379/zero"}, dotenv=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hun%40ter%2F2@real-redis.internal:6379/0",  # encoded, as it should be
+        "redis://:hun@ter2@real-redis.internal:6379/0",  # an unencoded @ alone still ends at the last @
+        "rediss://real-redis.internal:6380/",
+        "redis://real-redis.internal",
+        "unix:///var/run/redis@6379.sock?db=1",  # a socket path may hold an @
+    ],
+)
+def test_good_urls_are_kept(url, no_dns):
+    assert load_settings({"REDIS_URL": url}, dotenv=False).redis_url == url
+
+
+def test_every_tls_connection_shakes_hands_within_the_connect_timeout():
+    plain = connect("rediss://h:6380/0").connection_pool
+    assert plain.connection_class is TLSConnection
+    assert plain.connection_kwargs["socket_connect_timeout"] == CONNECT_TIMEOUT
+
+    behind_sentinel = connect("rediss+sentinel://s1,s2/mymaster", socket_connect_timeout=3).connection_pool
+    assert issubclass(behind_sentinel.connection_class, SentinelSSLConnection)
+    assert behind_sentinel.connection_kwargs["socket_connect_timeout"] == 3
+    for sentinel in behind_sentinel.sentinel_manager.sentinels:
+        assert sentinel.connection_pool.connection_class is TLSConnection
+        assert sentinel.connection_pool.connection_kwargs["socket_connect_timeout"] == 3
+
+    assert connect("redis://h:6379/0").connection_pool.connection_kwargs["socket_connect_timeout"] == CONNECT_TIMEOUT

@@ -22,7 +22,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 @dataclass(frozen=True)
 class Step:
     at: datetime | None
-    kind: str  # receipt | decision | call | throttled | outcome | dead_letter | held
+    kind: str  # receipt | decision | call | throttled | unordered | outcome | dead_letter | held
     title: str
     details: tuple[str, ...] = ()
     data: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -78,7 +78,13 @@ def _sort_moment(step: Step) -> datetime:
 
 def trace_step(entry: dict[str, Any]) -> Step:
     kind = str(entry.get("kind") or "unknown")
-    builder = {"receipt": receipt_step, "decision": decision_step, "call": call_step, "throttled": throttled_step}
+    builder = {
+        "receipt": receipt_step,
+        "decision": decision_step,
+        "call": call_step,
+        "throttled": throttled_step,
+        "unordered": unordered_step,
+    }
     build = builder.get(kind)
     if build is None:
         return Step(moment(entry.get("at")), kind, f"{kind} (recorded by a newer release)", data=entry)
@@ -137,6 +143,11 @@ def call_step(entry: dict[str, Any]) -> Step:
 def throttled_step(entry: dict[str, Any]) -> Step:
     title = f"no Chargebee call slot after {entry.get('waited_s') or 0:.2f} s: job deferred"
     return Step(moment(entry.get("at")), "throttled", title, (str(entry.get("reason") or ""),), entry)
+
+
+def unordered_step(entry: dict[str, Any]) -> Step:
+    title = f"event {entry.get('event_id')}: resource_version not used for ordering"
+    return Step(moment(entry.get("at")), "unordered", title, (str(entry.get("reason") or ""),), entry)
 
 
 def outcome_step(record: AuditRecord) -> Step:

@@ -113,6 +113,17 @@ def test_receipts_say_queued_or_duplicate_with_the_resource_version():
     assert "duplicate: this event id was already taken, nothing done" in second.title and second.details == ()
 
 
+def test_an_event_whose_version_orders_nothing_says_why():
+    reason = "resource_version 9 is 82800 s ahead of its occurred_at (at most 300 s from Chargebee): not used ..."
+    entry = {"kind": "unordered", "at": at(2), "event_id": "ev_1", "resource_version": 9, "reason": reason}
+    (step,) = build_timeline([entry], [])
+    assert (step.kind, step.title, step.details) == (
+        "unordered",
+        "event ev_1: resource_version not used for ordering",
+        (reason,),
+    )
+
+
 def test_a_decision_lists_the_rules_read_up_to_the_deciding_one_with_each_condition():
     ruleset = parse_rules(RULES)
     entry = decision_entry(ruleset, event(), NOW, decide(ruleset, event(), NOW), "event as received")
