@@ -16,6 +16,7 @@ from ..config import Settings, load_settings
 from ..ingest.events import EventStore
 from ..keys import Keys
 from ..notices import Notices
+from ..redaction import remember
 from ..redis_connect import connect
 from ..reloads import RulesReloadReporter
 from ..rules.live import LiveRules
@@ -45,6 +46,7 @@ class JobContext:
 
 
 def build_context(settings: Settings, connection: redis.Redis) -> JobContext:
+    remember(settings.secrets)  # this process's logs, audit records and dead letters never show them
     keys = Keys(settings.key_prefix)
     queue = Queue(settings.queue_name, connection=connection)
     if not settings.api_base:

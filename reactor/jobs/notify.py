@@ -9,9 +9,10 @@ A notice leaves Redis only once the receiver answered 2xx; a refused or failed P
 after a growing pause (up to `MAX_BACKOFF`), and nothing else waits for it: jobs only append.
 Under a Redis lock, so two `cron` processes send each notice once.
 
-Never a secret: every configured credential (the Chargebee key, the webhook, dashboard and session
-secrets, the notify URL itself) and anything shaped like an Authorization value is replaced by
-`[redacted]` in the message, whatever line carried it.
+Never a secret: every configured credential (`Settings.secrets`: the Chargebee key, the webhook,
+dashboard and session secrets, the notify URL itself, Redis's passwords), as reactor/redaction.py
+redacts them, and anything shaped like an Authorization value is replaced by `[redacted]` in the
+message, whatever line carried it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rq.registry import FailedJobRegistry
 from ..config import Settings
 from ..keys import Keys
 from ..notices import Notices
+from ..redaction import REDACTED, Redactor
 from .deadletters.letters import exception_line
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,6 @@ MAX_LINES = 10
 MAX_BACKOFF = 600
 """Longest pause, in seconds, between tries while the receiver fails."""
 POST_TIMEOUT = 10.0
-REDACTED = "[redacted]"
 
 HEADINGS = {
     "dead_letter": "new dead letters (reactor dlq list, dlq show JOB_ID, dlq replay JOB_ID)",
@@ -62,28 +63,14 @@ _CREDENTIAL_SHAPES = (
 )
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` without any of `secrets` (values of four characters or more) nor anything shaped like
-    a credential (an Authorization value, `password=...`, user:password@ in a URL)."""
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
+def scrub(text: str, secrets: Iterable[str] | Redactor) -> str:
+    """`text` without any of `secrets` (as reactor/redaction.py redacts them: values of
+    MIN_SECRET_LENGTH characters or more) nor anything shaped like a credential (an Authorization
+    value, `password=...`, user:password@ in a URL)."""
+    text = (secrets if isinstance(secrets, Redactor) else Redactor(secrets))(text)
     for pattern, replacement in _CREDENTIAL_SHAPES:
         text = pattern.sub(replacement, text)
     return text
-
-
-def secrets_of(settings: Settings) -> tuple[str, ...]:
-    return tuple(
-        s
-        for s in (
-            settings.chargebee_api_key,
-            settings.webhook_password,
-            settings.admin_password,
-            settings.secret_key,
-            settings.notify_url or "",
-        )
-        if s
-    )
 
 
 @dataclass(frozen=True)
@@ -128,7 +115,7 @@ class Notifier:
         self.keys = Keys(settings.key_prefix)
         self.notices = Notices(connection, settings.key_prefix)
         self.registry = FailedJobRegistry(queue=Queue(settings.queue_name, connection=connection))
-        self.secrets = secrets_of(settings)
+        self.secrets = Redactor(settings.secrets)
         self.source = (
             f"chargebee-reactor ({settings.chargebee_site or ('sandbox' if settings.sandbox_mode else 'api')})"
         )
