@@ -11,13 +11,14 @@ command, `load_settings()` without an `env`) and passed in. A bad value is refus
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dotenv import dotenv_values
 
@@ -112,6 +113,78 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret these settings hold, as text may carry it (reactor/redaction.py redacts them)."""
+        return secret_values(
+            api_key=self.chargebee_api_key,
+            webhook=(self.webhook_user, self.webhook_password),
+            admin=(self.admin_user, self.admin_password),
+            secret_key=self.secret_key,
+            notify_url=self.notify_url or "",
+            redis_url=self.redis_url or "",
+        )
+
+
+NOTIFY_TOKEN_PATH = 12
+"""Shortest notify URL path redacted on its own (Slack's /services/T.../B.../... is about 60)."""
+
+
+def secret_values(
+    *,
+    api_key: str,
+    webhook: tuple[str, str],
+    admin: tuple[str, str],
+    secret_key: str,
+    notify_url: str,
+    redis_url: str,
+) -> tuple[str, ...]:
+    """Each secret, and the forms text may carry it in: the Basic-auth header value of each
+    user:password pair (the API key is a user with an empty password), the passwords inside
+    REDIS_URL (Redis's and the sentinels'), and the notify URL's path and query, which hold its
+    token (an HTTP client's log names the path without the host). Unset ones are left out."""
+    found = [api_key, webhook[1], admin[1], secret_key]
+    pairs = [(api_key, "")] if api_key else []
+    for user, password in [*pairs, *(pair for pair in (webhook, admin) if pair[1])]:
+        found.append(base64.b64encode(f"{user}:{password}".encode()).decode())
+    if notify_url:
+        found.append(notify_url)
+        try:
+            parts = urlsplit(notify_url)
+        except ValueError:
+            parts = None
+        if parts is not None:  # a short path holds no token, and would blank common text such as /api
+            found += [parts.path if len(parts.path) >= NOTIFY_TOKEN_PATH else "", parts.query]
+    if redis_url:
+        found += _url_passwords(redis_url)
+    return tuple(dict.fromkeys(value for value in found if value))
+
+
+def _url_passwords(url: str) -> list[str]:
+    """The password of a URL's user information (as written and decoded) and every `...password=`
+    of its query."""
+    try:
+        parts = urlsplit(url)
+        password, query = parts.password, parts.query
+    except ValueError:  # a malformed URL: what looks like its password
+        credentials = url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[0]
+        password, query = credentials.partition(":")[2], url.partition("?")[2]
+    found = [password, unquote(password)] if password else []
+    return found + [value for name, value in parse_qsl(query) if "password" in name.lower()]
+
+
+def secrets_in(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The secrets an environment holds, unchecked: read at a process's edge, before (or whether or
+    not) its settings are valid, so a refusal to start is redacted too."""
+    return secret_values(
+        api_key=env.get("CHARGEBEE_API_KEY", "").strip(),
+        webhook=(env.get("REACTOR_WEBHOOK_USER", ""), env.get("REACTOR_WEBHOOK_PASSWORD", "")),
+        admin=(env.get("REACTOR_ADMIN_USER", "").strip(), env.get("REACTOR_ADMIN_PASSWORD", "")),
+        secret_key=env.get("REACTOR_SECRET_KEY", ""),
+        notify_url=env.get("REACTOR_NOTIFY_URL", "").strip(),
+        redis_url=env.get("REDIS_URL", "").strip(),
+    )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -312,7 +385,7 @@ def _notify_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
-def _environment(dotenv: bool) -> dict[str, str]:
+def process_environment(dotenv: bool = True) -> dict[str, str]:
     """This process's environment, with `.env` in the working directory filling unset variables."""
     merged = dict(os.environ)
     if dotenv and Path(".env").is_file():
@@ -326,7 +399,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
     """Build and validate settings from `env`; without one, from this process's environment, where
     `.env` in the working directory fills unset variables."""
     if env is None:
-        env = _environment(dotenv)
+        env = process_environment(dotenv)
     auth, user, password = _webhook_auth(env)
     site, api_base, api_key = _chargebee(env)
     replica_ack, replica_ack_timeout = _replica_ack(env)

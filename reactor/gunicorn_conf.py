@@ -20,14 +20,16 @@ import tempfile
 
 from gunicorn.glogging import Logger
 
-from reactor.config import EX_CONFIG, ConfigError, log_settings, web_server_settings
+from reactor.config import EX_CONFIG, ConfigError, log_settings, secrets_in, web_server_settings
 from reactor.logs import setup_logging
+from reactor.redaction import remember
 
 try:
     _logging = log_settings(os.environ)
 except ConfigError as exc:  # no log format to say it in
     sys.exit(f"reactor.gunicorn_conf: {exc}")
 setup_logging(_logging.level, _logging.json_lines)
+remember(secrets_in(os.environ))  # never in a line of the master's (each app adds its settings' own)
 
 
 def _refuse(problem: str) -> None:

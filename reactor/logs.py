@@ -7,7 +7,10 @@ reactor.gunicorn_conf's logger class), Python's warnings and an uncaught excepti
 Log calls pass `extra={"event_id": ..., "invoice_id": ...}`; those keys appear on the line, so
 one grep for an invoice id finds everything the reactor did about it. Inside an RQ job, lines that
 do not name them (RQ's own, the HTTP client's) get them from the job's meta, with the job id.
-Every field is listed in docs/metrics.md."""
+Every field is listed in docs/metrics.md.
+
+No line carries a secret: both formats pass the message, the context and a traceback through
+reactor.redaction.redact, which knows every secret the process was configured with."""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import logging
 import sys
 from datetime import datetime, timezone
 from types import TracebackType
+
+from .redaction import redact
 
 CONTEXT_KEYS = ("event_id", "invoice_id", "rule", "job_id", "rules_version")
 _JSON = json.JSONEncoder(default=str)  # json.dumps(..., default=str) without a new encoder per line
@@ -56,7 +61,7 @@ def context_of(record: logging.LogRecord) -> dict[str, object]:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        data = {
+        data: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -65,14 +70,15 @@ class JsonFormatter(logging.Formatter):
         data.update(context_of(record))
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return _JSON.encode(data)
+        # Redacted before encoding: JSON escapes (\u00e9, \") would hide a secret from the search.
+        return _JSON.encode({k: redact(v) if isinstance(v, str) else v for k, v in data.items()})
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         context = " ".join(f"{k}={v}" for k, v in context_of(record).items())
-        return f"{line} [{context}]" if context else line
+        return redact(f"{line} [{context}]" if context else line)
 
 
 def wants_json(json_lines: bool | None) -> bool:

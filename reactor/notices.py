@@ -8,7 +8,8 @@ seconds (reactor/jobs/notify.py), so a burst of 500 dead letters is one message 
 that is down delays nobody's write-off. With REACTOR_NOTIFY_URL unset nothing is appended.
 
 A notice is a kind and one line for people, never an event body or a credential: the line names
-the invoice, the rule, the job and why (the sender scrubs every configured secret from it too).
+the invoice, the rule, the job and why. It is redacted as it is appended (reactor/redaction.py), and
+the sender scrubs every configured secret from the message too.
 
 | key (reactor/keys.py) | what it holds |
 |---|---|
@@ -25,6 +26,7 @@ from datetime import datetime, timezone
 import redis
 
 from .keys import Keys
+from .redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class Notices:
                 self.keys.notices(),
                 self.keys.notices_seq(),
                 kind,
-                text[:MAX_TEXT],
+                redact(text)[:MAX_TEXT],  # redacted whole, then cut: a cut could leave half a secret
                 datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 MAX_NOTICES,
             )

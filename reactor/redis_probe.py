@@ -22,8 +22,9 @@ import sys
 
 import redis
 
-from .config import EX_CONFIG, ConfigError, load_settings, log_settings, require_webhook_credentials
+from .config import EX_CONFIG, ConfigError, load_settings, log_settings, require_webhook_credentials, secrets_in
 from .logs import setup_logging
+from .redaction import remember
 from .redis_connect import connect
 from .redis_wait import RedisUnreachable, explain, refusal, wait_for_redis
 
@@ -33,6 +34,7 @@ log = logging.getLogger("reactor.redis_probe")  # not __main__, run with -m
 def main(argv: list[str]) -> int:
     wanted = log_settings(os.environ)  # checked by the master already
     setup_logging(wanted.level, wanted.json_lines)
+    remember(secrets_in(os.environ))  # a refusal may quote REDIS_URL's password
     try:
         settings = load_settings(os.environ)
         require_webhook_credentials(settings)

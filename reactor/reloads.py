@@ -12,6 +12,7 @@ dashboard the last refused edit from here, so the Redis layout of reloads is wri
 | `{p}:rules:last_refused` | hash: digest, path, at, process, errors (JSON list) of the last refusal |
 
 A refused edit is also told once to a person (reactor/notices.py), by the process that counted it.
+Its sentences may quote the refused file, so what is written here is redacted (reactor/redaction.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import redis
 
 from .keys import Keys
 from .notices import Notices
+from .redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class RulesReloadReporter:
 
     def __call__(self, outcome: str, digest: str, path: str, errors: list[str]) -> None:
         """The `LiveRules` reporter: a Redis error is logged, never raised into the rules in force."""
+        errors = [redact(error) for error in errors]
         try:
             if self.redis.set(self.keys.rules_reload(outcome, digest), "1", nx=True, ex=RELOAD_MARK_TTL):
                 self.redis.hincrby(self.keys.rules_reloads(), outcome, 1)

@@ -28,6 +28,7 @@ from .ingest.replication import ReplicaAck
 from .ingest.webhook import EVENTS, error_response, webhooks
 from .jobs.held import list_held
 from .notices import Notices
+from .redaction import redact, remember
 from .redis_connect import connect
 from .redis_wait import redis_address, wait_for_redis
 from .reloads import RulesReloadReporter
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     """Build the web app. `settings` default to the environment's, `connection` to `connect_redis`."""
     if settings is None:
         settings = load_settings()
+    remember(settings.secrets)  # no answer nor log line of this process shows them
     require_webhook_credentials(settings)
     if connection is None:
         connection = connect_redis(settings)
@@ -153,7 +155,25 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.extensions["reactor.dashboard.metrics"] = metrics.RedisCollector(connection, settings, live)
     init_admin(app, settings, connection)
     register_error_handlers(app, settings)
+    app.after_request(redact_answer)
     return app
+
+
+REDACTED_TYPES = ("text/", "application/json")
+"""Answers whose body is text for someone to read, and so is redacted as it leaves."""
+
+
+def redact_answer(response: Response) -> Response:
+    """No answer carries a secret (reactor/redaction.py): every text body, /readyz, error bodies and
+    dashboard pages alike, is redacted here, after the error handlers, as it leaves the app. A
+    streamed or file answer (none carries text of ours) is left alone."""
+    if response.is_streamed or response.direct_passthrough or not (response.mimetype or "").startswith(REDACTED_TYPES):
+        return response
+    body = response.get_data(as_text=True)
+    clean = redact(body)
+    if clean != body:
+        response.set_data(clean)
+    return response
 
 
 def register_error_handlers(app: Flask, settings: Settings) -> None:

@@ -20,6 +20,7 @@ from ..config import ConfigError, Settings, load_settings, log_settings
 from ..jobs.audit import visible
 from ..local.supervisor import embedded_url_file, sandbox_url_file
 from ..logs import setup_logging
+from ..redaction import redact
 from ..redis_connect import connect as redis_connect
 from ..redis_wait import RedisUnreachable, explain, redis_address, unreachable, wait_for_redis
 
@@ -210,13 +211,14 @@ def current_actor() -> str:
 
 
 def say(message: str, keep_newlines: bool = False) -> None:
-    """A line on stdout, with control characters from Redis or Chargebee made visible."""
-    click.echo(visible(message, keep_newlines=keep_newlines))
+    """A line on stdout, with control characters from Redis or Chargebee made visible and every
+    configured secret redacted (a traceback may quote one)."""
+    click.echo(visible(redact(message), keep_newlines=keep_newlines))
 
 
 def warn(message: str) -> None:
-    """A line on stderr, made visible as `say` does."""
-    click.echo(visible(message), err=True)
+    """A line on stderr, made visible and redacted as `say` does."""
+    click.echo(visible(redact(message)), err=True)
 
 
 def plural(n: int, word: str) -> str:

@@ -22,6 +22,7 @@ from rich.text import Text
 from ..chargebee import ChargebeeClient, ChargebeeError
 from ..config import Settings
 from ..jobs.facts import complete_facts
+from ..redaction import redact
 from ..rules import RulesError, explain, format_explanation, load_rules
 from ..rules.cases import CasesError, default_cases_path, load_cases, run_cases
 from ..rules.facts import unresolved
@@ -43,7 +44,7 @@ def _load_ruleset(path: Path) -> Any:
         return load_rules(path)
     except RulesError as exc:
         for problem in exc.problems:
-            click.echo(str(problem), err=True)
+            click.echo(redact(str(problem)), err=True)
         raise click.ClickException(f"{path}: refused; fix it first (`reactor rules check`)") from None
 
 
@@ -112,13 +113,15 @@ def rules_check(path: Path | None) -> None:
     try:
         ruleset = load_rules(path)
     except RulesError as exc:
-        for problem in exc.problems:  # plain lines, never wrapped: editors and grep read file:line:col
-            click.echo(str(problem), err=True)
+        # Plain lines, never wrapped: editors and grep read file:line:col. Whole sentences, on ops' own
+        # terminal, but redacted: the file may be a `.env` saved over rules.yaml.
+        for problem in exc.problems:
+            click.echo(redact(str(problem)), err=True)
         count = len(exc.problems)
         click.echo(f"{path}: {count} problem{'s' if count != 1 else ''}; rules refused", err=True)
         sys.exit(1)
     for warning in ruleset.warnings:  # the file is in force; these only point at likely mistakes
-        click.echo(f"{warning.file}:{warning.line}:{warning.col}: warning: {warning.message}", err=True)
+        click.echo(redact(f"{warning.file}:{warning.line}:{warning.col}: warning: {warning.message}"), err=True)
     names = ", ".join(rule.name for rule in ruleset.rules)
     click.echo(f"{path}: OK, version {ruleset.version}, mode {ruleset.mode}, {len(ruleset.rules)} rules ({names})")
     for rule in ruleset.rules:
@@ -244,7 +247,7 @@ def test_command(cases_path: Path | None, rules_path: Path | None, explain_failu
 
 def _refuse_cases(exc: Exception) -> NoReturn:
     for problem in getattr(exc, "problems", []):
-        click.echo(str(problem), err=True)
+        click.echo(redact(str(problem)), err=True)
     raise click.ClickException("the cases file is refused")
 
 

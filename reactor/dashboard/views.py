@@ -332,7 +332,7 @@ def replay(job_id: str) -> Any:
 
 def _rules_view(connection: redis.Redis, settings: Settings) -> dict[str, Any]:
     live = current_app.extensions["reactor.rules"]
-    status = live.status()
+    status = live.status(detail=True)  # behind the login: each problem's sentence, not just its kind
     try:
         ruleset = live.current()
     except RulesError:

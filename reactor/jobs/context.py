@@ -16,6 +16,7 @@ from ..config import Settings, load_settings
 from ..ingest.events import EventStore
 from ..keys import Keys
 from ..notices import Notices
+from ..redaction import remember
 from ..redis_connect import connect
 from ..reloads import RulesReloadReporter
 from ..rules.live import LiveRules
@@ -48,6 +49,7 @@ def build_context(settings: Settings, connection: redis.Redis, *, records: bool 
     """The context of a worker or a command. `records=False` is for a dry run or a preview, which must
     leave nothing behind: its Chargebee calls go to no trace and a refused rules file is not reported
     (the web and the workers report it); the shared rate limit still counts its calls."""
+    remember(settings.secrets)  # this process's logs, audit records and dead letters never show them
     keys = Keys(settings.key_prefix)
     queue = Queue(settings.queue_name, connection=connection)
     if not settings.api_base:

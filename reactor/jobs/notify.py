@@ -11,11 +11,12 @@ thread no longer and counts as failed; a refused or failed POST is tried again a
 (up to `MAX_BACKOFF`), and nothing else waits for it: jobs only append. Under a Redis lock, so two
 `cron` processes send each notice once.
 
-Never a secret: every configured credential (the Chargebee key, the webhook, dashboard and session
-secrets, the notify URL itself) and anything shaped like an Authorization value is replaced by
-`[redacted]` in the message, whatever line carried it. The URL's path and query hold the receiver's
-token: a log line names the receiver by scheme and host only, and urllib3's lines (its debug lines,
-its warning about malformed headers) have the URL redacted (`hide_in_urllib3_logs`).
+Never a secret: every configured credential (`Settings.secrets`: the Chargebee key, the webhook,
+dashboard and session secrets, the notify URL itself, Redis's passwords), as reactor/redaction.py
+redacts them, and anything shaped like an Authorization value is replaced by `[redacted]` in the
+message, whatever line carried it. The URL's path and query hold the receiver's token: a log line
+names the receiver by scheme and host only, and urllib3's lines (its debug lines, its warning about
+malformed headers) have the URL redacted (`hide_in_urllib3_logs`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from rq.registry import FailedJobRegistry
 from ..config import Settings
 from ..keys import Keys
 from ..notices import Notices
+from ..redaction import REDACTED, Redactor
 from .deadletters.letters import exception_line
 from .http_deadline import Deadline, DeadlineSession
 
@@ -49,7 +51,6 @@ MAX_BACKOFF = 600
 """Longest pause, in seconds, between tries while the receiver fails."""
 POST_DEADLINE = 10.0
 """Seconds the receiver has for its whole answer, from the connection to the last byte."""
-REDACTED = "[redacted]"
 
 HEADINGS = {
     "dead_letter": "new dead letters (reactor dlq list, dlq show JOB_ID, dlq replay JOB_ID)",
@@ -69,28 +70,14 @@ _CREDENTIAL_SHAPES = (
 )
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` without any of `secrets` (values of four characters or more) nor anything shaped like
-    a credential (an Authorization value, `password=...`, user:password@ in a URL)."""
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
+def scrub(text: str, secrets: Iterable[str] | Redactor) -> str:
+    """`text` without any of `secrets` (as reactor/redaction.py redacts them: values of
+    MIN_SECRET_LENGTH characters or more) nor anything shaped like a credential (an Authorization
+    value, `password=...`, user:password@ in a URL)."""
+    text = (secrets if isinstance(secrets, Redactor) else Redactor(secrets))(text)
     for pattern, replacement in _CREDENTIAL_SHAPES:
         text = pattern.sub(replacement, text)
     return text
-
-
-def secrets_of(settings: Settings) -> tuple[str, ...]:
-    return tuple(
-        s
-        for s in (
-            settings.chargebee_api_key,
-            settings.webhook_password,
-            settings.admin_password,
-            settings.secret_key,
-            settings.notify_url or "",
-        )
-        if s
-    )
 
 
 URLLIB3_LOGGERS = ("urllib3.connection", "urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry")
@@ -182,7 +169,7 @@ class Notifier:
         self.keys = Keys(settings.key_prefix)
         self.notices = Notices(connection, settings.key_prefix)
         self.registry = FailedJobRegistry(queue=Queue(settings.queue_name, connection=connection))
-        self.secrets = secrets_of(settings)
+        self.secrets = Redactor(settings.secrets)
         self.source = (
             f"chargebee-reactor ({settings.chargebee_site or ('sandbox' if settings.sandbox_mode else 'api')})"
         )

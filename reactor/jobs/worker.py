@@ -36,6 +36,7 @@ from rq.utils import as_text
 
 from .. import jobs
 from ..config import Settings
+from ..redaction import redact
 from ..redis_wait import wait_for_redis
 from ..rules import RulesError
 from .audit import Outcome
@@ -121,6 +122,18 @@ class ReactorWorker(Worker):
         if job.retry_intervals and job.retries_left is not None and job.retries_left < len(job.retry_intervals):
             forget_lost_executions(self.connection, job, keep=getattr(execution, "id", None))
         super().handle_job_success(job, queue, started_job_registry, execution)
+
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: Any = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
+    ) -> None:
+        """RQ's failure handling, with the traceback it keeps in Redis (the dead letter's, shown by
+        `reactor dlq show` and the dashboard) redacted: an error may quote a URL or a key."""
+        super().handle_job_failure(job, queue, started_job_registry, redact(exc_string), execution)
 
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         """The work horse died mid-job (SIGKILL, OOM, killed by RQ past its timeout): the attempt

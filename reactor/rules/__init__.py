@@ -16,7 +16,7 @@ from .explain import ConditionTrace, Explanation, RuleTrace, explain, format_exp
 from .loader import load_rules, parse_rules
 from .model import Decision, Limits, Rule, RuleSet
 from .money import to_major
-from .problems import RuleProblem, RulesError
+from .problems import ProblemKind, RuleProblem, RulesError
 from .timing import earliest_match, earliest_recheck
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Decision",
     "Explanation",
     "Limits",
+    "ProblemKind",
     "Rule",
     "RuleProblem",
     "RuleSet",

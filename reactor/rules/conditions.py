@@ -24,7 +24,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from . import operators as ops
 from .fields import CONTENT_ROOTS, DAYS_OVERDUE, MISSING, FieldRef, Subject, did_you_mean, parse_field
 from .money import ZERO_DECIMAL_CURRENCIES, MoneyThreshold
-from .problems import Problems
+from .problems import ProblemKind, Problems
 from .yamlnodes import describe, mapping_items, position
 
 COMBINATORS = ("all", "any", "not")
@@ -112,13 +112,19 @@ class ConditionCompiler:
     def compile(self, node: Node, depth: int = 0) -> Condition | None:
         if depth > MAX_DEPTH or self.count > MAX_CONDITIONS:
             if depth == MAX_DEPTH + 1:
-                self.problems.add(node, f"conditions are nested more than {MAX_DEPTH} levels deep")
+                self.problems.add(
+                    node, f"conditions are nested more than {MAX_DEPTH} levels deep", ProblemKind.OVER_LIMIT
+                )
             return None
         if isinstance(node, SequenceNode):
             return self._list(node, depth)
         if isinstance(node, MappingNode):
             return self._mapping(node, depth)
-        self.problems.add(node, f"a condition must be a mapping such as `invoice.status: paid`, not {describe(node)}")
+        self.problems.add(
+            node,
+            f"a condition must be a mapping such as `invoice.status: paid`, not {describe(node)}",
+            ProblemKind.WRONG_TYPE,
+        )
         return None
 
     def _counted(self, node: Node) -> bool:
@@ -129,6 +135,7 @@ class ConditionCompiler:
                 node,
                 f"the rule file has more than {MAX_CONDITIONS} conditions "
                 "(a condition reached through a YAML alias counts each time it is used)",
+                ProblemKind.OVER_LIMIT,
             )
         return self.count <= MAX_CONDITIONS
 
@@ -143,6 +150,7 @@ class ConditionCompiler:
                     item,
                     f"each item of a condition list must be a mapping such as `invoice.status: paid`, "
                     f"not {describe(item)}",
+                    ProblemKind.WRONG_TYPE,
                 )
                 continue
             children.append(self._mapping(item, depth + 1))
@@ -171,6 +179,7 @@ class ConditionCompiler:
                 self.problems.add(
                     combinators[0][1],
                     f"'{key}' must be the only key of its mapping; put the other conditions inside it",
+                    ProblemKind.MISPLACED,
                 )
                 return None
             return self._combinator(*combinators[0], depth)
@@ -184,14 +193,18 @@ class ConditionCompiler:
             return None
         if key == "not":
             if isinstance(value, ScalarNode):
-                self.problems.add(value, f"'not' needs a condition to negate, not {describe(value)}")
+                self.problems.add(
+                    value, f"'not' needs a condition to negate, not {describe(value)}", ProblemKind.WRONG_TYPE
+                )
                 return None
             inner = self.compile(value, depth + 1)
             if inner is None:
                 return None
             return Condition("not", _negate(inner.test), *position(key_node), children=(inner,))
         if not isinstance(value, SequenceNode):
-            self.problems.add(value, f"'{key}' needs a list of conditions, not {describe(value)}")
+            self.problems.add(
+                value, f"'{key}' needs a list of conditions, not {describe(value)}", ProblemKind.WRONG_TYPE
+            )
             return None
         if not value.value:
             self.problems.add(value, f"'{key}' has an empty list; give at least one condition")
@@ -209,23 +222,27 @@ class ConditionCompiler:
             self.problems.add(
                 key_node,
                 f"'{key}' is an operator; put it under a field, e.g. `invoice.amount_due: {{{key}: 5}}`",
+                ProblemKind.MISPLACED,
             )
             return None
         field = parse_field(key)
         if isinstance(field, str):
-            self.problems.add(key_node, field)
+            self.problems.add(key_node, field, ProblemKind.UNKNOWN_FIELD)
             return None
         if isinstance(value, SequenceNode):
             self.problems.add(
                 value,
                 f"a list is not a value for '{key}'; use `{{in: [...]}}` to accept any of several values",
+                ProblemKind.WRONG_TYPE,
             )
             return None
         if isinstance(value, ScalarNode):
             return self._leaf(field, "eq", value, value)
         pairs = mapping_items(value, self.problems)  # type: ignore[arg-type]
         if not value.value:
-            self.problems.add(value, f"no operator given for '{key}'; write e.g. `{key}: {{eq: ...}}`")
+            self.problems.add(
+                value, f"no operator given for '{key}'; write e.g. `{key}: {{eq: ...}}`", ProblemKind.MISSING_KEY
+            )
             return None
         leaves = []
         for op, op_node, operand in pairs:
@@ -235,6 +252,7 @@ class ConditionCompiler:
                     op_node,
                     f"unknown operator '{op}' for '{key}'{hint}; operators are {', '.join(ops.OPERATORS)}"
                     f"{did_you_mean(op, ops.OPERATORS)}",
+                    ProblemKind.UNKNOWN_OPERATOR,
                 )
                 leaves.append(None)
                 continue

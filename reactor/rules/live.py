@@ -2,7 +2,8 @@
 
 `current()` costs one `stat()` when nothing changed, so callers ask for it on every job and every
 readiness probe. An edit that does not load is refused: the last good rules stay in force, and
-the problems are kept for /readyz and the logs. A process that never had good rules fails loudly.
+the problems are kept for /readyz (their position and kind only: reactor/rules/problems.py), the
+dashboard and the logs. A process that never had good rules fails loudly.
 
 A `reporter` hears of every reload, accepted or refused, with the content digest; it is how refused
 edits are counted across processes and hosts. It is passed in where the LiveRules are built: the
@@ -119,8 +120,10 @@ class LiveRules:
         except Exception:  # reporting must never cost the rules in force
             log.exception("rules reload reporter failed")
 
-    def status(self) -> dict[str, object]:
-        """For /readyz: the version in force and any refused edit."""
+    def status(self, detail: bool = False) -> dict[str, object]:
+        """For /readyz: the version in force and any refused edit, each problem as its position and
+        kind (`RuleProblem.public`: the file's text may hold anything, a `.env`'s passwords too).
+        With `detail`, for readers behind a login, each problem's whole sentence."""
         try:
             rules = self.current()
         except RulesError:
@@ -131,7 +134,7 @@ class LiveRules:
             "mode": rules.mode if rules else None,
             "rules": len(rules.rules) if rules else 0,
             "loaded_at": self.loaded_at.isoformat(timespec="seconds") if self.loaded_at else None,
-            "errors": [str(p) for p in self.error.problems] if self.error else [],
+            "errors": [str(p) if detail else p.public for p in self.error.problems] if self.error else [],
             "refused_version": self.refused_digest if self.error else None,
             "refused_at": self.refused_at.isoformat(timespec="seconds") if self.error and self.refused_at else None,
             "refused_reloads": self.refused_reloads,

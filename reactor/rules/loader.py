@@ -27,7 +27,7 @@ from .lint import check_on, condition_warnings
 from .model import Limits, Rule, RuleSet
 from .money import MoneyThreshold
 from .operators import OperandError, _decimal
-from .problems import RuleProblem, RulesError
+from .problems import ProblemKind, RuleProblem, RulesError
 from .yamlnodes import (
     Problems,
     ScalarValueError,
@@ -69,7 +69,8 @@ def load_rules(path: str | os.PathLike[str]) -> RuleSet:
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         line, col = before.count(b"\n") + 1, exc.start - (before.rfind(b"\n") + 1) + 1
-        raise RulesError([RuleProblem(filename, line, col, "the file is not valid UTF-8 text")]) from exc
+        problem = RuleProblem(filename, line, col, "the file is not valid UTF-8 text", ProblemKind.NOT_TEXT)
+        raise RulesError([problem]) from exc
     return _parse(text, filename, data)
 
 
@@ -80,7 +81,7 @@ def parse_rules(text: str, filename: str = "rules.yaml") -> RuleSet:
     data = text if isinstance(text, bytes) or problem is not None else text.encode("utf-8", "surrogatepass")
     problem = problem or size_problem(len(data), "rule file")
     if problem is not None:
-        raise RulesError([RuleProblem(filename, 1, 1, problem)])
+        raise RulesError([RuleProblem(filename, 1, 1, problem, ProblemKind.TOO_LARGE)])
     if isinstance(text, bytes):
         return _parse(text.decode("utf-8", "replace"), filename, text)
     return _parse(text, filename, data)
@@ -92,14 +93,18 @@ def _parse(text: str, filename: str, data: bytes) -> RuleSet:
     root = compose(text, problems, tab_lines)
     if root is None:
         if not problems:
-            problems.add(None, "the file is empty; it needs at least `version: 1` and `rules:`")
+            problems.add(None, "the file is empty; it needs at least `version: 1` and `rules:`", ProblemKind.EMPTY)
         problems.raise_if_any()
     assert root is not None
     check_duplicate_keys(root, problems)
     if check_nodes(root, problems):  # too deep, or Python tags: nothing further is worth reading
         problems.raise_if_any()
     if not isinstance(root, MappingNode):
-        problems.add(root, f"the file must be a mapping with version, mode, limits and rules, not {describe(root)}")
+        problems.add(
+            root,
+            f"the file must be a mapping with version, mode, limits and rules, not {describe(root)}",
+            ProblemKind.NOT_RULES,
+        )
         problems.raise_if_any()
     version = hashlib.sha256(data).hexdigest()[:12]
     ruleset = _ruleset(root, problems, warnings, filename, version)  # type: ignore[arg-type]
@@ -118,6 +123,7 @@ def _entries(
             problems.add(
                 key_node,
                 f"unknown key '{key}' in {where}; allowed keys are {', '.join(allowed)}{did_you_mean(key, allowed)}",
+                ProblemKind.UNKNOWN_KEY,
             )
         else:
             entries.setdefault(key, (key_node, value))
@@ -127,7 +133,11 @@ def _entries(
 def _ruleset(root: MappingNode, problems: Problems, warnings: Problems, filename: str, version: str) -> RuleSet | None:
     top = _entries(root, problems, TOP_KEYS, "the top level")
     if "version" not in top:
-        problems.add(root, f"missing `version`; add `version: {SUPPORTED_VERSION}` at the top of the file")
+        problems.add(
+            root,
+            f"missing `version`; add `version: {SUPPORTED_VERSION}` at the top of the file",
+            ProblemKind.MISSING_KEY,
+        )
     else:
         node = top["version"][1]
         if _plain(node) != SUPPORTED_VERSION or isinstance(_plain(node), bool):
@@ -146,14 +156,26 @@ def _ruleset(root: MappingNode, problems: Problems, warnings: Problems, filename
     limits = _limits(top["limits"][1], problems) if "limits" in top else Limits()
     rules: list[Rule] = []
     if "rules" not in top:
-        problems.add(root, "missing `rules`; add `rules:` with a list of rules (it may be empty: `rules: []`)")
+        problems.add(
+            root,
+            "missing `rules`; add `rules:` with a list of rules (it may be empty: `rules: []`)",
+            ProblemKind.MISSING_KEY,
+        )
     elif not isinstance(top["rules"][1], SequenceNode):
         node = top["rules"][1]
         if not (isinstance(node, ScalarNode) and _plain(node) is None):
-            problems.add(node, f"`rules` must be a list of rules, each starting with `- name:`, not {describe(node)}")
+            problems.add(
+                node,
+                f"`rules` must be a list of rules, each starting with `- name:`, not {describe(node)}",
+                ProblemKind.WRONG_TYPE,
+            )
     elif len(top["rules"][1].value) > MAX_RULES:
         too_many = top["rules"][1].value[MAX_RULES]
-        problems.add(too_many, f"the rule file has more than {MAX_RULES} rules; this is rule #{MAX_RULES + 1}")
+        problems.add(
+            too_many,
+            f"the rule file has more than {MAX_RULES} rules; this is rule #{MAX_RULES + 1}",
+            ProblemKind.OVER_LIMIT,
+        )
     else:
         compiler, first_seen = ConditionCompiler(problems), {}
         for index, item in enumerate(top["rules"][1].value, start=1):
@@ -178,7 +200,11 @@ def _plain(node: Node) -> object:
 
 def _limits(node: Node, problems: Problems) -> Limits:
     if not isinstance(node, MappingNode):
-        problems.add(node, f"`limits` must be a mapping such as `max_write_off: {{USD: 500}}`, not {describe(node)}")
+        problems.add(
+            node,
+            f"`limits` must be a mapping such as `max_write_off: {{USD: 500}}`, not {describe(node)}",
+            ProblemKind.WRONG_TYPE,
+        )
         return Limits()
     entries = _entries(node, problems, LIMIT_KEYS, "limits")
     money = {
@@ -241,7 +267,11 @@ def _rule(
     first_seen: dict[str, int],
 ) -> Rule | None:
     if not isinstance(node, MappingNode):
-        problems.add(node, f"rule #{index} must be a mapping starting with `- name:`, not {describe(node)}")
+        problems.add(
+            node,
+            f"rule #{index} must be a mapping starting with `- name:`, not {describe(node)}",
+            ProblemKind.WRONG_TYPE,
+        )
         return None
     before = len(problems.items)
     entries = _entries(node, problems, RULE_KEYS, f"rule #{index}")
@@ -251,7 +281,9 @@ def _rule(
     action = _action(node, entries, label, problems)
     condition = None
     if "when" not in entries:
-        problems.add(node, f"{label} has no `when`; give the conditions under which it applies")
+        problems.add(
+            node, f"{label} has no `when`; give the conditions under which it applies", ProblemKind.MISSING_KEY
+        )
     else:
         condition = compiler.compile(entries["when"][1])
     if on is not None and action is not None:
@@ -263,7 +295,7 @@ def _rule(
     if "description" in entries:
         description = _plain(entries["description"][1])
         if not isinstance(description, str):
-            problems.add(entries["description"][1], f"the description of {label} must be text")
+            problems.add(entries["description"][1], f"the description of {label} must be text", ProblemKind.WRONG_TYPE)
     if len(problems.items) > before or condition is None or name is None or action is None:
         return None
     for line, col, sentence in condition_warnings(condition):
@@ -291,7 +323,7 @@ def _rule_name(
     first_seen: dict[str, int],
 ) -> str | None:
     if "name" not in entries:
-        problems.add(node, f"rule #{index} has no `name`; every rule needs a unique name")
+        problems.add(node, f"rule #{index} has no `name`; every rule needs a unique name", ProblemKind.MISSING_KEY)
         return None
     name_node = entries["name"][1]
     name = _plain(name_node)
@@ -307,6 +339,7 @@ def _rule_name(
             name_node,
             f"duplicate rule name '{name}' (first used at line {first_seen[name]}); names must be unique "
             "because decisions and idempotency keys refer to them",
+            ProblemKind.DUPLICATE_NAME,
         )
     else:
         first_seen[name] = position(name_node)[0]
@@ -322,11 +355,16 @@ def _on(node: Node, problems: Problems) -> frozenset[str] | None:
     for item in items:
         value = _plain(item)
         if not isinstance(value, str):
-            problems.add(item, f"`on` takes event type names such as payment_failed, not {describe(item)}")
+            problems.add(
+                item,
+                f"`on` takes event type names such as payment_failed, not {describe(item)}",
+                ProblemKind.WRONG_TYPE,
+            )
         elif value not in KNOWN_EVENT_TYPES:
             problems.add(
                 item,
                 f"unknown event type '{value}' in `on`{did_you_mean(value, KNOWN_EVENT_TYPES)}",
+                ProblemKind.UNKNOWN_EVENT_TYPE,
             )
         else:
             types.append(value)
@@ -335,7 +373,7 @@ def _on(node: Node, problems: Problems) -> frozenset[str] | None:
 
 def _action(node: MappingNode, entries: dict[str, tuple[Node, Node]], label: str, problems: Problems) -> str | None:
     if "action" not in entries:
-        problems.add(node, f"{label} has no `action`; use write_off or skip")
+        problems.add(node, f"{label} has no `action`; use write_off or skip", ProblemKind.MISSING_KEY)
         return None
     action_node = entries["action"][1]
     value = _plain(action_node)
@@ -353,10 +391,14 @@ def _comment(entries: dict[str, tuple[Node, Node]], action: str | None, label: s
     node = entries["comment"][1]
     value = _plain(node)
     if not isinstance(value, str):
-        problems.add(node, f"the comment of {label} must be text, not {describe(node)}")
+        problems.add(node, f"the comment of {label} must be text, not {describe(node)}", ProblemKind.WRONG_TYPE)
         return None
     if action == "skip":
-        problems.add(node, f"{label} skips, and only write_off rules use a comment; use `description` for notes")
+        problems.add(
+            node,
+            f"{label} skips, and only write_off rules use a comment; use `description` for notes",
+            ProblemKind.MISPLACED,
+        )
     for sentence in template_problems(value):
         problems.add(node, sentence)
     return value
@@ -374,7 +416,9 @@ def _while_collecting(entries: dict[str, tuple[Node, Node]], action: str | None,
         problems.add(node, f"while_collecting of {label} must be wait or write_off, not {shown}{hint}")
         return "wait"
     if action == "skip":
-        problems.add(node, f"{label} skips, and only write_off rules use while_collecting; remove it")
+        problems.add(
+            node, f"{label} skips, and only write_off rules use while_collecting; remove it", ProblemKind.MISPLACED
+        )
     return value  # type: ignore[return-value]
 
 
@@ -388,8 +432,12 @@ def _apply_credits_first(
     node = entries["apply_credits_first"][1]
     value = _plain(node)
     if not isinstance(value, bool):
-        problems.add(node, f"apply_credits_first of {label} must be true or false, not {describe(node)}")
+        problems.add(
+            node, f"apply_credits_first of {label} must be true or false, not {describe(node)}", ProblemKind.WRONG_TYPE
+        )
         return False
     if action == "skip":
-        problems.add(node, f"{label} skips, and only write_off rules use apply_credits_first; remove it")
+        problems.add(
+            node, f"{label} skips, and only write_off rules use apply_credits_first; remove it", ProblemKind.MISPLACED
+        )
     return value

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .problems import Problems, RuleProblem, RulesError
+from .problems import ProblemKind, Problems, RuleProblem, RulesError
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
@@ -82,6 +82,7 @@ def check_tabs(text: str, problems: Problems) -> set[int]:
             problems.add(
                 (number, indent.index("\t") + 1),
                 "a tab character is used for indentation; YAML indentation must use spaces",
+                ProblemKind.SYNTAX,
             )
             lines.add(number)
     return lines
@@ -97,10 +98,11 @@ def read_limited(path: str | os.PathLike[str], what: str) -> bytes:
             data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise RulesError([RuleProblem(filename, 1, 1, f"cannot read the {what}: {reason}")]) from exc
+        problem = RuleProblem(filename, 1, 1, f"cannot read the {what}: {reason}", ProblemKind.UNREADABLE)
+        raise RulesError([problem]) from exc
     problem = size_problem(len(data), what)
     if problem is not None:
-        raise RulesError([RuleProblem(filename, 1, 1, problem)])
+        raise RulesError([RuleProblem(filename, 1, 1, problem, ProblemKind.TOO_LARGE)])
     return data
 
 
@@ -122,18 +124,25 @@ def compose(text: str, problems: Problems, tab_lines: set[int]) -> Node | None:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         if line not in tab_lines:
-            problems.add((line, col), _syntax_sentence(exc))
+            too_deep = "exceeded maximum nesting depth" in (exc.problem or "")
+            problems.add((line, col), _syntax_sentence(exc), ProblemKind.OVER_LIMIT if too_deep else ProblemKind.SYNTAX)
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
         line = before.count("\n") + 1
         col = exc.position - (before.rfind("\n") + 1) + 1
-        problems.add((line, col), f"the file contains a character YAML does not allow (#x{exc.character:04x})")
+        problems.add(
+            (line, col),
+            f"the file contains a character YAML does not allow (#x{exc.character:04x})",
+            ProblemKind.NOT_TEXT,
+        )
     except yaml.YAMLError as exc:
-        problems.add(None, f"YAML error: {exc}")
+        problems.add(None, f"YAML error: {exc}", ProblemKind.SYNTAX)
     except UnicodeEncodeError as exc:  # libyaml reads UTF-8: a lone surrogate in a str cannot be encoded
         before = text[: exc.start]
         line, col = before.count("\n") + 1, exc.start - (before.rfind("\n") + 1) + 1
-        problems.add((line, col), "the file contains a character that is not valid text (a lone surrogate)")
+        problems.add(
+            (line, col), "the file contains a character that is not valid text (a lone surrogate)", ProblemKind.NOT_TEXT
+        )
     return None
 
 
@@ -168,6 +177,7 @@ def check_duplicate_keys(root: Node, problems: Problems) -> None:
                             key,
                             f"duplicate key '{key.value}' (first at line {first_line[key.value]}); "
                             "YAML would silently keep only the last one",
+                            ProblemKind.DUPLICATE_KEY,
                         )
                     else:
                         first_line[key.value] = key.start_mark.line + 1
@@ -198,10 +208,14 @@ def _check_expansion(root: Node, problems: Problems) -> bool:
             expanding.discard(id(node))
             sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
             if sizes[id(node)] > MAX_EXPANDED_NODES:
-                problems.add(node, _EXPANDS_TOO_FAR)
+                problems.add(node, _EXPANDS_TOO_FAR, ProblemKind.OVER_LIMIT)
                 return True
         elif id(node) in expanding:  # reached again from inside itself, through an alias
-            problems.add(node, "this contains itself through a YAML alias (*name): read as a copy, it never ends")
+            problems.add(
+                node,
+                "this contains itself through a YAML alias (*name): read as a copy, it never ends",
+                ProblemKind.OVER_LIMIT,
+            )
             return True
         elif id(node) not in sizes:
             expanding.add(id(node))
@@ -234,11 +248,13 @@ def _check_depth_and_tags(root: Node, problems: Problems) -> bool:
             continue
         seen.add(id(node))
         if depth > MAX_NESTING:
-            problems.add(node, f"the file is nested too deeply here (more than {MAX_NESTING} levels)")
+            problems.add(
+                node, f"the file is nested too deeply here (more than {MAX_NESTING} levels)", ProblemKind.OVER_LIMIT
+            )
             return True
         sentence = tag_problem(node.tag)
         if sentence is not None:
-            problems.add(node, sentence)
+            problems.add(node, sentence, ProblemKind.TAG)
             found = True
         if isinstance(node, MappingNode):
             stack.extend((child, depth + 1) for pair in reversed(node.value) for child in reversed(pair))
@@ -264,7 +280,7 @@ def mapping_items(node: MappingNode, problems: Problems) -> list[tuple[str, Scal
         if isinstance(key, ScalarNode) and key.value != "":
             items.append((key.value, key, value))
         else:
-            problems.add(key, f"a key must be a plain name, not {describe(key)}")
+            problems.add(key, f"a key must be a plain name, not {describe(key)}", ProblemKind.WRONG_TYPE)
     return items
 
 

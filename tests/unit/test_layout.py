@@ -28,18 +28,20 @@ BASE = {
     "reactor.keys",
     "reactor.logs",
     "reactor.notices",
+    "reactor.redaction",
     "reactor.redis_connect",
     "reactor.redis_wait",
     "reactor.reloads",
 }
 WINGS: dict[str, set[str]] = {
     # the base every wing reads: settings, key names, logging, notices for a person, the record of
-    # rules reloads (which tells a refused edit), connecting to Redis and waiting for it
+    # rules reloads (which tells a refused edit), redacting secrets, connecting to Redis and waiting for it
     "reactor.config": {"reactor.redis_connect"},
     "reactor.keys": set(),
-    "reactor.logs": set(),
-    "reactor.notices": {"reactor.keys"},
-    "reactor.reloads": {"reactor.keys", "reactor.notices"},
+    "reactor.logs": {"reactor.redaction"},
+    "reactor.notices": {"reactor.keys", "reactor.redaction"},
+    "reactor.reloads": {"reactor.keys", "reactor.notices", "reactor.redaction"},
+    "reactor.redaction": set(),
     "reactor.redis_connect": set(),
     "reactor.redis_wait": {"reactor.redis_connect"},
     # the rules core is pure: no Redis, no HTTP, no settings
@@ -57,7 +59,7 @@ WINGS: dict[str, set[str]] = {
     # the jobs stand on ingest's event store, Chargebee and the rules
     "reactor.jobs": BASE | {"reactor.chargebee", "reactor.ingest", "reactor.rules"},
     "reactor.jobs.facts": {"reactor.chargebee", "reactor.rules"},
-    "reactor.jobs.audit": {"reactor.keys", "reactor.rules", "reactor.ingest.trace_list"},
+    "reactor.jobs.audit": {"reactor.keys", "reactor.redaction", "reactor.rules", "reactor.ingest.trace_list"},
     # what ops watch reads what the jobs wrote
     "reactor.dashboard": BASE | {"reactor.ingest", "reactor.jobs", "reactor.rules"},
     # the app puts ingest and the dashboard together
@@ -66,7 +68,7 @@ WINGS: dict[str, set[str]] = {
     "reactor.local": BASE | {"reactor.sandbox"},
     # the stored path of the scheduled sweep (RQ jobs enqueued before it moved)
     "reactor.sweep": {"reactor.jobs"},
-    "reactor.gunicorn_conf": {"reactor.config", "reactor.logs"},
+    "reactor.gunicorn_conf": {"reactor.config", "reactor.logs", "reactor.redaction"},
     # the gunicorn master's look at the settings and Redis, in a process of its own
     "reactor.redis_probe": BASE,
     # RQ's command line on REDIS_URL, Sentinel URLs too

@@ -12,6 +12,9 @@ the ids in a list of their own, `<stream>:invoice:<invoice>`, which is still rea
 Records written before any index are in none: an invoice with no index entry at all is found by
 reading the stream whole (unless the stream holds no record from before the index), and one whose
 history began before the index also reads the stream up to `indexed_since`; both say so.
+
+A record's free text (`reason`, `detail`: an error's message, an operator's words) is written
+redacted (reactor/redaction.py): no configured secret reaches the trail.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ import redis
 
 from ...ingest.trace_list import TRACE_CAP, TRACE_TTL, TRIM_LUA, read_trace_list
 from ...keys import Keys
+from ...redaction import redact
 from .records import AuditRecord
+
+FREE_TEXT = frozenset(("reason", "detail"))
+"""The fields that carry words from elsewhere (an error, a person), redacted as they are written."""
 
 # KEYS[1] the stream, KEYS[2] the id of its first indexed record, KEYS[3] (when the record names an
 # invoice) the invoice's trace. ARGV: maxlen, the trace's cap and ttl, then the record's fields and
@@ -103,7 +110,11 @@ class AuditLog:
         keys = [self.key, self.indexed_since_key()]
         if record.invoice_id:
             keys.append(self.trace_key(record.invoice_id))
-        fields = [part for pair in self.stamp(record).to_fields().items() for part in pair]
+        fields = [
+            part
+            for name, value in self.stamp(record).to_fields().items()
+            for part in (name, redact(value) if name in FREE_TEXT and value else value)
+        ]
         return [len(keys), *keys, self.maxlen, TRACE_CAP, TRACE_TTL, *fields]
 
     def append(self, record: AuditRecord) -> str:
