@@ -25,6 +25,7 @@ from ..jobs.facts import complete_facts
 from ..rules import RulesError, explain, format_explanation, load_rules
 from ..rules.cases import CasesError, default_cases_path, load_cases, run_cases
 from ..rules.facts import unresolved
+from ..rules.operators import MAX_MATCH_TEXT
 from .helpers import chargebee_settings, command_settings
 from .helpers import console as wide_console
 
@@ -128,6 +129,13 @@ def rules_check(path: Path | None) -> None:
             )
         if rule.apply_credits_first:
             click.echo(f"rule {rule.name} applies credits before writing off (apply_credits_first: true)")
+        leaves = rule.condition.leaves()
+        matched = sorted({leaf.field.path for leaf in leaves if leaf.operator == "matches" and leaf.field})
+        if matched:
+            click.echo(
+                f"rule {rule.name}: `matches` reads texts up to {MAX_MATCH_TEXT:,} characters ({', '.join(matched)});"
+                " a longer text cannot be evaluated, and no write-off rests on it (facts_missing)"
+            )
     if ruleset.warnings:
         count = len(ruleset.warnings)
         click.echo(f"{path}: {count} warning{'s' if count != 1 else ''}; the rules load, but check them")
