@@ -26,7 +26,7 @@ from ..rules import RulesError, explain, format_explanation, load_rules
 from ..rules.cases import CasesError, default_cases_path, load_cases, run_cases
 from ..rules.facts import unresolved
 from ..rules.operators import MAX_MATCH_TEXT
-from .helpers import chargebee_settings, command_settings
+from .helpers import INVOICE_ID, chargebee_settings, command_settings
 from .helpers import console as wide_console
 
 
@@ -148,7 +148,9 @@ def rules_check(path: Path | None) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A Chargebee event as JSON.",
 )
-@click.option("--invoice-id", default=None, help="Fetch this invoice from Chargebee and explain it as an event.")
+@click.option(
+    "--invoice-id", type=INVOICE_ID, default=None, help="Fetch this invoice from Chargebee and explain it as an event."
+)
 @click.option(
     "--event-type",
     default="invoice_updated",
