@@ -13,6 +13,7 @@ from .client import (
 from .errors import (
     AuthError,
     ChargebeeError,
+    InvalidIdError,
     InvalidStateError,
     NotFoundError,
     RateLimitedError,
@@ -32,6 +33,7 @@ __all__ = [
     "AuthError",
     "ChargebeeClient",
     "ChargebeeError",
+    "InvalidIdError",
     "InvalidStateError",
     "NotFoundError",
     "RateLimitedError",

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from .errors import RateLimitedError, RetryableError, error_from_response
+from .. import ids
+from .errors import InvalidIdError, RateLimitedError, RetryableError, error_from_response
 
 if TYPE_CHECKING:
     # Only for the annotation: the rate limit loads the `limits` package, which a client without
@@ -98,8 +98,8 @@ class ChargebeeClient:
             raise RetryableError("Chargebee answered with an unexpected JSON shape")
         return body
 
-    def _retrieve(self, collection: str, resource: str, resource_id: str) -> dict[str, Any]:
-        body = self._json(self._request("GET", f"/{collection}/{_quote(resource_id)}"))
+    def _retrieve(self, collection: str, resource: str, kind: ids.IdKind, resource_id: str) -> dict[str, Any]:
+        body = self._json(self._request("GET", f"/{collection}/{_segment(kind, resource_id)}"))
         found = body.get(resource)
         if not isinstance(found, dict):
             raise RetryableError(f"Chargebee's {resource} response has no {resource!r} object")
@@ -108,15 +108,15 @@ class ChargebeeClient:
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         """The invoice as Chargebee has it now. A deleted one is either NotFoundError or returned
         with `deleted: true`; which one Chargebee does is UNCONFIRMED."""
-        return self._retrieve("invoices", "invoice", invoice_id)
+        return self._retrieve("invoices", "invoice", ids.INVOICE, invoice_id)
 
     def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
         """`GET /customers/{id}`: the customer, custom fields (`cf_*`) at the top level."""
-        return self._retrieve("customers", "customer", customer_id)
+        return self._retrieve("customers", "customer", ids.CUSTOMER, customer_id)
 
     def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         """`GET /subscriptions/{id}`: the subscription, custom fields (`cf_*`) at the top level."""
-        return self._retrieve("subscriptions", "subscription", subscription_id)
+        return self._retrieve("subscriptions", "subscription", ids.SUBSCRIPTION, subscription_id)
 
     def list_invoices(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
         """One page and the `next_offset` to send back verbatim (opaque; None on the last page).
@@ -136,13 +136,14 @@ class ChargebeeClient:
         return items, next_offset or None
 
     def retrieve_event(self, event_id: str) -> dict[str, Any]:
-        return self._retrieve("events", "event", event_id)
+        return self._retrieve("events", "event", ids.EVENT, event_id)
 
     def write_off(self, invoice_id: str, comment: str | None, idempotency_key: str) -> WriteOffResult:
         """POST write_off without follow-up webhooks, idempotent under `idempotency_key`."""
         headers = {**SKIP_WEBHOOKS_HEADER, IDEMPOTENCY_HEADER: idempotency_key}
         data = {"comment": comment[:MAX_COMMENT]} if comment else {}
-        response = self._request("POST", f"/invoices/{_quote(invoice_id)}/write_off", data=data, headers=headers)
+        path = f"/invoices/{_segment(ids.INVOICE, invoice_id)}/write_off"
+        response = self._request("POST", path, data=data, headers=headers)
         body = self._json(response)
         invoice = body.get("invoice")
         if not isinstance(invoice, dict):
@@ -161,7 +162,8 @@ class ChargebeeClient:
         data = {f"credit_notes[id][{i}]": cn for i, cn in enumerate(credit_note_ids)}
         if comment:
             data["comment"] = comment[:MAX_COMMENT]
-        response = self._request("POST", f"/invoices/{_quote(invoice_id)}/apply_credits", data=data, headers=headers)
+        path = f"/invoices/{_segment(ids.INVOICE, invoice_id)}/apply_credits"
+        response = self._request("POST", path, data=data, headers=headers)
         invoice = self._json(response).get("invoice")
         if not isinstance(invoice, dict):
             raise RetryableError("Chargebee's apply_credits response has no 'invoice' object")
@@ -174,12 +176,17 @@ class ChargebeeClient:
         (https://apidocs.chargebee.com/docs/api/invoices/remove-credit-note-from-an-invoice)."""
         headers = {**SKIP_WEBHOOKS_HEADER, IDEMPOTENCY_HEADER: idempotency_key}
         data = {"credit_note[id]": credit_note_id}
-        path = f"/invoices/{_quote(invoice_id)}/remove_credit_note"
+        path = f"/invoices/{_segment(ids.INVOICE, invoice_id)}/remove_credit_note"
         invoice = self._json(self._request("POST", path, data=data, headers=headers)).get("invoice")
         if not isinstance(invoice, dict):
             raise RetryableError("Chargebee's remove_credit_note response has no 'invoice' object")
         return invoice
 
 
-def _quote(value: str) -> str:
-    return quote(value, safe="")
+def _segment(kind: ids.IdKind, value: str) -> str:
+    """`value` as one segment of the path, or InvalidIdError before anything is sent: an empty id, `..`
+    or one with a '/' would name another path (`/invoices/..` is `/api/v2/`)."""
+    try:
+        return kind.path_segment(value)
+    except ids.IdError as exc:
+        raise InvalidIdError(str(exc)) from None

@@ -11,6 +11,7 @@ Callers branch on the exception class, never on message text:
     ├── AuthError             401/403: wrong key or site; retrying will not help
     ├── NotFoundError         404 (a deleted invoice may answer this)
     └── RequestError          any other 4xx: our request is wrong
+        └── InvalidIdError    an id that cannot name a resource in an API path; nothing was sent
 
 Error bodies are read defensively (https://apidocs.chargebee.com/docs/api/error-handling and
 Chargebee's OpenAPI spec): `api_error_code` is the code; the legacy `error_code` is another
@@ -84,6 +85,11 @@ class NotFoundError(ChargebeeError):
 
 class RequestError(ChargebeeError):
     """Any other 4xx: our request is wrong."""
+
+
+class InvalidIdError(RequestError):
+    """An id that cannot name a resource in an API path (reactor/ids.py): empty, only dots, a '/',
+    a space or a character no id has. Raised before anything is sent."""
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -9,7 +9,7 @@ from rq import Queue
 from ..jobs.audit import AuditLog, AuditRecord, Outcome
 from ..jobs.held import list_held, release
 from ..keys import Keys
-from .helpers import cell, command_settings, connect, console, current_actor
+from .helpers import INVOICE_ID, cell, command_settings, connect, console, current_actor
 
 
 @click.group()
@@ -33,7 +33,7 @@ def held_list() -> None:
 
 
 @held.command("release")
-@click.argument("invoice_ids", nargs=-1)
+@click.argument("invoice_ids", nargs=-1, type=INVOICE_ID)
 @click.option("--all", "release_all", is_flag=True, help="Release every held write-off.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def held_release(invoice_ids: tuple[str, ...], release_all: bool, yes: bool) -> None:

@@ -1,5 +1,5 @@
 """What every `reactor` command shares: the settings, Redis and Chargebee it works with, how it
-reads durations and times, and how it prints and names who ran it."""
+reads ids, durations and times, and how it prints and names who ran it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import redis
 from rich.console import Console
 from rich.text import Text
 
+from .. import ids
 from ..config import ConfigError, Settings, load_settings, log_settings
 from ..jobs.audit import visible
 from ..local.supervisor import embedded_url_file, sandbox_url_file
@@ -117,6 +118,28 @@ def connect(settings: Settings, wait: bool = False) -> redis.Redis:
             raise RedisUnavailable(f"cannot reach Redis at {address}: {explain(exc)}") from None
         raise click.ClickException(f"Redis at {address} refused us: {explain(exc)}") from None
     return connection
+
+
+# -- ids ---------------------------------------------------------------------------------------
+
+
+class ChargebeeId(click.ParamType):
+    """An argument or option that names a Chargebee id of one of `kinds` (reactor/ids.py); anything
+    else (`..`, empty, a '/', a space at either end) is a usage error before Redis or Chargebee is asked."""
+
+    def __init__(self, *kinds: ids.IdKind) -> None:
+        self.kinds = kinds
+        self.name = " or ".join(kind.name for kind in kinds)
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if isinstance(value, str) and any(kind.accepts(value) for kind in self.kinds):
+            return value
+        rules = "; ".join(f"{kind.name}: {kind.rule}" for kind in self.kinds)
+        self.fail(f"{ids.shown(value)} is not a Chargebee {self.name} ({rules})", param, ctx)
+
+
+INVOICE_ID = ChargebeeId(ids.INVOICE)
+INVOICE_OR_EVENT_ID = ChargebeeId(ids.INVOICE, ids.EVENT)
 
 
 # -- durations and times -------------------------------------------------------------------------

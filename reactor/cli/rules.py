@@ -26,7 +26,8 @@ from ..redaction import redact
 from ..rules import RulesError, explain, format_explanation, load_rules
 from ..rules.cases import CasesError, default_cases_path, load_cases, run_cases
 from ..rules.facts import unresolved
-from .helpers import chargebee_settings, command_settings
+from ..rules.operators import MAX_MATCH_TEXT
+from .helpers import INVOICE_ID, chargebee_settings, command_settings
 from .helpers import console as wide_console
 
 
@@ -131,6 +132,13 @@ def rules_check(path: Path | None) -> None:
             )
         if rule.apply_credits_first:
             click.echo(f"rule {rule.name} applies credits before writing off (apply_credits_first: true)")
+        leaves = rule.condition.leaves()
+        matched = sorted({leaf.field.path for leaf in leaves if leaf.operator == "matches" and leaf.field})
+        if matched:
+            click.echo(
+                f"rule {rule.name}: `matches` reads texts up to {MAX_MATCH_TEXT:,} characters ({', '.join(matched)});"
+                " a longer text cannot be evaluated, and no write-off rests on it (facts_missing)"
+            )
     if ruleset.warnings:
         count = len(ruleset.warnings)
         click.echo(f"{path}: {count} warning{'s' if count != 1 else ''}; the rules load, but check them")
@@ -143,7 +151,9 @@ def rules_check(path: Path | None) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A Chargebee event as JSON.",
 )
-@click.option("--invoice-id", default=None, help="Fetch this invoice from Chargebee and explain it as an event.")
+@click.option(
+    "--invoice-id", type=INVOICE_ID, default=None, help="Fetch this invoice from Chargebee and explain it as an event."
+)
 @click.option(
     "--event-type",
     default="invoice_updated",

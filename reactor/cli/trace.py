@@ -9,11 +9,11 @@ import click
 from ..jobs.audit import visible
 from ..jobs.trace import find_invoice, read_sources, render_text
 from ..jobs.trace.sources import SCAN_NOTE
-from .helpers import command_settings, connect
+from .helpers import INVOICE_OR_EVENT_ID, command_settings, connect
 
 
 @click.command("trace")
-@click.argument("some_id", metavar="INVOICE_OR_EVENT_ID")
+@click.argument("some_id", metavar="INVOICE_OR_EVENT_ID", type=INVOICE_OR_EVENT_ID)
 @click.option(
     "--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
 )

@@ -8,11 +8,11 @@ from ..chargebee import ChargebeeError
 from ..jobs import build_context
 from ..jobs.audit import visible
 from ..jobs.undo import UndoRefused, undo_write_off
-from .helpers import chargebee_settings, command_settings, connect, current_actor, say
+from .helpers import INVOICE_ID, chargebee_settings, command_settings, connect, current_actor, say
 
 
 @click.command("undo")
-@click.argument("invoice_id")
+@click.argument("invoice_id", type=INVOICE_ID)
 @click.option("--reason", required=True, help="Why; recorded in the audit trail with your user@host.")
 def undo(invoice_id: str, reason: str) -> None:
     """Reverse the reactor's write-off of INVOICE_ID in Chargebee (its credit note removed, the invoice

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import current_app, redirect, render_template, url_for
 
-from ..ingest.envelope import INVOICE_ID
+from .. import ids
 from ..jobs.trace import find_invoice, read_sources
 from ..jobs.trace.sources import SCAN_NOTE
 from .views import admin, login_required
@@ -19,7 +19,7 @@ from .views import admin, login_required
 def invoice_trace(some_id: str) -> Any:
     settings = current_app.config["REACTOR_SETTINGS"]
     connection = current_app.extensions["reactor.redis"]
-    if not INVOICE_ID.fullmatch(some_id):
+    if not (ids.INVOICE.accepts(some_id) or ids.EVENT.accepts(some_id)):
         page = {"invoice_id": some_id, "steps": [], "error": "not an invoice or event id"}
         return render_template("admin/invoice.html", **page), 404
     invoice_id = find_invoice(connection, settings, some_id)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 
+from .. import ids
 from ..jobs import build_context
 from ..jobs.undo import MAX_REASON, UndoRefused, undo_write_off
 from ..keys import Keys
@@ -22,12 +22,10 @@ from .views import admin, check_csrf, login_required
 
 log = logging.getLogger(__name__)
 
-INVOICE_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")  # Chargebee's ids: at most 50 of these characters
-
 
 def _checked(invoice_id: str) -> str:
-    if not INVOICE_ID.fullmatch(invoice_id):
-        abort(400, description="not an invoice id: at most 100 letters, digits, '.', '_' or '-'")
+    if not ids.INVOICE.accepts(invoice_id):
+        abort(400, description=f"not an invoice id: {ids.INVOICE.rule}")
     return invoice_id
 
 

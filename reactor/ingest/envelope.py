@@ -19,40 +19,13 @@ from typing import Any
 
 import orjson
 
+from .. import ids
+
 # -- What the ids, times and amounts of an event may be -------------------------------------------
 # Sources: [SPEC] Chargebee's OpenAPI spec, github.com/chargebee/openapi
-# spec/chargebee_api_v2_pc_v2_spec.yaml (version 2026-09-24);
-# [NUMBERING] https://www.chargebee.com/docs/invoice-numbering.html.
-# The spec gives lengths and types but no `pattern` for any of these ids, so every alphabet below is
-# a choice, and where it is not confirmed it only admits characters that are harmless as they are
-# used here: in Redis keys, in RQ job ids (`evaluate-<event id>`) and, percent-quoted, in the path of
-# a Chargebee API call (where quoting cannot help `.` and `..`, so those are refused by name).
-
-# Event ids: at most 40 characters [SPEC Event.id]. Alphabet UNCONFIRMED: Chargebee makes them itself
-# and every one seen is `ev_` and letters/digits (the real payloads in tests/fixtures/chargebee/).
-# Exactly RQ's job-id alphabet, so `evaluate-<id>` is a valid RQ job id for every id accepted.
-MAX_EVENT_ID_LENGTH = 40
-EVENT_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_EVENT_ID_LENGTH}}}")
-
-# Invoice ids: at most 50 characters [SPEC Invoice.id, Transaction.linked_invoices[].invoice_id].
-# Chargebee numbers invoices itself from an alphanumeric prefix, a date prefix, '-' separators and
-# digits, e.g. "6", "19", "CB-10001", "2017-12-24-10001" [NUMBERING]; confirmed: letters, digits, '-'.
-# UNCONFIRMED: ids of imported invoices, which the API lets the caller choose; '_' and '.' are also
-# taken (harmless in a key and a quoted path segment), but not a path of dots. Refused: whitespace,
-# control characters, '/', '?', '#', '%', backslash, quotes, anything else and non-ASCII. An id with a '/'
-# could not be written off anyway: Chargebee does not read %2F in a path (chargebee-go PR #40).
-MAX_RESOURCE_ID_LENGTH = 50
-INVOICE_ID = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_RESOURCE_ID_LENGTH}}}")
-
-# Customer and subscription ids: at most 50 characters [SPEC Customer.id, Subscription.id,
-# Invoice.customer_id, Invoice.subscription_id]. The merchant chooses them, and real ones contain
-# spaces and brackets ("Customer [Dotcom]", chargebee-ruby issue #70), '/' ("ACME GmbH/Company GmbH",
-# chargebee-go PR #40) and '|' ("auth0|...", chargebee-js-wrappers issue #153), so those are taken:
-# the reactor only reads these ids (rules, audit, comments), it never puts them in a key, a job id
-# or a path. Refused: control and other unprintable characters (str.isprintable), whitespace at
-# either end, quotes, backslash, '%', '?', '#', and '.' / '..'. Non-ASCII letters are taken: whether
-# Chargebee refuses them is UNCONFIRMED, and they are harmless here.
-ACCOUNT_ID_REFUSED = frozenset("\"'`\\%?#")
+# spec/chargebee_api_v2_pc_v2_spec.yaml (version 2026-09-24).
+# Ids: reactor/ids.py, which says for every kind which characters are taken and why; the same
+# checks apply to an id typed into a command, a dashboard address and the path of an API call.
 
 # Unix times in seconds [SPEC `format: unix-time`]: 0 up to 2**32 - 1 (2106-02-07). Far wider than any
 # date a live invoice carries, and far inside what datetime (year 9999) and float arithmetic hold,
@@ -243,10 +216,8 @@ def _envelope(data: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     event_id = data.get("id")
     if not isinstance(event_id, str) or not event_id.strip():
         raise EnvelopeError("missing field 'id': every Chargebee event has a string id")
-    if not EVENT_ID.fullmatch(event_id):
-        raise EnvelopeError(
-            f"field 'id' is not a Chargebee event id: at most {MAX_EVENT_ID_LENGTH} letters, digits, '_' or '-'"
-        )
+    if not ids.EVENT.accepts(event_id):
+        raise EnvelopeError(f"field 'id' is not a Chargebee {ids.EVENT.name}: {ids.EVENT.rule}")
     event_type = data.get("event_type")
     if not isinstance(event_type, str) or not _EVENT_TYPE.fullmatch(event_type):
         raise EnvelopeError("missing or malformed field 'event_type' (e.g. 'payment_failed')")
@@ -271,19 +242,19 @@ def _check_limits(data: dict[str, Any], content: dict[str, Any], now: float) -> 
     _unix_time(data, "occurred_at", "occurred_at")
     invoice = content.get("invoice")
     if invoice is not None:  # already known to be an object with a string id
-        _invoice_id(invoice["id"], "content.invoice.id")
-        _account_id(invoice.get("customer_id"), "content.invoice.customer_id")
-        _account_id(invoice.get("subscription_id"), "content.invoice.subscription_id")
+        _id(ids.INVOICE, invoice["id"], "content.invoice.id")
+        _id(ids.CUSTOMER, invoice.get("customer_id"), "content.invoice.customer_id")
+        _id(ids.SUBSCRIPTION, invoice.get("subscription_id"), "content.invoice.subscription_id")
         for name, field in _INVOICE_TIME_FIELDS:
             _unix_time(invoice, name, field)
         for name, field in _INVOICE_AMOUNT_FIELDS:
             _amount(invoice, name, field)
-    for name in ("customer", "subscription"):
+    for name, kind in (("customer", ids.CUSTOMER), ("subscription", ids.SUBSCRIPTION)):
         resource = content.get(name)
         if resource is not None:
             if not isinstance(resource, dict):
                 raise EnvelopeError(f"content.{name} must be an object")
-            _account_id(resource.get("id"), f"content.{name}.id")
+            _id(kind, resource.get("id"), f"content.{name}.id")
     transaction = content.get("transaction")
     if transaction is not None:
         if not isinstance(transaction, dict):
@@ -296,7 +267,7 @@ def _check_limits(data: dict[str, Any], content: dict[str, Any], now: float) -> 
                 field = f"content.transaction.linked_invoices[{i}]"
                 if not isinstance(link, dict) or not isinstance(link.get("invoice_id"), str):
                     raise EnvelopeError(f"{field} has no string 'invoice_id'")
-                _invoice_id(link["invoice_id"], f"{field}.invoice_id")
+                _id(ids.INVOICE, link["invoice_id"], f"{field}.invoice_id")
     latest_version = int(now * 1000) + RESOURCE_VERSION_MAX_AHEAD_MS
     for field, resource in _resources(content):
         _unix_time(resource, "updated_at", f"{field}.updated_at")
@@ -314,30 +285,10 @@ def _resources(content: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
                     yield f"content.{name}[{i}]", item
 
 
-def _invoice_id(value: str, field: str) -> None:
-    if not INVOICE_ID.fullmatch(value) or not value.strip("."):
-        raise EnvelopeError(
-            f"field '{field}' is not a Chargebee invoice id: at most {MAX_RESOURCE_ID_LENGTH} ASCII letters,"
-            " digits, '-', '_' or '.', and not only dots"
-        )
-
-
-def _account_id(value: Any, field: str) -> None:
-    """A customer or subscription id, when present (null is absent)."""
-    if value is None:
-        return
-    if (
-        not isinstance(value, str)
-        or not 0 < len(value) <= MAX_RESOURCE_ID_LENGTH
-        or not value.isprintable()
-        or value != value.strip()
-        or not value.strip(".")
-        or not ACCOUNT_ID_REFUSED.isdisjoint(value)
-    ):
-        raise EnvelopeError(
-            f"field '{field}' is not a Chargebee id: 1 to {MAX_RESOURCE_ID_LENGTH} printable characters, no"
-            " space at either end, none of \" ' ` \\ % ? #, and not only dots"
-        )
+def _id(kind: ids.IdKind, value: Any, field: str) -> None:
+    """An id of `kind` when present (null is absent; an invoice id is known to be a string here)."""
+    if value is not None and not (isinstance(value, str) and kind.accepts(value)):
+        raise EnvelopeError(f"field '{field}' is not a Chargebee {kind.name}: {kind.rule}")
 
 
 def _integer(value: Any) -> bool:

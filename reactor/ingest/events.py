@@ -48,7 +48,7 @@ class Accepted:
 
 def evaluation_job_id(event_id: str) -> str:
     """`evaluate-<event id>`. RQ takes only letters, digits, `_` and `-` in a job id, and so does
-    parse_event in an event id (EVENT_ID). An id that came another way (typed into a command, or
+    parse_event in an event id (reactor/ids.py). An id that came another way (typed into a command, or
     stored by an older release) may not fit: it gets a digest, still one job per id."""
     if JOB_ID_SAFE.fullmatch(event_id):
         return f"evaluate-{event_id}"

@@ -26,7 +26,7 @@ from typing import Any
 
 from rq.job import Job
 
-from ..chargebee import ChargebeeError, InvalidStateError, NotFoundError, RetryableError
+from ..chargebee import ChargebeeError, InvalidIdError, InvalidStateError, NotFoundError, RetryableError
 from ..rules import Decision
 from ..rules.money import to_major
 from .audit import Outcome
@@ -101,6 +101,8 @@ def customer_credits(ctx: JobContext, invoice: dict[str, Any], renew: Callable[[
         customer = ctx.chargebee.retrieve_customer(customer_id)
     except NotFoundError:
         return f"apply_credits_first: Chargebee has no customer {customer_id} (404) to read credits from"
+    except InvalidIdError as exc:  # nothing was sent
+        return f"apply_credits_first: Chargebee cannot be asked for the customer's credits: {exc}"
     found = refundable_in(customer, invoice.get("currency_code"))
     if found is None:
         return f"apply_credits_first: customer {customer_id} shows no readable refundable_credits"

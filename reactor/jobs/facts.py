@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..chargebee import NotFoundError
+from ..chargebee import InvalidIdError, NotFoundError
 from ..rules import RuleSet
 from ..rules.facts import FETCHABLE_ROOTS, missing_roots, needed_roots
 
@@ -184,6 +184,9 @@ def fetch_facts(
                 content[root] = client.retrieve_subscription(resource_id)
         except NotFoundError:
             unknown[root] = f"Chargebee has no {root} {resource_id} (404)"
+            continue
+        except InvalidIdError as exc:  # nothing was sent
+            unknown[root] = f"Chargebee cannot be asked for it: {exc}"
             continue
         fetched.append(f"{root}={resource_id}")
     return enriched, unknown, fetched

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rq.job import Job
 
 from ..rules import Decision
-from ..rules.engine import COLLECTING_BLOCK
+from ..rules.engine import COLLECTING_BLOCK, UNEVALUABLE_BLOCK
 from .audit import AuditRecord, Outcome
 from .stored_events import as_event
 
@@ -89,6 +89,7 @@ def record_outcome(
 
 BLOCKED_OUTCOMES = {
     COLLECTING_BLOCK: Outcome.COLLECTING,
+    UNEVALUABLE_BLOCK: Outcome.FACTS_MISSING,
     "invoice.deleted": Outcome.GONE,
     "invoice.linked_payments": Outcome.PAYMENT_IN_PROGRESS,
 }

@@ -8,9 +8,12 @@ as written so `explain` can show ops every comparison. The hottest leaf closures
 expression in its compiled matchers (`inline_expression`); the closure here stays the reference.
 
 Run-time safety: a missing field or a value of the wrong type makes that condition false, and
-so do the errors a comparison can legitimately meet on odd data (EXPECTED_ERRORS). Anything else
-(RQ's job timeout, a bug, running out of recursion) propagates and stops the decision: turning it
-into "false" would let a protective skip rule be passed over and a later write_off rule match.
+so do the errors a comparison can legitimately meet on odd data (EXPECTED_ERRORS). A comparison
+that cannot be made on this event (a text longer than `matches` reads) raises operators.Unevaluable:
+`decide` catches it and weighs the rules again in three-valued logic (`kleene` below), so that a
+write-off never rests on it. Anything else (RQ's job timeout, a bug, running out of recursion)
+propagates and stops the decision: turning it into "false" would let a protective skip rule be
+passed over and a later write_off rule match.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ MAX_CONDITIONS = 5000
 are, a YAML alias (`*name`) once for each use; refused at the first one too many."""
 
 Test = Callable[[Subject], bool]
+Verdict = bool | None
+"""A condition in three-valued logic: True, False, or None when it cannot be known."""
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (TypeError, ValueError, ArithmeticError)
 """What a comparison may raise on data of an unexpected shape (text against a number, a Decimal
@@ -67,6 +72,44 @@ class Condition:
         if self.kind == "field":
             return [self]
         return [leaf for child in self.children for leaf in child.leaves()]
+
+
+def kleene(condition: Condition, subject: Subject, unknown: frozenset[str] = frozenset()) -> Verdict:
+    """The condition in three-valued logic: a leaf that cannot be evaluated (Unevaluable), or that
+    reads a resource in `unknown` (reactor/rules/facts.py), is None; a combinator is None only when
+    its children leave its value open. Where no leaf is None, this is `condition.test`."""
+    if condition.kind != "field":
+        return combine(condition.kind, [kleene(child, subject, unknown) for child in condition.children])
+    field = condition.field
+    if field is not None and field.root in unknown:
+        return None
+    try:
+        return bool(condition.test(subject))
+    except ops.Unevaluable:
+        return None
+
+
+def combine(kind: str, verdicts: list[Verdict]) -> Verdict:
+    """`all`, `any` or `not` over its children's verdicts, in Kleene's three-valued logic."""
+    if kind == "not":
+        return None if verdicts[0] is None else not verdicts[0]
+    if kind == "any":
+        if True in verdicts:
+            return True
+        return None if None in verdicts else False
+    if False in verdicts:  # "all"
+        return False
+    return None if None in verdicts else True
+
+
+def unevaluable(condition: Condition, subject: Subject) -> tuple[Condition, str] | None:
+    """The first leaf of `condition` that cannot be evaluated on `subject`, and why; None if none."""
+    for leaf in condition.leaves():
+        try:
+            leaf.test(subject)
+        except ops.Unevaluable as exc:
+            return leaf, str(exc)
+    return None
 
 
 def all_of(tests: list[Test]) -> Test:

@@ -15,9 +15,12 @@ from datetime import datetime
 from typing import Any
 
 from . import comments
+from .conditions import unevaluable
+from .facts import walk_subject
 from .fields import MISSING, Subject, check_now
 from .model import Decision, Rule, RuleSet
 from .money import to_major
+from .operators import Unevaluable
 from .plan import rule_plan
 from .safety import collecting_reason
 
@@ -30,7 +33,10 @@ def decide(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> Decisio
     """The Decision for one Chargebee event; never raises on odd event data."""
     check_now(now)
     subject = Subject(event, now)
-    rule = first_match(ruleset, subject)
+    try:
+        rule = first_match(ruleset, subject)
+    except Unevaluable:  # a comparison that cannot be made on this event: never read as "false"
+        return _decide_open(ruleset, subject)
     return conclude(ruleset, rule, subject)
 
 
@@ -38,6 +44,40 @@ def first_match(ruleset: RuleSet, subject: Subject) -> Rule | None:
     """The deciding rule, or None. Tries, in file order, only the rules that the event's type and
     guard values leave possible (see plan.py); the result is that of trying every rule."""
     return rule_plan(ruleset).match(subject)
+
+
+def _decide_open(ruleset: RuleSet, subject: Subject) -> Decision:
+    """The Decision when a condition met on the way cannot be evaluated (operators.Unevaluable).
+
+    The rules are weighed again in three-valued logic (reactor/rules/facts.py `walk_subject`): when a
+    rule certainly holds before any rule whose value is open, it decides as usual. Otherwise the
+    first open rule blocks every write-off, recorded as `UNEVALUABLE_BLOCK` with the condition and
+    why: a skip rule might protect the invoice, a write_off rule might not hold."""
+    steps = walk_subject(ruleset, subject)
+    open_step = next((step for step in steps if step.verdict is None), None)
+    if open_step is None:
+        return conclude(ruleset, steps[-1].rule if steps and steps[-1].verdict else None, subject)
+    rule = open_step.rule
+    invoice = subject.content.get("invoice")
+    record = _record(ruleset, invoice if invoice.__class__ is dict else subject.invoice)
+    found = unevaluable(rule.condition, subject)
+    if found is None:  # cannot happen: only Unevaluable leaves a verdict open here; if it does, do not act
+        what, why = "a condition", "its value is unknown"
+    else:
+        leaf, why = found
+        what = f"{leaf.field.path if leaf.field else '?'} {leaf.operator} {leaf.expected_text} (line {leaf.line})"
+    might = "might protect this invoice" if rule.action == "skip" else "might hold"
+    record.update(
+        action="skip",
+        rule=rule.name,
+        blocked_by=UNEVALUABLE_BLOCK,
+        reason=f"{rule.action} rule {rule.name} {might}, but its condition {what} cannot be evaluated: {why}",
+    )
+    return _decision(record)
+
+
+UNEVALUABLE_BLOCK = "unevaluable"
+"""`Decision.blocked_by` when a condition that could change the decision cannot be evaluated."""
 
 
 def _record(ruleset: RuleSet, invoice: Mapping[str, Any]) -> dict[str, Any]:

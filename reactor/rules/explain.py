@@ -16,12 +16,12 @@ from rich.console import Group
 from rich.text import Text
 from rich.tree import Tree
 
-from .conditions import Condition
+from .conditions import Condition, Verdict, combine
 from .engine import decide
 from .fields import MISSING, Subject, check_now
 from .model import Decision, RuleSet
 from .money import MoneyThreshold, to_major
-from .operators import MAX_MATCH_TEXT
+from .operators import Unevaluable
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ConditionTrace:
     """One evaluated node: a combinator with children, or a field comparison with its values."""
 
     kind: str  # "all" | "any" | "not" | "field"
-    passed: bool
+    passed: Verdict  # None: the comparison cannot be evaluated (note says why), or hangs on one that cannot
     line: int
     field: str | None = None
     operator: str | None = None
@@ -84,7 +84,7 @@ def explain(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> Explan
                 line=rule.line,
                 on=tuple(sorted(rule.on)) if rule.on is not None else None,
                 skipped_by_on=skipped,
-                matched=not skipped and when.passed,
+                matched=not skipped and when.passed is True,
                 decided=decision.rule == rule.name,
                 when=when,
             )
@@ -102,10 +102,10 @@ def explain(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> Explan
 
 
 def trace_condition(cond: Condition, subject: Subject) -> ConditionTrace:
-    """Evaluate `cond` and all its children without short-circuit."""
+    """Evaluate `cond` and all its children without short-circuit, in three-valued logic."""
     if cond.kind != "field":
         children = tuple(trace_condition(child, subject) for child in cond.children)
-        return ConditionTrace(cond.kind, cond.test(subject), cond.line, children=children)
+        return ConditionTrace(cond.kind, combine(cond.kind, [c.passed for c in children]), cond.line, children=children)
     assert cond.field is not None and cond.read is not None
     raw = cond.read(subject)
     actual, note = raw, None
@@ -113,17 +113,20 @@ def trace_condition(cond: Condition, subject: Subject) -> ConditionTrace:
         note = "the field is missing or null"
     elif cond.field.is_money and cond.operator != "exists":
         actual, note = _money_actual(cond, raw, subject)
-    elif cond.operator == "matches" and isinstance(raw, str) and len(raw) > MAX_MATCH_TEXT:
-        note = f"the text is longer than {MAX_MATCH_TEXT} characters, which `matches` never matches"
     if raw is MISSING:
         text = "(missing)"
     elif isinstance(actual, str) and not cond.field.is_money:
         text = repr(actual)
     else:
         text = str(actual)
+    passed: Verdict
+    try:
+        passed = bool(cond.test(subject))
+    except Unevaluable as exc:
+        passed, note = None, f"cannot be evaluated: {exc}"
     return ConditionTrace(
         "field",
-        cond.test(subject),
+        passed,
         cond.line,
         field=cond.field.path,
         operator=cond.operator,
@@ -148,7 +151,9 @@ def _money_actual(cond: Condition, raw: Any, subject: Subject) -> tuple[Any, str
     return actual, None
 
 
-def _mark(passed: bool) -> Text:
+def _mark(passed: Verdict) -> Text:
+    if passed is None:
+        return Text("? ", style="yellow")
     return Text("✔ ", style="green") if passed else Text("✘ ", style="red")
 
 
@@ -179,7 +184,7 @@ def format_explanation(expl: Explanation) -> Group:
     header.append(f"  at {expl.now.isoformat()}  rules {expl.rules_version}  mode {expl.mode}")
     parts: list[Any] = [header]
     for rule in expl.rules:
-        title = _mark(rule.matched)
+        title = _mark(None if not rule.skipped_by_on and rule.when.passed is None else rule.matched)
         title.append(f"rule {rule.name}", style="bold")
         title.append(f" → {rule.action}  (line {rule.line})")
         if rule.skipped_by_on:

@@ -15,6 +15,10 @@ rests on a fact the reactor did not have:
    asked for). A write-off is blocked when a rule before the deciding one might hold, or when the
    deciding rule holds only if the unknown goes its way.
 
+A comparison that cannot be made on the event at all (a text longer than `matches` reads,
+operators.Unevaluable) is unknown in the same logic (conditions.kleene); `decide` walks the rules
+with `walk_subject` when it meets one, and blocks a write-off that could rest on it.
+
 Pure: no I/O. The worker (reactor/jobs/) and `reactor rules explain --invoice-id` do the fetching.
 """
 
@@ -26,15 +30,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .conditions import Condition
+from .conditions import Condition, Verdict, kleene
 from .fields import CONTENT_ROOTS, Subject
 from .model import Rule, RuleSet
 
 FETCHABLE_ROOTS: dict[str, str] = {"customer": "customer_id", "subscription": "subscription_id"}
 """Resources the reactor fetches from Chargebee when a rule needs them, by the invoice attribute
 holding their id."""
-
-Verdict = bool | None  # None: unknown
 
 
 @functools.lru_cache(maxsize=4096)
@@ -48,27 +50,6 @@ def roots_read(condition: Condition) -> frozenset[str]:
     )
 
 
-def kleene(condition: Condition, subject: Subject, unknown: frozenset[str]) -> Verdict:
-    """The condition in three-valued logic: a leaf reading a resource in `unknown` is None."""
-    kind = condition.kind
-    if kind == "field":
-        field = condition.field
-        if field is not None and field.root in unknown:
-            return None
-        return bool(condition.test(subject))
-    if kind == "not":
-        inner = kleene(condition.children[0], subject, unknown)
-        return None if inner is None else not inner
-    verdicts = [kleene(child, subject, unknown) for child in condition.children]
-    if kind == "any":
-        if True in verdicts:
-            return True
-        return None if None in verdicts else False
-    if False in verdicts:  # "all"
-        return False
-    return None if None in verdicts else True
-
-
 @dataclass(frozen=True)
 class Step:
     """One rule tried on the way to a decision, with its three-valued verdict."""
@@ -79,8 +60,11 @@ class Step:
 
 def walk(ruleset: RuleSet, event: Mapping[str, Any], now: datetime, unknown: Iterable[str]) -> list[Step]:
     """The rules that can see the event, in file order, up to the first that certainly holds."""
-    subject = Subject(event, now)
-    unknown_roots = frozenset(unknown)
+    return walk_subject(ruleset, Subject(event, now), frozenset(unknown))
+
+
+def walk_subject(ruleset: RuleSet, subject: Subject, unknown_roots: frozenset[str] = frozenset()) -> list[Step]:
+    """`walk` on a Subject already built."""
     steps = []
     for rule in ruleset.rules:
         if not rule.applies_to(subject.event_type):

@@ -39,12 +39,15 @@ _ORDERING = {"lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": op
 _NUMBERS = frozenset({int, float, Decimal})
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
-MAX_MATCH_TEXT = 4096
-"""Characters a `matches` condition looks at; a longer text never matches (its condition is false,
-like a value of the wrong type). RE2 is linear in the text, but for a pattern whose automaton does
-not fit RE2's cache it falls back to a slower simulation whose cost is text length times pattern
-size, seconds on a field as long as the webhook body limit (docs/benchmarks.md). Chargebee's ids,
-codes, emails and names are far shorter than this cap."""
+MAX_MATCH_TEXT = 1024 * 1024
+"""Characters a `matches` condition reads: 1 MiB, the webhook's default body limit
+(REACTOR_MAX_BODY_BYTES), so every text an event can carry is matched. A longer text (under a
+raised body limit, or in a resource fetched from Chargebee) cannot be evaluated: the condition
+raises Unevaluable, it is neither true nor false, and `decide` blocks every write-off that could
+depend on it. The cap bounds the cost: RE2 is linear in the text, but for a pattern whose
+automaton does not fit its cache it falls back to a slower simulation whose cost is text length
+times pattern size, seconds for the worst pattern MAX_PATTERN_SIZE allows on a 1 MiB text;
+everyday patterns take a few milliseconds there (docs/benchmarks.md)."""
 MAX_PATTERN_SIZE = 300
 """Largest RE2 program (instructions, `programsize`) a `matches` pattern may compile to. Everyday
 patterns are 5 to 30 (`^cus_[0-9]+$` is 6); together with MAX_MATCH_TEXT this keeps the worst
@@ -63,6 +66,12 @@ _UNSUPPORTED = (  # (what RE2 says or the pattern holds, the construct it means)
 )
 _BACKREFERENCE = re.compile(r"\\[1-9]")
 _POSSESSIVE = re.compile(r"bad repetition operator: [*+?}]\+")
+
+
+class Unevaluable(Exception):
+    """A comparison that cannot be made on this event: neither true nor false (a text longer than
+    `matches` reads). Not one of the errors that make a condition false (conditions.EXPECTED_ERRORS):
+    `decide` answers it in three-valued logic and blocks a write-off that could rest on it."""
 
 
 class OperandError(Exception):
@@ -147,7 +156,15 @@ def _text_operator(field: FieldRef, op: str, node: Node, text: str) -> Compiled:
         return Compiled(lambda v: v.__class__ is str and v.startswith(value), value, text, text_test=(op, value))
     search = _pattern(value, node).search
     limit = MAX_MATCH_TEXT
-    return Compiled(lambda v: v.__class__ is str and len(v) <= limit and search(v) is not None, value, text)
+
+    def check(v: Any) -> bool:
+        if v.__class__ is not str:
+            return False
+        if len(v) > limit:
+            raise Unevaluable(f"the text is {len(v):,} characters, more than the {limit:,} that `matches` reads")
+        return search(v) is not None
+
+    return Compiled(check, value, text)
 
 
 def _pattern(value: str, node: Node) -> Any:

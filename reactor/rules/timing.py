@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from .conditions import kleene
 from .fields import DAYS_OVERDUE, MISSING, Subject, check_now
 from .model import Rule, RuleSet
+from .operators import Unevaluable
 
 _DAY = 86400
 
@@ -23,14 +25,16 @@ def earliest_match(rule: Rule, event: Mapping[str, Any], now: datetime) -> datet
     """The first moment `rule` can match if only time passes; `now` if it matches already.
 
     None when waiting cannot help: the `on:` filter rejects the event, the rule has no
-    days_overdue condition, the invoice has no due date, or another condition fails.
+    days_overdue condition, the invoice has no due date, or another condition fails or cannot be
+    evaluated (a moment is only one where the rule certainly holds: `decide` blocks a write-off
+    that rests on an open condition, so a re-check then would find nothing to do).
     The caller must decide again at that moment on a fresh invoice (it may have been paid).
     """
     check_now(now)
     subject = Subject(event, now)
     if not rule.applies_to(subject.event_type):
         return None
-    if rule.condition.test(subject):
+    if _holds(rule, subject):
         return now
     current = subject.days_overdue()
     if current is MISSING:
@@ -43,9 +47,18 @@ def earliest_match(rule: Rule, event: Mapping[str, Any], now: datetime) -> datet
                 points.update((low, low + 1, high, high + 1))
     due = subject.invoice["due_date"]
     for days in sorted(p for p in points if p > current):
-        if rule.condition.test(Subject(event, now, days_overdue=days)):
+        if _holds(rule, Subject(event, now, days_overdue=days)):
             return datetime.fromtimestamp(due + days * _DAY, tz=timezone.utc)
     return None
+
+
+def _holds(rule: Rule, subject: Subject) -> bool:
+    """Whether the rule's condition certainly holds: one that cannot be evaluated is weighed in
+    three-valued logic, and an open value is not a hold."""
+    try:
+        return bool(rule.condition.test(subject))
+    except Unevaluable:
+        return kleene(rule.condition, subject) is True
 
 
 def earliest_recheck(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> datetime | None:

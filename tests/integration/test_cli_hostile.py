@@ -189,6 +189,27 @@ def test_replay_of_an_odd_job_id_raises_a_dead_letter_error_callers_can_answer_a
     assert letters.find("ev with spaces") == []
 
 
+@pytest.mark.parametrize("bad_id", ["..", "", "inv/../x", " inv_1", "inv 1", "inv\x1b[2J"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("undo", "{}", "--reason", "r"),
+        ("held", "release", "{}"),
+        ("trace", "{}"),
+        ("rules", "explain", "--invoice-id", "{}"),
+    ],
+)
+def test_an_id_that_is_no_invoice_id_is_a_usage_error_before_redis_or_chargebee(
+    redis_conn, settings, sandbox, args, bad_id
+):
+    """`rules explain --invoice-id ..` used to send GET /api/v2/: requests resolves /invoices/.. to it."""
+    result = run(settings, *(bad_id if a == "{}" else a for a in args))
+    line = refused(result)
+    assert result.exit_code == 2 and line.startswith("Error: Invalid value for"), line
+    assert "is not a Chargebee invoice id" in line and "\x1b" not in line
+    assert sandbox.state.calls() == []
+
+
 # -- 6. durations, times, paths -----------------------------------------------------------------
 
 

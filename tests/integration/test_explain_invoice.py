@@ -61,3 +61,13 @@ def test_explain_by_invoice_id_says_when_the_worker_would_stop_for_missing_facts
     text = " ".join(result.output.split())  # the console wraps long lines
     assert "customer unknown: Chargebee has no customer cus_gone (404)" in text
     assert "the worker would not write it off (facts_missing): skip rule protect-enterprise" in text
+
+
+@pytest.mark.parametrize("bad_id", ["..", ".", "", "inv/../x", " inv_1", "inv 1", "inv_1\n"])
+def test_an_id_that_is_no_invoice_id_is_a_usage_error_before_chargebee_is_asked(sandbox, settings, bad_id):
+    """`--invoice-id ..` used to send GET /api/v2/ (requests resolves /invoices/.. to the API's root)."""
+    result = explain(settings, "--invoice-id", bad_id)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--invoice-id'" in result.output
+    assert "is not a Chargebee invoice id (invoice id: at most 50 ASCII letters" in " ".join(result.output.split())
+    assert sandbox.state.calls() == []

@@ -142,5 +142,5 @@ def test_an_empty_id_names_no_invoice(redis_conn, settings, sandbox):
     assert reactor(settings, "trace", "inv_released").exit_code == 0
 
     result = reactor(settings, "trace", "")
-    assert result.exit_code == 1, result.output
-    assert result.output.startswith("Error: nothing kept about '': no invoice or event of that id")
+    assert result.exit_code == 2, result.output
+    assert "an empty text is not a Chargebee invoice id or event id" in result.output

@@ -50,7 +50,8 @@ def test_undo_from_a_written_off_row_after_confirming_with_a_reason(
     assert len(sandbox.state.calls(path_contains="/remove_credit_note")) == 1
 
 
-def test_a_bad_invoice_id_is_refused(admin_web):
+@pytest.mark.parametrize("bad_id", ["x" * 101, "x" * 51, "%2E%2E", "%2E", "inv%201"])
+def test_a_bad_invoice_id_is_refused(admin_web, bad_id):
     browser = logged_in(admin_web)
-    answer = browser.get(f"{admin_web.url}/admin/invoices/{'x' * 101}/undo", timeout=5)
+    answer = browser.get(f"{admin_web.url}/admin/invoices/{bad_id}/undo", timeout=5)
     assert answer.status_code == 400 and "not an invoice id" in answer.text

@@ -25,6 +25,7 @@ KNOWN_CYCLES: set[tuple[str, ...]] = set()
 # "Modules", draws the same layers). A module in no wing is not checked here beyond having no cycle.
 BASE = {
     "reactor.config",
+    "reactor.ids",
     "reactor.keys",
     "reactor.logs",
     "reactor.notices",
@@ -34,9 +35,11 @@ BASE = {
     "reactor.reloads",
 }
 WINGS: dict[str, set[str]] = {
-    # the base every wing reads: settings, key names, logging, notices for a person, the record of
-    # rules reloads (which tells a refused edit), redacting secrets, connecting to Redis and waiting for it
+    # the base every wing reads: settings, what an id may be, key names, logging, notices for a person,
+    # the record of rules reloads (which tells a refused edit), redacting secrets, connecting to Redis
+    # and waiting for it
     "reactor.config": {"reactor.redis_connect"},
+    "reactor.ids": set(),
     "reactor.keys": set(),
     "reactor.logs": {"reactor.redaction"},
     "reactor.notices": {"reactor.keys", "reactor.redaction"},
@@ -46,13 +49,14 @@ WINGS: dict[str, set[str]] = {
     "reactor.redis_wait": {"reactor.redis_connect"},
     # the rules core is pure: no Redis, no HTTP, no settings
     "reactor.rules": set(),
-    # the client, its errors and the shared call budget stand below everything that calls Chargebee
-    "reactor.chargebee": set(),
+    # the client, its errors and the shared call budget stand below everything that calls Chargebee;
+    # the ids it puts in a path are checked as everywhere else
+    "reactor.chargebee": {"reactor.ids"},
     # the Chargebee stand-in shares no code with the reactor it stands in for
     "reactor.sandbox": set(),
     # ingest stores and enqueues by job path: it never imports the jobs it enqueues. It reads
     # Chargebee's list of event types (a leaf of the rules) to bound its metric's label
-    "reactor.ingest": {"reactor.config", "reactor.keys", "reactor.rules.event_types"},
+    "reactor.ingest": {"reactor.config", "reactor.ids", "reactor.keys", "reactor.rules.event_types"},
     "reactor.ingest.enqueue": set(),
     # the layout of an invoice's trace list, for everything that writes it (the webhook and the jobs)
     "reactor.ingest.trace_list": set(),

@@ -64,7 +64,10 @@ class Outcome(str, Enum):
         "Chargebee is still collecting (dunning in progress, a retry or a promised payment ahead)",
     )
     GONE = "gone", "the invoice is deleted or voided in Chargebee, or Chargebee has no such invoice (404)"
-    FACTS_MISSING = "facts_missing", "a rule on the way reads facts the reactor could not fetch; not written off"
+    FACTS_MISSING = (
+        "facts_missing",
+        "a rule on the way reads facts the reactor could not fetch or could not evaluate; not written off",
+    )
     TIMED_OUT = (
         "timed_out",
         "the job ran past its timeout and was stopped before an outcome; it runs again or is a dead letter",

@@ -113,7 +113,8 @@ def decision_step(entry: dict[str, Any]) -> Step:
         details.append(f"rule {rule.get('rule')} ({rule.get('action')}): {verdict}")
         for cond in rule.get("conditions") or ():
             actual = cond.get("actual") if cond.get("actual") is not None else "(missing)"
-            mark = "held" if cond.get("held") else "failed"
+            held = cond.get("held")
+            mark = "held" if held else ("unknown" if held is None and "held" in cond else "failed")
             note = f" ({cond['note']})" if cond.get("note") else ""
             details.append(
                 f"  {mark}: {cond.get('field')} {cond.get('operator')} {cond.get('expected')}, actual {actual}{note}"

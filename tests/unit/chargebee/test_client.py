@@ -18,6 +18,7 @@ from requests.adapters import BaseAdapter
 from reactor.chargebee import (
     AuthError,
     ChargebeeClient,
+    InvalidIdError,
     InvalidStateError,
     NotFoundError,
     RateLimitedError,
@@ -136,11 +137,33 @@ def test_unknown_customer_or_subscription_is_not_found(client, method):
 
 
 def test_ids_are_quoted_into_the_path(client, state):
-    canned = CannedAdapter(200, {"customer": {"id": "cus/1 x"}})
-    assert client_for(canned).retrieve_customer("cus/1 x")["id"] == "cus/1 x"
-    assert canned.requests[0].path_url == "/api/v2/customers/cus%2F1%20x"
+    canned = CannedAdapter(200, {"customer": {"id": "Customer [Dotcom] 1"}})
+    assert client_for(canned).retrieve_customer("Customer [Dotcom] 1")["id"] == "Customer [Dotcom] 1"
+    assert canned.requests[0].path_url == "/api/v2/customers/Customer%20%5BDotcom%5D%201"
     state.add_customer(id="cus 1")
     assert client.retrieve_customer("cus 1")["id"] == "cus 1"
+
+
+CALLS_BY_ID = {
+    "retrieve_invoice": lambda c, i: c.retrieve_invoice(i),
+    "retrieve_event": lambda c, i: c.retrieve_event(i),
+    "retrieve_customer": lambda c, i: c.retrieve_customer(i),
+    "retrieve_subscription": lambda c, i: c.retrieve_subscription(i),
+    "write_off": lambda c, i: c.write_off(i, "comment", "key-1"),
+    "apply_credits": lambda c, i: c.apply_credits(i, None, "key-1"),
+    "remove_credit_note": lambda c, i: c.remove_credit_note(i, "cn_1", "key-1"),
+}
+
+
+@pytest.mark.parametrize("call", list(CALLS_BY_ID))
+@pytest.mark.parametrize("bad_id", ["..", ".", "", "inv/../x", "cus/1", " inv_1", "inv_1\n", "a%2F..%2Fb"])
+def test_an_id_that_would_name_another_path_is_refused_before_anything_is_sent(call, bad_id):
+    """`/invoices/..` is `/api/v2/` to requests and to any server: such an id never reaches Chargebee."""
+    canned = CannedAdapter(200, {"invoice": {"id": "x"}})
+    with pytest.raises(InvalidIdError) as err:
+        CALLS_BY_ID[call](client_for(canned), bad_id)
+    assert "is not a Chargebee" in str(err.value) or "holds a '/'" in str(err.value)
+    assert isinstance(err.value, RequestError) and canned.requests == []
 
 
 @pytest.mark.parametrize(

@@ -114,3 +114,27 @@ def test_a_write_off_rule_on_an_invoiceless_event_fails_the_check(tmp_path):
         "did you mean 'amount_due'?"
     ) in lines
     assert "2 problems; rules refused" in result.output
+
+
+def test_rules_that_match_a_text_are_named_with_the_length_matches_reads(tmp_path):
+    _, result = check(
+        tmp_path,
+        "version: 1\n"
+        "rules:\n"
+        "  - name: protect-disputes\n"
+        "    when:\n"
+        "      any:\n"
+        "        - customer.cf_note: {matches: dispute}\n"
+        "        - not: {invoice.customer_id: {matches: '^cus_'}}\n"
+        "    action: skip\n"
+        "  - name: plain\n"
+        "    when: {invoice.amount_due: {lte: 2}}\n"
+        "    action: write_off\n",
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert (
+        "rule protect-disputes: `matches` reads texts up to 1,048,576 characters (customer.cf_note,"
+        " invoice.customer_id); a longer text cannot be evaluated, and no write-off rests on it (facts_missing)"
+    ) in lines
+    assert not any(line.startswith("rule plain") for line in lines)

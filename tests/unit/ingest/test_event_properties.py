@@ -16,10 +16,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq.job import JOB_ID_PATTERN, validate_job_id
 
+from reactor.ids import EVENT_ID, INVOICE_ID, MAX_EVENT_ID_LENGTH
 from reactor.ingest.envelope import (
-    EVENT_ID,
-    INVOICE_ID,
-    MAX_EVENT_ID_LENGTH,
     MAX_UNIX_TIME,
     RESOURCE_VERSION_MAX_AHEAD_MS,
     EnvelopeError,

@@ -1,8 +1,10 @@
-"""Fail closed: a condition that cannot be evaluated stops the decision; it never reads as "false".
+"""Fail closed: a condition that cannot be evaluated never reads as "false".
 
 Only the errors a comparison can legitimately meet on odd data (wrong type, a number no float
-holds) make a condition false. Anything else, RQ's job timeout above all, propagates: read as
-"false", it would let a protective skip rule be passed over and a later write_off rule decide.
+holds) make a condition false. A comparison that cannot be made on the event (a text longer than
+`matches` reads) leaves the condition open, and a write-off that could rest on it is blocked with
+the reason. Anything else, RQ's job timeout above all, propagates: read as "false", it would let a
+protective skip rule be passed over and a later write_off rule decide.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import dataclasses
 import pytest
 from rq.timeouts import JobTimeoutException
 
-from reactor.rules import decide
+from reactor.rules import decide, earliest_recheck, explain
 from reactor.rules.conditions import Condition, _leaf_test, _money_test, _resource_field_test
+from reactor.rules.facts import walk
 from reactor.rules.fields import Subject, parse_field
 from reactor.rules.model import Rule, RuleSet
-from reactor.rules.operators import Compiled
-from reactor.rules.plan import COMPILE_AFTER
+from reactor.rules.operators import MAX_MATCH_TEXT, Compiled, Unevaluable
+from reactor.rules.plan import COMPILE_AFTER, compile_matcher, rule_plan
 
 from .helpers import NOW, event, invoice, rules
 
@@ -115,3 +118,117 @@ def test_a_money_rule_on_a_resource_the_event_lacks_does_not_break_the_compiled_
     )
     for _ in range(COMPILE_AFTER * 2):
         assert decide(ruleset, event(invoice(amount_due=300), "invoice_updated"), NOW).rule == "tiny"
+
+
+# --- `matches` on a long text ----------------------------------------------------------------
+
+PROTECT_DISPUTES = """\
+- name: protect-disputes
+  when:
+    - customer.cf_note: {matches: dispute}
+  action: skip
+- name: exhausted
+  when:
+    - invoice.dunning_status: exhausted
+  action: write_off
+"""
+
+
+def note(length: int) -> str:
+    """A customer note of `length` characters that says "dispute" at its end."""
+    filler = "Called about the renewal; asked for the invoice again. " * (length // 50 + 1)
+    return filler[: length - len(" dispute")] + " dispute"
+
+
+def note_event(length: int) -> dict:
+    return event(customer={"id": "cus_1", "cf_note": note(length)})
+
+
+def reference_first_match(ruleset: RuleSet, subject: Subject):  # type: ignore[no-untyped-def]
+    """The plain loop over every rule that plan.py's index and compiled matchers must agree with."""
+    for on, tests, rule in ruleset.plan:
+        if (on is None or subject.event_type in on) and all(test(subject) for test in tests):
+            return rule
+    return None
+
+
+def compiled_first_match(ruleset: RuleSet, subject: Subject):  # type: ignore[no-untyped-def]
+    """The fast path written out: the plan's selection for the event, compiled into one function."""
+    plan = rule_plan(ruleset)
+    return compile_matcher(plan.by_type.get(subject.event_type, plan.default).selection(subject).plan)(subject)
+
+
+def test_a_5000_character_note_naming_a_dispute_protects_the_invoice_on_every_path() -> None:
+    """It was past the 4,096 characters `matches` read: the skip rule was false and the invoice written off."""
+    ruleset = rules(PROTECT_DISPUTES)
+    ev = note_event(5000)
+    protect = ruleset.rule("protect-disputes")
+    assert reference_first_match(ruleset, Subject(ev, NOW)) is protect
+    assert compiled_first_match(ruleset, Subject(ev, NOW)) is protect
+    for _ in range(COMPILE_AFTER + 2):  # the plan's loop, then its compiled matcher
+        decision = decide(ruleset, ev, NOW)
+        assert (decision.action, decision.rule, decision.blocked_by) == ("skip", "protect-disputes", None)
+
+
+def test_a_note_longer_than_matches_reads_blocks_the_write_off_with_the_reason() -> None:
+    ruleset = rules(PROTECT_DISPUTES)
+    ev = note_event(MAX_MATCH_TEXT + 1)
+    for path in (reference_first_match, compiled_first_match):
+        with pytest.raises(Unevaluable):
+            path(ruleset, Subject(ev, NOW))
+    for _ in range(COMPILE_AFTER + 2):
+        decision = decide(ruleset, ev, NOW)
+        assert (decision.action, decision.rule, decision.blocked_by) == ("skip", "protect-disputes", "unevaluable")
+    assert decision.reason == (
+        "skip rule protect-disputes might protect this invoice, but its condition customer.cf_note matches"
+        f" dispute (line 6) cannot be evaluated: the text is {MAX_MATCH_TEXT + 1:,} characters, more than the"
+        f" {MAX_MATCH_TEXT:,} that `matches` reads"
+    )
+    assert decide(rules(PROTECT_DISPUTES, mode="dry_run"), ev, NOW).action == "skip"  # no "would write off"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(  # the write_off rule might not hold
+            "- name: w\n  when:\n    - not: {customer.cf_note: {matches: dispute}}\n  action: write_off\n",
+            ("skip", "w", "unevaluable"),
+            id="open write_off rule",
+        ),
+        pytest.param(  # false whatever the note says: the write_off rule after it decides
+            "- name: s\n  when:\n    - customer.cf_note: {matches: dispute}\n    - invoice.status: paid\n"
+            "  action: skip\n- name: w\n  when:\n    - invoice.status: not_paid\n  action: write_off\n",
+            ("write_off", "w", None),
+            id="false either way",
+        ),
+        pytest.param(  # true whatever the note says: that rule decides
+            "- name: s\n  when:\n    any:\n      - customer.cf_note: {matches: dispute}\n"
+            "      - invoice.dunning_status: exhausted\n  action: skip\n"
+            "- name: w\n  when:\n    - invoice.status: not_paid\n  action: write_off\n",
+            ("skip", "s", None),
+            id="true either way",
+        ),
+        pytest.param(  # a rule that holds before the open one decides
+            "- name: tiny\n  when:\n    - invoice.amount_due: {lte: 5000}\n  action: write_off\n"
+            "- name: s\n  when:\n    - customer.cf_note: {matches: dispute}\n  action: skip\n",
+            ("write_off", "tiny", None),
+            id="decided before",
+        ),
+    ],
+)
+def test_an_open_condition_is_weighed_in_three_valued_logic(body: str, expected: tuple) -> None:
+    ruleset = rules(body)
+    ev = note_event(MAX_MATCH_TEXT + 1)
+    for _ in range(COMPILE_AFTER + 2):
+        decision = decide(ruleset, ev, NOW)
+        assert (decision.action, decision.rule, decision.blocked_by) == expected
+
+
+def test_explain_walk_and_timing_read_an_open_condition_as_unknown() -> None:
+    ruleset = rules(PROTECT_DISPUTES)
+    ev = note_event(MAX_MATCH_TEXT + 1)
+    protect = explain(ruleset, ev, NOW).rules[0]
+    assert protect.when.passed is None and not protect.matched and protect.decided
+    assert "cannot be evaluated" in (protect.when.note or "")
+    assert [step.verdict for step in walk(ruleset, ev, NOW, ())] == [None, True]
+    assert earliest_recheck(ruleset, ev, NOW) is None

@@ -77,13 +77,15 @@ def test_matches_still_finds_the_pattern_anywhere_in_the_text() -> None:
     assert decide(one_rule("invoice.customer_id: {matches: 'cus_[0-9]'}"), event(), NOW).rule == "r"
 
 
-def test_a_text_longer_than_the_cap_never_matches_and_explain_says_why() -> None:
-    ruleset = one_rule("invoice.customer_id: {matches: a}")
-    long = event(invoice(customer_id="a" * (MAX_MATCH_TEXT + 1)))
-    assert decide(ruleset, long, NOW).rule is None
-    assert decide(ruleset, event(invoice(customer_id="a" * MAX_MATCH_TEXT)), NOW).rule == "r"
+def test_a_text_up_to_the_cap_is_matched_and_a_longer_one_cannot_be_evaluated() -> None:
+    ruleset = one_rule("invoice.customer_id: {matches: a$}")
+    assert decide(ruleset, event(invoice(customer_id="b" * (MAX_MATCH_TEXT - 1) + "a")), NOW).rule == "r"
+    long = event(invoice(customer_id="b" * MAX_MATCH_TEXT + "a"))
+    decision = decide(ruleset, long, NOW)
+    assert (decision.action, decision.rule, decision.blocked_by) == ("skip", "r", "unevaluable")
+    assert f"{MAX_MATCH_TEXT:,}" in decision.reason
     leaf = explain(ruleset, long, NOW).rules[0].when
-    assert leaf.passed is False and str(MAX_MATCH_TEXT) in (leaf.note or "")
+    assert leaf.passed is None and f"{MAX_MATCH_TEXT:,}" in (leaf.note or "")
 
 
 @pytest.mark.parametrize(
