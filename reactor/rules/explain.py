@@ -23,6 +23,11 @@ from .model import Decision, RuleSet
 from .money import MoneyThreshold, to_major
 from .operators import Unevaluable
 
+MAX_ACTUAL_TEXT = 200
+"""Characters of a field's value that `explain` shows and a decision's trace keeps: a long note is
+matched whole (operators.MAX_MATCH_TEXT), but stored in full on every decision it would cost Redis
+its length each time."""
+
 
 @dataclass(frozen=True)
 class ConditionTrace:
@@ -119,6 +124,8 @@ def trace_condition(cond: Condition, subject: Subject) -> ConditionTrace:
         text = repr(actual)
     else:
         text = str(actual)
+    if len(text) > MAX_ACTUAL_TEXT:  # a 1 MiB note is matched whole, but shown and traced cut short
+        text = f"{text[:MAX_ACTUAL_TEXT]}… ({len(text):,} characters)"
     passed: Verdict
     try:
         passed = bool(cond.test(subject))

@@ -94,3 +94,15 @@ def test_formatted_explanation_is_readable_in_a_terminal() -> None:
     assert "rule protect" in text and "invoice.customer_id starts_with ent_" in text
     assert "actual: 'cus_1'" in text and "skipped: event type not in on" in text
     assert "decision: WRITE_OFF — rule tiny matched" in text
+
+
+def test_a_long_value_is_matched_whole_but_shown_cut_short() -> None:
+    ruleset = rules("""\
+- name: protect-disputes
+  when: [{customer.cf_note: {matches: dispute}}]
+  action: skip
+""")
+    note = "x" * 5_000 + " dispute"
+    (leaf,) = explain(ruleset, event(customer={"id": "cus_1", "cf_note": note}), NOW).rules[0].when.leaves()
+    assert leaf.passed is True  # the word past the first 200 characters still counts
+    assert leaf.actual_text == f"{repr(note)[:200]}… (5,010 characters)"
