@@ -49,11 +49,12 @@ def roots_read(condition: Condition) -> frozenset[str]:
 
 
 def kleene(condition: Condition, subject: Subject, unknown: frozenset[str]) -> Verdict:
-    """The condition in three-valued logic: a leaf reading a resource in `unknown` is None."""
+    """The condition in three-valued logic: a leaf reading a resource in `unknown` (`customer`), or
+    a field in it (`transaction.amount`, reactor/rules/preview.py), is None."""
     kind = condition.kind
     if kind == "field":
         field = condition.field
-        if field is not None and field.root in unknown:
+        if field is not None and (field.root in unknown or field.path in unknown):
             return None
         return bool(condition.test(subject))
     if kind == "not":
