@@ -136,33 +136,41 @@ def verdict(ruleset: RuleSet, event: dict[str, Any], now: datetime, facts: FactS
     return verdict_of(previewed.decision, previewed.facts_blocked)
 
 
+def invoice_verdicts(
+    base: RuleSet,
+    new: RuleSet,
+    invoice: dict[str, Any],
+    trigger: str,
+    held: dict[str, str],
+    now: datetime,
+    facts: FactSource,
+) -> InvoiceVerdicts:
+    """One listed invoice decided under both files on one trigger; held under both when `held` names it."""
+    invoice_id = str(invoice.get("id"))
+    currency = str(invoice.get("currency_code") or "").upper()
+    amount = invoice.get("amount_due")
+    amount = amount if isinstance(amount, int) and not isinstance(amount, bool) else 0
+    major = to_major(amount, currency) if currency else Decimal(amount)
+    if invoice_id in held:
+        old = new_verdict = held_verdict(held[invoice_id])
+    else:
+        swept = trigger == SWEEP_EVENT_TYPE
+        event = sweep_event(invoice, "diff", now) if swept else next_event(invoice, trigger, "diff", now)
+        old, new_verdict = verdict(base, event, now, facts), verdict(new, event, now, facts)
+    customer = str(invoice.get("customer_id") or "")
+    return InvoiceVerdicts(invoice_id, customer, currency, amount, major, old, new_verdict, trigger)
+
+
 def diff_listing(base: RuleSet, new: RuleSet, listing: Listing, now: datetime, facts: FactSource) -> RulesDiff:
     """Decide on every listed invoice under both files at `now`, on every trigger of the preview
-    plan; apply each file's budgets per trigger in listing order from what `listing.budgets` had
-    used, and compare. The rows come invoice by invoice, each invoice's triggers in the plan's order."""
+    plan; apply each file's budgets per trigger (each is the one thing that happens next) in listing
+    order from what `listing.budgets` had used, and compare. The rows come invoice by invoice, each
+    invoice's triggers in the plan's order."""
     plan = preview_plan(base, new)
     used = listing.budgets.at(now) if listing.budgets is not None else None
-    held = listing.held or {}
-    per_trigger: list[list[InvoiceVerdicts]] = []
+    per_trigger = []
     for trigger in plan.triggers:
-        rows = []
-        for invoice in listing.invoices:
-            invoice_id = str(invoice.get("id"))
-            currency = str(invoice.get("currency_code") or "").upper()
-            amount = invoice.get("amount_due")
-            amount = amount if isinstance(amount, int) and not isinstance(amount, bool) else 0
-            major = to_major(amount, currency) if currency else Decimal(amount)
-            if invoice_id in held:
-                old = new_verdict = held_verdict(held[invoice_id])
-            else:
-                event = (
-                    sweep_event(invoice, "diff", now)
-                    if trigger == SWEEP_EVENT_TYPE
-                    else next_event(invoice, trigger, "diff", now)
-                )
-                old, new_verdict = verdict(base, event, now, facts), verdict(new, event, now, facts)
-            customer = str(invoice.get("customer_id") or "")
-            rows.append(InvoiceVerdicts(invoice_id, customer, currency, amount, major, old, new_verdict, trigger))
+        rows = [invoice_verdicts(base, new, inv, trigger, listing.held or {}, now, facts) for inv in listing.invoices]
         rows = apply_budgets(base.limits, rows, "old", used)
         per_trigger.append(apply_budgets(new.limits, rows, "new", used))
     diff = compare([row for rows in zip(*per_trigger, strict=True) for row in rows], plan)

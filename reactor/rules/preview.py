@@ -171,11 +171,11 @@ def _triggers(rulesets: Iterable[RuleSet]) -> tuple[tuple[str, ...], str | None]
             others = others or open_ended
     # a rule that names `sweep` sees swept invoices but not the events nobody names
     others = others or SWEEP_EVENT_TYPE in named
-    webhook = sorted(named & WEBHOOK_INVOICE_EVENT_TYPES)
-    if not others:
-        return tuple(webhook), None
+    webhook = tuple(sorted(named & WEBHOOK_INVOICE_EVENT_TYPES))
     unnamed = [t for t in (*OTHER_EVENT_PREFERENCE, *sorted(WEBHOOK_INVOICE_EVENT_TYPES)) if t not in named]
-    return (*webhook, unnamed[0]) if unnamed else tuple(webhook), unnamed[0] if unnamed else None
+    if not others or not unnamed:
+        return webhook, None
+    return (*webhook, unnamed[0]), unnamed[0]
 
 
 def _blind_rules(base: RuleSet, new: RuleSet | None) -> tuple[BlindRule, ...]:
