@@ -1,10 +1,17 @@
 """`reactor rules diff NEW.yaml`: what a rules edit would change on every open invoice, before it is
 in force (reactor/jobs/rules_diff.py lists and decides, reactor/rules/diff.py compares).
 
+Every invoice is decided as the sweep finds it and as Chargebee's next event of each type a rule
+listens to would bring it (`on` payment_failed ...: reactor/rules/preview.py); a held invoice stays
+held.
+
 Exit codes, for CI: 0 no change, 1 changes, 2 an error (a rules file that does not load, Chargebee
 or Redis unreachable, a snapshot that cannot be read, written or used, an --at or --fail-over that
 cannot be read, or any other failure: one line, never a traceback, never 1, which a CI job lets
-through), 3 the change newly writes off more than --fail-over.
+through), 3 the change newly writes off more than --fail-over (on any trigger, each invoice once),
+4 a change could not be previewed (a decision rests on a field only the event carries, or a rule
+reading one changed; the rule and field are named before the tables). When several hold: 2, then
+3, then 4, then 1.
 """
 
 from __future__ import annotations
@@ -23,7 +30,18 @@ from ..chargebee import ChargebeeError
 from ..jobs import build_context
 from ..jobs.audit import visible
 from ..jobs.budget import budgets_used
-from ..jobs.diff_formats import CHANGE_COLUMNS, change_rows, count_and_amount, to_csv, to_json, to_markdown
+from ..jobs.diff_formats import (
+    CHANGE_COLUMNS,
+    change_rows,
+    count_and_amount,
+    outcome_lines,
+    preview_notes,
+    to_csv,
+    to_json,
+    to_markdown,
+    triggers_line,
+)
+from ..jobs.preview import held_invoices
 from ..jobs.rules_diff import (
     FactSource,
     Listing,
@@ -36,7 +54,8 @@ from ..jobs.rules_diff import (
     save_snapshot,
 )
 from ..rules import RulesError, RuleSet, load_rules
-from ..rules.diff import CHANGE_MEANINGS, OUTCOMES, BudgetsUsed, RulesDiff, unlisted_rules
+from ..rules.diff import CHANGE_MEANINGS, BudgetsUsed, RulesDiff
+from ..rules.event_types import SWEEP_EVENT_TYPE
 from ..rules.fail_over import EXIT_ERROR, FailOver, FailOverError, exit_code
 from .helpers import cell, chargebee_settings, command_settings, connect, console
 from .rules import rules
@@ -72,6 +91,7 @@ def _online_listing() -> tuple[Listing, FactSource, Callable[[datetime], Budgets
     with Progress(disable=not sys.stderr.isatty(), console=console(stderr=True)) as progress:
         task = progress.add_task("listing open invoices", total=None)
         list_open_invoices(client, listing, lambda count: progress.update(task, advance=count))
+    listing.held = held_invoices(connection, settings.key_prefix)  # read only: held stays held
     return listing, FactSource(listing, client), lambda now: budgets_used(connection, now, settings.key_prefix)
 
 
@@ -97,7 +117,8 @@ def rules_diff(
     at: str | None,
     fail_over: tuple[str, ...],
 ) -> None:
-    """What NEW.yaml would change on every open invoice: exit 0 no change, 1 changes, 2 error, 3 over --fail-over."""
+    """What NEW.yaml would change on every open invoice: exit 0 no change, 1 changes, 2 error, 3 over
+    --fail-over, 4 a change could not be previewed."""
     try:
         code = _diff(new_path, base_path, fmt, snapshot, invoices_file, at, fail_over)
     except click.UsageError:
@@ -147,16 +168,12 @@ def _diff(
         "at": now.isoformat(timespec="seconds"),
         "source": invoices_file or listing.source,
         "chargebee_calls": listing.calls,
-        "unlisted_rules": unlisted_rules(base, new),
         "budgets": diff.budgets,
     }
+    if fmt != "table":  # before the output; the table prints them first itself
+        for line in preview_notes(diff):
+            click.echo(visible(line), err=True)
     _print(diff, header, fmt)
-    if header["unlisted_rules"]:
-        click.echo(
-            f"note: not decided on listed invoices: {', '.join(header['unlisted_rules'])} (an `on:` without"
-            " `sweep` limits a rule to webhooks, as in `reactor sweep`): a change to them does not show here",
-            err=True,
-        )
     for line in allowance.exceeded(diff) if allowance is not None else []:
         click.echo(f"over --fail-over: {line}", err=True)
     return exit_code(diff, allowance)
@@ -195,30 +212,39 @@ def _print(diff: RulesDiff, header: dict[str, Any], fmt: str) -> None:
 
 def _print_table(diff: RulesDiff, header: dict[str, Any]) -> None:
     out = console()
+    for line in preview_notes(diff):  # before the tables: what could not be previewed
+        click.echo(visible(line))
     if diff.changes:
         table = Table(*CHANGE_COLUMNS, title="changed invoices", title_justify="left")
         for row in change_rows(diff):
             table.add_row(*map(cell, row))
         out.print(table)
-    kinds = Table("change", "meaning", "count", "amount", title="changes", title_justify="left")
-    for kind, count in diff.kind_counts().items():
-        amounts = ", ".join(f"{a} {cur}" for cur, (_, a) in sorted(diff.by_kind.get(kind, {}).items()))
-        kinds.add_row(kind, CHANGE_MEANINGS[kind], str(count), amounts)
+    kinds = Table("on", "change", "meaning", "count", "amount", title="changes", title_justify="left")
+    for trigger, totals in diff.totals.items():
+        for kind, count in totals.kind_counts().items():
+            if count or trigger == SWEEP_EVENT_TYPE:
+                amounts = ", ".join(f"{a} {cur}" for cur, (_, a) in sorted(totals.by_kind.get(kind, {}).items()))
+                kinds.add_row(trigger, kind, CHANGE_MEANINGS[kind], str(count), amounts)
     out.print(kinds)
-    per_rule = Table("rule", "currency", "old", "new", title="written off per rule", title_justify="left")
-    for rule, sides in diff.by_rule.items():
-        for currency in sorted(set(sides["old"]) | set(sides["new"])):
-            old, new = sides["old"].get(currency, (0, 0)), sides["new"].get(currency, (0, 0))
-            per_rule.add_row(cell(rule), currency, count_and_amount(old), count_and_amount(new))
+    per_rule = Table("rule", "on", "currency", "old", "new", title="written off per rule", title_justify="left")
+    for trigger, totals in diff.totals.items():
+        for rule, sides in totals.by_rule.items():
+            for currency in sorted(set(sides["old"]) | set(sides["new"])):
+                old, new = sides["old"].get(currency, (0, 0)), sides["new"].get(currency, (0, 0))
+                per_rule.add_row(cell(rule), trigger, currency, count_and_amount(old), count_and_amount(new))
     out.print(per_rule)
-    outcomes = Table("outcome", "old", "new", title="outcomes", title_justify="left")
-    for outcome in OUTCOMES:
-        outcomes.add_row(outcome, str(diff.outcomes["old"][outcome]), str(diff.outcomes["new"][outcome]))
+    outcomes = Table("on", "outcome", "old", "new", title="outcomes", title_justify="left")
+    for trigger, outcome, old_count, new_count in outcome_lines(diff):
+        outcomes.add_row(trigger, outcome, str(old_count), str(new_count))
     out.print(outcomes)
+    newly = ", ".join(f"{n} for {a} {cur}" for cur, (n, a) in sorted(diff.newly_written_off.items())) or "none"
     click.echo(
         f"{header['base']} ({header['base_version']}) → {header['new']} ({header['new_version']}) at {header['at']}: "
-        f"{len(diff.rows)} open invoices, {len(diff.changes)} changed; {header['chargebee_calls']} Chargebee calls"
+        f"{diff.invoices} open invoices, {diff.changed_invoices} changed; {header['chargebee_calls']} Chargebee calls"
     )
+    click.echo(triggers_line(diff))
+    click.echo(f"newly written off on any trigger, each invoice once: {newly}")
+    click.echo(visible(diff.held))  # invoice ids and reasons come from Redis or the snapshot
     click.echo(visible(header["budgets"]))  # currencies come from Redis or the snapshot
 
 

@@ -10,15 +10,22 @@ from rich.table import Table
 from ..chargebee import ChargebeeError
 from ..config import Settings
 from ..jobs import build_context
+from ..jobs.audit import visible
 from ..jobs.sweep import Checkpoint, SweepResult, run_sweep
 from ..jobs.sweep_report import ReportError, check_report_path, totals, write_report
 from ..rules import RulesError
+from ..rules.event_types import SWEEP_EVENT_TYPE
 from .helpers import cell, chargebee_settings, command_settings, connect, console
 
 
 @click.command()
-@click.option("--dry-run", is_flag=True, help="Decide on every invoice, write nothing off, record nothing.")
-@click.option("--report", type=click.Path(dir_okay=False), help="CSV of what would be written off.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Decide on every invoice, also as each event type a rule listens to would bring it; write nothing off,"
+    " record nothing.",
+)
+@click.option("--report", type=click.Path(dir_okay=False), help="CSV of what would be written off, per trigger.")
 @click.option(
     "--resume/--restart", default=True, show_default=True, help="Continue an interrupted sweep, or start over."
 )
@@ -44,7 +51,7 @@ def sweep(dry_run: bool, report: str | None, resume: bool, min_days_overdue: int
         raise click.ClickException(f"{settings.rules_path}: refused; fix it first (`reactor rules check`)") from None
     if report:
         try:
-            write_report(report, result.candidates)
+            write_report(report, [*result.candidates, *result.not_previewed, *result.held])
         except ReportError as exc:
             raise click.ClickException(str(exc)) from None
     _print_result(result, dry_run=dry_run or bool(report))
@@ -67,11 +74,26 @@ def _sweep_with_progress(settings: Settings, dry_run: bool, resume: bool, min_da
 def _print_result(result: SweepResult, *, dry_run: bool) -> None:
     point = result.checkpoint
     if dry_run:
-        table = Table("rule", "currency", "count", "amount")
-        for (rule, currency), (count, amount) in totals(result.candidates).items():
-            table.add_row(*map(cell, (rule, currency, str(count), str(amount))))
+        for blind in result.plan.blind:  # before the table: what could not be previewed
+            click.echo(f"could not preview: {blind.describe()}")
+        if result.plan.others:
+            click.echo(f"on {result.plan.others}: stands for every event type carrying an invoice that no `on:` names")
+        table = Table("on", "rule", "currency", "count", "amount", title="would be written off", title_justify="left")
+        for (on, rule, currency), (count, amount) in totals(result.candidates).items():
+            table.add_row(*map(cell, (on, rule, currency, str(count), str(amount))))
         console().print(table)
-        click.echo(f"dry run: {point.seen} invoices seen, {len(result.candidates)} would be written off")
+        swept = sum(1 for c in result.candidates if c.on == SWEEP_EVENT_TYPE)
+        click.echo(f"dry run: {point.seen} invoices seen, {swept} would be written off by the sweep")
+        for trigger in result.plan.webhook_triggers:
+            would = sum(1 for c in result.candidates if c.on == trigger)
+            unknown = sum(1 for c in result.not_previewed if c.on == trigger)
+            more = f", {unknown} not previewed (a rule reads a field only the event carries)" if unknown else ""
+            click.echo(f"on next {trigger}: {would} would be written off{more} (if it arrived now, as listed)")
+        if result.held:
+            shown = ", ".join(f"{h.invoice_id} ({h.note or 'no reason'})" for h in result.held[:10])
+            more = f" and {len(result.held) - 10} more" if len(result.held) > 10 else ""
+            stay = "invoice stays" if len(result.held) == 1 else "invoices stay"
+            click.echo(visible(f"held: {len(result.held)} {stay} held (reactor held list), not decided: {shown}{more}"))
     else:
         click.echo(
             f"sweep {point.sweep_id}: {point.pages} pages, {point.seen} invoices, "

@@ -18,9 +18,11 @@ from typing import Any
 from flask import current_app, render_template, request
 
 from ..config import Settings
+from ..jobs.diff_formats import outcome_lines, preview_notes, triggers_line
 from ..jobs.rules_diff import ListingFailed, diff_against_chargebee
 from ..rules import RulesError, RuleSet, parse_rules
-from ..rules.diff import CHANGE_MEANINGS, OUTCOMES, RulesDiff, unlisted_rules
+from ..rules.diff import CHANGE_MEANINGS, RulesDiff
+from ..rules.event_types import SWEEP_EVENT_TYPE
 from .views import admin, check_csrf, login_required
 
 log = logging.getLogger(__name__)
@@ -85,18 +87,21 @@ def _diff(settings: Settings, base: RuleSet, new: RuleSet) -> dict[str, Any]:
     """List every open invoice under the shared rate limit and compare, as the CLI does."""
     now = datetime.now(timezone.utc)
     diff, listing = diff_against_chargebee(settings, current_app.extensions["reactor.redis"], base, new, now)
-    log.info("rules diff from the dashboard: %d invoices, %d changed", len(diff.rows), len(diff.changes))
+    log.info("rules diff from the dashboard: %d invoices, %d changed", diff.invoices, diff.changed_invoices)
     return _view(diff, base, new, now, listing.calls)
 
 
 def _view(diff: RulesDiff, base: RuleSet, new: RuleSet, now: datetime, calls: int) -> dict[str, Any]:
     kinds = [
-        (kind, CHANGE_MEANINGS[kind], count, sorted(diff.by_kind.get(kind, {}).items()))
-        for kind, count in diff.kind_counts().items()
+        (trigger, kind, CHANGE_MEANINGS[kind], count, sorted(totals.by_kind.get(kind, {}).items()))
+        for trigger, totals in diff.totals.items()
+        for kind, count in totals.kind_counts().items()
+        if count or trigger == SWEEP_EVENT_TYPE
     ]
     per_rule = [
-        (rule, currency, sides["old"].get(currency, (0, 0)), sides["new"].get(currency, (0, 0)))
-        for rule, sides in diff.by_rule.items()
+        (rule, trigger, currency, sides["old"].get(currency, (0, 0)), sides["new"].get(currency, (0, 0)))
+        for trigger, totals in diff.totals.items()
+        for rule, sides in totals.by_rule.items()
         for currency in sorted(set(sides["old"]) | set(sides["new"]))
     ]
     return {
@@ -104,12 +109,17 @@ def _view(diff: RulesDiff, base: RuleSet, new: RuleSet, now: datetime, calls: in
         "new": new,
         "at": now.isoformat(timespec="seconds"),
         "calls": calls,
-        "invoices": len(diff.rows),
-        "changed": len(diff.changes),
+        "invoices": diff.invoices,
+        "changed": diff.changed_invoices,
+        "change_rows": len(diff.changes),
         "changes": diff.changes[:SHOWN_CHANGES],
         "kinds": kinds,
         "per_rule": per_rule,
-        "outcomes": [(o, diff.outcomes["old"][o], diff.outcomes["new"][o]) for o in OUTCOMES],
-        "unlisted": unlisted_rules(base, new),
+        "outcomes": list(outcome_lines(diff)),
+        "notes": preview_notes(diff),
+        "not_previewed": diff.not_previewed,
+        "triggers": triggers_line(diff),
+        "newly": sorted(diff.newly_written_off.items()),
+        "held": diff.held,
         "budgets": diff.budgets,
     }

@@ -1,7 +1,9 @@
 """`reactor rules diff` output as text: JSON (scripts), CSV (spreadsheets), Markdown (a pull-request
 comment). The terminal table is the command's (reactor/cli/diff.py); the dashboard has its template.
 
-Amounts are in major units as strings ("12.50"), so no format loses a digit to a float.
+Amounts are in major units as strings ("12.50"), so no format loses a digit to a float. Every change
+names its trigger in `on`: `sweep` (the invoice as the sweep finds it) or an event type (if
+Chargebee's next such event for the invoice arrived now, with the invoice as listed).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from ..rules.diff import CHANGE_KINDS, CHANGE_MEANINGS, OUTCOMES, Money, RulesDiff, Verdict
+from ..rules.diff import CHANGE_KINDS, CHANGE_MEANINGS, NOT_PREVIEWED, OUTCOMES, Money, RulesDiff, Totals, Verdict
+from ..rules.event_types import SWEEP_EVENT_TYPE
 from .audit import spreadsheet_cell, visible
 
 CHANGE_COLUMNS = (
     "invoice",
     "customer",
     "change",
+    "on",
     "amount",
     "currency",
     "old_outcome",
@@ -30,13 +34,14 @@ CHANGE_COLUMNS = (
 
 
 def change_rows(diff: RulesDiff) -> Iterator[list[str]]:
-    """One row per changed invoice, in listing order (CHANGE_COLUMNS)."""
+    """One row per change, in listing order, each invoice's triggers together (CHANGE_COLUMNS)."""
     for change in diff.changes:
         row = change.row
         yield [
             row.invoice_id,
             row.customer_id,
             change.kind,
+            row.on,
             str(row.amount_major),
             row.currency,
             row.old.outcome,
@@ -55,23 +60,70 @@ def _verdict(verdict: Verdict) -> dict[str, Any]:
     return {"outcome": verdict.outcome, "rule": verdict.rule, "comment": verdict.comment, "reason": verdict.reason}
 
 
+def preview_notes(diff: RulesDiff) -> list[str]:
+    """The lines to read before the tables: each rule that reads a field only the event carries
+    (named with its fields; a change that rests on one is never "no change"), and the event type
+    that stands for those no rule names."""
+    lines = [f"could not preview: {blind.describe()}" for blind in diff.plan.blind]
+    unknown = sum(1 for c in diff.changes if c.kind == NOT_PREVIEWED)
+    if unknown:
+        lines.append(f"could not preview: {unknown} decisions rest on such a field (change {NOT_PREVIEWED})")
+    if diff.plan.others:
+        lines.append(f"on {diff.plan.others}: stands for every event type carrying an invoice that no `on:` names")
+    return lines
+
+
+def triggers_line(diff: RulesDiff) -> str:
+    """One line: what each invoice was decided as."""
+    webhook = diff.plan.webhook_triggers
+    if not webhook:
+        return "on: sweep (each invoice as the sweep finds it); no rule is limited to other events"
+    return (
+        f"on: sweep (each invoice as the sweep finds it), and {', '.join(webhook)} (if Chargebee's next such"
+        " event for it arrived now, with the invoice as listed)"
+    )
+
+
+def outcome_lines(diff: RulesDiff) -> Iterator[tuple[str, str, int, int]]:
+    """(on, outcome, old count, new count): every outcome on the sweep, those that occur elsewhere."""
+    for trigger, totals in diff.totals.items():
+        for outcome in OUTCOMES:
+            old, new = totals.outcomes["old"][outcome], totals.outcomes["new"][outcome]
+            if old or new or trigger == SWEEP_EVENT_TYPE:
+                yield trigger, outcome, old, new
+
+
+def _totals(totals: Totals) -> dict[str, Any]:
+    return {
+        "counts": totals.kind_counts(),
+        "outcomes": totals.outcomes,
+        "by_change": {kind: _money(totals.by_kind[kind]) for kind in CHANGE_KINDS if kind in totals.by_kind},
+        "written_off": {side: _money(sums) for side, sums in totals.written_off.items()},
+        "by_rule": {rule: {side: _money(s) for side, s in sides.items()} for rule, sides in totals.by_rule.items()},
+    }
+
+
 def as_data(diff: RulesDiff, header: dict[str, Any]) -> dict[str, Any]:
-    """Everything, as JSON-ready data; `header` says what was compared (files, versions, time, calls)."""
+    """Everything, as JSON-ready data; `header` says what was compared (files, versions, time, calls).
+    The top-level totals are the sweep's; `on_next_event` holds the same per event type."""
     return {
         **header,
-        "invoices": len(diff.rows),
-        "changed": len(diff.changes),
+        "invoices": diff.invoices,
+        "changed": diff.changed_invoices,
+        "on": list(diff.plan.triggers),
+        "others": diff.plan.others,
+        "not_previewed": [blind.as_dict() for blind in diff.plan.blind],
+        "held": diff.held,
         "budgets": diff.budgets,
-        "counts": diff.kind_counts(),
-        "outcomes": diff.outcomes,
-        "by_change": {kind: _money(diff.by_kind[kind]) for kind in CHANGE_KINDS if kind in diff.by_kind},
-        "written_off": {side: _money(sums) for side, sums in diff.written_off.items()},
-        "by_rule": {rule: {side: _money(s) for side, s in sides.items()} for rule, sides in diff.by_rule.items()},
+        "newly_written_off": _money(diff.newly_written_off),
+        **_totals(diff.totals.get(SWEEP_EVENT_TYPE) or Totals()),
+        "on_next_event": {t: _totals(totals) for t, totals in diff.totals.items() if t != SWEEP_EVENT_TYPE},
         "changes": [
             {
                 "invoice": c.row.invoice_id,
                 "customer": c.row.customer_id,
                 "change": c.kind,
+                "on": c.row.on,
                 "amount_due": c.row.amount_due,
                 "amount": str(c.row.amount_major),
                 "currency": c.row.currency,
@@ -88,27 +140,38 @@ def to_json(diff: RulesDiff, header: dict[str, Any]) -> str:
 
 
 def to_csv(diff: RulesDiff) -> str:
-    """The changes, then the totals per change kind and currency, then per rule and currency."""
+    """The changes; the totals per change kind, trigger and currency (and newly written off on any
+    trigger, each invoice once: `on` any); per rule, trigger and currency; then what could not be
+    previewed, the held line and the budgets line."""
     out = io.StringIO()
     writer = csv.writer(out)
     rows: list[list[Any]] = [list(CHANGE_COLUMNS), *change_rows(diff), []]
-    rows.append(["total", "change", "count", "amount", "currency"])
-    for kind in CHANGE_KINDS:
-        for currency, (count, amount) in sorted(diff.by_kind.get(kind, {}).items()):
-            rows.append(["total", kind, str(count), str(amount), currency])
-    rows += [[], ["rule", "currency", "old_count", "old_amount", "new_count", "new_amount"]]
+    rows.append(["total", "change", "on", "count", "amount", "currency"])
+    for trigger, totals in diff.totals.items():
+        for kind in CHANGE_KINDS:
+            for currency, (count, amount) in sorted(totals.by_kind.get(kind, {}).items()):
+                rows.append(["total", kind, trigger, str(count), str(amount), currency])
+    for currency, (count, amount) in sorted(diff.newly_written_off.items()):
+        rows.append(["total", "newly_written_off", "any", str(count), str(amount), currency])
+    rows += [[], ["rule", "on", "currency", "old_count", "old_amount", "new_count", "new_amount"]]
     rows += [list(line) for line in _rule_lines(diff)]
-    rows += [[], ["budgets", diff.budgets]]
+    if diff.plan.blind:
+        rows += [[], ["not_previewed", "rule", "fields", "on", "changed"]]
+        for blind in diff.plan.blind:
+            on = " ".join(blind.on) or "every webhook event"
+            rows.append(["not_previewed", blind.rule, " ".join(blind.fields), on, str(blind.changed).lower()])
+    rows += [[], ["held", diff.held], ["budgets", diff.budgets]]
     writer.writerows([spreadsheet_cell(cell) for cell in row] for row in rows)
     return out.getvalue()
 
 
-def _rule_lines(diff: RulesDiff) -> Iterator[tuple[str, str, str, str, str, str]]:
+def _rule_lines(diff: RulesDiff) -> Iterator[tuple[str, str, str, str, str, str, str]]:
     zero = (0, 0)
-    for rule, sides in diff.by_rule.items():
-        for currency in sorted(set(sides["old"]) | set(sides["new"])):
-            old, new = sides["old"].get(currency, zero), sides["new"].get(currency, zero)
-            yield rule, currency, str(old[0]), str(old[1]), str(new[0]), str(new[1])
+    for trigger, totals in diff.totals.items():
+        for rule, sides in totals.by_rule.items():
+            for currency in sorted(set(sides["old"]) | set(sides["new"])):
+                old, new = sides["old"].get(currency, zero), sides["new"].get(currency, zero)
+                yield rule, trigger, currency, str(old[0]), str(old[1]), str(new[0]), str(new[1])
 
 
 def count_and_amount(pair: tuple[int, object]) -> str:
@@ -122,39 +185,48 @@ def _md(text: object) -> str:
 
 
 def to_markdown(diff: RulesDiff, header: dict[str, Any], max_rows: int = 200) -> str:
-    """A pull-request comment: the summary, the totals, then at most `max_rows` changed invoices."""
+    """A pull-request comment: the summary, what could not be previewed, the totals, then at most
+    `max_rows` changes."""
+    newly = ", ".join(f"{n} for {a} {cur}" for cur, (n, a) in sorted(diff.newly_written_off.items())) or "none"
     lines = [
         f"### Rules diff: {_md(header.get('base', ''))} → {_md(header.get('new', ''))}",
         "",
-        f"{len(diff.rows)} open invoices decided at {_md(header.get('at', ''))}; **{len(diff.changes)} changed**.",
+        f"{diff.invoices} open invoices decided at {_md(header.get('at', ''))}; **{diff.changed_invoices} changed**.",
+        "",
+        f"{_md(triggers_line(diff))}.",
+        "",
+    ]
+    notes = preview_notes(diff)
+    if notes:  # rule names are letters, digits, '_', '.' and '-' (reactor/rules/loader.py)
+        lines += [f"- **{_md(note)}**" for note in notes] + [""]
+    lines += [
+        f"Newly written off on any trigger, each invoice once: {newly}.",
+        "",
+        f"{_md(diff.held)}.",
         "",
         f"{_md(diff.budgets)}.",
         "",
+        "| on | change | count | amount |",
+        "|---|---|---:|---|",
     ]
-    if header.get("unlisted_rules"):  # rule names are letters, digits, '_', '.' and '-' (reactor/rules/loader.py)
-        names = ", ".join(f"`{name}`" for name in header["unlisted_rules"])
-        lines += [f"Not decided here: {names} (their `on:` leaves out `sweep`: no listed invoice meets them).", ""]
+    for trigger, totals in diff.totals.items():
+        for kind, count in totals.kind_counts().items():
+            if count:
+                amounts = ", ".join(f"{a} {cur}" for cur, (_, a) in sorted(totals.by_kind[kind].items()))
+                lines.append(f"| {trigger} | {kind} ({_md(CHANGE_MEANINGS[kind])}) | {count} | {amounts} |")
+    lines += ["", "| on | outcome | old | new |", "|---|---|---:|---:|"]
+    lines += [f"| {t} | {o} | {old} | {new} |" for t, o, old, new in outcome_lines(diff)]
+    lines += ["", "| rule | on | currency | old | new |", "|---|---|---|---:|---:|"]
     lines += [
-        "| change | count | amount |",
-        "|---|---:|---|",
-    ]
-    for kind, count in diff.kind_counts().items():
-        if count:
-            amounts = ", ".join(f"{a} {cur}" for cur, (_, a) in sorted(diff.by_kind[kind].items()))
-            lines.append(f"| {kind} ({_md(CHANGE_MEANINGS[kind])}) | {count} | {amounts} |")
-    lines += ["", "| outcome | old | new |", "|---|---:|---:|"]
-    lines += [f"| {o} | {diff.outcomes['old'][o]} | {diff.outcomes['new'][o]} |" for o in OUTCOMES]
-    lines += ["", "| rule | currency | old | new |", "|---|---|---:|---:|"]
-    lines += [
-        f"| {_md(r)} | {c} | {count_and_amount((int(oc), oa))} | {count_and_amount((int(nc), na))} |"
-        for r, c, oc, oa, nc, na in _rule_lines(diff)
+        f"| {_md(r)} | {t} | {c} | {count_and_amount((int(oc), oa))} | {count_and_amount((int(nc), na))} |"
+        for r, t, c, oc, oa, nc, na in _rule_lines(diff)
     ]
     if diff.changes:
-        lines += ["", "| invoice | change | amount | old | new | why (new) |", "|---|---|---:|---|---|---|"]
+        lines += ["", "| invoice | on | change | amount | old | new | why (new) |", "|---|---|---|---:|---|---|---|"]
         for row in list(change_rows(diff))[:max_rows]:
-            inv, _, kind, amount, cur, o_out, o_rule, n_out, n_rule, why = row
+            inv, _, kind, on, amount, cur, o_out, o_rule, n_out, n_rule, why = row
             old, new = f"{o_out} {o_rule}".strip(), f"{n_out} {n_rule}".strip()
-            lines.append(f"| {_md(inv)} | {kind} | {amount} {cur} | {_md(old)} | {_md(new)} | {_md(why)} |")
+            lines.append(f"| {_md(inv)} | {on} | {kind} | {amount} {cur} | {_md(old)} | {_md(new)} | {_md(why)} |")
         if len(diff.changes) > max_rows:
             lines.append(f"\n… and {len(diff.changes) - max_rows} more (`--format csv` lists them all).")
     return "\n".join(lines) + "\n"

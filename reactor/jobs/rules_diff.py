@@ -1,6 +1,11 @@
 """`reactor rules diff`: list every open invoice (as the sweep lists them), decide on each under two
 rules files at one instant, and compare (the comparison is pure: reactor/rules/diff.py).
 
+Each invoice is decided on every trigger of the preview plan (reactor/rules/preview.py): as the
+sweep finds it, and as Chargebee's next event of each type a rule of either file listens to would
+bring it (reactor/jobs/preview.py `next_event`). An invoice in the held list (an undo, a budget:
+reactor/jobs/held.py, read only) is held under both files on every trigger.
+
 The listing is the sweep's (reactor/jobs/sweep.py `pages`, `sweep_event`), through the caller's
 ChargebeeClient, so the shared rate limit applies. Each invoice is decided as the sweep's dry run
 decides it: the customer or subscription a rule reads is fetched only when it could change a
@@ -13,7 +18,8 @@ A resource the snapshot lacks (other rules read other facts) blocks the write-of
 
 Budgets start from what today's counters had used at the diff's instant (reactor/jobs/budget.py
 `budgets_used`, read only); a snapshot keeps what they held when it was taken, and one taken before
-it kept them starts from zero and says so.
+it kept them starts from zero and says so. A snapshot keeps the held list too (`held`: invoice id →
+reason); one taken before it kept it says the holds are unknown.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from ..rules import RuleSet, decide
 from ..rules.diff import (
     BLOCKED,
     COUNTER_MAX,
+    UNKNOWN,
     BudgetsUsed,
     InvoiceVerdicts,
     RulesDiff,
@@ -46,14 +53,18 @@ from ..rules.diff import (
     apply_budgets,
     budgets_start,
     compare,
+    held_verdict,
+    holds_line,
     is_counter,
     verdict_of,
 )
-from ..rules.facts import facts_worth_fetching, unresolved
+from ..rules.event_types import SWEEP_EVENT_TYPE
 from ..rules.money import to_major
+from ..rules.preview import preview_plan
 from .budget import budgets_used
 from .context import build_rate_limit
-from .facts import RunFacts, complete_facts
+from .facts import RunFacts
+from .preview import held_invoices, next_event, preview_decision
 from .sweep import pages, sweep_event
 
 SNAPSHOT_FORMAT = "reactor-rules-diff-snapshot/1"
@@ -91,6 +102,8 @@ class Listing:
     source: str = ""
     calls: int = 0  # Chargebee calls made for this run (0 offline)
     budgets: BudgetsUsed | None = None  # what the budget counters held; None: from zero
+    held: dict[str, str] | None = None  # the held list, invoice id → reason; None: not known
+    held_source: str = "Redis"  # where `held` was read
 
 
 class FactSource(RunFacts):
@@ -121,41 +134,58 @@ def list_open_invoices(
 
 
 def verdict(ruleset: RuleSet, event: dict[str, Any], now: datetime, facts: FactSource) -> Verdict:
-    """The verdict on one swept invoice under one rules file, facts completed as the sweep's dry run
-    completes them (reactor/jobs/sweep.py `_Sweeper.decision`)."""
-    decision = decide(ruleset, event, now)
-    if decision.blocked_by is not None or not facts_worth_fetching(ruleset, event, now):
-        return verdict_of(decision)
+    """The verdict on one listed invoice's event under one rules file, facts completed as the sweep's
+    dry run completes them (reactor/jobs/preview.py `preview_decision`)."""
     try:
-        completed = complete_facts(facts, ruleset, event, now)
+        previewed = preview_decision(facts, ruleset, event, now)
     except NotInSnapshot as exc:
-        return Verdict(BLOCKED, decision.rule, None, f"facts missing: {exc}")
-    decision = decide(ruleset, completed.event, now)
-    why = None
-    if decision.action == "write_off":
-        why = unresolved(ruleset, completed.event, now, decision.rule or "", completed.unknown)
-    return verdict_of(decision, why)
+        return Verdict(BLOCKED, decide(ruleset, event, now).rule, None, f"facts missing: {exc}")
+    if previewed.blind is not None:
+        return Verdict(UNKNOWN, previewed.blind.rule, None, previewed.blind.reason())
+    return verdict_of(previewed.decision, previewed.facts_blocked)
+
+
+def invoice_verdicts(
+    base: RuleSet,
+    new: RuleSet,
+    invoice: dict[str, Any],
+    trigger: str,
+    held: dict[str, str],
+    now: datetime,
+    facts: FactSource,
+) -> InvoiceVerdicts:
+    """One listed invoice decided under both files on one trigger; held under both when `held` names it."""
+    invoice_id = str(invoice.get("id"))
+    currency = str(invoice.get("currency_code") or "").upper()
+    amount = invoice.get("amount_due")
+    amount = amount if isinstance(amount, int) and not isinstance(amount, bool) else 0
+    major = to_major(amount, currency) if currency else Decimal(amount)
+    if invoice_id in held:
+        old = new_verdict = held_verdict(held[invoice_id])
+    else:
+        swept = trigger == SWEEP_EVENT_TYPE
+        event = sweep_event(invoice, "diff", now) if swept else next_event(invoice, trigger, "diff", now)
+        old, new_verdict = verdict(base, event, now, facts), verdict(new, event, now, facts)
+    customer = str(invoice.get("customer_id") or "")
+    return InvoiceVerdicts(invoice_id, customer, currency, amount, major, old, new_verdict, trigger)
 
 
 def diff_listing(base: RuleSet, new: RuleSet, listing: Listing, now: datetime, facts: FactSource) -> RulesDiff:
-    """Decide on every listed invoice under both files at `now`, apply each file's budgets in
-    listing order from what `listing.budgets` had used, and compare."""
-    rows = []
-    for invoice in listing.invoices:
-        event = sweep_event(invoice, "diff", now)
-        currency = str(invoice.get("currency_code") or "").upper()
-        amount = invoice.get("amount_due")
-        amount = amount if isinstance(amount, int) and not isinstance(amount, bool) else 0
-        major = to_major(amount, currency) if currency else Decimal(amount)
-        old, new_verdict = verdict(base, event, now, facts), verdict(new, event, now, facts)
-        customer = str(invoice.get("customer_id") or "")
-        rows.append(InvoiceVerdicts(str(invoice.get("id")), customer, currency, amount, major, old, new_verdict))
+    """Decide on every listed invoice under both files at `now`, on every trigger of the preview
+    plan; apply each file's budgets per trigger (each is the one thing that happens next) in listing
+    order from what `listing.budgets` had used, and compare. The rows come invoice by invoice, each
+    invoice's triggers in the plan's order."""
+    plan = preview_plan(base, new)
     used = listing.budgets.at(now) if listing.budgets is not None else None
-    rows = apply_budgets(base.limits, rows, "old", used)
-    rows = apply_budgets(new.limits, rows, "new", used)
-    diff = compare(rows)
+    per_trigger = []
+    for trigger in plan.triggers:
+        rows = [invoice_verdicts(base, new, inv, trigger, listing.held or {}, now, facts) for inv in listing.invoices]
+        rows = apply_budgets(base.limits, rows, "old", used)
+        per_trigger.append(apply_budgets(new.limits, rows, "new", used))
+    diff = compare([row for rows in zip(*per_trigger, strict=True) for row in rows], plan)
     shown = new.limits if new.limits.max_per_day or new.limits.max_count_per_hour else base.limits
     diff.budgets = budgets_start(listing.budgets, shown, now)
+    diff.held = holds_line(listing.held, (str(invoice.get("id")) for invoice in listing.invoices), listing.held_source)
     return diff
 
 
@@ -174,6 +204,7 @@ def diff_against_chargebee(
     try:
         list_open_invoices(client, listing)
         listing.budgets = budgets_used(connection, now, settings.key_prefix)
+        listing.held = held_invoices(connection, settings.key_prefix)
         return diff_listing(base, new, listing, now, FactSource(listing, client)), listing
     except ChargebeeError as exc:
         raise ListingFailed(f"cannot list the open invoices from Chargebee: {exc}") from None
@@ -237,6 +268,7 @@ def save_snapshot(path: str | os.PathLike[str], listing: Listing) -> None:
         "customers": listing.customers,
         "subscriptions": listing.subscriptions,
         "budgets_used": listing.budgets.as_dict() if listing.budgets is not None else None,
+        "held": listing.held,
     }
     target = Path(path)
     try:
@@ -336,6 +368,8 @@ def _listing_of(data: dict[str, Any], name: str) -> Listing:
         taken_at,
         source,
         budgets=BudgetsUsed.from_dict(data.get("budgets_used"), name),
+        held=_held(data.get("held")),
+        held_source=name,
     )
 
 
@@ -377,3 +411,13 @@ def _nested_deeper(value: object, levels: int) -> bool:
                     return True
                 stack.append((child, depth + 1))
     return False
+
+
+def _held(data: object) -> dict[str, str] | None:
+    """The held list a snapshot kept (invoice id → reason), or None when it kept none (one taken
+    before snapshots kept it): unknown. ValueError when it is not such a map."""
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ValueError("held must be an object of reasons by invoice id")
+    return dict(data)

@@ -25,6 +25,11 @@ is never resent. The sweep closes those gaps.
   `reactor rules diff` fetches them). A live sweep fetches only for a rule in dry-run mode (its
   candidates are collected, not queued), through the same per-run `RunFacts`; an invoice it queues
   is decided by the worker on facts fetched afresh for that job.
+- A dry run also decides each invoice as Chargebee's next event of each type a rule listens to
+  would bring it (reactor/jobs/preview.py, reactor/rules/preview.py): most rules are limited to
+  webhooks (`on: [payment_failed, invoice_updated]`) and would otherwise never show. A decision
+  resting on a field only the event carries is listed as not previewed. An invoice in the held
+  list (an undo, a budget: reactor/jobs/held.py, read only) is listed as held and not decided.
 """
 
 from __future__ import annotations
@@ -33,20 +38,22 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..keys import EVALUATE_JOB, Keys
-from ..rules import Decision, RuleSet, decide
+from ..rules import Decision, RuleSet, decide, to_major
 from ..rules.event_types import SWEEP_EVENT_TYPE
 from ..rules.facts import facts_worth_fetching, unresolved
+from ..rules.preview import PreviewPlan, preview_plan
 from .audit import Outcome
 from .context import JobContext, current_context
 from .facts import RunFacts, complete_facts
+from .preview import held_invoices, next_event, preview_decision
 from .stored_events import as_event
-from .sweep_report import Candidate
+from .sweep_report import ANY_TRIGGER, HELD, NOT_PREVIEWED, Candidate
 
 if TYPE_CHECKING:
     import redis
@@ -119,8 +126,11 @@ def checkpoint_key(prefix: str) -> str:
 @dataclass
 class SweepResult:
     checkpoint: Checkpoint
-    candidates: list[Candidate] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)  # would be written off (dry run), per trigger
     queued: int = 0
+    plan: PreviewPlan = field(default_factory=PreviewPlan)  # the triggers a dry run decided on
+    not_previewed: list[Candidate] = field(default_factory=list)  # dry run: decisions on a field only events carry
+    held: list[Candidate] = field(default_factory=list)  # dry run: invoices in the held list, not decided
 
 
 def days_overdue(invoice: dict[str, Any], now: datetime) -> int | None:
@@ -148,6 +158,9 @@ def run_sweep(
         return result
     ruleset = ctx.rules.current()
     sweeper = _Sweeper(ctx, ruleset, now, result, RunFacts(ctx.chargebee), dry_run, min_days_overdue)
+    if dry_run:
+        result.plan = preview_plan(ruleset)
+        sweeper.held = held_invoices(ctx.redis, ctx.keys.prefix)
     for invoices, next_offset in pages(ctx.chargebee, point.next_offset):
         for invoice in invoices:
             sweeper.sweep(invoice)
@@ -180,27 +193,61 @@ class _Sweeper:
     facts: RunFacts  # this run's customers and subscriptions, each fetched at most once
     dry_run: bool
     min_days_overdue: int
+    held: dict[str, str] = field(default_factory=dict)  # dry run: the held list, invoice id → reason
 
     def sweep(self, invoice: dict[str, Any]) -> None:
         point = self.result.checkpoint
         overdue = days_overdue(invoice, self.now)
         if self.min_days_overdue and (overdue is None or overdue < self.min_days_overdue):
             return
+        invoice_id = str(invoice.get("id"))
+        if self.dry_run and invoice_id in self.held:  # held stays held, whatever the rules say
+            point.seen += 1
+            self.result.held.append(self.candidate(invoice, None, overdue, ANY_TRIGGER, HELD, self.held[invoice_id]))
+            return
         event = sweep_event(invoice, point.sweep_id, self.now)
         decision = self.decision(event)
+        if self.dry_run:
+            self.on_next_events(invoice, overdue)
         if decision is None:
             return
         point.matched += 1
         if self.dry_run or decision.dry_run:
-            amount = decision.amount_due_major or Decimal(0)
-            customer = str(invoice.get("customer_id") or "")
-            self.result.candidates.append(
-                Candidate(
-                    str(invoice.get("id")), customer, decision.rule or "", amount, decision.currency or "", overdue
-                )
-            )
+            self.result.candidates.append(self.candidate(invoice, decision, overdue))
         elif self.ctx.events.accept(as_event(event), EVALUATE_JOB).outcome == "queued":
             self.result.queued += 1
+
+    def on_next_events(self, invoice: dict[str, Any], overdue: int | None) -> None:
+        """Dry run: what Chargebee's next event of each type a rule listens to would do with the
+        invoice as listed: a write-off, or a decision that could not be previewed."""
+        for trigger in self.result.plan.webhook_triggers:
+            event = next_event(invoice, trigger, self.result.checkpoint.sweep_id, self.now)
+            previewed = preview_decision(self.facts, self.ruleset, event, self.now)
+            decision, blind = previewed.decision, previewed.blind
+            if blind is not None:
+                candidate = self.candidate(invoice, decision, overdue, trigger, NOT_PREVIEWED, blind.reason())
+                self.result.not_previewed.append(replace(candidate, rule=blind.rule))
+            elif decision.action == "write_off" and previewed.facts_blocked is None:
+                self.result.candidates.append(self.candidate(invoice, decision, overdue, trigger))
+
+    @staticmethod
+    def candidate(
+        invoice: dict[str, Any],
+        decision: Decision | None,
+        overdue: int | None,
+        on: str = SWEEP_EVENT_TYPE,
+        outcome: str = "write_off",
+        note: str = "",
+    ) -> Candidate:
+        customer = str(invoice.get("customer_id") or "")
+        if decision is None:  # held: as listed
+            currency = str(invoice.get("currency_code") or "").upper()
+            amount = invoice.get("amount_due")
+            major = to_major(amount, currency) if type(amount) is int and currency else Decimal(0)
+            return Candidate(str(invoice.get("id")), customer, "", major, currency, overdue, on, outcome, note)
+        amount_major = decision.amount_due_major or Decimal(0)
+        rule, currency = decision.rule or "", decision.currency or ""
+        return Candidate(str(invoice.get("id")), customer, rule, amount_major, currency, overdue, on, outcome, note)
 
     def decision(self, event: dict[str, Any]) -> Decision | None:
         """The decision to act on (counted as seen), or None when the invoice is not one to write off.

@@ -1,21 +1,32 @@
 """What a dry-run sweep would write off (reactor/jobs/sweep.py), for people: one `Candidate` per
-invoice, totals per rule and currency, and the CSV report `reactor sweep --report` writes."""
+invoice and trigger, totals per trigger, rule and currency, and the CSV report `reactor sweep
+--report` writes.
+
+A trigger (`on`) is `sweep` (the invoice as the sweep finds it) or an event type a rule listens to
+(if Chargebee's next such event for the invoice arrived now, with the invoice as listed). Beside the
+write-offs, the report lists what could not be previewed (a decision resting on a field only the
+event carries) and the invoices held (reactor/jobs/held.py), which are not decided."""
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from ..rules.event_types import SWEEP_EVENT_TYPE
 from .audit import spreadsheet_cell
+
+WRITE_OFF, NOT_PREVIEWED, HELD = "write_off", "not_previewed", "held"  # a Candidate's outcome
+ANY_TRIGGER = "any"  # the `on` of a held invoice: held whatever comes
 
 
 @dataclass
 class Candidate:
-    """An invoice the rules would write off."""
+    """An invoice the rules would write off on one trigger; or, by `outcome`, one whose decision could
+    not be previewed (`note` says why) or that is held (`note`: the hold's reason)."""
 
     invoice_id: str
     customer_id: str
@@ -23,20 +34,27 @@ class Candidate:
     amount_major: Decimal
     currency: str
     days_overdue: int | None
+    on: str = SWEEP_EVENT_TYPE
+    outcome: str = WRITE_OFF
+    note: str = ""
 
 
-def totals(candidates: list[Candidate]) -> dict[tuple[str, str], tuple[int, Decimal]]:
-    """(rule, currency) → (count, amount in major units)."""
-    sums: dict[tuple[str, str], tuple[int, Decimal]] = {}
+def totals(candidates: Iterable[Candidate]) -> dict[tuple[str, str, str], tuple[int, Decimal]]:
+    """(on, rule, currency) → (count, amount in major units) of the write-offs, the sweep's first."""
+    sums: dict[tuple[str, str, str], tuple[int, Decimal]] = {}
     for c in candidates:
-        count, amount = sums.get((c.rule, c.currency), (0, Decimal(0)))
-        sums[(c.rule, c.currency)] = (count + 1, amount + c.amount_major)
-    return dict(sorted(sums.items()))
+        if c.outcome != WRITE_OFF:
+            continue
+        count, amount = sums.get((c.on, c.rule, c.currency), (0, Decimal(0)))
+        sums[(c.on, c.rule, c.currency)] = (count + 1, amount + c.amount_major)
+    return dict(sorted(sums.items(), key=lambda item: (item[0][0] != SWEEP_EVENT_TYPE, item[0])))
 
 
-def report_rows(candidates: list[Candidate]) -> Iterator[list[str]]:
-    """The CSV: one row per invoice, then a totals section per rule per currency."""
-    yield ["invoice", "customer", "rule", "amount", "currency", "days_overdue"]
+def report_rows(candidates: Iterable[Candidate]) -> Iterator[list[str]]:
+    """The CSV: one row per invoice and trigger, then a totals section per rule, currency and trigger
+    (write-offs only: an invoice is written off at most once, so the triggers do not add up)."""
+    candidates = list(candidates)
+    yield ["invoice", "customer", "rule", "amount", "currency", "days_overdue", "on", "outcome", "note"]
     for c in candidates:
         yield [
             c.invoice_id,
@@ -45,11 +63,14 @@ def report_rows(candidates: list[Candidate]) -> Iterator[list[str]]:
             str(c.amount_major),
             c.currency,
             "" if c.days_overdue is None else str(c.days_overdue),
+            c.on,
+            c.outcome,
+            c.note,
         ]
     yield []
-    yield ["total", "rule", "count", "amount", "currency"]
-    for (rule, currency), (count, amount) in totals(candidates).items():
-        yield ["total", rule, str(count), str(amount), currency]
+    yield ["total", "rule", "count", "amount", "currency", "on"]
+    for (on, rule, currency), (count, amount) in totals(candidates).items():
+        yield ["total", rule, str(count), str(amount), currency, on]
 
 
 class ReportError(Exception):
@@ -69,7 +90,7 @@ def check_report_path(path: str | os.PathLike[str]) -> None:
         raise ReportError(f"cannot write the report to {path}: permission denied")
 
 
-def write_report(path: str | os.PathLike[str], candidates: list[Candidate]) -> None:
+def write_report(path: str | os.PathLike[str], candidates: Iterable[Candidate]) -> None:
     """The CSV (report_rows) at `path`; any failure, a full disk (ENOSPC) included, as ReportError."""
     try:
         with open(path, "w", newline="") as handle:

@@ -76,12 +76,13 @@ class Condition:
 
 def kleene(condition: Condition, subject: Subject, unknown: frozenset[str] = frozenset()) -> Verdict:
     """The condition in three-valued logic: a leaf that cannot be evaluated (Unevaluable), or that
-    reads a resource in `unknown` (reactor/rules/facts.py), is None; a combinator is None only when
+    reads a resource in `unknown` (`customer`, reactor/rules/facts.py) or a field in it
+    (`transaction.amount`, reactor/rules/preview.py), is None; a combinator is None only when
     its children leave its value open. Where no leaf is None, this is `condition.test`."""
     if condition.kind != "field":
         return combine(condition.kind, [kleene(child, subject, unknown) for child in condition.children])
     field = condition.field
-    if field is not None and field.root in unknown:
+    if field is not None and (field.root in unknown or field.path in unknown):
         return None
     try:
         return bool(condition.test(subject))

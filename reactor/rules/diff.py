@@ -1,8 +1,12 @@
-"""What a rules change would change: two verdicts per open invoice, compared (`reactor rules diff`).
+"""What a rules change would change: two verdicts per open invoice and trigger, compared (`reactor
+rules diff`).
 
 Pure: the caller (reactor/jobs/rules_diff.py) lists the invoices, completes the facts and decides
-under both files at one instant; this module turns the two decisions into verdicts, applies the
-budgets as they would be applied on the day, and compares. No Redis, HTTP or clock.
+under both files at one instant, on each trigger of the preview plan (reactor/rules/preview.py):
+the invoice as the sweep finds it (`sweep`), and as Chargebee's next event of each type a rule
+listens to would bring it (`payment_failed` ...). This module turns the two decisions into verdicts,
+applies the budgets as they would be applied on the day (each trigger on its own, as the one thing
+that happens next), and compares. No Redis, HTTP or clock.
 
 Budgets (`limits.max_per_day`, `limits.max_count_per_hour`) are counted as reactor/jobs/budget.py
 counts them, as they would be on the day: from what today's counters had already used at the diff's
@@ -14,19 +18,22 @@ smaller one after it may still fit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from .event_types import SWEEP_EVENT_TYPE
-from .model import Decision, Limits, RuleSet
+from .model import Decision, Limits
 from .money import minor_factor, to_major
+from .preview import PreviewPlan
 
-# A verdict's outcome: what the reactor would do with the invoice under one rules file.
+# A verdict's outcome: what the reactor would do with the invoice under one rules file. UNKNOWN: the
+# decision rests on a field only the event carries (reactor/rules/preview.py `blind_read`).
 WRITE_OFF, DRY_RUN, HELD, BLOCKED, SKIP, NO_MATCH = "write_off", "dry_run", "held", "blocked", "skip", "no_match"
-OUTCOMES = (WRITE_OFF, DRY_RUN, HELD, BLOCKED, SKIP, NO_MATCH)
+UNKNOWN = "not_previewed"
+OUTCOMES = (WRITE_OFF, DRY_RUN, HELD, BLOCKED, SKIP, NO_MATCH, UNKNOWN)
 
 # A change's kind, from the old verdict to the new one.
 NEWLY_WRITTEN_OFF = "newly_written_off"
@@ -36,6 +43,7 @@ OTHER_COMMENT = "other_comment"
 NEWLY_HELD = "held"
 NEWLY_BLOCKED = "blocked"
 OTHER_OUTCOME = "other_outcome"
+NOT_PREVIEWED = "not_previewed"
 CHANGE_KINDS = (
     NEWLY_WRITTEN_OFF,
     NO_LONGER_WRITTEN_OFF,
@@ -44,6 +52,7 @@ CHANGE_KINDS = (
     NEWLY_HELD,
     NEWLY_BLOCKED,
     OTHER_OUTCOME,
+    NOT_PREVIEWED,
 )
 CHANGE_MEANINGS = {
     NEWLY_WRITTEN_OFF: "written off under the new rules, not under the old",
@@ -53,6 +62,7 @@ CHANGE_MEANINGS = {
     NEWLY_HELD: "a write-off under the new rules that a budget would hold",
     NEWLY_BLOCKED: "a write_off rule matches under the new rules, but a safety check or a missing fact blocks it",
     OTHER_OUTCOME: "no write-off either way, decided otherwise (skip, no match, dry run)",
+    NOT_PREVIEWED: "the files decide otherwise, and a decision rests on a field only the event carries: unknown",
 }
 
 
@@ -84,7 +94,8 @@ def verdict_of(decision: Decision, facts_blocked: str | None = None) -> Verdict:
 
 @dataclass(frozen=True)
 class InvoiceVerdicts:
-    """One open invoice, as listed, with its verdict under the old and the new rules."""
+    """One open invoice, as listed, with its verdict under the old and the new rules on one trigger:
+    `sweep` (as the sweep finds it) or an event type (if Chargebee's next such event arrived now)."""
 
     invoice_id: str
     customer_id: str
@@ -93,6 +104,7 @@ class InvoiceVerdicts:
     amount_major: Decimal
     old: Verdict
     new: Verdict
+    on: str = SWEEP_EVENT_TYPE
 
 
 @dataclass(frozen=True)
@@ -178,6 +190,29 @@ def budgets_start(used: BudgetsUsed | None, limits: Limits, now: datetime) -> st
     return f"budgets: {', '.join(parts)} ({used.source}, day {used.day}, hour {used.hour}{stale})"
 
 
+def held_verdict(reason: str, rule: str | None = None) -> Verdict:
+    """The verdict on an invoice parked in the held list (reactor/jobs/held.py: an undo, a budget):
+    held under both files and on every trigger, whatever the rules say, until a person releases it."""
+    return Verdict(HELD, rule, None, f"held ({reason or 'no reason recorded'}) until `reactor held release`")
+
+
+def holds_line(held: Mapping[str, str] | None, listed: Iterable[str], source: str = "Redis") -> str:
+    """One line: which listed invoices are held and stay held, e.g. `held: 1 listed invoice is held
+    and stays held under both files: inv_1 (undone) (Redis)`; `held: unknown ...` when not known."""
+    if held is None:
+        return "held: unknown (the snapshot predates kept holds): a held invoice shows as the rules decide it"
+    ids = [invoice_id for invoice_id in listed if invoice_id in held]
+    if not ids:
+        return f"held: no listed invoice is held ({source})"
+    shown = ", ".join(f"{i} ({held[i] or 'no reason'})" for i in ids[:HELD_SHOWN])
+    more = f" and {len(ids) - HELD_SHOWN} more" if len(ids) > HELD_SHOWN else ""
+    verb = "invoice is held and stays" if len(ids) == 1 else "invoices are held and stay"
+    return f"held: {len(ids)} listed {verb} held under both files: {shown}{more} ({source})"
+
+
+HELD_SHOWN = 10  # held invoices named in the `held:` line
+
+
 def apply_budgets(
     limits: Limits, rows: Iterable[InvoiceVerdicts], side: str, used: BudgetsUsed | None = None
 ) -> list[InvoiceVerdicts]:
@@ -214,8 +249,12 @@ def apply_budgets(
     return result
 
 
-def change_kind(old: Verdict, new: Verdict) -> str | None:
-    """The kind of change from `old` to `new`, or None when nothing that matters changed."""
+def change_kind(old: Verdict, new: Verdict, alike: bool = False) -> str | None:
+    """The kind of change from `old` to `new`, or None when nothing that matters changed. A verdict
+    that could not be previewed is a change unless both files decide the trigger `alike`, rule for
+    rule: whatever the unknown field holds, they then decide the same."""
+    if UNKNOWN in (old.outcome, new.outcome):
+        return None if alike else NOT_PREVIEWED
     if old.writes_off and new.writes_off:
         if old.rule != new.rule:
             return OTHER_RULE
@@ -248,50 +287,103 @@ def _add(sums: Money, currency: str, amount: Decimal, sign: int = 1) -> None:
 
 
 @dataclass
-class RulesDiff:
-    """The comparison: every change, and the totals people read first."""
+class Totals:
+    """The totals of one trigger's verdicts."""
 
-    rows: list[InvoiceVerdicts]
-    changes: list[Change] = field(default_factory=list)
     by_kind: dict[str, Money] = field(default_factory=dict)  # change kind → per currency
-    written_off: dict[str, Money] = field(default_factory=dict)  # "old"/"new" → per currency
+    written_off: dict[str, Money] = field(default_factory=lambda: {"old": {}, "new": {}})  # side → per currency
     by_rule: dict[str, dict[str, Money]] = field(default_factory=dict)  # rule → "old"/"new" → per currency
-    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)  # "old"/"new" → outcome → count
-    budgets: str = ""  # what the budgets started from (budgets_start), one line
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.changes)
+    outcomes: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {side: dict.fromkeys(OUTCOMES, 0) for side in ("old", "new")}
+    )  # "old"/"new" → outcome → count
 
     def kind_counts(self) -> dict[str, int]:
         return {kind: sum(n for n, _ in self.by_kind.get(kind, {}).values()) for kind in CHANGE_KINDS}
 
 
-def compare(rows: Iterable[InvoiceVerdicts]) -> RulesDiff:
-    """Every invoice whose verdict changed, with totals per change kind, currency and rule."""
-    diff = RulesDiff(rows=list(rows))
-    diff.written_off = {"old": {}, "new": {}}
-    diff.outcomes = {side: dict.fromkeys(OUTCOMES, 0) for side in ("old", "new")}
+@dataclass
+class RulesDiff:
+    """The comparison: every change on every trigger, and the totals people read first.
+
+    `by_kind`, `written_off`, `by_rule`, `outcomes` and `kind_counts()` are the sweep's (as a swept
+    invoice is decided); `totals` holds them per trigger, the sweep's too."""
+
+    rows: list[InvoiceVerdicts]
+    changes: list[Change] = field(default_factory=list)
+    totals: dict[str, Totals] = field(default_factory=dict)  # trigger → its totals, in the plan's order
+    newly_written_off: Money = field(default_factory=dict)  # per currency, each invoice once on any trigger
+    plan: PreviewPlan = field(default_factory=PreviewPlan)
+    budgets: str = ""  # what the budgets started from (budgets_start), one line
+    held: str = ""  # which listed invoices are held (holds_line), one line
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def invoices(self) -> int:
+        """How many invoices were listed (each has one row per trigger)."""
+        return len({row.invoice_id for row in self.rows})
+
+    @property
+    def changed_invoices(self) -> int:
+        """How many invoices change on some trigger."""
+        return len({change.row.invoice_id for change in self.changes})
+
+    @property
+    def not_previewed(self) -> bool:
+        """A change could not be previewed: a decision rests on a field only the event carries, or a
+        rule reading one changed between the files. Never "no change"."""
+        return any(c.kind == NOT_PREVIEWED for c in self.changes) or bool(self.plan.blind_changed)
+
+    def _sweep(self) -> Totals:
+        return self.totals.get(SWEEP_EVENT_TYPE) or Totals()
+
+    @property
+    def by_kind(self) -> dict[str, Money]:
+        return self._sweep().by_kind
+
+    @property
+    def written_off(self) -> dict[str, Money]:
+        return self._sweep().written_off
+
+    @property
+    def by_rule(self) -> dict[str, dict[str, Money]]:
+        return self._sweep().by_rule
+
+    @property
+    def outcomes(self) -> dict[str, dict[str, int]]:
+        return self._sweep().outcomes
+
+    def kind_counts(self) -> dict[str, int]:
+        return self._sweep().kind_counts()
+
+
+def compare(rows: Iterable[InvoiceVerdicts], plan: PreviewPlan | None = None) -> RulesDiff:
+    """Every invoice whose verdict changed on a trigger, with totals per trigger, change kind,
+    currency and rule; and what is newly written off on any trigger, each invoice counted once (it
+    is written off at most once, whichever event comes first)."""
+    plan = plan if plan is not None else PreviewPlan()
+    diff = RulesDiff(rows=list(rows), plan=plan)
+    diff.totals = {trigger: Totals() for trigger in plan.triggers}
+    newly: set[str] = set()
     for row in diff.rows:
+        totals = diff.totals.setdefault(row.on, Totals())
         for side in ("old", "new"):
             verdict: Verdict = getattr(row, side)
-            diff.outcomes[side][verdict.outcome] += 1
+            totals.outcomes[side][verdict.outcome] += 1
             if verdict.writes_off:
-                _add(diff.written_off[side], row.currency, row.amount_major)
-                per_rule = diff.by_rule.setdefault(verdict.rule or "", {"old": {}, "new": {}})
+                _add(totals.written_off[side], row.currency, row.amount_major)
+                per_rule = totals.by_rule.setdefault(verdict.rule or "", {"old": {}, "new": {}})
                 _add(per_rule[side], row.currency, row.amount_major)
-        kind = change_kind(row.old, row.new)
-        if kind is not None:
-            diff.changes.append(Change(row, kind))
-            _add(diff.by_kind.setdefault(kind, {}), row.currency, row.amount_major)
-    diff.by_rule = dict(sorted(diff.by_rule.items()))
+        kind = change_kind(row.old, row.new, alike=row.on in plan.alike)
+        if kind is None:
+            continue
+        diff.changes.append(Change(row, kind))
+        _add(totals.by_kind.setdefault(kind, {}), row.currency, row.amount_major)
+        if kind == NEWLY_WRITTEN_OFF and row.invoice_id not in newly:
+            newly.add(row.invoice_id)
+            _add(diff.newly_written_off, row.currency, row.amount_major)
+    for totals in diff.totals.values():
+        totals.by_rule = dict(sorted(totals.by_rule.items()))
     return diff
-
-
-def unlisted_rules(*rulesets: RuleSet) -> list[str]:
-    """The rules of these files no listed invoice meets, in file order: an `on:` that leaves out
-    `sweep` limits a rule to webhooks, so a change to it cannot show in the diff."""
-    names: list[str] = []
-    for ruleset in rulesets:
-        names += [r.name for r in ruleset.rules if not r.applies_to(SWEEP_EVENT_TYPE) and r.name not in names]
-    return names

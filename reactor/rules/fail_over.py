@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from .diff import NEWLY_WRITTEN_OFF, RulesDiff
+from .diff import RulesDiff
 
 _AMOUNT = re.compile(r"[0-9]{1,15}(\.[0-9]{1,4})?")  # major units, ASCII digits: no 1e9999, no NaN
 
@@ -65,9 +65,10 @@ class FailOver:
         return self.per_currency.get(currency, self.any_currency if self.any_currency is not None else Decimal(0))
 
     def exceeded(self, diff: RulesDiff) -> list[str]:
-        """One line per currency whose newly written-off amount passes its allowance."""
+        """One line per currency whose newly written-off amount passes its allowance: on the sweep or
+        on any next event, each invoice counted once (it is written off at most once)."""
         lines = []
-        for currency, (count, amount) in sorted(diff.by_kind.get(NEWLY_WRITTEN_OFF, {}).items()):
+        for currency, (count, amount) in sorted(diff.newly_written_off.items()):
             allowed = self.allowance(currency)
             if amount > allowed:
                 lines.append(
@@ -76,12 +77,16 @@ class FailOver:
         return lines
 
 
-EXIT_NO_CHANGE, EXIT_CHANGES, EXIT_ERROR, EXIT_OVER = 0, 1, 2, 3
+EXIT_NO_CHANGE, EXIT_CHANGES, EXIT_ERROR, EXIT_OVER, EXIT_NOT_PREVIEWED = 0, 1, 2, 3, 4
 """Exit codes of `reactor rules diff` (docs/operations.md, "Previewing a rules change")."""
 
 
 def exit_code(diff: RulesDiff, fail_over: FailOver | None) -> int:
-    """0 no change, 1 changes, 3 when --fail-over is passed (2, an error, is the command's)."""
+    """0 no change, 1 changes, 3 when --fail-over is passed, 4 when a change could not be previewed
+    (2, an error, is the command's). When several hold: 3 (known to write off too much), then 4
+    (unknown, never "no change"), then 1."""
     if fail_over is not None and fail_over.exceeded(diff):
         return EXIT_OVER
+    if diff.not_previewed:
+        return EXIT_NOT_PREVIEWED
     return EXIT_CHANGES if diff.changed else EXIT_NO_CHANGE

@@ -45,11 +45,12 @@ def test_a_pasted_file_is_compared_with_the_rules_in_force(admin_web, sandbox) -
     answer = browser.post(url, data={"rules": NEW, "csrf": token(form.text)}, timeout=30)
     assert answer.status_code == 200, answer.text
     assert "5 of 7 open invoices change" in answer.text
-    assert cells(answer.text, "inv_b")[1:3] == ["newly_written_off", "50.00 USD"]
+    assert cells(answer.text, "inv_b")[1:4] == ["newly_written_off", "sweep", "50.00 USD"]
     assert cells(answer.text, "inv_c")[1] == "held"
     assert "would be passed today" in cells(answer.text, "inv_c")[-1]
-    assert cells(answer.text, "inv_f")[1:5] == [
+    assert cells(answer.text, "inv_f")[1:6] == [
         "no_longer_written_off",
+        "sweep",
         "20.00 EUR",
         "write_off exhausted-small",
         "skip no-euro",
@@ -74,14 +75,16 @@ def test_an_uploaded_file_that_does_not_load_gets_its_problems(admin_web) -> Non
     assert latin.status_code == 400 and "not UTF-8" in latin.text
 
 
-def test_a_rule_limited_to_webhooks_is_named_on_the_page(admin_web) -> None:
+def test_a_rule_limited_to_webhooks_is_previewed_on_its_events_on_the_page(admin_web) -> None:
+    """`no-euro` limited to payment_failed: on a swept invoice inv_f stays written off, on its next
+    payment_failed it would be skipped; the page shows both, each with its trigger."""
     browser = logged_in(admin_web)
     url = f"{admin_web.url}/admin/rules/diff"
     limited = NEW.replace("  - name: no-euro\n", "  - name: no-euro\n    on: [payment_failed]\n")
     answer = browser.post(url, data={"rules": limited, "csrf": token(browser.get(url, timeout=5).text)}, timeout=30)
     assert answer.status_code == 200, answer.text
-    note = re.search(r'<p class="muted" id="diff-unlisted">(.*?)</p>', answer.text, re.S)
-    assert note and "<code>no-euro</code>" in note.group(1)
-    assert (
-        'id="diff-unlisted"' not in browser.post(url, data={"rules": NEW, "csrf": token(answer.text)}, timeout=30).text
-    )
+    triggers = re.search(r'<p class="muted" id="diff-triggers">(.*?)</p>', answer.text, re.S)
+    assert triggers and "payment_failed" in triggers.group(1)
+    rows = re.findall(r"<tr><td><code>inv_f</code></td>(.*?)</tr>", answer.text, re.S)
+    shown = [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)] for r in rows]
+    assert [(row[1], row[2]) for row in shown] == [("other_rule", "sweep"), ("no_longer_written_off", "payment_failed")]

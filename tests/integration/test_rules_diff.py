@@ -86,6 +86,7 @@ def test_snapshot_then_offline_gives_the_same_answer_without_chargebee(settings,
     for data in (first, second):
         del data["chargebee_calls"], data["source"]
         assert data.pop("budgets").startswith("budgets: EUR 0.00 of 100 used today, USD 0.00 of 100 used today (")
+        assert data.pop("held").startswith("held: no listed invoice is held (")
     assert first == second
     # a snapshot taken under rules that read no customer, diffed against rules that do: the write-offs
     # that would rest on a customer not in it are blocked, with the reason, never written off
@@ -108,11 +109,12 @@ def test_csv_and_markdown_parse(settings, sandbox, site, new_rules) -> None:
     assert rows[0] == list(CHANGE_COLUMNS)
     changes = rows[1 : rows.index([])]
     assert {r[0]: r[2] for r in changes} == {inv: kind for inv, (_, kind) in INVOICES.items() if kind}
-    assert ["total", "newly_written_off", "1", "50.00", "USD"] in rows
+    assert ["total", "newly_written_off", "sweep", "1", "50.00", "USD"] in rows
+    assert ["total", "newly_written_off", "any", "1", "50.00", "USD"] in rows
     markdown = diff(settings, str(new_rules), "--format", "markdown", "--at", AT).stdout
     tables = [line for line in markdown.splitlines() if line.startswith("|")]
     assert all(line.endswith("|") for line in tables) and "**5 changed**" in markdown
-    assert any(line.startswith("| inv_b | newly_written_off | 50.00 USD |") for line in tables)
+    assert any(line.startswith("| inv_b | sweep | newly_written_off | 50.00 USD |") for line in tables)
     table = diff(settings, str(new_rules), "--at", AT)
     assert table.returncode == 1 and "7 open invoices, 5 changed; 3 Chargebee calls" in table.stdout
 
@@ -166,9 +168,9 @@ def test_the_snapshot_never_replaces_a_rules_file_and_is_readable_by_its_owner_o
     assert diff(settings, str(new_rules), "--invoices", str(snap), "--at", AT).returncode == 1
 
 
-def test_a_rule_limited_to_webhooks_is_named_rather_than_shown_as_unchanged(settings, site, rules_file, tmp_path):
-    """The shipped rules' own main rule is `on: [payment_failed, invoice_updated]`: no listed invoice meets
-    it, so raising its threshold changes nothing here, and the output says why instead of only "0 changed"."""
+def test_a_rule_limited_to_webhooks_is_previewed_on_its_events(settings, site, rules_file, tmp_path):
+    """A rule with `on: [payment_failed]` never sees a swept invoice: its edit shows on the invoice's
+    next payment_failed, in every format, and counts in the exit code."""
     hooks = "  - name: hooks-only\n    on: [payment_failed]\n    when:\n      - invoice.dunning_status: exhausted\n"
     rules_file(
         f"version: 1\nmode: live\nrules:\n{hooks}      - invoice.amount_due: {{lte: 25}}\n    action: write_off\n"
@@ -179,9 +181,13 @@ def test_a_rule_limited_to_webhooks_is_named_rather_than_shown_as_unchanged(sett
     )
 
     table = diff(settings, str(new), "--at", AT)
-    assert table.returncode == 0 and "0 changed" in table.stdout, table.stderr
-    assert "not decided on listed invoices: hooks-only" in table.stderr
+    assert table.returncode == 1, table.stderr
+    assert "7 open invoices, 2 changed" in table.stdout and "on: sweep (" in table.stdout
     data = json.loads(diff(settings, str(new), "--format", "json", "--at", AT).stdout)
-    assert data["unlisted_rules"] == ["hooks-only"]
-    markdown = diff(settings, str(new), "--format", "markdown", "--at", AT).stdout
-    assert "Not decided here: `hooks-only`" in markdown
+    assert data["on"] == ["sweep", "payment_failed"] and data["counts"]["newly_written_off"] == 0
+    assert [(c["invoice"], c["on"], c["change"]) for c in data["changes"]] == [
+        ("inv_b", "payment_failed", "newly_written_off"),  # 50 USD
+        ("inv_c", "payment_failed", "newly_written_off"),  # 70 USD
+    ]
+    assert data["newly_written_off"] == {"USD": {"count": 2, "amount": "120.00"}}
+    assert diff(settings, str(new), "--at", AT, "--fail-over", "USD=119.99").returncode == 3

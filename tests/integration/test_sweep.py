@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from reactor.jobs.audit import AuditLog
+from reactor.jobs.held import HeldWriteOff, hold
 from reactor.jobs.sweep import checkpoint_key
+from reactor.sandbox import seed_demo
 from tests.helpers import REPO, wait_for, worker_env
 
 pytestmark = pytest.mark.integration
@@ -134,9 +136,56 @@ def test_a_dry_run_report_lists_what_would_be_written_off_by_rule_with_totals(
     invoices = [r for r in rows[1:] if r and r[0] != "total"]
     assert {r[0] for r in invoices} == matching
     assert {r[2] for r in invoices} == {"exhausted-small"}
-    assert ["total", "exhausted-small", "350", "4375.00", "USD"] in rows
+    assert ["total", "exhausted-small", "350", "4375.00", "USD", "sweep"] in rows
+    # the next payment_failed of each would be written off too (webhook-only's in-progress ones are
+    # still being collected): a row per invoice and trigger, each trigger totalled on its own
+    assert ["total", "exhausted-small", "350", "4375.00", "USD", "payment_failed"] in rows
+    assert {r[6] for r in invoices} == {"sweep", "payment_failed"} and {r[7] for r in invoices} == {"write_off"}
+    output = log_path.read_text()
+    assert "350 would be written off by the sweep" in output and "on next payment_failed: 350 would be" in output
     assert sandbox.state.write_off_calls() == []
     assert list(AuditLog(redis_conn).query()) == []
+
+
+def test_a_dry_run_shows_what_each_next_event_would_do_and_keeps_held_invoices_held(
+    sandbox, redis_conn, rules_file, settings, tmp_path
+):
+    """The shipped rules on the demo invoices: the sweep writes none of them off (none is 90 days
+    overdue), but the next payment_failed or invoice_updated of inv_demo_1001 would; inv_demo_1004
+    (2500 JPY, which would go too) is held by an undo and stays held. A rule reading the event's
+    transaction is named, and the decisions resting on it are listed as not previewed."""
+    seed_demo(sandbox.state)
+    hold(redis_conn, HeldWriteOff("inv_demo_1004", rule="dunning-exhausted-small-balance", reason="undone"))
+    shipped = (REPO / "rules.yaml").read_text()
+    rules_file(shipped)
+    report = tmp_path / "report.csv"
+    proc, log_path = run_sweep(settings, "--dry-run", "--report", str(report))
+    output = log_path.read_text()
+    assert proc.returncode == 0, output
+    assert "dry run: 5 invoices seen, 0 would be written off by the sweep" in output
+    assert "on next payment_failed: 1 would be written off" in output
+    assert "held: 1 invoice stays held (reactor held list), not decided: inv_demo_1004 (undone)" in output
+    rows = list(csv.reader(report.open()))
+    decided = [(r[0], r[6], r[7]) for r in rows[1 : rows.index([])]]
+    assert sorted(decided) == [
+        ("inv_demo_1001", "invoice_updated", "write_off"),
+        ("inv_demo_1001", "payment_failed", "write_off"),
+        ("inv_demo_1004", "any", "held"),
+    ]
+    assert ["total", "dunning-exhausted-small-balance", "1", "12.50", "USD", "payment_failed"] in rows
+
+    declined = "  - name: declined-card\n    on: [payment_failed]\n    when: [transaction.error_code: card_declined]\n"
+    rules_file(shipped.replace("rules:\n", f"rules:\n{declined}    action: write_off\n", 1))
+    proc, log_path = run_sweep(settings, "--dry-run", "--report", str(report))
+    output = log_path.read_text()
+    assert proc.returncode == 0, output
+    assert "could not preview: rule declined-card reads transaction.error_code on payment_failed" in output
+    assert "on next payment_failed: 0 would be written off, 4 not previewed" in output
+    rows = list(csv.reader(report.open()))
+    unknown = {r[0] for r in rows[1 : rows.index([])] if r[7] == "not_previewed"}
+    assert unknown == {"inv_demo_1001", "inv_demo_1002", "inv_demo_1003", "inv_demo_1006"}
+    assert sandbox.state.write_off_calls() == [] and list(AuditLog(redis_conn).query()) == []
+    assert redis_conn.hlen("reactor:held") == 1
 
 
 def test_with_the_shipped_rules_a_swept_enterprise_invoice_is_protected_by_its_customer_record(

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -85,13 +86,47 @@ def test_a_customer_chargebee_did_not_have_is_a_missing_fact() -> None:
 
 @pytest.mark.parametrize("name", ["snap.json", "snap.json.gz"])
 def test_snapshot_round_trip(tmp_path, name) -> None:
-    save_snapshot(tmp_path / name, listing())
+    kept = listing()
+    kept.held = {"i2": "undone"}
+    save_snapshot(tmp_path / name, kept)
     again = load_snapshot(tmp_path / name)
-    assert (again.invoices, again.customers, again.taken_at) == (
+    assert (again.invoices, again.customers, again.taken_at, again.held) == (
         listing().invoices,
         listing().customers,
         NOW.isoformat(),
+        {"i2": "undone"},
     )
+
+
+def test_a_snapshot_from_before_holds_were_kept_loads_and_says_holds_are_unknown(tmp_path) -> None:
+    save_snapshot(tmp_path / "snap.json", listing())
+    data = json.loads((tmp_path / "snap.json").read_text())
+    del data["held"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = load_snapshot(tmp_path / "old.json")
+    assert old.held is None
+    diff = diff_listing(parse_rules(HEAD + SMALL), parse_rules(HEAD + MEDIUM), old, NOW, FactSource(old, None))
+    assert diff.held.startswith("held: unknown (the snapshot predates kept holds)")
+
+
+def test_a_held_invoice_is_held_under_both_files_on_every_trigger() -> None:
+    """i2 (50 USD) would be newly written off by `medium`, on the sweep and on a next payment_failed;
+    it is in the held list, so it stays held everywhere and nothing counts as newly written off."""
+    hooks = "    on: [payment_failed, sweep]\n"
+    small, medium = SMALL.replace("    when", hooks + "    when"), MEDIUM.replace("    when", hooks + "    when")
+    snap = listing()
+    free = diff_listing(parse_rules(HEAD + small), parse_rules(HEAD + medium), snap, NOW, FactSource(snap, None))
+    newly = {(c.row.invoice_id, c.row.on) for c in free.changes if c.kind == "newly_written_off"}
+    assert newly == {("i2", "sweep"), ("i2", "payment_failed")}  # invoice_updated (no rule sees it): no change
+    assert free.newly_written_off == {"USD": (1, Decimal("50.00"))}  # written off once, whichever comes first
+    snap.held = {"i2": "undone"}
+    diff = diff_listing(parse_rules(HEAD + small), parse_rules(HEAD + medium), snap, NOW, FactSource(snap, None))
+    assert diff.plan.triggers == ("sweep", "payment_failed", "invoice_updated")
+    held = [row for row in diff.rows if row.invoice_id == "i2"]
+    assert len(held) == 3 and all(row.old.outcome == row.new.outcome == "held" for row in held)
+    assert "undone" in held[0].new.reason
+    assert "i2" not in {c.row.invoice_id for c in diff.changes} and diff.newly_written_off == {}
+    assert diff.held.startswith("held: 1 listed invoice is held and stays held under both files: i2 (undone)")
 
 
 @pytest.mark.parametrize(
@@ -153,7 +188,7 @@ def test_formats_parse_and_keep_cells_harmless() -> None:
     assert rows[0] == list(CHANGE_COLUMNS) and rows[1][0] == "'=cmd|x"
     markdown = to_markdown(diff, header)
     table = [line for line in markdown.splitlines() if line.startswith("| =cmd")]
-    assert table and "=cmd\\|x" in table[0] and table[0].count(" | ") == 5  # the pipe does not split the row
+    assert table and "=cmd\\|x" in table[0] and table[0].count(" | ") == 6  # the pipe does not split the row
 
 
 @pytest.mark.parametrize("name", ["snap.json", "snap.json.gz"])

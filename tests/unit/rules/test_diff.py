@@ -1,5 +1,5 @@
 """reactor/rules/diff.py: verdicts from decisions, every kind of change, budgets in listing order,
-totals per currency and rule, --fail-over and the exit codes."""
+totals per trigger, currency and rule, held invoices, --fail-over and the exit codes."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from reactor.rules.diff import (
     NEWLY_WRITTEN_OFF,
     NO_LONGER_WRITTEN_OFF,
     NO_MATCH,
+    NOT_PREVIEWED,
     OTHER_COMMENT,
     OTHER_OUTCOME,
     OTHER_RULE,
     SKIP,
+    UNKNOWN,
     WRITE_OFF,
     BudgetsUsed,
     InvoiceVerdicts,
@@ -30,10 +32,19 @@ from reactor.rules.diff import (
     budgets_start,
     change_kind,
     compare,
-    unlisted_rules,
+    held_verdict,
+    holds_line,
     verdict_of,
 )
-from reactor.rules.fail_over import EXIT_CHANGES, EXIT_NO_CHANGE, EXIT_OVER, FailOver, FailOverError, exit_code
+from reactor.rules.fail_over import (
+    EXIT_CHANGES,
+    EXIT_NO_CHANGE,
+    EXIT_NOT_PREVIEWED,
+    EXIT_OVER,
+    FailOver,
+    FailOverError,
+    exit_code,
+)
 from reactor.rules.model import Limits
 from reactor.rules.money import MoneyThreshold, to_major
 
@@ -42,8 +53,10 @@ from .helpers import NOW, invoice, rules
 WO_A = Verdict(WRITE_OFF, "a", "comment a")
 
 
-def row(invoice_id: str, old: Verdict, new: Verdict, amount: int = 1000, currency: str = "USD") -> InvoiceVerdicts:
-    return InvoiceVerdicts(invoice_id, "cus_1", currency, amount, to_major(amount, currency), old, new)
+def row(
+    invoice_id: str, old: Verdict, new: Verdict, amount: int = 1000, currency: str = "USD", on: str = "sweep"
+) -> InvoiceVerdicts:
+    return InvoiceVerdicts(invoice_id, "cus_1", currency, amount, to_major(amount, currency), old, new, on)
 
 
 def sweep(inv: dict) -> dict:
@@ -68,10 +81,31 @@ def sweep(inv: dict) -> dict:
         (WO_A, WO_A, None),
         (Verdict(SKIP, "s"), Verdict(SKIP, "t"), None),
         (Verdict(BLOCKED, "a", reason="x"), Verdict(BLOCKED, "a", reason="y"), None),
+        (Verdict(NO_MATCH), Verdict(UNKNOWN, "card"), NOT_PREVIEWED),
+        (Verdict(UNKNOWN, "card"), WO_A, NOT_PREVIEWED),
+        (Verdict(UNKNOWN, "card"), Verdict(UNKNOWN, "card"), NOT_PREVIEWED),  # the files differ after it
+        (held_verdict("undone"), held_verdict("undone"), None),
     ],
 )
 def test_every_kind_of_change(old: Verdict, new: Verdict, kind: str | None) -> None:
     assert change_kind(old, new) == kind
+
+
+def test_a_verdict_not_previewed_is_no_change_only_where_both_files_decide_alike() -> None:
+    unknown = Verdict(UNKNOWN, "card")
+    assert change_kind(unknown, unknown, alike=True) is None
+    assert change_kind(Verdict(NO_MATCH), WO_A, alike=True) == NEWLY_WRITTEN_OFF  # alike files: cannot happen
+
+
+def test_held_invoices_are_named_in_one_line() -> None:
+    assert held_verdict("undone").outcome == HELD and "undone" in held_verdict("undone").reason
+    assert holds_line({"i2": "undone", "i9": "x"}, ["i1", "i2"]) == (
+        "held: 1 listed invoice is held and stays held under both files: i2 (undone) (Redis)"
+    )
+    many = holds_line({f"i{n}": "" for n in range(12)}, [f"i{n}" for n in range(12)], "the snapshot s.json")
+    assert "12 listed invoices are held and stay held" in many and "i9 (no reason) and 2 more" in many
+    assert holds_line({}, ["i1"]) == "held: no listed invoice is held (Redis)"
+    assert holds_line(None, ["i1"]).startswith("held: unknown")
 
 
 def test_verdicts_from_real_decisions() -> None:
@@ -197,6 +231,40 @@ def test_totals_per_currency_per_rule_and_outcome_counts() -> None:
     assert diff.kind_counts()[OTHER_RULE] == 1
 
 
+def test_totals_per_trigger_and_newly_written_off_once_per_invoice() -> None:
+    """i1 would be newly written off on the sweep and on a next payment_failed: counted once for
+    --fail-over (it is written off at most once); the top-level totals are the sweep's."""
+    pending = Verdict(NO_MATCH)
+    diff = compare(
+        [
+            row("i1", pending, WO_A, 6000),
+            row("i1", pending, WO_A, 6000, on="payment_failed"),
+            row("i2", pending, pending, 2000),
+            row("i2", pending, WO_A, 2000, on="payment_failed"),
+            row("i3", WO_A, WO_A, 100, on="payment_failed"),
+        ]
+    )
+    assert [(c.row.invoice_id, c.row.on) for c in diff.changes] == [("i1", "sweep"), ("i1", "payment_failed"),
+                                                                    ("i2", "payment_failed")]  # fmt: skip
+    assert diff.by_kind[NEWLY_WRITTEN_OFF] == {"USD": (1, Decimal("60.00"))}
+    assert diff.totals["payment_failed"].by_kind[NEWLY_WRITTEN_OFF] == {"USD": (2, Decimal("80.00"))}
+    assert diff.totals["payment_failed"].written_off["old"] == {"USD": (1, Decimal("1.00"))}
+    assert diff.newly_written_off == {"USD": (2, Decimal("80.00"))}
+    assert (diff.invoices, diff.changed_invoices) == (3, 2)
+    assert exit_code(diff, FailOver.parse(["80"])) == EXIT_CHANGES
+    assert exit_code(diff, FailOver.parse(["79.99"])) == EXIT_OVER  # 60 + 20, not 60 + 60 + 20
+
+
+def test_a_change_not_previewed_exits_4_and_over_fail_over_still_exits_3() -> None:
+    unknown = compare([row("i1", Verdict(NO_MATCH), Verdict(UNKNOWN, "card"), on="payment_failed")])
+    assert unknown.not_previewed and exit_code(unknown, None) == EXIT_NOT_PREVIEWED
+    both = compare(
+        [row("i1", Verdict(NO_MATCH), WO_A, 60000), row("i2", Verdict(NO_MATCH), Verdict(UNKNOWN, "card"), on="x")]
+    )
+    assert exit_code(both, FailOver.parse(["500"])) == EXIT_OVER
+    assert exit_code(both, FailOver.parse(["1000"])) == EXIT_NOT_PREVIEWED
+
+
 def test_fail_over_and_exit_codes() -> None:
     unchanged = compare([row("i1", WO_A, WO_A)])
     assert exit_code(unchanged, None) == EXIT_NO_CHANGE
@@ -238,17 +306,3 @@ def test_a_file_changes_nothing_against_itself() -> None:
     verdicts = [verdict_of(decide(ruleset, sweep(invoice(id=f"i{n}", amount_due=n * 500)), NOW)) for n in range(8)]
     diff = compare([row(f"i{n}", v, v, n * 500) for n, v in enumerate(verdicts)])
     assert not diff.changed and diff.outcomes["old"] == diff.outcomes["new"]
-
-
-def test_rules_a_listed_invoice_never_meets_are_named() -> None:
-    base = rules(
-        "- name: hooks\n  on: [payment_failed]\n  when: [invoice.amount_due: {lte: 25}]\n  action: write_off\n"
-    )
-    new = rules(
-        "- name: hooks\n  on: [payment_failed]\n  when: [invoice.amount_due: {lte: 99}]\n  action: write_off\n"
-        "- name: swept\n  on: [payment_failed, sweep]\n  when: [invoice.amount_due: {lte: 5}]\n  action: write_off\n"
-        "- name: later\n  on: [invoice_updated]\n  when: [invoice.amount_due: {lte: 5}]\n  action: skip\n"
-        "- name: any\n  when: [invoice.amount_due: {lte: 5}]\n  action: skip\n"
-    )
-    assert unlisted_rules(base, new) == ["hooks", "later"]
-    assert unlisted_rules(rules("- name: any\n  when: [invoice.amount_due: {lte: 5}]\n  action: skip\n")) == []
