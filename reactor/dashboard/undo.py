@@ -16,7 +16,8 @@ from typing import Any
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 
 from ..jobs import build_context
-from ..jobs.undo import MAX_REASON, UndoRefused, undo_write_off
+from ..jobs.held import MAX_REASON
+from ..jobs.undo import UndoRefused, undo_write_off
 from ..keys import Keys
 from .views import admin, check_csrf, login_required
 

@@ -36,14 +36,13 @@ from ..chargebee import AuthError, ChargebeeError, RetryableError
 from .audit import AuditRecord, Outcome, amount_text
 from .audit.tally import WRITTEN_OFF_AT
 from .context import JobContext
-from .held import HeldWriteOff, hold
+from .held import MAX_REASON, HeldWriteOff, hold
 from .marks import WRITTEN_OFF_TTL, acquire_invoice_lock
 from .sweep import sweep_event
 from .trail import log_record
 from .undone import UNDONE_HOLD_REASON, load_mark
 
 UNPAID_STATUSES = ("posted", "payment_due", "not_paid")
-MAX_REASON = 500  # the longest reason an undo records (audit record, undone mark, the dashboard form)
 
 
 class UndoRefused(Exception):
