@@ -1,5 +1,6 @@
-"""The on-call dashboard at /admin: recent decisions, dead letters (with replay), held write-offs,
-the rules in force, and write-offs per day per currency. Server-rendered, no JavaScript, no CDN.
+"""The on-call dashboard at /admin: recent decisions, dead letters (with replay), held write-offs
+(released in held.py), the rules in force, and write-offs per day per currency, net of undos.
+Server-rendered, no JavaScript, no CDN. Every page's header names who is logged in.
 
 Off (404) unless REACTOR_ADMIN_USER and REACTOR_ADMIN_PASSWORD are set; these are not the webhook
 credentials. A login form starts a signed session cookie (HttpOnly, SameSite=Lax, Secure unless
@@ -35,6 +36,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     make_response,
     redirect,
     render_template,
@@ -53,6 +55,7 @@ from ..jobs.audit import OUTCOMES, AuditLog
 from ..jobs.audit.tally import daily_write_offs
 from ..jobs.deadletters import DeadLetterError, DeadLetters
 from ..jobs.held import list_held
+from ..jobs.invoice_state import undone_write_offs
 from ..keys import Keys
 from ..reloads import RulesReloadReporter
 from ..rules import RulesError
@@ -185,7 +188,8 @@ check_csrf = _check_csrf  # for the forms of the dashboard's other modules (reac
 
 @admin.app_context_processor
 def _template_helpers() -> dict[str, Any]:
-    return {"csrf_token": csrf_token}
+    """`csrf_token()` for the forms, and `user` for the header (who is logged in) on every page."""
+    return {"csrf_token": csrf_token, "user": g.get("admin_user")}
 
 
 def login_required(view: Any) -> Any:
@@ -194,9 +198,19 @@ def login_required(view: Any) -> Any:
         if not _session_live():
             session.clear()
             return redirect(url_for("admin.login", next=request.full_path if request.query_string else request.path))
+        g.admin_user = session["admin"]
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def _live_user() -> str | None:
+    """Who is logged in, for an error page's header: None without a live session, or when Redis cannot
+    say (the error page is shown all the same)."""
+    try:
+        return session.get("admin") if _session_live() else None
+    except HTTPException:  # _session_live's 503: Redis is unavailable
+        return None
 
 
 @admin.after_request
@@ -211,6 +225,8 @@ def _no_cache(response: Response) -> Response:
 @admin.errorhandler(HTTPException)
 def _error_page(exc: HTTPException) -> Any:
     code = exc.code or 500
+    if "admin_user" not in g:  # an error before login_required looked (a form token refused, a 404...)
+        g.admin_user = _live_user()
     page = render_template("admin/error.html", code=code, name=exc.name, description=exc.description)
     response = make_response(page, code)
     for name, value in exc.get_headers():  # Retry-After on a 429, Allow on a 405
@@ -277,6 +293,7 @@ def dashboard() -> Any:
     except ValueError:
         limit = DECISION_LIMITS[0]
     limit = limit if limit in DECISION_LIMITS else DECISION_LIMITS[0]
+    decisions = _decisions(connection, settings, filters, limit)
     return render_template(
         "admin/dashboard.html",
         user=session.get("admin"),
@@ -284,7 +301,8 @@ def dashboard() -> Any:
         limit=limit,
         limits=DECISION_LIMITS,
         outcomes=sorted(OUTCOMES),
-        decisions=_decisions(connection, settings, filters, limit),
+        decisions=decisions,
+        undone=undone_write_offs(connection, settings.key_prefix, decisions),
         dead_letters=_dead_letters(connection, settings),
         held=list_held(connection, settings.key_prefix),
         rules=_rules_view(connection, settings),
@@ -405,7 +423,8 @@ def _bars(
         if not amounts.get(day):
             continue
         major = to_major(amounts[day], currency)
-        base = float(to_major(max((below or {}).get(day, 0), 0), currency) / peak) * height if below else 0.0
+        floor = max((below or {}).get(day, 0), 0)
+        base = float(to_major(floor, currency) / peak) * height
         bar_height = max(1.0, float(major / peak) * height)
         bars.append(
             {
