@@ -9,6 +9,7 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:counters:events` | hash: webhook answers by kind | ingest/events.py |
 | `{p}:audit` | stream: the decision trail | jobs/audit/stream.py |
 | `{p}:audit:indexed_since` | the stream id of the first record indexed | jobs/audit/stream.py |
+| `{p}:audit:stats`, `{p}:audit:daily`, `{p}:audit:daily_undone` | counters from the stream | jobs/audit/tally.py |
 | `{p}:lock:invoice:<invoice>` | the invoice's lock around fetch, decide, write_off | jobs/write_off.py |
 | `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/write_off.py |
 | `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/write_off.py |

@@ -1,6 +1,6 @@
 """Notices: what a person must act on, written by whichever process notices it and sent as a digest.
 
-A held write-off, a budget used up, a refused rules edit, a Chargebee key refused, a new dead letter:
+A held write-off, an undone one, a budget used up, a refused rules edit, a Chargebee key refused, a new dead letter:
 the process that sees one appends a notice to a capped Redis stream with `Notices.add` (one round
 trip; a Redis error is logged, never raised into the job or the reload that noticed it). Nothing is
 sent from there: `reactor cron` drains the stream into one message every REACTOR_NOTIFY_INTERVAL
@@ -36,7 +36,7 @@ MAX_NOTICES = 10_000
 MAX_TEXT = 300
 """Characters of one notice's line; a longer one is cut."""
 
-KINDS = ("dead_letter", "held", "budget", "rules_refused", "chargebee_auth")
+KINDS = ("dead_letter", "held", "undone", "budget", "rules_refused", "chargebee_auth")
 
 
 class Notices:

@@ -6,9 +6,7 @@ import click
 from rich.table import Table
 from rq import Queue
 
-from ..jobs.audit import AuditLog, AuditRecord, Outcome
-from ..jobs.held import list_held, release
-from ..keys import Keys
+from ..jobs.held import MAX_REASON, list_held, release
 from .helpers import INVOICE_ID, cell, command_settings, connect, console, current_actor
 
 
@@ -35,14 +33,18 @@ def held_list() -> None:
 @held.command("release")
 @click.argument("invoice_ids", nargs=-1, type=INVOICE_ID)
 @click.option("--all", "release_all", is_flag=True, help="Release every held write-off.")
+@click.option("--reason", default="", help="Why, for the audit trail (recorded with your user@host).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def held_release(invoice_ids: tuple[str, ...], release_all: bool, yes: bool) -> None:
+def held_release(invoice_ids: tuple[str, ...], release_all: bool, reason: str, yes: bool) -> None:
     """Hand held write-offs back to a worker: it fetches each invoice fresh and decides again (the
-    rules still apply), without the budget check that held it. Recorded in the audit as released."""
+    rules still apply), without the budget check that held it. Recorded in the audit as released,
+    with who and why (the dashboard's Release records the same)."""
     settings = command_settings()
     connection = connect(settings)
     if release_all == bool(invoice_ids):
         raise click.UsageError("name the invoices to release, or give --all (not both)")
+    if len(" ".join(reason.split())) > MAX_REASON:
+        raise click.UsageError(f"give a --reason of at most {MAX_REASON} characters")
     ids = [h.invoice_id for h in list_held(connection, settings.key_prefix)] if release_all else list(invoice_ids)
     if not ids:
         click.echo("no held write-offs")
@@ -50,12 +52,8 @@ def held_release(invoice_ids: tuple[str, ...], release_all: bool, yes: bool) -> 
     if release_all and not yes:
         click.confirm(f"release {len(ids)} held write-offs past their budget?", abort=True)
     actor = current_actor()
-    done = release(
-        connection, Queue(settings.queue_name, connection=connection), ids, actor, prefix=settings.key_prefix
-    )
-    audit = AuditLog(connection, Keys(settings.key_prefix).audit())
-    for invoice_id in done:
-        audit.append(AuditRecord(event_id=None, invoice_id=invoice_id, outcome=Outcome.RELEASED, reason=f"by {actor}"))
+    queue = Queue(settings.queue_name, connection=connection)
+    done = release(connection, queue, ids, actor, prefix=settings.key_prefix, reason=reason)
     for invoice_id in sorted(set(ids) - set(done)):
         click.echo(f"{invoice_id}: not held (already released, or never held)", err=True)
     click.echo(f"released {len(done)}: {', '.join(done)}" if done else "nothing released")

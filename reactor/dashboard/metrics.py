@@ -6,10 +6,10 @@
 2. Facts that happen elsewhere (decisions, write-offs and job latency in RQ workers, which may run
    on other hosts and serve no HTTP; queue depth, dead letters, held write-offs, rules reloads) are
    read from Redis at scrape time by `RedisCollector` (rules reloads as reactor/reloads.py records
-   them). Decisions and write-offs are folded from the audit stream into counters (`AuditTally`):
-   every record, whoever wrote it and in whatever transaction, is counted exactly once, and nothing
-   on the job path has to remember to count. Any web process can answer, and a restarted process
-   loses nothing.
+   them). Decisions, write-offs and their undos are folded from the audit stream into counters
+   (`AuditTally`, reactor/jobs/audit/tally.py): every record, whoever wrote it and in whatever
+   transaction, is counted exactly once, and nothing on the job path has to remember to count. Any
+   web process can answer, and a restarted process loses nothing.
 
 Every metric and log field is listed in docs/metrics.md.
 """
@@ -31,6 +31,7 @@ from rq.job import Job
 
 from ..config import Settings
 from ..ingest.inbox import Inbox
+from ..jobs.audit.tally import JOB_BUCKETS, AuditTally, seconds_between, stats_key
 from ..jobs.held import count_held
 from ..keys import Keys
 from ..reloads import RulesReloadReporter
@@ -38,114 +39,6 @@ from ..rules.live import LiveRules
 from ..rules.money import to_major
 
 log = logging.getLogger(__name__)
-
-JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-"""Seconds from a job's start to its decision; the last bucket is the default job timeout and more."""
-
-NOT_A_JOB_END = frozenset({"decided", "replayed", "purged"})
-"""Audit outcomes that do not end a job attempt, so they are not timed."""
-
-
-def stats_key(audit_key: str) -> str:
-    """Hash of counters next to the audit stream: `decision|rule|action|outcome`, `written_off|USD` ..."""
-    return f"{audit_key}:stats"
-
-
-def daily_key(audit_key: str) -> str:
-    """Hash `YYYY-MM-DD|CUR` → minor units written off that day (UTC), for the dashboard chart."""
-    return f"{audit_key}:daily"
-
-
-class AuditTally:
-    """Counters folded from the audit stream, for /metrics and the dashboard chart.
-
-    A cursor (`{audit}:stats:cursor`, the last stream id counted) moves forward under a short Redis
-    lock, so concurrent scrapes never count a record twice; each scrape folds what was appended
-    since the last one, at most `max_records`. Job latency is the time from the RQ job's (latest)
-    start to the record that ended it, while RQ still keeps the job (its result TTL)."""
-
-    def __init__(self, connection: redis.Redis, audit_key: str, batch: int = 2000, max_records: int = 50_000):
-        self.redis = connection
-        self.audit_key = audit_key
-        self.batch = batch
-        self.max_records = max_records
-
-    def fold(self) -> int:
-        """Count new records; returns how many. Another process folding already: count nothing now."""
-        lock = self.redis.lock(f"{self.audit_key}:stats:lock", timeout=30, blocking_timeout=2)
-        if not lock.acquire():
-            return 0
-        try:
-            done = 0
-            while done < self.max_records:
-                cursor = (self.redis.get(f"{self.audit_key}:stats:cursor") or b"0-0").decode()
-                entries = self.redis.xrange(self.audit_key, min=f"({cursor}", max="+", count=self.batch)
-                if not entries:
-                    break
-                self._count(entries)
-                done += len(entries)
-            return done
-        finally:
-            try:
-                lock.release()
-            except redis.exceptions.LockError:
-                log.warning("audit tally: the lock expired while folding")
-
-    def _count(self, entries: list[Any]) -> None:
-        records = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
-        started = self._job_starts(records)
-        stats = stats_key(self.audit_key)
-        pipe = self.redis.pipeline(transaction=True)
-        for record in records:
-            outcome = record.get("outcome") or "unknown"
-            pipe.hincrby(stats, f"decision|{record.get('rule', '')}|{record.get('action', '')}|{outcome}", 1)
-            amount, currency = record.get("amount_due", ""), record.get("currency", "")
-            if outcome == "written_off" and currency and amount.lstrip("-").isdigit():
-                pipe.hincrby(stats, f"written_off|{currency}", 1)
-                pipe.hincrby(stats, f"written_off_minor|{currency}", int(amount))
-                pipe.hincrby(daily_key(self.audit_key), f"{record.get('at', '')[:10]}|{currency}", int(amount))
-            seconds = _job_seconds(record, started)
-            if outcome not in NOT_A_JOB_END and seconds is not None:
-                pipe.hincrby(stats, f"job_seconds_bucket|{next((b for b in JOB_BUCKETS if seconds <= b), '+Inf')}", 1)
-                pipe.hincrbyfloat(stats, "job_seconds_sum", seconds)
-                pipe.hincrby(stats, "job_seconds_count", 1)
-        pipe.set(f"{self.audit_key}:stats:cursor", entries[-1][0])
-        pipe.execute()
-
-    def _job_starts(self, records: list[dict[str, str]]) -> dict[str, str]:
-        """RQ's start of the jobs whose records carry no job_seconds (written by earlier releases),
-        while RQ still keeps them."""
-        job_ids = sorted({r["job_id"] for r in records if r.get("job_id") and not r.get("job_seconds")})
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.hget(f"rq:job:{job_id}", "started_at")
-        return {job_id: value.decode() for job_id, value in zip(job_ids, pipe.execute(), strict=True) if value}
-
-
-def _job_seconds(record: dict[str, str], started: dict[str, str]) -> float | None:
-    """The record's own job_seconds, else (a record of an earlier release) RQ's start to its `at`."""
-    if record.get("job_seconds"):
-        try:
-            seconds = float(record["job_seconds"])
-        except ValueError:
-            return None
-        return seconds if seconds >= 0 else None
-    return _seconds_between(started.get(record.get("job_id", "")), record.get("at"))
-
-
-def _seconds_between(start: str | None, end: str | None) -> float | None:
-    """Seconds from an RQ timestamp to an audit `at`; None when unknown or negative (a later retry)."""
-    if not start or not end:
-        return None
-    try:
-        begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
-        finish = datetime.fromisoformat(end.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    begin = begin if begin.tzinfo else begin.replace(tzinfo=timezone.utc)
-    finish = finish if finish.tzinfo else finish.replace(tzinfo=timezone.utc)
-    seconds = (finish - begin).total_seconds()
-    return seconds if seconds >= 0 else None
 
 
 class RedisCollector(Collector):
@@ -242,13 +135,15 @@ def _oldest_wait(queue: Queue, now: datetime) -> float:
         for job_id in ids:
             pipe.hget(f"{Job.redis_job_namespace_prefix}{job_id.decode()}", "enqueued_at")
         stamps = pipe.execute()
-    waits = [_seconds_between(stamp.decode() if stamp else None, now.isoformat()) for stamp in stamps]
+    waits = [seconds_between(stamp.decode() if stamp else None, now.isoformat()) for stamp in stamps]
     known = [seconds for seconds in waits if seconds is not None]
     return round(max(known), 3) if known else 0.0
 
 
 def _audit_families(stats: dict[str, str]) -> Iterator[Any]:
-    """Decisions and write-offs (count and amount) from the counters `AuditTally` folded."""
+    """Decisions, write-offs and undone write-offs (count and amount) from the counters `AuditTally`
+    folded. The undone counters are their own series: a counter never goes down, so what still
+    stands is `reactor_write_off_amount_total - reactor_write_off_undone_amount_total`."""
     decisions = CounterMetricFamily(
         "reactor_decisions", "Audit records by rule, action and outcome", labels=["rule", "action", "outcome"]
     )
@@ -256,16 +151,31 @@ def _audit_families(stats: dict[str, str]) -> Iterator[Any]:
     amount = CounterMetricFamily(
         "reactor_write_off_amount", "Amount written off in major units, by currency", labels=["currency"]
     )
+    undone_count = CounterMetricFamily(
+        "reactor_write_offs_undone",
+        "Write-offs of ours undone by a person (reactor undo), by currency",
+        labels=["currency"],
+    )
+    undone_amount = CounterMetricFamily(
+        "reactor_write_off_undone_amount",
+        "Amount of our write-offs undone by a person, in major units, by currency",
+        labels=["currency"],
+    )
+    money: dict[str, dict[str, int]] = {"written_off": {}, "written_off_minor": {}, "undone": {}, "undone_minor": {}}
     for field, value in stats.items():
         kind, _, rest = field.partition("|")
         if kind == "decision":
             rule, action, outcome = [*rest.split("|"), "", ""][:3]
             decisions.add_metric([rule, action, outcome], int(value))
-        elif kind == "written_off":
-            count.add_metric([rest], int(value))
-        elif kind == "written_off_minor":
-            amount.add_metric([rest], float(to_major(int(value), rest)))
-    yield from (decisions, count, amount)
+        elif kind in money:
+            money[kind][rest] = int(value)
+    # every currency written off has its undone series, 0 until an undo, so that the difference exists
+    for currency in sorted(set(money["written_off"]) | set(money["undone"])):
+        count.add_metric([currency], money["written_off"].get(currency, 0))
+        amount.add_metric([currency], float(to_major(money["written_off_minor"].get(currency, 0), currency)))
+        undone_count.add_metric([currency], money["undone"].get(currency, 0))
+        undone_amount.add_metric([currency], float(to_major(money["undone_minor"].get(currency, 0), currency)))
+    yield from (decisions, count, amount, undone_count, undone_amount)
 
 
 def _job_latency(stats: dict[str, str]) -> HistogramMetricFamily:

@@ -1,6 +1,8 @@
 """`/admin/invoices/<id>`: the timeline of one invoice, as `reactor trace` prints it
-(reactor/jobs/trace/), linked from every decision row of the dashboard. An event id finds its
-invoice's page. Routes on the dashboard's `admin` blueprint (reactor/dashboard/views.py), login required."""
+(reactor/jobs/trace/), linked from every invoice the dashboard lists. It starts with the reactor's
+standing on the invoice in one line and the invoice's status at Chargebee now, fetched live
+(reactor/jobs/invoice_state.py). An event id finds its invoice's page. Routes on the dashboard's
+`admin` blueprint (reactor/dashboard/views.py), login required."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from flask import current_app, redirect, render_template, url_for
 
 from .. import ids
+from ..jobs.invoice_state import chargebee_status, standing
 from ..jobs.trace import find_invoice, read_sources
 from ..jobs.trace.sources import SCAN_NOTE
 from .views import admin, login_required
@@ -30,4 +33,12 @@ def invoice_trace(some_id: str) -> Any:
         return redirect(url_for("admin.invoice_trace", some_id=invoice_id))
     sources = read_sources(connection, settings, invoice_id)
     note = SCAN_NOTE if sources.scanned else None
-    return render_template("admin/invoice.html", invoice_id=invoice_id, steps=sources.timeline(), error=None, note=note)
+    return render_template(
+        "admin/invoice.html",
+        invoice_id=invoice_id,
+        steps=sources.timeline(),
+        error=None,
+        note=note,
+        standing=standing(sources.records, sources.held),
+        chargebee=chargebee_status(settings, connection, invoice_id),
+    )

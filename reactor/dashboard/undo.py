@@ -16,7 +16,10 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 
 from .. import ids
 from ..jobs import build_context
-from ..jobs.undo import MAX_REASON, UndoRefused, undo_write_off
+from ..jobs.audit import AuditLog
+from ..jobs.held import MAX_REASON
+from ..jobs.invoice_state import last_write_off
+from ..jobs.undo import UndoRefused, undo_write_off
 from ..keys import Keys
 from .views import admin, check_csrf, login_required
 
@@ -46,10 +49,15 @@ def _mark(invoice_id: str, kind: str) -> dict[str, Any] | None:
 def undo_confirm(invoice_id: str) -> Any:
     """The confirmation step: what we wrote off, and a reason to give before anything is sent."""
     invoice_id = _checked(invoice_id)
+    connection = current_app.extensions["reactor.redis"]
+    records, _scanned = AuditLog(
+        connection, Keys(current_app.config["REACTOR_SETTINGS"].key_prefix).audit()
+    ).for_invoice(invoice_id)
     return render_template(
         "admin/undo.html",
         user=session.get("admin"),
         invoice_id=invoice_id,
+        written_off=last_write_off(records),
         mark=_mark(invoice_id, "written_off"),
         undone=_mark(invoice_id, "undone"),
         max_reason=MAX_REASON,

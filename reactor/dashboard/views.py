@@ -1,5 +1,6 @@
-"""The on-call dashboard at /admin: recent decisions, dead letters (with replay), held write-offs,
-the rules in force, and write-offs per day per currency. Server-rendered, no JavaScript, no CDN.
+"""The on-call dashboard at /admin: recent decisions, dead letters (with replay), held write-offs
+(released in held.py), the rules in force, and write-offs per day per currency, net of undos.
+Server-rendered, no JavaScript, no CDN. Every page's header names who is logged in.
 
 Off (404) unless REACTOR_ADMIN_USER and REACTOR_ADMIN_PASSWORD are set; these are not the webhook
 credentials. A login form starts a signed session cookie (HttpOnly, SameSite=Lax, Secure unless
@@ -35,6 +36,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     make_response,
     redirect,
     render_template,
@@ -50,13 +52,14 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 from ..config import Settings
 from ..ingest.events import JOB_ID_SAFE
 from ..jobs.audit import OUTCOMES, AuditLog
+from ..jobs.audit.tally import daily_write_offs
 from ..jobs.deadletters import DeadLetterError, DeadLetters
 from ..jobs.held import list_held
+from ..jobs.invoice_state import undone_write_offs
 from ..keys import Keys
 from ..reloads import RulesReloadReporter
 from ..rules import RulesError
 from ..rules.money import to_major
-from .metrics import AuditTally, daily_key
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +188,8 @@ check_csrf = _check_csrf  # for the forms of the dashboard's other modules (reac
 
 @admin.app_context_processor
 def _template_helpers() -> dict[str, Any]:
-    return {"csrf_token": csrf_token}
+    """`csrf_token()` for the forms, and `user` for the header (who is logged in) on every page."""
+    return {"csrf_token": csrf_token, "user": g.get("admin_user")}
 
 
 def login_required(view: Any) -> Any:
@@ -194,9 +198,19 @@ def login_required(view: Any) -> Any:
         if not _session_live():
             session.clear()
             return redirect(url_for("admin.login", next=request.full_path if request.query_string else request.path))
+        g.admin_user = session["admin"]
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def _live_user() -> str | None:
+    """Who is logged in, for an error page's header: None without a live session, or when Redis cannot
+    say (the error page is shown all the same)."""
+    try:
+        return session.get("admin") if _session_live() else None
+    except HTTPException:  # _session_live's 503: Redis is unavailable
+        return None
 
 
 @admin.after_request
@@ -211,6 +225,8 @@ def _no_cache(response: Response) -> Response:
 @admin.errorhandler(HTTPException)
 def _error_page(exc: HTTPException) -> Any:
     code = exc.code or 500
+    if "admin_user" not in g:  # an error before login_required looked (a form token refused, a 404...)
+        g.admin_user = _live_user()
     page = render_template("admin/error.html", code=code, name=exc.name, description=exc.description)
     response = make_response(page, code)
     for name, value in exc.get_headers():  # Retry-After on a 429, Allow on a 405
@@ -277,6 +293,7 @@ def dashboard() -> Any:
     except ValueError:
         limit = DECISION_LIMITS[0]
     limit = limit if limit in DECISION_LIMITS else DECISION_LIMITS[0]
+    decisions = _decisions(connection, settings, filters, limit)
     return render_template(
         "admin/dashboard.html",
         user=session.get("admin"),
@@ -284,7 +301,8 @@ def dashboard() -> Any:
         limit=limit,
         limits=DECISION_LIMITS,
         outcomes=sorted(OUTCOMES),
-        decisions=_decisions(connection, settings, filters, limit),
+        decisions=decisions,
+        undone=undone_write_offs(connection, settings.key_prefix, decisions),
         dead_letters=_dead_letters(connection, settings),
         held=list_held(connection, settings.key_prefix),
         rules=_rules_view(connection, settings),
@@ -351,21 +369,28 @@ PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2")
 
 def write_off_chart(connection: redis.Redis, settings: Settings, today: date, days: int = CHART_DAYS) -> dict[str, Any]:
     """Bars of the amount written off per UTC day, one small chart per currency (each its own scale:
-    yen and dollars do not share an axis). Plain numbers for an inline SVG template."""
+    yen and dollars do not share an axis), net of undos: a day's bar is what still stands of that
+    day's write-offs, and what was undone of them since is its own series stacked on it. Plain
+    numbers for an inline SVG template."""
     first = today - timedelta(days=days - 1)
-    per_currency = _daily_write_offs(connection, settings, first, today)
+    daily = daily_write_offs(connection, Keys(settings.key_prefix).audit(), first, today)
     width, height = 600, 120
     charts = []
-    for index, currency in enumerate(sorted(per_currency)):
-        amounts = per_currency[currency]
-        peak = max(to_major(v, currency) for v in amounts.values()) or 1
+    for index, currency in enumerate(daily.currencies()):
+        net, undone = daily.net(currency), daily.undone.get(currency, {})
+        gross = {day: max(amount, 0) + undone.get(day, 0) for day, amount in net.items()}
+        peak = max(to_major(v, currency) for v in gross.values()) or 1
+        written_total, undone_total, net_total = daily.totals(currency)
         charts.append(
             {
                 "currency": currency,
                 "color": PALETTE[index % len(PALETTE)],
-                "bars": _bars(amounts, currency, first, days, peak, width, height),
+                "bars": _bars({d: v for d, v in net.items() if v > 0}, currency, first, days, peak, width, height),
+                "undone_bars": _bars(undone, currency, first, days, peak, width, height, below=net),
                 "peak": f"{peak} {currency}",
-                "total": f"{to_major(sum(amounts.values()), currency)} {currency}",
+                "total": f"{to_major(net_total, currency)} {currency}",
+                "written_off": f"{to_major(written_total, currency)} {currency}",
+                "undone": f"{to_major(undone_total, currency)} {currency}" if undone_total else None,
             }
         )
     return {
@@ -378,44 +403,36 @@ def write_off_chart(connection: redis.Redis, settings: Settings, today: date, da
     }
 
 
-def _daily_write_offs(
-    connection: redis.Redis, settings: Settings, first: date, last: date
-) -> dict[str, dict[date, int]]:
-    """currency → UTC day → minor units written off, for the days from `first` to `last`."""
-    audit_key = Keys(settings.key_prefix).audit()
-    AuditTally(connection, audit_key).fold()
-    per_currency: dict[str, dict[date, int]] = {}
-    for field, value in connection.hgetall(daily_key(audit_key)).items():
-        day_text, _, currency = field.decode().partition("|")
-        try:
-            day = date.fromisoformat(day_text)
-        except ValueError:
-            continue
-        if first <= day <= last and currency:
-            per_currency.setdefault(currency, {})[day] = int(value)
-    return per_currency
-
-
 def _bars(
-    amounts: dict[date, int], currency: str, first: date, days: int, peak: Decimal | int, width: int, height: int
+    amounts: dict[date, int],
+    currency: str,
+    first: date,
+    days: int,
+    peak: Decimal | int,
+    width: int,
+    height: int,
+    below: dict[date, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """One bar per day that has an amount, scaled to the currency's `peak` (major units)."""
+    """One bar per day that has an amount, scaled to the currency's `peak` (major units); stacked on
+    the day's amount in `below` when given (the undone part on what still stands)."""
     gap = 2
     bar_width = width / days - gap
     bars = []
     for offset in range(days):
         day = first + timedelta(days=offset)
-        if day not in amounts:
+        if not amounts.get(day):
             continue
         major = to_major(amounts[day], currency)
+        floor = max((below or {}).get(day, 0), 0)
+        base = float(to_major(floor, currency) / peak) * height
         bar_height = max(1.0, float(major / peak) * height)
         bars.append(
             {
                 "x": round(offset * (bar_width + gap), 1),
-                "y": round(height - bar_height, 1),
+                "y": round(max(height - base - bar_height, 0.0), 1),
                 "width": round(bar_width, 1),
                 "height": round(bar_height, 1),
-                "label": f"{day.isoformat()}: {major} {currency}",
+                "label": f"{day.isoformat()}: {major} {currency}" + (" undone" if below is not None else ""),
             }
         )
     return bars

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from ..keys import RELEASE_HELD_JOB, Keys
-from .audit import Outcome, amount_text
+from .audit import AuditLog, AuditRecord, Outcome, amount_text
 from .trail import record_outcome
 
 if TYPE_CHECKING:
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from .context import JobContext
 
 log = logging.getLogger(__name__)
+
+MAX_REASON = 500
+"""The longest reason a person gives for an undo or a release (audit record, undone mark, the dashboard's forms)."""
 
 
 def held_key(prefix: str = "reactor") -> str:
@@ -166,19 +169,38 @@ def hold_write_off(
 
 
 def release(
-    connection: redis.Redis, queue: Queue, invoice_ids: Iterable[str], actor: str, *, prefix: str = "reactor"
+    connection: redis.Redis,
+    queue: Queue,
+    invoice_ids: Iterable[str],
+    actor: str,
+    *,
+    prefix: str = "reactor",
+    reason: str | None = None,
 ) -> list[str]:
-    """Hand held write-offs back to a worker (job `reactor.jobs.release_held`), each removal and its
-    enqueue in one transaction. Returns the invoice ids released; unknown ids are skipped."""
+    """Hand held write-offs back to a worker (job `reactor.jobs.release_held`): for each, its removal,
+    its enqueue and its `released` audit record (who, and why when given) in one transaction.
+    `reactor held release` and the dashboard's Release both come here. Returns the invoice ids
+    released; unknown ids are skipped."""
+    why = " ".join((reason or "").split())
+    if len(why) > MAX_REASON:
+        raise ValueError(f"give a reason of at most {MAX_REASON} characters (this one has {len(why)})")
+    audit = AuditLog(connection, Keys(prefix).audit())
     released = []
     for invoice_id in invoice_ids:
         event = held_event(connection, invoice_id, prefix)
         if event is None:
             continue
+        record = AuditRecord(
+            event_id=None,
+            invoice_id=invoice_id,
+            outcome=Outcome.RELEASED,
+            reason=f"by {actor}: {why}" if why else f"by {actor}",
+        )
         with connection.pipeline(transaction=True) as pipe:
             pipe.multi()  # RQ puts a caller's pipeline in MULTI itself, refusing one with commands queued
             queue.enqueue(RELEASE_HELD_JOB, event, actor, pipeline=pipe, description=f"release {invoice_id}")
             pipe.hdel(held_key(prefix), invoice_id)
+            audit.queue(pipe, record)
             pipe.execute()
         released.append(invoice_id)
     return released

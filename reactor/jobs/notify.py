@@ -4,7 +4,8 @@ REACTOR_NOTIFY_URL, a Slack-compatible incoming webhook (`POST {"text": ...}`).
 `reactor cron` runs `Notifier.run` in a thread: every REACTOR_NOTIFY_INTERVAL seconds it turns
 the dead letters it has not told yet into notices (RQ's FailedJobRegistry, however a job got there:
 its last retry, a refused request, an abandoned job), then sends what waits, at most
-`MAX_PER_DIGEST` notices in one message, `MAX_LINES` lines of each kind and the count of the rest.
+`MAX_PER_DIGEST` notices in one message, `MAX_LINES` lines of each kind and the count of the rest,
+then the day's write-offs (UTC) per currency as they stand: net of undos, as the dashboard's chart.
 A notice leaves Redis only once the receiver answered 2xx in full within `POST_DEADLINE` (connect,
 headers and body: reactor/jobs/http_deadline.py), so a receiver that trickles its answer holds the
 thread no longer and counts as failed; a refused or failed POST is tried again after a growing pause
@@ -26,6 +27,7 @@ import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import redis
@@ -38,6 +40,8 @@ from ..config import Settings
 from ..keys import Keys
 from ..notices import Notices
 from ..redaction import REDACTED, Redactor
+from ..rules.money import to_major
+from .audit.tally import DailyWriteOffs, daily_write_offs
 from .deadletters.letters import exception_line
 from .http_deadline import Deadline, DeadlineSession
 
@@ -55,6 +59,7 @@ POST_DEADLINE = 10.0
 HEADINGS = {
     "dead_letter": "new dead letters (reactor dlq list, dlq show JOB_ID, dlq replay JOB_ID)",
     "held": "write-offs held for a person (reactor held list, held release INVOICE_ID)",
+    "undone": "write-offs undone by a person, held until released (reactor held list, held release INVOICE_ID)",
     "budget": "budgets used up (limits in rules.yaml)",
     "rules_refused": "rules edits refused; the rules before them stay in force (reactor rules check)",
     "chargebee_auth": "Chargebee refused the API key (CHARGEBEE_API_KEY, CHARGEBEE_SITE)",
@@ -138,8 +143,11 @@ class Notice:
     at: str
 
 
-def digest(notices: list[Notice], dropped: int = 0, source: str = "chargebee-reactor") -> str:
-    """The message: a count, then each kind with its heading, up to MAX_LINES lines and the rest counted."""
+def digest(
+    notices: list[Notice], dropped: int = 0, source: str = "chargebee-reactor", money: Iterable[str] = ()
+) -> str:
+    """The message: a count, then each kind with its heading, up to MAX_LINES lines and the rest
+    counted, then `money`: today's write-offs as they stand (`money_lines`)."""
     total = len(notices) + dropped
     lines = [f"{source}: {total} {'thing needs' if total == 1 else 'things need'} a person"]
     kinds = [k for k in HEADINGS if any(n.kind == k for n in notices)]
@@ -152,7 +160,25 @@ def digest(notices: list[Notice], dropped: int = 0, source: str = "chargebee-rea
             lines.append(f"• … and {len(texts) - MAX_LINES} more")
     if dropped:
         lines.append(f"*{dropped} older notices were dropped* while the receiver could not be reached")
+    money = list(money)
+    if money:
+        lines.append("*written off today (UTC), net of undos*")
+        lines += [f"• {line}" for line in money]
     return "\n".join(lines)
+
+
+def money_lines(daily: DailyWriteOffs) -> list[str]:
+    """One line per currency: what still stands of the write-offs read, and what was undone of them."""
+    lines = []
+    for currency in daily.currencies():
+        written, undone, net = daily.totals(currency)
+        line = f"{to_major(net, currency)} {currency}"
+        if undone:
+            line += (
+                f" ({to_major(written, currency)} {currency} written off, {to_major(undone, currency)} undone since)"
+            )
+        lines.append(line)
+    return lines
 
 
 class Notifier:
@@ -225,7 +251,7 @@ class Notifier:
         notices, dropped, last_id = self.pending()
         if not notices or last_id is None:
             return None
-        text = scrub(digest(notices, dropped, self.source), self.secrets)
+        text = scrub(digest(notices, dropped, self.source, self.money_today()), self.secrets)
         why = self.post(text)
         if why is not None:
             log.warning("notify: %s %s; %d notices kept", self.receiver, why, len(notices))
@@ -236,6 +262,12 @@ class Notifier:
             pipe.execute()
         log.info("notify: sent a digest of %d notices", len(notices))
         return True
+
+    def money_today(self) -> list[str]:
+        """Today's write-offs (UTC) as they stand, per currency, folded from the audit trail as
+        /metrics and the dashboard's chart are (reactor/jobs/audit/tally.py)."""
+        today = datetime.now(timezone.utc).date()
+        return money_lines(daily_write_offs(self.redis, self.keys.audit(), today, today))
 
     def post(self, text: str) -> str | None:
         """POST the message within the deadline: None when the receiver took it (2xx, the whole

@@ -12,7 +12,10 @@ Only our own write-offs are undone: the `written_off` mark (reactor/jobs/marks.p
 their credit note. Fail closed: until Chargebee shows the write-off gone, nothing changes in Redis,
 so the mark keeps every job away from the invoice. When it is gone (our call, or someone removed or
 voided the note already) one transaction drops the mark, writes the `undone` mark (who, why, how many
-times), parks the invoice in `{p}:held` with reason `undone` and appends the `undone` audit record.
+times), parks the invoice in `{p}:held` with reason `undone` and appends the `undone` audit record;
+then a notice goes to the digest. The record's amount is the one our `written_off` record counted,
+and its detail says when that was (`written_off_at=`), so the chart, /metrics and the digest
+(reactor/jobs/audit/tally.py) take back exactly that write-off.
 `write_off.py` asks `undone_hold` before anything else, and `reactor held release` (which deletes
 the hold) lets automation decide on the invoice again; `write_off_generation` gives the next
 write-off a new idempotency key, so Chargebee does not answer it with the replay of the old one.
@@ -31,15 +34,15 @@ import redis
 
 from ..chargebee import AuthError, ChargebeeError, RetryableError
 from .audit import AuditRecord, Outcome, amount_text
+from .audit.tally import WRITTEN_OFF_AT
 from .context import JobContext
-from .held import HeldWriteOff, hold
+from .held import MAX_REASON, HeldWriteOff, hold
 from .marks import WRITTEN_OFF_TTL, acquire_invoice_lock
 from .sweep import sweep_event
 from .trail import log_record
 from .undone import UNDONE_HOLD_REASON, load_mark
 
 UNPAID_STATUSES = ("posted", "payment_due", "not_paid")
-MAX_REASON = 500  # the longest reason an undo records (audit record, undone mark, the dashboard form)
 
 
 class UndoRefused(Exception):
@@ -201,18 +204,20 @@ class _Undo:
         ctx, now = self.ctx, self.ctx.clock()
         before = load_mark(ctx, ctx.keys.undone(self.invoice_id)) or {}
         count = before.get("count") if type(before.get("count")) is int else 0
-        status, due, currency = invoice.get("status"), invoice.get("amount_due"), invoice.get("currency_code")
+        status, due = invoice.get("status"), invoice.get("amount_due")
         undone = {"at": now.isoformat(), "actor": self.actor, "reason": self.reason, "credit_note": credit_note}
         undone.update(count=count + 1, rule=mark.get("rule"), event_id=mark.get("event_id"), status=status)
+        written = self.written_off_record(mark, invoice)
         detail = f"actor={self.actor} credit_note={credit_note} status={status} amount_due={due}"
+        detail += f" {WRITTEN_OFF_AT}={written.at}" if written.at else ""
         record = AuditRecord(
             event_id=mark.get("event_id"),
             invoice_id=self.invoice_id,
             outcome=Outcome.UNDONE,
             action="undo",
             rule=mark.get("rule"),
-            amount_due=due if type(due) is int else None,
-            currency=currency if isinstance(currency, str) else None,
+            amount_due=written.amount_due,
+            currency=written.currency,
             reason=f"by {self.actor}: {self.reason}",
             credit_note=credit_note,
             detail=detail + (f" note={note}" if note else ""),
@@ -235,7 +240,37 @@ class _Undo:
             entry_id = pipe.execute()[-1]
         record.id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
         log_record(record)
-        return UndoResult(self.invoice_id, credit_note, status, record.amount_due, record.currency, note, record.id)
+        amount = record.amount_text() or "amount not recorded"
+        ctx.notices.add("undone", f"{self.invoice_id}: {amount} (rule {record.rule}) undone {record.reason}")
+        currency = invoice.get("currency_code")
+        return UndoResult(
+            self.invoice_id,
+            credit_note,
+            status,
+            due if type(due) is int else None,
+            currency if isinstance(currency, str) else None,
+            note,
+            record.id,
+        )
+
+    def written_off_record(self, mark: dict[str, Any], invoice: dict[str, Any]) -> AuditRecord:
+        """The amount undone and when it was written off: our `written_off` record of this invoice
+        (the newest), so the undo takes back exactly what the write-off counted (reactor/jobs/audit/
+        tally.py). Without one (trimmed from the stream) the amount the invoice shows due again,
+        and the mark's time."""
+        records, _scanned = self.ctx.audit.for_invoice(self.invoice_id)
+        ours = [r for r in records if r.outcome == Outcome.WRITTEN_OFF and r.amount_due is not None]
+        if ours:
+            return ours[-1]
+        due, currency, at = invoice.get("amount_due"), invoice.get("currency_code"), mark.get("at")
+        return AuditRecord(
+            event_id=mark.get("event_id"),
+            invoice_id=self.invoice_id,
+            outcome=Outcome.WRITTEN_OFF,
+            amount_due=due if type(due) is int else None,
+            currency=currency if isinstance(currency, str) else None,
+            at=at if isinstance(at, str) else "",
+        )
 
     def release_event(self, mark: dict[str, Any], invoice: dict[str, Any]) -> dict[str, Any]:
         """What `reactor held release` decides on: the event we wrote the invoice off for (stored for

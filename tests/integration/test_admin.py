@@ -303,3 +303,43 @@ def test_the_chart_has_one_bar_per_day_with_write_offs_per_currency(admin_web, r
     assert len(re.findall(r'<rect class="bar"', svgs["USD"])) == 1
     assert re.search(r"<title>\d{4}-\d\d-\d\d: 15\.00 USD</title>", svgs["USD"])
     assert "2000 JPY" in svgs["JPY"]
+
+
+def test_held_and_dead_letter_invoices_link_to_their_pages(admin_web, redis_conn, settings):
+    hold(redis_conn, HeldWriteOff("inv_held_link", rule="big", amount_due=30000, currency="EUR", reason="budget"))
+    make_dead_letter(redis_conn, settings, make_event({"id": "inv_dead_link", "status": "not_paid", "amount_due": 5}))
+    _, page = log_in(admin_web)
+    held = re.search(r'<section id="held">(.*?)</section>', page.text, re.S).group(1)
+    dead = re.search(r'<section id="dead-letters">(.*?)</section>', page.text, re.S).group(1)
+    assert 'href="/admin/invoices/inv_held_link"' in held and 'href="/admin/held/inv_held_link/release"' in held
+    assert 'href="/admin/invoices/inv_dead_link"' in dead
+
+
+def header(page: str) -> str:
+    found = re.search(r"<header>(.*?)</header>", page, re.S)
+    assert found, "no header"
+    return found.group(1)
+
+
+def test_every_page_shows_who_is_logged_in_error_pages_too(admin_web, redis_conn):
+    AuditLog(redis_conn).append(written_off("inv_head"))
+    browser, _ = log_in(admin_web)
+    pages = [
+        ("/admin/", 200),
+        ("/admin/rules/diff", 200),
+        ("/admin/invoices/inv_head", 200),
+        ("/admin/invoices/inv_head/undo", 200),
+        ("/admin/held/inv_head/release", 200),
+        ("/admin/invoices/inv_nobody", 404),
+        (f"/admin/invoices/{'x' * 101}/undo", 400),
+        ("/admin/held/bad%20id/release", 400),
+    ]
+    for path, status in pages:
+        answer = browser.get(admin_web.url + path, timeout=15)
+        assert answer.status_code == status, path
+        assert f"<span>{ADMIN_USER}</span>" in header(answer.text) and "Log out" in header(answer.text), path
+    refused = browser.post(f"{admin_web.url}/admin/logout", data={}, timeout=5)  # no form token: before any view
+    assert refused.status_code == 400 and ADMIN_USER in header(refused.text)
+
+    anonymous = requests.post(f"{admin_web.url}/admin/logout", data={}, timeout=5)
+    assert anonymous.status_code == 400 and "Log out" not in header(anonymous.text)

@@ -1,5 +1,6 @@
 """The dashboard in a real headless browser (Debian's chromium driven by playwright): log in, see a
-decision, see the chart drawn, replay a dead letter; and the Quick start's dashboard, opened with the
+decision, see the chart drawn, replay a dead letter; undo a write-off and see the chart net of it;
+release a held write-off; and the Quick start's dashboard, opened with the
 URL and login `reactor run` prints. Screenshots go to test-artifacts/; with REACTOR_SCREENSHOT=PATH
 the Quick start's logged-in dashboard is also saved to PATH (the README's docs/dashboard.png:
 `REACTOR_SCREENSHOT=docs/dashboard.png scripts/test.sh tests/integration/test_admin_browser.py`)."""
@@ -21,12 +22,13 @@ from reactor.jobs.audit import AuditLog
 from reactor.local.redis_server import free_port
 from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from tests.helpers import REPO, WebServer, wait_for
-from tests.integration.helpers import make_event
+from tests.integration.helpers import make_event, outcomes
 from tests.integration.ops_helpers import (
     kill_run,
     listening,
     make_dead_letter,
     printed_dashboard,
+    reactor_process,
     reactor_run,
     written_off,
 )
@@ -100,6 +102,64 @@ def test_on_call_logs_in_sees_a_decision_and_the_chart_and_replays_a_dead_letter
     assert page.locator(f'tr[data-job-id="{job.id}"]').count() == 0
     assert job.id not in FailedJobRegistry(settings.queue_name, connection=redis_conn).get_job_ids()
     page.screenshot(path=str(ARTIFACTS / "dashboard-after-replay.png"), full_page=True)
+
+
+def log_in(page, admin_web: WebServer) -> None:
+    page.goto(f"{admin_web.url}/admin/")
+    page.fill("input[name=user]", "oncall")
+    page.fill("input[name=password]", "night-shift-password")
+    page.click("button[type=submit]")
+    sync_api.expect(page.locator("h2", has_text="Recent decisions")).to_be_visible()
+
+
+def test_on_call_undoes_a_write_off_and_the_chart_shows_the_money_net_of_it(admin_web, page, our_write_off):
+    invoice_id = our_write_off["id"]
+    log_in(page, admin_web)
+    usd = page.locator('svg[data-currency="USD"]')
+    assert usd.locator("rect.bar").count() == 1 and usd.locator("rect.undone").count() == 0
+
+    decision = page.locator("tr.decision", has_text=invoice_id, has=page.locator(".o-written_off"))
+    decision.get_by_role("link", name=f"Undo the write-off of {invoice_id}").click()
+    sync_api.expect(page.locator("#undo-amount")).to_have_text("12.50 USD")
+    page.fill("textarea[name=reason]", "customer disputes the charge")
+    page.get_by_role("button", name="Undo the write-off of 12.50 USD in Chargebee").click()
+
+    sync_api.expect(page.locator(".flash.ok")).to_contain_text("write-off undone")
+    sync_api.expect(usd.locator("rect.bar")).to_have_count(0)
+    sync_api.expect(usd.locator("rect.undone")).to_have_count(1)
+    box = usd.locator("rect.undone").bounding_box()
+    assert box is not None and box["height"] > 50  # the undone amount drawn where the write-off stood
+    caption = page.locator("#chart figcaption", has_text="USD")
+    sync_api.expect(caption).to_contain_text("net 0.00 USD (12.50 USD written off, 12.50 USD undone since")
+    sync_api.expect(decision).to_contain_text("undone by admin:oncall")
+    assert decision.get_by_role("link", name=f"Undo the write-off of {invoice_id}").count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-after-undo.png"), full_page=True)
+
+
+def test_on_call_releases_a_held_write_off_from_the_dashboard(admin_web, page, our_write_off, redis_conn, settings):
+    invoice_id = our_write_off["id"]
+    undone = reactor_process(settings, "undo", invoice_id, "--reason", "customer disputes the charge")
+    assert undone.returncode == 0, undone.stderr
+    log_in(page, admin_web)
+
+    held = page.locator("tr.held", has_text=invoice_id)
+    sync_api.expect(held).to_contain_text("undone")
+    held.get_by_role("link", name=f"Release the held write-off of {invoice_id}").click()
+    sync_api.expect(page.locator("#held-amount")).to_have_text("12.50 USD")
+    page.fill("textarea[name=reason]", "dispute settled in our favour")
+    page.get_by_role("button", name="Release to a worker").click()
+
+    sync_api.expect(page.locator(".flash.ok")).to_contain_text(f"Released {invoice_id}")
+    sync_api.expect(page.locator("tr.held", has_text=invoice_id)).to_have_count(0)
+    [record] = [r for r in AuditLog(redis_conn).query(invoice_id=invoice_id) if r.outcome == "released"]
+    assert record.reason == "by admin:oncall: dispute settled in our favour"
+    wait_for(lambda: outcomes(redis_conn, invoice_id).count("written_off") == 2, what="the released write-off")
+    page.reload()
+    caption = page.locator("#chart figcaption", has_text="USD")
+    sync_api.expect(caption).to_contain_text("net 12.50 USD (25.00 USD written off, 12.50 USD undone since")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-after-release.png"), full_page=True)
 
 
 def test_the_quick_start_dashboard_opens_with_the_url_and_login_reactor_run_prints(tmp_path: Path, page):

@@ -1,5 +1,6 @@
 """/metrics as Prometheus scrapes it: web counters plus the facts workers leave in Redis (decisions,
-write-offs, job latency), RQ's queue and dead letters, held write-offs; and the JSON log lines."""
+write-offs and their undos, job latency), RQ's queue and dead letters, held write-offs; and the JSON
+log lines."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from reactor.keys import Keys
 from reactor.local.redis_server import free_port
 from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer, wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
-from tests.integration.ops_helpers import make_dead_letter
+from tests.integration.ops_helpers import make_dead_letter, reactor_process
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +76,23 @@ def test_a_write_off_by_a_worker_shows_up_in_the_web_metrics(sandbox, web, redis
     assert sample(text, "reactor_job_seconds_count") == 1
     assert sample(text, "reactor_job_seconds_bucket", le="+Inf") == 1
     assert sample(text, "reactor_redis_up") == 1
+
+
+def test_an_undone_write_off_is_its_own_counter_and_the_difference_is_zero(sandbox, web, settings, our_write_off):
+    before = scrape(web)
+    assert sample(before, "reactor_write_off_amount_total", currency="USD") == 12.5
+    assert sample(before, "reactor_write_off_undone_amount_total", currency="USD") == 0  # a series before any undo
+
+    undone = reactor_process(settings, "undo", our_write_off["id"], "--reason", "customer disputes the charge")
+    assert undone.returncode == 0, undone.stderr
+
+    text = scrape(web)
+    written = sample(text, "reactor_write_off_amount_total", currency="USD")
+    taken_back = sample(text, "reactor_write_off_undone_amount_total", currency="USD")
+    assert (written, taken_back, written - taken_back) == (12.5, 12.5, 0)
+    assert sample(text, "reactor_write_offs_total", currency="USD") == 1
+    assert sample(text, "reactor_write_offs_undone_total", currency="USD") == 1
+    assert sample(text, "reactor_decisions_total", rule="dunning-exhausted", action="undo", outcome="undone") == 1
 
 
 def test_event_types_chargebee_does_not_list_are_one_other_series(sandbox, web):

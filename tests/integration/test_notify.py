@@ -37,6 +37,7 @@ from reactor.notices import Notices
 from reactor.sandbox import SandboxServer
 from tests.helpers import REPO, WEBHOOK_PASSWORD, WebServer, wait_for, worker_env
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
+from tests.integration.ops_helpers import reactor_process
 
 pytestmark = pytest.mark.integration
 
@@ -215,6 +216,28 @@ def test_a_held_write_off_is_one_message_from_reactor_cron(
     assert "1 budgets used up" in text and "max_per_day for USD" in text
     assert "4242" not in text and "dunning_status" not in text, "no event body in a message"
     assert "sending a digest" in (tmp_path / "cron.log").read_text()
+
+
+def test_an_undo_is_told_and_the_digest_shows_the_day_net_of_it(
+    sandbox: SandboxServer, our_write_off, redis_conn, notify_settings, receiver, tmp_path
+):
+    invoice_id = our_write_off["id"]
+    undone = reactor_process(notify_settings, "undo", invoice_id, "--reason", "customer disputes the charge")
+    assert undone.returncode == 0, undone.stderr
+
+    cron = reactor_cron(notify_settings, tmp_path / "cron.log")
+    try:
+        wait_for(lambda: receiver.texts(), timeout=30, what="the digest")
+    finally:
+        stop(cron)
+
+    [text] = receiver.texts()
+    assert "*1 write-offs undone by a person, held until released" in text
+    assert f"• {invoice_id}: 12.50 USD (rule dunning-exhausted) undone by " in text
+    assert "customer disputes the charge" in text
+    assert text.endswith(
+        "*written off today (UTC), net of undos*\n• 0.00 USD (12.50 USD written off, 12.50 undone since)"
+    )
 
 
 def test_a_dead_letter_is_one_message_and_told_once(

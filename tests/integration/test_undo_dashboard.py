@@ -1,7 +1,11 @@
-"""The dashboard's Undo over real HTTP: a link on a written_off row, a confirmation page, a POST
-that needs the login, the CSRF token and a reason; our write-off reversed in the sandbox."""
+"""The dashboard's Undo over real HTTP: a link on a written_off row, a confirmation page with the
+amount, a POST that needs the login, the CSRF token and a reason; our write-off reversed in the
+sandbox; then the row says it was undone, and the chart and the invoice page show the money net of it."""
 
 from __future__ import annotations
+
+import html
+import re
 
 import pytest
 import requests
@@ -55,3 +59,47 @@ def test_a_bad_invoice_id_is_refused(admin_web, bad_id):
     browser = logged_in(admin_web)
     answer = browser.get(f"{admin_web.url}/admin/invoices/{bad_id}/undo", timeout=5)
     assert answer.status_code == 400 and "not an invoice id" in answer.text
+
+
+def test_an_undone_write_off_row_says_so_and_the_chart_and_invoice_page_show_money_net_of_it(
+    sandbox, our_write_off, admin_web, redis_conn
+):
+    invoice_id = our_write_off["id"]
+    browser = logged_in(admin_web)
+    before = browser.get(f"{admin_web.url}/admin/", timeout=5).text
+    assert "net 12.50 USD" in caption(before, "USD") and len(rects(before, "USD", "bar")) == 1
+    link = f"/admin/invoices/{invoice_id}/undo"
+    confirm = browser.get(admin_web.url + link, timeout=5)
+    assert re.search(r'id="undo-amount">12\.50 USD<', confirm.text)
+
+    done = browser.post(admin_web.url + link, data={"csrf": token(confirm.text), "reason": "goodwill"}, timeout=5)
+    assert "write-off undone" in done.text
+
+    page = browser.get(f"{admin_web.url}/admin/", timeout=5).text
+    [row] = [r for r in re.findall(r'<tr class="decision">(.*?)</tr>', page, re.S) if "o-written_off" in r]
+    assert f"undone by admin:{ADMIN_USER}" in html.unescape(row) and link not in row and "Undo…" not in row
+    assert rects(page, "USD", "bar") == [] and len(rects(page, "USD", "undone")) == 1
+    assert "net 0.00 USD (12.50 USD written off, 12.50 USD undone since" in caption(page, "USD")
+
+    invoice_page = html.unescape(browser.get(f"{admin_web.url}/admin/invoices/{invoice_id}", timeout=5).text)
+    standing = re.search(r'<p id="standing"><strong>(.*?)</strong>', invoice_page, re.S).group(1)
+    assert re.fullmatch(
+        rf"written off 12\.50 USD at \S+ by rule dunning-exhausted, undone by admin:{ADMIN_USER} at \S+ \(goodwill\), "
+        r"held \(undone\) since \S+",
+        standing,
+    ), standing
+    assert "At Chargebee now: not_paid, 12.50 USD due" in invoice_page
+
+
+def caption(page: str, currency: str) -> str:
+    """The caption of the currency's chart, as text."""
+    found = re.search(rf"<figcaption><strong>{currency}</strong>(.*?)</figcaption>", page, re.S)
+    assert found, f"no {currency} chart"
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", found.group(1))).split())
+
+
+def rects(page: str, currency: str, kind: str) -> list[str]:
+    """The <title> of each bar of `kind` (`bar`: what stands; `undone`) in the currency's chart."""
+    svg = re.search(rf'<svg[^>]*data-currency="{currency}">(.*?)</svg>', page, re.S)
+    assert svg, f"no {currency} chart"
+    return re.findall(rf'<rect class="{kind}"[^>]*><title>(.*?)</title>', svg.group(1))

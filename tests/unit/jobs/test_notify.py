@@ -3,8 +3,11 @@ sends them to a receiver)."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from reactor.config import Settings
-from reactor.jobs.notify import MAX_BACKOFF, MAX_LINES, REDACTED, Notice, Notifier, digest, scrub
+from reactor.jobs.audit.tally import DailyWriteOffs
+from reactor.jobs.notify import MAX_BACKOFF, MAX_LINES, REDACTED, Notice, Notifier, digest, money_lines, scrub
 
 
 def notices(kind: str, count: int, start: int = 1) -> list[Notice]:
@@ -26,6 +29,24 @@ def test_the_digest_says_how_many_notices_were_dropped_unsent():
     text = digest(notices("budget", 1), dropped=40)
     assert text.splitlines()[0].endswith("41 things need a person")
     assert "*40 older notices were dropped*" in text
+
+
+def test_the_digest_ends_with_the_day_written_off_net_of_undos():
+    day = date(2026, 1, 15)
+    daily = DailyWriteOffs(
+        written_off={"USD": {day: 2500}, "JPY": {day: 3000}, "EUR": {day: 1200}},
+        undone={"USD": {day: 1250}, "EUR": {day: 1200}},
+    )
+
+    text = digest(notices("undone", 1), money=money_lines(daily))
+
+    assert text.splitlines()[-4:] == [
+        "*written off today (UTC), net of undos*",
+        "• 0.00 EUR (12.00 EUR written off, 12.00 undone since)",
+        "• 3000 JPY",
+        "• 12.50 USD (25.00 USD written off, 12.50 undone since)",
+    ]
+    assert "written off today" not in digest(notices("held", 1), money=money_lines(DailyWriteOffs()))
 
 
 def test_scrub_removes_the_configured_secrets_and_credential_shapes():
