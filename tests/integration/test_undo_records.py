@@ -34,6 +34,6 @@ def test_the_undone_record_names_the_credit_note_removed(sandbox, redis_conn, se
 def test_a_refusal_shows_control_characters_in_the_id_escaped(sandbox, redis_conn, settings):
     refused = reactor(settings, "undo", "inv_\x1b[2J\x1b]0;owned\x07", "--reason", "not ours")
 
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2  # not an invoice id: refused before Redis or Chargebee is asked
     assert "\x1b" not in refused.output and "\x07" not in refused.output
-    assert "invoice inv_\\x1b[2J\\x1b]0;owned\\x07 was not written off by the reactor" in refused.output
+    assert "'inv_\\x1b[2J\\x1b]0;owned\\x07' is not a Chargebee invoice id" in refused.output
