@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import pty
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -67,6 +71,28 @@ def reactor_process(settings: Settings, *args: str, timeout: float = 60) -> subp
         text=True,
         timeout=timeout,
     )
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def reactor_on_terminal(settings: Settings, *args: str, columns: int = 80, timeout: float = 60) -> str:
+    """Run `python -m reactor ARGS...` on a pseudo-terminal `columns` wide (COLUMNS set too, as a
+    shell sets it), as on-call runs it; its output with the terminal's colours taken out."""
+    parent, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {**worker_env(settings), "COLUMNS": str(columns), "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reactor", *args], stdin=child, stdout=child, stderr=child, env=env, cwd=REPO
+    )
+    os.close(child)
+    chunks = []
+    with contextlib.suppress(OSError):  # EIO once the command has exited and closed the terminal
+        while chunk := os.read(parent, 65536):
+            chunks.append(chunk)
+    os.close(parent)
+    proc.wait(timeout)
+    return ANSI.sub("", b"".join(chunks).decode().replace("\r\n", "\n"))
 
 
 def run_env(tmp_path: Path, name: str) -> dict[str, str]:
