@@ -85,13 +85,23 @@ def trace_step(entry: dict[str, Any]) -> Step:
     return build(entry)
 
 
+RECEIPT_ANSWERS = {
+    "queued": "queued for evaluation",
+    "duplicate": "duplicate: this event id was already taken, nothing done",
+    "ignored": "ignored (200): nothing to decide",
+    "rejected": "refused (400): nothing taken",
+}
+
+
 def receipt_step(entry: dict[str, Any]) -> Step:
     status = entry.get("status")
-    what = {"queued": "queued for evaluation", "duplicate": "duplicate: this event id was already taken, nothing done"}
-    title = f"event {entry.get('event_id')} {entry.get('event_type')} received: {what.get(status, status)}"
+    kind = entry.get("event_type") or "(no event_type)"
+    title = f"event {entry.get('event_id')} {kind} received: {RECEIPT_ANSWERS.get(status, status)}"
     version = entry.get("resource_version")
-    details = (f"resource_version {version}",) if version is not None else ()
-    return Step(moment(entry.get("at")), "receipt", title, details, entry)
+    details = [f"resource_version {version}"] if version is not None else []
+    if entry.get("why"):
+        details.append(f"why: {entry['why']}")
+    return Step(moment(entry.get("at")), "receipt", title, tuple(details), entry)
 
 
 def decision_step(entry: dict[str, Any]) -> Step:
@@ -180,9 +190,10 @@ def time_text(at: datetime | None) -> str:
     return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
-def render_text(invoice_id: str, steps: list[Step]) -> str:
-    """One line a step (time in UTC, kind, title), its details indented below."""
-    lines = [f"invoice {invoice_id}: {len(steps)} steps (times in UTC)"]
+def render_text(invoice_id: str, steps: list[Step], subject: str = "invoice") -> str:
+    """One line a step (time in UTC, kind, title), its details indented below; `subject` names what
+    `invoice_id` is (an `event` that names no invoice has its receipt only)."""
+    lines = [f"{subject} {invoice_id}: {len(steps)} step{'s' if len(steps) != 1 else ''} (times in UTC)"]
     for step in steps:
         lines.append(f"{time_text(step.at)}  {step.kind:<11}  {step.title}")
         lines.extend(f"{'':38}{detail}" for detail in step.details)
