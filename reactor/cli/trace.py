@@ -20,7 +20,7 @@ from .helpers import command_settings, connect
 )
 def trace(some_id: str, output: str) -> None:
     """Every event received (duplicates and stale ones too), every decision with the facts it read and
-    which conditions held, every Chargebee call (status, idempotency key, rate-limit wait), the
+    which conditions were true, every Chargebee call (status, idempotency key, rate-limit wait), the
     outcome with its credit note, retries, dead letters, releases and replays with who did them.
     Given an event id, the trace of its invoice; for an event answered `ignored` or refused with 400,
     the receipt of its delivery. Exits 1 when nothing is kept about the id."""

@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+UNDONE_HOLD_REASON = "undone"
+"""The reason of the hold `reactor undo` puts on an invoice (undo.py; undone.py reads it)."""
+
 
 def held_key(prefix: str = "reactor") -> str:
     return Keys(prefix).held()

@@ -3,7 +3,7 @@ dashboard's invoice page.
 
 store.py     TraceLog, the capped Redis list `{p}:trace:<invoice>`; the invoice a job works on
 calls.py     every Chargebee call recorded around the client (status, idempotency key, rate-limit wait)
-decisions.py a decision as recorded: the rule, the facts it read, which conditions held
+decisions.py a decision as recorded: the rule, the facts it read, which conditions were true
 timeline.py  the pure assembly of a timeline from its sources, and its text
 sources.py   the sources read from Redis: the trace, the audit trail, dead letters, held write-offs
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..audit import AuditRecord, amount_text
 from ..deadletters import DeadLetter
-from ..held import HeldWriteOff
+from ..held import UNDONE_HOLD_REASON, HeldWriteOff
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -117,7 +117,7 @@ def decision_step(entry: dict[str, Any]) -> Step:
         details.append(f"rule {rule.get('rule')} ({rule.get('action')}): {verdict}")
         for cond in rule.get("conditions") or ():
             actual = cond.get("actual") if cond.get("actual") is not None else "(missing)"
-            mark = "held" if cond.get("held") else "failed"
+            mark = "✔ true" if cond.get("held") else "✘ false"  # as `reactor rules explain` marks them
             note = f" ({cond['note']})" if cond.get("note") else ""
             details.append(
                 f"  {mark}: {cond.get('field')} {cond.get('operator')} {cond.get('expected')}, actual {actual}{note}"
@@ -179,9 +179,17 @@ def dead_letter_step(letter: DeadLetter) -> Step:
 
 def held_step(held: HeldWriteOff) -> Step:
     title = f"held now: {held.reason} ({held.amount_text()}, rule {held.rule})"
-    details = ("`reactor held release " + held.invoice_id + "` decides again past the budget",)
+    details = (f"`reactor held release {held.invoice_id}` {release_text(held)}",)
     data = {"invoice_id": held.invoice_id, "event_id": held.event_id, "rule": held.rule, "reason": held.reason}
     return Step(moment(held.held_at), "held", title, details, data)
+
+
+def release_text(held: HeldWriteOff) -> str:
+    """What releasing this hold does (reactor/jobs/held.py): a worker decides again on the invoice
+    fetched fresh; a budget's hold is then not checked against that budget."""
+    if held.reason == UNDONE_HOLD_REASON:
+        return "decides again on the fresh invoice and may write it off again (with a new idempotency key)"
+    return "decides again on the fresh invoice and may write it off, without checking the budget that held it"
 
 
 def time_text(at: datetime | None) -> str:
