@@ -31,6 +31,7 @@ BASE = {
     "reactor.redis_connect",
     "reactor.redis_wait",
     "reactor.reloads",
+    "reactor.timestamps",
 }
 WINGS: dict[str, set[str]] = {
     # the base every wing reads: settings, key names, logging, notices for a person, the record of
@@ -42,8 +43,10 @@ WINGS: dict[str, set[str]] = {
     "reactor.reloads": {"reactor.keys", "reactor.notices"},
     "reactor.redis_connect": set(),
     "reactor.redis_wait": {"reactor.redis_connect"},
+    # how a moment is shown to people, for every command, page and reason
+    "reactor.timestamps": set(),
     # the rules core is pure: no Redis, no HTTP, no settings
-    "reactor.rules": set(),
+    "reactor.rules": {"reactor.timestamps"},
     # the client, its errors and the shared call budget stand below everything that calls Chargebee
     "reactor.chargebee": set(),
     # the Chargebee stand-in shares no code with the reactor it stands in for
