@@ -15,17 +15,19 @@ SHOWN_WIDTH = len("2026-11-25 16:40:12Z")
 
 
 def shown_time(value: datetime | str | None) -> str:
-    """`value` as people read it (a naive time is taken as UTC); "" for none, and text that is not an
-    ISO time as it is, so that nothing recorded is hidden."""
-    if value is None or value == "":
+    """`value` (a datetime or an ISO 8601 text; a naive one is taken as UTC) as people read it; "" for
+    none (Jinja's undefined too), and anything that is not a time as it is, so nothing recorded is
+    hidden."""
+    if not value:
         return ""
     if isinstance(value, datetime):
         moment = value
     else:
+        text = str(value)
         try:
-            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         except ValueError:
-            return value
+            return text
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     try:

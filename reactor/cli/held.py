@@ -9,6 +9,7 @@ from rq import Queue
 from ..jobs.audit import AuditLog, AuditRecord, Outcome
 from ..jobs.held import list_held, release
 from ..keys import Keys
+from ..timestamps import shown_time
 from .helpers import cell, command_settings, connect, console, current_actor
 
 
@@ -25,9 +26,10 @@ def held_list() -> None:
     if not items:
         click.echo("no held write-offs")
         return
-    table = Table("invoice", "rule", "amount", "held at", "reason")
+    table = Table("invoice", "rule", "amount", "held at (UTC)", "reason")
     for item in items:
-        table.add_row(*map(cell, (item.invoice_id, item.rule, item.amount_text(), item.held_at, item.reason)))
+        shown = (item.invoice_id, item.rule, item.amount_text(), shown_time(item.held_at), item.reason)
+        table.add_row(*map(cell, shown))
     console().print(table)
     click.echo(f"{len(items)} held; release with `reactor held release INVOICE...` or `--all`")
 

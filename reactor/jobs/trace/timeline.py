@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ...timestamps import SHOWN_WIDTH, shown_time
 from ..audit import AuditRecord, amount_text
 from ..deadletters import DeadLetter
 from ..held import UNDONE_HOLD_REASON, HeldWriteOff
@@ -193,9 +194,12 @@ def release_text(held: HeldWriteOff) -> str:
 
 
 def time_text(at: datetime | None) -> str:
-    if at is None:
-        return "(no time)               "
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    """A step's time as every table shows one (reactor/timestamps.py), or `(no time)` as wide."""
+    return shown_time(at).ljust(SHOWN_WIDTH) if at is not None else "(no time)".ljust(SHOWN_WIDTH)
+
+
+DETAIL_INDENT = SHOWN_WIDTH + 2 + 11 + 2
+"""Where a step's details start: under its title, past the time and the kind."""
 
 
 def render_text(invoice_id: str, steps: list[Step], subject: str = "invoice") -> str:
@@ -204,5 +208,5 @@ def render_text(invoice_id: str, steps: list[Step], subject: str = "invoice") ->
     lines = [f"{subject} {invoice_id}: {len(steps)} step{'s' if len(steps) != 1 else ''} (times in UTC)"]
     for step in steps:
         lines.append(f"{time_text(step.at)}  {step.kind:<11}  {step.title}")
-        lines.extend(f"{'':38}{detail}" for detail in step.details)
+        lines.extend(f"{'':{DETAIL_INDENT}}{detail}" for detail in step.details)
     return "\n".join(lines)

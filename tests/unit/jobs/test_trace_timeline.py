@@ -189,7 +189,7 @@ def test_an_entry_of_an_unknown_kind_is_kept_and_the_text_is_one_line_a_step_wit
     text = render_text("inv_1", steps).splitlines()
     assert text[0] == "invoice inv_1: 2 steps (times in UTC)"
     assert text[1].startswith("(no time)") and "outcome future_word" in text[1]
-    assert text[2] == "2026-11-26 12:00:01.000Z  refund       refund (recorded by a newer release)"
+    assert text[2] == "2026-11-26 12:00:01Z  refund       refund (recorded by a newer release)"
 
 
 def test_an_audit_record_written_before_the_credit_note_field_still_reads():
