@@ -95,23 +95,28 @@ def reactor_on_terminal(settings: Settings, *args: str, columns: int = 80, timeo
     return ANSI.sub("", b"".join(chunks).decode().replace("\r\n", "\n"))
 
 
-def run_env(tmp_path: Path, name: str) -> dict[str, str]:
-    """The environment of `reactor run` with nothing configured: the shipped rules, var-NAME/ for state."""
+def run_env(tmp_path: Path, name: str, var: str | None = None) -> dict[str, str]:
+    """The environment of `reactor run` with nothing configured: the shipped rules, var-NAME/ (or
+    var-VAR/, for runs that share one) for state."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REACTOR_", "CHARGEBEE_", "REDIS_", "WEB_"))}
-    env.update(REACTOR_RULES=str(REPO / "rules.yaml"), REACTOR_VAR_DIR=str(tmp_path / f"var-{name}"))
+    env.update(REACTOR_RULES=str(REPO / "rules.yaml"), REACTOR_VAR_DIR=str(tmp_path / f"var-{var or name}"))
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONFAULTHANDLER"] = "1"  # a SIGABRT writes every thread's stack to the log (stopped())
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
 
 
-def reactor_run(tmp_path: Path, port: int, sandbox_port: int, name: str) -> subprocess.Popen[bytes]:
-    """`reactor run` started in tmp_path as a user starts it, its output in NAME.log."""
+def reactor_run(
+    tmp_path: Path, port: int, sandbox_port: int, name: str, *args: str, var: str | None = None
+) -> subprocess.Popen[bytes]:
+    """`reactor run ARGS...` started in tmp_path as a user starts it, its output in NAME.log, its
+    state in var-NAME/ (or var-VAR/)."""
     log = (tmp_path / f"{name}.log").open("wb")
-    command = [sys.executable, "-m", "reactor", "run", "--port", str(port), "--sandbox-port", str(sandbox_port)]
+    command = [sys.executable, "-m", "reactor", "run", "--port", str(port), "--sandbox-port", str(sandbox_port), *args]
+    env = run_env(tmp_path, name, var)
     # Its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group.
     return subprocess.Popen(
-        command, cwd=tmp_path, env=run_env(tmp_path, name), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
 
 
