@@ -21,6 +21,7 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:inbox:drainer` | set while a triage job is queued or running (a lease) | ingest/events.py, ingest/inbox.py |
 | `{p}:in_order:<event>` | triage found the event not stale; its job's first run takes it (30 days) | jobs/evaluate.py |
 | `{p}:trace:<invoice>` | list, 400 days: receipts, decisions, calls, audit ids, version | ingest/trace_list.py |
+| `{p}:receipt:<event>` | an event answered `ignored` or 400: its receipt (30 days) | ingest/events.py |
 | `{p}:recheck:<invoice>` | the pending re-check of a time-based rule | jobs/rechecks.py |
 | `{p}:held` | hash: write-offs held by a budget | jobs/held.py |
 | `{p}:budget:day:<date>`, `{p}:budget:hour:<hour>` | budget counters (UTC) | jobs/budget.py |
@@ -105,6 +106,9 @@ class Keys:
 
     def trace(self, invoice_id: str) -> str:
         return f"{self.prefix}:trace:{invoice_id}"
+
+    def receipt(self, event_id: str) -> str:
+        return f"{self.prefix}:receipt:{event_id}"
 
     def recheck(self, invoice_id: str) -> str:
         return f"{self.prefix}:recheck:{invoice_id}"

@@ -7,6 +7,7 @@ from rich.table import Table
 from rq import Queue
 
 from ..jobs.held import MAX_REASON, list_held, release
+from ..timestamps import shown_time
 from .helpers import INVOICE_ID, cell, command_settings, connect, console, current_actor
 
 
@@ -23,9 +24,10 @@ def held_list() -> None:
     if not items:
         click.echo("no held write-offs")
         return
-    table = Table("invoice", "rule", "amount", "held at", "reason")
+    table = Table("invoice", "rule", "amount", "held at (UTC)", "reason")
     for item in items:
-        table.add_row(*map(cell, (item.invoice_id, item.rule, item.amount_text(), item.held_at, item.reason)))
+        shown = (item.invoice_id, item.rule, item.amount_text(), shown_time(item.held_at), item.reason)
+        table.add_row(*map(cell, shown))
     console().print(table)
     click.echo(f"{len(items)} held; release with `reactor held release INVOICE...` or `--all`")
 

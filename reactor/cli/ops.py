@@ -11,17 +11,20 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterable
+import textwrap
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 import click
+from rich.cells import cell_len
 from rich.table import Table
 
 from ..config import Settings
-from ..jobs.audit import OUTCOMES, AuditLog, AuditRecord, export_lines
+from ..jobs.audit import OUTCOMES, AuditLog, AuditRecord, export_lines, visible
 from ..jobs.deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
 from ..keys import Keys
 from ..rules import load_rules
+from ..timestamps import shown_time
 from .helpers import (
     cell,
     command_settings,
@@ -59,13 +62,6 @@ def _dead_letters() -> DeadLetters:
     return DeadLetters(connect(settings), settings, rules_version=_rules_version(settings), actor=current_actor())
 
 
-def _short_time(value: datetime | str | None) -> str:
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else value.isoformat(timespec="seconds")
-    return text.replace("T", " ").replace("+00:00", "Z")
-
-
 # -- audit ---------------------------------------------------------------------------------------
 
 
@@ -77,27 +73,84 @@ def _outcome_list(values: tuple[str, ...]) -> list[str] | None:
     return outcomes or None
 
 
-def _audit_table(records: Iterable[AuditRecord]) -> Table:
-    table = Table("at (UTC)", "event", "invoice", "rule", "action", "outcome", "amount", "mode", "rules", "reason")
-    for r in records:
-        table.add_row(
-            *map(
-                cell,
-                (
-                    _short_time(r.at),
-                    r.event_id,
-                    r.invoice_id,
-                    r.rule,
-                    r.action,
-                    r.outcome,
-                    r.amount_text(),
-                    r.mode,
-                    r.rules_version,
-                    r.reason,
-                ),
-            )
-        )
-    return table
+AUDIT_HEADERS = ("at (UTC)", "event", "invoice", "rule", "action", "outcome", "amount", "mode", "rules")
+"""The columns of `reactor audit`'s rows; each record's reason is printed below its row."""
+GAP = "  "
+REASON_MIN_WIDTH = 40
+"""The narrowest a reason is wrapped to below its row; a terminal too narrow for the rows with every id
+whole and this much beside the time gets blocks instead (`_audit_blocks`)."""
+
+
+def _audit_cells(record: AuditRecord) -> tuple[tuple[str, ...], str]:
+    """A record's cells in AUDIT_HEADERS order and its reason, as shown (control characters escaped)."""
+    values = (
+        shown_time(record.at),
+        record.event_id,
+        record.invoice_id,
+        record.rule,
+        record.action,
+        getattr(record.outcome, "value", record.outcome),
+        record.amount_text(),
+        record.mode,
+        record.rules_version,
+    )
+    return tuple(visible("" if value is None else str(value)) for value in values), visible(record.reason or "")
+
+
+def _wrapped(text: str, width: int, first: str, indent: int) -> list[str]:
+    """`text` wrapped to `width`, after `first` and then `indent` spaces; a word longer than a line
+    (an id in a reason) is left whole, for the terminal to wrap."""
+    return textwrap.wrap(
+        text,
+        width=width,
+        initial_indent=first.ljust(indent),
+        subsequent_indent=" " * indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def _audit_rows(rows: list[tuple[tuple[str, ...], str]], widths: list[int], width: int) -> Iterator[str]:
+    """A header, then a row a record, every column as wide as its widest cell; the reason below the
+    row, from the event column on, wrapped to the terminal."""
+
+    def line(cells: Iterable[str]) -> str:
+        return GAP.join(cell + " " * (size - cell_len(cell)) for cell, size in zip(cells, widths, strict=True))
+
+    indent = widths[0] + len(GAP)
+    yield line(AUDIT_HEADERS).rstrip()
+    for cells, reason in rows:
+        yield line(cells).rstrip()
+        if reason:
+            yield from _wrapped(reason, width, "", indent)
+
+
+def _audit_blocks(rows: list[tuple[tuple[str, ...], str]], width: int) -> Iterator[str]:
+    """The records for a terminal too narrow for rows: a line with the time, outcome and amount, then
+    one line each for the event, invoice and rule, whole, the action (with the mode and rules
+    version), and the reason wrapped below."""
+    for (at, event, invoice, rule, action, outcome, amount, mode, version), reason in rows:
+        yield GAP.join(part for part in (at, outcome, amount) if part)
+        acted = ", ".join(part for part in (action, mode, f"rules {version}" if version else "") if part)
+        for label, value in (("event", event), ("invoice", invoice), ("rule", rule), ("action", acted)):
+            if value:
+                yield f"  {label:<9}{value}"
+        if reason:
+            yield from _wrapped(reason, max(width, REASON_MIN_WIDTH), "  reason", 11)
+
+
+def print_audit(records: Iterable[AuditRecord]) -> None:
+    """The records as rows where every id fits whole on the terminal (a pipe is 240 columns wide),
+    else as blocks: an id, an invoice, an event or a rule name is never cut or folded."""
+    rows = [_audit_cells(record) for record in records]
+    widths = [
+        max(cell_len(cells[i]) for cells in [AUDIT_HEADERS, *(row for row, _ in rows)])
+        for i in range(len(AUDIT_HEADERS))
+    ]
+    width = console().width
+    fits = sum(widths) + len(GAP) * (len(widths) - 1) <= width and width - widths[0] - len(GAP) >= REASON_MIN_WIDTH
+    for text in _audit_rows(rows, widths, width) if fits else _audit_blocks(rows, width):
+        click.echo(text)
 
 
 @click.command()
@@ -131,7 +184,7 @@ def audit(
     if not records:
         say("no audit records match")
         return
-    console().print(_audit_table(records))
+    print_audit(records)
     note = "; older ones exist: use --since or --limit" if more else ""
     say(f"{plural(len(records), 'record')}, oldest first{note}")
 
@@ -162,7 +215,7 @@ def _letters_table(letters: Iterable[DeadLetter]) -> Table:
                     letter.invoice_id,
                     letter.last_error,
                     str(letter.attempts) + (f" (+{letter.replays} replay)" if letter.replays else ""),
-                    _short_time(letter.failed_at),
+                    shown_time(letter.failed_at),
                 ),
             )
         )
@@ -211,7 +264,7 @@ def _show_one(letters: DeadLetters, letter: DeadLetter) -> None:
     say(f"event:      {letter.event_id or '-'}  {letter.event_type or ''}")
     say(f"invoice:    {letter.invoice_id or '-'}")
     say(f"attempts:   {letter.attempts}" + (f" (replayed {letter.replays}x)" if letter.replays else ""))
-    say(f"failed at:  {_short_time(letter.failed_at) or '-'}")
+    say(f"failed at:  {shown_time(letter.failed_at) or '-'}")
     say(f"last error: {letter.last_error}")
     event = letters.stored_event(letter.event_id)
     say("\n-- stored event (payment details redacted) --", keep_newlines=True)
@@ -227,7 +280,7 @@ def _show_one(letters: DeadLetters, letter: DeadLetter) -> None:
     say("\n-- decision trail --", keep_newlines=True)
     trail = letters.trail(letter, event)
     if trail:
-        console().print(_audit_table(trail))
+        print_audit(trail)
     else:
         say("(no audit records for this event)")
     say("\n-- traceback --", keep_newlines=True)

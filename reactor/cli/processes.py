@@ -21,7 +21,7 @@ from ..config import EX_CONFIG, Settings, log_settings
 from ..jobs.notify import start_notifier
 from ..jobs.sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
 from ..jobs.worker import run_worker
-from ..local.supervisor import run_all, serve_web
+from ..local.supervisor import refuse_fresh_with_redis_url, run_all, serve_web
 from ..logs import wants_json
 from ..redis_wait import refusal
 from ..rules import RulesError, load_rules
@@ -75,14 +75,23 @@ def check_redis(settings: Settings) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the web process listens on.")
 @click.option("--port", type=PORT, default=None, help="Web port (default $PORT or 8000).")
 @click.option("--sandbox-port", type=PORT, default=8001, show_default=True, help="Port of the local sandbox.")
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Start the embedded Redis empty: delete var/redis/ first (refused when REDIS_URL is set).",
+)
 @refusals_logged
-def run(host: str, port: int | None, sandbox_port: int) -> None:
+def run(host: str, port: int | None, sandbox_port: int, fresh: bool) -> None:
     """Web + worker + scheduler in one command; embedded Redis and the sandbox when not configured.
-    A part that dies is started again; Ctrl-C stops everything."""
+    The sandbox lives in memory (its demo invoices start again at every run); the embedded Redis
+    keeps its data in var/redis/ from one run to the next, unless --fresh. A part that dies is
+    started again; Ctrl-C stops everything."""
     settings = command_settings()
+    if fresh:
+        refuse_fresh_with_redis_url(settings)  # first: nothing else is looked at for a refused --fresh
     check_rules(settings)  # now, rather than as a worker that dies and is restarted again and again
     check_redis(settings)
-    sys.exit(run_all(settings, os.environ, host=host, port=port, sandbox_port=sandbox_port))
+    sys.exit(run_all(settings, os.environ, host=host, port=port, sandbox_port=sandbox_port, fresh=fresh))
 
 
 @click.command()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from ..jobs.audit import visible
-from ..jobs.trace import find_invoice, read_sources, render_text
+from ..jobs.trace import build_timeline, find_invoice, read_receipt, read_sources, render_text
 from ..jobs.trace.sources import SCAN_NOTE
 from .helpers import INVOICE_OR_EVENT_ID, command_settings, connect
 
@@ -19,17 +20,16 @@ from .helpers import INVOICE_OR_EVENT_ID, command_settings, connect
 )
 def trace(some_id: str, output: str) -> None:
     """Every event received (duplicates and stale ones too), every decision with the facts it read and
-    which conditions held, every Chargebee call (status, idempotency key, rate-limit wait), the
+    which conditions were true, every Chargebee call (status, idempotency key, rate-limit wait), the
     outcome with its credit note, retries, dead letters, releases and replays with who did them.
-    Given an event id, the trace of its invoice. Exits 1 when nothing is kept about the id."""
+    Given an event id, the trace of its invoice; for an event answered `ignored` or refused with 400,
+    the receipt of its delivery. Exits 1 when nothing is kept about the id."""
     settings = command_settings()
     connection = connect(settings)
     invoice_id = find_invoice(connection, settings, some_id)
     if invoice_id is None:
-        raise click.ClickException(
-            f"nothing kept about {some_id!r}: no invoice or event of that id (older than its trace's 400 days,"
-            " the audit stream's cap, or mistyped?)"
-        )
+        _show_receipt(some_id, read_receipt(connection, settings, some_id), output)
+        return
     sources = read_sources(connection, settings, invoice_id)
     steps = sources.timeline()
     if output == "json":
@@ -41,6 +41,24 @@ def trace(some_id: str, output: str) -> None:
         click.echo(visible(line))
     if sources.scanned:
         click.echo(f"note: {SCAN_NOTE}")
+
+
+def _show_receipt(event_id: str, receipt: dict[str, Any] | None, output: str) -> None:
+    """An event that names no invoice: the receipt of its delivery (answered `ignored` or 400), or
+    the refusal when nothing was ever kept about the id."""
+    if receipt is None:
+        raise click.ClickException(
+            f"nothing kept about {event_id!r}: no invoice or event of that id (older than its trace's 400 days,"
+            " the audit stream's cap, or mistyped?)"
+        )
+    steps = build_timeline([receipt], [])
+    if output == "json":
+        payload = {"invoice_id": None, "asked": event_id, "steps": [step.as_dict() for step in steps]}
+        click.echo(json.dumps(payload, indent=2, default=str))
+        return
+    for line in render_text(event_id, steps, subject="event").splitlines():
+        click.echo(visible(line))
+    click.echo("note: the event names no invoice; its receipt is all that is kept")
 
 
 COMMANDS = (trace,)

@@ -60,10 +60,12 @@ from ..keys import Keys
 from ..reloads import RulesReloadReporter
 from ..rules import RulesError
 from ..rules.money import to_major
+from ..timestamps import shown_time
 
 log = logging.getLogger(__name__)
 
 admin = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+admin.add_app_template_filter(shown_time, "utc")  # `{{ record.at|utc }}`: every time on a page, as the CLI shows it
 
 LOGIN_LIMIT = parse("10 per 15 minutes")
 SESSION_LIFETIME = timedelta(hours=12)

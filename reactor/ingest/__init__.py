@@ -8,7 +8,7 @@
     inbox.py     accepted events waiting for a triage job, and its claims
     replication.py  whether an accept waits for a replica (REACTOR_REPLICA_ACK)
     packing.py   stored bodies and trace entries, packed with a dictionary
-    receipts.py  an event's receipt in its invoice's trace
+    receipts.py  an event's receipt: in its invoice's trace, or its own when it was ignored or refused
     trace_list.py  the layout of an invoice's trace list, shared by everything that writes it
 
 Nothing here imports the jobs: the evaluation is enqueued by its path (reactor/keys.py).

@@ -78,6 +78,12 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")  # \ud800 to \udfff,
 class EnvelopeError(ValueError):
     """The body is not a Chargebee event we can accept; the message says why (answered as 400)."""
 
+    event_id: str | None = None
+    """The body's `id` where it is an event id (reactor/ids.py), so that the refusal's receipt is kept
+    under it (reactor/ingest/receipts.py); None when the body has none."""
+    event_type: str | None = None
+    """The body's `event_type` where it is one (e.g. `payment_failed`), else None."""
+
 
 @dataclass(frozen=True)
 class Event:
@@ -123,10 +129,23 @@ def parse_event(body: bytes, *, now: float | None = None) -> Event:
 
     `now` (unix seconds, the time of receipt; the clock when None) bounds `resource_version`."""
     data = _json_object(body)
-    event_id, event_type, content = _envelope(data)
-    _check_limits(data, content, time.time() if now is None else now)
+    try:
+        event_id, event_type, content = _envelope(data)
+        _check_limits(data, content, time.time() if now is None else now)
+    except EnvelopeError as exc:
+        exc.event_id, exc.event_type = _named(data)
+        raise
     occurred_at = data.get("occurred_at")  # checked by _check_limits: an int in range, or absent
     return Event(id=event_id, event_type=event_type, content=content, raw=body, occurred_at=occurred_at)
+
+
+def _named(data: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The id and type of a refused body, each where it is one an accepted event could carry."""
+    event_id, event_type = data.get("id"), data.get("event_type")
+    return (
+        event_id if isinstance(event_id, str) and ids.EVENT.accepts(event_id) else None,
+        event_type if isinstance(event_type, str) and _EVENT_TYPE.fullmatch(event_type) else None,
+    )
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

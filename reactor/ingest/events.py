@@ -31,7 +31,7 @@ from .enqueue import EvaluationJobs, JobSpec
 from .envelope import Event
 from .inbox import TRIAGE_JOB_TIMEOUT, Inbox
 from .packing import pack, unpack
-from .receipts import receipt
+from .receipts import IGNORED_WHY, answer_receipt, receipt
 from .replication import ReplicaAck
 from .trace_list import APPEND_LUA, TRACE_CAP, TRACE_TTL, TRIM_LUA
 
@@ -173,12 +173,13 @@ class EventStore:
         event is the dedupe mark), and only if that wins append it to the inbox (REACTOR_TRIAGE; the
         first event of a burst then queues the triage job, a second round trip) or run the commands RQ
         would send to enqueue its evaluation. A script runs alone in Redis, so of concurrent deliveries
-        of one id exactly one is queued. Events that carry no invoice are counted only. With a
+        of one id exactly one is queued. Events that carry no invoice are counted and leave a receipt
+        of their own (reactor/ingest/receipts.py), in one round trip. With a
         `replica_ack` that wants it, a replica must confirm the writes (reactor/ingest/replication.py)
         or NotReplicated is raised (the caller answers 503).
         """
         if event.invoice_id is None:
-            self.redis.hincrby(self.keys.counter(), f"ignored:{event.event_type}", 1)
+            self._ignored(event)
             return Accepted("ignored")
         job_id = evaluation_job_id(event.id)
         trace = self.keys.trace(event.invoice_id)
@@ -208,6 +209,22 @@ class EventStore:
         elif not won:
             self._receipt_of_duplicate(event, trace)
         return Accepted("queued" if won else "duplicate", job_id)
+
+    def _ignored(self, event: Event) -> None:
+        """Count an event that carries no invoice and keep its receipt, in one round trip (no
+        transaction: the count and the receipt stand alone); redis errors propagate (503)."""
+        entry = answer_receipt(event.id, event.event_type, "ignored", IGNORED_WHY)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(self.keys.counter(), f"ignored:{event.event_type}", 1)
+            pipe.set(self.keys.receipt(event.id), entry, ex=self.stored_ttl)
+            pipe.execute()
+
+    def refused(self, event_id: str | None, event_type: str | None, why: str) -> None:
+        """Keep the receipt of a delivery answered 400, under the event id its body carries (nothing
+        without one: reactor/ingest/receipts.py); redis errors propagate (the caller answers 503)."""
+        if event_id is not None:
+            entry = answer_receipt(event_id, event_type, "rejected", why)
+            self.redis.set(self.keys.receipt(event_id), entry, ex=self.stored_ttl)
 
     def _receipt_of_duplicate(self, event: Event, trace: str) -> None:
         """A redelivery in the invoice's trace, written after the answer is known: built and sent for

@@ -141,9 +141,7 @@ def receive() -> Response:
     try:
         event = parse_event(body)
     except EnvelopeError as exc:
-        EVENTS.labels("unknown", "rejected").inc()
-        log.warning("webhook rejected: %s", exc)
-        return error_response(400, "bad_event", str(exc))
+        return _reject(store, exc)
     return _accept(store, event, started)
 
 
@@ -179,6 +177,20 @@ def _refuse_headers(settings: Settings) -> Response | None:
             413, "too_large", f"body of {length} bytes exceeds the limit of {settings.max_body_bytes}"
         )
     return None
+
+
+def _reject(store: EventStore, refusal: EnvelopeError) -> Response:
+    """400 for a body that is not an event we take, with its receipt kept under the event id it
+    carries; Redis unreachable answers 503 instead, so that the retry leaves the receipt."""
+    try:
+        store.refused(refusal.event_id, refusal.event_type, str(refusal))
+    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
+        EVENTS.labels("unknown", "unavailable").inc()
+        log.error("redis unavailable, answering 503: %s", exc, extra={"event_id": refusal.event_id})
+        return error_response(503, "unavailable", "storage is unavailable; retry later", Retry_After="120")
+    EVENTS.labels("unknown", "rejected").inc()
+    log.warning("webhook rejected: %s", refusal, extra={"event_id": refusal.event_id})
+    return error_response(400, "bad_event", str(refusal))
 
 
 def _accept(store: EventStore, event: Event, started: float) -> Response:

@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 MAX_REASON = 500
 """The longest reason a person gives for an undo or a release (audit record, undone mark, the dashboard's forms)."""
 
+UNDONE_HOLD_REASON = "undone"
+"""The reason of the hold `reactor undo` puts on an invoice (undo.py; undone.py reads it)."""
+
 
 def held_key(prefix: str = "reactor") -> str:
     return Keys(prefix).held()

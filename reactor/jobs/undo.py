@@ -33,6 +33,7 @@ from typing import Any
 import redis
 
 from ..chargebee import AuthError, ChargebeeError, RetryableError
+from ..timestamps import shown_time
 from .audit import AuditRecord, Outcome, amount_text
 from .audit.tally import WRITTEN_OFF_AT
 from .context import JobContext
@@ -156,7 +157,7 @@ class _Undo:
         undone = load_mark(self.ctx, self.ctx.keys.undone(self.invoice_id))
         if undone is not None:
             raise UndoRefused(
-                f"invoice {self.invoice_id}: our write-off was already undone at {undone.get('at')} by "
+                f"invoice {self.invoice_id}: our write-off was already undone at {shown_time(undone.get('at'))} by "
                 f"{undone.get('actor')} ({undone.get('reason')}); nothing to undo"
             )
         raise UndoRefused(

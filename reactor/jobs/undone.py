@@ -8,8 +8,7 @@ import json
 from typing import Any
 
 from .context import JobContext
-
-UNDONE_HOLD_REASON = "undone"
+from .held import UNDONE_HOLD_REASON
 
 
 def load_mark(ctx: JobContext, key: str) -> dict[str, Any] | None:

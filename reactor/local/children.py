@@ -22,7 +22,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from redis.backoff import ExponentialBackoff
@@ -138,12 +138,16 @@ def start_children(
     return children
 
 
-def supervise(children: Mapping[str, Child], redis: EmbeddedRedisChild | None = None) -> int:
+def supervise(
+    children: Mapping[str, Child], redis: EmbeddedRedisChild | None = None, ready: Callable[[], bool] | None = None
+) -> int:
     """Restart the children that die until SIGINT or SIGTERM arrives, then return 0; or return
     EX_CONFIG at once when one refused to start on a bad configuration (it exited EX_CONFIG, its
     own line says why), which starting it again would not mend. The caller stops them: `stop_all`.
     The stop request is looked at right before each restart, so none is started after it. `redis`,
-    the embedded redis-server, is watched first, and started again as they are."""
+    the embedded redis-server, is watched first, and started again as they are. `ready` is asked
+    once a round until it answers True (`reactor run` says "Ready." then: the web accepts
+    connections), so that a web that dies before it listens is restarted meanwhile."""
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -170,6 +174,8 @@ def supervise(children: Mapping[str, Child], redis: EmbeddedRedisChild | None = 
                 return EX_CONFIG
             if code is not None:
                 child.exited(code)
+        if ready is not None and not stopping and ready():
+            ready = None
         time.sleep(0.3)
     log.info("stopping ...")
     return 0

@@ -1,9 +1,11 @@
 """`reactor run` and `reactor web`: start the processes and the local stand-ins they need.
 
-`reactor run` is the one-command local setup: an embedded redis-server (AOF on, data in ./var/)
-when REDIS_URL is unset, the Chargebee sandbox when no site is configured, then the web process
-(gunicorn) and a worker with its scheduler. A part that dies is started again (the embedded Redis
-too, on its port and data directory); Ctrl-C stops everything.
+`reactor run` is the one-command local setup: an embedded redis-server (AOF on, data in ./var/redis/,
+kept from one run to the next; `--fresh` deletes it first) when REDIS_URL is unset, the Chargebee
+sandbox when no site is configured (in memory: its demo invoices start again at every run), then
+the web process (gunicorn) and a worker with its scheduler. It says "Ready." once the web accepts
+connections. A part that dies is started again (the embedded Redis too, on its port and data
+directory); Ctrl-C stops everything.
 In sandbox mode (no Chargebee configured) it fills in what a first run lacks with demo values that
 are printed and never used against a real Chargebee: the webhook's credentials and the dashboard's
 login (`sandbox_dashboard`).
@@ -14,10 +16,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -130,7 +133,22 @@ def sandbox_url_file(settings: Settings) -> Path:
     return settings.var_dir / "sandbox.url"
 
 
-def _start_embedded_redis(settings: Settings, stack: ExitStack) -> EmbeddedRedis:
+def embedded_data_dir(settings: Settings) -> Path:
+    """Where the embedded Redis of `reactor run` keeps its data (its AOF), and `--fresh` clears it."""
+    return settings.var_dir / "redis"
+
+
+def refuse_fresh_with_redis_url(settings: Settings) -> None:
+    """`--fresh` clears the embedded Redis's data only: a configured Redis is never flushed."""
+    if settings.redis_url:
+        raise click.ClickException(
+            "--fresh starts the embedded Redis empty (it deletes var/redis/), and REDIS_URL is set: a configured "
+            "Redis is never flushed by the reactor. Unset REDIS_URL to start a fresh local run, or empty that "
+            "Redis yourself"
+        )
+
+
+def _start_embedded_redis(settings: Settings, stack: ExitStack, fresh: bool = False) -> EmbeddedRedis:
     marker = embedded_url_file(settings)
     if marker.exists():
         url = marker.read_text().strip()
@@ -142,7 +160,11 @@ def _start_embedded_redis(settings: Settings, stack: ExitStack) -> EmbeddedRedis
                 )
         except redis.RedisError:
             pass  # stale marker from a run that was killed
-    server = EmbeddedRedis(settings.var_dir / "redis", port=free_port(), binary=settings.redis_server_binary)
+    data_dir = embedded_data_dir(settings)
+    if fresh and data_dir.exists():  # no Redis runs on it (above), so nothing is lost mid-write
+        shutil.rmtree(data_dir)
+        log.info("Redis:     --fresh: deleted %s/ (decisions, audit trail, marks); starting empty", data_dir)
+    server = EmbeddedRedis(data_dir, port=free_port(), binary=settings.redis_server_binary)
     stack.callback(server.stop)  # before start(): a stop requested while it starts must stop it too
     server.start()
     marker.write_text(server.url + "\n")
@@ -174,19 +196,39 @@ def _start_sandbox(
     return server.api_base, DEMO_API_KEY
 
 
+def _ready_once_listening(host: str, port: int) -> Callable[[], bool]:
+    """A check that says "Ready." once the web accepts a connection on its port (gunicorn takes a
+    second or two to load the app and bind), and answers whether it has."""
+    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+    def ready() -> bool:
+        try:
+            socket.create_connection((target, port), timeout=0.5).close()
+        except OSError:
+            return False
+        log.info("Ready. Ctrl-C stops everything.")
+        return True
+
+    return ready
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | None, sandbox_port: int) -> int:
+def run_all(
+    settings: Settings, env: Mapping[str, str], host: str, port: int | None, sandbox_port: int, fresh: bool = False
+) -> int:
     """Start everything `reactor run` needs and watch it; the children get `env` and what they share.
     Its lines and theirs go to the same stderr in one format: text on a terminal, JSON lines off one
-    (REACTOR_LOG_FORMAT decides otherwise, for all of them)."""
+    (REACTOR_LOG_FORMAT decides otherwise, for all of them). `fresh` starts the embedded Redis empty."""
     json_lines = wants_json(log_settings(env).json_lines)
     # Until `supervise` takes SIGTERM over, it unwinds what has been started, as Ctrl-C does: the
     # default action would end this process at once and leave Redis (a session of its own) running.
     signal.signal(signal.SIGTERM, _interrupt)
     port = port or settings.port
+    if fresh:
+        refuse_fresh_with_redis_url(settings)
     check_web_env({**env, "PORT": str(port), "HOST": host})  # before anything starts
     require_free_port(host, port)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +238,7 @@ def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | N
         if settings.redis_url:
             child_env["REDIS_URL"] = settings.redis_url
         else:
-            embedded = _start_embedded_redis(settings, stack)
+            embedded = _start_embedded_redis(settings, stack, fresh)
             child_env["REDIS_URL"] = embedded.url
         user, password = settings.webhook_user, settings.webhook_password
         if settings.webhook_auth == "basic" and not (user and password):
@@ -233,5 +275,5 @@ def run_all(settings: Settings, env: Mapping[str, str], host: str, port: int | N
         log.info("Rules:     %s", Path(settings.rules_path).resolve())
         log.info("Webhook:   POST %s  (Basic auth user %r)", webhook_url, user)
         log.info("%s", dashboard_line(settings, dashboard, base_url))
-        log.info("Ready. Ctrl-C stops everything.")
-        return supervise(children, EmbeddedRedisChild(embedded) if embedded else None)
+        redis_child = EmbeddedRedisChild(embedded) if embedded else None
+        return supervise(children, redis_child, ready=_ready_once_listening(host, port))

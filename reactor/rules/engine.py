@@ -12,7 +12,7 @@ import functools
 import string
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import comments
 from .conditions import unevaluable
@@ -161,56 +161,68 @@ def conclude(ruleset: RuleSet, rule: Rule | None, subject: Subject) -> Decision:
     blocked = _guardrail(ruleset, record, invoice) or _safety(rule, invoice, subject.now_ts)
     if blocked is not None:
         record["action"] = "skip"
-        record["blocked_by"], why = blocked
-        record["reason"] = f"{matched} but {why}"
+        record["blocked_by"] = blocked.by
+        # An invoice with nothing due reads as such, not as a write-off rule that matched it.
+        record["reason"] = blocked.why if blocked.nothing_due else f"{matched} but {blocked.why}"
         return _decision(record)
     record["action"] = "write_off"
     record["comment"] = comments.render(rule.comment, _comment_values(rule, subject, record))
     return _decision(record)
 
 
-def _guardrail(ruleset: RuleSet, record: dict[str, Any], invoice: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(what blocked, why) when a matched write_off must not happen, else None."""
+class Blocked(NamedTuple):
+    """What stopped a matched write_off: `by` is the Decision's blocked_by, `why` the sentence; an
+    invoice with `nothing_due` (paid, or no amount due) is not said to have been matched by the rule."""
+
+    by: str
+    why: str
+    nothing_due: bool = False
+
+
+def _guardrail(ruleset: RuleSet, record: dict[str, Any], invoice: Mapping[str, Any]) -> Blocked | None:
+    """What blocks a matched write_off that must not happen, else None."""
     amount, currency, major = record["amount_due"], record["currency"], record["amount_due_major"]
     if record["invoice_id"] is None:
-        return "invoice", "the event carries no invoice id, so there is nothing to write off"
+        return Blocked("invoice", "the event carries no invoice id, so there is nothing to write off")
     if invoice.get("deleted") not in (None, False):  # Chargebee sends true; any other value: do not act
-        return "invoice.deleted", "the invoice is deleted in Chargebee"
+        return Blocked("invoice.deleted", "the invoice is deleted in Chargebee")
     if amount is None:
-        return "amount_due", "invoice.amount_due is missing, so there is nothing to write off"
-    if amount <= 0:
-        return "amount_due", f"invoice.amount_due is {amount}, so there is nothing to write off"
-    if currency is None or major is None:
-        return "currency_code", "invoice.currency_code is missing, so the amount cannot be checked"
+        return Blocked("amount_due", "invoice.amount_due is missing, so there is nothing to write off")
     status = invoice.get("status")
+    if amount <= 0:
+        paid = f" (status {status!r})" if status.__class__ is str else ""
+        return Blocked("amount_due", f"nothing due: invoice.amount_due is {amount}{paid}, nothing to write off", True)
+    if currency is None or major is None:
+        return Blocked("currency_code", "invoice.currency_code is missing, so the amount cannot be checked")
+    if status == "paid":
+        return Blocked("invoice.status", "nothing due: the invoice is paid, nothing to write off", True)
     if status.__class__ is not str or status not in WRITABLE_STATUSES:
-        return "invoice.status", (
-            f"invoice status is {status!r}; only payment_due, posted or not_paid invoices can be written off"
-        )
+        why = f"invoice status is {status!r}; only payment_due, posted or not_paid invoices can be written off"
+        return Blocked("invoice.status", why)
     if _payment_in_progress(invoice):
-        return "invoice.linked_payments", "a payment on the invoice is still in progress"
+        return Blocked("invoice.linked_payments", "a payment on the invoice is still in progress")
     limit = ruleset.limits.max_write_off
     if limit is None:
         return None
     cap = limit.major_for(currency)
     if cap is None:
-        return "limits.max_write_off", (
+        return Blocked(
+            "limits.max_write_off",
             f"limits.max_write_off has no limit for {currency}, so write-offs in {currency} "
-            f"are blocked ({major} {currency} due)"
+            f"are blocked ({major} {currency} due)",
         )
     if major > cap:
-        return "limits.max_write_off", f"{major} {currency} is over limits.max_write_off ({cap} {currency})"
+        return Blocked("limits.max_write_off", f"{major} {currency} is over limits.max_write_off ({cap} {currency})")
     return None
 
 
-def _safety(rule: Rule, invoice: Mapping[str, Any], now_ts: float) -> tuple[str, str] | None:
-    """Chargebee still collecting (reactor/rules/safety.py): blocks unless the rule opted in."""
+def _safety(rule: Rule, invoice: Mapping[str, Any], now_ts: float) -> Blocked | None:
+    """Chargebee still collecting (reactor/rules/safety.py): blocks unless the rule opted in
+    (`while_collecting: write_off`, documented in rules.yaml and docs/operations.md)."""
     if rule.while_collecting == "write_off":
         return None
     why = collecting_reason(invoice, now_ts)
-    if why is None:
-        return None
-    return COLLECTING_BLOCK, f"{why}; add `while_collecting: write_off` to the rule to write off anyway"
+    return None if why is None else Blocked(COLLECTING_BLOCK, why)
 
 
 COLLECTING_BLOCK = "collecting"

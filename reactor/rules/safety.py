@@ -7,8 +7,10 @@ worker applies them again to the invoice it fetched fresh from Chargebee right b
 - gone: Chargebee deleted or voided the invoice (its own end-of-dunning settings can do either);
 - still collecting: dunning is in progress (a retry is scheduled, or due), or dunning is paused
   until a promised payment date (`expected_payment_date`). Chargebee may still be paid, so a
-  write-off now would forgive money that was about to come in. A rule that really means to write
-  off while Chargebee collects says so with `while_collecting: write_off` in rules.yaml.
+  write-off now would forgive money that was about to come in; the reason says when the invoice is
+  decided again. A rule that really means to write off while Chargebee collects says so with
+  `while_collecting: write_off` in rules.yaml (documented there and in docs/operations.md, not in
+  the reason).
 
 A payment in flight (`linked_payments[].txn_status: in_progress`) is checked by the engine's
 guardrail and is never overridable: Chargebee refuses a write-off then.
@@ -19,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
+
+from ..timestamps import SHOWN_FORMAT
 
 GONE = "gone"
 COLLECTING = "collecting"
@@ -38,18 +42,30 @@ def gone_reason(invoice: Mapping[str, Any]) -> str | None:
     return None
 
 
+WAITS = "nothing is written off while it may still be paid"
+
+
 def collecting_reason(invoice: Mapping[str, Any], now_ts: float) -> str | None:
-    """Why Chargebee is still collecting this invoice, or None when it has stopped trying."""
+    """Why Chargebee is still collecting this invoice, that the reactor waits for it, and when it
+    decides again (at Chargebee's next retry, `next_retry_at`, or after the promised date); None when
+    Chargebee has stopped trying."""
     retry = _timestamp(invoice.get("next_retry_at"))
+    ahead = retry is not None and retry > now_ts
+    again = "decided again on the event Chargebee sends then, or by the sweep"
     dunning = invoice.get("dunning_status")
     if dunning is not None and (dunning.__class__ is not str or dunning not in DUNNING_DONE):
-        when = f", next retry {_iso(retry)}" if retry is not None and retry > now_ts else ""
-        return f"Chargebee is still collecting: dunning_status is {dunning!r}{when}"
-    if retry is not None and retry > now_ts:
-        return f"Chargebee is still collecting: a payment retry is scheduled for {_iso(retry)}"
+        if not ahead:
+            again = "decided again on Chargebee's next event about it, or by the sweep"
+        when = f", next retry {_iso(retry)}" if ahead else ""
+        return f"Chargebee is still collecting (dunning_status {dunning!r}{when}): {WAITS}; {again}"
+    if ahead:
+        return f"Chargebee is still collecting (a payment retry is scheduled for {_iso(retry)}): {WAITS}; {again}"
     promised = _timestamp(invoice.get("expected_payment_date"))
     if promised is not None and promised > now_ts:
-        return f"dunning is paused until {_iso(promised)} (expected_payment_date: a promise to pay)"
+        return (
+            f"dunning is paused until {_iso(promised)} (expected_payment_date: a promise to pay): nothing is"
+            " written off before then; decided again on Chargebee's next event after it, or by the sweep"
+        )
     return None
 
 
@@ -62,8 +78,9 @@ def _timestamp(value: Any) -> float | None:
 
 
 def _iso(ts: float) -> str:
+    """A unix time as every time is shown to people (reactor/timestamps.py)."""
     try:
-        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(ts, timezone.utc).strftime(SHOWN_FORMAT)
     except (OverflowError, OSError, ValueError):
         text = str(ts)
         return f"{text[:20]}{'...' if len(text) > 20 else ''} (not a real time)"

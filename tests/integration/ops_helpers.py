@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import pty
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -69,23 +73,50 @@ def reactor_process(settings: Settings, *args: str, timeout: float = 60) -> subp
     )
 
 
-def run_env(tmp_path: Path, name: str) -> dict[str, str]:
-    """The environment of `reactor run` with nothing configured: the shipped rules, var-NAME/ for state."""
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def reactor_on_terminal(settings: Settings, *args: str, columns: int = 80, timeout: float = 60) -> str:
+    """Run `python -m reactor ARGS...` on a pseudo-terminal `columns` wide (COLUMNS set too, as a
+    shell sets it), as on-call runs it; its output with the terminal's colours taken out."""
+    parent, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {**worker_env(settings), "COLUMNS": str(columns), "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reactor", *args], stdin=child, stdout=child, stderr=child, env=env, cwd=REPO
+    )
+    os.close(child)
+    chunks = []
+    with contextlib.suppress(OSError):  # EIO once the command has exited and closed the terminal
+        while chunk := os.read(parent, 65536):
+            chunks.append(chunk)
+    os.close(parent)
+    proc.wait(timeout)
+    return ANSI.sub("", b"".join(chunks).decode().replace("\r\n", "\n"))
+
+
+def run_env(tmp_path: Path, name: str, var: str | None = None) -> dict[str, str]:
+    """The environment of `reactor run` with nothing configured: the shipped rules, var-NAME/ (or
+    var-VAR/, for runs that share one) for state."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REACTOR_", "CHARGEBEE_", "REDIS_", "WEB_"))}
-    env.update(REACTOR_RULES=str(REPO / "rules.yaml"), REACTOR_VAR_DIR=str(tmp_path / f"var-{name}"))
+    env.update(REACTOR_RULES=str(REPO / "rules.yaml"), REACTOR_VAR_DIR=str(tmp_path / f"var-{var or name}"))
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONFAULTHANDLER"] = "1"  # a SIGABRT writes every thread's stack to the log (stopped())
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
 
 
-def reactor_run(tmp_path: Path, port: int, sandbox_port: int, name: str) -> subprocess.Popen[bytes]:
-    """`reactor run` started in tmp_path as a user starts it, its output in NAME.log."""
+def reactor_run(
+    tmp_path: Path, port: int, sandbox_port: int, name: str, *args: str, var: str | None = None
+) -> subprocess.Popen[bytes]:
+    """`reactor run ARGS...` started in tmp_path as a user starts it, its output in NAME.log, its
+    state in var-NAME/ (or var-VAR/)."""
     log = (tmp_path / f"{name}.log").open("wb")
-    command = [sys.executable, "-m", "reactor", "run", "--port", str(port), "--sandbox-port", str(sandbox_port)]
+    command = [sys.executable, "-m", "reactor", "run", "--port", str(port), "--sandbox-port", str(sandbox_port), *args]
+    env = run_env(tmp_path, name, var)
     # Its own process group, as a shell gives a foreground job: Ctrl-C signals the whole group.
     return subprocess.Popen(
-        command, cwd=tmp_path, env=run_env(tmp_path, name), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
 
 

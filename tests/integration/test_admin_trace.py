@@ -41,7 +41,7 @@ def test_the_invoice_page_shows_the_timeline_and_every_decision_links_to_it(
     text = html.unescape(page.text)
     assert page.status_code == 200
     assert f"event {event['id']} payment_failed received: queued" in text
-    assert "held: invoice.dunning_status eq exhausted, actual 'exhausted'" in text
+    assert "✔ true: invoice.dunning_status eq exhausted, actual 'exhausted'" in text
     assert f"Chargebee POST /invoices/{invoice['id']}/write_off → 200" in text
     assert "idempotency key reactor-wo-" in text and "credit note CN-" in text
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from reactor.jobs.audit import AuditLog, AuditRecord
-from tests.integration.ops_helpers import reactor, written_off
+from tests.integration.ops_helpers import reactor, reactor_on_terminal, written_off
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +91,54 @@ def test_table_with_nothing_matching_says_so(trail, settings):
 
     assert result.exit_code == 0
     assert "no audit records match" in result.output
+
+
+LONG_EVENT = "ev_" + "e" * 37  # the longest event id Chargebee sends (40)
+LONG_INVOICE = "inv_" + "i" * 46  # the longest invoice id (50)
+LONG_RULE = "small-balance-write-off-for-customers-outside-the-enterprise-plan"
+LONG_REASON = (
+    f"rule {LONG_RULE} matched but Chargebee is still collecting (dunning_status 'in_progress'), so nothing is"
+    " written off while it may still be paid"
+)
+
+
+@pytest.fixture
+def long_ids(redis_conn) -> AuditLog:
+    log = AuditLog(redis_conn)
+    log.append(written_off("inv_demo_1001", "ev_demo_payment_failed_1001"))
+    record = written_off(LONG_INVOICE, LONG_EVENT)
+    record.rule, record.outcome, record.action, record.reason = LONG_RULE, "collecting", "skip", LONG_REASON
+    log.append(record)
+    return log
+
+
+@pytest.mark.parametrize("columns", [80, 120, 240])
+def test_the_table_never_cuts_an_id_an_invoice_or_a_rule_name(long_ids, settings, columns):
+    shown = reactor_on_terminal(settings, "audit", columns=columns)
+
+    lines = shown.splitlines()
+    assert all(len(line) <= columns for line in lines), shown
+    for whole in (LONG_EVENT, LONG_INVOICE, LONG_RULE, "ev_demo_payment_failed_1001", "inv_demo_1001"):
+        assert any(whole in line for line in lines), f"{whole} is cut or folded at {columns} columns:\n{shown}"
+    assert " ".join(LONG_REASON.split()) in " ".join(shown.split()), shown
+    assert "2 records" in shown
+
+
+def test_records_with_short_ids_are_rows_with_the_reason_below(trail, settings):
+    shown = reactor_on_terminal(settings, "audit", "--invoice", "inv_1", columns=160)
+
+    header, row, reason, *_ = shown.splitlines()
+    assert header.split() == ["at", "(UTC)", "event", "invoice", "rule", "action", "outcome", "amount", "mode", "rules"]
+    cells = [cell.strip() for cell in row.split("  ")]
+    for cell in (
+        "ev_1",
+        "inv_1",
+        "dunning-exhausted-small-balance",
+        "written_off",
+        "12.50 USD",
+        "live",
+        "3f9c0a1b2c4d",
+    ):
+        assert cell in cells, shown
+    assert reason.strip() == "rule dunning-exhausted-small-balance matched"
+    assert reason.index("rule") == row.index("ev_1"), "the reason is below the row, from the event column on"

@@ -47,8 +47,8 @@ def test_trace_tells_receipt_decision_calls_and_credit_note_in_order(written_off
 
     assert f"event {event['id']} payment_failed received: queued" in text
     assert "decision (event as received): write_off by rule dunning-exhausted-small-balance" in text
-    assert "held: invoice.dunning_status eq exhausted, actual 'exhausted'" in text
-    assert "held: invoice.amount_due lte {USD: 25, EUR: 20, JPY: 3000}, actual 12.50 USD" in text
+    assert "✔ true: invoice.dunning_status eq exhausted, actual 'exhausted'" in text
+    assert "✔ true: invoice.amount_due lte {USD: 25, EUR: 20, JPY: 3000}, actual 12.50 USD" in text
     assert "safety checks: passed" in text
     assert f"Chargebee GET /invoices/{invoice['id']} → 200" in text
     assert f"Chargebee POST /invoices/{invoice['id']}/write_off → 200" in text

@@ -33,6 +33,7 @@ BASE = {
     "reactor.redis_connect",
     "reactor.redis_wait",
     "reactor.reloads",
+    "reactor.timestamps",
 }
 WINGS: dict[str, set[str]] = {
     # the base every wing reads: settings, what an id may be, key names, logging, notices for a person,
@@ -47,8 +48,10 @@ WINGS: dict[str, set[str]] = {
     "reactor.redaction": set(),
     "reactor.redis_connect": set(),
     "reactor.redis_wait": {"reactor.redis_connect"},
+    # how a moment is shown to people, for every command, page and reason
+    "reactor.timestamps": set(),
     # the rules core is pure: no Redis, no HTTP, no settings
-    "reactor.rules": set(),
+    "reactor.rules": {"reactor.timestamps"},
     # the client, its errors and the shared call budget stand below everything that calls Chargebee;
     # the ids it puts in a path are checked as everywhere else
     "reactor.chargebee": {"reactor.ids"},

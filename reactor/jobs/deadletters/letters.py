@@ -131,10 +131,6 @@ class DeadLetter:
             description=job.description or "",
         )
 
-    @property
-    def failed_at_text(self) -> str:
-        return self.failed_at.isoformat(timespec="seconds") if self.failed_at else ""
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id,

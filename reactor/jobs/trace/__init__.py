@@ -3,18 +3,19 @@ dashboard's invoice page.
 
 store.py     TraceLog, the capped Redis list `{p}:trace:<invoice>`; the invoice a job works on
 calls.py     every Chargebee call recorded around the client (status, idempotency key, rate-limit wait)
-decisions.py a decision as recorded: the rule, the facts it read, which conditions held
+decisions.py a decision as recorded: the rule, the facts it read, which conditions were true
 timeline.py  the pure assembly of a timeline from its sources, and its text
 sources.py   the sources read from Redis: the trace, the audit trail, dead letters, held write-offs
 
-The webhook writes receipts into the same list (reactor/ingest/receipts.py), the audit stream the ids
+The webhook writes receipts into the same list (reactor/ingest/receipts.py; an event it answered
+`ignored` or 400 has a receipt of its own, `read_receipt`), the audit stream the ids
 of the invoice's records, and the order check its newest resource_version; the list's layout is
 reactor/ingest/trace_list.py.
 """
 
 from .calls import record_calls
 from .decisions import record_decision
-from .sources import TraceSources, find_invoice, read_sources
+from .sources import TraceSources, find_invoice, read_receipt, read_sources
 from .store import TraceLog, tracing_invoice
 from .timeline import Step, build_timeline, render_text
 
@@ -24,6 +25,7 @@ __all__ = [
     "TraceSources",
     "build_timeline",
     "find_invoice",
+    "read_receipt",
     "read_sources",
     "record_calls",
     "record_decision",

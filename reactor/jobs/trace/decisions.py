@@ -1,6 +1,7 @@
 """A decision as the trace keeps it: the rule, the rules version, the safety check that blocked it,
-and condition by condition the facts read with their values and whether each held (the same
-walk as `reactor rules explain`, reactor/rules/explain.py)."""
+and condition by condition the facts read with their values and whether each was true (the field
+`held` of a condition, a name the stored entries keep; the same walk as `reactor rules explain`,
+reactor/rules/explain.py)."""
 
 from __future__ import annotations
 

@@ -95,6 +95,16 @@ def find_invoice(connection: redis.Redis, settings: Settings, some_id: str) -> s
     return None
 
 
+def read_receipt(connection: redis.Redis, settings: Settings, event_id: str) -> dict[str, Any] | None:
+    """The receipt of an event the webhook answered `ignored` or 400 (reactor/ingest/receipts.py), or
+    None when it kept none (never received, expired, or taken: then its invoice's trace has it)."""
+    if not event_id:
+        return None
+    raw = connection.get(Keys(settings.key_prefix).receipt(event_id))
+    entry = _json(raw) if raw is not None else {}
+    return entry if entry.get("kind") == "receipt" else None
+
+
 def _json(stored: bytes) -> dict[str, Any]:
     """A stored event's JSON, packed or not; {} when it does not read."""
     try:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ...timestamps import SHOWN_WIDTH, shown_time
 from ..audit import AuditRecord, amount_text
 from ..deadletters import DeadLetter
-from ..held import HeldWriteOff
+from ..held import UNDONE_HOLD_REASON, HeldWriteOff
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -91,13 +92,23 @@ def trace_step(entry: dict[str, Any]) -> Step:
     return build(entry)
 
 
+RECEIPT_ANSWERS = {
+    "queued": "queued for evaluation",
+    "duplicate": "duplicate: this event id was already taken, nothing done",
+    "ignored": "ignored (200): nothing to decide",
+    "rejected": "refused (400): nothing taken",
+}
+
+
 def receipt_step(entry: dict[str, Any]) -> Step:
     status = entry.get("status")
-    what = {"queued": "queued for evaluation", "duplicate": "duplicate: this event id was already taken, nothing done"}
-    title = f"event {entry.get('event_id')} {entry.get('event_type')} received: {what.get(status, status)}"
+    kind = entry.get("event_type") or "(no event_type)"
+    title = f"event {entry.get('event_id')} {kind} received: {RECEIPT_ANSWERS.get(status, status)}"
     version = entry.get("resource_version")
-    details = (f"resource_version {version}",) if version is not None else ()
-    return Step(moment(entry.get("at")), "receipt", title, details, entry)
+    details = [f"resource_version {version}"] if version is not None else []
+    if entry.get("why"):
+        details.append(f"why: {entry['why']}")
+    return Step(moment(entry.get("at")), "receipt", title, tuple(details), entry)
 
 
 def decision_step(entry: dict[str, Any]) -> Step:
@@ -113,8 +124,8 @@ def decision_step(entry: dict[str, Any]) -> Step:
         details.append(f"rule {rule.get('rule')} ({rule.get('action')}): {verdict}")
         for cond in rule.get("conditions") or ():
             actual = cond.get("actual") if cond.get("actual") is not None else "(missing)"
-            held = cond.get("held")
-            mark = "held" if held else ("unknown" if held is None and "held" in cond else "failed")
+            held = cond.get("held")  # as `reactor rules explain` marks them; None: could not be evaluated
+            mark = "✔ true" if held else ("? unknown" if held is None and "held" in cond else "✘ false")
             note = f" ({cond['note']})" if cond.get("note") else ""
             details.append(
                 f"  {mark}: {cond.get('field')} {cond.get('operator')} {cond.get('expected')}, actual {actual}{note}"
@@ -181,21 +192,33 @@ def dead_letter_step(letter: DeadLetter) -> Step:
 
 def held_step(held: HeldWriteOff) -> Step:
     title = f"held now: {held.reason} ({held.amount_text()}, rule {held.rule})"
-    details = ("`reactor held release " + held.invoice_id + "` decides again past the budget",)
+    details = (f"`reactor held release {held.invoice_id}` {release_text(held)}",)
     data = {"invoice_id": held.invoice_id, "event_id": held.event_id, "rule": held.rule, "reason": held.reason}
     return Step(moment(held.held_at), "held", title, details, data)
 
 
+def release_text(held: HeldWriteOff) -> str:
+    """What releasing this hold does (reactor/jobs/held.py): a worker decides again on the invoice
+    fetched fresh; a budget's hold is then not checked against that budget."""
+    if held.reason == UNDONE_HOLD_REASON:
+        return "decides again on the fresh invoice and may write it off again (with a new idempotency key)"
+    return "decides again on the fresh invoice and may write it off, without checking the budget that held it"
+
+
 def time_text(at: datetime | None) -> str:
-    if at is None:
-        return "(no time)               "
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    """A step's time as every table shows one (reactor/timestamps.py), or `(no time)` as wide."""
+    return shown_time(at).ljust(SHOWN_WIDTH) if at is not None else "(no time)".ljust(SHOWN_WIDTH)
 
 
-def render_text(invoice_id: str, steps: list[Step]) -> str:
-    """One line a step (time in UTC, kind, title), its details indented below."""
-    lines = [f"invoice {invoice_id}: {len(steps)} steps (times in UTC)"]
+DETAIL_INDENT = SHOWN_WIDTH + 2 + 11 + 2
+"""Where a step's details start: under its title, past the time and the kind."""
+
+
+def render_text(invoice_id: str, steps: list[Step], subject: str = "invoice") -> str:
+    """One line a step (time in UTC, kind, title), its details indented below; `subject` names what
+    `invoice_id` is (an `event` that names no invoice has its receipt only)."""
+    lines = [f"{subject} {invoice_id}: {len(steps)} step{'s' if len(steps) != 1 else ''} (times in UTC)"]
     for step in steps:
         lines.append(f"{time_text(step.at)}  {step.kind:<11}  {step.title}")
-        lines.extend(f"{'':38}{detail}" for detail in step.details)
+        lines.extend(f"{'':{DETAIL_INDENT}}{detail}" for detail in step.details)
     return "\n".join(lines)

@@ -133,11 +133,35 @@ def test_a_decision_lists_the_rules_read_up_to_the_deciding_one_with_each_condit
     assert step.title.startswith("decision (event as received): write_off by rule small, rules ")
     assert step.details[1:] == (
         "rule protect-enterprise (skip): did not match",
-        "  failed: invoice.customer_id starts_with ent_, actual 'cus_1'",
+        "  ✘ false: invoice.customer_id starts_with ent_, actual 'cus_1'",
         "rule small (write_off): decided",
-        "  held: invoice.dunning_status eq exhausted, actual 'exhausted'",
-        "  held: invoice.amount_due lte {USD: 25}, actual 12.50 USD",
+        "  ✔ true: invoice.dunning_status eq exhausted, actual 'exhausted'",
+        "  ✔ true: invoice.amount_due lte {USD: 25}, actual 12.50 USD",
         "safety checks: passed",
+    )
+
+
+def test_a_condition_is_true_or_false_never_held():
+    ruleset = parse_rules(RULES)
+    entry = decision_entry(ruleset, event(), NOW, decide(ruleset, event(), NOW), "event as received")
+    conditions = [line for line in build_timeline([entry], [])[0].details if line.startswith("  ")]
+    assert conditions and all(line.startswith(("  ✔ true: ", "  ✘ false: ")) for line in conditions)
+    assert not any("held" in line for line in conditions)
+
+
+def test_the_held_step_says_what_a_release_does():
+    undone = HeldWriteOff("inv_1", "ev_1", "small", 1250, "USD", held_at=at(2), reason="undone")
+    budget = HeldWriteOff("inv_1", "ev_1", "small", 1250, "USD", held_at=at(2), reason="limits.max_per_day for USD")
+    (undone_step,), (budget_step,) = build_timeline([], [], [], undone), build_timeline([], [], [], budget)
+
+    assert undone_step.details == (
+        "`reactor held release inv_1` decides again on the fresh invoice and may write it off again"
+        " (with a new idempotency key)",
+    )
+    assert "past the budget" not in undone_step.details[0] and "budget" not in undone_step.details[0]
+    assert budget_step.details == (
+        "`reactor held release inv_1` decides again on the fresh invoice and may write it off, without checking"
+        " the budget that held it",
     )
 
 
@@ -176,7 +200,7 @@ def test_an_entry_of_an_unknown_kind_is_kept_and_the_text_is_one_line_a_step_wit
     text = render_text("inv_1", steps).splitlines()
     assert text[0] == "invoice inv_1: 2 steps (times in UTC)"
     assert text[1].startswith("(no time)") and "outcome future_word" in text[1]
-    assert text[2] == "2026-11-26 12:00:01.000Z  refund       refund (recorded by a newer release)"
+    assert text[2] == "2026-11-26 12:00:01Z  refund       refund (recorded by a newer release)"
 
 
 def test_an_audit_record_written_before_the_credit_note_field_still_reads():

@@ -140,7 +140,8 @@ def test_plain_number_limit_applies_to_every_currency() -> None:
         (invoice(amount_due=...), "amount_due", "nothing to write off"),
         (invoice(id=...), "invoice", "nothing to write off"),
         (invoice(currency_code=...), "currency_code", "currency_code is missing"),
-        (invoice(status="paid"), "invoice.status", "only payment_due, posted or not_paid"),
+        (invoice(status="paid"), "invoice.status", "nothing due: the invoice is paid"),
+        (invoice(status="pending"), "invoice.status", "only payment_due, posted or not_paid"),
         (invoice(linked_payments=[{"txn_status": "in_progress"}]), "invoice.linked_payments", "in progress"),
     ],
 )
@@ -149,6 +150,15 @@ def test_write_off_is_blocked_when_the_invoice_cannot_be_written_off(inv, blocke
     decision = decide(ruleset, event(inv), NOW)
     assert (decision.action, decision.rule, decision.blocked_by) == ("skip", "w", blocked_by)
     assert words in decision.reason and decision.comment is None
+
+
+@pytest.mark.parametrize("inv", [invoice(status="paid", amount_due=0), invoice(status="paid"), invoice(amount_due=0)])
+def test_an_invoice_with_nothing_due_reads_as_nothing_due_not_as_a_rule_that_matched(inv) -> None:
+    ruleset = rules("- name: w\n  when: [{invoice.customer_id: cus_1}]\n  action: write_off\n")
+    decision = decide(ruleset, event(inv), NOW)
+    assert (decision.action, decision.rule) == ("skip", "w")
+    assert decision.reason.startswith("nothing due: ") and "matched" not in decision.reason
+    assert decision.reason.endswith("nothing to write off")
 
 
 def test_skip_rules_are_not_subject_to_guardrails() -> None:

@@ -16,9 +16,9 @@ WRITE_OFF_ANY = "- name: crumbs\n  when:\n    - invoice.amount_due: {lte: 25}\n 
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"dunning_status": "in_progress", "next_retry_at": NOW_TS + DAY}, "dunning_status is 'in_progress'"),
-        ({"dunning_status": "in_progress", "next_retry_at": NOW_TS - DAY}, "dunning_status is 'in_progress'"),
-        ({"dunning_status": "in_progress"}, "dunning_status is 'in_progress'"),
+        ({"dunning_status": "in_progress", "next_retry_at": NOW_TS + DAY}, "dunning_status 'in_progress'"),
+        ({"dunning_status": "in_progress", "next_retry_at": NOW_TS - DAY}, "dunning_status 'in_progress'"),
+        ({"dunning_status": "in_progress"}, "dunning_status 'in_progress'"),
         ({"dunning_status": "paused_by_a_feature_we_do_not_know"}, "still collecting"),
         ({"dunning_status": None, "next_retry_at": NOW_TS + 60}, "a payment retry is scheduled"),
         ({"dunning_status": "stopped", "expected_payment_date": NOW_TS + DAY}, "promise to pay"),
@@ -59,7 +59,28 @@ def test_a_write_off_rule_does_not_write_off_while_dunning_is_in_progress() -> N
         rules(WRITE_OFF_ANY), event(invoice(dunning_status="in_progress", next_retry_at=NOW_TS + DAY)), NOW
     )
     assert (decision.action, decision.rule, decision.blocked_by) == ("skip", "crumbs", "collecting")
-    assert "still collecting" in decision.reason and "while_collecting: write_off" in decision.reason
+    assert decision.reason == (
+        "rule crumbs matched but Chargebee is still collecting (dunning_status 'in_progress', next retry"
+        " 2024-06-02 12:00:00Z): nothing is written off while it may still be paid; decided again on the event"
+        " Chargebee sends then, or by the sweep"
+    )
+    assert "while_collecting" not in decision.reason  # the bypass is documented in rules.yaml, not offered here
+
+
+@pytest.mark.parametrize(
+    ("fields", "again"),
+    [
+        ({"dunning_status": "in_progress"}, "decided again on Chargebee's next event about it, or by the sweep"),
+        ({"dunning_status": None, "next_retry_at": NOW_TS + DAY}, "decided again on the event Chargebee sends then"),
+        (
+            {"dunning_status": "stopped", "expected_payment_date": NOW_TS + DAY},
+            "decided again on Chargebee's next event after it",
+        ),
+    ],
+)
+def test_the_collecting_reason_says_why_it_waits_and_when_it_decides_again(fields: dict, again: str) -> None:
+    reason = collecting_reason(invoice(**fields), NOW_TS) or ""
+    assert "nothing is written off" in reason and again in reason and "while_collecting" not in reason
 
 
 def test_a_rule_that_opts_in_writes_off_while_chargebee_collects() -> None:
