@@ -18,6 +18,7 @@ import redis
 from ..chargebee import AuthError, ChargebeeClient, ChargebeeError, NotFoundError, RetryableError, Throttled
 from ..config import Settings
 from ..keys import Keys
+from ..timestamps import shown_time
 from .audit import AuditRecord, Outcome, amount_text
 from .context import build_rate_limit
 from .held import HeldWriteOff
@@ -81,24 +82,24 @@ def standing(records: list[AuditRecord], held: HeldWriteOff | None) -> str:
     parts = []
     if write_off is not None:
         parts.append(
-            f"written off {write_off.amount_text() or '(amount not recorded)'} at {write_off.at} "
+            f"written off {write_off.amount_text() or '(amount not recorded)'} at {shown_time(write_off.at)} "
             f"by rule {write_off.rule or '?'}"
         )
     else:
         last = records[-1] if records else None
         parts.append(
             "not written off by the reactor"
-            + (f"; last recorded: {last.outcome} at {last.at}" if last else "")
+            + (f"; last recorded: {last.outcome} at {shown_time(last.at)}" if last else "")
             + (f" by rule {last.rule}" if last and last.rule else "")
         )
     if undone is not None:
         who, why = _who_and_why(undone.reason)
-        parts.append(f"undone by {who} at {undone.at}" + (f" ({why})" if why else ""))
+        parts.append(f"undone by {who} at {shown_time(undone.at)}" + (f" ({why})" if why else ""))
     if held is not None:
-        parts.append(f"held ({held.reason or 'no reason recorded'}) since {held.held_at or '?'}")
+        parts.append(f"held ({held.reason or 'no reason recorded'}) since {shown_time(held.held_at) or '?'}")
     elif released is not None:
         who, why = _who_and_why(released.reason)
-        parts.append(f"released by {who} at {released.at}" + (f" ({why})" if why else ""))
+        parts.append(f"released by {who} at {shown_time(released.at)}" + (f" ({why})" if why else ""))
     return ", ".join(parts)
 
 
