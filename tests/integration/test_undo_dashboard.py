@@ -85,8 +85,8 @@ def test_an_undone_write_off_row_says_so_and_the_chart_and_invoice_page_show_mon
     standing = re.search(r'<p id="standing"><strong>(.*?)</strong>', invoice_page, re.S).group(1)
     at = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"  # as every page and command shows a moment (reactor/timestamps.py)
     assert re.fullmatch(
-        rf"written off 12\.50 USD at {at} by rule dunning-exhausted, undone by admin:{ADMIN_USER} at {at} \(goodwill\), "
-        rf"held \(undone\) since {at}",
+        rf"written off 12\.50 USD at {at} by rule dunning-exhausted, "
+        rf"undone by admin:{ADMIN_USER} at {at} \(goodwill\), held \(undone\) since {at}",
         standing,
     ), standing
     assert "At Chargebee now: not_paid, 12.50 USD due" in invoice_page
