@@ -1,7 +1,7 @@
 """Every Redis key the reactor writes, and the job paths RQ stores, in one table.
 
-All keys sit under one prefix (`REACTOR_KEY_PREFIX`, `reactor` by default) so that several
-reactors can share a Redis. Lifetimes are set where the key is written.
+All keys sit under one prefix (`Settings.key_prefix`, `reactor`). Lifetimes are set where the key
+is written.
 
 | key (`{p}` is the prefix) | what it holds | written in |
 |---|---|---|
@@ -9,10 +9,10 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:counters:events` | hash: webhook answers by kind | ingest/events.py |
 | `{p}:audit` | stream: the decision trail | jobs/audit/stream.py |
 | `{p}:audit:indexed_since` | the stream id of the first record indexed | jobs/audit/stream.py |
-| `{p}:audit:stats`, `{p}:audit:daily`, `{p}:audit:daily_undone` | counters from the stream | jobs/audit/tally.py |
-| `{p}:lock:invoice:<invoice>` | the invoice's lock around fetch, decide, write_off | jobs/write_off.py |
-| `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/write_off.py |
-| `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/write_off.py |
+| `{p}:audit:stats[:cursor,:lock]`, `{p}:audit:daily[_undone]` | counters from the stream | jobs/audit/tally.py |
+| `{p}:lock:invoice:<invoice>` | the invoice's lock around fetch, decide, write_off | jobs/marks.py |
+| `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/marks.py |
+| `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/marks.py |
 | `{p}:undone:<invoice>` | our write-off undone: who, why, its credit note, how many times (400 days) | jobs/undo.py |
 | `{p}:credits_attempt:<invoice>` | an apply_credits sent, the credits before it (30 days) | jobs/credits.py |
 | `{p}:inbox` | list: accepted events waiting for triage (REACTOR_TRIAGE) | ingest/events.py, ingest/inbox.py |
@@ -20,10 +20,10 @@ reactors can share a Redis. Lifetimes are set where the key is written.
 | `{p}:inbox:claims:<job>` | set: the same claims, by the triage job that holds them (a lease) | ingest/inbox.py |
 | `{p}:inbox:drainer` | set while a triage job is queued or running (a lease) | ingest/events.py, ingest/inbox.py |
 | `{p}:in_order:<event>` | triage found the event not stale; its job's first run takes it (30 days) | jobs/evaluate.py |
-| `{p}:trace:<invoice>` | list, 400 days: receipts, decisions, calls, audit ids, version | ingest/trace_list.py |
+| `{p}:trace:<invoice>` | list, 400 days: receipts, decisions, calls, audit ids, version | see ingest/trace_list.py |
 | `{p}:receipt:<event>` | an event answered `ignored` or 400: its receipt (30 days) | ingest/events.py |
 | `{p}:recheck:<invoice>` | the pending re-check of a time-based rule | jobs/rechecks.py |
-| `{p}:held` | hash: write-offs held by a budget | jobs/held.py |
+| `{p}:held` | hash: write-offs held by a budget or after an undo | jobs/held.py |
 | `{p}:budget:day:<date>`, `{p}:budget:hour:<hour>` | budget counters (UTC) | jobs/budget.py |
 | `{p}:sweep:checkpoint`, `{p}:lock:sweep` | the resumable sweep | jobs/sweep.py |
 | `{p}:rules:reload:<outcome>:<digest>` | one rules edit seen | reloads.py |

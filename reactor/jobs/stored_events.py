@@ -1,7 +1,7 @@
 """The events a job holds: dicts, because that is how they come (the stored body in Redis,
 Chargebee's own copy, a held write-off, a pending re-check, RQ's job arguments) and how they go on
 (`decide` reads a dict, RQ pickles the arguments). They are read through `Event`
-(reactor/ingest/events.py), so the invoice is dug out of an event in one place: `Event.invoice`.
+(reactor/ingest/envelope.py), so the invoice is dug out of an event in one place: `Event.invoice`.
 """
 
 from __future__ import annotations
