@@ -230,10 +230,9 @@ class ReactorProcess:
     def stop(self) -> None:
         """Stop the process as a deploy does (SIGTERM), then whatever is left of its process group.
 
-        RQ's scheduler is a forked child in the worker's group. A SIGTERM that lands while the worker
-        is still starting can end the worker before it stops the scheduler, and that orphan would go
-        on renewing `rq:scheduler-lock:*` in the next test's Redis; so the group must be empty before
-        the test is over."""
+        RQ's scheduler is a forked child in the worker's group. A worker that dies without stopping
+        it (a crash, a SIGKILL to it alone) leaves an orphan that would go on renewing `rq:scheduler-lock:*`
+        in the next test's Redis; so the group must be empty before the test is over."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

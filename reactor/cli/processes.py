@@ -16,11 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from rq.exceptions import StopRequested
 
 from ..config import EX_CONFIG, Settings, log_settings
 from ..jobs.notify import start_notifier
 from ..jobs.sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
-from ..jobs.worker import run_worker
+from ..jobs.worker import raise_stop_on_signals, run_worker
 from ..local.supervisor import refuse_fresh_with_redis_url, run_all, serve_web
 from ..logs import wants_json
 from ..redis_wait import refusal
@@ -111,12 +112,16 @@ def web(host: str, port: int | None, workers: int) -> None:
 @refusals_logged
 def worker(burst: bool, name: str | None) -> None:
     """An RQ worker for the reactor's jobs, with RQ's scheduler. Started before Redis answers, it
-    waits for it (REACTOR_REDIS_WAIT); a bad configuration or rules file stops it at once."""
-    settings = chargebee_settings(command_settings())
-    check_rules(settings)  # before the wait: only an unreachable Redis is worth waiting for
-    connection = connect(settings, wait=True)
+    waits for it (REACTOR_REDIS_WAIT); a bad configuration or rules file stops it at once. SIGTERM
+    or SIGINT stops it cleanly from here on, its wait for Redis included."""
+    raise_stop_on_signals()
     try:
+        settings = chargebee_settings(command_settings())
+        check_rules(settings)  # before the wait: only an unreachable Redis is worth waiting for
+        connection = connect(settings, wait=True)
         run_worker(settings, connection, burst=burst, name=name)
+    except StopRequested as stop:
+        log.info("stopped on %s before the worker started", stop)
     except RulesError as exc:  # the file was broken while we waited
         raise click.ClickException(f"rules file refused:\n{exc}") from None
 

@@ -12,6 +12,11 @@ for a forking worker (a simple worker cannot send heartbeats during a job: add t
 
 and the retry of an abandoned job is enqueued at once rather than scheduled: the worker that died
 may have been the one running the scheduler, whose lock RQ keeps for another minute.
+
+SIGTERM and SIGINT stop `reactor worker` cleanly (exit status 0, its death recorded, its scheduler
+stopped) from the start of its command on: RQ handles them only inside its work loop, which it
+enters after it has said "Listening on" and forked the scheduler; before that, and between the
+worker runs of run_worker, the handlers here do.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from .triage import wake_triage
 
 log = logging.getLogger(__name__)
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
 RESTART_BACKOFF = ExponentialBackoff(cap=30, base=1)
 """The pause before a worker that RQ gave up on looks for Redis again: 1 s, doubling, at most 30 s."""
 
@@ -58,6 +65,44 @@ class ReactorWorker(Worker):
         self.push_exc_handler(retry_abandoned_at_once)
 
     signalled_to_stop = False
+    _stop_signal: int | None = None
+    """A stop signal that came while RQ's handlers were not in place: acted on once they are."""
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """RQ's work loop, with the stop signals handled from its first line. RQ installs its
+        handlers only after it has registered the worker, said "Listening on" and forked the
+        scheduler: a SIGTERM in between ended the process with Python's default action (status
+        -15, its death unrecorded, the scheduler left running with its lock)."""
+        self._remember_stop_signals()
+        return super().work(*args, **kwargs)
+
+    def _remember_stop_signals(self) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._remember_stop)
+
+    def _remember_stop(self, signum: int, frame: Any) -> None:
+        """Raising here, as RQ's handler does, would cut off the registration or the scheduler's
+        start, outside the loop whose teardown undoes them: remember the signal instead."""
+        self.signalled_to_stop = True
+        self._stop_signal = signum
+
+    def _install_signal_handlers(self) -> None:
+        """RQ's handlers, then the stop asked for while the worker started, as RQ's handler does it."""
+        super()._install_signal_handlers()
+        if self._stop_signal is None:
+            return
+        try:
+            self.request_stop(self._stop_signal, None)
+        except StopRequested:  # RQ's way out of an idle loop; this one has not begun
+            self._stop_requested = True  # its first turn stops, and its teardown runs
+
+    def teardown(self) -> None:
+        """RQ's, with a first stop signal remembered rather than raised into it: the loop can end on
+        a Redis error with RQ's handler in place, which would cut off the scheduler's stop and the
+        record of the worker's death. run_worker then stops on `signalled_to_stop`."""
+        if self._shutdown_requested_date is None:  # a second signal keeps RQ's cold-shutdown handler
+            self._remember_stop_signals()
+        super().teardown()
 
     def request_stop(self, signum: int, frame: Any) -> None:
         """Remember that a person or the process manager asked us to stop (SIGTERM/SIGINT): RQ raises
@@ -171,14 +216,23 @@ class ReactorScheduler(rq_scheduler.RQScheduler):
     traceback multiprocessing prints to stderr after it, which broke the one-JSON-object-a-line log."""
 
     def start(self) -> Any:
+        """RQ's, with the stop signals blocked across the fork: the child starts with the worker's
+        handlers, which would stop the worker's copy in it instead of the scheduler, and the
+        worker's join would then wait for ever. The child unblocks them once it has its own."""
         self._status = self.Status.STARTED
         self._connection = None  # as RQ's: rebuilt in the forked process, not shared with it
         self._process = rq_scheduler.ForkProcess(target=_run_scheduler, args=(self,), name="Scheduler")
-        self._process.start()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            self._process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return self._process
 
 
 def _run_scheduler(scheduler: rq_scheduler.RQScheduler) -> None:
+    scheduler._install_signal_handlers()  # a signal that came since the fork is delivered now, to them
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
         rq_scheduler.run(scheduler)  # logs an error with its traceback, then raises it again
     except Exception:
@@ -243,33 +297,53 @@ class ReactorSimpleWorker(ReactorWorker):
 WORKER_CLASSES: dict[str, type[ReactorWorker]] = {"fork": ReactorWorker, "simple": ReactorSimpleWorker}
 
 
+def raise_stop_on_signals() -> None:
+    """Make SIGTERM and SIGINT raise StopRequested, for where no RQ worker runs: the start of
+    `reactor worker` (its wait for Redis included) and the pause before run_worker starts a worker
+    again. Nothing is registered there to undo, and a wait for Redis must not outlast the signal;
+    Python's defaults would end the process with status -15 (SIGTERM) or a traceback (SIGINT)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_stop)
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise StopRequested(signal.Signals(signum).name)
+
+
 def run_worker(settings: Settings, connection: redis.Redis, burst: bool = False, name: str | None = None) -> bool:
-    """Run the worker until it is told to stop. RQ's worker gives up when Redis goes away at the
-    wrong moment (between jobs, or while recording a result); this loop waits for Redis to come back
-    and starts a fresh worker, so a Redis restart does not need a person to restart the workers.
-    A job cut off by the outage is recovered like any abandoned job."""
-    context = jobs.build_context(settings, connection)
-    context.rules.current()  # refuse to start on a broken rules file: say so now, not per job
-    jobs.install(context)
+    """Run the worker until it is told to stop (SIGTERM or SIGINT, at any moment). RQ's worker
+    gives up when Redis goes away at the wrong moment (between jobs, or while recording a result);
+    this loop waits for Redis to come back and starts a fresh worker, so a Redis restart does not
+    need a person to restart the workers. A job cut off by the outage is recovered like any
+    abandoned job."""
+    raise_stop_on_signals()
     worked = False
-    for generation in itertools.count():
-        worker = WORKER_CLASSES[settings.worker_class](
-            [context.queue],
-            connection=connection,
-            name=f"{name}-{generation}" if name and generation else name,
-            abandoned_after=settings.abandoned_after,
-            job_monitoring_interval=settings.heartbeat_interval,
-            maintenance_interval=settings.maintenance_interval,
-        )
-        try:
-            worked = worker.work(with_scheduler=True, burst=burst) or worked
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.error("worker stopped: Redis unreachable (%s)", exc)
-        if burst or worker.signalled_to_stop:
-            return worked
-        # A pause before the first ping too: RQ may give up again at once on a Redis that answers
-        # PING but little else (still starting, failing over), and each restart should wait longer.
-        time.sleep(RESTART_BACKOFF.compute(generation))
-        wait_for_redis(connection)
-        log.warning("restarting the worker after it stopped on a Redis error")
+    try:
+        context = jobs.build_context(settings, connection)
+        context.rules.current()  # refuse to start on a broken rules file: say so now, not per job
+        jobs.install(context)
+        for generation in itertools.count():
+            worker = WORKER_CLASSES[settings.worker_class](
+                [context.queue],
+                connection=connection,
+                name=f"{name}-{generation}" if name and generation else name,
+                abandoned_after=settings.abandoned_after,
+                job_monitoring_interval=settings.heartbeat_interval,
+                maintenance_interval=settings.maintenance_interval,
+            )
+            try:
+                worked = worker.work(with_scheduler=True, burst=burst) or worked
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.error("worker stopped: Redis unreachable (%s)", exc)
+            finally:
+                raise_stop_on_signals()  # the worker's handlers act on a worker that has ended
+            if burst or worker.signalled_to_stop:
+                return worked
+            # A pause before the first ping too: RQ may give up again at once on a Redis that answers
+            # PING but little else (still starting, failing over), and each restart should wait longer.
+            time.sleep(RESTART_BACKOFF.compute(generation))
+            wait_for_redis(connection)
+            log.warning("restarting the worker after it stopped on a Redis error")
+    except StopRequested as stop:
+        log.info("stopped on %s while no worker was running", stop)
     return worked
