@@ -57,6 +57,7 @@ from ..rules import RulesError, RuleSet, load_rules
 from ..rules.diff import CHANGE_MEANINGS, BudgetsUsed, RulesDiff
 from ..rules.event_types import SWEEP_EVENT_TYPE
 from ..rules.fail_over import EXIT_ERROR, FailOver, FailOverError, exit_code
+from ..timestamps import shown_time
 from .helpers import cell, chargebee_settings, command_settings, connect, console
 from .rules import rules
 
@@ -239,7 +240,8 @@ def _print_table(diff: RulesDiff, header: dict[str, Any]) -> None:
     out.print(outcomes)
     newly = ", ".join(f"{n} for {a} {cur}" for cur, (n, a) in sorted(diff.newly_written_off.items())) or "none"
     click.echo(
-        f"{header['base']} ({header['base_version']}) → {header['new']} ({header['new_version']}) at {header['at']}: "
+        f"{header['base']} ({header['base_version']}) → {header['new']} ({header['new_version']}) "
+        f"at {shown_time(header['at'])}: "
         f"{diff.invoices} open invoices, {diff.changed_invoices} changed; {header['chargebee_calls']} Chargebee calls"
     )
     click.echo(triggers_line(diff))

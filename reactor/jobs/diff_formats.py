@@ -16,6 +16,7 @@ from typing import Any
 
 from ..rules.diff import CHANGE_KINDS, CHANGE_MEANINGS, NOT_PREVIEWED, OUTCOMES, Money, RulesDiff, Totals, Verdict
 from ..rules.event_types import SWEEP_EVENT_TYPE
+from ..timestamps import shown_time
 from .audit import spreadsheet_cell, visible
 
 CHANGE_COLUMNS = (
@@ -191,7 +192,8 @@ def to_markdown(diff: RulesDiff, header: dict[str, Any], max_rows: int = 200) ->
     lines = [
         f"### Rules diff: {_md(header.get('base', ''))} → {_md(header.get('new', ''))}",
         "",
-        f"{diff.invoices} open invoices decided at {_md(header.get('at', ''))}; **{diff.changed_invoices} changed**.",
+        f"{diff.invoices} open invoices decided at {_md(shown_time(header.get('at', '')))}; "
+        f"**{diff.changed_invoices} changed**.",
         "",
         f"{_md(triggers_line(diff))}.",
         "",
