@@ -272,6 +272,7 @@ def test_a_dead_triage_job_is_shown_as_one_a_replay_runs_again_and_its_replay_dr
     assert len(sandbox.state.write_off_calls()) == 1
 
 
+@pytest.mark.timeout(420)  # the 300 s liveness wait below, and the setup and settling around it
 @pytest.mark.parametrize("worker_class", ["fork", "simple"])
 def test_a_worker_killed_mid_triage_loses_no_event_and_writes_nothing_off_twice(
     sandbox, settings, redis_conn, start_worker, worker_class
