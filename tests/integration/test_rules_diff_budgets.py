@@ -55,6 +55,7 @@ def changes(stdout: str) -> dict[str, str]:
     return {c["invoice"]: c["change"] for c in json.loads(stdout)["changes"]}
 
 
+@pytest.mark.timeout(360)  # eight `reactor rules diff` processes; Python's start alone is seconds on a busy machine
 def test_the_diff_starts_from_what_todays_budget_has_used(settings, redis_conn, new_rules, tmp_path) -> None:
     used(redis_conn, settings, 4500, AT_TIME)  # 45 of the 100 USD: 10 (inv_a) fits, 50 more (inv_b) does not
     before = counters(redis_conn, settings, AT_TIME)

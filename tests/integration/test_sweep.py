@@ -113,7 +113,8 @@ def test_a_sweep_killed_after_page_4_resumes_without_repeating_pages_and_writes_
     assert set(offsets_after).isdisjoint(offsets_before[: done_before_kill["pages"]]), (
         "a finished page was listed again"
     )
-    assert len(offsets_after) == 11 - done_before_kill["pages"]
+    # distinct: the killed sweep's last request may reach the sandbox after offsets_before was read
+    assert len(set(offsets_after)) == 11 - done_before_kill["pages"]
     assert checkpoint(redis_conn, settings)["finished"] is True
 
     start_worker(fast)
