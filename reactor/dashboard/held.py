@@ -12,27 +12,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 from rq import Queue
 
-from .. import ids
 from ..jobs.held import MAX_REASON, list_held, release
-from .views import admin, check_csrf, login_required
+from .views import admin, check_csrf, checked_invoice_id, login_required
 
 log = logging.getLogger(__name__)
-
-
-def _checked(invoice_id: str) -> str:
-    if not ids.INVOICE.accepts(invoice_id):
-        abort(400, description=f"not an invoice id: {ids.INVOICE.rule}")
-    return invoice_id
 
 
 @admin.get("/held/<invoice_id>/release")
 @login_required
 def release_confirm(invoice_id: str) -> Any:
     """The confirmation step: what is held and why, and a reason to give before it is released."""
-    invoice_id = _checked(invoice_id)
+    invoice_id = checked_invoice_id(invoice_id)
     settings, connection = current_app.config["REACTOR_SETTINGS"], current_app.extensions["reactor.redis"]
     item = next((h for h in list_held(connection, settings.key_prefix) if h.invoice_id == invoice_id), None)
     return render_template("admin/release.html", invoice_id=invoice_id, item=item, max_reason=MAX_REASON)
@@ -42,7 +35,7 @@ def release_confirm(invoice_id: str) -> Any:
 @login_required
 def release_invoice(invoice_id: str) -> Any:
     check_csrf()
-    invoice_id = _checked(invoice_id)
+    invoice_id = checked_invoice_id(invoice_id)
     reason = " ".join(request.form.get("reason", "").split())
     if not reason or len(reason) > MAX_REASON:
         flash(f"Give a reason (at most {MAX_REASON} characters): it goes into the audit trail.", "error")

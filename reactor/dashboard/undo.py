@@ -12,24 +12,17 @@ import json
 import logging
 from typing import Any
 
-from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 
-from .. import ids
 from ..jobs import build_context
 from ..jobs.audit import AuditLog
 from ..jobs.held import MAX_REASON
 from ..jobs.invoice_state import last_write_off
 from ..jobs.undo import UndoRefused, undo_write_off
 from ..keys import Keys
-from .views import admin, check_csrf, login_required
+from .views import admin, check_csrf, checked_invoice_id, login_required
 
 log = logging.getLogger(__name__)
-
-
-def _checked(invoice_id: str) -> str:
-    if not ids.INVOICE.accepts(invoice_id):
-        abort(400, description=f"not an invoice id: {ids.INVOICE.rule}")
-    return invoice_id
 
 
 def _mark(invoice_id: str, kind: str) -> dict[str, Any] | None:
@@ -48,7 +41,7 @@ def _mark(invoice_id: str, kind: str) -> dict[str, Any] | None:
 @login_required
 def undo_confirm(invoice_id: str) -> Any:
     """The confirmation step: what we wrote off, and a reason to give before anything is sent."""
-    invoice_id = _checked(invoice_id)
+    invoice_id = checked_invoice_id(invoice_id)
     connection = current_app.extensions["reactor.redis"]
     records, _scanned = AuditLog(
         connection, Keys(current_app.config["REACTOR_SETTINGS"].key_prefix).audit()
@@ -68,7 +61,7 @@ def undo_confirm(invoice_id: str) -> Any:
 @login_required
 def undo_invoice(invoice_id: str) -> Any:
     check_csrf()
-    invoice_id = _checked(invoice_id)
+    invoice_id = checked_invoice_id(invoice_id)
     reason = " ".join(request.form.get("reason", "").split())
     if not reason or len(reason) > MAX_REASON:
         flash(f"Give a reason (at most {MAX_REASON} characters): it goes into the audit trail.", "error")

@@ -49,6 +49,7 @@ from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import HTTPException, TooManyRequests
 
+from .. import ids
 from ..config import Settings
 from ..ingest.events import JOB_ID_SAFE
 from ..jobs.audit import OUTCOMES, AuditLog
@@ -192,6 +193,13 @@ check_csrf = _check_csrf  # for the forms of the dashboard's other modules (reac
 def _template_helpers() -> dict[str, Any]:
     """`csrf_token()` for the forms, and `user` for the header (who is logged in) on every page."""
     return {"csrf_token": csrf_token, "user": g.get("admin_user")}
+
+
+def checked_invoice_id(invoice_id: str) -> str:
+    """The invoice id of a dashboard URL, or 400 naming the rule (reactor/ids.py)."""
+    if not ids.INVOICE.accepts(invoice_id):
+        abort(400, description=f"not an invoice id: {ids.INVOICE.rule}")
+    return invoice_id
 
 
 def login_required(view: Any) -> Any:
