@@ -200,15 +200,20 @@ def test_a_held_write_off_is_one_message_from_reactor_cron(
     rules_file(BUDGET_RULES)
     invoice = exhausted_invoice(sandbox)  # 12.50 USD, over the day's 10 USD
     web = WebServer(notify_settings)
-    cron = reactor_cron(notify_settings, tmp_path / "cron.log")
+    cron = None
     try:
         start_worker(notify_settings)
         assert post_event(web.webhook_url, make_event(invoice, card={"masked_number": "****4242"})).status_code == 200
         wait_for(lambda: "held" in outcomes(redis_conn, invoice["id"]), what="the write-off held")
+        # The budget notice and the held notice are added a moment apart: a digest round between
+        # them would rightly send two messages, so the sender starts once both wait.
+        wait_for(lambda: pending(redis_conn, notify_settings) == 2, what="the budget and held notices")
+        cron = reactor_cron(notify_settings, tmp_path / "cron.log")
         wait_for(lambda: receiver.messages, timeout=20, what="the digest at the receiver")
         wait_for(lambda: pending(redis_conn, notify_settings) == 0, what="the notices sent")
     finally:
-        stop(cron)
+        if cron is not None:
+            stop(cron)
         web.stop()
 
     [text] = receiver.texts()
