@@ -24,7 +24,7 @@ from datetime import datetime
 
 import redis
 
-from ...ingest.trace_list import TRACE_CAP, TRACE_TTL, TRIM_LUA, read_trace_list
+from ...ingest.trace_list import TRACE_CAP, TRACE_LUA, TRACE_TTL, read_trace_list
 from ...keys import Keys
 from ...redaction import redact
 from .records import AuditRecord
@@ -32,17 +32,20 @@ from .records import AuditRecord
 FREE_TEXT = frozenset(("reason", "detail"))
 """The fields that carry words from elsewhere (an error, a person), redacted as they are written."""
 
-# KEYS[1] the stream, KEYS[2] the id of its first indexed record, KEYS[3] (when the record names an
-# invoice) the invoice's trace. ARGV: maxlen, the trace's cap and ttl, then the record's fields and
-# values. Returns the entry id.
+# KEYS[1] the stream; KEYS[2] the id of its first indexed record; KEYS[3], when the record names an
+# invoice, the invoice's trace. ARGV[1] the stream's maxlen, ARGV[2] the trace's cap, ARGV[3] its TTL,
+# from ARGV[4] the record's fields and values. Returns the entry id. One script, so the record is
+# never in the stream without its id in the trace.
 _APPEND = (
-    TRIM_LUA
+    TRACE_LUA
     + """
+-- add the record, the stream capped at about ARGV[1] entries
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
 if KEYS[3] then
+  -- the first record indexed, kept once: records before it may be in no trace
   redis.call('SET', KEYS[2], id, 'NX')
-  redis.call('RPUSH', KEYS[3], 'audit ' .. id)
-  trim_trace(KEYS[3], tonumber(ARGV[2]), ARGV[3])
+  -- its id in the invoice's trace (reactor/ingest/trace_list.py), capped as every writer does
+  append_audit_id(KEYS[3], id, tonumber(ARGV[2]), ARGV[3])
 end
 return id
 """
