@@ -123,6 +123,28 @@ def retry_policy(settings: Settings) -> Retry:
     return Retry(max=len(intervals), interval=intervals)
 
 
+@dataclass(frozen=True)
+class StoreOptions:
+    """How `EventStore` keeps events and runs their jobs; `from_settings` reads them from the settings."""
+
+    dedupe_ttl: int = 4 * 24 * 3600  # the stored event is the dedupe mark: kept at least this long
+    event_ttl: int = 30 * 24 * 3600  # how long a stored event (and a failed job) is kept for replays
+    retry: Retry | None = None  # RQ's retries of an evaluation job (retry_policy)
+    job_timeout: int = 120  # seconds an evaluation job may run
+    triage: bool = False  # accepted events go to the inbox (reactor/ingest/inbox.py), not a job each
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StoreOptions:
+        """TTLs, retries, job timeout and triage as the web and the workers run them."""
+        return cls(
+            dedupe_ttl=settings.dedupe_ttl,
+            event_ttl=settings.event_ttl,
+            retry=retry_policy(settings),
+            job_timeout=settings.job_timeout,
+            triage=settings.triage,
+        )
+
+
 class EventStore:
     """Stored events, which are their own dedupe marks, in Redis."""
 
@@ -131,19 +153,17 @@ class EventStore:
         connection: redis.Redis,
         queue: Queue,
         keys: Keys | None = None,
-        dedupe_ttl: int = 4 * 24 * 3600,
-        event_ttl: int = 30 * 24 * 3600,
-        retry: Retry | None = None,
-        job_timeout: int = 120,
+        options: StoreOptions | None = None,
         replica_ack: ReplicaAck | None = None,
-        triage: bool = False,
     ):
+        options = options or StoreOptions()
         self.redis = connection
-        self.triage = triage  # accepted events go to the inbox (reactor/ingest/inbox.py), not a job each
+        self.triage = options.triage  # accepted events go to the inbox (reactor/ingest/inbox.py), not a job each
         self.replica_ack = replica_ack  # None: never WAIT (the workers' sweep and replays)
         self.keys = keys or Keys()
-        self.stored_ttl = max(event_ttl, dedupe_ttl)  # the stored event is the dedupe mark
-        self.jobs = EvaluationJobs(queue, retry=retry, job_timeout=job_timeout, failure_ttl=event_ttl)
+        self.stored_ttl = max(options.event_ttl, options.dedupe_ttl)  # the stored event is the dedupe mark
+        retry, event_ttl = options.retry, options.event_ttl
+        self.jobs = EvaluationJobs(queue, retry=retry, job_timeout=options.job_timeout, failure_ttl=event_ttl)
         self.triage_jobs = EvaluationJobs(
             queue, retry=retry, job_timeout=TRIAGE_JOB_TIMEOUT, failure_ttl=event_ttl, at_front=True
         )
@@ -155,19 +175,9 @@ class EventStore:
     def from_settings(
         cls, connection: redis.Redis, queue: Queue, settings: Settings, replica_ack: ReplicaAck | None = None
     ) -> EventStore:
-        """The store as the web and the workers use it: TTLs, retries and job timeout from settings;
-        the web passes its `replica_ack` (REACTOR_REPLICA_ACK)."""
-        return cls(
-            connection,
-            queue,
-            Keys(settings.key_prefix),
-            dedupe_ttl=settings.dedupe_ttl,
-            event_ttl=settings.event_ttl,
-            retry=retry_policy(settings),
-            job_timeout=settings.job_timeout,
-            replica_ack=replica_ack,
-            triage=settings.triage,
-        )
+        """The store as the web and the workers use it: options from settings (StoreOptions); the web
+        passes its `replica_ack` (REACTOR_REPLICA_ACK)."""
+        return cls(connection, queue, Keys(settings.key_prefix), StoreOptions.from_settings(settings), replica_ack)
 
     def accept(self, event: Event, evaluate: Callable[..., Any] | str) -> Accepted:
         """Store and enqueue an event once per id; redis errors propagate (the caller answers 503).

@@ -20,6 +20,7 @@ redacted (reactor/redaction.py): no configured secret reaches the trail.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import redis
@@ -50,6 +51,29 @@ end
 return id
 """
 )
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which records `AuditLog.query` reads: those in the window from `since` to `until`, and with
+    each field given (an outcome among `outcomes`); a field not given matches any record."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    invoice_id: str | None = None
+    event_id: str | None = None
+    job_id: str | None = None
+    outcomes: Collection[str] | None = None  # empty: any outcome
+
+    def matches(self, fields: dict[str, str]) -> bool:
+        """Whether a record's stored fields pass the filter (the window aside: the read bounds it)."""
+        if self.invoice_id and fields.get("invoice_id") != self.invoice_id:
+            return False
+        if self.event_id and fields.get("event_id") != self.event_id:
+            return False
+        if self.job_id and fields.get("job_id") != self.job_id:
+            return False
+        return not self.outcomes or fields.get("outcome") in self.outcomes
 
 
 def _stream_id(moment: datetime, exclusive: bool = False) -> str:
@@ -147,7 +171,7 @@ class AuditLog:
         if not ids:
             if self.all_indexed():  # no record of the invoice in the stream
                 return [], False
-            return list(self.query(invoice_id=invoice_id)), True
+            return list(self.query(AuditFilter(invoice_id=invoice_id))), True
         older: list[AuditRecord] = []
         if since is not None and history_since is not None and _millis(history_since) < _millis(since.decode()):
             older = list(self._before(invoice_id, since.decode()))
@@ -186,22 +210,18 @@ class AuditLog:
 
     def query(
         self,
-        since: datetime | None = None,
-        invoice_id: str | None = None,
-        event_id: str | None = None,
-        limit: int | None = None,
-        batch: int = 1000,
+        where: AuditFilter | None = None,
         *,
-        until: datetime | None = None,
-        outcomes: Collection[str] | None = None,
-        job_id: str | None = None,
+        limit: int | None = None,
         newest_first: bool = False,
+        batch: int = 1000,
     ) -> Iterator[AuditRecord]:
-        """Records in time order (or newest first), filtered; reads the stream in batches so
-        memory stays flat. `since`/`until` become stream-id bounds, so a window costs only its size."""
-        low = _stream_id(since) if since else "-"
-        high = _stream_id(until) if until else "+"
-        wanted = set(outcomes) if outcomes else None
+        """The records `where` selects (all of them without it), in time order or newest first, up to
+        `limit`; reads the stream in batches of `batch` so memory stays flat."""
+        where = where or AuditFilter()
+        # the window as stream-id bounds, so a window costs only its size
+        low = _stream_id(where.since) if where.since else "-"
+        high = _stream_id(where.until) if where.until else "+"
         yielded = 0
         while True:
             if newest_first:
@@ -212,25 +232,20 @@ class AuditLog:
                 return
             for raw_id, raw_fields in entries:
                 fields = {k.decode(): v.decode() for k, v in raw_fields.items()}
-                if invoice_id and fields.get("invoice_id") != invoice_id:
-                    continue
-                if event_id and fields.get("event_id") != event_id:
-                    continue
-                if job_id and fields.get("job_id") != job_id:
-                    continue
-                if wanted is not None and fields.get("outcome") not in wanted:
+                if not where.matches(fields):
                     continue
                 yield AuditRecord.from_fields(raw_id.decode(), fields)
                 yielded += 1
                 if limit is not None and yielded >= limit:
                     return
+            # the next batch starts past the last entry read
             if newest_first:
                 high = "(" + entries[-1][0].decode()
             else:
                 low = "(" + entries[-1][0].decode()
 
     def for_event(self, event_id: str) -> list[AuditRecord]:
-        return list(self.query(event_id=event_id))
+        return list(self.query(AuditFilter(event_id=event_id)))
 
     def count(self) -> int:
         return int(self.redis.xlen(self.key))
