@@ -1,20 +1,6 @@
-"""The decision trail in Redis: a stream, appended to and read back in batches (`AuditLog`).
-
-A stream gives an append-only log with time-ordered ids, cheap range reads for `reactor audit
---since`, and a length cap (`maxlen`, approximate) so Redis cannot fill up with history.
-
-A record that names an invoice also has its stream id pushed onto the invoice's trace list, as an
-`audit <id>` entry (`{p}:trace:<invoice>`, reactor/ingest/trace_list.py: kept and capped with the
-trace), by the same script that adds it: one round trip, and the record is never in the stream
-without its entry; `<stream>:indexed_since` keeps the id of the first record indexed. `for_invoice`
-reads only those ids, so a trace costs the invoice's records, not the stream's. Releases before kept
-the ids in a list of their own, `<stream>:invoice:<invoice>`, which is still read until it expires.
-Records written before any index are in none: an invoice with no index entry at all is found by
-reading the stream whole (unless the stream holds no record from before the index), and one whose
-history began before the index also reads the stream up to `indexed_since`; both say so.
-
-A record's free text (`reason`, `detail`: an error's message, an operator's words) is written
-redacted (reactor/redaction.py): no configured secret reaches the trail.
+"""The decision trail in Redis: a capped stream (`AuditLog`), appended to and read back in batches.
+A record that names an invoice also has its id kept in the invoice's trace list, so `for_invoice`
+reads the invoice's records, not the stream. Free text is written redacted (reactor/redaction.py).
 """
 
 from __future__ import annotations
@@ -94,6 +80,8 @@ def _id_parts(stream_id: str) -> tuple[int, int]:
     return int(millis), int(seq or 0)
 
 
+# A stream gives an append-only log with time-ordered ids, cheap range reads for `reactor audit
+# --since`, and a length cap (`maxlen`, approximate) so Redis cannot fill up with history.
 class AuditLog:
     """The stream, with an optional source of the current rules version: a record written without
     one (a failure, a lock, an operator's replay) is stamped with the rules that were in force."""
@@ -166,8 +154,13 @@ class AuditLog:
             pipe.lrange(self.trace_key(invoice_id), 0, -1)
             pipe.get(self.indexed_since_key())
             indexed, trace, since = pipe.execute()
+        # the ids: in the trace list (an `audit <id>` entry, written by _APPEND with the record), and
+        # in the list of releases before, `<stream>:invoice:<invoice>`, read until it expires
         listed = [raw.decode() for raw in indexed] + read_trace_list(trace).audit_ids
         ids = sorted(dict.fromkeys(listed), key=_id_parts)
+        # Records written before any index are in none: an invoice with no id at all is found by
+        # reading the stream whole (unless the stream holds no record from before the index), and one
+        # whose history began before the index also reads the stream up to `indexed_since`; both say so.
         if not ids:
             if self.all_indexed():  # no record of the invoice in the stream
                 return [], False
