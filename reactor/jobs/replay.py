@@ -21,7 +21,7 @@ from typing import Any
 
 from ..ingest.events import EventStore
 from ..rules import Decision, RuleSet, decide
-from .audit import AuditLog, AuditRecord
+from .audit import AuditFilter, AuditLog, AuditRecord
 from .stored_events import as_event
 
 
@@ -109,7 +109,7 @@ def gather(
     stored copy, narrowed by the selection. `progress` is called with the records read so far."""
     by_event: dict[str, ReplayCandidate] = {}
     for count, record in enumerate(
-        audit.query(since=selection.since, until=selection.until, invoice_id=selection.invoice), start=1
+        audit.query(AuditFilter(since=selection.since, until=selection.until, invoice_id=selection.invoice)), start=1
     ):
         if record.event_id:
             by_event.setdefault(record.event_id, ReplayCandidate(record.event_id)).records.append(record)

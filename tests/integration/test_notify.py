@@ -30,7 +30,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from reactor.config import Settings
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.jobs.notify import MAX_LINES, Notifier
 from reactor.keys import Keys
 from reactor.notices import Notices
@@ -187,7 +187,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def outcomes(connection: redis.Redis, invoice_id: str) -> list[str]:
-    return [r.outcome for r in AuditLog(connection).query(invoice_id=invoice_id)]
+    return [r.outcome for r in AuditLog(connection).query(AuditFilter(invoice_id=invoice_id))]
 
 
 def pending(connection: redis.Redis, settings: Settings) -> int:
