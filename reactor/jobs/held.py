@@ -45,10 +45,9 @@ from .trail import record_outcome
 
 if TYPE_CHECKING:
     from rq import Queue
-    from rq.job import Job
 
     from ..rules import Decision
-    from .context import JobContext
+    from .attempt import WriteOffAttempt
 
 log = logging.getLogger(__name__)
 
@@ -135,36 +134,29 @@ def held_event(connection: redis.Redis, invoice_id: str, prefix: str = "reactor"
     return event if isinstance(event, dict) else None
 
 
-def hold_write_off(
-    ctx: JobContext,
-    job: Job | None,
-    event: dict[str, Any],
-    invoice_id: str,
-    decision: Decision,
-    reason: str,
-    now: datetime,
-) -> dict[str, Any]:
-    """Park the write-off of `invoice_id` a budget refused: in `reactor:held`, in the audit and in
-    the log. `event` (with the fresh invoice) is what a release decides on again."""
+def hold_write_off(a: WriteOffAttempt, decision: Decision, reason: str) -> dict[str, Any]:
+    """Park the write-off a budget refused: in `reactor:held`, in the audit and in the log. The
+    attempt's fresh event is what a release decides on again."""
+    event = a.latest
     item = HeldWriteOff(
-        invoice_id=decision.invoice_id or invoice_id,
-        event_id=event.get("id"),
+        invoice_id=decision.invoice_id or a.invoice_id,
+        event_id=event.id or None,
         rule=decision.rule,
         amount_due=decision.amount_due,
         currency=decision.currency,
-        held_at=now.isoformat(timespec="seconds"),
+        held_at=a.now.isoformat(timespec="seconds"),
         reason=reason,
-        event=event,
+        event=event.data,
     )
-    hold(ctx.redis, item, ctx.keys.prefix)
-    ctx.notices.add("held", f"{item.invoice_id}: {item.amount_text()} by rule {decision.rule}: {reason}")
+    hold(a.ctx.redis, item, a.ctx.keys.prefix)
+    a.ctx.notices.add("held", f"{item.invoice_id}: {item.amount_text()} by rule {decision.rule}: {reason}")
     log.warning(
         "write-off of invoice %s held: %s (reactor held list / release)",
         item.invoice_id,
         reason,
         extra={"invoice_id": item.invoice_id, "rule": decision.rule},
     )
-    record_outcome(ctx, job, event, decision, Outcome.HELD, reason=reason)
+    record_outcome(a.ctx, a.job, event, decision, Outcome.HELD, reason=reason)
     return Outcome.HELD.result(rule=decision.rule, reason=reason)
 
 

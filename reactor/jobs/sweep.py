@@ -43,6 +43,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..ingest.envelope import Event
 from ..keys import EVALUATE_JOB, Keys
 from ..rules import Decision, RuleSet, decide, to_major
 from ..rules.event_types import SWEEP_EVENT_TYPE
@@ -52,7 +53,6 @@ from .audit import Outcome
 from .context import JobContext, current_context
 from .facts import RunFacts, complete_facts
 from .preview import held_invoices, next_event, preview_decision
-from .stored_events import as_event
 from .sweep_report import ANY_TRIGGER, HELD, NOT_PREVIEWED, Candidate
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ class _Sweeper:
         point.matched += 1
         if self.dry_run or decision.dry_run:
             self.result.candidates.append(self.candidate(invoice, decision, overdue))
-        elif self.ctx.events.accept(as_event(event), EVALUATE_JOB).outcome == "queued":
+        elif self.ctx.events.accept(Event.from_data(event), EVALUATE_JOB).outcome == "queued":
             self.result.queued += 1
 
     def on_next_events(self, invoice: dict[str, Any], overdue: int | None) -> None:
@@ -263,10 +263,10 @@ class _Sweeper:
         if decision.action != "write_off" and not worth:
             return None
         if (self.dry_run or decision.dry_run) and worth:
-            facts = complete_facts(self.facts, ruleset, event, now)
-            decision = decide(ruleset, facts.event, now)
+            facts = complete_facts(self.facts, ruleset, Event.from_data(event), now)
+            decision = decide(ruleset, facts.event.data, now)
             rule = decision.rule or ""
-            if decision.action != "write_off" or unresolved(ruleset, facts.event, now, rule, facts.unknown):
+            if decision.action != "write_off" or unresolved(ruleset, facts.event.data, now, rule, facts.unknown):
                 return None
         return decision
 
