@@ -1,30 +1,6 @@
-"""Write-offs held back for a person: the place a spending guard (such as a daily budget) parks a
-write-off it will not carry out on its own, and where the dashboard and /metrics look for them.
-
-The producer is the budget check (budget.py): `limits.max_per_day` (major units per currency per UTC
-day) and `limits.max_count_per_hour` (write-offs per UTC clock hour) from rules.yaml. Right before
-write_off the job reserves the amount and one count in Redis counters (one Lua script, so two
-workers cannot both take the last of a budget); a reservation that would pass a limit is refused
-and the write-off is held here instead: not lost, not failed, and not retried by itself.
-A call that fails in a way that proves nothing was written off gives its reservation back; a call
-whose outcome is unknown (timeout, 5xx) keeps it, so the budget may count a write-off twice but
-never not at all. `reactor held release` hands a held write-off back to a worker, which fetches
-the invoice fresh and decides again (the rules still apply) but does not check the budget that held
-it (the amount is still counted).
-
-The other producer is `reactor undo` (undo.py): an invoice whose write-off a person undid is held
-with reason `undone`, and write_off.py holds every later write-off of it (undone.py) until released.
-
-Redis key `{prefix}:held` (`reactor:held` by default): a hash.
-  field  the invoice id (one entry per invoice: holding it again replaces the entry)
-  value  a JSON object:
-         {"invoice_id": "inv_1", "event_id": "ev_1", "rule": "dunning-exhausted-small-balance",
-          "amount_due": 1250,            # minor units, as Chargebee sends them
-          "currency": "USD", "held_at": "2026-01-15T10:00:00+00:00",   # ISO 8601, UTC
-          "reason": "daily budget for USD spent",
-          "event": {...}}                # the event (with the fresh invoice) to decide on again
-Readers tolerate missing fields and skip values that are not JSON objects. Releasing or dropping a
-held write-off is `HDEL reactor:held <invoice id>` (`release` below does it with the re-enqueue).
+"""Write-offs held back for a person: where a budget (budget.py) or an undo (undo.py) parks a
+write-off it will not carry out on its own, until `reactor held release` hands it back to a worker;
+the dashboard and /metrics read them here.
 """
 
 from __future__ import annotations
@@ -59,6 +35,14 @@ UNDONE_HOLD_REASON = "undone"
 
 
 def held_key(prefix: str = "reactor") -> str:
+    """`{prefix}:held`, a hash: invoice id (one entry per invoice: holding it again replaces it) → a
+    JSON object, `HeldWriteOff` with the event to decide on again:
+        {"invoice_id": "inv_1", "event_id": "ev_1", "rule": "dunning-exhausted-small-balance",
+         "amount_due": 1250, "currency": "USD",       # minor units, as Chargebee sends them
+         "held_at": "2026-01-15T10:00:00+00:00",      # ISO 8601, UTC
+         "reason": "daily budget for USD spent", "event": {...}}
+    Readers tolerate missing fields and skip values that are not JSON objects. Releasing or dropping
+    one is `HDEL reactor:held <invoice id>` (`release` does it with the re-enqueue)."""
     return Keys(prefix).held()
 
 
@@ -135,8 +119,9 @@ def held_event(connection: redis.Redis, invoice_id: str, prefix: str = "reactor"
 
 
 def hold_write_off(a: WriteOffAttempt, decision: Decision, reason: str) -> dict[str, Any]:
-    """Park the write-off a budget refused: in `reactor:held`, in the audit and in the log. The
-    attempt's fresh event is what a release decides on again."""
+    """Park the write-off a budget refused: in `reactor:held`, in the audit and in the log; not lost,
+    not failed, and not retried by itself. The attempt's fresh event is what a release decides on
+    again (the rules still apply, the budget that held it is not checked, the amount still counted)."""
     event = a.latest
     item = HeldWriteOff(
         invoice_id=decision.invoice_id or a.invoice_id,

@@ -63,7 +63,10 @@ def send_write_off(a: WriteOffAttempt, decision: Decision) -> WriteOffResult | B
         return ctx.chargebee.write_off(invoice_id, comment, key)
     except ChargebeeError as exc:
         if (exc.status is not None and exc.status < 500) or isinstance(exc, Throttled):
-            reservation.give_back()  # refused, so certainly not written off; a timeout or 5xx may have been
+            # Refused, so certainly not written off: the reservation goes back. A timeout or a 5xx may
+            # have written it off, so it keeps its reservation: a budget may count a write-off twice,
+            # never not at all.
+            reservation.give_back()
         raise
 
 

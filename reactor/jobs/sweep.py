@@ -205,7 +205,7 @@ class _Sweeper:
             point.seen += 1
             self.result.held.append(self.candidate(invoice, None, overdue, ANY_TRIGGER, HELD, self.held[invoice_id]))
             return
-        event = sweep_event(invoice, point.sweep_id, self.now)
+        event = Event.from_data(sweep_event(invoice, point.sweep_id, self.now))
         decision = self.decision(event)
         if self.dry_run:
             self.on_next_events(invoice, overdue)
@@ -214,7 +214,7 @@ class _Sweeper:
         point.matched += 1
         if self.dry_run or decision.dry_run:
             self.result.candidates.append(self.candidate(invoice, decision, overdue))
-        elif self.ctx.events.accept(Event.from_data(event), EVALUATE_JOB).outcome == "queued":
+        elif self.ctx.events.accept(event, EVALUATE_JOB).outcome == "queued":
             self.result.queued += 1
 
     def on_next_events(self, invoice: dict[str, Any], overdue: int | None) -> None:
@@ -249,7 +249,7 @@ class _Sweeper:
         rule, currency = decision.rule or "", decision.currency or ""
         return Candidate(str(invoice.get("id")), customer, rule, amount_major, currency, overdue, on, outcome, note)
 
-    def decision(self, event: dict[str, Any]) -> Decision | None:
+    def decision(self, event: Event) -> Decision | None:
         """The decision to act on (counted as seen), or None when the invoice is not one to write off.
 
         A listed invoice carries no customer or subscription: when a rule reads one and it could
@@ -257,13 +257,13 @@ class _Sweeper:
         run queues nothing, so it completes the facts here, each resource fetched once a run. A
         fetch that fails (429, 5xx, timeout) is not kept and stops the sweep, as it always has."""
         ruleset, now = self.ruleset, self.now
-        decision = decide(ruleset, event, now)
+        decision = decide(ruleset, event.data, now)
         self.result.checkpoint.seen += 1
-        worth = facts_worth_fetching(ruleset, event, now) if decision.blocked_by is None else frozenset()
+        worth = facts_worth_fetching(ruleset, event.data, now) if decision.blocked_by is None else frozenset()
         if decision.action != "write_off" and not worth:
             return None
         if (self.dry_run or decision.dry_run) and worth:
-            facts = complete_facts(self.facts, ruleset, Event.from_data(event), now)
+            facts = complete_facts(self.facts, ruleset, event, now)
             decision = decide(ruleset, facts.event.data, now)
             rule = decision.rule or ""
             if decision.action != "write_off" or unresolved(ruleset, facts.event.data, now, rule, facts.unknown):
