@@ -88,6 +88,9 @@ class EnvelopeError(ValueError):
 
 @dataclass(frozen=True)
 class Event:
+    """One Chargebee event, as every wing holds it: parsed from a webhook body (`parse_event`), loaded
+    from the store (reactor/ingest/events.py) or read from a dict (`from_data`)."""
+
     id: str
     event_type: str
     content: dict[str, Any]
@@ -131,10 +134,6 @@ class Event:
         content = fresh.get("content")
         fresh["content"] = {**content, "invoice": invoice} if isinstance(content, dict) else {"invoice": invoice}
         return Event.from_data(fresh)
-
-    def with_content(self, content: dict[str, Any]) -> Event:
-        """A copy of the event carrying `content` (completed with the facts fetched for the rules)."""
-        return Event.from_data({**self.data, "content": content})
 
     @property
     def invoice(self) -> dict[str, Any] | None:

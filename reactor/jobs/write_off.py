@@ -1,4 +1,4 @@
-"""The write-off of one invoice, one step at a time under the invoice lock (`STEPS`). A job runs at
+"""The write-off of one invoice, one step at a time under the invoice lock (`run_steps`). A job runs at
 least once, so every step is safe to run again; docs/guarantees.md says what each guarantees and
 which test proves it. A step returns the attempt's result when it ends the attempt, else None.
 """
