@@ -21,6 +21,7 @@ from rich.text import Text
 
 from ..chargebee import ChargebeeClient, ChargebeeError
 from ..config import Settings
+from ..ingest.envelope import Event
 from ..jobs.facts import complete_facts
 from ..redaction import redact
 from ..rules import RulesError, explain, format_explanation, load_rules
@@ -96,7 +97,7 @@ def _invoice_facts(invoice_id: str, event_type: str, settings: Settings, ruleset
         "content": {"invoice": invoice},
     }
     try:
-        return complete_facts(client, ruleset, event, now)
+        return complete_facts(client, ruleset, Event.from_data(event), now)
     except ChargebeeError as exc:
         raise click.ClickException(f"cannot fetch what the rules read about invoice {invoice_id}: {exc}") from None
 
@@ -184,7 +185,7 @@ def explain_command(
         assert invoice_id is not None
         settings = chargebee_settings(settings)  # or the sandbox a `reactor run` here started
         facts = _invoice_facts(invoice_id, event_type, settings, ruleset, now)
-        event = facts.event
+        event = facts.event.data
         console.print(
             f"invoice {invoice_id} fetched from {settings.api_base}, explained as a {event_type} event"
             + (f"; {facts.note()}" if facts.note() else ""),

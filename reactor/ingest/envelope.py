@@ -9,12 +9,13 @@ reactor/ingest/events.py.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -87,12 +88,52 @@ class EnvelopeError(ValueError):
 
 @dataclass(frozen=True)
 class Event:
+    """One Chargebee event, as every wing holds it: parsed from a webhook body (`parse_event`), loaded
+    from the store (reactor/ingest/events.py) or read from a dict (`from_data`)."""
+
     id: str
     event_type: str
     content: dict[str, Any]
     raw: bytes
     occurred_at: int | None = None
     """Unix seconds, as Chargebee stamped the event; None when it carries none."""
+    _data: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], raw: bytes | None = None) -> Event:
+        """The event a dict holds (the stored body, Chargebee's own copy, a held write-off, a pending
+        re-check, RQ's job arguments); `raw` is its JSON, written from the dict when not given.
+        Nothing is checked again: parse_event checked what came by webhook, and an event an older
+        release stored is read as it is. A field of another type reads as absent (an empty id or type,
+        no content, no invoice)."""
+        data = dict(data) if isinstance(data, Mapping) else {}
+        event_id, event_type, content = data.get("id"), data.get("event_type"), data.get("content")
+        occurred_at = data.get("occurred_at")
+        return cls(
+            id=event_id if isinstance(event_id, str) else "",
+            event_type=event_type if isinstance(event_type, str) else "",
+            content=content if isinstance(content, dict) else {},
+            raw=json.dumps(data).encode() if raw is None else raw,
+            occurred_at=occurred_at if isinstance(occurred_at, int) and not isinstance(occurred_at, bool) else None,
+            _data=data,
+        )
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The event as a dict, as it goes on at the edges: RQ's job arguments, a held write-off, a
+        pending re-check, and the rules, which read a Mapping. Read it, never change it."""
+        if self._data is None:
+            object.__setattr__(self, "_data", json.loads(self.raw))
+        assert self._data is not None
+        return self._data
+
+    def with_invoice(self, invoice: dict[str, Any]) -> Event:
+        """A copy of the event with `invoice` (fetched fresh) in place of the one it carried; the rest
+        of its content (its type, its customer...) is what the rules decide on with it."""
+        fresh = copy.deepcopy(self.data)
+        content = fresh.get("content")
+        fresh["content"] = {**content, "invoice": invoice} if isinstance(content, dict) else {"invoice": invoice}
+        return Event.from_data(fresh)
 
     @property
     def invoice(self) -> dict[str, Any] | None:
@@ -136,7 +177,7 @@ def parse_event(body: bytes, *, now: float | None = None) -> Event:
         exc.event_id, exc.event_type = _named(data)
         raise
     occurred_at = data.get("occurred_at")  # checked by _check_limits: an int in range, or absent
-    return Event(id=event_id, event_type=event_type, content=content, raw=body, occurred_at=occurred_at)
+    return Event(id=event_id, event_type=event_type, content=content, raw=body, occurred_at=occurred_at, _data=data)
 
 
 def _named(data: dict[str, Any]) -> tuple[str | None, str | None]:

@@ -288,12 +288,13 @@ class EventStore:
             pipe.execute_command("WAIT", 1, timeout_ms)
             return pipe.execute()
 
-    def load(self, event_id: str) -> dict[str, Any] | None:
+    def load(self, event_id: str) -> Event | None:
         """The stored event: packed (reactor/ingest/packing.py), or the raw JSON an older release stored."""
         stored = self.redis.get(self.keys.event(event_id))
         if stored is None:
             return None
-        return json.loads(unpack(stored))
+        raw = unpack(stored)
+        return Event.from_data(json.loads(raw), raw)
 
     def counters(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.redis.hgetall(self.keys.counter()).items()}

@@ -1,28 +1,7 @@
-"""RQ's job functions: `triage` the inbox of accepted events, `evaluate` a stored event,
-`release_held` a write-off a person released, `recheck` an invoice when a time-based rule can first
-match. RQ stores these paths in Redis
-(`reactor.jobs.evaluate`, ...), so they stay here; the work is in the modules beside them:
-
-    context.py        JobContext, what a job needs, built once per worker process
-    evaluate.py       run_evaluation, run_release
-    write_off.py      write_off_invoice and what makes running it twice harmless
-    send.py           the write_off call (budget, attempt mark, idempotency key) and its commit
-    credits.py        apply_credits_first, before the write-off
-    undo.py, undone.py  reactor undo, and the undone hold every job reads
-    budget.py         the budgets reserved right before write_off
-    held.py           write-offs held back by a budget, and their release
-    rechecks.py       re-checks scheduled for time-based rules
-    verify.py         REACTOR_VERIFY_EVENTS: act only on Chargebee's own copy of an event
-    stored_events.py  the event dicts a job holds, read through Event
-    trail.py          which outcome a decision is, and its audit record
-    retries.py        what an error means for RQ's next attempt
-    triage.py         run_triage: the inbox's events decided in batches, the rest handed to evaluate jobs
-
-and, for the worker and the commands alike: audit/ (Outcome, the decision trail), deadletters/,
-sweep.py and sweep_report.py, facts.py, worker.py, trace/ (an invoice's story), rules_diff.py and
-diff_formats.py (reactor rules diff), replay.py (events replay by selection).
-
-docs/guarantees.md says what each guarantee of the write-off holds, and which test proves it.
+"""RQ's job functions: `triage` the inbox, `evaluate` a stored event, `release_held` a write-off a
+person released, `recheck` an invoice when a time-based rule can first match. RQ stores these paths
+(`reactor.jobs.evaluate`, ...) in Redis, so they stay here; the work is in the modules beside them
+(docs/design.md's module table), and docs/guarantees.md says what each guarantee of a write-off holds.
 """
 
 from __future__ import annotations
@@ -37,6 +16,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from ..chargebee import ChargebeeError, Throttled
+from ..ingest.envelope import Event
 from ..keys import EVALUATE_JOB, RECHECK_JOB, RELEASE_HELD_JOB, TRIAGE_JOB
 from .audit import Outcome
 from .context import JobContext, build_context, build_rate_limit, current_context, install
@@ -76,10 +56,11 @@ def evaluate(event_id: str) -> dict[str, Any]:
 
 
 def release_held(event: dict[str, Any], actor: str) -> dict[str, Any]:
-    """RQ job: a person released a held write-off (reactor/jobs/held.py); decide again, skip the budget."""
+    """RQ job: a person released a held write-off (reactor/jobs/held.py); decide again, skip the budget.
+    `event` is the held event as RQ stored it (a dict, as releases before this one stored it too)."""
     ctx, job = current_context(), get_current_job()
     with failures_recorded(ctx, job):
-        return run_release(ctx, event, actor, job)
+        return run_release(ctx, Event.from_data(event), actor, job)
 
 
 def triage(woken_by: str) -> dict[str, Any]:
@@ -121,7 +102,7 @@ def record_interrupted(ctx: JobContext, job: Job | None, outcome: Outcome, reaso
     """Record an attempt that ended early (an error, a timeout, a killed work horse), naming its
     event and invoice as far as the job's arguments tell them. Never raises: the caller is already
     handling a failure, and Redis may be the reason for it."""
-    event: dict[str, Any] | None = None
+    event: Event | None = None
     invoice_id: str | None = None
     event_id: str | None = None
     if job is not None and job.func_name == TRIAGE_JOB:
@@ -133,7 +114,7 @@ def record_interrupted(ctx: JobContext, job: Job | None, outcome: Outcome, reaso
             event_id = args[0]
             event = ctx.events.load(event_id)
         elif name == RELEASE_HELD_JOB and args and isinstance(args[0], dict):
-            event = args[0]
+            event = Event.from_data(args[0])
         elif name == RECHECK_JOB and args and isinstance(args[0], str):
             invoice_id = args[0]
         retry_note = "; RQ will run it again" if will_retry(job) else "; no retries left: it is in the dead letters"

@@ -18,6 +18,7 @@ from ..keys import Keys
 from ..rules.diff import BudgetsUsed
 from ..rules.model import Limits
 from ..rules.money import minor_factor
+from .refusals import BudgetRefused
 
 # KEYS[1] the day's hash (currency → minor units), KEYS[2] the hour's count.
 # ARGV: currency, amount (minor), day cap (minor, -1 none), hour cap (-1 none), enforce (1/0).
@@ -67,39 +68,40 @@ def budget_keys(prefix: str, now: datetime) -> tuple[str, str]:
     return Keys(prefix).budgets(now.astimezone(timezone.utc))
 
 
-def reserve(
-    connection: redis.Redis,
-    limits: Limits,
-    currency: str,
-    amount: int,
-    now: datetime,
-    *,
-    prefix: str = "reactor",
-    enforce: bool = True,
-) -> Reservation | str:
-    """Take `amount` (minor units) of today's budget for `currency` and one of this hour's count.
+class Budgets:
+    """The budgets of `limits` in Redis, under `prefix`."""
 
-    Returns the Reservation, or the reason the write-off must be held. A currency that
-    `max_per_day` does not list has no budget, so its write-offs are held (as `max_write_off`
-    blocks currencies it does not list). With no budget limits nothing is counted."""
-    day_limit, hour_limit = limits.max_per_day, limits.max_count_per_hour
-    if day_limit is None and hour_limit is None:
-        return _NoReservation(connection, "", "", currency, 0)
-    day_cap = -1
-    if day_limit is not None:
-        major = day_limit.major_for(currency)
-        day_cap = int(major * minor_factor(currency)) if major is not None else 0
-    day_key, hour_key = budget_keys(prefix, now)
-    args = [currency, amount, day_cap, hour_limit if hour_limit is not None else -1, "1" if enforce else "0"]
-    verdict = connection.eval(_RESERVE, 2, day_key, hour_key, *args)
-    if verdict == 1:
-        if day_limit is not None and day_limit.major_for(currency) is None:
-            return f"limits.max_per_day has no budget for {currency}"
-        cap = day_limit.describe(currency) if day_limit is not None else ""
-        return f"limits.max_per_day for {currency} ({cap}) would be passed today"
-    if verdict == 2:
-        return f"limits.max_count_per_hour ({hour_limit}) reached this hour"
-    return Reservation(connection, day_key, hour_key, currency, amount)
+    def __init__(self, connection: redis.Redis, limits: Limits, *, prefix: str = "reactor") -> None:
+        self.connection, self.limits, self.prefix = connection, limits, prefix
+
+    def reserve(
+        self, currency: str, amount: int, now: datetime, *, enforce: bool = True
+    ) -> Reservation | BudgetRefused:
+        """Take `amount` (minor units) of today's budget for `currency` and one of this hour's count.
+
+        Returns the Reservation, or why the write-off must be held. A currency that `max_per_day`
+        does not list has no budget, so its write-offs are held (as `max_write_off` blocks currencies
+        it does not list). With no budget limits nothing is counted. `enforce=False` counts without
+        checking (a person released the write-off)."""
+        connection = self.connection
+        day_limit, hour_limit = self.limits.max_per_day, self.limits.max_count_per_hour
+        if day_limit is None and hour_limit is None:
+            return _NoReservation(connection, "", "", currency, 0)
+        day_cap = -1
+        if day_limit is not None:
+            major = day_limit.major_for(currency)
+            day_cap = int(major * minor_factor(currency)) if major is not None else 0
+        day_key, hour_key = budget_keys(self.prefix, now)
+        args = [currency, amount, day_cap, hour_limit if hour_limit is not None else -1, "1" if enforce else "0"]
+        verdict = connection.eval(_RESERVE, 2, day_key, hour_key, *args)
+        if verdict == 1:
+            if day_limit is not None and day_limit.major_for(currency) is None:
+                return BudgetRefused(f"limits.max_per_day has no budget for {currency}")
+            cap = day_limit.describe(currency) if day_limit is not None else ""
+            return BudgetRefused(f"limits.max_per_day for {currency} ({cap}) would be passed today")
+        if verdict == 2:
+            return BudgetRefused(f"limits.max_count_per_hour ({hour_limit}) reached this hour")
+        return Reservation(connection, day_key, hour_key, currency, amount)
 
 
 def spent_today(connection: redis.Redis, now: datetime, prefix: str = "reactor") -> dict[str, int]:

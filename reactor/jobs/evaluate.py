@@ -1,9 +1,11 @@
-"""Evaluate a stored event, and decide again on a write-off a person released: the work behind the
-RQ jobs `reactor.jobs.evaluate` and `reactor.jobs.release_held`."""
+"""Evaluate a stored event (load_event → refuse_stale → decide_event → act), and decide again on a
+write-off a person released: the work behind the RQ jobs `reactor.jobs.evaluate` and
+`reactor.jobs.release_held`, and the shared decision of triage (reactor/jobs/triage.py)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,12 +13,12 @@ from rq.job import Job
 
 from ..ingest.envelope import Event
 from ..ingest.trace_list import ADVANCE_VERSION_LUA, TRACE_CAP, TRACE_TTL
-from ..rules import decide
+from ..rules import RuleSet, decide
 from ..rules.facts import facts_worth_fetching
 from . import rechecks
+from .attempt import WriteOffAttempt
 from .audit import Outcome
 from .context import JobContext
-from .stored_events import as_event
 from .trace.decisions import record_decision
 from .trace.store import TraceLog
 from .trail import event_outcome, record_outcome
@@ -77,62 +79,96 @@ def _checked_in_triage(ctx: JobContext, event_id: str) -> bool:
     return ctx.redis.getdel(ctx.keys.in_order(event_id)) is not None
 
 
-def run_evaluation(ctx: JobContext, event_id: str, job: Job | None = None) -> dict[str, Any]:
+Result = dict[str, Any]
+"""A job's result: `Outcome.result(...)`."""
+
+
+@dataclass(frozen=True)
+class OwnJob:
+    """Triage's hand-off: the event needs its own evaluation job (`evaluate-<event id>`), which may
+    call Chargebee; nothing about it was recorded."""
+
+    event_id: str
+    why: str
+
+
+def run_evaluation(ctx: JobContext, event_id: str, job: Job | None = None) -> Result:
     """Decide on the stored event and act: the evaluation job."""
-    result = _evaluate(ctx, event_id, job, in_triage=False)
-    if result is None:  # only triage stops short
-        raise RuntimeError(f"the evaluation of {event_id} stopped short outside triage")
+    result = evaluate_event(ctx, event_id, job, in_triage=False)
+    if isinstance(result, OwnJob):  # only triage hands an event on
+        raise RuntimeError(f"the evaluation of {event_id} stopped short outside triage: {result.why}")
     return result
 
 
-def triage_evaluation(ctx: JobContext, event_id: str) -> dict[str, Any] | None:
+def triage_evaluation(ctx: JobContext, event_id: str) -> Result | OwnJob:
     """Decide on the stored event in a triage batch (reactor/jobs/triage.py) as far as no Chargebee
-    call is needed: record the outcome and return it, or return None, having recorded no decision or
-    outcome, when the event needs its own evaluation job (a write_off rule matched, facts to fetch,
-    verification)."""
-    return _evaluate(ctx, event_id, None, in_triage=True)
+    call is needed: record the outcome and return it, or hand it to its own job (`OwnJob`), having
+    recorded no decision or outcome (a write_off rule matched, facts to fetch, verification)."""
+    return evaluate_event(ctx, event_id, None, in_triage=True)
 
 
-def _evaluate(ctx: JobContext, event_id: str, job: Job | None, *, in_triage: bool) -> dict[str, Any] | None:
+def evaluate_event(ctx: JobContext, event_id: str, job: Job | None, *, in_triage: bool) -> Result | OwnJob:
+    """load_event → refuse_stale → decide_event → act; each step may end the evaluation."""
     if in_triage and ctx.settings.verify_events:
-        return None  # Chargebee's copy of the event first: a call
+        return OwnJob(event_id, "Chargebee's copy of the event first: a call")
+    event = load_event(ctx, job, event_id)
+    if not isinstance(event, Event):
+        return event
+    ruleset = ctx.rules.current()
+    now = ctx.clock()
+    in_order = not in_triage and _checked_in_triage(ctx, event_id)
+    if not in_order and (stale := refuse_stale(ctx, job, event, now)) is not None:
+        return stale
+    attempt = decide_event(ctx, job, event, ruleset, now, in_triage=in_triage)
+    if not isinstance(attempt, WriteOffAttempt):
+        return attempt
+    return act(attempt)
+
+
+def load_event(ctx: JobContext, job: Job | None, event_id: str) -> Event | Result:
+    """The stored event, verified with Chargebee when REACTOR_VERIFY_EVENTS asks; else the outcome
+    recorded (the event is gone, or forged)."""
     event = ctx.events.load(event_id)
     if event is None:
-        record_outcome(
-            ctx,
-            job,
-            None,
-            None,
-            Outcome.EVENT_MISSING,
-            event_id=event_id,
-            reason="the stored event is gone (older than REACTOR_EVENT_TTL?)",
-        )
+        reason = "the stored event is gone (older than REACTOR_EVENT_TTL?)"
+        record_outcome(ctx, job, None, None, Outcome.EVENT_MISSING, event_id=event_id, reason=reason)
         return Outcome.EVENT_MISSING.result()
     if ctx.settings.verify_events:  # act only on Chargebee's own copy (reactor/jobs/verify.py)
         event = verified_event(ctx, job, event)
         if event is None:
             return Outcome.REJECTED.result()
-    ruleset = ctx.rules.current()
-    now = ctx.clock()
-    in_order = not in_triage and _checked_in_triage(ctx, event_id)
-    if not in_order and _is_stale(ctx, as_event(event), now):
-        record_outcome(
-            ctx, job, event, None, Outcome.STALE, reason="an event with a newer resource_version was already seen"
-        )
-        return Outcome.STALE.result()
-    decision = decide(ruleset, event, now)
+    return event
+
+
+def refuse_stale(ctx: JobContext, job: Job | None, event: Event, now: datetime) -> Result | None:
+    """An event older (by `resource_version`) than one already seen for its invoice is not acted
+    on: recorded `stale`."""
+    if not _is_stale(ctx, event, now):
+        return None
+    reason = "an event with a newer resource_version was already seen"
+    record_outcome(ctx, job, event, None, Outcome.STALE, reason=reason)
+    return Outcome.STALE.result()
+
+
+def decide_event(
+    ctx: JobContext, job: Job | None, event: Event, ruleset: RuleSet, now: datetime, *, in_triage: bool
+) -> Result | OwnJob | WriteOffAttempt:
+    """Decide on the event as received and record the decision in its trace. A decision without a
+    write-off is recorded (with its re-check) and ends here; a write-off is the attempt to act on,
+    or in triage a hand-off to the event's own job."""
+    decision = decide(ruleset, event.data, now)
     # The event lacks a resource (customer, subscription) that rules read, and with it a write_off
     # rule could decide: fetch the invoice and that resource, and decide on them (reactor/jobs/facts.py).
     for_facts = (
         decision.action != "write_off"
         and decision.blocked_by is None  # a built-in check or guardrail blocked: facts cannot help
         and not ruleset.dry_run
-        and bool(facts_worth_fetching(ruleset, event, now))
+        and bool(facts_worth_fetching(ruleset, event.data, now))
     )
     if in_triage and (for_facts or (decision.action == "write_off" and not decision.dry_run)):
         # Its own job decides again, and records the decision; it was not stale here, in order.
-        ctx.redis.set(ctx.keys.in_order(event_id), 1, ex=ctx.settings.event_ttl)
-        return None
+        ctx.redis.set(ctx.keys.in_order(event.id), 1, ex=ctx.settings.event_ttl)
+        return OwnJob(event.id, "facts to fetch" if for_facts else f"rule {decision.rule} decided write_off")
     record_decision(TraceLog(ctx.redis, ctx.keys), ruleset, event, now, decision, "event as received")
     if decision.action != "write_off" and not for_facts:
         outcome = event_outcome(decision)
@@ -142,17 +178,25 @@ def _evaluate(ctx: JobContext, event_id: str, job: Job | None, *, in_triage: boo
     if decision.dry_run:
         record_outcome(ctx, job, event, decision, Outcome.DRY_RUN)
         return Outcome.DRY_RUN.result(rule=decision.rule)
-    result = write_off_invoice(ctx, job, event, ruleset, now, for_facts=for_facts)
-    if for_facts and result.get("outcome") in (Outcome.NO_MATCH, Outcome.SKIPPED):
-        rechecks.after_decision(ctx, job, event, ruleset, now)  # as for any event decided without a write-off
+    return WriteOffAttempt(ctx, job, event, ruleset, now, for_facts=for_facts)
+
+
+def act(attempt: WriteOffAttempt) -> Result:
+    """The write-off (reactor/jobs/write_off.py), then what it means for the invoice's re-check."""
+    ctx, job, event = attempt.ctx, attempt.job, attempt.event
+    result = write_off_invoice(attempt)
+    if attempt.for_facts and result.get("outcome") in (Outcome.NO_MATCH, Outcome.SKIPPED):
+        # as for any event decided without a write-off
+        rechecks.after_decision(ctx, job, event, attempt.ruleset, attempt.now)
     rechecks.after_write_off(ctx, job, event, result.get("outcome"))
     return result
 
 
-def run_release(ctx: JobContext, event: dict[str, Any], actor: str, job: Job | None = None) -> dict[str, Any]:
+def run_release(ctx: JobContext, event: Event, actor: str, job: Job | None = None) -> Result:
     """Decide again on a released write-off and act, without the budget check that held it."""
     now = ctx.clock()
-    log.info("released by %s: deciding again on invoice %s", actor, as_event(event).invoice_id)
-    result = write_off_invoice(ctx, job, event, ctx.rules.current(), now, check_budget=False)
+    log.info("released by %s: deciding again on invoice %s", actor, event.invoice_id)
+    attempt = WriteOffAttempt(ctx, job, event, ctx.rules.current(), now, check_budget=False)
+    result = write_off_invoice(attempt)
     rechecks.after_write_off(ctx, job, event, result.get("outcome"))
     return result

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ..chargebee import InvalidIdError, NotFoundError
+from ..ingest.envelope import Event
 from ..rules import RuleSet
 from ..rules.facts import FETCHABLE_ROOTS, missing_roots, needed_roots
 
@@ -80,7 +81,7 @@ class Facts:
     """An event completed with what the rules need: `unknown` maps each resource that could not be
     had to why, `fetched` names what was fetched (`customer=cus_1`) for the audit."""
 
-    event: dict[str, Any]
+    event: Event
     unknown: dict[str, str] = field(default_factory=dict)
     fetched: list[str] = field(default_factory=list)
 
@@ -94,7 +95,7 @@ class Facts:
 def complete_facts(
     client: FactClient,
     ruleset: RuleSet,
-    event: Mapping[str, Any],
+    event: Event,
     now: datetime,
     before_call: Callable[[], None] = lambda: None,
 ) -> Facts:
@@ -103,19 +104,19 @@ def complete_facts(
     Fetching can change which rule decides, and so which resources matter; the loop runs until
     nothing more is needed (at most once per fetchable resource, plus one). `before_call` runs
     before each request (the worker renews its invoice lock there)."""
-    facts = Facts(event=dict(event))
+    facts = Facts(event=event)
     settled: set[str] = set()  # fetched, known not to exist, or unknown
     for _ in range(len(FETCHABLE_ROOTS) + 1):
-        missing = missing_roots(ruleset, facts.event) - settled
-        needed = needed_roots(ruleset, facts.event, now, missing | facts.unknown.keys()) & missing
+        missing = missing_roots(ruleset, facts.event.data) - settled
+        needed = needed_roots(ruleset, facts.event.data, now, missing | facts.unknown.keys()) & missing
         if not needed:
             break
         facts.event, unknown, fetched = fetch_facts(client, facts.event, needed, before_call)
         facts.unknown.update(unknown)
         facts.fetched += fetched
         settled |= needed
-    for root in missing_roots(ruleset, facts.event) - settled:
-        facts.unknown[root] = f"the {event.get('event_type')} event carries no {root}"
+    for root in missing_roots(ruleset, facts.event.data) - settled:
+        facts.unknown[root] = f"the {event.data.get('event_type')} event carries no {root}"
     return facts
 
 
@@ -146,23 +147,23 @@ def subscription_id_of(invoice: Mapping[str, Any]) -> str | tuple[str, ...] | No
 
 def fetch_facts(
     client: FactClient,
-    event: Mapping[str, Any],
+    event: Event,
     roots: Iterable[str],
     before_call: Callable[[], None] = lambda: None,
-) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+) -> tuple[Event, dict[str, str], list[str]]:
     """A copy of `event` with each of `roots` fetched into its content where it can be.
 
     Returns (event, unknown, fetched): `unknown` maps a resource that could not be had to why;
     `fetched` lists what was fetched, for the audit. A subscription that does not exist (the
     invoice has none) is neither: its fields read as missing, which is the truth."""
-    enriched = copy.deepcopy(dict(event))
+    enriched = copy.deepcopy(event.data)
     content = enriched.setdefault("content", {})
     invoice = content.get("invoice") if isinstance(content.get("invoice"), Mapping) else {}
     unknown: dict[str, str] = {}
     fetched: list[str] = []
     for root in sorted(set(roots)):
         if root not in FETCHABLE_ROOTS:
-            unknown[root] = f"a {event.get('event_type')} event carries no {root}, and the reactor cannot fetch one"
+            unknown[root] = f"a {enriched.get('event_type')} event carries no {root}, and the reactor cannot fetch one"
             continue
         if root == "customer":
             resource_id: Any = invoice.get("customer_id")
@@ -189,4 +190,4 @@ def fetch_facts(
             unknown[root] = f"Chargebee cannot be asked for it: {exc}"
             continue
         fetched.append(f"{root}={resource_id}")
-    return enriched, unknown, fetched
+    return Event.from_data(enriched), unknown, fetched

@@ -1,30 +1,6 @@
-"""Write-offs held back for a person: the place a spending guard (such as a daily budget) parks a
-write-off it will not carry out on its own, and where the dashboard and /metrics look for them.
-
-The producer is the budget check (budget.py): `limits.max_per_day` (major units per currency per UTC
-day) and `limits.max_count_per_hour` (write-offs per UTC clock hour) from rules.yaml. Right before
-write_off the job reserves the amount and one count in Redis counters (one Lua script, so two
-workers cannot both take the last of a budget); a reservation that would pass a limit is refused
-and the write-off is held here instead: not lost, not failed, and not retried by itself.
-A call that fails in a way that proves nothing was written off gives its reservation back; a call
-whose outcome is unknown (timeout, 5xx) keeps it, so the budget may count a write-off twice but
-never not at all. `reactor held release` hands a held write-off back to a worker, which fetches
-the invoice fresh and decides again (the rules still apply) but does not check the budget that held
-it (the amount is still counted).
-
-The other producer is `reactor undo` (undo.py): an invoice whose write-off a person undid is held
-with reason `undone`, and write_off.py holds every later write-off of it (undone.py) until released.
-
-Redis key `{prefix}:held` (`reactor:held` by default): a hash.
-  field  the invoice id (one entry per invoice: holding it again replaces the entry)
-  value  a JSON object:
-         {"invoice_id": "inv_1", "event_id": "ev_1", "rule": "dunning-exhausted-small-balance",
-          "amount_due": 1250,            # minor units, as Chargebee sends them
-          "currency": "USD", "held_at": "2026-01-15T10:00:00+00:00",   # ISO 8601, UTC
-          "reason": "daily budget for USD spent",
-          "event": {...}}                # the event (with the fresh invoice) to decide on again
-Readers tolerate missing fields and skip values that are not JSON objects. Releasing or dropping a
-held write-off is `HDEL reactor:held <invoice id>` (`release` below does it with the re-enqueue).
+"""Write-offs held back for a person: where a budget (budget.py) or an undo (undo.py) parks a
+write-off it will not carry out on its own, until `reactor held release` hands it back to a worker;
+the dashboard and /metrics read them here.
 """
 
 from __future__ import annotations
@@ -45,10 +21,9 @@ from .trail import record_outcome
 
 if TYPE_CHECKING:
     from rq import Queue
-    from rq.job import Job
 
     from ..rules import Decision
-    from .context import JobContext
+    from .attempt import WriteOffAttempt
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +35,14 @@ UNDONE_HOLD_REASON = "undone"
 
 
 def held_key(prefix: str = "reactor") -> str:
+    """`{prefix}:held`, a hash: invoice id (one entry per invoice: holding it again replaces it) → a
+    JSON object, `HeldWriteOff` with the event to decide on again:
+        {"invoice_id": "inv_1", "event_id": "ev_1", "rule": "dunning-exhausted-small-balance",
+         "amount_due": 1250, "currency": "USD",       # minor units, as Chargebee sends them
+         "held_at": "2026-01-15T10:00:00+00:00",      # ISO 8601, UTC
+         "reason": "daily budget for USD spent", "event": {...}}
+    Readers tolerate missing fields and skip values that are not JSON objects. Releasing or dropping
+    one is `HDEL reactor:held <invoice id>` (`release` does it with the re-enqueue)."""
     return Keys(prefix).held()
 
 
@@ -135,36 +118,30 @@ def held_event(connection: redis.Redis, invoice_id: str, prefix: str = "reactor"
     return event if isinstance(event, dict) else None
 
 
-def hold_write_off(
-    ctx: JobContext,
-    job: Job | None,
-    event: dict[str, Any],
-    invoice_id: str,
-    decision: Decision,
-    reason: str,
-    now: datetime,
-) -> dict[str, Any]:
-    """Park the write-off of `invoice_id` a budget refused: in `reactor:held`, in the audit and in
-    the log. `event` (with the fresh invoice) is what a release decides on again."""
+def hold_write_off(a: WriteOffAttempt, decision: Decision, reason: str) -> dict[str, Any]:
+    """Park the write-off a budget refused: in `reactor:held`, in the audit and in the log; not lost,
+    not failed, and not retried by itself. The attempt's fresh event is what a release decides on
+    again (the rules still apply, the budget that held it is not checked, the amount still counted)."""
+    event = a.latest
     item = HeldWriteOff(
-        invoice_id=decision.invoice_id or invoice_id,
-        event_id=event.get("id"),
+        invoice_id=decision.invoice_id or a.invoice_id,
+        event_id=event.id or None,
         rule=decision.rule,
         amount_due=decision.amount_due,
         currency=decision.currency,
-        held_at=now.isoformat(timespec="seconds"),
+        held_at=a.now.isoformat(timespec="seconds"),
         reason=reason,
-        event=event,
+        event=event.data,
     )
-    hold(ctx.redis, item, ctx.keys.prefix)
-    ctx.notices.add("held", f"{item.invoice_id}: {item.amount_text()} by rule {decision.rule}: {reason}")
+    hold(a.ctx.redis, item, a.ctx.keys.prefix)
+    a.ctx.notices.add("held", f"{item.invoice_id}: {item.amount_text()} by rule {decision.rule}: {reason}")
     log.warning(
         "write-off of invoice %s held: %s (reactor held list / release)",
         item.invoice_id,
         reason,
         extra={"invoice_id": item.invoice_id, "rule": decision.rule},
     )
-    record_outcome(ctx, job, event, decision, Outcome.HELD, reason=reason)
+    record_outcome(a.ctx, a.job, event, decision, Outcome.HELD, reason=reason)
     return Outcome.HELD.result(rule=decision.rule, reason=reason)
 
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 from redis.lock import Lock
-from rq.job import Job
 
 from ..chargebee import RetryableError
 from .audit import AuditRecord, Outcome
 from .context import JobContext
 from .trail import log_record, make_record
+
+if TYPE_CHECKING:
+    from .attempt import WriteOffAttempt
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
 
@@ -34,40 +34,22 @@ def acquire_invoice_lock(ctx: JobContext, invoice_id: str) -> Lock:
     return lock
 
 
-def renew_lock(lock: Lock, ctx: JobContext, invoice_id: str) -> None:
-    """Reset the lock's TTL before each Chargebee call, failing if it was lost: a job that overran
-    its lock must not call Chargebee while another job holds the invoice."""
-    try:
-        lock.extend(ctx.settings.invoice_lock_ttl, replace_ttl=True)
-    except redis.exceptions.LockError:
-        raise RetryableError(f"lost the lock on invoice {invoice_id}; another job may hold it now") from None
-
-
 def attempt_key(ctx: JobContext, invoice_id: str) -> str:
     return ctx.keys.write_off_attempt(invoice_id)
 
 
-def save_attempt(
-    ctx: JobContext,
-    invoice_id: str,
-    key: str,
-    rule: str | None,
-    comment: str | None,
-    event: dict[str, Any],
-    job: Job | None,
-    now: datetime,
-) -> None:
+def save_attempt(a: WriteOffAttempt, key: str, rule: str | None, comment: str | None) -> None:
     """Written before the POST: if the answer never arrives (worker killed, timeout), the next run
     knows a write_off of ours may have gone through, and with which key and comment."""
-    attempt = {
-        "at": now.isoformat(),
+    mark = {
+        "at": a.now.isoformat(),
         "key": key,
         "rule": rule,
         "comment": comment,
-        "event_id": event.get("id"),
-        "job_id": job.id if job else None,
+        "event_id": a.event.id or None,
+        "job_id": a.job.id if a.job else None,
     }
-    ctx.redis.set(attempt_key(ctx, invoice_id), json.dumps(attempt), ex=ATTEMPT_TTL)
+    a.ctx.redis.set(attempt_key(a.ctx, a.invoice_id), json.dumps(mark), ex=ATTEMPT_TTL)
 
 
 def load_attempt(ctx: JobContext, invoice_id: str) -> dict[str, Any] | None:
@@ -81,35 +63,34 @@ def load_attempt(ctx: JobContext, invoice_id: str) -> dict[str, Any] | None:
     return attempt if isinstance(attempt, dict) else None
 
 
-def confirm_interrupted(
-    ctx: JobContext,
-    job: Job | None,
-    invoice: dict[str, Any],
-    fresh_event: dict[str, Any],
-    attempt: dict[str, Any],
-    now: datetime,
-) -> dict[str, Any]:
-    """An earlier run sent write_off and never heard back; the invoice (fetched fresh, and in
-    `fresh_event`) shows a write-off, so the call went through. Record it now, once, instead of
-    calling Chargebee again."""
+def confirm_interrupted(a: WriteOffAttempt, earlier: dict[str, Any]) -> dict[str, Any]:
+    """An earlier run sent write_off and never heard back (its attempt mark: `earlier`); the invoice
+    fetched fresh (in `a.fresh`) shows a write-off, so the call went through. Record it now, once,
+    instead of calling Chargebee again."""
+    invoice = (a.fresh.invoice if a.fresh else None) or {}
     invoice_id = invoice["id"]
-    mark = {"at": now.isoformat(), "rule": attempt.get("rule"), "event_id": attempt.get("event_id"), "recovered": True}
+    mark = {
+        "at": a.now.isoformat(),
+        "rule": earlier.get("rule"),
+        "event_id": earlier.get("event_id"),
+        "recovered": True,
+    }
     record = make_record(
-        ctx,
-        job,
-        fresh_event,
+        a.ctx,
+        a.job,
+        a.fresh,
         None,
         Outcome.WRITTEN_OFF,
         invoice_id=invoice_id,
         amount_due=invoice.get("write_off_amount"),
-        event_id=attempt.get("event_id"),
-        reason=f"write_off sent at {attempt.get('at')} by a run that did not see the answer; the invoice shows it",
+        event_id=earlier.get("event_id"),
+        reason=f"write_off sent at {earlier.get('at')} by a run that did not see the answer; the invoice shows it",
         detail=f"recovered=true write_off_amount={invoice.get('write_off_amount')}",
     )
-    record.rule = attempt.get("rule")
+    record.rule = earlier.get("rule")
     record.action = "write_off"
-    commit_written_off(ctx, invoice_id, mark, record)
-    return Outcome.WRITTEN_OFF.result(rule=attempt.get("rule"), recovered=True)
+    commit_written_off(a.ctx, invoice_id, mark, record)
+    return Outcome.WRITTEN_OFF.result(rule=earlier.get("rule"), recovered=True)
 
 
 def commit_written_off(ctx: JobContext, invoice_id: str, mark: dict[str, Any], record: AuditRecord) -> None:

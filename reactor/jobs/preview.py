@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from ..ingest.envelope import Event
 from ..rules import Decision, RuleSet, decide
 from ..rules.facts import facts_worth_fetching, unresolved
 from ..rules.preview import BlindRead, blind_read
@@ -53,8 +54,8 @@ def preview_decision(facts: FactClient, ruleset: RuleSet, event: dict[str, Any],
     decision = decide(ruleset, event, now)
     blocked = None
     if decision.blocked_by is None and facts_worth_fetching(ruleset, event, now):
-        completed = complete_facts(facts, ruleset, event, now)
-        event = completed.event
+        completed = complete_facts(facts, ruleset, Event.from_data(event), now)
+        event = completed.event.data
         decision = decide(ruleset, event, now)
         if decision.action == "write_off":
             blocked = unresolved(ruleset, event, now, decision.rule or "", completed.unknown)

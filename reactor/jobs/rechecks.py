@@ -1,21 +1,7 @@
-"""Re-checks: decide again on an invoice at the moment a time-based rule can first match.
-
-"Write off when 90 days overdue" cannot wait for a webhook: Chargebee sends none on day 90, and
-`updated_at` does not move when `dunning_status` changes. So when an event's invoice fails the
-rules only because of time, the reactor schedules one re-evaluation (RQ's `enqueue_at`, run by the
-worker's scheduler) for the first moment a write_off rule can decide (`rules.timing`).
-
-- One pending re-check per invoice: the job id is derived from the invoice id, and a later event
-  that also has a moment replaces the earlier schedule (and the stored event it decides with).
-- The pending re-check is a Redis record `{prefix}:recheck:<invoice>` with the event to decide on
-  and the moment; the RQ job carries only the invoice id. Deleting the record is what cancels;
-  the scheduled job is removed too, so nothing is left to run.
-- A paid, voided or written-off invoice cancels it: on any event for the invoice, after our own
-  write-off, and in the re-check itself (it fetches the invoice fresh before deciding).
-- The re-check decides on the fresh invoice with the stored event's other content (its type, its
-  customer...), then acts through the same write-off path as `evaluate` (lock, marks, idempotency
-  key, budget).
-Scheduling and cancelling are recorded in the audit (`recheck_scheduled`, `recheck_cancelled`).
+"""Re-checks: decide again on an invoice at the moment a time-based rule can first match (Chargebee
+sends no webhook on day 90). One pending re-check per invoice, a Redis record with the event to
+decide on and an RQ job scheduled at the moment; a settled invoice cancels it. Scheduling and
+cancelling are recorded in the audit (`recheck_scheduled`, `recheck_cancelled`).
 """
 
 from __future__ import annotations
@@ -31,12 +17,13 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from ..chargebee import NotFoundError, Throttled
+from ..ingest.envelope import Event
 from ..ingest.events import retry_policy
 from ..keys import RECHECK_JOB
 from ..rules import Decision, RuleSet, decide, earliest_recheck
+from .attempt import WriteOffAttempt
 from .audit import Outcome
 from .retries import defer
-from .stored_events import as_event, with_invoice
 from .trace.decisions import record_decision
 from .trace.store import TraceLog
 from .trail import recheck_outcome, record_outcome
@@ -80,16 +67,16 @@ def is_settled(invoice: dict[str, Any]) -> bool:
     )
 
 
-def next_write_off_moment(ruleset: RuleSet, event: dict[str, Any], now: datetime) -> datetime | None:
+def next_write_off_moment(ruleset: RuleSet, event: Event, now: datetime) -> datetime | None:
     """The first moment after `now` at which the rules would decide write_off on this event if only
     time passed, or None. Pure. A moment where a rule could start to match but an earlier rule
     (a skip) or a guardrail would decide otherwise is passed over, so no re-check is wasted on it."""
     moment = now
     for _ in range(MAX_STEPS):
-        candidate = earliest_recheck(ruleset, event, moment)
+        candidate = earliest_recheck(ruleset, event.data, moment)
         if candidate is None or candidate <= moment:
             return None
-        if decide(ruleset, event, candidate).action == "write_off":
+        if decide(ruleset, event.data, candidate).action == "write_off":
             return candidate
         moment = candidate
     return None
@@ -104,12 +91,10 @@ def load_pending(ctx: JobContext, invoice_id: str) -> dict[str, Any] | None:
     return pending if isinstance(pending, dict) and isinstance(pending.get("event"), dict) else None
 
 
-def schedule(
-    ctx: JobContext, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime
-) -> datetime | None:
+def schedule(ctx: JobContext, job: Job | None, event: Event, ruleset: RuleSet, now: datetime) -> datetime | None:
     """Schedule (or move) the invoice's one re-check to the first moment a write_off can be decided;
     None, and nothing changed, when waiting cannot help."""
-    invoice_id = as_event(event).invoice_id
+    invoice_id = event.invoice_id
     if invoice_id is None:
         return None
     moment = next_write_off_moment(ruleset, event, now)
@@ -122,7 +107,7 @@ def schedule(
     _save_pending(ctx, invoice_id, moment, event, job_id, now)
     if previous is not None and previous.get("job_id") != job_id:
         _drop_job(ctx, job, previous.get("job_id"))
-    future: Decision = decide(ruleset, event, moment)
+    future: Decision = decide(ruleset, event.data, moment)
     record_outcome(
         ctx,
         job,
@@ -135,14 +120,12 @@ def schedule(
     return moment
 
 
-def _save_pending(
-    ctx: JobContext, invoice_id: str, moment: datetime, event: dict[str, Any], job_id: str, now: datetime
-) -> None:
+def _save_pending(ctx: JobContext, invoice_id: str, moment: datetime, event: Event, job_id: str, now: datetime) -> None:
     """The pending record and its RQ job at `moment`, in one transaction: a re-check never runs
     without the event it decides on, nor is a record left with no job to run it."""
     pending = {
         "at": moment.isoformat(),
-        "event": event,
+        "event": event.data,
         "job_id": job_id,
         "token": uuid.uuid4().hex,
         "scheduled_at": now.isoformat(),
@@ -165,7 +148,7 @@ def _save_pending(
         pipe.execute()
 
 
-def cancel(ctx: JobContext, job: Job | None, event: dict[str, Any] | None, invoice_id: str, reason: str) -> bool:
+def cancel(ctx: JobContext, job: Job | None, event: Event | None, invoice_id: str, reason: str) -> bool:
     """Drop the invoice's pending re-check, if any, and remove its scheduled job. True if one was dropped."""
     pending = load_pending(ctx, invoice_id)
     if not ctx.redis.delete(ctx.keys.recheck(invoice_id)):
@@ -188,22 +171,21 @@ def _drop_job(ctx: JobContext, job: Job | None, job_id: object) -> None:
         scheduled.delete()
 
 
-def after_decision(ctx: JobContext, job: Job | None, event: dict[str, Any], ruleset: RuleSet, now: datetime) -> None:
+def after_decision(ctx: JobContext, job: Job | None, event: Event, ruleset: RuleSet, now: datetime) -> None:
     """After an event was decided without a write-off: a settled invoice cancels its re-check, an
     open one that time can still bring under a rule gets (or moves) its re-check."""
-    seen = as_event(event)
-    invoice, invoice_id = seen.invoice or {}, seen.invoice_id
+    invoice, invoice_id = event.invoice or {}, event.invoice_id
     if invoice_id is None:
         return
     if is_settled(invoice):
-        cancel(ctx, job, event, invoice_id, f"the invoice is {invoice.get('status')} ({event.get('event_type')})")
+        cancel(ctx, job, event, invoice_id, f"the invoice is {invoice.get('status')} ({event.data.get('event_type')})")
         return
     schedule(ctx, job, event, ruleset, now)
 
 
-def after_write_off(ctx: JobContext, job: Job | None, event: dict[str, Any], outcome: str | None) -> None:
+def after_write_off(ctx: JobContext, job: Job | None, event: Event, outcome: str | None) -> None:
     """A write-off that happened (ours or Chargebee's) ends the invoice's pending re-check."""
-    invoice_id = as_event(event).invoice_id
+    invoice_id = event.invoice_id
     if outcome in SETTLING_OUTCOMES and invoice_id is not None:
         cancel(ctx, job, event, invoice_id, f"the invoice was settled ({outcome})")
 
@@ -217,7 +199,7 @@ def run_recheck(ctx: JobContext, invoice_id: str, job: Job | None = None) -> dic
     now = ctx.clock()
     if job is not None and pending.get("job_id") != job.id:
         return Outcome.SUPERSEDED.result(at=pending["at"])  # a newer event moved it
-    event = pending["event"]
+    event = Event.from_data(pending["event"])
     try:
         fresh_invoice = ctx.chargebee.retrieve_invoice(invoice_id)
     except Throttled as exc:
@@ -228,12 +210,12 @@ def run_recheck(ctx: JobContext, invoice_id: str, job: Job | None = None) -> dic
         reason = f"Chargebee has no invoice {invoice_id}: {exc}"
         record_outcome(ctx, job, event, None, Outcome.GONE, invoice_id=invoice_id, reason=reason)
         return Outcome.GONE.result()
-    fresh_event = with_invoice(event, fresh_invoice)
+    fresh_event = event.with_invoice(fresh_invoice)
     if is_settled(fresh_invoice):
         cancel(ctx, job, fresh_event, invoice_id, f"the fresh invoice is {fresh_invoice.get('status')}")
         return Outcome.RECHECK_CANCELLED.result()
     ruleset = ctx.rules.current()
-    decision = decide(ruleset, fresh_event, now)
+    decision = decide(ruleset, fresh_event.data, now)
     record_decision(TraceLog(ctx.redis, ctx.keys), ruleset, fresh_event, now, decision, "re-check, fresh invoice")
     if decision.action != "write_off" or decision.dry_run:
         _forget(ctx, invoice_id, pending)
@@ -242,7 +224,9 @@ def run_recheck(ctx: JobContext, invoice_id: str, job: Job | None = None) -> dic
         if outcome != Outcome.DRY_RUN:
             schedule(ctx, job, fresh_event, ruleset, now)
         return outcome.result(rule=decision.rule)
-    result = write_off_invoice(ctx, job, fresh_event, ruleset, now)  # raises to retry: the record stays
+    # The same write-off path as `evaluate` (lock, marks, idempotency key, budget); it raises to
+    # retry, and the pending record stays for that retry.
+    result = write_off_invoice(WriteOffAttempt(ctx, job, fresh_event, ruleset, now))
     _forget(ctx, invoice_id, pending)
     return result
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from ..ingest.envelope import Event
 from ..ingest.events import EventStore
 from ..rules import Decision, RuleSet, decide
 from .audit import AuditFilter, AuditLog, AuditRecord
-from .stored_events import as_event
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,9 @@ class ReplaySelection:
         return any(value is not None for value in vars(self).values())
 
 
+_NO_EVENT = Event.from_data({})
+
+
 @dataclass
 class ReplayCandidate:
     """One event the trail names in the window: its records, oldest first, and its stored copy
@@ -51,28 +53,30 @@ class ReplayCandidate:
 
     event_id: str
     records: list[AuditRecord] = field(default_factory=list)
-    event: dict[str, Any] | None = None
+    event: Event | None = None
 
     @property
     def invoice_id(self) -> str | None:
-        return as_event(self.event or {}).invoice_id or next((r.invoice_id for r in self.records if r.invoice_id), None)
+        seen = self.event or _NO_EVENT
+        return seen.invoice_id or next((r.invoice_id for r in self.records if r.invoice_id), None)
 
     @property
     def customer_id(self) -> str | None:
-        seen = as_event(self.event or {})
+        seen = self.event or _NO_EVENT
         found = (seen.invoice or {}).get("customer_id")
         if not found:
-            customer = (self.event or {}).get("content", {}).get("customer")
+            customer = seen.content.get("customer")
             found = customer.get("id") if isinstance(customer, dict) else None
         return found if isinstance(found, str) else None
 
     @property
     def event_type(self) -> str | None:
-        return as_event(self.event or {}).event_type or next((r.event_type for r in self.records if r.event_type), None)
+        seen = self.event or _NO_EVENT
+        return seen.event_type or next((r.event_type for r in self.records if r.event_type), None)
 
     @property
     def currency(self) -> str | None:
-        found = (as_event(self.event or {}).invoice or {}).get("currency_code")
+        found = ((self.event or _NO_EVENT).invoice or {}).get("currency_code")
         return found if isinstance(found, str) else next((r.currency for r in self.records if r.currency), None)
 
     @property
@@ -153,4 +157,4 @@ def decide_now(ruleset: RuleSet, candidate: ReplayCandidate, now: datetime) -> D
     stored event has expired (a replay would be refused)."""
     if candidate.event is None:
         return None
-    return decide(ruleset, candidate.event, now)
+    return decide(ruleset, candidate.event.data, now)

@@ -9,11 +9,12 @@ import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rq.job import Job
 
 from ..chargebee import AuthError, ChargebeeError, RetryableError, Throttled
+from ..ingest.envelope import Event
 from .audit import Outcome
 from .trail import record_outcome
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing 
 
 @contextmanager
 def chargebee_failures(
-    ctx: JobContext, job: Job | None, event: dict[str, Any], *, invoice_id: str | None = None, doing: str | None = None
+    ctx: JobContext, job: Job | None, event: Event | None, *, invoice_id: str | None = None, doing: str | None = None
 ) -> Iterator[None]:
     """Record what a Chargebee error that ends this attempt means, then raise it for RQ.
 

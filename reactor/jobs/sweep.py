@@ -43,6 +43,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..ingest.envelope import Event
 from ..keys import EVALUATE_JOB, Keys
 from ..rules import Decision, RuleSet, decide, to_major
 from ..rules.event_types import SWEEP_EVENT_TYPE
@@ -52,7 +53,6 @@ from .audit import Outcome
 from .context import JobContext, current_context
 from .facts import RunFacts, complete_facts
 from .preview import held_invoices, next_event, preview_decision
-from .stored_events import as_event
 from .sweep_report import ANY_TRIGGER, HELD, NOT_PREVIEWED, Candidate
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ class _Sweeper:
             point.seen += 1
             self.result.held.append(self.candidate(invoice, None, overdue, ANY_TRIGGER, HELD, self.held[invoice_id]))
             return
-        event = sweep_event(invoice, point.sweep_id, self.now)
+        event = Event.from_data(sweep_event(invoice, point.sweep_id, self.now))
         decision = self.decision(event)
         if self.dry_run:
             self.on_next_events(invoice, overdue)
@@ -214,7 +214,7 @@ class _Sweeper:
         point.matched += 1
         if self.dry_run or decision.dry_run:
             self.result.candidates.append(self.candidate(invoice, decision, overdue))
-        elif self.ctx.events.accept(as_event(event), EVALUATE_JOB).outcome == "queued":
+        elif self.ctx.events.accept(event, EVALUATE_JOB).outcome == "queued":
             self.result.queued += 1
 
     def on_next_events(self, invoice: dict[str, Any], overdue: int | None) -> None:
@@ -249,7 +249,7 @@ class _Sweeper:
         rule, currency = decision.rule or "", decision.currency or ""
         return Candidate(str(invoice.get("id")), customer, rule, amount_major, currency, overdue, on, outcome, note)
 
-    def decision(self, event: dict[str, Any]) -> Decision | None:
+    def decision(self, event: Event) -> Decision | None:
         """The decision to act on (counted as seen), or None when the invoice is not one to write off.
 
         A listed invoice carries no customer or subscription: when a rule reads one and it could
@@ -257,16 +257,16 @@ class _Sweeper:
         run queues nothing, so it completes the facts here, each resource fetched once a run. A
         fetch that fails (429, 5xx, timeout) is not kept and stops the sweep, as it always has."""
         ruleset, now = self.ruleset, self.now
-        decision = decide(ruleset, event, now)
+        decision = decide(ruleset, event.data, now)
         self.result.checkpoint.seen += 1
-        worth = facts_worth_fetching(ruleset, event, now) if decision.blocked_by is None else frozenset()
+        worth = facts_worth_fetching(ruleset, event.data, now) if decision.blocked_by is None else frozenset()
         if decision.action != "write_off" and not worth:
             return None
         if (self.dry_run or decision.dry_run) and worth:
             facts = complete_facts(self.facts, ruleset, event, now)
-            decision = decide(ruleset, facts.event, now)
+            decision = decide(ruleset, facts.event.data, now)
             rule = decision.rule or ""
-            if decision.action != "write_off" or unresolved(ruleset, facts.event, now, rule, facts.unknown):
+            if decision.action != "write_off" or unresolved(ruleset, facts.event.data, now, rule, facts.unknown):
                 return None
         return decision
 

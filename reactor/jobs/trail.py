@@ -5,40 +5,50 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from rq.job import Job
 
+from ..ingest.envelope import Event
 from ..rules import Decision
 from ..rules.engine import COLLECTING_BLOCK, UNEVALUABLE_BLOCK
 from .audit import AuditRecord, Outcome
-from .stored_events import as_event
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .context import JobContext
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
+
+_NO_EVENT = Event.from_data({})
+
+
+class Given(TypedDict, total=False):
+    """What a record says that the event and the decision do not (or say otherwise)."""
+
+    invoice_id: str | None
+    reason: str | None
+    detail: str | None
+    amount_due: int | None
+    event_id: str | None
 
 
 def make_record(
     ctx: JobContext,
     job: Job | None,
-    event: dict[str, Any] | None,
+    event: Event | None,
     decision: Decision | None,
     outcome: Outcome,
-    *,
-    invoice_id: str | None = None,
-    reason: str | None = None,
-    detail: str | None = None,
-    amount_due: int | None = None,
-    event_id: str | None = None,
+    **given: Unpack[Given],
 ) -> AuditRecord:
-    seen = as_event(event or {})
+    seen = event or _NO_EVENT
     invoice = seen.invoice or {}
+    amount_due = given.get("amount_due")
     return AuditRecord(
-        event_id=event_id or seen.id or None,
+        event_id=given.get("event_id") or seen.id or None,
         event_type=seen.event_type or None,
-        invoice_id=invoice_id or (decision.invoice_id if decision else None) or seen.invoice_id,
+        invoice_id=given.get("invoice_id") or (decision.invoice_id if decision else None) or seen.invoice_id,
         outcome=outcome,
         action=decision.action if decision else None,
         rule=decision.rule if decision else None,
@@ -46,9 +56,9 @@ def make_record(
         currency=(decision.currency if decision else None) or invoice.get("currency_code"),
         mode=("dry_run" if decision.dry_run else "live") if decision else None,
         rules_version=decision.rules_version if decision else None,
-        reason=reason or (decision.reason if decision else None),
+        reason=given.get("reason") or (decision.reason if decision else None),
         job_id=job.id if job else None,
-        detail=detail,
+        detail=given.get("detail"),
         job_seconds=job_seconds(job),
     )
 
@@ -76,12 +86,12 @@ def log_record(record: AuditRecord) -> None:
 def record_outcome(
     ctx: JobContext,
     job: Job | None,
-    event: dict[str, Any] | None,
+    event: Event | None,
     decision: Decision | None,
     outcome: Outcome,
-    **fields: Any,
+    **given: Unpack[Given],
 ) -> AuditRecord:
-    record = make_record(ctx, job, event, decision, outcome, **fields)
+    record = make_record(ctx, job, event, decision, outcome, **given)
     ctx.audit.append(record)
     log_record(record)
     return record

@@ -1,16 +1,6 @@
-"""The triage job: drain the inbox (reactor/ingest/inbox.py) a batch at a time.
-
-Each claimed event is decided as the evaluation job would decide it (`triage_evaluation`, the same
-code). An event that needs nothing from Chargebee (no rule matched, a skip rule, a built-in check,
-stale, dry run) is recorded here, with its trace and its re-check, exactly as its own job would
-have. Every other event is handed to its own evaluation job, `evaluate-<event id>`, which fetches
-the invoice, decides again and acts, with every guarantee of docs/guarantees.md; so is an event
-whose triage raised (fail closed: its job retries it and, failing, makes it a dead letter, and a
-protective rule that raises is never passed over), and an event a triage job claimed and never
-finished (taken again after its lease: whatever stopped that job is not tried twice here).
-
-A triage job stops after TIME_BUDGET seconds with events left (a successor is enqueued ahead of
-the queue) so that a worker asked to stop is not held up, and its claims stay short.
+"""The triage job: drain the inbox (reactor/ingest/inbox.py) a batch at a time. Each event is decided
+as its evaluation job would decide it (`triage_evaluation`, the same code); what needs nothing from
+Chargebee is recorded here, and every other event is an `OwnJob`, handed to `evaluate-<event id>`.
 """
 
 from __future__ import annotations
@@ -27,19 +17,20 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from ..ingest.enqueue import JobSpec
+from ..ingest.envelope import Event
 from ..ingest.events import EventStore, evaluation_job_id, retry_policy
 from ..ingest.inbox import TRIAGE_JOB_TIMEOUT
 from ..keys import EVALUATE_JOB, TRIAGE_JOB
 from .context import JobContext
-from .evaluate import triage_evaluation
-from .stored_events import as_event
+from .evaluate import OwnJob, triage_evaluation
 
 log = logging.getLogger(__package__)
 
 BATCH = 200
 """Events claimed at a time."""
 TIME_BUDGET = 5.0
-"""Seconds a triage job claims new batches before it leaves the rest to a successor."""
+"""Seconds a triage job claims new batches before it leaves the rest to a successor (enqueued ahead
+of the queue), so that a worker asked to stop is not held up, and its claims stay short."""
 
 
 def run_triage(ctx: JobContext, job: Job | None = None, clock: Callable[[], float] = time.time) -> dict[str, Any]:
@@ -53,6 +44,8 @@ def run_triage(ctx: JobContext, job: Job | None = None, clock: Callable[[], floa
         if not claim:
             break
         ids = list(dict.fromkeys(claim.ids))  # an id appended twice (a 503'd accept, retried) once
+        # An event a triage job claimed and never finished is taken again after its lease, to its own
+        # job: whatever stopped that job is not tried twice here.
         to_job = list(dict.fromkeys(claim.retaken))
         if to_job:
             log.warning(
@@ -71,9 +64,11 @@ def run_triage(ctx: JobContext, job: Job | None = None, clock: Callable[[], floa
                 # triage job, takes the inbox's other events at once).
                 raise
             except Exception:
+                # Fail closed: its job retries it and, failing, makes it a dead letter; a protective
+                # rule that raises is never passed over.
                 log.exception("triage of event %s failed; it gets its own evaluation job", event_id)
-                outcome = None
-            if outcome is None:
+                outcome = OwnJob(event_id, "its triage raised")
+            if isinstance(outcome, OwnJob):
                 to_job.append(event_id)
             else:
                 decided += 1
@@ -95,10 +90,10 @@ def hand_to_jobs(store: EventStore, event_ids: list[str]) -> None:
 
 def _spec(store: EventStore, event_id: str) -> JobSpec:
     try:
-        seen = as_event(store.load(event_id) or {})
+        seen = store.load(event_id) or Event.from_data({})
     except Exception:  # unreadable: the job records what it finds
         log.exception("could not read event %s to describe its job", event_id)
-        seen = as_event({})
+        seen = Event.from_data({})
     return JobSpec(event_id, seen.event_type or "?", seen.invoice_id or "?", evaluation_job_id(event_id))
 
 

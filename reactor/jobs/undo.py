@@ -278,7 +278,6 @@ class _Undo:
         REACTOR_EVENT_TTL), with the invoice as it is now; or, once gone, the envelope a sweep uses."""
         event_id = mark.get("event_id")
         stored = self.ctx.events.load(event_id) if isinstance(event_id, str) else None
-        if isinstance(stored, dict):
-            content = stored.get("content") if isinstance(stored.get("content"), dict) else {}
-            return {**stored, "content": {**content, "invoice": invoice}}
+        if stored is not None:
+            return stored.with_invoice(invoice).data
         return sweep_event(invoice, f"undo-{self.ctx.clock():%Y%m%dT%H%M%S}", self.ctx.clock())

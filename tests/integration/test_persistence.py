@@ -45,7 +45,7 @@ def test_queued_jobs_and_stored_events_survive_a_redis_restart(sandbox, settings
             assert connection.llen(Keys().inbox()) == 20  # each waits for triage
             assert Queue(settings.queue_name, connection=connection).count == 1  # the triage job
             store = EventStore(connection, Queue(settings.queue_name, connection=connection), Keys())
-            assert all(store.load(e["id"]) == e for e in events)
+            assert all(store.load(e["id"]).data == e for e in events)
 
             start_worker(own_settings)
             wanted = {e["content"]["invoice"]["id"] for e in events}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.jobs.budget import budget_keys, reserve
+from reactor.jobs.budget import Budgets, Reservation, budget_keys
 from reactor.rules import parse_rules
 from tests.integration.helpers import logged_in, token
 from tests.integration.ops_helpers import reactor, reactor_process
@@ -37,7 +37,7 @@ def new_rules(tmp_path: Path, rules_file, sandbox) -> Path:
 def used(redis_conn, settings, amount: int, now: datetime) -> None:
     """Today's budget as the workers take it: `amount` USD cents and one write-off this hour."""
     limits = parse_rules(NEW).limits
-    assert not isinstance(reserve(redis_conn, limits, "USD", amount, now, prefix=settings.key_prefix), str)
+    assert isinstance(Budgets(redis_conn, limits, prefix=settings.key_prefix).reserve("USD", amount, now), Reservation)
 
 
 def counters(redis_conn, settings, now: datetime) -> tuple[dict, bytes | None]:

@@ -65,7 +65,8 @@ WINGS: dict[str, set[str]] = {
     "reactor.ingest.trace_list": set(),
     # the jobs stand on ingest's event store, Chargebee and the rules
     "reactor.jobs": BASE | {"reactor.chargebee", "reactor.ingest", "reactor.rules"},
-    "reactor.jobs.facts": {"reactor.chargebee", "reactor.rules"},
+    # facts completed into an event: the Event of the envelope, as every job holds it
+    "reactor.jobs.facts": {"reactor.chargebee", "reactor.ingest.envelope", "reactor.rules"},
     "reactor.jobs.audit": {"reactor.keys", "reactor.redaction", "reactor.rules", "reactor.ingest.trace_list"},
     # what ops watch reads what the jobs wrote
     "reactor.dashboard": BASE | {"reactor.ingest", "reactor.jobs", "reactor.rules"},

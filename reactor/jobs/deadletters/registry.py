@@ -22,7 +22,6 @@ from ...config import Settings
 from ...ingest.events import JOB_ID_SAFE, EventStore, StoreOptions, evaluation_job_id, retry_policy
 from ...keys import EVALUATE_JOB, Keys
 from ..audit import AuditFilter, AuditLog, AuditRecord, Outcome
-from ..stored_events import as_event
 from .letters import (
     DeadLetter,
     EventExpired,
@@ -124,7 +123,8 @@ class DeadLetters:
             return []
 
     def stored_event(self, event_id: str | None) -> dict[str, Any] | None:
-        return self.events.load(event_id) if event_id else None
+        event = self.events.load(event_id) if event_id else None
+        return event.data if event is not None else None
 
     def trail(self, letter: DeadLetter, event: dict[str, Any] | None = None) -> list[AuditRecord]:
         """Every audit record of the letter's event (or of its job, when it has no event id).
@@ -197,11 +197,11 @@ class DeadLetters:
                 f"no stored event {event_id!r}: never received, or older than "
                 f"{self.settings.event_ttl // 86400} days (REACTOR_EVENT_TTL)"
             )
-        invoice_id = as_event(event).invoice_id
+        invoice_id = event.invoice_id
         now = self.clock()
         meta = {
             "event_id": event_id,
-            "event_type": event.get("event_type"),
+            "event_type": event.data.get("event_type"),
             "invoice_id": invoice_id,
             "replay_of": event_id,
             "replayed_at": now.isoformat(),
@@ -213,7 +213,7 @@ class DeadLetters:
             retry=retry_policy(self.settings),
             job_timeout=self.settings.job_timeout,
             failure_ttl=self.settings.event_ttl,
-            description=f"replay of evaluate {event.get('event_type')} {event_id} (invoice {invoice_id})",
+            description=f"replay of evaluate {event.data.get('event_type')} {event_id} (invoice {invoice_id})",
             meta=meta,
         )
         self._record(Outcome.REPLAYED, meta, job.id, "stored event run again by an operator")

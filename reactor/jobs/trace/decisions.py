@@ -9,6 +9,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from ...ingest.envelope import Event
 from ...rules import Decision, RuleSet
 from ...rules.explain import ConditionTrace, explain
 from ...rules.fields import MISSING
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 def record_decision(
     trace: TraceLog,
     ruleset: RuleSet,
-    event: dict[str, Any],
+    event: Event,
     now: datetime,
     decision: Decision,
     stage: str,
@@ -28,7 +29,7 @@ def record_decision(
     """Append the decision on `event` (`stage`: on the event as received, on the fresh invoice, ...).
     Never raises: an explanation that fails is logged, and the decision stands."""
     try:
-        entry = decision_entry(ruleset, event, now, decision, stage)
+        entry = decision_entry(ruleset, event.data, now, decision, stage)
     except Exception:
         log.warning("could not explain the decision on invoice %s for its trace", decision.invoice_id, exc_info=True)
         return

@@ -12,12 +12,12 @@ from typing import Any
 import redis
 
 from ...config import Settings
+from ...ingest.envelope import Event
 from ...ingest.packing import UnpackError, unpack
 from ...keys import Keys
 from ..audit import AuditFilter, AuditLog, AuditRecord
 from ..deadletters import DeadLetter, DeadLetters
 from ..held import HeldWriteOff, list_held
-from ..stored_events import as_event
 from .store import TraceLog
 from .timeline import Step, build_timeline
 
@@ -80,7 +80,7 @@ def find_invoice(connection: redis.Redis, settings: Settings, some_id: str) -> s
     if connection.exists(keys.trace(some_id), audit.index_key(some_id)):
         return some_id
     raw = connection.get(keys.event(some_id))
-    invoice_id = as_event(_json(raw)).invoice_id if raw is not None else None
+    invoice_id = Event.from_data(_json(raw)).invoice_id if raw is not None else None
     if invoice_id:
         return invoice_id
     # the stored event has expired (or the id is mistyped): records written before the index, or an

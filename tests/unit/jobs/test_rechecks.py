@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from reactor.ingest.envelope import Event
 from reactor.jobs.rechecks import is_settled, next_write_off_moment, recheck_job_id
 from reactor.rules import parse_rules
 
@@ -21,7 +22,7 @@ rules:
 """
 
 
-def event(due: datetime, customer: str = "cus_1") -> dict:
+def event(due: datetime, customer: str = "cus_1") -> Event:
     invoice = {
         "id": "inv_1",
         "status": "payment_due",
@@ -30,7 +31,7 @@ def event(due: datetime, customer: str = "cus_1") -> dict:
         "customer_id": customer,
         "due_date": int(due.timestamp()),
     }
-    return {"id": "ev_1", "event_type": "payment_failed", "content": {"invoice": invoice}}
+    return Event.from_data({"id": "ev_1", "event_type": "payment_failed", "content": {"invoice": invoice}})
 
 
 def test_the_moment_is_when_days_overdue_reaches_the_rules_threshold() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from reactor.ingest.envelope import Event
 from reactor.jobs.audit import AuditRecord
 from reactor.jobs.replay import ReplayCandidate, ReplaySelection, matches, select
 
@@ -12,7 +13,7 @@ def candidate(event_id: str, customer: str, outcome: str, rule: str | None, curr
     invoice = {"id": f"inv_{event_id}", "customer_id": customer, "currency_code": currency}
     event = {"id": event_id, "event_type": "payment_failed", "content": {"invoice": invoice}}
     record = AuditRecord(event_id=event_id, invoice_id=invoice["id"], outcome=outcome, rule=rule, currency=currency)
-    return ReplayCandidate(event_id, [record], event)
+    return ReplayCandidate(event_id, [record], Event.from_data(event))
 
 
 EVENTS = [
