@@ -19,7 +19,7 @@ import click
 from rq.exceptions import StopRequested
 
 from ..config import EX_CONFIG, Settings, log_settings
-from ..jobs.notify import start_notifier
+from ..console.notify import start_notifier
 from ..jobs.sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
 from ..jobs.worker import raise_stop_on_signals, run_worker
 from ..local.supervisor import refuse_fresh_with_redis_url, run_all, serve_web

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
+from ..console.trace import build_timeline, find_invoice, read_receipt, read_sources, render_text
+from ..console.trace.sources import SCAN_NOTE
 from ..jobs.audit import visible
-from ..jobs.trace import build_timeline, find_invoice, read_receipt, read_sources, render_text
-from ..jobs.trace.sources import SCAN_NOTE
 from .helpers import INVOICE_OR_EVENT_ID, command_settings, connect
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from ..chargebee import ChargebeeError
+from ..console.undo import UndoRefused, undo_write_off
 from ..jobs import build_context
 from ..jobs.audit import visible
-from ..jobs.undo import UndoRefused, undo_write_off
 from .helpers import INVOICE_ID, chargebee_settings, command_settings, connect, current_actor, say
 
 

@@ -18,8 +18,8 @@ from typing import Any
 from flask import current_app, render_template, request
 
 from ..config import Settings
-from ..jobs.diff_formats import outcome_lines, preview_notes, triggers_line
-from ..jobs.rules_diff import ListingFailed, diff_against_chargebee
+from ..console.diff_formats import outcome_lines, preview_notes, triggers_line
+from ..console.rules_diff import ListingFailed, diff_against_chargebee
 from ..rules import RulesError, RuleSet, parse_rules
 from ..rules.diff import CHANGE_MEANINGS, RulesDiff
 from ..rules.event_types import SWEEP_EVENT_TYPE

@@ -30,8 +30,8 @@ from rq import Queue
 from rq.job import Job
 
 from ..config import Settings
+from ..console.tally import JOB_BUCKETS, AuditTally, seconds_between, stats_key
 from ..ingest.inbox import Inbox
-from ..jobs.audit.tally import JOB_BUCKETS, AuditTally, seconds_between, stats_key
 from ..jobs.held import count_held
 from ..keys import Keys
 from ..reloads import RulesReloadReporter

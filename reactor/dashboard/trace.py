@@ -12,9 +12,9 @@ from typing import Any
 from flask import current_app, redirect, render_template, url_for
 
 from .. import ids
-from ..jobs.invoice_state import chargebee_status, standing
-from ..jobs.trace import build_timeline, find_invoice, read_receipt, read_sources
-from ..jobs.trace.sources import SCAN_NOTE
+from ..console.invoice_state import chargebee_status, standing
+from ..console.trace import build_timeline, find_invoice, read_receipt, read_sources
+from ..console.trace.sources import SCAN_NOTE
 from .views import admin, login_required
 
 

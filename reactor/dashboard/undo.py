@@ -14,11 +14,11 @@ from typing import Any
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 
+from ..console.invoice_state import last_write_off
+from ..console.undo import UndoRefused, undo_write_off
 from ..jobs import build_context
 from ..jobs.audit import AuditLog
 from ..jobs.held import MAX_REASON
-from ..jobs.invoice_state import last_write_off
-from ..jobs.undo import UndoRefused, undo_write_off
 from ..keys import Keys
 from .views import admin, check_csrf, checked_invoice_id, login_required
 

@@ -67,10 +67,13 @@ WINGS: dict[str, set[str]] = {
     "reactor.jobs": BASE | {"reactor.chargebee", "reactor.ingest", "reactor.rules"},
     "reactor.jobs.facts": {"reactor.chargebee", "reactor.rules"},
     "reactor.jobs.audit": {"reactor.keys", "reactor.redaction", "reactor.rules", "reactor.ingest.trace_list"},
+    # what people run from the CLI, the dashboard and cron reads what the jobs wrote and acts on it;
+    # no worker imports it
+    "reactor.console": BASE | {"reactor.chargebee", "reactor.ingest", "reactor.jobs", "reactor.rules"},
     # what ops watch reads what the jobs wrote
-    "reactor.dashboard": BASE | {"reactor.ingest", "reactor.jobs", "reactor.rules"},
+    "reactor.dashboard": BASE | {"reactor.console", "reactor.ingest", "reactor.jobs", "reactor.rules"},
     # the app puts ingest and the dashboard together
-    "reactor.web": BASE | {"reactor.dashboard", "reactor.ingest", "reactor.jobs", "reactor.rules"},
+    "reactor.web": BASE | {"reactor.console", "reactor.dashboard", "reactor.ingest", "reactor.jobs", "reactor.rules"},
     # running locally starts Redis, the sandbox and the processes (the web by command, not import)
     "reactor.local": BASE | {"reactor.sandbox"},
     # the stored path of the scheduled sweep (RQ jobs enqueued before it moved)

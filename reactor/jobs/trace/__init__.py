@@ -15,20 +15,11 @@ reactor/ingest/trace_list.py.
 
 from .calls import record_calls
 from .decisions import record_decision
-from .sources import TraceSources, find_invoice, read_receipt, read_sources
 from .store import TraceLog, tracing_invoice
-from .timeline import Step, build_timeline, render_text
 
 __all__ = [
-    "Step",
     "TraceLog",
-    "TraceSources",
-    "build_timeline",
-    "find_invoice",
-    "read_receipt",
-    "read_sources",
     "record_calls",
     "record_decision",
-    "render_text",
     "tracing_invoice",
 ]

@@ -17,8 +17,8 @@ from decimal import Decimal
 
 import pytest
 
-from reactor.jobs.diff_formats import CHANGE_COLUMNS, to_csv, to_json, to_markdown
-from reactor.jobs.rules_diff import (
+from reactor.console.diff_formats import CHANGE_COLUMNS, to_csv, to_json, to_markdown
+from reactor.console.rules_diff import (
     FactSource,
     Listing,
     SnapshotError,

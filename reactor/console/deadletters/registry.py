@@ -20,9 +20,9 @@ from rq.registry import FailedJobRegistry
 
 from ...config import Settings
 from ...ingest.events import JOB_ID_SAFE, EventStore, evaluation_job_id, retry_policy
+from ...jobs.audit import AuditLog, AuditRecord, Outcome
+from ...jobs.stored_events import as_event
 from ...keys import EVALUATE_JOB, Keys
-from ..audit import AuditLog, AuditRecord, Outcome
-from ..stored_events import as_event
 from .letters import (
     DeadLetter,
     EventExpired,

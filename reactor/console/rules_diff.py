@@ -41,6 +41,11 @@ import redis
 
 from ..chargebee import ChargebeeClient, ChargebeeError
 from ..config import Settings
+from ..jobs.budget import budgets_used
+from ..jobs.context import build_rate_limit
+from ..jobs.facts import RunFacts
+from ..jobs.preview import held_invoices, next_event, preview_decision
+from ..jobs.sweep import pages, sweep_event
 from ..rules import RuleSet, decide
 from ..rules.diff import (
     BLOCKED,
@@ -61,11 +66,6 @@ from ..rules.diff import (
 from ..rules.event_types import SWEEP_EVENT_TYPE
 from ..rules.money import to_major
 from ..rules.preview import preview_plan
-from .budget import budgets_used
-from .context import build_rate_limit
-from .facts import RunFacts
-from .preview import held_invoices, next_event, preview_decision
-from .sweep import pages, sweep_event
 
 SNAPSHOT_FORMAT = "reactor-rules-diff-snapshot/1"
 # The most a snapshot may hold, decompressed: 100,000 open invoices with their customers take about

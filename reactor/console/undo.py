@@ -33,15 +33,15 @@ from typing import Any
 import redis
 
 from ..chargebee import AuthError, ChargebeeError, RetryableError
+from ..jobs.audit import AuditRecord, Outcome, amount_text
+from ..jobs.context import JobContext
+from ..jobs.held import MAX_REASON, HeldWriteOff, hold
+from ..jobs.marks import WRITTEN_OFF_TTL, acquire_invoice_lock
+from ..jobs.sweep import sweep_event
+from ..jobs.trail import log_record
+from ..jobs.undone import UNDONE_HOLD_REASON, load_mark
 from ..timestamps import shown_time
-from .audit import AuditRecord, Outcome, amount_text
-from .audit.tally import WRITTEN_OFF_AT
-from .context import JobContext
-from .held import MAX_REASON, HeldWriteOff, hold
-from .marks import WRITTEN_OFF_TTL, acquire_invoice_lock
-from .sweep import sweep_event
-from .trail import log_record
-from .undone import UNDONE_HOLD_REASON, load_mark
+from .tally import WRITTEN_OFF_AT
 
 UNPAID_STATUSES = ("posted", "payment_due", "not_paid")
 

@@ -20,9 +20,9 @@ from datetime import datetime
 from typing import Any
 
 from ..ingest.events import EventStore
+from ..jobs.audit import AuditLog, AuditRecord
+from ..jobs.stored_events import as_event
 from ..rules import Decision, RuleSet, decide
-from .audit import AuditLog, AuditRecord
-from .stored_events import as_event
 
 
 @dataclass(frozen=True)

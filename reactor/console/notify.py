@@ -41,9 +41,9 @@ from ..keys import Keys
 from ..notices import Notices
 from ..redaction import REDACTED, Redactor
 from ..rules.money import to_major
-from .audit.tally import DailyWriteOffs, daily_write_offs
 from .deadletters.letters import exception_line
 from .http_deadline import Deadline, DeadlineSession
+from .tally import DailyWriteOffs, daily_write_offs
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ import redis
 
 from ..chargebee import AuthError, ChargebeeClient, ChargebeeError, NotFoundError, RetryableError, Throttled
 from ..config import Settings
+from ..jobs.audit import AuditRecord, Outcome, amount_text
+from ..jobs.context import build_rate_limit
+from ..jobs.held import HeldWriteOff
 from ..keys import Keys
 from ..timestamps import shown_time
-from .audit import AuditRecord, Outcome, amount_text
-from .context import build_rate_limit
-from .held import HeldWriteOff
 from .trace.timeline import moment
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ import redis
 
 from ...config import Settings
 from ...ingest.packing import UnpackError, unpack
+from ...jobs.audit import AuditLog, AuditRecord
+from ...jobs.held import HeldWriteOff, list_held
+from ...jobs.stored_events import as_event
+from ...jobs.trace.store import TraceLog
 from ...keys import Keys
-from ..audit import AuditLog, AuditRecord
 from ..deadletters import DeadLetter, DeadLetters
-from ..held import HeldWriteOff, list_held
-from ..stored_events import as_event
-from .store import TraceLog
 from .timeline import Step, build_timeline
 
 

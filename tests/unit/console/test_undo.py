@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from reactor.console.undo import UndoResult, undo_key, write_off_gone, write_off_note
 from reactor.jobs.send import idempotency_key
-from reactor.jobs.undo import UndoResult, undo_key, write_off_gone, write_off_note
 
 
 def note(cn_id: str = "CN-1", status: str = "adjusted", reason: str = "Write Off") -> dict:
