@@ -1,28 +1,9 @@
 """RQ's job functions: `triage` the inbox of accepted events, `evaluate` a stored event,
 `release_held` a write-off a person released, `recheck` an invoice when a time-based rule can first
-match. RQ stores these paths in Redis
-(`reactor.jobs.evaluate`, ...), so they stay here; the work is in the modules beside them:
-
-    context.py        JobContext, what a job needs, built once per worker process
-    evaluate.py       run_evaluation, run_release
-    write_off.py      write_off_invoice and what makes running it twice harmless
-    send.py           the write_off call (budget, attempt mark, idempotency key) and its commit
-    credits.py        apply_credits_first, before the write-off
-    undo.py, undone.py  reactor undo, and the undone hold every job reads
-    budget.py         the budgets reserved right before write_off
-    held.py           write-offs held back by a budget, and their release
-    rechecks.py       re-checks scheduled for time-based rules
-    verify.py         REACTOR_VERIFY_EVENTS: act only on Chargebee's own copy of an event
-    stored_events.py  the event dicts a job holds, read through Event
-    trail.py          which outcome a decision is, and its audit record
-    retries.py        what an error means for RQ's next attempt
-    triage.py         run_triage: the inbox's events decided in batches, the rest handed to evaluate jobs
-
-and, for the worker and the commands alike: audit/ (Outcome, the decision trail), deadletters/,
-sweep.py and sweep_report.py, facts.py, worker.py, trace/ (an invoice's story), rules_diff.py and
-diff_formats.py (reactor rules diff), replay.py (events replay by selection).
-
-docs/guarantees.md says what each guarantee of the write-off holds, and which test proves it.
+match. RQ stores these paths in Redis (`reactor.jobs.evaluate`, ...), so they stay here; the work is
+in the modules beside them (docs/design.md, "Modules"). jobs/ holds what the workers run; what only
+the CLI, the dashboard and cron run is in reactor/console/. docs/guarantees.md says what each
+guarantee of the write-off holds, and which test proves it.
 """
 
 from __future__ import annotations
