@@ -1,5 +1,5 @@
 """`reactor rules diff NEW.yaml`: what a rules edit would change on every open invoice, before it is
-in force (reactor/jobs/rules_diff.py lists and decides, reactor/rules/diff.py compares).
+in force (reactor/console/rules_diff.py lists and decides, reactor/rules/diff.py compares).
 
 Every invoice is decided as the sweep finds it and as Chargebee's next event of each type a rule
 listens to would bring it (`on` payment_failed ...: reactor/rules/preview.py); a held invoice stays

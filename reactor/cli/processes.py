@@ -149,7 +149,7 @@ def cron() -> None:
     RQ's cron scheduler enqueues the sweep job; workers run it. Run one `cron` process (it does
     not elect a leader); a second one only makes sweeps that find the first one's lock and stop,
     and digest rounds that find the first one's lock. The digest is sent from a thread of this
-    process (reactor/jobs/notify.py), so a slow receiver holds up no worker. Started before Redis
+    process (reactor/console/notify.py), so a slow receiver holds up no worker. Started before Redis
     answers, it waits for it (REACTOR_REDIS_WAIT)."""
     from rq.cron import CronScheduler  # late: start-up time (croniter)
 

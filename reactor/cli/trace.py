@@ -1,4 +1,5 @@
-"""`reactor trace INVOICE_OR_EVENT_ID`: the whole story of an invoice in order (reactor/jobs/trace/)."""
+"""`reactor trace INVOICE_OR_EVENT_ID`: the whole story of an invoice in order (reactor/console/trace/
+reads what reactor/jobs/trace/ and the webhook wrote)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`reactor undo INVOICE --reason "..."`: reverse a write-off the reactor made (reactor/jobs/undo.py)."""
+"""`reactor undo INVOICE --reason "..."`: reverse a write-off the reactor made (reactor/console/undo.py)."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def last_write_off(records: Iterable[AuditRecord]) -> AuditRecord | None:
 
 def undone_write_offs(connection: redis.Redis, prefix: str, records: Iterable[AuditRecord]) -> dict[str, Any]:
     """Stream id of each `written_off` record among `records` that a person undid since → the
-    invoice's `undone` mark (who, when, why; reactor/jobs/undo.py). The mark is the latest undo: a
+    invoice's `undone` mark (who, when, why; reactor/console/undo.py). The mark is the latest undo: a
     write-off recorded before it was undone (only the write-off in force can be undone, and a new
     one needs the undo and a release first); one recorded after it stands."""
     rows = [r for r in records if r.outcome == Outcome.WRITTEN_OFF and r.invoice_id and r.id and r.moment]

@@ -1,5 +1,5 @@
 """`/admin/rules/diff`: ops paste or upload a rules file and see what it would change on every open
-invoice against the rules in force, as `reactor rules diff` shows it (reactor/jobs/rules_diff.py).
+invoice against the rules in force, as `reactor rules diff` shows it (reactor/console/rules_diff.py).
 
 Routes on the dashboard's `admin` blueprint (reactor/dashboard/views.py): login required, the form
 carries the session's CSRF token. A file that does not load is answered with its file:line:col

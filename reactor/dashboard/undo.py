@@ -1,6 +1,6 @@
 """The dashboard's Undo: from a `written_off` row of recent decisions, a confirmation page that shows
 what the reactor recorded of its write-off and asks for a reason; its POST (CSRF token, login) runs
-`reactor undo` (reactor/jobs/undo.py) in the web process and says what came of it.
+`reactor undo` (reactor/console/undo.py) in the web process and says what came of it.
 
 Registered on the admin blueprint (reactor/dashboard/views.py) when reactor/dashboard/__init__.py
 imports this module, before any app registers the blueprint.

@@ -1,4 +1,4 @@
-"""The pure assembly of an invoice's timeline (reactor/jobs/trace/timeline.py) and of the decision
+"""The pure assembly of an invoice's timeline (reactor/console/trace/timeline.py) and of the decision
 entry it reads (decisions.py), on hand-made sources."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The pure parts of the undo (reactor/jobs/undo.py, reactor/jobs/write_off.py): when an invoice no
+"""The pure parts of the undo (reactor/console/undo.py, reactor/jobs/write_off.py): when an invoice no
 longer carries our write-off, which credit note is the write-off's, and the idempotency keys that
 make a repeated undo a replay and the write-off after an undo a new request."""
 
