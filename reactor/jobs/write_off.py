@@ -159,7 +159,7 @@ class _Steps:
             self.stop(self.event, None, Outcome.ALREADY_WRITTEN_OFF, invoice_id=self.invoice_id, detail=done.decode())
 
     def not_undone(self) -> None:
-        """A person undid our write-off of this invoice (reactor/jobs/undo.py): held until released."""
+        """A person undid our write-off of this invoice (reactor/console/undo.py): held until released."""
         why = undone_hold(self.ctx, self.invoice_id)
         if why is not None:
             self.stop(self.event, None, Outcome.HELD, invoice_id=self.invoice_id, reason=why)
