@@ -21,7 +21,7 @@ from rich.table import Table
 
 from ..config import Settings
 from ..console.deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
-from ..jobs.audit import OUTCOMES, AuditLog, AuditRecord, export_lines, visible
+from ..jobs.audit import OUTCOMES, AuditFilter, AuditLog, AuditRecord, export_lines, visible
 from ..keys import Keys
 from ..rules import load_rules
 from ..timestamps import shown_time
@@ -171,9 +171,9 @@ def audit(
     (amount_due 1250 with currency USD) and stream every matching record unless --limit is given."""
     settings = command_settings()
     log = AuditLog(connect(settings), Keys(settings.key_prefix).audit())
-    filters = {"since": _since(since), "invoice_id": invoice, "event_id": event_id, "outcomes": _outcome_list(outcomes)}
+    filters = AuditFilter(since=_since(since), invoice_id=invoice, event_id=event_id, outcomes=_outcome_list(outcomes))
     if fmt != "table":
-        exported = log.query(**filters) if limit is None else _latest(log, filters, limit)
+        exported = log.query(filters) if limit is None else _latest(log, filters, limit)
         for chunk in export_lines(exported, fmt):
             click.echo(chunk, nl=False)
         return
@@ -189,9 +189,9 @@ def audit(
     say(f"{plural(len(records), 'record')}, oldest first{note}")
 
 
-def _latest(log: AuditLog, filters: dict, count: int) -> list[AuditRecord]:
+def _latest(log: AuditLog, filters: AuditFilter, count: int) -> list[AuditRecord]:
     """The latest `count` matching records, oldest first."""
-    return list(reversed(list(log.query(**filters, limit=count, newest_first=True))))
+    return list(reversed(list(log.query(filters, limit=count, newest_first=True))))
 
 
 # -- dead letters --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from ..ingest.events import EventStore
-from ..jobs.audit import AuditLog, AuditRecord
+from ..jobs.audit import AuditFilter, AuditLog, AuditRecord
 from ..jobs.stored_events import as_event
 from ..rules import Decision, RuleSet, decide
 
@@ -109,7 +109,7 @@ def gather(
     stored copy, narrowed by the selection. `progress` is called with the records read so far."""
     by_event: dict[str, ReplayCandidate] = {}
     for count, record in enumerate(
-        audit.query(since=selection.since, until=selection.until, invoice_id=selection.invoice), start=1
+        audit.query(AuditFilter(since=selection.since, until=selection.until, invoice_id=selection.invoice)), start=1
     ):
         if record.event_id:
             by_event.setdefault(record.event_id, ReplayCandidate(record.event_id)).records.append(record)

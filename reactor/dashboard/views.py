@@ -55,7 +55,7 @@ from ..console.deadletters import DeadLetterError, DeadLetters
 from ..console.invoice_state import undone_write_offs
 from ..console.tally import daily_write_offs
 from ..ingest.events import JOB_ID_SAFE
-from ..jobs.audit import OUTCOMES, AuditLog
+from ..jobs.audit import OUTCOMES, AuditFilter, AuditLog
 from ..jobs.held import list_held
 from ..keys import Keys
 from ..reloads import RulesReloadReporter
@@ -324,9 +324,11 @@ def _decisions(connection: redis.Redis, settings: Settings, filters: dict[str, s
     """Newest first. Invoice, event and outcome filter in AuditLog.query; the rule filter here."""
     audit = AuditLog(connection, Keys(settings.key_prefix).audit())
     records = audit.query(
-        invoice_id=filters["invoice"] or None,
-        event_id=filters["event"] or None,
-        outcomes=[filters["outcome"]] if filters["outcome"] else None,
+        AuditFilter(
+            invoice_id=filters["invoice"] or None,
+            event_id=filters["event"] or None,
+            outcomes=[filters["outcome"]] if filters["outcome"] else None,
+        ),
         newest_first=True,
     )
     if filters["rule"]:

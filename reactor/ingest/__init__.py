@@ -9,7 +9,7 @@
     replication.py  whether an accept waits for a replica (REACTOR_REPLICA_ACK)
     packing.py   stored bodies and trace entries, packed with a dictionary
     receipts.py  an event's receipt: in its invoice's trace, or its own when it was ignored or refused
-    trace_list.py  the layout of an invoice's trace list, shared by everything that writes it
+    trace_list.py  an invoice's trace list: its layout and every Lua script part that writes it
 
 Nothing here imports the jobs: the evaluation is enqueued by its path (reactor/keys.py).
 """

@@ -33,7 +33,7 @@ from .inbox import TRIAGE_JOB_TIMEOUT, Inbox
 from .packing import pack, unpack
 from .receipts import IGNORED_WHY, answer_receipt, receipt
 from .replication import ReplicaAck
-from .trace_list import APPEND_LUA, TRACE_CAP, TRACE_TTL, TRIM_LUA
+from .trace_list import APPEND_LUA, TRACE_CAP, TRACE_LUA, TRACE_TTL, append_command
 
 log = logging.getLogger(__name__)
 
@@ -55,49 +55,52 @@ def evaluation_job_id(event_id: str) -> str:
     return f"evaluate-x{hashlib.sha256(event_id.encode()).hexdigest()[:40]}"
 
 
-_SET_MARK = "reactor:set-mark"  # spelled out in _ACCEPT too
+_SET_MARK = "reactor:set-mark"
 """The accept script's last pseudo-command, `(_SET_MARK, key, ttl)`: set `key` if it is not set, and
 answer 2 instead of 1 if this set it (the inbox's drainer mark, reactor/ingest/inbox.py: the caller
 then queues the triage job)."""
 
-_TRIM_TRACE = "reactor:trim-trace"  # spelled out in _ACCEPT too
-"""The accept script's pseudo-command `(_TRIM_TRACE, key, cap, ttl)`: trim a trace as every writer of
-one does (reactor/ingest/trace_list.py)."""
-
-# KEYS[1] the stored event, which is the dedupe mark; KEYS[2] the counters hash; KEYS[3] the invoice's
-# trace. ARGV[1] the event's TTL, ARGV[2] its packed body, then commands as (argument count,
-# arguments...), _SET_MARK last if at all. A command that fails removes the event before the error is
-# raised, so that Chargebee's retry of it is taken instead of answered as a duplicate. The receipt comes
-# after the enqueue, which that removal does not undo: a trace that is not a list (its receipt would
-# fail) refuses the event before anything is written, rather than leave it queued without its stored
-# body. A duplicate is counted; its receipt is written by the caller.
+# The accept script. KEYS[1] the stored event, which is the dedupe mark; KEYS[2] the counters hash;
+# KEYS[3] the invoice's trace. ARGV[1] the event's TTL, ARGV[2] its packed body, then from ARGV[3]
+# commands as (argument count, name, arguments...): Redis commands, the trace's APPEND_COMMAND
+# (reactor/ingest/trace_list.py), and _SET_MARK last if at all. A command that fails removes the event
+# before the error is raised, so that Chargebee's retry of it is taken instead of answered as a
+# duplicate. The receipt comes after the enqueue, which that removal does not undo: a trace that is not
+# a list (its receipt would fail) refuses the event before anything is written, rather than leave it
+# queued without its stored body. A duplicate is counted; its receipt is written by the caller. Returns
+# 0 for a duplicate, 1 when stored, 2 when stored and this set the _SET_MARK mark.
 _ACCEPT = (
-    TRIM_LUA
+    TRACE_LUA
     + """
-local trace_type = redis.call('TYPE', KEYS[3])['ok']
-if trace_type ~= 'list' and trace_type ~= 'none' then
-  return redis.error_reply('WRONGTYPE the trace ' .. KEYS[3] .. ' holds a ' .. trace_type .. ', not a list')
-end
+-- a trace that is not a list refuses the event before anything is written
+local refused = refuse_unless_trace(KEYS[3])
+if refused then return refused end
+-- store the event unless it is there: the dedupe mark; a duplicate is counted, nothing else
 if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
   redis.call('HINCRBY', KEYS[2], 'duplicate', 1)
   return 0
 end
+-- run the commands, each ARGV[i] = its argument count n, ARGV[i + 1] its name, then its arguments
 local i = 3
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   local name = ARGV[i + 1]
-  if name == 'reactor:set-mark' then
+  -- _SET_MARK (key, ttl), last: set the key if it is not set; 2 if this set it
+  if name == '"""
+    + _SET_MARK
+    + """' then
     if redis.call('SET', ARGV[i + 2], '1', 'NX', 'EX', ARGV[i + 3]) then return 2 end
     return 1
   end
+  -- the trace's APPEND_COMMAND (trace, entry, cap, ttl), or a Redis command; a failure is kept
   local failure
-  if name == 'reactor:trim-trace' then
-    local ok, err = pcall(trim_trace, ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4])
-    if not ok then failure = type(err) == 'table' and err.err or tostring(err) end
+  if name == APPEND_COMMAND then
+    failure = append_trace_caught(ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
   else
     local answer = redis.pcall(unpack(ARGV, i + 1, i + n))
     if type(answer) == 'table' and answer.err then failure = answer.err end
   end
+  -- a failed command unstores the event (the retry is taken) and answers the error
   if failure then
     redis.call('DEL', KEYS[1])
     return redis.error_reply(failure)
@@ -120,6 +123,28 @@ def retry_policy(settings: Settings) -> Retry:
     return Retry(max=len(intervals), interval=intervals)
 
 
+@dataclass(frozen=True)
+class StoreOptions:
+    """How `EventStore` keeps events and runs their jobs; `from_settings` reads them from the settings."""
+
+    dedupe_ttl: int = 4 * 24 * 3600  # the stored event is the dedupe mark: kept at least this long
+    event_ttl: int = 30 * 24 * 3600  # how long a stored event (and a failed job) is kept for replays
+    retry: Retry | None = None  # RQ's retries of an evaluation job (retry_policy)
+    job_timeout: int = 120  # seconds an evaluation job may run
+    triage: bool = False  # accepted events go to the inbox (reactor/ingest/inbox.py), not a job each
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StoreOptions:
+        """TTLs, retries, job timeout and triage as the web and the workers run them."""
+        return cls(
+            dedupe_ttl=settings.dedupe_ttl,
+            event_ttl=settings.event_ttl,
+            retry=retry_policy(settings),
+            job_timeout=settings.job_timeout,
+            triage=settings.triage,
+        )
+
+
 class EventStore:
     """Stored events, which are their own dedupe marks, in Redis."""
 
@@ -128,19 +153,17 @@ class EventStore:
         connection: redis.Redis,
         queue: Queue,
         keys: Keys | None = None,
-        dedupe_ttl: int = 4 * 24 * 3600,
-        event_ttl: int = 30 * 24 * 3600,
-        retry: Retry | None = None,
-        job_timeout: int = 120,
+        options: StoreOptions | None = None,
         replica_ack: ReplicaAck | None = None,
-        triage: bool = False,
     ):
+        options = options or StoreOptions()
         self.redis = connection
-        self.triage = triage  # accepted events go to the inbox (reactor/ingest/inbox.py), not a job each
+        self.triage = options.triage  # accepted events go to the inbox (reactor/ingest/inbox.py), not a job each
         self.replica_ack = replica_ack  # None: never WAIT (the workers' sweep and replays)
         self.keys = keys or Keys()
-        self.stored_ttl = max(event_ttl, dedupe_ttl)  # the stored event is the dedupe mark
-        self.jobs = EvaluationJobs(queue, retry=retry, job_timeout=job_timeout, failure_ttl=event_ttl)
+        self.stored_ttl = max(options.event_ttl, options.dedupe_ttl)  # the stored event is the dedupe mark
+        retry, event_ttl = options.retry, options.event_ttl
+        self.jobs = EvaluationJobs(queue, retry=retry, job_timeout=options.job_timeout, failure_ttl=event_ttl)
         self.triage_jobs = EvaluationJobs(
             queue, retry=retry, job_timeout=TRIAGE_JOB_TIMEOUT, failure_ttl=event_ttl, at_front=True
         )
@@ -152,19 +175,9 @@ class EventStore:
     def from_settings(
         cls, connection: redis.Redis, queue: Queue, settings: Settings, replica_ack: ReplicaAck | None = None
     ) -> EventStore:
-        """The store as the web and the workers use it: TTLs, retries and job timeout from settings;
-        the web passes its `replica_ack` (REACTOR_REPLICA_ACK)."""
-        return cls(
-            connection,
-            queue,
-            Keys(settings.key_prefix),
-            dedupe_ttl=settings.dedupe_ttl,
-            event_ttl=settings.event_ttl,
-            retry=retry_policy(settings),
-            job_timeout=settings.job_timeout,
-            replica_ack=replica_ack,
-            triage=settings.triage,
-        )
+        """The store as the web and the workers use it: options from settings (StoreOptions); the web
+        passes its `replica_ack` (REACTOR_REPLICA_ACK)."""
+        return cls(connection, queue, Keys(settings.key_prefix), StoreOptions.from_settings(settings), replica_ack)
 
     def accept(self, event: Event, evaluate: Callable[..., Any] | str) -> Accepted:
         """Store and enqueue an event once per id; redis errors propagate (the caller answers 503).
@@ -194,8 +207,7 @@ class EventStore:
             ("HINCRBY", self.keys.counter(), f"queued:{event.event_type}", 1),
             *enqueue,
             # The receipt after: a failed enqueue above answers 503 before any receipt is written.
-            ("RPUSH", trace, pack(receipt(event.id, event.event_type, event.invoice, "queued").encode())),
-            (_TRIM_TRACE, trace, TRACE_CAP, TRACE_TTL),
+            append_command(trace, pack(receipt(event.id, event.event_type, event.invoice, "queued").encode())),
             *wake,  # last: the script answers 2 when no triage job is on its way
         ]
         keys = [self.keys.event(event.id), self.keys.counter(), trace]

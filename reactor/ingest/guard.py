@@ -1,28 +1,6 @@
-"""Who may reach the webhook: the source-network allow-list, the failed-auth flood limit, and the
-client address both are keyed on. docs/security.md says what each stops and what it does not.
-
-The webhook URL is public; only the Basic-auth credentials separate Chargebee from anyone else.
-The checks here run before those credentials are looked at, in this order:
-
-1. allow-list (403): with `REACTOR_WEBHOOK_ALLOW` set, an address outside every listed network is
-   refused outright; no credentials are checked, nothing is counted.
-2. flood limit (429 + Retry-After): an address with more than `REACTOR_AUTH_FAILURE_LIMIT` failed
-   logins in the moving window is refused before its credentials are checked, so guessing from it
-   stops. Only failures are counted: good deliveries never use up the budget, and an attacker's
-   failures are counted against the attacker's address, not Chargebee's. The counter lives in Redis
-   (the `limits` package, moving window) so every web process shares it; when Redis is unreachable
-   the limit is skipped (fail open) and the credentials are still checked.
-
-   Redis is asked only on a failed login. A process remembers the addresses it found over the limit
-   until their window frees a slot, and refuses them from memory, so a good delivery costs no Redis
-   round trip for the limiter. The price: a process that has not itself seen a failed login from an
-   address since it crossed the limit in another process lets that address's next good login
-   through; its next failed login there is refused and remembered. Under a guessing flood every
-   process sees failures within moments, so at most a few guesses pass the limit.
-
-The client address is the TCP peer, or with `REACTOR_TRUSTED_PROXIES=n` the address the n-th proxy
-from us saw (werkzeug's ProxyFix reading X-Forwarded-For from the right): the entries a client can
-write itself are never believed.
+"""Who may reach the webhook: the source-network allow-list (403), the failed-auth flood limit (429),
+and the client address both are keyed on; both run before the Basic-auth credentials are looked at.
+docs/security.md says what each stops and what it does not.
 """
 
 from __future__ import annotations
@@ -50,6 +28,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 UNPARSEABLE = "unparseable"  # one shared bucket for whatever is not an IP address
 
 
+# The client address is the TCP peer, or with `REACTOR_TRUSTED_PROXIES=n` the address the n-th proxy
+# from us saw (werkzeug's ProxyFix reading X-Forwarded-For from the right): the entries a client can
+# write itself are never believed.
 def trust_proxies(app: Flask, count: int) -> None:
     """Make `request.remote_addr` the client's address as seen by the outermost of `count` proxies.
     With 0 (the default) X-Forwarded-For is ignored: any client could write it."""
@@ -97,6 +78,16 @@ class Refusal:
     retry_after: int | None = None
 
 
+# The webhook URL is public; only the Basic-auth credentials separate Chargebee from anyone else. The
+# guard runs before they are looked at, in this order:
+# 1. allow-list (403): with `REACTOR_WEBHOOK_ALLOW` set, an address outside every listed network is
+#    refused outright; no credentials are checked, nothing is counted.
+# 2. flood limit (429 + Retry-After): an address with more than `REACTOR_AUTH_FAILURE_LIMIT` failed
+#    logins in the moving window is refused before its credentials are checked, so guessing from it
+#    stops. Only failures are counted: good deliveries never use up the budget, and an attacker's
+#    failures are counted against the attacker's address, not Chargebee's. The counter lives in Redis
+#    (the `limits` package, moving window) so every web process shares it; when Redis is unreachable
+#    the limit is skipped (fail open) and the credentials are still checked.
 class WebhookGuard:
     """The allow-list and the failed-auth limiter of one web app (shared state in Redis)."""
 
@@ -116,6 +107,13 @@ class WebhookGuard:
             wrap_exceptions=True,
         )
         self.limiter = MovingWindowRateLimiter(storage)
+        # Redis is asked only on a failed login. A process remembers the addresses it found over the
+        # limit until their window frees a slot, and refuses them from memory (screen), so a good
+        # delivery costs no Redis round trip for the limiter. The price: a process that has not itself
+        # seen a failed login from an address since it crossed the limit in another process lets that
+        # address's next good login through; its next failed login there is refused and remembered.
+        # Under a guessing flood every process sees failures within moments, so at most a few guesses
+        # pass the limit.
         self._blocked: dict[str, float] = {}  # bucket -> unix time its window frees a slot
 
     @staticmethod

@@ -1,29 +1,9 @@
 """The inbox: accepted events waiting to be triaged in batches (`REACTOR_TRIAGE`, on by default).
 
-Most events of a dunning run match no write_off rule, and deciding one takes microseconds; an RQ
-job per event costs some sixty Redis commands and, with the forking worker, a fork
-(docs/benchmarks.md, "Drain"). So the webhook appends the event id to a Redis list, and a triage
-job (reactor/jobs/triage.py) takes ids from it a batch at a time, decides each, records what needs
-nothing from Chargebee, and hands every other event to its own evaluation job as before.
-
-Three keys hold it (reactor/keys.py):
-
-- `{p}:inbox`, a list of event ids, appended to by the accept script (reactor/ingest/events.py);
-- `{p}:inbox:claimed`, a sorted set of the ids a triage job took, scored by the end of its lease,
-  and `{p}:inbox:claims:<job id>`, the same ids by the job that took them. An id leaves them only
-  once its event was recorded or handed to its own job; a triage job that dies or raises leaves
-  its ids there, and the next attempt of the same job (RQ's retry, or the recovery of an abandoned
-  job), or any triage job once their lease ends, takes them again and hands them, undecided, to
-  jobs of their own (never triaging twice what may have stopped a job);
-- `{p}:inbox:drainer`, set while a triage job is queued or running, for a lease's length: the
-  accept script enqueues a triage job only when it sets this key, so a burst wakes one job, not
-  one per event. A claim that finds nothing deletes it, in the same script, so an event appended
-  after that wakes a new job. Workers' maintenance wakes one for an inbox that has events and no
-  triage job queued, started or scheduled (one lost with a failed-over primary, or dead-lettered),
-  whatever the mark says; and so does a triage job that stops with work left.
-
-Claiming, finishing and waking are Lua scripts, which Redis runs alone, so that no interleaving of
-the webhook and triage jobs leaves an event in the inbox with no job on its way to it.
+The webhook appends the event id to a Redis list; a triage job (reactor/jobs/triage.py) takes ids a
+batch at a time, decides each, records what needs nothing from Chargebee, and hands every other event
+to its own evaluation job. Claiming and waking are Lua scripts, which Redis runs alone, so that no
+interleaving of the webhook and triage jobs leaves an event in the inbox with no job on its way to it.
 """
 
 from __future__ import annotations
@@ -34,6 +14,25 @@ from dataclasses import dataclass
 import redis
 
 from ..keys import Keys
+
+# Why: most events of a dunning run match no write_off rule, and deciding one takes microseconds; an
+# RQ job per event costs some sixty Redis commands and, with the forking worker, a fork
+# (docs/benchmarks.md, "Drain").
+#
+# Three keys hold the inbox (reactor/keys.py):
+# - `{p}:inbox`, a list of event ids, appended to by the accept script (reactor/ingest/events.py);
+# - `{p}:inbox:claimed`, a sorted set of the ids a triage job took, scored by the end of its lease,
+#   and `{p}:inbox:claims:<job id>`, the same ids by the job that took them. An id leaves them only
+#   once its event was recorded or handed to its own job; a triage job that dies or raises leaves
+#   its ids there, and the next attempt of the same job (RQ's retry, or the recovery of an abandoned
+#   job), or any triage job once their lease ends, takes them again and hands them, undecided, to
+#   jobs of their own (never triaging twice what may have stopped a job);
+# - `{p}:inbox:drainer`, set while a triage job is queued or running, for a lease's length: the
+#   accept script enqueues a triage job only when it sets this key, so a burst wakes one job, not
+#   one per event. A claim that finds nothing deletes it, in the same script, so an event appended
+#   after that wakes a new job. Workers' maintenance wakes one for an inbox that has events and no
+#   triage job queued, started or scheduled (one lost with a failed-over primary, or dead-lettered),
+#   whatever the mark says (_WAKE); and so does a triage job that stops with work left.
 
 # KEYS[1] the inbox, KEYS[2] the claimed set, KEYS[3] the drainer mark, KEYS[4] the claiming job's
 # own claims; ARGV[1] now, ARGV[2] the end of the new lease, ARGV[3] how many ids at most, ARGV[4]

@@ -1,19 +1,6 @@
-"""Stored bodies packed: raw deflate with a preset dictionary of Chargebee's envelope, about a sixth
-of the JSON.
-
-An event body is mostly the same keys and enumerated values in the same order (`"object":"invoice"`,
-`"price_type":"tax_exclusive"`, ...), so deflate with a dictionary holding that vocabulary packs a
-3 kB event into some 480 bytes where plain zlib leaves 1.1 kB (docs/benchmarks.md, "Redis memory
-per event"). The same dictionary knows a trace's decision entries (reactor/jobs/trace/decisions.py):
-1.5 kB of JSON in 130 bytes under the shipped rules.yaml, about 340 under rules of a site's own.
-
-A packed value is `MARK`, the dictionary's version byte, then the deflate stream. Values under
-SMALL bytes (an invoice trace's receipt) use a dictionary of their own in a 512-byte window, which
-packs them in a few microseconds; the large window of the envelope's dictionary costs some 50 us a
-body. A value without the mark is read as it is: the JSON that releases before this one stored, and
-that a deployer's Redis still holds for up to 30 days (trace entries: 400). A dictionary, once
-shipped, never changes: values packed with it stay in Redis; a better one gets the next version
-byte, and every one shipped is kept for reading.
+"""Stored bodies and trace entries packed: raw deflate with a preset dictionary of Chargebee's
+envelope, about a sixth of the JSON (docs/benchmarks.md, "Redis memory per event"). A value without
+the mark is read as it is, and every dictionary ever shipped stays readable.
 """
 
 from __future__ import annotations
@@ -22,12 +9,21 @@ import threading
 import zlib
 from dataclasses import dataclass
 
+# A packed value is MARK, the dictionary's version byte, then the deflate stream.
 MARK = b"\x1f"
 """First byte of a packed value; JSON (an object, an array, whitespace) never starts with it."""
 
 LEVEL = 6
+# Values under SMALL bytes (an invoice trace's receipt) use a dictionary of their own in a 512-byte
+# window, which packs them in a few microseconds; the large window of the envelope's dictionary costs
+# some 50 us a body.
 SMALL = 512
 
+# An event body is mostly the same keys and enumerated values in the same order (`"object":"invoice"`,
+# `"price_type":"tax_exclusive"`, ...), so deflate with a dictionary holding that vocabulary packs a
+# 3 kB event into some 480 bytes where plain zlib leaves 1.1 kB. The same dictionary knows a trace's
+# decision entries (reactor/jobs/trace/decisions.py): 1.5 kB of JSON in 130 bytes under the shipped
+# rules.yaml, about 340 under rules of a site's own.
 DICTIONARY_V1 = (
     b'{"kind":"decision","stage":"event as received","event_id":"ev_","event_type":"payment_failed","rule":nul'
     b'l,"action":null,"dry_run":false,"rules_version":"","reason":"no rule matched","blocked_by":null,"amount_'
@@ -201,6 +197,9 @@ class Dictionary:
     mem_level: int
 
 
+# A dictionary, once shipped, never changes: values packed with it stay in Redis (events 30 days,
+# trace entries 400); a better one gets the next version byte, and every one shipped is kept for
+# reading (_READABLE).
 ENVELOPE = Dictionary(1, DICTIONARY_V1, 14, 7)
 RECEIPT = Dictionary(2, DICTIONARY_SMALL_V2, 9, 1)
 _READABLE = {d.version: d.text for d in (ENVELOPE, RECEIPT)}
@@ -236,7 +235,7 @@ def pack(data: bytes) -> bytes:
 
 def unpack(stored: bytes) -> bytes:
     """What `pack` was given; a value without the mark (stored unpacked) is returned as it is."""
-    if not stored.startswith(MARK):
+    if not stored.startswith(MARK):  # the JSON releases before this one stored (kept up to 30 days, traces 400)
         return stored
     dictionary = _READABLE.get(stored[1]) if len(stored) > 1 else None
     if dictionary is None:

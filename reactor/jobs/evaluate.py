@@ -10,7 +10,7 @@ from typing import Any
 from rq.job import Job
 
 from ..ingest.envelope import Event
-from ..ingest.trace_list import TRACE_CAP, TRACE_TTL, TRIM_LUA
+from ..ingest.trace_list import ADVANCE_VERSION_LUA, TRACE_CAP, TRACE_TTL
 from ..rules import decide
 from ..rules.facts import facts_worth_fetching
 from . import rechecks
@@ -24,36 +24,6 @@ from .verify import verified_event
 from .write_off import write_off_invoice
 
 log = logging.getLogger(__package__)  # "reactor.jobs", the logger the job wing has always logged as
-
-# Only moves forward: the newest resource_version of an invoice, the `version <n>` head of its trace
-# list (reactor/ingest/trace_list.py), is replaced by a newer one; the key releases before kept it in
-# (KEYS[2], 30 days) is read too, never written. A stored version past ARGV[4] (the clock plus
-# RESOURCE_VERSION_SLACK_MS), one kept before versions were bounded, is not compared: it is replaced.
-# KEYS[1] the trace; ARGV: the incoming version, the trace's cap and ttl, the latest believable
-# version. Returns 1 when the incoming version is not older than the stored one (act on it), 0 when
-# stale.
-_ADVANCE_VERSION = (
-    TRIM_LUA
-    + """
-local latest = tonumber(ARGV[4])
-local head = redis.call('LINDEX', KEYS[1], 0)
-local marked = is_version(head)
-local stored = marked and tonumber(string.sub(head, 9)) or nil
-if stored and stored > latest then stored = nil end
-local before = tonumber(redis.call('GET', KEYS[2]) or '')
-if before and before > latest then before = nil end
-if before and (not stored or before > stored) then stored = before end
-if stored and stored > tonumber(ARGV[1]) then return 0 end
-if marked then
-  redis.call('LSET', KEYS[1], 0, 'version ' .. ARGV[1])
-else
-  redis.call('LPUSH', KEYS[1], 'version ' .. ARGV[1])
-end
-trim_trace(KEYS[1], tonumber(ARGV[2]), ARGV[3])
-return 1
-"""
-)
-
 
 RESOURCE_VERSION_SLACK_MS = 5 * 60 * 1000
 """How far an invoice's resource_version may be ahead of its event's `occurred_at`, and of this
@@ -92,7 +62,7 @@ def _is_stale(ctx: JobContext, event: Event, now: datetime) -> bool:
     if version is None or event.invoice_id is None:
         return False
     keys = [ctx.keys.trace(event.invoice_id), ctx.keys.resource_version(event.invoice_id)]
-    advance = ctx.redis.register_script(_ADVANCE_VERSION)  # EVALSHA: the script is sent once per connection
+    advance = ctx.redis.register_script(ADVANCE_VERSION_LUA)  # EVALSHA: the script is sent once per connection
     latest = int(now.timestamp() * 1000) + RESOURCE_VERSION_SLACK_MS
     return advance(keys=keys, args=[version, TRACE_CAP, TRACE_TTL, latest]) == 0
 

@@ -12,7 +12,7 @@ from typing import Any
 import redis
 import requests
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer
 
 # One live rule with no amount of its own: every exhausted invoice is written off, up to max_write_off.
@@ -76,7 +76,7 @@ def exhausted_invoice(sandbox: Any, **fields: Any) -> dict[str, Any]:
 
 def outcomes(redis_conn: redis.Redis, invoice_id: str) -> list[str]:
     """The outcomes of the invoice's audit records, in the order the audit log gives them."""
-    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
+    return [r.outcome for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id))]
 
 
 def token(html: str) -> str:

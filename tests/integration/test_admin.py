@@ -11,7 +11,7 @@ import pytest
 import requests
 from rq.registry import FailedJobRegistry
 
-from reactor.jobs.audit import AuditLog, AuditRecord
+from reactor.jobs.audit import AuditFilter, AuditLog, AuditRecord
 from reactor.jobs.held import HeldWriteOff, hold
 from tests.helpers import WebServer
 from tests.integration.helpers import ADMIN_PASSWORD, ADMIN_USER, log_in, make_event, token
@@ -255,7 +255,7 @@ def test_the_replay_button_requeues_a_dead_letter(admin_web, redis_conn, setting
     assert response.status_code == 200
     assert f"Requeued {job.id}" in response.text
     assert job.id not in registry.get_job_ids()
-    trail = AuditLog(redis_conn).query(invoice_id="inv_dead_1")
+    trail = AuditLog(redis_conn).query(AuditFilter(invoice_id="inv_dead_1"))
     assert [(r.outcome, r.job_id) for r in trail] == [("replayed", job.id)]
 
 

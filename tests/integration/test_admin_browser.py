@@ -18,7 +18,7 @@ import pytest
 import requests
 from rq.registry import FailedJobRegistry
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.local.redis_server import free_port
 from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from tests.helpers import REPO, WebServer, wait_for
@@ -152,7 +152,7 @@ def test_on_call_releases_a_held_write_off_from_the_dashboard(admin_web, page, o
 
     sync_api.expect(page.locator(".flash.ok")).to_contain_text(f"Released {invoice_id}")
     sync_api.expect(page.locator("tr.held", has_text=invoice_id)).to_have_count(0)
-    [record] = [r for r in AuditLog(redis_conn).query(invoice_id=invoice_id) if r.outcome == "released"]
+    [record] = [r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id)) if r.outcome == "released"]
     assert record.reason == "by admin:oncall: dispute settled in our favour"
     wait_for(lambda: outcomes(redis_conn, invoice_id).count("written_off") == 2, what="the released write-off")
     page.reload()

@@ -9,7 +9,7 @@ import html
 import pytest
 import requests
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, logged_in, make_event, post_event
 from tests.integration.ops_helpers import written_off
@@ -25,7 +25,9 @@ def test_the_invoice_page_shows_the_timeline_and_every_decision_links_to_it(
     assert post_event(admin_web.webhook_url, event).status_code == 200
     start_worker()
     wait_for(
-        lambda: any(r.outcome == "written_off" for r in AuditLog(redis_conn).query(invoice_id=invoice["id"])),
+        lambda: any(
+            r.outcome == "written_off" for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"]))
+        ),
         timeout=30,
         what="written_off",
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.jobs.held import list_held
 from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
@@ -61,7 +61,9 @@ def test_the_daily_budget_holds_the_write_off_that_would_pass_it_and_release_sen
     assert len(sandbox.state.write_off_calls()) == 3
     assert list_held(redis_conn, settings.key_prefix) == []
     assert outcomes(redis_conn, third["id"]).count("released") == 1
-    released_record = next(r for r in AuditLog(redis_conn).query(invoice_id=third["id"]) if r.outcome == "released")
+    released_record = next(
+        r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=third["id"])) if r.outcome == "released"
+    )
     assert "@" in (released_record.reason or ""), "the audit says who released it"
 
 

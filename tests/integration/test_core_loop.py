@@ -9,7 +9,7 @@ import requests
 from rq import Queue
 from rq.registry import FailedJobRegistry
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.sandbox import DEMO_API_KEY
 from tests.helpers import WEBHOOK_PASSWORD, WEBHOOK_USER, wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
@@ -47,7 +47,9 @@ def test_exhausted_dunning_under_threshold_is_written_off_once_without_follow_up
     assert {e["webhook_status"] for e in sandbox.state.events()} == {"skipped"}
     assert sandbox.state.deliveries() == []
     assert len(sandbox.state.write_off_calls()) == 1
-    record = next(r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "written_off")
+    record = next(
+        r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"])) if r.outcome == "written_off"
+    )
     assert (record.rule, record.action, record.amount_due, record.currency, record.mode) == (
         "dunning-exhausted-small-balance",
         "write_off",
@@ -90,7 +92,7 @@ def test_no_write_off_but_the_decision_is_recorded(
     assert post_event(web.webhook_url, make_event(invoice)).status_code == 200
     start_worker()
     wait_outcome(redis_conn, invoice["id"], outcome)
-    records = list(AuditLog(redis_conn).query(invoice_id=invoice["id"]))
+    records = list(AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"])))
     assert [r.rule for r in records] == [rule]
     assert sandbox.state.write_off_calls() == []
     assert sandbox.state.get_invoice(invoice["id"])["status"] == "not_paid"
@@ -156,7 +158,7 @@ def test_server_errors_forever_leave_the_job_in_the_failed_registry(
     assert registry.get_job_ids() == [f"evaluate-{event['id']}"]
     assert len(sandbox.state.write_off_calls()) == 1 + len(settings.retry_intervals)
     assert sandbox.state.get_invoice(invoice["id"])["status"] == "not_paid"
-    records = list(AuditLog(redis_conn).query(invoice_id=invoice["id"]))
+    records = list(AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"])))
     assert [r.outcome for r in records][-1] == "failed"
     assert all(r.rules_version for r in records), "every record names the rules it was made under"
 

@@ -11,7 +11,7 @@ import pytest
 from rq.job import Job
 
 from reactor.ingest.events import evaluation_job_id
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from tests.helpers import WebServer, descendants, wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
 
@@ -74,12 +74,14 @@ def test_worker_killed_while_chargebee_completes_its_write_off_is_recovered_with
     calls = sandbox.state.write_off_calls()
     assert [c["status"] for c in calls] == [200]
     assert sandbox.state.get_invoice(invoice["id"])["write_off_amount"] == 1250
-    records = [r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "written_off"]
+    records = [
+        r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"])) if r.outcome == "written_off"
+    ]
     assert len(records) == 1
     assert (records[0].rule, records[0].event_id) == ("dunning-exhausted-small-balance", event_id)
     assert "recovered=true" in (records[0].detail or "")
     assert records[0].rules_version, "a recovered write-off still names the rules in force"
-    killed = [r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "killed"]
+    killed = [r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"])) if r.outcome == "killed"]
     assert [r.event_id for r in killed] == [event_id], "the killed attempt leaves an audit record of its own"
     # The recovered job succeeded: deleted as it ended (result_ttl 0), not left failed.
     job_key = Job.key_for(evaluation_job_id(event_id))
@@ -155,7 +157,7 @@ def test_a_work_horse_killed_mid_job_leaves_an_audit_record_and_the_job_runs_aga
     sandbox.state.release_held()
 
     wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=60, what="the retried job")
-    killed = [r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "killed"]
+    killed = [r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"])) if r.outcome == "killed"]
     assert len(killed) == 1 and killed[0].event_id == event["id"]
     assert "signal 9" in (killed[0].reason or "") and "RQ will run it again" in (killed[0].reason or "")
     assert outcomes(redis_conn, invoice["id"]).count("written_off") == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from tests.helpers import WebServer, wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
@@ -29,7 +29,7 @@ FINAL = {"written_off", "credits_applied", "changed", "facts_missing", "failed"}
 
 
 def trail(redis_conn, invoice_id: str) -> list:
-    return list(AuditLog(redis_conn).query(invoice_id=invoice_id))
+    return list(AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id)))
 
 
 def outcomes(redis_conn, invoice_id: str) -> list[str]:

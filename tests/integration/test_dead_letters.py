@@ -11,7 +11,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.keys import Keys
 from tests.helpers import wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
@@ -178,7 +178,7 @@ def test_replay_resets_retries_and_records_the_operator(redis_conn, settings, sa
     requeued = Job.fetch(job.id, connection=redis_conn)
     assert requeued.retries_left == len(settings.retry_intervals)
     assert requeued.meta["replays"] == 1
-    record = next(r for r in AuditLog(redis_conn).query(outcomes=["replayed"]))
+    record = next(r for r in AuditLog(redis_conn).query(AuditFilter(outcomes=["replayed"])))
     assert record.job_id == job.id and record.detail.startswith("by ") and record.rules_version
 
 
@@ -192,7 +192,7 @@ def test_purge_deletes_only_dead_letters_older_than_asked(redis_conn, settings, 
     assert "purged 1 dead letter" in result.output
     assert registry(settings, redis_conn).get_job_ids() == [new.id]
     assert not Job.exists(old.id, connection=redis_conn)
-    purged = list(AuditLog(redis_conn).query(outcomes=["purged"]))
+    purged = list(AuditLog(redis_conn).query(AuditFilter(outcomes=["purged"])))
     assert [r.job_id for r in purged] == [old.id]
 
 
@@ -219,7 +219,7 @@ def test_events_replay_of_a_processed_event_does_not_write_off_twice(sandbox, we
     assert replay_id.startswith(f"replay-{event['id']}-")
     settled = {"already_written_off", "changed"}
     wait_for(
-        lambda: any(r.outcome in settled for r in AuditLog(redis_conn).query(job_id=replay_id)),
+        lambda: any(r.outcome in settled for r in AuditLog(redis_conn).query(AuditFilter(job_id=replay_id))),
         timeout=30,
         what="the replay's decision",
     )

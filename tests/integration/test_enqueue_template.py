@@ -11,7 +11,7 @@ from rq.job import Job
 
 from reactor.ingest.enqueue import EvaluationJobs, JobSpec
 from reactor.ingest.envelope import parse_event
-from reactor.ingest.events import EventStore, evaluation_job_id
+from reactor.ingest.events import EventStore, StoreOptions, evaluation_job_id
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,9 @@ def test_the_template_writes_what_queue_enqueue_writes(redis_conn, event_id):
 
 def test_a_job_written_from_the_template_is_read_back_by_rq_as_enqueued(redis_conn):
     queue = Queue("reactor", connection=redis_conn)
-    store = EventStore(redis_conn, queue, retry=Retry(max=2, interval=[5, 50]), job_timeout=33, event_ttl=1234)
+    store = EventStore(
+        redis_conn, queue, options=StoreOptions(retry=Retry(max=2, interval=[5, 50]), job_timeout=33, event_ttl=1234)
+    )
     body = {"id": "ev_tmpl_1", "event_type": "invoice_updated", "content": {"invoice": {"id": "inv_tmpl_1"}}}
     assert store.accept(parse_event(json.dumps(body).encode()), EVALUATE).outcome == "queued"
 

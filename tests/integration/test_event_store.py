@@ -11,7 +11,7 @@ from rq import Queue
 from rq.registry import FinishedJobRegistry
 
 from reactor.ingest.envelope import parse_event
-from reactor.ingest.events import EventStore, evaluation_job_id, triage_job_id
+from reactor.ingest.events import EventStore, StoreOptions, evaluation_job_id, triage_job_id
 from tests.helpers import wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, outcomes, post_event
 
@@ -113,7 +113,7 @@ def test_a_decided_event_leaves_its_outcome_in_the_audit_and_no_rq_job_or_result
 
 def test_the_stored_event_is_the_dedupe_mark_and_is_kept_as_long_as_the_longer_of_the_two_ttls(redis_conn):
     queue = Queue("reactor", connection=redis_conn)
-    long_dedupe = EventStore(redis_conn, queue, dedupe_ttl=9 * 24 * 3600, event_ttl=5 * 24 * 3600)
+    long_dedupe = EventStore(redis_conn, queue, options=StoreOptions(dedupe_ttl=9 * 24 * 3600, event_ttl=5 * 24 * 3600))
     assert long_dedupe.accept(event(), "reactor.jobs.evaluate").outcome == "queued"
     assert 8 * 24 * 3600 < redis_conn.ttl("reactor:event:ev_store_1") <= 9 * 24 * 3600
     assert redis_conn.keys("reactor:seen:*") == [], "no mark of its own"

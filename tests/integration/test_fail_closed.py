@@ -8,7 +8,7 @@ import pytest
 from rq import Queue, Retry
 
 from reactor.ingest.events import evaluation_job_id
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.keys import Keys
 from reactor.rules.operators import MAX_MATCH_TEXT
 from tests.helpers import wait_for
@@ -37,7 +37,7 @@ def test_a_job_stopped_by_its_timeout_is_recorded_timed_out_and_its_retry_writes
     start_worker()
 
     def records(outcome: str) -> list:
-        return [r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == outcome]
+        return [r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"])) if r.outcome == outcome]
 
     timed_out = wait_for(lambda: records("timed_out"), timeout=30, what="the timed_out record")
     assert timed_out[0].event_id == event["id"]
@@ -76,7 +76,7 @@ def customer_note(length: int) -> str:
 
 def decided(redis_conn, invoice_id: str, outcome: str) -> list:
     def found() -> list:
-        return [r for r in AuditLog(redis_conn).query(invoice_id=invoice_id) if r.outcome == outcome]
+        return [r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id)) if r.outcome == outcome]
 
     return wait_for(found, timeout=30, what=f"the {outcome} record")  # type: ignore[return-value]
 

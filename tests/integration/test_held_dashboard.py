@@ -10,7 +10,7 @@ import re
 import pytest
 import requests
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.jobs.held import HeldWriteOff, hold, list_held
 from tests.helpers import wait_for
 from tests.integration.helpers import ADMIN_USER, logged_in, outcomes, token
@@ -50,14 +50,14 @@ def test_release_a_held_write_off_after_confirming_with_a_reason(
 
     assert done.status_code == 200 and f"Released {invoice_id}" in html.unescape(done.text)
     assert list_held(redis_conn, settings.key_prefix) == []
-    [record] = [r for r in AuditLog(redis_conn).query(invoice_id=invoice_id) if r.outcome == "released"]
+    [record] = [r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id)) if r.outcome == "released"]
     assert record.reason == f"by admin:{ADMIN_USER}: dispute settled in our favour"
     wait_for(lambda: outcomes(redis_conn, invoice_id).count("written_off") == 2, what="the release written off")
     assert len(sandbox.state.write_off_calls()) == 2
 
     twice = browser.post(admin_web.url + link, data={"csrf": token(confirm.text), "reason": "again"}, timeout=5)
     assert "Not released" in twice.text and "not held" in twice.text
-    assert [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)].count("released") == 1
+    assert [r.outcome for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id))].count("released") == 1
 
 
 def test_a_release_records_what_the_command_records(redis_conn, settings, admin_web):
@@ -70,7 +70,7 @@ def test_a_release_records_what_the_command_records(redis_conn, settings, admin_
     confirm = browser.get(f"{admin_web.url}/admin/held/inv_rel_web/release", timeout=5)
     browser.post(confirm.url, data={"csrf": token(confirm.text), "reason": "budget raised"}, timeout=5)
 
-    cli, web = (list(AuditLog(redis_conn).query(invoice_id=i)) for i in ("inv_rel_cli", "inv_rel_web"))
+    cli, web = (list(AuditLog(redis_conn).query(AuditFilter(invoice_id=i))) for i in ("inv_rel_cli", "inv_rel_web"))
     assert [(r.outcome, r.event_id, r.rule, r.amount_due) for r in cli + web] == [("released", None, None, None)] * 2
     assert re.fullmatch(r"by \S+@\S+: budget raised", cli[0].reason or "")
     assert web[0].reason == f"by admin:{ADMIN_USER}: budget raised"

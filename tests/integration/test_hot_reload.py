@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.local.redis_server import free_port
 from reactor.rules import load_rules
 from tests.helpers import REPO, RULES, wait_for, worker_env
@@ -31,7 +31,7 @@ BROKEN = RULES.format(mode="live").replace("action: write_off", "action: write_o
 def decided(redis_conn, invoice_id: str) -> tuple[str | None, str, str | None]:
     record = wait_for(
         lambda: next(
-            (r for r in AuditLog(redis_conn).query(invoice_id=invoice_id) if r.outcome != "decided"),
+            (r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id)) if r.outcome != "decided"),
             None,
         ),
         timeout=30,

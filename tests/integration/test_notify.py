@@ -31,7 +31,7 @@ from rq.registry import FailedJobRegistry
 
 from reactor.config import Settings
 from reactor.console.notify import MAX_LINES, Notifier
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.keys import Keys
 from reactor.notices import Notices
 from reactor.sandbox import SandboxServer
@@ -187,7 +187,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def outcomes(connection: redis.Redis, invoice_id: str) -> list[str]:
-    return [r.outcome for r in AuditLog(connection).query(invoice_id=invoice_id)]
+    return [r.outcome for r in AuditLog(connection).query(AuditFilter(invoice_id=invoice_id))]
 
 
 def pending(connection: redis.Redis, settings: Settings) -> int:

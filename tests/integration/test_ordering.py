@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from reactor.ingest.trace_list import TRACE_CAP, read_trace_list
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.jobs.trace import TraceLog
 from reactor.keys import Keys
 from tests.helpers import wait_for
@@ -37,7 +37,7 @@ def test_an_older_invoice_updated_after_a_newer_one_is_recorded_stale_and_not_ac
 
     assert post_event(web.webhook_url, older).status_code == 200
     wait_for(lambda: len(outcomes(redis_conn, invoice["id"])) == 2, what="the older event")
-    stale = list(AuditLog(redis_conn).query(invoice_id=invoice["id"]))[-1]
+    stale = list(AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"])))[-1]
     assert (stale.outcome, stale.event_id) == ("stale", older["id"])
     assert sandbox.state.calls(path_contains=invoice["id"]) == [], "a stale event must not reach Chargebee"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.local.redis_server import free_port
 from tests.helpers import REPO, WEBHOOK_PASSWORD, WEBHOOK_USER, wait_for, worker_env
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
@@ -60,7 +60,9 @@ def test_the_procfile_processes_write_an_invoice_off(settings, sandbox, redis_co
         response = post_event(f"{url}/webhooks/chargebee", make_event(invoice))
         assert response.status_code == 200 and response.json()["status"] == "queued"
         wait_for(
-            lambda: any(r.outcome == "written_off" for r in AuditLog(redis_conn).query(invoice_id=invoice["id"])),
+            lambda: any(
+                r.outcome == "written_off" for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"]))
+            ),
             timeout=20,
             what="the write-off",
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from reactor.jobs.audit import AuditLog, AuditRecord
+from reactor.jobs.audit import AuditFilter, AuditLog, AuditRecord
 from tests.helpers import REPO, wait_for
 from tests.integration.helpers import post_event
 from tests.integration.ops_helpers import reactor
@@ -39,7 +39,7 @@ def shipped_rules(settings):
 
 
 def records(redis_conn, invoice_id: str) -> list[AuditRecord]:
-    return AuditLog(redis_conn).query(invoice_id=invoice_id)
+    return AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id))
 
 
 def final_record(redis_conn, invoice_id: str, outcomes: set[str], timeout: float = 30.0) -> AuditRecord:

@@ -12,7 +12,7 @@ import pytest
 from rq import Queue, Worker
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.jobs.rechecks import recheck_job_id
 from reactor.keys import Keys
 from tests.helpers import wait_for
@@ -39,7 +39,7 @@ rules:
 
 
 def outcomes(redis_conn, invoice_id: str) -> list[str]:
-    return [r.outcome for r in AuditLog(redis_conn).query(invoice_id=invoice_id)]
+    return [r.outcome for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id))]
 
 
 def ready_worker(start_worker, redis_conn) -> None:
@@ -87,7 +87,9 @@ def test_a_rule_on_30_days_overdue_writes_off_once_at_the_scheduled_moment_and_n
     assert not redis_conn.exists(Keys(settings.key_prefix).recheck(invoice["id"]))
     assert len(sandbox.state.write_off_calls()) == 1
     assert outcomes(redis_conn, invoice["id"]).count("written_off") == 1
-    record = next(r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "written_off")
+    record = next(
+        r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"])) if r.outcome == "written_off"
+    )
     assert record.rule == "thirty-days-overdue"
 
 
@@ -131,12 +133,14 @@ def test_a_newer_event_replaces_the_pending_recheck(sandbox, web, redis_conn, st
         wait_for(
             lambda et=event_type: any(
                 r.outcome == "recheck_scheduled" and r.event_type == et
-                for r in AuditLog(redis_conn).query(invoice_id=invoice["id"])
+                for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"]))
             ),
             what=f"recheck for {event_type}",
         )
     assert ScheduledJobRegistry(settings.queue_name, connection=redis_conn).count == 1
     wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=30, what="written_off")
-    record = next(r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "written_off")
+    record = next(
+        r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"])) if r.outcome == "written_off"
+    )
     assert record.event_type == "invoice_updated"
     assert len(sandbox.state.write_off_calls()) == 1

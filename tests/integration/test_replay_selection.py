@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from rq import Queue
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from tests.helpers import wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 from tests.integration.ops_helpers import reactor
@@ -37,7 +37,7 @@ def replayable(redis_conn) -> set[str]:
 
 
 def replayed(redis_conn) -> list[str]:
-    return [r.event_id for r in AuditLog(redis_conn).query(outcomes=["replayed"])]
+    return [r.event_id for r in AuditLog(redis_conn).query(AuditFilter(outcomes=["replayed"]))]
 
 
 def test_dry_run_by_customer_shows_what_the_rules_decide_now_and_enqueues_nothing(decided, redis_conn, settings):
@@ -86,7 +86,10 @@ def test_replay_with_yes_runs_the_selected_events_again_without_a_second_write_o
     assert "2 events queued" in result.output
     assert sorted(replayed(redis_conn)) == sorted([ids["a_small"], ids["a_large"]])
     wait_for(
-        lambda: "already_written_off" in [r.outcome for r in AuditLog(redis_conn).query(event_id=ids["a_small"])],
+        lambda: (
+            "already_written_off"
+            in [r.outcome for r in AuditLog(redis_conn).query(AuditFilter(event_id=ids["a_small"]))]
+        ),
         timeout=30,
         what="the replay's decision",
     )

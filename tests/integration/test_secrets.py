@@ -26,7 +26,7 @@ from rq.registry import FailedJobRegistry
 
 from reactor.config import EX_CONFIG
 from reactor.ingest.packing import UnpackError, unpack
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.keys import Keys
 from reactor.local.redis_server import free_port
 from reactor.rules import ProblemKind
@@ -124,7 +124,11 @@ def test_no_secret_appears_in_logs_answers_pages_cli_output_or_redis(
         assert unauthorized.status_code == 401
         answers.append(unauthorized.text + str(unauthorized.headers))
         worker = start_worker(secret_settings)
-        wait_for(lambda: any(r.outcome == "written_off" for r in AuditLog(redis_conn).query(invoice_id=good["id"])))
+        wait_for(
+            lambda: any(
+                r.outcome == "written_off" for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=good["id"]))
+            )
+        )
 
         # Chargebee refuses the key once (401): the job goes to the dead letters with the error.
         secret_sandbox.state.add_fault("write_off", 401, times=1, api_error_code="api_authentication_failed")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.jobs.held import HeldWriteOff, hold
 from reactor.jobs.sweep import checkpoint_key
 from reactor.sandbox import seed_demo
@@ -118,7 +118,7 @@ def test_a_sweep_killed_after_page_4_resumes_without_repeating_pages_and_writes_
     assert checkpoint(redis_conn, settings)["finished"] is True
 
     start_worker(fast)
-    written = lambda: {r.invoice_id for r in AuditLog(redis_conn).query(outcomes=["written_off"])}  # noqa: E731
+    written = lambda: {r.invoice_id for r in AuditLog(redis_conn).query(AuditFilter(outcomes=["written_off"]))}  # noqa: E731
     wait_for(lambda: written() == matching, timeout=180, interval=0.5, what="every matching invoice written off")
     calls = sandbox.state.write_off_calls()
     assert len(calls) == len(matching) == 350
@@ -216,7 +216,7 @@ def test_with_the_shipped_rules_a_swept_enterprise_invoice_is_protected_by_its_c
 
     def decided(invoice_id: str) -> list:
         final = {"skipped", "written_off", "facts_missing", "collecting", "failed"}
-        return [r for r in AuditLog(redis_conn).query(invoice_id=invoice_id) if r.outcome in final]
+        return [r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id)) if r.outcome in final]
 
     [big] = wait_for(lambda: decided("inv_big"), timeout=30, what="the enterprise invoice's decision")
     [small] = wait_for(lambda: decided("inv_small"), timeout=30, what="the other invoice's decision")

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from tests.helpers import REPO, wait_for, worker_env
 from tests.integration.helpers import exhausted_invoice
 
@@ -29,7 +29,7 @@ rules:
 
 
 def written_off(redis_conn, invoice_id: str) -> bool:
-    return any(r.outcome == "written_off" for r in AuditLog(redis_conn).query(invoice_id=invoice_id))
+    return any(r.outcome == "written_off" for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id)))
 
 
 def test_the_scheduled_sweep_writes_off_matching_invoices_no_webhook_announced(

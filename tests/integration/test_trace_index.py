@@ -11,7 +11,7 @@ import pytest
 
 from reactor.console.trace import find_invoice, read_sources
 from reactor.ingest.trace_list import TRACE_CAP, TRACE_TTL, read_trace_list
-from reactor.jobs.audit import AuditLog, AuditRecord, Outcome
+from reactor.jobs.audit import AuditFilter, AuditLog, AuditRecord, Outcome
 from reactor.jobs.trace import TraceLog
 from reactor.keys import Keys
 from tests.helpers import wait_for
@@ -105,7 +105,7 @@ def test_every_writer_indexes_its_record(sandbox, redis_conn, settings, our_writ
     records, scanned = audit.for_invoice(invoice_id)
 
     assert not scanned
-    assert [r.outcome for r in records] == [r.outcome for r in audit.query(invoice_id=invoice_id)]
+    assert [r.outcome for r in records] == [r.outcome for r in audit.query(AuditFilter(invoice_id=invoice_id))]
     assert {"written_off", "undone"} <= {r.outcome for r in records}
     # the ids are in the invoice's trace list, kept with it
     trace = redis_conn.lrange(audit.trace_key(invoice_id), 0, -1)

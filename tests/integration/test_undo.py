@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.jobs.held import list_held
 from reactor.keys import Keys
 from tests.helpers import wait_for
@@ -37,7 +37,7 @@ def test_undo_reverses_our_write_off_holds_it_and_release_writes_it_off_again(
     assert call["headers"]["chargebee-event-webhook"] == "all-disabled"
     assert call["headers"]["chargebee-idempotency-key"].startswith("reactor-undo-")
     assert call["form"]["credit_note[id]"] == sandbox.state.write_off_notes()[0]["id"]
-    [undone] = [r for r in AuditLog(redis_conn).query(invoice_id=invoice_id) if r.outcome == "undone"]
+    [undone] = [r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id)) if r.outcome == "undone"]
     assert "@" in undone.reason and "customer disputes the charge" in undone.reason
     assert (undone.amount_due, undone.currency, undone.rule) == (1250, "USD", "dunning-exhausted")
     [held] = list_held(redis_conn, settings.key_prefix)

@@ -10,7 +10,7 @@ import re
 import pytest
 import requests
 
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.jobs.held import list_held
 from tests.integration.helpers import ADMIN_USER, logged_in, outcomes, token
 
@@ -44,7 +44,7 @@ def test_undo_from_a_written_off_row_after_confirming_with_a_reason(
 
     assert done.status_code == 200 and "write-off undone" in done.text and "Held (reason undone)" in done.text
     assert sandbox.state.get_invoice(invoice["id"])["status"] == "not_paid"
-    [record] = [r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "undone"]
+    [record] = [r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"])) if r.outcome == "undone"]
     assert record.reason == f"by admin:{ADMIN_USER}: goodwill"
     assert [h.reason for h in list_held(redis_conn, settings.key_prefix)] == ["undone"]
     assert 'class="pill o-undone"' in browser.get(f"{admin_web.url}/admin/", timeout=5).text

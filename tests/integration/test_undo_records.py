@@ -9,7 +9,7 @@ import pytest
 
 from reactor.console.undo import undo_write_off
 from reactor.jobs import build_context
-from reactor.jobs.audit import AuditLog
+from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.keys import Keys
 from tests.integration.helpers import exhausted_invoice
 from tests.integration.ops_helpers import reactor
@@ -26,7 +26,7 @@ def test_the_undone_record_names_the_credit_note_removed(sandbox, redis_conn, se
 
     result = undo_write_off(build_context(settings, redis_conn), invoice["id"], "ops@host", "disputed")
 
-    [undone] = [r for r in AuditLog(redis_conn).query(invoice_id=invoice["id"]) if r.outcome == "undone"]
+    [undone] = [r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice["id"])) if r.outcome == "undone"]
     assert undone.id == result.record_id
     assert undone.credit_note == note["id"]
 

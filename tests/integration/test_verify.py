@@ -12,7 +12,7 @@ import requests
 from rq import Queue
 from rq.registry import FailedJobRegistry
 
-from reactor.jobs.audit import AuditLog, AuditRecord
+from reactor.jobs.audit import AuditFilter, AuditLog, AuditRecord
 from tests.helpers import wait_for, wait_settled
 from tests.integration.helpers import exhausted_invoice, make_event, post_event
 
@@ -26,7 +26,7 @@ def verifying(settings, start_worker):
 
 
 def records(redis_conn, invoice_id: str) -> list[AuditRecord]:
-    return list(AuditLog(redis_conn).query(invoice_id=invoice_id))
+    return list(AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id)))
 
 
 def final_record(redis_conn, invoice_id: str, outcomes: set[str]) -> AuditRecord:

@@ -19,8 +19,8 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from ...config import Settings
-from ...ingest.events import JOB_ID_SAFE, EventStore, evaluation_job_id, retry_policy
-from ...jobs.audit import AuditLog, AuditRecord, Outcome
+from ...ingest.events import JOB_ID_SAFE, EventStore, StoreOptions, evaluation_job_id, retry_policy
+from ...jobs.audit import AuditFilter, AuditLog, AuditRecord, Outcome
 from ...jobs.stored_events import as_event
 from ...keys import EVALUATE_JOB, Keys
 from .letters import (
@@ -55,7 +55,7 @@ class DeadLetters:
         self.queue = Queue(settings.queue_name, connection=connection)
         self.registry = FailedJobRegistry(queue=self.queue)
         self.audit = AuditLog(connection, self.keys.audit(), rules_version=rules_version)
-        self.events = EventStore(connection, self.queue, self.keys, event_ttl=settings.event_ttl)
+        self.events = EventStore(connection, self.queue, self.keys, StoreOptions(event_ttl=settings.event_ttl))
         self.actor = actor
         self.clock = clock
 
@@ -75,7 +75,9 @@ class DeadLetters:
         start = parse_moment(meta.get("replayed_at")) or job.created_at
         end = job.ended_at + timedelta(seconds=5) if job.ended_at else None
         return list(
-            self.audit.query(since=start - timedelta(seconds=1), until=end, job_id=job.id, outcomes=FAILURE_OUTCOMES)
+            self.audit.query(
+                AuditFilter(since=start - timedelta(seconds=1), until=end, job_id=job.id, outcomes=FAILURE_OUTCOMES)
+            )
         )
 
     def _describe(self, job: Job) -> DeadLetter:
@@ -128,12 +130,12 @@ class DeadLetters:
         """Every audit record of the letter's event (or of its job, when it has no event id).
         Read from the event's own time on, when known, rather than from the start of the stream."""
         if letter.event_id is None:
-            return list(self.audit.query(job_id=letter.job_id))
+            return list(self.audit.query(AuditFilter(job_id=letter.job_id)))
         occurred = (event or {}).get("occurred_at")
         since = None
         if isinstance(occurred, int) and not isinstance(occurred, bool):
             since = datetime.fromtimestamp(occurred, timezone.utc) - timedelta(hours=1)
-        records = list(self.audit.query(since=since, event_id=letter.event_id))
+        records = list(self.audit.query(AuditFilter(since=since, event_id=letter.event_id)))
         if not records and since is not None:  # an event stamped in the future by a skewed clock
             records = self.audit.for_event(letter.event_id)
         return records

@@ -13,7 +13,7 @@ import redis
 
 from ...config import Settings
 from ...ingest.packing import UnpackError, unpack
-from ...jobs.audit import AuditLog, AuditRecord
+from ...jobs.audit import AuditFilter, AuditLog, AuditRecord
 from ...jobs.held import HeldWriteOff, list_held
 from ...jobs.stored_events import as_event
 from ...jobs.trace.store import TraceLog
@@ -85,12 +85,12 @@ def find_invoice(connection: redis.Redis, settings: Settings, some_id: str) -> s
         return invoice_id
     # the stored event has expired (or the id is mistyped): records written before the index, or an
     # event's records, are found only by reading the stream
-    for record in audit.query(event_id=some_id):
+    for record in audit.query(AuditFilter(event_id=some_id)):
         if record.invoice_id:
             return record.invoice_id
     if audit.all_indexed():  # an invoice with records would have its index
         return None
-    for _record in audit.query(invoice_id=some_id, limit=1):
+    for _record in audit.query(AuditFilter(invoice_id=some_id), limit=1):
         return some_id
     return None
 

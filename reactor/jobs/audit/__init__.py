@@ -2,18 +2,19 @@
 
 outcomes.py  Outcome, the word each outcome is stored and shown as, with its meaning (OUTCOMES)
 records.py   AuditRecord, one record, and the fields the stream holds for it
-stream.py    AuditLog, the capped Redis stream: append, query
+stream.py    AuditLog, the capped Redis stream: append, query (AuditFilter)
 export.py    csv and jsonl exports; text safe for a terminal (visible) or a spreadsheet
 """
 
 from .export import export, export_lines, spreadsheet_cell, visible
 from .outcomes import OUTCOMES, Outcome
 from .records import FIELDS, AuditRecord, amount_text
-from .stream import AuditLog
+from .stream import AuditFilter, AuditLog
 
 __all__ = [
     "FIELDS",
     "OUTCOMES",
+    "AuditFilter",
     "AuditLog",
     "AuditRecord",
     "Outcome",

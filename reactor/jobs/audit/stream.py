@@ -1,30 +1,17 @@
-"""The decision trail in Redis: a stream, appended to and read back in batches (`AuditLog`).
-
-A stream gives an append-only log with time-ordered ids, cheap range reads for `reactor audit
---since`, and a length cap (`maxlen`, approximate) so Redis cannot fill up with history.
-
-A record that names an invoice also has its stream id pushed onto the invoice's trace list, as an
-`audit <id>` entry (`{p}:trace:<invoice>`, reactor/ingest/trace_list.py: kept and capped with the
-trace), by the same script that adds it: one round trip, and the record is never in the stream
-without its entry; `<stream>:indexed_since` keeps the id of the first record indexed. `for_invoice`
-reads only those ids, so a trace costs the invoice's records, not the stream's. Releases before kept
-the ids in a list of their own, `<stream>:invoice:<invoice>`, which is still read until it expires.
-Records written before any index are in none: an invoice with no index entry at all is found by
-reading the stream whole (unless the stream holds no record from before the index), and one whose
-history began before the index also reads the stream up to `indexed_since`; both say so.
-
-A record's free text (`reason`, `detail`: an error's message, an operator's words) is written
-redacted (reactor/redaction.py): no configured secret reaches the trail.
+"""The decision trail in Redis: a capped stream (`AuditLog`), appended to and read back in batches.
+A record that names an invoice also has its id kept in the invoice's trace list, so `for_invoice`
+reads the invoice's records, not the stream. Free text is written redacted (reactor/redaction.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import redis
 
-from ...ingest.trace_list import TRACE_CAP, TRACE_TTL, TRIM_LUA, read_trace_list
+from ...ingest.trace_list import TRACE_CAP, TRACE_LUA, TRACE_TTL, read_trace_list
 from ...keys import Keys
 from ...redaction import redact
 from .records import AuditRecord
@@ -32,21 +19,47 @@ from .records import AuditRecord
 FREE_TEXT = frozenset(("reason", "detail"))
 """The fields that carry words from elsewhere (an error, a person), redacted as they are written."""
 
-# KEYS[1] the stream, KEYS[2] the id of its first indexed record, KEYS[3] (when the record names an
-# invoice) the invoice's trace. ARGV: maxlen, the trace's cap and ttl, then the record's fields and
-# values. Returns the entry id.
+# KEYS[1] the stream; KEYS[2] the id of its first indexed record; KEYS[3], when the record names an
+# invoice, the invoice's trace. ARGV[1] the stream's maxlen, ARGV[2] the trace's cap, ARGV[3] its TTL,
+# from ARGV[4] the record's fields and values. Returns the entry id. One script, so the record is
+# never in the stream without its id in the trace.
 _APPEND = (
-    TRIM_LUA
+    TRACE_LUA
     + """
+-- add the record, the stream capped at about ARGV[1] entries
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
 if KEYS[3] then
+  -- the first record indexed, kept once: records before it may be in no trace
   redis.call('SET', KEYS[2], id, 'NX')
-  redis.call('RPUSH', KEYS[3], 'audit ' .. id)
-  trim_trace(KEYS[3], tonumber(ARGV[2]), ARGV[3])
+  -- its id in the invoice's trace (reactor/ingest/trace_list.py), capped as every writer does
+  append_audit_id(KEYS[3], id, tonumber(ARGV[2]), ARGV[3])
 end
 return id
 """
 )
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which records `AuditLog.query` reads: those in the window from `since` to `until`, and with
+    each field given (an outcome among `outcomes`); a field not given matches any record."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    invoice_id: str | None = None
+    event_id: str | None = None
+    job_id: str | None = None
+    outcomes: Collection[str] | None = None  # empty: any outcome
+
+    def matches(self, fields: dict[str, str]) -> bool:
+        """Whether a record's stored fields pass the filter (the window aside: the read bounds it)."""
+        if self.invoice_id and fields.get("invoice_id") != self.invoice_id:
+            return False
+        if self.event_id and fields.get("event_id") != self.event_id:
+            return False
+        if self.job_id and fields.get("job_id") != self.job_id:
+            return False
+        return not self.outcomes or fields.get("outcome") in self.outcomes
 
 
 def _stream_id(moment: datetime, exclusive: bool = False) -> str:
@@ -67,6 +80,8 @@ def _id_parts(stream_id: str) -> tuple[int, int]:
     return int(millis), int(seq or 0)
 
 
+# A stream gives an append-only log with time-ordered ids, cheap range reads for `reactor audit
+# --since`, and a length cap (`maxlen`, approximate) so Redis cannot fill up with history.
 class AuditLog:
     """The stream, with an optional source of the current rules version: a record written without
     one (a failure, a lock, an operator's replay) is stamped with the rules that were in force."""
@@ -139,12 +154,17 @@ class AuditLog:
             pipe.lrange(self.trace_key(invoice_id), 0, -1)
             pipe.get(self.indexed_since_key())
             indexed, trace, since = pipe.execute()
+        # the ids: in the trace list (an `audit <id>` entry, written by _APPEND with the record), and
+        # in the list of releases before, `<stream>:invoice:<invoice>`, read until it expires
         listed = [raw.decode() for raw in indexed] + read_trace_list(trace).audit_ids
         ids = sorted(dict.fromkeys(listed), key=_id_parts)
+        # Records written before any index are in none: an invoice with no id at all is found by
+        # reading the stream whole (unless the stream holds no record from before the index), and one
+        # whose history began before the index also reads the stream up to `indexed_since`; both say so.
         if not ids:
             if self.all_indexed():  # no record of the invoice in the stream
                 return [], False
-            return list(self.query(invoice_id=invoice_id)), True
+            return list(self.query(AuditFilter(invoice_id=invoice_id))), True
         older: list[AuditRecord] = []
         if since is not None and history_since is not None and _millis(history_since) < _millis(since.decode()):
             older = list(self._before(invoice_id, since.decode()))
@@ -183,22 +203,18 @@ class AuditLog:
 
     def query(
         self,
-        since: datetime | None = None,
-        invoice_id: str | None = None,
-        event_id: str | None = None,
-        limit: int | None = None,
-        batch: int = 1000,
+        where: AuditFilter | None = None,
         *,
-        until: datetime | None = None,
-        outcomes: Collection[str] | None = None,
-        job_id: str | None = None,
+        limit: int | None = None,
         newest_first: bool = False,
+        batch: int = 1000,
     ) -> Iterator[AuditRecord]:
-        """Records in time order (or newest first), filtered; reads the stream in batches so
-        memory stays flat. `since`/`until` become stream-id bounds, so a window costs only its size."""
-        low = _stream_id(since) if since else "-"
-        high = _stream_id(until) if until else "+"
-        wanted = set(outcomes) if outcomes else None
+        """The records `where` selects (all of them without it), in time order or newest first, up to
+        `limit`; reads the stream in batches of `batch` so memory stays flat."""
+        where = where or AuditFilter()
+        # the window as stream-id bounds, so a window costs only its size
+        low = _stream_id(where.since) if where.since else "-"
+        high = _stream_id(where.until) if where.until else "+"
         yielded = 0
         while True:
             if newest_first:
@@ -209,25 +225,20 @@ class AuditLog:
                 return
             for raw_id, raw_fields in entries:
                 fields = {k.decode(): v.decode() for k, v in raw_fields.items()}
-                if invoice_id and fields.get("invoice_id") != invoice_id:
-                    continue
-                if event_id and fields.get("event_id") != event_id:
-                    continue
-                if job_id and fields.get("job_id") != job_id:
-                    continue
-                if wanted is not None and fields.get("outcome") not in wanted:
+                if not where.matches(fields):
                     continue
                 yield AuditRecord.from_fields(raw_id.decode(), fields)
                 yielded += 1
                 if limit is not None and yielded >= limit:
                     return
+            # the next batch starts past the last entry read
             if newest_first:
                 high = "(" + entries[-1][0].decode()
             else:
                 low = "(" + entries[-1][0].decode()
 
     def for_event(self, event_id: str) -> list[AuditRecord]:
-        return list(self.query(event_id=event_id))
+        return list(self.query(AuditFilter(event_id=event_id)))
 
     def count(self) -> int:
         return int(self.redis.xlen(self.key))
