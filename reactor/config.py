@@ -83,7 +83,7 @@ class Settings:
     metrics_dir: str | None = None  # PROMETHEUS_MULTIPROC_DIR: gunicorn workers' samples (gunicorn_conf sets it)
     redis_server_binary: str | None = None  # REACTOR_REDIS_SERVER: the redis-server `reactor run` starts
     notify_url: str | None = field(default=None, repr=False)  # REACTOR_NOTIFY_URL: where digests go; None: off
-    notify_interval: int = 30  # REACTOR_NOTIFY_INTERVAL: seconds between digests (reactor/jobs/notify.py)
+    notify_interval: int = 30  # REACTOR_NOTIFY_INTERVAL: seconds between digests (reactor/console/notify.py)
     redis_wait: float | None = None  # REACTOR_REDIS_WAIT: seconds `worker`, `cron` and web wait at start; None: forever
 
     @property

@@ -9,11 +9,11 @@ is written.
 | `{p}:counters:events` | hash: webhook answers by kind | ingest/events.py |
 | `{p}:audit` | stream: the decision trail | jobs/audit/stream.py |
 | `{p}:audit:indexed_since` | the stream id of the first record indexed | jobs/audit/stream.py |
-| `{p}:audit:stats[:cursor,:lock]`, `{p}:audit:daily[_undone]` | counters from the stream | jobs/audit/tally.py |
+| `{p}:audit:stats[:cursor,:lock]`, `{p}:audit:daily[_undone]` | counters from the stream | console/tally.py |
 | `{p}:lock:invoice:<invoice>` | the invoice's lock around fetch, decide, write_off | jobs/marks.py |
 | `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/marks.py |
 | `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/marks.py |
-| `{p}:undone:<invoice>` | our write-off undone: who, why, its credit note, how many times (400 days) | jobs/undo.py |
+| `{p}:undone:<invoice>` | our write-off undone: who, why, credit note, how many times (400 days) | console/undo.py |
 | `{p}:credits_attempt:<invoice>` | an apply_credits sent, the credits before it (30 days) | jobs/credits.py |
 | `{p}:inbox` | list: accepted events waiting for triage (REACTOR_TRIAGE) | ingest/events.py, ingest/inbox.py |
 | `{p}:inbox:claimed` | sorted set: events a triage job took, scored by the end of its lease | ingest/inbox.py |
@@ -32,7 +32,7 @@ is written.
 | `{p}:admin:*`, `{p}:webhook:*` | `limits`' failed-login counters | dashboard/views.py, ingest/guard.py |
 | `{p}:rl:*` | the shared Chargebee call budget; `{p}:rl:429s` counts Chargebee's 429s | chargebee/ratelimit.py |
 | `{p}:notices`, `{p}:notices:seq`, `{p}:notices:once:<name>` | notices waiting for the digest | notices.py |
-| `{p}:notices:sent`, `{p}:notices:dead_letters`, `{p}:lock:notify` | the digest sender's state | jobs/notify.py |
+| `{p}:notices:sent`, `{p}:notices:dead_letters`, `{p}:lock:notify` | the digest sender's state | console/notify.py |
 
 Read but no longer written, until what earlier releases wrote has expired: `{p}:resource_version:<invoice>`
 (30 days; jobs/evaluate.py), `{p}:audit:invoice:<invoice>` (400 days; jobs/audit/stream.py). Their

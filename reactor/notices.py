@@ -4,7 +4,7 @@ A held write-off, an undone one, a budget used up, a refused rules edit, a Charg
 the process that sees one appends a notice to a capped Redis stream with `Notices.add` (one round
 trip; a Redis error is logged, never raised into the job or the reload that noticed it). Nothing is
 sent from there: `reactor cron` drains the stream into one message every REACTOR_NOTIFY_INTERVAL
-seconds (reactor/jobs/notify.py), so a burst of 500 dead letters is one message and a receiver
+seconds (reactor/console/notify.py), so a burst of 500 dead letters is one message and a receiver
 that is down delays nobody's write-off. With REACTOR_NOTIFY_URL unset nothing is appended.
 
 A notice is a kind and one line for people, never an event body or a credential: the line names

@@ -1,5 +1,5 @@
 """`reactor rules diff NEW.yaml`: what a rules edit would change on every open invoice, before it is
-in force (reactor/jobs/rules_diff.py lists and decides, reactor/rules/diff.py compares).
+in force (reactor/console/rules_diff.py lists and decides, reactor/rules/diff.py compares).
 
 Every invoice is decided as the sweep finds it and as Chargebee's next event of each type a rule
 listens to would bring it (`on` payment_failed ...: reactor/rules/preview.py); a held invoice stays
@@ -27,10 +27,7 @@ import redis
 from rich.table import Table
 
 from ..chargebee import ChargebeeError
-from ..jobs import build_context
-from ..jobs.audit import visible
-from ..jobs.budget import budgets_used
-from ..jobs.diff_formats import (
+from ..console.diff_formats import (
     CHANGE_COLUMNS,
     change_rows,
     count_and_amount,
@@ -41,8 +38,7 @@ from ..jobs.diff_formats import (
     to_markdown,
     triggers_line,
 )
-from ..jobs.preview import held_invoices
-from ..jobs.rules_diff import (
+from ..console.rules_diff import (
     FactSource,
     Listing,
     SnapshotError,
@@ -53,6 +49,10 @@ from ..jobs.rules_diff import (
     parse_instant,
     save_snapshot,
 )
+from ..jobs import build_context
+from ..jobs.audit import visible
+from ..jobs.budget import budgets_used
+from ..jobs.preview import held_invoices
 from ..rules import RulesError, RuleSet, load_rules
 from ..rules.diff import CHANGE_MEANINGS, BudgetsUsed, RulesDiff
 from ..rules.event_types import SWEEP_EVENT_TYPE

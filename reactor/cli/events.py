@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 import click
 from rich.table import Table
 
+from ..console.deadletters import DeadLetterError, DeadLetters
+from ..console.replay import ReplayCandidate, ReplaySelection, decide_now, gather, named
 from ..jobs.audit import OUTCOMES, AuditLog
-from ..jobs.deadletters import DeadLetterError, DeadLetters
-from ..jobs.replay import ReplayCandidate, ReplaySelection, decide_now, gather, named
 from ..keys import Keys
 from ..rules import RulesError, load_rules
 from .helpers import (

@@ -20,8 +20,8 @@ from rich.cells import cell_len
 from rich.table import Table
 
 from ..config import Settings
+from ..console.deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
 from ..jobs.audit import OUTCOMES, AuditFilter, AuditLog, AuditRecord, export_lines, visible
-from ..jobs.deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
 from ..keys import Keys
 from ..rules import load_rules
 from ..timestamps import shown_time

@@ -19,7 +19,7 @@ import click
 from rq.exceptions import StopRequested
 
 from ..config import EX_CONFIG, Settings, log_settings
-from ..jobs.notify import start_notifier
+from ..console.notify import start_notifier
 from ..jobs.sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
 from ..jobs.worker import raise_stop_on_signals, run_worker
 from ..local.supervisor import refuse_fresh_with_redis_url, run_all, serve_web
@@ -149,7 +149,7 @@ def cron() -> None:
     RQ's cron scheduler enqueues the sweep job; workers run it. Run one `cron` process (it does
     not elect a leader); a second one only makes sweeps that find the first one's lock and stop,
     and digest rounds that find the first one's lock. The digest is sent from a thread of this
-    process (reactor/jobs/notify.py), so a slow receiver holds up no worker. Started before Redis
+    process (reactor/console/notify.py), so a slow receiver holds up no worker. Started before Redis
     answers, it waits for it (REACTOR_REDIS_WAIT)."""
     from rq.cron import CronScheduler  # late: start-up time (croniter)
 

@@ -1,4 +1,5 @@
-"""`reactor trace INVOICE_OR_EVENT_ID`: the whole story of an invoice in order (reactor/jobs/trace/)."""
+"""`reactor trace INVOICE_OR_EVENT_ID`: the whole story of an invoice in order (reactor/console/trace/
+reads what reactor/jobs/trace/ and the webhook wrote)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import Any
 
 import click
 
+from ..console.trace import build_timeline, find_invoice, read_receipt, read_sources, render_text
+from ..console.trace.sources import SCAN_NOTE
 from ..jobs.audit import visible
-from ..jobs.trace import build_timeline, find_invoice, read_receipt, read_sources, render_text
-from ..jobs.trace.sources import SCAN_NOTE
 from .helpers import INVOICE_OR_EVENT_ID, command_settings, connect
 
 

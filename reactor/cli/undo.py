@@ -1,13 +1,13 @@
-"""`reactor undo INVOICE --reason "..."`: reverse a write-off the reactor made (reactor/jobs/undo.py)."""
+"""`reactor undo INVOICE --reason "..."`: reverse a write-off the reactor made (reactor/console/undo.py)."""
 
 from __future__ import annotations
 
 import click
 
 from ..chargebee import ChargebeeError
+from ..console.undo import UndoRefused, undo_write_off
 from ..jobs import build_context
 from ..jobs.audit import visible
-from ..jobs.undo import UndoRefused, undo_write_off
 from .helpers import INVOICE_ID, chargebee_settings, command_settings, connect, current_actor, say
 
 

@@ -1,5 +1,5 @@
 """`/admin/rules/diff`: ops paste or upload a rules file and see what it would change on every open
-invoice against the rules in force, as `reactor rules diff` shows it (reactor/jobs/rules_diff.py).
+invoice against the rules in force, as `reactor rules diff` shows it (reactor/console/rules_diff.py).
 
 Routes on the dashboard's `admin` blueprint (reactor/dashboard/views.py): login required, the form
 carries the session's CSRF token. A file that does not load is answered with its file:line:col
@@ -18,8 +18,8 @@ from typing import Any
 from flask import current_app, render_template, request
 
 from ..config import Settings
-from ..jobs.diff_formats import outcome_lines, preview_notes, triggers_line
-from ..jobs.rules_diff import ListingFailed, diff_against_chargebee
+from ..console.diff_formats import outcome_lines, preview_notes, triggers_line
+from ..console.rules_diff import ListingFailed, diff_against_chargebee
 from ..rules import RulesError, RuleSet, parse_rules
 from ..rules.diff import CHANGE_MEANINGS, RulesDiff
 from ..rules.event_types import SWEEP_EVENT_TYPE

@@ -7,7 +7,7 @@
    on other hosts and serve no HTTP; queue depth, dead letters, held write-offs, rules reloads) are
    read from Redis at scrape time by `RedisCollector` (rules reloads as reactor/reloads.py records
    them). Decisions, write-offs and their undos are folded from the audit stream into counters
-   (`AuditTally`, reactor/jobs/audit/tally.py): every record, whoever wrote it and in whatever
+   (`AuditTally`, reactor/console/tally.py): every record, whoever wrote it and in whatever
    transaction, is counted exactly once, and nothing on the job path has to remember to count. Any
    web process can answer, and a restarted process loses nothing.
 
@@ -30,8 +30,8 @@ from rq import Queue
 from rq.job import Job
 
 from ..config import Settings
+from ..console.tally import JOB_BUCKETS, AuditTally, seconds_between, stats_key
 from ..ingest.inbox import Inbox
-from ..jobs.audit.tally import JOB_BUCKETS, AuditTally, seconds_between, stats_key
 from ..jobs.held import count_held
 from ..keys import Keys
 from ..reloads import RulesReloadReporter

@@ -1,7 +1,7 @@
 """`/admin/invoices/<id>`: the timeline of one invoice, as `reactor trace` prints it
-(reactor/jobs/trace/), linked from every invoice the dashboard lists. It starts with the reactor's
+(reactor/console/trace/), linked from every invoice the dashboard lists. It starts with the reactor's
 standing on the invoice in one line and the invoice's status at Chargebee now, fetched live
-(reactor/jobs/invoice_state.py). An event id finds its invoice's page; an event that names no
+(reactor/console/invoice_state.py). An event id finds its invoice's page; an event that names no
 invoice (answered `ignored` or 400) has a page of its own, with the receipt of its delivery. Routes
 on the dashboard's `admin` blueprint (reactor/dashboard/views.py), login required."""
 
@@ -12,9 +12,9 @@ from typing import Any
 from flask import current_app, redirect, render_template, url_for
 
 from .. import ids
-from ..jobs.invoice_state import chargebee_status, standing
-from ..jobs.trace import build_timeline, find_invoice, read_receipt, read_sources
-from ..jobs.trace.sources import SCAN_NOTE
+from ..console.invoice_state import chargebee_status, standing
+from ..console.trace import build_timeline, find_invoice, read_receipt, read_sources
+from ..console.trace.sources import SCAN_NOTE
 from .views import admin, login_required
 
 

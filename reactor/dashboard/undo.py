@@ -1,6 +1,6 @@
 """The dashboard's Undo: from a `written_off` row of recent decisions, a confirmation page that shows
 what the reactor recorded of its write-off and asks for a reason; its POST (CSRF token, login) runs
-`reactor undo` (reactor/jobs/undo.py) in the web process and says what came of it.
+`reactor undo` (reactor/console/undo.py) in the web process and says what came of it.
 
 Registered on the admin blueprint (reactor/dashboard/views.py) when reactor/dashboard/__init__.py
 imports this module, before any app registers the blueprint.
@@ -14,11 +14,11 @@ from typing import Any
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 
+from ..console.invoice_state import last_write_off
+from ..console.undo import UndoRefused, undo_write_off
 from ..jobs import build_context
 from ..jobs.audit import AuditLog
 from ..jobs.held import MAX_REASON
-from ..jobs.invoice_state import last_write_off
-from ..jobs.undo import UndoRefused, undo_write_off
 from ..keys import Keys
 from .views import admin, check_csrf, checked_invoice_id, login_required
 

@@ -51,12 +51,12 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 
 from .. import ids
 from ..config import Settings
+from ..console.deadletters import DeadLetterError, DeadLetters
+from ..console.invoice_state import undone_write_offs
+from ..console.tally import daily_write_offs
 from ..ingest.events import JOB_ID_SAFE
 from ..jobs.audit import OUTCOMES, AuditFilter, AuditLog
-from ..jobs.audit.tally import daily_write_offs
-from ..jobs.deadletters import DeadLetterError, DeadLetters
 from ..jobs.held import list_held
-from ..jobs.invoice_state import undone_write_offs
 from ..keys import Keys
 from ..reloads import RulesReloadReporter
 from ..rules import RulesError

@@ -1,7 +1,9 @@
-"""RQ's job functions: `triage` the inbox, `evaluate` a stored event, `release_held` a write-off a
-person released, `recheck` an invoice when a time-based rule can first match. RQ stores these paths
-(`reactor.jobs.evaluate`, ...) in Redis, so they stay here; the work is in the modules beside them
-(docs/design.md's module table), and docs/guarantees.md says what each guarantee of a write-off holds.
+"""RQ's job functions: `triage` the inbox of accepted events, `evaluate` a stored event,
+`release_held` a write-off a person released, `recheck` an invoice when a time-based rule can first
+match. RQ stores these paths in Redis (`reactor.jobs.evaluate`, ...), so they stay here; the work is
+in the modules beside them (docs/design.md, "Modules"). jobs/ holds what the workers run; what only
+the CLI, the dashboard and cron run is in reactor/console/. docs/guarantees.md says what each
+guarantee of the write-off holds, and which test proves it.
 """
 
 from __future__ import annotations

@@ -2,34 +2,8 @@
 
 Webhooks are not enough on their own: Chargebee sends none on day 90, `updated_at` does not move
 when `dunning_status` changes, and an event lost (a machine crash inside Redis's last fsync second)
-is never resent. The sweep closes those gaps.
-
-- Listing: `status[in]=["payment_due","not_paid"]`, 100 a page, sorted by `date` (a stable order:
-  Chargebee's offset encodes the last item's sort key), following `next_offset`. `due_date` is not a
-  list filter at Chargebee, so it is filtered here (`min_days_overdue`).
-- Each invoice becomes an event envelope `{"id": "sweep-<sweep id>-<invoice>", "event_type":
-  "sweep", "content": {"invoice": ...}}`. Rules with an `on:` filter see swept invoices only if they
-  list `sweep`; rules without `on:` see them too. A rule limited to `on: [payment_failed]` therefore
-  does not start firing on a sweep unless ops add `sweep` to it.
-- Live: a swept invoice whose decision is write_off is accepted exactly like a webhook event
-  (`EventStore.accept`: dedupe by the event id, store, enqueue `evaluate`), so the worker's lock,
-  marks, idempotency key, budgets and retries apply, and a repeated page makes no second job.
-  Invoices no rule matches are not enqueued (that would be thousands of jobs deciding "no match").
-- Checkpoint: after each page is fully handled, `{prefix}:sweep:checkpoint` holds the sweep id, the
-  `next_offset` of the next page and the counts. A crashed sweep resumes from it: at most the page
-  in progress is listed again, and its events are duplicates of the first pass.
-- Every call goes through the context's ChargebeeClient, so the shared rate limit applies.
-- Dry run: decide on each invoice, record nothing, write nothing off; return what would be written
-  off. Where a rule reads the customer or subscription and it could matter, that one is fetched,
-  as the worker would (reactor/jobs/facts.py), each one once for the whole run (`RunFacts`, as
-  `reactor rules diff` fetches them). A live sweep fetches only for a rule in dry-run mode (its
-  candidates are collected, not queued), through the same per-run `RunFacts`; an invoice it queues
-  is decided by the worker on facts fetched afresh for that job.
-- A dry run also decides each invoice as Chargebee's next event of each type a rule listens to
-  would bring it (reactor/jobs/preview.py, reactor/rules/preview.py): most rules are limited to
-  webhooks (`on: [payment_failed, invoice_updated]`) and would otherwise never show. A decision
-  resting on a field only the event carries is listed as not previewed. An invoice in the held
-  list (an undo, a budget: reactor/jobs/held.py, read only) is listed as held and not decided.
+is never resent. The sweep closes those gaps. Every call goes through the context's
+ChargebeeClient, so the shared rate limit applies.
 """
 
 from __future__ import annotations
@@ -70,7 +44,11 @@ LIST_PARAMS: dict[str, Any] = {
 
 
 def pages(client: ChargebeeClient, offset: str | None = None) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
-    """(invoices, next_offset) per page, starting at `offset` (None: the first page)."""
+    """(invoices, next_offset) per page, starting at `offset` (None: the first page).
+
+    `status[in]=["payment_due","not_paid"]`, 100 a page, sorted by `date`: a stable order, as
+    Chargebee's offset encodes the last item's sort key. `due_date` is not a list filter at
+    Chargebee, so `run_sweep` filters it (`min_days_overdue`)."""
     while True:
         params = dict(LIST_PARAMS)
         if offset:
@@ -82,7 +60,9 @@ def pages(client: ChargebeeClient, offset: str | None = None) -> Iterator[tuple[
 
 
 def sweep_event(invoice: dict[str, Any], sweep_id: str, now: datetime) -> dict[str, Any]:
-    """The envelope a swept invoice is decided in (see the module docstring for `on:` filters)."""
+    """The envelope a swept invoice is decided in. Rules with an `on:` filter see swept invoices only
+    if they list `sweep`; rules without `on:` see them too. A rule limited to `on: [payment_failed]`
+    therefore does not start firing on a sweep unless ops add `sweep` to it."""
     return {
         "id": f"sweep-{sweep_id}-{invoice.get('id')}",
         "event_type": SWEEP_EVENT_TYPE,
@@ -96,7 +76,9 @@ def sweep_event(invoice: dict[str, Any], sweep_id: str, now: datetime) -> dict[s
 
 @dataclass
 class Checkpoint:
-    """Where a sweep stands; saved after each page is handled."""
+    """Where a sweep stands (`{prefix}:sweep:checkpoint`: the sweep id, the `next_offset` of the next
+    page and the counts), saved after each page is fully handled. A crashed sweep resumes from it: at
+    most the page in progress is listed again, and its events are duplicates of the first pass."""
 
     sweep_id: str
     next_offset: str | None = None
@@ -148,8 +130,21 @@ def run_sweep(
     min_days_overdue: int = 0,
     on_page: Callable[[Checkpoint, int], None] | None = None,
 ) -> SweepResult:
-    """Sweep every unpaid invoice. Live: enqueue an evaluation for each one the rules would write
-    off. Dry run: only collect them. `resume` continues an unfinished live sweep from its checkpoint."""
+    """Sweep every unpaid invoice. `resume` continues an unfinished live sweep from its checkpoint.
+
+    Live: a swept invoice whose decision is write_off is accepted exactly like a webhook event
+    (`EventStore.accept`: dedupe by the event id, store, enqueue `evaluate`), so the worker's lock,
+    marks, idempotency key, budgets and retries apply, and a repeated page makes no second job.
+    Invoices no rule matches are not enqueued (that would be thousands of jobs deciding "no
+    match"). Facts are fetched only for a rule in dry-run mode (its candidates are collected, not
+    queued); an invoice it queues is decided by the worker on facts fetched afresh for that job.
+
+    Dry run: decide on each invoice, record nothing, write nothing off; return what would be written
+    off, the customer or subscription a rule reads fetched where it could matter, each one once for
+    the whole run (`RunFacts`, as `reactor rules diff` fetches them). It also decides each invoice
+    as Chargebee's next event of each type a rule listens to would bring it (`on_next_events`). An
+    invoice in the held list (an undo, a budget: reactor/jobs/held.py, read only) is listed as held
+    and not decided."""
     key = checkpoint_key(ctx.keys.prefix)
     now = ctx.clock()
     point = _starting_point(ctx, key, now, resume=resume and not dry_run)
@@ -219,7 +214,10 @@ class _Sweeper:
 
     def on_next_events(self, invoice: dict[str, Any], overdue: int | None) -> None:
         """Dry run: what Chargebee's next event of each type a rule listens to would do with the
-        invoice as listed: a write-off, or a decision that could not be previewed."""
+        invoice as listed: a write-off, or a decision that could not be previewed (reactor/jobs/
+        preview.py, reactor/rules/preview.py). Most rules are limited to webhooks (`on:
+        [payment_failed, invoice_updated]`) and would otherwise never show; a decision resting on a
+        field only the event carries is listed as not previewed."""
         for trigger in self.result.plan.webhook_triggers:
             event = next_event(invoice, trigger, self.result.checkpoint.sweep_id, self.now)
             previewed = preview_decision(self.facts, self.ruleset, event, self.now)

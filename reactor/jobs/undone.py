@@ -1,4 +1,4 @@
-"""The undone state as every job reads it (reactor/jobs/undo.py writes it): an invoice whose write-off
+"""The undone state as every job reads it (reactor/console/undo.py writes it): an invoice whose write-off
 a person undid is held with reason `undone` until released, and the next write-off of it gets a new
 idempotency key."""
 

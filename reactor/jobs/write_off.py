@@ -88,7 +88,7 @@ def not_written_off_yet(a: WriteOffAttempt) -> Result | None:
 
 
 def not_undone(a: WriteOffAttempt) -> Result | None:
-    """A person undid our write-off of this invoice (reactor/jobs/undo.py): held until released."""
+    """A person undid our write-off of this invoice (reactor/console/undo.py): held until released."""
     why = undone_hold(a.ctx, a.invoice_id)
     if why is None:
         return None

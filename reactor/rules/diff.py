@@ -1,7 +1,7 @@
 """What a rules change would change: two verdicts per open invoice and trigger, compared (`reactor
 rules diff`).
 
-Pure: the caller (reactor/jobs/rules_diff.py) lists the invoices, completes the facts and decides
+Pure: the caller (reactor/console/rules_diff.py) lists the invoices, completes the facts and decides
 under both files at one instant, on each trigger of the preview plan (reactor/rules/preview.py):
 the invoice as the sweep finds it (`sweep`), and as Chargebee's next event of each type a rule
 listens to would bring it (`payment_failed` ...). This module turns the two decisions into verdicts,

@@ -23,9 +23,9 @@ from rq.job import Job
 
 from reactor.cli import main
 from reactor.config import Settings
+from reactor.console.deadletters import DeadLetterError, DeadLetters, NotAJobId
 from reactor.ingest.events import evaluation_job_id
 from reactor.jobs.audit import AuditLog, AuditRecord
-from reactor.jobs.deadletters import DeadLetterError, DeadLetters, NotAJobId
 from reactor.keys import Keys
 from reactor.local.redis_server import free_port
 from tests.helpers import wait_for

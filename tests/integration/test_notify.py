@@ -30,8 +30,8 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from reactor.config import Settings
+from reactor.console.notify import MAX_LINES, Notifier
 from reactor.jobs.audit import AuditFilter, AuditLog
-from reactor.jobs.notify import MAX_LINES, Notifier
 from reactor.keys import Keys
 from reactor.notices import Notices
 from reactor.sandbox import SandboxServer
@@ -402,7 +402,9 @@ def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_deadline_and_its_
     assert outcome == [False], "a reply cut short at the deadline is not a delivery"
     assert time.monotonic() - started < 1.5 + 5
     assert pending(redis_conn, settings) == 1, "the notice is kept for the next round"
-    warning = [r.getMessage() for r in caplog.records if r.name == "reactor.jobs.notify" and r.levelname == "WARNING"]
+    warning = [
+        r.getMessage() for r in caplog.records if r.name == "reactor.console.notify" and r.levelname == "WARNING"
+    ]
     assert warning == [
         f"notify: {trickler.url.split('/services')[0]} gave no complete answer within 1.5 s; 1 notices kept"
     ]

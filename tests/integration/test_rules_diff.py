@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.jobs.diff_formats import CHANGE_COLUMNS
+from reactor.console.diff_formats import CHANGE_COLUMNS
 from tests.integration.ops_helpers import reactor_process
 from tests.integration.rules_diff_helpers import AT, BASE, INVOICES, NEW, PROTECT, seed_site
 

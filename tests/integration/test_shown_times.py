@@ -10,9 +10,9 @@ from datetime import datetime
 
 import pytest
 
+from reactor.console.deadletters import DeadLetters
 from reactor.ingest.receipts import receipt
 from reactor.jobs.audit import AuditLog
-from reactor.jobs.deadletters import DeadLetters
 from reactor.jobs.held import HeldWriteOff, hold
 from reactor.jobs.trace import TraceLog
 from reactor.keys import Keys

@@ -9,9 +9,10 @@ import json
 
 import pytest
 
+from reactor.console.trace import find_invoice, read_sources
 from reactor.ingest.trace_list import TRACE_CAP, TRACE_TTL, read_trace_list
 from reactor.jobs.audit import AuditFilter, AuditLog, AuditRecord, Outcome
-from reactor.jobs.trace import TraceLog, find_invoice, read_sources
+from reactor.jobs.trace import TraceLog
 from reactor.keys import Keys
 from tests.helpers import wait_for
 from tests.integration.helpers import exhausted_invoice, logged_in, make_event, outcomes, post_event

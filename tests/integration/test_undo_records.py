@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from reactor.console.undo import undo_write_off
 from reactor.jobs import build_context
 from reactor.jobs.audit import AuditFilter, AuditLog
-from reactor.jobs.undo import undo_write_off
 from reactor.keys import Keys
 from tests.integration.helpers import exhausted_invoice
 from tests.integration.ops_helpers import reactor

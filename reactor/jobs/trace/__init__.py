@@ -1,34 +1,22 @@
-"""The trace of an invoice: everything that happened to it, in order, for `reactor trace` and the
-dashboard's invoice page.
+"""What a job writes into an invoice's trace, the capped Redis list `{p}:trace:<invoice>`, for
+`reactor trace` and the dashboard's invoice page (reactor/console/trace/ reads it back):
 
-store.py     TraceLog, the capped Redis list `{p}:trace:<invoice>`; the invoice a job works on
+store.py     TraceLog, the list; the invoice a job works on
 calls.py     every Chargebee call recorded around the client (status, idempotency key, rate-limit wait)
 decisions.py a decision as recorded: the rule, the facts it read, which conditions were true
-timeline.py  the pure assembly of a timeline from its sources, and its text
-sources.py   the sources read from Redis: the trace, the audit trail, dead letters, held write-offs
 
-The webhook writes receipts into the same list (reactor/ingest/receipts.py; an event it answered
-`ignored` or 400 has a receipt of its own, `read_receipt`), the audit stream the ids
-of the invoice's records, and the order check its newest resource_version; the list's layout is
+The webhook writes receipts into the same list (reactor/ingest/receipts.py), the audit stream the
+ids of the invoice's records, and the order check its newest resource_version; the list's layout is
 reactor/ingest/trace_list.py.
 """
 
 from .calls import record_calls
 from .decisions import record_decision
-from .sources import TraceSources, find_invoice, read_receipt, read_sources
 from .store import TraceLog, tracing_invoice
-from .timeline import Step, build_timeline, render_text
 
 __all__ = [
-    "Step",
     "TraceLog",
-    "TraceSources",
-    "build_timeline",
-    "find_invoice",
-    "read_receipt",
-    "read_sources",
     "record_calls",
     "record_decision",
-    "render_text",
     "tracing_invoice",
 ]

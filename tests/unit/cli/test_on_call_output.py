@@ -8,9 +8,9 @@ import click
 import pytest
 
 from reactor.cli.helpers import parse_duration
+from reactor.console.deadletters import REDACTED, redact
+from reactor.console.deadletters.letters import exception_line
 from reactor.jobs.audit import AuditRecord, export
-from reactor.jobs.deadletters import REDACTED, redact
-from reactor.jobs.deadletters.letters import exception_line
 
 
 def test_redact_masks_payment_and_credential_fields_at_any_depth():

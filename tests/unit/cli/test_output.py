@@ -11,9 +11,9 @@ import pytest
 
 from reactor.cli.helpers import NO_CHARGEBEE, chargebee_settings, duration_seconds, parse_duration, parse_since
 from reactor.config import Settings
+from reactor.console.deadletters import replay_job_id
 from reactor.ingest.events import JOB_ID_SAFE, evaluation_job_id
 from reactor.jobs.audit import AuditRecord, export, spreadsheet_cell, visible
-from reactor.jobs.deadletters import replay_job_id
 from reactor.local.supervisor import sandbox_url_file
 
 

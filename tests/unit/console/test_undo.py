@@ -1,4 +1,4 @@
-"""The pure parts of the undo (reactor/jobs/undo.py, reactor/jobs/write_off.py): when an invoice no
+"""The pure parts of the undo (reactor/console/undo.py, reactor/jobs/write_off.py): when an invoice no
 longer carries our write-off, which credit note is the write-off's, and the idempotency keys that
 make a repeated undo a replay and the write-off after an undo a new request."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from reactor.console.undo import UndoResult, undo_key, write_off_gone, write_off_note
 from reactor.jobs.send import idempotency_key
-from reactor.jobs.undo import UndoResult, undo_key, write_off_gone, write_off_note
 
 
 def note(cn_id: str = "CN-1", status: str = "adjusted", reason: str = "Write Off") -> dict:

@@ -1,4 +1,4 @@
-"""reactor/jobs/rules_diff.py offline (a snapshot, no Chargebee) and reactor/jobs/diff_formats.py:
+"""reactor/console/rules_diff.py offline (a snapshot, no Chargebee) and reactor/console/diff_formats.py:
 decisions under two files with facts from the snapshot, a fact the snapshot lacks blocking the
 write-off, snapshots refused in one line, and the csv/json/markdown outputs parsed back."""
 
@@ -17,8 +17,8 @@ from decimal import Decimal
 
 import pytest
 
-from reactor.jobs.diff_formats import CHANGE_COLUMNS, to_csv, to_json, to_markdown
-from reactor.jobs.rules_diff import (
+from reactor.console.diff_formats import CHANGE_COLUMNS, to_csv, to_json, to_markdown
+from reactor.console.rules_diff import (
     FactSource,
     Listing,
     SnapshotError,

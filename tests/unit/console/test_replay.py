@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from reactor.console.replay import ReplayCandidate, ReplaySelection, matches, select
 from reactor.ingest.envelope import Event
 from reactor.jobs.audit import AuditRecord
-from reactor.jobs.replay import ReplayCandidate, ReplaySelection, matches, select
 
 
 def candidate(event_id: str, customer: str, outcome: str, rule: str | None, currency: str = "USD") -> ReplayCandidate:

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+from reactor.console.invoice_state import standing
 from reactor.jobs.audit import AuditRecord, Outcome
 from reactor.jobs.held import HeldWriteOff
-from reactor.jobs.invoice_state import standing
 
 
 def record(outcome: Outcome, at: str, n: int, **fields: object) -> AuditRecord:

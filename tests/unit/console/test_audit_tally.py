@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from reactor.jobs.audit.tally import DailyWriteOffs, undone_day
+from reactor.console.tally import DailyWriteOffs, undone_day
 
 
 def test_an_undo_counts_against_the_day_of_the_write_off_it_reversed():

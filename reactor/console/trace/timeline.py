@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ...jobs.audit import AuditRecord, amount_text
+from ...jobs.held import UNDONE_HOLD_REASON, HeldWriteOff
 from ...timestamps import SHOWN_WIDTH, shown_time
-from ..audit import AuditRecord, amount_text
 from ..deadletters import DeadLetter
-from ..held import UNDONE_HOLD_REASON, HeldWriteOff
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 

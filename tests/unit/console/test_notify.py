@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import date
 
 from reactor.config import Settings
-from reactor.jobs.audit.tally import DailyWriteOffs
-from reactor.jobs.notify import MAX_BACKOFF, MAX_LINES, REDACTED, Notice, Notifier, digest, money_lines, scrub
+from reactor.console.notify import MAX_BACKOFF, MAX_LINES, REDACTED, Notice, Notifier, digest, money_lines, scrub
+from reactor.console.tally import DailyWriteOffs
 
 
 def notices(kind: str, count: int, start: int = 1) -> list[Notice]:

@@ -9,7 +9,7 @@ nothing on the job path has to remember to count.
 | `{p}:audit:daily` | hash: `YYYY-MM-DD|USD` → minor units written off that UTC day |
 | `{p}:audit:daily_undone` | hash: `YYYY-MM-DD|USD` → minor units of that day's write-offs undone since |
 
-An `undone` record (reactor/jobs/undo.py) counts its amount, the amount our write-off recorded,
+An `undone` record (reactor/console/undo.py) counts its amount, the amount our write-off recorded,
 against the day of that write-off (`written_off_at=` in its detail; the undo's own day when a record
 does not say), so a day's write-offs less its undone amount is what still stands of them.
 """

@@ -17,11 +17,11 @@ import redis
 
 from ..chargebee import AuthError, ChargebeeClient, ChargebeeError, NotFoundError, RetryableError, Throttled
 from ..config import Settings
+from ..jobs.audit import AuditRecord, Outcome, amount_text
+from ..jobs.context import build_rate_limit
+from ..jobs.held import HeldWriteOff
 from ..keys import Keys
 from ..timestamps import shown_time
-from .audit import AuditRecord, Outcome, amount_text
-from .context import build_rate_limit
-from .held import HeldWriteOff
 from .trace.timeline import moment
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def last_write_off(records: Iterable[AuditRecord]) -> AuditRecord | None:
 
 def undone_write_offs(connection: redis.Redis, prefix: str, records: Iterable[AuditRecord]) -> dict[str, Any]:
     """Stream id of each `written_off` record among `records` that a person undid since → the
-    invoice's `undone` mark (who, when, why; reactor/jobs/undo.py). The mark is the latest undo: a
+    invoice's `undone` mark (who, when, why; reactor/console/undo.py). The mark is the latest undo: a
     write-off recorded before it was undone (only the write-off in force can be undone, and a new
     one needs the undo and a release first); one recorded after it stands."""
     rows = [r for r in records if r.outcome == Outcome.WRITTEN_OFF and r.invoice_id and r.id and r.moment]

@@ -14,11 +14,11 @@ import redis
 from ...config import Settings
 from ...ingest.envelope import Event
 from ...ingest.packing import UnpackError, unpack
+from ...jobs.audit import AuditFilter, AuditLog, AuditRecord
+from ...jobs.held import HeldWriteOff, list_held
+from ...jobs.trace.store import TraceLog
 from ...keys import Keys
-from ..audit import AuditFilter, AuditLog, AuditRecord
 from ..deadletters import DeadLetter, DeadLetters
-from ..held import HeldWriteOff, list_held
-from .store import TraceLog
 from .timeline import Step, build_timeline
 
 

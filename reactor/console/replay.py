@@ -20,8 +20,8 @@ from datetime import datetime
 
 from ..ingest.envelope import Event
 from ..ingest.events import EventStore
+from ..jobs.audit import AuditFilter, AuditLog, AuditRecord
 from ..rules import Decision, RuleSet, decide
-from .audit import AuditFilter, AuditLog, AuditRecord
 
 
 @dataclass(frozen=True)

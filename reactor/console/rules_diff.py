@@ -1,25 +1,6 @@
-"""`reactor rules diff`: list every open invoice (as the sweep lists them), decide on each under two
-rules files at one instant, and compare (the comparison is pure: reactor/rules/diff.py).
-
-Each invoice is decided on every trigger of the preview plan (reactor/rules/preview.py): as the
-sweep finds it, and as Chargebee's next event of each type a rule of either file listens to would
-bring it (reactor/jobs/preview.py `next_event`). An invoice in the held list (an undo, a budget:
-reactor/jobs/held.py, read only) is held under both files on every trigger.
-
-The listing is the sweep's (reactor/jobs/sweep.py `pages`, `sweep_event`), through the caller's
-ChargebeeClient, so the shared rate limit applies. Each invoice is decided as the sweep's dry run
-decides it: the customer or subscription a rule reads is fetched only when it could change a
-write-off (reactor/jobs/facts.py), each one once for the whole run, and a write-off that would rest
-on a fact that could not be had is blocked (`facts_missing`), as the worker would block it.
-
-A snapshot (`--snapshot FILE`) keeps the listing and every customer and subscription fetched
-(`null` for one Chargebee did not have), so `--invoices FILE` can diff again without Chargebee.
-A resource the snapshot lacks (other rules read other facts) blocks the write-off with that reason.
-
-Budgets start from what today's counters had used at the diff's instant (reactor/jobs/budget.py
-`budgets_used`, read only); a snapshot keeps what they held when it was taken, and one taken before
-it kept them starts from zero and says so. A snapshot keeps the held list too (`held`: invoice id →
-reason); one taken before it kept it says the holds are unknown.
+"""`reactor rules diff`: list every open invoice as the sweep lists them, decide on each under two
+rules files at one instant on every trigger of the preview plan, and compare (the comparison is
+pure: reactor/rules/diff.py). A snapshot of the listing lets it diff again without Chargebee.
 """
 
 from __future__ import annotations
@@ -41,6 +22,11 @@ import redis
 
 from ..chargebee import ChargebeeClient, ChargebeeError
 from ..config import Settings
+from ..jobs.budget import budgets_used
+from ..jobs.context import build_rate_limit
+from ..jobs.facts import RunFacts
+from ..jobs.preview import held_invoices, next_event, preview_decision
+from ..jobs.sweep import pages, sweep_event
 from ..rules import RuleSet, decide
 from ..rules.diff import (
     BLOCKED,
@@ -61,11 +47,6 @@ from ..rules.diff import (
 from ..rules.event_types import SWEEP_EVENT_TYPE
 from ..rules.money import to_major
 from ..rules.preview import preview_plan
-from .budget import budgets_used
-from .context import build_rate_limit
-from .facts import RunFacts
-from .preview import held_invoices, next_event, preview_decision
-from .sweep import pages, sweep_event
 
 SNAPSHOT_FORMAT = "reactor-rules-diff-snapshot/1"
 # The most a snapshot may hold, decompressed: 100,000 open invoices with their customers take about
@@ -93,7 +74,13 @@ class NotInSnapshot(Exception):
 
 @dataclass
 class Listing:
-    """The open invoices in listing order, and the customers and subscriptions fetched for them."""
+    """The open invoices in listing order, and the customers and subscriptions fetched for them
+    (`None` for one Chargebee did not have). A snapshot (`--snapshot FILE`) keeps it all, so
+    `--invoices FILE` can diff again without Chargebee.
+
+    `budgets`: what today's counters had used at the diff's instant (reactor/jobs/budget.py
+    `budgets_used`, read only); a snapshot taken before it kept them starts from zero and says so.
+    `held`: likewise, a snapshot taken before it kept the held list says the holds are unknown."""
 
     invoices: list[dict[str, Any]] = field(default_factory=list)
     customers: dict[str, dict[str, Any] | None] = field(default_factory=dict)
@@ -109,7 +96,8 @@ class Listing:
 class FactSource(RunFacts):
     """The run's facts (reactor/jobs/facts.py `RunFacts`: each fetched once a run from Chargebee, a
     404 as None) kept in the listing, for its snapshot, and counted with its calls; offline (no
-    client) only the listing's."""
+    client) only the listing's: a resource the snapshot lacks (other rules read other facts) blocks
+    the write-off with that reason."""
 
     def __init__(self, listing: Listing, client: ChargebeeClient | None) -> None:
         super().__init__(client, listing.customers, listing.subscriptions)
@@ -125,7 +113,8 @@ class FactSource(RunFacts):
 def list_open_invoices(
     client: ChargebeeClient, listing: Listing, on_page: Callable[[int], None] = lambda count: None
 ) -> Listing:
-    """Every open invoice, as the sweep lists them, appended to `listing`; one call a page."""
+    """Every open invoice, as the sweep lists them (reactor/jobs/sweep.py `pages`), appended to
+    `listing`; one call a page, through the caller's client, so the shared rate limit applies."""
     for invoices, _ in pages(client):
         listing.calls += 1
         listing.invoices.extend(invoices)
@@ -135,7 +124,10 @@ def list_open_invoices(
 
 def verdict(ruleset: RuleSet, event: dict[str, Any], now: datetime, facts: FactSource) -> Verdict:
     """The verdict on one listed invoice's event under one rules file, facts completed as the sweep's
-    dry run completes them (reactor/jobs/preview.py `preview_decision`)."""
+    dry run completes them (reactor/jobs/preview.py `preview_decision`): the customer or
+    subscription a rule reads is fetched only when it could change a write-off, and a write-off that
+    would rest on a fact that could not be had is blocked (`facts_missing`), as the worker would
+    block it."""
     try:
         previewed = preview_decision(facts, ruleset, event, now)
     except NotInSnapshot as exc:
@@ -154,7 +146,10 @@ def invoice_verdicts(
     now: datetime,
     facts: FactSource,
 ) -> InvoiceVerdicts:
-    """One listed invoice decided under both files on one trigger; held under both when `held` names it."""
+    """One listed invoice decided under both files on one trigger: as the sweep finds it
+    (`sweep_event`), or as Chargebee's next event of that type would bring it (reactor/jobs/
+    preview.py `next_event`). Held under both when `held` names it (the held list: an undo, a
+    budget, reactor/jobs/held.py, read only)."""
     invoice_id = str(invoice.get("id"))
     currency = str(invoice.get("currency_code") or "").upper()
     amount = invoice.get("amount_due")

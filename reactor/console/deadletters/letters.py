@@ -11,7 +11,7 @@ from typing import Any
 from rq.job import Job
 
 from ...ingest.events import JOB_ID_SAFE, evaluation_job_id
-from ..audit import AuditRecord
+from ...jobs.audit import AuditRecord
 
 _SECRET_KEY = re.compile(
     r"password|passwd|secret|token|api_?key|authori[sz]ation|cvv|masked_number|^iin$|^last4$|"

@@ -14,10 +14,10 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from ..jobs.audit import spreadsheet_cell, visible
 from ..rules.diff import CHANGE_KINDS, CHANGE_MEANINGS, NOT_PREVIEWED, OUTCOMES, Money, RulesDiff, Totals, Verdict
 from ..rules.event_types import SWEEP_EVENT_TYPE
 from ..timestamps import shown_time
-from .audit import spreadsheet_cell, visible
 
 CHANGE_COLUMNS = (
     "invoice",

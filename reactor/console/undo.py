@@ -1,24 +1,7 @@
-"""Undo a write-off the reactor made: remove its credit note in Chargebee, record who and why, and hold
-the invoice so that nothing writes it off again on its own until a person releases it.
-
-Chargebee reverses a write-off "by removing the linked credit note"
-(https://apidocs.chargebee.com/docs/api/invoices/write-off-an-invoice):
-`POST /invoices/{id}/remove_credit_note` with `credit_note[id]`
-(https://apidocs.chargebee.com/docs/api/invoices/remove-credit-note-from-an-invoice). It raises
-`amount_due` and lowers `write_off_amount` by the note's allocation; a `paid` invoice becomes `posted`
-(due date ahead) or `not_paid`. It refuses a voided or pending invoice and a voided credit note.
-
-Only our own write-offs are undone: the `written_off` mark (reactor/jobs/marks.py) names them, with
-their credit note. Fail closed: until Chargebee shows the write-off gone, nothing changes in Redis,
-so the mark keeps every job away from the invoice. When it is gone (our call, or someone removed or
-voided the note already) one transaction drops the mark, writes the `undone` mark (who, why, how many
-times), parks the invoice in `{p}:held` with reason `undone` and appends the `undone` audit record;
-then a notice goes to the digest. The record's amount is the one our `written_off` record counted,
-and its detail says when that was (`written_off_at=`), so the chart, /metrics and the digest
-(reactor/jobs/audit/tally.py) take back exactly that write-off.
-`write_off.py` asks `undone_hold` before anything else, and `reactor held release` (which deletes
-the hold) lets automation decide on the invoice again; `write_off_generation` gives the next
-write-off a new idempotency key, so Chargebee does not answer it with the replay of the old one.
+"""Undo a write-off the reactor made: remove its credit note in Chargebee, record who and why, and
+hold the invoice so that nothing writes it off again on its own until a person releases it
+(`reactor held release`). Only our own write-offs are undone: the `written_off` mark
+(reactor/jobs/marks.py) names them, with their credit note.
 """
 
 from __future__ import annotations
@@ -33,15 +16,15 @@ from typing import Any
 import redis
 
 from ..chargebee import AuthError, ChargebeeError, RetryableError
+from ..jobs.audit import AuditRecord, Outcome, amount_text
+from ..jobs.context import JobContext
+from ..jobs.held import MAX_REASON, HeldWriteOff, hold
+from ..jobs.marks import WRITTEN_OFF_TTL, acquire_invoice_lock
+from ..jobs.sweep import sweep_event
+from ..jobs.trail import log_record
+from ..jobs.undone import UNDONE_HOLD_REASON, load_mark
 from ..timestamps import shown_time
-from .audit import AuditRecord, Outcome, amount_text
-from .audit.tally import WRITTEN_OFF_AT
-from .context import JobContext
-from .held import MAX_REASON, HeldWriteOff, hold
-from .marks import WRITTEN_OFF_TTL, acquire_invoice_lock
-from .sweep import sweep_event
-from .trail import log_record
-from .undone import UNDONE_HOLD_REASON, load_mark
+from .tally import WRITTEN_OFF_AT
 
 UNPAID_STATUSES = ("posted", "payment_due", "not_paid")
 
@@ -177,7 +160,15 @@ class _Undo:
 
     def remove(self, mark: dict[str, Any], credit_note: str) -> UndoResult:
         """The call, then what Chargebee shows: a refusal is looked into on the fresh invoice, since a
-        credit note removed or voided meanwhile is refused too (and is an undo all the same)."""
+        credit note removed or voided meanwhile is refused too (and is an undo all the same).
+
+        Chargebee reverses a write-off "by removing the linked credit note"
+        (https://apidocs.chargebee.com/docs/api/invoices/write-off-an-invoice):
+        `POST /invoices/{id}/remove_credit_note` with `credit_note[id]`
+        (https://apidocs.chargebee.com/docs/api/invoices/remove-credit-note-from-an-invoice). It
+        raises `amount_due` and lowers `write_off_amount` by the note's allocation; a `paid` invoice
+        becomes `posted` (due date ahead) or `not_paid`. It refuses a voided or pending invoice and a
+        voided credit note."""
         site = self.ctx.settings.chargebee_site or self.ctx.settings.api_base or ""
         key = undo_key(site, self.invoice_id, credit_note)
         with _answers(f"remove_credit_note for invoice {self.invoice_id}"):
@@ -201,7 +192,14 @@ class _Undo:
         return self.commit(mark, invoice, credit_note, None)
 
     def commit(self, mark: dict[str, Any], invoice: dict[str, Any], credit_note: str, note: str | None) -> UndoResult:
-        """Mark gone, `undone` mark, the hold and the audit record: one transaction."""
+        """Mark gone, `undone` mark, the hold and the audit record: one transaction, then a notice
+        for the digest. Fail closed: this runs only once Chargebee shows the write-off gone (our call,
+        or someone removed or voided the note already); until then nothing changes in Redis, so the
+        mark keeps every job away from the invoice.
+
+        The `undone` mark (who, why, how many times) is what reactor/jobs/write_off.py asks first
+        (`undone_hold`), and `write_off_generation` gives the next write-off a new idempotency key,
+        so Chargebee does not answer it with the replay of the old one."""
         ctx, now = self.ctx, self.ctx.clock()
         before = load_mark(ctx, ctx.keys.undone(self.invoice_id)) or {}
         count = before.get("count") if type(before.get("count")) is int else 0
@@ -256,9 +254,9 @@ class _Undo:
 
     def written_off_record(self, mark: dict[str, Any], invoice: dict[str, Any]) -> AuditRecord:
         """The amount undone and when it was written off: our `written_off` record of this invoice
-        (the newest), so the undo takes back exactly what the write-off counted (reactor/jobs/audit/
-        tally.py). Without one (trimmed from the stream) the amount the invoice shows due again,
-        and the mark's time."""
+        (the newest), so the chart, /metrics and the digest take back exactly what the write-off
+        counted (reactor/console/tally.py reads `written_off_at=` in the detail). Without one
+        (trimmed from the stream) the amount the invoice shows due again, and the mark's time."""
         records, _scanned = self.ctx.audit.for_invoice(self.invoice_id)
         ours = [r for r in records if r.outcome == Outcome.WRITTEN_OFF and r.amount_due is not None]
         if ours:

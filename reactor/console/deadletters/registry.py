@@ -20,8 +20,8 @@ from rq.registry import FailedJobRegistry
 
 from ...config import Settings
 from ...ingest.events import JOB_ID_SAFE, EventStore, StoreOptions, evaluation_job_id, retry_policy
+from ...jobs.audit import AuditFilter, AuditLog, AuditRecord, Outcome
 from ...keys import EVALUATE_JOB, Keys
-from ..audit import AuditFilter, AuditLog, AuditRecord, Outcome
 from .letters import (
     DeadLetter,
     EventExpired,

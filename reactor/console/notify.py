@@ -1,23 +1,7 @@
-"""The digest sender: the notices waiting in Redis (reactor/notices.py) as one message to
-REACTOR_NOTIFY_URL, a Slack-compatible incoming webhook (`POST {"text": ...}`).
-
-`reactor cron` runs `Notifier.run` in a thread: every REACTOR_NOTIFY_INTERVAL seconds it turns
-the dead letters it has not told yet into notices (RQ's FailedJobRegistry, however a job got there:
-its last retry, a refused request, an abandoned job), then sends what waits, at most
-`MAX_PER_DIGEST` notices in one message, `MAX_LINES` lines of each kind and the count of the rest,
-then the day's write-offs (UTC) per currency as they stand: net of undos, as the dashboard's chart.
-A notice leaves Redis only once the receiver answered 2xx in full within `POST_DEADLINE` (connect,
-headers and body: reactor/jobs/http_deadline.py), so a receiver that trickles its answer holds the
-thread no longer and counts as failed; a refused or failed POST is tried again after a growing pause
-(up to `MAX_BACKOFF`), and nothing else waits for it: jobs only append. Under a Redis lock, so two
-`cron` processes send each notice once.
-
-Never a secret: every configured credential (`Settings.secrets`: the Chargebee key, the webhook,
-dashboard and session secrets, the notify URL itself, Redis's passwords), as reactor/redaction.py
-redacts them, and anything shaped like an Authorization value is replaced by `[redacted]` in the
-message, whatever line carried it. The URL's path and query hold the receiver's token: a log line
-names the receiver by scheme and host only, and urllib3's lines (its debug lines, its warning about
-malformed headers) have the URL redacted (`hide_in_urllib3_logs`).
+"""The digest sender: `reactor cron` runs `Notifier.run` in a thread, which every
+REACTOR_NOTIFY_INTERVAL seconds turns new dead letters into notices and sends the notices waiting
+in Redis (reactor/notices.py) as one message to REACTOR_NOTIFY_URL, a Slack-compatible incoming
+webhook (`POST {"text": ...}`). Jobs only append notices: nothing else waits for the receiver.
 """
 
 from __future__ import annotations
@@ -41,9 +25,9 @@ from ..keys import Keys
 from ..notices import Notices
 from ..redaction import REDACTED, Redactor
 from ..rules.money import to_major
-from .audit.tally import DailyWriteOffs, daily_write_offs
 from .deadletters.letters import exception_line
 from .http_deadline import Deadline, DeadlineSession
+from .tally import DailyWriteOffs, daily_write_offs
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +190,9 @@ class Notifier:
     # -- one round ---------------------------------------------------------------------------------
 
     def tell_dead_letters(self) -> int:
-        """Append a notice for each dead letter not told yet; forget told ones that left the registry."""
+        """Append a notice for each dead letter not told yet (RQ's FailedJobRegistry, however a job
+        got there: its last retry, a refused request, an abandoned job); forget told ones that left
+        the registry."""
         present = {m.decode() for m in self.redis.zrange(self.registry.key, 0, -1)}
         told = {m.decode() for m in self.redis.smembers(self.keys.notified_dead_letters())}
         new = [
@@ -247,7 +233,16 @@ class Notifier:
 
     def send(self) -> bool | None:
         """Send what waits as one message: True sent, False the receiver failed (kept for later),
-        None nothing waited."""
+        None nothing waited.
+
+        A notice leaves Redis only once the receiver answered 2xx in full within the deadline
+        (`post`), so a receiver that trickles its answer holds the thread no longer and counts as
+        failed; `run` tries again after a growing pause. The message never holds a secret: every
+        configured credential (`Settings.secrets`: the Chargebee key, the webhook, dashboard and
+        session secrets, the notify URL itself, Redis's passwords) and anything shaped like one is
+        replaced by `[redacted]` (`scrub`), whatever line carried it; a log line names the receiver
+        by scheme and host only (`receiver_name`), and urllib3's lines have the URL redacted
+        (`hide_in_urllib3_logs`)."""
         notices, dropped, last_id = self.pending()
         if not notices or last_id is None:
             return None
@@ -265,13 +260,14 @@ class Notifier:
 
     def money_today(self) -> list[str]:
         """Today's write-offs (UTC) as they stand, per currency, folded from the audit trail as
-        /metrics and the dashboard's chart are (reactor/jobs/audit/tally.py)."""
+        /metrics and the dashboard's chart are (reactor/console/tally.py): net of undos."""
         today = datetime.now(timezone.utc).date()
         return money_lines(daily_write_offs(self.redis, self.keys.audit(), today, today))
 
     def post(self, text: str) -> str | None:
-        """POST the message within the deadline: None when the receiver took it (2xx, the whole
-        answer in time), else why not, without the URL."""
+        """POST the message within the deadline (connect, headers and body: reactor/console/
+        http_deadline.py): None when the receiver took it (2xx, the whole answer in time), else why
+        not, without the URL."""
         with Deadline(self.deadline) as deadline:
             try:
                 response = self.session.post(

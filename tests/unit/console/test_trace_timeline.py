@@ -1,4 +1,4 @@
-"""The pure assembly of an invoice's timeline (reactor/jobs/trace/timeline.py) and of the decision
+"""The pure assembly of an invoice's timeline (reactor/console/trace/timeline.py) and of the decision
 entry it reads (decisions.py), on hand-made sources."""
 
 from __future__ import annotations
@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from reactor.console.deadletters import DeadLetter
+from reactor.console.trace.timeline import build_timeline, moment, render_text
 from reactor.ingest.receipts import receipt
 from reactor.jobs.audit import AuditRecord, Outcome
-from reactor.jobs.deadletters import DeadLetter
 from reactor.jobs.held import HeldWriteOff
 from reactor.jobs.trace.decisions import decision_entry
-from reactor.jobs.trace.timeline import build_timeline, moment, render_text
 from reactor.rules import decide, parse_rules
 
 RULES = """\
