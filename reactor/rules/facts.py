@@ -1,23 +1,6 @@
-"""Facts a decision leans on that the event does not carry.
-
-An event carries some resources and not others: `invoice_updated` and the sweep bring only the
-invoice, `payment_failed` brings the invoice, customer, subscription, transaction and card. A rule
-that reads `customer.cf_segment` where there is no customer reads a missing value, which makes its
-condition false; for a protective skip rule that means it never protects. So a write-off never
-rests on a fact the reactor did not have:
-
-1. `needed_roots`: which missing resources could change the decision. Every rule that can see the
-   event is evaluated in three-valued logic (true, false, unknown), a read of a missing resource
-   being unknown. Only when a write_off rule could decide, and a rule on the way might hold, are
-   the resources those rules read worth a call to Chargebee.
-2. The worker fetches those it can (`FETCHABLE_ROOTS`) and decides again.
-3. `unresolved`: what is still unknown after that (a failed fetch, a resource Chargebee cannot be
-   asked for). A write-off is blocked when a rule before the deciding one might hold, or when the
-   deciding rule holds only if the unknown goes its way.
-
-A comparison that cannot be made on the event at all (a text longer than `matches` reads,
-operators.Unevaluable) is unknown in the same logic (conditions.kleene); `decide` walks the rules
-with `walk_subject` when it meets one, and blocks a write-off that could rest on it.
+"""Facts a decision leans on that the event does not carry, so that a write-off never rests on a
+fact the reactor did not have: which missing resources are worth fetching (`needed_roots`), and
+what is still unknown after fetching (`unresolved`).
 
 Pure: no I/O. The worker (reactor/jobs/) and `reactor rules explain --invoice-id` do the fetching.
 """
@@ -34,6 +17,23 @@ from .conditions import Condition, Verdict, kleene
 from .fields import CONTENT_ROOTS, Subject
 from .model import Rule, RuleSet
 
+# An event carries some resources and not others: `invoice_updated` and the sweep bring only the
+# invoice, `payment_failed` brings the invoice, customer, subscription, transaction and card. A rule
+# that reads `customer.cf_segment` where there is no customer reads a missing value, which makes its
+# condition false; for a protective skip rule that means it never protects. So:
+#
+# 1. `needed_roots`: which missing resources could change the decision. Every rule that can see the
+#    event is evaluated in three-valued logic (true, false, unknown), a read of a missing resource
+#    being unknown. Only when a write_off rule could decide, and a rule on the way might hold, are
+#    the resources those rules read worth a call to Chargebee.
+# 2. The worker fetches those it can (FETCHABLE_ROOTS) and decides again.
+# 3. `unresolved`: what is still unknown after that (a failed fetch, a resource Chargebee cannot be
+#    asked for). A write-off is blocked when a rule before the deciding one might hold, or when the
+#    deciding rule holds only if the unknown goes its way.
+#
+# A comparison that cannot be made on the event at all (a text longer than `matches` reads,
+# operators.Unevaluable) is unknown in the same logic (conditions.kleene); `decide` walks the rules
+# with `walk_subject` when it meets one, and blocks a write-off that could rest on it.
 FETCHABLE_ROOTS: dict[str, str] = {"customer": "customer_id", "subscription": "subscription_id"}
 """Resources the reactor fetches from Chargebee when a rule needs them, by the invoice attribute
 holding their id."""
