@@ -2,40 +2,6 @@
 (reactor/ingest/envelope.py), a command's argument or option (reactor/cli/), a dashboard address
 (reactor/dashboard/), and the path of a Chargebee API call (reactor/chargebee/client.py), which
 refuses an id it cannot put in a path before anything is sent.
-
-Sources: [SPEC] Chargebee's OpenAPI spec, github.com/chargebee/openapi
-spec/chargebee_api_v2_pc_v2_spec.yaml (version 2026-09-24);
-[NUMBERING] https://www.chargebee.com/docs/invoice-numbering.html.
-The spec gives lengths and types but no `pattern` for any of these ids, so every alphabet below is
-a choice, and where it is not confirmed it only admits characters that are harmless as they are
-used here: in Redis keys, in RQ job ids (`evaluate-<event id>`) and, percent-quoted, in the path of
-a Chargebee API call (where quoting cannot help `.` and `..`, so those are refused by name: a path
-`/invoices/..` is `/` to every HTTP client and server on the way).
-
-    event id          1 to 40 ASCII letters, digits, '_', '-'
-    invoice id        1 to 50 ASCII letters, digits, '_', '-', '.'; not only dots
-    customer id,      1 to 50 printable characters; no space at either end, none of " ' ` \\ % ? #,
-    subscription id   not only dots; in the path of an API call, no '/'
-
-Event ids [SPEC Event.id]: alphabet UNCONFIRMED. Chargebee makes them itself and every one seen is
-`ev_` and letters/digits (the real payloads in tests/fixtures/chargebee/). Exactly RQ's job-id
-alphabet, so `evaluate-<id>` is a valid RQ job id for every id accepted.
-
-Invoice ids [SPEC Invoice.id, Transaction.linked_invoices[].invoice_id]: Chargebee numbers invoices
-itself from an alphanumeric prefix, a date prefix, '-' separators and digits, e.g. "6", "19",
-"CB-10001", "2017-12-24-10001" [NUMBERING]; confirmed: letters, digits, '-'. UNCONFIRMED: ids of
-imported invoices, which the API lets the caller choose; '_' and '.' are also taken (harmless in a
-key and a quoted path segment), but not a path of dots. An id with a '/' could not be written off
-anyway: Chargebee does not read %2F in a path (chargebee-go PR #40).
-
-Customer and subscription ids [SPEC Customer.id, Subscription.id, Invoice.customer_id,
-Invoice.subscription_id]: the merchant chooses them, and real ones contain spaces and brackets
-("Customer [Dotcom]", chargebee-ruby issue #70), '/' ("ACME GmbH/Company GmbH", chargebee-go PR #40)
-and '|' ("auth0|...", chargebee-js-wrappers issue #153), so those are taken where the reactor only
-reads them (rules, audit, comments). Non-ASCII letters are taken: whether Chargebee refuses them is
-UNCONFIRMED, and they are harmless here. In the path of an API call (fetching the customer a rule
-reads) a '/' is refused: quoted it is %2F, which Chargebee does not read as part of the id, and a
-server that decodes it would read another path.
 """
 
 from __future__ import annotations
@@ -45,10 +11,41 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+# Sources: [SPEC] Chargebee's OpenAPI spec, github.com/chargebee/openapi
+# spec/chargebee_api_v2_pc_v2_spec.yaml (version 2026-09-24);
+# [NUMBERING] https://www.chargebee.com/docs/invoice-numbering.html.
+# The spec gives lengths and types but no `pattern` for any of these ids, so every alphabet below is
+# a choice, and where it is not confirmed it only admits characters that are harmless as they are
+# used here: in Redis keys, in RQ job ids (`evaluate-<event id>`) and, percent-quoted, in the path of
+# a Chargebee API call (where quoting cannot help `.` and `..`, so those are refused by name: a path
+# `/invoices/..` is `/` to every HTTP client and server on the way).
+#
+#     event id          1 to 40 ASCII letters, digits, '_', '-'
+#     invoice id        1 to 50 ASCII letters, digits, '_', '-', '.'; not only dots
+#     customer id,      1 to 50 printable characters; no space at either end, none of " ' ` \ % ? #,
+#     subscription id   not only dots; in the path of an API call, no '/'
+
+# Event ids [SPEC Event.id]: alphabet UNCONFIRMED. Chargebee makes them itself and every one seen is
+# `ev_` and letters/digits (the real payloads in tests/fixtures/chargebee/). Exactly RQ's job-id
+# alphabet, so `evaluate-<id>` is a valid RQ job id for every id accepted.
 MAX_EVENT_ID_LENGTH = 40
 EVENT_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_EVENT_ID_LENGTH}}}")
 MAX_RESOURCE_ID_LENGTH = 50
+# Invoice ids [SPEC Invoice.id, Transaction.linked_invoices[].invoice_id]: Chargebee numbers invoices
+# itself from an alphanumeric prefix, a date prefix, '-' separators and digits, e.g. "6", "19",
+# "CB-10001", "2017-12-24-10001" [NUMBERING]; confirmed: letters, digits, '-'. UNCONFIRMED: ids of
+# imported invoices, which the API lets the caller choose; '_' and '.' are also taken (harmless in a
+# key and a quoted path segment), but not a path of dots. An id with a '/' could not be written off
+# anyway: Chargebee does not read %2F in a path (chargebee-go PR #40).
 INVOICE_ID = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_RESOURCE_ID_LENGTH}}}")
+# Customer and subscription ids [SPEC Customer.id, Subscription.id, Invoice.customer_id,
+# Invoice.subscription_id]: the merchant chooses them, and real ones contain spaces and brackets
+# ("Customer [Dotcom]", chargebee-ruby issue #70), '/' ("ACME GmbH/Company GmbH", chargebee-go PR #40)
+# and '|' ("auth0|...", chargebee-js-wrappers issue #153), so those are taken where the reactor only
+# reads them (rules, audit, comments). Non-ASCII letters are taken: whether Chargebee refuses them is
+# UNCONFIRMED, and they are harmless here. In the path of an API call (fetching the customer a rule
+# reads) a '/' is refused (`IdKind.path_segment`): quoted it is %2F, which Chargebee does not read as
+# part of the id, and a server that decodes it would read another path.
 ACCOUNT_ID_REFUSED = frozenset("\"'`\\%?#")
 _SHOWN_LENGTH = 60  # characters of a refused value a message repeats
 
@@ -74,7 +71,7 @@ class IdKind:
 
     def path_segment(self, value: object) -> str:
         """`value` percent-quoted as one segment of an API path; IdError when it is not an id of this
-        kind, or holds a '/' (customer and subscription ids may: see the module's docstring)."""
+        kind, or holds a '/' (customer and subscription ids may: see ACCOUNT_ID_REFUSED)."""
         checked = self.check(value)
         if "/" in checked:
             raise IdError(

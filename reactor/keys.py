@@ -1,42 +1,8 @@
-"""Every Redis key the reactor writes, and the job paths RQ stores, in one table.
+"""Every Redis key the reactor writes (`Keys`), and the job paths RQ stores.
 
-All keys sit under one prefix (`Settings.key_prefix`, `reactor`). Lifetimes are set where the key
-is written.
-
-| key (`{p}` is the prefix) | what it holds | written in |
-|---|---|---|
-| `{p}:event:<event>` | the event as received, packed (30 days); its dedupe mark too (SET NX) | ingest/events.py |
-| `{p}:counters:events` | hash: webhook answers by kind | ingest/events.py |
-| `{p}:audit` | stream: the decision trail | jobs/audit/stream.py |
-| `{p}:audit:indexed_since` | the stream id of the first record indexed | jobs/audit/stream.py |
-| `{p}:audit:stats[:cursor,:lock]`, `{p}:audit:daily[_undone]` | counters from the stream | console/tally.py |
-| `{p}:lock:invoice:<invoice>` | the invoice's lock around fetch, decide, write_off | jobs/marks.py |
-| `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/marks.py |
-| `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/marks.py |
-| `{p}:undone:<invoice>` | our write-off undone: who, why, credit note, how many times (400 days) | console/undo.py |
-| `{p}:credits_attempt:<invoice>` | an apply_credits sent, the credits before it (30 days) | jobs/credits.py |
-| `{p}:inbox` | list: accepted events waiting for triage (REACTOR_TRIAGE) | ingest/events.py, ingest/inbox.py |
-| `{p}:inbox:claimed` | sorted set: events a triage job took, scored by the end of its lease | ingest/inbox.py |
-| `{p}:inbox:claims:<job>` | set: the same claims, by the triage job that holds them (a lease) | ingest/inbox.py |
-| `{p}:inbox:drainer` | set while a triage job is queued or running (a lease) | ingest/events.py, ingest/inbox.py |
-| `{p}:in_order:<event>` | triage found the event not stale; its job's first run takes it (30 days) | jobs/evaluate.py |
-| `{p}:trace:<invoice>` | list, 400 days: receipts, decisions, calls, audit ids, version | see ingest/trace_list.py |
-| `{p}:receipt:<event>` | an event answered `ignored` or 400: its receipt (30 days) | ingest/events.py |
-| `{p}:recheck:<invoice>` | the pending re-check of a time-based rule | jobs/rechecks.py |
-| `{p}:held` | hash: write-offs held by a budget or after an undo | jobs/held.py |
-| `{p}:budget:day:<date>`, `{p}:budget:hour:<hour>` | budget counters (UTC) | jobs/budget.py |
-| `{p}:sweep:checkpoint`, `{p}:lock:sweep` | the resumable sweep | jobs/sweep.py |
-| `{p}:rules:reload:<outcome>:<digest>` | one rules edit seen | reloads.py |
-| `{p}:rules:reloads`, `{p}:rules:last_refused` | rules edits counted, the last refusal | reloads.py |
-| `{p}:admin:secret_key`, `{p}:admin:session:<id>` | the dashboard's signing key and sessions | dashboard/views.py |
-| `{p}:admin:*`, `{p}:webhook:*` | `limits`' failed-login counters | dashboard/views.py, ingest/guard.py |
-| `{p}:rl:*` | the shared Chargebee call budget; `{p}:rl:429s` counts Chargebee's 429s | chargebee/ratelimit.py |
-| `{p}:notices`, `{p}:notices:seq`, `{p}:notices:once:<name>` | notices waiting for the digest | notices.py |
-| `{p}:notices:sent`, `{p}:notices:dead_letters`, `{p}:lock:notify` | the digest sender's state | console/notify.py |
-
-Read but no longer written, until what earlier releases wrote has expired: `{p}:resource_version:<invoice>`
-(30 days; jobs/evaluate.py), `{p}:audit:invoice:<invoice>` (400 days; jobs/audit/stream.py). Their
-`{p}:seen:<event>` dedupe marks (4 days) are not read: the stored event, kept longer, answers for them.
+All keys sit under one prefix (`Settings.key_prefix`, `reactor`); the table above `Keys` names each
+key and the module that writes it, where its lifetime is set. What the marks, leases and lists mean:
+docs/design.md, "Glossary".
 """
 
 from __future__ import annotations
@@ -53,6 +19,42 @@ SCHEDULED_SWEEP_JOB = "reactor.sweep.scheduled_sweep"
 importing (tests/integration/test_job_paths.py). `reactor cron` registers the sweep function itself,
 so sweeps scheduled since it moved name `reactor.jobs.sweep.scheduled_sweep`; the old path stays in
 reactor/sweep.py."""
+
+
+# | key (`{p}` is the prefix) | what it holds | written in |
+# |---|---|---|
+# | `{p}:event:<event>` | the event as received, packed (30 days); its dedupe mark too (SET NX) | ingest/events.py |
+# | `{p}:counters:events` | hash: webhook answers by kind | ingest/events.py |
+# | `{p}:audit` | stream: the decision trail | jobs/audit/stream.py |
+# | `{p}:audit:indexed_since` | the stream id of the first record indexed | jobs/audit/stream.py |
+# | `{p}:audit:stats[:cursor,:lock]`, `{p}:audit:daily[_undone]` | counters from the stream | console/tally.py |
+# | `{p}:lock:invoice:<invoice>` | the invoice's lock around fetch, decide, write_off | jobs/marks.py |
+# | `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/marks.py |
+# | `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/marks.py |
+# | `{p}:undone:<invoice>` | our write-off undone: who, why, credit note, how many times (400 days) | console/undo.py |
+# | `{p}:credits_attempt:<invoice>` | an apply_credits sent, the credits before it (30 days) | jobs/credits.py |
+# | `{p}:inbox` | list: accepted events waiting for triage (REACTOR_TRIAGE) | ingest/events.py, ingest/inbox.py |
+# | `{p}:inbox:claimed` | sorted set: events a triage job took, scored by the end of its lease | ingest/inbox.py |
+# | `{p}:inbox:claims:<job>` | set: the same claims, by the triage job that holds them (a lease) | ingest/inbox.py |
+# | `{p}:inbox:drainer` | set while a triage job is queued or running (a lease) | ingest/events.py, ingest/inbox.py |
+# | `{p}:in_order:<event>` | triage found it in order; its job's first run takes it (30 days) | jobs/evaluate.py |
+# | `{p}:trace:<invoice>` | list, 400 days: receipts, decisions, calls, audit ids, version | see ingest/trace_list.py |
+# | `{p}:receipt:<event>` | an event answered `ignored` or 400: its receipt (30 days) | ingest/events.py |
+# | `{p}:recheck:<invoice>` | the pending re-check of a time-based rule | jobs/rechecks.py |
+# | `{p}:held` | hash: write-offs held by a budget or after an undo | jobs/held.py |
+# | `{p}:budget:day:<date>`, `{p}:budget:hour:<hour>` | budget counters (UTC) | jobs/budget.py |
+# | `{p}:sweep:checkpoint`, `{p}:lock:sweep` | the resumable sweep | jobs/sweep.py |
+# | `{p}:rules:reload:<outcome>:<digest>` | one rules edit seen | reloads.py |
+# | `{p}:rules:reloads`, `{p}:rules:last_refused` | rules edits counted, the last refusal | reloads.py |
+# | `{p}:admin:secret_key`, `{p}:admin:session:<id>` | the dashboard's signing key and sessions | dashboard/views.py |
+# | `{p}:admin:*`, `{p}:webhook:*` | `limits`' failed-login counters | dashboard/views.py, ingest/guard.py |
+# | `{p}:rl:*` | the shared Chargebee call budget; `{p}:rl:429s` counts Chargebee's 429s | chargebee/ratelimit.py |
+# | `{p}:notices`, `{p}:notices:seq`, `{p}:notices:once:<name>` | notices waiting for the digest | notices.py |
+# | `{p}:notices:sent`, `{p}:notices:dead_letters`, `{p}:lock:notify` | the digest sender's state | console/notify.py |
+#
+# Read but no longer written, until what earlier releases wrote has expired: `{p}:resource_version:<invoice>`
+# (30 days; jobs/evaluate.py), `{p}:audit:invoice:<invoice>` (400 days; jobs/audit/stream.py). Their
+# `{p}:seen:<event>` dedupe marks (4 days) are not read: the stored event, kept longer, answers for them.
 
 
 @dataclass(frozen=True)

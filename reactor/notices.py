@@ -1,21 +1,6 @@
 """Notices: what a person must act on, written by whichever process notices it and sent as a digest.
 
-A held write-off, an undone one, a budget used up, a refused rules edit, a Chargebee key refused, a new dead letter:
-the process that sees one appends a notice to a capped Redis stream with `Notices.add` (one round
-trip; a Redis error is logged, never raised into the job or the reload that noticed it). Nothing is
-sent from there: `reactor cron` drains the stream into one message every REACTOR_NOTIFY_INTERVAL
-seconds (reactor/console/notify.py), so a burst of 500 dead letters is one message and a receiver
-that is down delays nobody's write-off. With REACTOR_NOTIFY_URL unset nothing is appended.
-
-A notice is a kind and one line for people, never an event body or a credential: the line names
-the invoice, the rule, the job and why. It is redacted as it is appended (reactor/redaction.py), and
-the sender scrubs every configured secret from the message too.
-
-| key (reactor/keys.py) | what it holds |
-|---|---|
-| `{p}:notices` | stream: kind, text, at, n (a sequence number); capped at `MAX_NOTICES` |
-| `{p}:notices:seq` | the last sequence number given (a gap tells the sender notices were trimmed) |
-| `{p}:notices:once:<name>` | `SET NX` mark: this notice was appended already (e.g. a budget, once a window) |
+`Notices.add` appends one to a capped Redis stream; `reactor cron` sends them (reactor/console/notify.py).
 """
 
 from __future__ import annotations
@@ -40,7 +25,19 @@ KINDS = ("dead_letter", "held", "undone", "budget", "rules_refused", "chargebee_
 
 
 class Notices:
-    """Appends notices for the digest; does nothing when notifications are off (`enabled` False)."""
+    """Appends notices for the digest; does nothing when notifications are off (`enabled` False).
+
+    A held write-off, an undone one, a budget used up, a refused rules edit, a Chargebee key refused,
+    a new dead letter: the process that sees one appends it here (one round trip; a Redis error is
+    logged, never raised into the job or the reload that noticed it). Nothing is sent from there:
+    `reactor cron` drains the stream into one message every REACTOR_NOTIFY_INTERVAL seconds, so a
+    burst of 500 dead letters is one message and a receiver that is down delays nobody's write-off.
+    With REACTOR_NOTIFY_URL unset nothing is appended.
+
+    A notice is a kind and one line for people, never an event body or a credential: the line names
+    the invoice, the rule, the job and why. It is redacted as it is appended (reactor/redaction.py),
+    and the sender scrubs every configured secret from the message too.
+    """
 
     def __init__(self, connection: redis.Redis, prefix: str = "reactor", *, enabled: bool = True):
         self.redis = connection
@@ -54,6 +51,7 @@ class Notices:
         if not self.enabled:
             return False
         try:
+            # `{p}:notices:once:<name>`: this notice was appended already (SET NX, for `once_ttl`).
             if once is not None and not self.redis.set(self.keys.notice_once(once), "1", nx=True, ex=once_ttl):
                 return False
             self.redis.eval(
@@ -72,8 +70,10 @@ class Notices:
             return False
 
 
-# KEYS[1] the stream, KEYS[2] the sequence; ARGV kind, text, at, cap. One script, so the sequence
-# numbers in the stream have no gap but the ones trimming made.
+# KEYS[1] the stream `{p}:notices` (entries: kind, text, at, n), capped at MAX_NOTICES; KEYS[2]
+# `{p}:notices:seq`, the last sequence number given; ARGV kind, text, at, cap. One script, so the
+# sequence numbers in the stream have no gap but the ones trimming made: a gap tells the sender
+# notices were trimmed.
 _APPEND = """
 local n = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'kind', ARGV[1], 'text', ARGV[2], 'at', ARGV[3], 'n', n)

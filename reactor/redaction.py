@@ -1,28 +1,9 @@
 """Redaction: the secrets a process knows never leave it as text.
 
 `redact(text)` replaces every secret this process was configured with (reactor/config.py
-`Settings.secrets` lists them: the Chargebee API key, the webhook, dashboard and session secrets,
-the notify URL, Redis's and the sentinels' passwords, and the Basic-auth forms of the passwords),
-and the password of any `scheme://user:password@host` URL or `?...password=...` query, by
-`[redacted]`. It is applied where text leaves the process, not at each call that makes the text:
-
-| where | chokepoint |
-|---|---|
-| log lines, tracebacks included (text and JSON) | reactor/logs.py's formatters |
-| every HTTP answer of the web app: /readyz, error bodies, dashboard pages | reactor/web.py `redact_answer` |
-| notices (the digest, a refused rules edit) | reactor/notices.py `Notices.add` |
-| the last refused rules edit kept for the dashboard | reactor/reloads.py |
-| audit records' reason and detail | reactor/jobs/audit/stream.py |
-| a failed job's traceback (the dead letters) | reactor/jobs/worker.py `handle_job_failure` |
-| the CLI's own lines (`rules check`, `dlq show` ...) | reactor/cli/helpers.py `say`, `warn`, `problem_line` |
-
-The secrets belong to the process, as its logging does, so they are kept once per process here:
-logging starts before any `Settings` exist. Each process adds what its environment holds at its
-edge (the `reactor` command, gunicorn's config, the Redis probe) and what the `Settings` it runs
-with hold (`create_app`, `build_context`), with `remember`.
-
-A value shorter than MIN_SECRET_LENGTH characters is not redacted (it would blank that string in
-every line); an empty one never is.
+`Settings.secrets`), and the password of any URL or `?...password=...` query, by `[redacted]`. It
+is applied where text leaves the process, not at each call that makes the text: the chokepoints are
+listed in docs/security.md, "Redaction".
 """
 
 from __future__ import annotations
@@ -82,6 +63,10 @@ class Redactor:
         return text
 
 
+# The secrets belong to the process, as its logging does, so they are kept once per process here:
+# logging starts before any `Settings` exist. Each process adds what its environment holds at its
+# edge (the `reactor` command, gunicorn's config, the Redis probe) and what the `Settings` it runs
+# with hold (`create_app`, `build_context`), with `remember`.
 _process = Redactor()
 
 

@@ -1,26 +1,7 @@
 """Every connection to Redis is made here, from REDIS_URL: the web app, `reactor worker` and its
 RQ scheduler, `reactor cron`, the CLI and the `limits` rate limiters (which run on the client's own
 connection pool) all follow the same URL, so a Sentinel URL moves all of them to a new primary.
-
-REDIS_URL is either a URL that redis-py's `Redis.from_url` reads (`redis://`, `rediss://` for TLS,
-`unix://`) or a Sentinel URL, which redis-py's own Sentinel client follows
-(`redis.sentinel.Sentinel.master_for`: each new connection asks the sentinels where the primary
-is, and a connection to a primary that was demoted is dropped):
-
-    redis+sentinel://[[username]:password@]host[:port][,host[:port]...]/service_name[/db][?options]
-    rediss+sentinel://...    the same over TLS, to the sentinels and to Redis
-
-- host:port: the sentinels, comma-separated (port 26379 when left out; IPv6 in brackets);
-- service_name: the name the sentinels monitor (`sentinel monitor <service_name> ...`);
-- db: the database number, 0 when left out;
-- username/password: those of Redis itself (`requirepass` or an ACL user), as in redis://;
-- options: `sentinel_password` (and `sentinel_username`) when the sentinels have a password of
-  their own (they are asked without one otherwise); with TLS, `ssl_cert_reqs` (required, optional,
-  none), `ssl_ca_certs` (a CA file, e.g. a managed Redis's self-signed one) and
-  `ssl_check_hostname`, as in rediss://.
-
-The shape is the `limits` package's `redis+sentinel://host:port,host:port/service_name`, with the
-database, TLS and the sentinels' own password added.
+REDIS_URL is a URL redis-py's `Redis.from_url` reads, or a Sentinel URL (`SentinelURL`).
 """
 
 from __future__ import annotations
@@ -53,9 +34,25 @@ class RedisURLError(ValueError):
     hold a password)."""
 
 
+# A Sentinel URL is followed by redis-py's own Sentinel client (`redis.sentinel.Sentinel.master_for`:
+# each new connection asks the sentinels where the primary is, and a connection to a primary that was
+# demoted is dropped). Its shape is the `limits` package's `redis+sentinel://host:port,host:port/
+# service_name`, with the database, TLS and the sentinels' own password added:
+#
+#     redis+sentinel://[[username]:password@]host[:port][,host[:port]...]/service_name[/db][?options]
+#     rediss+sentinel://...    the same over TLS, to the sentinels and to Redis
+#
+# - host:port: the sentinels, comma-separated (port 26379 when left out; IPv6 in brackets);
+# - service_name: the name the sentinels monitor (`sentinel monitor <service_name> ...`);
+# - db: the database number, 0 when left out;
+# - username/password: those of Redis itself (`requirepass` or an ACL user), as in redis://;
+# - options: `sentinel_password` (and `sentinel_username`) when the sentinels have a password of
+#   their own (they are asked without one otherwise); with TLS, `ssl_cert_reqs` (required, optional,
+#   none), `ssl_ca_certs` (a CA file, e.g. a managed Redis's self-signed one) and
+#   `ssl_check_hostname`, as in rediss://.
 @dataclass(frozen=True)
 class SentinelURL:
-    """A parsed `redis+sentinel://` URL."""
+    """A parsed `redis+sentinel://` URL (the grammar is in the comment above)."""
 
     sentinels: tuple[tuple[str, int], ...]
     service_name: str

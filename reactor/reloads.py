@@ -1,18 +1,8 @@
 """Rules reloads as every process sees them, recorded once per edit in Redis.
 
 Every web and worker process watches its own copy of rules.yaml (reactor/rules/live.py), so with
-N processes an edit is seen N times. The web builds a `RulesReloadReporter` in `create_app`, the
-worker in `build_context`; both hand it to their `LiveRules`. /metrics reads the counts and the
-dashboard the last refused edit from here, so the Redis layout of reloads is written in one place.
-
-| key (reactor/keys.py) | what it holds |
-|---|---|
-| `{p}:rules:reload:<outcome>:<digest>` | `SET NX` mark: this edit was counted (30 days) |
-| `{p}:rules:reloads` | hash: outcome (`accepted`, `refused`) → distinct edits |
-| `{p}:rules:last_refused` | hash: digest, path, at, process, errors (JSON list) of the last refusal |
-
-A refused edit is also told once to a person (reactor/notices.py), by the process that counted it.
-Its sentences may quote the refused file, so what is written here is redacted (reactor/redaction.py).
+N processes an edit is seen N times. /metrics reads the counts and the dashboard the last refused
+edit from here, so the Redis layout of reloads is written in one place.
 """
 
 from __future__ import annotations
@@ -40,7 +30,8 @@ class RulesReloadReporter:
     """Records rules reloads in Redis, once per distinct file content however many processes see it.
 
     Counting under a `SET NX` per (outcome, content digest) makes `reactor_rules_reloads_total`
-    count edits, not processes, across hosts. The last refused edit is kept for the dashboard."""
+    count edits, not processes, across hosts. The last refused edit is kept for the dashboard. The
+    web builds one in `create_app`, the worker in `build_context`; both hand it to their `LiveRules`."""
 
     def __init__(self, connection: redis.Redis, prefix: str = "reactor", notices: Notices | None = None):
         self.redis = connection
@@ -49,15 +40,19 @@ class RulesReloadReporter:
 
     def __call__(self, outcome: str, digest: str, path: str, errors: list[str]) -> None:
         """The `LiveRules` reporter: a Redis error is logged, never raised into the rules in force."""
+        # The sentences may quote the refused file, so what is written here is redacted.
         errors = [redact(error) for error in errors]
         try:
+            # `{p}:rules:reload:<outcome>:<digest>`: this edit was counted (30 days); then the hash
+            # `{p}:rules:reloads`, outcome (`accepted`, `refused`) → distinct edits.
             if self.redis.set(self.keys.rules_reload(outcome, digest), "1", nx=True, ex=RELOAD_MARK_TTL):
                 self.redis.hincrby(self.keys.rules_reloads(), outcome, 1)
-                if outcome == "refused" and self.notices is not None:  # told once per edit, like the count
+                # A refused edit is told once to a person, by the process that counted it.
+                if outcome == "refused" and self.notices is not None:
                     first = errors[0] if errors else "refused"
                     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
                     self.notices.add("rules_refused", f"{path} ({digest[:12]}): {first}{more}")
-            if outcome == "refused":
+            if outcome == "refused":  # `{p}:rules:last_refused`, a hash; errors as a JSON list
                 self.redis.hset(
                     self.keys.rules_last_refused(),
                     mapping={

@@ -1,23 +1,5 @@
-"""Every error a Chargebee call can raise, and the translation of an error response into one.
-
-Callers branch on the exception class, never on message text:
-
-    ChargebeeError
-    ├── RetryableError        429, 5xx, timeouts, connection errors, a 409 that is not
-    │   │                     invalid_state_for_request: try again later
-    │   └── RateLimitedError  429 (api_request_limit_exceeded, lock_timeout, ...)
-    │       └── Throttled     no slot of the shared call budget freed up in time; nothing was sent
-    ├── InvalidStateError     invalid_state_for_request (400 or 409): already settled elsewhere
-    ├── AuthError             401/403: wrong key or site; retrying will not help
-    ├── NotFoundError         404 (a deleted invoice may answer this)
-    └── RequestError          any other 4xx: our request is wrong
-        └── InvalidIdError    an id that cannot name a resource in an API path; nothing was sent
-
-Error bodies are read defensively (https://apidocs.chargebee.com/docs/api/error-handling and
-Chargebee's OpenAPI spec): `api_error_code` is the code; the legacy `error_code` is another
-vocabulary (duplicate_entry comes with param_not_unique) and is read only when `api_error_code` is
-absent; 401 and 429 bodies have no `type`; a proxy may answer with
-HTML. The HTTP status alone decides when the body says nothing usable.
+"""Every error a Chargebee call can raise (`ChargebeeError` and its subclasses), and the translation
+of an error response into one (`error_from_response`). Callers branch on the class, never on text.
 """
 
 from __future__ import annotations
@@ -30,6 +12,18 @@ from typing import Any
 import requests
 
 
+# Callers branch on the exception class, never on message text:
+#
+#   ChargebeeError
+#   ├── RetryableError        429, 5xx, timeouts, connection errors, a 409 that is not
+#   │   │                     invalid_state_for_request: try again later
+#   │   └── RateLimitedError  429 (api_request_limit_exceeded, lock_timeout, ...)
+#   │       └── Throttled     no slot of the shared call budget freed up in time; nothing was sent
+#   ├── InvalidStateError     invalid_state_for_request (400 or 409): already settled elsewhere
+#   ├── AuthError             401/403: wrong key or site; retrying will not help
+#   ├── NotFoundError         404 (a deleted invoice may answer this)
+#   └── RequestError          any other 4xx: our request is wrong
+#       └── InvalidIdError    an id that cannot name a resource in an API path; nothing was sent
 class ChargebeeError(Exception):
     """A Chargebee call did not give the answer asked for."""
 
@@ -131,6 +125,9 @@ def error_code_of(body: dict[str, Any]) -> str | None:
 
 def error_from_response(response: requests.Response) -> ChargebeeError:
     """Map an error response to the exception class callers branch on."""
+    # Bodies are read defensively (https://apidocs.chargebee.com/docs/api/error-handling and
+    # Chargebee's OpenAPI spec): 401 and 429 bodies have no `type`, and a proxy may answer with HTML.
+    # The HTTP status alone decides when the body says nothing usable.
     status = response.status_code
     try:
         body = response.json()

@@ -1,19 +1,7 @@
 """One budget of Chargebee calls for every worker on every machine, kept in Redis.
 
-Chargebee limits API calls per site and per minute (150 on test sites; 150, 1000 or 3500 on live
-plans depending on the plan) and answers 429 once the limit is passed. A limit per process would
-let N workers make N times the budget, so the count lives in the Redis all workers share:
-
-- a strict moving window (the `limits` package's `MovingWindowRateLimiter` on `RedisStorage`):
-  never more than `calls` requests in any `window` seconds, counted by every process together;
-- a shared pause: a 429 from Chargebee stops every worker until its Retry-After has passed (60 s
-  when Chargebee sends none), because Chargebee's own window may count calls we did not make
-  (another integration on the same site, the console).
-
-A caller that finds no free slot waits, but never longer than `max_wait`: then `Throttled`
-(errors.py) is raised and the job is deferred (see reactor/jobs/retries.py), which is not a
-failure and uses up no retry.
-Slots are stamped with each machine's clock, so the machines should keep time (NTP).
+`ChargebeeRateLimit.acquire()` before every request takes a slot of a strict moving window shared
+by all processes; `pause()` after a 429 stops every worker until Chargebee's Retry-After.
 """
 
 from __future__ import annotations
@@ -21,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis
 from limits import RateLimitItemPerSecond
@@ -47,9 +36,31 @@ return 0
 """
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """How long, and on which clock, a caller waits for a free slot.
+
+    A caller that finds no free slot waits, but never longer than `max_wait` seconds: then
+    `Throttled` (errors.py) is raised and the job is deferred (reactor/jobs/retries.py), which is
+    not a failure and uses up no retry. Tests pass their own `sleep` and `clock`.
+    """
+
+    max_wait: float = 10.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
 class ChargebeeRateLimit:
     """The shared call budget of one Chargebee site. Call `acquire()` before every request and
-    `pause(seconds)` after a 429."""
+    `pause(seconds)` after a 429.
+
+    Chargebee limits API calls per site and per minute (150 on test sites; 150, 1000 or 3500 on
+    live plans depending on the plan) and answers 429 once the limit is passed. A limit per
+    process would let N workers make N times the budget, so the count lives in the Redis all
+    workers share: never more than `calls` requests in any `window` seconds, counted by every
+    process together (the `limits` package's `MovingWindowRateLimiter` on `RedisStorage`). Slots
+    are stamped with each machine's clock, so the machines should keep time (NTP).
+    """
 
     def __init__(
         self,
@@ -57,17 +68,15 @@ class ChargebeeRateLimit:
         calls: int,
         window: int = 60,
         *,
-        max_wait: float = 10.0,
         scope: str = "chargebee",
         key_prefix: str = "reactor",
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        waiting: Waiting = Waiting(),
     ):
         if calls < 1 or window < 1:
             raise ValueError("a rate limit needs at least one call per window of at least one second")
         self.calls = calls
         self.window = window
-        self.max_wait = max_wait
+        self.max_wait = waiting.max_wait
         self.scope = scope
         self.item = RateLimitItemPerSecond(calls, window)
         storage = RedisStorage("redis://", connection_pool=connection.connection_pool, key_prefix=f"{key_prefix}:rl")
@@ -76,8 +85,8 @@ class ChargebeeRateLimit:
         self.pause_key = f"{key_prefix}:rl:paused:{scope}"
         self.count_key = f"{key_prefix}:rl:429s"  # Keys.chargebee_429s (the chargebee wing reads no keys module)
         self._extend_pause = connection.register_script(_EXTEND_PAUSE)
-        self._sleep = sleep
-        self._clock = clock
+        self._sleep = waiting.sleep
+        self._clock = waiting.clock
 
     def __repr__(self) -> str:
         return f"ChargebeeRateLimit({self.calls} calls per {self.window}s, scope={self.scope!r})"
@@ -115,6 +124,8 @@ class ChargebeeRateLimit:
     def pause(self, seconds: float | None) -> None:
         """Stop every worker's calls for `seconds` (Chargebee's Retry-After; DEFAULT_PAUSE if None),
         and count the 429."""
+        # The pause is shared, not per worker, because Chargebee's own window may count calls we
+        # did not make (another integration on the same site, the console).
         seconds = DEFAULT_PAUSE if seconds is None else seconds
         milliseconds = max(1, int(seconds * 1000))
         self._extend_pause(keys=[self.pause_key, self.count_key], args=[milliseconds, "429"])

@@ -16,8 +16,10 @@ reading one changed; the rule and field are named before the tables). When sever
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
@@ -96,6 +98,29 @@ def _online_listing() -> tuple[Listing, FactSource, Callable[[datetime], Budgets
     return listing, FactSource(listing, client), lambda now: budgets_used(connection, now, settings.key_prefix)
 
 
+@dataclass(frozen=True)
+class DiffOptions:
+    """The command line of `reactor rules diff`, as click parsed it."""
+
+    new_path: Path
+    base_path: Path | None
+    fmt: str
+    snapshot: str | None
+    invoices_file: str | None
+    at: str | None
+    fail_over: tuple[str, ...]
+
+
+def _parsed_as_options(command: Callable[[DiffOptions], None]) -> Callable[..., None]:
+    """Hand the command click's parsed options as one DiffOptions."""
+
+    @functools.wraps(command)
+    def with_options(**parsed: Any) -> None:
+        command(DiffOptions(**parsed))
+
+    return with_options
+
+
 @rules.command("diff")
 @click.argument("new_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -109,19 +134,12 @@ def _online_listing() -> tuple[Listing, FactSource, Callable[[datetime], Budgets
 @click.option("--invoices", "invoices_file", type=click.Path(dir_okay=False), help="Diff offline from a snapshot.")
 @click.option("--at", "at", help="Decide at this ISO time. Default: now, or the snapshot's time offline.")
 @click.option("--fail-over", multiple=True, help="Exit 3 when newly written off passes AMOUNT or CUR=AMOUNT.")
-def rules_diff(
-    new_path: Path,
-    base_path: Path | None,
-    fmt: str,
-    snapshot: str | None,
-    invoices_file: str | None,
-    at: str | None,
-    fail_over: tuple[str, ...],
-) -> None:
+@_parsed_as_options
+def rules_diff(options: DiffOptions) -> None:
     """What NEW.yaml would change on every open invoice: exit 0 no change, 1 changes, 2 error, 3 over
     --fail-over, 4 a change could not be previewed."""
     try:
-        code = _diff(new_path, base_path, fmt, snapshot, invoices_file, at, fail_over)
+        code = _diff(options)
     except click.UsageError:
         raise  # click prints it under the usage line and exits 2
     except click.ClickException as exc:  # settings, Redis or Chargebee not configured: an error, not "changes"
@@ -135,21 +153,14 @@ def rules_diff(
     sys.exit(code)
 
 
-def _diff(
-    new_path: Path,
-    base_path: Path | None,
-    fmt: str,
-    snapshot: str | None,
-    invoices_file: str | None,
-    at: str | None,
-    fail_over: tuple[str, ...],
-) -> int:
+def _diff(options: DiffOptions) -> int:
     """The command's work; returns its exit code (0, 1 or 3) and raises on an error."""
-    allowance = FailOver.parse(fail_over)
+    allowance = FailOver.parse(options.fail_over)
+    snapshot, invoices_file, new_path = options.snapshot, options.invoices_file, options.new_path
     if snapshot and invoices_file:
         raise click.ClickException("give --snapshot (save a listing) or --invoices (diff from one), not both")
-    at_time = _at(at) if at else None
-    base_path = base_path or command_settings().rules_path
+    at_time = _at(options.at) if options.at else None
+    base_path = options.base_path or command_settings().rules_path
     base, new = _load(base_path), _load(new_path)
     read = [base_path, new_path, *([invoices_file] if invoices_file else [])]
     listing, facts, read_budgets = _listing(invoices_file, snapshot, read)
@@ -171,10 +182,10 @@ def _diff(
         "chargebee_calls": listing.calls,
         "budgets": diff.budgets,
     }
-    if fmt != "table":  # before the output; the table prints them first itself
+    if options.fmt != "table":  # before the output; the table prints them first itself
         for line in preview_notes(diff):
             click.echo(visible(line), err=True)
-    _print(diff, header, fmt)
+    _print(diff, header, options.fmt)
     for line in allowance.exceeded(diff) if allowance is not None else []:
         click.echo(f"over --fail-over: {line}", err=True)
     return exit_code(diff, allowance)

@@ -137,19 +137,22 @@ def verdict(ruleset: RuleSet, event: dict[str, Any], now: datetime, facts: FactS
     return verdict_of(previewed.decision, previewed.facts_blocked)
 
 
-def invoice_verdicts(
-    base: RuleSet,
-    new: RuleSet,
-    invoice: dict[str, Any],
-    trigger: str,
-    held: dict[str, str],
-    now: datetime,
-    facts: FactSource,
-) -> InvoiceVerdicts:
-    """One listed invoice decided under both files on one trigger: as the sweep finds it
-    (`sweep_event`), or as Chargebee's next event of that type would bring it (reactor/jobs/
-    preview.py `next_event`). Held under both when `held` names it (the held list: an undo, a
-    budget, reactor/jobs/held.py, read only)."""
+@dataclass(frozen=True)
+class DiffRun:
+    """What every invoice of one diff is decided with: both rules files, the instant, the run's facts,
+    and the held list (invoice id → reason)."""
+
+    base: RuleSet
+    new: RuleSet
+    now: datetime
+    facts: FactSource
+    held: dict[str, str]
+
+
+def invoice_verdicts(run: DiffRun, invoice: dict[str, Any], trigger: str) -> InvoiceVerdicts:
+    """One listed invoice decided under both files on one trigger; held under both when `run.held`
+    names it."""
+    held, now, facts = run.held, run.now, run.facts
     invoice_id = str(invoice.get("id"))
     currency = str(invoice.get("currency_code") or "").upper()
     amount = invoice.get("amount_due")
@@ -160,7 +163,7 @@ def invoice_verdicts(
     else:
         swept = trigger == SWEEP_EVENT_TYPE
         event = sweep_event(invoice, "diff", now) if swept else next_event(invoice, trigger, "diff", now)
-        old, new_verdict = verdict(base, event, now, facts), verdict(new, event, now, facts)
+        old, new_verdict = verdict(run.base, event, now, facts), verdict(run.new, event, now, facts)
     customer = str(invoice.get("customer_id") or "")
     return InvoiceVerdicts(invoice_id, customer, currency, amount, major, old, new_verdict, trigger)
 
@@ -172,9 +175,10 @@ def diff_listing(base: RuleSet, new: RuleSet, listing: Listing, now: datetime, f
     invoice's triggers in the plan's order."""
     plan = preview_plan(base, new)
     used = listing.budgets.at(now) if listing.budgets is not None else None
+    run = DiffRun(base, new, now, facts, listing.held or {})
     per_trigger = []
     for trigger in plan.triggers:
-        rows = [invoice_verdicts(base, new, inv, trigger, listing.held or {}, now, facts) for inv in listing.invoices]
+        rows = [invoice_verdicts(run, invoice, trigger) for invoice in listing.invoices]
         rows = apply_budgets(base.limits, rows, "old", used)
         per_trigger.append(apply_budgets(new.limits, rows, "new", used))
     diff = compare([row for rows in zip(*per_trigger, strict=True) for row in rows], plan)

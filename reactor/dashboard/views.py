@@ -22,6 +22,7 @@ import logging
 import math
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import wraps
@@ -379,6 +380,16 @@ def _rules_view(connection: redis.Redis, settings: Settings) -> dict[str, Any]:
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2")
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """What every chart shares: `days` UTC days from `first`, drawn `width` x `height` pixels."""
+
+    first: date
+    days: int
+    width: int = 600
+    height: int = 120
+
+
 def write_off_chart(connection: redis.Redis, settings: Settings, today: date, days: int = CHART_DAYS) -> dict[str, Any]:
     """Bars of the amount written off per UTC day, one small chart per currency (each its own scale:
     yen and dollars do not share an axis), net of undos: a day's bar is what still stands of that
@@ -386,7 +397,7 @@ def write_off_chart(connection: redis.Redis, settings: Settings, today: date, da
     numbers for an inline SVG template."""
     first = today - timedelta(days=days - 1)
     daily = daily_write_offs(connection, Keys(settings.key_prefix).audit(), first, today)
-    width, height = 600, 120
+    frame = _Frame(first, days)
     charts = []
     for index, currency in enumerate(daily.currencies()):
         net, undone = daily.net(currency), daily.undone.get(currency, {})
@@ -397,8 +408,8 @@ def write_off_chart(connection: redis.Redis, settings: Settings, today: date, da
             {
                 "currency": currency,
                 "color": PALETTE[index % len(PALETTE)],
-                "bars": _bars({d: v for d, v in net.items() if v > 0}, currency, first, days, peak, width, height),
-                "undone_bars": _bars(undone, currency, first, days, peak, width, height, below=net),
+                "bars": _bars({d: v for d, v in net.items() if v > 0}, currency, peak, frame),
+                "undone_bars": _bars(undone, currency, peak, frame, below=net),
                 "peak": f"{peak} {currency}",
                 "total": f"{to_major(net_total, currency)} {currency}",
                 "written_off": f"{to_major(written_total, currency)} {currency}",
@@ -409,8 +420,8 @@ def write_off_chart(connection: redis.Redis, settings: Settings, today: date, da
         "first": first.isoformat(),
         "last": today.isoformat(),
         "days": days,
-        "width": width,
-        "height": height,
+        "width": frame.width,
+        "height": frame.height,
         "charts": charts,
     }
 
@@ -418,20 +429,18 @@ def write_off_chart(connection: redis.Redis, settings: Settings, today: date, da
 def _bars(
     amounts: dict[date, int],
     currency: str,
-    first: date,
-    days: int,
     peak: Decimal | int,
-    width: int,
-    height: int,
+    frame: _Frame,
     below: dict[date, int] | None = None,
 ) -> list[dict[str, Any]]:
     """One bar per day that has an amount, scaled to the currency's `peak` (major units); stacked on
     the day's amount in `below` when given (the undone part on what still stands)."""
     gap = 2
-    bar_width = width / days - gap
+    height = frame.height
+    bar_width = frame.width / frame.days - gap
     bars = []
-    for offset in range(days):
-        day = first + timedelta(days=offset)
+    for offset in range(frame.days):
+        day = frame.first + timedelta(days=offset)
         if not amounts.get(day):
             continue
         major = to_major(amounts[day], currency)

@@ -11,7 +11,7 @@ import redis
 from rq import Queue
 
 from ..chargebee import ChargebeeClient, ChargebeeError
-from ..chargebee.ratelimit import ChargebeeRateLimit
+from ..chargebee.ratelimit import ChargebeeRateLimit, Waiting
 from ..config import Settings, load_settings
 from ..ingest.events import EventStore
 from ..keys import Keys
@@ -84,9 +84,9 @@ def build_rate_limit(settings: Settings, connection: redis.Redis) -> ChargebeeRa
         connection,
         settings.chargebee_rate_limit,
         settings.rate_limit_window,
-        max_wait=settings.rate_limit_max_wait,
         scope=settings.chargebee_site or settings.api_base or "chargebee",
         key_prefix=settings.key_prefix,
+        waiting=Waiting(max_wait=settings.rate_limit_max_wait),
     )
 
 

@@ -23,6 +23,7 @@ from ..chargebee import InvalidIdError, NotFoundError
 from ..ingest.envelope import Event
 from ..rules import RuleSet
 from ..rules.facts import FETCHABLE_ROOTS, missing_roots, needed_roots
+from ..rules.fields import Subject
 
 
 class FactClient(Protocol):
@@ -108,7 +109,7 @@ def complete_facts(
     settled: set[str] = set()  # fetched, known not to exist, or unknown
     for _ in range(len(FETCHABLE_ROOTS) + 1):
         missing = missing_roots(ruleset, facts.event.data) - settled
-        needed = needed_roots(ruleset, facts.event.data, now, missing | facts.unknown.keys()) & missing
+        needed = needed_roots(ruleset, Subject(facts.event.data, now), missing | facts.unknown.keys()) & missing
         if not needed:
             break
         facts.event, unknown, fetched = fetch_facts(client, facts.event, needed, before_call)

@@ -1,24 +1,7 @@
 """Rule test cases: examples ops write next to rules.yaml, run by `reactor rules test` and in CI.
 
 A cases file (by default `rules.cases.yaml` next to `rules.yaml`) says, for invoices or events,
-which rule must decide and what it must do:
-
-    rules: rules.yaml            # optional; relative to this file
-    cases:
-      - name: enterprise customers are never written off
-        invoice: {id: inv_1, customer_id: ent_acme, status: not_paid, amount_due: 1250, currency_code: USD}
-        event_type: payment_failed          # optional with `invoice:`; default payment_failed
-        customer: {cf_segment: enterprise}  # optional with `invoice:`: other resources of the event
-        at: 2026-03-01T00:00:00Z            # optional; default: now (days_overdue depends on it)
-        expect: {rule: protect-enterprise, action: skip}
-      - name: a real event, kept as a file
-        event: events/payment_failed.json   # or an inline mapping; a path is relative to this file
-        expect: {rule: null, action: none}  # no rule matches
-
-`expect.action` is write_off, skip or none. A write_off rule stopped by a guardrail (limits,
-invoice status ...) decides skip under its own name. Amounts are Chargebee's minor units (1250 is
-12.50 USD); dates in the event data may be written as YAML dates and become Unix seconds as
-Chargebee sends them. The file is checked like rules.yaml: every problem at file:line:col.
+which rule must decide and what it must do; its shape is above `load_cases`.
 """
 
 from __future__ import annotations
@@ -95,6 +78,24 @@ def default_cases_path(rules_path: str | os.PathLike[str]) -> Path:
     return path.with_name(f"{path.stem}.cases{path.suffix or '.yaml'}")
 
 
+# A cases file:
+#
+#     rules: rules.yaml            # optional; relative to this file
+#     cases:
+#       - name: enterprise customers are never written off
+#         invoice: {id: inv_1, customer_id: ent_acme, status: not_paid, amount_due: 1250, currency_code: USD}
+#         event_type: payment_failed          # optional with `invoice:`; default payment_failed
+#         customer: {cf_segment: enterprise}  # optional with `invoice:`: other resources of the event
+#         at: 2026-03-01T00:00:00Z            # optional; default: now (days_overdue depends on it)
+#         expect: {rule: protect-enterprise, action: skip}
+#       - name: a real event, kept as a file
+#         event: events/payment_failed.json   # or an inline mapping; a path is relative to this file
+#         expect: {rule: null, action: none}  # no rule matches
+#
+# `expect.action` is write_off, skip or none. A write_off rule stopped by a guardrail (limits,
+# invoice status ...) decides skip under its own name. Amounts are Chargebee's minor units (1250 is
+# 12.50 USD); dates in the event data may be written as YAML dates and become Unix seconds as
+# Chargebee sends them. The file is checked like rules.yaml: every problem at file:line:col.
 def load_cases(path: str | os.PathLike[str], ruleset: RuleSet | None = None) -> CasesFile:
     """Read and check a cases file; with `ruleset`, expected rule names must exist in it."""
     filename = os.fspath(path)

@@ -1,19 +1,7 @@
 """`when:` conditions: validated from YAML nodes and compiled into predicate closures.
 
-Each condition becomes a Condition whose `test(subject)` is a closure built once at load time, with
-the field path pre-split, the regex compiled and money thresholds pre-scaled to minor units, so
-deciding an event is only dict lookups and comparisons. The tree keeps positions and the values
-as written so `explain` can show ops every comparison. The hottest leaf closures also carry a
-`test.inline` tag (kind, field, operand) from which plan.py writes the same comparison out as an
-expression in its compiled matchers (`inline_expression`); the closure here stays the reference.
-
-Run-time safety: a missing field or a value of the wrong type makes that condition false, and
-so do the errors a comparison can legitimately meet on odd data (EXPECTED_ERRORS). A comparison
-that cannot be made on this event (a text longer than `matches` reads) raises operators.Unevaluable:
-`decide` catches it and weighs the rules again in three-valued logic (`kleene` below), so that a
-write-off never rests on it. Anything else (RQ's job timeout, a bug, running out of recursion)
-propagates and stops the decision: turning it into "false" would let a protective skip rule be
-passed over and a later write_off rule match.
+Each condition becomes a Condition whose `test(subject)` is a closure built once at load time, so
+deciding an event is only dict lookups and comparisons (`ConditionCompiler`).
 """
 
 from __future__ import annotations
@@ -40,6 +28,13 @@ Test = Callable[[Subject], bool]
 Verdict = bool | None
 """A condition in three-valued logic: True, False, or None when it cannot be known."""
 
+# Run-time safety: a missing field or a value of the wrong type makes that condition false, and so do
+# the errors a comparison can legitimately meet on odd data (EXPECTED_ERRORS). A comparison that
+# cannot be made on this event (a text longer than `matches` reads) raises operators.Unevaluable:
+# `decide` catches it and weighs the rules again in three-valued logic (`kleene` below), so that a
+# write-off never rests on it. Anything else (RQ's job timeout, a bug, running out of recursion)
+# propagates and stops the decision: turning it into "false" would let a protective skip rule be
+# passed over and a later write_off rule match.
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (TypeError, ValueError, ArithmeticError)
 """What a comparison may raise on data of an unexpected shape (text against a number, a Decimal
 that is not finite, an int too large for a float); each makes the condition false."""
@@ -147,7 +142,13 @@ def _negate(inner: Test) -> Test:
 
 
 class ConditionCompiler:
-    """Turns the node under `when:` into a Condition, reporting every problem it finds."""
+    """Turns the node under `when:` into a Condition, reporting every problem it finds.
+
+    Each closure is built with the field path pre-split, the regex compiled and money thresholds
+    pre-scaled to minor units. The tree keeps positions and the values as written so `explain` can
+    show ops every comparison. The hottest leaf closures also carry a `test.inline` tag (kind, field,
+    operand) from which plan.py writes the same comparison out as an expression in its compiled
+    matchers (`inline_expression`); the closure here stays the reference."""
 
     def __init__(self, problems: Problems) -> None:
         self.problems = problems

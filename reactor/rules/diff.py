@@ -2,18 +2,9 @@
 rules diff`).
 
 Pure: the caller (reactor/console/rules_diff.py) lists the invoices, completes the facts and decides
-under both files at one instant, on each trigger of the preview plan (reactor/rules/preview.py):
-the invoice as the sweep finds it (`sweep`), and as Chargebee's next event of each type a rule
-listens to would bring it (`payment_failed` ...). This module turns the two decisions into verdicts,
-applies the budgets as they would be applied on the day (each trigger on its own, as the one thing
-that happens next), and compares. No Redis, HTTP or clock.
-
-Budgets (`limits.max_per_day`, `limits.max_count_per_hour`) are counted as reactor/jobs/budget.py
-counts them, as they would be on the day: from what today's counters had already used at the diff's
-instant (`BudgetsUsed`, read by the caller without reserving anything; from zero when not known, e.g.
-a snapshot taken before it kept them), then in listing order, as if every would-be write-off ran
-at that instant: a write-off that would pass a budget is `held` and takes nothing from it, so a
-smaller one after it may still fit.
+under both files on each trigger of the preview plan (reactor/rules/preview.py); this module turns
+the two decisions into verdicts, applies the budgets (`apply_budgets`) and compares. No Redis, HTTP
+or clock.
 """
 
 from __future__ import annotations
@@ -219,6 +210,13 @@ def apply_budgets(
     """`rows` with the write-offs of `side` ("old" or "new") that would pass a budget turned to
     `held`, walked in the order given from what `used` had already taken (from zero when None);
     the same reasons as reactor/jobs/budget.py `reserve`."""
+    # Budgets (`limits.max_per_day`, `limits.max_count_per_hour`) are counted as reactor/jobs/budget.py
+    # counts them, as they would be on the day: each trigger on its own (the one thing that happens
+    # next), from what today's counters had already used at the diff's instant (`BudgetsUsed`, read
+    # by the caller without reserving anything; from zero when not known, e.g. a snapshot taken
+    # before it kept them), then in listing order, as if every would-be write-off ran at that
+    # instant: a write-off that would pass a budget is `held` and takes nothing from it, so a smaller
+    # one after it may still fit.
     day, hourly = limits.max_per_day, limits.max_count_per_hour
     spent: dict[str, int] = dict(used.spent) if used is not None else {}
     count = used.count if used is not None else 0

@@ -2,27 +2,8 @@
 
 A typo in `on:` would silently disable a rule, so the loader refuses any name not listed here with
 a did-you-mean. A write_off rule can only act on an event whose `content` carries an invoice, so
-the loader also refuses a write_off rule whose `on:` names events that never carry one.
-
-Both lists are generated, not hand-written; regenerate them when Chargebee adds events:
-
-- CHARGEBEE_EVENT_TYPES: every value of the `EventType` enum in the official Python SDK,
-  chargebee-python 3.29.0 (`chargebee/models/enums.py`, 242 values), in the SDK's order.
-  Refresh: `pip download --no-deps chargebee==X.Y.Z`, unpack the wheel and print
-  `[e.value for e in chargebee.models.enums.EventType]`.
-- INVOICE_EVENT_TYPES: the events whose content schema has an `invoice` key, from the per-event
-  content types of the official Node SDK, chargebee-node 3.33.0
-  (`types/resources/WebhookEvent.d.ts`, `<Name>Content` types), which is generated from
-  Chargebee's OpenAPI spec (github.com/chargebee/openapi). Refresh: `npm pack chargebee`, and list the event types whose
-  `<Name>Content` type has an `invoice:` member. Spot-checked against chargebee-go's
-  `webhook/content.go` (subscription_cancelled, refund_initiated, tax_withheld_deleted,
-  subscription_resumed: invoice; customer_deleted, authorization_succeeded: none): they agree.
-  The 14 event types chargebee-node 3.33.0 has no content type for (`einvoice_*`, `business_rule*`)
-  count as carrying none: chargebee-python's `einvoice` resource names its invoice by `entity_id`
-  only. A write_off rule on them is refused; a skip rule only warns.
-
-Where a schema and real payloads disagree, the schema wins, so a rule is never refused for an
-event that can carry an invoice: see INVOICE_SOMETIMES for the notes `reactor rules check` shows.
+the loader also refuses a write_off rule whose `on:` names events that never carry one. Both lists
+are generated, not hand-written: how to regenerate each is above it.
 """
 
 from __future__ import annotations
@@ -32,6 +13,10 @@ SWEEP_EVENT_TYPE = "sweep"
 rule with an `on:` filter acts on swept invoices only if it lists `sweep`; a rule without `on:`
 acts on them too. It always carries an invoice."""
 
+# Every value of the `EventType` enum in the official Python SDK, chargebee-python 3.29.0
+# (`chargebee/models/enums.py`, 242 values), in the SDK's order. Refresh when Chargebee adds events:
+# `pip download --no-deps chargebee==X.Y.Z`, unpack the wheel and print
+# `[e.value for e in chargebee.models.enums.EventType]`.
 CHARGEBEE_EVENT_TYPES: frozenset[str] = frozenset(
     {
         "coupon_created",
@@ -283,6 +268,16 @@ CHARGEBEE_EVENT_TYPES: frozenset[str] = frozenset(
 KNOWN_EVENT_TYPES: frozenset[str] = CHARGEBEE_EVENT_TYPES | {SWEEP_EVENT_TYPE}
 """What `on:` accepts: Chargebee's event types and the reactor's own `sweep`."""
 
+# The events whose content schema has an `invoice` key, from the per-event content types of the
+# official Node SDK, chargebee-node 3.33.0 (`types/resources/WebhookEvent.d.ts`, `<Name>Content`
+# types), which is generated from Chargebee's OpenAPI spec (github.com/chargebee/openapi). Refresh:
+# `npm pack chargebee`, and list the event types whose `<Name>Content` type has an `invoice:`
+# member. Spot-checked against chargebee-go's `webhook/content.go` (subscription_cancelled,
+# refund_initiated, tax_withheld_deleted, subscription_resumed: invoice; customer_deleted,
+# authorization_succeeded: none): they agree. The 14 event types chargebee-node 3.33.0 has no
+# content type for (`einvoice_*`, `business_rule*`) count as carrying none: chargebee-python's
+# `einvoice` resource names its invoice by `entity_id` only. A write_off rule on them is refused; a
+# skip rule only warns.
 INVOICE_EVENT_TYPES: frozenset[str] = frozenset(
     {
         "dunning_updated",
@@ -325,6 +320,8 @@ INVOICE_EVENT_TYPES: frozenset[str] = frozenset(
 INVOICELESS_EVENT_TYPES: frozenset[str] = KNOWN_EVENT_TYPES - INVOICE_EVENT_TYPES
 """Event types whose content never carries an invoice: a write_off rule can never act on them."""
 
+# Where a schema and real payloads disagree, the schema wins, so a rule is never refused for an
+# event that can carry an invoice: these are the notes `reactor rules check` shows.
 INVOICE_SOMETIMES: dict[str, str] = {
     "subscription_cancelled": (
         "subscription_cancelled carries an invoice only when the cancellation itself bills something "

@@ -1,18 +1,7 @@
 """Money in rules: Chargebee sends minor units, ops write thresholds in major units.
 
-Chargebee documents every money field as an integer "in cents", except for zero-decimal
-currencies (JPY, KRW, ...) whose values are already in the major unit. Rules compare in major
-units so that `amount_due: {lte: 25}` means 25 dollars, not 25 cents.
-
-Three-decimal currencies (BHD, KWD, OMR, JOD, TND, ...) are deliberately NOT special-cased:
-Chargebee's documentation speaks only of "cents", and dividing by 100 yields the *larger* of the
-two possible major amounts. Write-off thresholds and `limits.max_write_off` are upper bounds, so
-over-stating the amount can only make an invoice fail them, never pass them by mistake. (For a
-lower bound such as `gte` the same reading is permissive; rules for these currencies should be
-bounded above as well, which the write-off guardrail always is.)
-
-Thresholds are compared against the raw integer in minor units (the threshold is scaled once at
-load time), so `decide` does no Decimal division on its hot path and stays exact.
+Rules compare in major units, so that `amount_due: {lte: 25}` means 25 dollars, not 25 cents
+(`minor_factor`, `MoneyThreshold`).
 """
 
 from __future__ import annotations
@@ -69,6 +58,14 @@ MONEY_FIELDS: frozenset[str] = frozenset(
 """Leaf names whose values are integers in minor units and are compared in major units."""
 
 
+# Chargebee documents every money field as an integer "in cents", except for zero-decimal currencies
+# (JPY, KRW, ...) whose values are already in the major unit. Three-decimal currencies (BHD, KWD,
+# OMR, JOD, TND, ...) are deliberately NOT special-cased: Chargebee's documentation speaks only of
+# "cents", and dividing by 100 yields the *larger* of the two possible major amounts. Write-off
+# thresholds and `limits.max_write_off` are upper bounds, so over-stating the amount can only make an
+# invoice fail them, never pass them by mistake. (For a lower bound such as `gte` the same reading is
+# permissive; rules for these currencies should be bounded above as well, which the write-off
+# guardrail always is.)
 def minor_factor(currency: str) -> int:
     """How many minor units Chargebee sends per major unit of `currency`."""
     return 1 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 100
@@ -89,6 +86,8 @@ def to_major(minor: int, currency: str) -> Decimal:
 
 def _to_minor(major: Decimal, factor: int) -> int | Decimal:
     """Scale a major-unit threshold to minor units; integral results become ints for speed."""
+    # Thresholds are compared against the raw integer in minor units (scaled once, at load time), so
+    # `decide` does no Decimal division on its hot path and stays exact.
     scaled = major * factor
     return int(scaled) if scaled == scaled.to_integral_value() else scaled
 

@@ -1,22 +1,8 @@
 """Which rules can decide an event: an index built once per RuleSet, so `first_match` skips the rest.
 
-A rule file grows into dozens of rules, most of which cannot apply to a given event: they are `on:`
-other event types, or they require `invoice.dunning_status: exhausted`, `invoice.currency_code:
-EUR`, `customer.cf_segment: {in: [smb, self_serve]}` and the event has other values. Trying them in
-order costs a call or two each; on a 50-rule file that is most of the time of a decision.
-
-So the rules are indexed twice, both times keeping file order (the first match still decides):
-
-1. by event type: the rules whose `on:` lets that type through (rules without `on:` are in all);
-2. by "guards": a text `eq` or `in` condition at the top level of a rule (a rule can only match
-   when the field holds one of those values). The fields most used as guards are read once per
-   event, each value is reduced to itself or "other", and the rules that these values rule out are
-   dropped. The resulting short list is cached per combination of values, which is a small set:
-   only the values the rules name are distinguished.
-
-Guards only drop rules that could not match, and only the guard conditions that the event's values
-already satisfy are left out of the rules kept, so a decision is exactly the one a plain loop over
-every rule would make (tests/unit/rules/test_plan.py checks this on generated events).
+A rule file grows into dozens of rules, most of which cannot apply to a given event; trying them in
+order costs a call or two each, on a 50-rule file most of the time of a decision. The index keeps
+file order and drops only rules that could not match (`RulePlan`, `TypePlan`).
 """
 
 from __future__ import annotations
@@ -236,7 +222,16 @@ def _top_level(condition: Condition) -> tuple[Condition, ...]:
 
 
 class TypePlan:
-    """The rules that can decide one event type, and the guard fields that narrow them further."""
+    """The rules that can decide one event type, and the guard fields that narrow them further.
+
+    A guard is a text `eq` or `in` condition at the top level of a rule (`invoice.dunning_status:
+    exhausted`, `customer.cf_segment: {in: [smb, self_serve]}`): the rule can only match when the
+    field holds one of those values. The fields most used as guards are read once per event, each
+    value is reduced to itself or "other", and the rules that these values rule out are dropped. The
+    resulting short list is cached per combination of values, which is a small set: only the values
+    the rules name are distinguished. Only the guard conditions the event's values already satisfy
+    are left out of the rules kept, so a decision is exactly the one a plain loop over every rule
+    would make (tests/unit/rules/test_plan.py checks this on generated events)."""
 
     __slots__ = ("_all", "_cache", "_entries", "_guard_reads", "guards", "rules")
 
@@ -303,7 +298,8 @@ class TypePlan:
 
 
 class RulePlan:
-    """Per event type, a TypePlan; events of other types use the rules without `on:`."""
+    """Per event type, a TypePlan (the rules whose `on:` lets that type through, rules without `on:`
+    in all, in file order); events of other types use the rules without `on:`."""
 
     __slots__ = ("by_type", "default")
 

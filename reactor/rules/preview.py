@@ -1,23 +1,8 @@
 """What a preview of listed invoices can decide, and what only the event itself would tell.
 
 A preview (`reactor rules diff`, `reactor sweep --dry-run`) decides each listed invoice as the sweep
-finds it, and also as each event type a rule listens to would find it: "if Chargebee's next
-`payment_failed` for this invoice arrived now, with the invoice as listed". Most rules are limited
-to webhook events (`on: [payment_failed, invoice_updated]`), so without these triggers an edit to
-them would show no change.
-
-What a listing supplies: the invoice; the customer and subscription, fetched when a rule reads them
-(`FETCHABLE_ROOTS`); `days_overdue`; and of the event itself its type, time, kind and API version.
-Anything else a rule reads (`transaction.*`, `card.*`, `credit_note.*`, `event.source`, ...) only
-the event carries: it is *event-only*. A decision that rests on an event-only field (a rule reading
-one might hold or not, and which it is could change whether the invoice is written off) could not
-be previewed, and is said so, never shown as if the field were missing.
-
-`preview_plan(base, new)` gives the triggers to decide on, every rule reading event-only fields
-(`BlindRule`) and the triggers both files decide alike, rule for rule; `blind_read` says why one
-decision on a webhook trigger could not be previewed.
-
-Pure: no Redis, HTTP or clock.
+finds it and as each event type a rule listens to would find it (`preview_plan`); a decision resting
+on a field only the event carries is said so (`blind_read`). Pure: no Redis, HTTP or clock.
 """
 
 from __future__ import annotations
@@ -34,6 +19,12 @@ from .facts import FETCHABLE_ROOTS
 from .fields import CONTENT_ROOTS, EVENT_ROOT, MISSING, FieldRef, Subject
 from .model import Decision, Rule, RuleSet
 
+# What a listing supplies: the invoice; the customer and subscription, fetched when a rule reads them
+# (FETCHABLE_ROOTS); `days_overdue`; and of the event itself its type, time, kind and API version.
+# Anything else a rule reads (`transaction.*`, `card.*`, `credit_note.*`, `event.source`, ...) only
+# the event carries: it is *event-only*. A decision that rests on an event-only field (a rule reading
+# one might hold or not, and which it is could change whether the invoice is written off) could not
+# be previewed, and is said so, never shown as if the field were missing.
 LISTED_ROOTS: frozenset[str] = frozenset({"invoice", *FETCHABLE_ROOTS})
 """Resources a preview has for a listed invoice: the invoice, and what it can fetch for it."""
 
@@ -49,7 +40,7 @@ WEBHOOK_INVOICE_EVENT_TYPES: frozenset[str] = INVOICE_EVENT_TYPES - {SWEEP_EVENT
 
 
 def event_only(ref: FieldRef) -> bool:
-    """Whether a field is one a listing cannot supply (see the module docstring)."""
+    """Whether a field is one a listing cannot supply (see above LISTED_ROOTS)."""
     if ref.root == EVENT_ROOT:
         return not ref.rest or ref.rest[0] not in PREVIEW_EVENT_FIELDS
     return ref.root in CONTENT_ROOTS and ref.root not in LISTED_ROOTS
@@ -195,7 +186,14 @@ def _blind_rules(base: RuleSet, new: RuleSet | None) -> tuple[BlindRule, ...]:
 
 
 def preview_plan(base: RuleSet, new: RuleSet | None = None) -> PreviewPlan:
-    """The plan for previewing one file (`reactor sweep --dry-run`) or two (`reactor rules diff`)."""
+    """The plan for previewing one file (`reactor sweep --dry-run`) or two (`reactor rules diff`):
+    the triggers to decide on, every rule reading event-only fields (`BlindRule`) and the triggers
+    both files decide alike, rule for rule.
+
+    Besides the sweep, each webhook trigger asks "if Chargebee's next `payment_failed` for this
+    invoice arrived now, with the invoice as listed": most rules are limited to webhook events
+    (`on: [payment_failed, invoice_updated]`), so without these triggers an edit to them would show
+    no change."""
     webhook, others = _triggers((base,) if new is None else (base, new))
     triggers = (SWEEP_EVENT_TYPE, *webhook)
     other = new if new is not None else base

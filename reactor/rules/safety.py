@@ -1,19 +1,11 @@
-"""Built-in safety: invoices no rule may write off, whatever rules.yaml says.
+"""Built-in safety: invoices no rule may write off, whatever rules.yaml says (`gone_reason`,
+`collecting_reason`).
 
 Pure functions of an invoice and a moment. `decide` applies them after a write_off rule matched
 (so `rules explain`, `rules test`, the sweep and the worker all see the same answer), and the
 worker applies them again to the invoice it fetched fresh from Chargebee right before the call.
-
-- gone: Chargebee deleted or voided the invoice (its own end-of-dunning settings can do either);
-- still collecting: dunning is in progress (a retry is scheduled, or due), or dunning is paused
-  until a promised payment date (`expected_payment_date`). Chargebee may still be paid, so a
-  write-off now would forgive money that was about to come in; the reason says when the invoice is
-  decided again. A rule that really means to write off while Chargebee collects says so with
-  `while_collecting: write_off` in rules.yaml (documented there and in docs/operations.md, not in
-  the reason).
-
 A payment in flight (`linked_payments[].txn_status: in_progress`) is checked by the engine's
-guardrail and is never overridable: Chargebee refuses a write-off then.
+guardrail instead, and is never overridable: Chargebee refuses a write-off then.
 """
 
 from __future__ import annotations
@@ -34,7 +26,8 @@ other value that is present, `in_progress` or one this code does not know, count
 
 
 def gone_reason(invoice: Mapping[str, Any]) -> str | None:
-    """Why the invoice is not there to write off (deleted or voided), or None."""
+    """Why the invoice is not there to write off (deleted or voided), or None: Chargebee's own
+    end-of-dunning settings can do either."""
     if invoice.get("deleted") not in (None, False):  # Chargebee sends true; any other value: do not act
         return "the invoice is deleted in Chargebee"
     if invoice.get("status") == "voided":
@@ -48,7 +41,13 @@ WAITS = "nothing is written off while it may still be paid"
 def collecting_reason(invoice: Mapping[str, Any], now_ts: float) -> str | None:
     """Why Chargebee is still collecting this invoice, that the reactor waits for it, and when it
     decides again (at Chargebee's next retry, `next_retry_at`, or after the promised date); None when
-    Chargebee has stopped trying."""
+    Chargebee has stopped trying.
+
+    Dunning in progress (a retry scheduled, or due) or paused until a promised payment date
+    (`expected_payment_date`): Chargebee may still be paid, so a write-off now would forgive money
+    that was about to come in. A rule that really means to write off while Chargebee collects says
+    so with `while_collecting: write_off` in rules.yaml (documented there and in
+    docs/operations.md, not in the reason)."""
     retry = _timestamp(invoice.get("next_retry_at"))
     ahead = retry is not None and retry > now_ts
     again = "decided again on the event Chargebee sends then, or by the sweep"

@@ -21,7 +21,7 @@ from .operators import Unevaluable
 _DAY = 86400
 
 
-def earliest_match(rule: Rule, event: Mapping[str, Any], now: datetime) -> datetime | None:
+def earliest_match(rule: Rule, subject: Subject, now: datetime) -> datetime | None:
     """The first moment `rule` can match if only time passes; `now` if it matches already.
 
     None when waiting cannot help: the `on:` filter rejects the event, the rule has no
@@ -31,7 +31,6 @@ def earliest_match(rule: Rule, event: Mapping[str, Any], now: datetime) -> datet
     The caller must decide again at that moment on a fresh invoice (it may have been paid).
     """
     check_now(now)
-    subject = Subject(event, now)
     if not rule.applies_to(subject.event_type):
         return None
     if _holds(rule, subject):
@@ -47,7 +46,7 @@ def earliest_match(rule: Rule, event: Mapping[str, Any], now: datetime) -> datet
                 points.update((low, low + 1, high, high + 1))
     due = subject.invoice["due_date"]
     for days in sorted(p for p in points if p > current):
-        if _holds(rule, Subject(event, now, days_overdue=days)):
+        if _holds(rule, Subject(subject.event, now, days_overdue=days)):
             return datetime.fromtimestamp(due + days * _DAY, tz=timezone.utc)
     return None
 
@@ -63,5 +62,7 @@ def _holds(rule: Rule, subject: Subject) -> bool:
 
 def earliest_recheck(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> datetime | None:
     """The soonest future moment any rule of `ruleset` could start to match, or None."""
-    moments = [m for rule in ruleset.rules if (m := earliest_match(rule, event, now)) is not None and m > now]
+    check_now(now)
+    subject = Subject(event, now)
+    moments = [m for rule in ruleset.rules if (m := earliest_match(rule, subject, now)) is not None and m > now]
     return min(moments, default=None)

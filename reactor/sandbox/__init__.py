@@ -13,12 +13,13 @@ from .app import create_sandbox_app
 from .demo import demo_payment_failed_event, seed_demo
 from .errors import ApiError
 from .server import SandboxServer, main, serve
-from .state import DEMO_API_KEY, SandboxState
+from .state import DEMO_API_KEY, SandboxSettings, SandboxState
 
 __all__ = [
     "DEMO_API_KEY",
     "ApiError",
     "SandboxServer",
+    "SandboxSettings",
     "SandboxState",
     "create_sandbox_app",
     "demo_payment_failed_event",

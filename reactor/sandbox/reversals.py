@@ -1,18 +1,6 @@
 """Pure reversal logic: `remove_credit_note`, the call that reverses a write-off, and a credit note
-voided on the site (an admin in Chargebee's UI).
-
-Chargebee's "Remove credit note from an invoice"
-(https://apidocs.chargebee.com/docs/api/invoices/remove-credit-note-from-an-invoice): the invoice
-must not be `voided` or `pending`, the credit note not `voided`, and of type `adjustment` or
-`refundable`. Effects: `amount_due` rises by the note's allocation to the invoice; `amount_adjusted`
-falls by it for an adjustment note, `write_off_amount` too when the note's create_reason_code is
-"Write Off"; a `paid` invoice becomes `posted` when its due date is ahead, else `not_paid`; the note's
-`amount_allocated` falls and `amount_available` rises by the same amount.
-
-UNCONFIRMED, so chosen here and switchable by tests with faults: a credit note that exists but is not
-applied to the invoice answers 400 `param_wrong_value` on `credit_note[id]`; an unknown one 404.
-What voiding an applied adjustment note does to its invoice is not documented either; the sandbox
-takes the allocation off the invoice as remove_credit_note does, then voids the note.
+voided on the site (an admin in Chargebee's UI), as Chargebee's "Remove credit note from an invoice"
+(https://apidocs.chargebee.com/docs/api/invoices/remove-credit-note-from-an-invoice) describes them.
 """
 
 from __future__ import annotations
@@ -25,7 +13,12 @@ NOT_REMOVABLE_FROM = ("voided", "pending")
 
 
 def check_removable(invoice: dict[str, Any], note: dict[str, Any], invalid_state_status: int) -> None:
-    """ApiError as Chargebee's prerequisites say; nothing is changed."""
+    """ApiError as Chargebee's prerequisites say; nothing is changed.
+
+    The invoice must not be `voided` or `pending`, the credit note not `voided`, and of type
+    `adjustment` or `refundable`. UNCONFIRMED, so chosen here and switchable by tests with faults:
+    a credit note that exists but is not applied to the invoice answers 400 `param_wrong_value` on
+    `credit_note[id]` (an unknown one 404, answered by the caller)."""
     if invoice["status"] in NOT_REMOVABLE_FROM:
         raise _invalid(invalid_state_status, f"Invoice {invoice['id']} is in {invoice['status']} state.")
     if note.get("status") == "voided":
@@ -45,7 +38,14 @@ def allocated(note: dict[str, Any], invoice_id: str) -> int:
 
 
 def remove(invoice: dict[str, Any], note: dict[str, Any], *, resource_version: int, now: int) -> int:
-    """Take `note`'s allocation off `invoice`, both in place; returns the amount."""
+    """Take `note`'s allocation off `invoice`, both in place; returns the amount.
+
+    `amount_due` rises by the note's allocation to the invoice; `amount_adjusted` falls by it for an
+    adjustment note, `write_off_amount` too when the note's create_reason_code is "Write Off"; a
+    `paid` invoice becomes `posted` when its due date is ahead, else `not_paid`; the note's
+    `amount_allocated` falls and `amount_available` rises by the same amount. What voiding an applied
+    adjustment note does to its invoice is not documented (UNCONFIRMED): the sandbox takes the
+    allocation off here as remove_credit_note does, then voids the note."""
     amount = allocated(note, invoice["id"])
     note["allocations"] = [a for a in note.get("allocations", []) if a.get("invoice_id") != invoice["id"]]
     note.update(

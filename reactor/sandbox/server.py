@@ -11,7 +11,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from .app import API_PREFIX, create_sandbox_app
 from .demo import seed_demo
-from .state import DEMO_API_KEY, SandboxState
+from .state import DEMO_API_KEY, SandboxSettings, SandboxState
 
 
 class SandboxServer:
@@ -108,13 +108,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="write_off of a deleted invoice: 404, or 400/409 invalid_state_for_request (unconfirmed)",
     )
     args = parser.parse_args(argv)
-    state = SandboxState(
-        args.api_key,
+    defaults = SandboxSettings(
         invalid_state_status=args.invalid_state_status,
         calls_per_minute=args.calls_per_minute,
         deleted_invoice_retrieve_status=args.deleted_invoice_retrieve_status,
         deleted_invoice_write_off_status=args.deleted_invoice_write_off_status,
     )
+    state = SandboxState(args.api_key, defaults=defaults)
     if not args.no_seed:
         seed_demo(state)
     if args.webhook_url:

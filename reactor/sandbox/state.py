@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import requests
@@ -55,6 +56,17 @@ _SETTING_CHOICES: dict[str, tuple[int, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class SandboxSettings:
+    """The settings a sandbox starts with and returns to on every reset (`configure` changes them
+    until then; the HTTP API's /settings reads and sets the same four)."""
+
+    invalid_state_status: int = 409
+    calls_per_minute: int | None = None
+    deleted_invoice_retrieve_status: int = 404
+    deleted_invoice_write_off_status: int = 404
+
+
 class SandboxState:
     """Thread-safe store behind the sandbox app; also the Python control API used by tests."""
 
@@ -63,20 +75,12 @@ class SandboxState:
         api_key: str = DEMO_API_KEY,
         site: str = "sandbox",
         *,
-        invalid_state_status: int = 409,
-        calls_per_minute: int | None = None,
+        defaults: SandboxSettings = SandboxSettings(),
         idempotency_window_s: float = IDEMPOTENCY_WINDOW_S,
-        deleted_invoice_retrieve_status: int = 404,
-        deleted_invoice_write_off_status: int = 404,
     ) -> None:
         self.api_key = api_key
         self.site = site
-        self._defaults = {
-            "invalid_state_status": invalid_state_status,
-            "calls_per_minute": calls_per_minute,
-            "deleted_invoice_retrieve_status": deleted_invoice_retrieve_status,
-            "deleted_invoice_write_off_status": deleted_invoice_write_off_status,
-        }
+        self._defaults = asdict(defaults)
         self._check_settings(self._defaults)
         self.idempotency_window_s = idempotency_window_s
         self.lock = threading.Condition(threading.RLock())

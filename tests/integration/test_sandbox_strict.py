@@ -17,7 +17,7 @@ from reactor.chargebee import (
     RateLimitedError,
     RequestError,
 )
-from reactor.chargebee.ratelimit import ChargebeeRateLimit
+from reactor.chargebee.ratelimit import ChargebeeRateLimit, Waiting
 from reactor.jobs.sweep import LIST_PARAMS, pages
 from reactor.rules.safety import gone_reason
 from reactor.sandbox import DEMO_API_KEY
@@ -26,7 +26,7 @@ from reactor.sandbox.listing import FIELDS, PLAIN_PARAMS
 
 @pytest.fixture
 def budget(redis_conn) -> ChargebeeRateLimit:
-    return ChargebeeRateLimit(redis_conn, 1000, 60, max_wait=5.0, scope="strict-test")
+    return ChargebeeRateLimit(redis_conn, 1000, 60, scope="strict-test", waiting=Waiting(max_wait=5.0))
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import time
 import pytest
 
 from reactor.chargebee import RetryableError, Throttled
-from reactor.chargebee.ratelimit import DEFAULT_PAUSE, ChargebeeRateLimit
+from reactor.chargebee.ratelimit import DEFAULT_PAUSE, ChargebeeRateLimit, Waiting
 
 
-def limit(redis_conn, calls: int = 3, window: int = 1, max_wait: float = 5.0, **kwargs) -> ChargebeeRateLimit:
-    return ChargebeeRateLimit(redis_conn, calls, window, max_wait=max_wait, scope="test", **kwargs)
+def limit(redis_conn, calls: int = 3, window: int = 1, max_wait: float = 5.0, **waiting) -> ChargebeeRateLimit:
+    return ChargebeeRateLimit(redis_conn, calls, window, scope="test", waiting=Waiting(max_wait, **waiting))
 
 
 def test_calls_within_the_budget_do_not_wait(redis_conn):

@@ -43,11 +43,11 @@ def test_the_customer_is_needed_only_when_a_write_off_rule_could_decide() -> Non
     ruleset = rules(SHIPPED_SHAPE)
     overdue = event(OLD_INVOICE, "invoice_updated")
     assert missing_roots(ruleset, overdue) == {"customer"}
-    assert needed_roots(ruleset, overdue, NOW, {"customer"}) == {"customer"}
+    assert needed_roots(ruleset, Subject(overdue, NOW), {"customer"}) == {"customer"}
     recent = event(invoice(amount_due=224, due_date=NOW_TS - DAY), "invoice_updated")
-    assert needed_roots(ruleset, recent, NOW, {"customer"}) == frozenset()  # no write_off rule can hold
+    assert needed_roots(ruleset, Subject(recent, NOW), {"customer"}) == frozenset()  # no write_off rule can hold
     enterprise_id = event(dict(OLD_INVOICE, customer_id="ent_9"), "invoice_updated")
-    assert needed_roots(ruleset, enterprise_id, NOW, {"customer"}) == frozenset()  # protected whatever it says
+    assert needed_roots(ruleset, Subject(enterprise_id, NOW), {"customer"}) == frozenset()  # protected whatever it says
 
 
 def test_an_event_that_carries_the_customer_needs_nothing() -> None:

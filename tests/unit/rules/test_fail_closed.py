@@ -16,7 +16,7 @@ from rq.timeouts import JobTimeoutException
 
 from reactor.rules import decide, earliest_recheck, explain
 from reactor.rules.conditions import Condition, _leaf_test, _money_test, _resource_field_test
-from reactor.rules.facts import walk
+from reactor.rules.facts import walk_subject
 from reactor.rules.fields import Subject, parse_field
 from reactor.rules.model import Rule, RuleSet
 from reactor.rules.operators import MAX_MATCH_TEXT, Compiled, Unevaluable
@@ -230,5 +230,5 @@ def test_explain_walk_and_timing_read_an_open_condition_as_unknown() -> None:
     protect = explain(ruleset, ev, NOW).rules[0]
     assert protect.when.passed is None and not protect.matched and protect.decided
     assert "cannot be evaluated" in (protect.when.note or "")
-    assert [step.verdict for step in walk(ruleset, ev, NOW, ())] == [None, True]
+    assert [step.verdict for step in walk_subject(ruleset, Subject(ev, NOW))] == [None, True]
     assert earliest_recheck(ruleset, ev, NOW) is None

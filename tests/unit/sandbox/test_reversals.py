@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from reactor.sandbox import SandboxState
+from reactor.sandbox import SandboxSettings, SandboxState
 from reactor.sandbox.app import create_sandbox_app
 from reactor.sandbox.errors import ApiError
 
@@ -55,7 +55,7 @@ def test_a_due_date_ahead_makes_it_posted(state):
 
 @pytest.mark.parametrize("invalid_state_status", [409, 400])
 def test_a_note_removed_already_or_voided_is_refused_without_a_change(invalid_state_status):
-    state = SandboxState(invalid_state_status=invalid_state_status)
+    state = SandboxState(defaults=SandboxSettings(invalid_state_status=invalid_state_status))
     invoice, note = written_off(state)
     state.remove_credit_note(invoice["id"], note["id"], webhooks=False)
 
