@@ -278,7 +278,7 @@ def _show_one(letters: DeadLetters, letter: DeadLetter) -> None:
     else:
         say(json.dumps(redact(event), indent=2, sort_keys=True), keep_newlines=True)
     say("\n-- decision trail --", keep_newlines=True)
-    trail = letters.trail(letter, event)
+    trail = letters.trail(letter, (event or {}).get("occurred_at"))
     if trail:
         print_audit(trail)
     else:

@@ -21,6 +21,7 @@ from ..ingest.envelope import Event
 from ..ingest.events import retry_policy
 from ..keys import RECHECK_JOB
 from ..rules import Decision, RuleSet, decide, earliest_recheck
+from ..rules.fields import Subject
 from .attempt import WriteOffAttempt
 from .audit import Outcome
 from .retries import defer
@@ -73,7 +74,7 @@ def next_write_off_moment(ruleset: RuleSet, event: Event, now: datetime) -> date
     (a skip) or a guardrail would decide otherwise is passed over, so no re-check is wasted on it."""
     moment = now
     for _ in range(MAX_STEPS):
-        candidate = earliest_recheck(ruleset, event.data, moment)
+        candidate = earliest_recheck(ruleset, Subject(event.data, moment), moment)
         if candidate is None or candidate <= moment:
             return None
         if decide(ruleset, event.data, candidate).action == "write_off":

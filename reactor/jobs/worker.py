@@ -1,23 +1,6 @@
-"""The RQ worker that runs our jobs, with RQ's scheduler (retries, re-checks) in the same process.
-
-A worker killed mid-job (SIGKILL, OOM, a lost machine) leaves its job in RQ's StartedJobRegistry.
-RQ's own maintenance (`StartedJobRegistry.cleanup`, run by any live worker) retries such a job once
-its execution has had no heartbeat for its TTL. With RQ's defaults that is 90 s of silence plus up
-to 10 minutes until the next maintenance, and an idle worker blocks on the queue for 405 s between
-maintenance runs. Here all three are settings, so that recovery happens within
-
-    REACTOR_ABANDONED_AFTER + REACTOR_MAINTENANCE_INTERVAL (+ the invoice lock, see jobs/write_off.py)
-
-for a forking worker (a simple worker cannot send heartbeats during a job: add the job timeout),
-
-and the retry of an abandoned job is enqueued at once rather than scheduled: the worker that died
-may have been the one running the scheduler, whose lock RQ keeps for another minute.
-
-SIGTERM and SIGINT stop `reactor worker` cleanly (exit status 0, its death recorded, its scheduler
-stopped) from the start of its command on: RQ handles them only inside its work loop, which it
-enters after it has said "Listening on" and forked the scheduler; before that, and between the
-worker runs of run_worker, the handlers here do.
-"""
+"""The RQ worker that runs our jobs, with RQ's scheduler (retries, re-checks) in the same process:
+abandoned jobs recovered within settings rather than RQ's ten minutes, and SIGTERM/SIGINT handled
+from the first line of `reactor worker` (docs/guarantees.md says what each bound holds)."""
 
 from __future__ import annotations
 
@@ -57,7 +40,21 @@ RESTART_BACKOFF = ExponentialBackoff(cap=30, base=1)
 
 class ReactorWorker(Worker):
     """RQ's forking worker with bounded recovery of abandoned jobs, refreshing the rules in the
-    parent before each fork so every work horse inherits the current rules."""
+    parent before each fork so every work horse inherits the current rules.
+
+    A worker killed mid-job (SIGKILL, OOM, a lost machine) leaves its job in RQ's StartedJobRegistry;
+    RQ's maintenance (`StartedJobRegistry.cleanup`, run by any live worker) retries it once its
+    execution has had no heartbeat for its TTL. RQ's defaults make that 90 s of silence plus up to
+    10 minutes until the next maintenance, with an idle worker blocking 405 s on the queue. Here all
+    three are settings, so recovery takes REACTOR_ABANDONED_AFTER + REACTOR_MAINTENANCE_INTERVAL (+
+    the invoice lock, jobs/write_off.py) for a forking worker; a simple worker sends no heartbeat
+    during a job, so add the job timeout. The retry of an abandoned job is enqueued at once, not
+    scheduled (`retry_abandoned_at_once`): the worker that died may have run the scheduler, whose
+    lock RQ keeps for another minute.
+
+    RQ handles SIGTERM and SIGINT only inside its work loop, entered after "Listening on" and the
+    scheduler's fork; before that, and between the runs of run_worker, the handlers here do, so a
+    stop signal always ends the worker with status 0, its death recorded, its scheduler stopped."""
 
     def __init__(self, *args: Any, abandoned_after: int = 60, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -9,9 +9,7 @@ plus the next whole day) in ascending order; every other condition is taken as i
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
 
 from .conditions import kleene
 from .fields import DAYS_OVERDUE, MISSING, Subject, check_now
@@ -60,9 +58,9 @@ def _holds(rule: Rule, subject: Subject) -> bool:
         return kleene(rule.condition, subject) is True
 
 
-def earliest_recheck(ruleset: RuleSet, event: Mapping[str, Any], now: datetime) -> datetime | None:
-    """The soonest future moment any rule of `ruleset` could start to match, or None."""
+def earliest_recheck(ruleset: RuleSet, subject: Subject, now: datetime) -> datetime | None:
+    """The soonest future moment any rule of `ruleset` could start to match `subject` (built at
+    `now`), or None."""
     check_now(now)
-    subject = Subject(event, now)
     moments = [m for rule in ruleset.rules if (m := earliest_match(rule, subject, now)) is not None and m > now]
     return min(moments, default=None)

@@ -126,12 +126,12 @@ class DeadLetters:
         event = self.events.load(event_id) if event_id else None
         return event.data if event is not None else None
 
-    def trail(self, letter: DeadLetter, event: dict[str, Any] | None = None) -> list[AuditRecord]:
+    def trail(self, letter: DeadLetter, occurred: object = None) -> list[AuditRecord]:
         """Every audit record of the letter's event (or of its job, when it has no event id).
-        Read from the event's own time on, when known, rather than from the start of the stream."""
+        Read from the event's own time on (`occurred`, its `occurred_at` when the stored event has
+        one) rather than from the start of the stream."""
         if letter.event_id is None:
             return list(self.audit.query(AuditFilter(job_id=letter.job_id)))
-        occurred = (event or {}).get("occurred_at")
         since = None
         if isinstance(occurred, int) and not isinstance(occurred, bool):
             since = datetime.fromtimestamp(occurred, timezone.utc) - timedelta(hours=1)

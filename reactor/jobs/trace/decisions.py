@@ -29,19 +29,17 @@ def record_decision(
     """Append the decision on `event` (`stage`: on the event as received, on the fresh invoice, ...).
     Never raises: an explanation that fails is logged, and the decision stands."""
     try:
-        entry = decision_entry(ruleset, event.data, now, decision, stage)
+        entry = decision_entry(ruleset, event, now, decision, stage)
     except Exception:
         log.warning("could not explain the decision on invoice %s for its trace", decision.invoice_id, exc_info=True)
         return
     trace.add(decision.invoice_id, entry)
 
 
-def decision_entry(
-    ruleset: RuleSet, event: dict[str, Any], now: datetime, decision: Decision, stage: str
-) -> dict[str, Any]:
+def decision_entry(ruleset: RuleSet, event: Event, now: datetime, decision: Decision, stage: str) -> dict[str, Any]:
     """The rules in order up to the one that decided (all of them when none did), each with its
     conditions; rules skipped by `on:` are named only."""
-    explanation = explain(ruleset, event, now)
+    explanation = explain(ruleset, event.data, now)
     rules = []
     for rule in explanation.rules:
         rules.append(
@@ -56,11 +54,11 @@ def decision_entry(
         )
         if rule.decided:
             break
-    event_id = event.get("id")
+    event_id = event.id or None
     return {
         "kind": "decision",
         "stage": stage,
-        "event_id": event_id if isinstance(event_id, str) else None,
+        "event_id": event_id,
         "event_type": explanation.event_type,
         "rule": decision.rule,
         "action": decision.action,

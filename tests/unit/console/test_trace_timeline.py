@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from reactor.console.deadletters import DeadLetter
 from reactor.console.trace.timeline import build_timeline, moment, render_text
+from reactor.ingest.envelope import Event
 from reactor.ingest.receipts import receipt
 from reactor.jobs.audit import AuditRecord, Outcome
 from reactor.jobs.held import HeldWriteOff
@@ -126,7 +127,7 @@ def test_an_event_whose_version_orders_nothing_says_why():
 
 def test_a_decision_lists_the_rules_read_up_to_the_deciding_one_with_each_condition():
     ruleset = parse_rules(RULES)
-    entry = decision_entry(ruleset, event(), NOW, decide(ruleset, event(), NOW), "event as received")
+    entry = decision_entry(ruleset, Event.from_data(event()), NOW, decide(ruleset, event(), NOW), "event as received")
     entry["at"] = at(1)
     (step,) = build_timeline([entry], [])
 
@@ -143,7 +144,7 @@ def test_a_decision_lists_the_rules_read_up_to_the_deciding_one_with_each_condit
 
 def test_a_condition_is_true_or_false_never_held():
     ruleset = parse_rules(RULES)
-    entry = decision_entry(ruleset, event(), NOW, decide(ruleset, event(), NOW), "event as received")
+    entry = decision_entry(ruleset, Event.from_data(event()), NOW, decide(ruleset, event(), NOW), "event as received")
     conditions = [line for line in build_timeline([entry], [])[0].details if line.startswith("  ")]
     assert conditions and all(line.startswith(("  ✔ true: ", "  ✘ false: ")) for line in conditions)
     assert not any("held" in line for line in conditions)
@@ -169,7 +170,7 @@ def test_a_decision_a_safety_check_blocked_names_it():
     ruleset = parse_rules(RULES)
     seen = event()
     seen["content"]["invoice"]["status"] = "paid"
-    entry = decision_entry(ruleset, seen, NOW, decide(ruleset, seen, NOW), "fresh invoice")
+    entry = decision_entry(ruleset, Event.from_data(seen), NOW, decide(ruleset, seen, NOW), "fresh invoice")
     details = build_timeline([entry], [])[0].details
     assert details[-1] == "safety checks: blocked by invoice.status" and "paid" in details[0]
 
@@ -178,7 +179,7 @@ def test_a_decision_of_no_rule_lists_every_rule_and_a_missing_fact_reads_missing
     ruleset = parse_rules(RULES)
     seen = event(amount=9000)
     del seen["content"]["invoice"]["dunning_status"]
-    entry = decision_entry(ruleset, seen, NOW, decide(ruleset, seen, NOW), "fresh invoice")
+    entry = decision_entry(ruleset, Event.from_data(seen), NOW, decide(ruleset, seen, NOW), "fresh invoice")
 
     assert [rule["rule"] for rule in entry["rules"]] == ["protect-enterprise", "small"]
     conditions = {c["field"]: (c["actual"], c["held"]) for c in entry["rules"][1]["conditions"]}

@@ -231,4 +231,4 @@ def test_explain_walk_and_timing_read_an_open_condition_as_unknown() -> None:
     assert protect.when.passed is None and not protect.matched and protect.decided
     assert "cannot be evaluated" in (protect.when.note or "")
     assert [step.verdict for step in walk_subject(ruleset, Subject(ev, NOW))] == [None, True]
-    assert earliest_recheck(ruleset, ev, NOW) is None
+    assert earliest_recheck(ruleset, Subject(ev, NOW), NOW) is None

@@ -79,4 +79,4 @@ def test_earliest_recheck_is_the_soonest_future_moment_of_any_rule() -> None:
         "- name: a\n  when: {days_overdue: {gte: 60}}\n  action: write_off\n"
         "- name: b\n  when: {days_overdue: {gte: 45}}\n  action: write_off\n"
     )
-    assert earliest_recheck(ruleset, event(), NOW) == at_day(45)
+    assert earliest_recheck(ruleset, Subject(event(), NOW), NOW) == at_day(45)
