@@ -1,6 +1,6 @@
-"""Write-offs held back for a person: where a budget (budget.py) or an undo (undo.py) parks a
-write-off it will not carry out on its own, until `reactor held release` hands it back to a worker;
-the dashboard and /metrics read them here.
+"""Write-offs held back for a person: where a budget (budget.py) or an undo (reactor/console/undo.py)
+parks a write-off it will not carry out on its own, until `reactor held release` hands it back to a
+worker; the dashboard and /metrics read them here.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REASON = 500
-"""The longest reason a person gives for an undo or a release (audit record, undone mark, the dashboard's forms)."""
+"""The longest reason a person gives for an undo or a release (audit record, `undone` record, the dashboard's forms)."""
 
 UNDONE_HOLD_REASON = "undone"
-"""The reason of the hold `reactor undo` puts on an invoice (undo.py; undone.py reads it)."""
+"""The reason of the hold `reactor undo` puts on an invoice (reactor/console/undo.py; undone.py reads it)."""
 
 
 def held_key(prefix: str = "reactor") -> str:
