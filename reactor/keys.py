@@ -23,7 +23,7 @@ reactor/sweep.py."""
 
 # | key (`{p}` is the prefix) | what it holds | written in |
 # |---|---|---|
-# | `{p}:event:<event>` | the event as received, packed (30 days); its dedupe mark too (SET NX) | ingest/events.py |
+# | `{p}:event:<event>` | the event as received, packed (REACTOR_EVENT_TTL); the dedupe mark | ingest/events.py |
 # | `{p}:counters:events` | hash: webhook answers by kind | ingest/events.py |
 # | `{p}:audit` | stream: the decision trail | jobs/audit/stream.py |
 # | `{p}:audit:indexed_since` | the stream id of the first record indexed | jobs/audit/stream.py |
