@@ -4,13 +4,14 @@ redis-py: its `ssl` import, inherited by each forked worker before gevent patche
 warn that ssl was patched too late (which can break TLS connections).
 
 - `check`: refuse what the app would refuse in each worker (a missing webhook login, a malformed
-  setting) and a REDIS_URL that Redis or its sentinels refuse (a wrong password), in one line,
-  exit EX_CONFIG; a Redis that does not answer yet passes (the web waits for it), exit 0.
+  setting), a REDIS_URL that Redis or its sentinels refuse (a wrong password) and a Redis that may
+  evict keys (its maxmemory-policy), in one line, exit EX_CONFIG; a Redis that does not answer yet
+  passes (the web waits for it), exit 0.
 - `wait`: wait for Redis up to REACTOR_REDIS_WAIT (reactor/redis_wait.py): exit 0 once it answers,
-  1 when the deadline passes, EX_CONFIG when it answers but refuses us; each with its line. With
-  `--verdict FILE MASTER_PID` (gunicorn's master, which reaps every child itself, so that it could
-  not read the exit status), a status other than 0 is written to FILE and the master is sent
-  SIGTERM.
+  1 when the deadline passes, EX_CONFIG when it answers but refuses us or may evict keys; each with
+  its line. With `--verdict FILE MASTER_PID` (gunicorn's master, which reaps every child itself, so
+  that it could not read the exit status), a status other than 0 is written to FILE and the master
+  is sent SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .config import EX_CONFIG, ConfigError, load_settings, log_settings, require
 from .logs import setup_logging
 from .redaction import remember
 from .redis_connect import connect
-from .redis_wait import RedisUnreachable, explain, refusal, wait_for_redis
+from .redis_wait import RedisUnreachable, eviction_refusal, explain, refusal, wait_for_redis
 
 log = logging.getLogger("reactor.redis_probe")  # not __main__, run with -m
 
@@ -66,6 +67,7 @@ def wait(url: str, deadline: float | None, timeout: float) -> int:
     connection = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         wait_for_redis(connection, deadline=deadline)
+        refused = eviction_refusal(connection)
     except RedisUnreachable as exc:
         log.critical("refused to start: %s (REACTOR_REDIS_WAIT=%g)", exc, deadline)
         return 1
@@ -74,6 +76,9 @@ def wait(url: str, deadline: float | None, timeout: float) -> int:
         return EX_CONFIG
     finally:
         connection.close()
+    if refused:
+        log.critical("refused to start: %s", refused)
+        return EX_CONFIG
     return 0
 
 

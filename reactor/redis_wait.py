@@ -11,7 +11,8 @@ not at its socket timeout), again every REMIND_EVERY seconds while it lasts, and
 answers. A deadline is kept within a try: one still running when it passes is given up on. Log lines name Redis by host,
 port and database (or Sentinel service and sentinels) only: REDIS_URL may carry a password. Behind
 Sentinel, a primary that no sentinel names yet (a failover under way) is waited for like any
-unreachable Redis.
+unreachable Redis. Once Redis answers, a `maxmemory-policy` that may evict keys is refused
+(`eviction_refusal`).
 """
 
 from __future__ import annotations
@@ -70,17 +71,59 @@ def unreachable(exc: BaseException) -> bool:
 
 def refusal(url: str, timeout: float = 2.0) -> str | None:
     """One line saying why Redis at `url` refuses us (a wrong password, a sentinel's, a command it
-    rejects), after one PING; None when it answers or cannot be reached (that is waited for). The
-    line names Redis by `describe` only, and redis-py's errors do not quote the password."""
+    rejects) or why we refuse it (`eviction_refusal`), after one PING; None when it answers and is
+    fine, or cannot be reached (that is waited for). The line names Redis by `describe` only, and
+    redis-py's errors do not quote the password."""
     connection = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         connection.ping()
+        return eviction_refusal(connection)
     except redis.RedisError as exc:
         if not unreachable(exc):
             return f"Redis at {describe(connection)} refused us: {explain(exc)}"
     finally:
         connection.close()
     return None
+
+
+def eviction_refusal(connection: redis.Redis) -> str | None:
+    """One line refusing a Redis whose `maxmemory-policy` may evict keys, None for `noeviction`.
+
+    The marks, the stored events (the dedupe marks), RQ's jobs and the audit are keys with a
+    lifetime: any other policy may drop them when Redis fills up, a lost or doubled event. Read from
+    `INFO memory`, which managed Redis answers where CONFIG is renamed or disabled. An INFO refused
+    or without the field (a proxy) is not refused: a warning, once per process, says so."""
+    try:
+        policy = connection.info("memory").get("maxmemory_policy")
+    except redis.ResponseError as exc:  # INFO renamed, disabled or not allowed to this user
+        _policy_unread(connection, explain(exc))
+        return None
+    if isinstance(policy, bytes):
+        policy = policy.decode(errors="replace")
+    if policy is None:
+        _policy_unread(connection, "INFO memory has no maxmemory_policy")
+        return None
+    if policy == "noeviction":
+        return None
+    return (
+        f"Redis at {describe(connection)} has maxmemory-policy {policy}, which may evict keys with a lifetime "
+        "(the marks, the stored events, RQ's jobs, the audit) when it is full: set maxmemory-policy noeviction "
+        "(redis-cli CONFIG SET maxmemory-policy noeviction, or your provider's setting)"
+    )
+
+
+_policy_warned = False
+
+
+def _policy_unread(connection: redis.Redis, why: str) -> None:
+    global _policy_warned
+    if not _policy_warned:
+        _policy_warned = True
+        log.warning(
+            "cannot read the maxmemory-policy of Redis at %s (%s); make sure it is noeviction, or keys may be evicted",
+            describe(connection),
+            why,
+        )
 
 
 def wait_for_redis(

