@@ -294,7 +294,10 @@ class EventStore:
         if stored is None:
             return None
         raw = unpack(stored)
-        return Event.from_data(json.loads(raw), raw)
+        data = json.loads(raw)
+        if not isinstance(data, dict):  # never stored by us: fail the job (a dead letter), as bad JSON does
+            raise ValueError(f"the stored event {event_id} is not a JSON object")
+        return Event.from_data(data, raw)
 
     def counters(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.redis.hgetall(self.keys.counter()).items()}

@@ -122,3 +122,17 @@ def test_the_stored_event_is_the_dedupe_mark_and_is_kept_as_long_as_the_longer_o
 
     EventStore(redis_conn, queue).accept(event("ev_store_2"), "reactor.jobs.evaluate")  # the defaults: 30 and 4 days
     assert 29 * 24 * 3600 < redis_conn.ttl("reactor:event:ev_store_2") <= 30 * 24 * 3600
+
+
+@pytest.mark.parametrize("stored", [b"[1, 2]", b'"an event"', b"null"])
+def test_a_stored_event_that_is_not_a_json_object_fails_its_load_as_bad_json_does(redis_conn, stored):
+    # never written by the webhook (it stores parsed objects): a job that loads it fails into the
+    # dead letters rather than deciding an empty event
+    store = EventStore(redis_conn, Queue("reactor", connection=redis_conn))
+    redis_conn.set("reactor:event:ev_store_odd", stored)
+    with pytest.raises(ValueError, match="ev_store_odd"):
+        store.load("ev_store_odd")
+    redis_conn.set("reactor:event:ev_store_odd", b"{not json")
+    with pytest.raises(ValueError):
+        store.load("ev_store_odd")
+    assert store.load("ev_store_absent") is None
