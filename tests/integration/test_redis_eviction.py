@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from rq import Worker
 
 from reactor.config import EX_CONFIG
 from reactor.local.redis_server import EmbeddedRedis, free_port
@@ -126,6 +127,9 @@ def test_reactor_run_stops_everything_when_a_restarted_process_finds_the_policy_
         cron = wait_for(lambda: child(proc.pid, "cron"), timeout=30, what="cron")
         wait_for(lambda: listening(port), timeout=30, what="gunicorn to listen")
         wait_for(lambda: "sweeping unpaid invoices" in log.read_text(), timeout=30, what="cron to start")
+        # the worker too past its own check (registered with RQ), or on a busy machine it may be the
+        # one that meets the changed policy first
+        wait_for(lambda: Worker.all(connection=server.client), timeout=60, what="the worker to register")
         server.client.config_set("maxmemory-policy", "volatile-lfu")
         os.kill(cron, signal.SIGKILL)
         assert proc.wait(60) == EX_CONFIG, log.read_text()[-3000:]
