@@ -55,10 +55,13 @@ class ReplayCandidate:
     records: list[AuditRecord] = field(default_factory=list)
     event: Event | None = None
 
+    def _recorded(self, name: str) -> str | None:
+        """The first of the records' `name` that is set: what the trail says when the event does not."""
+        return next((value for r in self.records if (value := getattr(r, name))), None)
+
     @property
     def invoice_id(self) -> str | None:
-        seen = self.event or _NO_EVENT
-        return seen.invoice_id or next((r.invoice_id for r in self.records if r.invoice_id), None)
+        return (self.event or _NO_EVENT).invoice_id or self._recorded("invoice_id")
 
     @property
     def customer_id(self) -> str | None:
@@ -71,13 +74,12 @@ class ReplayCandidate:
 
     @property
     def event_type(self) -> str | None:
-        seen = self.event or _NO_EVENT
-        return seen.event_type or next((r.event_type for r in self.records if r.event_type), None)
+        return (self.event or _NO_EVENT).event_type or self._recorded("event_type")
 
     @property
     def currency(self) -> str | None:
         found = ((self.event or _NO_EVENT).invoice or {}).get("currency_code")
-        return found if isinstance(found, str) else next((r.currency for r in self.records if r.currency), None)
+        return found if isinstance(found, str) else self._recorded("currency")
 
     @property
     def latest(self) -> AuditRecord | None:
