@@ -1,6 +1,7 @@
-"""The decision trail in Redis: a capped stream (`AuditLog`), appended to and read back in batches.
-A record that names an invoice also has its id kept in the invoice's trace list, so `for_invoice`
-reads the invoice's records, not the stream. Free text is written redacted (reactor/redaction.py).
+"""The decision trail in Redis: a stream (`AuditLog`), appended to and read back in batches, and
+trimmed only of what the archive holds (reactor/jobs/audit/archive.py). A record that names an
+invoice also has its id kept in the invoice's trace list, so `for_invoice` reads the invoice's
+records, not the stream. Free text is written redacted (reactor/redaction.py).
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ FREE_TEXT = frozenset(("reason", "detail"))
 """The fields that carry words from elsewhere (an error, a person), redacted as they are written."""
 
 # KEYS[1] the stream; KEYS[2] the id of its first indexed record; KEYS[3], when the record names an
-# invoice, the invoice's trace. ARGV[1] the stream's maxlen, ARGV[2] the trace's cap, ARGV[3] its TTL,
-# from ARGV[4] the record's fields and values. Returns the entry id. One script, so the record is
-# never in the stream without its id in the trace.
+# invoice, the invoice's trace. ARGV[1] the trace's cap, ARGV[2] its TTL, from ARGV[3] the record's
+# fields and values. Returns the entry id. One script, so the record is never in the stream without
+# its id in the trace.
 _APPEND = (
     TRACE_LUA
     + """
--- add the record, the stream capped at about ARGV[1] entries
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
+-- add the record; the stream is not capped here: a record leaves it only once archived
+-- (reactor/jobs/audit/archive.py trims it)
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 if KEYS[3] then
   -- the first record indexed, kept once: records before it may be in no trace
   redis.call('SET', KEYS[2], id, 'NX')
   -- its id in the invoice's trace (reactor/ingest/trace_list.py), capped as every writer does
-  append_audit_id(KEYS[3], id, tonumber(ARGV[2]), ARGV[3])
+  append_audit_id(KEYS[3], id, tonumber(ARGV[1]), ARGV[2])
 end
 return id
 """
@@ -80,8 +82,8 @@ def _id_parts(stream_id: str) -> tuple[int, int]:
     return int(millis), int(seq or 0)
 
 
-# A stream gives an append-only log with time-ordered ids, cheap range reads for `reactor audit
-# --since`, and a length cap (`maxlen`, approximate) so Redis cannot fill up with history.
+# A stream gives an append-only log with time-ordered ids and cheap range reads for `reactor audit
+# --since`. Appends never trim it: the archive (reactor/jobs/audit/archive.py) trims what it holds.
 class AuditLog:
     """The stream, with an optional source of the current rules version: a record written without
     one (a failure, a lock, an operator's replay) is stamped with the rules that were in force."""
@@ -90,12 +92,10 @@ class AuditLog:
         self,
         connection: redis.Redis,
         key: str = "reactor:audit",
-        maxlen: int = 1_000_000,
         rules_version: Callable[[], str | None] | None = None,
     ):
         self.redis = connection
         self.key = key
-        self.maxlen = maxlen
         self.rules_version = rules_version
 
     def stamp(self, record: AuditRecord) -> AuditRecord:
@@ -130,7 +130,7 @@ class AuditLog:
             for name, value in self.stamp(record).to_fields().items()
             for part in (name, redact(value) if name in FREE_TEXT and value else value)
         ]
-        return [len(keys), *keys, self.maxlen, TRACE_CAP, TRACE_TTL, *fields]
+        return [len(keys), *keys, TRACE_CAP, TRACE_TTL, *fields]
 
     def append(self, record: AuditRecord) -> str:
         """Add the record (and its id to its invoice's trace); its stream id."""
