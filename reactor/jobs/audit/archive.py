@@ -250,6 +250,7 @@ class AuditArchive:
         that lost it), the manifest's last entry; else each entry written after the position (a crash
         between the entry and the position's update) is adopted."""
         state = self.state()
+        self.fs.invalidate_cache()
         if state.last_id is None:
             names = self._entry_names()
             if names:
@@ -388,6 +389,7 @@ class AuditArchive:
     def _entry_names(self) -> list[str]:
         """The manifest's entry files (paths under the root), in stream order."""
         base = f"{self.root}/{MANIFEST}"
+        self.fs.invalidate_cache()  # a long-lived process (cron) must see what others wrote, not a listing it cached
         try:
             found = self.fs.find(base)
         except FileNotFoundError:
