@@ -9,12 +9,14 @@ import gzip
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis
+import requests
 from click.testing import CliRunner
 
 from reactor.cli import main
@@ -24,7 +26,7 @@ from reactor.jobs.audit import AuditLog, AuditRecord, export_lines
 from reactor.jobs.audit.archive import AuditArchive
 from reactor.keys import Keys
 from reactor.local.redis_server import free_port
-from tests.helpers import REPO, wait_for, worker_env
+from tests.helpers import REPO, WebServer, wait_for, worker_env
 from tests.integration.ops_helpers import cli_env
 
 pytestmark = pytest.mark.integration
@@ -169,6 +171,37 @@ def test_an_archive_that_cannot_be_written_trims_nothing_is_told_and_catches_up(
     assert archived_ids(archive) == [r.id for r in written]
     assert redis_conn.xlen(STREAM) == settings.audit_keep
     assert archive.lag().error is None
+
+
+def test_readyz_and_metrics_report_the_archive_lag_and_stay_ready(
+    archive_settings: Settings, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    settings = replace(archive_settings, audit_archive=str(blocker / "archive"))
+    server = WebServer(settings)
+    try:
+        write_records(redis_conn, 500)
+        oldest = int(redis_conn.xrange(STREAM, count=1)[0][0].decode().split("-")[0]) / 1000
+        assert run_reactor(settings, "audit", "archive", "--flush").returncode == 3
+        ready = requests.get(f"{server.url}/readyz", timeout=5)
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"  # reported, never fatal
+        lag = ready.json()["checks"]["audit_archive"]
+        assert lag["waiting"] == 500 and lag["last_id"] is None and "NotADirectoryError" in lag["error"]
+        assert lag["lag_seconds"] >= time.time() - oldest - 1
+        metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+        assert "reactor_audit_archive_waiting 500.0" in metrics
+        assert "reactor_audit_archive_failing 1.0" in metrics
+
+        blocker.unlink()
+        assert run_reactor(settings, "audit", "archive", "--flush").returncode == 0
+        lag = requests.get(f"{server.url}/readyz", timeout=5).json()["checks"]["audit_archive"]
+        assert lag == {"lag_seconds": 0.0, "waiting": 0, "last_id": lag["last_id"], "error": None}
+        assert lag["last_id"] == redis_conn.xrevrange(STREAM, count=1)[0][0].decode()
+        metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+        assert "reactor_audit_archive_lag_seconds 0.0" in metrics and "reactor_audit_archive_failing 0.0" in metrics
+    finally:
+        server.stop()
 
 
 def test_verify_names_an_edited_segment_a_missing_one_and_a_removed_entry(

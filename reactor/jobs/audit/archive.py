@@ -192,7 +192,7 @@ class AuditArchive:
 
     @property
     def state_key(self) -> str:
-        return f"{self.stream_key}:archive"
+        return state_key(self.stream_key)
 
     @property
     def lock_key(self) -> str:
@@ -281,16 +281,7 @@ class AuditArchive:
         return ArchiveState(**{**state.__dict__, "base": base})
 
     def _appended(self) -> tuple[int, int] | None:
-        """(appends ever made to the stream, its length now), read at once; None before Redis 7.0."""
-        try:
-            with self.redis.pipeline(transaction=True) as pipe:
-                pipe.xinfo_stream(self.stream_key)
-                pipe.xlen(self.stream_key)
-                info, length = pipe.execute()
-        except redis.ResponseError:  # no stream yet
-            return 0, 0
-        added = info.get("entries-added", info.get(b"entries-added"))
-        return None if added is None else (int(added), int(length))
+        return _appended(self.redis, self.stream_key)
 
     def _adopt(self, state: ArchiveState, entry: ManifestEntry, count: bool) -> ArchiveState:
         log.info("audit archive: %s was written before; its position recorded now", entry.segment)
@@ -457,22 +448,7 @@ class AuditArchive:
     # -- lag and verification -----------------------------------------------------------------------
 
     def lag(self, now: datetime | None = None) -> ArchiveLag:
-        """The archive's lag, from Redis alone (no call to the archive): the age of the oldest record
-        not archived yet, and how many wait."""
-        state = self.state()
-        low = f"({state.last_id}" if state.last_id else "-"
-        oldest = self.redis.xrange(self.stream_key, min=low, max="+", count=1)
-        moment = (now or datetime.now(timezone.utc)).timestamp() * 1000
-        seconds = max(0.0, (moment - id_parts(oldest[0][0].decode())[0]) / 1000) if oldest else 0.0
-        waiting: int | None
-        if not oldest:
-            waiting = 0
-        elif state.last_id is None:
-            waiting = int(self.redis.xlen(self.stream_key))
-        else:
-            added = self._appended()
-            waiting = None if added is None or state.base is None else max(1, added[0] - state.base - state.archived)
-        return ArchiveLag(round(seconds, 3), waiting, state.last_id, state.error)
+        return archive_lag(self.redis, self.stream_key, now)
 
     def verify(self, since: datetime | None = None) -> Verification:
         """Check the manifest's chain, each segment's SHA-256 and record count against its entry, and
@@ -543,6 +519,43 @@ class AuditArchive:
                 )
             ]
         return []
+
+
+def state_key(stream_key: str) -> str:
+    """The archive's state in Redis, next to its stream."""
+    return f"{stream_key}:archive"
+
+
+def archive_lag(connection: redis.Redis, stream_key: str, now: datetime | None = None) -> ArchiveLag:
+    """The archive's lag, from Redis alone (no call to the archive, so /readyz and /metrics need no
+    storage backend): the age of the oldest record not archived yet, and how many wait."""
+    state = ArchiveState.read(connection.hgetall(state_key(stream_key)))
+    low = f"({state.last_id}" if state.last_id else "-"
+    oldest = connection.xrange(stream_key, min=low, max="+", count=1)
+    moment = (now or datetime.now(timezone.utc)).timestamp() * 1000
+    seconds = max(0.0, (moment - id_parts(oldest[0][0].decode())[0]) / 1000) if oldest else 0.0
+    waiting: int | None
+    if not oldest:
+        waiting = 0
+    elif state.last_id is None:
+        waiting = int(connection.xlen(stream_key))
+    else:
+        added = _appended(connection, stream_key)
+        waiting = None if added is None or state.base is None else max(1, added[0] - state.base - state.archived)
+    return ArchiveLag(round(seconds, 3), waiting, state.last_id, state.error)
+
+
+def _appended(connection: redis.Redis, stream_key: str) -> tuple[int, int] | None:
+    """(appends ever made to the stream, its length now), read at once; None before Redis 7.0."""
+    try:
+        with connection.pipeline(transaction=True) as pipe:
+            pipe.xinfo_stream(stream_key)
+            pipe.xlen(stream_key)
+            info, length = pipe.execute()
+    except redis.ResponseError:  # no stream yet
+        return 0, 0
+    added = info.get("entries-added", info.get(b"entries-added"))
+    return None if added is None else (int(added), int(length))
 
 
 def _last_at_or_before(starts: list[tuple[int, int]], point: tuple[int, int]) -> int:
