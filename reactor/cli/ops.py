@@ -25,7 +25,7 @@ from ..console.archiving import audit_archive
 from ..console.deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
 from ..jobs.audit import OUTCOMES, AuditFilter, AuditLog, AuditRecord, export_lines, visible
 from ..jobs.audit.archive import ArchiveUnavailable, AuditArchive
-from ..jobs.audit.trail import AuditTrail
+from ..jobs.audit.full_trail import AuditTrail
 from ..keys import Keys
 from ..rules import load_rules
 from ..timestamps import shown_time

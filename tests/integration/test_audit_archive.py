@@ -287,3 +287,24 @@ def test_the_archive_on_s3_trims_nothing_while_s3_is_down_and_catches_up(
     assert verified.returncode == 0, verified.stderr
     exported = cli(settings, "audit", "--format", "jsonl", extra=aws)
     assert exported.stdout == "".join(export_lines(as_stored(written + more), "jsonl")), exported.stderr[:2000]
+
+
+def test_trace_finds_a_write_off_whose_records_left_redis_in_the_archive(
+    settings: Settings, redis_conn: redis.Redis, our_write_off: dict
+) -> None:
+    invoice_id = our_write_off["id"]
+    emptied = replace(settings, audit_keep=0)  # the default archive, var/audit-archive; Redis keeps none
+    assert run_reactor(emptied, "audit", "archive", "--flush").returncode == 0
+    assert redis_conn.xlen(STREAM) == 0
+    segment = audit_archive(settings, redis_conn).segments()[0][1]
+
+    result = run_reactor(emptied, "trace", invoice_id)
+    assert result.returncode == 0, result.stderr
+    assert "outcome written_off, 12.50 USD" in result.stdout
+    assert f"read from the archive {settings.var_dir / 'audit-archive'}, segment {segment}" in result.stdout
+    shown = json.loads(run_reactor(emptied, "trace", invoice_id, "--format", "json").stdout)
+    assert shown["audit_archived_from"] == [segment]
+    assert any(step["title"].startswith("outcome written_off") for step in shown["steps"])
+    # the trail reads them too
+    exported = run_reactor(emptied, "audit", "--invoice", invoice_id, "--format", "jsonl").stdout
+    assert [json.loads(line)["outcome"] for line in exported.splitlines()][-1] == "written_off"

@@ -180,6 +180,16 @@ class AuditLog:
                     records.append(AuditRecord.from_fields(raw_id.decode(), fields))
         return records, bool(older)
 
+    def listed_ids(self, invoice_id: str) -> list[str]:
+        """The stream ids of the invoice's records that its trace (and the index of releases before)
+        keeps, in stream order; one trimmed from the stream since is in the archive."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(self.index_key(invoice_id), 0, -1)
+            pipe.lrange(self.trace_key(invoice_id), 0, -1)
+            indexed, trace = pipe.execute()
+        listed = [raw.decode() for raw in indexed] + read_trace_list(trace).audit_ids
+        return sorted(dict.fromkeys(listed), key=_id_parts)
+
     def all_indexed(self) -> bool:
         """Whether every record the stream still holds was written with the index (the oldest is
         not older than the first one indexed): then an invoice without an index has no record."""
