@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+import redis
 from rq.exceptions import StopRequested
 
 from ..config import EX_CONFIG, Settings, log_settings
@@ -159,22 +160,34 @@ def cron() -> None:
     process (reactor/console/notify.py), so a slow receiver holds up no worker. Started before Redis
     answers, it waits for it (REACTOR_REDIS_WAIT). The archive runs in a thread too
     (reactor/console/archiving.py); two `cron` processes take turns through its lock."""
-    from rq.cron import CronScheduler  # late: start-up time (croniter)
-
     settings = command_settings()
     connection = connect(settings, wait=True)
     if settings.notify_url:
         start_notifier(settings, connection)
         log.info("sending a digest of what needs a person every %s s (REACTOR_NOTIFY_URL)", settings.notify_interval)
-    start_archiver(settings, connection)
+    archiver = start_archiver(settings, connection)
     log.info(
         "archiving the audit trail to %s every %s s",
         archive_name(settings.audit_archive_url),
         settings.audit_archive_interval,
     )
+    try:
+        run_cron_scheduler(settings, connection)
+    finally:
+        archiver.stop()  # a round under way finishes, and releases its lock for the next process
+
+
+def run_cron_scheduler(settings: Settings, connection: redis.Redis) -> None:
+    """RQ's cron scheduler for the sweep until a stop signal; without sweeps, wait for one."""
+    from rq.cron import CronScheduler  # late: start-up time (croniter)
+
     if not settings.sweep_interval and not settings.sweep_cron:
         log.info("sweeps are disabled (REACTOR_SWEEP_CRON is empty); waiting for a stop signal")
-        signal.pause()
+        raise_stop_on_signals()
+        try:
+            signal.pause()
+        except StopRequested as stop:
+            log.info("stopped on %s", stop)
         return
     scheduler = CronScheduler(connection=connection)
     scheduler.register(

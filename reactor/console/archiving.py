@@ -87,14 +87,24 @@ def _notices(settings: Settings, archive: AuditArchive) -> Notices:
     return Notices(archive.redis, settings.key_prefix, enabled=bool(settings.notify_url))
 
 
-def start_archiver(
-    settings: Settings, connection: redis.Redis, stop: threading.Event | None = None
-) -> threading.Thread:
+class Archiver:
+    """`reactor cron`'s archiver thread; `stop` lets a round under way finish (its lock released)."""
+
+    def __init__(self, thread: threading.Thread, stopping: threading.Event):
+        self.thread = thread
+        self.stopping = stopping
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        self.thread.join(timeout)
+
+
+def start_archiver(settings: Settings, connection: redis.Redis) -> Archiver:
     """`reactor cron`'s archiver: a round every REACTOR_AUDIT_ARCHIVE_INTERVAL seconds, a
     verification of the last two days' segments once a day; a failure is told and the next round
     tries again."""
     archive = audit_archive(settings, connection)
-    stop = stop or threading.Event()
+    stop = threading.Event()
 
     def loop() -> None:
         verified_at = 0.0
@@ -115,4 +125,4 @@ def start_archiver(
 
     thread = threading.Thread(target=loop, name="reactor-audit-archive", daemon=True)
     thread.start()
-    return thread
+    return Archiver(thread, stop)

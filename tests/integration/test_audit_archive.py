@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ from reactor.cli import main
 from reactor.config import Settings
 from reactor.console.archiving import audit_archive
 from reactor.jobs.audit import AuditLog, AuditRecord, export_lines
-from reactor.jobs.audit.archive import AuditArchive
+from reactor.jobs.audit.archive import ArchiveState, AuditArchive
+from reactor.jobs.audit.manifest import ManifestEntry, entry_path
 from reactor.keys import Keys
 from reactor.local.redis_server import free_port
 from tests.helpers import REPO, WebServer, wait_for, worker_env
@@ -139,6 +141,22 @@ def test_fifty_thousand_records_pass_through_a_small_stream_into_the_archive_onc
     assert [json.loads(line)["id"] for line in middle.output.splitlines()] == [
         r.id for r in written if r.invoice_id == "inv_5"
     ]
+    # the latest records, newest first across the stream's bottom into the archive
+    latest = cli(archive_settings, "audit", "--format", "jsonl", "--limit", "1500")
+    assert [json.loads(line)["id"] for line in latest.stdout.splitlines()] == ids[-1500:]
+    # a window in the archive's time, by the stream ids' milliseconds as `--since` reads them
+    since = datetime.fromtimestamp(int(ids[10_000].split("-")[0]) / 1000, timezone.utc)
+    until = datetime.fromtimestamp(int(ids[20_000].split("-")[0]) / 1000, timezone.utc)
+    low, high = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
+    window = cli(
+        archive_settings, "audit", "--format", "jsonl", "--since", since.isoformat(), "--until", until.isoformat()
+    )
+    assert [json.loads(line)["id"] for line in window.stdout.splitlines()] == [
+        i for i in ids if low <= int(i.split("-")[0]) <= high
+    ]
+    # every record was counted for /metrics before it left the stream
+    stats = redis_conn.hgetall(f"{STREAM}:stats")
+    assert sum(int(v) for k, v in stats.items() if k.startswith(b"decision|")) == 50_000
     verified = run_reactor(archive_settings, "audit", "verify")
     assert verified.returncode == 0, verified.stderr
     segments = len(archive.segments())  # 13 of at most 4,000 records, more if the writes spanned two hours
@@ -308,3 +326,68 @@ def test_trace_finds_a_write_off_whose_records_left_redis_in_the_archive(
     # the trail reads them too
     exported = run_reactor(emptied, "audit", "--invoice", invoice_id, "--format", "jsonl").stdout
     assert [json.loads(line)["outcome"] for line in exported.splitlines()][-1] == "written_off"
+
+
+def test_a_round_after_a_crash_archives_each_record_once_and_keeps_the_chain(
+    archive_settings: Settings, redis_conn: redis.Redis
+) -> None:
+    written = write_records(redis_conn, 6000)
+    archive = replace_archive(archive_settings, redis_conn)
+    first = archive.run(flush=True)
+    assert first is not None and len(first.segments) == 2
+    after_first_segment = ArchiveState(**{**archive.state().__dict__})
+    entry_one = ManifestEntry.read(Path(archive_settings.audit_archive_url, entry_path(written[0].id)).read_bytes())
+
+    def crash_back_to_the_first_segment() -> None:
+        redis_conn.delete(archive.state_key)
+        redis_conn.hset(
+            archive.state_key,
+            mapping={
+                "last_id": entry_one.last_id,
+                "last_entry": entry_one.digest(),
+                "archived": entry_one.records,
+                "base": after_first_segment.base or 0,
+            },
+        )
+
+    # killed after the second entry was written, before its position was recorded: adopted, not rewritten
+    crash_back_to_the_first_segment()
+    again = archive.run(flush=True)
+    assert again is not None and again.adopted == 1 and again.segments == []
+    assert archived_ids(archive) == [r.id for r in written]
+    # killed after the second segment was written, before its entry: written again under its name
+    second_entry = Path(archive_settings.audit_archive_url, entry_path(written[4000].id))
+    second_entry.unlink()
+    crash_back_to_the_first_segment()
+    again = archive.run(flush=True)
+    assert again is not None and again.adopted == 0 and len(again.segments) == 1
+    assert archived_ids(archive) == [r.id for r in written]
+    assert archive.verify().ok and archive.state().last_id == written[-1].id
+    # Redis lost the position altogether: the manifest's last entry says where the archive ends
+    redis_conn.delete(archive.state_key)
+    more = write_records(redis_conn, 10, start=6000)
+    again = archive.run(flush=True)
+    assert again is not None and again.adopted == 1 and again.records == 10
+    assert archived_ids(archive) == [r.id for r in written + more]
+    assert archive.verify().ok
+
+
+def test_the_trim_never_passes_a_record_the_tally_has_not_counted(
+    archive_settings: Settings, redis_conn: redis.Redis
+) -> None:
+    written = write_records(redis_conn, 3000)
+    archive = AuditArchive(
+        redis_conn, STREAM, archive_settings.audit_archive_url, keep=0, hold_keys=(f"{STREAM}:stats:cursor",)
+    )
+    redis_conn.set(f"{STREAM}:stats:cursor", written[999].id)  # counted up to the 1,000th
+    done = archive.run(flush=True)
+    assert done is not None and done.records == 3000 and done.trimmed == 1000
+    assert redis_conn.xrange(STREAM, count=1)[0][0].decode() == written[1000].id
+    redis_conn.set(f"{STREAM}:stats:cursor", written[-1].id)
+    assert archive.trim() == 2000 and redis_conn.xlen(STREAM) == 0
+
+
+def replace_archive(settings: Settings, connection: redis.Redis) -> AuditArchive:
+    """The settings' archive, with segments of 4,000 records, trimming nothing (a crash stops a round
+    before its trim: the records after the recorded position stay)."""
+    return AuditArchive(connection, STREAM, settings.audit_archive_url, segment_records=4000, keep=1_000_000)

@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 READ_BATCH = 5000
 """Records read from the stream per XRANGE while a segment is cut."""
 
+LOCK_SECONDS = 120
+"""How long a round's lock outlives its last segment: one segment's write must fit in it."""
+
 TRIM_BATCH = 100_000
 """Most records one trim removes (the script reads the ids it passes; a large backlog goes in steps)."""
 
@@ -207,7 +210,7 @@ class AuditArchive:
         """One round: archive what is due (everything waiting with `flush`), then trim. None when
         another round holds the lock. ArchiveUnavailable when the archive failed: what was archived
         before stays, nothing more is trimmed, and `error` in the state says why until a round works."""
-        lock = self.redis.lock(self.lock_key, timeout=600, blocking_timeout=0)
+        lock = self.redis.lock(self.lock_key, timeout=LOCK_SECONDS, blocking_timeout=0)
         if not lock.acquire():
             return None
         try:
@@ -215,7 +218,8 @@ class AuditArchive:
             try:
                 state = self._catch_up(done)
                 while entry := self._next_segment(state, flush, now or datetime.now(timezone.utc)):
-                    state = self._commit(state, entry)
+                    state = self._record(state, entry)
+                    lock.reacquire()  # a lock of a process killed mid-round frees itself within LOCK_SECONDS
                     done.segments.append(entry.segment)
                     done.records += entry.records
             except ArchiveUnavailable as exc:
@@ -344,9 +348,6 @@ class AuditArchive:
             raise ArchiveUnavailable(f"{entry.segment} did not read back as written")
         self._put(entry_path(entry.first_id), entry.line())
         return entry
-
-    def _commit(self, state: ArchiveState, entry: ManifestEntry) -> ArchiveState:
-        return self._record(state, entry)
 
     def _put(self, path: str, data: bytes) -> None:
         """Write a file whole. A local one is written to a temporary file, flushed to the disk, and
