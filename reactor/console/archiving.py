@@ -58,7 +58,6 @@ def archive_round(settings: Settings, archive: AuditArchive, flush: bool = False
             exc,
             "?" if lag.waiting is None else lag.waiting,
             lag.seconds,
-            extra={"alert": "audit_archive_unreachable"},
         )
         _notices(settings, archive).add(
             "audit_archive",
@@ -76,7 +75,7 @@ def verify_archive(settings: Settings, archive: AuditArchive, since: datetime | 
     report = archive.verify(since)
     if not report.ok:
         first = report.problems[0]
-        log.error("audit archive verification failed: %s", first, extra={"alert": "audit_archive_broken"})
+        log.error("audit archive verification failed: %s", first)
         _notices(settings, archive).add(
             "audit_verify", f"the audit archive {archive.url} failed verification: {first}", once=f"verify:{first}"
         )
