@@ -294,6 +294,7 @@ def test_the_archive_on_s3_trims_nothing_while_s3_is_down_and_catches_up(
     kept = redis_conn.xlen(STREAM)
     result = run_reactor(settings, "audit", "archive", "--flush", extra={**aws, "AWS_MAX_ATTEMPTS": "1"})
     assert result.returncode == 3, result.stderr
+    assert "audit archive unreachable, nothing trimmed" in result.stderr
     assert redis_conn.xlen(STREAM) == kept  # nothing trimmed
     assert run_reactor(settings, "audit", "verify", extra={**aws, "AWS_MAX_ATTEMPTS": "1"}).returncode == 3
 
