@@ -241,6 +241,10 @@ def test_verify_names_an_edited_segment_a_missing_one_and_a_removed_entry(
     assert result.returncode == 1
     assert f"first broken: segments/{segments[1].name}: its SHA-256 differs" in result.stderr
     assert [n[1][b"kind"] for n in redis_conn.xrange(Keys().notices())] == [b"audit_verify"]
+    # --since checks the segments from the one holding that moment on (and the link to the one before)
+    third = datetime.fromtimestamp(int(segments[2].name.split("-")[0]) / 1000 + 0.001, timezone.utc)
+    result = run_reactor(archive_settings, "audit", "verify", "--since", third.isoformat())
+    assert result.returncode == 0 and "ok: 1 segment, 2000 records" in result.stdout, result.stderr
 
     segments[0].unlink()
     result = run_reactor(archive_settings, "audit", "verify")
