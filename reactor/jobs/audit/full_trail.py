@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from .archive import AuditArchive
 from .manifest import id_parts
 from .records import AuditRecord
-from .stream import AuditFilter, AuditLog, _stream_id
+from .stream import AuditFilter, AuditLog, stream_id_bound
 
 BATCH = 1000
 MAX_SEQ = 2**64 - 1
@@ -42,8 +42,8 @@ class AuditTrail:
         oldest first, or newest first with `reverse` (a segment at a time)."""
         if self.archive is None:
             return
-        since = id_parts(_stream_id(where.since))[0] if where.since else None
-        until = id_parts(_stream_id(where.until))[0] if where.until else None
+        since = id_parts(stream_id_bound(where.since))[0] if where.since else None
+        until = id_parts(stream_id_bound(where.until))[0] if where.until else None
         if since and (low is None or id_parts(low)[0] < since - 1):
             low = f"{since - 1}-{MAX_SEQ}"  # the last id before the window: segments before it are skipped
         if until is not None and (high is None or id_parts(high)[0] > until + 1):
@@ -53,8 +53,8 @@ class AuditTrail:
                 yield AuditRecord.from_fields(entry_id, fields)
 
     def _oldest_first(self, where: AuditFilter) -> Iterator[AuditRecord]:
-        low = _stream_id(where.since) if where.since else "-"
-        high = _stream_id(where.until) if where.until else "+"
+        low = stream_id_bound(where.since) if where.since else "-"
+        high = stream_id_bound(where.until) if where.until else "+"
         last: str | None = None  # the last record read, from either source
         while True:
             with self.log.redis.pipeline(transaction=True) as pipe:
@@ -78,8 +78,8 @@ class AuditTrail:
                     yield AuditRecord.from_fields(last, fields)
 
     def _newest_first(self, where: AuditFilter) -> Iterator[AuditRecord]:
-        low = _stream_id(where.since) if where.since else "-"
-        high = _stream_id(where.until) if where.until else "+"
+        low = stream_id_bound(where.since) if where.since else "-"
+        high = stream_id_bound(where.until) if where.until else "+"
         lowest: str | None = None  # the lowest stream record read
         while entries := self.log.redis.xrevrange(
             self.log.key, max=f"({lowest}" if lowest else high, min=low, count=BATCH

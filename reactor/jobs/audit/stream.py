@@ -64,7 +64,7 @@ class AuditFilter:
         return not self.outcomes or fields.get("outcome") in self.outcomes
 
 
-def _stream_id(moment: datetime, exclusive: bool = False) -> str:
+def stream_id_bound(moment: datetime, exclusive: bool = False) -> str:
     """A stream id bound for a moment: stream ids start with the milliseconds since the epoch."""
     bound = f"{int(moment.timestamp() * 1000)}"
     return f"({bound}-0" if exclusive else bound
@@ -223,8 +223,8 @@ class AuditLog:
         `limit`; reads the stream in batches of `batch` so memory stays flat."""
         where = where or AuditFilter()
         # the window as stream-id bounds, so a window costs only its size
-        low = _stream_id(where.since) if where.since else "-"
-        high = _stream_id(where.until) if where.until else "+"
+        low = stream_id_bound(where.since) if where.since else "-"
+        high = stream_id_bound(where.until) if where.until else "+"
         yielded = 0
         while True:
             if newest_first:
