@@ -85,6 +85,11 @@ class Settings:
     notify_url: str | None = field(default=None, repr=False)  # REACTOR_NOTIFY_URL: where digests go; None: off
     notify_interval: int = 30  # REACTOR_NOTIFY_INTERVAL: seconds between digests (reactor/console/notify.py)
     redis_wait: float | None = None  # REACTOR_REDIS_WAIT: seconds `worker`, `cron` and web wait at start; None: forever
+    audit_archive: str | None = None  # REACTOR_AUDIT_ARCHIVE: a directory or fsspec URL; None: var_dir/audit-archive
+    audit_segment_records: int = 50_000  # REACTOR_AUDIT_SEGMENT_RECORDS: most records in one archive segment
+    audit_segment_seconds: int = 3600  # REACTOR_AUDIT_SEGMENT_SECONDS: a segment holds one such UTC window
+    audit_keep: int = 1_000_000  # REACTOR_AUDIT_KEEP: archived records the stream keeps for quick reads
+    audit_archive_interval: int = 60  # REACTOR_AUDIT_ARCHIVE_INTERVAL: seconds between `cron`'s archive rounds
 
     @property
     def invoice_lock_ttl(self) -> int:
@@ -97,6 +102,11 @@ class Settings:
     def heartbeat_interval(self) -> int:
         """How often a busy worker tells Redis it is alive; a third of the abandonment delay."""
         return max(1, self.abandoned_after // 3)
+
+    @property
+    def audit_archive_url(self) -> str:
+        """Where the audit archive is: REACTOR_AUDIT_ARCHIVE, else `audit-archive` in the var directory."""
+        return self.audit_archive or str(self.var_dir / "audit-archive")
 
     @property
     def sandbox_mode(self) -> bool:
@@ -444,6 +454,11 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         notify_url=_notify_url(env),
         notify_interval=_int(env, "REACTOR_NOTIFY_INTERVAL", 30, minimum=1),
         redis_wait=_deadline(env, "REACTOR_REDIS_WAIT"),
+        audit_archive=_text(env, "REACTOR_AUDIT_ARCHIVE") or None,
+        audit_segment_records=_int(env, "REACTOR_AUDIT_SEGMENT_RECORDS", Settings.audit_segment_records, minimum=1),
+        audit_segment_seconds=_int(env, "REACTOR_AUDIT_SEGMENT_SECONDS", Settings.audit_segment_seconds, minimum=1),
+        audit_keep=_int(env, "REACTOR_AUDIT_KEEP", Settings.audit_keep, minimum=0),
+        audit_archive_interval=_int(env, "REACTOR_AUDIT_ARCHIVE_INTERVAL", Settings.audit_archive_interval, minimum=1),
         replica_ack=replica_ack,
         replica_ack_timeout=replica_ack_timeout,
     )

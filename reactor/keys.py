@@ -28,6 +28,7 @@ reactor/sweep.py."""
 # | `{p}:audit` | stream: the decision trail | jobs/audit/stream.py |
 # | `{p}:audit:indexed_since` | the stream id of the first record indexed | jobs/audit/stream.py |
 # | `{p}:audit:stats[:cursor,:lock]`, `{p}:audit:daily[_undone]` | counters from the stream | console/tally.py |
+# | `{p}:audit:archive[:lock]` | hash: the archive's position, counts, error; a round's lock | jobs/audit/archive.py |
 # | `{p}:lock:invoice:<invoice>` | the invoice's lock around fetch, decide, write_off | jobs/marks.py |
 # | `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/marks.py |
 # | `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/marks.py |

@@ -26,7 +26,9 @@ from .ingest.events import EventStore
 from .ingest.guard import WebhookGuard, trust_proxies
 from .ingest.replication import ReplicaAck
 from .ingest.webhook import EVENTS, error_response, webhooks
+from .jobs.audit.archive import archive_lag
 from .jobs.held import list_held
+from .keys import Keys
 from .notices import Notices
 from .redaction import redact, remember
 from .redis_connect import connect
@@ -47,7 +49,8 @@ def healthz() -> Response:
 
 @health.get("/readyz")
 def readyz() -> Response:
-    """Ready when Redis answers and rules are loaded; a refused rules edit is reported, not fatal."""
+    """Ready when Redis answers and rules are loaded; a refused rules edit, held write-offs and the
+    audit archive's lag are reported, not fatal."""
     connection: redis.Redis = current_app.extensions["reactor.redis"]
     live: LiveRules = current_app.extensions["reactor.rules"]
     checks: dict[str, Any] = {}
@@ -65,6 +68,10 @@ def readyz() -> Response:
     if checks["redis"] == "ok":  # held write-offs need a person, but the reactor is still ready
         held_items = list_held(connection, current_app.config["REACTOR_SETTINGS"].key_prefix)
         checks["held"] = {"count": len(held_items), "reasons": sorted({h.reason or "" for h in held_items})[:5]}
+        # the archive's lag is reported, never fatal: Chargebee must keep being answered while it catches up
+        checks["audit_archive"] = archive_lag(
+            connection, Keys(current_app.config["REACTOR_SETTINGS"].key_prefix).audit()
+        ).as_dict()
     response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks})
     response.status_code = 200 if ready else 503
     return response

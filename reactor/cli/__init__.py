@@ -6,7 +6,7 @@ import click
 
 from ..config import process_environment, secrets_in
 from ..redaction import redact, remember
-from . import diff, events, held, ops, processes, rules, sweep, trace, undo
+from . import archive, diff, events, held, ops, processes, rules, sweep, trace, undo
 from .helpers import start_logging
 
 
@@ -35,6 +35,7 @@ for _command in (
     *rules.COMMANDS,
     *diff.COMMANDS,
     *ops.COMMANDS,
+    *archive.COMMANDS,
     *events.COMMANDS,
     *held.COMMANDS,
     *sweep.COMMANDS,

@@ -16,12 +16,16 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 import click
+import redis
 from rich.cells import cell_len
 from rich.table import Table
 
 from ..config import Settings
+from ..console.archiving import audit_archive
 from ..console.deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
 from ..jobs.audit import OUTCOMES, AuditFilter, AuditLog, AuditRecord, export_lines, visible
+from ..jobs.audit.archive import ArchiveUnavailable, AuditArchive
+from ..jobs.audit.full_trail import AuditTrail
 from ..keys import Keys
 from ..rules import load_rules
 from ..timestamps import shown_time
@@ -153,8 +157,9 @@ def print_audit(records: Iterable[AuditRecord]) -> None:
         click.echo(text)
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--since", default=None, help="ISO time or a duration back from now: 30m, 2h, 3d.")
+@click.option("--until", default=None, help="Only records before: ISO time or a duration back from now.")
 @click.option("--invoice", default=None, help="Only this invoice id.")
 @click.option("--event", "event_id", default=None, help="Only this event id.")
 @click.option("--outcome", "outcomes", multiple=True, help="Only these outcomes (repeat, or comma-separated).")
@@ -162,23 +167,60 @@ def print_audit(records: Iterable[AuditRecord]) -> None:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help=f"The latest N (table default {DEFAULT_TABLE_LIMIT})."
 )
+@click.pass_context
 def audit(
-    since: str | None, invoice: str | None, event_id: str | None, outcomes: tuple[str, ...], fmt: str, limit: int | None
+    ctx: click.Context,
+    since: str | None,
+    until: str | None,
+    invoice: str | None,
+    event_id: str | None,
+    outcomes: tuple[str, ...],
+    fmt: str,
+    limit: int | None,
 ) -> None:
     """Every decision: event, invoice, rule, outcome, amount, the rules version it was made under.
 
+    Reads the archive (REACTOR_AUDIT_ARCHIVE) and the stream in Redis as one trail, each record once.
     The table shows amounts in major units (12.50 USD); csv and jsonl keep Chargebee's minor units
     (amount_due 1250 with currency USD) and stream every matching record unless --limit is given."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = command_settings()
-    log = AuditLog(connect(settings), Keys(settings.key_prefix).audit())
-    filters = AuditFilter(since=_since(since), invoice_id=invoice, event_id=event_id, outcomes=_outcome_list(outcomes))
+    trail = audit_trail(settings, connect(settings))
+    filters = AuditFilter(
+        since=_since(since),
+        until=_since(until),
+        invoice_id=invoice,
+        event_id=event_id,
+        outcomes=_outcome_list(outcomes),
+    )
+    try:
+        _print_trail(trail, filters, fmt, limit)
+    except ArchiveUnavailable as exc:
+        raise click.ClickException(f"the audit archive could not be read: {exc}") from None
+
+
+def audit_trail(settings: Settings, connection: redis.Redis) -> AuditTrail:
+    """The archive and the stream as one trail; the stream alone, said on stderr, when the archive
+    cannot be listed."""
+    log = AuditLog(connection, Keys(settings.key_prefix).audit())
+    archive: AuditArchive | None = audit_archive(settings, connection)
+    try:
+        archive.segments()
+    except ArchiveUnavailable as exc:
+        warn(f"note: {exc}; showing only the records in Redis")
+        archive = None
+    return AuditTrail(log, archive)
+
+
+def _print_trail(trail: AuditTrail, filters: AuditFilter, fmt: str, limit: int | None) -> None:
     if fmt != "table":
-        exported = log.query(filters) if limit is None else _latest(log, filters, limit)
+        exported = trail.query(filters) if limit is None else _latest(trail, filters, limit)
         for chunk in export_lines(exported, fmt):
             click.echo(chunk, nl=False)
         return
     wanted = limit or DEFAULT_TABLE_LIMIT
-    records = _latest(log, filters, wanted + 1)
+    records = _latest(trail, filters, wanted + 1)
     more = len(records) > wanted
     records = records[-wanted:]
     if not records:
@@ -189,9 +231,9 @@ def audit(
     say(f"{plural(len(records), 'record')}, oldest first{note}")
 
 
-def _latest(log: AuditLog, filters: AuditFilter, count: int) -> list[AuditRecord]:
+def _latest(trail: AuditTrail, filters: AuditFilter, count: int) -> list[AuditRecord]:
     """The latest `count` matching records, oldest first."""
-    return list(reversed(list(log.query(filters, limit=count, newest_first=True))))
+    return list(reversed(list(trail.query(filters, limit=count, newest_first=True))))
 
 
 # -- dead letters --------------------------------------------------------------------------------

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+import redis
 from rq.exceptions import StopRequested
 
 from ..config import EX_CONFIG, Settings, log_settings
-from ..console.notify import start_notifier
+from ..console.archiving import start_archiver
+from ..console.notify import receiver_name, start_notifier
 from ..jobs.sweep import SWEEP_JOB_TIMEOUT, scheduled_sweep
 from ..jobs.worker import raise_stop_on_signals, run_worker
 from ..local.supervisor import refuse_fresh_with_redis_url, run_all, serve_web
@@ -53,6 +55,11 @@ def refusals_logged(command: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(exc.exit_code)
 
     return run_command
+
+
+def archive_name(url: str) -> str:
+    """The archive as a log line may name it: a local path, or scheme and host (no credentials)."""
+    return receiver_name(url) if "://" in url else url
 
 
 def check_rules(settings: Settings) -> None:
@@ -143,24 +150,44 @@ def sandbox(host: str, port: int, no_seed: bool) -> None:
 @click.command()
 @refusals_logged
 def cron() -> None:
-    """Run the sweep on schedule (REACTOR_SWEEP_CRON, or every REACTOR_SWEEP_INTERVAL seconds), and
-    send the digest of what a person must act on to REACTOR_NOTIFY_URL.
+    """Run the sweep on schedule (REACTOR_SWEEP_CRON, or every REACTOR_SWEEP_INTERVAL seconds), archive
+    the audit trail (REACTOR_AUDIT_ARCHIVE, every REACTOR_AUDIT_ARCHIVE_INTERVAL seconds), and send the
+    digest of what a person must act on to REACTOR_NOTIFY_URL.
 
     RQ's cron scheduler enqueues the sweep job; workers run it. Run one `cron` process (it does
     not elect a leader); a second one only makes sweeps that find the first one's lock and stop,
     and digest rounds that find the first one's lock. The digest is sent from a thread of this
     process (reactor/console/notify.py), so a slow receiver holds up no worker. Started before Redis
-    answers, it waits for it (REACTOR_REDIS_WAIT)."""
-    from rq.cron import CronScheduler  # late: start-up time (croniter)
-
+    answers, it waits for it (REACTOR_REDIS_WAIT). The archive runs in a thread too
+    (reactor/console/archiving.py); two `cron` processes take turns through its lock."""
     settings = command_settings()
     connection = connect(settings, wait=True)
     if settings.notify_url:
         start_notifier(settings, connection)
         log.info("sending a digest of what needs a person every %s s (REACTOR_NOTIFY_URL)", settings.notify_interval)
+    archiver = start_archiver(settings, connection)
+    log.info(
+        "archiving the audit trail to %s every %s s",
+        archive_name(settings.audit_archive_url),
+        settings.audit_archive_interval,
+    )
+    try:
+        run_cron_scheduler(settings, connection)
+    finally:
+        archiver.stop()  # a round under way finishes, and releases its lock for the next process
+
+
+def run_cron_scheduler(settings: Settings, connection: redis.Redis) -> None:
+    """RQ's cron scheduler for the sweep until a stop signal; without sweeps, wait for one."""
+    from rq.cron import CronScheduler  # late: start-up time (croniter)
+
     if not settings.sweep_interval and not settings.sweep_cron:
         log.info("sweeps are disabled (REACTOR_SWEEP_CRON is empty); waiting for a stop signal")
-        signal.pause()
+        raise_stop_on_signals()
+        try:
+            signal.pause()
+        except StopRequested as stop:
+            log.info("stopped on %s", stop)
         return
     scheduler = CronScheduler(connection=connection)
     scheduler.register(

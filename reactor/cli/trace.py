@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from ..console.trace import build_timeline, find_invoice, read_receipt, read_sources, render_text
-from ..console.trace.sources import SCAN_NOTE
 from ..jobs.audit import visible
 from .helpers import INVOICE_OR_EVENT_ID, command_settings, connect
 
@@ -36,12 +35,13 @@ def trace(some_id: str, output: str) -> None:
     if output == "json":
         payload = {"invoice_id": invoice_id, "asked": some_id, "steps": [step.as_dict() for step in steps]}
         payload["audit_scanned"] = sources.scanned
+        payload["audit_archived_from"] = sources.archived_from
         click.echo(json.dumps(payload, indent=2, default=str))
         return
     for line in render_text(invoice_id, steps).splitlines():
         click.echo(visible(line))
-    if sources.scanned:
-        click.echo(f"note: {SCAN_NOTE}")
+    for note in sources.notes(settings.audit_archive_url):
+        click.echo(visible(f"note: {note}"))
 
 
 def _show_receipt(event_id: str, receipt: dict[str, Any] | None, output: str) -> None:

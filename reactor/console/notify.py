@@ -47,6 +47,8 @@ HEADINGS = {
     "budget": "budgets used up (limits in rules.yaml)",
     "rules_refused": "rules edits refused; the rules before them stay in force (reactor rules check)",
     "chargebee_auth": "Chargebee refused the API key (CHARGEBEE_API_KEY, CHARGEBEE_SITE)",
+    "audit_archive": "the audit archive cannot be written; Redis keeps the records meanwhile (REACTOR_AUDIT_ARCHIVE)",
+    "audit_verify": "the audit archive failed verification (reactor audit verify)",
 }
 
 _CREDENTIAL_SHAPES = (

@@ -32,6 +32,7 @@ from rq.job import Job
 from ..config import Settings
 from ..console.tally import JOB_BUCKETS, AuditTally, seconds_between, stats_key
 from ..ingest.inbox import Inbox
+from ..jobs.audit.archive import ArchiveLag, archive_lag
 from ..jobs.held import count_held
 from ..keys import Keys
 from ..reloads import RulesReloadReporter
@@ -72,6 +73,7 @@ class RedisCollector(Collector):
         yield _job_latency(stats)
         yield from self._queue_families()
         yield _reloads(RulesReloadReporter(self.redis, self.settings.key_prefix).counts())
+        yield from _archive_families(archive_lag(self.redis, audit_key))
 
     def _queue_families(self) -> Iterator[Any]:
         """RQ's queue and registries, the inbox, and the write-offs held for a person."""
@@ -188,6 +190,24 @@ def _job_latency(stats: dict[str, str]) -> HistogramMetricFamily:
     latency = HistogramMetricFamily("reactor_job_seconds", "Seconds from a job's start to its recorded decision")
     latency.add_metric([], cumulative, sum_value=float(stats.get("job_seconds_sum", 0)))
     return latency
+
+
+def _archive_families(lag: ArchiveLag) -> Iterator[GaugeMetricFamily]:
+    """The audit archive's lag (reactor/jobs/audit/archive.py): records leave Redis only once archived."""
+    age = GaugeMetricFamily(
+        "reactor_audit_archive_lag_seconds", "Age of the oldest audit record not yet archived (0: none waits)"
+    )
+    age.add_metric([], lag.seconds)
+    yield age
+    if lag.waiting is not None:  # Redis before 7.0 does not count a stream's appends
+        waiting = GaugeMetricFamily("reactor_audit_archive_waiting", "Audit records not yet archived")
+        waiting.add_metric([], lag.waiting)
+        yield waiting
+    failing = GaugeMetricFamily(
+        "reactor_audit_archive_failing", "1 while the last archive round failed (nothing is trimmed meanwhile)"
+    )
+    failing.add_metric([], 1 if lag.error else 0)
+    yield failing
 
 
 def _reloads(counts: dict[str, int]) -> CounterMetricFamily:

@@ -14,7 +14,6 @@ from flask import current_app, redirect, render_template, url_for
 from .. import ids
 from ..console.invoice_state import chargebee_status, standing
 from ..console.trace import build_timeline, find_invoice, read_receipt, read_sources
-from ..console.trace.sources import SCAN_NOTE
 from .views import admin, login_required
 
 
@@ -37,7 +36,7 @@ def invoice_trace(some_id: str) -> Any:
     if invoice_id != some_id:  # an event id: the page of its invoice, at its own address
         return redirect(url_for("admin.invoice_trace", some_id=invoice_id))
     sources = read_sources(connection, settings, invoice_id)
-    note = SCAN_NOTE if sources.scanned else None
+    note = " ".join(sources.notes()) or None
     return render_template(
         "admin/invoice.html",
         invoice_id=invoice_id,

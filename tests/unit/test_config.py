@@ -188,3 +188,25 @@ def test_triage_is_on_unless_turned_off() -> None:
     assert load_settings({"REACTOR_TRIAGE": "0"}, dotenv=False).triage is False
     with pytest.raises(ConfigError, match="REACTOR_TRIAGE"):
         load_settings({"REACTOR_TRIAGE": "sometimes"}, dotenv=False)
+
+
+def test_the_audit_archive_is_under_the_var_directory_unless_a_url_is_given() -> None:
+    settings = load_settings({"REACTOR_VAR_DIR": "/srv/reactor/var"}, dotenv=False)
+    assert settings.audit_archive_url == "/srv/reactor/var/audit-archive"
+    assert (settings.audit_segment_records, settings.audit_segment_seconds) == (50_000, 3600)
+    assert (settings.audit_keep, settings.audit_archive_interval) == (1_000_000, 60)
+    settings = load_settings(
+        {
+            "REACTOR_AUDIT_ARCHIVE": " s3://audit-bucket/reactor ",
+            "REACTOR_AUDIT_SEGMENT_RECORDS": "1000",
+            "REACTOR_AUDIT_SEGMENT_SECONDS": "600",
+            "REACTOR_AUDIT_KEEP": "0",
+            "REACTOR_AUDIT_ARCHIVE_INTERVAL": "5",
+        },
+        dotenv=False,
+    )
+    assert settings.audit_archive_url == "s3://audit-bucket/reactor"
+    assert (settings.audit_segment_records, settings.audit_segment_seconds) == (1000, 600)
+    assert (settings.audit_keep, settings.audit_archive_interval) == (0, 5)
+    with pytest.raises(ConfigError, match="REACTOR_AUDIT_SEGMENT_RECORDS must be at least 1"):
+        load_settings({"REACTOR_AUDIT_SEGMENT_RECORDS": "0"}, dotenv=False)

@@ -15,9 +15,12 @@ from ...config import Settings
 from ...ingest.envelope import Event
 from ...ingest.packing import UnpackError, unpack
 from ...jobs.audit import AuditFilter, AuditLog, AuditRecord
+from ...jobs.audit.archive import ArchiveUnavailable
+from ...jobs.audit.manifest import id_parts
 from ...jobs.held import HeldWriteOff, list_held
 from ...jobs.trace.store import TraceLog
 from ...keys import Keys
+from ..archiving import audit_archive
 from ..deadletters import DeadLetter, DeadLetters
 from .timeline import Step, build_timeline
 
@@ -30,6 +33,18 @@ class TraceSources:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     held: HeldWriteOff | None = None
     scanned: bool = False  # the audit records were found by reading the stream whole (no index)
+    archived_from: list[str] = field(default_factory=list)  # the archive's segments some records were read from
+    archive_error: str | None = None  # records that left Redis, and the archive could not be read
+
+    def notes(self, archive_url: str = "") -> list[str]:
+        """What the timeline should be read with: where records came from, or which are missing."""
+        notes = [SCAN_NOTE] if self.scanned else []
+        if self.archived_from:
+            segments = ", ".join(self.archived_from)
+            notes.append(f"audit records that have left Redis read from the archive {archive_url}, segment {segments}")
+        if self.archive_error:
+            notes.append(f"audit records have left Redis and the archive could not be read: {self.archive_error}")
+        return notes
 
     def timeline(self) -> list[Step]:
         return build_timeline(self.entries, self.records, self.dead_letters, self.held)
@@ -51,10 +66,31 @@ def read_sources(connection: redis.Redis, settings: Settings, invoice_id: str) -
     began before the index (whole when it has no index entry at all), and `scanned` says so."""
     keys = Keys(settings.key_prefix)
     entries = TraceLog(connection, keys).entries(invoice_id)
-    records, scanned = AuditLog(connection, keys.audit()).for_invoice(invoice_id, oldest(entries))
+    log = AuditLog(connection, keys.audit())
+    records, scanned = log.for_invoice(invoice_id, oldest(entries))
     letters = [letter for letter in DeadLetters(connection, settings).list() if letter.invoice_id == invoice_id]
     held = next((item for item in list_held(connection, settings.key_prefix) if item.invoice_id == invoice_id), None)
-    return TraceSources(invoice_id, entries, records, letters, held, scanned=scanned and bool(records))
+    sources = TraceSources(invoice_id, entries, records, letters, held, scanned=scanned and bool(records))
+    read = {record.id for record in records}
+    gone = [entry_id for entry_id in log.listed_ids(invoice_id) if entry_id not in read]
+    if gone:
+        _read_archived(settings, connection, sources, gone)
+    return sources
+
+
+def _read_archived(settings: Settings, connection: redis.Redis, sources: TraceSources, ids: list[str]) -> None:
+    """Add to `sources` the records of `ids`, trimmed from the stream after archiving, from the archive."""
+    try:
+        found = audit_archive(settings, connection).find(ids)
+    except ArchiveUnavailable as exc:
+        sources.archive_error = str(exc)
+        return
+    for entry_id, (segment, fields) in found.items():
+        if fields.get("invoice_id") == sources.invoice_id:
+            sources.records.append(AuditRecord.from_fields(entry_id, fields))
+            sources.archived_from.append(segment)
+    sources.records.sort(key=lambda record: id_parts(record.id or "0-0"))
+    sources.archived_from = sorted(set(sources.archived_from))
 
 
 def oldest(entries: list[dict[str, Any]]) -> datetime | None:

@@ -1,6 +1,7 @@
-"""The decision trail in Redis: a capped stream (`AuditLog`), appended to and read back in batches.
-A record that names an invoice also has its id kept in the invoice's trace list, so `for_invoice`
-reads the invoice's records, not the stream. Free text is written redacted (reactor/redaction.py).
+"""The decision trail in Redis: a stream (`AuditLog`), appended to and read back in batches, and
+trimmed only of what the archive holds (reactor/jobs/audit/archive.py). A record that names an
+invoice also has its id kept in the invoice's trace list, so `for_invoice` reads the invoice's
+records, not the stream. Free text is written redacted (reactor/redaction.py).
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ FREE_TEXT = frozenset(("reason", "detail"))
 """The fields that carry words from elsewhere (an error, a person), redacted as they are written."""
 
 # KEYS[1] the stream; KEYS[2] the id of its first indexed record; KEYS[3], when the record names an
-# invoice, the invoice's trace. ARGV[1] the stream's maxlen, ARGV[2] the trace's cap, ARGV[3] its TTL,
-# from ARGV[4] the record's fields and values. Returns the entry id. One script, so the record is
-# never in the stream without its id in the trace.
+# invoice, the invoice's trace. ARGV[1] the trace's cap, ARGV[2] its TTL, from ARGV[3] the record's
+# fields and values. Returns the entry id. One script, so the record is never in the stream without
+# its id in the trace.
 _APPEND = (
     TRACE_LUA
     + """
--- add the record, the stream capped at about ARGV[1] entries
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
+-- add the record; the stream is not capped here: a record leaves it only once archived
+-- (reactor/jobs/audit/archive.py trims it)
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 if KEYS[3] then
   -- the first record indexed, kept once: records before it may be in no trace
   redis.call('SET', KEYS[2], id, 'NX')
   -- its id in the invoice's trace (reactor/ingest/trace_list.py), capped as every writer does
-  append_audit_id(KEYS[3], id, tonumber(ARGV[2]), ARGV[3])
+  append_audit_id(KEYS[3], id, tonumber(ARGV[1]), ARGV[2])
 end
 return id
 """
@@ -62,7 +64,7 @@ class AuditFilter:
         return not self.outcomes or fields.get("outcome") in self.outcomes
 
 
-def _stream_id(moment: datetime, exclusive: bool = False) -> str:
+def stream_id_bound(moment: datetime, exclusive: bool = False) -> str:
     """A stream id bound for a moment: stream ids start with the milliseconds since the epoch."""
     bound = f"{int(moment.timestamp() * 1000)}"
     return f"({bound}-0" if exclusive else bound
@@ -80,8 +82,8 @@ def _id_parts(stream_id: str) -> tuple[int, int]:
     return int(millis), int(seq or 0)
 
 
-# A stream gives an append-only log with time-ordered ids, cheap range reads for `reactor audit
-# --since`, and a length cap (`maxlen`, approximate) so Redis cannot fill up with history.
+# A stream gives an append-only log with time-ordered ids and cheap range reads for `reactor audit
+# --since`. Appends never trim it: the archive (reactor/jobs/audit/archive.py) trims what it holds.
 class AuditLog:
     """The stream, with an optional source of the current rules version: a record written without
     one (a failure, a lock, an operator's replay) is stamped with the rules that were in force."""
@@ -90,12 +92,10 @@ class AuditLog:
         self,
         connection: redis.Redis,
         key: str = "reactor:audit",
-        maxlen: int = 1_000_000,
         rules_version: Callable[[], str | None] | None = None,
     ):
         self.redis = connection
         self.key = key
-        self.maxlen = maxlen
         self.rules_version = rules_version
 
     def stamp(self, record: AuditRecord) -> AuditRecord:
@@ -130,7 +130,7 @@ class AuditLog:
             for name, value in self.stamp(record).to_fields().items()
             for part in (name, redact(value) if name in FREE_TEXT and value else value)
         ]
-        return [len(keys), *keys, self.maxlen, TRACE_CAP, TRACE_TTL, *fields]
+        return [len(keys), *keys, TRACE_CAP, TRACE_TTL, *fields]
 
     def append(self, record: AuditRecord) -> str:
         """Add the record (and its id to its invoice's trace); its stream id."""
@@ -180,6 +180,16 @@ class AuditLog:
                     records.append(AuditRecord.from_fields(raw_id.decode(), fields))
         return records, bool(older)
 
+    def listed_ids(self, invoice_id: str) -> list[str]:
+        """The stream ids of the invoice's records that its trace (and the index of releases before)
+        keeps, in stream order; one trimmed from the stream since is in the archive."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(self.index_key(invoice_id), 0, -1)
+            pipe.lrange(self.trace_key(invoice_id), 0, -1)
+            indexed, trace = pipe.execute()
+        listed = [raw.decode() for raw in indexed] + read_trace_list(trace).audit_ids
+        return sorted(dict.fromkeys(listed), key=_id_parts)
+
     def all_indexed(self) -> bool:
         """Whether every record the stream still holds was written with the index (the oldest is
         not older than the first one indexed): then an invoice without an index has no record."""
@@ -213,8 +223,8 @@ class AuditLog:
         `limit`; reads the stream in batches of `batch` so memory stays flat."""
         where = where or AuditFilter()
         # the window as stream-id bounds, so a window costs only its size
-        low = _stream_id(where.since) if where.since else "-"
-        high = _stream_id(where.until) if where.until else "+"
+        low = stream_id_bound(where.since) if where.since else "-"
+        high = stream_id_bound(where.until) if where.until else "+"
         yielded = 0
         while True:
             if newest_first:
