@@ -85,6 +85,10 @@ class Settings:
     notify_url: str | None = field(default=None, repr=False)  # REACTOR_NOTIFY_URL: where digests go; None: off
     notify_interval: int = 30  # REACTOR_NOTIFY_INTERVAL: seconds between digests (reactor/console/notify.py)
     redis_wait: float | None = None  # REACTOR_REDIS_WAIT: seconds `worker`, `cron` and web wait at start; None: forever
+    approval_ttl: int = 7 * 24 * 3600  # REACTOR_APPROVAL_TTL: seconds an approval counts (reactor/console/approvals.py)
+    approval_alert_after: int = 24 * 3600  # REACTOR_APPROVAL_ALERT_AFTER: a write-off waiting longer is a notice
+    session_idle: int = 3600  # REACTOR_SESSION_IDLE: seconds a dashboard session lives without a request
+    dashboard_users: bool = False  # REACTOR_DASHBOARD=on: the dashboard for named users without REACTOR_ADMIN_USER
 
     @property
     def invoice_lock_ttl(self) -> int:
@@ -446,6 +450,10 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         redis_wait=_deadline(env, "REACTOR_REDIS_WAIT"),
         replica_ack=replica_ack,
         replica_ack_timeout=replica_ack_timeout,
+        approval_ttl=_int(env, "REACTOR_APPROVAL_TTL", 7 * 24 * 3600, minimum=60),
+        approval_alert_after=_int(env, "REACTOR_APPROVAL_ALERT_AFTER", 24 * 3600, minimum=60),
+        session_idle=_int(env, "REACTOR_SESSION_IDLE", 3600, minimum=60),
+        dashboard_users=_flag(env, "REACTOR_DASHBOARD"),
     )
     check_timeouts(settings)
     return settings

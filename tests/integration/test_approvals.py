@@ -1,0 +1,207 @@
+"""Four eyes on real processes: rules.yaml approval tiers (USD 100 → 1 approver, USD 1000 → 2), real
+webhooks, a real worker, the sandbox over HTTP, and named users acting through `reactor approvals`
+with their passwords. Proves: small write-offs go through alone; larger ones wait for distinct
+approvers and are written off once; a decline leaves the invoice unpaid; a viewer cannot approve; an
+invoice paid meanwhile is not written off; the audit trail and `reactor trace` name each approver."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from reactor.jobs.audit import AuditFilter, AuditLog
+from reactor.jobs.held import get_held
+from tests.helpers import worker_env
+from tests.integration.helpers import make_event, outcomes, post_event
+
+pytestmark = pytest.mark.integration
+
+TIERED_RULES = """\
+version: 1
+mode: live
+limits:
+  max_write_off: {USD: 10000}
+approvals:
+  - above: {USD: 100, EUR: 90}
+    approvers: 1
+  - above: {USD: 1000, EUR: 900}
+    approvers: 2
+rules:
+  - name: dunning-exhausted
+    when:
+      - invoice.dunning_status: exhausted
+    action: write_off
+"""
+
+PASSWORDS = {"root": "the admin's long password", "alice": "alice's long password", "bob": "bob's long password!", "victor": "victor's long password"}
+
+
+def reactor(settings, *args: str, password: str | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`python -m reactor ARGS` as its own process; `password` goes in REACTOR_USER_PASSWORD."""
+    env = worker_env(settings)
+    if password is not None:
+        env["REACTOR_USER_PASSWORD"] = password
+    return subprocess.run(
+        [sys.executable, "-m", "reactor", *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
+    )
+
+
+def as_user(settings, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return reactor(settings, *args, "--user", name, password=PASSWORDS[name])
+
+
+@pytest.fixture
+def tiered(settings, sandbox, web, redis_conn, start_worker, rules_file):
+    """The tiers in force, users alice and bob (approvers) and victor (a viewer), a worker running;
+    `tiered(amount_in_cents)` posts an exhausted invoice's event and returns the invoice."""
+    rules_file(TIERED_RULES)
+    for name, role in (("root", "admin"), ("alice", "approver"), ("bob", "approver"), ("victor", "viewer")):
+        admin = () if name == "root" else ("--user", "root")
+        added = reactor(
+            settings, "users", "add", name, "--role", role, "--password-stdin", *admin,
+            stdin=PASSWORDS[name] + "\n", password=PASSWORDS["root"],
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+    start_worker()
+
+    def post(amount: int) -> dict:
+        invoice = sandbox.state.add_invoice(
+            status="not_paid", dunning_status="exhausted", currency_code="USD", total=amount, amount_due=amount
+        )
+        assert post_event(web.webhook_url, make_event(invoice)).status_code == 200
+        return invoice
+
+    return post
+
+
+def settled(redis_conn, invoice_id: str, outcome: str, count: int = 1) -> None:
+    from tests.helpers import wait_for
+
+    wait_for(lambda: outcomes(redis_conn, invoice_id).count(outcome) >= count, what=f"{invoice_id}: {outcome}")
+
+
+def write_offs(sandbox, invoice_id: str) -> int:
+    return sum(1 for c in sandbox.state.write_off_calls() if invoice_id in c["path"])
+
+
+def records(redis_conn, invoice_id: str, outcome: str) -> list:
+    return [r for r in AuditLog(redis_conn).query(AuditFilter(invoice_id=invoice_id)) if r.outcome == outcome]
+
+
+def test_a_write_off_under_the_first_tier_needs_nobody(tiered, redis_conn, sandbox, settings):
+    invoice = tiered(5000)  # $50
+    settled(redis_conn, invoice["id"], "written_off")
+    assert "awaits_approval" not in outcomes(redis_conn, invoice["id"])
+    assert write_offs(sandbox, invoice["id"]) == 1
+
+
+def test_one_approval_writes_off_a_tier_one_write_off_once(tiered, redis_conn, sandbox, settings):
+    invoice = tiered(50000)  # $500
+    settled(redis_conn, invoice["id"], "awaits_approval")
+    assert write_offs(sandbox, invoice["id"]) == 0
+    listed = reactor(settings, "approvals", "list")
+    assert invoice["id"] in listed.stdout and "500.00 USD" in listed.stdout and "1 (0 of 1)" in listed.stdout
+
+    done = as_user(settings, "alice", "approvals", "approve", invoice["id"])
+
+    assert done.returncode == 0, done.stderr
+    assert "approved by alice (1 of 1)" in done.stdout
+    settled(redis_conn, invoice["id"], "written_off")
+    assert write_offs(sandbox, invoice["id"]) == 1
+    assert get_held(redis_conn, invoice["id"], settings.key_prefix) is None
+    again = as_user(settings, "bob", "approvals", "approve", invoice["id"])
+    assert again.returncode == 1 and "not in the approvals queue" in again.stderr
+    [approved] = records(redis_conn, invoice["id"], "approved")
+    assert approved.reason.startswith("by alice (1 of 1 for tier 1)") and approved.at
+
+
+def test_a_tier_two_write_off_needs_two_different_approvers(tiered, redis_conn, sandbox, settings):
+    invoice = tiered(500000)  # $5,000
+    settled(redis_conn, invoice["id"], "awaits_approval")
+
+    first = as_user(settings, "alice", "approvals", "approve", invoice["id"])
+    assert first.returncode == 0, first.stderr
+    assert "it waits for 1 more approver" in first.stdout
+    held = get_held(redis_conn, invoice["id"], settings.key_prefix)
+    assert held is not None and held.approvers == ["alice"] and held.tier == 2
+    twice = as_user(settings, "alice", "approvals", "approve", invoice["id"])
+    assert twice.returncode == 1
+    assert "alice has already approved" in twice.stderr and "counts once" in twice.stderr
+    assert write_offs(sandbox, invoice["id"]) == 0 and "written_off" not in outcomes(redis_conn, invoice["id"])
+
+    second = as_user(settings, "bob", "approvals", "approve", invoice["id"])
+
+    assert second.returncode == 0, second.stderr
+    settled(redis_conn, invoice["id"], "written_off")
+    assert write_offs(sandbox, invoice["id"]) == 1
+    reasons = [r.reason for r in records(redis_conn, invoice["id"], "approved")]
+    assert [r.split(";")[0] for r in reasons] == ["by alice (1 of 2 for tier 2)", "by bob (2 of 2 for tier 2)"]
+    trace = reactor(settings, "trace", invoice["id"])
+    assert trace.returncode == 0, trace.stderr
+    assert "by alice (1 of 2" in trace.stdout and "by bob (2 of 2" in trace.stdout
+
+
+def test_a_decline_leaves_the_invoice_unpaid_and_recorded(tiered, redis_conn, sandbox, settings, web):
+    invoice = tiered(60000)
+    settled(redis_conn, invoice["id"], "awaits_approval")
+
+    declined = as_user(settings, "bob", "approvals", "decline", invoice["id"], "--reason", "customer in talks")
+
+    assert declined.returncode == 0, declined.stderr
+    [record] = records(redis_conn, invoice["id"], "declined")
+    assert record.reason == "by bob: customer in talks"
+    late = as_user(settings, "alice", "approvals", "approve", invoice["id"])
+    assert late.returncode == 1 and "was declined by bob" in late.stderr
+    # another event about it: still held for people, not queued for approval again
+    again = sandbox.state.update_invoice(invoice["id"], dunning_status="exhausted")  # a newer resource_version
+    assert post_event(web.webhook_url, make_event(again)).status_code == 200
+    settled(redis_conn, invoice["id"], "held")
+    assert write_offs(sandbox, invoice["id"]) == 0
+    assert sandbox.state.get_invoice(invoice["id"])["status"] == "not_paid"
+    assert get_held(redis_conn, invoice["id"], settings.key_prefix).declined["user"] == "bob"
+
+
+def test_a_viewer_or_nobody_cannot_approve(tiered, redis_conn, sandbox, settings):
+    invoice = tiered(50000)
+    settled(redis_conn, invoice["id"], "awaits_approval")
+
+    viewer = as_user(settings, "victor", "approvals", "approve", invoice["id"])
+    nobody = reactor(settings, "approvals", "approve", invoice["id"])
+    wrong = reactor(settings, "approvals", "approve", invoice["id"], "--user", "alice", password="not hers at all")
+    release = reactor(settings, "held", "release", invoice["id"])
+
+    assert viewer.returncode == 1 and "victor has the role viewer: only an approver or an admin may approve" in viewer.stderr
+    assert nobody.returncode == 1 and "you must say who you are: give --user NAME" in nobody.stderr
+    assert wrong.returncode == 1 and "wrong user name or password" in wrong.stderr
+    assert release.returncode == 1 and "you must say who you are" in release.stderr
+    assert get_held(redis_conn, invoice["id"], settings.key_prefix).approvals == ()
+    assert records(redis_conn, invoice["id"], "approved") == [] and write_offs(sandbox, invoice["id"]) == 0
+
+
+def test_an_invoice_paid_meanwhile_is_not_written_off_on_approval(tiered, redis_conn, sandbox, settings):
+    invoice = tiered(70000)
+    settled(redis_conn, invoice["id"], "awaits_approval")
+    sandbox.state.update_invoice(invoice["id"], status="paid", amount_due=0, amount_paid=70000)
+
+    done = as_user(settings, "alice", "approvals", "approve", invoice["id"])
+
+    assert done.returncode == 0, done.stderr
+    settled(redis_conn, invoice["id"], "changed")
+    assert write_offs(sandbox, invoice["id"]) == 0
+    assert "written_off" not in outcomes(redis_conn, invoice["id"])
+
+
+def test_an_amount_risen_into_the_next_tier_waits_for_it(tiered, redis_conn, sandbox, settings):
+    invoice = tiered(50000)
+    settled(redis_conn, invoice["id"], "awaits_approval")
+    sandbox.state.update_invoice(invoice["id"], amount_due=200000, total=200000)
+
+    done = as_user(settings, "alice", "approvals", "approve", invoice["id"])
+
+    assert done.returncode == 0, done.stderr
+    settled(redis_conn, invoice["id"], "awaits_approval", count=2)
+    held = get_held(redis_conn, invoice["id"], settings.key_prefix)
+    assert held is not None and held.tier == 2 and held.approvers == [] and held.amount_due == 200000
+    assert write_offs(sandbox, invoice["id"]) == 0
