@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from ..jobs.approvals import GivenApprovals, person
+from ..jobs.approval_marks import person
 from ..jobs.audit import AuditLog, AuditRecord, Outcome
 from ..jobs.held import MAX_REASON, HeldWriteOff, held_json, list_held, parse_held
 from ..keys import RELEASE_HELD_JOB, Keys
@@ -196,7 +196,7 @@ def approve(
         for record in _expiry_records(item, lapsed, approval_ttl):
             audit.queue(pipe, record)
         if last:
-            given = GivenApprovals.from_held(item).as_data()
+            given = item.given().as_data()
             queue.enqueue(RELEASE_HELD_JOB, event, user, given, pipeline=pipe, description=f"approved {invoice_id}")
             pipe.hdel(keys.held(), invoice_id)
             said += "; the write-off is decided again on the invoice fetched fresh"

@@ -16,13 +16,14 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from rq import Queue
 
 from ..jobs.held import MAX_REASON, list_held, release
-from .views import admin, check_csrf, checked_invoice_id, login_required
+from .views import admin, check_csrf, checked_invoice_id, login_required, role_required
 
 log = logging.getLogger(__name__)
 
 
 @admin.get("/held/<invoice_id>/release")
 @login_required
+@role_required("approver")
 def release_confirm(invoice_id: str) -> Any:
     """The confirmation step: what is held and why, and a reason to give before it is released."""
     invoice_id = checked_invoice_id(invoice_id)
@@ -33,6 +34,7 @@ def release_confirm(invoice_id: str) -> Any:
 
 @admin.post("/held/<invoice_id>/release")
 @login_required
+@role_required("approver")
 def release_invoice(invoice_id: str) -> Any:
     check_csrf()
     invoice_id = checked_invoice_id(invoice_id)

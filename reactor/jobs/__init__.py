@@ -20,7 +20,7 @@ from rq.timeouts import JobTimeoutException
 from ..chargebee import ChargebeeError, Throttled
 from ..ingest.envelope import Event
 from ..keys import EVALUATE_JOB, RECHECK_JOB, RELEASE_HELD_JOB, TRIAGE_JOB
-from .approvals import GivenApprovals
+from .approval_marks import GivenApprovals
 from .audit import Outcome
 from .context import JobContext, build_context, build_rate_limit, current_context, install
 from .evaluate import run_evaluation, run_release

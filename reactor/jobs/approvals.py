@@ -9,12 +9,13 @@ comes back here: enough approvals for the tier it is in now, or it waits again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import redis
 
 from ..rules.approvals import ApprovalNeed, approval_needed
+from .approval_marks import person
 from .audit import Outcome
 from .held import HeldWriteOff, held_json, parse_held
 from .undone import load_mark
@@ -28,51 +29,6 @@ log = logging.getLogger(__name__)
 AWAITS = "awaits approval"
 """How the reason of a write-off in the approvals queue starts."""
 
-DASHBOARD_ACTOR = "admin:"
-"""How the dashboard prefixes the person in an actor (`admin:<user>`)."""
-
-
-def person(actor: str | None) -> str:
-    """The person in an actor as recorded (`admin:alice` from the dashboard, `alice` from the CLI)."""
-    text = actor or ""
-    return text[len(DASHBOARD_ACTOR) :] if text.startswith(DASHBOARD_ACTOR) else text
-
-
-@dataclass(frozen=True)
-class GivenApprovals:
-    """What a person's last approval hands to the worker with the event (job `release_held`):
-    the tier approved, who approved when, and who does not count."""
-
-    tier: int
-    approvals: tuple[dict[str, str], ...]
-    not_counted: tuple[str, ...] = ()
-
-    @classmethod
-    def from_held(cls, item: HeldWriteOff) -> GivenApprovals:
-        return cls(item.tier or 0, item.approvals, item.not_counted)
-
-    @classmethod
-    def from_data(cls, data: object) -> GivenApprovals | None:
-        if not isinstance(data, dict) or type(data.get("tier")) is not int:
-            return None
-        approvals = tuple(
-            {"user": a["user"], "at": str(a.get("at") or "")}
-            for a in data.get("approvals") or ()
-            if isinstance(a, dict) and isinstance(a.get("user"), str)
-        )
-        not_counted = tuple(u for u in data.get("not_counted") or () if isinstance(u, str))
-        return cls(data["tier"], approvals, not_counted)
-
-    def as_data(self) -> dict[str, Any]:
-        return {"tier": self.tier, "approvals": list(self.approvals), "not_counted": list(self.not_counted)}
-
-    def counted(self) -> list[str]:
-        """Distinct approvers whose approval counts."""
-        return HeldWriteOff("", approvals=self.approvals, not_counted=self.not_counted).approvers
-
-    def enough_for(self, need: ApprovalNeed) -> bool:
-        return self.tier >= need.tier and len(self.counted()) >= need.approvers
-
 
 def approvals_given(a: WriteOffAttempt) -> dict[str, Any] | None:
     """The write_off step of four eyes (reactor/jobs/write_off.py): None when the decision needs no
@@ -82,7 +38,7 @@ def approvals_given(a: WriteOffAttempt) -> dict[str, Any] | None:
     need = approval_needed(a.ruleset.approvals, decision.currency, decision.amount_due_major)
     if need is None:
         return None
-    if a.approvals is not None and a.approvals.enough_for(need):
+    if a.approvals is not None and a.approvals.enough_for(need.tier, need.approvers):
         return None
     return await_approval(a, need)
 

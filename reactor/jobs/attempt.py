@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from redis.lock import Lock
     from typing_extensions import Unpack
 
-    from .approvals import GivenApprovals
+    from .approval_marks import GivenApprovals
     from .trail import Given
 
 

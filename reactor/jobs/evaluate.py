@@ -16,7 +16,7 @@ from ..ingest.trace_list import ADVANCE_VERSION_LUA, TRACE_CAP, TRACE_TTL
 from ..rules import RuleSet, decide
 from ..rules.facts import facts_worth_fetching
 from . import rechecks
-from .approvals import GivenApprovals
+from .approval_marks import GivenApprovals
 from .attempt import WriteOffAttempt
 from .audit import Outcome
 from .context import JobContext

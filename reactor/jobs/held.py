@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from ..keys import RELEASE_HELD_JOB, Keys
+from .approval_marks import GivenApprovals, approval_entries, counted_approvers
 from .audit import AuditLog, AuditRecord, Outcome, amount_text
 from .trail import record_outcome
 
@@ -79,12 +80,11 @@ class HeldWriteOff:
     @property
     def approvers(self) -> list[str]:
         """The distinct people whose approval counts, in the order they approved."""
-        seen: list[str] = []
-        for approval in self.approvals:
-            user = approval.get("user", "")
-            if user and user not in seen and user not in self.not_counted:
-                seen.append(user)
-        return seen
+        return counted_approvers(self.approvals, self.not_counted)
+
+    def given(self) -> GivenApprovals:
+        """What the last approval hands to the worker."""
+        return GivenApprovals(self.tier or 0, self.approvals, self.not_counted)
 
 
 def _parse(invoice_id: str, raw: bytes) -> HeldWriteOff | None:
@@ -107,11 +107,7 @@ def _parse(invoice_id: str, raw: bytes) -> HeldWriteOff | None:
         value = data.get(name)
         return value if isinstance(value, list) else []
 
-    approvals = tuple(
-        {"user": a["user"], "at": str(a.get("at") or "")}
-        for a in entries("approvals")
-        if isinstance(a, dict) and isinstance(a.get("user"), str)
-    )
+    approvals = approval_entries(data.get("approvals"))
     declined = data.get("declined")
     return HeldWriteOff(
         invoice_id=invoice_id,

@@ -10,11 +10,12 @@ import subprocess
 import sys
 
 import pytest
+import requests
 
 from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.jobs.held import get_held
-from tests.helpers import worker_env
-from tests.integration.helpers import make_event, outcomes, post_event
+from tests.helpers import wait_for, worker_env
+from tests.integration.helpers import make_event, outcomes, post_event, token
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,12 @@ rules:
     action: write_off
 """
 
-PASSWORDS = {"root": "the admin's long password", "alice": "alice's long password", "bob": "bob's long password!", "victor": "victor's long password"}
+PASSWORDS = {
+    "root": "the admin's long password",
+    "alice": "alice's long password",
+    "bob": "bob's long password!",
+    "victor": "victor's long password",
+}
 
 
 def reactor(settings, *args: str, password: str | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -77,8 +83,6 @@ def tiered(settings, sandbox, web, redis_conn, start_worker, rules_file):
 
 
 def settled(redis_conn, invoice_id: str, outcome: str, count: int = 1) -> None:
-    from tests.helpers import wait_for
-
     wait_for(lambda: outcomes(redis_conn, invoice_id).count(outcome) >= count, what=f"{invoice_id}: {outcome}")
 
 
@@ -172,7 +176,10 @@ def test_a_viewer_or_nobody_cannot_approve(tiered, redis_conn, sandbox, settings
     wrong = reactor(settings, "approvals", "approve", invoice["id"], "--user", "alice", password="not hers at all")
     release = reactor(settings, "held", "release", invoice["id"])
 
-    assert viewer.returncode == 1 and "victor has the role viewer: only an approver or an admin may approve" in viewer.stderr
+    assert (
+        viewer.returncode == 1
+        and "victor has the role viewer: only an approver or an admin may approve" in viewer.stderr
+    )
     assert nobody.returncode == 1 and "you must say who you are: give --user NAME" in nobody.stderr
     assert wrong.returncode == 1 and "wrong user name or password" in wrong.stderr
     assert release.returncode == 1 and "you must say who you are" in release.stderr
@@ -205,3 +212,52 @@ def test_an_amount_risen_into_the_next_tier_waits_for_it(tiered, redis_conn, san
     held = get_held(redis_conn, invoice["id"], settings.key_prefix)
     assert held is not None and held.tier == 2 and held.approvers == [] and held.amount_due == 200000
     assert write_offs(sandbox, invoice["id"]) == 0
+
+
+def log_in_as(server, name: str) -> requests.Session:
+    browser = requests.Session()
+    form = browser.get(f"{server.url}/admin/login", timeout=5)
+    answer = browser.post(
+        f"{server.url}/admin/login",
+        data={"user": name, "password": PASSWORDS[name], "csrf": token(form.text)},
+        timeout=5,
+    )
+    assert answer.status_code == 200, answer.text
+    return browser
+
+
+def test_the_dashboard_queue_approves_as_the_logged_in_approver_and_refuses_a_viewer(
+    tiered, redis_conn, sandbox, settings, admin_web
+):
+    invoice = tiered(50000)
+    settled(redis_conn, invoice["id"], "awaits_approval")
+    approve_url = f"{admin_web.url}/admin/approvals/{invoice['id']}/approve"
+
+    viewer = log_in_as(admin_web, "victor")
+    page = viewer.get(f"{admin_web.url}/admin/approvals", timeout=5)
+    assert page.status_code == 200 and invoice["id"] in page.text and "500.00 USD" in page.text
+    assert f'href="/admin/invoices/{invoice["id"]}"' in page.text and "Approve</button>" not in page.text
+    refused = viewer.post(approve_url, data={"csrf": token(page.text)}, timeout=5)
+    assert refused.status_code == 403 and "victor has the role viewer" in refused.text
+    assert records(redis_conn, invoice["id"], "approved") == []
+
+    approver = log_in_as(admin_web, "alice")
+    page = approver.get(f"{admin_web.url}/admin/approvals", timeout=5)
+    no_token = approver.post(approve_url, data={}, timeout=5)
+    assert no_token.status_code == 400
+    done = approver.post(approve_url, data={"csrf": token(page.text), "reason": "checked the contract"}, timeout=5)
+
+    assert done.status_code == 200 and "approved by alice (1 of 1)" in done.text
+    settled(redis_conn, invoice["id"], "written_off")
+    assert write_offs(sandbox, invoice["id"]) == 1
+    [approved] = records(redis_conn, invoice["id"], "approved")
+    assert approved.reason.startswith("by alice (1 of 1 for tier 1): checked the contract")
+
+
+def test_a_removed_user_is_logged_out_and_logout_revokes(tiered, settings, admin_web):
+    browser = log_in_as(admin_web, "bob")
+    assert browser.get(f"{admin_web.url}/admin/approvals", timeout=5, allow_redirects=False).status_code == 200
+    removed = reactor(settings, "users", "remove", "bob", "--user", "root", password=PASSWORDS["root"])
+    assert removed.returncode == 0, removed.stderr
+    after = browser.get(f"{admin_web.url}/admin/approvals", timeout=5, allow_redirects=False)
+    assert after.status_code == 302 and "/admin/login" in after.headers["Location"]
