@@ -123,10 +123,8 @@ def _tier(node: Node, number: int, problems: Problems) -> ApprovalTier | None:
             entries.setdefault(key, (key_node, value))
     for missing in (k for k in TIER_KEYS if k not in entries):
         problems.add(node, f"approval tier #{number} has no `{missing}`", ProblemKind.MISSING_KEY)
-    if len(entries) != len(TIER_KEYS):
-        return None
-    above = _amounts(entries["above"][1], number, problems)
-    approvers = _approvers(entries["approvers"][1], number, problems)
+    above = _amounts(entries["above"][1], number, problems) if "above" in entries else None
+    approvers = _approvers(entries["approvers"][1], number, problems) if "approvers" in entries else None
     if above is None or approvers is None:
         return None
     line, col = position(node)
