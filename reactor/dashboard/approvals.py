@@ -17,19 +17,10 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from rq import Queue
 
 from ..console.approvals import ApprovalRefused, approve, decline, waiting
-from ..jobs.held import MAX_REASON, HeldWriteOff
+from ..jobs.held import MAX_REASON
 from .views import admin, check_csrf, checked_invoice_id, current_person, login_required, role_required
 
 log = logging.getLogger(__name__)
-
-
-def waited_seconds(item: HeldWriteOff, now: datetime) -> float | None:
-    """How long `item` has waited in the queue (None when its time is unreadable)."""
-    try:
-        since = datetime.fromisoformat(item.held_at or "")
-    except ValueError:
-        return None
-    return max(0.0, (now - since).total_seconds()) if since.tzinfo else None
 
 
 @admin.get("/approvals")
@@ -37,7 +28,7 @@ def waited_seconds(item: HeldWriteOff, now: datetime) -> float | None:
 def approvals_queue() -> Any:
     settings, connection = current_app.config["REACTOR_SETTINGS"], current_app.extensions["reactor.redis"]
     now = datetime.now(timezone.utc)
-    items = [{"item": item, "waited": waited_seconds(item, now)} for item in waiting(connection, settings.key_prefix)]
+    items = [{"item": item, "waited": item.waited(now)} for item in waiting(connection, settings.key_prefix)]
     return render_template(
         "admin/approvals.html",
         items=items,

@@ -77,6 +77,14 @@ class HeldWriteOff:
         """In the approvals queue: waiting for approvers, not declined."""
         return self.approvers_needed is not None and self.declined is None
 
+    def waited(self, now: datetime) -> float | None:
+        """Seconds since it was held (None when its time is unreadable)."""
+        try:
+            since = datetime.fromisoformat(self.held_at or "")
+        except ValueError:
+            return None
+        return max(0.0, (now - since).total_seconds()) if since.tzinfo else None
+
     @property
     def approvers(self) -> list[str]:
         """The distinct people whose approval counts, in the order they approved."""
