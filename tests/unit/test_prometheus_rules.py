@@ -45,7 +45,7 @@ def test_every_alert_is_tested_and_reads_documented_metrics():
     documented = (REPO / "docs" / "metrics.md").read_text(encoding="utf-8")
 
     alerts = re.findall(r"^\s+- alert: (\w+)$", rules, re.MULTILINE)
-    assert len(alerts) == 8
+    assert len(alerts) == 9
     assert [a for a in alerts if f"alertname: {a}\n" not in tests] == []
     metrics = {re.sub(r"_total$", "", m) for m in re.findall(r"\breactor_[a-z0-9_]+", rules)}
     assert (
