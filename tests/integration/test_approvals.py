@@ -261,3 +261,25 @@ def test_a_removed_user_is_logged_out_and_logout_revokes(tiered, settings, admin
     assert removed.returncode == 0, removed.stderr
     after = browser.get(f"{admin_web.url}/admin/approvals", timeout=5, allow_redirects=False)
     assert after.status_code == 302 and "/admin/login" in after.headers["Location"]
+
+
+def test_a_declined_write_off_released_waits_again_and_the_releaser_does_not_count(
+    tiered, redis_conn, sandbox, settings
+):
+    invoice = tiered(60000)
+    settled(redis_conn, invoice["id"], "awaits_approval")
+    assert as_user(settings, "bob", "approvals", "decline", invoice["id"]).returncode == 0
+
+    released = as_user(settings, "alice", "held", "release", invoice["id"], "--reason", "talks failed")
+
+    assert released.returncode == 0, released.stderr
+    settled(redis_conn, invoice["id"], "awaits_approval", count=2)
+    held = get_held(redis_conn, invoice["id"], settings.key_prefix)
+    assert held is not None and held.awaits_approval and held.not_counted == ("alice",)
+    own = as_user(settings, "alice", "approvals", "approve", invoice["id"])
+    assert own.returncode == 1 and "alice released or undid the write-off" in own.stderr
+    assert as_user(settings, "bob", "approvals", "approve", invoice["id"]).returncode == 0
+    settled(redis_conn, invoice["id"], "written_off")
+    assert write_offs(sandbox, invoice["id"]) == 1
+    [record] = records(redis_conn, invoice["id"], "released")
+    assert record.reason == "by alice: talks failed"
