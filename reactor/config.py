@@ -89,6 +89,7 @@ class Settings:
     approval_alert_after: int = 24 * 3600  # REACTOR_APPROVAL_ALERT_AFTER: a write-off waiting longer is a notice
     session_idle: int = 3600  # REACTOR_SESSION_IDLE: seconds a dashboard session lives without a request
     dashboard_users: bool = False  # REACTOR_DASHBOARD=on: the dashboard for named users without REACTOR_ADMIN_USER
+    users_file: str | None = None  # REACTOR_USERS_FILE: named users in this file instead of Redis
 
     @property
     def invoice_lock_ttl(self) -> int:
@@ -454,6 +455,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         approval_alert_after=_int(env, "REACTOR_APPROVAL_ALERT_AFTER", 24 * 3600, minimum=60),
         session_idle=_int(env, "REACTOR_SESSION_IDLE", 3600, minimum=60),
         dashboard_users=_flag(env, "REACTOR_DASHBOARD"),
+        users_file=_text(env, "REACTOR_USERS_FILE") or None,
     )
     check_timeouts(settings)
     return settings

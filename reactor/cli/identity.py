@@ -13,7 +13,7 @@ import click
 import redis
 
 from ..config import Settings
-from ..console.users import User, UserStore
+from ..console.users import User, UserError, UserStore
 from ..rules import RulesError, load_rules
 from .helpers import current_actor
 
@@ -44,7 +44,10 @@ def signed_in(settings: Settings, connection: redis.Redis, user_name: str) -> Us
     password = os.environ.get(PASSWORD_ENV)
     if password is None:
         password = click.prompt(f"password for {user_name}", hide_input=True, err=True)
-    found = store.authenticate(user_name, password)
+    try:
+        found = store.authenticate(user_name, password)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
     if found is None:
         raise click.ClickException(f"wrong user name or password for {user_name!r}")
     return found
@@ -57,7 +60,11 @@ def acting_person(
     `user@host` while approvals are not configured and `always` is False. Refuses with a sentence."""
     store = UserStore(connection, settings)
     if user_name is None:
-        if always or approvals_configured(settings, store):
+        try:
+            required = always or approvals_configured(settings, store)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
+        if required:
             raise click.ClickException(
                 f"to {what} you must say who you are: give --user NAME (an approver or admin; its password is "
                 f"asked, or read from {PASSWORD_ENV}); `reactor users add` creates users"

@@ -30,7 +30,11 @@ def _store_for_change(user_name: str | None, target: str | None = None) -> UserS
     settings = command_settings()
     connection = connect(settings)
     store = UserStore(connection, settings)
-    if not store.any():
+    try:
+        first = not store.any()
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    if first:
         return store  # the first user: nobody to ask yet (whoever reaches this Redis may)
     if user_name is None:
         raise click.ClickException("users exist: give --user NAME of an admin to change users")
@@ -48,7 +52,7 @@ def _store_for_change(user_name: str | None, target: str | None = None) -> UserS
 def users_add(name: str, role: str, password_stdin: bool, user_name: str | None) -> None:
     """Add a user (the password is asked twice, or read with --password-stdin)."""
     store = _store_for_change(user_name)
-    if not store.any() and role != "admin" and not store.settings.admin_user:
+    if role != "admin" and not store.settings.admin_user and not store.any():
         raise click.ClickException("the first user must be an admin (--role admin): only an admin may add the others")
     try:
         user = store.add(name, role, _new_password(password_stdin))
@@ -61,7 +65,10 @@ def users_add(name: str, role: str, password_stdin: bool, user_name: str | None)
 def users_list() -> None:
     """Every named user with their role (REACTOR_ADMIN_USER is an admin besides them)."""
     settings = command_settings()
-    found = UserStore(connect(settings), settings).list()
+    try:
+        found = UserStore(connect(settings), settings).list()
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
     if not found:
         say("no named users")
         return

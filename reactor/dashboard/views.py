@@ -59,7 +59,7 @@ from ..config import Settings
 from ..console.deadletters import DeadLetterError, DeadLetters
 from ..console.invoice_state import undone_write_offs
 from ..console.tally import daily_write_offs
-from ..console.users import User, UserStore
+from ..console.users import User, UserError, UserStore
 from ..ingest.events import JOB_ID_SAFE
 from ..jobs.audit import OUTCOMES, AuditFilter, AuditLog
 from ..jobs.held import list_held
@@ -190,6 +190,8 @@ def _session_user() -> User | None:
         _redis().expire(_session_key(session_id), max(1, int(min(_idle_seconds(), remaining))))
     except redis.RedisError:
         abort(503, description="the dashboard cannot check sessions: Redis is unavailable")
+    except UserError as exc:  # REACTOR_USERS_FILE unreadable: nobody is let in
+        abort(503, description=str(exc))
     return user
 
 
@@ -321,7 +323,10 @@ def login() -> Any:
                 raise TooManyRequests(
                     description=f"too many failed logins {what}; try again in {wait} seconds", retry_after=wait
                 )
-        user = _users().authenticate(name, request.form.get("password", ""))
+        try:
+            user = _users().authenticate(name, request.form.get("password", ""))
+        except UserError as exc:
+            abort(503, description=str(exc))
         if user is not None:
             _start_session(user.name)
             log.info("admin login of %s (%s) from %s", user.name, user.role, client)

@@ -62,3 +62,20 @@ def test_passwd_remove_and_a_second_add(store):
     assert store.get("bob") is None and not store.any()
     with pytest.raises(UserError, match="there is no user bob"):
         store.remove("bob")
+
+
+def test_with_a_users_file_the_users_live_there_owner_only(redis_conn, tmp_path):
+    path = tmp_path / "users.json"
+    store = UserStore(redis_conn, Settings(users_file=str(path)))
+    assert not store.any()
+    store.add("alice", "approver", PASSWORD)
+    store.add("bob", "viewer", PASSWORD)
+    assert redis_conn.exists("reactor:users") == 0
+    assert json.loads(path.read_text())["alice"]["hash"].startswith("$argon2id$")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert store.authenticate("alice", PASSWORD).role == "approver"
+    store.remove("bob")
+    assert [u.name for u in UserStore(redis_conn, Settings(users_file=str(path))).list()] == ["alice"]
+    path.write_text("[1, 2]")
+    with pytest.raises(UserError, match="is not a JSON object"):
+        store.get("alice")
