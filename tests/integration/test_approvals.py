@@ -6,6 +6,7 @@ invoice paid meanwhile is not written off; the audit trail and `reactor trace` n
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -142,6 +143,8 @@ def test_a_tier_two_write_off_needs_two_different_approvers(tiered, redis_conn, 
     assert write_offs(sandbox, invoice["id"]) == 1
     reasons = [r.reason for r in records(redis_conn, invoice["id"], "approved")]
     assert [r.split(";")[0] for r in reasons] == ["by alice (1 of 2 for tier 2)", "by bob (2 of 2 for tier 2)"]
+    [written] = records(redis_conn, invoice["id"], "written_off")
+    assert re.search(r"approved_by=alice@\S+,bob@\S+$", written.detail or "")
     trace = reactor(settings, "trace", invoice["id"])
     assert trace.returncode == 0, trace.stderr
     assert "by alice (1 of 2" in trace.stdout and "by bob (2 of 2" in trace.stdout
