@@ -9,12 +9,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import requests
 
+from reactor.console.users import UserStore
 from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.jobs.held import get_held
+from reactor.web import create_app
 from tests.helpers import wait_for, worker_env
 from tests.integration.helpers import make_event, outcomes, post_event, token
 
@@ -286,3 +289,29 @@ def test_a_declined_write_off_released_waits_again_and_the_releaser_does_not_cou
     assert write_offs(sandbox, invoice["id"]) == 1
     [record] = records(redis_conn, invoice["id"], "released")
     assert record.reason == "by alice: talks failed"
+
+
+def test_failed_logins_are_limited_per_user_across_addresses_and_sessions_expire_when_idle(admin_settings, redis_conn):
+    settings = replace(admin_settings, session_idle=60)
+    UserStore(redis_conn, settings).add("alice", "approver", PASSWORDS["alice"])
+    app = create_app(settings, redis_conn)
+
+    def attempt(address: str, password: str):
+        client = app.test_client()
+        form = client.get("/admin/login", environ_base={"REMOTE_ADDR": address})
+        data = {"user": "alice", "password": password, "csrf": token(form.get_data(as_text=True))}
+        return client, client.post("/admin/login", data=data, environ_base={"REMOTE_ADDR": address})
+
+    statuses = [attempt(f"10.0.0.{i}", "wrong password here")[1].status_code for i in range(11)]
+    assert statuses[:10] == [401] * 10 and statuses[10] == 429  # ten addresses, one name
+    _, late = attempt("10.0.1.1", PASSWORDS["alice"])
+    assert late.status_code == 429 and "for this user" in late.get_data(as_text=True)
+    redis_conn.delete(*redis_conn.keys("reactor:admin:*login-user*"))
+
+    client, answer = attempt("10.0.2.1", PASSWORDS["alice"])
+    assert answer.status_code == 302
+    [key] = redis_conn.keys("reactor:admin:session:*")
+    assert 0 < redis_conn.ttl(key) <= 60  # REACTOR_SESSION_IDLE, not the 12 hours
+    redis_conn.expire(key, 1)
+    wait_for(lambda: not redis_conn.exists(key), what="the idle session gone")
+    assert client.get("/admin/approvals", environ_base={"REMOTE_ADDR": "10.0.2.1"}).status_code == 302
