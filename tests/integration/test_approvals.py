@@ -315,3 +315,27 @@ def test_failed_logins_are_limited_per_user_across_addresses_and_sessions_expire
     redis_conn.expire(key, 1)
     wait_for(lambda: not redis_conn.exists(key), what="the idle session gone")
     assert client.get("/admin/approvals", environ_base={"REMOTE_ADDR": "10.0.2.1"}).status_code == 302
+
+
+def test_changing_users_needs_an_admin_once_users_exist(settings, redis_conn):
+    def add(name: str, role: str, *who: str, password: str | None = None):
+        return reactor(settings, "users", "add", name, "--role", role, "--password-stdin", *who,
+                       stdin=PASSWORDS.get(name, "a long password for x") + "\n", password=password)  # fmt: skip
+
+    first = add("alice", "approver")
+    assert first.returncode == 1 and "the first user must be an admin" in first.stderr
+    assert add("root", "admin").returncode == 0
+    nobody = add("alice", "approver")
+    assert nobody.returncode == 1 and "give --user NAME of an admin" in nobody.stderr
+    assert add("alice", "approver", "--user", "root", password=PASSWORDS["root"]).returncode == 0
+    by_approver = add("bob", "approver", "--user", "alice", password=PASSWORDS["alice"])
+    assert (
+        by_approver.returncode == 1
+        and "alice has the role approver: only an admin may change users" in by_approver.stderr
+    )
+    own = reactor(settings, "users", "passwd", "alice", "--password-stdin", "--user", "alice",
+                  stdin="alice's new long password\n", password=PASSWORDS["alice"])  # fmt: skip
+    assert own.returncode == 0, own.stderr
+    listed = reactor(settings, "users", "list")
+    assert re.search(r"alice\s+.*approver", listed.stdout) and re.search(r"root\s+.*admin", listed.stdout)
+    assert UserStore(redis_conn, settings).authenticate("alice", "alice's new long password") is not None
