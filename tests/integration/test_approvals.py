@@ -260,7 +260,7 @@ def test_the_dashboard_queue_approves_as_the_logged_in_approver_and_refuses_a_vi
     assert approved.reason.startswith("by alice (1 of 1 for tier 1): checked the contract")
 
 
-def test_a_removed_user_is_logged_out_and_logout_revokes(tiered, settings, admin_web):
+def test_a_removed_user_is_logged_out_at_the_next_request(tiered, settings, admin_web):
     browser = log_in_as(admin_web, "bob")
     assert browser.get(f"{admin_web.url}/admin/approvals", timeout=5, allow_redirects=False).status_code == 200
     removed = reactor(settings, "users", "remove", "bob", "--user", "root", password=PASSWORDS["root"])
