@@ -90,6 +90,11 @@ class Settings:
     audit_segment_seconds: int = 3600  # REACTOR_AUDIT_SEGMENT_SECONDS: a segment holds one such UTC window
     audit_keep: int = 1_000_000  # REACTOR_AUDIT_KEEP: archived records the stream keeps for quick reads
     audit_archive_interval: int = 60  # REACTOR_AUDIT_ARCHIVE_INTERVAL: seconds between `cron`'s archive rounds
+    approval_ttl: int = 7 * 24 * 3600  # REACTOR_APPROVAL_TTL: seconds an approval counts (reactor/console/approvals.py)
+    approval_alert_after: int = 24 * 3600  # REACTOR_APPROVAL_ALERT_AFTER: a write-off waiting longer is a notice
+    session_idle: int = 3600  # REACTOR_SESSION_IDLE: seconds a dashboard session lives without a request
+    dashboard_users: bool = False  # REACTOR_DASHBOARD=on: the dashboard for named users without REACTOR_ADMIN_USER
+    users_file: str | None = None  # REACTOR_USERS_FILE: named users in this file instead of Redis
 
     @property
     def invoice_lock_ttl(self) -> int:
@@ -461,6 +466,11 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         audit_archive_interval=_int(env, "REACTOR_AUDIT_ARCHIVE_INTERVAL", Settings.audit_archive_interval, minimum=1),
         replica_ack=replica_ack,
         replica_ack_timeout=replica_ack_timeout,
+        approval_ttl=_int(env, "REACTOR_APPROVAL_TTL", 7 * 24 * 3600, minimum=60),
+        approval_alert_after=_int(env, "REACTOR_APPROVAL_ALERT_AFTER", 24 * 3600, minimum=60),
+        session_idle=_int(env, "REACTOR_SESSION_IDLE", 3600, minimum=60),
+        dashboard_users=_flag(env, "REACTOR_DASHBOARD"),
+        users_file=_text(env, "REACTOR_USERS_FILE") or None,
     )
     check_timeouts(settings)
     return settings

@@ -42,12 +42,13 @@ reactor/sweep.py."""
 # | `{p}:trace:<invoice>` | list, 400 days: receipts, decisions, calls, audit ids, version | see ingest/trace_list.py |
 # | `{p}:receipt:<event>` | an event answered `ignored` or 400: its receipt (30 days) | ingest/events.py |
 # | `{p}:recheck:<invoice>` | the pending re-check of a time-based rule | jobs/rechecks.py |
-# | `{p}:held` | hash: write-offs held by a budget or after an undo | jobs/held.py |
+# | `{p}:held` | hash: write-offs held (budget, undo, declined) or waiting for approvers | jobs/held.py, approvals |
 # | `{p}:budget:day:<date>`, `{p}:budget:hour:<hour>` | budget counters (UTC) | jobs/budget.py |
 # | `{p}:sweep:checkpoint`, `{p}:lock:sweep` | the resumable sweep | jobs/sweep.py |
 # | `{p}:rules:reload:<outcome>:<digest>` | one rules edit seen | reloads.py |
 # | `{p}:rules:reloads`, `{p}:rules:last_refused` | rules edits counted, the last refusal | reloads.py |
 # | `{p}:admin:secret_key`, `{p}:admin:session:<id>` | the dashboard's signing key and sessions | dashboard/views.py |
+# | `{p}:users` | hash: named user → JSON {role, hash (argon2id), created}; deployment-wide | console/users.py |
 # | `{p}:admin:*`, `{p}:webhook:*` | `limits`' failed-login counters | dashboard/views.py, ingest/guard.py |
 # | `{p}:rl:*` | the shared Chargebee call budget; `{p}:rl:429s` counts Chargebee's 429s | chargebee/ratelimit.py |
 # | `{p}:notices`, `{p}:notices:seq`, `{p}:notices:once:<name>` | notices waiting for the digest | notices.py |
@@ -167,6 +168,10 @@ class Keys:
 
     def admin_session(self, session_id: str) -> str:
         return f"{self.prefix}:admin:session:{session_id}"
+
+    def users(self) -> str:
+        """Named users and their roles; under the deployment's prefix, not a site's."""
+        return f"{self.prefix}:users"
 
     def namespace(self, name: str) -> str:
         """The prefix handed to a library that names its own keys below it (`limits`)."""

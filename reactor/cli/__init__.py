@@ -6,7 +6,7 @@ import click
 
 from ..config import process_environment, secrets_in
 from ..redaction import redact, remember
-from . import archive, diff, events, held, ops, processes, rules, sweep, trace, undo
+from . import approvals, archive, diff, events, held, ops, processes, rules, sweep, trace, undo, users
 from .helpers import start_logging
 
 
@@ -41,5 +41,7 @@ for _command in (
     *sweep.COMMANDS,
     *undo.COMMANDS,
     *trace.COMMANDS,
+    *approvals.COMMANDS,
+    *users.COMMANDS,
 ):
     main.add_command(_command)

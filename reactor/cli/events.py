@@ -36,6 +36,7 @@ from .helpers import (
     say,
     warn,
 )
+from .identity import acting_person, user_option
 
 
 @click.group()
@@ -55,7 +56,10 @@ def events() -> None:
 @click.option("--until", default=None, help="Decided until: ISO time or a duration back from now.")
 @click.option("--dry-run", is_flag=True, help="Show what the rules in force decide now; call and enqueue nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before replaying more than one selected event.")
-def events_replay(event_ids: tuple[str, ...], dry_run: bool, yes: bool, **chosen: object) -> None:
+@user_option
+def events_replay(
+    event_ids: tuple[str, ...], dry_run: bool, yes: bool, user_name: str | None, **chosen: object
+) -> None:
     """Evaluate stored events again, dead or not, under new job ids (replay-EVENT-TIME).
 
     Name event ids, or select them with the options (any record of the event in the audit trail
@@ -69,7 +73,7 @@ def events_replay(event_ids: tuple[str, ...], dry_run: bool, yes: bool, **chosen
             "name event ids, or select with --invoice, --customer, --rule, --outcome, "
             "--event-type, --currency, --since/--until"
         )
-    letters = _dead_letters()
+    letters = _dead_letters(user_name, acting=not dry_run)
     if dry_run:  # first: no branch below, which enqueues, may be reached by a dry run
         found = _named(letters, event_ids) if event_ids else _gather(letters, selection)
         if found:
@@ -103,14 +107,17 @@ def _selection(chosen: dict[str, object]) -> ReplaySelection:
     return ReplaySelection(**texts, since=since, until=until, outcomes=frozenset(outcomes) or None)
 
 
-def _dead_letters() -> DeadLetters:
+def _dead_letters(user_name: str | None = None, acting: bool = False) -> DeadLetters:
+    """The dead letters and stored events; `acting`: for a replay a person answers for."""
     settings = command_settings()
+    connection = connect(settings)
+    actor = acting_person(settings, connection, user_name, "replay events") if acting else current_actor()
 
     @functools.cache
     def version() -> str | None:  # read once per command, not once per replay's audit record
         return load_rules(settings.rules_path).version
 
-    return DeadLetters(connect(settings), settings, rules_version=version, actor=current_actor())
+    return DeadLetters(connection, settings, rules_version=version, actor=actor)
 
 
 def _gather(letters: DeadLetters, selection: ReplaySelection) -> list[ReplayCandidate]:

@@ -8,7 +8,8 @@ from rq import Queue
 
 from ..jobs.held import MAX_REASON, list_held, release
 from ..timestamps import shown_time
-from .helpers import INVOICE_ID, cell, command_settings, connect, console, current_actor
+from .helpers import INVOICE_ID, cell, command_settings, connect, console
+from .identity import acting_person, user_option
 
 
 @click.group()
@@ -37,29 +38,40 @@ def held_list() -> None:
 @click.option("--all", "release_all", is_flag=True, help="Release every held write-off.")
 @click.option("--reason", default="", help="Why, for the audit trail (recorded with your user@host).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def held_release(invoice_ids: tuple[str, ...], release_all: bool, reason: str, yes: bool) -> None:
+@user_option
+def held_release(
+    invoice_ids: tuple[str, ...], release_all: bool, reason: str, yes: bool, user_name: str | None
+) -> None:
     """Hand held write-offs back to a worker: it fetches each invoice fresh and decides again (the
     rules still apply), without the budget check that held it. Recorded in the audit as released,
     with who and why (the dashboard's Release records the same)."""
     settings = command_settings()
     connection = connect(settings)
+    actor = acting_person(settings, connection, user_name, "release held write-offs")
     if release_all == bool(invoice_ids):
         raise click.UsageError("name the invoices to release, or give --all (not both)")
     if len(" ".join(reason.split())) > MAX_REASON:
         raise click.UsageError(f"give a --reason of at most {MAX_REASON} characters")
-    ids = [h.invoice_id for h in list_held(connection, settings.key_prefix)] if release_all else list(invoice_ids)
+    held_now = {h.invoice_id: h for h in list_held(connection, settings.key_prefix)}
+    waits = sorted(i for i, h in held_now.items() if h.awaits_approval and (release_all or i in invoice_ids))
+    ids = [i for i in held_now if i not in waits] if release_all else [i for i in invoice_ids if i not in waits]
+    for invoice_id in waits:
+        click.echo(
+            f"{invoice_id}: waits for approval, which a release does not skip: "
+            f"`reactor approvals approve {invoice_id} --user NAME`",
+            err=True,
+        )
     if not ids:
-        click.echo("no held write-offs")
-        return
+        click.echo("no held write-offs" if not waits else "nothing released")
+        raise SystemExit(1 if waits else 0)
     if release_all and not yes:
         click.confirm(f"release {len(ids)} held write-offs past their budget?", abort=True)
-    actor = current_actor()
     queue = Queue(settings.queue_name, connection=connection)
     done = release(connection, queue, ids, actor, prefix=settings.key_prefix, reason=reason)
     for invoice_id in sorted(set(ids) - set(done)):
         click.echo(f"{invoice_id}: not held (already released, or never held)", err=True)
     click.echo(f"released {len(done)}: {', '.join(done)}" if done else "nothing released")
-    if len(done) != len(ids):
+    if len(done) != len(ids) or waits:
         raise SystemExit(1)
 
 

@@ -43,6 +43,7 @@ from .helpers import (
     say,
     warn,
 )
+from .identity import acting_person, user_option
 
 DEFAULT_TABLE_LIMIT = 200
 
@@ -61,9 +62,12 @@ def _rules_version(settings: Settings) -> Callable[[], str | None]:
     return version
 
 
-def _dead_letters() -> DeadLetters:
+def _dead_letters(user_name: str | None = None, acting: bool = False) -> DeadLetters:
+    """The dead letters; `acting`: for a replay a person answers for (reactor/cli/identity.py)."""
     settings = command_settings()
-    return DeadLetters(connect(settings), settings, rules_version=_rules_version(settings), actor=current_actor())
+    connection = connect(settings)
+    actor = acting_person(settings, connection, user_name, "replay dead letters") if acting else current_actor()
+    return DeadLetters(connection, settings, rules_version=_rules_version(settings), actor=actor)
 
 
 # -- audit ---------------------------------------------------------------------------------------
@@ -350,14 +354,21 @@ def _select(
 @click.option("--since", default=None, help="Only those that failed since: ISO time or 30m, 2h, 3d.")
 @click.option("--dry-run", is_flag=True, help="List what would be replayed; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation of a bulk replay.")
+@user_option
 def dlq_replay(
-    job_ids: tuple[str, ...], replay_all: bool, event_type: str | None, since: str | None, dry_run: bool, yes: bool
+    job_ids: tuple[str, ...],
+    replay_all: bool,
+    event_type: str | None,
+    since: str | None,
+    dry_run: bool,
+    yes: bool,
+    user_name: str | None,
 ) -> None:
     """Run dead letters again: current rules, the invoice fetched fresh, the same safeguards.
 
     A replay cannot write an invoice off twice: the written-off mark, the fresh invoice and the
     idempotency key all stop a second write-off. Exit 1 if any id could not be replayed."""
-    letters = _dead_letters()
+    letters = _dead_letters(user_name, acting=not dry_run)
     targets, bulk = _select(letters, job_ids, replay_all, event_type, since)
     if not targets:
         say("no dead letters to replay")

@@ -239,7 +239,7 @@ def test_command(cases_path: Path | None, rules_path: Path | None, explain_failu
             result.case.name,
             str(result.case.line),
             f"{result.case.expect_rule or '(no rule)'} → {result.case.expect_action}",
-            Text(f"{d.rule or '(no rule)'} → {d.action}", style="" if result.passed else "red"),
+            Text(f"{d.rule or '(no rule)'} → {result.outcome}", style="" if result.passed else "red"),
             d.reason,
         )
     console.print(table)

@@ -8,23 +8,25 @@ from ..chargebee import ChargebeeError
 from ..console.undo import UndoRefused, undo_write_off
 from ..jobs import build_context
 from ..jobs.audit import visible
-from .helpers import INVOICE_ID, chargebee_settings, command_settings, connect, current_actor, say
+from .helpers import INVOICE_ID, chargebee_settings, command_settings, connect, say
+from .identity import acting_person, user_option
 
 
 @click.command("undo")
 @click.argument("invoice_id", type=INVOICE_ID)
 @click.option("--reason", required=True, help="Why; recorded in the audit trail with your user@host.")
-def undo(invoice_id: str, reason: str) -> None:
+@user_option
+def undo(invoice_id: str, reason: str, user_name: str | None) -> None:
     """Reverse the reactor's write-off of INVOICE_ID in Chargebee (its credit note removed, the invoice
     unpaid again) and hold the invoice: no job writes it off again until `reactor held release`.
     Refuses a write-off the reactor did not make. Exits 1, changing nothing, when it cannot."""
     settings = chargebee_settings(command_settings())
     connection = connect(settings)
+    actor = acting_person(settings, connection, user_name, "undo write-offs")
     try:
         ctx = build_context(settings, connection)
     except ChargebeeError as exc:
         raise click.ClickException(str(exc)) from None
-    actor = current_actor()
     try:
         result = undo_write_off(ctx, invoice_id, actor, reason)
     except UndoRefused as exc:  # it names the id as given: control characters shown escaped, as `reactor trace` does

@@ -25,6 +25,7 @@ from ..keys import Keys
 from ..notices import Notices
 from ..redaction import REDACTED, Redactor
 from ..rules.money import to_major
+from .approvals import expire_approvals, waiting
 from .deadletters.letters import exception_line
 from .http_deadline import Deadline, DeadlineSession
 from .tally import DailyWriteOffs, daily_write_offs
@@ -43,6 +44,8 @@ POST_DEADLINE = 10.0
 HEADINGS = {
     "dead_letter": "new dead letters (reactor dlq list, dlq show JOB_ID, dlq replay JOB_ID)",
     "held": "write-offs held for a person (reactor held list, held release INVOICE_ID)",
+    "approval": "write-offs waiting for approvers (reactor approvals list, approvals approve INVOICE_ID --user NAME)",
+    "approval_late": "write-offs waiting longer than REACTOR_APPROVAL_ALERT_AFTER (reactor approvals list)",
     "undone": "write-offs undone by a person, held until released (reactor held list, held release INVOICE_ID)",
     "budget": "budgets used up (limits in rules.yaml)",
     "rules_refused": "rules edits refused; the rules before them stay in force (reactor rules check)",
@@ -209,6 +212,24 @@ class Notifier:
             pipe.execute()
         return len(new)
 
+    def tell_late_approvals(self) -> int:
+        """Let approvals older than REACTOR_APPROVAL_TTL lapse (recorded), and append a notice, once
+        each, for a write-off that has waited for approvers past REACTOR_APPROVAL_ALERT_AFTER."""
+        settings, now = self.settings, datetime.now(timezone.utc)
+        expire_approvals(self.redis, prefix=settings.key_prefix, approval_ttl=settings.approval_ttl, now=now)
+        told = 0
+        for item in waiting(self.redis, settings.key_prefix):
+            waited = item.waited(now)
+            if waited is None or waited <= settings.approval_alert_after:
+                continue
+            line = (
+                f"{item.invoice_id}: {item.amount_text()} has waited {waited / 3600:.0f} h for tier {item.tier}"
+                f" ({len(item.approvers)} of {item.approvers_needed} approvers)"
+            )
+            once = f"approval_late:{item.invoice_id}:{item.held_at}"
+            told += self.notices.add("approval_late", line, once=once, once_ttl=settings.approval_ttl)
+        return told
+
     def _letter_line(self, job_id: str) -> str:
         try:
             job = Job.fetch(job_id, connection=self.redis)
@@ -293,6 +314,7 @@ class Notifier:
                 return None
             try:
                 self.tell_dead_letters()
+                self.tell_late_approvals()
                 return self.send()
             finally:
                 try:

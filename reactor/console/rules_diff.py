@@ -134,7 +134,7 @@ def verdict(ruleset: RuleSet, event: dict[str, Any], now: datetime, facts: FactS
         return Verdict(BLOCKED, decide(ruleset, event, now).rule, None, f"facts missing: {exc}")
     if previewed.blind is not None:
         return Verdict(UNKNOWN, previewed.blind.rule, None, previewed.blind.reason())
-    return verdict_of(previewed.decision, previewed.facts_blocked)
+    return verdict_of(previewed.decision, previewed.facts_blocked, ruleset.approvals)
 
 
 @dataclass(frozen=True)

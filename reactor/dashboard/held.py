@@ -15,14 +15,15 @@ from typing import Any
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from rq import Queue
 
-from ..jobs.held import MAX_REASON, list_held, release
-from .views import admin, check_csrf, checked_invoice_id, login_required
+from ..jobs.held import MAX_REASON, get_held, list_held, release
+from .views import admin, check_csrf, checked_invoice_id, login_required, role_required
 
 log = logging.getLogger(__name__)
 
 
 @admin.get("/held/<invoice_id>/release")
 @login_required
+@role_required("approver")
 def release_confirm(invoice_id: str) -> Any:
     """The confirmation step: what is held and why, and a reason to give before it is released."""
     invoice_id = checked_invoice_id(invoice_id)
@@ -33,6 +34,7 @@ def release_confirm(invoice_id: str) -> Any:
 
 @admin.post("/held/<invoice_id>/release")
 @login_required
+@role_required("approver")
 def release_invoice(invoice_id: str) -> Any:
     check_csrf()
     invoice_id = checked_invoice_id(invoice_id)
@@ -44,6 +46,10 @@ def release_invoice(invoice_id: str) -> Any:
     queue = Queue(settings.queue_name, connection=connection)
     actor = f"admin:{session.get('admin')}"
     if not release(connection, queue, [invoice_id], actor, prefix=settings.key_prefix, reason=reason):
+        item = get_held(connection, invoice_id, settings.key_prefix)
+        if item is not None and item.awaits_approval:
+            flash(f"Not released: {invoice_id} waits for approvers; approve or decline it there.", "error")
+            return redirect(url_for("admin.approvals_queue"))
         flash(f"Not released: {invoice_id} is not held (already released, or never held).", "error")
         return redirect(url_for("admin.dashboard") + "#held")
     log.info("held write-off of %s released from the dashboard", invoice_id, extra={"invoice_id": invoice_id})

@@ -30,6 +30,7 @@ from rq import Queue
 from rq.job import Job
 
 from ..config import Settings
+from ..console.approvals import waiting
 from ..console.tally import JOB_BUCKETS, AuditTally, seconds_between, stats_key
 from ..ingest.inbox import Inbox
 from ..jobs.audit.archive import ArchiveLag, archive_lag
@@ -97,6 +98,7 @@ class RedisCollector(Collector):
         held_count = GaugeMetricFamily("reactor_held_write_offs", "Write-offs held for approval (reactor:held)")
         held_count.add_metric([], count_held(self.redis, self.settings.key_prefix))
         yield held_count
+        yield from self._approvals()
         oldest = GaugeMetricFamily("reactor_queue_oldest_seconds", "Seconds the oldest queued job has waited")
         oldest.add_metric([], _oldest_wait(queue, datetime.now(timezone.utc)))
         yield oldest
@@ -104,6 +106,21 @@ class RedisCollector(Collector):
         throttled = CounterMetricFamily("reactor_chargebee_429s", "Chargebee's 429 answers, each pausing every worker")
         throttled.add_metric([], int(self.redis.get(keys.chargebee_429s()) or 0))
         yield throttled
+
+    def _approvals(self) -> Iterator[Any]:
+        """What waits for approvers (rules.yaml `approvals:`), and how long the oldest has waited."""
+        items = waiting(self.redis, self.settings.key_prefix)
+        now = datetime.now(timezone.utc)
+        count = GaugeMetricFamily(
+            "reactor_approvals_waiting", "Write-offs waiting for approvers (reactor approvals list)"
+        )
+        count.add_metric([], len(items))
+        yield count
+        oldest = GaugeMetricFamily(
+            "reactor_approval_oldest_seconds", "Seconds the oldest write-off waiting for approvers has waited"
+        )
+        oldest.add_metric([], max((item.waited(now) or 0.0 for item in items), default=0.0))
+        yield oldest
 
     def _rules(self) -> Iterator[Any]:
         if self.live is None:

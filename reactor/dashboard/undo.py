@@ -20,7 +20,7 @@ from ..jobs import build_context
 from ..jobs.audit import AuditLog
 from ..jobs.held import MAX_REASON
 from ..keys import Keys
-from .views import admin, check_csrf, checked_invoice_id, login_required
+from .views import admin, check_csrf, checked_invoice_id, login_required, role_required
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def _mark(invoice_id: str, kind: str) -> dict[str, Any] | None:
 
 @admin.get("/invoices/<invoice_id>/undo")
 @login_required
+@role_required("approver")
 def undo_confirm(invoice_id: str) -> Any:
     """The confirmation step: what we wrote off, and a reason to give before anything is sent."""
     invoice_id = checked_invoice_id(invoice_id)
@@ -59,6 +60,7 @@ def undo_confirm(invoice_id: str) -> Any:
 
 @admin.post("/invoices/<invoice_id>/undo")
 @login_required
+@role_required("approver")
 def undo_invoice(invoice_id: str) -> Any:
     check_csrf()
     invoice_id = checked_invoice_id(invoice_id)

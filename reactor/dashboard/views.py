@@ -2,15 +2,19 @@
 (released in held.py), the rules in force, and write-offs per day per currency, net of undos.
 Server-rendered, no JavaScript, no CDN. Every page's header names who is logged in.
 
-Off (404) unless REACTOR_ADMIN_USER and REACTOR_ADMIN_PASSWORD are set; these are not the webhook
-credentials. A login form starts a signed session cookie (HttpOnly, SameSite=Lax, Secure unless
-REACTOR_ADMIN_INSECURE_COOKIE=1, 12 hours). The signing key is REACTOR_SECRET_KEY, or else a random
+Off (404) unless REACTOR_ADMIN_USER and REACTOR_ADMIN_PASSWORD are set (one admin; these are not
+the webhook credentials), or REACTOR_DASHBOARD=1 for the named users of `reactor users`
+(reactor/console/users.py). A user's role decides what they may do: a viewer reads, an approver also
+approves, declines, releases, undoes and replays (`role_required`: 403 otherwise). A login form
+starts a signed session cookie (HttpOnly, SameSite=Lax, Secure unless REACTOR_ADMIN_INSECURE_COOKIE=1,
+12 hours at most, REACTOR_SESSION_IDLE without a request). The signing key is REACTOR_SECRET_KEY, or else a random
 key created once and kept in Redis (`{prefix}:admin:secret_key`), so every gunicorn worker and a
 restarted web accept the same sessions (a web started before Redis answered takes it at its first
 dashboard request after). Each login also gets a random session id recorded in Redis
-(`{prefix}:admin:session:<id>`, 12 hours); a cookie counts only while its id is there, and logout
-deletes it, so a copy of the cookie stops working at logout. Every POST carries a per-session CSRF
-token. Failed logins are limited per client address with the `limits` package (429 with
+(`{prefix}:admin:session:<id>`, its TTL renewed to the idle time by each request, within the 12
+hours); a cookie counts only while its id is there and its user still exists, and logout deletes it,
+so a copy of the cookie stops working at logout. Every POST carries a per-session CSRF token. Failed
+logins are limited per client address and per user name with the `limits` package (429 with
 Retry-After). Everything shown is escaped by Jinja's autoescaping: event content comes from outside.
 """
 
@@ -55,6 +59,7 @@ from ..config import Settings
 from ..console.deadletters import DeadLetterError, DeadLetters
 from ..console.invoice_state import undone_write_offs
 from ..console.tally import daily_write_offs
+from ..console.users import User, UserError, UserStore
 from ..ingest.events import JOB_ID_SAFE
 from ..jobs.audit import OUTCOMES, AuditFilter, AuditLog
 from ..jobs.held import list_held
@@ -70,6 +75,8 @@ admin = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templ
 admin.add_app_template_filter(shown_time, "utc")  # `{{ record.at|utc }}`: every time on a page, as the CLI shows it
 
 LOGIN_LIMIT = parse("10 per 15 minutes")
+"""Failed logins per client address, and (apart) per user name: one address cannot try many names
+past it, nor many addresses one name."""
 SESSION_LIFETIME = timedelta(hours=12)
 CHART_DAYS = 30
 DECISION_LIMITS = (25, 50, 100, 500)
@@ -78,8 +85,9 @@ MAX_JOB_ID_LENGTH = 200  # RQ's ids here are `evaluate-<event id>` or `replay-..
 
 
 def init_admin(app: Flask, settings: Settings, connection: redis.Redis) -> None:
-    """Register the dashboard when admin credentials are configured; otherwise /admin stays a 404."""
-    if not (settings.admin_user and settings.admin_password):
+    """Register the dashboard when admin credentials are configured or REACTOR_DASHBOARD=1 asks for it
+    (named users); otherwise /admin stays a 404."""
+    if not (settings.admin_user and settings.admin_password) and not settings.dashboard_users:
         return
     if settings.secret_key:
         app.secret_key = settings.secret_key
@@ -141,27 +149,54 @@ def _session_key(session_id: str) -> str:
     return Keys(_settings().key_prefix).admin_session(session_id)
 
 
+def _users() -> UserStore:
+    """The deployment's users (its settings' prefix: users and sessions are not per site)."""
+    return UserStore(_redis(), _settings())
+
+
+def _idle_seconds() -> int:
+    return min(_settings().session_idle, int(SESSION_LIFETIME.total_seconds()))
+
+
 def _start_session(user: str) -> None:
-    """A fresh session whose id is recorded in Redis for its lifetime (revoked by logout)."""
+    """A fresh session whose id is recorded in Redis while it is used (revoked by logout)."""
     session_id = secrets.token_urlsafe(32)
-    _redis().set(_session_key(session_id), user, ex=int(SESSION_LIFETIME.total_seconds()))
+    _redis().set(_session_key(session_id), user, ex=_idle_seconds())
     session.clear()
     session.permanent = True
     session["admin"] = user
     session["sid"] = session_id
+    session["since"] = int(time.time())
+
+
+def _session_user() -> User | None:
+    """The user of a live session: the cookie names a session id that logout has not revoked, idle
+    no longer than REACTOR_SESSION_IDLE, at most SESSION_LIFETIME old, of a user who still exists
+    (with the role they have now). Redis unreachable: 503 (fail closed)."""
+    session_id, name, since = session.get("sid"), session.get("admin"), session.get("since")
+    if not isinstance(session_id, str) or not isinstance(name, str):
+        return None
+    remaining = SESSION_LIFETIME.total_seconds() - (time.time() - since) if isinstance(since, int) else 0
+    try:
+        stored = _redis().get(_session_key(session_id))
+        if stored is None or stored.decode() != name:
+            return None
+        if remaining <= 0:  # past its absolute lifetime (a session from before `since` was kept too)
+            _redis().delete(_session_key(session_id))
+            return None
+        user = _users().get(name)
+        if user is None:
+            return None
+        _redis().expire(_session_key(session_id), max(1, int(min(_idle_seconds(), remaining))))
+    except redis.RedisError:
+        abort(503, description="the dashboard cannot check sessions: Redis is unavailable")
+    except UserError as exc:  # REACTOR_USERS_FILE unreadable: nobody is let in
+        abort(503, description=str(exc))
+    return user
 
 
 def _session_live() -> bool:
-    """The cookie names the configured user and a session id that logout has not revoked. Redis
-    unreachable: 503 (fail closed; the dashboard cannot show anything without Redis anyway)."""
-    session_id = session.get("sid")
-    if session.get("admin") != _settings().admin_user or not isinstance(session_id, str):
-        return False
-    try:
-        stored = _redis().get(_session_key(session_id))
-    except redis.RedisError:
-        abort(503, description="the dashboard cannot check sessions: Redis is unavailable")
-    return stored is not None and stored.decode() == session["admin"]
+    return _session_user() is not None
 
 
 def _end_session() -> None:
@@ -193,7 +228,7 @@ check_csrf = _check_csrf  # for the forms of the dashboard's other modules (reac
 @admin.app_context_processor
 def _template_helpers() -> dict[str, Any]:
     """`csrf_token()` for the forms, and `user` for the header (who is logged in) on every page."""
-    return {"csrf_token": csrf_token, "user": g.get("admin_user")}
+    return {"csrf_token": csrf_token, "user": g.get("admin_user"), "may": may}
 
 
 def checked_invoice_id(invoice_id: str) -> str:
@@ -206,13 +241,40 @@ def checked_invoice_id(invoice_id: str) -> str:
 def login_required(view: Any) -> Any:
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if not _session_live():
+        user = _session_user()
+        if user is None:
             session.clear()
             return redirect(url_for("admin.login", next=request.full_path if request.query_string else request.path))
-        g.admin_user = session["admin"]
+        g.admin_user, g.admin_role = user.name, user.role
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def role_required(role: str) -> Any:
+    """Below `login_required`: 403 for a logged-in user whose role is below `role`."""
+
+    def decorate(view: Any) -> Any:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            user = User(g.admin_user, g.admin_role)
+            if not user.may(role):
+                abort(403, description=f"{user.name} has the role {user.role}; this needs an {role} or above")
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def current_person() -> str:
+    """The logged-in user's name, as approvals record it."""
+    return g.admin_user
+
+
+def may(role: str) -> bool:
+    """For templates: whether the logged-in user holds `role` (buttons shown only to them)."""
+    return "admin_role" in g and User(g.admin_user, g.admin_role).may(role)
 
 
 def _live_user() -> str | None:
@@ -253,21 +315,24 @@ def login() -> Any:
         _check_csrf()
         limiter: FixedWindowRateLimiter = current_app.extensions["reactor.dashboard.views.limiter"]
         client = request.remote_addr or "unknown"
-        if not limiter.test(LOGIN_LIMIT, "login", client):
-            reset = limiter.get_window_stats(LOGIN_LIMIT, "login", client).reset_time
-            wait = max(1, math.ceil(reset - time.time()))
-            raise TooManyRequests(
-                description=f"too many failed logins from this address; try again in {wait} seconds",
-                retry_after=wait,
-            )
-        settings = _settings()
-        user_ok = hmac.compare_digest(request.form.get("user", "").encode(), settings.admin_user.encode())
-        password_ok = hmac.compare_digest(request.form.get("password", "").encode(), settings.admin_password.encode())
-        if user_ok and password_ok:
-            _start_session(settings.admin_user)
-            log.info("admin login from %s", client)
+        name = request.form.get("user", "")[:64]
+        for scope, who, what in (("login", client, "from this address"), ("login-user", name, "for this user")):
+            if not limiter.test(LOGIN_LIMIT, scope, who):
+                reset = limiter.get_window_stats(LOGIN_LIMIT, scope, who).reset_time
+                wait = max(1, math.ceil(reset - time.time()))
+                raise TooManyRequests(
+                    description=f"too many failed logins {what}; try again in {wait} seconds", retry_after=wait
+                )
+        try:
+            user = _users().authenticate(name, request.form.get("password", ""))
+        except UserError as exc:
+            abort(503, description=str(exc))
+        if user is not None:
+            _start_session(user.name)
+            log.info("admin login of %s (%s) from %s", user.name, user.role, client)
             return redirect(_safe_next(request.args.get("next")))
         limiter.hit(LOGIN_LIMIT, "login", client)
+        limiter.hit(LOGIN_LIMIT, "login-user", name)
         log.warning("admin login failed from %s", client)
         error = "Wrong user name or password."
     return render_template("admin/login.html", error=error), 401 if error else 200
@@ -343,6 +408,7 @@ def _dead_letters(connection: redis.Redis, settings: Settings) -> list[Any]:
 
 @admin.post("/dead-letters/<path:job_id>/replay")
 @login_required
+@role_required("approver")
 def replay(job_id: str) -> Any:
     _check_csrf()
     if len(job_id) > MAX_JOB_ID_LENGTH or not JOB_ID_SAFE.fullmatch(job_id):

@@ -20,6 +20,7 @@ from rq.timeouts import JobTimeoutException
 from ..chargebee import ChargebeeError, Throttled
 from ..ingest.envelope import Event
 from ..keys import EVALUATE_JOB, RECHECK_JOB, RELEASE_HELD_JOB, TRIAGE_JOB
+from .approval_marks import GivenApprovals
 from .audit import Outcome
 from .context import JobContext, build_context, build_rate_limit, current_context, install
 from .evaluate import run_evaluation, run_release
@@ -57,12 +58,14 @@ def evaluate(event_id: str) -> dict[str, Any]:
         return run_evaluation(ctx, event_id, job)
 
 
-def release_held(event: dict[str, Any], actor: str) -> dict[str, Any]:
-    """RQ job: a person released a held write-off (reactor/jobs/held.py); decide again, skip the budget.
-    `event` is the held event as RQ stored it (a dict, as releases before this one stored it too)."""
+def release_held(event: dict[str, Any], actor: str, approvals: dict[str, Any] | None = None) -> dict[str, Any]:
+    """RQ job: a person released a held write-off (reactor/jobs/held.py), or gave the last approval it
+    waited for (`approvals`, reactor/jobs/approvals.py); decide again, skip the budget. `event` is the
+    held event as RQ stored it (a dict, as releases before this one stored it too); jobs queued before
+    approvals existed carry two arguments."""
     ctx, job = current_context(), get_current_job()
     with failures_recorded(ctx, job):
-        return run_release(ctx, Event.from_data(event), actor, job)
+        return run_release(ctx, Event.from_data(event), actor, job, GivenApprovals.from_data(approvals))
 
 
 def triage(woken_by: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from redis.lock import Lock
     from typing_extensions import Unpack
 
+    from .approval_marks import GivenApprovals
     from .trail import Given
 
 
@@ -37,6 +38,10 @@ class WriteOffAttempt:
     now: datetime
     check_budget: bool = True
     """False when a person released it: the budget that held it is not checked (still counted)."""
+    approvals: GivenApprovals | None = None
+    """The approvals people gave it (the last approval queued this attempt); None: none given."""
+    released_by: str | None = None
+    """Who released it (or approved it last), when a person handed it to this attempt."""
     for_facts: bool = False
     """The event alone decided no write-off, but lacks facts that could change that."""
     lock: Lock | None = None

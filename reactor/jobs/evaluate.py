@@ -16,6 +16,7 @@ from ..ingest.trace_list import ADVANCE_VERSION_LUA, TRACE_CAP, TRACE_TTL
 from ..rules import RuleSet, decide
 from ..rules.facts import facts_worth_fetching
 from . import rechecks
+from .approval_marks import GivenApprovals
 from .attempt import WriteOffAttempt
 from .audit import Outcome
 from .context import JobContext
@@ -192,11 +193,16 @@ def act(attempt: WriteOffAttempt) -> Result:
     return result
 
 
-def run_release(ctx: JobContext, event: Event, actor: str, job: Job | None = None) -> Result:
-    """Decide again on a released write-off and act, without the budget check that held it."""
+def run_release(
+    ctx: JobContext, event: Event, actor: str, job: Job | None = None, approvals: GivenApprovals | None = None
+) -> Result:
+    """Decide again on a released (or approved) write-off and act, without the budget check that held
+    it; with the approvals people gave it, if any (reactor/jobs/approvals.py)."""
     now = ctx.clock()
     log.info("released by %s: deciding again on invoice %s", actor, event.invoice_id)
-    attempt = WriteOffAttempt(ctx, job, event, ctx.rules.current(), now, check_budget=False)
+    attempt = WriteOffAttempt(
+        ctx, job, event, ctx.rules.current(), now, check_budget=False, approvals=approvals, released_by=actor
+    )
     result = write_off_invoice(attempt)
     rechecks.after_write_off(ctx, job, event, result.get("outcome"))
     return result

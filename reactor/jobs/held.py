@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from ..keys import RELEASE_HELD_JOB, Keys
+from .approval_marks import GivenApprovals, approval_entries, counted_approvers
 from .audit import AuditLog, AuditRecord, Outcome, amount_text
 from .trail import record_outcome
 
@@ -40,7 +41,12 @@ def held_key(prefix: str = "reactor") -> str:
         {"invoice_id": "inv_1", "event_id": "ev_1", "rule": "dunning-exhausted-small-balance",
          "amount_due": 1250, "currency": "USD",       # minor units, as Chargebee sends them
          "held_at": "2026-01-15T10:00:00+00:00",      # ISO 8601, UTC
-         "reason": "daily budget for USD spent", "event": {...}}
+         "reason": "daily budget for USD spent", "event": {...},
+         # a write-off waiting for approvers (rules.yaml `approvals:`, reactor/jobs/approvals.py):
+         "tier": 2, "approvers_needed": 2,
+         "approvals": [{"user": "alice", "at": "2026-01-15T10:05:00+00:00"}],
+         "not_counted": ["bob"],                      # released or undid it: their approval does not count
+         "declined": {"user": "carol", "at": "...", "reason": "..."}}   # a decline ends the wait
     Readers tolerate missing fields and skip values that are not JSON objects. Releasing or dropping
     one is `HDEL reactor:held <invoice id>` (`release` does it with the re-enqueue)."""
     return Keys(prefix).held()
@@ -56,10 +62,37 @@ class HeldWriteOff:
     held_at: str | None = None
     reason: str | None = None
     event: dict[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
+    tier: int | None = None
+    approvers_needed: int | None = None
+    approvals: tuple[dict[str, str], ...] = ()
+    not_counted: tuple[str, ...] = ()
+    declined: dict[str, str] | None = None
 
     def amount_text(self) -> str:
         """`12.50 USD` as people read it."""
         return amount_text(self.amount_due, self.currency)
+
+    @property
+    def awaits_approval(self) -> bool:
+        """In the approvals queue: waiting for approvers, not declined."""
+        return self.approvers_needed is not None and self.declined is None
+
+    def waited(self, now: datetime) -> float | None:
+        """Seconds since it was held (None when its time is unreadable)."""
+        try:
+            since = datetime.fromisoformat(self.held_at or "")
+        except ValueError:
+            return None
+        return max(0.0, (now - since).total_seconds()) if since.tzinfo else None
+
+    @property
+    def approvers(self) -> list[str]:
+        """The distinct people whose approval counts, in the order they approved."""
+        return counted_approvers(self.approvals, self.not_counted)
+
+    def given(self) -> GivenApprovals:
+        """What the last approval hands to the worker."""
+        return GivenApprovals(self.tier or 0, self.approvals, self.not_counted)
 
 
 def _parse(invoice_id: str, raw: bytes) -> HeldWriteOff | None:
@@ -74,16 +107,41 @@ def _parse(invoice_id: str, raw: bytes) -> HeldWriteOff | None:
         value = data.get(name)
         return value if isinstance(value, str) else None
 
-    amount = data.get("amount_due")
+    def number(name: str) -> int | None:
+        value = data.get(name)
+        return value if type(value) is int else None
+
+    def entries(name: str) -> list[Any]:
+        value = data.get(name)
+        return value if isinstance(value, list) else []
+
+    approvals = approval_entries(data.get("approvals"))
+    declined = data.get("declined")
     return HeldWriteOff(
         invoice_id=invoice_id,
         event_id=text("event_id"),
         rule=text("rule"),
-        amount_due=amount if type(amount) is int else None,
+        amount_due=number("amount_due"),
         currency=text("currency"),
         held_at=text("held_at"),
         reason=text("reason"),
+        event=data.get("event") if isinstance(data.get("event"), dict) else None,
+        tier=number("tier"),
+        approvers_needed=number("approvers_needed"),
+        approvals=approvals,
+        not_counted=tuple(u for u in entries("not_counted") if isinstance(u, str)),
+        declined={k: str(v) for k, v in declined.items()} if isinstance(declined, dict) else None,
     )
+
+
+def parse_held(invoice_id: str, raw: bytes | None) -> HeldWriteOff | None:
+    """One stored entry of `{prefix}:held` (None when absent or unreadable)."""
+    return None if raw is None else _parse(invoice_id, raw)
+
+
+def get_held(connection: redis.Redis, invoice_id: str, prefix: str = "reactor") -> HeldWriteOff | None:
+    """The held write-off of one invoice, or None."""
+    return parse_held(invoice_id, connection.hget(held_key(prefix), invoice_id))
 
 
 def list_held(connection: redis.Redis, prefix: str = "reactor") -> list[HeldWriteOff]:
@@ -102,9 +160,18 @@ def count_held(connection: redis.Redis, prefix: str = "reactor") -> int:
 
 def hold(connection: redis.Redis, item: HeldWriteOff, prefix: str = "reactor") -> None:
     """Park a write-off (for the feature that holds them, and for tests)."""
+    connection.hset(held_key(prefix), item.invoice_id, held_json(item))
+
+
+def held_json(item: HeldWriteOff) -> str:
+    """The stored form of a held write-off; the approval fields only when it has them, so that a
+    budget's or an undo's hold is stored as before."""
     data = asdict(item)
     data["held_at"] = data["held_at"] or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    connection.hset(held_key(prefix), item.invoice_id, json.dumps(data))
+    for name in ("tier", "approvers_needed", "approvals", "not_counted", "declined"):
+        if not data[name]:
+            del data[name]
+    return json.dumps(data)
 
 
 def held_event(connection: redis.Redis, invoice_id: str, prefix: str = "reactor") -> dict[str, Any] | None:
@@ -167,9 +234,10 @@ def release(
     audit = AuditLog(connection, Keys(prefix).audit())
     released = []
     for invoice_id in invoice_ids:
+        item = get_held(connection, invoice_id, prefix)
         event = held_event(connection, invoice_id, prefix)
-        if event is None:
-            continue
+        if event is None or (item is not None and item.awaits_approval):
+            continue  # one awaiting approval is approved or declined (reactor/console/approvals.py)
         record = AuditRecord(
             event_id=None,
             invoice_id=invoice_id,

@@ -88,8 +88,17 @@ def commit_write_off(a: WriteOffAttempt, decision: Decision, result: WriteOffRes
         decision,
         Outcome.WRITTEN_OFF,
         amount_due=result.invoice.get("write_off_amount") or decision.amount_due,
-        detail=f"credit_note={credit_note} replayed={str(result.replayed).lower()}",
+        detail=f"credit_note={credit_note} replayed={str(result.replayed).lower()}{_approved_by(a)}",
     )
     record.credit_note = credit_note
     commit_written_off(a.ctx, a.invoice_id, mark, record)
     return Outcome.WRITTEN_OFF.result(rule=decision.rule, credit_note=credit_note)
+
+
+def _approved_by(a: WriteOffAttempt) -> str:
+    """` approved_by=alice@<time>,bob@<time>` for a write-off people approved (rules.yaml `approvals:`)."""
+    if a.approvals is None:
+        return ""
+    counted = set(a.approvals.counted())
+    given = [f"{x['user']}@{x['at']}" for x in a.approvals.approvals if x.get("user") in counted]
+    return f" approved_by={','.join(given)}" if given else ""

@@ -15,6 +15,7 @@ from ..ingest.envelope import Event
 from ..rules import decide
 from ..rules.facts import unresolved
 from ..rules.safety import gone_reason
+from .approvals import approvals_given, declined_hold
 from .attempt import WriteOffAttempt
 from .audit import Outcome
 from .credits import apply_credits_first, recover_credits
@@ -54,13 +55,13 @@ def write_off_invoice(attempt: WriteOffAttempt) -> Result:
 
 def run_steps(a: WriteOffAttempt) -> Result:
     """The steps in order; the first that returns a result ends the attempt."""
-    for step in (not_written_off_yet, not_undone):
+    for step in (not_written_off_yet, not_undone, not_declined):
         if (done := step(a)) is not None:
             return done
     a.earlier = load_attempt(a.ctx, a.invoice_id)
     with chargebee_failures(a.ctx, a.job, a.event, invoice_id=a.invoice_id):
         try:
-            for step in (fresh_invoice, credits_recovered, fresh_decision, credits_first, send):
+            for step in (fresh_invoice, credits_recovered, fresh_decision, credits_first, approved, send):
                 if (done := step(a)) is not None:
                     return done
         except InvalidStateError as exc:  # Chargebee says settled elsewhere: not a failure
@@ -93,6 +94,24 @@ def not_undone(a: WriteOffAttempt) -> Result | None:
     if why is None:
         return None
     return a.record(Outcome.HELD, a.event, None, invoice_id=a.invoice_id, reason=why)
+
+
+def not_declined(a: WriteOffAttempt) -> Result | None:
+    """A person declined the write-off in the approvals queue (reactor/console/approvals.py): held
+    until released."""
+    why = declined_hold(a.ctx, a.invoice_id)
+    if why is None:
+        return None
+    return a.record(Outcome.HELD, a.event, None, invoice_id=a.invoice_id, reason=why)
+
+
+def approved(a: WriteOffAttempt) -> Result | None:
+    """Four eyes (reactor/jobs/approvals.py): a write-off above an approval tier waits for its approvers,
+    decided on the amount of the fresh invoice (after credits)."""
+    done = approvals_given(a)
+    if done is not None:
+        a.ctx.redis.delete(attempt_key(a.ctx, a.invoice_id))
+    return done
 
 
 def fresh_invoice(a: WriteOffAttempt) -> Result | None:

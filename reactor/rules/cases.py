@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .approvals import ApprovalNeed, approval_needed
 from .engine import decide
 from .fields import did_you_mean
 from .model import Decision, RuleSet
@@ -36,7 +37,7 @@ from .yamlnodes import (
 
 CASE_KEYS = ("name", "description", "event", "invoice", "customer", "subscription", "event_type", "at", "expect")
 EXPECT_KEYS = ("rule", "action")
-ACTIONS = ("write_off", "skip", "none")
+ACTIONS = ("write_off", "skip", "none", "awaits_approval")
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
@@ -60,9 +61,16 @@ class CaseResult:
     decision: Decision
     at: datetime
 
+    approval: ApprovalNeed | None = None  # a live write-off above an approval tier waits for approvers
+
+    @property
+    def outcome(self) -> str:
+        """The decision's action, or `awaits_approval` for a write-off that would wait for approvers."""
+        return "awaits_approval" if self.approval is not None else self.decision.action
+
     @property
     def passed(self) -> bool:
-        return self.decision.rule == self.case.expect_rule and self.decision.action == self.case.expect_action
+        return self.decision.rule == self.case.expect_rule and self.outcome == self.case.expect_action
 
 
 @dataclass(frozen=True)
@@ -92,10 +100,12 @@ def default_cases_path(rules_path: str | os.PathLike[str]) -> Path:
 #         event: events/payment_failed.json   # or an inline mapping; a path is relative to this file
 #         expect: {rule: null, action: none}  # no rule matches
 #
-# `expect.action` is write_off, skip or none. A write_off rule stopped by a guardrail (limits,
-# invoice status ...) decides skip under its own name. Amounts are Chargebee's minor units (1250 is
-# 12.50 USD); dates in the event data may be written as YAML dates and become Unix seconds as
-# Chargebee sends them. The file is checked like rules.yaml: every problem at file:line:col.
+# `expect.action` is write_off, skip, none, or awaits_approval (a live write-off above a tier of
+# `approvals:`: it would wait for approvers; write_off then means one under every tier). A write_off
+# rule stopped by a guardrail (limits, invoice status ...) decides skip under its own name. Amounts
+# are Chargebee's minor units (1250 is 12.50 USD); dates in the event data may be written as YAML
+# dates and become Unix seconds as Chargebee sends them. The file is checked like rules.yaml:
+# every problem at file:line:col.
 def load_cases(path: str | os.PathLike[str], ruleset: RuleSet | None = None) -> CasesFile:
     """Read and check a cases file; with `ruleset`, expected rule names must exist in it."""
     filename = os.fspath(path)
@@ -147,7 +157,11 @@ def run_cases(ruleset: RuleSet, cases: tuple[Case, ...] | list[Case], now: datet
     results = []
     for case in cases:
         at = case.at or now
-        results.append(CaseResult(case, decide(ruleset, case.event, at), at))
+        decision = decide(ruleset, case.event, at)
+        approval = None
+        if decision.action == "write_off" and not decision.dry_run:
+            approval = approval_needed(ruleset.approvals, decision.currency, decision.amount_due_major)
+        results.append(CaseResult(case, decision, at, approval))
     return results
 
 
@@ -266,13 +280,16 @@ def _expect(
                 key_node, f"unknown key '{key}' in expect; use rule and action{did_you_mean(key, EXPECT_KEYS)}"
             )
     if "action" not in fields:
-        problems.add(value, f"`expect` of {label} has no `action` (write_off, skip or none)")
+        problems.add(value, f"`expect` of {label} has no `action` (write_off, skip, none or awaits_approval)")
         return None
     action_node = fields["action"][1]
     action = _plain(action_node)
     if action not in ACTIONS:
         hint = did_you_mean(action, ACTIONS) if isinstance(action, str) else ""
-        problems.add(action_node, f"expected action must be write_off, skip or none, not {describe(action_node)}{hint}")
+        problems.add(
+            action_node,
+            f"expected action must be write_off, skip, none or awaits_approval, not {describe(action_node)}{hint}",
+        )
         return None
     rule = _plain(fields["rule"][1]) if "rule" in fields else None
     if rule is not None and not isinstance(rule, str):

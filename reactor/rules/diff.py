@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from .approvals import ApprovalTier, approval_needed
 from .event_types import SWEEP_EVENT_TYPE
 from .model import Decision, Limits
 from .money import minor_factor, to_major
@@ -23,8 +24,9 @@ from .preview import PreviewPlan
 # A verdict's outcome: what the reactor would do with the invoice under one rules file. UNKNOWN: the
 # decision rests on a field only the event carries (reactor/rules/preview.py `blind_read`).
 WRITE_OFF, DRY_RUN, HELD, BLOCKED, SKIP, NO_MATCH = "write_off", "dry_run", "held", "blocked", "skip", "no_match"
+AWAITS_APPROVAL = "awaits_approval"  # a write-off above an approval tier (reactor/rules/approvals.py)
 UNKNOWN = "not_previewed"
-OUTCOMES = (WRITE_OFF, DRY_RUN, HELD, BLOCKED, SKIP, NO_MATCH, UNKNOWN)
+OUTCOMES = (WRITE_OFF, DRY_RUN, HELD, BLOCKED, SKIP, NO_MATCH, UNKNOWN, AWAITS_APPROVAL)
 
 # A change's kind, from the old verdict to the new one.
 NEWLY_WRITTEN_OFF = "newly_written_off"
@@ -32,6 +34,7 @@ NO_LONGER_WRITTEN_OFF = "no_longer_written_off"
 OTHER_RULE = "other_rule"
 OTHER_COMMENT = "other_comment"
 NEWLY_HELD = "held"
+NEWLY_AWAITING = "awaits_approval"
 NEWLY_BLOCKED = "blocked"
 OTHER_OUTCOME = "other_outcome"
 NOT_PREVIEWED = "not_previewed"
@@ -44,6 +47,7 @@ CHANGE_KINDS = (
     NEWLY_BLOCKED,
     OTHER_OUTCOME,
     NOT_PREVIEWED,
+    NEWLY_AWAITING,
 )
 CHANGE_MEANINGS = {
     NEWLY_WRITTEN_OFF: "written off under the new rules, not under the old",
@@ -54,6 +58,7 @@ CHANGE_MEANINGS = {
     NEWLY_BLOCKED: "a write_off rule matches under the new rules, but a safety check or a missing fact blocks it",
     OTHER_OUTCOME: "no write-off either way, decided otherwise (skip, no match, dry run)",
     NOT_PREVIEWED: "the files decide otherwise, and a decision rests on a field only the event carries: unknown",
+    NEWLY_AWAITING: "a write-off under the new rules that waits for approvers (approvals: tiers)",
 }
 
 
@@ -71,12 +76,18 @@ class Verdict:
         return self.outcome == WRITE_OFF
 
 
-def verdict_of(decision: Decision, facts_blocked: str | None = None) -> Verdict:
+def verdict_of(
+    decision: Decision, facts_blocked: str | None = None, approvals: tuple[ApprovalTier, ...] = ()
+) -> Verdict:
     """The verdict of a decision; `facts_blocked` is why a write-off cannot rest on the facts known
-    (reactor/rules/facts.py `unresolved`), which blocks it as the worker would (`facts_missing`)."""
+    (reactor/rules/facts.py `unresolved`), which blocks it as the worker would (`facts_missing`);
+    `approvals` the file's tiers: a live write-off above one waits for approvers."""
     if decision.action == "write_off":
         if facts_blocked is not None:
             return Verdict(BLOCKED, decision.rule, None, f"facts missing: {facts_blocked}")
+        need = approval_needed(approvals, decision.currency, decision.amount_due_major)
+        if need is not None and not decision.dry_run:
+            return Verdict(AWAITS_APPROVAL, decision.rule, decision.comment, f"awaits approval: {need.why}")
         return Verdict(DRY_RUN if decision.dry_run else WRITE_OFF, decision.rule, decision.comment, decision.reason)
     if decision.action == "skip":
         return Verdict(BLOCKED if decision.blocked_by else SKIP, decision.rule, None, decision.reason)
@@ -263,6 +274,8 @@ def change_kind(old: Verdict, new: Verdict, alike: bool = False) -> str | None:
         return None
     if new.outcome == HELD:
         return NEWLY_HELD
+    if new.outcome == AWAITS_APPROVAL:
+        return NEWLY_AWAITING
     if new.outcome == BLOCKED:
         return NEWLY_BLOCKED
     if old.writes_off:

@@ -19,6 +19,7 @@ import re
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .approvals import parse_approvals
 from .comments import template_problems
 from .conditions import ConditionCompiler
 from .event_types import KNOWN_EVENT_TYPES
@@ -43,7 +44,7 @@ from .yamlnodes import (
     size_problem,
 )
 
-TOP_KEYS = ("version", "mode", "limits", "rules")
+TOP_KEYS = ("version", "mode", "limits", "approvals", "rules")
 RULE_KEYS = ("name", "description", "on", "when", "action", "comment", "while_collecting", "apply_credits_first")
 LIMIT_KEYS = ("max_write_off", "max_per_day", "max_count_per_hour")
 MODES = ("live", "dry_run")
@@ -154,6 +155,7 @@ def _ruleset(root: MappingNode, problems: Problems, warnings: Problems, filename
             shown = f"'{value}'" if isinstance(value, str) else describe(node)
             problems.add(node, f"mode must be live or dry_run, not {shown}{hint}")
     limits = _limits(top["limits"][1], problems) if "limits" in top else Limits()
+    approvals = parse_approvals(top["approvals"][1], problems) if "approvals" in top else ()
     rules: list[Rule] = []
     if "rules" not in top:
         problems.add(
@@ -185,7 +187,15 @@ def _ruleset(root: MappingNode, problems: Problems, warnings: Problems, filename
     if problems:
         return None
     found = tuple(dict.fromkeys(sorted(warnings.items, key=lambda p: (p.line, p.col))))
-    return RuleSet(version=version, mode=mode, rules=tuple(rules), limits=limits, filename=filename, warnings=found)
+    return RuleSet(
+        version=version,
+        mode=mode,
+        rules=tuple(rules),
+        limits=limits,
+        filename=filename,
+        warnings=found,
+        approvals=approvals,
+    )
 
 
 def _plain(node: Node) -> object:

@@ -15,6 +15,7 @@ from .money import MoneyThreshold
 from .problems import RuleProblem
 
 if TYPE_CHECKING:
+    from .approvals import ApprovalTier
     from .conditions import Condition
 
 
@@ -61,6 +62,7 @@ class RuleSet:
     limits: Limits = field(default_factory=Limits)
     filename: str = "rules.yaml"
     warnings: tuple[RuleProblem, ...] = ()  # not errors: the file is in force; `rules check` shows them
+    approvals: tuple[ApprovalTier, ...] = ()  # `approvals:` tiers (reactor/rules/approvals.py); empty: none
 
     def __post_init__(self) -> None:
         # (on, tests that must all hold, rule): a top-level `all` is unrolled into the loop of

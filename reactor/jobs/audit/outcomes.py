@@ -110,6 +110,16 @@ class Outcome(str, Enum):
         "a person reversed our write-off in Chargebee (reactor undo: its credit note removed); the invoice"
         " is unpaid again and held until `reactor held release` (reason: who and why)",
     )
+    AWAITS_APPROVAL = (
+        "awaits_approval",
+        "the write-off is above an approval tier (rules.yaml approvals:); it waits in the approvals queue",
+    )
+    APPROVED = "approved", "a person approved a write-off in the approvals queue (reason: who, and how many so far)"
+    DECLINED = "declined", "a person declined a write-off in the approvals queue; nothing written off, held for people"
+    APPROVAL_EXPIRED = (
+        "approval_expired",
+        "an approval older than REACTOR_APPROVAL_TTL no longer counts (reason: whose, given when)",
+    )
     # Only in a job's result:
     RECHECK_GONE = "recheck_gone", "the re-check found nothing pending: cancelled before it ran", False
     SUPERSEDED = "superseded", "a newer event moved the invoice's re-check; this run did nothing", False

@@ -40,6 +40,10 @@ RECORDED = [
     "released",
     "credits_applied",
     "undone",
+    "awaits_approval",
+    "approved",
+    "declined",
+    "approval_expired",
 ]
 RESULT_ONLY = ["recheck_gone", "superseded", "swept", "unknown"]
 

@@ -99,7 +99,8 @@ def test_every_problem_is_reported_at_file_line_col(tmp_path: Path) -> None:
     with pytest.raises(CasesError) as exc:
         load_cases(path)
     found = messages(exc)
-    assert any(m.startswith(f"{path}:4:35: expected action must be write_off, skip or none") for m in found)
+    wanted = f"{path}:4:35: expected action must be write_off, skip, none or awaits_approval"
+    assert any(m.startswith(wanted) for m in found)
     assert any(m.startswith(f"{path}:6:5: unknown key 'invoce'") and "did you mean 'invoice'" in m for m in found)
     assert any(m.startswith(f"{path}:9:12: cannot read the event file") for m in found)
 
