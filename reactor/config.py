@@ -35,6 +35,12 @@ start such a process again (reactor/local/children.py), and a process manager ca
 restart."""
 
 
+DEFAULT_RELIEF_DELAYS: tuple[tuple[str, int], ...] = (("GB", 6), ("DE", 0))
+"""Months after the later of an invoice's due date and its date before VAT bad-debt relief may be
+claimed, per billing country: GB 6 (HMRC VAT Notice 700/18), DE 0 (§17(2) UStG corrects at once).
+A country not listed has no rule: the bad-debt register says so, never a guess."""
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
@@ -85,6 +91,7 @@ class Settings:
     notify_url: str | None = field(default=None, repr=False)  # REACTOR_NOTIFY_URL: where digests go; None: off
     notify_interval: int = 30  # REACTOR_NOTIFY_INTERVAL: seconds between digests (reactor/console/notify.py)
     redis_wait: float | None = None  # REACTOR_REDIS_WAIT: seconds `worker`, `cron` and web wait at start; None: forever
+    relief_delays: tuple[tuple[str, int], ...] = DEFAULT_RELIEF_DELAYS  # REACTOR_RELIEF_DELAYS: country → months
 
     @property
     def invoice_lock_ttl(self) -> int:
@@ -238,6 +245,24 @@ def _intervals(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     if not values or any(v < 0 for v in values):
         raise ConfigError(f"{name} must list one or more non-negative seconds, got {raw!r}")
     return values
+
+
+def _relief_delays(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+    """`GB=6,DE=0,FR=6`: ISO country codes and whole months (0 to 120); empty: no country has a rule."""
+    if name not in env:
+        return DEFAULT_RELIEF_DELAYS
+    delays: dict[str, int] = {}
+    for part in (p.strip() for p in env[name].split(",")):
+        if not part:
+            continue
+        country, _, months = part.partition("=")
+        country = country.strip()
+        if len(country) != 2 or not country.isascii() or not country.isupper() or not months.strip().isdigit():
+            raise ConfigError(f"{name} must list COUNTRY=MONTHS pairs such as GB=6,DE=0; got {part!r}")
+        if int(months) > 120:
+            raise ConfigError(f"{name}: {country} waits {months} months, more than 120")
+        delays[country] = int(months)
+    return tuple(sorted(delays.items()))
 
 
 def _cron(env: Mapping[str, str], name: str, default: str) -> str:
@@ -444,6 +469,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         notify_url=_notify_url(env),
         notify_interval=_int(env, "REACTOR_NOTIFY_INTERVAL", 30, minimum=1),
         redis_wait=_deadline(env, "REACTOR_REDIS_WAIT"),
+        relief_delays=_relief_delays(env, "REACTOR_RELIEF_DELAYS"),
         replica_ack=replica_ack,
         replica_ack_timeout=replica_ack_timeout,
     )

@@ -21,7 +21,7 @@ MAX_NOTICES = 10_000
 MAX_TEXT = 300
 """Characters of one notice's line; a longer one is cut."""
 
-KINDS = ("dead_letter", "held", "undone", "budget", "rules_refused", "chargebee_auth")
+KINDS = ("dead_letter", "held", "undone", "budget", "rules_refused", "chargebee_auth", "recovery")
 
 
 class Notices:

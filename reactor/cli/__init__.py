@@ -6,7 +6,7 @@ import click
 
 from ..config import process_environment, secrets_in
 from ..redaction import redact, remember
-from . import diff, events, held, ops, processes, rules, sweep, trace, undo
+from . import diff, events, held, ops, processes, recover, report, rules, sweep, trace, undo
 from .helpers import start_logging
 
 
@@ -39,6 +39,8 @@ for _command in (
     *held.COMMANDS,
     *sweep.COMMANDS,
     *undo.COMMANDS,
+    *recover.COMMANDS,
+    *report.COMMANDS,
     *trace.COMMANDS,
 ):
     main.add_command(_command)

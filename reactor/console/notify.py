@@ -47,6 +47,7 @@ HEADINGS = {
     "budget": "budgets used up (limits in rules.yaml)",
     "rules_refused": "rules edits refused; the rules before them stay in force (reactor rules check)",
     "chargebee_auth": "Chargebee refused the API key (CHARGEBEE_API_KEY, CHARGEBEE_SITE)",
+    "recovery": "money paid after our write-off (reactor recover INVOICE_ID; reactor report bad-debt)",
 }
 
 _CREDENTIAL_SHAPES = (

@@ -89,16 +89,23 @@ def confirm_interrupted(a: WriteOffAttempt, earlier: dict[str, Any]) -> dict[str
     )
     record.rule = earlier.get("rule")
     record.action = "write_off"
-    commit_written_off(a.ctx, invoice_id, mark, record)
+    commit_written_off(a.ctx, invoice_id, mark, record, invoice.get("customer_id"))
     return Outcome.WRITTEN_OFF.result(rule=earlier.get("rule"), recovered=True)
 
 
-def commit_written_off(ctx: JobContext, invoice_id: str, mark: dict[str, Any], record: AuditRecord) -> None:
+def commit_written_off(
+    ctx: JobContext, invoice_id: str, mark: dict[str, Any], record: AuditRecord, customer_id: Any = None
+) -> None:
     """The `written_off` mark and its audit record in one transaction: a crash between the two would
-    otherwise leave a mark without a record, or let a retry record the write-off a second time."""
+    otherwise leave a mark without a record, or let a retry record the write-off a second time. The
+    invoice joins its customer's set, where a payment of the customer's looks for money coming back
+    (reactor/jobs/recovery.py)."""
     with ctx.redis.pipeline(transaction=True) as pipe:
         pipe.set(ctx.keys.written_off(invoice_id), json.dumps(mark), ex=WRITTEN_OFF_TTL)
         pipe.delete(attempt_key(ctx, invoice_id))
+        if isinstance(customer_id, str) and customer_id:
+            pipe.sadd(ctx.keys.recovery_customer(customer_id), invoice_id)
+            pipe.expire(ctx.keys.recovery_customer(customer_id), WRITTEN_OFF_TTL)
         ctx.audit.queue(pipe, record)
         results = pipe.execute()
     entry_id = results[-1]
