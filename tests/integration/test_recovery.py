@@ -71,9 +71,7 @@ def site(sandbox, web, redis_conn, start_worker, rules_file):
     return sandbox
 
 
-def test_a_full_payment_is_a_candidate_and_recover_leaves_the_invoice_paid_by_payment(
-    site, web, redis_conn, settings
-):
+def test_a_full_payment_is_a_candidate_and_recover_leaves_the_invoice_paid_by_payment(site, web, redis_conn, settings):
     invoice = write_off(site, web, redis_conn, customer_id="cus_gb")
     invoice_id = invoice["id"]
 
@@ -119,9 +117,7 @@ def test_a_full_payment_is_a_candidate_and_recover_leaves_the_invoice_paid_by_pa
     assert len(apply_calls(site)) == 1 and len(records(redis_conn, invoice_id, "recovered")) == 1
 
 
-def test_a_part_payment_reverses_the_write_off_applies_it_and_leaves_the_rest_due_held(
-    site, web, redis_conn, settings
-):
+def test_a_part_payment_reverses_the_write_off_applies_it_and_leaves_the_rest_due_held(site, web, redis_conn, settings):
     invoice = write_off(site, web, redis_conn, customer_id="cus_gb")
     txn = pay(site, "cus_gb", 500)
     wait_for(lambda: records(redis_conn, invoice["id"], "recovery_candidate"), what="the candidate recorded")
