@@ -7,15 +7,15 @@ from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import click
-from rich.table import Table
 
 from ..chargebee import ChargebeeError
 from ..config import Settings
 from ..console.bad_debt import COLUMNS, FactCache, RegisterRow, gather
 from ..console.bad_debt_formats import notes, to_csv, to_json, to_markdown
 from ..jobs import build_context
+from ..jobs.audit import visible
 from ..jobs.recovery import open_candidates
-from .helpers import cell, chargebee_settings, command_settings, connect, console, parse_since, say
+from .helpers import chargebee_settings, command_settings, connect, parse_since, say
 
 
 @click.group()
@@ -91,15 +91,14 @@ def bad_debt(since: str | None, until: str | None, country: str | None, fmt: str
 
 
 def _table(rows: list[RegisterRow], delays: dict[str, int]) -> None:
+    """Aligned columns, each cell whole on one line (a register is read and copied, never folded)."""
     if not rows:
         say("no write-offs of the reactor's match")
     else:
-        table = Table(box=None, pad_edge=False)
-        for name in COLUMNS:
-            table.add_column(name, overflow="fold")
-        for row in rows:
-            table.add_row(*(cell(row.values[c]) for c in COLUMNS))
-        console().print(table)
+        cells = [list(COLUMNS), *([visible(row.values[c]) for c in COLUMNS] for row in rows)]
+        widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+        for line in cells:
+            say("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip())
     for note in notes(delays):
         say(f"note: {note}")
 

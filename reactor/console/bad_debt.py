@@ -150,7 +150,7 @@ def register_row(
         values["tax_written_off"] = _money(tax_within(tax, total, history.amount), currency)
     months = delays.get(country)
     if months is None:
-        values["relief_claimable_from"] = f"no rule for {country or 'an invoice without a billing country'}"
+        values["relief_claimable_from"] = f"no rule for {country}" if country else "no rule: no billing country"
     elif issued is None:
         values["relief_claimable_from"] = "invoice date missing"
     else:
