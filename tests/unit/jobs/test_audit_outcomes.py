@@ -40,6 +40,9 @@ RECORDED = [
     "released",
     "credits_applied",
     "undone",
+    "recovery_candidate",
+    "recovered",
+    "recovery_failed",
 ]
 RESULT_ONLY = ["recheck_gone", "superseded", "swept", "unknown"]
 
