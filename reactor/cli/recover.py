@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import click
 
+from .. import ids
 from ..chargebee import ChargebeeError
 from ..console.recover import RecoveryRefused, recover_payment
 from ..jobs import build_context
 from ..jobs.audit import visible
-from .helpers import INVOICE_ID, chargebee_settings, command_settings, connect, current_actor, say
+from .helpers import INVOICE_ID, ChargebeeId, chargebee_settings, command_settings, connect, current_actor, say
 
 
 @click.command("recover")
@@ -17,6 +18,7 @@ from .helpers import INVOICE_ID, chargebee_settings, command_settings, connect, 
 @click.option(
     "--transaction",
     "transaction",
+    type=ChargebeeId(ids.TRANSACTION),
     default=None,
     help="The payment to apply (a transaction id); default: the one payment seen for the invoice, else the "
     "customer's excess payments.",
