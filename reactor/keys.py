@@ -32,7 +32,7 @@ reactor/sweep.py."""
 # | `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/marks.py |
 # | `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/marks.py |
 # | `{p}:undone:<invoice>` | our write-off undone: who, why, credit note, how many times (400 days) | console/undo.py |
-# | `{p}:recovery:customer:<customer>` | set: invoices of the customer we wrote off (400 days) | jobs/marks.py |
+# | `{p}:recovery:customer:<customer>` | hash: the customer's invoices we wrote off (400 days) | jobs/recovery.py |
 # | `{p}:recovery:candidates` | hash: money seen for a written-off invoice, not yet recovered | jobs/recovery.py |
 # | `{p}:recovery_attempt:<invoice>` | our write-off reversed, its payment not applied (30 days) | console/recover.py |
 # | `{p}:recovered:<invoice>` | the payment recovered for our write-off applied (400 days) | console/recover.py |

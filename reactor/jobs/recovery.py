@@ -111,16 +111,46 @@ class CandidateLog:
         return cls(ctx.redis, ctx.keys, ctx.audit, ctx.notices, ctx.clock)
 
 
-def written_off_of(ctx: CandidateLog, customer_id: str) -> list[str]:
-    """The customer's invoices we wrote off and have not undone or recovered."""
-    members = sorted(m.decode() for m in ctx.redis.smembers(ctx.keys.recovery_customer(customer_id)))
-    if not members:
+def watch_customer(pipe: Any, keys: Keys, customer_id: Any, invoice_id: str, content: Mapping[str, Any]) -> None:
+    """Queue on `pipe` (the write-off's own transaction): the invoice joins its customer's hash,
+    `{p}:recovery:customer:<customer>`, invoice id → `{"excess_before": n}`, the customer's
+    `excess_payments` when we wrote it off (null when the event did not carry the customer), so that
+    only a rise counts as money back. Kept as long as the `written_off` mark."""
+    if not isinstance(customer_id, str) or not customer_id:
+        return
+    customer = content.get("customer")
+    before = customer.get("excess_payments") if isinstance(customer, Mapping) else None
+    if not isinstance(customer, Mapping) or customer.get("id") != customer_id or type(before) is not int:
+        before = None
+    key = keys.recovery_customer(customer_id)
+    pipe.hset(key, invoice_id, json.dumps({"excess_before": before}))
+    pipe.expire(key, WATCH_TTL)
+
+
+WATCH_TTL = 400 * 24 * 3600
+"""As long as a `written_off` mark (reactor/jobs/marks.py)."""
+
+
+def written_off_of(ctx: CandidateLog, customer_id: str) -> list[tuple[str, int]]:
+    """The customer's invoices we wrote off and have not undone or recovered, each with the
+    customer's excess payments when we did (0 when not known)."""
+    watched = ctx.redis.hgetall(ctx.keys.recovery_customer(customer_id))
+    if not watched:
         return []
+    members = sorted((field.decode(), _excess_before(raw)) for field, raw in watched.items())
     with ctx.redis.pipeline(transaction=False) as pipe:
-        for invoice_id in members:
+        for invoice_id, _before in members:
             pipe.exists(ctx.keys.written_off(invoice_id))
         alive = pipe.execute()
-    return [invoice_id for invoice_id, live in zip(members, alive, strict=True) if live]
+    return [member for member, live in zip(members, alive, strict=True) if live]
+
+
+def _excess_before(raw: bytes) -> int:
+    try:
+        before = json.loads(raw).get("excess_before")
+    except (ValueError, AttributeError):
+        return 0
+    return before if type(before) is int else 0
 
 
 def note_payments(ctx: CandidateLog, event_id: str | None, event_type: str | None, content: Mapping[str, Any]) -> int:
@@ -130,11 +160,14 @@ def note_payments(ctx: CandidateLog, event_id: str | None, event_type: str | Non
     new = 0
     try:
         for seen in payments_seen(event_type, content):
-            for invoice_id in written_off_of(ctx, seen.customer_id):
+            for invoice_id, before in written_off_of(ctx, seen.customer_id):
+                amount = seen.amount - before if seen.transaction == EXCESS else seen.amount
+                if amount <= 0:
+                    continue  # excess payments the customer had already when we wrote it off
                 candidate = RecoveryCandidate(
                     invoice_id,
                     seen.customer_id,
-                    seen.amount,
+                    amount,
                     seen.currency,
                     seen.transaction,
                     ctx.clock().isoformat(timespec="seconds"),
@@ -147,7 +180,19 @@ def note_payments(ctx: CandidateLog, event_id: str | None, event_type: str | Non
 
 
 def _record(ctx: CandidateLog, candidate: RecoveryCandidate) -> int:
-    if not ctx.redis.hsetnx(ctx.keys.recovery_candidates(), candidate.field(), json.dumps(asdict(candidate))):
+    """One candidate, once. The same money is seen twice, as its payment and in the customer's
+    excess payments: a balance is recorded only while no payment of the invoice is, and a payment
+    takes the balance's place."""
+    key = ctx.keys.recovery_candidates()
+    balance = f"{candidate.invoice_id}:{EXCESS}"
+    if candidate.transaction == EXCESS:
+        if any(c.transaction != EXCESS for c in candidates_for(ctx.redis, ctx.keys, candidate.invoice_id)):
+            return 0
+    elif ctx.redis.hexists(key, candidate.field()):
+        return 0
+    else:
+        ctx.redis.hdel(key, balance)
+    if not ctx.redis.hsetnx(key, candidate.field(), json.dumps(asdict(candidate))):
         return 0
     txn = "" if candidate.transaction == EXCESS else f" transaction {candidate.transaction}"
     record = AuditRecord(

@@ -91,6 +91,5 @@ def commit_write_off(a: WriteOffAttempt, decision: Decision, result: WriteOffRes
         detail=f"credit_note={credit_note} replayed={str(result.replayed).lower()}",
     )
     record.credit_note = credit_note
-    customer_id = result.invoice.get("customer_id") or ((a.fresh.invoice if a.fresh else None) or {}).get("customer_id")
-    commit_written_off(a.ctx, a.invoice_id, mark, record, customer_id)
+    commit_written_off(a.ctx, a.invoice_id, mark, record, result.invoice, a.fresh.content if a.fresh else None)
     return Outcome.WRITTEN_OFF.result(rule=decision.rule, credit_note=credit_note)

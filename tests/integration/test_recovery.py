@@ -223,3 +223,39 @@ def test_a_payment_of_another_customer_is_no_candidate(site, web, redis_conn, se
 
     assert open_candidates(redis_conn, Keys(settings.key_prefix)) == []
     assert records(redis_conn, invoice["id"], "recovery_candidate") == []
+
+
+def post(web, event_type: str, content: dict) -> None:
+    event = make_event({}, event_type=event_type)
+    event["content"] = content
+    assert post_event(web.webhook_url, event).status_code == 200  # no invoice: seen in the request itself
+
+
+def test_only_excess_payments_that_rose_after_our_write_off_are_money_back_and_a_payment_takes_their_place(
+    site, web, redis_conn, settings
+):
+    """The customer had 3.00 of excess payments when we wrote its invoice off (the event carried it):
+    that is no money back. 5.00 more is, as the balance's rise; then the payment event of that same
+    money replaces the balance, so the money is listed once."""
+    site.state.record_excess_payment("cus_gb", 300, "GBP", event_type=None, webhooks=False)
+    invoice = site.state.add_invoice(
+        status="not_paid", dunning_status="exhausted", currency_code="GBP", total=1200, customer_id="cus_gb"
+    )
+    event = make_event(invoice, customer=site.state.get_customer("cus_gb"))
+    assert post_event(web.webhook_url, event).status_code == 200
+    wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=30, what="our write-off")
+    keys = Keys(settings.key_prefix)
+
+    post(web, "customer_changed", {"customer": site.state.get_customer("cus_gb")})
+    assert open_candidates(redis_conn, keys) == [] and records(redis_conn, invoice["id"], "recovery_candidate") == []
+
+    customer, txn, _ = site.state.record_excess_payment("cus_gb", 500, "GBP", event_type=None, webhooks=False)
+    post(web, "customer_changed", {"customer": customer})
+    [balance] = open_candidates(redis_conn, keys)
+    assert (balance.amount, balance.transaction) == (500, "excess_payments")
+
+    post(web, "payment_succeeded", {"transaction": txn, "customer": customer})
+    post(web, "customer_changed", {"customer": customer})
+    [payment] = open_candidates(redis_conn, keys)
+    assert (payment.amount, payment.transaction) == (500, txn["id"])
+    assert len(records(redis_conn, invoice["id"], "recovery_candidate")) == 2
