@@ -93,6 +93,8 @@ class _Recovery:
                 f"({amount_text(done.get('applied'), done.get('currency'))} applied); nothing applied again"
             )
         attempt = load_mark(self.ctx, keys.recovery_attempt(self.invoice_id))
+        if attempt is not None and load_mark(self.ctx, keys.written_off(self.invoice_id)) is not None:
+            attempt = None  # released and written off again since that reversal: reverse this one
         if self.transaction is None:
             self.transaction = (attempt or {}).get("transaction") or self.candidate_transaction()
         if attempt is None:
@@ -151,6 +153,9 @@ class _Recovery:
                 after = self.ctx.chargebee.apply_payments(
                     self.invoice_id, wanted, comment, recover_key(site, self.invoice_id, self.transaction)
                 )
+        except RecoveryRefused as exc:  # not answered: it may have gone through; a retry looks first
+            self.failed(f"apply_payments not answered: {exc}", attempt)
+            raise
         except _Refused as exc:
             after = self.fresh()  # a refusal may be of a payment applied meanwhile
             if not applied_by(after, self.transaction, attempt.get("at")):
