@@ -278,3 +278,24 @@ def test_a_reversal_released_and_written_off_again_is_reversed_again_before_the_
     after = site.state.get_invoice(invoice["id"])
     assert (after["status"], after["write_off_amount"], after["amount_paid"]) == ("paid", 0, 1200)
     assert len(site.state.calls(path_contains="/remove_credit_note", method="POST")) == 2
+
+
+def test_an_overpayment_of_another_invoice_is_a_candidate_and_that_invoice_is_no_write_off_candidate(
+    site, web, redis_conn, settings
+):
+    """A payment event that carries an invoice goes through a worker: the other invoice it paid is
+    decided as any event's (nothing written off: it is paid), and what the payment left unused is
+    money back for our write-off."""
+    written = write_off(site, web, redis_conn, customer_id="cus_gb")
+    other = site.state.add_invoice(status="paid", currency_code="GBP", total=1000, customer_id="cus_gb")
+    customer, txn, _ = site.state.record_excess_payment("cus_gb", 1800, "GBP", event_type=None, webhooks=False)
+    txn.update(amount_unused=800, linked_invoices=[{"invoice_id": other["id"], "applied_amount": 1000}])
+    event = make_event(other, event_type="payment_succeeded", transaction=txn, customer=customer)
+
+    assert post_event(web.webhook_url, event).status_code == 200
+
+    wait_for(lambda: outcomes(redis_conn, other["id"]), timeout=30, what="the paid invoice decided")
+    wait_for(lambda: records(redis_conn, written["id"], "recovery_candidate"), what="the candidate")
+    [candidate] = open_candidates(redis_conn, Keys(settings.key_prefix))
+    assert (candidate.invoice_id, candidate.amount, candidate.transaction) == (written["id"], 800, txn["id"])
+    assert "written_off" not in outcomes(redis_conn, other["id"]) and len(site.state.write_off_calls()) == 1

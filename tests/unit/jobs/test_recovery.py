@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from reactor.jobs.recovery import EXCESS, PaymentSeen, payments_seen
+from reactor.jobs.recovery import EXCESS, PAYMENT_EVENT_TYPES, PaymentSeen, payments_seen
+from reactor.rules.event_types import CHARGEBEE_EVENT_TYPES
 
 
 def txn(**fields) -> dict:
@@ -46,3 +47,7 @@ def test_a_payment_event_names_its_transaction_not_the_customers_balance_too():
     content = {"transaction": txn(), "customer": {"id": "cus_1", "excess_payments": 1200}}
 
     assert payments_seen("payment_succeeded", content) == [PaymentSeen("cus_1", 1200, "GBP", "txn_1")]
+
+
+def test_the_payment_event_types_are_chargebee_event_types():
+    assert PAYMENT_EVENT_TYPES <= CHARGEBEE_EVENT_TYPES
