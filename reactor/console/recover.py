@@ -34,6 +34,9 @@ from ..jobs.undone import load_mark
 from ..timestamps import shown_time
 from .undo import UndoRefused, reverse_write_off
 
+REVERSED = "our write-off is reversed and the invoice held"
+UNCHANGED = "nothing changed"
+
 
 class RecoveryRefused(Exception):
     """The recovery did not happen, or not whole; `str()` is the one sentence to show."""
@@ -114,6 +117,7 @@ class _Recovery:
                 f"invoice {self.invoice_id} has no write-off of the reactor's to reverse (no written_off mark); "
                 "nothing changed: apply the payment in Chargebee"
             )
+        self.check_money()
         paid_by = f"payment {self.transaction}" if self.transaction else "excess payments"
         try:
             undone = reverse_write_off(self.ctx, self.invoice_id, self.actor, f"recovery: {paid_by} received")
@@ -130,9 +134,36 @@ class _Recovery:
         self.ctx.redis.set(self.ctx.keys.recovery_attempt(self.invoice_id), json.dumps(attempt), ex=ATTEMPT_TTL)
         return attempt
 
-    def fresh(self) -> dict[str, Any]:
-        with self.answers("GET /invoices/" + self.invoice_id, "the invoice could not be read"):
-            return self.ctx.chargebee.retrieve_invoice(self.invoice_id)
+    def fresh(self, standing: str = REVERSED) -> dict[str, Any]:
+        try:
+            with self.answers("GET /invoices/" + self.invoice_id, standing):
+                return self.ctx.chargebee.retrieve_invoice(self.invoice_id)
+        except _Refused as exc:
+            raise RecoveryRefused(f"Chargebee cannot show invoice {self.invoice_id}: {exc.error}; {standing}") from None
+
+    def check_money(self) -> None:
+        """Before anything is reversed: the customer has money to apply (`excess_payments` above 0,
+        fetched fresh). A payment refunded or applied elsewhere meanwhile stops here, the write-off
+        standing, instead of leaving the invoice reversed with nothing to pay it."""
+        customer_id = self.fresh(UNCHANGED).get("customer_id")
+        if not isinstance(customer_id, str):
+            customer: dict[str, Any] = {}
+        else:
+            try:
+                with self.answers(f"GET /customers/{customer_id}", UNCHANGED):
+                    customer = self.ctx.chargebee.retrieve_customer(customer_id)
+            except _Refused as exc:
+                self.failed(f"the customer could not be read, nothing reversed: {exc.error}", None)
+                raise RecoveryRefused(
+                    f"Chargebee cannot show customer {customer_id}: {exc.error}; {UNCHANGED}"
+                ) from None
+        excess = customer.get("excess_payments")
+        if type(excess) is not int or excess <= 0:
+            self.failed(f"customer {customer_id} shows no excess payments ({excess!r}), nothing reversed", None)
+            raise RecoveryRefused(
+                f"invoice {self.invoice_id}: customer {customer_id} has no payment to apply (excess_payments "
+                f"{excess!r}); {UNCHANGED}: the write-off stands"
+            )
 
     def apply(self, attempt: dict[str, Any]) -> RecoveryResult:
         """The payment applied, unless the fresh invoice shows it applied already (a retry after a
@@ -149,7 +180,7 @@ class _Recovery:
         wanted = ((self.transaction, None),) if self.transaction else ()
         comment = f"Recovered after write-off by {self.actor}"
         try:
-            with self.answers(f"apply_payments for invoice {self.invoice_id}", "the payment was not applied"):
+            with self.answers(f"apply_payments for invoice {self.invoice_id}", f"the payment not applied, {REVERSED}"):
                 after = self.ctx.chargebee.apply_payments(
                     self.invoice_id, wanted, comment, recover_key(site, self.invoice_id, self.transaction)
                 )
@@ -176,13 +207,15 @@ class _Recovery:
         return self.commit(attempt, after, applied)
 
     @contextmanager
-    def answers(self, what: str, effect: str) -> Iterator[None]:
+    def answers(self, what: str, standing: str) -> Iterator[None]:
+        """Chargebee's errors: not reached or not answered as the sentence to show, with what stands
+        (`standing`); a refusal as `_Refused`, for the caller to look into."""
         try:
             yield
         except (AuthError, RetryableError) as exc:
             raise RecoveryRefused(
-                f"Chargebee could not be reached or asked now: {what} failed ({exc}); {effect}. Our write-off is "
-                "reversed and the invoice held: run the same command again"
+                f"Chargebee could not be reached or asked now: {what} failed ({exc}); {standing}: "
+                "run the same command again"
             ) from None
         except ChargebeeError as exc:
             raise _Refused(exc) from None

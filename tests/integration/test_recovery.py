@@ -299,3 +299,20 @@ def test_an_overpayment_of_another_invoice_is_a_candidate_and_that_invoice_is_no
     [candidate] = open_candidates(redis_conn, Keys(settings.key_prefix))
     assert (candidate.invoice_id, candidate.amount, candidate.transaction) == (written["id"], 800, txn["id"])
     assert "written_off" not in outcomes(redis_conn, other["id"]) and len(site.state.write_off_calls()) == 1
+
+
+def test_money_gone_meanwhile_stops_the_recovery_before_the_reversal(site, web, redis_conn, settings):
+    """The payment was refunded or applied elsewhere after it was seen: the customer has nothing to
+    apply, so the write-off stands (no reversal left unpaid), and the refusal is recorded."""
+    invoice = write_off(site, web, redis_conn, customer_id="cus_gb")
+    pay(site, "cus_gb", 1200)
+    wait_for(lambda: records(redis_conn, invoice["id"], "recovery_candidate"), what="the candidate recorded")
+    site.state.update_customer("cus_gb", excess_payments=0)
+
+    refused = reactor_process(settings, "recover", invoice["id"])
+
+    assert refused.returncode == 1 and "has no payment to apply" in refused.stderr, refused.stderr
+    assert site.state.calls(path_contains="/remove_credit_note", method="POST") == [] and apply_calls(site) == []
+    assert site.state.get_invoice(invoice["id"])["write_off_amount"] == 1200
+    [failed] = records(redis_conn, invoice["id"], "recovery_failed")
+    assert "nothing reversed" in failed.reason and "reversed=false" in failed.detail
