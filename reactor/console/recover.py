@@ -289,19 +289,19 @@ class _Refused(Exception):
 
 def applied_by(invoice: dict[str, Any], transaction: str | None, since: Any) -> int:
     """What the invoice shows applied from `transaction` (from any payment without one) at or after
-    `since` (ISO time of the reversal; unreadable: any time), from `linked_payments`."""
+    `since` (ISO time of the reversal), from `linked_payments`: successful payments with a time
+    only. An unreadable `since` counts nothing (fail closed: never a payment taken for ours)."""
     try:
-        floor = datetime.fromisoformat(since).timestamp() - 1 if isinstance(since, str) else None
-    except ValueError:
-        floor = None
+        floor = datetime.fromisoformat(since).timestamp() - 1
+    except (TypeError, ValueError):
+        return 0
     total = 0
     for entry in invoice.get("linked_payments") or []:
-        if not isinstance(entry, dict) or entry.get("txn_status") not in ("success", None):
+        if not isinstance(entry, dict) or entry.get("txn_status") != "success":
             continue
         if transaction is not None and entry.get("txn_id") != transaction:
             continue
         amount, at = entry.get("applied_amount"), entry.get("applied_at")
-        if type(amount) is not int or (floor is not None and type(at) is int and at < floor):
-            continue
-        total += amount
+        if type(amount) is int and type(at) is int and at >= floor:
+            total += amount
     return total
