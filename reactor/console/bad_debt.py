@@ -22,6 +22,7 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
+from ..chargebee import ChargebeeError
 from ..jobs.audit import AuditFilter, AuditLog, AuditRecord, Outcome
 from ..rules.money import to_major
 
@@ -205,8 +206,8 @@ def _text(value: Any) -> str:
 
 @dataclass
 class FactCache:
-    """Each invoice and customer fetched once per run (`fetch` raises on a failure, kept as the
-    problem of every row that needs it)."""
+    """Each invoice and customer fetched once per run (a ChargebeeError from `fetch`, a 404 or a
+    timeout, is kept as the problem of every row that needs it)."""
 
     fetch: Callable[[str, str], dict[str, Any]]
     found: dict[tuple[str, str], dict[str, Any] | str] = field(default_factory=dict)
@@ -216,7 +217,7 @@ class FactCache:
         if key not in self.found:
             try:
                 self.found[key] = self.fetch(kind, resource_id)
-            except Exception as exc:  # any failure is the row's problem, shown, never a guess
+            except ChargebeeError as exc:  # the row's problem, shown, never a guess
                 self.found[key] = f"{kind} not fetched: {exc}"
         return self.found[key]
 

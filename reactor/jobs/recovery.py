@@ -4,9 +4,10 @@ a hash this module owns) that `reactor recover` acts on.
 
 A written-off invoice is `paid`, so a payment that arrives for it later cannot be recorded against
 it: it lands as the customer's excess payment (docs/operations.md, "Money after a write-off").
-Every invoice we write off joins its customer's set (`{p}:recovery:customer:<customer>`,
-reactor/jobs/marks.py); a payment event of that customer, or a customer whose `excess_payments` are
-above zero, records one candidate per (invoice, transaction), once.
+Every invoice we write off joins its customer's watch (`{p}:recovery:customer:<customer>`, with the
+customer's excess payments then; written with the `written_off` mark, reactor/jobs/marks.py); a
+payment event of that customer, or the customer seen with more excess payments than then, records
+one candidate per (invoice, transaction), once.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ PAYMENT_EVENT_TYPES = frozenset(
 """Events whose `transaction` may be money arriving (Chargebee's event list: payment events carry
 `transaction`, `customer` and, for an invoice payment, `invoice`). Which one Chargebee sends for an
 offline payment recorded as an excess payment is UNCONFIRMED: each is read alike."""
+
+WATCH_TTL = 400 * 24 * 3600
+"""How long an invoice stays in its customer's watch: as long as a `written_off` mark."""
 
 EXCESS = "excess_payments"
 """The transaction field of a candidate seen only as the customer's `excess_payments`."""
@@ -127,10 +131,6 @@ def watch_customer(pipe: Any, keys: Keys, customer_id: Any, invoice_id: str, con
     pipe.expire(key, WATCH_TTL)
 
 
-WATCH_TTL = 400 * 24 * 3600
-"""As long as a `written_off` mark (reactor/jobs/marks.py)."""
-
-
 def written_off_of(ctx: CandidateLog, customer_id: str) -> list[tuple[str, int]]:
     """The customer's invoices we wrote off and have not undone or recovered, each with the
     customer's excess payments when we did (0 when not known)."""
@@ -216,18 +216,18 @@ def _record(ctx: CandidateLog, candidate: RecoveryCandidate) -> int:
     return 1
 
 
-def open_candidates(connection: redis.Redis, prefix_keys: Any) -> list[RecoveryCandidate]:
-    """Every open candidate, oldest first (`prefix_keys`: the site's `Keys`)."""
+def open_candidates(connection: redis.Redis, keys: Keys) -> list[RecoveryCandidate]:
+    """Every open candidate of the site whose `keys` are given, oldest first."""
     items = []
-    for _field, raw in connection.hgetall(prefix_keys.recovery_candidates()).items():
+    for _field, raw in connection.hgetall(keys.recovery_candidates()).items():
         parsed = _parse(raw)
         if parsed is not None:
             items.append(parsed)
     return sorted(items, key=lambda c: (c.at, c.invoice_id, c.transaction))
 
 
-def candidates_for(connection: redis.Redis, prefix_keys: Any, invoice_id: str) -> list[RecoveryCandidate]:
-    return [c for c in open_candidates(connection, prefix_keys) if c.invoice_id == invoice_id]
+def candidates_for(connection: redis.Redis, keys: Keys, invoice_id: str) -> list[RecoveryCandidate]:
+    return [c for c in open_candidates(connection, keys) if c.invoice_id == invoice_id]
 
 
 def _parse(raw: bytes) -> RecoveryCandidate | None:
