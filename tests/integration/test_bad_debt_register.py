@@ -205,8 +205,11 @@ def register_site(sandbox, web, redis_conn, start_worker, rules_file, settings):
 
 
 def test_the_register_equals_the_one_worked_out_by_hand(register_site, settings, nothing_written):
+    before = len(register_site.state.calls(method="GET"))
     with nothing_written(ignore=lambda key: key.startswith(b"reactor:rl:")):
         result = reactor(settings, "report", "bad-debt", "--format", "csv")
+    fetched = sorted(call["path"].rsplit("/", 2)[-2] for call in register_site.state.calls(method="GET")[before:])
+    assert fetched == ["customers"] * 3 + ["invoices"] * 6, "each invoice and customer once, however many rows"
 
     assert result.exit_code == 0, result.stdout
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
