@@ -35,6 +35,12 @@ start such a process again (reactor/local/children.py), and a process manager ca
 restart."""
 
 
+DEFAULT_RELIEF_DELAYS: tuple[tuple[str, int], ...] = (("GB", 6), ("DE", 0))
+"""Months after the later of an invoice's due date and its date before VAT bad-debt relief may be
+claimed, per billing country: GB 6 (HMRC VAT Notice 700/18), DE 0 (§17(2) UStG corrects at once).
+A country not listed has no rule: the bad-debt register says so, never a guess."""
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
@@ -95,6 +101,7 @@ class Settings:
     session_idle: int = 3600  # REACTOR_SESSION_IDLE: seconds a dashboard session lives without a request
     dashboard_users: bool = False  # REACTOR_DASHBOARD=on: the dashboard for named users without REACTOR_ADMIN_USER
     users_file: str | None = None  # REACTOR_USERS_FILE: named users in this file instead of Redis
+    relief_delays: tuple[tuple[str, int], ...] = DEFAULT_RELIEF_DELAYS  # REACTOR_RELIEF_DELAYS: country → months
 
     @property
     def invoice_lock_ttl(self) -> int:
@@ -253,6 +260,24 @@ def _intervals(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     if not values or any(v < 0 for v in values):
         raise ConfigError(f"{name} must list one or more non-negative seconds, got {raw!r}")
     return values
+
+
+def _relief_delays(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+    """`GB=6,DE=0,FR=6`: ISO country codes and whole months (0 to 120); empty: no country has a rule."""
+    if name not in env:
+        return DEFAULT_RELIEF_DELAYS
+    delays: dict[str, int] = {}
+    for part in (p.strip() for p in env[name].split(",")):
+        if not part:
+            continue
+        country, _, months = part.partition("=")
+        country = country.strip()
+        if len(country) != 2 or not country.isascii() or not country.isupper() or not months.strip().isdigit():
+            raise ConfigError(f"{name} must list COUNTRY=MONTHS pairs such as GB=6,DE=0; got {part!r}")
+        if int(months) > 120:
+            raise ConfigError(f"{name}: {country} waits {months} months, more than 120")
+        delays[country] = int(months)
+    return tuple(sorted(delays.items()))
 
 
 def _cron(env: Mapping[str, str], name: str, default: str) -> str:
@@ -464,6 +489,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         audit_segment_seconds=_int(env, "REACTOR_AUDIT_SEGMENT_SECONDS", Settings.audit_segment_seconds, minimum=1),
         audit_keep=_int(env, "REACTOR_AUDIT_KEEP", Settings.audit_keep, minimum=0),
         audit_archive_interval=_int(env, "REACTOR_AUDIT_ARCHIVE_INTERVAL", Settings.audit_archive_interval, minimum=1),
+        relief_delays=_relief_delays(env, "REACTOR_RELIEF_DELAYS"),
         replica_ack=replica_ack,
         replica_ack_timeout=replica_ack_timeout,
         approval_ttl=_int(env, "REACTOR_APPROVAL_TTL", 7 * 24 * 3600, minimum=60),

@@ -118,5 +118,10 @@ INVOICE = IdKind(
     f"at most {MAX_RESOURCE_ID_LENGTH} ASCII letters, digits, '-', '_' or '.', and not only dots",
     _is_invoice_id,
 )
+TRANSACTION = IdKind(
+    "transaction id",
+    f"at most {MAX_RESOURCE_ID_LENGTH} ASCII letters, digits, '-', '_' or '.', and not only dots",
+    _is_invoice_id,
+)
 CUSTOMER = IdKind("customer id", _ACCOUNT_RULE, _is_account_id)
 SUBSCRIPTION = IdKind("subscription id", _ACCOUNT_RULE, _is_account_id)

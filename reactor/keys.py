@@ -33,6 +33,10 @@ reactor/sweep.py."""
 # | `{p}:written_off:<invoice>` | our write-off, with its credit note (400 days) | jobs/marks.py |
 # | `{p}:write_off_attempt:<invoice>` | a write_off sent, not yet confirmed (30 days) | jobs/marks.py |
 # | `{p}:undone:<invoice>` | our write-off undone: who, why, credit note, how many times (400 days) | console/undo.py |
+# | `{p}:recovery:customer:<customer>` | hash: the customer's invoices we wrote off (400 days) | jobs/recovery.py |
+# | `{p}:recovery:candidates` | hash: money seen for a written-off invoice, not yet recovered | jobs/recovery.py |
+# | `{p}:recovery_attempt:<invoice>` | our write-off reversed, its payment not applied (30 days) | console/recover.py |
+# | `{p}:recovered:<invoice>` | the payment recovered for our write-off applied (400 days) | console/recover.py |
 # | `{p}:credits_attempt:<invoice>` | an apply_credits sent, the credits before it (30 days) | jobs/credits.py |
 # | `{p}:inbox` | list: accepted events waiting for triage (REACTOR_TRIAGE) | ingest/events.py, ingest/inbox.py |
 # | `{p}:inbox:claimed` | sorted set: events a triage job took, scored by the end of its lease | ingest/inbox.py |
@@ -88,6 +92,18 @@ class Keys:
 
     def undone(self, invoice_id: str) -> str:
         return f"{self.prefix}:undone:{invoice_id}"
+
+    def recovery_customer(self, customer_id: str) -> str:
+        return f"{self.prefix}:recovery:customer:{customer_id}"
+
+    def recovery_candidates(self) -> str:
+        return f"{self.prefix}:recovery:candidates"
+
+    def recovery_attempt(self, invoice_id: str) -> str:
+        return f"{self.prefix}:recovery_attempt:{invoice_id}"
+
+    def recovered(self, invoice_id: str) -> str:
+        return f"{self.prefix}:recovered:{invoice_id}"
 
     def inbox(self) -> str:
         return f"{self.prefix}:inbox"

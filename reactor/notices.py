@@ -32,6 +32,7 @@ KINDS = (
     "audit_verify",
     "approval",
     "approval_late",
+    "recovery",
 )
 
 

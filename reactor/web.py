@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
 from importlib.resources import files
 from typing import Any
 
@@ -22,12 +24,15 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from .config import Settings, load_settings, require_webhook_credentials
 from .dashboard import metrics
 from .dashboard.views import init_admin
+from .ingest.envelope import Event
 from .ingest.events import EventStore
 from .ingest.guard import WebhookGuard, trust_proxies
 from .ingest.replication import ReplicaAck
-from .ingest.webhook import EVENTS, error_response, webhooks
+from .ingest.webhook import EVENTS, IGNORED_HOOK, error_response, webhooks
+from .jobs.audit import AuditLog
 from .jobs.audit.archive import archive_lag
 from .jobs.held import list_held
+from .jobs.recovery import CandidateLog, note_payments
 from .keys import Keys
 from .notices import Notices
 from .redaction import redact, remember
@@ -139,6 +144,25 @@ def live_rules(settings: Settings, connection: redis.Redis) -> LiveRules:
     return live
 
 
+def payment_watch(settings: Settings, connection: redis.Redis) -> Callable[[Event], None]:
+    """What the webhook does with an event that carries no invoice: a payment of a customer whose
+    invoice we wrote off (an excess payment's event has no invoice) is a recovery candidate
+    (reactor/jobs/recovery.py); Redis only, a few round trips, and only for such a customer."""
+    keys = Keys(settings.key_prefix)
+    candidates = CandidateLog(
+        connection,
+        keys,
+        AuditLog(connection, keys.audit()),
+        Notices(connection, settings.key_prefix, enabled=bool(settings.notify_url)),
+        lambda: datetime.now(timezone.utc),
+    )
+
+    def watch(event: Event) -> None:
+        note_payments(candidates, event.id, event.event_type, event.content)
+
+    return watch
+
+
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
     """Build the web app. `settings` default to the environment's, `connection` to `connect_redis`."""
     if settings is None:
@@ -155,6 +179,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.extensions["reactor.redis"] = connection
     replica_ack = ReplicaAck(settings.replica_ack, settings.replica_ack_timeout)
     app.extensions["reactor.ingest.events"] = EventStore.from_settings(connection, queue, settings, replica_ack)
+    app.extensions[IGNORED_HOOK] = payment_watch(settings, connection)
     live = live_rules(settings, connection)
     app.extensions["reactor.rules"] = live
     app.register_blueprint(webhooks)

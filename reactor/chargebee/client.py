@@ -182,6 +182,32 @@ class ChargebeeClient:
             raise RetryableError("Chargebee's remove_credit_note response has no 'invoice' object")
         return invoice
 
+    def apply_payments(
+        self,
+        invoice_id: str,
+        transactions: tuple[tuple[str, int | None], ...],
+        comment: str | None,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """POST apply_payments: payments that exist (`transactions`: id and an optional amount, minor
+        units), or without any the customer's excess payments, applied to an invoice in `payment_due`,
+        `posted` or `not_paid`; without follow-up webhooks, idempotent under `idempotency_key`; the
+        invoice as it is afterwards (https://apidocs.chargebee.com/docs/api/invoices/apply-payments-for-an-invoice;
+        parameters as chargebee-python's `Invoice.apply_payments` sends them)."""
+        headers = {**SKIP_WEBHOOKS_HEADER, IDEMPOTENCY_HEADER: idempotency_key}
+        data: dict[str, Any] = {}
+        for i, (txn_id, amount) in enumerate(transactions):
+            data[f"transactions[id][{i}]"] = txn_id
+            if amount is not None:
+                data[f"transactions[amount][{i}]"] = amount
+        if comment:
+            data["comment"] = comment[:MAX_COMMENT]
+        path = f"/invoices/{_segment(ids.INVOICE, invoice_id)}/apply_payments"
+        invoice = self._json(self._request("POST", path, data=data, headers=headers)).get("invoice")
+        if not isinstance(invoice, dict):
+            raise RetryableError("Chargebee's apply_payments response has no 'invoice' object")
+        return invoice
+
 
 def _segment(kind: ids.IdKind, value: str) -> str:
     """`value` as one segment of the path, or InvalidIdError before anything is sent: an empty id, `..`

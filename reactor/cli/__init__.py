@@ -6,7 +6,7 @@ import click
 
 from ..config import process_environment, secrets_in
 from ..redaction import redact, remember
-from . import approvals, archive, diff, events, held, ops, processes, rules, sweep, trace, undo, users
+from . import approvals, archive, diff, events, held, ops, processes, recover, report, rules, sweep, trace, undo, users
 from .helpers import start_logging
 
 
@@ -40,6 +40,8 @@ for _command in (
     *held.COMMANDS,
     *sweep.COMMANDS,
     *undo.COMMANDS,
+    *recover.COMMANDS,
+    *report.COMMANDS,
     *trace.COMMANDS,
     *approvals.COMMANDS,
     *users.COMMANDS,

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..chargebee import ChargebeeClient, ChargebeeError
-from ..config import Settings
+from ..config import ConfigError, Settings, load_settings
 from ..ingest.envelope import Event
 from ..jobs.facts import complete_facts
 from ..redaction import redact
@@ -28,6 +28,7 @@ from ..rules import RulesError, explain, format_explanation, load_rules
 from ..rules.cases import CasesError, default_cases_path, load_cases, run_cases
 from ..rules.facts import unresolved
 from ..rules.operators import MAX_MATCH_TEXT
+from ..rules.relief import relief_warnings
 from .helpers import INVOICE_ID, chargebee_settings, command_settings
 from .helpers import console as wide_console
 
@@ -111,7 +112,15 @@ def rules() -> None:
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 def rules_check(path: Path | None) -> None:
     """Validate a rules file; exit 1 with file:line:col for every problem."""
-    path = path or command_settings().rules_path
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        if path is None:
+            raise click.ClickException(str(exc)) from None
+        # A file named outright is checked whatever else the environment holds.
+        click.echo(redact(f"warning: {exc}; relief delays checked against the defaults"), err=True)
+        settings = Settings()
+    path = path or settings.rules_path
     try:
         ruleset = load_rules(path)
     except RulesError as exc:
@@ -124,6 +133,9 @@ def rules_check(path: Path | None) -> None:
         sys.exit(1)
     for warning in ruleset.warnings:  # the file is in force; these only point at likely mistakes
         click.echo(redact(f"{warning.file}:{warning.line}:{warning.col}: warning: {warning.message}"), err=True)
+    early = relief_warnings(ruleset.rules, dict(settings.relief_delays))
+    for found in early:  # allowed: only the VAT relief on such a write-off waits
+        click.echo(redact(f"{ruleset.filename}:{found.line}:{found.col}: warning: {found.message()}"), err=True)
     names = ", ".join(rule.name for rule in ruleset.rules)
     click.echo(f"{path}: OK, version {ruleset.version}, mode {ruleset.mode}, {len(ruleset.rules)} rules ({names})")
     for rule in ruleset.rules:
@@ -140,8 +152,8 @@ def rules_check(path: Path | None) -> None:
                 f"rule {rule.name}: `matches` reads texts up to {MAX_MATCH_TEXT:,} characters ({', '.join(matched)});"
                 " a longer text cannot be evaluated, and no write-off rests on it (facts_missing)"
             )
-    if ruleset.warnings:
-        count = len(ruleset.warnings)
+    if ruleset.warnings or early:
+        count = len(ruleset.warnings) + len(early)
         click.echo(f"{path}: {count} warning{'s' if count != 1 else ''}; the rules load, but check them")
 
 

@@ -52,6 +52,7 @@ HEADINGS = {
     "chargebee_auth": "Chargebee refused the API key (CHARGEBEE_API_KEY, CHARGEBEE_SITE)",
     "audit_archive": "the audit archive cannot be written; Redis keeps the records meanwhile (REACTOR_AUDIT_ARCHIVE)",
     "audit_verify": "the audit archive failed verification (reactor audit verify)",
+    "recovery": "money paid after our write-off (reactor recover INVOICE_ID; reactor report bad-debt)",
 }
 
 _CREDENTIAL_SHAPES = (

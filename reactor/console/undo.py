@@ -66,10 +66,16 @@ def undo_write_off(ctx: JobContext, invoice_id: str, actor: str, reason: str) ->
     with _answers("the invoice lock"):
         lock = acquire_invoice_lock(ctx, invoice_id)
     try:
-        return _Undo(ctx, invoice_id, actor, reason).run()
+        return reverse_write_off(ctx, invoice_id, actor, reason)
     finally:
         with suppress(redis.exceptions.LockError):  # expired: the undo's writes are one transaction anyway
             lock.release()
+
+
+def reverse_write_off(ctx: JobContext, invoice_id: str, actor: str, reason: str) -> UndoResult:
+    """The undo itself, for a caller that holds the invoice lock (`reactor recover` reverses our
+    write-off this way before it applies the payment); UndoRefused says why not."""
+    return _Undo(ctx, invoice_id, actor, " ".join(reason.split())).run()
 
 
 @contextmanager

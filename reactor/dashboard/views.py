@@ -63,6 +63,7 @@ from ..console.users import User, UserError, UserStore
 from ..ingest.events import JOB_ID_SAFE
 from ..jobs.audit import OUTCOMES, AuditFilter, AuditLog
 from ..jobs.held import list_held
+from ..jobs.recovery import open_candidates
 from ..keys import Keys
 from ..reloads import RulesReloadReporter
 from ..rules import RulesError
@@ -381,6 +382,7 @@ def dashboard() -> Any:
         undone=undone_write_offs(connection, settings.key_prefix, decisions),
         dead_letters=_dead_letters(connection, settings),
         held=list_held(connection, settings.key_prefix),
+        recoveries=open_candidates(connection, Keys(settings.key_prefix)),
         rules=_rules_view(connection, settings),
         chart=write_off_chart(connection, settings, datetime.now(timezone.utc).date()),
     )

@@ -25,6 +25,9 @@ from .events import EventStore
 from .guard import WebhookGuard
 from .replication import NotReplicated
 
+IGNORED_HOOK = "reactor.ingest.on_ignored"
+"""`app.extensions` key of a callable given each accepted event that carries no invoice."""
+
 log = logging.getLogger(__name__)
 
 EVENTS = Counter(
@@ -208,6 +211,8 @@ def _accept(store: EventStore, event: Event, started: float) -> Response:
         EVENTS.labels(label, "unavailable").inc()
         log.error("event not yet on a replica, answering 503: %s", exc, extra={"event_id": event.id})
         return error_response(503, "unavailable", "storage is not replicated; retry later", Retry_After="120")
+    if accepted.outcome == "ignored":
+        _on_ignored(event)
     EVENTS.labels(label, accepted.outcome).inc()
     WEBHOOK_LATENCY.observe(time.perf_counter() - started)
     log.info(
@@ -217,6 +222,19 @@ def _accept(store: EventStore, event: Event, started: float) -> Response:
         extra={"event_id": event.id, "invoice_id": event.invoice_id},
     )
     return _json_response({"status": accepted.outcome, "event_id": event.id})
+
+
+def _on_ignored(event: Event) -> None:
+    """An event without an invoice reaches no job: the app's hook for it (reactor/web.py: a payment
+    for a customer whose invoice we wrote off is a recovery candidate) runs here; it never changes
+    the answer, and its failure is logged."""
+    hook = current_app.extensions.get(IGNORED_HOOK)
+    if hook is None:
+        return
+    try:
+        hook(event)
+    except Exception:  # the event is received and counted already: never a 5xx for this
+        log.exception("the hook for an event without an invoice failed", extra={"event_id": event.id})
 
 
 def _json_response(body: dict[str, str]) -> Response:

@@ -20,6 +20,7 @@ from .approval_marks import GivenApprovals
 from .attempt import WriteOffAttempt
 from .audit import Outcome
 from .context import JobContext
+from .recovery import CandidateLog, note_payments
 from .trace.decisions import record_decision
 from .trace.store import TraceLog
 from .trail import event_outcome, record_outcome
@@ -115,6 +116,8 @@ def evaluate_event(ctx: JobContext, event_id: str, job: Job | None, *, in_triage
     event = load_event(ctx, job, event_id)
     if not isinstance(event, Event):
         return event
+    # A payment of a customer whose invoice we wrote off: a recovery candidate, whatever the rules decide.
+    note_payments(CandidateLog.from_context(ctx), event.id, event.event_type, event.content)
     ruleset = ctx.rules.current()
     now = ctx.clock()
     in_order = not in_triage and _checked_in_triage(ctx, event_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from redis.lock import Lock
@@ -13,6 +14,7 @@ from redis.lock import Lock
 from ..chargebee import RetryableError
 from .audit import AuditRecord, Outcome
 from .context import JobContext
+from .recovery import watch_customer
 from .trail import log_record, make_record
 
 if TYPE_CHECKING:
@@ -89,16 +91,27 @@ def confirm_interrupted(a: WriteOffAttempt, earlier: dict[str, Any]) -> dict[str
     )
     record.rule = earlier.get("rule")
     record.action = "write_off"
-    commit_written_off(a.ctx, invoice_id, mark, record)
+    commit_written_off(a.ctx, invoice_id, mark, record, invoice, a.fresh.content if a.fresh else None)
     return Outcome.WRITTEN_OFF.result(rule=earlier.get("rule"), recovered=True)
 
 
-def commit_written_off(ctx: JobContext, invoice_id: str, mark: dict[str, Any], record: AuditRecord) -> None:
+def commit_written_off(
+    ctx: JobContext,
+    invoice_id: str,
+    mark: dict[str, Any],
+    record: AuditRecord,
+    invoice: Mapping[str, Any] | None = None,
+    content: Mapping[str, Any] | None = None,
+) -> None:
     """The `written_off` mark and its audit record in one transaction: a crash between the two would
-    otherwise leave a mark without a record, or let a retry record the write-off a second time."""
+    otherwise leave a mark without a record, or let a retry record the write-off a second time. The
+    invoice (Chargebee's answer) joins its customer's watch, where a payment of the customer's looks
+    for money coming back; `content`: the event's, for the customer's excess payments then
+    (reactor/jobs/recovery.py)."""
     with ctx.redis.pipeline(transaction=True) as pipe:
         pipe.set(ctx.keys.written_off(invoice_id), json.dumps(mark), ex=WRITTEN_OFF_TTL)
         pipe.delete(attempt_key(ctx, invoice_id))
+        watch_customer(pipe, ctx.keys, (invoice or {}).get("customer_id"), invoice_id, content or {})
         ctx.audit.queue(pipe, record)
         results = pipe.execute()
     entry_id = results[-1]

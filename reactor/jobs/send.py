@@ -91,7 +91,7 @@ def commit_write_off(a: WriteOffAttempt, decision: Decision, result: WriteOffRes
         detail=f"credit_note={credit_note} replayed={str(result.replayed).lower()}{_approved_by(a)}",
     )
     record.credit_note = credit_note
-    commit_written_off(a.ctx, a.invoice_id, mark, record)
+    commit_written_off(a.ctx, a.invoice_id, mark, record, result.invoice, a.fresh.content if a.fresh else None)
     return Outcome.WRITTEN_OFF.result(rule=decision.rule, credit_note=credit_note)
 
 

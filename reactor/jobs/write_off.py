@@ -22,6 +22,7 @@ from .credits import apply_credits_first, recover_credits
 from .facts import complete_facts
 from .held import hold_write_off
 from .marks import acquire_invoice_lock, attempt_key, confirm_interrupted, load_attempt
+from .recovery import CandidateLog, note_payments
 from .refusals import Refused
 from .retries import chargebee_failures
 from .send import commit_write_off, send_write_off
@@ -147,6 +148,8 @@ def fresh_decision(a: WriteOffAttempt, after: str = "fresh invoice") -> Result |
     assert a.fresh is not None
     facts = complete_facts(a.ctx.chargebee, a.ruleset, a.fresh, a.now, a.renew)
     a.fresh = fresh = facts.event
+    if any(item.startswith("customer=") for item in facts.fetched):  # money back for a write-off of ours?
+        note_payments(CandidateLog.from_context(a.ctx), None, None, {"customer": fresh.content.get("customer")})
     a.decision = decision = decide(a.ruleset, fresh.data, a.now)
     record_decision(TraceLog(a.ctx.redis, a.ctx.keys), a.ruleset, fresh, a.now, decision, after)
     if decision.action != "write_off" or decision.dry_run:

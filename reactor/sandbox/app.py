@@ -1,12 +1,14 @@
 """The sandbox as a Flask app: Chargebee's /api/v2 surface plus a /_sandbox control API for tests.
 
 Chargebee API: GET /invoices, GET /invoices/{id}, POST /invoices/{id}/write_off,
-POST /invoices/{id}/apply_credits, POST /invoices/{id}/remove_credit_note, GET /events,
+POST /invoices/{id}/apply_credits, POST /invoices/{id}/remove_credit_note,
+POST /invoices/{id}/apply_payments, POST /customers/{id}/record_excess_payment, GET /events,
 GET /events/{id}, GET /customers/{id}, GET /subscriptions/{id}.
 
 Control API (no auth): /reset; /invoices (POST one or a list, GET, PATCH /invoices/{id},
 POST /invoices/{id}/delete); /customers and /subscriptions (POST one or a list, GET, PATCH /{id});
 /credit_notes (POST one or a list: a customer's refundable credits, GET; POST /{id}/void);
+/payments (POST: a customer's excess payment and its webhook), /transactions (GET);
 /settings (GET, POST); /faults; /calls; /webhook; /deliveries; /events.
 
 Every /api/v2 request passes the same gate Chargebee's edge would apply — Basic auth, the rate limit,
@@ -17,6 +19,7 @@ reactor actually sent (the Authorization header is redacted in the log).
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -38,6 +41,8 @@ _FAULT_KIND_BY_ENDPOINT = {
     "api.retrieve_subscription": "subscription",
     "api.apply_credits": "apply_credits",
     "api.remove_credit_note": "remove_credit_note",
+    "api.apply_payments": "apply_payments",
+    "api.record_excess_payment": "record_excess_payment",
 }
 
 api = Blueprint("api", __name__, url_prefix=API_PREFIX)
@@ -258,6 +263,87 @@ def remove_credit_note(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
     return jsonify(body), status, {"chargebee-idempotency-replayed": "false"} if key else {}
 
 
+@api.post("/invoices/<invoice_id>/apply_payments")
+def apply_payments(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
+    """Apply payments that exist (`transactions[id][i]`, optional `transactions[amount][i]`), or the
+    customer's excess payments, with Chargebee's idempotency as write_off has it."""
+    state = _state()
+    key = request.headers.get("chargebee-idempotency-key")
+    webhooks = SKIPPED not in (
+        request.headers.get("chargebee-event-webhook"),
+        request.headers.get("chargebee-event-actions"),
+    )
+    if len(request.form.get("comment") or "") > 300:
+        raise ApiError(400, "comment : cannot be more than 300 characters.", param="comment")
+    wanted = _transactions_param(request.form.to_dict())
+    fingerprint = json.dumps([request.method, request.path, sorted(request.form.items(multi=True))])
+    events: list[dict[str, Any]] = []
+    with state.lock:
+        stored = state.replay(key, fingerprint) if key else None
+        if stored is not None:
+            g.replayed = True
+            return jsonify(stored["body"]), stored["status"], {"chargebee-idempotency-replayed": "true"}
+        try:
+            invoice, events = state.apply_payments(invoice_id, wanted, webhooks=webhooks)
+            status, body = 200, {"invoice": invoice}
+        except ApiError as err:
+            if not key or err.status == 429 or err.status >= 500:
+                raise
+            status, body = err.status, err.body()
+        if key:
+            state.remember(key, fingerprint, status, body)
+    state.deliver_async(events)
+    return jsonify(body), status, {"chargebee-idempotency-replayed": "false"} if key else {}
+
+
+_TRANSACTION_PARAM = re.compile(r"transactions\[(?:id|amount)\]\[(\d{1,3})\]")
+
+
+def _transactions_param(form: dict[str, str]) -> list[tuple[str, int | None]]:
+    """`transactions[id][i]` and `transactions[amount][i]` as (id, amount) pairs in index order; 400
+    for an amount without its id or one that is not a whole number, as Chargebee validates them."""
+    indexes: set[int] = set()
+    for name in form:
+        if not name.startswith("transactions"):
+            continue
+        found = _TRANSACTION_PARAM.fullmatch(name)
+        if found is None:
+            raise wrong_value(name, f"{name} is not a known parameter.")
+        indexes.add(int(found.group(1)))
+    wanted: list[tuple[str, int | None]] = []
+    for i in sorted(indexes):
+        txn_id, amount = form.get(f"transactions[id][{i}]"), form.get(f"transactions[amount][{i}]")
+        if not txn_id:
+            raise wrong_value(f"transactions[id][{i}]", f"transactions[id][{i}] : cannot be blank.")
+        if amount is not None and not amount.isdigit():
+            raise wrong_value(f"transactions[amount][{i}]", f"transactions[amount][{i}] : invalid number.")
+        wanted.append((txn_id, int(amount) if amount is not None else None))
+    return wanted
+
+
+@api.post("/customers/<customer_id>/record_excess_payment")
+def record_excess_payment(customer_id: str) -> tuple[Response, int]:
+    """Record an offline payment as the customer's excess payment (`transaction[amount]`,
+    `transaction[date]` and `transaction[payment_method]` required, as chargebee-python has them)."""
+    form = request.form.to_dict()
+    for name in ("transaction[amount]", "transaction[date]", "transaction[payment_method]"):
+        if not form.get(name):
+            raise wrong_value(name, f"{name} : cannot be blank.")
+    if not form["transaction[amount]"].isdigit():
+        raise wrong_value("transaction[amount]", "transaction[amount] : invalid number.")
+    state = _state()
+    customer, txn, events = _control_call(
+        state.record_excess_payment,
+        customer_id,
+        int(form["transaction[amount]"]),
+        form.get("transaction[currency_code]"),
+        form["transaction[payment_method]"],
+        webhooks=request.headers.get("chargebee-event-webhook") != SKIPPED,
+    )
+    state.deliver_async(events)
+    return jsonify({"customer": customer, "transaction": txn}), 200
+
+
 @api.get("/customers/<customer_id>")
 def retrieve_customer(customer_id: str) -> Response:
     return jsonify({"customer": _state().get_customer(customer_id)})
@@ -415,6 +501,33 @@ def all_credit_notes() -> Response:
 def void_credit_note(credit_note_id: str) -> Response:
     """Void a credit note as an admin would in Chargebee's UI (a write-off reversed behind our back)."""
     return jsonify({"credit_note": _control_call(_state().void_credit_note, credit_note_id)})
+
+
+@control.post("/payments")
+def add_payment() -> tuple[Response, int]:
+    """A payment arriving on the site for a customer, as an excess payment:
+    `{"customer_id": ..., "amount": 1250, "currency_code": "GBP", "payment_method": "bank_transfer",
+    "event_type": "payment_succeeded", "webhook": true}`; its event posted to the webhook target."""
+    body = _fields()
+    state = _state()
+    webhook = body.pop("webhook", True) is not False
+    customer, txn, events = _control_call(
+        state.record_excess_payment,
+        body.pop("customer_id", None),
+        body.pop("amount", None),
+        body.pop("currency_code", None),
+        body.pop("payment_method", "bank_transfer"),
+        event_type=body.pop("event_type", "payment_succeeded"),
+        webhooks=webhook,
+        **body,
+    )
+    state.deliver_async(events)
+    return jsonify({"customer": customer, "transaction": txn}), 201
+
+
+@control.get("/transactions")
+def all_transactions() -> Response:
+    return jsonify({"transactions": _state().transactions()})
 
 
 @control.get("/calls")

@@ -24,6 +24,7 @@ import requests
 from . import credits as cn_logic
 from . import customers as cus_logic
 from . import invoices as inv_logic
+from . import payments as pay_logic
 from . import reversals as rev_logic
 from .errors import ApiError, not_found
 from .listing import select_invoices
@@ -39,6 +40,8 @@ FAULT_KINDS = (
     "subscription",
     "apply_credits",
     "remove_credit_note",
+    "apply_payments",
+    "record_excess_payment",
     "any",
 )
 SKIPPED = "all-disabled"
@@ -113,6 +116,7 @@ class SandboxState:
             self._events: dict[str, dict[str, Any]] = {}
             self._credit_notes: dict[str, dict[str, Any]] = {}
             self._write_off_notes: dict[str, dict[str, Any]] = {}  # the adjustment notes write_off made
+            self._transactions: dict[str, dict[str, Any]] = {}  # payments (reactor/sandbox/payments.py)
             self._deliveries: list[dict[str, Any]] = []
             self._idempotency: dict[str, dict[str, Any]] = {}
             self._recent: deque[float] = deque()
@@ -369,6 +373,66 @@ class SandboxState:
             self._customers[customer_id]["refundable_credits"] = cn_logic.available(
                 self._credit_notes.values(), customer_id
             )
+
+    # -- payments -----------------------------------------------------------------------------------
+
+    def record_excess_payment(
+        self,
+        customer_id: str,
+        amount: Any,
+        currency_code: Any = None,
+        payment_method: Any = "bank_transfer",
+        *,
+        event_type: str | None = "payment_succeeded",
+        webhooks: bool = True,
+    ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+        """A payment for the customer that pays no invoice (reactor/sandbox/payments.py): it raises
+        `excess_payments`; returns (customer, transaction, events to post). Which event Chargebee
+        sends for it is UNCONFIRMED: `event_type` (None: none) carries `transaction` and `customer`,
+        as payment events do. ApiError 404 for an unknown customer, ValueError for a bad payment."""
+        with self.lock:
+            customer = self._get(self._customers, "customer", customer_id)
+            currency = currency_code or customer.get("preferred_currency_code") or "USD"
+            txn = pay_logic.build_transaction(
+                customer,
+                amount,
+                currency,
+                payment_method,
+                txn_id=f"txn_sb_{next(self._ids):05d}",
+                now=int(time.time()),
+                version=self.next_version(),
+            )
+            self._transactions[txn["id"]] = txn
+            self._sync_excess(customer_id)
+            content = {"transaction": copy.deepcopy(txn), "customer": copy.deepcopy(customer)}
+            events = [self._record_event(event_type, content, webhooks)] if event_type else []
+            to_post = [copy.deepcopy(e) for e in events if e["webhook_status"] == "scheduled"]
+            return copy.deepcopy(customer), copy.deepcopy(txn), to_post
+
+    def apply_payments(
+        self, invoice_id: str, wanted: list[tuple[str, int | None]], *, webhooks: bool = True
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Apply payments that exist, or the customer's excess payments, to an invoice
+        (reactor/sandbox/payments.py); returns (invoice, events to post). ApiError, changing nothing,
+        when Chargebee would refuse."""
+        with self.lock:
+            invoice = self._invoice(invoice_id)
+            if invoice.get("deleted"):
+                raise not_found("invoice", invoice_id)
+            picked = pay_logic.chosen(self._transactions, invoice, wanted, self.invalid_state_status)
+            pay_logic.apply(invoice, picked, now=int(time.time()), version=self.next_version())
+            self._sync_excess(invoice["customer_id"])
+            event = self._record_event("invoice_updated", {"invoice": copy.deepcopy(invoice)}, webhooks)
+            return copy.deepcopy(invoice), [copy.deepcopy(event)] if event["webhook_status"] == "scheduled" else []
+
+    def transactions(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(list(self._transactions.values()))
+
+    def _sync_excess(self, customer_id: str) -> None:
+        """The customer's `excess_payments` follows its payments, as on Chargebee."""
+        if customer_id in self._customers:
+            self._customers[customer_id]["excess_payments"] = pay_logic.excess(self._transactions, customer_id)
 
     # -- reversals ----------------------------------------------------------------------------------
 

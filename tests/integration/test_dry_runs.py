@@ -136,6 +136,8 @@ CLI_PREVIEWS = {
     "dlq list --format json": ("dlq", "list", "--format", "json"),
     "dlq show": ("dlq", "show", "{old_job}"),
     "held list": ("held", "list"),
+    "report bad-debt": ("report", "bad-debt"),
+    "report bad-debt --format csv": ("report", "bad-debt", "--format", "csv", "--country", ""),
     # asked first, and not confirmed (no terminal, no --yes)
     "events replay --customer, not confirmed": ("events", "replay", "--customer", "cus_small"),
     "dlq replay --all, not confirmed": ("dlq", "replay", "--all"),
@@ -168,6 +170,8 @@ EXPECTED = {  # a line each shows the command did its work (and was not refused 
     "dlq list --format json": "{recent_job}",
     "dlq show": "{old_job}",
     "held list": "1 held",
+    "report bad-debt": "no rule: no billing country",
+    "report bad-debt --format csv": "{small_invoice}",
     "events replay --customer, not confirmed": "needs a confirmation",
     "dlq replay --all, not confirmed": "needs a confirmation",
     "dlq purge, not confirmed": "needs a confirmation",

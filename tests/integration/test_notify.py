@@ -35,8 +35,8 @@ from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.keys import Keys
 from reactor.notices import Notices
 from reactor.sandbox import SandboxServer
-from tests.helpers import REPO, WEBHOOK_PASSWORD, WebServer, wait_for, worker_env
-from tests.integration.helpers import exhausted_invoice, make_event, post_event
+from tests.helpers import REPO, WEBHOOK_PASSWORD, WEBHOOK_USER, WebServer, wait_for, worker_env
+from tests.integration.helpers import EXHAUSTED_RULES, exhausted_invoice, make_event, post_event
 from tests.integration.ops_helpers import reactor_process
 
 pytestmark = pytest.mark.integration
@@ -412,3 +412,31 @@ def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_deadline_and_its_
     assert "urllib3" in {r.name.split(".")[0] for r in caplog.records}, "urllib3's debug lines were captured"
     for secret in ("tok3n-in-the-path", "/services/T000", "qu3ry-tok3n"):
         assert secret not in logged, secret
+
+
+def test_money_paid_after_our_write_off_is_told_in_the_digest(
+    sandbox: SandboxServer, redis_conn, start_worker, rules_file, notify_settings, receiver, tmp_path
+):
+    rules_file(EXHAUSTED_RULES)
+    sandbox.state.add_customer(id="cus_small")
+    invoice = exhausted_invoice(sandbox)
+    web = WebServer(notify_settings)
+    cron = None
+    try:
+        start_worker(notify_settings)
+        assert post_event(web.webhook_url, make_event(invoice)).status_code == 200
+        wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), what="our write-off")
+        sandbox.state.set_webhook_target(web.webhook_url, WEBHOOK_USER, WEBHOOK_PASSWORD)
+        _customer, txn, events = sandbox.state.record_excess_payment("cus_small", 1250, "USD")
+        sandbox.state.deliver_async(events)
+        wait_for(lambda: "recovery_candidate" in outcomes(redis_conn, invoice["id"]), what="the candidate")
+        cron = reactor_cron(notify_settings, tmp_path / "cron.log")
+        wait_for(lambda: receiver.texts(), timeout=30, what="the digest")
+    finally:
+        if cron is not None:
+            stop(cron)
+        web.stop()
+
+    text = "\n".join(receiver.texts())
+    assert "*1 money paid after our write-off (reactor recover INVOICE_ID" in text
+    assert f"• {invoice['id']}: customer cus_small paid 12.50 USD transaction {txn['id']} after our write-off" in text

@@ -127,3 +127,22 @@ def test_write_off_effects_as_chargebee_documents(sandbox, client):
     )
     assert [cn["cn_id"] for cn in invoice["adjustment_credit_notes"]] == [credit_note["id"]]
     assert client.retrieve_invoice("inv_1") == invoice
+
+
+def test_apply_payments_through_the_client_and_chargebees_refusals_as_its_errors(sandbox, client):
+    sandbox.state.add_customer(id="cus_1", preferred_currency_code="USD")
+    sandbox.state.add_invoice(id="inv_1", customer_id="cus_1", status="not_paid", amount_due=1250)
+    _customer, txn, _ = sandbox.state.record_excess_payment("cus_1", 1000, "USD", event_type=None, webhooks=False)
+
+    with pytest.raises(NotFoundError):
+        client.apply_payments("inv_1", (("txn_unknown", None),), None, "key-unknown")
+    part = client.apply_payments("inv_1", ((txn["id"], 400),), "back", "key-part")
+    rest = client.apply_payments("inv_1", (), None, "key-rest")  # the customer's excess payments
+
+    assert (part["status"], part["amount_due"]) == ("not_paid", 850)
+    assert (rest["status"], rest["amount_due"], rest["amount_paid"]) == ("not_paid", 250, 1000)
+    [call] = [c for c in sandbox.state.calls(path_contains="/apply_payments") if c["form"].get("comment")]
+    assert call["form"] == {"transactions[id][0]": txn["id"], "transactions[amount][0]": "400", "comment": "back"}
+    sandbox.state.write_off("inv_1", webhooks=False)
+    with pytest.raises(InvalidStateError):
+        client.apply_payments("inv_1", (), None, "key-paid")

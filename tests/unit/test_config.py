@@ -210,3 +210,15 @@ def test_the_audit_archive_is_under_the_var_directory_unless_a_url_is_given() ->
     assert (settings.audit_keep, settings.audit_archive_interval) == (0, 5)
     with pytest.raises(ConfigError, match="REACTOR_AUDIT_SEGMENT_RECORDS must be at least 1"):
         load_settings({"REACTOR_AUDIT_SEGMENT_RECORDS": "0"}, dotenv=False)
+
+
+def test_relief_delays_default_to_gb_six_months_and_de_none():
+    assert dict(load_settings({}, dotenv=False).relief_delays) == {"GB": 6, "DE": 0}
+
+
+def test_relief_delays_are_country_month_pairs():
+    assert load_settings({"REACTOR_RELIEF_DELAYS": "FR=6, GB=6"}, dotenv=False).relief_delays == (("FR", 6), ("GB", 6))
+    assert load_settings({"REACTOR_RELIEF_DELAYS": ""}, dotenv=False).relief_delays == ()
+    for bad in ("gb=6", "GB", "GB=six", "GBR=6", "GB=121"):
+        with pytest.raises(ConfigError, match="REACTOR_RELIEF_DELAYS"):
+            load_settings({"REACTOR_RELIEF_DELAYS": bad}, dotenv=False)

@@ -120,6 +120,21 @@ class Outcome(str, Enum):
         "approval_expired",
         "an approval older than REACTOR_APPROVAL_TTL no longer counts (reason: whose, given when)",
     )
+    RECOVERY_CANDIDATE = (
+        "recovery_candidate",
+        "the customer of an invoice we wrote off paid afterwards (amount: the payment; detail: customer and"
+        " transaction); `reactor recover` reverses the write-off and applies it",
+    )
+    RECOVERED = (
+        "recovered",
+        "reactor recover: our write-off reversed and the payment applied (amount: applied; detail: what is"
+        " still due); an invoice left part-paid stays held",
+    )
+    RECOVERY_FAILED = (
+        "recovery_failed",
+        "reactor recover stopped: Chargebee refused the reversal (nothing applied) or the payment (the"
+        " invoice stays reversed and held); reason says which",
+    )
     # Only in a job's result:
     RECHECK_GONE = "recheck_gone", "the re-check found nothing pending: cancelled before it ran", False
     SUPERSEDED = "superseded", "a newer event moved the invoice's re-check; this run did nothing", False

@@ -9,11 +9,13 @@ from reactor.cli import main
 REPO = Path(__file__).resolve().parents[3]
 
 
-def check(tmp_path: Path, text: str) -> tuple[Path, Result]:
-    """`reactor rules check` on `text`, written to rules.yaml in tmp_path; the file's path and the result."""
+def check(tmp_path: Path, text: str, relief_delays: str = "") -> tuple[Path, Result]:
+    """`reactor rules check` on `text`, written to rules.yaml in tmp_path; the file's path and the result.
+    No country waits for VAT relief unless `relief_delays` (REACTOR_RELIEF_DELAYS) says so."""
     path = tmp_path / "rules.yaml"
     path.write_text(text)
-    return path, CliRunner().invoke(main, ["rules", "check", str(path)])
+    env = {"REACTOR_RELIEF_DELAYS": relief_delays}
+    return path, CliRunner().invoke(main, ["rules", "check", str(path)], env=env)
 
 
 def test_the_shipped_rules_pass_the_check():
@@ -138,3 +140,71 @@ def test_rules_that_match_a_text_are_named_with_the_length_matches_reads(tmp_pat
         " invoice.customer_id); a longer text cannot be evaluated, and no write-off rests on it (facts_missing)"
     ) in lines
     assert not any(line.startswith("rule plain") for line in lines)
+
+
+RELIEF_RULES = (
+    "version: 1\n"
+    "rules:\n"
+    "  - name: early\n"
+    "    when:\n"
+    "      - days_overdue: {gte: 90}\n"
+    "    action: write_off\n"
+    "  - name: late\n"
+    "    when:\n"
+    "      - days_overdue: {gte: 184}\n"
+    "    action: write_off\n"
+    "  - name: abroad\n"
+    "    when:\n"
+    "      - invoice.billing_address.country: {not_in: [GB, FR]}\n"
+    "    action: write_off\n"
+    "  - name: untaxed\n"
+    "    when:\n"
+    "      - invoice.tax: 0\n"
+    "    action: write_off\n"
+    "  - name: either\n"
+    "    when:\n"
+    "      any:\n"
+    "        - days_overdue: {gte: 400}\n"
+    "        - days_overdue: {between: [30, 60]}\n"
+    "    action: write_off\n"
+    "  - name: spare\n"
+    "    when:\n"
+    "      - days_overdue: {lt: 10}\n"
+    "    action: skip\n"
+)
+
+
+def test_write_offs_before_a_countrys_relief_delay_are_warned_naming_rule_and_country(tmp_path):
+    path, result = check(tmp_path, RELIEF_RULES, relief_delays="GB=6,DE=0,FR=3")
+
+    assert result.exit_code == 0, result.output
+    warned = sorted(
+        line.split(": warning: rule ")[1].split(" ")[0:6]
+        for line in result.output.splitlines()
+        if ": warning: rule " in line
+    )
+    assert warned == [
+        ["early", "can", "write", "off", "taxed", "FR"],
+        ["early", "can", "write", "off", "taxed", "GB"],
+        ["either", "can", "write", "off", "taxed", "FR"],
+        ["either", "can", "write", "off", "taxed", "GB"],
+    ]
+    assert (
+        f"{path}:3:5: warning: rule early can write off taxed GB invoices 90 days overdue, before GB's 6-month "
+        "wait for VAT bad-debt relief (REACTOR_RELIEF_DELAYS): relief on them is claimable only later "
+        "(reactor report bad-debt)"
+    ) in result.output.splitlines()
+    assert f"{path}: 4 warnings; the rules load, but check them" in result.output
+
+
+def test_no_relief_warning_without_a_country_that_waits(tmp_path):
+    _, result = check(tmp_path, RELIEF_RULES, relief_delays="DE=0")
+
+    assert result.exit_code == 0 and ": warning:" not in result.output, result.output
+
+
+def test_the_default_delays_warn_of_the_shipped_rules_for_gb(tmp_path):
+    result = CliRunner().invoke(main, ["rules", "check", str(REPO / "rules.yaml")], env={"REACTOR_RELIEF_DELAYS": None})
+
+    assert result.exit_code == 0, result.output
+    assert "warning: rule long-overdue-tiny can write off taxed GB invoices 90 days overdue" in result.output

@@ -44,6 +44,9 @@ RECORDED = [
     "approved",
     "declined",
     "approval_expired",
+    "recovery_candidate",
+    "recovered",
+    "recovery_failed",
 ]
 RESULT_ONLY = ["recheck_gone", "superseded", "swept", "unknown"]
 

@@ -1,0 +1,45 @@
+"""`reactor recover INVOICE [--transaction ID]`: reverse our write-off and apply the payment that came
+back (reactor/console/recover.py)."""
+
+from __future__ import annotations
+
+import click
+
+from .. import ids
+from ..chargebee import ChargebeeError
+from ..console.recover import RecoveryRefused, recover_payment
+from ..jobs import build_context
+from ..jobs.audit import visible
+from .helpers import INVOICE_ID, ChargebeeId, chargebee_settings, command_settings, connect, current_actor, say
+
+
+@click.command("recover")
+@click.argument("invoice_id", type=INVOICE_ID)
+@click.option(
+    "--transaction",
+    "transaction",
+    type=ChargebeeId(ids.TRANSACTION),
+    default=None,
+    help="The payment to apply (a transaction id); default: the one payment seen for the invoice, else the "
+    "customer's excess payments.",
+)
+def recover(invoice_id: str, transaction: str | None) -> None:
+    """Money came back for INVOICE_ID, which the reactor wrote off: reverse the write-off (as `reactor
+    undo` does) and apply the payment in Chargebee, so the invoice is paid by payment. A part payment
+    leaves the rest due and the invoice held. Exits 1 when any step did not happen, saying what stands."""
+    settings = chargebee_settings(command_settings())
+    connection = connect(settings)
+    try:
+        ctx = build_context(settings, connection)
+    except ChargebeeError as exc:
+        raise click.ClickException(str(exc)) from None
+    actor = current_actor()
+    try:
+        result = recover_payment(ctx, invoice_id, actor, transaction)
+    except RecoveryRefused as exc:
+        raise click.ClickException(visible(str(exc))) from None
+    say(result.summary())
+    say(f"audit: recovered by {actor}")
+
+
+COMMANDS = (recover,)
