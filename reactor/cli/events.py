@@ -31,9 +31,11 @@ from .helpers import (
     console,
     current_actor,
     end_of_replay,
+    one_site,
     parse_since,
     plural,
     say,
+    site_option,
     warn,
 )
 
@@ -55,7 +57,8 @@ def events() -> None:
 @click.option("--until", default=None, help="Decided until: ISO time or a duration back from now.")
 @click.option("--dry-run", is_flag=True, help="Show what the rules in force decide now; call and enqueue nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before replaying more than one selected event.")
-def events_replay(event_ids: tuple[str, ...], dry_run: bool, yes: bool, **chosen: object) -> None:
+@site_option
+def events_replay(event_ids: tuple[str, ...], dry_run: bool, yes: bool, site: str | None, **chosen: object) -> None:
     """Evaluate stored events again, dead or not, under new job ids (replay-EVENT-TIME).
 
     Name event ids, or select them with the options (any record of the event in the audit trail
@@ -69,7 +72,7 @@ def events_replay(event_ids: tuple[str, ...], dry_run: bool, yes: bool, **chosen
             "name event ids, or select with --invoice, --customer, --rule, --outcome, "
             "--event-type, --currency, --since/--until"
         )
-    letters = _dead_letters()
+    letters = _dead_letters(site)
     if dry_run:  # first: no branch below, which enqueues, may be reached by a dry run
         found = _named(letters, event_ids) if event_ids else _gather(letters, selection)
         if found:
@@ -103,8 +106,9 @@ def _selection(chosen: dict[str, object]) -> ReplaySelection:
     return ReplaySelection(**texts, since=since, until=until, outcomes=frozenset(outcomes) or None)
 
 
-def _dead_letters() -> DeadLetters:
-    settings = command_settings()
+def _dead_letters(site: str | None) -> DeadLetters:
+    """The stored events and dead letters of the site `--site` names (or the only site)."""
+    settings = one_site(command_settings(), site)
 
     @functools.cache
     def version() -> str | None:  # read once per command, not once per replay's audit record

@@ -8,7 +8,17 @@ from rq import Queue
 
 from ..jobs.held import MAX_REASON, list_held, release
 from ..timestamps import shown_time
-from .helpers import INVOICE_ID, cell, command_settings, connect, console, current_actor
+from .helpers import (
+    INVOICE_ID,
+    cell,
+    command_settings,
+    connect,
+    console,
+    current_actor,
+    each_site,
+    one_site,
+    site_option,
+)
 
 
 @click.group()
@@ -17,19 +27,25 @@ def held() -> None:
 
 
 @held.command("list")
-def held_list() -> None:
-    """Every held write-off, oldest first, with the reason it was held."""
+@site_option
+def held_list(site: str | None) -> None:
+    """Every held write-off, oldest first, with the reason it was held; with several sites and no
+    --site, every site's, each row naming its site."""
     settings = command_settings()
-    items = list_held(connect(settings), settings.key_prefix)
+    scoped = each_site(settings, site)
+    connection = connect(settings)
+    items = [(each.site_name, item) for each in scoped for item in list_held(connection, each.key_prefix)]
     if not items:
         click.echo("no held write-offs")
         return
-    table = Table("invoice", "rule", "amount", "held at (UTC)", "reason")
-    for item in items:
+    with_site = settings.several_sites
+    table = Table(*(("site",) if with_site else ()), "invoice", "rule", "amount", "held at (UTC)", "reason")
+    for site_name, item in items:
         shown = (item.invoice_id, item.rule, item.amount_text(), shown_time(item.held_at), item.reason)
-        table.add_row(*map(cell, shown))
+        table.add_row(*map(cell, ((site_name,) if with_site else ()) + shown))
     console().print(table)
-    click.echo(f"{len(items)} held; release with `reactor held release INVOICE...` or `--all`")
+    where = " --site SITE" if with_site else ""
+    click.echo(f"{len(items)} held; release with `reactor held release{where} INVOICE...` or `--all`")
 
 
 @held.command("release")
@@ -37,11 +53,12 @@ def held_list() -> None:
 @click.option("--all", "release_all", is_flag=True, help="Release every held write-off.")
 @click.option("--reason", default="", help="Why, for the audit trail (recorded with your user@host).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def held_release(invoice_ids: tuple[str, ...], release_all: bool, reason: str, yes: bool) -> None:
+@site_option
+def held_release(invoice_ids: tuple[str, ...], release_all: bool, reason: str, yes: bool, site: str | None) -> None:
     """Hand held write-offs back to a worker: it fetches each invoice fresh and decides again (the
     rules still apply), without the budget check that held it. Recorded in the audit as released,
     with who and why (the dashboard's Release records the same)."""
-    settings = command_settings()
+    settings = one_site(command_settings(), site)
     connection = connect(settings)
     if release_all == bool(invoice_ids):
         raise click.UsageError("name the invoices to release, or give --all (not both)")
