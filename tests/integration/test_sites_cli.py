@@ -172,3 +172,51 @@ def test_records_on_two_sites_with_the_same_invoice_id_stay_apart(sites, redis_c
     record = AuditRecord(event_id="ev_x", invoice_id="inv_x", outcome="no_match")
     AuditLog(redis_conn, Keys(sites.site(OTHER).key_prefix).audit()).append(record)
     assert sites.reactor("audit", "--site", HOME, "--format", "jsonl").output == ""
+
+
+def test_rules_diff_runs_per_site_and_exits_with_the_worst_code(sites, sandbox, tmp_path, rules_file):
+    from tests.integration.rules_diff_helpers import AT, BASE, INVOICES, NEW, seed_site
+
+    seed_site(sandbox)  # acme's invoices change; acme-eu has none open
+    rules_file(BASE)
+    new = tmp_path / "new.yaml"
+    new.write_text(NEW)
+
+    result = sites.reactor("rules", "diff", str(new), "--format", "json", "--at", AT)
+    assert result.exit_code == 1, result.output
+    documents = json.loads(result.stdout)
+    assert [(d["site"], d["invoices"]) for d in documents] == [(HOME, len(INVOICES)), (OTHER, 0)]
+    assert documents[1]["changes"] == [] and documents[0]["changes"]
+    only_eu = sites.reactor("rules", "diff", str(new), "--site", OTHER, "--format", "json", "--at", AT)
+    assert only_eu.exit_code == 0, only_eu.output
+    assert json.loads(only_eu.stdout)["site"] == OTHER
+    table = sites.reactor("rules", "diff", str(new), "--at", AT)
+    assert table.exit_code == 1
+    home_part, other_part = table.output.split(f"site {OTHER}:")
+    assert f"site {HOME}:" in home_part and "inv_a" in home_part and "inv_a" not in other_part
+    snapshot = sites.reactor("rules", "diff", str(new), "--snapshot", str(tmp_path / "s.json"))
+    assert snapshot.exit_code == 2 and "name one with --site" in snapshot.output
+
+
+def test_replays_go_to_the_named_sites_queue(sites, redis_conn):
+    other = sites.site(OTHER)
+    event = {
+        "id": "ev_replay_eu",
+        "event_type": "payment_failed",
+        "occurred_at": 1764000000,
+        "content": {"invoice": {"id": "inv_r"}},
+    }
+    redis_conn.set(Keys(other.key_prefix).event(event["id"]), json.dumps(event))
+    make_dead_letter(redis_conn, other, event, store=False)
+
+    replayed = sites.reactor("dlq", "replay", "--site", OTHER, "evaluate-ev_replay_eu")
+    assert replayed.exit_code == 0, replayed.output
+    again = sites.reactor("events", "replay", "--site", OTHER, "ev_replay_eu")
+    assert again.exit_code == 0, again.output
+    assert Queue(f"reactor:{OTHER}", connection=redis_conn).count == 2
+    assert Queue("reactor", connection=redis_conn).count == 0
+    trail = AuditLog(redis_conn, Keys(other.key_prefix).audit())
+    assert [r.outcome for r in trail.query(AuditFilter(event_id="ev_replay_eu"))] == ["replayed", "replayed"]
+    assert outcomes(redis_conn, "inv_r") == []
+    home = sites.reactor("events", "replay", "--site", HOME, "ev_replay_eu")
+    assert home.exit_code == 1 and "no stored event 'ev_replay_eu'" in home.output

@@ -6,6 +6,7 @@ prefix, never a site's."""
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,7 +23,7 @@ from reactor.jobs.held import HeldWriteOff, hold, list_held
 from reactor.keys import Keys
 from tests.helpers import WebServer
 from tests.integration.helpers import ADMIN_PASSWORD, ADMIN_USER, exhausted_invoice, logged_in, token
-from tests.integration.ops_helpers import written_off
+from tests.integration.ops_helpers import make_dead_letter, written_off
 from tests.integration.sites_helpers import HOME, OTHER, TwoSites, load_two_sites, other_sandbox  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -161,3 +162,40 @@ def test_undo_acts_on_the_pages_site(sites, our_write_off, redis_conn, sandbox, 
         assert sandbox.state.get_invoice(invoice_id)["status"] != "paid"
     finally:
         server.stop()
+
+
+def test_a_dead_letter_is_replayed_on_its_sites_queue(sites, site_web, redis_conn):
+    other = sites.site(OTHER)
+    event = {"id": "ev_dash_eu", "event_type": "payment_failed", "content": {"invoice": {"id": "inv_q"}}}
+    redis_conn.set(Keys(other.key_prefix).event(event["id"]), json.dumps(event))
+    job = make_dead_letter(redis_conn, other, event, store=False)
+    browser = logged_in(site_web)
+    home = browser.get(f"{site_web.url}/admin/", timeout=5).text
+    assert f'data-job-id="{job.id}"' not in home  # acme's page: acme's dead letters only
+    page = browser.get(f"{site_web.url}/admin/?site={OTHER}", timeout=5).text
+    assert f'data-job-id="{job.id}"' in page
+    assert f'<input type="hidden" name="site" value="{OTHER}">' in page  # the filters keep the site
+
+    done = browser.post(
+        f"{site_web.url}/admin/dead-letters/{job.id}/replay?site={OTHER}", data={"csrf": token(page)}, timeout=5
+    )
+    assert f"Requeued {job.id}" in done.text
+    assert Queue(f"reactor:{OTHER}", connection=redis_conn).count == 1
+    assert Queue("reactor", connection=redis_conn).count == 0
+
+
+def test_the_rules_diff_page_lists_the_sites_invoices(sites, site_web, redis_conn, sandbox):
+    exhausted_invoice(sites.other_sandbox, id="inv_diff_eu", currency_code="EUR", amount_due=1500)
+    browser = logged_in(site_web)
+    form = browser.get(f"{site_web.url}/admin/rules/diff?site={OTHER}", timeout=5).text
+    new_rules = BUDGET_RULES.replace("action: write_off", "action: skip")
+
+    other = browser.post(
+        f"{site_web.url}/admin/rules/diff?site={OTHER}", data={"csrf": token(form), "rules": new_rules}, timeout=5
+    )
+    home = browser.post(
+        f"{site_web.url}/admin/rules/diff?site={HOME}", data={"csrf": token(form), "rules": new_rules}, timeout=5
+    )
+    assert other.status_code == 200 and "inv_diff_eu" in other.text
+    assert home.status_code == 200 and "inv_diff_eu" not in home.text
+    assert sites.other_sandbox.state.calls(path_contains="/invoices") and not sandbox.state.write_off_calls()
