@@ -198,6 +198,8 @@ class Notifier:
         self.keys = Keys(settings.deployment_key_prefix)  # the lock: one sender for the deployment
         several = settings.several_sites
         self.sites = [SiteState(settings.for_site(name), connection, several) for name in settings.site_names]
+        if settings.home_site is None:  # no site keeps the deployment's prefix: its notices (rules edits) too
+            self.sites.insert(0, SiteState(settings.unscoped or settings, connection, named=False))
         self.secrets = Redactor(settings.secrets)
         if several:
             self.source = f"chargebee-reactor ({len(self.sites)} sites: {', '.join(settings.site_names)})"

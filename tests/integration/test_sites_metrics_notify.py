@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from reactor.chargebee.ratelimit import ChargebeeRateLimit
+from reactor.config import load_settings
 from reactor.console.notify import Notifier
 from reactor.jobs.audit import AuditLog
 from reactor.jobs.held import HeldWriteOff, hold
@@ -132,3 +133,21 @@ def test_the_sender_thread_reads_the_other_sites_notices(sites, redis_conn, rece
         stop.set()
         thread.join(5)
     assert f"[{OTHER}] max_per_day USD used up" in receiver.texts()[0]
+
+
+def test_without_a_home_site_the_deployments_own_notices_are_sent_too(settings, redis_conn, receiver):
+    env = {
+        "REDIS_URL": settings.redis_url or "",
+        "REACTOR_SITES": "eu1,eu2",
+        "REACTOR_NOTIFY_URL": receiver.url,
+        **{f"REACTOR_SITE_EU{n}_{k}": f"{k.lower()}-{n}" for n in (1, 2) for k in ("API_KEY", "WEBHOOK_USER")},
+        **{f"REACTOR_SITE_EU{n}_WEBHOOK_PASSWORD": f"s3cret-password-{n}" for n in (1, 2)},
+    }
+    deployment = load_settings(env, dotenv=False)
+    assert deployment.home_site is None
+    Notices(redis_conn, deployment.deployment_key_prefix).add("rules_refused", "rules.yaml:3:1: refused")
+    Notices(redis_conn, deployment.for_site("eu2").key_prefix).add("held", "inv_9 held: budget")
+
+    assert Notifier(deployment, redis_conn).round() is True
+    [text] = receiver.texts()
+    assert "• rules.yaml:3:1: refused" in text and "• [eu2] inv_9 held: budget" in text
