@@ -14,7 +14,7 @@ from rq import Queue
 from reactor.jobs.audit import AuditFilter, AuditLog, AuditRecord
 from reactor.jobs.held import HeldWriteOff, hold, list_held
 from reactor.keys import Keys
-from tests.integration.helpers import exhausted_invoice, outcomes
+from tests.integration.helpers import EXHAUSTED_RULES, exhausted_invoice, outcomes
 from tests.integration.ops_helpers import make_dead_letter, reactor, written_off
 from tests.integration.sites_helpers import HOME, OTHER, TwoSites, load_two_sites, other_sandbox  # noqa: F401
 
@@ -220,3 +220,18 @@ def test_replays_go_to_the_named_sites_queue(sites, redis_conn):
     assert outcomes(redis_conn, "inv_r") == []
     home = sites.reactor("events", "replay", "--site", HOME, "ev_replay_eu")
     assert home.exit_code == 1 and "no stored event 'ev_replay_eu'" in home.output
+
+
+def test_a_sweep_queues_each_sites_invoices_on_its_own_queue(sites, sandbox, redis_conn, rules_file):
+    rules_file(EXHAUSTED_RULES)
+    exhausted_invoice(sandbox, id="inv_sw")
+    exhausted_invoice(sites.other_sandbox, id="inv_sw")  # the same id: two invoices
+
+    result = sites.reactor("sweep")
+    assert result.exit_code == 0, result.output
+    home_part, other_part = result.output.split(f"site {OTHER}:")
+    assert "1 queued" in home_part and "1 queued" in other_part
+    assert Queue("reactor", connection=redis_conn).count == 1
+    assert Queue(f"reactor:{OTHER}", connection=redis_conn).count == 1
+    only = sites.reactor("sweep", "--site", OTHER, "--restart")
+    assert only.exit_code == 0 and f"site {HOME}:" not in only.output
