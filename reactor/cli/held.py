@@ -75,7 +75,8 @@ def held_release(invoice_ids: tuple[str, ...], release_all: bool, reason: str, y
     done = release(connection, queue, ids, actor, prefix=settings.key_prefix, reason=reason)
     for invoice_id in sorted(set(ids) - set(done)):
         click.echo(f"{invoice_id}: not held (already released, or never held)", err=True)
-    click.echo(f"released {len(done)}: {', '.join(done)}" if done else "nothing released")
+    where = f" on {settings.site_name}" if settings.several_sites else ""
+    click.echo(f"released {len(done)}{where}: {', '.join(done)}" if done else "nothing released")
     if len(done) != len(ids):
         raise SystemExit(1)
 

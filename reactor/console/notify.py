@@ -144,9 +144,13 @@ def digest(
     lines = [f"{source}: {total} {'thing needs' if total == 1 else 'things need'} a person"]
     kinds = [k for k in HEADINGS if any(n.kind == k for n in notices)]
     kinds += sorted({n.kind for n in notices} - set(HEADINGS))
+    several = any(n.site for n in notices)
     for kind in kinds:
         texts = [n.line() for n in notices if n.kind == kind]
-        lines.append(f"*{len(texts)} {HEADINGS.get(kind, kind)}*")
+        heading = HEADINGS.get(kind, kind)
+        if several:  # the commands on one invoice or job need its site
+            heading = heading.replace("INVOICE_ID", "--site SITE INVOICE_ID").replace("JOB_ID", "--site SITE JOB_ID")
+        lines.append(f"*{len(texts)} {heading}*")
         lines += [f"• {text}" for text in texts[:MAX_LINES]]
         if len(texts) > MAX_LINES:
             lines.append(f"• … and {len(texts) - MAX_LINES} more")

@@ -53,6 +53,7 @@ def test_the_same_invoice_held_on_two_sites_is_two_holds(sites, redis_conn):
 
     released = sites.reactor("held", "release", "--site", OTHER, "inv_same", "--reason", "raised")
     assert released.exit_code == 0, released.output
+    assert f"released 1 on {OTHER}: inv_same" in released.output
     assert list_held(redis_conn, sites.site(OTHER).key_prefix) == []
     assert [h.amount_due for h in list_held(redis_conn, sites.site(HOME).key_prefix)] == [500]
     # the release job goes to acme-eu's queue, its record into acme-eu's trail

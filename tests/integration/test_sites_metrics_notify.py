@@ -98,6 +98,7 @@ def test_one_digest_names_the_site_of_each_line(sites, redis_conn, receiver):
     assert f"• [{OTHER}] inv_same held: max_per_day reached" in text
     assert f"• [{OTHER}] evaluate-ev_dead_eu (invoice inv_d)" in text
     assert f"• [{OTHER}] 12.50 USD" in text
+    assert "held release --site SITE INVOICE_ID" in text and "dlq replay --site SITE JOB_ID" in text
     for site in (HOME, OTHER):
         assert redis_conn.xlen(Keys(sites.site(site).key_prefix).notices()) == 0
 
