@@ -22,6 +22,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dotenv import dotenv_values
 
+from .sites import HOME_WITHOUT_NAME, Site, SiteConfigError, read_site, site_names
+
 DEFAULT_RETRY_INTERVALS = (10, 30, 120, 600, 1800)
 """Seconds between attempts of a failing Chargebee call (429/5xx/timeouts): about 45 minutes in all
 before the job is left in the dead-letter registry. A Retry-After from Chargebee lengthens a step."""
@@ -102,6 +104,12 @@ class Settings:
     dashboard_users: bool = False  # REACTOR_DASHBOARD=on: the dashboard for named users without REACTOR_ADMIN_USER
     users_file: str | None = None  # REACTOR_USERS_FILE: named users in this file instead of Redis
     relief_delays: tuple[tuple[str, int], ...] = DEFAULT_RELIEF_DELAYS  # REACTOR_RELIEF_DELAYS: country → months
+    other_sites: tuple[Site, ...] = ()  # REACTOR_SITES besides the home site (reactor/sites.py)
+    home_configured: bool = True  # False: REACTOR_SITES alone configures Chargebee, there is no home site
+    site_name: str = ""  # the site these settings are scoped to (`for_site`); "" : the deployment's
+    deployment_prefix: str = ""  # the deployment's key prefix once `for_site` scoped `key_prefix`
+    deployment_queue: str = ""  # the deployment's queue name once `for_site` scoped `queue_name`
+    unscoped: Settings | None = field(default=None, repr=False, compare=False)  # what `for_site` scoped
 
     @property
     def invoice_lock_ttl(self) -> int:
@@ -117,13 +125,92 @@ class Settings:
 
     @property
     def audit_archive_url(self) -> str:
-        """Where the audit archive is: REACTOR_AUDIT_ARCHIVE, else `audit-archive` in the var directory."""
-        return self.audit_archive or str(self.var_dir / "audit-archive")
+        """Where the audit archive is: REACTOR_AUDIT_ARCHIVE, else `audit-archive` in the var directory; a
+        site other than the home site keeps its own under `sites/<name>` there."""
+        root = self.audit_archive or str(self.var_dir / "audit-archive")
+        if self.site_name and self.key_prefix != self.deployment_key_prefix:
+            return f"{root.rstrip('/')}/sites/{self.site_name}"
+        return root
 
     @property
     def sandbox_mode(self) -> bool:
         """No Chargebee configured: the reactor talks to its local stand-in."""
-        return not self.chargebee_site and not self.chargebee_api_base
+        return not self.chargebee_site and not self.chargebee_api_base and not self.other_sites
+
+    @property
+    def home_site(self) -> Site | None:
+        """The site configured as before several sites existed (CHARGEBEE_SITE or CHARGEBEE_API_BASE, or
+        the sandbox): it keeps the deployment's keys and queue. None when only REACTOR_SITES names sites."""
+        if self.unscoped is not None:  # scoped: the home site's fields may now hold another site's
+            return self.unscoped.home_site
+        if not self.home_configured:
+            return None
+        return Site(
+            name=self.chargebee_site or HOME_WITHOUT_NAME,
+            api_base=self.api_base,
+            api_key=self.chargebee_api_key,
+            rate_limit=self.chargebee_rate_limit,
+            webhook_user=self.webhook_user,
+            webhook_password=self.webhook_password,
+            home=True,
+        )
+
+    @property
+    def sites(self) -> tuple[Site, ...]:
+        """Every site this deployment serves, the home site first."""
+        home = self.home_site
+        return ((home,) if home else ()) + self.other_sites
+
+    @property
+    def site_names(self) -> tuple[str, ...]:
+        return tuple(site.name for site in self.sites)
+
+    @property
+    def several_sites(self) -> bool:
+        return len(self.sites) > 1
+
+    def site(self, name: str) -> Site:
+        """The site named `name`; an unknown name is refused with the names there are."""
+        for site in self.sites:
+            if site.name == name:
+                return site
+        known = ", ".join(self.site_names) or "none"
+        raise ConfigError(f"no Chargebee site named {name!r} is configured (sites: {known})")
+
+    def for_site(self, name: str) -> Settings:
+        """These settings scoped to one site: its API, key, rate limit and webhook credentials, and its
+        key prefix and queue, so that everything given them reads and writes that site's data only."""
+        base = self.unscoped or self
+        site = base.site(name)
+        if site.home:
+            return replace(
+                base,
+                site_name=site.name,
+                deployment_prefix=base.key_prefix,
+                deployment_queue=base.queue_name,
+                unscoped=base,
+            )
+        return replace(
+            base,
+            chargebee_site=site.name,
+            chargebee_api_base=site.api_base,
+            chargebee_api_key=site.api_key,
+            chargebee_rate_limit=site.rate_limit,
+            webhook_user=site.webhook_user,
+            webhook_password=site.webhook_password,
+            key_prefix=site.key_prefix(base.key_prefix),
+            queue_name=site.queue_name(base.queue_name),
+            site_name=site.name,
+            deployment_prefix=base.key_prefix,
+            deployment_queue=base.queue_name,
+            unscoped=base,
+        )
+
+    @property
+    def deployment_key_prefix(self) -> str:
+        """The deployment's own key prefix, whichever site these settings are scoped to: where what no
+        site owns lives (dashboard sessions and users, rules reloads)."""
+        return self.deployment_prefix or self.key_prefix
 
     @property
     def api_base(self) -> str | None:
@@ -138,8 +225,9 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Every secret these settings hold, as text may carry it (reactor/redaction.py redacts them)."""
-        return secret_values(
+        """Every secret these settings hold, every site's included, as text may carry it
+        (reactor/redaction.py redacts them)."""
+        found = secret_values(
             api_key=self.chargebee_api_key,
             webhook=(self.webhook_user, self.webhook_password),
             admin=(self.admin_user, self.admin_password),
@@ -147,6 +235,18 @@ class Settings:
             notify_url=self.notify_url or "",
             redis_url=self.redis_url or "",
         )
+        for site in self.other_sites:
+            found += secret_values(
+                api_key=site.api_key,
+                webhook=(site.webhook_user, site.webhook_password),
+                admin=("", ""),
+                secret_key="",
+                notify_url="",
+                redis_url="",
+            )
+        if self.unscoped is not None:
+            found += self.unscoped.secrets
+        return tuple(dict.fromkeys(found))
 
 
 NOTIFY_TOKEN_PATH = 12
@@ -198,8 +298,10 @@ def _url_passwords(url: str) -> list[str]:
 
 def secrets_in(env: Mapping[str, str]) -> tuple[str, ...]:
     """The secrets an environment holds, unchecked: read at a process's edge, before (or whether or
-    not) its settings are valid, so a refusal to start is redacted too."""
-    return secret_values(
+    not) its settings are valid, so a refusal to start is redacted too. Every site's API key and
+    webhook password count (`REACTOR_SITE_*_API_KEY`, `_WEBHOOK_PASSWORD`); a key file's content
+    is not read here."""
+    found = secret_values(
         api_key=env.get("CHARGEBEE_API_KEY", "").strip(),
         webhook=(env.get("REACTOR_WEBHOOK_USER", ""), env.get("REACTOR_WEBHOOK_PASSWORD", "")),
         admin=(env.get("REACTOR_ADMIN_USER", "").strip(), env.get("REACTOR_ADMIN_PASSWORD", "")),
@@ -207,6 +309,18 @@ def secrets_in(env: Mapping[str, str]) -> tuple[str, ...]:
         notify_url=env.get("REACTOR_NOTIFY_URL", "").strip(),
         redis_url=env.get("REDIS_URL", "").strip(),
     )
+    for name, value in env.items():
+        if name.startswith("REACTOR_SITE_") and name.endswith(("_API_KEY", "_WEBHOOK_PASSWORD")) and value.strip():
+            user = env.get(name.removesuffix("_PASSWORD") + "_USER", "") if name.endswith("_PASSWORD") else ""
+            found += secret_values(
+                api_key=value.strip() if name.endswith("_API_KEY") else "",
+                webhook=(user, value) if name.endswith("_PASSWORD") else ("", ""),
+                admin=("", ""),
+                secret_key="",
+                notify_url="",
+                redis_url="",
+            )
+    return tuple(dict.fromkeys(found))
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -406,6 +520,27 @@ def _chargebee(env: Mapping[str, str]) -> tuple[str | None, str | None, str]:
     return site, api_base, api_key
 
 
+def _sites(
+    env: Mapping[str, str], home: str | None, home_api_base: str | None, webhook_auth: str
+) -> tuple[tuple[Site, ...], bool]:
+    """REACTOR_SITES and each listed site's `REACTOR_SITE_<NAME>_*` (reactor/sites.py). The home site
+    (CHARGEBEE_SITE, or CHARGEBEE_API_BASE) may be listed too; it keeps its own variables. Returns the
+    other sites and whether there is a home site: without REACTOR_SITES there always is one (the sandbox
+    when nothing is configured)."""
+    try:
+        names = site_names(env.get("REACTOR_SITES", ""))
+        if not names:
+            return (), True
+        home_configured = bool(home or home_api_base)
+        home_name = (home or HOME_WITHOUT_NAME) if home_configured else None
+        rate_limit = _int(env, "REACTOR_CHARGEBEE_RATE_LIMIT", 150, minimum=1)
+        listed = [name for name in names if name != home_name]
+        others = tuple(read_site(env, name, rate_limit=rate_limit, webhook_auth=webhook_auth) for name in listed)
+    except SiteConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return others, home_configured
+
+
 def _notify_url(env: Mapping[str, str]) -> str | None:
     """REACTOR_NOTIFY_URL: a Slack-compatible incoming webhook (POST `{"text": ...}`), or unset.
     The URL carries the receiver's token, so a refusal names what is wrong, never the URL."""
@@ -443,6 +578,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
     auth, user, password = _webhook_auth(env)
     site, api_base, api_key = _chargebee(env)
     replica_ack, replica_ack_timeout = _replica_ack(env)
+    other_sites, home_configured = _sites(env, site, api_base, auth)
     settings = Settings(
         redis_url=_redis_url(env),
         chargebee_site=site,
@@ -497,6 +633,8 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         session_idle=_int(env, "REACTOR_SESSION_IDLE", 3600, minimum=60),
         dashboard_users=_flag(env, "REACTOR_DASHBOARD"),
         users_file=_text(env, "REACTOR_USERS_FILE") or None,
+        other_sites=other_sites,
+        home_configured=home_configured,
     )
     check_timeouts(settings)
     return settings

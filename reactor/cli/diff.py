@@ -17,6 +17,7 @@ reading one changed; the rule and field are named before the tables). When sever
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,8 +30,10 @@ import redis
 from rich.table import Table
 
 from ..chargebee import ChargebeeError
+from ..config import Settings
 from ..console.diff_formats import (
     CHANGE_COLUMNS,
+    as_data,
     change_rows,
     count_and_amount,
     outcome_lines,
@@ -58,9 +61,18 @@ from ..jobs.preview import held_invoices
 from ..rules import RulesError, RuleSet, load_rules
 from ..rules.diff import CHANGE_MEANINGS, BudgetsUsed, RulesDiff
 from ..rules.event_types import SWEEP_EVENT_TYPE
-from ..rules.fail_over import EXIT_ERROR, FailOver, FailOverError, exit_code
+from ..rules.fail_over import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_NO_CHANGE,
+    EXIT_NOT_PREVIEWED,
+    EXIT_OVER,
+    FailOver,
+    FailOverError,
+    exit_code,
+)
 from ..timestamps import shown_time
-from .helpers import cell, chargebee_settings, command_settings, connect, console
+from .helpers import SiteRefused, cell, chargebee_settings, command_settings, connect, console, each_site, site_option
 from .rules import rules
 
 
@@ -81,12 +93,12 @@ def _load(path: Path) -> RuleSet:
         _fail(f"cannot read {path}: {exc.strerror or exc}")
 
 
-def _online_listing() -> tuple[Listing, FactSource, Callable[[datetime], BudgetsUsed]]:
-    """Every open invoice from Chargebee under the shared rate limit, with a progress bar on a terminal;
-    and the reader of today's budget counters (read only) at the diff's instant."""
+def _online_listing(site: Settings) -> tuple[Listing, FactSource, Callable[[datetime], BudgetsUsed]]:
+    """Every open invoice of one site from Chargebee under its rate limit, with a progress bar on a
+    terminal; and the reader of that site's budget counters today (read only) at the diff's instant."""
     from rich.progress import Progress  # late: start-up time (rich.progress costs `reactor --help` ~7 ms)
 
-    settings = chargebee_settings(command_settings())
+    settings = chargebee_settings(site)
     connection = connect(settings)
     client = build_context(settings, connection, records=False).chargebee  # a preview: no call traced
     taken = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -109,6 +121,7 @@ class DiffOptions:
     invoices_file: str | None
     at: str | None
     fail_over: tuple[str, ...]
+    site: str | None
 
 
 def _parsed_as_options(command: Callable[[DiffOptions], None]) -> Callable[..., None]:
@@ -134,10 +147,12 @@ def _parsed_as_options(command: Callable[[DiffOptions], None]) -> Callable[..., 
 @click.option("--invoices", "invoices_file", type=click.Path(dir_okay=False), help="Diff offline from a snapshot.")
 @click.option("--at", "at", help="Decide at this ISO time. Default: now, or the snapshot's time offline.")
 @click.option("--fail-over", multiple=True, help="Exit 3 when newly written off passes AMOUNT or CUR=AMOUNT.")
+@site_option
 @_parsed_as_options
 def rules_diff(options: DiffOptions) -> None:
     """What NEW.yaml would change on every open invoice: exit 0 no change, 1 changes, 2 error, 3 over
-    --fail-over, 4 a change could not be previewed."""
+    --fail-over, 4 a change could not be previewed. With several sites and no --site, every site's
+    open invoices, a section each (json: a list, one document per site), the exit code the worst."""
     try:
         code = _diff(options)
     except click.UsageError:
@@ -154,41 +169,77 @@ def rules_diff(options: DiffOptions) -> None:
 
 
 def _diff(options: DiffOptions) -> int:
-    """The command's work; returns its exit code (0, 1 or 3) and raises on an error."""
+    """The command's work; returns its exit code (0, 1, 3 or 4) and raises on an error."""
     allowance = FailOver.parse(options.fail_over)
     snapshot, invoices_file, new_path = options.snapshot, options.invoices_file, options.new_path
     if snapshot and invoices_file:
         raise click.ClickException("give --snapshot (save a listing) or --invoices (diff from one), not both")
     at_time = _at(options.at) if options.at else None
-    base_path = options.base_path or command_settings().rules_path
+    settings = command_settings()
+    if invoices_file and options.site:
+        raise click.ClickException("--invoices diffs a snapshot, which is one site's already: leave --site out")
+    if snapshot and options.site is None and settings.several_sites:
+        raise SiteRefused(f"a --snapshot is one site's: name one with --site ({', '.join(settings.site_names)})")
+    scoped: list[Settings | None] = [None] if invoices_file else list(each_site(settings, options.site))
+    base_path = options.base_path or settings.rules_path
     base, new = _load(base_path), _load(new_path)
     read = [base_path, new_path, *([invoices_file] if invoices_file else [])]
-    listing, facts, read_budgets = _listing(invoices_file, snapshot, read)
-    if at_time is None and invoices_file:
-        at_time = parse_instant(listing.taken_at)  # offline: the snapshot's moment, the same answer
-    now = at_time or datetime.now(timezone.utc)
-    if read_budgets is not None:  # online: what today's budgets have used, at the diff's instant
-        listing.budgets = read_budgets(now)
-    diff = diff_listing(base, new, listing, now, facts)
     if snapshot:
-        save_snapshot(snapshot, listing)
-    header = {
-        "base": str(base_path),
-        "base_version": base.version,
-        "new": str(new_path),
-        "new_version": new.version,
-        "at": now.isoformat(timespec="seconds"),
-        "source": invoices_file or listing.source,
-        "chargebee_calls": listing.calls,
-        "budgets": diff.budgets,
-    }
-    if options.fmt != "table":  # before the output; the table prints them first itself
-        for line in preview_notes(diff):
-            click.echo(visible(line), err=True)
-    _print(diff, header, options.fmt)
-    for line in allowance.exceeded(diff) if allowance is not None else []:
-        click.echo(f"over --fail-over: {line}", err=True)
-    return exit_code(diff, allowance)
+        check_snapshot_path(snapshot, read)  # before minutes of listing, not after
+    several = len(scoped) > 1 or (settings.several_sites and options.site is not None)
+    documents, codes = [], []
+    for site in scoped:
+        listing, facts, read_budgets = _listing(invoices_file, site)
+        at = at_time
+        if at is None and invoices_file:
+            at = parse_instant(listing.taken_at)  # offline: the snapshot's moment, the same answer
+        now = at or datetime.now(timezone.utc)
+        if read_budgets is not None:  # online: what today's budgets have used, at the diff's instant
+            listing.budgets = read_budgets(now)
+        diff = diff_listing(base, new, listing, now, facts)
+        if snapshot:
+            save_snapshot(snapshot, listing)
+        header = {
+            **({"site": site.site_name} if several and site is not None else {}),
+            "base": str(base_path),
+            "base_version": base.version,
+            "new": str(new_path),
+            "new_version": new.version,
+            "at": now.isoformat(timespec="seconds"),
+            "source": invoices_file or listing.source,
+            "chargebee_calls": listing.calls,
+            "budgets": diff.budgets,
+        }
+        if options.fmt != "table":  # before the output; the table prints them first itself
+            for line in preview_notes(diff):
+                click.echo(visible(line), err=True)
+        if options.fmt == "json" and len(scoped) > 1:
+            documents.append(as_data(diff, header))
+        else:
+            if several and site is not None and options.fmt != "json":
+                _site_heading(site.site_name, options.fmt, first=not codes)
+            _print(diff, header, options.fmt)
+        for line in allowance.exceeded(diff) if allowance is not None else []:
+            click.echo(f"over --fail-over: {line}", err=True)
+        codes.append(exit_code(diff, allowance))
+    if documents:
+        click.echo(json.dumps(documents, indent=2, ensure_ascii=True))
+    return min(codes, key=SITE_CODE_ORDER.index)
+
+
+SITE_CODE_ORDER = (EXIT_OVER, EXIT_NOT_PREVIEWED, EXIT_CHANGES, EXIT_NO_CHANGE)
+"""Which site's exit code the command's is, first found first: 3, then 4, then 1, then 0."""
+
+
+def _site_heading(name: str, fmt: str, *, first: bool) -> None:
+    """The line that opens a site's section: a `site` row in csv, a heading in markdown, a line in a table."""
+    gap = "" if first else "\n"
+    if fmt == "csv":
+        click.echo(f"{gap}site,{name}")
+    elif fmt == "markdown":
+        click.echo(f"{gap}## site {name}\n")
+    else:
+        click.echo(f"{gap}site {name}:")
 
 
 def _at(value: str) -> datetime:
@@ -199,16 +250,14 @@ def _at(value: str) -> datetime:
 
 
 def _listing(
-    invoices_file: str | None, snapshot: str | None, read: list[str | Path]
+    invoices_file: str | None, site: Settings | None
 ) -> tuple[Listing, FactSource, Callable[[datetime], BudgetsUsed] | None]:
-    """The open invoices: from a snapshot (offline, with the budget counts it kept), or from Chargebee.
-    `read`: the files this run reads, which --snapshot must not replace."""
-    if snapshot:
-        check_snapshot_path(snapshot, read)  # before minutes of listing, not after
-    if invoices_file:
-        listing = load_snapshot(invoices_file)
+    """The open invoices: from a snapshot (offline, with the budget counts it kept), or from the
+    site's Chargebee."""
+    if invoices_file or site is None:
+        listing = load_snapshot(invoices_file or "")
         return listing, FactSource(listing, None), None
-    return _online_listing()
+    return _online_listing(site)
 
 
 def _print(diff: RulesDiff, header: dict[str, Any], fmt: str) -> None:

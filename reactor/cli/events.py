@@ -31,9 +31,11 @@ from .helpers import (
     console,
     current_actor,
     end_of_replay,
+    one_site,
     parse_since,
     plural,
     say,
+    site_option,
     warn,
 )
 from .identity import acting_person, user_option
@@ -57,8 +59,9 @@ def events() -> None:
 @click.option("--dry-run", is_flag=True, help="Show what the rules in force decide now; call and enqueue nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before replaying more than one selected event.")
 @user_option
+@site_option
 def events_replay(
-    event_ids: tuple[str, ...], dry_run: bool, yes: bool, user_name: str | None, **chosen: object
+    event_ids: tuple[str, ...], dry_run: bool, yes: bool, user_name: str | None, site: str | None, **chosen: object
 ) -> None:
     """Evaluate stored events again, dead or not, under new job ids (replay-EVENT-TIME).
 
@@ -73,7 +76,7 @@ def events_replay(
             "name event ids, or select with --invoice, --customer, --rule, --outcome, "
             "--event-type, --currency, --since/--until"
         )
-    letters = _dead_letters(user_name, acting=not dry_run)
+    letters = _dead_letters(site, user_name, acting=not dry_run)
     if dry_run:  # first: no branch below, which enqueues, may be reached by a dry run
         found = _named(letters, event_ids) if event_ids else _gather(letters, selection)
         if found:
@@ -107,9 +110,10 @@ def _selection(chosen: dict[str, object]) -> ReplaySelection:
     return ReplaySelection(**texts, since=since, until=until, outcomes=frozenset(outcomes) or None)
 
 
-def _dead_letters(user_name: str | None = None, acting: bool = False) -> DeadLetters:
-    """The dead letters and stored events; `acting`: for a replay a person answers for."""
-    settings = command_settings()
+def _dead_letters(site: str | None, user_name: str | None = None, acting: bool = False) -> DeadLetters:
+    """The stored events and dead letters of the site `--site` names (or the only site); `acting`: for
+    a replay a person answers for."""
+    settings = one_site(command_settings(), site)
     connection = connect(settings)
     actor = acting_person(settings, connection, user_name, "replay events") if acting else current_actor()
 

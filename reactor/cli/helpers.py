@@ -7,8 +7,9 @@ import getpass
 import re
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -24,6 +25,8 @@ from ..logs import setup_logging
 from ..redaction import redact
 from ..redis_connect import connect as redis_connect
 from ..redis_wait import RedisUnreachable, eviction_refusal, explain, redis_address, unreachable, wait_for_redis
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 NO_CHARGEBEE = (
     "no Chargebee configured: set CHARGEBEE_SITE (or CHARGEBEE_API_BASE) and CHARGEBEE_API_KEY, "
@@ -260,3 +263,49 @@ def end_of_replay(count: int, what: str, verb: str, refused: int, *, summary: bo
         say(f"{plural(count - refused, what)} {verb}{refusals}; follow with `reactor audit --since 10m`")
     if refused:
         sys.exit(1)
+
+
+# -- sites -----------------------------------------------------------------------------------------
+
+
+class SiteRefused(click.ClickException):
+    """`--site` is missing where several sites are configured, or names none of them: one line and
+    exit 2, as click's usage errors."""
+
+    exit_code = 2
+
+
+def site_option(command: F) -> F:
+    """`--site NAME`: the Chargebee site a command works on (REACTOR_SITES, reactor/sites.py)."""
+    return click.option(
+        "--site",
+        default=None,
+        metavar="NAME",
+        help="The Chargebee site (REACTOR_SITES); required for one invoice's data when several are configured.",
+    )(command)
+
+
+def _named_site(settings: Settings, name: str) -> Settings:
+    try:
+        return settings.for_site(name)
+    except ConfigError as exc:
+        raise SiteRefused(str(exc)) from None
+
+
+def one_site(settings: Settings, name: str | None) -> Settings:
+    """The settings of the site `--site` names; of the only site when one is configured; refused
+    (naming the sites) when several are and none was named: an invoice id means nothing without its
+    site."""
+    if name is not None:
+        return _named_site(settings, name)
+    if settings.several_sites:
+        names = ", ".join(settings.site_names)
+        raise SiteRefused(f"several Chargebee sites are configured ({names}): name one with --site")
+    return settings.for_site(settings.site_names[0])
+
+
+def each_site(settings: Settings, name: str | None) -> list[Settings]:
+    """The settings of the site `--site` names, or of every configured site, the home site first."""
+    if name is not None:
+        return [_named_site(settings, name)]
+    return [settings.for_site(site) for site in settings.site_names]

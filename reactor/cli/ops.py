@@ -8,7 +8,9 @@ event that has expired in the meantime.
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import json
 import sys
 import textwrap
@@ -23,7 +25,7 @@ from rich.table import Table
 from ..config import Settings
 from ..console.archiving import audit_archive
 from ..console.deadletters import DeadLetter, DeadLetterError, DeadLetters, redact, select
-from ..jobs.audit import OUTCOMES, AuditFilter, AuditLog, AuditRecord, export_lines, visible
+from ..jobs.audit import FIELDS, OUTCOMES, AuditFilter, AuditLog, AuditRecord, export_lines, spreadsheet_cell, visible
 from ..jobs.audit.archive import ArchiveUnavailable, AuditArchive
 from ..jobs.audit.full_trail import AuditTrail
 from ..keys import Keys
@@ -36,11 +38,14 @@ from .helpers import (
     connect,
     console,
     current_actor,
+    each_site,
     end_of_replay,
+    one_site,
     parse_duration,
     parse_since,
     plural,
     say,
+    site_option,
     warn,
 )
 from .identity import acting_person, user_option
@@ -62,12 +67,18 @@ def _rules_version(settings: Settings) -> Callable[[], str | None]:
     return version
 
 
-def _dead_letters(user_name: str | None = None, acting: bool = False) -> DeadLetters:
-    """The dead letters; `acting`: for a replay a person answers for (reactor/cli/identity.py)."""
-    settings = command_settings()
+def _letters_of(settings: Settings, user_name: str | None = None, acting: bool = False) -> DeadLetters:
+    """The dead letters of the site `settings` are scoped to; `acting`: for a replay a person answers for
+    (reactor/cli/identity.py)."""
     connection = connect(settings)
     actor = acting_person(settings, connection, user_name, "replay dead letters") if acting else current_actor()
     return DeadLetters(connection, settings, rules_version=_rules_version(settings), actor=actor)
+
+
+def _dead_letters(site: str | None, user_name: str | None = None, acting: bool = False) -> DeadLetters:
+    """The dead letters of the site `--site` names (or the only site): a job or an event id means
+    nothing without its site."""
+    return _letters_of(one_site(command_settings(), site), user_name, acting)
 
 
 # -- audit ---------------------------------------------------------------------------------------
@@ -172,6 +183,7 @@ def print_audit(records: Iterable[AuditRecord]) -> None:
     "--limit", type=click.IntRange(min=1), default=None, help=f"The latest N (table default {DEFAULT_TABLE_LIMIT})."
 )
 @click.pass_context
+@site_option
 def audit(
     ctx: click.Context,
     since: str | None,
@@ -181,16 +193,19 @@ def audit(
     outcomes: tuple[str, ...],
     fmt: str,
     limit: int | None,
+    site: str | None,
 ) -> None:
     """Every decision: event, invoice, rule, outcome, amount, the rules version it was made under.
 
     Reads the archive (REACTOR_AUDIT_ARCHIVE) and the stream in Redis as one trail, each record once.
     The table shows amounts in major units (12.50 USD); csv and jsonl keep Chargebee's minor units
-    (amount_due 1250 with currency USD) and stream every matching record unless --limit is given."""
+    (amount_due 1250 with currency USD) and stream every matching record unless --limit is given.
+    With several sites and no --site, every site's records, a section per site (csv and jsonl gain
+    a `site` field)."""
     if ctx.invoked_subcommand is not None:
         return
     settings = command_settings()
-    trail = audit_trail(settings, connect(settings))
+    connection = connect(settings)
     filters = AuditFilter(
         since=_since(since),
         until=_since(until),
@@ -198,15 +213,28 @@ def audit(
         event_id=event_id,
         outcomes=_outcome_list(outcomes),
     )
-    try:
-        _print_trail(trail, filters, fmt, limit)
-    except ArchiveUnavailable as exc:
-        raise click.ClickException(f"the audit archive could not be read: {exc}") from None
+    for index, scoped in enumerate(each_site(settings, site)):
+        trail = audit_trail(scoped, connection)
+        try:
+            if fmt != "table":
+                exported = trail.query(filters) if limit is None else _latest(trail, filters, limit)
+                if settings.several_sites:
+                    exported_lines = site_lines(exported, fmt, scoped.site_name, header=index == 0)
+                else:
+                    exported_lines = export_lines(exported, fmt)
+                for chunk in exported_lines:
+                    click.echo(chunk, nl=False)
+                continue
+            if settings.several_sites:
+                say(("" if index == 0 else "\n") + f"site {scoped.site_name}:", keep_newlines=True)
+            _audit_table(trail, filters, limit)
+        except ArchiveUnavailable as exc:
+            raise click.ClickException(f"the audit archive could not be read: {exc}") from None
 
 
 def audit_trail(settings: Settings, connection: redis.Redis) -> AuditTrail:
-    """The archive and the stream as one trail; the stream alone, said on stderr, when the archive
-    cannot be listed."""
+    """The archive and the stream of the site `settings` are scoped to, as one trail; the stream alone,
+    said on stderr, when the archive cannot be listed."""
     log = AuditLog(connection, Keys(settings.key_prefix).audit())
     archive: AuditArchive | None = audit_archive(settings, connection)
     try:
@@ -217,12 +245,27 @@ def audit_trail(settings: Settings, connection: redis.Redis) -> AuditTrail:
     return AuditTrail(log, archive)
 
 
-def _print_trail(trail: AuditTrail, filters: AuditFilter, fmt: str, limit: int | None) -> None:
-    if fmt != "table":
-        exported = trail.query(filters) if limit is None else _latest(trail, filters, limit)
-        for chunk in export_lines(exported, fmt):
-            click.echo(chunk, nl=False)
+def site_lines(records: Iterable[AuditRecord], fmt: str, site: str, *, header: bool) -> Iterator[str]:
+    """`export_lines` with a `site` field first: jsonl objects gain the key, csv a first column (its
+    header only when `header`, so several sites make one file)."""
+    if fmt == "jsonl":
+        for record in records:
+            yield json.dumps({"site": site, **record.as_dict()}, sort_keys=True, ensure_ascii=True) + "\n"
         return
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=("site", "id", *FIELDS), extrasaction="ignore")
+    if header:
+        writer.writeheader()
+    for record in records:
+        cells = {k: "" if v is None else spreadsheet_cell(v) for k, v in record.as_dict().items()}
+        writer.writerow({**cells, "site": site})
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+    yield out.getvalue()
+
+
+def _audit_table(trail: AuditTrail, filters: AuditFilter, limit: int | None) -> None:
     wanted = limit or DEFAULT_TABLE_LIMIT
     records = _latest(trail, filters, wanted + 1)
     more = len(records) > wanted
@@ -248,13 +291,18 @@ def dlq() -> None:
     """Dead letters: jobs that failed after their last retry. Replays re-decide on current rules."""
 
 
-def _letters_table(letters: Iterable[DeadLetter]) -> Table:
-    table = Table("job", "event", "type", "invoice", "last error", "attempts", "failed at (UTC)")
-    for letter in letters:
+def _letters_table(letters: Iterable[DeadLetter], sites: Iterable[str] | None = None) -> Table:
+    """The dead letters a row each; with `sites` (the site of each letter), a first `site` column."""
+    named = list(sites) if sites is not None else None
+    table = Table(*(("site",) if named is not None else ()), "job", "event", "type", "invoice", "last error")
+    table.add_column("attempts")
+    table.add_column("failed at (UTC)")
+    for index, letter in enumerate(letters):
         table.add_row(
             *map(
                 cell,
                 (
+                    *((named[index],) if named is not None else ()),
                     letter.job_id,
                     letter.event_id,
                     letter.event_type,
@@ -272,13 +320,19 @@ def _letters_table(letters: Iterable[DeadLetter]) -> Table:
 @click.option("--event-type", default=None, help="Only dead letters of this event type, e.g. payment_failed.")
 @click.option("--since", default=None, help="Only those that failed since: ISO time or 30m, 2h, 3d.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def dlq_list(event_type: str | None, since: str | None, fmt: str) -> None:
-    """Failed jobs, newest first: job, event, invoice, last error, attempts, failed at."""
-    letters = _dead_letters()
-    everything = letters.list()
-    shown = select(everything, event_type, _since(since))
+@site_option
+def dlq_list(event_type: str | None, since: str | None, fmt: str, site: str | None) -> None:
+    """Failed jobs, newest first: job, event, invoice, last error, attempts, failed at. With several
+    sites and no --site, every site's, each row (and JSON object) naming its site."""
+    settings = command_settings()
+    everything: list[tuple[str, DeadLetter]] = []
+    shown: list[tuple[str, DeadLetter]] = []
+    for scoped in each_site(settings, site):
+        mine = _letters_of(scoped).list()
+        everything += [(scoped.site_name, letter) for letter in mine]
+        shown += [(scoped.site_name, letter) for letter in select(mine, event_type, _since(since))]
     if fmt == "json":
-        click.echo(json.dumps([letter.as_dict() for letter in shown], indent=2))
+        click.echo(json.dumps([{"site": name, **letter.as_dict()} for name, letter in shown], indent=2))
         return
     if not everything:
         say("no dead letters: nothing has failed (or everything was replayed or purged)")
@@ -286,16 +340,22 @@ def dlq_list(event_type: str | None, since: str | None, fmt: str) -> None:
     if not shown:
         say(f"no dead letters match ({plural(len(everything), 'dead letter')} in all)")
         return
-    console().print(_letters_table(shown))
+    sites = [name for name, _ in shown] if settings.several_sites else None
+    console().print(_letters_table([letter for _, letter in shown], sites))
     total = f" of {len(everything)}" if len(shown) != len(everything) else ""
-    say(f"{len(shown)}{total} dead letter{'s' if len(everything) != 1 else ''}; `reactor dlq show JOB` for details")
+    where = " --site SITE" if settings.several_sites else ""
+    say(
+        f"{len(shown)}{total} dead letter{'s' if len(everything) != 1 else ''}; "
+        f"`reactor dlq show{where} JOB` for details"
+    )
 
 
 @dlq.command("show")
 @click.argument("job_or_event_id")
-def dlq_show(job_or_event_id: str) -> None:
+@site_option
+def dlq_show(job_or_event_id: str, site: str | None) -> None:
     """One dead letter (by job id or event id): the stored event, the decision trail, the traceback."""
-    letters = _dead_letters()
+    letters = _dead_letters(site)
     found = letters.find(job_or_event_id)
     if not found:
         warn(f"{job_or_event_id}: no job and no dead letter for an event of that id (see `reactor dlq list`)")
@@ -355,6 +415,7 @@ def _select(
 @click.option("--dry-run", is_flag=True, help="List what would be replayed; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation of a bulk replay.")
 @user_option
+@site_option
 def dlq_replay(
     job_ids: tuple[str, ...],
     replay_all: bool,
@@ -363,12 +424,13 @@ def dlq_replay(
     dry_run: bool,
     yes: bool,
     user_name: str | None,
+    site: str | None,
 ) -> None:
     """Run dead letters again: current rules, the invoice fetched fresh, the same safeguards.
 
     A replay cannot write an invoice off twice: the written-off mark, the fresh invoice and the
     idempotency key all stop a second write-off. Exit 1 if any id could not be replayed."""
-    letters = _dead_letters(user_name, acting=not dry_run)
+    letters = _dead_letters(site, user_name, acting=not dry_run)
     targets, bulk = _select(letters, job_ids, replay_all, event_type, since)
     if not targets:
         say("no dead letters to replay")
@@ -402,10 +464,11 @@ def dlq_replay(
 @click.option("--older-than", "older_than", required=True, help="Age of the failure, e.g. 30d, 12h.")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def dlq_purge(older_than: str, dry_run: bool, yes: bool) -> None:
+@site_option
+def dlq_purge(older_than: str, dry_run: bool, yes: bool, site: str | None) -> None:
     """Delete dead letters that failed longer ago than --older-than (the job and its registry entry)."""
     age = parse_duration(older_than)
-    letters = _dead_letters()
+    letters = _dead_letters(site)
     candidates = letters.purge(age, dry_run=True)
     if not candidates:
         say(f"no dead letters older than {older_than}")

@@ -15,7 +15,7 @@ from ..jobs.sweep import Checkpoint, SweepResult, run_sweep
 from ..jobs.sweep_report import ReportError, check_report_path, totals, write_report
 from ..rules import RulesError
 from ..rules.event_types import SWEEP_EVENT_TYPE
-from .helpers import cell, chargebee_settings, command_settings, connect, console
+from .helpers import SiteRefused, cell, chargebee_settings, command_settings, connect, console, each_site, site_option
 
 
 @click.command()
@@ -35,14 +35,36 @@ from .helpers import cell, chargebee_settings, command_settings, connect, consol
     default=0,
     help="Skip invoices less overdue than this (due_date, our side).",
 )
-def sweep(dry_run: bool, report: str | None, resume: bool, min_days_overdue: int) -> None:
-    """List every unpaid invoice from Chargebee and act on each as a webhook would (reactor/jobs/sweep.py)."""
-    settings = chargebee_settings(command_settings())
+@site_option
+def sweep(dry_run: bool, report: str | None, resume: bool, min_days_overdue: int, site: str | None) -> None:
+    """List every unpaid invoice from Chargebee and act on each as a webhook would (reactor/jobs/sweep.py).
+    With several sites and no --site, every site in turn, a section each."""
+    settings = command_settings()
+    if report and site is None and settings.several_sites:
+        raise SiteRefused(f"a --report is one site's: name one with --site ({', '.join(settings.site_names)})")
+    scoped = each_site(settings, site)
     try:
         if report:
             check_report_path(report)  # before minutes of listing, not after
     except ReportError as exc:
         raise click.ClickException(str(exc)) from None
+    failed = []
+    for each in scoped:
+        if settings.several_sites:
+            click.echo(f"site {each.site_name}:")
+        try:
+            _sweep_site(chargebee_settings(each), dry_run, report, resume, min_days_overdue)
+        except click.ClickException as exc:
+            if len(scoped) == 1:
+                raise
+            click.echo(f"Error: {visible(exc.format_message())}", err=True)
+            failed.append(each.site_name)
+    if failed:
+        raise click.ClickException(f"the sweep failed on {', '.join(failed)}; the other sites were swept")
+
+
+def _sweep_site(settings: Settings, dry_run: bool, report: str | None, resume: bool, min_days_overdue: int) -> None:
+    """One site's sweep, its report written and its result printed."""
     try:
         result = _sweep_with_progress(settings, dry_run or bool(report), resume, min_days_overdue)
     except ChargebeeError as exc:

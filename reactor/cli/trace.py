@@ -10,7 +10,7 @@ import click
 
 from ..console.trace import build_timeline, find_invoice, read_receipt, read_sources, render_text
 from ..jobs.audit import visible
-from .helpers import INVOICE_OR_EVENT_ID, command_settings, connect
+from .helpers import INVOICE_OR_EVENT_ID, command_settings, connect, one_site, site_option
 
 
 @click.command("trace")
@@ -18,13 +18,14 @@ from .helpers import INVOICE_OR_EVENT_ID, command_settings, connect
 @click.option(
     "--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
 )
-def trace(some_id: str, output: str) -> None:
+@site_option
+def trace(some_id: str, output: str, site: str | None) -> None:
     """Every event received (duplicates and stale ones too), every decision with the facts it read and
     which conditions were true, every Chargebee call (status, idempotency key, rate-limit wait), the
     outcome with its credit note, retries, dead letters, releases and replays with who did them.
     Given an event id, the trace of its invoice; for an event answered `ignored` or refused with 400,
     the receipt of its delivery. Exits 1 when nothing is kept about the id."""
-    settings = command_settings()
+    settings = one_site(command_settings(), site)
     connection = connect(settings)
     invoice_id = find_invoice(connection, settings, some_id)
     if invoice_id is None:

@@ -2,6 +2,10 @@
 REACTOR_NOTIFY_INTERVAL seconds turns new dead letters into notices and sends the notices waiting
 in Redis (reactor/notices.py) as one message to REACTOR_NOTIFY_URL, a Slack-compatible incoming
 webhook (`POST {"text": ...}`). Jobs only append notices: nothing else waits for the receiver.
+
+One sender serves the deployment: it reads every Chargebee site's notices and dead letters (each
+under its site's key prefix) into one digest, each line naming its site when there are several,
+under one lock under the deployment's prefix.
 """
 
 from __future__ import annotations
@@ -131,6 +135,10 @@ class Notice:
     kind: str
     text: str
     at: str
+    site: str = ""  # named in the digest's line when the deployment has several sites
+
+    def line(self) -> str:
+        return f"[{self.site}] {self.text}" if self.site else self.text
 
 
 def digest(
@@ -142,9 +150,13 @@ def digest(
     lines = [f"{source}: {total} {'thing needs' if total == 1 else 'things need'} a person"]
     kinds = [k for k in HEADINGS if any(n.kind == k for n in notices)]
     kinds += sorted({n.kind for n in notices} - set(HEADINGS))
+    several = any(n.site for n in notices)
     for kind in kinds:
-        texts = [n.text for n in notices if n.kind == kind]
-        lines.append(f"*{len(texts)} {HEADINGS.get(kind, kind)}*")
+        texts = [n.line() for n in notices if n.kind == kind]
+        heading = HEADINGS.get(kind, kind)
+        if several:  # the commands on one invoice or job need its site
+            heading = heading.replace("INVOICE_ID", "--site SITE INVOICE_ID").replace("JOB_ID", "--site SITE JOB_ID")
+        lines.append(f"*{len(texts)} {heading}*")
         lines += [f"• {text}" for text in texts[:MAX_LINES]]
         if len(texts) > MAX_LINES:
             lines.append(f"• … and {len(texts) - MAX_LINES} more")
@@ -171,8 +183,19 @@ def money_lines(daily: DailyWriteOffs) -> list[str]:
     return lines
 
 
+class SiteState:
+    """One site's part of the digest: its notices stream, its dead letters (its queue's
+    FailedJobRegistry) and what of them was told, its audit trail for today's money."""
+
+    def __init__(self, settings: Settings, connection: redis.Redis, named: bool):
+        self.name = settings.site_name if named else ""
+        self.keys = Keys(settings.key_prefix)
+        self.notices = Notices(connection, settings.key_prefix)
+        self.registry = FailedJobRegistry(queue=Queue(settings.queue_name, connection=connection))
+
+
 class Notifier:
-    """Tells new dead letters and sends the digest; `run` repeats it until `stop` is set."""
+    """Tells new dead letters and sends the digest, for every site; `run` repeats it until `stop` is set."""
 
     def __init__(self, settings: Settings, connection: redis.Redis, deadline: float = POST_DEADLINE):
         if not settings.notify_url:
@@ -182,13 +205,17 @@ class Notifier:
         self.receiver = receiver_name(self.url)
         self.deadline = deadline
         self.redis = connection
-        self.keys = Keys(settings.key_prefix)
-        self.notices = Notices(connection, settings.key_prefix)
-        self.registry = FailedJobRegistry(queue=Queue(settings.queue_name, connection=connection))
+        self.keys = Keys(settings.deployment_key_prefix)  # the lock: one sender for the deployment
+        several = settings.several_sites
+        self.sites = [SiteState(settings.for_site(name), connection, several) for name in settings.site_names]
+        if settings.home_site is None:  # no site keeps the deployment's prefix: its notices (rules edits) too
+            self.sites.insert(0, SiteState(settings.unscoped or settings, connection, named=False))
         self.secrets = Redactor(settings.secrets)
-        self.source = (
-            f"chargebee-reactor ({settings.chargebee_site or ('sandbox' if settings.sandbox_mode else 'api')})"
-        )
+        if several:
+            self.source = f"chargebee-reactor ({len(self.sites)} sites: {', '.join(settings.site_names)})"
+        else:
+            home = settings.chargebee_site or ("sandbox" if settings.sandbox_mode else "api")
+            self.source = f"chargebee-reactor ({home})"
         self.session = DeadlineSession()
         self.failures = 0
         hide_in_urllib3_logs(self.url)
@@ -196,39 +223,44 @@ class Notifier:
     # -- one round ---------------------------------------------------------------------------------
 
     def tell_dead_letters(self) -> int:
-        """Append a notice for each dead letter not told yet (RQ's FailedJobRegistry, however a job
-        got there: its last retry, a refused request, an abandoned job); forget told ones that left
-        the registry."""
-        present = {m.decode() for m in self.redis.zrange(self.registry.key, 0, -1)}
-        told = {m.decode() for m in self.redis.smembers(self.keys.notified_dead_letters())}
+        """Append a notice for each dead letter not told yet, on every site (RQ's FailedJobRegistry of
+        the site's queue, however a job got there: its last retry, a refused request, an abandoned
+        job); forget told ones that left the registry."""
+        return sum(self._tell_site(site) for site in self.sites)
+
+    def _tell_site(self, site: SiteState) -> int:
+        present = {m.decode() for m in self.redis.zrange(site.registry.key, 0, -1)}
+        told = {m.decode() for m in self.redis.smembers(site.keys.notified_dead_letters())}
         new = [
-            job_id for job_id in sorted(present - told) if self.notices.add("dead_letter", self._letter_line(job_id))
+            job_id for job_id in sorted(present - told) if site.notices.add("dead_letter", self._letter_line(job_id))
         ]
         with self.redis.pipeline(transaction=True) as pipe:
             if new:
-                pipe.sadd(self.keys.notified_dead_letters(), *new)
+                pipe.sadd(site.keys.notified_dead_letters(), *new)
             gone = told - present
             if gone:
-                pipe.srem(self.keys.notified_dead_letters(), *gone)
+                pipe.srem(site.keys.notified_dead_letters(), *gone)
             pipe.execute()
         return len(new)
 
     def tell_late_approvals(self) -> int:
-        """Let approvals older than REACTOR_APPROVAL_TTL lapse (recorded), and append a notice, once
-        each, for a write-off that has waited for approvers past REACTOR_APPROVAL_ALERT_AFTER."""
+        """On every site: let approvals older than REACTOR_APPROVAL_TTL lapse (recorded), and append a
+        notice, once each, for a write-off that has waited for approvers past REACTOR_APPROVAL_ALERT_AFTER."""
         settings, now = self.settings, datetime.now(timezone.utc)
-        expire_approvals(self.redis, prefix=settings.key_prefix, approval_ttl=settings.approval_ttl, now=now)
         told = 0
-        for item in waiting(self.redis, settings.key_prefix):
-            waited = item.waited(now)
-            if waited is None or waited <= settings.approval_alert_after:
-                continue
-            line = (
-                f"{item.invoice_id}: {item.amount_text()} has waited {waited / 3600:.0f} h for tier {item.tier}"
-                f" ({len(item.approvers)} of {item.approvers_needed} approvers)"
-            )
-            once = f"approval_late:{item.invoice_id}:{item.held_at}"
-            told += self.notices.add("approval_late", line, once=once, once_ttl=settings.approval_ttl)
+        for site in self.sites:
+            prefix = site.keys.prefix
+            expire_approvals(self.redis, prefix=prefix, approval_ttl=settings.approval_ttl, now=now)
+            for item in waiting(self.redis, prefix):
+                waited = item.waited(now)
+                if waited is None or waited <= settings.approval_alert_after:
+                    continue
+                line = (
+                    f"{item.invoice_id}: {item.amount_text()} has waited {waited / 3600:.0f} h for tier {item.tier}"
+                    f" ({len(item.approvers)} of {item.approvers_needed} approvers)"
+                )
+                once = f"approval_late:{item.invoice_id}:{item.held_at}"
+                told += site.notices.add("approval_late", line, once=once, once_ttl=settings.approval_ttl)
         return told
 
     def _letter_line(self, job_id: str) -> str:
@@ -241,52 +273,82 @@ class Notifier:
             error, invoice = exc.__class__.__name__, None
         return f"{job_id}" + (f" (invoice {invoice})" if invoice else "") + (f": {error}" if error else "")
 
-    def pending(self) -> tuple[list[Notice], int, str | None]:
-        """The notices waiting (oldest first, at most MAX_PER_DIGEST), how many were trimmed unsent,
-        and the stream id of the last one read."""
-        entries = self.redis.xrange(self.keys.notices(), count=MAX_PER_DIGEST)
+    def _pending_of(self, site: SiteState, count: int) -> tuple[list[Notice], int, str | None]:
+        entries = self.redis.xrange(site.keys.notices(), count=count) if count > 0 else []
         notices = []
         for _, fields in entries:
             data = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
             notices.append(
-                Notice(int(data.get("n") or 0), data.get("kind", ""), data.get("text", ""), data.get("at", ""))
+                Notice(
+                    int(data.get("n") or 0),
+                    data.get("kind", ""),
+                    data.get("text", ""),
+                    data.get("at", ""),
+                    site.name,
+                )
             )
-        sent = int(self.redis.get(self.keys.notices_sent()) or 0)
+        sent = int(self.redis.get(site.keys.notices_sent()) or 0)
         dropped = max(notices[0].n - sent - 1, 0) if notices else 0
         return notices, dropped, entries[-1][0].decode() if entries else None
 
+    def pending_by_site(self) -> list[tuple[SiteState, list[Notice], int, str | None]]:
+        """Each site's notices waiting (oldest first; at most MAX_PER_DIGEST in all, the first sites'
+        first), how many were trimmed unsent, and the stream id of the last one read."""
+        found, room = [], MAX_PER_DIGEST
+        for site in self.sites:
+            notices, dropped, last_id = self._pending_of(site, room)
+            room -= len(notices)
+            found.append((site, notices, dropped, last_id))
+        return found
+
+    def pending(self) -> tuple[list[Notice], int, str | None]:
+        """Every site's notices waiting, how many were trimmed unsent, and the last stream id read
+        (the last site's with any)."""
+        parts = self.pending_by_site()
+        notices = [notice for _, mine, _, _ in parts for notice in mine]
+        last = next((last_id for _, _, _, last_id in reversed(parts) if last_id), None)
+        return notices, sum(dropped for _, _, dropped, _ in parts), last
+
     def send(self) -> bool | None:
-        """Send what waits as one message: True sent, False the receiver failed (kept for later),
-        None nothing waited.
+        """Send what waits, on every site, as one message: True sent, False the receiver failed (kept
+        for later), None nothing waited.
 
         A notice leaves Redis only once the receiver answered 2xx in full within the deadline
         (`post`), so a receiver that trickles its answer holds the thread no longer and counts as
         failed; `run` tries again after a growing pause. The message never holds a secret: every
-        configured credential (`Settings.secrets`: the Chargebee key, the webhook, dashboard and
-        session secrets, the notify URL itself, Redis's passwords) and anything shaped like one is
-        replaced by `[redacted]` (`scrub`), whatever line carried it; a log line names the receiver
-        by scheme and host only (`receiver_name`), and urllib3's lines have the URL redacted
-        (`hide_in_urllib3_logs`)."""
-        notices, dropped, last_id = self.pending()
-        if not notices or last_id is None:
+        configured credential (`Settings.secrets`: every site's Chargebee key and webhook
+        credentials, the dashboard and session secrets, the notify URL itself, Redis's passwords)
+        and anything shaped like one is replaced by `[redacted]` (`scrub`), whatever line carried
+        it; a log line names the receiver by scheme and host only (`receiver_name`), and urllib3's
+        lines have the URL redacted (`hide_in_urllib3_logs`)."""
+        parts = self.pending_by_site()
+        notices = [notice for _, mine, _, _ in parts for notice in mine]
+        if not notices:
             return None
+        dropped = sum(dropped for _, _, dropped, _ in parts)
         text = scrub(digest(notices, dropped, self.source, self.money_today()), self.secrets)
         why = self.post(text)
         if why is not None:
             log.warning("notify: %s %s; %d notices kept", self.receiver, why, len(notices))
             return False
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xtrim(self.keys.notices(), minid=_after(last_id))
-            pipe.set(self.keys.notices_sent(), notices[-1].n)
+            for site, mine, _, last_id in parts:
+                if mine and last_id is not None:
+                    pipe.xtrim(site.keys.notices(), minid=_after(last_id))
+                    pipe.set(site.keys.notices_sent(), mine[-1].n)
             pipe.execute()
         log.info("notify: sent a digest of %d notices", len(notices))
         return True
 
     def money_today(self) -> list[str]:
-        """Today's write-offs (UTC) as they stand, per currency, folded from the audit trail as
-        /metrics and the dashboard's chart are (reactor/console/tally.py): net of undos."""
+        """Today's write-offs (UTC) as they stand, per site and currency, folded from each site's
+        audit trail as /metrics and the dashboard's chart are (reactor/console/tally.py): net of undos."""
         today = datetime.now(timezone.utc).date()
-        return money_lines(daily_write_offs(self.redis, self.keys.audit(), today, today))
+        lines = []
+        for site in self.sites:
+            mine = money_lines(daily_write_offs(self.redis, site.keys.audit(), today, today))
+            lines += [f"[{site.name}] {line}" if site.name else line for line in mine]
+        return lines
 
     def post(self, text: str) -> str | None:
         """POST the message within the deadline (connect, headers and body: reactor/console/

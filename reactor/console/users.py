@@ -161,7 +161,7 @@ class UserStore:
         self.entries: _RedisEntries | _FileEntries = (
             _FileEntries(Path(settings.users_file))
             if settings.users_file
-            else _RedisEntries(connection, Keys(settings.key_prefix).users())
+            else _RedisEntries(connection, Keys(settings.deployment_key_prefix).users())
         )
 
     def _load(self, name: str) -> dict[str, str] | None:

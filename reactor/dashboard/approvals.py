@@ -18,7 +18,7 @@ from rq import Queue
 
 from ..console.approvals import ApprovalRefused, approve, decline, waiting
 from ..jobs.held import MAX_REASON
-from .views import admin, check_csrf, checked_invoice_id, current_person, login_required, role_required
+from .views import admin, check_csrf, checked_invoice_id, current_person, login_required, role_required, site_settings
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 @admin.get("/approvals")
 @login_required
 def approvals_queue() -> Any:
-    settings, connection = current_app.config["REACTOR_SETTINGS"], current_app.extensions["reactor.redis"]
+    settings, connection = site_settings(), current_app.extensions["reactor.redis"]
     now = datetime.now(timezone.utc)
     items = [{"item": item, "waited": item.waited(now)} for item in waiting(connection, settings.key_prefix)]
     return render_template(
@@ -41,7 +41,7 @@ def _act(invoice_id: str, action: str) -> Any:
     check_csrf()
     invoice_id = checked_invoice_id(invoice_id)
     reason = " ".join(request.form.get("reason", "").split())[:MAX_REASON]
-    settings, connection = current_app.config["REACTOR_SETTINGS"], current_app.extensions["reactor.redis"]
+    settings, connection = site_settings(), current_app.extensions["reactor.redis"]
     user = current_person()
     try:
         if action == "approve":

@@ -23,7 +23,7 @@ from ..console.rules_diff import ListingFailed, diff_against_chargebee
 from ..rules import RulesError, RuleSet, parse_rules
 from ..rules.diff import CHANGE_MEANINGS, RulesDiff
 from ..rules.event_types import SWEEP_EVENT_TYPE
-from .views import admin, check_csrf, login_required
+from .views import admin, check_csrf, login_required, site_settings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def rules_diff() -> Any:
         page["error"] = "no rules are in force (the rules file is refused): there is nothing to compare with"
         return render_template("admin/rules_diff.html", **page), 409
     try:
-        page["result"] = _diff(current_app.config["REACTOR_SETTINGS"], base, new)
+        page["result"] = _diff(site_settings(), base, new)
     except ListingFailed as exc:
         page["error"] = str(exc)
         return render_template("admin/rules_diff.html", **page), 502

@@ -16,7 +16,7 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from rq import Queue
 
 from ..jobs.held import MAX_REASON, get_held, list_held, release
-from .views import admin, check_csrf, checked_invoice_id, login_required, role_required
+from .views import admin, check_csrf, checked_invoice_id, login_required, role_required, site_settings
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def release_confirm(invoice_id: str) -> Any:
     """The confirmation step: what is held and why, and a reason to give before it is released."""
     invoice_id = checked_invoice_id(invoice_id)
-    settings, connection = current_app.config["REACTOR_SETTINGS"], current_app.extensions["reactor.redis"]
+    settings, connection = site_settings(), current_app.extensions["reactor.redis"]
     item = next((h for h in list_held(connection, settings.key_prefix) if h.invoice_id == invoice_id), None)
     return render_template("admin/release.html", invoice_id=invoice_id, item=item, max_reason=MAX_REASON)
 
@@ -42,7 +42,7 @@ def release_invoice(invoice_id: str) -> Any:
     if not reason or len(reason) > MAX_REASON:
         flash(f"Give a reason (at most {MAX_REASON} characters): it goes into the audit trail.", "error")
         return redirect(url_for("admin.release_confirm", invoice_id=invoice_id))
-    settings, connection = current_app.config["REACTOR_SETTINGS"], current_app.extensions["reactor.redis"]
+    settings, connection = site_settings(), current_app.extensions["reactor.redis"]
     queue = Queue(settings.queue_name, connection=connection)
     actor = f"admin:{session.get('admin')}"
     if not release(connection, queue, [invoice_id], actor, prefix=settings.key_prefix, reason=reason):

@@ -9,7 +9,9 @@
    them). Decisions, write-offs and their undos are folded from the audit stream into counters
    (`AuditTally`, reactor/console/tally.py): every record, whoever wrote it and in whatever
    transaction, is counted exactly once, and nothing on the job path has to remember to count. Any
-   web process can answer, and a restarted process loses nothing.
+   web process can answer, and a restarted process loses nothing. Each of these families has a
+   sample per Chargebee site, labelled `site` (the home site's name, `default` without
+   CHARGEBEE_SITE, in a single-site deployment); rules reloads and Redis are the deployment's.
 
 Every metric and log field is listed in docs/metrics.md.
 """
@@ -67,59 +69,45 @@ class RedisCollector(Collector):
         yield from self._rules()
 
     def _from_redis(self) -> Iterator[Any]:
-        audit_key = Keys(self.settings.key_prefix).audit()
-        AuditTally(self.redis, audit_key).fold()
-        stats = {k.decode(): v.decode() for k, v in self.redis.hgetall(stats_key(audit_key)).items()}
-        yield from _audit_families(stats)
-        yield _job_latency(stats)
-        yield from self._queue_families()
-        yield _reloads(RulesReloadReporter(self.redis, self.settings.key_prefix).counts())
-        yield from _archive_families(archive_lag(self.redis, audit_key))
-
-    def _queue_families(self) -> Iterator[Any]:
-        """RQ's queue and registries, the inbox, and the write-offs held for a person."""
-        queue = Queue(self.settings.queue_name, connection=self.redis)
-        depth = GaugeMetricFamily("reactor_queue_jobs", "RQ jobs by state", labels=["state"])
-        depth.add_metric(["queued"], queue.count)
-        depth.add_metric(["started"], queue.started_job_registry.count)
-        depth.add_metric(["scheduled"], queue.scheduled_job_registry.count)
-        depth.add_metric(["deferred"], queue.deferred_job_registry.count)
-        yield depth
-        inbox = Inbox(self.redis, Keys(self.settings.key_prefix)).depth()
-        waiting = GaugeMetricFamily(
-            "reactor_inbox_events", "Accepted events waiting for triage, or claimed by a triage job", labels=["state"]
+        """Every site's families, each sample labelled with its site; then the deployment's own."""
+        sites = [self.settings.for_site(name) for name in self.settings.site_names]
+        audit = AuditFamilies()
+        latency = HistogramMetricFamily(
+            "reactor_job_seconds", "Seconds from a job's start to its recorded decision", labels=["site"]
         )
-        waiting.add_metric(["waiting"], inbox.waiting)
-        waiting.add_metric(["claimed"], inbox.claimed)
-        yield waiting
-        dead = GaugeMetricFamily("reactor_dead_letters", "Jobs in RQ's FailedJobRegistry (reactor dlq list)")
-        dead.add_metric([], queue.failed_job_registry.count)
-        yield dead
-        held_count = GaugeMetricFamily("reactor_held_write_offs", "Write-offs held for approval (reactor:held)")
-        held_count.add_metric([], count_held(self.redis, self.settings.key_prefix))
-        yield held_count
-        yield from self._approvals()
-        oldest = GaugeMetricFamily("reactor_queue_oldest_seconds", "Seconds the oldest queued job has waited")
-        oldest.add_metric([], _oldest_wait(queue, datetime.now(timezone.utc)))
-        yield oldest
-        keys = Keys(self.settings.key_prefix)
-        throttled = CounterMetricFamily("reactor_chargebee_429s", "Chargebee's 429 answers, each pausing every worker")
-        throttled.add_metric([], int(self.redis.get(keys.chargebee_429s()) or 0))
-        yield throttled
+        queues = QueueFamilies()
+        lags = []
+        for site in sites:
+            audit_key = Keys(site.key_prefix).audit()
+            AuditTally(self.redis, audit_key).fold()
+            stats = {k.decode(): v.decode() for k, v in self.redis.hgetall(stats_key(audit_key)).items()}
+            audit.add(site.site_name, stats)
+            _job_latency(latency, site.site_name, stats)
+            queues.add(self.redis, site)
+            lags.append((site.site_name, archive_lag(self.redis, audit_key)))
+        yield from audit.families()
+        yield latency
+        yield from queues.families()
+        yield from self._approvals(sites)
+        yield _reloads(RulesReloadReporter(self.redis, self.settings.deployment_key_prefix).counts())
+        yield from _archive_families(lags)
 
-    def _approvals(self) -> Iterator[Any]:
-        """What waits for approvers (rules.yaml `approvals:`), and how long the oldest has waited."""
-        items = waiting(self.redis, self.settings.key_prefix)
+    def _approvals(self, sites: list[Settings]) -> Iterator[Any]:
+        """What waits for approvers (rules.yaml `approvals:`), and how long the oldest has waited, per site."""
         now = datetime.now(timezone.utc)
         count = GaugeMetricFamily(
-            "reactor_approvals_waiting", "Write-offs waiting for approvers (reactor approvals list)"
+            "reactor_approvals_waiting", "Write-offs waiting for approvers (reactor approvals list)", labels=["site"]
         )
-        count.add_metric([], len(items))
-        yield count
         oldest = GaugeMetricFamily(
-            "reactor_approval_oldest_seconds", "Seconds the oldest write-off waiting for approvers has waited"
+            "reactor_approval_oldest_seconds",
+            "Seconds the oldest write-off waiting for approvers has waited",
+            labels=["site"],
         )
-        oldest.add_metric([], max((item.waited(now) or 0.0 for item in items), default=0.0))
+        for site in sites:
+            items = waiting(self.redis, site.key_prefix)
+            count.add_metric([site.site_name], len(items))
+            oldest.add_metric([site.site_name], max((item.waited(now) or 0.0 for item in items), default=0.0))
+        yield count
         yield oldest
 
     def _rules(self) -> Iterator[Any]:
@@ -137,6 +125,49 @@ class RedisCollector(Collector):
         )
         refused.add_metric([], 1 if status["errors"] else 0)
         yield refused
+
+
+class QueueFamilies:
+    """RQ's queue and registries, the inbox, the write-offs held for a person and Chargebee's 429s,
+    a sample per site (`site` label)."""
+
+    def __init__(self) -> None:
+        self.depth = GaugeMetricFamily("reactor_queue_jobs", "RQ jobs by state", labels=["site", "state"])
+        self.waiting = GaugeMetricFamily(
+            "reactor_inbox_events",
+            "Accepted events waiting for triage, or claimed by a triage job",
+            labels=["site", "state"],
+        )
+        self.dead = GaugeMetricFamily(
+            "reactor_dead_letters", "Jobs in RQ's FailedJobRegistry (reactor dlq list)", labels=["site"]
+        )
+        self.held = GaugeMetricFamily(
+            "reactor_held_write_offs", "Write-offs held for approval (reactor:held)", labels=["site"]
+        )
+        self.oldest = GaugeMetricFamily(
+            "reactor_queue_oldest_seconds", "Seconds the oldest queued job has waited", labels=["site"]
+        )
+        self.throttled = CounterMetricFamily(
+            "reactor_chargebee_429s", "Chargebee's 429 answers, each pausing every worker", labels=["site"]
+        )
+
+    def add(self, connection: redis.Redis, settings: Settings) -> None:
+        site, keys = settings.site_name, Keys(settings.key_prefix)
+        queue = Queue(settings.queue_name, connection=connection)
+        self.depth.add_metric([site, "queued"], queue.count)
+        self.depth.add_metric([site, "started"], queue.started_job_registry.count)
+        self.depth.add_metric([site, "scheduled"], queue.scheduled_job_registry.count)
+        self.depth.add_metric([site, "deferred"], queue.deferred_job_registry.count)
+        inbox = Inbox(connection, keys).depth()
+        self.waiting.add_metric([site, "waiting"], inbox.waiting)
+        self.waiting.add_metric([site, "claimed"], inbox.claimed)
+        self.dead.add_metric([site], queue.failed_job_registry.count)
+        self.held.add_metric([site], count_held(connection, settings.key_prefix))
+        self.oldest.add_metric([site], _oldest_wait(queue, datetime.now(timezone.utc)))
+        self.throttled.add_metric([site], int(connection.get(keys.chargebee_429s()) or 0))
+
+    def families(self) -> Iterator[Any]:
+        yield from (self.depth, self.waiting, self.dead, self.held, self.oldest, self.throttled)
 
 
 HEAD_JOBS = 100
@@ -159,71 +190,95 @@ def _oldest_wait(queue: Queue, now: datetime) -> float:
     return round(max(known), 3) if known else 0.0
 
 
-def _audit_families(stats: dict[str, str]) -> Iterator[Any]:
+MONEY_KINDS = ("written_off", "written_off_minor", "undone", "undone_minor")
+"""The money counters `AuditTally` folds, per currency."""
+
+
+class AuditFamilies:
     """Decisions, write-offs and undone write-offs (count and amount) from the counters `AuditTally`
-    folded. The undone counters are their own series: a counter never goes down, so what still
-    stands is `reactor_write_off_amount_total - reactor_write_off_undone_amount_total`."""
-    decisions = CounterMetricFamily(
-        "reactor_decisions", "Audit records by rule, action and outcome", labels=["rule", "action", "outcome"]
-    )
-    count = CounterMetricFamily("reactor_write_offs", "Invoices written off, by currency", labels=["currency"])
-    amount = CounterMetricFamily(
-        "reactor_write_off_amount", "Amount written off in major units, by currency", labels=["currency"]
-    )
-    undone_count = CounterMetricFamily(
-        "reactor_write_offs_undone",
-        "Write-offs of ours undone by a person (reactor undo), by currency",
-        labels=["currency"],
-    )
-    undone_amount = CounterMetricFamily(
-        "reactor_write_off_undone_amount",
-        "Amount of our write-offs undone by a person, in major units, by currency",
-        labels=["currency"],
-    )
-    money: dict[str, dict[str, int]] = {"written_off": {}, "written_off_minor": {}, "undone": {}, "undone_minor": {}}
-    for field, value in stats.items():
-        kind, _, rest = field.partition("|")
-        if kind == "decision":
-            rule, action, outcome = [*rest.split("|"), "", ""][:3]
-            decisions.add_metric([rule, action, outcome], int(value))
-        elif kind in money:
-            money[kind][rest] = int(value)
-    # every currency written off has its undone series, 0 until an undo, so that the difference exists
-    for currency in sorted(set(money["written_off"]) | set(money["undone"])):
-        count.add_metric([currency], money["written_off"].get(currency, 0))
-        amount.add_metric([currency], float(to_major(money["written_off_minor"].get(currency, 0), currency)))
-        undone_count.add_metric([currency], money["undone"].get(currency, 0))
-        undone_amount.add_metric([currency], float(to_major(money["undone_minor"].get(currency, 0), currency)))
-    yield from (decisions, count, amount, undone_count, undone_amount)
+    folded, a sample set per site. The undone counters are their own series: a counter never goes
+    down, so what still stands is `reactor_write_off_amount_total - reactor_write_off_undone_amount_total`."""
+
+    def __init__(self) -> None:
+        self.decisions = CounterMetricFamily(
+            "reactor_decisions",
+            "Audit records by rule, action and outcome",
+            labels=["site", "rule", "action", "outcome"],
+        )
+        self.count = CounterMetricFamily(
+            "reactor_write_offs", "Invoices written off, by currency", labels=["site", "currency"]
+        )
+        self.amount = CounterMetricFamily(
+            "reactor_write_off_amount", "Amount written off in major units, by currency", labels=["site", "currency"]
+        )
+        self.undone_count = CounterMetricFamily(
+            "reactor_write_offs_undone",
+            "Write-offs of ours undone by a person (reactor undo), by currency",
+            labels=["site", "currency"],
+        )
+        self.undone_amount = CounterMetricFamily(
+            "reactor_write_off_undone_amount",
+            "Amount of our write-offs undone by a person, in major units, by currency",
+            labels=["site", "currency"],
+        )
+
+    def add(self, site: str, stats: dict[str, str]) -> None:
+        money: dict[str, dict[str, int]] = {
+            "written_off": {},
+            "written_off_minor": {},
+            "undone": {},
+            "undone_minor": {},
+        }
+        for field, value in stats.items():
+            kind, _, rest = field.partition("|")
+            if kind == "decision":
+                rule, action, outcome = [*rest.split("|"), "", ""][:3]
+                self.decisions.add_metric([site, rule, action, outcome], int(value))
+            elif kind in money:
+                money[kind][rest] = int(value)
+        # every currency written off has its undone series, 0 until an undo, so that the difference exists
+        for currency in sorted(set(money["written_off"]) | set(money["undone"])):
+            labels = [site, currency]
+            self.count.add_metric(labels, money["written_off"].get(currency, 0))
+            self.amount.add_metric(labels, float(to_major(money["written_off_minor"].get(currency, 0), currency)))
+            self.undone_count.add_metric(labels, money["undone"].get(currency, 0))
+            self.undone_amount.add_metric(labels, float(to_major(money["undone_minor"].get(currency, 0), currency)))
+
+    def families(self) -> Iterator[Any]:
+        yield from (self.decisions, self.count, self.amount, self.undone_count, self.undone_amount)
 
 
-def _job_latency(stats: dict[str, str]) -> HistogramMetricFamily:
-    """The job latency histogram, cumulative as Prometheus wants it, from the folded buckets."""
+def _job_latency(latency: HistogramMetricFamily, site: str, stats: dict[str, str]) -> None:
+    """One site's job latency histogram, cumulative as Prometheus wants it, from the folded buckets."""
     buckets = {f.partition("|")[2]: int(v) for f, v in stats.items() if f.startswith("job_seconds_bucket|")}
     cumulative, running = [], 0
     for bound in (*JOB_BUCKETS, "+Inf"):
         running += buckets.get(str(bound), 0)
         cumulative.append((str(bound) if bound == "+Inf" else repr(float(bound)), running))
-    latency = HistogramMetricFamily("reactor_job_seconds", "Seconds from a job's start to its recorded decision")
-    latency.add_metric([], cumulative, sum_value=float(stats.get("job_seconds_sum", 0)))
-    return latency
+    latency.add_metric([site], cumulative, sum_value=float(stats.get("job_seconds_sum", 0)))
 
 
-def _archive_families(lag: ArchiveLag) -> Iterator[GaugeMetricFamily]:
-    """The audit archive's lag (reactor/jobs/audit/archive.py): records leave Redis only once archived."""
+def _archive_families(lags: list[tuple[str, ArchiveLag]]) -> Iterator[GaugeMetricFamily]:
+    """Each site's audit archive lag (reactor/jobs/audit/archive.py): records leave Redis only once archived."""
     age = GaugeMetricFamily(
-        "reactor_audit_archive_lag_seconds", "Age of the oldest audit record not yet archived (0: none waits)"
+        "reactor_audit_archive_lag_seconds",
+        "Age of the oldest audit record not yet archived (0: none waits)",
+        labels=["site"],
     )
-    age.add_metric([], lag.seconds)
-    yield age
-    if lag.waiting is not None:  # Redis before 7.0 does not count a stream's appends
-        waiting = GaugeMetricFamily("reactor_audit_archive_waiting", "Audit records not yet archived")
-        waiting.add_metric([], lag.waiting)
-        yield waiting
+    waiting = GaugeMetricFamily("reactor_audit_archive_waiting", "Audit records not yet archived", labels=["site"])
     failing = GaugeMetricFamily(
-        "reactor_audit_archive_failing", "1 while the last archive round failed (nothing is trimmed meanwhile)"
+        "reactor_audit_archive_failing",
+        "1 while the last archive round failed (nothing is trimmed meanwhile)",
+        labels=["site"],
     )
-    failing.add_metric([], 1 if lag.error else 0)
+    for site, lag in lags:
+        age.add_metric([site], lag.seconds)
+        if lag.waiting is not None:  # Redis before 7.0 does not count a stream's appends
+            waiting.add_metric([site], lag.waiting)
+        failing.add_metric([site], 1 if lag.error else 0)
+    yield age
+    if waiting.samples:
+        yield waiting
     yield failing
 
 

@@ -18,23 +18,25 @@ from ..ids import TRANSACTION, IdError
 from ..jobs import build_context
 from ..jobs.recovery import EXCESS, candidates_for
 from ..keys import Keys
-from .views import admin, check_csrf, checked_invoice_id, login_required
+from .views import admin, check_csrf, checked_invoice_id, login_required, role_required, site_settings
 
 log = logging.getLogger(__name__)
 
 
 @admin.get("/invoices/<invoice_id>/recover")
 @login_required
+@role_required("approver")
 def recover_confirm(invoice_id: str) -> Any:
     """The confirmation step: the money seen for our write-off, before anything is sent."""
     invoice_id = checked_invoice_id(invoice_id)
-    settings, connection = current_app.config["REACTOR_SETTINGS"], current_app.extensions["reactor.redis"]
+    settings, connection = site_settings(), current_app.extensions["reactor.redis"]
     seen = candidates_for(connection, Keys(settings.key_prefix), invoice_id)
     return render_template("admin/recover.html", invoice_id=invoice_id, candidates=seen, excess=EXCESS)
 
 
 @admin.post("/invoices/<invoice_id>/recover")
 @login_required
+@role_required("approver")
 def recover_invoice(invoice_id: str) -> Any:
     check_csrf()
     invoice_id = checked_invoice_id(invoice_id)
@@ -47,7 +49,7 @@ def recover_invoice(invoice_id: str) -> Any:
         except IdError:
             flash("Not recovered: that is not a transaction id.", "error")
             return redirect(url_for("admin.recover_confirm", invoice_id=invoice_id))
-    settings, connection = current_app.config["REACTOR_SETTINGS"], current_app.extensions["reactor.redis"]
+    settings, connection = site_settings(), current_app.extensions["reactor.redis"]
     if not settings.api_base:  # build_context refuses it too; say it in the dashboard's words
         flash("Not recovered: no Chargebee is configured for the web process (CHARGEBEE_SITE).", "error")
         return redirect(url_for("admin.recover_confirm", invoice_id=invoice_id))

@@ -14,13 +14,13 @@ from flask import current_app, redirect, render_template, url_for
 from .. import ids
 from ..console.invoice_state import chargebee_status, standing
 from ..console.trace import build_timeline, find_invoice, read_receipt, read_sources
-from .views import admin, login_required
+from .views import admin, login_required, site_settings
 
 
 @admin.get("/invoices/<some_id>")
 @login_required
 def invoice_trace(some_id: str) -> Any:
-    settings = current_app.config["REACTOR_SETTINGS"]
+    settings = site_settings()
     connection = current_app.extensions["reactor.redis"]
     if not (ids.INVOICE.accepts(some_id) or ids.EVENT.accepts(some_id)):
         page = {"invoice_id": some_id, "steps": [], "error": "not an invoice or event id"}

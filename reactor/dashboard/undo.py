@@ -14,20 +14,21 @@ from typing import Any
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 
+from ..config import Settings
 from ..console.invoice_state import last_write_off
 from ..console.undo import UndoRefused, undo_write_off
 from ..jobs import build_context
 from ..jobs.audit import AuditLog
 from ..jobs.held import MAX_REASON
 from ..keys import Keys
-from .views import admin, check_csrf, checked_invoice_id, login_required, role_required
+from .views import admin, check_csrf, checked_invoice_id, login_required, role_required, site_settings
 
 log = logging.getLogger(__name__)
 
 
 def _mark(invoice_id: str, kind: str) -> dict[str, Any] | None:
     """The `written_off` or `undone` mark the jobs keep for the invoice (reactor/keys.py)."""
-    keys = Keys(current_app.config["REACTOR_SETTINGS"].key_prefix)
+    keys = Keys(site_settings().key_prefix)
     key = keys.written_off(invoice_id) if kind == "written_off" else keys.undone(invoice_id)
     raw = current_app.extensions["reactor.redis"].get(key)
     try:
@@ -37,6 +38,10 @@ def _mark(invoice_id: str, kind: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _flag(settings: Settings) -> str:
+    return f" --site {settings.site_name}" if settings.several_sites else ""
+
+
 @admin.get("/invoices/<invoice_id>/undo")
 @login_required
 @role_required("approver")
@@ -44,9 +49,7 @@ def undo_confirm(invoice_id: str) -> Any:
     """The confirmation step: what we wrote off, and a reason to give before anything is sent."""
     invoice_id = checked_invoice_id(invoice_id)
     connection = current_app.extensions["reactor.redis"]
-    records, _scanned = AuditLog(
-        connection, Keys(current_app.config["REACTOR_SETTINGS"].key_prefix).audit()
-    ).for_invoice(invoice_id)
+    records, _scanned = AuditLog(connection, Keys(site_settings().key_prefix).audit()).for_invoice(invoice_id)
     return render_template(
         "admin/undo.html",
         user=session.get("admin"),
@@ -68,7 +71,7 @@ def undo_invoice(invoice_id: str) -> Any:
     if not reason or len(reason) > MAX_REASON:
         flash(f"Give a reason (at most {MAX_REASON} characters): it goes into the audit trail.", "error")
         return redirect(url_for("admin.undo_confirm", invoice_id=invoice_id))
-    settings, connection = current_app.config["REACTOR_SETTINGS"], current_app.extensions["reactor.redis"]
+    settings, connection = site_settings(), current_app.extensions["reactor.redis"]
     actor = f"admin:{session.get('admin')}"
     if not settings.api_base:  # build_context refuses it too; say it in the dashboard's words
         flash("Not undone: no Chargebee is configured for the web process (CHARGEBEE_SITE).", "error")
@@ -79,5 +82,8 @@ def undo_invoice(invoice_id: str) -> Any:
         flash(f"Not undone: {exc}", "error")
         return redirect(url_for("admin.undo_confirm", invoice_id=invoice_id))
     log.info("write-off of %s undone from the dashboard", invoice_id, extra={"invoice_id": invoice_id})
-    flash(f"{result.summary()}. Held (reason undone) until released: reactor held release {invoice_id}.", "ok")
+    flash(
+        f"{result.summary()}. Held (reason undone) until released: reactor held release{_flag(settings)} {invoice_id}.",
+        "ok",
+    )
     return redirect(url_for("admin.dashboard") + "#held")

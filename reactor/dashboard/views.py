@@ -55,7 +55,7 @@ from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import HTTPException, TooManyRequests
 
 from .. import ids
-from ..config import Settings
+from ..config import ConfigError, Settings
 from ..console.deadletters import DeadLetterError, DeadLetters
 from ..console.invoice_state import undone_write_offs
 from ..console.tally import daily_write_offs
@@ -69,6 +69,7 @@ from ..reloads import RulesReloadReporter
 from ..rules import RulesError
 from ..rules.money import to_major
 from ..timestamps import shown_time
+from .sites import site_usage
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def init_admin(app: Flask, settings: Settings, connection: redis.Redis) -> None:
     if settings.secret_key:
         app.secret_key = settings.secret_key
     else:
-        shared = _shared_secret(connection, settings.key_prefix)
+        shared = _shared_secret(connection, settings.deployment_key_prefix)
         # Started without Redis: a key of this process's own until Redis answers (_adopt_shared_secret).
         app.secret_key = shared or secrets.token_hex(32)
         app.extensions[SECRET_PENDING] = shared is None
@@ -106,7 +107,9 @@ def init_admin(app: Flask, settings: Settings, connection: redis.Redis) -> None:
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
     storage = RedisStorage(
-        "redis://", connection_pool=connection.connection_pool, key_prefix=Keys(settings.key_prefix).namespace("admin")
+        "redis://",
+        connection_pool=connection.connection_pool,
+        key_prefix=Keys(settings.deployment_key_prefix).namespace("admin"),
     )
     app.extensions["reactor.dashboard.views.limiter"] = FixedWindowRateLimiter(storage)
     app.register_blueprint(admin)
@@ -132,7 +135,7 @@ def _adopt_shared_secret() -> None:
     gunicorn workers do not accept; it takes the shared key at its first dashboard request once Redis
     answers (a session it signed before then must log in again, as it could not have one in Redis)."""
     if current_app.extensions.get(SECRET_PENDING):
-        shared = _shared_secret(_redis(), _settings().key_prefix)
+        shared = _shared_secret(_redis(), _settings().deployment_key_prefix)
         if shared:
             current_app.secret_key = shared
             current_app.extensions[SECRET_PENDING] = False
@@ -146,8 +149,36 @@ def _redis() -> redis.Redis:
     return current_app.extensions["reactor.redis"]
 
 
+def site_settings() -> Settings:
+    """The settings of the site the page shows (`?site=NAME`, `_pick_site`): its key prefix, queue and
+    Chargebee, so that what the page reads and every action it takes are that site's."""
+    return g.site_settings
+
+
+@admin.before_request
+def _pick_site() -> None:
+    """The site of this request: `?site=NAME`, else the deployment's first (the home site); an
+    unknown name is a 404 naming the configured sites, once logged in."""
+    settings = _settings()
+    name = request.args.get("site") or settings.site_names[0]
+    try:
+        g.site_settings = settings.for_site(name)
+    except ConfigError as exc:  # told after the login check (`login_required`): the names are for ops
+        g.site_settings = settings.for_site(settings.site_names[0])
+        g.site_refused = str(exc)
+
+
+@admin.url_defaults
+def _keep_site(endpoint: str, values: dict[str, Any]) -> None:
+    """Every dashboard link and form of a page keeps its site (`?site=`) when there are several."""
+    scoped = g.get("site_settings")
+    if scoped is not None and scoped.several_sites and "site" not in values and endpoint != "admin.login":
+        values["site"] = scoped.site_name
+
+
 def _session_key(session_id: str) -> str:
-    return Keys(_settings().key_prefix).admin_session(session_id)
+    """Sessions are the deployment's, not a site's: one login serves every site's pages."""
+    return Keys(_settings().deployment_key_prefix).admin_session(session_id)
 
 
 def _users() -> UserStore:
@@ -228,8 +259,17 @@ check_csrf = _check_csrf  # for the forms of the dashboard's other modules (reac
 
 @admin.app_context_processor
 def _template_helpers() -> dict[str, Any]:
-    """`csrf_token()` for the forms, and `user` for the header (who is logged in) on every page."""
-    return {"csrf_token": csrf_token, "user": g.get("admin_user"), "may": may}
+    """`csrf_token()` for the forms, `user` for the header (who is logged in) on every page, `may` for
+    what the role allows, and the sites for the site selector (shown when there are several) with the
+    page's own."""
+    settings, scoped = _settings(), g.get("site_settings")
+    return {
+        "csrf_token": csrf_token,
+        "user": g.get("admin_user"),
+        "may": may,
+        "sites": settings.site_names if settings.several_sites else (),
+        "site": scoped.site_name if scoped is not None else "",
+    }
 
 
 def checked_invoice_id(invoice_id: str) -> str:
@@ -247,6 +287,8 @@ def login_required(view: Any) -> Any:
             session.clear()
             return redirect(url_for("admin.login", next=request.full_path if request.query_string else request.path))
         g.admin_user, g.admin_role = user.name, user.role
+        if g.get("site_refused"):
+            abort(404, description=g.site_refused)
         return view(*args, **kwargs)
 
     return wrapped
@@ -363,7 +405,7 @@ def logout() -> Any:
 @admin.get("/")
 @login_required
 def dashboard() -> Any:
-    settings, connection = _settings(), _redis()
+    settings, connection = site_settings(), _redis()
     filters = {name: (request.args.get(name) or "").strip() for name in ("invoice", "event", "rule", "outcome")}
     try:
         limit = int(request.args.get("limit", DECISION_LIMITS[0]))
@@ -383,9 +425,22 @@ def dashboard() -> Any:
         dead_letters=_dead_letters(connection, settings),
         held=list_held(connection, settings.key_prefix),
         recoveries=open_candidates(connection, Keys(settings.key_prefix)),
-        rules=_rules_view(connection, settings),
+        rules=_rules_view(connection, _settings()),
         chart=write_off_chart(connection, settings, datetime.now(timezone.utc).date()),
+        usage=_site_usage(connection),
     )
+
+
+def _site_usage(connection: redis.Redis) -> list[Any]:
+    """Every site's budgets used and Chargebee calls used (read only), for the front page."""
+    live = current_app.extensions["reactor.rules"]
+    try:
+        limits = live.current().limits
+    except RulesError:
+        limits = None
+    deployment = _settings()
+    scoped = [deployment.for_site(name) for name in deployment.site_names]
+    return site_usage(connection, scoped, limits, datetime.now(timezone.utc))
 
 
 def _decisions(connection: redis.Redis, settings: Settings, filters: dict[str, str], limit: int) -> list[Any]:
@@ -417,7 +472,7 @@ def replay(job_id: str) -> Any:
         abort(400, description="not a job id: at most 200 letters, digits, '_' or '-'")
     live = current_app.extensions["reactor.rules"]
     letters = DeadLetters(
-        _redis(), _settings(), rules_version=lambda: live.current().version, actor=f"admin:{session.get('admin')}"
+        _redis(), site_settings(), rules_version=lambda: live.current().version, actor=f"admin:{session.get('admin')}"
     )
     try:
         letters.replay(job_id)
@@ -437,7 +492,7 @@ def _rules_view(connection: redis.Redis, settings: Settings) -> dict[str, Any]:
     except RulesError:
         ruleset = None
     try:
-        last_refused = RulesReloadReporter(connection, settings.key_prefix).last_refused()
+        last_refused = RulesReloadReporter(connection, settings.deployment_key_prefix).last_refused()
     except redis.RedisError:
         last_refused = None
     return {"status": status, "rules": ruleset.rules if ruleset else (), "last_refused": last_refused}

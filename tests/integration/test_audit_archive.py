@@ -217,7 +217,8 @@ def test_readyz_and_metrics_report_the_archive_lag_and_stay_ready(
         assert lag == {"lag_seconds": 0.0, "waiting": 0, "last_id": lag["last_id"], "error": None}
         assert lag["last_id"] == redis_conn.xrevrange(STREAM, count=1)[0][0].decode()
         metrics = requests.get(f"{server.url}/metrics", timeout=5).text
-        assert "reactor_audit_archive_lag_seconds 0.0" in metrics and "reactor_audit_archive_failing 0.0" in metrics
+        assert 'reactor_audit_archive_lag_seconds{site="default"} 0.0' in metrics
+        assert 'reactor_audit_archive_failing{site="default"} 0.0' in metrics
     finally:
         server.stop()
 

@@ -27,6 +27,8 @@ from tests.integration.ops_helpers import make_dead_letter, reactor_process
 
 pytestmark = pytest.mark.integration
 
+SITE = "default"  # the home site's name without CHARGEBEE_SITE: every per-site family carries it
+
 
 def scrape(web) -> str:
     response = requests.get(f"{web.url}/metrics", timeout=5)
@@ -55,7 +57,7 @@ def test_a_write_off_by_a_worker_shows_up_in_the_web_metrics(sandbox, web, redis
 
     def counted() -> str | None:
         text = scrape(web)
-        return text if sample(text, "reactor_write_offs_total", currency="USD") else None
+        return text if sample(text, "reactor_write_offs_total", site=SITE, currency="USD") else None
 
     text = wait_for(counted, timeout=30, what="the write-off counted")
 
@@ -65,34 +67,40 @@ def test_a_write_off_by_a_worker_shows_up_in_the_web_metrics(sandbox, web, redis
         sample(
             text,
             "reactor_decisions_total",
+            site=SITE,
             rule="dunning-exhausted-small-balance",
             action="write_off",
             outcome="written_off",
         )
         == 1
     )
-    assert sample(text, "reactor_write_offs_total", currency="USD") == 1
-    assert sample(text, "reactor_write_off_amount_total", currency="USD") == 12.5
-    assert sample(text, "reactor_job_seconds_count") == 1
-    assert sample(text, "reactor_job_seconds_bucket", le="+Inf") == 1
+    assert sample(text, "reactor_write_offs_total", site=SITE, currency="USD") == 1
+    assert sample(text, "reactor_write_off_amount_total", site=SITE, currency="USD") == 12.5
+    assert sample(text, "reactor_job_seconds_count", site=SITE) == 1
+    assert sample(text, "reactor_job_seconds_bucket", site=SITE, le="+Inf") == 1
     assert sample(text, "reactor_redis_up") == 1
 
 
 def test_an_undone_write_off_is_its_own_counter_and_the_difference_is_zero(sandbox, web, settings, our_write_off):
     before = scrape(web)
-    assert sample(before, "reactor_write_off_amount_total", currency="USD") == 12.5
-    assert sample(before, "reactor_write_off_undone_amount_total", currency="USD") == 0  # a series before any undo
+    assert sample(before, "reactor_write_off_amount_total", site=SITE, currency="USD") == 12.5
+    assert (
+        sample(before, "reactor_write_off_undone_amount_total", site=SITE, currency="USD") == 0
+    )  # a series before any undo
 
     undone = reactor_process(settings, "undo", our_write_off["id"], "--reason", "customer disputes the charge")
     assert undone.returncode == 0, undone.stderr
 
     text = scrape(web)
-    written = sample(text, "reactor_write_off_amount_total", currency="USD")
-    taken_back = sample(text, "reactor_write_off_undone_amount_total", currency="USD")
+    written = sample(text, "reactor_write_off_amount_total", site=SITE, currency="USD")
+    taken_back = sample(text, "reactor_write_off_undone_amount_total", site=SITE, currency="USD")
     assert (written, taken_back, written - taken_back) == (12.5, 12.5, 0)
-    assert sample(text, "reactor_write_offs_total", currency="USD") == 1
-    assert sample(text, "reactor_write_offs_undone_total", currency="USD") == 1
-    assert sample(text, "reactor_decisions_total", rule="dunning-exhausted", action="undo", outcome="undone") == 1
+    assert sample(text, "reactor_write_offs_total", site=SITE, currency="USD") == 1
+    assert sample(text, "reactor_write_offs_undone_total", site=SITE, currency="USD") == 1
+    assert (
+        sample(text, "reactor_decisions_total", site=SITE, rule="dunning-exhausted", action="undo", outcome="undone")
+        == 1
+    )
 
 
 def test_event_types_chargebee_does_not_list_are_one_other_series(sandbox, web):
@@ -122,10 +130,10 @@ def test_queue_depth_dead_letters_and_held_write_offs_are_gauges(web, redis_conn
 
     text = scrape(web)
 
-    assert sample(text, "reactor_queue_jobs", state="queued") == 1
-    assert sample(text, "reactor_inbox_events", state="waiting") == 0
-    assert sample(text, "reactor_dead_letters") == 1
-    assert sample(text, "reactor_held_write_offs") == 1
+    assert sample(text, "reactor_queue_jobs", site=SITE, state="queued") == 1
+    assert sample(text, "reactor_inbox_events", site=SITE, state="waiting") == 0
+    assert sample(text, "reactor_dead_letters", site=SITE) == 1
+    assert sample(text, "reactor_held_write_offs", site=SITE) == 1
 
 
 def test_events_waiting_for_triage_and_claimed_are_gauges(web, redis_conn, settings):
@@ -135,14 +143,14 @@ def test_events_waiting_for_triage_and_claimed_are_gauges(web, redis_conn, setti
 
     text = scrape(web)
 
-    assert sample(text, "reactor_inbox_events", state="waiting") == 2
-    assert sample(text, "reactor_inbox_events", state="claimed") == 1
+    assert sample(text, "reactor_inbox_events", site=SITE, state="waiting") == 2
+    assert sample(text, "reactor_inbox_events", site=SITE, state="claimed") == 1
 
 
 def test_the_oldest_queued_job_and_chargebee_429s_are_reported(web, redis_conn, settings):
     """What deploy/prometheus/alerts.yml alerts on: how long the oldest queued job has waited, and
     Chargebee's 429s counted by whichever worker met them."""
-    assert sample(scrape(web), "reactor_queue_oldest_seconds") == 0
+    assert sample(scrape(web), "reactor_queue_oldest_seconds", site=SITE) == 0
     job = Queue(settings.queue_name, connection=redis_conn).enqueue("reactor.jobs.evaluate", "ev_old")
     Queue(settings.queue_name, connection=redis_conn).enqueue("reactor.jobs.evaluate", "ev_new")
     two_minutes_ago = datetime.now(timezone.utc) - timedelta(minutes=2)
@@ -153,8 +161,8 @@ def test_the_oldest_queued_job_and_chargebee_429s_are_reported(web, redis_conn, 
 
     text = scrape(web)
 
-    assert 120 <= (sample(text, "reactor_queue_oldest_seconds") or 0) < 180
-    assert sample(text, "reactor_chargebee_429s_total") == 2
+    assert 120 <= (sample(text, "reactor_queue_oldest_seconds", site=SITE) or 0) < 180
+    assert sample(text, "reactor_chargebee_429s_total", site=SITE) == 2
 
 
 def test_the_oldest_wait_sees_past_triage_jobs_pushed_in_front_of_older_ones(web, redis_conn, settings):
@@ -166,7 +174,7 @@ def test_the_oldest_wait_sees_past_triage_jobs_pushed_in_front_of_older_ones(web
     redis_conn.hset(old.key, "enqueued_at", ten_minutes_ago.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
     queue.enqueue("reactor.jobs.triage", "ev_later", at_front=True)  # the head, enqueued just now
 
-    assert 600 <= (sample(scrape(web), "reactor_queue_oldest_seconds") or 0) < 660
+    assert 600 <= (sample(scrape(web), "reactor_queue_oldest_seconds", site=SITE) or 0) < 660
 
 
 def test_metrics_answer_without_redis_and_say_so(settings):
@@ -185,7 +193,9 @@ def test_worker_log_lines_about_a_job_carry_its_event_and_invoice(sandbox, web, 
     event = make_event(invoice)
     post_event(web.webhook_url, event)
     worker = start_worker()
-    wait_for(lambda: sample(scrape(web), "reactor_write_offs_total", currency="USD"), timeout=30, what="write-off")
+    wait_for(
+        lambda: sample(scrape(web), "reactor_write_offs_total", site=SITE, currency="USD"), timeout=30, what="write-off"
+    )
 
     lines = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
     about_job = [line for line in lines if line.get("job_id") == f"evaluate-{event['id']}"]

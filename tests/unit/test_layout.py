@@ -35,13 +35,15 @@ BASE = {
     "reactor.redis_connect",
     "reactor.redis_wait",
     "reactor.reloads",
+    "reactor.sites",
     "reactor.timestamps",
 }
 WINGS: dict[str, set[str]] = {
     # the base every wing reads: settings, what an id may be, key names, logging, notices for a person,
     # the record of rules reloads (which tells a refused edit), redacting secrets, connecting to Redis
     # and waiting for it
-    "reactor.config": {"reactor.redis_connect"},
+    "reactor.config": {"reactor.redis_connect", "reactor.sites"},
+    "reactor.sites": set(),
     "reactor.ids": set(),
     "reactor.keys": set(),
     "reactor.logs": {"reactor.redaction"},

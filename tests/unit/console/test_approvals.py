@@ -106,6 +106,8 @@ def test_a_write_off_waiting_past_the_alert_time_is_told_once_and_shows_in_metri
     registry = CollectorRegistry()
     registry.register(RedisCollector(redis_conn, settings))
     scraped = generate_latest(registry).decode()
-    assert "reactor_approvals_waiting 2.0" in scraped
-    oldest = next(line for line in scraped.splitlines() if line.startswith("reactor_approval_oldest_seconds "))
+    assert 'reactor_approvals_waiting{site="default"} 2.0' in scraped
+    oldest = next(
+        line for line in scraped.splitlines() if line.startswith('reactor_approval_oldest_seconds{site="default"} ')
+    )
     assert 3 * 3600 - 5 < float(oldest.split()[1]) < 3 * 3600 + 60
