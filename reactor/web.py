@@ -25,7 +25,7 @@ from .dashboard.views import init_admin
 from .ingest.events import EventStore
 from .ingest.guard import WebhookGuard, trust_proxies
 from .ingest.replication import ReplicaAck
-from .ingest.webhook import EVENTS, error_response, webhooks
+from .ingest.webhook import EVENTS, SiteWebhook, error_response, webhooks
 from .jobs.held import list_held
 from .notices import Notices
 from .redaction import redact, remember
@@ -132,6 +132,16 @@ def live_rules(settings: Settings, connection: redis.Redis) -> LiveRules:
     return live
 
 
+def site_webhooks(settings: Settings, connection: redis.Redis, replica_ack: ReplicaAck) -> dict[str, SiteWebhook]:
+    """Each site's webhook: its settings (credentials) and its EventStore, on its keys and queue."""
+    found = {}
+    for site in settings.sites:
+        scoped = settings.for_site(site.name)
+        queue = Queue(scoped.queue_name, connection=connection)
+        found[site.name] = SiteWebhook(scoped, EventStore.from_settings(connection, queue, scoped, replica_ack))
+    return found
+
+
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
     """Build the web app. `settings` default to the environment's, `connection` to `connect_redis`."""
     if settings is None:
@@ -144,16 +154,20 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app = Flask("reactor")
     app.config["REACTOR_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    queue = Queue(settings.queue_name, connection=connection)
     app.extensions["reactor.redis"] = connection
     replica_ack = ReplicaAck(settings.replica_ack, settings.replica_ack_timeout)
-    app.extensions["reactor.ingest.events"] = EventStore.from_settings(connection, queue, settings, replica_ack)
+    sites = site_webhooks(settings, connection, replica_ack)
+    app.extensions["reactor.ingest.sites"] = sites
+    if settings.home_site is not None:  # the home site's store, as before several sites
+        app.extensions["reactor.ingest.events"] = sites[settings.home_site.name].store
     live = live_rules(settings, connection)
     app.extensions["reactor.rules"] = live
     app.register_blueprint(webhooks)
     app.register_blueprint(health)
+    # One allow-list and one failed-login count per address for every site's URL: a client guessing
+    # credentials on one site's URL is the same client on the next one's.
     app.extensions["reactor.ingest.guard"] = WebhookGuard(
-        connection, settings.webhook_allow, settings.auth_failure_limit, settings.key_prefix
+        connection, settings.webhook_allow, settings.auth_failure_limit, settings.deployment_key_prefix
     )
     trust_proxies(app, settings.trusted_proxies)
     app.extensions["reactor.dashboard.metrics"] = metrics.RedisCollector(connection, settings, live)

@@ -11,6 +11,7 @@ import functools
 import hmac
 import logging
 import time
+from dataclasses import dataclass
 
 import orjson
 import redis
@@ -22,7 +23,7 @@ from ..keys import EVALUATE_JOB
 from ..rules.event_types import CHARGEBEE_EVENT_TYPES
 from .envelope import EnvelopeError, Event, parse_event
 from .events import EventStore
-from .guard import WebhookGuard
+from .guard import Refusal, WebhookGuard
 from .replication import NotReplicated
 
 log = logging.getLogger(__name__)
@@ -119,13 +120,57 @@ def unsupported_media(content_type: str | None, content_encoding: str | None) ->
     return None
 
 
+@dataclass(frozen=True)
+class SiteWebhook:
+    """What the webhook of one Chargebee site needs: that site's settings (its Basic-auth
+    credentials) and its EventStore (its key prefix and queue)."""
+
+    settings: Settings
+    store: EventStore
+
+
+SITE_URL = "/webhooks/chargebee/<site>"
+
+
 @webhooks.post("/webhooks/chargebee")
 def receive() -> Response:
+    """The home site's webhook (the one URL there was before several sites). A deployment whose sites
+    are all named in REACTOR_SITES has no home site: the event cannot be placed, so it is refused
+    with 404 (Chargebee keeps it and retries) rather than stored for some site."""
+    sites: dict[str, SiteWebhook] = current_app.extensions["reactor.ingest.sites"]
+    home = current_app.config["REACTOR_SETTINGS"].home_site
+    if home is None or home.name not in sites:
+        EVENTS.labels("unknown", "unknown_site").inc()
+        return error_response(
+            404,
+            "unknown_site",
+            f"this deployment serves several Chargebee sites and no default one: "
+            f"each site's webhook is {SITE_URL} (e.g. /webhooks/chargebee/acme-eu)",
+        )
+    return _receive(sites[home.name])
+
+
+@webhooks.post(SITE_URL)
+def receive_for_site(site: str) -> Response:
+    """The webhook of the site named in the URL: its own Basic auth, its own data. An unknown name is
+    refused with 404 after the address screen (the message does not list the configured sites)."""
+    sites: dict[str, SiteWebhook] = current_app.extensions["reactor.ingest.sites"]
+    target = sites.get(site)
+    if target is None:
+        guard: WebhookGuard = current_app.extensions["reactor.ingest.guard"]
+        refused = guard.screen(request.remote_addr)
+        if refused is not None:
+            return _guard_refusal(refused)
+        EVENTS.labels("unknown", "unknown_site").inc()
+        return error_response(404, "unknown_site", "no Chargebee site of that name is served here")
+    return _receive(target)
+
+
+def _receive(site: SiteWebhook) -> Response:
     """One delivery, checked in order: the client (address screen, then Basic auth), the headers (so
     that a body they rule out is never read), the body; then the event is accepted."""
     started = time.perf_counter()
-    settings: Settings = current_app.config["REACTOR_SETTINGS"]
-    store: EventStore = current_app.extensions["reactor.ingest.events"]
+    settings, store = site.settings, site.store
     guard: WebhookGuard = current_app.extensions["reactor.ingest.guard"]
     refused = _refuse_client(settings, guard)
     if refused is None:
@@ -145,14 +190,18 @@ def receive() -> Response:
     return _accept(store, event, started)
 
 
+def _guard_refusal(refusal: Refusal) -> Response:
+    EVENTS.labels("unknown", refusal.error).inc()
+    extra = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
+    return error_response(refusal.status, refusal.error, refusal.message, **extra)
+
+
 def _refuse_client(settings: Settings, guard: WebhookGuard) -> Response | None:
     """The answer to a client that may not deliver (blocked address, failed-auth limit, wrong
     credentials), or None to go on."""
     refusal = guard.screen(request.remote_addr)
     if refusal is not None:
-        EVENTS.labels("unknown", refusal.error).inc()
-        extra = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
-        return error_response(refusal.status, refusal.error, refusal.message, **extra)
+        return _guard_refusal(refusal)
     if _authorized(settings):
         return None
     refusal = guard.failed(request.remote_addr)
