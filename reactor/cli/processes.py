@@ -106,20 +106,48 @@ def web(host: str, port: int | None, workers: int) -> None:
     serve_web(settings, os.environ, host, port or settings.port, workers)
 
 
+def served_sites(settings: Settings, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The sites `--site` names, each checked against the configured ones (REACTOR_SITES and the home
+    site); none named: every configured site."""
+    for name in names:
+        if name not in settings.site_names:
+            known = ", ".join(settings.site_names) or "none"
+            raise click.BadParameter(
+                f"no Chargebee site named {name!r} is configured (sites: {known})", param_hint="--site"
+            )
+    return tuple(dict.fromkeys(names)) or settings.site_names
+
+
+def site_chargebee_settings(settings: Settings) -> Settings:
+    """chargebee_settings (the local sandbox when nothing is configured) for a deployment with a home
+    site; one whose sites are all named in REACTOR_SITES has each site's API already."""
+    return chargebee_settings(settings) if settings.home_site is not None else settings
+
+
 @click.command()
-@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
+@click.option(
+    "--site",
+    "sites",
+    multiple=True,
+    metavar="NAME",
+    help="Serve only this Chargebee site's queue (repeatable; default: every configured site).",
+)
 @refusals_logged
-def worker(burst: bool, name: str | None) -> None:
-    """An RQ worker for the reactor's jobs, with RQ's scheduler. Started before Redis answers, it
-    waits for it (REACTOR_REDIS_WAIT); a bad configuration or rules file stops it at once. SIGTERM
-    or SIGINT stops it cleanly from here on, its wait for Redis included."""
+def worker(burst: bool, name: str | None, sites: tuple[str, ...]) -> None:
+    """An RQ worker for the reactor's jobs, with RQ's scheduler. It serves every configured Chargebee
+    site's queue in turn (or those --site names), each job with its own site's API key, rate limit and
+    data. Started before Redis answers, it waits for it (REACTOR_REDIS_WAIT); a bad configuration or
+    rules file stops it at once. SIGTERM or SIGINT stops it cleanly from here on, its wait for Redis
+    included."""
     raise_stop_on_signals()
     try:
-        settings = chargebee_settings(command_settings())
+        settings = site_chargebee_settings(command_settings())
+        served = served_sites(settings, sites)
         check_rules(settings)  # before the wait: only an unreachable Redis is worth waiting for
         connection = connect(settings, wait=True)
-        run_worker(settings, connection, burst=burst, name=name)
+        run_worker(settings, connection, burst=burst, name=name, sites=served)
     except StopRequested as stop:
         log.info("stopped on %s before the worker started", stop)
     except RulesError as exc:  # the file was broken while we waited
@@ -143,8 +171,8 @@ def sandbox(host: str, port: int, no_seed: bool) -> None:
 @click.command()
 @refusals_logged
 def cron() -> None:
-    """Run the sweep on schedule (REACTOR_SWEEP_CRON, or every REACTOR_SWEEP_INTERVAL seconds), and
-    send the digest of what a person must act on to REACTOR_NOTIFY_URL.
+    """Run the sweep on schedule (REACTOR_SWEEP_CRON, or every REACTOR_SWEEP_INTERVAL seconds), one per
+    Chargebee site on that site's queue, and send the digest of what a person must act on to REACTOR_NOTIFY_URL.
 
     RQ's cron scheduler enqueues the sweep job; workers run it. Run one `cron` process (it does
     not elect a leader); a second one only makes sweeps that find the first one's lock and stop,
@@ -163,16 +191,17 @@ def cron() -> None:
         signal.pause()
         return
     scheduler = CronScheduler(connection=connection)
-    scheduler.register(
-        scheduled_sweep,
-        queue_name=settings.queue_name,
-        interval=settings.sweep_interval or None,
-        cron=None if settings.sweep_interval else settings.sweep_cron,
-        job_timeout=SWEEP_JOB_TIMEOUT,
-        name="sweep",
-    )
+    for site in settings.sites:  # each site's sweep on its own queue: its worker runs it with its context
+        scheduler.register(
+            scheduled_sweep,
+            queue_name=site.queue_name(settings.queue_name),
+            interval=settings.sweep_interval or None,
+            cron=None if settings.sweep_interval else settings.sweep_cron,
+            job_timeout=SWEEP_JOB_TIMEOUT,
+            name="sweep" if site.home else f"sweep:{site.name}",
+        )
     when = f"every {settings.sweep_interval} s" if settings.sweep_interval else f"on '{settings.sweep_cron}' (UTC)"
-    log.info("sweeping unpaid invoices %s", when)
+    log.info("sweeping unpaid invoices %s (sites: %s)", when, ", ".join(settings.site_names))
     scheduler.start()
 
 

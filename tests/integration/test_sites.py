@@ -21,7 +21,7 @@ from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.keys import Keys
 from reactor.sandbox import SandboxServer, SandboxState
 from reactor.sites import Site
-from tests.helpers import ReactorProcess, WebServer, worker_env
+from tests.helpers import ReactorProcess, WebServer, wait_for, worker_env
 from tests.integration.helpers import EXHAUSTED_RULES, post_event
 
 pytestmark = pytest.mark.integration
@@ -188,3 +188,193 @@ def test_a_site_url_answers_503_while_redis_is_down(two_sites: Settings) -> None
         assert answer.status_code == 503
     finally:
         server.stop()
+
+
+# -- workers ----------------------------------------------------------------------------------------
+
+
+def written_off(redis_conn: redis.Redis, prefix: str, invoice_id: str) -> bool:
+    return "written_off" in audit(redis_conn, prefix, invoice_id)
+
+
+def test_the_same_invoice_id_on_two_sites_is_written_off_once_on_each(
+    sandbox: SandboxServer,
+    eu_sandbox: SandboxServer,
+    two_sites: Settings,
+    sites_web: WebServer,
+    redis_conn: redis.Redis,
+    start_sites_worker,
+) -> None:
+    us_event, eu_event = real_event(), real_event()
+    invoice_id = us_event["content"]["invoice"]["id"]
+    sandbox.state.add_invoice(**us_event["content"]["invoice"])
+    eu_sandbox.state.add_invoice(**eu_event["content"]["invoice"])  # the same id, another site's invoice
+    start_sites_worker(two_sites)
+
+    assert post_event(sites_web.webhook_url, us_event).status_code == 200
+    assert post_event(f"{sites_web.webhook_url}/{EU}", eu_event, auth=(EU_USER, EU_PASSWORD)).status_code == 200
+    wait_for(lambda: written_off(redis_conn, "reactor", invoice_id), timeout=30, what="acme-us's write-off")
+    wait_for(lambda: written_off(redis_conn, EU_PREFIX, invoice_id), timeout=30, what="acme-eu's write-off")
+
+    # each sandbox answers only to its own API key: a call with the other's would have been 401
+    us_calls, eu_calls = sandbox.state.write_off_calls(), eu_sandbox.state.write_off_calls()
+    assert [c["status"] for c in us_calls] == [200] and [c["status"] for c in eu_calls] == [200]
+    assert all(c["status"] != 401 for c in sandbox.state.calls() + eu_sandbox.state.calls())
+    us_key = us_calls[0]["headers"]["chargebee-idempotency-key"]
+    eu_key = eu_calls[0]["headers"]["chargebee-idempotency-key"]
+    assert us_key != eu_key
+    assert sandbox.state.get_invoice(invoice_id)["status"] == "paid"
+    assert eu_sandbox.state.get_invoice(invoice_id)["status"] == "paid"
+    # each site's records under its own keys, once
+    assert audit(redis_conn, "reactor", invoice_id).count("written_off") == 1
+    assert audit(redis_conn, EU_PREFIX, invoice_id).count("written_off") == 1
+
+
+def test_a_worker_can_serve_one_site(
+    sandbox: SandboxServer,
+    eu_sandbox: SandboxServer,
+    two_sites: Settings,
+    sites_web: WebServer,
+    redis_conn: redis.Redis,
+    start_sites_worker,
+) -> None:
+    us_event, eu_event = real_event("inv_us_only"), real_event("inv_eu_only")
+    sandbox.state.add_invoice(**us_event["content"]["invoice"])
+    eu_sandbox.state.add_invoice(**eu_event["content"]["invoice"])
+    start_sites_worker(two_sites, "--site", EU)
+    assert post_event(sites_web.webhook_url, us_event).status_code == 200
+    assert post_event(f"{sites_web.webhook_url}/{EU}", eu_event, auth=(EU_USER, EU_PASSWORD)).status_code == 200
+    wait_for(lambda: written_off(redis_conn, EU_PREFIX, "inv_eu_only"), timeout=30, what="acme-eu's write-off")
+    assert sandbox.state.write_off_calls() == []  # acme-us's queue is nobody's here
+    assert redis_conn.llen("rq:queue:reactor") == 1
+
+
+def test_an_unknown_site_name_stops_the_worker(two_sites: Settings, start_sites_worker) -> None:
+    worker = start_sites_worker(two_sites, "--site", "acme-asia")
+    assert worker.proc.wait(30) == 78
+    assert "acme-asia" in worker.output()
+
+
+def test_a_429_storm_on_one_site_leaves_the_others_write_offs_on_time(
+    sandbox: SandboxServer,
+    eu_sandbox: SandboxServer,
+    two_sites: Settings,
+    sites_web: WebServer,
+    redis_conn: redis.Redis,
+    start_sites_worker,
+) -> None:
+    # The storm is on the home site, whose queue the worker lists first.
+    sandbox.state.add_fault(match="any", status=429, retry_after=60, times=None)
+    for n in range(30):
+        event = real_event(f"inv_us_{n}")
+        sandbox.state.add_invoice(**event["content"]["invoice"])
+        assert post_event(sites_web.webhook_url, event).status_code == 200
+    start_sites_worker(two_sites)  # one worker for both sites: the storm must not hold it
+    wait_for(lambda: sandbox.state.calls(), timeout=30, what="acme-us's first call")
+    eu_on_time(eu_sandbox, sites_web, redis_conn, within=5)
+
+    assert all(c["status"] == 429 for c in sandbox.state.calls())
+    assert redis_conn.pttl(f"reactor:rl:paused:{US}") > 0  # acme-us's calls are paused...
+    assert not redis_conn.exists(f"{EU_PREFIX}:rl:paused:{EU}")  # ...acme-eu's are not
+
+
+def test_a_site_at_its_rate_limit_does_not_hold_back_another(
+    sandbox: SandboxServer,
+    eu_sandbox: SandboxServer,
+    two_sites: Settings,
+    sites_web: WebServer,
+    redis_conn: redis.Redis,
+    start_sites_worker,
+) -> None:
+    # acme-us: one call every 4 s, so each of its jobs would wait for a slot; acme-eu: plenty.
+    eu = replace(two_sites.other_sites[0], rate_limit=1000)
+    slow_us = replace(two_sites, chargebee_rate_limit=1, rate_limit_window=4, other_sites=(eu,))
+    for n in range(30):
+        event = real_event(f"inv_us_{n}")
+        sandbox.state.add_invoice(**event["content"]["invoice"])
+        assert post_event(sites_web.webhook_url, event).status_code == 200
+    start_sites_worker(slow_us)
+    wait_for(lambda: sandbox.state.calls(), timeout=30, what="acme-us's first call")
+    eu_on_time(eu_sandbox, sites_web, redis_conn, within=3)
+
+
+def test_a_slow_site_takes_its_turn_with_the_others(
+    sandbox: SandboxServer,
+    eu_sandbox: SandboxServer,
+    two_sites: Settings,
+    sites_web: WebServer,
+    redis_conn: redis.Redis,
+    start_sites_worker,
+) -> None:
+    # acme-us answers every call in 0.6 s, and 30 of its events wait: the worker takes the queues in
+    # turn, so acme-eu's event waits for one acme-us job at most, not for all 30.
+    sandbox.state.add_fault(match="any", latency_ms=600, times=None)
+    for n in range(30):
+        event = real_event(f"inv_us_{n}")
+        sandbox.state.add_invoice(**event["content"]["invoice"])
+        assert post_event(sites_web.webhook_url, event).status_code == 200
+    start_sites_worker(two_sites)
+    wait_for(lambda: sandbox.state.calls(), timeout=30, what="acme-us's first call")
+    eu_on_time(eu_sandbox, sites_web, redis_conn, within=5)
+
+
+def eu_on_time(eu_sandbox: SandboxServer, web: WebServer, redis_conn: redis.Redis, within: float) -> None:
+    """Three acme-eu write-offs, one after the other, each done `within` seconds of its event."""
+    for n in range(3):
+        event = real_event(f"inv_eu_{n}")
+        eu_sandbox.state.add_invoice(**event["content"]["invoice"])
+        posted = time.monotonic()
+        assert post_event(f"{web.webhook_url}/{EU}", event, auth=(EU_USER, EU_PASSWORD)).status_code == 200
+        wait_for(lambda n=n: written_off(redis_conn, EU_PREFIX, f"inv_eu_{n}"), timeout=30, what="acme-eu's write-off")
+        took = time.monotonic() - posted
+        assert took < within, f"acme-eu's write-off took {took:.1f} s: held back by acme-us"
+
+
+# -- upgrade ----------------------------------------------------------------------------------------
+
+
+def test_a_single_site_deployment_keeps_its_data_when_a_second_site_is_added(
+    sandbox: SandboxServer,
+    eu_sandbox: SandboxServer,
+    settings: Settings,
+    two_sites: Settings,
+    redis_conn: redis.Redis,
+    start_sites_worker,
+) -> None:
+    # Before: one site, configured as it always was (no REACTOR_SITES, no CHARGEBEE_SITE).
+    before = settings
+    assert before.other_sites == () and before.chargebee_site is None
+    event = real_event()
+    invoice_id = event["content"]["invoice"]["id"]
+    sandbox.state.add_invoice(**event["content"]["invoice"])
+    web = WebServer(before)
+    try:
+        assert post_event(web.webhook_url, event).status_code == 200
+        worker = start_sites_worker(before)
+        wait_for(lambda: written_off(redis_conn, "reactor", invoice_id), timeout=30, what="the write-off before")
+        worker.stop()
+    finally:
+        web.stop()
+    records_before = audit(redis_conn, "reactor", invoice_id)
+
+    # After: the same home site, and acme-eu added with REACTOR_SITES.
+    after = replace(two_sites, chargebee_site=None)
+    web = WebServer(after)
+    try:
+        again = post_event(web.webhook_url, event)  # Chargebee's retry of the same event: still a duplicate
+        assert (again.status_code, again.json()["status"]) == (200, "duplicate")
+        later = real_event()  # a later event for the invoice already written off
+        assert post_event(web.webhook_url, later).status_code == 200
+        start_sites_worker(after)
+        wait_for(
+            lambda: len(audit(redis_conn, "reactor", invoice_id)) > len(records_before),
+            timeout=30,
+            what="the later event's decision",
+        )
+    finally:
+        web.stop()
+    records = audit(redis_conn, "reactor", invoice_id)
+    assert records[: len(records_before)] == records_before  # the audit written before is found
+    assert records.count("written_off") == 1  # the mark written before is honoured
+    assert [c["status"] for c in sandbox.state.write_off_calls()] == [200]
+    assert eu_sandbox.state.calls() == []
