@@ -6,6 +6,7 @@ gunicorn builds it as `reactor.web:create_app()` (the Procfile's web line).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from importlib.resources import files
@@ -32,7 +33,7 @@ from .redaction import redact, remember
 from .redis_connect import connect
 from .redis_wait import eviction_refusal, redis_address, wait_for_redis
 from .reloads import RulesReloadReporter
-from .rules import RulesError
+from .rules import RulesError, load_rules
 from .rules.live import LiveRules
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,9 @@ def live_rules(settings: Settings, connection: redis.Redis) -> LiveRules:
     """The rules in force, loaded now so that a broken file is logged at start (the app still
     starts: /readyz says not ready until a good file is in place)."""
     notices = Notices(connection, settings.key_prefix, enabled=bool(settings.notify_url))
-    live = LiveRules(settings.rules_path, reporter=RulesReloadReporter(connection, settings.key_prefix, notices))
+    reporter = RulesReloadReporter(connection, settings.key_prefix, notices)
+    loader = functools.partial(load_rules, sites=settings.site_names)  # a misspelt `sites:` name is refused
+    live = LiveRules(settings.rules_path, loader=loader, reporter=reporter)
     try:
         live.current()
     except RulesError as exc:

@@ -58,7 +58,7 @@ def refusals_logged(command: Callable[..., Any]) -> Callable[..., Any]:
 def check_rules(settings: Settings) -> None:
     """Refuse a rules file with any problem, each at file:line:col, in one message and at once."""
     try:
-        load_rules(settings.rules_path)
+        load_rules(settings.rules_path, sites=settings.site_names)
     except RulesError as exc:
         raise click.ClickException(f"rules file refused:\n{exc}") from None
 

@@ -111,9 +111,11 @@ def rules() -> None:
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 def rules_check(path: Path | None) -> None:
     """Validate a rules file; exit 1 with file:line:col for every problem."""
-    path = path or command_settings().rules_path
+    settings = command_settings()
+    path = path or settings.rules_path
     try:
-        ruleset = load_rules(path)
+        # `sites:` may name only the sites this deployment serves (the home site's name without REACTOR_SITES)
+        ruleset = load_rules(path, sites=settings.site_names)
     except RulesError as exc:
         # Plain lines, never wrapped: editors and grep read file:line:col. Whole sentences, on ops' own
         # terminal, but redacted: the file may be a `.env` saved over rules.yaml.
@@ -124,9 +126,12 @@ def rules_check(path: Path | None) -> None:
         sys.exit(1)
     for warning in ruleset.warnings:  # the file is in force; these only point at likely mistakes
         click.echo(redact(f"{warning.file}:{warning.line}:{warning.col}: warning: {warning.message}"), err=True)
-    names = ", ".join(rule.name for rule in ruleset.rules)
-    click.echo(f"{path}: OK, version {ruleset.version}, mode {ruleset.mode}, {len(ruleset.rules)} rules ({names})")
-    for rule in ruleset.rules:
+    every = ruleset.every_rule
+    names = ", ".join(rule.name for rule in every)
+    click.echo(f"{path}: OK, version {ruleset.version}, mode {ruleset.mode}, {len(every)} rules ({names})")
+    for rule in every:
+        if rule.sites is not None:
+            click.echo(f"rule {rule.name} applies to sites {', '.join(sorted(rule.sites))} only (sites:)")
         if rule.while_collecting == "write_off":
             click.echo(
                 f"rule {rule.name} writes off even while Chargebee is still collecting (while_collecting: write_off)"
@@ -224,7 +229,7 @@ def test_command(cases_path: Path | None, rules_path: Path | None, explain_failu
         _refuse_cases(exc)
     ruleset = _load_ruleset(rules_path or declared or settings.rules_path)
     try:
-        cases = load_cases(cases_path, ruleset).cases
+        cases = load_cases(cases_path, ruleset, sites=settings.site_names).cases
     except CasesError as exc:
         _refuse_cases(exc)
     results = run_cases(ruleset, cases, datetime.now(timezone.utc))
@@ -247,7 +252,8 @@ def test_command(cases_path: Path | None, rules_path: Path | None, explain_failu
     if explain_failures:
         for result in failed:
             console.print(Text(f"\n{result.case.name} (line {result.case.line})", style="bold"))
-            console.print(format_explanation(explain(ruleset, result.case.event, result.at)))
+            view = ruleset.for_site(result.case.site)
+            console.print(format_explanation(explain(view, result.case.event, result.at)))
     summary = f"{len(results)} cases, {len(results) - len(failed)} passed, {len(failed)} failed"
     console.print(summary, style="bold red" if failed else "bold green", markup=False)
     if failed:

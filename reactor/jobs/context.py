@@ -5,6 +5,7 @@ of the site whose queue it came from (its RQ `origin`)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from ..notices import Notices
 from ..redaction import remember
 from ..redis_connect import connect
 from ..reloads import RulesReloadReporter
+from ..rules import load_rules
 from ..rules.live import LiveRules
 from .audit import AuditLog
 from .trace.calls import record_calls
@@ -60,7 +62,10 @@ def build_context(settings: Settings, connection: redis.Redis, *, records: bool 
     # One rules file for every site: its reloads are the deployment's, under its own prefix.
     notices = Notices(connection, settings.deployment_key_prefix, enabled=bool(settings.notify_url))
     reporter = RulesReloadReporter(connection, settings.deployment_key_prefix, notices) if records else None
-    rules = LiveRules(settings.rules_path, reporter=reporter)
+    # Each site decides with its view of the one rules file (`sites:`); a file naming a site this
+    # deployment does not serve is refused like any broken file.
+    loader = functools.partial(load_rules, sites=settings.site_names)
+    rules = LiveRules(settings.rules_path, loader=loader, reporter=reporter, site=settings.site_name or None)
     client = ChargebeeClient(
         settings.api_base,
         settings.chargebee_api_key,

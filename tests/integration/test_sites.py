@@ -330,6 +330,45 @@ def eu_on_time(eu_sandbox: SandboxServer, web: WebServer, redis_conn: redis.Redi
         assert took < within, f"acme-eu's write-off took {took:.1f} s: held back by acme-us"
 
 
+EU_ONLY_RULES = """\
+version: 1
+mode: live
+limits:
+  max_write_off: {USD: 500}
+rules:
+  - name: eu-exhausted
+    sites: [acme-eu]
+    when:
+      - invoice.dunning_status: exhausted
+    action: write_off
+"""
+
+
+def test_a_rule_limited_to_one_site_writes_off_only_there(
+    sandbox: SandboxServer,
+    eu_sandbox: SandboxServer,
+    two_sites: Settings,
+    sites_web: WebServer,
+    redis_conn: redis.Redis,
+    start_sites_worker,
+    rules_file,
+) -> None:
+    rules_file(EU_ONLY_RULES)
+    us_event, eu_event = real_event(), real_event()
+    invoice_id = us_event["content"]["invoice"]["id"]
+    sandbox.state.add_invoice(**us_event["content"]["invoice"])
+    eu_sandbox.state.add_invoice(**eu_event["content"]["invoice"])
+    start_sites_worker(two_sites)
+    assert post_event(sites_web.webhook_url, us_event).status_code == 200
+    assert post_event(f"{sites_web.webhook_url}/{EU}", eu_event, auth=(EU_USER, EU_PASSWORD)).status_code == 200
+    wait_for(lambda: written_off(redis_conn, EU_PREFIX, invoice_id), timeout=30, what="acme-eu's write-off")
+    wait_for(lambda: audit(redis_conn, "reactor", invoice_id), timeout=30, what="acme-us's decision")
+    assert audit(redis_conn, "reactor", invoice_id) == ["no_match"] or "written_off" not in audit(
+        redis_conn, "reactor", invoice_id
+    )
+    assert sandbox.state.write_off_calls() == []
+
+
 # -- upgrade ----------------------------------------------------------------------------------------
 
 
