@@ -205,7 +205,9 @@ def test_the_same_invoice_id_on_two_sites_is_written_off_once_on_each(
     redis_conn: redis.Redis,
     start_sites_worker,
 ) -> None:
-    us_event, eu_event = real_event(), real_event()
+    # The same invoice id and the same event id on both sites: ids are unique only within a site.
+    us_event = real_event()
+    eu_event = copy.deepcopy(us_event)
     invoice_id = us_event["content"]["invoice"]["id"]
     sandbox.state.add_invoice(**us_event["content"]["invoice"])
     eu_sandbox.state.add_invoice(**eu_event["content"]["invoice"])  # the same id, another site's invoice
