@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -26,6 +27,7 @@ from ..local.supervisor import refuse_fresh_with_redis_url, run_all, serve_web
 from ..logs import wants_json
 from ..redis_wait import refusal
 from ..rules import RulesError, load_rules
+from ..sites import Site, SiteConfigError, site_names
 from .helpers import RedisUnavailable, chargebee_settings, command_settings, connect
 
 PORT = click.IntRange(1, 65535)
@@ -81,8 +83,16 @@ def check_redis(settings: Settings) -> None:
     is_flag=True,
     help="Start the embedded Redis empty: delete var/redis/ first (refused when REDIS_URL is set).",
 )
+@click.option(
+    "--sandbox-sites",
+    envvar="REACTOR_SANDBOX_SITES",
+    default="",
+    metavar="NAME,NAME",
+    help="Start one sandbox per Chargebee site name (e.g. demo-eu,demo-us), each its own port, API key "
+    "and demo invoices; the first is the home site. Sandbox mode only. [env: REACTOR_SANDBOX_SITES]",
+)
 @refusals_logged
-def run(host: str, port: int | None, sandbox_port: int, fresh: bool) -> None:
+def run(host: str, port: int | None, sandbox_port: int, fresh: bool, sandbox_sites: str) -> None:
     """Web + worker + scheduler in one command; embedded Redis and the sandbox when not configured.
     The sandbox lives in memory (its demo invoices start again at every run); the embedded Redis
     keeps its data in var/redis/ from one run to the next, unless --fresh. A part that dies is
@@ -90,9 +100,35 @@ def run(host: str, port: int | None, sandbox_port: int, fresh: bool) -> None:
     settings = command_settings()
     if fresh:
         refuse_fresh_with_redis_url(settings)  # first: nothing else is looked at for a refused --fresh
-    check_rules(settings)  # now, rather than as a worker that dies and is restarted again and again
+    names = sandbox_site_names(settings, sandbox_sites)
+    checked = settings
+    if len(names) > 1:  # the rules may name the sandbox sites
+        others = tuple(Site(name, None, home=False) for name in names[1:])
+        checked = replace(settings, chargebee_site=names[0], other_sites=others)
+    check_rules(checked)  # now, rather than as a worker that dies and is restarted again and again
     check_redis(settings)
-    sys.exit(run_all(settings, os.environ, host=host, port=port, sandbox_port=sandbox_port, fresh=fresh))
+    code = run_all(
+        settings, os.environ, host=host, port=port, sandbox_port=sandbox_port, fresh=fresh, sandbox_sites=names
+    )
+    sys.exit(code)
+
+
+def sandbox_site_names(settings: Settings, raw: str) -> tuple[str, ...]:
+    """--sandbox-sites: Chargebee site names, refused outside sandbox mode (a configured Chargebee is
+    never stood in for)."""
+    try:
+        names = site_names(raw)
+    except SiteConfigError as exc:
+        raise click.BadParameter(
+            str(exc).replace("REACTOR_SITES", "--sandbox-sites"), param_hint="--sandbox-sites"
+        ) from None
+    if names and not settings.sandbox_mode:
+        raise click.BadParameter(
+            "sandbox sites stand in for Chargebee only when none is configured (no CHARGEBEE_SITE, "
+            "CHARGEBEE_API_BASE or REACTOR_SITES)",
+            param_hint="--sandbox-sites",
+        )
+    return names
 
 
 @click.command()
