@@ -42,6 +42,7 @@ class JobContext:
     rules: LiveRules
     keys: Keys = field(default_factory=Keys)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+    rate_limit: ChargebeeRateLimit | None = None  # its Chargebee client's, for the worker's look before a job
 
     @property
     def notices(self) -> Notices:
@@ -66,11 +67,9 @@ def build_context(settings: Settings, connection: redis.Redis, *, records: bool 
     # deployment does not serve is refused like any broken file.
     loader = functools.partial(load_rules, sites=settings.site_names)
     rules = LiveRules(settings.rules_path, loader=loader, reporter=reporter, site=settings.site_name or None)
+    rate_limit = build_rate_limit(settings, connection)
     client = ChargebeeClient(
-        settings.api_base,
-        settings.chargebee_api_key,
-        timeout=settings.http_timeout,
-        rate_limit=build_rate_limit(settings, connection),
+        settings.api_base, settings.chargebee_api_key, timeout=settings.http_timeout, rate_limit=rate_limit
     )
     return JobContext(
         settings=settings,
@@ -83,6 +82,7 @@ def build_context(settings: Settings, connection: redis.Redis, *, records: bool 
         chargebee=record_calls(client, TraceLog(connection, keys)) if records else client,
         rules=rules,
         keys=keys,
+        rate_limit=rate_limit,
     )
 
 

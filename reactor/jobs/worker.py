@@ -7,10 +7,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import random
 import signal
 import sys
 import time
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import redis
@@ -26,6 +28,7 @@ from rq.worker import DequeueStrategy
 
 from .. import jobs
 from ..config import Settings
+from ..keys import EVALUATE_JOB
 from ..redaction import redact
 from ..redis_wait import wait_for_redis
 from ..rules import RulesError
@@ -122,10 +125,13 @@ class ReactorWorker(Worker):
         super().request_force_stop(signum, frame)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        context = jobs.context_for(queue.name)
         try:
-            jobs.context_for(queue.name).rules.current()
+            context.rules.current()
         except RulesError as exc:
             log.error("no valid rules; jobs will fail until rules.yaml is fixed: %s", exc)
+        if defer_for_rate_limit(context, job, queue):
+            return
         super().execute_job(job, queue)
 
     def _start_scheduler(
@@ -239,6 +245,35 @@ def _run_scheduler(scheduler: rq_scheduler.RQScheduler) -> None:
         sys.exit(1)
 
 
+CALLS_PER_JOB = 2
+"""Chargebee calls an evaluation job makes as a rule (a fresh fetch, the write-off), to spread the
+deferred jobs of a site at its limit over the time its queue needs."""
+
+
+def defer_for_rate_limit(context: jobs.JobContext, job: Job, queue: Queue) -> bool:
+    """In a worker serving several sites: an evaluation job whose site has no rate-limit slot free
+    within SHARED_MAX_WAIT is not run but scheduled again, looked at in this process before any
+    fork, so a site at its limit (or paused by a 429) costs the other sites' jobs a few Redis round
+    trips, not a work horse each. It is put back at the slot's time plus a random part of the time
+    the site's queue needs at its limit, so the backlog is not looked at again all at once. True
+    when deferred; on any doubt (Redis errors) the job runs, and its own wait for a slot decides."""
+    if len(jobs.installed()) < 2 or job.func_name != EVALUATE_JOB or context.rate_limit is None:
+        return False
+    limit = context.rate_limit
+    try:
+        wait = limit.free_in()
+        if wait <= SHARED_MAX_WAIT:
+            return False
+        backlog = queue.count * CALLS_PER_JOB * limit.window / limit.calls
+        when = datetime.now(timezone.utc) + timedelta(seconds=wait + random.uniform(0, backlog))
+        queue.schedule_job(job, when)
+    except redis.RedisError as exc:
+        log.warning("could not look at the rate limit before job %s (%s); running it", job.id, exc)
+        return False
+    log.debug("job %s deferred: no Chargebee call slot for %.1f s", job.id, wait, extra={"job_id": job.id})
+    return True
+
+
 def forget_lost_executions(connection: redis.Redis, job: Job, keep: str | None) -> None:
     """Remove from the job's execution registry the executions whose own record is gone."""
     registry = job.execution_registry
@@ -281,10 +316,13 @@ class ReactorSimpleWorker(ReactorWorker):
     the interpreter takes the worker with it (its job is then retried as abandoned)."""
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        context = jobs.context_for(queue.name)
         try:
-            jobs.context_for(queue.name).rules.current()
+            context.rules.current()
         except RulesError as exc:
             log.error("no valid rules; jobs will fail until rules.yaml is fixed: %s", exc)
+        if defer_for_rate_limit(context, job, queue):
+            return
         SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:

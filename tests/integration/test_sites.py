@@ -419,3 +419,27 @@ def test_a_single_site_deployment_keeps_its_data_when_a_second_site_is_added(
     assert records.count("written_off") == 1  # the mark written before is honoured
     assert [c["status"] for c in sandbox.state.write_off_calls()] == [200]
     assert eu_sandbox.state.calls() == []
+
+
+def test_a_site_at_its_limit_gets_every_write_off_done_at_its_pace(
+    sandbox: SandboxServer,
+    eu_sandbox: SandboxServer,
+    two_sites: Settings,
+    sites_web: WebServer,
+    redis_conn: redis.Redis,
+    start_sites_worker,
+) -> None:
+    # acme-us: 4 calls every 3 s, 6 write-offs (12 calls) waiting: the shared worker puts back the
+    # jobs that find no slot rather than hold them, and none is lost, failed or written off twice.
+    slow_us = replace(two_sites, chargebee_rate_limit=4, rate_limit_window=3)
+    ids = [f"inv_pace_{n}" for n in range(6)]
+    for invoice_id in ids:
+        event = real_event(invoice_id)
+        sandbox.state.add_invoice(**event["content"]["invoice"])
+        assert post_event(sites_web.webhook_url, event).status_code == 200
+    start_sites_worker(slow_us)
+    wait_for(lambda: all(written_off(redis_conn, "reactor", i) for i in ids), timeout=60, what="every write-off")
+    assert sorted(c["path"].split("/")[-2] for c in sandbox.state.write_off_calls()) == ids
+    assert all(c["status"] == 200 for c in sandbox.state.calls())  # never past the limit: no 429
+    outcomes = [o for i in ids for o in audit(redis_conn, "reactor", i)]
+    assert set(outcomes) == {"written_off"}, outcomes
