@@ -136,12 +136,15 @@ def live_rules(settings: Settings, connection: redis.Redis) -> LiveRules:
 
 
 def site_webhooks(settings: Settings, connection: redis.Redis, replica_ack: ReplicaAck) -> dict[str, SiteWebhook]:
-    """Each site's webhook: its settings (credentials) and its EventStore, on its keys and queue."""
+    """Each site's webhook: its settings (credentials), its EventStore on its keys and queue, and its
+    guard (the one allow-list; failed logins counted under the site's keys)."""
     found = {}
     for site in settings.sites:
         scoped = settings.for_site(site.name)
         queue = Queue(scoped.queue_name, connection=connection)
-        found[site.name] = SiteWebhook(scoped, EventStore.from_settings(connection, queue, scoped, replica_ack))
+        store = EventStore.from_settings(connection, queue, scoped, replica_ack)
+        guard = WebhookGuard(connection, settings.webhook_allow, settings.auth_failure_limit, scoped.key_prefix)
+        found[site.name] = SiteWebhook(scoped, store, guard)
     return found
 
 
@@ -167,8 +170,8 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.extensions["reactor.rules"] = live
     app.register_blueprint(webhooks)
     app.register_blueprint(health)
-    # One allow-list and one failed-login count per address for every site's URL: a client guessing
-    # credentials on one site's URL is the same client on the next one's.
+    # The address screen of a URL that names no site served here (each site's own guard counts its
+    # failed logins: reactor/ingest/webhook.py).
     app.extensions["reactor.ingest.guard"] = WebhookGuard(
         connection, settings.webhook_allow, settings.auth_failure_limit, settings.deployment_key_prefix
     )

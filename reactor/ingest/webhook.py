@@ -123,10 +123,13 @@ def unsupported_media(content_type: str | None, content_encoding: str | None) ->
 @dataclass(frozen=True)
 class SiteWebhook:
     """What the webhook of one Chargebee site needs: that site's settings (its Basic-auth
-    credentials) and its EventStore (its key prefix and queue)."""
+    credentials), its EventStore (its key prefix and queue) and its guard. Failed logins are counted
+    per site: Chargebee posts every site's webhooks from the same addresses, so one site's wrong
+    credentials must not hold back another's deliveries."""
 
     settings: Settings
     store: EventStore
+    guard: WebhookGuard  # the allow-list, and this site's failed-login count per address
 
 
 SITE_URL = "/webhooks/chargebee/<site>"
@@ -171,8 +174,7 @@ def _receive(site: SiteWebhook) -> Response:
     that a body they rule out is never read), the body; then the event is accepted."""
     started = time.perf_counter()
     settings, store = site.settings, site.store
-    guard: WebhookGuard = current_app.extensions["reactor.ingest.guard"]
-    refused = _refuse_client(settings, guard)
+    refused = _refuse_client(settings, site.guard)
     if refused is None:
         refused = _refuse_headers(settings)
     if refused is not None:

@@ -144,6 +144,22 @@ def test_each_site_has_its_url_and_its_credentials(sites_web: WebServer, redis_c
     assert (again.status_code, again.json()["status"]) == (200, "duplicate")
 
 
+def test_one_sites_failed_logins_do_not_hold_back_another_sites_deliveries(
+    two_sites: Settings, redis_conn: redis.Redis
+) -> None:
+    # Chargebee posts every site's webhooks from the same addresses: acme-eu's webhook set up with
+    # wrong credentials must not get acme-us's deliveries refused with 429.
+    server = WebServer(replace(two_sites, auth_failure_limit="3/minute"))
+    try:
+        eu_url = f"{server.webhook_url}/{EU}"
+        answers = [post_event(eu_url, real_event(), auth=(EU_USER, "wrong")).status_code for _ in range(5)]
+        assert answers[-1] == 429
+        assert post_event(server.webhook_url, real_event()).status_code == 200
+        assert post_event(eu_url, real_event(), auth=(EU_USER, EU_PASSWORD)).status_code == 429
+    finally:
+        server.stop()
+
+
 def test_an_unknown_site_is_404_and_nothing_is_stored(sites_web: WebServer, redis_conn: redis.Redis) -> None:
     event = real_event()
     answer = post_event(f"{sites_web.webhook_url}/acme-asia", event, auth=(EU_USER, EU_PASSWORD))
