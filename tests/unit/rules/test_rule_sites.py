@@ -158,3 +158,28 @@ def test_a_case_naming_an_unknown_site_is_refused_at_its_position(tmp_path: Path
         load_cases(path, parse_rules(RULES), sites=("acme-us", "acme-eu"))
     [problem] = refused.value.problems
     assert (problem.line, problem.col) == (7, 11) and "acme-usa" in problem.message
+
+
+def test_rules_test_runs_cases_that_name_their_site(tmp_path: Path):
+    rules, cases = tmp_path / "rules.yaml", tmp_path / "rules.cases.yaml"
+    rules.write_text(RULES)
+    cases.write_text(CASES)
+    env = {
+        "CHARGEBEE_SITE": "acme-us",
+        "CHARGEBEE_API_KEY": "k",
+        "REACTOR_RULES": str(rules),
+        "REACTOR_SITES": "acme-eu",
+        "REACTOR_SITE_ACME_EU_API_KEY": "k2",
+        "REACTOR_SITE_ACME_EU_WEBHOOK_USER": "u",
+        "REACTOR_SITE_ACME_EU_WEBHOOK_PASSWORD": "p",
+    }
+    passed = CliRunner().invoke(main, ["rules", "test", str(cases)], env=env)
+    assert passed.exit_code == 0, passed.output
+    assert "2 cases, 2 passed, 0 failed" in passed.output
+
+    plain = tmp_path / "plain.yaml"  # the same rules without `sites:`, on a deployment without acme-eu
+    plain.write_text(RULES.replace("    sites: [acme-eu]\n", ""))
+    env["REACTOR_SITES"] = ""
+    refused = CliRunner().invoke(main, ["rules", "test", str(cases), "--rules", str(plain)], env=env)
+    assert refused.exit_code != 0
+    assert f"{cases}:3:11:" in refused.output and "acme-eu" in refused.output
