@@ -111,11 +111,22 @@ def rules() -> None:
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 def rules_check(path: Path | None) -> None:
     """Validate a rules file; exit 1 with file:line:col for every problem."""
-    settings = command_settings()
-    path = path or settings.rules_path
+    # `sites:` may name only the sites this deployment serves (the home site's name without
+    # REACTOR_SITES). A file given by path is checked as before when the environment's settings do
+    # not load, unless it names sites: then they cannot be checked, and it is refused.
     try:
-        # `sites:` may name only the sites this deployment serves (the home site's name without REACTOR_SITES)
-        ruleset = load_rules(path, sites=settings.site_names)
+        sites: tuple[str, ...] | None = command_settings().site_names
+        unknown = ""
+    except click.ClickException as exc:
+        if path is None:
+            raise
+        sites, unknown = None, exc.format_message()
+    path = path or command_settings().rules_path
+    try:
+        ruleset = load_rules(path, sites=sites)
+        if sites is None and ruleset.site_limited:
+            click.echo(f"{path}: its `sites:` cannot be checked, the settings do not load: {unknown}", err=True)
+            sys.exit(1)
     except RulesError as exc:
         # Plain lines, never wrapped: editors and grep read file:line:col. Whole sentences, on ops' own
         # terminal, but redacted: the file may be a `.env` saved over rules.yaml.

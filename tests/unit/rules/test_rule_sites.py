@@ -183,3 +183,13 @@ def test_rules_test_runs_cases_that_name_their_site(tmp_path: Path):
     refused = CliRunner().invoke(main, ["rules", "test", str(cases), "--rules", str(plain)], env=env)
     assert refused.exit_code != 0
     assert f"{cases}:3:11:" in refused.output and "acme-eu" in refused.output
+
+
+def test_rules_check_of_a_file_without_sites_needs_no_settings(tmp_path: Path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES.replace("    sites: [acme-eu]\n", ""))
+    broken = {"CHARGEBEE_SITE": "acme-us", "CHARGEBEE_API_KEY": "", "REACTOR_SITES": ""}  # a key is required
+    assert CliRunner().invoke(main, ["rules", "check", str(path)], env=broken).exit_code == 0
+    path.write_text(RULES)
+    refused = CliRunner().invoke(main, ["rules", "check", str(path)], env=broken)
+    assert refused.exit_code == 1 and "cannot be checked" in refused.output
