@@ -734,9 +734,18 @@ def check_timeouts(settings: Settings) -> None:
 
 def require_webhook_credentials(settings: Settings) -> None:
     """The web process refuses to start open to the internet by accident."""
-    if settings.webhook_auth == "basic" and not (settings.webhook_user and settings.webhook_password):
+    if (
+        settings.webhook_auth == "basic"
+        and settings.home_site is not None
+        and not (settings.webhook_user and settings.webhook_password)
+    ):
         raise ConfigError(
             "REACTOR_WEBHOOK_USER and REACTOR_WEBHOOK_PASSWORD are required "
             "(the Basic-auth credentials set on the Chargebee webhook); "
             "set REACTOR_WEBHOOK_AUTH=none to accept unauthenticated deliveries"
         )
+    for site in settings.other_sites:
+        if settings.webhook_auth == "basic" and not (site.webhook_user and site.webhook_password):
+            raise ConfigError(
+                f"site {site.name!r} has no webhook credentials: each site's webhooks have their own Basic auth"
+            )

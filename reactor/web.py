@@ -6,6 +6,7 @@ gunicorn builds it as `reactor.web:create_app()` (the Procfile's web line).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from .ingest.envelope import Event
 from .ingest.events import EventStore
 from .ingest.guard import WebhookGuard, trust_proxies
 from .ingest.replication import ReplicaAck
-from .ingest.webhook import EVENTS, IGNORED_HOOK, error_response, webhooks
+from .ingest.webhook import EVENTS, IGNORED_HOOK, SiteWebhook, error_response, webhooks
 from .jobs.audit import AuditLog
 from .jobs.audit.archive import archive_lag
 from .jobs.held import list_held
@@ -39,7 +40,7 @@ from .redaction import redact, remember
 from .redis_connect import connect
 from .redis_wait import eviction_refusal, redis_address, wait_for_redis
 from .reloads import RulesReloadReporter
-from .rules import RulesError
+from .rules import RulesError, load_rules
 from .rules.live import LiveRules
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,9 @@ def live_rules(settings: Settings, connection: redis.Redis) -> LiveRules:
     """The rules in force, loaded now so that a broken file is logged at start (the app still
     starts: /readyz says not ready until a good file is in place)."""
     notices = Notices(connection, settings.key_prefix, enabled=bool(settings.notify_url))
-    live = LiveRules(settings.rules_path, reporter=RulesReloadReporter(connection, settings.key_prefix, notices))
+    reporter = RulesReloadReporter(connection, settings.key_prefix, notices)
+    loader = functools.partial(load_rules, sites=settings.site_names)  # a misspelt `sites:` name is refused
+    live = LiveRules(settings.rules_path, loader=loader, reporter=reporter)
     try:
         live.current()
     except RulesError as exc:
@@ -163,6 +166,19 @@ def payment_watch(settings: Settings, connection: redis.Redis) -> Callable[[Even
     return watch
 
 
+def site_webhooks(settings: Settings, connection: redis.Redis, replica_ack: ReplicaAck) -> dict[str, SiteWebhook]:
+    """Each site's webhook: its settings (credentials), its EventStore on its keys and queue, and its
+    guard (the one allow-list; failed logins counted under the site's keys)."""
+    found = {}
+    for site in settings.sites:
+        scoped = settings.for_site(site.name)
+        queue = Queue(scoped.queue_name, connection=connection)
+        store = EventStore.from_settings(connection, queue, scoped, replica_ack)
+        guard = WebhookGuard(connection, settings.webhook_allow, settings.auth_failure_limit, scoped.key_prefix)
+        found[site.name] = SiteWebhook(scoped, store, guard)
+    return found
+
+
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
     """Build the web app. `settings` default to the environment's, `connection` to `connect_redis`."""
     if settings is None:
@@ -175,17 +191,23 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app = Flask("reactor")
     app.config["REACTOR_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    queue = Queue(settings.queue_name, connection=connection)
     app.extensions["reactor.redis"] = connection
     replica_ack = ReplicaAck(settings.replica_ack, settings.replica_ack_timeout)
-    app.extensions["reactor.ingest.events"] = EventStore.from_settings(connection, queue, settings, replica_ack)
-    app.extensions[IGNORED_HOOK] = payment_watch(settings, connection)
+    sites = site_webhooks(settings, connection, replica_ack)
+    app.extensions["reactor.ingest.sites"] = sites
+    if settings.home_site is not None:  # the home site's store, as before several sites
+        app.extensions["reactor.ingest.events"] = sites[settings.home_site.name].store
+    app.extensions[IGNORED_HOOK] = {
+        name: payment_watch(settings.for_site(name), connection) for name in settings.site_names
+    }
     live = live_rules(settings, connection)
     app.extensions["reactor.rules"] = live
     app.register_blueprint(webhooks)
     app.register_blueprint(health)
+    # The address screen of a URL that names no site served here (each site's own guard counts its
+    # failed logins: reactor/ingest/webhook.py).
     app.extensions["reactor.ingest.guard"] = WebhookGuard(
-        connection, settings.webhook_allow, settings.auth_failure_limit, settings.key_prefix
+        connection, settings.webhook_allow, settings.auth_failure_limit, settings.deployment_key_prefix
     )
     trust_proxies(app, settings.trusted_proxies)
     app.extensions["reactor.dashboard.metrics"] = metrics.RedisCollector(connection, settings, live)

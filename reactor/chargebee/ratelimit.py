@@ -116,6 +116,16 @@ class ChargebeeRateLimit:
             # A little jitter, so that workers woken by the same freed slot do not all race for it.
             self._sleep(wait + random.uniform(0, min(0.05, max(left - wait, 0))))
 
+    def free_in(self) -> float:
+        """Seconds until a call slot is free (a pause included), without taking one: 0 when one is."""
+        wait = self.paused_for()
+        if wait > 0:
+            return wait
+        if self.limiter.test(self.item, self.scope):
+            return 0.0
+        reset, _remaining = self.limiter.get_window_stats(self.item, self.scope)
+        return max(reset - time.time(), 0.01)
+
     def paused_for(self) -> float:
         """Seconds left of a pause set after a 429 (0 when there is none)."""
         remaining = self.redis.pttl(self.pause_key)

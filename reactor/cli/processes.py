@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -28,6 +29,7 @@ from ..local.supervisor import refuse_fresh_with_redis_url, run_all, serve_web
 from ..logs import wants_json
 from ..redis_wait import refusal
 from ..rules import RulesError, load_rules
+from ..sites import Site, SiteConfigError, site_names
 from .helpers import RedisUnavailable, chargebee_settings, command_settings, connect
 
 PORT = click.IntRange(1, 65535)
@@ -65,7 +67,7 @@ def archive_name(url: str) -> str:
 def check_rules(settings: Settings) -> None:
     """Refuse a rules file with any problem, each at file:line:col, in one message and at once."""
     try:
-        load_rules(settings.rules_path)
+        load_rules(settings.rules_path, sites=settings.site_names)
     except RulesError as exc:
         raise click.ClickException(f"rules file refused:\n{exc}") from None
 
@@ -88,8 +90,16 @@ def check_redis(settings: Settings) -> None:
     is_flag=True,
     help="Start the embedded Redis empty: delete var/redis/ first (refused when REDIS_URL is set).",
 )
+@click.option(
+    "--sandbox-sites",
+    envvar="REACTOR_SANDBOX_SITES",
+    default="",
+    metavar="NAME,NAME",
+    help="Start one sandbox per Chargebee site name (e.g. demo-eu,demo-us), each its own port, API key "
+    "and demo invoices; the first is the home site. Sandbox mode only. [env: REACTOR_SANDBOX_SITES]",
+)
 @refusals_logged
-def run(host: str, port: int | None, sandbox_port: int, fresh: bool) -> None:
+def run(host: str, port: int | None, sandbox_port: int, fresh: bool, sandbox_sites: str) -> None:
     """Web + worker + scheduler in one command; embedded Redis and the sandbox when not configured.
     The sandbox lives in memory (its demo invoices start again at every run); the embedded Redis
     keeps its data in var/redis/ from one run to the next, unless --fresh. A part that dies is
@@ -97,9 +107,35 @@ def run(host: str, port: int | None, sandbox_port: int, fresh: bool) -> None:
     settings = command_settings()
     if fresh:
         refuse_fresh_with_redis_url(settings)  # first: nothing else is looked at for a refused --fresh
-    check_rules(settings)  # now, rather than as a worker that dies and is restarted again and again
+    names = sandbox_site_names(settings, sandbox_sites)
+    checked = settings
+    if len(names) > 1:  # the rules may name the sandbox sites
+        others = tuple(Site(name, None, home=False) for name in names[1:])
+        checked = replace(settings, chargebee_site=names[0], other_sites=others)
+    check_rules(checked)  # now, rather than as a worker that dies and is restarted again and again
     check_redis(settings)
-    sys.exit(run_all(settings, os.environ, host=host, port=port, sandbox_port=sandbox_port, fresh=fresh))
+    code = run_all(
+        settings, os.environ, host=host, port=port, sandbox_port=sandbox_port, fresh=fresh, sandbox_sites=names
+    )
+    sys.exit(code)
+
+
+def sandbox_site_names(settings: Settings, raw: str) -> tuple[str, ...]:
+    """--sandbox-sites: Chargebee site names, refused outside sandbox mode (a configured Chargebee is
+    never stood in for)."""
+    try:
+        names = site_names(raw)
+    except SiteConfigError as exc:
+        raise click.BadParameter(
+            str(exc).replace("REACTOR_SITES", "--sandbox-sites"), param_hint="--sandbox-sites"
+        ) from None
+    if names and not settings.sandbox_mode:
+        raise click.BadParameter(
+            "sandbox sites stand in for Chargebee only when none is configured (no CHARGEBEE_SITE, "
+            "CHARGEBEE_API_BASE or REACTOR_SITES)",
+            param_hint="--sandbox-sites",
+        )
+    return names
 
 
 @click.command()
@@ -113,20 +149,48 @@ def web(host: str, port: int | None, workers: int) -> None:
     serve_web(settings, os.environ, host, port or settings.port, workers)
 
 
+def served_sites(settings: Settings, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The sites `--site` names, each checked against the configured ones (REACTOR_SITES and the home
+    site); none named: every configured site."""
+    for name in names:
+        if name not in settings.site_names:
+            known = ", ".join(settings.site_names) or "none"
+            raise click.BadParameter(
+                f"no Chargebee site named {name!r} is configured (sites: {known})", param_hint="--site"
+            )
+    return tuple(dict.fromkeys(names)) or settings.site_names
+
+
+def site_chargebee_settings(settings: Settings) -> Settings:
+    """chargebee_settings (the local sandbox when nothing is configured) for a deployment with a home
+    site; one whose sites are all named in REACTOR_SITES has each site's API already."""
+    return chargebee_settings(settings) if settings.home_site is not None else settings
+
+
 @click.command()
-@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
+@click.option(
+    "--site",
+    "sites",
+    multiple=True,
+    metavar="NAME",
+    help="Serve only this Chargebee site's queue (repeatable; default: every configured site).",
+)
 @refusals_logged
-def worker(burst: bool, name: str | None) -> None:
-    """An RQ worker for the reactor's jobs, with RQ's scheduler. Started before Redis answers, it
-    waits for it (REACTOR_REDIS_WAIT); a bad configuration or rules file stops it at once. SIGTERM
-    or SIGINT stops it cleanly from here on, its wait for Redis included."""
+def worker(burst: bool, name: str | None, sites: tuple[str, ...]) -> None:
+    """An RQ worker for the reactor's jobs, with RQ's scheduler. It serves every configured Chargebee
+    site's queue in turn (or those --site names), each job with its own site's API key, rate limit and
+    data. Started before Redis answers, it waits for it (REACTOR_REDIS_WAIT); a bad configuration or
+    rules file stops it at once. SIGTERM or SIGINT stops it cleanly from here on, its wait for Redis
+    included."""
     raise_stop_on_signals()
     try:
-        settings = chargebee_settings(command_settings())
+        settings = site_chargebee_settings(command_settings())
+        served = served_sites(settings, sites)
         check_rules(settings)  # before the wait: only an unreachable Redis is worth waiting for
         connection = connect(settings, wait=True)
-        run_worker(settings, connection, burst=burst, name=name)
+        run_worker(settings, connection, burst=burst, name=name, sites=served)
     except StopRequested as stop:
         log.info("stopped on %s before the worker started", stop)
     except RulesError as exc:  # the file was broken while we waited
@@ -150,9 +214,10 @@ def sandbox(host: str, port: int, no_seed: bool) -> None:
 @click.command()
 @refusals_logged
 def cron() -> None:
-    """Run the sweep on schedule (REACTOR_SWEEP_CRON, or every REACTOR_SWEEP_INTERVAL seconds), archive
-    the audit trail (REACTOR_AUDIT_ARCHIVE, every REACTOR_AUDIT_ARCHIVE_INTERVAL seconds), and send the
-    digest of what a person must act on to REACTOR_NOTIFY_URL.
+    """Run the sweep on schedule (REACTOR_SWEEP_CRON, or every REACTOR_SWEEP_INTERVAL seconds), one per
+    Chargebee site on that site's queue, archive each site's audit trail (REACTOR_AUDIT_ARCHIVE, every
+    REACTOR_AUDIT_ARCHIVE_INTERVAL seconds), and send the digest of what a person must act on to
+    REACTOR_NOTIFY_URL.
 
     RQ's cron scheduler enqueues the sweep job; workers run it. Run one `cron` process (it does
     not elect a leader); a second one only makes sweeps that find the first one's lock and stop,
@@ -190,16 +255,17 @@ def run_cron_scheduler(settings: Settings, connection: redis.Redis) -> None:
             log.info("stopped on %s", stop)
         return
     scheduler = CronScheduler(connection=connection)
-    scheduler.register(
-        scheduled_sweep,
-        queue_name=settings.queue_name,
-        interval=settings.sweep_interval or None,
-        cron=None if settings.sweep_interval else settings.sweep_cron,
-        job_timeout=SWEEP_JOB_TIMEOUT,
-        name="sweep",
-    )
+    for site in settings.sites:  # each site's sweep on its own queue: its worker runs it with its context
+        scheduler.register(
+            scheduled_sweep,
+            queue_name=site.queue_name(settings.queue_name),
+            interval=settings.sweep_interval or None,
+            cron=None if settings.sweep_interval else settings.sweep_cron,
+            job_timeout=SWEEP_JOB_TIMEOUT,
+            name="sweep" if site.home else f"sweep:{site.name}",
+        )
     when = f"every {settings.sweep_interval} s" if settings.sweep_interval else f"on '{settings.sweep_cron}' (UTC)"
-    log.info("sweeping unpaid invoices %s", when)
+    log.info("sweeping unpaid invoices %s (sites: %s)", when, ", ".join(settings.site_names))
     scheduler.start()
 
 

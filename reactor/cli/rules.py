@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..chargebee import ChargebeeClient, ChargebeeError
-from ..config import ConfigError, Settings, load_settings
+from ..config import Settings
 from ..ingest.envelope import Event
 from ..jobs.facts import complete_facts
 from ..redaction import redact
@@ -112,17 +112,26 @@ def rules() -> None:
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 def rules_check(path: Path | None) -> None:
     """Validate a rules file; exit 1 with file:line:col for every problem."""
+    # `sites:` may name only the sites this deployment serves (the home site's name without
+    # REACTOR_SITES). A file named outright is checked whatever else the environment holds: when the
+    # settings do not load, relief delays are checked against the defaults, and a file that names
+    # sites is refused (they cannot be checked).
     try:
-        settings = load_settings()
-    except ConfigError as exc:
+        settings = command_settings()
+        sites: tuple[str, ...] | None = settings.site_names
+        unknown = ""
+    except click.ClickException as exc:
         if path is None:
-            raise click.ClickException(str(exc)) from None
-        # A file named outright is checked whatever else the environment holds.
-        click.echo(redact(f"warning: {exc}; relief delays checked against the defaults"), err=True)
-        settings = Settings()
+            raise
+        unknown = exc.format_message()
+        click.echo(redact(f"warning: {unknown}; relief delays checked against the defaults"), err=True)
+        settings, sites = Settings(), None
     path = path or settings.rules_path
     try:
-        ruleset = load_rules(path)
+        ruleset = load_rules(path, sites=sites)
+        if sites is None and ruleset.site_limited:
+            click.echo(f"{path}: its `sites:` cannot be checked, the settings do not load: {unknown}", err=True)
+            sys.exit(1)
     except RulesError as exc:
         # Plain lines, never wrapped: editors and grep read file:line:col. Whole sentences, on ops' own
         # terminal, but redacted: the file may be a `.env` saved over rules.yaml.
@@ -133,12 +142,15 @@ def rules_check(path: Path | None) -> None:
         sys.exit(1)
     for warning in ruleset.warnings:  # the file is in force; these only point at likely mistakes
         click.echo(redact(f"{warning.file}:{warning.line}:{warning.col}: warning: {warning.message}"), err=True)
-    early = relief_warnings(ruleset.rules, dict(settings.relief_delays))
+    every = ruleset.every_rule
+    early = relief_warnings(every, dict(settings.relief_delays))
     for found in early:  # allowed: only the VAT relief on such a write-off waits
         click.echo(redact(f"{ruleset.filename}:{found.line}:{found.col}: warning: {found.message()}"), err=True)
-    names = ", ".join(rule.name for rule in ruleset.rules)
-    click.echo(f"{path}: OK, version {ruleset.version}, mode {ruleset.mode}, {len(ruleset.rules)} rules ({names})")
-    for rule in ruleset.rules:
+    names = ", ".join(rule.name for rule in every)
+    click.echo(f"{path}: OK, version {ruleset.version}, mode {ruleset.mode}, {len(every)} rules ({names})")
+    for rule in every:
+        if rule.sites is not None:
+            click.echo(f"rule {rule.name} applies to sites {', '.join(sorted(rule.sites))} only (sites:)")
         if rule.while_collecting == "write_off":
             click.echo(
                 f"rule {rule.name} writes off even while Chargebee is still collecting (while_collecting: write_off)"
@@ -236,7 +248,7 @@ def test_command(cases_path: Path | None, rules_path: Path | None, explain_failu
         _refuse_cases(exc)
     ruleset = _load_ruleset(rules_path or declared or settings.rules_path)
     try:
-        cases = load_cases(cases_path, ruleset).cases
+        cases = load_cases(cases_path, ruleset, sites=settings.site_names).cases
     except CasesError as exc:
         _refuse_cases(exc)
     results = run_cases(ruleset, cases, datetime.now(timezone.utc))
@@ -259,7 +271,8 @@ def test_command(cases_path: Path | None, rules_path: Path | None, explain_failu
     if explain_failures:
         for result in failed:
             console.print(Text(f"\n{result.case.name} (line {result.case.line})", style="bold"))
-            console.print(format_explanation(explain(ruleset, result.case.event, result.at)))
+            view = ruleset.for_site(result.case.site)
+            console.print(format_explanation(explain(view, result.case.event, result.at)))
     summary = f"{len(results)} cases, {len(results) - len(failed)} passed, {len(failed)} failed"
     console.print(summary, style="bold red" if failed else "bold green", markup=False)
     if failed:

@@ -46,13 +46,25 @@ class Accepted:
     job_id: str | None = None  # its evaluation job's; None when it went to the inbox
 
 
-def evaluation_job_id(event_id: str) -> str:
+def evaluation_job_id(event_id: str, site: str | None = None) -> str:
     """`evaluate-<event id>`. RQ takes only letters, digits, `_` and `-` in a job id, and so does
     parse_event in an event id (reactor/ids.py). An id that came another way (typed into a command, or
-    stored by an older release) may not fit: it gets a digest, still one job per id."""
+    stored by an older release) may not fit: it gets a digest, still one job per id.
+
+    RQ's job ids are one namespace for the whole Redis, and event ids are unique only within a
+    Chargebee site: the job of a site other than the home site (`site`) ends in `--<site>`, so the
+    same event id on two sites makes two jobs. The home site's ids are as before."""
     if JOB_ID_SAFE.fullmatch(event_id):
-        return f"evaluate-{event_id}"
-    return f"evaluate-x{hashlib.sha256(event_id.encode()).hexdigest()[:40]}"
+        job_id = f"evaluate-{event_id}"
+    else:
+        job_id = f"evaluate-x{hashlib.sha256(event_id.encode()).hexdigest()[:40]}"
+    return job_id if site is None else f"{job_id}--{site}"
+
+
+def job_id_site(settings: Settings) -> str | None:
+    """The site whose name a job id carries (`evaluation_job_id`): None for the home site (and for
+    settings scoped to no site), whose job ids are as they always were."""
+    return settings.site_name if settings.key_prefix != settings.deployment_key_prefix else None
 
 
 _SET_MARK = "reactor:set-mark"
@@ -112,9 +124,9 @@ return 1
 )
 
 
-def triage_job_id(event_id: str) -> str:
+def triage_job_id(event_id: str, site: str | None = None) -> str:
     """`triage-<event id>`: the triage job the event woke (one per accepted event at most)."""
-    return "triage-" + evaluation_job_id(event_id).removeprefix("evaluate-")
+    return "triage-" + evaluation_job_id(event_id, site).removeprefix("evaluate-")
 
 
 def retry_policy(settings: Settings) -> Retry:
@@ -155,8 +167,10 @@ class EventStore:
         keys: Keys | None = None,
         options: StoreOptions | None = None,
         replica_ack: ReplicaAck | None = None,
+        site: str | None = None,
     ):
         options = options or StoreOptions()
+        self.site = site  # the site its job ids name (`evaluation_job_id`); None: the home site
         self.redis = connection
         self.triage = options.triage  # accepted events go to the inbox (reactor/ingest/inbox.py), not a job each
         self.replica_ack = replica_ack  # None: never WAIT (the workers' sweep and replays)
@@ -177,7 +191,8 @@ class EventStore:
     ) -> EventStore:
         """The store as the web and the workers use it: options from settings (StoreOptions); the web
         passes its `replica_ack` (REACTOR_REPLICA_ACK)."""
-        return cls(connection, queue, Keys(settings.key_prefix), StoreOptions.from_settings(settings), replica_ack)
+        options = StoreOptions.from_settings(settings)
+        return cls(connection, queue, Keys(settings.key_prefix), options, replica_ack, job_id_site(settings))
 
     def accept(self, event: Event, evaluate: Callable[..., Any] | str) -> Accepted:
         """Store and enqueue an event once per id; redis errors propagate (the caller answers 503).
@@ -194,7 +209,7 @@ class EventStore:
         if event.invoice_id is None:
             self._ignored(event)
             return Accepted("ignored")
-        job_id = evaluation_job_id(event.id)
+        job_id = evaluation_job_id(event.id, self.site)
         trace = self.keys.trace(event.invoice_id)
         if self.triage:  # the event waits in the inbox; the first of a burst wakes a triage job
             job_id = None
@@ -250,7 +265,9 @@ class EventStore:
         and in the inbox already, so a failure here is not the webhook's: the mark is removed if Redis
         lets us, and a worker's maintenance queues a triage job for the inbox (at the latest once the
         mark has expired)."""
-        spec = JobSpec(event.id, event.event_type, event.invoice_id or "", triage_job_id(event.id), kind="triage")
+        spec = JobSpec(
+            event.id, event.event_type, event.invoice_id or "", triage_job_id(event.id, self.site), kind="triage"
+        )
         try:
             self.queue_jobs(self.triage_jobs, TRIAGE_JOB, [spec])
         except redis.RedisError as exc:

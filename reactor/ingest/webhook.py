@@ -11,6 +11,7 @@ import functools
 import hmac
 import logging
 import time
+from dataclasses import dataclass
 
 import orjson
 import redis
@@ -22,11 +23,12 @@ from ..keys import EVALUATE_JOB
 from ..rules.event_types import CHARGEBEE_EVENT_TYPES
 from .envelope import EnvelopeError, Event, parse_event
 from .events import EventStore
-from .guard import WebhookGuard
+from .guard import Refusal, WebhookGuard
 from .replication import NotReplicated
 
 IGNORED_HOOK = "reactor.ingest.on_ignored"
-"""`app.extensions` key of a callable given each accepted event that carries no invoice."""
+"""`app.extensions` key of a mapping, site name → a callable given each accepted event of that site
+that carries no invoice."""
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +124,61 @@ def unsupported_media(content_type: str | None, content_encoding: str | None) ->
     return None
 
 
+@dataclass(frozen=True)
+class SiteWebhook:
+    """What the webhook of one Chargebee site needs: that site's settings (its Basic-auth
+    credentials), its EventStore (its key prefix and queue) and its guard. Failed logins are counted
+    per site: Chargebee posts every site's webhooks from the same addresses, so one site's wrong
+    credentials must not hold back another's deliveries."""
+
+    settings: Settings
+    store: EventStore
+    guard: WebhookGuard  # the allow-list, and this site's failed-login count per address
+
+
+SITE_URL = "/webhooks/chargebee/<site>"
+
+
 @webhooks.post("/webhooks/chargebee")
 def receive() -> Response:
+    """The home site's webhook (the one URL there was before several sites). A deployment whose sites
+    are all named in REACTOR_SITES has no home site: the event cannot be placed, so it is refused
+    with 404 (Chargebee keeps it and retries) rather than stored for some site."""
+    sites: dict[str, SiteWebhook] = current_app.extensions["reactor.ingest.sites"]
+    home = current_app.config["REACTOR_SETTINGS"].home_site
+    if home is None or home.name not in sites:
+        EVENTS.labels("unknown", "unknown_site").inc()
+        return error_response(
+            404,
+            "unknown_site",
+            f"this deployment serves several Chargebee sites and no default one: "
+            f"each site's webhook is {SITE_URL} (e.g. /webhooks/chargebee/acme-eu)",
+        )
+    return _receive(sites[home.name])
+
+
+@webhooks.post(SITE_URL)
+def receive_for_site(site: str) -> Response:
+    """The webhook of the site named in the URL: its own Basic auth, its own data. An unknown name is
+    refused with 404 after the address screen (the message does not list the configured sites)."""
+    sites: dict[str, SiteWebhook] = current_app.extensions["reactor.ingest.sites"]
+    target = sites.get(site)
+    if target is None:
+        guard: WebhookGuard = current_app.extensions["reactor.ingest.guard"]
+        refused = guard.screen(request.remote_addr)
+        if refused is not None:
+            return _guard_refusal(refused)
+        EVENTS.labels("unknown", "unknown_site").inc()
+        return error_response(404, "unknown_site", "no Chargebee site of that name is served here")
+    return _receive(target)
+
+
+def _receive(site: SiteWebhook) -> Response:
     """One delivery, checked in order: the client (address screen, then Basic auth), the headers (so
     that a body they rule out is never read), the body; then the event is accepted."""
     started = time.perf_counter()
-    settings: Settings = current_app.config["REACTOR_SETTINGS"]
-    store: EventStore = current_app.extensions["reactor.ingest.events"]
-    guard: WebhookGuard = current_app.extensions["reactor.ingest.guard"]
-    refused = _refuse_client(settings, guard)
+    settings, store = site.settings, site.store
+    refused = _refuse_client(settings, site.guard)
     if refused is None:
         refused = _refuse_headers(settings)
     if refused is not None:
@@ -145,7 +193,13 @@ def receive() -> Response:
         event = parse_event(body)
     except EnvelopeError as exc:
         return _reject(store, exc)
-    return _accept(store, event, started)
+    return _accept(site, event, started)
+
+
+def _guard_refusal(refusal: Refusal) -> Response:
+    EVENTS.labels("unknown", refusal.error).inc()
+    extra = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
+    return error_response(refusal.status, refusal.error, refusal.message, **extra)
 
 
 def _refuse_client(settings: Settings, guard: WebhookGuard) -> Response | None:
@@ -153,9 +207,7 @@ def _refuse_client(settings: Settings, guard: WebhookGuard) -> Response | None:
     credentials), or None to go on."""
     refusal = guard.screen(request.remote_addr)
     if refusal is not None:
-        EVENTS.labels("unknown", refusal.error).inc()
-        extra = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
-        return error_response(refusal.status, refusal.error, refusal.message, **extra)
+        return _guard_refusal(refusal)
     if _authorized(settings):
         return None
     refusal = guard.failed(request.remote_addr)
@@ -196,11 +248,11 @@ def _reject(store: EventStore, refusal: EnvelopeError) -> Response:
     return error_response(400, "bad_event", str(refusal))
 
 
-def _accept(store: EventStore, event: Event, started: float) -> Response:
-    """Dedupe, store and enqueue in one Redis transaction; Redis unreachable, or no replica
-    confirming the write when one must (REACTOR_REPLICA_ACK), answers 503 so that Chargebee keeps
-    the event and retries it."""
-    label = event_type_label(event.event_type)
+def _accept(site: SiteWebhook, event: Event, started: float) -> Response:
+    """Dedupe, store and enqueue in one Redis transaction (the site's store); Redis unreachable, or no
+    replica confirming the write when one must (REACTOR_REPLICA_ACK), answers 503 so that Chargebee
+    keeps the event and retries it."""
+    store, label = site.store, event_type_label(event.event_type)
     try:
         accepted = store.accept(event, EVALUATE_JOB)
     except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
@@ -212,7 +264,7 @@ def _accept(store: EventStore, event: Event, started: float) -> Response:
         log.error("event not yet on a replica, answering 503: %s", exc, extra={"event_id": event.id})
         return error_response(503, "unavailable", "storage is not replicated; retry later", Retry_After="120")
     if accepted.outcome == "ignored":
-        _on_ignored(event)
+        _on_ignored(site.settings.site_name, event)
     EVENTS.labels(label, accepted.outcome).inc()
     WEBHOOK_LATENCY.observe(time.perf_counter() - started)
     log.info(
@@ -224,11 +276,11 @@ def _accept(store: EventStore, event: Event, started: float) -> Response:
     return _json_response({"status": accepted.outcome, "event_id": event.id})
 
 
-def _on_ignored(event: Event) -> None:
-    """An event without an invoice reaches no job: the app's hook for it (reactor/web.py: a payment
-    for a customer whose invoice we wrote off is a recovery candidate) runs here; it never changes
-    the answer, and its failure is logged."""
-    hook = current_app.extensions.get(IGNORED_HOOK)
+def _on_ignored(site_name: str, event: Event) -> None:
+    """An event without an invoice reaches no job: the app's hook for its site (reactor/web.py: a
+    payment for a customer whose invoice we wrote off is a recovery candidate) runs here; it never
+    changes the answer, and its failure is logged."""
+    hook = current_app.extensions.get(IGNORED_HOOK, {}).get(site_name)
     if hook is None:
         return
     try:

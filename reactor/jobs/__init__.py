@@ -22,7 +22,7 @@ from ..ingest.envelope import Event
 from ..keys import EVALUATE_JOB, RECHECK_JOB, RELEASE_HELD_JOB, TRIAGE_JOB
 from .approval_marks import GivenApprovals
 from .audit import Outcome
-from .context import JobContext, build_context, build_rate_limit, current_context, install
+from .context import JobContext, build_context, build_rate_limit, context_for, current_context, install, installed
 from .evaluate import run_evaluation, run_release
 from .rechecks import run_recheck
 from .retries import will_retry
@@ -35,11 +35,13 @@ __all__ = [
     "JobContext",
     "build_context",
     "build_rate_limit",
+    "context_for",
     "current_context",
     "evaluate",
     "failures_recorded",
     "idempotency_key",
     "install",
+    "installed",
     "recheck",
     "record_interrupted",
     "release_held",

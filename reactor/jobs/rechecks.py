@@ -50,12 +50,14 @@ return 0
 """
 
 
-def recheck_job_id(invoice_id: str, moment: datetime) -> str:
+def recheck_job_id(invoice_id: str, moment: datetime, site: str | None = None) -> str:
     """Deterministic per (invoice, moment) and safe for RQ's job id rules, like
     `events.evaluation_job_id`. The moment is part of it because a re-check that runs may schedule
     the next one: reusing its own id would let RQ's bookkeeping of the finishing job (status,
-    result TTL on the job hash) overwrite the new schedule."""
-    digest = hashlib.sha256(invoice_id.encode()).hexdigest()[:40]
+    result TTL on the job hash) overwrite the new schedule. A site other than the home site (`site`)
+    is in the digest: the same invoice id on two sites is two invoices."""
+    named = invoice_id if site is None else f"{site}\x00{invoice_id}"
+    digest = hashlib.sha256(named.encode()).hexdigest()[:40]
     return f"recheck-x{digest}-{int(moment.timestamp())}"
 
 
@@ -101,7 +103,7 @@ def schedule(ctx: JobContext, job: Job | None, event: Event, ruleset: RuleSet, n
     moment = next_write_off_moment(ruleset, event, now)
     if moment is None:
         return None
-    job_id = recheck_job_id(invoice_id, moment)
+    job_id = recheck_job_id(invoice_id, moment, ctx.events.site)
     if job is not None and job.id == job_id:  # started early (clock skew) and found the same moment
         job_id = f"{job_id}-again"
     previous = load_pending(ctx, invoice_id)

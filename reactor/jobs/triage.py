@@ -94,7 +94,7 @@ def _spec(store: EventStore, event_id: str) -> JobSpec:
     except Exception:  # unreadable: the job records what it finds
         log.exception("could not read event %s to describe its job", event_id)
         seen = Event.from_data({})
-    return JobSpec(event_id, seen.event_type or "?", seen.invoice_id or "?", evaluation_job_id(event_id))
+    return JobSpec(event_id, seen.event_type or "?", seen.invoice_id or "?", evaluation_job_id(event_id, store.site))
 
 
 def enqueue_triage(ctx: JobContext, woken_by: str) -> None:

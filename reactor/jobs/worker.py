@@ -7,9 +7,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import random
 import signal
 import sys
 import time
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import redis
@@ -21,9 +24,11 @@ from rq.exceptions import AbandonedJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.utils import as_text
+from rq.worker import DequeueStrategy
 
 from .. import jobs
 from ..config import Settings
+from ..keys import EVALUATE_JOB
 from ..redaction import redact
 from ..redis_wait import wait_for_redis
 from ..rules import RulesError
@@ -120,10 +125,13 @@ class ReactorWorker(Worker):
         super().request_force_stop(signum, frame)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        context = jobs.context_for(queue.name)
         try:
-            jobs.current_context().rules.current()
+            context.rules.current()
         except RulesError as exc:
             log.error("no valid rules; jobs will fail until rules.yaml is fixed: %s", exc)
+        if defer_for_rate_limit(context, job, queue):
+            return
         super().execute_job(job, queue)
 
     def _start_scheduler(
@@ -183,18 +191,19 @@ class ReactorWorker(Worker):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         how = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"status {ret_val}"
         jobs.record_interrupted(
-            jobs.current_context(), job, Outcome.KILLED, f"the work horse running the job died ({how})"
+            jobs.context_for(job.origin), job, Outcome.KILLED, f"the work horse running the job died ({how})"
         )
 
     def run_maintenance_tasks(self) -> None:
         """RQ's maintenance, then a triage job for an inbox whose events have none on its way."""
         super().run_maintenance_tasks()
-        try:
-            wake_triage(jobs.current_context())
-        except (redis.ConnectionError, redis.TimeoutError, StopRequested):
-            raise  # RQ's own handling: a Redis outage, or SIGTERM landing here on an idle worker
-        except Exception:
-            log.exception("could not check the inbox for events without a triage job")
+        for context in jobs.installed():  # each site's inbox
+            try:
+                wake_triage(context)
+            except (redis.ConnectionError, redis.TimeoutError, StopRequested):
+                raise  # RQ's own handling: a Redis outage, or SIGTERM landing here on an idle worker
+            except Exception:
+                log.exception("could not check the inbox for events without a triage job")
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """A running job's execution expires this long after the worker's last heartbeat; then
@@ -236,6 +245,35 @@ def _run_scheduler(scheduler: rq_scheduler.RQScheduler) -> None:
         sys.exit(1)
 
 
+CALLS_PER_JOB = 2
+"""Chargebee calls an evaluation job makes as a rule (a fresh fetch, the write-off), to spread the
+deferred jobs of a site at its limit over the time its queue needs."""
+
+
+def defer_for_rate_limit(context: jobs.JobContext, job: Job, queue: Queue) -> bool:
+    """In a worker serving several sites: an evaluation job whose site has no rate-limit slot free
+    within SHARED_MAX_WAIT is not run but scheduled again, looked at in this process before any
+    fork, so a site at its limit (or paused by a 429) costs the other sites' jobs a few Redis round
+    trips, not a work horse each. It is put back at the slot's time plus a random part of the time
+    the site's queue needs at its limit, so the backlog is not looked at again all at once. True
+    when deferred; on any doubt (Redis errors) the job runs, and its own wait for a slot decides."""
+    if len(jobs.installed()) < 2 or job.func_name != EVALUATE_JOB or context.rate_limit is None:
+        return False
+    limit = context.rate_limit
+    try:
+        wait = limit.free_in()
+        if wait <= SHARED_MAX_WAIT:
+            return False
+        backlog = queue.count * CALLS_PER_JOB * limit.window / limit.calls
+        when = datetime.now(timezone.utc) + timedelta(seconds=wait + random.uniform(0, backlog))
+        queue.schedule_job(job, when)
+    except redis.RedisError as exc:
+        log.warning("could not look at the rate limit before job %s (%s); running it", job.id, exc)
+        return False
+    log.debug("job %s deferred: no Chargebee call slot for %.1f s", job.id, wait, extra={"job_id": job.id})
+    return True
+
+
 def forget_lost_executions(connection: redis.Redis, job: Job, keep: str | None) -> None:
     """Remove from the job's execution registry the executions whose own record is gone."""
     registry = job.execution_registry
@@ -259,7 +297,7 @@ def retry_abandoned_at_once(job: Job, exc_type: type, exc_value: BaseException, 
     if exc_type is AbandonedJobError:
         reason = "the worker running the job stopped (killed, or its machine lost) and left it unfinished"
         try:
-            jobs.record_interrupted(jobs.current_context(), job, Outcome.KILLED, reason)
+            jobs.record_interrupted(jobs.context_for(job.origin), job, Outcome.KILLED, reason)
         except Exception:  # no context in this process: RQ's own handling goes on
             log.exception("could not record the abandoned job %s", job.id)
     if exc_type is AbandonedJobError and job.retries_left and job.retry_intervals:
@@ -278,10 +316,13 @@ class ReactorSimpleWorker(ReactorWorker):
     the interpreter takes the worker with it (its job is then retried as abandoned)."""
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        context = jobs.context_for(queue.name)
         try:
-            jobs.current_context().rules.current()
+            context.rules.current()
         except RulesError as exc:
             log.error("no valid rules; jobs will fail until rules.yaml is fixed: %s", exc)
+        if defer_for_rate_limit(context, job, queue):
+            return
         SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
@@ -307,21 +348,48 @@ def _raise_stop(signum: int, frame: Any) -> None:
     raise StopRequested(signal.Signals(signum).name)
 
 
-def run_worker(settings: Settings, connection: redis.Redis, burst: bool = False, name: str | None = None) -> bool:
+SHARED_MAX_WAIT = 0.5
+"""Seconds a job of a worker serving several sites waits at most for its site's rate-limit slot
+(REACTOR_RATE_LIMIT_MAX_WAIT if lower) before it is deferred to when the slot frees: a site at its
+limit then holds the worker for half a second per call, not REACTOR_RATE_LIMIT_MAX_WAIT, and the
+other sites' jobs, taken in turn (round robin), are not held back by it."""
+
+
+def site_settings(settings: Settings, names: tuple[str, ...] = ()) -> list[Settings]:
+    """Settings scoped to each site a worker serves: `names`, or every configured site (the home
+    site first). With more than one, a rate-limit wait is capped at SHARED_MAX_WAIT."""
+    served = names or settings.site_names
+    scoped = [settings.for_site(name) for name in dict.fromkeys(served)]
+    if len(scoped) > 1:
+        scoped = [replace(s, rate_limit_max_wait=min(s.rate_limit_max_wait, SHARED_MAX_WAIT)) for s in scoped]
+    return scoped
+
+
+def run_worker(
+    settings: Settings,
+    connection: redis.Redis,
+    burst: bool = False,
+    name: str | None = None,
+    sites: tuple[str, ...] = (),
+) -> bool:
     """Run the worker until it is told to stop (SIGTERM or SIGINT, at any moment). RQ's worker
     gives up when Redis goes away at the wrong moment (between jobs, or while recording a result);
     this loop waits for Redis to come back and starts a fresh worker, so a Redis restart does not
     need a person to restart the workers. A job cut off by the outage is recovered like any
-    abandoned job."""
+    abandoned job.
+
+    The worker listens on the queue of every site in `sites` (default: every configured site), each
+    job run with its site's context (jobs/context.py); it takes the queues in turn (RQ's round-robin
+    dequeue), so a burst on one site's queue does not starve another's."""
     raise_stop_on_signals()
     worked = False
     try:
-        context = jobs.build_context(settings, connection)
-        context.rules.current()  # refuse to start on a broken rules file: say so now, not per job
-        jobs.install(context)
+        contexts = [jobs.build_context(scoped, connection) for scoped in site_settings(settings, sites)]
+        contexts[0].rules.current()  # refuse to start on a broken rules file: say so now, not per job
+        jobs.install(*contexts)
         for generation in itertools.count():
             worker = WORKER_CLASSES[settings.worker_class](
-                [context.queue],
+                [context.queue for context in contexts],
                 connection=connection,
                 name=f"{name}-{generation}" if name and generation else name,
                 abandoned_after=settings.abandoned_after,
@@ -329,7 +397,10 @@ def run_worker(settings: Settings, connection: redis.Redis, burst: bool = False,
                 maintenance_interval=settings.maintenance_interval,
             )
             try:
-                worked = worker.work(with_scheduler=True, burst=burst) or worked
+                worked = (
+                    worker.work(with_scheduler=True, burst=burst, dequeue_strategy=DequeueStrategy.ROUND_ROBIN)
+                    or worked
+                )
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.error("worker stopped: Redis unreachable (%s)", exc)
             finally:

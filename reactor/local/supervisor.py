@@ -29,6 +29,7 @@ import redis
 
 from ..config import ConfigError, Settings, log_settings, require_webhook_credentials, web_server_settings
 from ..logs import wants_json
+from ..sites import variable
 from .children import Child, EmbeddedRedisChild, start_children, stop_all, supervise
 from .redis_server import EmbeddedRedis, free_port
 
@@ -174,11 +175,20 @@ def _start_embedded_redis(settings: Settings, stack: ExitStack, fresh: bool = Fa
 
 
 def _start_sandbox(
-    settings: Settings, port: int, webhook_url: str, user: str, password: str, stack: ExitStack
+    settings: Settings,
+    port: int,
+    webhook_url: str,
+    user: str,
+    password: str,
+    stack: ExitStack,
+    api_key: str | None = None,
+    site: str | None = None,
+    record: bool = True,
 ) -> tuple[str, str]:
     from ..sandbox import DEMO_API_KEY, SandboxServer, SandboxState, seed_demo  # late: start-up time (Flask)
 
-    state = SandboxState(api_key=DEMO_API_KEY)
+    api_key = api_key or DEMO_API_KEY
+    state = SandboxState(api_key=api_key, site=site or "sandbox")
     invoices = seed_demo(state)
     try:
         server = SandboxServer(state=state, port=port).start()
@@ -187,13 +197,50 @@ def _start_sandbox(
     stack.callback(server.stop)
     # Where Chargebee would send follow-up webhooks: to us. With the skip header none are sent.
     state.set_webhook_target(webhook_url, user, password)
-    # Where the `reactor` commands of this directory (sweep, rules explain --invoice-id) find it, as
-    # they find the embedded Redis in redis.url; removed when this run stops.
-    marker = sandbox_url_file(settings)
-    marker.write_text(server.api_base + "\n")
-    stack.callback(lambda: marker.unlink(missing_ok=True))
-    log.info("Chargebee: local sandbox at %s (no CHARGEBEE_SITE set), %d demo invoices", server.api_base, len(invoices))
-    return server.api_base, DEMO_API_KEY
+    if record:
+        # Where the `reactor` commands of this directory (sweep, rules explain --invoice-id) find it, as
+        # they find the embedded Redis in redis.url; removed when this run stops. With several sandbox
+        # sites, the first (the home site) is recorded.
+        marker = sandbox_url_file(settings)
+        marker.write_text(server.api_base + "\n")
+        stack.callback(lambda: marker.unlink(missing_ok=True))
+    named = f" for site {site}" if site else " (no CHARGEBEE_SITE set)"
+    log.info("Chargebee: local sandbox%s at %s, %d demo invoices", named, server.api_base, len(invoices))
+    return server.api_base, api_key
+
+
+def _start_sandbox_sites(
+    settings: Settings,
+    names: tuple[str, ...],
+    port: int,
+    base_url: str,
+    user: str,
+    password: str,
+    stack: ExitStack,
+) -> dict[str, str]:
+    """One sandbox per name, each on its own port with its own API key and its own demo invoices (the
+    same ids on each: two sites' invoices), and the environment that makes them the deployment's
+    sites: the first is the home site (CHARGEBEE_SITE, its webhook /webhooks/chargebee), the others
+    are REACTOR_SITES with their REACTOR_SITE_<NAME>_* and their own webhook credentials."""
+    from ..sandbox import DEMO_API_KEY  # late: start-up time (Flask)
+
+    env: dict[str, str] = {}
+    for index, name in enumerate(names):
+        home = index == 0
+        site_user, site_password = (user, password) if home else (f"{user}-{name}", f"{password}-{name}")
+        url = f"{base_url}/webhooks/chargebee" if home else f"{base_url}/webhooks/chargebee/{name}"
+        api_key = f"{DEMO_API_KEY}_{name.replace('-', '_')}"
+        api_base, _ = _start_sandbox(
+            settings, port + index, url, site_user, site_password, stack, api_key, name, record=home
+        )
+        if home:
+            env.update(CHARGEBEE_SITE=name, CHARGEBEE_API_BASE=api_base, CHARGEBEE_API_KEY=api_key)
+            continue
+        env[variable(name, "API_KEY")], env[variable(name, "API_BASE")] = api_key, api_base
+        env[variable(name, "WEBHOOK_USER")], env[variable(name, "WEBHOOK_PASSWORD")] = site_user, site_password
+        log.info("Webhook:   POST %s  (site %s, Basic auth user %r)", url, name, site_user)
+    env["REACTOR_SITES"] = ",".join(names[1:])
+    return env
 
 
 def _ready_once_listening(host: str, port: int) -> Callable[[], bool]:
@@ -217,11 +264,18 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run_all(
-    settings: Settings, env: Mapping[str, str], host: str, port: int | None, sandbox_port: int, fresh: bool = False
+    settings: Settings,
+    env: Mapping[str, str],
+    host: str,
+    port: int | None,
+    sandbox_port: int,
+    fresh: bool = False,
+    sandbox_sites: tuple[str, ...] = (),
 ) -> int:
     """Start everything `reactor run` needs and watch it; the children get `env` and what they share.
     Its lines and theirs go to the same stderr in one format: text on a terminal, JSON lines off one
-    (REACTOR_LOG_FORMAT decides otherwise, for all of them). `fresh` starts the embedded Redis empty."""
+    (REACTOR_LOG_FORMAT decides otherwise, for all of them). `fresh` starts the embedded Redis empty.
+    `sandbox_sites` (sandbox mode only): one sandbox per name, served as that many Chargebee sites."""
     json_lines = wants_json(log_settings(env).json_lines)
     # Until `supervise` takes SIGTERM over, it unwinds what has been started, as Ctrl-C does: the
     # default action would end this process at once and leave Redis (a session of its own) running.
@@ -252,7 +306,11 @@ def run_all(
         webhook_url = f"{base_url}/webhooks/chargebee"
         dashboard = sandbox_dashboard(settings, host)
         child_env.update(dashboard)
-        if settings.sandbox_mode:
+        if settings.sandbox_mode and len(sandbox_sites) > 1:
+            child_env.update(
+                _start_sandbox_sites(settings, sandbox_sites, sandbox_port, base_url, user, password, stack)
+            )
+        elif settings.sandbox_mode:
             api_base, api_key = _start_sandbox(settings, sandbox_port, webhook_url, user, password, stack)
             child_env["CHARGEBEE_API_BASE"], child_env["CHARGEBEE_API_KEY"] = api_base, api_key
         else:

@@ -19,6 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from .approvals import ApprovalNeed, approval_needed
 from .engine import decide
 from .fields import did_you_mean
+from .loader import SITE_NAME
 from .model import Decision, RuleSet
 from .problems import RuleProblem, RulesError
 from .yamlnodes import (
@@ -35,7 +36,18 @@ from .yamlnodes import (
     scalar_value,
 )
 
-CASE_KEYS = ("name", "description", "event", "invoice", "customer", "subscription", "event_type", "at", "expect")
+CASE_KEYS = (
+    "name",
+    "description",
+    "site",
+    "event",
+    "invoice",
+    "customer",
+    "subscription",
+    "event_type",
+    "at",
+    "expect",
+)
 EXPECT_KEYS = ("rule", "action")
 ACTIONS = ("write_off", "skip", "none", "awaits_approval")
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
@@ -53,6 +65,7 @@ class Case:
     at: datetime | None
     expect_rule: str | None
     expect_action: str
+    site: str | None = None  # `site:`: decided as that Chargebee site's event (RuleSet.for_site); None: no site
 
 
 @dataclass(frozen=True)
@@ -99,15 +112,23 @@ def default_cases_path(rules_path: str | os.PathLike[str]) -> Path:
 #       - name: a real event, kept as a file
 #         event: events/payment_failed.json   # or an inline mapping; a path is relative to this file
 #         expect: {rule: null, action: none}  # no rule matches
+#       - name: acme-eu writes off small balances
+#         site: acme-eu                       # optional: decided as that site's event (rules' `sites:`)
+#         invoice: {id: inv_9, status: not_paid, amount_due: 300, currency_code: EUR}
+#         expect: {rule: eu-small-balances, action: write_off}
 #
 # `expect.action` is write_off, skip, none, or awaits_approval (a live write-off above a tier of
 # `approvals:`: it would wait for approvers; write_off then means one under every tier). A write_off
 # rule stopped by a guardrail (limits, invoice status ...) decides skip under its own name. Amounts
 # are Chargebee's minor units (1250 is 12.50 USD); dates in the event data may be written as YAML
-# dates and become Unix seconds as Chargebee sends them. The file is checked like rules.yaml:
-# every problem at file:line:col.
-def load_cases(path: str | os.PathLike[str], ruleset: RuleSet | None = None) -> CasesFile:
-    """Read and check a cases file; with `ruleset`, expected rule names must exist in it."""
+# dates and become Unix seconds as Chargebee sends them. A case without `site:` is decided for no
+# site in particular: a rule limited to some sites then skips if it skips and does not apply if it
+# writes off. The file is checked like rules.yaml: every problem at file:line:col.
+def load_cases(
+    path: str | os.PathLike[str], ruleset: RuleSet | None = None, sites: tuple[str, ...] | None = None
+) -> CasesFile:
+    """Read and check a cases file; with `ruleset`, expected rule names must exist in it; with `sites`
+    (the deployment's), a case's `site:` must be one of them."""
     filename = os.fspath(path)
     try:
         text = read_limited(path, "cases file").decode("utf-8")
@@ -144,7 +165,7 @@ def load_cases(path: str | os.PathLike[str], ruleset: RuleSet | None = None) -> 
         else:
             seen: dict[str, int] = {}
             for index, node in enumerate(entries["cases"][1].value, start=1):
-                case = _case(node, index, base, problems, ruleset, seen)
+                case = _case(node, index, base, problems, ruleset, seen, sites)
                 if case is not None:
                     cases.append(case)
     if problems:
@@ -157,7 +178,7 @@ def run_cases(ruleset: RuleSet, cases: tuple[Case, ...] | list[Case], now: datet
     results = []
     for case in cases:
         at = case.at or now
-        decision = decide(ruleset, case.event, at)
+        decision = decide(ruleset.for_site(case.site), case.event, at)
         approval = None
         if decision.action == "write_off" and not decision.dry_run:
             approval = approval_needed(ruleset.approvals, decision.currency, decision.amount_due_major)
@@ -166,7 +187,13 @@ def run_cases(ruleset: RuleSet, cases: tuple[Case, ...] | list[Case], now: datet
 
 
 def _case(
-    node: Node, index: int, base: Path, problems: Problems, ruleset: RuleSet | None, seen: dict[str, int]
+    node: Node,
+    index: int,
+    base: Path,
+    problems: Problems,
+    ruleset: RuleSet | None,
+    seen: dict[str, int],
+    sites: tuple[str, ...] | None = None,
 ) -> Case | None:
     if not isinstance(node, MappingNode):
         problems.add(node, f"case #{index} must be a mapping starting with `- name:`, not {describe(node)}")
@@ -189,10 +216,26 @@ def _case(
     label = f"case '{name}'" if name else f"case #{index}"
     event = _event(node, entries, label, base, problems)
     at = _moment(entries["at"][1], problems) if "at" in entries else None
+    site = _site(entries["site"][1], sites, problems) if "site" in entries else None
     expect = _expect(node, entries, label, problems, ruleset)
     if len(problems.items) > before or event is None or expect is None or not name:
         return None
-    return Case(name, node.start_mark.line + 1, event, at, expect[0], expect[1])
+    return Case(name, node.start_mark.line + 1, event, at, expect[0], expect[1], site)
+
+
+def _site(node: Node, sites: tuple[str, ...] | None, problems: Problems) -> str | None:
+    """A case's `site:`: a Chargebee site name, one the deployment serves when `sites` is known."""
+    value = _plain(node)
+    if not isinstance(value, str) or not SITE_NAME.fullmatch(value):
+        problems.add(node, f"`site` must be a Chargebee site name such as acme-eu, not {describe(node)}")
+        return None
+    if sites is not None and value not in sites:
+        known = ", ".join(sites) or "none"
+        problems.add(
+            node, f"site '{value}' is not one this deployment serves (sites: {known}){did_you_mean(value, sites)}"
+        )
+        return None
+    return value
 
 
 def _event(
@@ -301,8 +344,7 @@ def _expect(
     if action != "none" and rule is None:
         problems.add(value, f"`expect` of {label} must name the rule that decides {action}")
         return None
-    if ruleset is not None and rule is not None and ruleset.rule(rule) is None:
-        names = [r.name for r in ruleset.rules]
+    if ruleset is not None and rule is not None and rule not in (names := [r.name for r in ruleset.every_rule]):
         problems.add(fields["rule"][1], f"there is no rule '{rule}' in {ruleset.filename}{did_you_mean(rule, names)}")
         return None
     return rule, action

@@ -37,8 +37,10 @@ class LiveRules:
         path: str | os.PathLike,
         loader: Callable[[Path], RuleSet] = load_rules,
         reporter: Reporter | None = None,
+        site: str | None = None,
     ):
         self.path = Path(path)
+        self.site = site  # the Chargebee site whose view of the rules `current()` gives (RuleSet.for_site)
         self._loader = loader
         self._reporter = reporter
         self._lock = threading.Lock()
@@ -58,17 +60,18 @@ class LiveRules:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def current(self) -> RuleSet:
-        """The rules in force; reloads when the file changed. Raises RulesError only if none ever loaded."""
+        """The rules in force (for `site`, when given); reloads when the file changed. Raises
+        RulesError only if none ever loaded."""
         stamp = self._file_stamp()
         if stamp == self._stamp and self._rules is not None:
-            return self._rules
+            return self._rules if self.site is None else self._rules.for_site(self.site)
         with self._lock:
             if stamp != self._stamp or self._rules is None:
                 self._reload(stamp)
             if self._rules is None:
                 assert self.error is not None
                 raise self.error
-            return self._rules
+            return self._rules if self.site is None else self._rules.for_site(self.site)
 
     def _digest(self) -> str:
         """The refused file's digest, from no more than the bytes the loader reads (a refused 1 GB

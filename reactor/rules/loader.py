@@ -45,13 +45,27 @@ from .yamlnodes import (
 )
 
 TOP_KEYS = ("version", "mode", "limits", "approvals", "rules")
-RULE_KEYS = ("name", "description", "on", "when", "action", "comment", "while_collecting", "apply_credits_first")
+RULE_KEYS = (
+    "name",
+    "description",
+    "on",
+    "sites",
+    "when",
+    "action",
+    "comment",
+    "while_collecting",
+    "apply_credits_first",
+)
+
 LIMIT_KEYS = ("max_write_off", "max_per_day", "max_count_per_hour")
 MODES = ("live", "dry_run")
 ACTIONS = ("write_off", "skip")
 WHILE_COLLECTING = ("wait", "write_off")
 """`while_collecting:` values. `wait` (the default): the engine leaves an invoice alone while
 Chargebee is still collecting it (reactor/rules/safety.py); `write_off`: the rule means it anyway."""
+SITE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+"""A Chargebee site name, as in `<name>.chargebee.com` (the same pattern as reactor/sites.py's: the
+rules core reads no settings)."""
 SUPPORTED_VERSION = 1
 DEFAULT_MODE = "dry_run"
 """A file without `mode:` only records decisions: acting on money must be asked for explicitly."""
@@ -61,8 +75,13 @@ MAX_RULES = 1000
 kind take about 220 KiB of yamlnodes.MAX_FILE_BYTES (256 KiB)."""
 
 
-def load_rules(path: str | os.PathLike[str]) -> RuleSet:
-    """Read and compile a rule file; RulesError (at 1:1) also when it cannot be read or is too large."""
+def load_rules(path: str | os.PathLike[str], sites: tuple[str, ...] | None = None) -> RuleSet:
+    """Read and compile a rule file; RulesError (at 1:1) also when it cannot be read or is too large.
+    With `sites` (the Chargebee sites the deployment serves), a `sites:` naming any other is refused.
+
+    The RuleSet returned decides for no site in particular (`RuleSet.for_site(None)`): a rule limited
+    to some sites is left out when it writes off and kept when it skips. `for_site(name)` is the view
+    of one site's events."""
     filename = os.fspath(path)
     data = read_limited(path, "rule file")
     try:
@@ -72,11 +91,11 @@ def load_rules(path: str | os.PathLike[str]) -> RuleSet:
         line, col = before.count(b"\n") + 1, exc.start - (before.rfind(b"\n") + 1) + 1
         problem = RuleProblem(filename, line, col, "the file is not valid UTF-8 text", ProblemKind.NOT_TEXT)
         raise RulesError([problem]) from exc
-    return _parse(text, filename, data)
+    return _parse(text, filename, data, sites)
 
 
-def parse_rules(text: str, filename: str = "rules.yaml") -> RuleSet:
-    """Compile rule-file text; `filename` only labels the problems."""
+def parse_rules(text: str, filename: str = "rules.yaml", sites: tuple[str, ...] | None = None) -> RuleSet:
+    """Compile rule-file text; `filename` only labels the problems; `sites` as for load_rules."""
     # a str has at most as many characters as bytes: a huge one is refused before it is encoded
     problem = size_problem(len(text), "rule file")
     data = text if isinstance(text, bytes) or problem is not None else text.encode("utf-8", "surrogatepass")
@@ -84,11 +103,11 @@ def parse_rules(text: str, filename: str = "rules.yaml") -> RuleSet:
     if problem is not None:
         raise RulesError([RuleProblem(filename, 1, 1, problem, ProblemKind.TOO_LARGE)])
     if isinstance(text, bytes):
-        return _parse(text.decode("utf-8", "replace"), filename, text)
-    return _parse(text, filename, data)
+        return _parse(text.decode("utf-8", "replace"), filename, text, sites)
+    return _parse(text, filename, data, sites)
 
 
-def _parse(text: str, filename: str, data: bytes) -> RuleSet:
+def _parse(text: str, filename: str, data: bytes, sites: tuple[str, ...] | None = None) -> RuleSet:
     problems, warnings = Problems(filename), Problems(filename)
     tab_lines = check_tabs(text, problems)
     root = compose(text, problems, tab_lines)
@@ -111,7 +130,25 @@ def _parse(text: str, filename: str, data: bytes) -> RuleSet:
     ruleset = _ruleset(root, problems, warnings, filename, version)  # type: ignore[arg-type]
     problems.raise_if_any()
     assert ruleset is not None
-    return ruleset
+    if sites is not None:
+        check_sites(ruleset, sites, problems)
+        problems.raise_if_any()
+    return ruleset.for_site(None)
+
+
+def check_sites(ruleset: RuleSet, sites: tuple[str, ...], problems: Problems) -> None:
+    """Every name in a rule's `sites:` must be one of `sites`, the deployment's: a misspelt name would
+    leave a protective rule protecting nothing."""
+    for rule in ruleset.every_rule:
+        for name, line, col in rule.site_positions:
+            if name not in sites:
+                known = ", ".join(sites) or "none"
+                problems.add(
+                    (line, col),
+                    f"rule '{rule.name}' names site '{name}', which this deployment does not serve "
+                    f"(sites: {known}){did_you_mean(name, sites)}",
+                    ProblemKind.UNKNOWN_SITE,
+                )
 
 
 def _entries(
@@ -288,6 +325,7 @@ def _rule(
     name = _rule_name(node, entries, index, problems, first_seen)
     label = f"rule '{name}'" if name else f"rule #{index}"
     on = _on(entries["on"][1], problems) if "on" in entries else None
+    sites, site_positions = _sites(entries["sites"][1], problems) if "sites" in entries else (None, ())
     action = _action(node, entries, label, problems)
     condition = None
     if "when" not in entries:
@@ -322,6 +360,8 @@ def _rule(
         col,
         while_collecting=while_collecting,
         apply_credits_first=credits_first,
+        sites=sites,
+        site_positions=site_positions,
     )
 
 
@@ -379,6 +419,28 @@ def _on(node: Node, problems: Problems) -> frozenset[str] | None:
         else:
             types.append(value)
     return frozenset(types)
+
+
+def _sites(node: Node, problems: Problems) -> tuple[frozenset[str] | None, tuple[tuple[str, int, int], ...]]:
+    """`sites: [acme-eu, acme-us]` (or one name): the Chargebee sites a rule applies to."""
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    if not items:
+        problems.add(node, "`sites` is an empty list; remove it to apply the rule to every site, or name some")
+        return None, ()
+    found: list[tuple[str, int, int]] = []
+    for item in items:
+        value = _plain(item)
+        if not isinstance(value, str) or not SITE_NAME.fullmatch(value):
+            shown = f"'{value}'" if isinstance(value, str) else describe(item)
+            problems.add(
+                item,
+                f"`sites` takes Chargebee site names (lower-case letters, digits and dashes, as in "
+                f"<name>.chargebee.com), not {shown}",
+                ProblemKind.WRONG_TYPE,
+            )
+        else:
+            found.append((value, *position(item)))
+    return frozenset(name for name, _, _ in found), tuple(found)
 
 
 def _action(node: MappingNode, entries: dict[str, tuple[Node, Node]], label: str, problems: Problems) -> str | None:

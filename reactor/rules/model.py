@@ -7,7 +7,7 @@ to the audit log unchanged.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +46,22 @@ class Rule:
     col: int = 0
     while_collecting: str = "wait"  # "wait" | "write_off": may it write off while Chargebee still collects?
     apply_credits_first: bool = False  # apply the customer's refundable credits before writing off the rest
+    sites: frozenset[str] | None = None  # `sites:`: the Chargebee sites it applies to; None: every site
+    site_positions: tuple[tuple[str, int, int], ...] = field(default=(), compare=False)  # each name's line, col
 
     def applies_to(self, event_type: object) -> bool:
         """Whether the `on:` filter lets this event type through."""
         return self.on is None or event_type in self.on
+
+    def applies_to_site(self, site: str | None) -> bool:
+        """Whether the `sites:` filter lets an event of `site` through. A site left unsaid (`None`: a
+        tool deciding without naming one) passes a limited skip rule, which then protects, and
+        stops a limited write_off rule, which then cannot act: doubt never writes off."""
+        if self.sites is None:
+            return True
+        if site is None:
+            return self.action == "skip"
+        return site in self.sites
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +75,8 @@ class RuleSet:
     filename: str = "rules.yaml"
     warnings: tuple[RuleProblem, ...] = ()  # not errors: the file is in force; `rules check` shows them
     approvals: tuple[ApprovalTier, ...] = ()  # `approvals:` tiers (reactor/rules/approvals.py); empty: none
+    all_rules: tuple[Rule, ...] | None = None  # every rule of the file when `rules` is one site's view
+    site: str | None = None  # the site `rules` was chosen for (`for_site`); None: no site named
 
     def __post_init__(self) -> None:
         # (on, tests that must all hold, rule): a top-level `all` is unrolled into the loop of
@@ -73,6 +87,32 @@ class RuleSet:
     @property
     def dry_run(self) -> bool:
         return self.mode == "dry_run"
+
+    @property
+    def every_rule(self) -> tuple[Rule, ...]:
+        """Every rule of the file, in file order, whichever site `rules` was chosen for."""
+        return self.rules if self.all_rules is None else self.all_rules
+
+    @property
+    def site_limited(self) -> bool:
+        """Whether any rule names `sites:`."""
+        return any(rule.sites is not None for rule in self.every_rule)
+
+    def for_site(self, site: str | None) -> RuleSet:
+        """The rules that apply to events of `site` (Rule.applies_to_site), in file order, with the
+        same version, mode and limits: what every decision about that site's invoices reads. A file
+        without `sites:` is its own view. Views are kept on this (immutable) RuleSet."""
+        if not self.site_limited:
+            return self
+        views: dict[str | None, RuleSet] = self.__dict__.setdefault("_site_views", {})  # shared by all views
+        view = views.get(site)
+        if view is None:
+            every = self.every_rule
+            chosen = tuple(rule for rule in every if rule.applies_to_site(site))
+            view = replace(self, rules=chosen, all_rules=every, site=site)
+            view.__dict__["_site_views"] = views
+            views[site] = view
+        return view
 
     def rule(self, name: str) -> Rule | None:
         """The rule called `name`, if any."""

@@ -36,6 +36,7 @@ class ProblemKind(str, Enum):
     UNKNOWN_EVENT_TYPE = "unknown event type"
     MISPLACED = "misplaced key"
     INVALID_VALUE = "invalid value"
+    UNKNOWN_SITE = "unknown Chargebee site"
 
 
 @dataclass(frozen=True)
