@@ -17,6 +17,7 @@ from reactor.cli import main
 from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.jobs.held import HeldWriteOff, get_held, hold
 from reactor.keys import Keys
+from tests.helpers import wait_for, worker_env
 from tests.integration.ops_helpers import cli_env, written_off
 from tests.integration.sites_helpers import HOME, OTHER, TwoSites, load_two_sites, other_sandbox  # noqa: F401
 
@@ -188,3 +189,29 @@ def test_audit_archive_writes_each_sites_stream_to_its_own_archive(sites, redis_
     assert f"site {HOME}: ok" in broken.output
     assert run(sites, "audit", "verify", "--site", HOME).exit_code == 0
     assert run(sites, "audit", "--site", OTHER, "verify").exit_code == 1, "the group's --site counts too"
+
+
+def test_cron_archives_every_sites_stream_to_its_own_archive(sites, settings, redis_conn, start_reactor):
+    env = {
+        **worker_env(settings),
+        **sites.env,
+        "REACTOR_SWEEP_CRON": "",
+        "REACTOR_AUDIT_SEGMENT_RECORDS": "2",
+        "REACTOR_AUDIT_ARCHIVE_INTERVAL": "1",
+    }
+    start_reactor(env, "cron")
+    root = sites.settings.var_dir / "audit-archive"
+    for site in (HOME, OTHER):
+        trail = AuditLog(redis_conn, Keys(sites.site(site).key_prefix).audit())
+        for n in range(2):
+            trail.append(written_off(f"inv_{n}", f"ev_{site}_{n}"))
+
+    def archived(where: Path) -> list[str]:
+        if not (where / "segments").is_dir():
+            return []
+        lines = [gzip.decompress(path.read_bytes()).decode().splitlines() for path in segments(where)]
+        return [json.loads(line)["event_id"] for chunk in lines for line in chunk]
+
+    wait_for(lambda: archived(root / "sites" / OTHER) and archived(root), timeout=30, what="cron archiving both")
+    assert archived(root) == [f"ev_{HOME}_0", f"ev_{HOME}_1"]
+    assert archived(root / "sites" / OTHER) == [f"ev_{OTHER}_0", f"ev_{OTHER}_1"]
