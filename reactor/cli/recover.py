@@ -51,7 +51,8 @@ def recover(invoice_id: str, transaction: str | None, user_name: str | None, sit
         result = recover_payment(ctx, invoice_id, actor, transaction)
     except RecoveryRefused as exc:
         raise click.ClickException(visible(str(exc))) from None
-    say(result.summary())
+    where = f" --site {settings.site_name}" if settings.several_sites else ""
+    say(result.summary(f"reactor held release{where} {invoice_id}" if where else "reactor held release"))
     say(f"audit: recovered by {actor}")
 
 

@@ -215,3 +215,34 @@ def test_cron_archives_every_sites_stream_to_its_own_archive(sites, settings, re
     wait_for(lambda: archived(root / "sites" / OTHER) and archived(root), timeout=30, what="cron archiving both")
     assert archived(root) == [f"ev_{HOME}_0", f"ev_{HOME}_1"]
     assert archived(root / "sites" / OTHER) == [f"ev_{OTHER}_0", f"ev_{OTHER}_1"]
+
+
+def test_one_site_lists_no_site_column_and_recover_needs_an_approver_once_users_exist(settings, redis_conn):
+    def one(*args: str, user: str | None = None, stdin: str | None = None) -> Result:
+        env = dict(cli_env(settings))
+        if user is not None:
+            env["REACTOR_USER_PASSWORD"] = PASSWORDS[user]
+            args = (*args, "--user", user)
+        return CliRunner().invoke(main, list(args), env=env, input=stdin, catch_exceptions=False)
+
+    for name, role in (("root", "admin"), ("alice", "approver")):
+        admin = "root" if name != "root" else None
+        assert (
+            one("users", "add", name, "--role", role, "--password-stdin", user=admin, stdin=PASSWORDS[name]).exit_code
+            == 0
+        )
+    item = HeldWriteOff(
+        "inv_one", rule="r", amount_due=500, currency="USD", reason="waits", event={}, approvers_needed=1, tier=1
+    )
+    hold(redis_conn, item)
+
+    listed = one("approvals", "list")
+    assert listed.exit_code == 0, listed.output
+    assert [cells(line)[0] for line in listed.output.splitlines() if "inv_one" in line] == ["inv_one"]
+    assert "site" not in listed.output and "`reactor approvals approve INVOICE --user NAME`" in listed.output
+    assert one("approvals", "expire").output.strip() == "0 approvals expired"
+
+    nobody = one("recover", "inv_one")
+    assert nobody.exit_code == 1 and "to recover payments you must say who you are" in nobody.output
+    as_alice = one("recover", "inv_one", user="alice")
+    assert as_alice.exit_code == 1 and "who you are" not in as_alice.output
