@@ -1,5 +1,6 @@
 """`reactor approvals list|approve|decline|expire`: the write-offs that wait for approvers (rules.yaml
-`approvals:` tiers; reactor/console/approvals.py). Approving and declining need `--user` and its password."""
+`approvals:` tiers; reactor/console/approvals.py). Approving and declining need `--user` and its password,
+and `--site` when several sites are configured (users are the deployment's, every site's approvers)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import click
 from rich.table import Table
 from rq import Queue
 
+from ..config import Settings
 from ..console.approvals import ApprovalRefused, approve, decline, expire_approvals, waiting
 from ..jobs.audit import visible
 from ..timestamps import shown_time
-from .helpers import INVOICE_ID, cell, command_settings, connect, console, say
+from .helpers import INVOICE_ID, cell, command_settings, connect, console, each_site, one_site, say, site_option
 from .identity import acting_person, user_option
 
 
@@ -22,26 +24,32 @@ def approvals() -> None:
 
 
 @approvals.command("list")
-def approvals_list() -> None:
-    """The approvals queue, oldest first: amount, tier, approvers so far, waiting since."""
+@site_option
+def approvals_list(site: str | None) -> None:
+    """The approvals queue, oldest first: amount, tier, approvers so far, waiting since; with several
+    sites and no --site, every site's, each row naming its site."""
     settings = command_settings()
-    items = waiting(connect(settings), settings.key_prefix)
+    scoped = each_site(settings, site)
+    connection = connect(settings)
+    items = [(each.site_name, item) for each in scoped for item in waiting(connection, each.key_prefix)]
     if not items:
         say("no write-offs wait for approval")
         return
     now = datetime.now(timezone.utc)
-    table = Table("invoice", "amount", "tier", "approved by", "waiting since (UTC)", "reason")
-    for item in items:
+    with_site = settings.several_sites
+    columns = ("invoice", "amount", "tier", "approved by", "waiting since (UTC)", "reason")
+    table = Table(*(("site",) if with_site else ()), *columns)
+    for site_name, item in items:
         approved = ", ".join(f"{a['user']} {shown_time(a['at'])}" for a in item.approvals) or "-"
         needed = f"{item.tier} ({len(item.approvers)} of {item.approvers_needed})"
-        table.add_row(
-            *map(cell, (item.invoice_id, item.amount_text(), needed, approved, shown_time(item.held_at), item.reason))
-        )
+        shown = (item.invoice_id, item.amount_text(), needed, approved, shown_time(item.held_at), item.reason)
+        table.add_row(*map(cell, ((site_name,) if with_site else ()) + shown))
     console().print(table)
-    oldest = items[0].held_at
+    oldest = min(item.held_at or "" for _, item in items) if with_site else items[0][1].held_at
+    where = " --site SITE" if with_site else ""
     say(
         f"{len(items)} waiting (oldest since {shown_time(oldest)}, now {shown_time(now.isoformat())}); "
-        "`reactor approvals approve INVOICE --user NAME`"
+        f"`reactor approvals approve{where} INVOICE --user NAME`"
     )
 
 
@@ -49,10 +57,11 @@ def approvals_list() -> None:
 @click.argument("invoice_id", type=INVOICE_ID)
 @click.option("--reason", default="", help="Why, for the audit trail.")
 @user_option
-def approvals_approve(invoice_id: str, reason: str, user_name: str | None) -> None:
+@site_option
+def approvals_approve(invoice_id: str, reason: str, user_name: str | None, site: str | None) -> None:
     """Approve the write-off of INVOICE_ID as --user. The last approval its tier needs hands it to a
     worker, which fetches the invoice fresh and decides again (paid meanwhile: nothing written off)."""
-    settings = command_settings()
+    settings = one_site(command_settings(), site)
     connection = connect(settings)
     user = acting_person(settings, connection, user_name, "approve write-offs", always=True)
     queue = Queue(settings.queue_name, connection=connection)
@@ -68,32 +77,47 @@ def approvals_approve(invoice_id: str, reason: str, user_name: str | None) -> No
         )
     except ApprovalRefused as exc:
         raise click.ClickException(visible(str(exc))) from None
-    say(done.summary())
+    say(done.summary() + _on(settings))
 
 
 @approvals.command("decline")
 @click.argument("invoice_id", type=INVOICE_ID)
 @click.option("--reason", default="", help="Why, for the audit trail.")
 @user_option
-def approvals_decline(invoice_id: str, reason: str, user_name: str | None) -> None:
+@site_option
+def approvals_decline(invoice_id: str, reason: str, user_name: str | None, site: str | None) -> None:
     """Decline the write-off of INVOICE_ID as --user: nothing is written off; it stays held, declined,
     for people (`reactor held release` sends it through the approvals again)."""
-    settings = command_settings()
+    settings = one_site(command_settings(), site)
     connection = connect(settings)
     user = acting_person(settings, connection, user_name, "decline write-offs", always=True)
     try:
         done = decline(connection, invoice_id, user, prefix=settings.key_prefix, reason=reason)
     except ApprovalRefused as exc:
         raise click.ClickException(visible(str(exc))) from None
-    say(done.summary())
+    say(done.summary() + _on(settings))
 
 
 @approvals.command("expire")
-def approvals_expire() -> None:
-    """Drop approvals older than REACTOR_APPROVAL_TTL, recording each (`reactor cron` does it too)."""
+@site_option
+def approvals_expire(site: str | None) -> None:
+    """Drop approvals older than REACTOR_APPROVAL_TTL, recording each (`reactor cron` does it too);
+    with several sites and no --site, on every site."""
     settings = command_settings()
-    dropped = expire_approvals(connect(settings), prefix=settings.key_prefix, approval_ttl=settings.approval_ttl)
-    say(f"{dropped} approval{'s' if dropped != 1 else ''} expired")
+    scoped = each_site(settings, site)
+    connection = connect(settings)
+    counts = [
+        (each.site_name, expire_approvals(connection, prefix=each.key_prefix, approval_ttl=each.approval_ttl))
+        for each in scoped
+    ]
+    dropped = sum(count for _, count in counts)
+    per_site = f" ({', '.join(f'{name}: {count}' for name, count in counts)})" if settings.several_sites else ""
+    say(f"{dropped} approval{'s' if dropped != 1 else ''} expired{per_site}")
+
+
+def _on(settings: Settings) -> str:
+    """` (site NAME)` when the deployment has several sites: whose invoice it was."""
+    return f" (site {settings.site_name})" if settings.several_sites else ""
 
 
 COMMANDS = (approvals,)

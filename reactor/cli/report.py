@@ -4,9 +4,9 @@ relief and for finance (reactor/console/bad_debt.py). A report: it writes nothin
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
-from urllib.parse import urlsplit
 
 import click
+import redis
 
 from ..chargebee import ChargebeeError
 from ..config import Settings
@@ -15,17 +15,12 @@ from ..console.bad_debt_formats import notes, to_csv, to_json, to_markdown
 from ..jobs import build_context
 from ..jobs.audit import visible
 from ..jobs.recovery import open_candidates
-from .helpers import chargebee_settings, command_settings, connect, parse_since, say
+from .helpers import chargebee_settings, command_settings, connect, each_site, parse_since, say, site_option
 
 
 @click.group()
 def report() -> None:
     """Reports for finance; they write nothing."""
-
-
-def site_name(settings: Settings) -> str:
-    """The Chargebee site the rows belong to: its name, or the API host when only a base URL is set."""
-    return settings.chargebee_site or urlsplit(settings.api_base or "").hostname or ""
 
 
 def _until(value: str | None) -> datetime | None:
@@ -48,14 +43,44 @@ def _until(value: str | None) -> datetime | None:
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown"]), default="table", show_default=True
 )
-def bad_debt(since: str | None, until: str | None, country: str | None, fmt: str) -> None:
+@site_option
+def bad_debt(since: str | None, until: str | None, country: str | None, fmt: str, site: str | None) -> None:
     """One row per write-off the reactor made: invoice number and dates, customer and VAT number,
     billing country, total and tax, the amount written off and the tax within it, when, from when
     VAT relief may be claimed (REACTOR_RELIEF_DELAYS), payments received after, and its status
     (claimable, not yet, recovered, undone; a country without a rule says so). Invoices and customers
-    are fetched from Chargebee once each, under the shared rate limit; nothing is written."""
-    settings = chargebee_settings(command_settings())
-    connection = connect(settings)
+    are fetched from Chargebee once each, under the shared rate limit; nothing is written. Without
+    --site, every configured site's rows, each naming its site."""
+    settings = command_settings()
+    scoped = [chargebee_settings(each) for each in each_site(settings, site)]
+    connection = connect(scoped[0])
+    delays = dict(settings.relief_delays)
+    window = (parse_since(since) if since else None, _until(until))
+    rows: list[RegisterRow] = []
+    for each in scoped:
+        rows += _site_rows(each, connection, delays, window)
+    if country:
+        rows = [row for row in rows if row.country == country.strip().upper()]
+    header = {"site": ", ".join(each.site_name for each in scoped), "from": since, "to": until, "country": country}
+    if fmt == "csv":
+        click.echo(to_csv(rows), nl=False)
+    elif fmt == "json":
+        click.echo(to_json(rows, header, delays), nl=False)
+    elif fmt == "markdown":
+        click.echo(to_markdown(rows, header, delays), nl=False)
+    else:
+        _table(rows, delays)
+
+
+def _site_rows(
+    settings: Settings,
+    connection: redis.Redis,
+    delays: dict[str, int],
+    window: tuple[datetime | None, datetime | None],
+) -> list[RegisterRow]:
+    """The register rows of the one site `settings` are scoped to, its facts fetched with its own
+    client (nothing recorded), each row naming the site as configured (REACTOR_SITES, CHARGEBEE_SITE,
+    or `default`)."""
     try:
         ctx = build_context(settings, connection, records=False)
     except ChargebeeError as exc:
@@ -65,29 +90,16 @@ def bad_debt(since: str | None, until: str | None, country: str | None, fmt: str
     unapplied: dict[str, int] = {}
     for candidate in open_candidates(connection, ctx.keys):
         unapplied[candidate.invoice_id] = unapplied.get(candidate.invoice_id, 0) + candidate.amount
-    site = site_name(settings)
-    delays = dict(settings.relief_delays)
-    rows = gather(
+    return gather(
         ctx.audit,
         FactCache(lambda kind, resource_id: fetchers[kind](resource_id)),
-        site=site,
+        site=settings.site_name,
         delays=delays,
         today=datetime.now(timezone.utc).date(),
-        since=parse_since(since) if since else None,
-        until=_until(until),
+        since=window[0],
+        until=window[1],
         unapplied=unapplied,
     )
-    if country:
-        rows = [row for row in rows if row.country == country.strip().upper()]
-    header = {"site": site, "from": since, "to": until, "country": country}
-    if fmt == "csv":
-        click.echo(to_csv(rows), nl=False)
-    elif fmt == "json":
-        click.echo(to_json(rows, header, delays), nl=False)
-    elif fmt == "markdown":
-        click.echo(to_markdown(rows, header, delays), nl=False)
-    else:
-        _table(rows, delays)
 
 
 def _table(rows: list[RegisterRow], delays: dict[str, int]) -> None:

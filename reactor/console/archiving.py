@@ -100,28 +100,39 @@ class Archiver:
 
 def start_archiver(settings: Settings, connection: redis.Redis) -> Archiver:
     """`reactor cron`'s archiver: a round every REACTOR_AUDIT_ARCHIVE_INTERVAL seconds, a
-    verification of the last two days' segments once a day; a failure is told and the next round
-    tries again."""
-    archive = audit_archive(settings, connection)
+    verification of the last two days' segments once a day, for every site's stream into that
+    site's own archive (Settings.audit_archive_url); a failure is told and the next round tries
+    again, one site's failure leaving the others' rounds alone."""
+    scoped = [settings.for_site(name) for name in settings.site_names] or [settings]
+    archives = [(each, audit_archive(each, connection)) for each in scoped]
     stop = threading.Event()
 
     def loop() -> None:
-        verified_at = 0.0
+        verified_at = [0.0] * len(archives)  # each site's last verification
         while not stop.is_set():
-            try:
-                archive_round(settings, archive)
+            for index, (each, archive) in enumerate(archives):
                 now = datetime.now(timezone.utc).timestamp()
-                if now - verified_at >= VERIFY_EVERY:
-                    verify_archive(settings, archive, datetime.now(timezone.utc) - VERIFY_SPAN)
-                    verified_at = now
-            except ArchiveUnavailable:
-                pass  # told by archive_round; the stream keeps everything meanwhile
-            except redis.RedisError as exc:
-                log.warning("audit archive: Redis unavailable: %s", exc)
-            except Exception:
-                log.exception("audit archive: the round failed")
+                if _archive_and_verify(each, archive, now - verified_at[index] >= VERIFY_EVERY):
+                    verified_at[index] = now
             stop.wait(settings.audit_archive_interval)
 
     thread = threading.Thread(target=loop, name="reactor-audit-archive", daemon=True)
     thread.start()
     return Archiver(thread, stop)
+
+
+def _archive_and_verify(settings: Settings, archive: AuditArchive, verify: bool) -> bool:
+    """One site's round of the archiver thread, and with `verify` its verification (after a round
+    that failed, none: the next round tries again); whether it verified. Nothing raised."""
+    try:
+        archive_round(settings, archive)
+        if verify:
+            verify_archive(settings, archive, datetime.now(timezone.utc) - VERIFY_SPAN)
+            return True
+    except ArchiveUnavailable:
+        pass  # told by archive_round; the stream keeps everything meanwhile
+    except redis.RedisError as exc:
+        log.warning("audit archive: Redis unavailable: %s", exc)
+    except Exception:
+        log.exception("audit archive: the round failed")
+    return False

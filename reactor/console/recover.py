@@ -52,11 +52,12 @@ class RecoveryResult:
     currency: str | None
     record_id: str | None
 
-    def summary(self) -> str:
+    def summary(self, release: str = "reactor held release") -> str:
+        """One line of what happened; `release`: the command that releases a part payment's rest."""
         paid = amount_text(self.applied, self.currency)
         due = amount_text(self.amount_due, self.currency)
         by = f"payment {self.transaction}" if self.transaction else "the customer's excess payments"
-        rest = "" if self.amount_due == 0 else f"; {due} still due, held until `reactor held release`"
+        rest = "" if self.amount_due == 0 else f"; {due} still due, held until `{release}`"
         return f"{self.invoice_id}: write-off reversed, {paid} applied from {by}; the invoice is {self.status}{rest}"
 
 

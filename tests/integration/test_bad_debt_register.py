@@ -215,7 +215,7 @@ def test_the_register_equals_the_one_worked_out_by_hand(register_site, settings,
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert rows and "invoice_number" in rows[0], result.stdout
     assert [tuple(row[c] for c in COLUMNS) for row in rows] == EXPECTED
-    assert {row["site"] for row in rows} == {"127.0.0.1"}, "the site of the API base, without a site name"
+    assert {row["site"] for row in rows} == {"default"}, "the home site's name: `default`, none configured"
     now = datetime.now(timezone.utc)
     assert all(now - timedelta(hours=1) < datetime.fromisoformat(row["written_off_at"]) <= now for row in rows)
 
