@@ -10,7 +10,10 @@ import json
 
 import pytest
 from rq import Queue
+from rq.job import JobStatus
+from rq.registry import FailedJobRegistry
 
+from reactor.ingest.events import evaluation_job_id
 from reactor.jobs.audit import AuditFilter, AuditLog, AuditRecord
 from reactor.jobs.held import HeldWriteOff, hold, list_held
 from reactor.keys import Keys
@@ -221,6 +224,33 @@ def test_replays_go_to_the_named_sites_queue(sites, redis_conn):
     assert outcomes(redis_conn, "inv_r") == []
     home = sites.reactor("events", "replay", "--site", HOME, "ev_replay_eu")
     assert home.exit_code == 1 and "no stored event 'ev_replay_eu'" in home.output
+
+
+def test_a_non_home_sites_jobs_are_found_and_replayed_under_their_site_ids(sites, redis_conn):
+    other = sites.site(OTHER)
+    jobs = {}
+    for event_id in ("ev_retrying_eu", "ev_dead_eu"):
+        event = {"id": event_id, "event_type": "payment_failed", "content": {"invoice": {"id": "inv_s"}}}
+        redis_conn.set(Keys(other.key_prefix).event(event_id), json.dumps(event))
+        jobs[event_id] = make_dead_letter(
+            redis_conn, other, event, store=False, job_id=evaluation_job_id(event_id, OTHER)
+        )
+    retrying, dead = jobs["ev_retrying_eu"], jobs["ev_dead_eu"]
+    FailedJobRegistry(queue=Queue(other.queue_name, connection=redis_conn)).remove(retrying)
+    retrying.set_status(JobStatus.SCHEDULED)  # failed once, waiting for its retry: not a dead letter
+
+    shown = sites.reactor("dlq", "show", "--site", OTHER, "ev_retrying_eu")
+    assert shown.exit_code == 0, shown.output
+    assert f"evaluate-ev_retrying_eu--{OTHER}  (not a dead letter" in shown.output
+    assert sites.reactor("dlq", "show", "--site", OTHER, "ev_dead_eu").exit_code == 0
+
+    assert sites.reactor("dlq", "replay", "--site", OTHER, dead.id).exit_code == 0
+    again = sites.reactor("events", "replay", "--site", OTHER, "ev_retrying_eu")
+    assert again.exit_code == 0, again.output
+    queued = Queue(other.queue_name, connection=redis_conn).job_ids
+    assert dead.id in queued and len(queued) == 2
+    assert all(job_id.endswith(f"--{OTHER}") for job_id in queued), queued
+    assert Queue("reactor", connection=redis_conn).count == 0
 
 
 def test_a_sweep_queues_each_sites_invoices_on_its_own_queue(sites, sandbox, redis_conn, rules_file):
