@@ -242,6 +242,11 @@ def test_previews_decide_with_each_sites_view_of_the_rules(sites, sandbox, tmp_p
     assert on_eu.exit_code == 0 and on_home.exit_code == 0, on_eu.output + on_home.output
     assert "WRITE_OFF — rule eu-exhausted matched" in on_eu.output and "WRITE_OFF" not in on_home.output
 
+    dry = sites.reactor("sweep", "--dry-run")  # the sweep's preview: acme-eu's invoice only
+    assert dry.exit_code == 0, dry.output
+    home_part, eu_part = dry.output.split(f"site {OTHER}:")
+    assert "eu-exhausted" in eu_part and "eu-exhausted" not in home_part
+
 
 def test_replays_go_to_the_named_sites_queue(sites, redis_conn):
     other = sites.site(OTHER)
