@@ -29,7 +29,7 @@ from .ingest.envelope import Event
 from .ingest.events import EventStore
 from .ingest.guard import WebhookGuard, trust_proxies
 from .ingest.replication import ReplicaAck
-from .ingest.webhook import EVENTS, IGNORED_HOOK, SiteWebhook, error_response, webhooks
+from .ingest.webhook import EVENTS, IGNORED_HOOK, UNKNOWN_SITE, SiteWebhook, error_response, webhooks
 from .jobs.audit import AuditLog
 from .jobs.audit.archive import archive_lag
 from .jobs.held import list_held
@@ -248,7 +248,7 @@ def register_error_handlers(app: Flask, settings: Settings) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:
-        EVENTS.labels("unknown", "too_large").inc()
+        EVENTS.labels("unknown", "too_large", UNKNOWN_SITE).inc()
         return error_response(413, "too_large", f"body exceeds the limit of {settings.max_body_bytes} bytes")
 
     @app.errorhandler(HTTPException)
