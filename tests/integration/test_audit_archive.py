@@ -208,8 +208,8 @@ def test_readyz_and_metrics_report_the_archive_lag_and_stay_ready(
         assert lag["waiting"] == 500 and lag["last_id"] is None and "NotADirectoryError" in lag["error"]
         assert lag["lag_seconds"] >= time.time() - oldest - 1
         metrics = requests.get(f"{server.url}/metrics", timeout=5).text
-        assert "reactor_audit_archive_waiting 500.0" in metrics
-        assert "reactor_audit_archive_failing 1.0" in metrics
+        assert 'reactor_audit_archive_waiting{site="default"} 500.0' in metrics
+        assert 'reactor_audit_archive_failing{site="default"} 1.0' in metrics
 
         blocker.unlink()
         assert run_reactor(settings, "audit", "archive", "--flush").returncode == 0
