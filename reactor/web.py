@@ -29,7 +29,7 @@ from .ingest.envelope import Event
 from .ingest.events import EventStore
 from .ingest.guard import WebhookGuard, trust_proxies
 from .ingest.replication import ReplicaAck
-from .ingest.webhook import EVENTS, IGNORED_HOOK, SiteWebhook, error_response, webhooks
+from .ingest.webhook import EVENTS, IGNORED_HOOK, UNKNOWN_SITE, SiteWebhook, error_response, webhooks
 from .jobs.audit import AuditLog
 from .jobs.audit.archive import archive_lag
 from .jobs.held import list_held
@@ -72,15 +72,24 @@ def readyz() -> Response:
     if rules_status["version"] is None:
         ready = False
     if checks["redis"] == "ok":  # held write-offs need a person, but the reactor is still ready
-        held_items = list_held(connection, current_app.config["REACTOR_SETTINGS"].key_prefix)
-        checks["held"] = {"count": len(held_items), "reasons": sorted({h.reason or "" for h in held_items})[:5]}
-        # the archive's lag is reported, never fatal: Chargebee must keep being answered while it catches up
-        checks["audit_archive"] = archive_lag(
-            connection, Keys(current_app.config["REACTOR_SETTINGS"].key_prefix).audit()
-        ).as_dict()
+        settings: Settings = current_app.config["REACTOR_SETTINGS"]
+        if settings.several_sites:
+            per_site = {name: site_checks(connection, settings.for_site(name)) for name in settings.site_names}
+            checks["held"] = {name: held for name, (held, _) in per_site.items()}
+            checks["audit_archive"] = {name: lag for name, (_, lag) in per_site.items()}
+        else:
+            checks["held"], checks["audit_archive"] = site_checks(connection, settings)
     response = jsonify({"status": "ready" if ready else "not_ready", "checks": checks})
     response.status_code = 200 if ready else 503
     return response
+
+
+def site_checks(connection: redis.Redis, settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A site's held write-offs (they need a person, but the reactor is still ready) and its audit
+    archive's lag (reported, never fatal: Chargebee must keep being answered while it catches up)."""
+    held_items = list_held(connection, settings.key_prefix)
+    held = {"count": len(held_items), "reasons": sorted({h.reason or "" for h in held_items})[:5]}
+    return held, archive_lag(connection, Keys(settings.key_prefix).audit()).as_dict()
 
 
 @health.get("/openapi.yaml")
@@ -239,7 +248,7 @@ def register_error_handlers(app: Flask, settings: Settings) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:
-        EVENTS.labels("unknown", "too_large").inc()
+        EVENTS.labels("unknown", "too_large", UNKNOWN_SITE).inc()
         return error_response(413, "too_large", f"body exceeds the limit of {settings.max_body_bytes} bytes")
 
     @app.errorhandler(HTTPException)

@@ -196,7 +196,8 @@ def _diff(options: DiffOptions) -> int:
         now = at or datetime.now(timezone.utc)
         if read_budgets is not None:  # online: what today's budgets have used, at the diff's instant
             listing.budgets = read_budgets(now)
-        diff = diff_listing(base, new, listing, now, facts)
+        view = site.site_name if site is not None else None  # each site's own view of both files
+        diff = diff_listing(base.for_site(view), new.for_site(view), listing, now, facts)
         if snapshot:
             save_snapshot(snapshot, listing)
         header = {

@@ -224,7 +224,8 @@ def cron() -> None:
     and digest rounds that find the first one's lock. The digest is sent from a thread of this
     process (reactor/console/notify.py), so a slow receiver holds up no worker. Started before Redis
     answers, it waits for it (REACTOR_REDIS_WAIT). The archive runs in a thread too
-    (reactor/console/archiving.py); two `cron` processes take turns through its lock."""
+    (reactor/console/archiving.py), one round per site; two `cron` processes take turns through its
+    lock. That thread also lets approvals older than REACTOR_APPROVAL_TTL lapse on every site."""
     settings = command_settings()
     connection = connect(settings, wait=True)
     if settings.notify_url:
@@ -232,9 +233,10 @@ def cron() -> None:
         log.info("sending a digest of what needs a person every %s s (REACTOR_NOTIFY_URL)", settings.notify_interval)
     archiver = start_archiver(settings, connection)
     log.info(
-        "archiving the audit trail to %s every %s s",
+        "archiving the audit trail to %s every %s s%s, and letting stale approvals lapse",
         archive_name(settings.audit_archive_url),
         settings.audit_archive_interval,
+        " (each other site's under sites/<name>)" if settings.several_sites else "",
     )
     try:
         run_cron_scheduler(settings, connection)

@@ -29,7 +29,7 @@ from ..rules.cases import CasesError, default_cases_path, load_cases, run_cases
 from ..rules.facts import unresolved
 from ..rules.operators import MAX_MATCH_TEXT
 from ..rules.relief import relief_warnings
-from .helpers import INVOICE_ID, chargebee_settings, command_settings
+from .helpers import INVOICE_ID, chargebee_settings, command_settings, one_site, site_option
 from .helpers import console as wide_console
 
 
@@ -193,15 +193,22 @@ def rules_check(path: Path | None) -> None:
     default=None,
     help="Default: $REACTOR_RULES or ./rules.yaml.",
 )
+@site_option
 def explain_command(
-    event_file: Path | None, invoice_id: str | None, event_type: str, at: str | None, rules_path: Path | None
+    event_file: Path | None,
+    invoice_id: str | None,
+    event_type: str,
+    at: str | None,
+    rules_path: Path | None,
+    site: str | None,
 ) -> None:
-    """Show, rule by rule and condition by condition, how an event or invoice would be decided."""
+    """Show, rule by rule and condition by condition, how an event or invoice would be decided: with
+    the rules that apply to the site's events (--site, needed when several sites are configured)."""
     if (event_file is None) == (invoice_id is None):
         raise click.UsageError("give exactly one of --event FILE.json or --invoice-id ID")
     now = parse_time(at) if at else datetime.now(timezone.utc)
-    settings = command_settings()
-    ruleset = _load_ruleset(rules_path or settings.rules_path)
+    settings = one_site(command_settings(), site)
+    ruleset = _load_ruleset(rules_path or settings.rules_path).for_site(settings.site_name)
     console = wide_console()
     if event_file is not None:
         event = read_event_file(event_file, settings.max_body_bytes)

@@ -21,6 +21,7 @@ from ..config import Settings
 from ..jobs.audit.archive import ArchiveRound, ArchiveUnavailable, AuditArchive, Verification
 from ..keys import Keys
 from ..notices import Notices
+from .approvals import expire_approvals
 from .tally import AuditTally
 
 log = logging.getLogger(__name__)
@@ -99,21 +100,19 @@ class Archiver:
 
 
 def start_archiver(settings: Settings, connection: redis.Redis) -> Archiver:
-    """`reactor cron`'s archiver: a round every REACTOR_AUDIT_ARCHIVE_INTERVAL seconds, a
-    verification of the last two days' segments once a day, for every site's stream into that
-    site's own archive (Settings.audit_archive_url); a failure is told and the next round tries
-    again, one site's failure leaving the others' rounds alone."""
-    scoped = [settings.for_site(name) for name in settings.site_names] or [settings]
-    archives = [(each, audit_archive(each, connection)) for each in scoped]
+    """`reactor cron`'s archiver: every REACTOR_AUDIT_ARCHIVE_INTERVAL seconds, a round per Chargebee
+    site into that site's archive, and the approvals older than REACTOR_APPROVAL_TTL let lapse on
+    every site; a verification of each site's last two days' segments once a day. A failing site is
+    told and tried again next round; the others go on."""
+    sites = [(name, settings.for_site(name)) for name in settings.site_names] or [("", settings)]
+    archives = {name: audit_archive(scoped, connection) for name, scoped in sites}
     stop = threading.Event()
 
     def loop() -> None:
-        verified_at = [0.0] * len(archives)  # each site's last verification
+        verified_at: dict[str, float] = {}
         while not stop.is_set():
-            for index, (each, archive) in enumerate(archives):
-                now = datetime.now(timezone.utc).timestamp()
-                if _archive_and_verify(each, archive, now - verified_at[index] >= VERIFY_EVERY):
-                    verified_at[index] = now
+            for name, scoped in sites:
+                site_round(scoped, archives[name], verified_at, name)
             stop.wait(settings.audit_archive_interval)
 
     thread = threading.Thread(target=loop, name="reactor-audit-archive", daemon=True)
@@ -121,18 +120,23 @@ def start_archiver(settings: Settings, connection: redis.Redis) -> Archiver:
     return Archiver(thread, stop)
 
 
-def _archive_and_verify(settings: Settings, archive: AuditArchive, verify: bool) -> bool:
-    """One site's round of the archiver thread, and with `verify` its verification (after a round
-    that failed, none: the next round tries again); whether it verified. Nothing raised."""
+def site_round(settings: Settings, archive: AuditArchive, verified_at: dict[str, float], name: str) -> None:
+    """One site's turn in the archiver: archive (verify once a day), then let stale approvals lapse;
+    whatever fails is logged and left to the next round."""
+    where = f" of site {name}" if settings.several_sites else ""
     try:
         archive_round(settings, archive)
-        if verify:
+        now = datetime.now(timezone.utc).timestamp()
+        if now - verified_at.get(name, 0.0) >= VERIFY_EVERY:
             verify_archive(settings, archive, datetime.now(timezone.utc) - VERIFY_SPAN)
-            return True
+            verified_at[name] = now
     except ArchiveUnavailable:
         pass  # told by archive_round; the stream keeps everything meanwhile
     except redis.RedisError as exc:
-        log.warning("audit archive: Redis unavailable: %s", exc)
+        log.warning("audit archive%s: Redis unavailable: %s", where, exc)
     except Exception:
-        log.exception("audit archive: the round failed")
-    return False
+        log.exception("audit archive%s: the round failed", where)
+    try:
+        expire_approvals(archive.redis, prefix=settings.key_prefix, approval_ttl=settings.approval_ttl)
+    except Exception:
+        log.exception("approval expiry%s failed", where)

@@ -204,7 +204,8 @@ def diff_against_chargebee(
         list_open_invoices(client, listing)
         listing.budgets = budgets_used(connection, now, settings.key_prefix)
         listing.held = held_invoices(connection, settings.key_prefix)
-        return diff_listing(base, new, listing, now, FactSource(listing, client)), listing
+        view = settings.site_name or None  # the site's view of both files: a rule limited to others is out
+        return diff_listing(base.for_site(view), new.for_site(view), listing, now, FactSource(listing, client)), listing
     except ChargebeeError as exc:
         raise ListingFailed(f"cannot list the open invoices from Chargebee: {exc}") from None
 

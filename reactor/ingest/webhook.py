@@ -34,9 +34,12 @@ log = logging.getLogger(__name__)
 
 EVENTS = Counter(
     "reactor_events_received_total",
-    "Webhook deliveries by event type and outcome (queued, duplicate, ignored, rejected, unavailable)",
-    ["event_type", "outcome"],
+    "Webhook deliveries by event type, outcome (queued, duplicate, ignored, rejected, unavailable) and site",
+    ["event_type", "outcome", "site"],
 )
+UNKNOWN_SITE = "unknown"
+"""The `site` label of a delivery refused before its site was known (an unknown site's URL, too large
+for the web server): the names a sender puts in URLs never become series."""
 OTHER_EVENT_TYPE = "other"
 """The `event_type` label of an event whose type Chargebee does not list (CHARGEBEE_EVENT_TYPES)."""
 
@@ -135,6 +138,11 @@ class SiteWebhook:
     store: EventStore
     guard: WebhookGuard  # the allow-list, and this site's failed-login count per address
 
+    @property
+    def name(self) -> str:
+        """The site's name, as the `site` label of reactor_events_received_total."""
+        return self.settings.site_name or self.settings.chargebee_site or UNKNOWN_SITE
+
 
 SITE_URL = "/webhooks/chargebee/<site>"
 
@@ -147,7 +155,7 @@ def receive() -> Response:
     sites: dict[str, SiteWebhook] = current_app.extensions["reactor.ingest.sites"]
     home = current_app.config["REACTOR_SETTINGS"].home_site
     if home is None or home.name not in sites:
-        EVENTS.labels("unknown", "unknown_site").inc()
+        EVENTS.labels("unknown", "unknown_site", UNKNOWN_SITE).inc()
         return error_response(
             404,
             "unknown_site",
@@ -168,7 +176,7 @@ def receive_for_site(site: str) -> Response:
         refused = guard.screen(request.remote_addr)
         if refused is not None:
             return _guard_refusal(refused)
-        EVENTS.labels("unknown", "unknown_site").inc()
+        EVENTS.labels("unknown", "unknown_site", UNKNOWN_SITE).inc()
         return error_response(404, "unknown_site", "no Chargebee site of that name is served here")
     return _receive(target)
 
@@ -178,72 +186,72 @@ def _receive(site: SiteWebhook) -> Response:
     that a body they rule out is never read), the body; then the event is accepted."""
     started = time.perf_counter()
     settings, store = site.settings, site.store
-    refused = _refuse_client(settings, site.guard)
+    refused = _refuse_client(settings, site.guard, site.name)
     if refused is None:
-        refused = _refuse_headers(settings)
+        refused = _refuse_headers(settings, site.name)
     if refused is not None:
         return refused
     # A chunked body has no Content-Length: the stream is cut one byte past the limit, so a body
     # that reaches that byte was longer than allowed.
     body = request.get_data(cache=False)
     if len(body) > settings.max_body_bytes:
-        EVENTS.labels("unknown", "too_large").inc()
+        EVENTS.labels("unknown", "too_large", site.name).inc()
         return error_response(413, "too_large", f"body exceeds the limit of {settings.max_body_bytes} bytes")
     try:
         event = parse_event(body)
     except EnvelopeError as exc:
-        return _reject(store, exc)
+        return _reject(store, exc, site.name)
     return _accept(site, event, started)
 
 
-def _guard_refusal(refusal: Refusal) -> Response:
-    EVENTS.labels("unknown", refusal.error).inc()
+def _guard_refusal(refusal: Refusal, site: str = UNKNOWN_SITE) -> Response:
+    EVENTS.labels("unknown", refusal.error, site).inc()
     extra = {"Retry_After": str(refusal.retry_after)} if refusal.retry_after else {}
     return error_response(refusal.status, refusal.error, refusal.message, **extra)
 
 
-def _refuse_client(settings: Settings, guard: WebhookGuard) -> Response | None:
+def _refuse_client(settings: Settings, guard: WebhookGuard, site: str) -> Response | None:
     """The answer to a client that may not deliver (blocked address, failed-auth limit, wrong
     credentials), or None to go on."""
     refusal = guard.screen(request.remote_addr)
     if refusal is not None:
-        return _guard_refusal(refusal)
+        return _guard_refusal(refusal, site)
     if _authorized(settings):
         return None
     refusal = guard.failed(request.remote_addr)
     if refusal is not None:
-        EVENTS.labels("unknown", refusal.error).inc()
+        EVENTS.labels("unknown", refusal.error, site).inc()
         return error_response(refusal.status, refusal.error, refusal.message, Retry_After=str(refusal.retry_after))
-    EVENTS.labels("unknown", "unauthorized").inc()
+    EVENTS.labels("unknown", "unauthorized", site).inc()
     return error_response(401, "unauthorized", "missing or wrong Basic-auth credentials", WWW_Authenticate=REALM)
 
 
-def _refuse_headers(settings: Settings) -> Response | None:
+def _refuse_headers(settings: Settings, site: str) -> Response | None:
     """The answer to a body the headers already rule out (media type, encoding, a declared length
     over the limit) before a byte of it is read, or None to go on."""
     refused_media = unsupported_media(request.headers.get("Content-Type"), request.headers.get("Content-Encoding"))
     if refused_media is not None:
-        EVENTS.labels("unknown", "unsupported_media").inc()
+        EVENTS.labels("unknown", "unsupported_media", site).inc()
         return error_response(415, "unsupported_media_type", refused_media, Accept_Encoding="identity")
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
-        EVENTS.labels("unknown", "too_large").inc()
+        EVENTS.labels("unknown", "too_large", site).inc()
         return error_response(
             413, "too_large", f"body of {length} bytes exceeds the limit of {settings.max_body_bytes}"
         )
     return None
 
 
-def _reject(store: EventStore, refusal: EnvelopeError) -> Response:
+def _reject(store: EventStore, refusal: EnvelopeError, site: str) -> Response:
     """400 for a body that is not an event we take, with its receipt kept under the event id it
     carries; Redis unreachable answers 503 instead, so that the retry leaves the receipt."""
     try:
         store.refused(refusal.event_id, refusal.event_type, str(refusal))
     except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
-        EVENTS.labels("unknown", "unavailable").inc()
+        EVENTS.labels("unknown", "unavailable", site).inc()
         log.error("redis unavailable, answering 503: %s", exc, extra={"event_id": refusal.event_id})
         return error_response(503, "unavailable", "storage is unavailable; retry later", Retry_After="120")
-    EVENTS.labels("unknown", "rejected").inc()
+    EVENTS.labels("unknown", "rejected", site).inc()
     log.warning("webhook rejected: %s", refusal, extra={"event_id": refusal.event_id})
     return error_response(400, "bad_event", str(refusal))
 
@@ -252,20 +260,20 @@ def _accept(site: SiteWebhook, event: Event, started: float) -> Response:
     """Dedupe, store and enqueue in one Redis transaction (the site's store); Redis unreachable, or no
     replica confirming the write when one must (REACTOR_REPLICA_ACK), answers 503 so that Chargebee
     keeps the event and retries it."""
-    store, label = site.store, event_type_label(event.event_type)
+    store, label, name = site.store, event_type_label(event.event_type), site.name
     try:
         accepted = store.accept(event, EVALUATE_JOB)
     except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
-        EVENTS.labels(label, "unavailable").inc()
+        EVENTS.labels(label, "unavailable", name).inc()
         log.error("redis unavailable, answering 503: %s", exc, extra={"event_id": event.id})
         return error_response(503, "unavailable", "storage is unavailable; retry later", Retry_After="120")
     except NotReplicated as exc:
-        EVENTS.labels(label, "unavailable").inc()
+        EVENTS.labels(label, "unavailable", name).inc()
         log.error("event not yet on a replica, answering 503: %s", exc, extra={"event_id": event.id})
         return error_response(503, "unavailable", "storage is not replicated; retry later", Retry_After="120")
     if accepted.outcome == "ignored":
         _on_ignored(site.settings.site_name, event)
-    EVENTS.labels(label, accepted.outcome).inc()
+    EVENTS.labels(label, accepted.outcome, name).inc()
     WEBHOOK_LATENCY.observe(time.perf_counter() - started)
     log.info(
         "event %s %s",

@@ -183,6 +183,7 @@ def make_dead_letter(
     *,
     failed_ago: timedelta = timedelta(minutes=5),
     store: bool = True,
+    job_id: str | None = None,
 ) -> Job:
     """A job in RQ's FailedJobRegistry as a worker leaves it after the last retry, without the
     minutes of retries: for the paths that refuse or select, where how it failed does not matter."""
@@ -193,7 +194,7 @@ def make_dead_letter(
     job = Job.create(
         "reactor.jobs.evaluate",
         args=(event["id"],),
-        id=evaluation_job_id(event["id"]),
+        id=job_id or evaluation_job_id(event["id"]),
         connection=connection,
         origin=queue.name,
         failure_ttl=settings.event_ttl,

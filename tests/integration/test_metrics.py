@@ -50,7 +50,9 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 
 
 def test_a_write_off_by_a_worker_shows_up_in_the_web_metrics(sandbox, web, redis_conn, start_worker):
-    queued_before = sample(scrape(web), "reactor_events_received_total", event_type="payment_failed", outcome="queued")
+    queued_before = sample(
+        scrape(web), "reactor_events_received_total", event_type="payment_failed", outcome="queued", site=SITE
+    )
     invoice = exhausted_invoice(sandbox)
     post_event(web.webhook_url, make_event(invoice))
     start_worker()
@@ -61,7 +63,7 @@ def test_a_write_off_by_a_worker_shows_up_in_the_web_metrics(sandbox, web, redis
 
     text = wait_for(counted, timeout=30, what="the write-off counted")
 
-    queued = sample(text, "reactor_events_received_total", event_type="payment_failed", outcome="queued")
+    queued = sample(text, "reactor_events_received_total", event_type="payment_failed", outcome="queued", site=SITE)
     assert queued == (queued_before or 0) + 1  # a per-process counter: other tests in this process count too
     assert (
         sample(
@@ -104,7 +106,9 @@ def test_an_undone_write_off_is_its_own_counter_and_the_difference_is_zero(sandb
 
 
 def test_event_types_chargebee_does_not_list_are_one_other_series(sandbox, web):
-    other_before = sample(scrape(web), "reactor_events_received_total", event_type="other", outcome="queued") or 0
+    other_before = (
+        sample(scrape(web), "reactor_events_received_total", event_type="other", outcome="queued", site=SITE) or 0
+    )
     invoice = exhausted_invoice(sandbox)
     made_up = [f"made_up_type_{n}" for n in range(300)]
     with requests.Session() as client:
@@ -118,9 +122,9 @@ def test_event_types_chargebee_does_not_list_are_one_other_series(sandbox, web):
     series = [line for line in text.splitlines() if line.startswith("reactor_events_received_total{")]
     assert not any("made_up_type" in line for line in series), "no series per made-up type"
     assert len([line for line in series if 'event_type="other"' in line]) == 1
-    other = sample(text, "reactor_events_received_total", event_type="other", outcome="queued")
+    other = sample(text, "reactor_events_received_total", event_type="other", outcome="queued", site=SITE)
     assert other == other_before + len(made_up)
-    assert sample(text, "reactor_events_received_total", event_type="invoice_generated", outcome="queued")
+    assert sample(text, "reactor_events_received_total", event_type="invoice_generated", outcome="queued", site=SITE)
 
 
 def test_queue_depth_dead_letters_and_held_write_offs_are_gauges(web, redis_conn, settings):

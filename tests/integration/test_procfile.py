@@ -84,7 +84,8 @@ def test_the_procfile_processes_write_an_invoice_off(settings, sandbox, redis_co
             what="the worker's decision line",
         )
         metrics = requests.get(f"{url}/metrics", timeout=5).text
-        assert 'reactor_events_received_total{event_type="payment_failed",outcome="queued"} 1.0' in metrics
+        queued = 'reactor_events_received_total{event_type="payment_failed",outcome="queued",site="default"} 1.0'
+        assert queued in metrics
     finally:
         for proc, log in procs:
             if proc.poll() is None:

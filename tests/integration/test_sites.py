@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 
 from reactor.config import Settings
 from reactor.jobs.audit import AuditFilter, AuditLog
@@ -142,6 +143,11 @@ def test_each_site_has_its_url_and_its_credentials(sites_web: WebServer, redis_c
     assert redis_conn.exists(Keys("reactor").event(event["id"]))
     again = post_event(f"{sites_web.webhook_url}/{US}", event)
     assert (again.status_code, again.json()["status"]) == (200, "duplicate")
+    metrics = requests.get(f"{sites_web.url}/metrics", timeout=5).text  # each delivery counted on its site
+    series = 'reactor_events_received_total{{event_type="{}",outcome="{}",site="{}"}} '
+    for labels in (("payment_failed", "queued", EU), ("payment_failed", "queued", US), ("unknown", "unauthorized", EU)):
+        assert series.format(*labels) in metrics, labels
+    assert series.format("payment_failed", "duplicate", US) in metrics
 
 
 def test_one_sites_failed_logins_do_not_hold_back_another_sites_deliveries(

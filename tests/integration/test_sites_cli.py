@@ -10,11 +10,14 @@ import json
 
 import pytest
 from rq import Queue
+from rq.job import JobStatus
+from rq.registry import FailedJobRegistry
 
+from reactor.ingest.events import evaluation_job_id
 from reactor.jobs.audit import AuditFilter, AuditLog, AuditRecord
 from reactor.jobs.held import HeldWriteOff, hold, list_held
 from reactor.keys import Keys
-from tests.integration.helpers import EXHAUSTED_RULES, exhausted_invoice, outcomes
+from tests.integration.helpers import EXHAUSTED_RULES, exhausted_invoice, make_event, outcomes
 from tests.integration.ops_helpers import make_dead_letter, reactor, written_off
 from tests.integration.sites_helpers import HOME, OTHER, TwoSites, load_two_sites, other_sandbox  # noqa: F401
 
@@ -199,6 +202,52 @@ def test_rules_diff_runs_per_site_and_exits_with_the_worst_code(sites, sandbox, 
     assert snapshot.exit_code == 2 and "name one with --site" in snapshot.output
 
 
+SITE_RULES = """\
+version: 1
+mode: live
+limits:
+  max_write_off: {USD: 500}
+rules:
+%s"""
+WHEN = "    when:\n      - invoice.dunning_status: exhausted\n"
+EU_WRITE_OFF = f"  - name: eu-exhausted\n    sites: [acme-eu]\n{WHEN}    action: write_off\n"
+ACME_SKIP = f"  - name: spare-acme\n    sites: [acme]\n{WHEN}    action: skip\n"
+ANY_WRITE_OFF = f"  - name: exhausted\n{WHEN}    action: write_off\n"
+NOTHING = "  - name: never\n    when:\n      - invoice.status: voided\n    action: write_off\n"
+
+
+def test_previews_decide_with_each_sites_view_of_the_rules(sites, sandbox, tmp_path, rules_file):
+    invoice = exhausted_invoice(sandbox, id="inv_view")
+    exhausted_invoice(sites.other_sandbox, id="inv_view")
+    rules_file(SITE_RULES % NOTHING)
+    eu_only, spare_acme = tmp_path / "eu.yaml", tmp_path / "spare.yaml"
+    eu_only.write_text(SITE_RULES % EU_WRITE_OFF)
+    spare_acme.write_text(SITE_RULES % (ACME_SKIP + ANY_WRITE_OFF))
+
+    # a write-off limited to acme-eu changes acme-eu's invoice only
+    assert sites.reactor("rules", "diff", str(eu_only), "--site", OTHER).exit_code == 1
+    assert sites.reactor("rules", "diff", str(eu_only), "--site", HOME).exit_code == 0
+    # a skip limited to acme protects acme's invoice only
+    rules_file(SITE_RULES % ANY_WRITE_OFF)
+    assert sites.reactor("rules", "diff", str(spare_acme), "--site", HOME).exit_code == 1
+    assert sites.reactor("rules", "diff", str(spare_acme), "--site", OTHER).exit_code == 0
+
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(make_event(invoice)))
+    rules_file(SITE_RULES % EU_WRITE_OFF)
+    refused = sites.reactor("rules", "explain", "--event", str(event))
+    assert refused.exit_code == 2 and AMBIGUOUS in refused.output
+    on_eu = sites.reactor("rules", "explain", "--event", str(event), "--site", OTHER)
+    on_home = sites.reactor("rules", "explain", "--event", str(event), "--site", HOME)
+    assert on_eu.exit_code == 0 and on_home.exit_code == 0, on_eu.output + on_home.output
+    assert "WRITE_OFF — rule eu-exhausted matched" in on_eu.output and "WRITE_OFF" not in on_home.output
+
+    dry = sites.reactor("sweep", "--dry-run")  # the sweep's preview: acme-eu's invoice only
+    assert dry.exit_code == 0, dry.output
+    home_part, eu_part = dry.output.split(f"site {OTHER}:")
+    assert "eu-exhausted" in eu_part and "eu-exhausted" not in home_part
+
+
 def test_replays_go_to_the_named_sites_queue(sites, redis_conn):
     other = sites.site(OTHER)
     event = {
@@ -221,6 +270,33 @@ def test_replays_go_to_the_named_sites_queue(sites, redis_conn):
     assert outcomes(redis_conn, "inv_r") == []
     home = sites.reactor("events", "replay", "--site", HOME, "ev_replay_eu")
     assert home.exit_code == 1 and "no stored event 'ev_replay_eu'" in home.output
+
+
+def test_a_non_home_sites_jobs_are_found_and_replayed_under_their_site_ids(sites, redis_conn):
+    other = sites.site(OTHER)
+    jobs = {}
+    for event_id in ("ev_retrying_eu", "ev_dead_eu"):
+        event = {"id": event_id, "event_type": "payment_failed", "content": {"invoice": {"id": "inv_s"}}}
+        redis_conn.set(Keys(other.key_prefix).event(event_id), json.dumps(event))
+        jobs[event_id] = make_dead_letter(
+            redis_conn, other, event, store=False, job_id=evaluation_job_id(event_id, OTHER)
+        )
+    retrying, dead = jobs["ev_retrying_eu"], jobs["ev_dead_eu"]
+    FailedJobRegistry(queue=Queue(other.queue_name, connection=redis_conn)).remove(retrying)
+    retrying.set_status(JobStatus.SCHEDULED)  # failed once, waiting for its retry: not a dead letter
+
+    shown = sites.reactor("dlq", "show", "--site", OTHER, "ev_retrying_eu")
+    assert shown.exit_code == 0, shown.output
+    assert f"evaluate-ev_retrying_eu--{OTHER}  (not a dead letter" in shown.output
+    assert sites.reactor("dlq", "show", "--site", OTHER, "ev_dead_eu").exit_code == 0
+
+    assert sites.reactor("dlq", "replay", "--site", OTHER, dead.id).exit_code == 0
+    again = sites.reactor("events", "replay", "--site", OTHER, "ev_retrying_eu")
+    assert again.exit_code == 0, again.output
+    queued = Queue(other.queue_name, connection=redis_conn).job_ids
+    assert dead.id in queued and len(queued) == 2
+    assert all(job_id.endswith(f"--{OTHER}") for job_id in queued), queued
+    assert Queue("reactor", connection=redis_conn).count == 0
 
 
 def test_a_sweep_queues_each_sites_invoices_on_its_own_queue(sites, sandbox, redis_conn, rules_file):

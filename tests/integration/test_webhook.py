@@ -313,7 +313,7 @@ def test_an_event_without_an_invoice_is_acknowledged_and_counted_not_queued(web,
     assert queued(redis_conn, settings) == 0
     assert redis_conn.hget("reactor:counters:events", "ignored:customer_created") == b"1"
     metrics = requests.get(f"{web.url}/metrics", timeout=5).text
-    assert 'reactor_events_received_total{event_type="customer_created",outcome="ignored"}' in metrics
+    assert 'reactor_events_received_total{event_type="customer_created",outcome="ignored",site="default"}' in metrics
 
 
 def test_an_accepted_event_is_stored_packed_and_queued_once(web, redis_conn, settings):

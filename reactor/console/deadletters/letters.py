@@ -84,10 +84,12 @@ def checked_job_id(value: str) -> str:
     return value
 
 
-def replay_job_id(event_id: str, now: datetime) -> str:
-    """`replay-<event id>-<time>`; an id RQ would refuse gets the digest evaluation_job_id gives it."""
+def replay_job_id(event_id: str, now: datetime, site: str | None = None) -> str:
+    """`replay-<event id>-<time>`, ending `--<site>` on a site other than the home site as
+    evaluation_job_id does; an id RQ would refuse gets the digest evaluation_job_id gives it."""
     key = evaluation_job_id(event_id).removeprefix("evaluate-")
-    return f"replay-{key}-{now:%Y%m%dT%H%M%S%f}"
+    replay = f"replay-{key}-{now:%Y%m%dT%H%M%S%f}"
+    return replay if site is None else f"{replay}--{site}"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from ...config import Settings
-from ...ingest.events import JOB_ID_SAFE, EventStore, StoreOptions, evaluation_job_id, retry_policy
+from ...ingest.events import JOB_ID_SAFE, EventStore, StoreOptions, evaluation_job_id, job_id_site, retry_policy
 from ...jobs.audit import AuditFilter, AuditLog, AuditRecord, Outcome
 from ...keys import EVALUATE_JOB, Keys
 from .letters import (
@@ -54,7 +54,9 @@ class DeadLetters:
         self.queue = Queue(settings.queue_name, connection=connection)
         self.registry = FailedJobRegistry(queue=self.queue)
         self.audit = AuditLog(connection, self.keys.audit(), rules_version=rules_version)
-        self.events = EventStore(connection, self.queue, self.keys, StoreOptions(event_ttl=settings.event_ttl))
+        self.events = EventStore(
+            connection, self.queue, self.keys, StoreOptions(event_ttl=settings.event_ttl), site=job_id_site(settings)
+        )
         self.actor = actor
         self.clock = clock
 
@@ -108,7 +110,7 @@ class DeadLetters:
     def find(self, job_or_event_id: str) -> list[DeadLetter]:
         """A job id, or an event id: every dead letter of that event, else its evaluation job.
         An event id that cannot be a job id (`ev.dot.1`) is looked up as an event id only, and its
-        evaluation job under the digest id evaluation_job_id gives it."""
+        evaluation job under the digest id evaluation_job_id gives it (`--<site>` on a non-home site)."""
         if JOB_ID_SAFE.fullmatch(job_or_event_id):
             try:
                 return [self._describe(Job.fetch(job_or_event_id, connection=self.redis))]
@@ -118,7 +120,9 @@ class DeadLetters:
         if letters:
             return letters
         try:
-            return [self._describe(Job.fetch(evaluation_job_id(job_or_event_id), connection=self.redis))]
+            return [
+                self._describe(Job.fetch(evaluation_job_id(job_or_event_id, self.events.site), connection=self.redis))
+            ]
         except NoSuchJobError:
             return []
 
@@ -209,7 +213,7 @@ class DeadLetters:
         job = self.queue.enqueue(
             EVALUATE_JOB,
             event_id,
-            job_id=replay_job_id(event_id, now),
+            job_id=replay_job_id(event_id, now, self.events.site),
             retry=retry_policy(self.settings),
             job_timeout=self.settings.job_timeout,
             failure_ttl=self.settings.event_ttl,
