@@ -29,6 +29,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..config import Settings
+from ..jobs.audit import AuditLog, AuditRecord, Outcome
 from ..keys import Keys
 
 ROLES = ("viewer", "approver", "admin")
@@ -240,3 +241,16 @@ class UserStore:
             data["hash"] = _hasher.hash(password)
             self.entries.put(name, json.dumps(data))
         return User(name, data["role"], data.get("created"))
+
+
+def record_user_change(connection: redis.Redis, settings: Settings, actor: str, name: str, change: str) -> str:
+    """Append a `user_changed` record to the deployment's audit trail (the home site's stream): who
+    (`actor`) changed which user (`name`) and how (`change`: never a password or its hash)."""
+    record = AuditRecord(
+        event_id=None,
+        invoice_id=None,
+        outcome=Outcome.USER_CHANGED,
+        reason=f"by {actor}: {change}",
+        detail=f"user {name}",
+    )
+    return AuditLog(connection, Keys(settings.deployment_key_prefix).audit()).append(record)

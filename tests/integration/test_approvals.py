@@ -19,7 +19,7 @@ from reactor.jobs.audit import AuditFilter, AuditLog
 from reactor.jobs.held import get_held
 from reactor.web import create_app
 from tests.helpers import wait_for, worker_env
-from tests.integration.helpers import make_event, outcomes, post_event, token
+from tests.integration.helpers import ADMIN_PASSWORD, ADMIN_USER, make_event, outcomes, post_event, token
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +48,11 @@ PASSWORDS = {
 }
 
 
-def reactor(settings, *args: str, password: str | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def reactor(
+    settings, *args: str, password: str | None = None, stdin: str = "", extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`python -m reactor ARGS` as its own process; `password` goes in REACTOR_USER_PASSWORD."""
-    env = worker_env(settings)
+    env = {**worker_env(settings), **(extra_env or {})}
     if password is not None:
         env["REACTOR_USER_PASSWORD"] = password
     return subprocess.run(
@@ -339,3 +341,50 @@ def test_changing_users_needs_an_admin_once_users_exist(settings, redis_conn):
     listed = reactor(settings, "users", "list")
     assert re.search(r"alice\s+.*approver", listed.stdout) and re.search(r"root\s+.*admin", listed.stdout)
     assert UserStore(redis_conn, settings).authenticate("alice", "alice's new long password") is not None
+
+
+def user_changes(redis_conn) -> list:
+    return [r for r in AuditLog(redis_conn).query(AuditFilter()) if r.outcome == "user_changed"]
+
+
+def test_every_user_change_is_in_the_audit_trail_with_who_and_no_secret(settings, redis_conn):
+    def add(name: str, role: str, *who: str):
+        return reactor(settings, "users", "add", name, "--role", role, "--password-stdin", *who,
+                       stdin=PASSWORDS[name] + "\n", password=PASSWORDS["root"])  # fmt: skip
+
+    assert add("root", "admin").returncode == 0
+    assert add("alice", "approver", "--user", "root").returncode == 0
+    promoted = reactor(settings, "users", "passwd", "alice", "--role", "admin", "--password-stdin", "--user", "root",
+                       stdin="alice's newer long password\n", password=PASSWORDS["root"])  # fmt: skip
+    assert promoted.returncode == 0, promoted.stderr
+    assert reactor(settings, "users", "remove", "alice", "--user", "root", password=PASSWORDS["root"]).returncode == 0
+
+    first, added, changed, removed = user_changes(redis_conn)
+    assert re.fullmatch(r"by \S+@\S+: added root with the role admin", first.reason) and first.detail == "user root"
+    assert added.reason == "by root: added alice with the role approver" and added.detail == "user alice"
+    assert changed.reason == "by root: password changed for alice; role approver -> admin"
+    assert removed.reason == "by root: removed alice (role admin)" and removed.detail == "user alice"
+    stored = str([r.to_fields() for r in user_changes(redis_conn)])
+    assert "password" not in stored.replace("password changed", "") and "argon2" not in stored
+    assert not any(secret in stored for secret in (*PASSWORDS.values(), "alice's newer long password"))
+    listed = reactor(settings, "audit", "--outcome", "user_changed")
+    assert listed.returncode == 0 and "user_changed" in listed.stdout, listed.stderr
+
+
+def test_with_an_environment_admin_the_first_user_needs_its_credentials(settings, redis_conn):
+    env_admin = {"REACTOR_ADMIN_USER": ADMIN_USER, "REACTOR_ADMIN_PASSWORD": ADMIN_PASSWORD}
+
+    def add(*who: str, password: str | None = None):
+        return reactor(settings, "users", "add", "mallory", "--role", "admin", "--password-stdin", *who,
+                       stdin="mallory's long password\n", password=password, extra_env=env_admin)  # fmt: skip
+
+    nobody = add()
+    assert nobody.returncode == 1 and "REACTOR_ADMIN_USER is set: give --user NAME" in nobody.stderr
+    wrong = add("--user", ADMIN_USER, password="not the admin's password")
+    assert wrong.returncode == 1 and "wrong user name or password" in wrong.stderr
+    assert not UserStore(redis_conn, settings).any() and user_changes(redis_conn) == []
+
+    done = add("--user", ADMIN_USER, password=ADMIN_PASSWORD)
+    assert done.returncode == 0, done.stderr
+    [record] = user_changes(redis_conn)
+    assert record.reason == f"by {ADMIN_USER} (REACTOR_ADMIN_USER): added mallory with the role admin"

@@ -135,6 +135,11 @@ class Outcome(str, Enum):
         "reactor recover stopped: Chargebee refused the reversal (nothing applied) or the payment (the"
         " invoice stays reversed and held); reason says which",
     )
+    USER_CHANGED = (
+        "user_changed",
+        "a person added or removed a named user or changed their password or role (reason: who, whom,"
+        " what; never a password)",
+    )
     # Only in a job's result:
     RECHECK_GONE = "recheck_gone", "the re-check found nothing pending: cancelled before it ran", False
     SUPERSEDED = "superseded", "a newer event moved the invoice's re-check; this run did nothing", False

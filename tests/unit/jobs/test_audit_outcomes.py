@@ -47,6 +47,7 @@ RECORDED = [
     "recovery_candidate",
     "recovered",
     "recovery_failed",
+    "user_changed",
 ]
 RESULT_ONLY = ["recheck_gone", "superseded", "swept", "unknown"]
 
