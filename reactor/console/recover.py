@@ -61,6 +61,20 @@ class RecoveryResult:
         return f"{self.invoice_id}: write-off reversed, {paid} applied from {by}; the invoice is {self.status}{rest}"
 
 
+def payment_source(given: str | None, earlier: Any, seen: set[str]) -> str | None:
+    """The transaction to apply (None: the customer's excess payments), pure. A person's choice stands:
+    a transaction id, or EXCESS for the excess payments. With none given: the earlier attempt's, else
+    the one payment seen for the invoice (`seen`: its candidates' transactions), else the excess."""
+    if given == EXCESS:
+        return None
+    if given is not None:
+        return given
+    if isinstance(earlier, str) and earlier:
+        return earlier
+    payments = set(seen) - {EXCESS}
+    return payments.pop() if len(payments) == 1 else None
+
+
 def recover_key(site: str, invoice_id: str, transaction: str | None) -> str:
     """Stable per (site, invoice, transaction): Chargebee answers a retried call with its replay."""
     digest = hashlib.sha256(f"{site}\x00{invoice_id}\x00{transaction or EXCESS}".encode()).hexdigest()
@@ -68,7 +82,8 @@ def recover_key(site: str, invoice_id: str, transaction: str | None) -> str:
 
 
 def recover_payment(ctx: JobContext, invoice_id: str, actor: str, transaction: str | None = None) -> RecoveryResult:
-    """Reverse our write-off of `invoice_id` and apply the payment, under the invoice lock;
+    """Reverse our write-off of `invoice_id` and apply the payment (`transaction`, EXCESS for the
+    customer's excess payments, None to let `payment_source` choose), under the invoice lock;
     RecoveryRefused says what did not happen (and what did)."""
     try:
         lock = acquire_invoice_lock(ctx, invoice_id)
@@ -99,16 +114,11 @@ class _Recovery:
         attempt = load_mark(self.ctx, keys.recovery_attempt(self.invoice_id))
         if attempt is not None and load_mark(self.ctx, keys.written_off(self.invoice_id)) is not None:
             attempt = None  # released and written off again since that reversal: reverse this one
-        if self.transaction is None:
-            self.transaction = (attempt or {}).get("transaction") or self.candidate_transaction()
+        seen = {c.transaction for c in candidates_for(self.ctx.redis, self.ctx.keys, self.invoice_id)}
+        self.transaction = payment_source(self.transaction, (attempt or {}).get("transaction"), seen)
         if attempt is None:
             attempt = self.reverse()
         return self.apply(attempt)
-
-    def candidate_transaction(self) -> str | None:
-        """The one payment seen for the invoice; None (the customer's excess payments) otherwise."""
-        seen = {c.transaction for c in candidates_for(self.ctx.redis, self.ctx.keys, self.invoice_id)} - {EXCESS}
-        return seen.pop() if len(seen) == 1 else None
 
     def reverse(self) -> dict[str, Any]:
         """Our write-off reversed as `reactor undo` does (held with reason "undone"), then the attempt
