@@ -28,7 +28,7 @@ from ..chargebee import AuthError, ChargebeeError, RetryableError
 from ..jobs.audit import AuditRecord, Outcome, amount_text
 from ..jobs.context import JobContext
 from ..jobs.marks import ATTEMPT_TTL, WRITTEN_OFF_TTL, acquire_invoice_lock
-from ..jobs.recovery import EXCESS, candidates_for
+from ..jobs.recovery import EXCESS, candidates_for, open_candidates
 from ..jobs.trail import log_record
 from ..jobs.undone import load_mark
 from ..timestamps import shown_time
@@ -169,11 +169,28 @@ class _Recovery:
                     f"Chargebee cannot show customer {customer_id}: {exc.error}; {UNCHANGED}"
                 ) from None
         excess = customer.get("excess_payments")
+        if self.transaction is not None:
+            self.check_unused(self.transaction)
         if type(excess) is not int or excess <= 0:
             self.failed(f"customer {customer_id} shows no excess payments ({excess!r}), nothing reversed", None)
             raise RecoveryRefused(
                 f"invoice {self.invoice_id}: customer {customer_id} has no payment to apply (excess_payments "
                 f"{excess!r}); {UNCHANGED}: the write-off stands"
+            )
+
+    def check_unused(self, transaction: str) -> None:
+        """The payment to apply still has money nothing applied (`amount_unused` above 0, fetched
+        fresh): one applied to another invoice meanwhile stops here, nothing reversed."""
+        try:
+            with self.answers(f"GET /transactions/{transaction}", UNCHANGED):
+                unused = self.ctx.chargebee.retrieve_transaction(transaction).get("amount_unused")
+        except _Refused as exc:
+            unused = f"unreadable ({exc.error})"
+        if type(unused) is not int or unused <= 0:
+            self.failed(f"payment {transaction} has no unused amount ({unused!r}), nothing reversed", None)
+            raise RecoveryRefused(
+                f"invoice {self.invoice_id}: payment {transaction} has nothing left to apply (amount_unused "
+                f"{unused!r}); {UNCHANGED}: the write-off stands"
             )
 
     def apply(self, attempt: dict[str, Any]) -> RecoveryResult:
@@ -259,7 +276,12 @@ class _Recovery:
             detail=f"actor={self.actor} transaction={self.transaction or EXCESS} applied={applied} "
             f"amount_due={due} status={status}",
         )
-        stale = [c.field() for c in candidates_for(ctx.redis, ctx.keys, self.invoice_id)]
+        # this invoice's candidates, and the payment's on every invoice: its money is spent
+        stale = [
+            c.field()
+            for c in open_candidates(ctx.redis, ctx.keys)
+            if c.invoice_id == self.invoice_id or (self.transaction is not None and c.transaction == self.transaction)
+        ]
         with ctx.redis.pipeline(transaction=True) as pipe:
             pipe.set(ctx.keys.recovered(self.invoice_id), json.dumps(mark), ex=WRITTEN_OFF_TTL)
             pipe.delete(ctx.keys.recovery_attempt(self.invoice_id))
