@@ -114,6 +114,10 @@ class ChargebeeClient:
         """`GET /customers/{id}`: the customer, custom fields (`cf_*`) at the top level."""
         return self._retrieve("customers", "customer", ids.CUSTOMER, customer_id)
 
+    def retrieve_transaction(self, transaction_id: str) -> dict[str, Any]:
+        """`GET /transactions/{id}`: the payment, with `amount_unused` (what nothing has applied yet)."""
+        return self._retrieve("transactions", "transaction", ids.TRANSACTION, transaction_id)
+
     def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         """`GET /subscriptions/{id}`: the subscription, custom fields (`cf_*`) at the top level."""
         return self._retrieve("subscriptions", "subscription", ids.SUBSCRIPTION, subscription_id)

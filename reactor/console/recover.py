@@ -28,7 +28,7 @@ from ..chargebee import AuthError, ChargebeeError, RetryableError
 from ..jobs.audit import AuditRecord, Outcome, amount_text
 from ..jobs.context import JobContext
 from ..jobs.marks import ATTEMPT_TTL, WRITTEN_OFF_TTL, acquire_invoice_lock
-from ..jobs.recovery import EXCESS, candidates_for
+from ..jobs.recovery import EXCESS, candidates_for, open_candidates
 from ..jobs.trail import log_record
 from ..jobs.undone import load_mark
 from ..timestamps import shown_time
@@ -61,6 +61,20 @@ class RecoveryResult:
         return f"{self.invoice_id}: write-off reversed, {paid} applied from {by}; the invoice is {self.status}{rest}"
 
 
+def payment_source(given: str | None, earlier: Any, seen: set[str]) -> str | None:
+    """The transaction to apply (None: the customer's excess payments), pure. A person's choice stands:
+    a transaction id, or EXCESS for the excess payments. With none given: the earlier attempt's, else
+    the one payment seen for the invoice (`seen`: its candidates' transactions), else the excess."""
+    if given == EXCESS:
+        return None
+    if given is not None:
+        return given
+    if isinstance(earlier, str) and earlier:
+        return earlier
+    payments = set(seen) - {EXCESS}
+    return payments.pop() if len(payments) == 1 else None
+
+
 def recover_key(site: str, invoice_id: str, transaction: str | None) -> str:
     """Stable per (site, invoice, transaction): Chargebee answers a retried call with its replay."""
     digest = hashlib.sha256(f"{site}\x00{invoice_id}\x00{transaction or EXCESS}".encode()).hexdigest()
@@ -68,7 +82,8 @@ def recover_key(site: str, invoice_id: str, transaction: str | None) -> str:
 
 
 def recover_payment(ctx: JobContext, invoice_id: str, actor: str, transaction: str | None = None) -> RecoveryResult:
-    """Reverse our write-off of `invoice_id` and apply the payment, under the invoice lock;
+    """Reverse our write-off of `invoice_id` and apply the payment (`transaction`, EXCESS for the
+    customer's excess payments, None to let `payment_source` choose), under the invoice lock;
     RecoveryRefused says what did not happen (and what did)."""
     try:
         lock = acquire_invoice_lock(ctx, invoice_id)
@@ -99,16 +114,11 @@ class _Recovery:
         attempt = load_mark(self.ctx, keys.recovery_attempt(self.invoice_id))
         if attempt is not None and load_mark(self.ctx, keys.written_off(self.invoice_id)) is not None:
             attempt = None  # released and written off again since that reversal: reverse this one
-        if self.transaction is None:
-            self.transaction = (attempt or {}).get("transaction") or self.candidate_transaction()
+        seen = {c.transaction for c in candidates_for(self.ctx.redis, self.ctx.keys, self.invoice_id)}
+        self.transaction = payment_source(self.transaction, (attempt or {}).get("transaction"), seen)
         if attempt is None:
             attempt = self.reverse()
         return self.apply(attempt)
-
-    def candidate_transaction(self) -> str | None:
-        """The one payment seen for the invoice; None (the customer's excess payments) otherwise."""
-        seen = {c.transaction for c in candidates_for(self.ctx.redis, self.ctx.keys, self.invoice_id)} - {EXCESS}
-        return seen.pop() if len(seen) == 1 else None
 
     def reverse(self) -> dict[str, Any]:
         """Our write-off reversed as `reactor undo` does (held with reason "undone"), then the attempt
@@ -159,11 +169,28 @@ class _Recovery:
                     f"Chargebee cannot show customer {customer_id}: {exc.error}; {UNCHANGED}"
                 ) from None
         excess = customer.get("excess_payments")
+        if self.transaction is not None:
+            self.check_unused(self.transaction)
         if type(excess) is not int or excess <= 0:
             self.failed(f"customer {customer_id} shows no excess payments ({excess!r}), nothing reversed", None)
             raise RecoveryRefused(
                 f"invoice {self.invoice_id}: customer {customer_id} has no payment to apply (excess_payments "
                 f"{excess!r}); {UNCHANGED}: the write-off stands"
+            )
+
+    def check_unused(self, transaction: str) -> None:
+        """The payment to apply still has money nothing applied (`amount_unused` above 0, fetched
+        fresh): one applied to another invoice meanwhile stops here, nothing reversed."""
+        try:
+            with self.answers(f"GET /transactions/{transaction}", UNCHANGED):
+                unused = self.ctx.chargebee.retrieve_transaction(transaction).get("amount_unused")
+        except _Refused as exc:
+            unused = f"unreadable ({exc.error})"
+        if type(unused) is not int or unused <= 0:
+            self.failed(f"payment {transaction} has no unused amount ({unused!r}), nothing reversed", None)
+            raise RecoveryRefused(
+                f"invoice {self.invoice_id}: payment {transaction} has nothing left to apply (amount_unused "
+                f"{unused!r}); {UNCHANGED}: the write-off stands"
             )
 
     def apply(self, attempt: dict[str, Any]) -> RecoveryResult:
@@ -249,7 +276,12 @@ class _Recovery:
             detail=f"actor={self.actor} transaction={self.transaction or EXCESS} applied={applied} "
             f"amount_due={due} status={status}",
         )
-        stale = [c.field() for c in candidates_for(ctx.redis, ctx.keys, self.invoice_id)]
+        # this invoice's candidates, and the payment's on every invoice: its money is spent
+        stale = [
+            c.field()
+            for c in open_candidates(ctx.redis, ctx.keys)
+            if c.invoice_id == self.invoice_id or (self.transaction is not None and c.transaction == self.transaction)
+        ]
         with ctx.redis.pipeline(transaction=True) as pipe:
             pipe.set(ctx.keys.recovered(self.invoice_id), json.dumps(mark), ex=WRITTEN_OFF_TTL)
             pipe.delete(ctx.keys.recovery_attempt(self.invoice_id))

@@ -41,9 +41,7 @@ def recover_invoice(invoice_id: str) -> Any:
     check_csrf()
     invoice_id = checked_invoice_id(invoice_id)
     transaction = (request.form.get("transaction") or "").strip() or None
-    if transaction == EXCESS:
-        transaction = None
-    if transaction is not None:
+    if transaction is not None and transaction != EXCESS:  # EXCESS: the person chose the excess payments
         try:
             TRANSACTION.path_segment(transaction)
         except IdError:

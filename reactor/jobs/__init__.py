@@ -60,14 +60,18 @@ def evaluate(event_id: str) -> dict[str, Any]:
         return run_evaluation(ctx, event_id, job)
 
 
-def release_held(event: dict[str, Any], actor: str, approvals: dict[str, Any] | None = None) -> dict[str, Any]:
+def release_held(
+    event: dict[str, Any], actor: str, approvals: dict[str, Any] | None = None, released: bool = False
+) -> dict[str, Any]:
     """RQ job: a person released a held write-off (reactor/jobs/held.py), or gave the last approval it
-    waited for (`approvals`, reactor/jobs/approvals.py); decide again, skip the budget. `event` is the
-    held event as RQ stored it (a dict, as releases before this one stored it too); jobs queued before
-    approvals existed carry two arguments."""
+    waited for (`approvals`, reactor/jobs/approvals.py); decide again. A release skips the budget, an
+    approval does not; a release of a budget hold that carries approvals passes them with `released`.
+    `event` is the held event as RQ stored it (a dict, as releases before this one stored it too);
+    jobs queued before approvals existed carry two arguments."""
     ctx, job = current_context(), get_current_job()
     with failures_recorded(ctx, job):
-        return run_release(ctx, Event.from_data(event), actor, job, GivenApprovals.from_data(approvals))
+        given = GivenApprovals.from_data(approvals)
+        return run_release(ctx, Event.from_data(event), actor, job, given, released)
 
 
 def triage(woken_by: str) -> dict[str, Any]:

@@ -197,14 +197,21 @@ def act(attempt: WriteOffAttempt) -> Result:
 
 
 def run_release(
-    ctx: JobContext, event: Event, actor: str, job: Job | None = None, approvals: GivenApprovals | None = None
+    ctx: JobContext,
+    event: Event,
+    actor: str,
+    job: Job | None = None,
+    approvals: GivenApprovals | None = None,
+    released: bool = False,
 ) -> Result:
-    """Decide again on a released (or approved) write-off and act, without the budget check that held
-    it; with the approvals people gave it, if any (reactor/jobs/approvals.py)."""
+    """Decide again on a released (or approved) write-off and act; with the approvals people gave it,
+    if any (reactor/jobs/approvals.py). A person's release skips the budget check that held it; the
+    last approval (`approvals` given, not `released`) does not: over the budget, it is held."""
     now = ctx.clock()
     log.info("released by %s: deciding again on invoice %s", actor, event.invoice_id)
+    check_budget = approvals is not None and not released
     attempt = WriteOffAttempt(
-        ctx, job, event, ctx.rules.current(), now, check_budget=False, approvals=approvals, released_by=actor
+        ctx, job, event, ctx.rules.current(), now, check_budget=check_budget, approvals=approvals, released_by=actor
     )
     result = write_off_invoice(attempt)
     rechecks.after_write_off(ctx, job, event, result.get("outcome"))

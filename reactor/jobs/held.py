@@ -189,7 +189,7 @@ def hold_write_off(a: WriteOffAttempt, decision: Decision, reason: str) -> dict[
     """Park the write-off a budget refused: in `reactor:held`, in the audit and in the log; not lost,
     not failed, and not retried by itself. The attempt's fresh event is what a release decides on
     again (the rules still apply, the budget that held it is not checked, the amount still counted)."""
-    event = a.latest
+    event, given = a.latest, a.approvals
     item = HeldWriteOff(
         invoice_id=decision.invoice_id or a.invoice_id,
         event_id=event.id or None,
@@ -199,6 +199,10 @@ def hold_write_off(a: WriteOffAttempt, decision: Decision, reason: str) -> dict[
         held_at=a.now.isoformat(timespec="seconds"),
         reason=reason,
         event=event.data,
+        # approved, then over the budget: the approvals stay with it, so a release needs none again
+        tier=given.tier if given is not None else None,
+        approvals=given.approvals if given is not None else (),
+        not_counted=given.not_counted if given is not None else (),
     )
     hold(a.ctx.redis, item, a.ctx.keys.prefix)
     a.ctx.notices.add("held", f"{item.invoice_id}: {item.amount_text()} by rule {decision.rule}: {reason}")
@@ -246,7 +250,10 @@ def release(
         )
         with connection.pipeline(transaction=True) as pipe:
             pipe.multi()  # RQ puts a caller's pipeline in MULTI itself, refusing one with commands queued
-            queue.enqueue(RELEASE_HELD_JOB, event, actor, pipeline=pipe, description=f"release {invoice_id}")
+            args: tuple[Any, ...] = (event, actor)
+            if item is not None and item.approvers_needed is None and item.tier is not None and item.approvals:
+                args = (event, actor, item.given().as_data(), True)  # approved, held by a budget
+            queue.enqueue(RELEASE_HELD_JOB, *args, pipeline=pipe, description=f"release {invoice_id}")
             pipe.hdel(held_key(prefix), invoice_id)
             audit.queue(pipe, record)
             pipe.execute()

@@ -344,6 +344,11 @@ def record_excess_payment(customer_id: str) -> tuple[Response, int]:
     return jsonify({"customer": customer, "transaction": txn}), 200
 
 
+@api.get("/transactions/<transaction_id>")
+def retrieve_transaction(transaction_id: str) -> Response:
+    return jsonify({"transaction": _state().get_transaction(transaction_id)})
+
+
 @api.get("/customers/<customer_id>")
 def retrieve_customer(customer_id: str) -> Response:
     return jsonify({"customer": _state().get_customer(customer_id)})

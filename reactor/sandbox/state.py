@@ -251,6 +251,11 @@ class SandboxState:
         with self.lock:
             return copy.deepcopy(self._get(self._customers, "customer", customer_id))
 
+    def get_transaction(self, transaction_id: str) -> dict[str, Any]:
+        """The transaction as `GET /transactions/{id}` returns it; ApiError 404 when unknown."""
+        with self.lock:
+            return copy.deepcopy(self._get(self._transactions, "transaction", transaction_id))
+
     def customers(self) -> list[dict[str, Any]]:
         with self.lock:
             return copy.deepcopy(list(self._customers.values()))

@@ -388,3 +388,29 @@ def test_with_an_environment_admin_the_first_user_needs_its_credentials(settings
     assert done.returncode == 0, done.stderr
     [record] = user_changes(redis_conn)
     assert record.reason == f"by {ADMIN_USER} (REACTOR_ADMIN_USER): added mallory with the role admin"
+
+
+def test_an_approved_write_off_over_the_daily_budget_is_held_and_a_release_writes_it_off_once(
+    tiered, redis_conn, sandbox, settings, rules_file
+):
+    rules_file(
+        TIERED_RULES.replace("max_write_off: {USD: 10000}", "max_write_off: {USD: 10000}\n  max_per_day: {USD: 100}")
+    )
+    first = tiered(9000)  # $90: no approval needed, most of today's $100
+    settled(redis_conn, first["id"], "written_off")
+    invoice = tiered(50000)  # $500: tier 1
+    settled(redis_conn, invoice["id"], "awaits_approval")
+
+    assert as_user(settings, "alice", "approvals", "approve", invoice["id"]).returncode == 0
+
+    settled(redis_conn, invoice["id"], "held")
+    assert write_offs(sandbox, invoice["id"]) == 0
+    held = get_held(redis_conn, invoice["id"], settings.key_prefix)
+    assert held is not None and not held.awaits_approval and "max_per_day" in (held.reason or "")
+    released = as_user(settings, "bob", "held", "release", invoice["id"])
+    assert released.returncode == 0, released.stderr
+    settled(redis_conn, invoice["id"], "written_off")
+    assert write_offs(sandbox, invoice["id"]) == 1
+    assert outcomes(redis_conn, invoice["id"]).count("awaits_approval") == 1
+    [record] = [r for r in records(redis_conn, invoice["id"], "written_off")]
+    assert "approved_by=alice@" in (record.detail or "")

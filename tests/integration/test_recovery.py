@@ -316,3 +316,25 @@ def test_money_gone_meanwhile_stops_the_recovery_before_the_reversal(site, web, 
     assert site.state.get_invoice(invoice["id"])["write_off_amount"] == 1200
     [failed] = records(redis_conn, invoice["id"], "recovery_failed")
     assert "nothing reversed" in failed.reason and "reversed=false" in failed.detail
+
+
+def test_a_payment_recovered_for_one_invoice_is_not_applied_again_to_another(site, web, redis_conn, settings):
+    """One payment, two written-off invoices of the customer: once it paid the first, the second's
+    recovery from it is refused before anything is reversed, even with other excess on the customer."""
+    first = write_off(site, web, redis_conn, customer_id="cus_gb")
+    second = write_off(site, web, redis_conn, customer_id="cus_gb")
+    txn = pay(site, "cus_gb", 1200)
+    for invoice in (first, second):
+        wait_for(lambda i=invoice: records(redis_conn, i["id"], "recovery_candidate"), what="the candidates")
+
+    assert reactor_process(settings, "recover", first["id"]).returncode == 0
+    assert [c for c in open_candidates(redis_conn, Keys(settings.key_prefix)) if c.transaction == txn["id"]] == []
+    pay(site, "cus_gb", 100)  # unrelated money: the customer has excess payments again
+
+    refused = reactor_process(settings, "recover", second["id"], "--transaction", txn["id"])
+
+    assert refused.returncode == 1 and "nothing left to apply" in refused.stderr, refused.stderr
+    assert site.state.calls(path_contains=f"/invoices/{second['id']}/remove_credit_note", method="POST") == []
+    assert site.state.get_invoice(second["id"])["write_off_amount"] == 1200
+    [failed] = records(redis_conn, second["id"], "recovery_failed")
+    assert "reversed=false" in failed.detail
