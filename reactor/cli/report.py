@@ -16,6 +16,7 @@ from ..jobs import build_context
 from ..jobs.audit import visible
 from ..jobs.recovery import open_candidates
 from .helpers import chargebee_settings, command_settings, connect, each_site, parse_since, say, site_option
+from .ops import audit_trail
 
 
 @click.group()
@@ -91,7 +92,7 @@ def _site_rows(
     for candidate in open_candidates(connection, ctx.keys):
         unapplied[candidate.invoice_id] = unapplied.get(candidate.invoice_id, 0) + candidate.amount
     return gather(
-        ctx.audit,
+        audit_trail(settings, connection),
         FactCache(lambda kind, resource_id: fetchers[kind](resource_id)),
         site=settings.site_name,
         delays=delays,

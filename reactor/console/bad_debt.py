@@ -3,7 +3,7 @@ what a VAT bad-debt relief claim needs (HMRC VAT Notice 700/18: invoice number a
 it, the amount written off and when, payments received later) and when relief may be claimed.
 
 `register_row` is pure: it decides a row from our audit records of one write-off (`WriteOffHistory`)
-and the invoice and customer as Chargebee has them now. `gather` reads both: the audit stream, and
+and the invoice and customer as Chargebee has them now. `gather` reads both: the audit trail (archive and stream), and
 Chargebee through the client it is handed (the shared rate limit; each invoice and customer fetched
 once per run). Nothing here writes.
 
@@ -24,6 +24,7 @@ from dateutil.relativedelta import relativedelta
 
 from ..chargebee import ChargebeeError
 from ..jobs.audit import AuditFilter, AuditLog, AuditRecord, Outcome
+from ..jobs.audit.full_trail import AuditTrail
 from ..rules.money import to_major
 
 COLUMNS = (
@@ -223,7 +224,7 @@ class FactCache:
 
 
 def gather(
-    audit: AuditLog,
+    audit: AuditLog | AuditTrail,
     facts: FactCache,
     *,
     site: str,
@@ -233,7 +234,8 @@ def gather(
     until: datetime | None = None,
     unapplied: Mapping[str, int] | None = None,
 ) -> list[RegisterRow]:
-    """The rows of the write-offs recorded between `since` and `until`, oldest first."""
+    """The rows of the write-offs recorded between `since` and `until`, oldest first (`audit`: the
+    archive and the stream as one trail, so write-offs trimmed from Redis stay)."""
     wanted = (Outcome.WRITTEN_OFF.value, Outcome.UNDONE.value, Outcome.RECOVERED.value)
     records = audit.query(AuditFilter(since=since, outcomes=wanted))
     rows = []

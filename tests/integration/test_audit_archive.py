@@ -24,7 +24,7 @@ from reactor.cli import main
 from reactor.config import Settings
 from reactor.console.archiving import audit_archive
 from reactor.jobs.audit import AuditLog, AuditRecord, export_lines
-from reactor.jobs.audit.archive import ArchiveState, AuditArchive
+from reactor.jobs.audit.archive import ArchiveState, ArchiveUnavailable, AuditArchive
 from reactor.jobs.audit.manifest import ManifestEntry, entry_path
 from reactor.keys import Keys
 from reactor.local.redis_server import free_port
@@ -397,3 +397,57 @@ def replace_archive(settings: Settings, connection: redis.Redis) -> AuditArchive
     """The settings' archive, with segments of 4,000 records, trimming nothing (a crash stops a round
     before its trim: the records after the recorded position stay)."""
     return AuditArchive(connection, STREAM, settings.audit_archive_url, segment_records=4000, keep=1_000_000)
+
+
+def test_a_root_that_does_not_hold_the_recorded_position_is_refused_and_nothing_trimmed(
+    archive_settings: Settings, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    write_records(redis_conn, 3000)
+    first = AuditArchive(redis_conn, STREAM, archive_settings.audit_archive_url, keep=0)
+    assert first.run(flush=True) is not None and redis_conn.xlen(STREAM) == 0
+    write_records(redis_conn, 500, start=3000)
+    stray = AuditArchive(redis_conn, STREAM, str(tmp_path / "stray"), keep=0)  # another directory's default
+    with pytest.raises(ArchiveUnavailable, match=r"does not hold the last archived records.*nothing trimmed"):
+        stray.run(flush=True)
+    assert redis_conn.xlen(STREAM) == 500
+    assert not (tmp_path / "stray" / "segments").exists()
+    assert "does not hold" in (first.state().error or "")
+    done = first.run(flush=True)  # the right root goes on
+    assert done is not None and done.records == 500 and first.verify().ok
+
+
+def test_a_stream_behind_the_archive_after_redis_lost_the_position_is_refused(
+    archive_settings: Settings, redis_conn: redis.Redis
+) -> None:
+    write_records(redis_conn, 100)
+    archive = AuditArchive(redis_conn, STREAM, archive_settings.audit_archive_url, keep=0)
+    assert archive.run(flush=True) is not None
+    redis_conn.flushall()  # a flushed Redis; the new records' clock is behind the archive's end
+    redis_conn.xadd(STREAM, {"event_id": "ev_low"}, id="5-1")
+    with pytest.raises(ArchiveUnavailable, match=r"at or before.*nothing trimmed"):
+        archive.run(flush=True)
+    assert redis_conn.xlen(STREAM) == 1
+
+
+def test_a_position_is_recorded_only_under_the_rounds_lock_and_forward_and_segments_never_change(
+    archive_settings: Settings, redis_conn: redis.Redis
+) -> None:
+    written = write_records(redis_conn, 100)
+    archive = AuditArchive(redis_conn, STREAM, archive_settings.audit_archive_url, keep=0)
+    assert archive.run(flush=True) is not None
+    before = redis_conn.hgetall(archive.state_key)
+    entry = ManifestEntry.read(Path(archive_settings.audit_archive_url, entry_path(written[0].id)).read_bytes())
+    later = replace(entry, last_id="99999999999999-0")
+    archive._token = "a-lost-token"  # the round's lock expired and another round took it
+    redis_conn.set(archive.lock_key, "another-round")
+    with pytest.raises(ArchiveUnavailable, match="lost its lock"):
+        archive._record(archive.state(), later)
+    redis_conn.set(archive.lock_key, "a-lost-token")
+    earlier = replace(entry, last_id="1-0")
+    with pytest.raises(ArchiveUnavailable, match="not after the recorded"):
+        archive._record(archive.state(), earlier)
+    assert redis_conn.hgetall(archive.state_key) == before
+    with pytest.raises(ArchiveUnavailable, match="other bytes"):
+        archive._put(entry.segment, b"different bytes")
+    archive._put(entry.segment, Path(archive_settings.audit_archive_url, entry.segment).read_bytes())  # same: fine
+    assert archive.verify().ok

@@ -12,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
+from reactor.jobs.audit.archive import AuditArchive
+from reactor.keys import Keys
 from tests.helpers import wait_for
 from tests.integration.helpers import make_event, outcomes, post_event
 from tests.integration.ops_helpers import reactor, reactor_process
@@ -254,3 +256,17 @@ def test_an_invoice_chargebee_cannot_show_is_said_so_never_guessed(register_site
     for row in rows:
         assert row["status"].startswith("invoice not fetched"), row
         assert row["relief_claimable_from"] == "" and row["tax_written_off"] == "" and row["written_off"] != ""
+
+
+def test_write_offs_archived_and_trimmed_from_redis_stay_in_the_register(
+    register_site, settings, redis_conn, nothing_written
+):
+    stream = Keys(settings.key_prefix).audit()
+    archive = AuditArchive(redis_conn, stream, settings.audit_archive_url, keep=0)
+    done = archive.run(flush=True)
+    assert done is not None and done.records and redis_conn.xlen(stream) == 0  # every record left Redis
+    with nothing_written(ignore=lambda key: key.startswith(b"reactor:rl:")):
+        result = reactor(settings, "report", "bad-debt", "--format", "csv")
+    assert result.exit_code == 0, result.stdout
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [tuple(row[c] for c in COLUMNS) for row in rows] == EXPECTED

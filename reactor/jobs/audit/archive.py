@@ -16,7 +16,9 @@ directory or any fsspec URL, `s3://bucket/prefix`) it is given, and derives noth
 A round: take the lock; catch up with the manifest (an entry written before a crash, its position
 not yet in Redis, is adopted, never written twice); cut the records after `last_id` into segments;
 for each, write the segment, read it back and compare its SHA-256, write its entry, then record
-`last_id` in Redis; then trim the stream (`TRIM`), never past `last_id`.
+`last_id` in Redis (`RECORD`: only under the round's lock, only forward); then trim the stream
+(`TRIM`), never past `last_id`. A root whose manifest lacks the recorded position, a file that would
+change, or a stream holding unarchived ids at or before the manifest's end refuse the round.
 """
 
 from __future__ import annotations
@@ -95,6 +97,27 @@ local last = going[#going][1]
 if not le(last, bound) then last = bound end
 local ms, seq = string.match(last, '^(%d+)-(%d+)$')
 return redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. string.format('%d', tonumber(seq) + 1))
+"""
+
+# KEYS[1] the archive's state, KEYS[2] the round's lock; ARGV[1] the lock's token, ARGV[2..5] last_id,
+# last_entry, segment, at; ARGV[6] records to count. Records the position only while the lock holds
+# the token and only past the recorded last_id; returns 'ok', else why not (nothing changed).
+RECORD = """
+local held = redis.call('GET', KEYS[2])
+if held ~= ARGV[1] then return 'the round lost its lock' end
+local last = redis.call('HGET', KEYS[1], 'last_id')
+if last then
+  local ams, aseq = string.match(last, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(ARGV[2], '^(%d+)-(%d+)$')
+  local forward
+  if #ams ~= #bms then forward = #ams < #bms
+  elseif ams ~= bms then forward = ams < bms
+  else forward = tonumber(aseq) < tonumber(bseq) end
+  if not forward then return 'not after the recorded ' .. last end
+end
+redis.call('HSET', KEYS[1], 'last_id', ARGV[2], 'last_entry', ARGV[3], 'segment', ARGV[4], 'at', ARGV[5])
+if tonumber(ARGV[6]) > 0 then redis.call('HINCRBY', KEYS[1], 'archived', ARGV[6]) end
+return 'ok'
 """
 
 
@@ -192,6 +215,7 @@ class AuditArchive:
         self.segment_seconds = segment_seconds
         self.keep = keep
         self.hold_keys = tuple(hold_keys)
+        self._token: str | None = None  # the lock's token while a round runs
 
     @property
     def state_key(self) -> str:
@@ -213,6 +237,8 @@ class AuditArchive:
         lock = self.redis.lock(self.lock_key, timeout=LOCK_SECONDS, blocking_timeout=0)
         if not lock.acquire():
             return None
+        token = lock.local.token
+        self._token = token.decode() if isinstance(token, bytes) else token
         try:
             done = ArchiveRound()
             try:
@@ -235,6 +261,7 @@ class AuditArchive:
             done.trimmed = self.trim()
             return done
         finally:
+            self._token = None
             try:
                 lock.release()
             except redis.exceptions.LockError:
@@ -259,9 +286,24 @@ class AuditArchive:
             names = self._entry_names()
             if names:
                 entry = ManifestEntry.read(self.fs.cat_file(f"{self.root}/{names[-1]}"))
+                behind = self.redis.xrange(self.stream_key, min="-", max=entry.last_id, count=1)
+                behind += self.redis.xrevrange(self.stream_key, max=entry.last_id, min="-", count=1)
+                ours = self.find([raw.decode() for raw, _ in behind])
+                strays = [
+                    raw.decode()
+                    for raw, fields in behind
+                    if ours.get(raw.decode(), ("", None))[1] != {k.decode(): v.decode() for k, v in fields.items()}
+                ]
+                if strays:  # records at or before the archive's end that it does not hold (archived ones are fine)
+                    raise ArchiveUnavailable(
+                        f"the stream holds {strays[0]}, at or before {entry.last_id} where the archive"
+                        f" at {self.url} ends, and Redis has no archive position (a flushed Redis, a clock"
+                        " behind?): those records would never be archived; nothing trimmed"
+                    )
                 state = self._adopt(state, entry, count=False)
                 done.adopted += 1
             return self._with_base(state)
+        self._require_position(state)
         while True:
             following = self.redis.xrange(self.stream_key, min=f"({state.last_id}", max="+", count=1)
             if not following:
@@ -271,6 +313,20 @@ class AuditArchive:
                 return state
             state = self._adopt(state, ManifestEntry.read(self.fs.cat_file(path)), count=True)
             done.adopted += 1
+
+    def _require_position(self, state: ArchiveState) -> None:
+        """Refuse a root whose manifest does not hold the entry Redis recorded last (a relative root
+        read from another directory, another host's default): writing there and trimming would lose
+        records."""
+        assert state.last_id is not None
+        names = self._entry_names()
+        at = _last_at_or_before([id_parts(stem_id(name)) for name in names], id_parts(state.last_id))
+        held = ManifestEntry.read(self.fs.cat_file(f"{self.root}/{names[at]}")) if at >= 0 else None
+        if held is None or held.last_id != state.last_id or held.digest() != state.last_entry:
+            raise ArchiveUnavailable(
+                f"the archive at {self.url} does not hold the last archived records (up to {state.last_id},"
+                f" {state.segment or 'no segment'} recorded in Redis); nothing trimmed"
+            )
 
     def _with_base(self, state: ArchiveState) -> ArchiveState:
         """Record, once, how many records had left the stream before the archive began (for the
@@ -292,20 +348,25 @@ class AuditArchive:
         return self._record(state, entry, count)
 
     def _record(self, state: ArchiveState, entry: ManifestEntry, count: bool = True) -> ArchiveState:
-        """Record `entry` as the archive's last one in Redis: from here on its records may be trimmed."""
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self.state_key,
-                mapping={
-                    "last_id": entry.last_id,
-                    "last_entry": entry.digest(),
-                    "segment": entry.segment,
-                    "at": entry.at,
-                },
+        """Record `entry` as the archive's last one in Redis: from here on its records may be trimmed.
+        Only while this round holds the lock, and only forward (RECORD); else ArchiveUnavailable."""
+        answer = self.redis.eval(
+            RECORD,
+            2,
+            self.state_key,
+            self.lock_key,
+            self._token or "",
+            entry.last_id,
+            entry.digest(),
+            entry.segment,
+            entry.at,
+            entry.records if count else 0,
+        )
+        answer = answer.decode() if isinstance(answer, bytes) else str(answer)
+        if answer != "ok":
+            raise ArchiveUnavailable(
+                f"the position {entry.last_id} was not recorded ({answer}): another round may run; nothing trimmed"
             )
-            if count:
-                pipe.hincrby(self.state_key, "archived", entry.records)
-            pipe.execute()
         return ArchiveState(
             last_id=entry.last_id,
             last_entry=entry.digest(),
@@ -354,6 +415,8 @@ class AuditArchive:
         renamed into place (the directory flushed too), so a crash leaves the old file or the new one;
         an object store's PUT is whole and durable once answered."""
         full = f"{self.root}/{path}"
+        if self.fs.exists(full) and self.fs.cat_file(full) != data:
+            raise ArchiveUnavailable(f"{self.url}: {path} exists with other bytes; not overwritten, nothing trimmed")
         if not isinstance(self.fs, LocalFileSystem):
             self.fs.pipe_file(full, data)
             return
