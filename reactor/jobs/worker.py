@@ -11,6 +11,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -27,8 +28,9 @@ from rq.utils import as_text
 from rq.worker import DequeueStrategy
 
 from .. import jobs
+from ..chargebee.ratelimit import ChargebeeRateLimit
 from ..config import Settings
-from ..keys import EVALUATE_JOB
+from ..keys import EVALUATE_JOB, TRIAGE_JOB
 from ..redaction import redact
 from ..redis_wait import wait_for_redis
 from ..rules import RulesError
@@ -133,6 +135,49 @@ class ReactorWorker(Worker):
         if defer_for_rate_limit(context, job, queue):
             return
         super().execute_job(job, queue)
+        self.take_next_from(job, queue)
+
+    _stayed = False
+    """The job just run was taken from the queue of the triage job before it (take_next_from)."""
+
+    def take_next_from(self, job: Job, queue: Queue) -> None:
+        """After a triage job, look at its queue first once more: its events' own jobs are there now,
+        the second half of work the site's turn began. RQ's round robin would serve every other site
+        first, so with another site busy each triaged event waited for that site's job on a worker
+        (bench/sites.py: B's evaluations started 50-170 ms after their triage during A's burst,
+        against 20 ms with A idle). Once only: a triage job that was itself taken this way (a
+        successor of one that ran out of time) moves the turn on, so one site's inbox cannot keep a
+        worker from the others."""
+        stay = job.func_name == TRIAGE_JOB and not self._stayed and len(self._ordered_queues) > 1
+        self._stayed = stay
+        if stay:
+            same = [q for q in self._ordered_queues if q.name == queue.name]
+            self._ordered_queues = same + [q for q in self._ordered_queues if q.name != queue.name]
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        """RQ's dequeue, passing over, while other sites' queues are listened to, the queue of a site
+        that must wait (sites_to_pass_over): one with no Chargebee call slot free, or whose jobs
+        already run on all but one of the workers serving it. Such a site's jobs stay queued, rather
+        than being taken, found throttled and deferred again and again (defer_for_rate_limit), or
+        taking the last worker another site's next event needs; its queue is looked at again when
+        its next slot frees or after PASS_OVER_POLL. When every site must wait, or in burst mode
+        (nothing blocks), every queue is listened to, as RQ does."""
+        if timeout is None or max_idle_time is not None or len(self._ordered_queues) < 2:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        while True:
+            limits = {context.queue.name: context.rate_limit for context in jobs.installed()}
+            passed = sites_to_pass_over(self._ordered_queues, limits, self.connection)
+            if not passed or len(passed) == len(self._ordered_queues):
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            every = self._ordered_queues
+            again_in = max(min(passed.values()), PASS_OVER_MIN)
+            self._ordered_queues = [q for q in every if q.name not in passed]
+            try:  # RQ's own loop (heartbeats, maintenance, a stop), for no longer than again_in
+                result = super().dequeue_job_and_maintain_ttl(min(timeout, again_in), again_in)  # type: ignore[arg-type]
+            finally:  # the sites passed over come first when they can go on
+                self._ordered_queues = [q for q in every if q.name in passed] + self._ordered_queues
+            if result is not None:
+                return result
 
     def _start_scheduler(
         self,
@@ -274,6 +319,41 @@ def defer_for_rate_limit(context: jobs.JobContext, job: Job, queue: Queue) -> bo
     return True
 
 
+PASS_OVER_POLL = 0.5
+"""Seconds before a worker looks again at a site it passed over because that site's jobs ran on all
+but one of the workers serving it (the workers running them take its next jobs meanwhile)."""
+PASS_OVER_MIN = 0.05
+"""The shortest wait before a site passed over is looked at again, so that a slot about to free does
+not turn the worker's wait on the other queues into a loop of Redis calls."""
+
+
+def sites_to_pass_over(
+    queues: list[Queue], limits: Mapping[str, ChargebeeRateLimit | None], connection: redis.Redis
+) -> dict[str, float]:
+    """The queues, among those of a worker serving several sites, whose site must wait: the seconds
+    until it is looked at again. A site waits while it has no Chargebee call slot free (until one
+    frees), and while its jobs run on all but one of the workers serving it, so that another site's
+    next event never waits for one of its jobs to end (PASS_OVER_POLL). `limits` are the sites'
+    rate limits by queue name; running jobs are RQ's live executions (StartedJobRegistry entries not
+    yet expired), workers RQ's registry of the workers listening on the queue. Two workers choosing
+    at the same moment can both take the site's jobs: a worker is kept free as a rule, not by a
+    lock. A site whose state cannot be read (a Redis error) is not passed over."""
+    passed: dict[str, float] = {}
+    for queue in queues:
+        limit = limits.get(queue.name)
+        try:
+            wait = limit.free_in() if limit is not None else 0.0
+            if wait <= 0:
+                workers = Worker.count(queue=queue)
+                running = connection.zcount(queue.started_job_registry.key, time.time(), "+inf")
+                wait = PASS_OVER_POLL if workers > 1 and running >= workers - 1 else 0.0
+        except redis.RedisError:
+            continue
+        if wait > 0:
+            passed[queue.name] = wait
+    return passed
+
+
 def forget_lost_executions(connection: redis.Redis, job: Job, keep: str | None) -> None:
     """Remove from the job's execution registry the executions whose own record is gone."""
     registry = job.execution_registry
@@ -324,6 +404,7 @@ class ReactorSimpleWorker(ReactorWorker):
         if defer_for_rate_limit(context, job, queue):
             return
         SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]
+        self.take_next_from(job, queue)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """Nothing sends heartbeats while a job runs in this process, so its execution must outlive

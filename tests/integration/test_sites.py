@@ -465,3 +465,98 @@ def test_a_site_at_its_limit_gets_every_write_off_done_at_its_pace(
     assert all(c["status"] == 200 for c in sandbox.state.calls())  # never past the limit: no 429
     outcomes = [o for i in ids for o in audit(redis_conn, "reactor", i)]
     assert set(outcomes) == {"written_off"}, outcomes
+
+
+def test_a_site_whose_calls_hang_leaves_a_worker_for_the_others(
+    sandbox: SandboxServer,
+    eu_sandbox: SandboxServer,
+    two_sites: Settings,
+    sites_web: WebServer,
+    redis_conn: redis.Redis,
+    start_sites_worker,
+) -> None:
+    # Two workers serve both sites; acme-us's calls hang and four of its write-offs wait. Its jobs
+    # run on all but one worker, so the second worker keeps off them and writes off acme-eu's event
+    # while acme-us's first call still hangs (round robin alone would let it take acme-us's next job
+    # and hang too).
+    patient = replace(two_sites, http_timeout=60.0, job_timeout=900)
+    sandbox.state.hold("any")
+    try:
+        for n in range(4):
+            event = real_event(f"inv_hang_{n}")
+            sandbox.state.add_invoice(**event["content"]["invoice"])
+            assert post_event(sites_web.webhook_url, event).status_code == 200
+        start_sites_worker(patient)
+        assert sandbox.state.wait_held(1, timeout=30) == 1, "acme-us's first call never came"
+        second = start_sites_worker(patient)
+
+        event = real_event("inv_eu_while_us_hangs")
+        eu_sandbox.state.add_invoice(**event["content"]["invoice"])
+        assert post_event(f"{sites_web.webhook_url}/{EU}", event, auth=(EU_USER, EU_PASSWORD)).status_code == 200
+        wait_for(
+            lambda: written_off(redis_conn, EU_PREFIX, "inv_eu_while_us_hangs"),
+            timeout=60,
+            what=f"acme-eu's write-off while acme-us hangs; second worker:\n{second.output()[-3000:]}",
+        )
+        assert sandbox.state.wait_held(2, timeout=0) == 1  # acme-us: still the one call in flight
+    finally:
+        sandbox.state.release_held()
+    ids = [f"inv_hang_{n}" for n in range(4)]
+    wait_for(lambda: all(written_off(redis_conn, "reactor", i) for i in ids), timeout=60, what="acme-us's write-offs")
+
+
+def test_a_triaged_event_is_evaluated_next_while_another_site_has_jobs_waiting(
+    sandbox: SandboxServer,
+    eu_sandbox: SandboxServer,
+    two_sites: Settings,
+    sites_web: WebServer,
+    redis_conn: redis.Redis,
+    start_sites_worker,
+) -> None:
+    # One worker; acme-us has evaluations queued (each call takes 0.3 s). acme-eu's event passes two
+    # jobs, its triage and its evaluation: the worker takes the second right after the first rather
+    # than serving acme-us in between.
+    sandbox.state.add_fault(match="any", latency_ms=300, times=None)
+    for n in range(8):
+        event = real_event(f"inv_us_{n}")
+        sandbox.state.add_invoice(**event["content"]["invoice"])
+        assert post_event(sites_web.webhook_url, event).status_code == 200
+    worker = start_sites_worker(two_sites)
+    wait_for(lambda: redis_conn.llen("rq:queue:reactor") >= 4, timeout=30, what="acme-us's evaluations queued")
+
+    event = real_event("inv_eu_next")
+    eu_sandbox.state.add_invoice(**event["content"]["invoice"])
+    assert post_event(f"{sites_web.webhook_url}/{EU}", event, auth=(EU_USER, EU_PASSWORD)).status_code == 200
+    wait_for(lambda: written_off(redis_conn, EU_PREFIX, "inv_eu_next"), timeout=60, what="acme-eu's write-off")
+
+    started = [line for line in worker.output().splitlines() if ": reactor" in line and "Worker " in line]
+    started = [line for line in started if "Job OK" not in line and "cleaning registries" not in line]
+    triage = next(i for i, line in enumerate(started) if f"woken by payment_failed {event['id']}," in line)
+    assert f"evaluate payment_failed {event['id']} " in started[triage + 1], started[triage : triage + 2]
+    assert any(": reactor: evaluate" in line for line in started[triage + 2 :])  # acme-us's jobs were waiting
+
+
+def test_the_jobs_of_a_site_at_its_limit_wait_in_its_queue(
+    sandbox: SandboxServer,
+    eu_sandbox: SandboxServer,
+    two_sites: Settings,
+    sites_web: WebServer,
+    redis_conn: redis.Redis,
+    start_sites_worker,
+) -> None:
+    # acme-us may make one call a minute: its first evaluation spends it and is put back for its
+    # write-off's slot; the worker then passes acme-us's queue over rather than taking each of its
+    # jobs only to put it back, and serves acme-eu meanwhile.
+    slow_us = replace(two_sites, chargebee_rate_limit=1, rate_limit_window=60)
+    for n in range(3):
+        event = real_event(f"inv_wait_{n}")
+        sandbox.state.add_invoice(**event["content"]["invoice"])
+        assert post_event(sites_web.webhook_url, event).status_code == 200
+    start_sites_worker(slow_us)
+    wait_for(lambda: redis_conn.zcard("rq:scheduled:reactor") == 1, timeout=30, what="the first job put back")
+
+    eu_on_time(eu_sandbox, sites_web, redis_conn, within=30)
+
+    assert redis_conn.llen("rq:queue:reactor") == 2  # the other two: still queued, never taken
+    assert redis_conn.zcard("rq:scheduled:reactor") == 1
+    assert len(sandbox.state.calls()) == 1
