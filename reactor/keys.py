@@ -54,6 +54,7 @@ reactor/sweep.py."""
 # | `{p}:admin:secret_key`, `{p}:admin:session:<id>` | the dashboard's signing key and sessions | dashboard/views.py |
 # | `{p}:users` | hash: named user → JSON {role, hash (argon2id), created}; deployment-wide | console/users.py |
 # | `{p}:admin:*`, `{p}:webhook:*` | `limits`' failed-login counters | dashboard/views.py, ingest/guard.py |
+# | `{p}:worker_claims` | sorted set: shared workers about to run one of the site's jobs | jobs/worker.py |
 # | `{p}:rl:*` | the shared Chargebee call budget; `{p}:rl:429s` counts Chargebee's 429s | chargebee/ratelimit.py |
 # | `{p}:notices`, `{p}:notices:seq`, `{p}:notices:once:<name>` | notices waiting for the digest | notices.py |
 # | `{p}:notices:sent`, `{p}:notices:dead_letters`, `{p}:lock:notify` | the digest sender's state | console/notify.py |
@@ -77,6 +78,9 @@ class Keys:
 
     def audit(self) -> str:
         return f"{self.prefix}:audit"
+
+    def worker_claims(self) -> str:
+        return f"{self.prefix}:worker_claims"
 
     def lock(self, invoice_id: str) -> str:
         return f"{self.prefix}:lock:invoice:{invoice_id}"

@@ -66,6 +66,7 @@ class ReactorWorker(Worker):
     def __init__(self, *args: Any, abandoned_after: int = 60, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.abandoned_after = abandoned_after
+        self._claim_share = self.connection.register_script(_CLAIM_SHARE)
         self.push_exc_handler(retry_abandoned_at_once)
 
     signalled_to_stop = False
@@ -127,15 +128,22 @@ class ReactorWorker(Worker):
         super().request_force_stop(signum, frame)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        context = jobs.context_for(queue.name)
         try:
-            context.rules.current()
-        except RulesError as exc:
-            log.error("no valid rules; jobs will fail until rules.yaml is fixed: %s", exc)
-        if defer_for_rate_limit(context, job, queue):
-            return
+            context = jobs.context_for(queue.name)
+            try:
+                context.rules.current()
+            except RulesError as exc:
+                log.error("no valid rules; jobs will fail until rules.yaml is fixed: %s", exc)
+            if defer_for_rate_limit(context, job, queue):
+                return
+            self.run_job(job, queue)
+            self.take_next_from(job, queue)
+        finally:
+            self.release_claim()
+
+    def run_job(self, job: Job, queue: Queue) -> None:
+        """RQ's forking execution: a work horse per job."""
         super().execute_job(job, queue)
-        self.take_next_from(job, queue)
 
     _stayed = False
     """The job just run was taken from the queue of the triage job before it (take_next_from)."""
@@ -160,24 +168,68 @@ class ReactorWorker(Worker):
         already run on all but one of the workers serving it. Such a site's jobs stay queued, rather
         than being taken, found throttled and deferred again and again (defer_for_rate_limit), or
         taking the last worker another site's next event needs; its queue is looked at again when
-        its next slot frees or after PASS_OVER_POLL. When every site must wait, or in burst mode
-        (nothing blocks), every queue is listened to, as RQ does."""
+        its next slot frees or after PASS_OVER_POLL. A job taken is run only once this worker has
+        claimed the site's share (claim_share); if another worker claimed it first, the job goes
+        back to the front of its queue. When every site must wait, or in burst mode (nothing
+        blocks), every queue is listened to, as RQ does."""
         if timeout is None or max_idle_time is not None or len(self._ordered_queues) < 2:
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         while True:
-            limits = {context.queue.name: context.rate_limit for context in jobs.installed()}
-            passed = sites_to_pass_over(self._ordered_queues, limits, self.connection)
-            if not passed or len(passed) == len(self._ordered_queues):
+            sites = jobs.installed()
+            limits = {context.queue.name: context.rate_limit for context in sites}
+            claims = {context.queue.name: context.keys.worker_claims() for context in sites}
+            passed = sites_to_pass_over(self._ordered_queues, limits, claims, self.connection)
+            if len(passed) == len(self._ordered_queues):
                 return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
             every = self._ordered_queues
-            again_in = max(min(passed.values()), PASS_OVER_MIN)
-            self._ordered_queues = [q for q in every if q.name not in passed]
+            again_in = max(min(passed.values(), default=timeout), PASS_OVER_MIN)
+            self._ordered_queues = listened = [q for q in every if q.name not in passed]
             try:  # RQ's own loop (heartbeats, maintenance, a stop), for no longer than again_in
                 result = super().dequeue_job_and_maintain_ttl(min(timeout, again_in), again_in)  # type: ignore[arg-type]
             finally:  # the sites passed over come first when they can go on
                 self._ordered_queues = [q for q in every if q.name in passed] + self._ordered_queues
-            if result is not None:
+            if result is None:
+                continue
+            job, queue = result
+            if len(listened) == 1:
+                # RQ takes from a lone queue with LMOVE into its intermediate list, and empties that
+                # only in a worker of one queue: left there, RQ's maintenance would fail the job a
+                # minute later as stuck. Taken from several, it is taken with BLPOP, as here.
+                queue.intermediate_queue.remove(job.id)
+            if self.claim_share(queue, claims[queue.name]):
                 return result
+            queue.push_job_id(job.id, at_front=True)  # another worker claimed the site's share first
+
+    _claimed: str | None = None
+    """The worker-claims key (`Keys.worker_claims`) of the site whose share this worker claimed."""
+
+    def claim_share(self, queue: Queue, key: str) -> bool:
+        """Claim a place among the workers running the site's jobs, which are at most all but one of
+        the workers serving it; False when they are all taken. Checked and taken in one script
+        (_CLAIM_SHARE): two idle workers woken together (by the slot that frees) would otherwise
+        both see the site below its share and both take its jobs. The claim lasts until the job is
+        in RQ's StartedJobRegistry (prepare_execution), CLAIM_TTL at most. `key`: the site's
+        worker claims (Keys.worker_claims)."""
+        workers = Worker.count(queue=queue)
+        if workers < 2:
+            return True
+        now = time.time()
+        keys = [queue.started_job_registry.key, key]
+        claimed = self._claim_share(keys=keys, args=[now, now + CLAIM_TTL, workers - 1, self.name])
+        self._claimed = key if claimed else None
+        return bool(claimed)
+
+    def release_claim(self) -> None:
+        if self._claimed is not None:
+            self.connection.zrem(self._claimed, self.name)
+            self._claimed = None
+
+    def prepare_execution(self, job: Job) -> Execution:
+        """RQ's, then this worker's claim on the site's share is dropped: the job now counts in RQ's
+        StartedJobRegistry."""
+        execution = super().prepare_execution(job)
+        self.release_claim()
+        return execution
 
     def _start_scheduler(
         self,
@@ -322,22 +374,40 @@ def defer_for_rate_limit(context: jobs.JobContext, job: Job, queue: Queue) -> bo
 PASS_OVER_POLL = 0.5
 """Seconds before a worker looks again at a site it passed over because that site's jobs ran on all
 but one of the workers serving it (the workers running them take its next jobs meanwhile)."""
+CLAIM_TTL = 10
+"""Seconds a worker's claim on a site's share lasts if the worker dies before its job starts."""
+
+# KEYS[1] the site queue's StartedJobRegistry (RQ's), KEYS[2] the site's worker claims; ARGV[1] now,
+# ARGV[2] the claim's end, ARGV[3] how many workers may run the site's jobs, ARGV[4] this worker.
+# Returns 1 when claimed. Redis runs it alone, so no other worker counts between the count and the claim.
+_CLAIM_SHARE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[4])
+local busy = redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf') + redis.call('ZCARD', KEYS[2])
+if busy >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+return 1
+"""
+
 PASS_OVER_MIN = 0.05
 """The shortest wait before a site passed over is looked at again, so that a slot about to free does
 not turn the worker's wait on the other queues into a loop of Redis calls."""
 
 
 def sites_to_pass_over(
-    queues: list[Queue], limits: Mapping[str, ChargebeeRateLimit | None], connection: redis.Redis
+    queues: list[Queue],
+    limits: Mapping[str, ChargebeeRateLimit | None],
+    claims: Mapping[str, str],
+    connection: redis.Redis,
 ) -> dict[str, float]:
     """The queues, among those of a worker serving several sites, whose site must wait: the seconds
     until it is looked at again. A site waits while it has no Chargebee call slot free (until one
     frees), and while its jobs run on all but one of the workers serving it, so that another site's
     next event never waits for one of its jobs to end (PASS_OVER_POLL). `limits` are the sites'
-    rate limits by queue name; running jobs are RQ's live executions (StartedJobRegistry entries not
-    yet expired), workers RQ's registry of the workers listening on the queue. Two workers choosing
-    at the same moment can both take the site's jobs: a worker is kept free as a rule, not by a
-    lock. A site whose state cannot be read (a Redis error) is not passed over."""
+    rate limits and `claims` their worker-claims keys, by queue name. Running jobs are RQ's live
+    executions (StartedJobRegistry entries not yet expired) and the workers' claims on the way to
+    one (ReactorWorker.claim_share); workers, RQ's registry of the workers listening on the queue.
+    A site whose state cannot be read (a Redis error) is not passed over."""
     passed: dict[str, float] = {}
     for queue in queues:
         limit = limits.get(queue.name)
@@ -345,7 +415,10 @@ def sites_to_pass_over(
             wait = limit.free_in() if limit is not None else 0.0
             if wait <= 0:
                 workers = Worker.count(queue=queue)
-                running = connection.zcount(queue.started_job_registry.key, time.time(), "+inf")
+                now = time.time()
+                running = connection.zcount(queue.started_job_registry.key, now, "+inf")
+                if queue.name in claims:
+                    running += connection.zcount(claims[queue.name], now, "+inf")
                 wait = PASS_OVER_POLL if workers > 1 and running >= workers - 1 else 0.0
         except redis.RedisError:
             continue
@@ -395,16 +468,8 @@ class ReactorSimpleWorker(ReactorWorker):
     penalty works in the main thread); what is lost is isolation: a job that leaks memory or crashes
     the interpreter takes the worker with it (its job is then retried as abandoned)."""
 
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        context = jobs.context_for(queue.name)
-        try:
-            context.rules.current()
-        except RulesError as exc:
-            log.error("no valid rules; jobs will fail until rules.yaml is fixed: %s", exc)
-        if defer_for_rate_limit(context, job, queue):
-            return
+    def run_job(self, job: Job, queue: Queue) -> None:
         SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]
-        self.take_next_from(job, queue)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """Nothing sends heartbeats while a job runs in this process, so its execution must outlive

@@ -517,23 +517,30 @@ def test_a_triaged_event_is_evaluated_next_while_another_site_has_jobs_waiting(
     # jobs, its triage and its evaluation: the worker takes the second right after the first rather
     # than serving acme-us in between.
     sandbox.state.add_fault(match="any", latency_ms=300, times=None)
-    for n in range(8):
+    for n in range(12):
         event = real_event(f"inv_us_{n}")
         sandbox.state.add_invoice(**event["content"]["invoice"])
         assert post_event(sites_web.webhook_url, event).status_code == 200
     worker = start_sites_worker(two_sites)
-    wait_for(lambda: redis_conn.llen("rq:queue:reactor") >= 4, timeout=30, what="acme-us's evaluations queued")
+    wait_for(lambda: redis_conn.llen("rq:queue:reactor") >= 8, timeout=30, what="acme-us's evaluations queued")
 
     event = real_event("inv_eu_next")
     eu_sandbox.state.add_invoice(**event["content"]["invoice"])
     assert post_event(f"{sites_web.webhook_url}/{EU}", event, auth=(EU_USER, EU_PASSWORD)).status_code == 200
     wait_for(lambda: written_off(redis_conn, EU_PREFIX, "inv_eu_next"), timeout=60, what="acme-eu's write-off")
 
-    started = [line for line in worker.output().splitlines() if ": reactor" in line and "Worker " in line]
-    started = [line for line in started if "Job OK" not in line and "cleaning registries" not in line]
-    triage = next(i for i, line in enumerate(started) if f"woken by payment_failed {event['id']}," in line)
-    assert f"evaluate payment_failed {event['id']} " in started[triage + 1], started[triage : triage + 2]
-    assert any(": reactor: evaluate" in line for line in started[triage + 2 :])  # acme-us's jobs were waiting
+    def started() -> list[str]:
+        lines = [line for line in worker.output().splitlines() if ": reactor" in line and "Worker " in line]
+        return [line for line in lines if "Job OK" not in line and "cleaning registries" not in line]
+
+    def after_triage() -> list[str]:
+        lines = started()
+        triage = next(i for i, line in enumerate(lines) if f"woken by payment_failed {event['id']}," in line)
+        return lines[triage + 1 :]
+
+    # acme-us's jobs were waiting: one of them runs after acme-eu's (logged once it starts)
+    wait_for(lambda: any(": reactor: evaluate" in line for line in after_triage()[1:]), timeout=60, what="acme-us")
+    assert f"evaluate payment_failed {event['id']} " in after_triage()[0], after_triage()[:1]
 
 
 def test_the_jobs_of_a_site_at_its_limit_wait_in_its_queue(
@@ -560,3 +567,6 @@ def test_the_jobs_of_a_site_at_its_limit_wait_in_its_queue(
     assert redis_conn.llen("rq:queue:reactor") == 2  # the other two: still queued, never taken
     assert redis_conn.zcard("rq:scheduled:reactor") == 1
     assert len(sandbox.state.calls()) == 1
+    # acme-eu's queue, listened to alone meanwhile, left nothing in RQ's intermediate list (RQ's
+    # maintenance would fail what it finds there a minute later as stuck)
+    assert redis_conn.llen(f"rq:queue:reactor:{EU}:intermediate") == 0

@@ -35,22 +35,22 @@ def test_a_site_whose_jobs_run_on_all_but_one_worker_is_passed_over(redis_conn, 
     register_workers(redis_conn, queues, 2)
     running(redis_conn, home, "evaluate-ev_1", expires_in=60)
 
-    assert sites_to_pass_over(queues, {}, redis_conn) == {home.name: PASS_OVER_POLL}
+    assert sites_to_pass_over(queues, {}, {}, redis_conn) == {home.name: PASS_OVER_POLL}
 
     running(redis_conn, eu, "evaluate-ev_2--acme-eu", expires_in=60)  # every site at its share
-    assert sites_to_pass_over(queues, {}, redis_conn) == {home.name: PASS_OVER_POLL, eu.name: PASS_OVER_POLL}
+    assert sites_to_pass_over(queues, {}, {}, redis_conn) == {home.name: PASS_OVER_POLL, eu.name: PASS_OVER_POLL}
 
 
 def test_an_expired_execution_or_a_single_worker_leaves_the_site_open(redis_conn, queues) -> None:
     home, _eu = queues
     register_workers(redis_conn, queues, 2)
     running(redis_conn, home, "evaluate-ev_dead", expires_in=-5)  # its worker died: not running
-    assert sites_to_pass_over(queues, {}, redis_conn) == {}
+    assert sites_to_pass_over(queues, {}, {}, redis_conn) == {}
 
     redis_conn.flushall()
     register_workers(redis_conn, queues, 1)  # one worker: nothing to keep free
     running(redis_conn, home, "evaluate-ev_1", expires_in=60)
-    assert sites_to_pass_over(queues, {}, redis_conn) == {}
+    assert sites_to_pass_over(queues, {}, {}, redis_conn) == {}
 
 
 def test_a_site_with_no_call_slot_is_passed_over_until_its_slot_frees(redis_conn, queues) -> None:
@@ -59,7 +59,7 @@ def test_a_site_with_no_call_slot_is_passed_over_until_its_slot_frees(redis_conn
     spent.acquire()
     fresh = ChargebeeRateLimit(redis_conn, calls=1, window=60, scope="acme-eu", key_prefix="reactor:site:acme-eu")
 
-    passed = sites_to_pass_over(queues, {home.name: spent, eu.name: fresh}, redis_conn)
+    passed = sites_to_pass_over(queues, {home.name: spent, eu.name: fresh}, {}, redis_conn)
 
     assert list(passed) == [home.name]
     assert 50 < passed[home.name] <= 60
@@ -72,7 +72,7 @@ class UnreadableLimit:
 
 def test_a_site_whose_limit_cannot_be_read_is_not_passed_over(redis_conn, queues) -> None:
     home, _eu = queues
-    assert sites_to_pass_over(queues, {home.name: UnreadableLimit()}, redis_conn) == {}  # type: ignore[dict-item]
+    assert sites_to_pass_over(queues, {home.name: UnreadableLimit()}, {}, redis_conn) == {}  # type: ignore[dict-item]
 
 
 def test_after_a_triage_job_its_queue_is_looked_at_first_once(redis_conn, queues) -> None:
@@ -95,3 +95,22 @@ def test_after_a_triage_job_its_queue_is_looked_at_first_once(redis_conn, queues
     worker._ordered_queues = [home, eu]  # and the next triage job stays again
     worker.take_next_from(triage, eu)
     assert [q.name for q in worker._ordered_queues] == [eu.name, home.name]
+
+
+def test_a_sites_share_is_claimed_by_one_worker_at_a_time(redis_conn, queues) -> None:
+    home, eu = queues
+    first, second = (ReactorWorker(queues, connection=redis_conn, name=f"w{n}") for n in (1, 2))
+    for worker in (first, second):
+        worker.register_birth()
+    claims = "reactor:worker_claims"
+
+    assert first.claim_share(home, claims)  # two workers: one may run acme-us's jobs
+    assert not second.claim_share(home, claims)  # woken by the same slot: it keeps off
+    assert sites_to_pass_over(queues, {}, {home.name: claims}, redis_conn) == {home.name: PASS_OVER_POLL}
+    assert second.claim_share(eu, "reactor:site:acme-eu:worker_claims")  # the other site's share is its own
+
+    first.release_claim()  # its job is in RQ's StartedJobRegistry now, or done
+    running(redis_conn, home, "evaluate-ev_1", expires_in=60)
+    assert not second.claim_share(home, claims)
+    redis_conn.delete(home.started_job_registry.key)
+    assert second.claim_share(home, claims)
