@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -165,12 +166,17 @@ def list_invoices() -> Response:
     return jsonify(body)
 
 
-@api.post("/invoices/<invoice_id>/write_off")
-def write_off(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
-    """Write off with Chargebee's idempotency: lookup, apply and store happen under one lock.
+Applied = tuple[dict[str, Any], list[dict[str, Any]]]
+"""What a POST that changes an invoice answers (its body) and the webhook events it raises."""
 
-    Completed outcomes (2xx and 4xx) are stored and replayed; 429/5xx are not, because they mean the
-    request was not processed and the client is expected to retry with the same key.
+
+def _idempotent_post(apply: Callable[[bool], Applied]) -> tuple[Response, int, dict[str, str]]:
+    """A POST with Chargebee's idempotency: lookup, apply and store happen under one lock.
+
+    `apply(webhooks)` makes the change (`webhooks`: False when the request asked for none) and
+    returns the body and the events. Completed outcomes (2xx and 4xx) are stored and replayed;
+    429/5xx are not, because they mean the request was not processed and the client is expected to
+    retry with the same key.
     """
     state = _state()
     key = request.headers.get("chargebee-idempotency-key")
@@ -186,8 +192,8 @@ def write_off(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
             g.replayed = True
             return jsonify(stored["body"]), stored["status"], {"chargebee-idempotency-replayed": "true"}
         try:
-            invoice, credit_note, events = state.write_off(invoice_id, request.form.get("comment"), webhooks=webhooks)
-            status, body = 200, {"invoice": invoice, "credit_note": credit_note}
+            body, events = apply(webhooks)
+            status = 200
         except ApiError as err:
             if not key or err.status == 429 or err.status >= 500:
                 raise
@@ -195,105 +201,62 @@ def write_off(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
         if key:
             state.remember(key, fingerprint, status, body)
     state.deliver_async(events)
-    headers = {"chargebee-idempotency-replayed": "false"} if key else {}
-    return jsonify(body), status, headers
+    return jsonify(body), status, {"chargebee-idempotency-replayed": "false"} if key else {}
+
+
+def _check_comment() -> None:
+    if len(request.form.get("comment") or "") > 300:
+        raise ApiError(400, "comment : cannot be more than 300 characters.", param="comment")
+
+
+@api.post("/invoices/<invoice_id>/write_off")
+def write_off(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
+    """Write off the invoice: a credit note for its amount due."""
+
+    def apply(webhooks: bool) -> Applied:
+        invoice, note, events = _state().write_off(invoice_id, request.form.get("comment"), webhooks=webhooks)
+        return {"invoice": invoice, "credit_note": note}, events
+
+    return _idempotent_post(apply)
 
 
 @api.post("/invoices/<invoice_id>/apply_credits")
 def apply_credits(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
-    """Apply the customer's refundable credits, with Chargebee's idempotency as write_off has it."""
-    state = _state()
-    key = request.headers.get("chargebee-idempotency-key")
-    webhooks = SKIPPED not in (
-        request.headers.get("chargebee-event-webhook"),
-        request.headers.get("chargebee-event-actions"),
-    )
-    if len(request.form.get("comment") or "") > 300:
-        raise ApiError(400, "comment : cannot be more than 300 characters.", param="comment")
+    """Apply the customer's refundable credits (`credit_notes[id][i]`, or all of them)."""
+    _check_comment()
     wanted = [v for k, v in sorted(request.form.items()) if k.startswith("credit_notes[id][")]
-    fingerprint = json.dumps([request.method, request.path, sorted(request.form.items(multi=True))])
-    events: list[dict[str, Any]] = []
-    with state.lock:
-        stored = state.replay(key, fingerprint) if key else None
-        if stored is not None:
-            g.replayed = True
-            return jsonify(stored["body"]), stored["status"], {"chargebee-idempotency-replayed": "true"}
-        try:
-            invoice, events = state.apply_credits(invoice_id, wanted, webhooks=webhooks)
-            status, body = 200, {"invoice": invoice}
-        except ApiError as err:
-            if not key or err.status == 429 or err.status >= 500:
-                raise
-            status, body = err.status, err.body()
-        if key:
-            state.remember(key, fingerprint, status, body)
-    state.deliver_async(events)
-    return jsonify(body), status, {"chargebee-idempotency-replayed": "false"} if key else {}
+
+    def apply(webhooks: bool) -> Applied:
+        invoice, events = _state().apply_credits(invoice_id, wanted, webhooks=webhooks)
+        return {"invoice": invoice}, events
+
+    return _idempotent_post(apply)
 
 
 @api.post("/invoices/<invoice_id>/remove_credit_note")
 def remove_credit_note(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
-    """Take a credit note off an invoice (a write-off's reversal), with Chargebee's idempotency as
-    write_off has it; answers the invoice and the credit note."""
-    state = _state()
-    key = request.headers.get("chargebee-idempotency-key")
-    webhooks = SKIPPED not in (
-        request.headers.get("chargebee-event-webhook"),
-        request.headers.get("chargebee-event-actions"),
-    )
-    fingerprint = json.dumps([request.method, request.path, sorted(request.form.items(multi=True))])
-    events: list[dict[str, Any]] = []
-    with state.lock:
-        stored = state.replay(key, fingerprint) if key else None
-        if stored is not None:
-            g.replayed = True
-            return jsonify(stored["body"]), stored["status"], {"chargebee-idempotency-replayed": "true"}
-        try:
-            invoice, note, events = state.remove_credit_note(
-                invoice_id, request.form.get("credit_note[id]"), webhooks=webhooks
-            )
-            status, body = 200, {"invoice": invoice, "credit_note": note}
-        except ApiError as err:
-            if not key or err.status == 429 or err.status >= 500:
-                raise
-            status, body = err.status, err.body()
-        if key:
-            state.remember(key, fingerprint, status, body)
-    state.deliver_async(events)
-    return jsonify(body), status, {"chargebee-idempotency-replayed": "false"} if key else {}
+    """Take a credit note off an invoice (a write-off's reversal); answers the invoice and the note."""
+
+    def apply(webhooks: bool) -> Applied:
+        note_id = request.form.get("credit_note[id]")
+        invoice, note, events = _state().remove_credit_note(invoice_id, note_id, webhooks=webhooks)
+        return {"invoice": invoice, "credit_note": note}, events
+
+    return _idempotent_post(apply)
 
 
 @api.post("/invoices/<invoice_id>/apply_payments")
 def apply_payments(invoice_id: str) -> tuple[Response, int, dict[str, str]]:
     """Apply payments that exist (`transactions[id][i]`, optional `transactions[amount][i]`), or the
-    customer's excess payments, with Chargebee's idempotency as write_off has it."""
-    state = _state()
-    key = request.headers.get("chargebee-idempotency-key")
-    webhooks = SKIPPED not in (
-        request.headers.get("chargebee-event-webhook"),
-        request.headers.get("chargebee-event-actions"),
-    )
-    if len(request.form.get("comment") or "") > 300:
-        raise ApiError(400, "comment : cannot be more than 300 characters.", param="comment")
+    customer's excess payments."""
+    _check_comment()
     wanted = _transactions_param(request.form.to_dict())
-    fingerprint = json.dumps([request.method, request.path, sorted(request.form.items(multi=True))])
-    events: list[dict[str, Any]] = []
-    with state.lock:
-        stored = state.replay(key, fingerprint) if key else None
-        if stored is not None:
-            g.replayed = True
-            return jsonify(stored["body"]), stored["status"], {"chargebee-idempotency-replayed": "true"}
-        try:
-            invoice, events = state.apply_payments(invoice_id, wanted, webhooks=webhooks)
-            status, body = 200, {"invoice": invoice}
-        except ApiError as err:
-            if not key or err.status == 429 or err.status >= 500:
-                raise
-            status, body = err.status, err.body()
-        if key:
-            state.remember(key, fingerprint, status, body)
-    state.deliver_async(events)
-    return jsonify(body), status, {"chargebee-idempotency-replayed": "false"} if key else {}
+
+    def apply(webhooks: bool) -> Applied:
+        invoice, events = _state().apply_payments(invoice_id, wanted, webhooks=webhooks)
+        return {"invoice": invoice}, events
+
+    return _idempotent_post(apply)
 
 
 _TRANSACTION_PARAM = re.compile(r"transactions\[(?:id|amount)\]\[(\d{1,3})\]")
