@@ -199,13 +199,17 @@ class ReactorWorker(Worker):
             if self.claim_share(queue, claims[queue.name]):
                 return result
             queue.push_job_id(job.id, at_front=True)  # another worker claimed the site's share first
+            log.info("job %s put back: the other workers run its site's jobs", job.id, extra={"job_id": job.id})
 
     _claimed: str | None = None
     """The worker-claims key (`Keys.worker_claims`) of the site whose share this worker claimed."""
 
     def claim_share(self, queue: Queue, key: str) -> bool:
         """Claim a place among the workers running the site's jobs, which are at most all but one of
-        the workers serving it; False when they are all taken. Checked and taken in one script
+        the workers serving it while more of its jobs wait (a site keeping up, its queue empty once
+        this job is taken, may use every worker: the next event of another site then waits for one
+        job at most, as with round robin alone); False when they are all taken. Checked and taken
+        in one script
         (_CLAIM_SHARE): two idle workers woken together (by the slot that frees) would otherwise
         both see the site below its share and both take its jobs. The claim lasts until the job is
         in RQ's StartedJobRegistry (prepare_execution), CLAIM_TTL at most. `key`: the site's
@@ -214,7 +218,7 @@ class ReactorWorker(Worker):
         if workers < 2:
             return True
         now = time.time()
-        keys = [queue.started_job_registry.key, key]
+        keys = [queue.started_job_registry.key, key, queue.key]
         claimed = self._claim_share(keys=keys, args=[now, now + CLAIM_TTL, workers - 1, self.name])
         self._claimed = key if claimed else None
         return bool(claimed)
@@ -377,14 +381,15 @@ but one of the workers serving it (the workers running them take its next jobs m
 CLAIM_TTL = 10
 """Seconds a worker's claim on a site's share lasts if the worker dies before its job starts."""
 
-# KEYS[1] the site queue's StartedJobRegistry (RQ's), KEYS[2] the site's worker claims; ARGV[1] now,
-# ARGV[2] the claim's end, ARGV[3] how many workers may run the site's jobs, ARGV[4] this worker.
-# Returns 1 when claimed. Redis runs it alone, so no other worker counts between the count and the claim.
+# KEYS[1] the site queue's StartedJobRegistry (RQ's), KEYS[2] the site's worker claims, KEYS[3] the
+# queue; ARGV[1] now, ARGV[2] the claim's end, ARGV[3] how many workers may run the site's jobs while
+# more wait, ARGV[4] this worker. Returns 1 when claimed. Redis runs it alone, so no other worker
+# counts between the count and the claim.
 _CLAIM_SHARE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[4])
 local busy = redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf') + redis.call('ZCARD', KEYS[2])
-if busy >= tonumber(ARGV[3]) then return 0 end
+if busy >= tonumber(ARGV[3]) and redis.call('LLEN', KEYS[3]) > 0 then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 return 1
 """
@@ -402,8 +407,9 @@ def sites_to_pass_over(
 ) -> dict[str, float]:
     """The queues, among those of a worker serving several sites, whose site must wait: the seconds
     until it is looked at again. A site waits while it has no Chargebee call slot free (until one
-    frees), and while its jobs run on all but one of the workers serving it, so that another site's
-    next event never waits for one of its jobs to end (PASS_OVER_POLL). `limits` are the sites'
+    frees), and while its jobs run on all but one of the workers serving it with more than one of
+    them queued, so that another site's next event does not wait for one of its jobs to end
+    (PASS_OVER_POLL; one job left may be taken, see claim_share). `limits` are the sites'
     rate limits and `claims` their worker-claims keys, by queue name. Running jobs are RQ's live
     executions (StartedJobRegistry entries not yet expired) and the workers' claims on the way to
     one (ReactorWorker.claim_share); workers, RQ's registry of the workers listening on the queue.
@@ -419,7 +425,8 @@ def sites_to_pass_over(
                 running = connection.zcount(queue.started_job_registry.key, now, "+inf")
                 if queue.name in claims:
                     running += connection.zcount(claims[queue.name], now, "+inf")
-                wait = PASS_OVER_POLL if workers > 1 and running >= workers - 1 else 0.0
+                backlog = workers > 1 and running >= workers - 1 and connection.llen(queue.key) > 1
+                wait = PASS_OVER_POLL if backlog else 0.0
         except redis.RedisError:
             continue
         if wait > 0:

@@ -25,6 +25,13 @@ def register_workers(redis_conn: redis.Redis, queues: list[Queue], n: int) -> No
         Worker(queues, connection=redis_conn, name=f"shared-{i}").register_birth()
 
 
+def queued(redis_conn: redis.Redis, queue: Queue, n: int) -> None:
+    """`n` jobs waiting in `queue` (their ids: only the queue's length is read)."""
+    redis_conn.delete(queue.key)
+    if n:
+        redis_conn.rpush(queue.key, *(f"evaluate-ev_waiting_{i}" for i in range(n)))
+
+
 def running(redis_conn: redis.Redis, queue: Queue, job_id: str, expires_in: float) -> None:
     """A job of `queue` in RQ's StartedJobRegistry, its execution expiring in `expires_in` s."""
     redis_conn.zadd(queue.started_job_registry.key, {f"{job_id}:exec-1": time.time() + expires_in})
@@ -34,21 +41,28 @@ def test_a_site_whose_jobs_run_on_all_but_one_worker_is_passed_over(redis_conn, 
     home, eu = queues
     register_workers(redis_conn, queues, 2)
     running(redis_conn, home, "evaluate-ev_1", expires_in=60)
+    queued(redis_conn, home, 2)
 
     assert sites_to_pass_over(queues, {}, {}, redis_conn) == {home.name: PASS_OVER_POLL}
 
     running(redis_conn, eu, "evaluate-ev_2--acme-eu", expires_in=60)  # every site at its share
+    queued(redis_conn, eu, 5)
     assert sites_to_pass_over(queues, {}, {}, redis_conn) == {home.name: PASS_OVER_POLL, eu.name: PASS_OVER_POLL}
+
+    queued(redis_conn, home, 1)  # keeping up: its one job left may take the last worker
+    assert sites_to_pass_over(queues, {}, {}, redis_conn) == {eu.name: PASS_OVER_POLL}
 
 
 def test_an_expired_execution_or_a_single_worker_leaves_the_site_open(redis_conn, queues) -> None:
     home, _eu = queues
     register_workers(redis_conn, queues, 2)
+    queued(redis_conn, home, 3)
     running(redis_conn, home, "evaluate-ev_dead", expires_in=-5)  # its worker died: not running
     assert sites_to_pass_over(queues, {}, {}, redis_conn) == {}
 
     redis_conn.flushall()
     register_workers(redis_conn, queues, 1)  # one worker: nothing to keep free
+    queued(redis_conn, home, 3)
     running(redis_conn, home, "evaluate-ev_1", expires_in=60)
     assert sites_to_pass_over(queues, {}, {}, redis_conn) == {}
 
@@ -103,6 +117,7 @@ def test_a_sites_share_is_claimed_by_one_worker_at_a_time(redis_conn, queues) ->
     for worker in (first, second):
         worker.register_birth()
     claims = "reactor:worker_claims"
+    queued(redis_conn, home, 3)  # a backlog: acme-us's jobs keep to their share
 
     assert first.claim_share(home, claims)  # two workers: one may run acme-us's jobs
     assert not second.claim_share(home, claims)  # woken by the same slot: it keeps off
@@ -114,3 +129,7 @@ def test_a_sites_share_is_claimed_by_one_worker_at_a_time(redis_conn, queues) ->
     assert not second.claim_share(home, claims)
     redis_conn.delete(home.started_job_registry.key)
     assert second.claim_share(home, claims)
+
+    queued(redis_conn, home, 0)  # the job taken was its last: acme-us keeps up, any worker may run it
+    running(redis_conn, home, "evaluate-ev_2", expires_in=60)
+    assert first.claim_share(home, claims)
