@@ -203,13 +203,17 @@ class ReactorWorker(Worker):
             if result is None:
                 continue
             job, queue = result
-            if len(listened) == 1:
-                # RQ takes from a lone queue with LMOVE into its intermediate list, and empties that
-                # only in a worker of one queue: left there, RQ's maintenance would fail the job a
-                # minute later as stuck. Taken from several, it is taken with BLPOP, as here.
-                queue.intermediate_queue.remove(job.id)
-            if self.claim_share(queue, claims[queue.name]):
-                return result
+            try:
+                if len(listened) == 1:
+                    # RQ takes from a lone queue with LMOVE into its intermediate list, and empties
+                    # that only in a worker of one queue: left there, RQ's maintenance would fail the
+                    # job a minute later as stuck. Taken from several, it is taken with BLPOP, as here.
+                    queue.intermediate_queue.remove(job.id)
+                if self.claim_share(queue, claims[queue.name]):
+                    return result
+            except StopRequested:  # SIGTERM while idle: the job taken goes back before the worker stops
+                queue.push_job_id(job.id, at_front=True)
+                raise
             queue.push_job_id(job.id, at_front=True)  # another worker claimed the site's share first
             log.info("job %s put back: the other workers run its site's jobs", job.id, extra={"job_id": job.id})
 

@@ -4,15 +4,18 @@ which queue it looks at first after a triage job. On a real Redis, with RQ's own
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 import redis
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
 from rq.job import Job
 
+from reactor import jobs
 from reactor.chargebee.ratelimit import ChargebeeRateLimit
 from reactor.jobs.worker import PASS_OVER_POLL, ReactorWorker, sites_to_pass_over
-from reactor.keys import EVALUATE_JOB, TRIAGE_JOB
+from reactor.keys import EVALUATE_JOB, TRIAGE_JOB, Keys
 
 
 @pytest.fixture
@@ -133,3 +136,21 @@ def test_a_sites_share_is_claimed_by_one_worker_at_a_time(redis_conn, queues) ->
     queued(redis_conn, home, 0)  # the job taken was its last: acme-us keeps up, any worker may run it
     running(redis_conn, home, "evaluate-ev_2", expires_in=60)
     assert first.claim_share(home, claims)
+
+
+def test_a_job_taken_when_the_worker_is_told_to_stop_goes_back_to_its_queue(redis_conn, queues, monkeypatch) -> None:
+    home, eu = queues
+    prefixes = {home.name: "reactor", eu.name: "reactor:site:acme-eu"}
+    sites = [SimpleNamespace(queue=q, rate_limit=None, keys=Keys(prefixes[q.name])) for q in queues]
+    monkeypatch.setattr(jobs, "installed", lambda: tuple(sites))
+    worker = ReactorWorker(queues, connection=redis_conn, name="stopping")
+    worker.register_birth()
+    job = home.enqueue(EVALUATE_JOB, "ev_1", job_id="evaluate-ev_1")
+
+    def stop(queue: Queue, key: str) -> bool:
+        raise StopRequested()  # SIGTERM landing between the dequeue and the claim
+
+    monkeypatch.setattr(worker, "claim_share", stop)
+    with pytest.raises(StopRequested):
+        worker.dequeue_job_and_maintain_ttl(timeout=1)
+    assert home.job_ids == [job.id]
