@@ -142,20 +142,8 @@ class ReactorWorker(Worker):
             self.release_claim()
 
     def run_job(self, job: Job, queue: Queue) -> None:
-        """RQ's forking execution, a work horse per job, except for triage jobs (runs_in_process)."""
-        if self.runs_in_process(job):
-            self._horse_pid = 0  # RQ's cold shutdown kills the last horse: there is none for this job
-            SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]
-        else:
-            super().execute_job(job, queue)
-
-    def runs_in_process(self, job: Job) -> bool:
-        """A triage job runs in the worker process: it calls no Chargebee and runs our own code for at
-        most TIME_BUDGET (jobs/triage.py) under its timeout, and a fork cost more than most triage
-        runs. Each event that needs Chargebee passes a triage job and then its own, so this takes a
-        fork off its way: 10-40 ms, the more the busier the machine (bench/sites.py). A worker killed
-        during one is recovered like a simple worker's job (get_heartbeat_ttl)."""
-        return job.func_name == TRIAGE_JOB
+        """RQ's forking execution: a work horse per job."""
+        super().execute_job(job, queue)
 
     _stayed = False
     """The job just run was taken from the queue of the triage job before it (take_next_from)."""
@@ -324,10 +312,7 @@ class ReactorWorker(Worker):
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """A running job's execution expires this long after the worker's last heartbeat; then
-        maintenance treats the job as abandoned. RQ's fixed 60 s of grace becomes a setting. A job run
-        in this process sends no heartbeat, so its execution must outlive the job's timeout."""
-        if self.runs_in_process(job):
-            return max(int(job.timeout or 0), 0) + self.abandoned_after
+        maintenance treats the job as abandoned. RQ's fixed 60 s of grace becomes a setting."""
         return self.abandoned_after
 
     @property
@@ -494,11 +479,14 @@ class ReactorSimpleWorker(ReactorWorker):
     penalty works in the main thread); what is lost is isolation: a job that leaks memory or crashes
     the interpreter takes the worker with it (its job is then retried as abandoned)."""
 
-    def runs_in_process(self, job: Job) -> bool:
-        """Every job: nothing sends heartbeats while it runs, so its execution must outlive the job's
-        timeout, or another worker's maintenance would retry a job that is still running. A killed
-        simple worker's job is therefore recovered after job timeout + abandoned_after."""
-        return True
+    def run_job(self, job: Job, queue: Queue) -> None:
+        SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """Nothing sends heartbeats while a job runs in this process, so its execution must outlive
+        the job's timeout, or another worker's maintenance would retry a job that is still running.
+        A killed simple worker's job is therefore recovered after job timeout + abandoned_after."""
+        return max(int(job.timeout or 0), 0) + self.abandoned_after
 
 
 WORKER_CLASSES: dict[str, type[ReactorWorker]] = {"fork": ReactorWorker, "simple": ReactorSimpleWorker}
