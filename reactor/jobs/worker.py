@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -18,14 +19,15 @@ from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
-from rq import Queue, SimpleWorker, Worker
+from rq import Queue, Worker
 from rq import scheduler as rq_scheduler
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import AbandonedJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.utils import as_text
-from rq.worker import DequeueStrategy
+from rq.worker import DequeueStrategy, WorkerStatus
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from .. import jobs
 from ..chargebee.ratelimit import ChargebeeRateLimit
@@ -54,8 +56,8 @@ class ReactorWorker(Worker):
     execution has had no heartbeat for its TTL. RQ's defaults make that 90 s of silence plus up to
     10 minutes until the next maintenance, with an idle worker blocking 405 s on the queue. Here all
     three are settings, so recovery takes REACTOR_ABANDONED_AFTER + REACTOR_MAINTENANCE_INTERVAL (+
-    the invoice lock, jobs/write_off.py) for a forking worker; a simple worker sends no heartbeat
-    during a job, so add the job timeout. The retry of an abandoned job is enqueued at once, not
+    the invoice lock, jobs/write_off.py), for a job in a work horse or in the worker process alike
+    (both send heartbeats while it runs). The retry of an abandoned job is enqueued at once, not
     scheduled (`retry_abandoned_at_once`): the worker that died may have run the scheduler, whose
     lock RQ keeps for another minute.
 
@@ -142,8 +144,36 @@ class ReactorWorker(Worker):
             self.release_claim()
 
     def run_job(self, job: Job, queue: Queue) -> None:
-        """RQ's forking execution: a work horse per job."""
-        super().execute_job(job, queue)
+        """RQ's forking execution, a work horse per job, for the jobs that call Chargebee: a hung call,
+        a leak or a crash ends the horse, not the worker. A triage job calls nothing outside Redis and
+        runs in this process (run_in_process): a fork and its bookkeeping cost 3 to 4 times the
+        triage of one event (bench/sites.py), paid once per event on the way to its write-off."""
+        if job.func_name == TRIAGE_JOB:
+            self.run_in_process(job, queue)
+        else:
+            super().execute_job(job, queue)
+
+    _heartbeats: Heartbeats | None = None
+
+    def run_in_process(self, job: Job, queue: Queue) -> None:
+        """RQ's SimpleWorker execution, with RQ's heartbeats sent from a thread while the job runs, as
+        a forking worker sends them while its horse runs: a job cut off (a Redis outage, the worker
+        killed) is recovered REACTOR_ABANDONED_AFTER after its last heartbeat, not after its timeout."""
+        execution = self.prepare_execution(job)
+        self._heartbeats = Heartbeats(self, job, execution)
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            self._heartbeats.stop()
+            self._heartbeats = None
+        self.set_state(WorkerStatus.IDLE)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """RQ's, after the last heartbeat of a job run in this process: a heartbeat after its end would
+        put the finished execution back in the StartedJobRegistry."""
+        if self._heartbeats is not None:
+            self._heartbeats.stop()
+        super().handle_execution_ended(job, queue, heartbeat_ttl)
 
     _stayed = False
     """The job just run was taken from the queue of the triage job before it (take_next_from)."""
@@ -174,10 +204,8 @@ class ReactorWorker(Worker):
         blocks), every queue is listened to, as RQ does."""
         if timeout is None or max_idle_time is not None or len(self._ordered_queues) < 2:
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        limits, claims = self.site_limits_and_claims()
         while True:
-            sites = jobs.installed()
-            limits = {context.queue.name: context.rate_limit for context in sites}
-            claims = {context.queue.name: context.keys.worker_claims() for context in sites}
             passed = sites_to_pass_over(self._ordered_queues, limits, claims, self.connection)
             if len(passed) == len(self._ordered_queues):
                 return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
@@ -205,6 +233,16 @@ class ReactorWorker(Worker):
             queue.push_job_id(job.id, at_front=True)  # another worker claimed the site's share first
             log.info("job %s put back: the other workers run its site's jobs", job.id, extra={"job_id": job.id})
 
+    _sites: tuple[dict[str, ChargebeeRateLimit | None], dict[str, str]] | None = None
+
+    def site_limits_and_claims(self) -> tuple[dict[str, ChargebeeRateLimit | None], dict[str, str]]:
+        """The rate limit and the worker-claims key of each site served, by queue name (built once)."""
+        if self._sites is None:
+            sites = jobs.installed()
+            limits = {context.queue.name: context.rate_limit for context in sites}
+            self._sites = limits, {context.queue.name: context.keys.worker_claims() for context in sites}
+        return self._sites
+
     _claimed: str | None = None
     """The worker-claims key (`Keys.worker_claims`) of the site whose share this worker claimed."""
 
@@ -212,18 +250,14 @@ class ReactorWorker(Worker):
         """Claim a place among the workers running the site's jobs, which are at most all but one of
         the workers serving it while more of its jobs wait (a site keeping up, its queue empty once
         this job is taken, may use every worker: the next event of another site then waits for one
-        job at most, as with round robin alone); False when they are all taken. Checked and taken
-        in one script
-        (_CLAIM_SHARE): two idle workers woken together (by the slot that frees) would otherwise
-        both see the site below its share and both take its jobs. The claim lasts until the job is
-        in RQ's StartedJobRegistry (prepare_execution), CLAIM_TTL at most. `key`: the site's
-        worker claims (Keys.worker_claims)."""
-        workers = Worker.count(queue=queue)
-        if workers < 2:
-            return True
+        job at most, as with round robin alone); False when they are all taken. Checked and taken in
+        one script (_CLAIM_SHARE): two idle workers woken together (by the slot that frees) would
+        otherwise both see the site below its share and both take its jobs. The claim lasts until
+        the job is in RQ's StartedJobRegistry (prepare_execution), CLAIM_TTL at most. `key`: the
+        site's worker claims (Keys.worker_claims)."""
         now = time.time()
-        keys = [queue.started_job_registry.key, key, queue.key]
-        claimed = self._claim_share(keys=keys, args=[now, now + CLAIM_TTL, workers - 1, self.name])
+        keys = [queue.started_job_registry.key, key, queue.key, WORKERS_BY_QUEUE_KEY % queue.name]
+        claimed = self._claim_share(keys=keys, args=[now, now + CLAIM_TTL, self.name])
         self._claimed = key if claimed else None
         return bool(claimed)
 
@@ -386,15 +420,17 @@ CLAIM_TTL = 10
 """Seconds a worker's claim on a site's share lasts if the worker dies before its job starts."""
 
 # KEYS[1] the site queue's StartedJobRegistry (RQ's), KEYS[2] the site's worker claims, KEYS[3] the
-# queue; ARGV[1] now, ARGV[2] the claim's end, ARGV[3] how many workers may run the site's jobs while
-# more wait, ARGV[4] this worker. Returns 1 when claimed. Redis runs it alone, so no other worker
-# counts between the count and the claim.
+# queue, KEYS[4] RQ's set of the workers listening on it; ARGV[1] now, ARGV[2] the claim's end,
+# ARGV[3] this worker. Returns 1 when claimed (or when one worker alone serves the site). Redis runs
+# it alone, so no other worker counts between the count and the claim.
 _CLAIM_SHARE = """
+local share = redis.call('SCARD', KEYS[4]) - 1
+if share < 1 then return 1 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[4])
+redis.call('ZREM', KEYS[2], ARGV[3])
 local busy = redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf') + redis.call('ZCARD', KEYS[2])
-if busy >= tonumber(ARGV[3]) and redis.call('LLEN', KEYS[3]) > 0 then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+if busy >= share and redis.call('LLEN', KEYS[3]) > 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 """
 
@@ -424,12 +460,15 @@ def sites_to_pass_over(
         try:
             wait = limit.free_in() if limit is not None else 0.0
             if wait <= 0:
-                workers = Worker.count(queue=queue)
                 now = time.time()
-                running = connection.zcount(queue.started_job_registry.key, now, "+inf")
-                if queue.name in claims:
-                    running += connection.zcount(claims[queue.name], now, "+inf")
-                backlog = workers > 1 and running >= workers - 1 and connection.llen(queue.key) > 1
+                with connection.pipeline(transaction=False) as pipe:  # one round trip
+                    pipe.scard(WORKERS_BY_QUEUE_KEY % queue.name)  # RQ's Worker.count(queue=queue)
+                    pipe.llen(queue.key)
+                    pipe.zcount(queue.started_job_registry.key, now, "+inf")
+                    if queue.name in claims:
+                        pipe.zcount(claims[queue.name], now, "+inf")
+                    workers, waiting, *running = pipe.execute()
+                backlog = workers > 1 and sum(running) >= workers - 1 and waiting > 1
                 wait = PASS_OVER_POLL if backlog else 0.0
         except redis.RedisError:
             continue
@@ -473,20 +512,42 @@ def retry_abandoned_at_once(job: Job, exc_type: type, exc_value: BaseException, 
     return True
 
 
+class Heartbeats:
+    """RQ's heartbeats (`maintain_heartbeats`: the worker's, the execution's, the job's) every
+    job_monitoring_interval from a thread, for a job running in the worker's own main thread, where
+    RQ's job timeout (SIGALRM) still applies. None is sent once stop() has returned."""
+
+    def __init__(self, worker: Worker, job: Job, execution: Execution):
+        self.worker, self.job, self.execution = worker, job, execution
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name=f"heartbeats {job.id}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.worker.job_monitoring_interval):
+            with self._lock:
+                if self._stopped.is_set():
+                    return
+                try:
+                    self.worker.maintain_heartbeats(self.job, self.execution)
+                except redis.RedisError as exc:  # the next one may get through; else maintenance recovers the job
+                    log.warning("could not send the heartbeat of job %s: %s", self.job.id, exc)
+
+    def stop(self) -> None:
+        with self._lock:  # waits for a heartbeat being sent
+            self._stopped.set()
+
+
 class ReactorSimpleWorker(ReactorWorker):
     """Runs each job in the worker process itself, like RQ's SimpleWorker: no fork per job (see
-    REACTOR_WORKER_CLASS in docs/benchmarks.md). Job timeouts still apply (RQ's SIGALRM death
-    penalty works in the main thread); what is lost is isolation: a job that leaks memory or crashes
-    the interpreter takes the worker with it (its job is then retried as abandoned)."""
+    REACTOR_WORKER_CLASS in docs/benchmarks.md), heartbeats sent from a thread (run_in_process). Job
+    timeouts still apply (RQ's SIGALRM death penalty works in the main thread); what is lost is
+    isolation: a job that leaks memory or crashes the interpreter takes the worker with it (its job
+    is then retried as abandoned)."""
 
     def run_job(self, job: Job, queue: Queue) -> None:
-        SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]
-
-    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        """Nothing sends heartbeats while a job runs in this process, so its execution must outlive
-        the job's timeout, or another worker's maintenance would retry a job that is still running.
-        A killed simple worker's job is therefore recovered after job timeout + abandoned_after."""
-        return max(int(job.timeout or 0), 0) + self.abandoned_after
+        self.run_in_process(job, queue)
 
 
 WORKER_CLASSES: dict[str, type[ReactorWorker]] = {"fork": ReactorWorker, "simple": ReactorSimpleWorker}

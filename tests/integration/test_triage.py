@@ -302,7 +302,7 @@ def test_a_worker_killed_mid_triage_loses_no_event_and_writes_nothing_off_twice(
 
     survivor = start_worker(crash)
     decided = lambda: {r.event_id for r in AuditLog(redis_conn).query(limit=20_000)}  # noqa: E731
-    # Liveness, not speed: the triage job's recovery takes up to 60 s (simple worker) + 3 + 1 s, and
+    # Liveness, not speed: the triage job's recovery takes 3 + 1 s after its last heartbeat, and
     # one worker then decides 3,000 events, which took past 30 s on a busy machine (a full suite and
     # two helpers' tests on 2 cores). How fast is for bench/, not for a timed test.
     wait_for(lambda: decided() >= {e["id"] for e in events}, timeout=300, what="every event decided")
