@@ -289,10 +289,7 @@ def test_a_429_storm_on_one_site_leaves_the_others_write_offs_on_time(
 ) -> None:
     # The storm is on the home site, whose queue the worker lists first.
     sandbox.state.add_fault(match="any", status=429, retry_after=60, times=None)
-    for n in range(30):
-        event = real_event(f"inv_us_{n}")
-        sandbox.state.add_invoice(**event["content"]["invoice"])
-        assert post_event(sites_web.webhook_url, event).status_code == 200
+    post_us_events(sandbox, sites_web, [f"inv_us_{n}" for n in range(30)])
     start_sites_worker(two_sites)  # one worker for both sites: the storm must not hold it
     wait_for(lambda: sandbox.state.calls(), timeout=30, what="acme-us's first call")
     eu_on_time(eu_sandbox, sites_web, redis_conn, within=5)
@@ -313,10 +310,7 @@ def test_a_site_at_its_rate_limit_does_not_hold_back_another(
     # acme-us: one call every 4 s, so each of its jobs would wait for a slot; acme-eu: plenty.
     eu = replace(two_sites.other_sites[0], rate_limit=1000)
     slow_us = replace(two_sites, chargebee_rate_limit=1, rate_limit_window=4, other_sites=(eu,))
-    for n in range(30):
-        event = real_event(f"inv_us_{n}")
-        sandbox.state.add_invoice(**event["content"]["invoice"])
-        assert post_event(sites_web.webhook_url, event).status_code == 200
+    post_us_events(sandbox, sites_web, [f"inv_us_{n}" for n in range(30)])
     start_sites_worker(slow_us)
     wait_for(lambda: sandbox.state.calls(), timeout=30, what="acme-us's first call")
     eu_on_time(eu_sandbox, sites_web, redis_conn, within=3)
@@ -333,13 +327,18 @@ def test_a_slow_site_takes_its_turn_with_the_others(
     # acme-us answers every call in 0.6 s, and 30 of its events wait: the worker takes the queues in
     # turn, so acme-eu's event waits for one acme-us job at most, not for all 30.
     sandbox.state.add_fault(match="any", latency_ms=600, times=None)
-    for n in range(30):
-        event = real_event(f"inv_us_{n}")
-        sandbox.state.add_invoice(**event["content"]["invoice"])
-        assert post_event(sites_web.webhook_url, event).status_code == 200
+    post_us_events(sandbox, sites_web, [f"inv_us_{n}" for n in range(30)])
     start_sites_worker(two_sites)
     wait_for(lambda: sandbox.state.calls(), timeout=30, what="acme-us's first call")
     eu_on_time(eu_sandbox, sites_web, redis_conn, within=5)
+
+
+def post_us_events(sandbox: SandboxServer, web: WebServer, invoice_ids: list[str]) -> None:
+    """An acme-us write-off candidate for each invoice, in its sandbox and posted to its URL."""
+    for invoice_id in invoice_ids:
+        event = real_event(invoice_id)
+        sandbox.state.add_invoice(**event["content"]["invoice"])
+        assert post_event(web.webhook_url, event).status_code == 200
 
 
 def eu_on_time(eu_sandbox: SandboxServer, web: WebServer, redis_conn: redis.Redis, within: float) -> None:
@@ -455,10 +454,7 @@ def test_a_site_at_its_limit_gets_every_write_off_done_at_its_pace(
     # jobs that find no slot rather than hold them, and none is lost, failed or written off twice.
     slow_us = replace(two_sites, chargebee_rate_limit=4, rate_limit_window=3)
     ids = [f"inv_pace_{n}" for n in range(6)]
-    for invoice_id in ids:
-        event = real_event(invoice_id)
-        sandbox.state.add_invoice(**event["content"]["invoice"])
-        assert post_event(sites_web.webhook_url, event).status_code == 200
+    post_us_events(sandbox, sites_web, ids)
     start_sites_worker(slow_us)
     wait_for(lambda: all(written_off(redis_conn, "reactor", i) for i in ids), timeout=60, what="every write-off")
     assert sorted(c["path"].split("/")[-2] for c in sandbox.state.write_off_calls()) == ids
@@ -482,10 +478,7 @@ def test_a_site_whose_calls_hang_leaves_a_worker_for_the_others(
     patient = replace(two_sites, http_timeout=60.0, job_timeout=900)
     sandbox.state.hold("any")
     try:
-        for n in range(4):
-            event = real_event(f"inv_hang_{n}")
-            sandbox.state.add_invoice(**event["content"]["invoice"])
-            assert post_event(sites_web.webhook_url, event).status_code == 200
+        post_us_events(sandbox, sites_web, [f"inv_hang_{n}" for n in range(4)])
         start_sites_worker(patient)
         assert sandbox.state.wait_held(1, timeout=30) == 1, "acme-us's first call never came"
         second = start_sites_worker(patient)
@@ -517,10 +510,7 @@ def test_a_triaged_event_is_evaluated_next_while_another_site_has_jobs_waiting(
     # jobs, its triage and its evaluation: the worker takes the second right after the first rather
     # than serving acme-us in between.
     sandbox.state.add_fault(match="any", latency_ms=300, times=None)
-    for n in range(12):
-        event = real_event(f"inv_us_{n}")
-        sandbox.state.add_invoice(**event["content"]["invoice"])
-        assert post_event(sites_web.webhook_url, event).status_code == 200
+    post_us_events(sandbox, sites_web, [f"inv_us_{n}" for n in range(12)])
     worker = start_sites_worker(two_sites)
     wait_for(lambda: redis_conn.llen("rq:queue:reactor") >= 8, timeout=30, what="acme-us's evaluations queued")
 
@@ -555,10 +545,7 @@ def test_the_jobs_of_a_site_at_its_limit_wait_in_its_queue(
     # write-off's slot; the worker then passes acme-us's queue over rather than taking each of its
     # jobs only to put it back, and serves acme-eu meanwhile.
     slow_us = replace(two_sites, chargebee_rate_limit=1, rate_limit_window=60)
-    for n in range(3):
-        event = real_event(f"inv_wait_{n}")
-        sandbox.state.add_invoice(**event["content"]["invoice"])
-        assert post_event(sites_web.webhook_url, event).status_code == 200
+    post_us_events(sandbox, sites_web, [f"inv_wait_{n}" for n in range(3)])
     start_sites_worker(slow_us)
     wait_for(lambda: redis_conn.zcard("rq:scheduled:reactor") == 1, timeout=30, what="the first job put back")
 
