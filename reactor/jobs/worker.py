@@ -531,7 +531,7 @@ class Heartbeats:
                     return
                 try:
                     self.worker.maintain_heartbeats(self.job, self.execution)
-                except redis.RedisError as exc:  # the next one may get through; else maintenance recovers the job
+                except Exception as exc:  # the thread goes on: the next one may get through
                     log.warning("could not send the heartbeat of job %s: %s", self.job.id, exc)
 
     def stop(self) -> None:
