@@ -333,6 +333,17 @@ def test_trace_finds_a_write_off_whose_records_left_redis_in_the_archive(
     exported = run_reactor(emptied, "audit", "--invoice", invoice_id, "--format", "jsonl").stdout
     assert [json.loads(line)["outcome"] for line in exported.splitlines()][-1] == "written_off"
 
+    # asked by its event id once the stored event has expired: the archive names its invoice
+    event_ids = {f["event_id"] for _s, _id, f in audit_archive(settings, redis_conn).records() if f.get("event_id")}
+    assert len(event_ids) == 1
+    (event_id,) = event_ids
+    assert redis_conn.delete(f"reactor:event:{event_id}") == 1
+    by_event = run_reactor(emptied, "trace", event_id)
+    assert by_event.returncode == 0, by_event.stderr
+    assert invoice_id in by_event.stdout and "outcome written_off, 12.50 USD" in by_event.stdout
+    unknown = run_reactor(emptied, "trace", "ev_never_received")
+    assert unknown.returncode == 1 and "nothing kept" in unknown.stderr
+
 
 def test_a_round_after_a_crash_archives_each_record_once_and_keeps_the_chain(
     archive_settings: Settings, redis_conn: redis.Redis

@@ -107,7 +107,8 @@ def oldest(entries: list[dict[str, Any]]) -> datetime | None:
 
 def find_invoice(connection: redis.Redis, settings: Settings, some_id: str) -> str | None:
     """The invoice `some_id` names: itself when anything is kept about an invoice of that id, else
-    the invoice of the event of that id (its stored copy, else its audit records); None when neither.
+    the invoice of the event of that id (its stored copy, else its audit records, in Redis or in the
+    audit archive); None when neither.
     An empty id names nothing (the audit filters read an empty id as no filter at all)."""
     if not some_id:
         return None
@@ -124,10 +125,31 @@ def find_invoice(connection: redis.Redis, settings: Settings, some_id: str) -> s
     for record in audit.query(AuditFilter(event_id=some_id)):
         if record.invoice_id:
             return record.invoice_id
+    archived = archived_invoice_of(connection, settings, some_id)
+    if archived:
+        return archived
     if audit.all_indexed():  # an invoice with records would have its index
         return None
     for _record in audit.query(AuditFilter(invoice_id=some_id), limit=1):
         return some_id
+    return None
+
+
+def archived_invoice_of(connection: redis.Redis, settings: Settings, event_id: str) -> str | None:
+    """The invoice of an event whose stored copy has expired and whose audit records have left Redis
+    for the audit archive: the archived records older than the stream's oldest (the stream was read),
+    newest segment first. Nothing indexes the archive by event, so an id it does not hold costs a read
+    of every segment. None when no record names the event, or the archive cannot be read."""
+    oldest = connection.xrange(Keys(settings.key_prefix).audit(), count=1)
+    high = oldest[0][0] if oldest else None
+    if isinstance(high, bytes):
+        high = high.decode()
+    try:
+        for _segment, _entry_id, fields in audit_archive(settings, connection).records(high=high, reverse=True):
+            if fields.get("event_id") == event_id and fields.get("invoice_id"):
+                return fields["invoice_id"]
+    except ArchiveUnavailable:
+        return None
     return None
 
 
