@@ -15,6 +15,7 @@ the country's months (REACTOR_RELIEF_DELAYS); a country without a rule says so.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -174,8 +175,10 @@ def _status(history: WriteOffHistory, claimable_from: str, today: date) -> str:
 
 
 def paid_after(invoice: Mapping[str, Any], moment: datetime) -> int:
-    """What the invoice shows paid (successful payments applied) since `moment`."""
-    floor = moment.timestamp()
+    """What the invoice shows paid (successful payments applied) since `moment`. Chargebee stamps
+    `applied_at` in whole seconds, so a payment applied in the second of `moment` counts: leaving it
+    out would claim relief on money that came back."""
+    floor = math.floor(moment.timestamp())
     total = 0
     for entry in invoice.get("linked_payments") or []:
         if not isinstance(entry, Mapping) or entry.get("txn_status") != "success":

@@ -125,6 +125,15 @@ def test_recovered_before_undone_and_payments_after_the_write_off_counted():
     assert values["status"] == "recovered" and values["payments_after"] == "4.00"
 
 
+def test_a_payment_applied_in_the_second_of_the_write_off_counts_as_after_it():
+    written_at = datetime(2026, 12, 7, 21, 25, 6, 700_000, tzinfo=timezone.utc)  # our record: sub-second
+    paid = [{"txn_status": "success", "applied_amount": 1200, "applied_at": int(written_at.timestamp())}]
+
+    values = row(WriteOffHistory("inv_1", 1200, "GBP", written_at, recovered=True), invoice(linked_payments=paid))
+
+    assert values["payments_after"] == "12.00"
+
+
 def test_without_the_invoice_the_row_says_why_and_guesses_nothing():
     values = row(WriteOffHistory("inv_1", 1200, "GBP", AT), None, problem="invoice not fetched: 503")
 
