@@ -50,8 +50,8 @@ def _show_receipt(event_id: str, receipt: dict[str, Any] | None, output: str) ->
     the refusal when nothing was ever kept about the id."""
     if receipt is None:
         raise click.ClickException(
-            f"nothing kept about {event_id!r}: no invoice or event of that id (older than its trace's 400 days,"
-            " the audit stream's cap, or mistyped?)"
+            f"nothing kept about {event_id!r}: no invoice or event of that id (older than its trace's 400 days"
+            " and not in the audit archive, or mistyped?)"
         )
     steps = build_timeline([receipt], [])
     if output == "json":

@@ -131,7 +131,7 @@ def test_an_unknown_id_exits_1_in_one_line(redis_conn, settings, sandbox):
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         "Error: nothing kept about 'inv_nobody_knows': no invoice or event of that id (older than its trace's"
-        " 400 days, the audit stream's cap, or mistyped?)"
+        " 400 days and not in the audit archive, or mistyped?)"
     ]
 
 
