@@ -33,11 +33,15 @@ class SandboxServer:
         return self.url + API_PREFIX
 
     def start(self) -> SandboxServer:
-        """Bind (port 0 picks a free port, read back into `port`) and serve in a daemon thread."""
+        """Bind (port 0 picks a free port, read back into `port`) and serve in a daemon thread. OSError
+        when the port cannot be bound (werkzeug would end the process)."""
         if self._server is not None:
             return self
         # threaded=True: a latency fault on one request must not hold up the others.
-        self._server = make_server(self.host, self.port, create_sandbox_app(self.state), threaded=True)
+        try:
+            self._server = make_server(self.host, self.port, create_sandbox_app(self.state), threaded=True)
+        except SystemExit as exc:  # werkzeug prints why it cannot bind (a port in use), then exits
+            raise OSError(f"the sandbox cannot listen on {self.host}:{self.port}") from exc
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox", daemon=True)
         self._thread.start()

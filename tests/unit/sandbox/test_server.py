@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from pathlib import Path
@@ -561,3 +562,25 @@ def test_customer_and_subscription_endpoints_pass_the_same_gate(sb):
     limited = requests.get(f"{sb.api_base}/subscriptions/sub_1", auth=AUTH)
     assert limited.status_code == 429 and "type" not in limited.json()
     assert [c["path"] for c in sb.state.calls(path_contains="/customers/")][-1] == "/api/v2/customers/cus_1"
+
+
+def test_a_port_in_use_is_an_oserror_and_reactor_run_takes_another(tmp_path: Path) -> None:
+    """werkzeug ends the process when it cannot bind; the sandbox says OSError instead, so that
+    `reactor run` (two sandbox sites on consecutive ports, or 8001 taken) falls back to a free port."""
+    from contextlib import ExitStack
+
+    from reactor.config import load_settings
+    from reactor.local.supervisor import _start_sandbox
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        with pytest.raises(OSError):
+            SandboxServer(port=busy).start()
+
+        settings = load_settings({"REACTOR_VAR_DIR": str(tmp_path)})
+        with ExitStack() as stack:
+            api_base, _key = _start_sandbox(settings, busy, "http://127.0.0.1:1/hook", "u", "p", stack, record=False)
+            assert f":{busy}/" not in api_base
+            assert requests.get(f"{api_base}/invoices", auth=AUTH, timeout=5).status_code == 200
