@@ -125,14 +125,10 @@ def find_invoice(connection: redis.Redis, settings: Settings, some_id: str) -> s
     for record in audit.query(AuditFilter(event_id=some_id)):
         if record.invoice_id:
             return record.invoice_id
-    archived = archived_invoice_of(connection, settings, some_id)
-    if archived:
-        return archived
-    if audit.all_indexed():  # an invoice with records would have its index
-        return None
-    for _record in audit.query(AuditFilter(invoice_id=some_id), limit=1):
-        return some_id
-    return None
+    if not audit.all_indexed():  # else an invoice with records would have its index
+        for _record in audit.query(AuditFilter(invoice_id=some_id), limit=1):
+            return some_id
+    return archived_invoice_of(connection, settings, some_id)  # the costliest lookup, last
 
 
 def archived_invoice_of(connection: redis.Redis, settings: Settings, event_id: str) -> str | None:
@@ -141,9 +137,7 @@ def archived_invoice_of(connection: redis.Redis, settings: Settings, event_id: s
     newest segment first. Nothing indexes the archive by event, so an id it does not hold costs a read
     of every segment. None when no record names the event, or the archive cannot be read."""
     oldest = connection.xrange(Keys(settings.key_prefix).audit(), count=1)
-    high = oldest[0][0] if oldest else None
-    if isinstance(high, bytes):
-        high = high.decode()
+    high = oldest[0][0].decode() if oldest else None
     try:
         for _segment, _entry_id, fields in audit_archive(settings, connection).records(high=high, reverse=True):
             if fields.get("event_id") == event_id and fields.get("invoice_id"):
