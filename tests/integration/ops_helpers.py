@@ -140,6 +140,18 @@ def printed_dashboard(output: str) -> tuple[str, str, str]:
     return match["url"], match["user"], match["password"]
 
 
+SANDBOX_LINE = re.compile(r"^Chargebee: local sandbox.* at (?P<api_base>http://\S+), \d+ demo invoices$", re.M)
+
+
+def printed_sandbox(output: str) -> str:
+    """The API base of the sandbox that `reactor run` logged in `output`. Not always the
+    --sandbox-port a test chose: another process may take that port in the meantime, and the
+    sandbox then serves on a free one."""
+    match = SANDBOX_LINE.search("\n".join(_messages(output)))
+    assert match, f"no sandbox in the output of `reactor run`:\n{output[-2000:]}"
+    return match["api_base"]
+
+
 def _messages(output: str) -> list[str]:
     """The messages of the JSON log lines in `output` (a line still being written is left out)."""
     messages = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -18,7 +19,7 @@ from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from reactor.sandbox import DEMO_API_KEY
 from tests.helpers import REPO, descendants, log_records, wait_for, wait_until
 from tests.integration.helpers import token
-from tests.integration.ops_helpers import kill_run, listening, printed_dashboard, reactor_run
+from tests.integration.ops_helpers import kill_run, listening, printed_dashboard, printed_sandbox, reactor_run
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,8 @@ def test_reactor_run_writes_the_readme_invoice_off_once_and_stops_on_ctrl_c(tmp_
             first.text.strip() == '{"event_id":"ev_demo_payment_failed_1001","status":"queued"}'
         )  # as the README shows
 
-        invoice_url = f"http://127.0.0.1:{sandbox_port}/api/v2/invoices/inv_demo_1001"
+        sandbox = printed_sandbox(output.read_text())
+        invoice_url = f"{sandbox}/invoices/inv_demo_1001"
 
         def invoice() -> dict:
             return requests.get(invoice_url, auth=(DEMO_API_KEY, ""), timeout=5).json()["invoice"]
@@ -86,7 +88,7 @@ def test_reactor_run_writes_the_readme_invoice_off_once_and_stops_on_ctrl_c(tmp_
         assert "Cold shut down" not in log
         loggers = {record["logger"] for record in log_records(log, what="the output of `reactor run`")}
         assert {"reactor.local.supervisor", "gunicorn.error", "rq.worker", "rq.cron", "reactor.jobs"} <= loggers
-        assert not listening(port) and not listening(sandbox_port)
+        assert not listening(port) and not listening(urlsplit(sandbox).port)
     finally:
         kill_run(proc)
 

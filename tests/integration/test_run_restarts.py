@@ -18,19 +18,20 @@ from reactor.local.redis_server import free_port
 from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from reactor.sandbox import DEMO_API_KEY
 from tests.helpers import REPO, descendants, group_members, log_records, wait_for, wait_until
-from tests.integration.ops_helpers import alive, child, kill_run, listening, reactor_run, run_env
+from tests.integration.ops_helpers import alive, child, kill_run, listening, printed_sandbox, reactor_run, run_env
 
 pytestmark = pytest.mark.integration
 
 
-def started_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int, int]:
-    """`reactor run` with nothing configured, once it is ready: the process, its log, its ports."""
+def started_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int, str]:
+    """`reactor run` with nothing configured, once it is ready: the process, its log, its web port
+    and its sandbox's API base."""
     port, sandbox_port = free_port(), free_port()
     proc = reactor_run(tmp_path, port, sandbox_port, "run")
     log = tmp_path / "run.log"
     wait_for(lambda: "Ready." in log.read_text(), timeout=60, what="`reactor run` to say Ready")
     wait_for(lambda: listening(port), timeout=30, what="gunicorn to listen")
-    return proc, log, port, sandbox_port
+    return proc, log, port, printed_sandbox(log.read_text())
 
 
 def stopped(proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> int:
@@ -51,7 +52,7 @@ def ctrl_c(proc: subprocess.Popen[bytes], log: Path) -> str:
 
 
 def test_a_worker_killed_under_reactor_run_is_replaced_and_the_next_event_is_written_off(tmp_path: Path):
-    proc, log, port, sandbox_port = started_run(tmp_path)
+    proc, log, port, sandbox = started_run(tmp_path)
     try:
         first = wait_for(lambda: child(proc.pid, "worker"), timeout=30, what="the worker")
         wait_for(lambda: len(group_members(first)) > 1, timeout=30, what="RQ's scheduler beside the worker")
@@ -62,7 +63,7 @@ def test_a_worker_killed_under_reactor_run_is_replaced_and_the_next_event_is_wri
         wait_for(lambda: not group_members(first), timeout=30, what="the dead worker's scheduler to stop")
 
         assert post_demo_event(port).json()["status"] == "queued"
-        invoice_url = f"http://127.0.0.1:{sandbox_port}/api/v2/invoices/inv_demo_1001"
+        invoice_url = f"{sandbox}/invoices/inv_demo_1001"
 
         def status() -> str:
             return requests.get(invoice_url, auth=(DEMO_API_KEY, ""), timeout=5).json()["invoice"]["status"]
@@ -75,7 +76,7 @@ def test_a_worker_killed_under_reactor_run_is_replaced_and_the_next_event_is_wri
 
 
 def test_a_process_that_keeps_dying_under_reactor_run_is_reported_and_ctrl_c_still_stops_all(tmp_path: Path):
-    proc, log, _port, _sandbox_port = started_run(tmp_path)
+    proc, log, _port, _sandbox = started_run(tmp_path)
     try:
         for _ in range(3):
             cron = wait_for(lambda: child(proc.pid, "cron"), timeout=30, what="cron")
@@ -136,7 +137,7 @@ def test_sigterm_while_reactor_run_starts_stops_the_redis_it_started(tmp_path: P
 
 
 def test_the_embedded_redis_killed_under_reactor_run_is_started_again_and_the_next_event_is_written_off(tmp_path: Path):
-    proc, log, port, sandbox_port = started_run(tmp_path)
+    proc, log, port, sandbox = started_run(tmp_path)
     try:
         first = wait_for(lambda: embedded_redis(proc.pid), timeout=30, what="the embedded redis-server")
         os.kill(first, signal.SIGKILL)
@@ -148,7 +149,7 @@ def test_the_embedded_redis_killed_under_reactor_run_is_started_again_and_the_ne
             return post_demo_event(port).status_code == 200
 
         wait_for(delivered, timeout=30, interval=1, what="the webhook to be accepted")
-        invoice_url = f"http://127.0.0.1:{sandbox_port}/api/v2/invoices/inv_demo_1001"
+        invoice_url = f"{sandbox}/invoices/inv_demo_1001"
 
         def status() -> str:
             return requests.get(invoice_url, auth=(DEMO_API_KEY, ""), timeout=5).json()["invoice"]["status"]
