@@ -109,6 +109,10 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + timeout
         probe = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
+        # The port was free when chosen, but another server may take it before ours binds it (a
+        # restart reuses the port): only our process's answer counts. Ours then exits on "Address
+        # already in use", said below, rather than the reactor using someone else's Redis.
+        other = None  # the process id of another Redis answering on the port
         try:
             while True:
                 if self.process.poll() is not None:
@@ -118,7 +122,10 @@ class EmbeddedRedis:
                     raise RedisServerError(f"redis-server exited at start on port {self.port}: {err}{tail}")
                 try:
                     if probe.ping():
-                        return self
+                        answering = probe.info("server").get("process_id")
+                        if answering == self.process.pid:
+                            return self
+                        other = answering
                 except (redis.ConnectionError, redis.TimeoutError):
                     pass
                 except redis.ResponseError as exc:  # LOADING: still reading the AOF
@@ -126,7 +133,8 @@ class EmbeddedRedis:
                         raise
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RedisServerError(f"redis-server did not answer on port {self.port} in {timeout}s")
+                    also = f" (a Redis with process id {other} answers there, not ours)" if other else ""
+                    raise RedisServerError(f"redis-server did not answer on port {self.port} in {timeout}s{also}")
                 time.sleep(0.05)
         finally:
             probe.close()
