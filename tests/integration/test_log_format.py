@@ -122,6 +122,8 @@ def test_every_process_writes_json_lines_with_the_same_fields(settings, sandbox,
         event = make_event(invoice)
         assert post_event(f"http://127.0.0.1:{port}/webhooks/chargebee", event).status_code == 200
         wait_for(lambda: "written_off" in outcomes(redis_conn, invoice["id"]), timeout=30, what="the write-off")
+        # cron's lines come from its own start, which nothing above waited for.
+        wait_for(lambda: ": starting..." in processes["cron"].output(), timeout=30, what="RQ's cron scheduler to start")
     finally:
         for process in processes.values():
             process.stop()  # the lines of a stop are read too
