@@ -140,16 +140,23 @@ def printed_dashboard(output: str) -> tuple[str, str, str]:
     return match["url"], match["user"], match["password"]
 
 
-SANDBOX_LINE = re.compile(r"^Chargebee: local sandbox.* at (?P<api_base>http://\S+), \d+ demo invoices$", re.M)
+SANDBOX_LINE = re.compile(
+    r"^Chargebee: local sandbox(?: for site (?P<site>\S+))?.* at (?P<api_base>http://\S+), \d+ demo invoices$", re.M
+)
+
+
+def printed_sandboxes(output: str) -> dict[str | None, str]:
+    """The API base of each sandbox that `reactor run` logged in `output`, by site (None: the one
+    sandbox of a run without --sandbox-sites). Not always at the --sandbox-port a test chose:
+    another process may take that port in the meantime, and the sandbox then serves on a free one."""
+    return {match["site"]: match["api_base"] for match in SANDBOX_LINE.finditer("\n".join(_messages(output)))}
 
 
 def printed_sandbox(output: str) -> str:
-    """The API base of the sandbox that `reactor run` logged in `output`. Not always the
-    --sandbox-port a test chose: another process may take that port in the meantime, and the
-    sandbox then serves on a free one."""
-    match = SANDBOX_LINE.search("\n".join(_messages(output)))
-    assert match, f"no sandbox in the output of `reactor run`:\n{output[-2000:]}"
-    return match["api_base"]
+    """The API base of the one sandbox `reactor run` logged in `output` (printed_sandboxes)."""
+    sandboxes = printed_sandboxes(output)
+    assert len(sandboxes) == 1, f"not one sandbox in the output of `reactor run`:\n{output[-2000:]}"
+    return next(iter(sandboxes.values()))
 
 
 def _messages(output: str) -> list[str]:

@@ -5,7 +5,6 @@ each site's webhook with that site's credentials, writes the demo invoice off on
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from reactor.local.redis_server import free_port
 from reactor.local.supervisor import DEV_WEBHOOK_PASSWORD, DEV_WEBHOOK_USER
 from reactor.sandbox import DEMO_API_KEY
 from tests.helpers import REPO, wait_for
-from tests.integration.ops_helpers import kill_run, listening, reactor_run, run_env
+from tests.integration.ops_helpers import kill_run, listening, printed_sandboxes, reactor_run, run_env
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +29,7 @@ def test_reactor_run_serves_two_sandbox_sites(tmp_path: Path):
     try:
         wait_for(lambda: "Ready." in output.read_text(), timeout=60, what="`reactor run` to say Ready")
         wait_for(lambda: listening(port), timeout=30, what="gunicorn to listen")
-        bases = dict(re.findall(r"local sandbox for site ([a-z-]+) at (http://[^ ,]+)", output.read_text()))
+        bases = printed_sandboxes(output.read_text())
         assert set(bases) == {"demo-eu", "demo-us"} and bases["demo-eu"] != bases["demo-us"]
         body = (REPO / "examples" / "payment_failed_exhausted.json").read_bytes()
         headers = {"Content-Type": "application/json"}
